@@ -1,0 +1,116 @@
+// The typed surface of the native addon (native/binding/). This file is the contract between the C++ engine
+// and everything in Node: the binding must implement exactly this, and nothing in Node calls the addon except
+// through these types. Token ids in, token ids out: text is Node's job (electron/text/).
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export type WeightDType = "f32" | "f16" | "bf16";
+
+/** What the engine learned from config.json + the safetensors headers. */
+export interface NativeModelInfo {
+  modelType: string;            // config.model_type, e.g. "qwen2_moe", "hunyuan" (Hunyuan-Large)
+  architecture: string;         // config.architectures[0] when present, else modelType
+  numLayers: number;
+  hiddenSize: number;
+  vocabSize: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  numExperts: number;           // 0 for dense models
+  topK: number;                 // experts per token; 0 for dense
+  numSharedExperts: number;     // shared/ungated MLPs per MoE layer (0 if none)
+  contextLength: number;        // max_position_embeddings
+  dtype: WeightDType;           // dtype of the bulk of the stored weights
+  paramsTotal: number;          // every parameter in the checkpoint
+  paramsActive: number;         // parameters touched per token (top-k experts + shared + dense parts)
+  weightBytes: number;          // bytes of mapped weights
+  kvBytesPerToken: number;      // KV cache bytes per token (CLA layers counted once per sharing group)
+  ropeType: string;             // "default" | "linear" | "dynamic" | "ntk_alpha" | "llama3" | "yarn"
+  tieWordEmbeddings: boolean;
+  backend: "cpu" | "cuda";
+  threads: number;
+}
+
+export interface NativeSamplingParams {
+  temperature: number;          // <= 0 means greedy (argmax)
+  topK: number;                 // <= 0 disables
+  topP: number;                 // >= 1 disables
+  minP: number;                 // <= 0 disables
+  repetitionPenalty: number;    // 1 disables; HF semantics: logit>0 ? logit/r : logit*r over ids seen in prompt+output
+  seed: number;                 // uint32; same seed + same prompt => same ids
+  maxTokens: number;            // new tokens to generate, >= 1
+  eosIds: number[];             // stop (the eos id is not emitted to onToken, it is reported as stopReason "eos")
+}
+
+export interface NativeGenerateResult {
+  ids: number[];                // generated ids, without a final eos
+  stopReason: "eos" | "length" | "cancelled";
+  promptTokens: number;         // length of the ids passed in
+  reusedTokens: number;         // prompt tokens already in the KV cache (not prefilled again)
+  prefillMs: number;
+  decodeMs: number;
+}
+
+export interface NativeSession {
+  /** Prefill ids from an empty cache and return logits for every position: Float32Array of ids.length*vocab. */
+  logits(ids: number[]): Promise<Float32Array>;
+  /**
+   * Generate on a native thread. The prompt is compared with the ids already in the KV cache and only the
+   * part after the longest common prefix is prefilled. onToken is called (on the JS thread) once per new id.
+   * After it resolves the cache holds prompt + generated ids (the eos id is not added).
+   */
+  generate(ids: number[], params: NativeSamplingParams, onToken: (id: number) => void): Promise<NativeGenerateResult>;
+  /** Request cancellation; the native loop checks it before every token. Safe to call at any time. */
+  cancel(): void;
+  /** Drop the KV cache contents. */
+  reset(): void;
+  /** Ids currently held in the KV cache. */
+  cachedIds(): number[];
+  readonly contextLength: number;
+  /** Free the KV cache now (otherwise GC frees it). */
+  dispose(): void;
+}
+
+export interface NativeModel {
+  info(): NativeModelInfo;
+  createSession(opts?: { contextLength?: number }): NativeSession;
+  /** Unmap the weights. Sessions of this model must not be used afterwards. */
+  close(): void;
+}
+
+export interface NativeSystemInfo {
+  threads: number;              // default thread-pool size (hardware concurrency)
+  simd: string;                 // e.g. "avx2+fma+f16c" or "portable"
+  cuda: { compiled: boolean; devices: number; error?: string };
+  peakRssBytes: number;         // getrusage max RSS of this process
+}
+
+export interface NativeAddon {
+  /**
+   * Map and validate a Hugging Face model folder (config.json, *.safetensors [+ index json]).
+   * Rejects with an Error whose message names the file and field at fault.
+   */
+  loadModel(dir: string, opts: { threads?: number }, onProgress?: (done: number, total: number) => void): Promise<NativeModel>;
+  systemInfo(): NativeSystemInfo;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** Locate native/build/Release/moe_engine.node from either the source tree or out/ (compiled JS). */
+export function addonPath(): string {
+  const candidates = [
+    process.env.MOE_STUDIO_ADDON,
+    join(here, "../../native/build/Release/moe_engine.node"),
+    join(here, "../../../native/build/Release/moe_engine.node"),
+  ].filter((p): p is string => !!p);
+  for (const p of candidates) if (existsSync(p)) return p;
+  throw new Error(`native engine not built: none of ${candidates.join(", ")} exists; run "npm run build:native"`);
+}
+
+let cached: NativeAddon | undefined;
+export function loadAddon(): NativeAddon {
+  if (!cached) cached = createRequire(import.meta.url)(addonPath()) as NativeAddon;
+  return cached;
+}

@@ -1,0 +1,35 @@
+// Dense linear algebra on the CPU: the weight-times-activation products that are ~all of inference time.
+// Weights are in Hugging Face layout W[N, K] (out_features rows, in_features columns, row-major) and in their
+// stored dtype (f32, f16, bf16); activations are f32; accumulation is f32.
+#pragma once
+#include <cstdint>
+#include "format/dtype.h"
+#include "cpu/thread_pool.h"
+
+namespace moe {
+
+// y[M, N] = x[M, K] · W[N, K]^T        (accumulate: y += ...)
+// x rows are ldx floats apart, y rows ldy floats apart (ldx >= K, ldy >= N). Parallel over N (and M when M is
+// large); M == 1 is the decode matrix-vector case. Each weight row is read once per call, for all M rows of x.
+void matmul(ThreadPool& pool, float* y, int64_t ldy, const float* x, int64_t ldx,
+            const void* W, DType w_dtype, int64_t M, int64_t N, int64_t K, bool accumulate = false);
+
+// Single-threaded variant (same math) for callers already inside a parallel region.
+void matmul_st(float* y, int64_t ldy, const float* x, int64_t ldx,
+               const void* W, DType w_dtype, int64_t M, int64_t N, int64_t K, bool accumulate = false);
+
+// Plain scalar reference implementation (the oracle for the fast paths; used in tests).
+void matmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx,
+                const void* W, DType w_dtype, int64_t M, int64_t N, int64_t K, bool accumulate = false);
+
+// Gather one row of a (vocab, hidden) embedding table in any float dtype into f32.
+void row_to_f32(float* out, const void* W, DType w_dtype, int64_t row, int64_t K);
+
+// f32 vector primitives used by attention and norms, dispatched like matmul.
+float vec_dot_f32(const float* a, const float* b, int64_t n);
+void vec_axpy_f32(float* y, float a, const float* x, int64_t n);   // y += a * x
+
+// Which SIMD path was selected at run time, e.g. "avx2+fma+f16c" or "portable".
+const char* simd_name();
+
+}  // namespace moe

@@ -1,0 +1,32 @@
+// A fixed pool of worker threads for data-parallel loops. One pool per loaded model; the calling thread
+// takes part in the work. parallel_for never allocates (safe in the token loop).
+#pragma once
+#include <cstdint>
+
+namespace moe {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int n_threads);  // n_threads <= 0: std::thread::hardware_concurrency()
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+  int size() const;
+
+  // Calls fn(ctx, begin, end, thread_index) over [0, n) split into contiguous chunks of at least `grain`
+  // items, one per thread; returns when all chunks are done. Not reentrant (do not nest parallel_for).
+  using RangeFn = void (*)(void* ctx, int64_t begin, int64_t end, int thread_index);
+  void parallel_for(int64_t n, int64_t grain, RangeFn fn, void* ctx);
+
+  // Convenience wrapper for lambdas: pool.run(n, grain, [&](int64_t b, int64_t e, int t){...}).
+  template <class F>
+  void run(int64_t n, int64_t grain, F&& f) {
+    parallel_for(n, grain, [](void* c, int64_t b, int64_t e, int t) { (*static_cast<F*>(c))(b, e, t); }, &f);
+  }
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
+}  // namespace moe
