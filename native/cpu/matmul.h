@@ -32,4 +32,8 @@ void vec_axpy_f32(float* y, float a, const float* x, int64_t n);   // y += a * x
 // Which SIMD path was selected at run time, e.g. "avx2+fma+f16c" or "portable".
 const char* simd_name();
 
+// Tests and benchmarks: force the portable path (true) or go back to the best path for this CPU (false).
+// Returns the previous setting. Not for use while another thread is inside a matmul.
+bool simd_force_portable(bool on);
+
 }  // namespace moe

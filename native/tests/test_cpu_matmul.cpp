@@ -1,0 +1,205 @@
+// matmul / matmul_st / vec_dot / axpy vs the scalar oracle matmul_ref, on every SIMD path this CPU has
+// (the portable path is always tested too), every weight dtype, odd sizes, strides and the accumulate flag.
+// Tolerance: 1e-5 * sum_k |x_k w_k| per output (only the summation order differs).
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include "cpu/matmul.h"
+#include "tests/test.h"
+
+using namespace moe;
+
+namespace {
+
+struct Weights {
+  std::vector<uint8_t> bytes;
+  std::vector<float> f32;  // the exact values the stored dtype represents
+};
+
+Weights make_weights(DType dt, int64_t N, int64_t K, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  Weights w;
+  w.bytes.resize(size_t(N * K) * dtype_size(dt));
+  w.f32.resize(size_t(N * K));
+  for (int64_t i = 0; i < N * K; ++i) {
+    float v = u(rng);
+    if (dt == DType::F32) { std::memcpy(&w.bytes[size_t(i) * 4], &v, 4); w.f32[size_t(i)] = v; }
+    else {
+      uint16_t h = dt == DType::F16 ? f32_to_f16(v) : f32_to_bf16(v);
+      std::memcpy(&w.bytes[size_t(i) * 2], &h, 2);
+      w.f32[size_t(i)] = dt == DType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
+    }
+  }
+  return w;
+}
+
+// Runs one configuration through `which` (0 = matmul with pool, 1 = matmul_st) and compares with matmul_ref.
+// Returns the number of bad elements (also counts writes outside the [M, N] window of y).
+int check_case(ThreadPool& pool, int which, DType dt, int64_t M, int64_t N, int64_t K, int64_t pad_x,
+               int64_t pad_y, bool acc, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  Weights w = make_weights(dt, N, K, rng);
+  const int64_t ldx = K + pad_x, ldy = N + pad_y;
+  std::vector<float> x(size_t(M * ldx)), y(size_t(M * ldy)), yref;
+  for (auto& v : x) v = u(rng);
+  for (auto& v : y) v = u(rng);  // accumulate base / garbage that must be overwritten; padding must survive
+  yref = y;
+  matmul_ref(yref.data(), ldy, x.data(), ldx, w.bytes.data(), dt, M, N, K, acc);
+  if (which == 0) matmul(pool, y.data(), ldy, x.data(), ldx, w.bytes.data(), dt, M, N, K, acc);
+  else matmul_st(y.data(), ldy, x.data(), ldx, w.bytes.data(), dt, M, N, K, acc);
+  int bad = 0;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < ldy; ++n) {
+      const size_t i = size_t(m * ldy + n);
+      if (n >= N) { bad += y[i] != yref[i]; continue; }  // padding untouched (yref keeps the original)
+      double mag = 0;
+      for (int64_t k = 0; k < K; ++k) mag += std::fabs(double(x[size_t(m * ldx + k)]) * w.f32[size_t(n * K + k)]);
+      double tol = 1e-5 * mag + 1e-6 * (acc ? std::fabs(yref[i]) : 0) + 1e-30;
+      if (!(std::fabs(double(y[i]) - double(yref[i])) <= tol)) {
+        if (bad < 3)
+          std::fprintf(stderr, "    %s %s M=%lld N=%lld K=%lld acc=%d: y[%lld,%lld]=%g ref=%g tol=%g\n",
+                       simd_name(), dtype_name(dt), (long long)M, (long long)N, (long long)K, int(acc),
+                       (long long)m, (long long)n, y[i], yref[i], tol);
+        ++bad;
+      }
+    }
+  return bad;
+}
+
+// Calls body() once per SIMD path available: the best path for this CPU, then the portable one.
+template <class F>
+void for_each_path(F&& body) {
+  simd_force_portable(false);
+  body();
+  if (std::strcmp(simd_name(), "portable") != 0) {
+    simd_force_portable(true);
+    body();
+    simd_force_portable(false);
+  }
+}
+
+const DType kDtypes[] = {DType::F32, DType::F16, DType::BF16};
+
+}  // namespace
+
+TEST(cpu_matmul_ref_small_exact) {
+  // x [2, 3] · W[2, 3]^T with exact small integers.
+  const float x[6] = {1, 2, 3, 4, 5, 6};
+  const float w[6] = {1, 0, -1, 2, 1, 0};
+  float y[4];
+  matmul_ref(y, 2, x, 3, w, DType::F32, 2, 2, 3);
+  CHECK(y[0] == -2 && y[1] == 4 && y[2] == -2 && y[3] == 13);
+  matmul_ref(y, 2, x, 3, w, DType::F32, 2, 2, 3, true);
+  CHECK(y[0] == -4 && y[3] == 26);
+}
+
+TEST(cpu_matmul_odd_sizes_all_dtypes) {
+  ThreadPool pool(2);
+  std::mt19937 rng(1234);
+  for_each_path([&] {
+    int bad = 0, cases = 0;
+    for (DType dt : kDtypes)
+      for (int64_t M : {1, 2, 3, 5, 8, 13, 70})
+        for (int64_t N : {1, 3, 4, 5, 9, 17, 33})
+          for (int64_t K : {1, 7, 8, 15, 16, 31, 33, 100, 517}) {
+            bad += check_case(pool, cases & 1, dt, M, N, K, 0, 0, false, rng);
+            ++cases;
+          }
+    CHECK(bad == 0);
+    CHECK(cases == 3 * 7 * 7 * 9);
+  });
+}
+
+TEST(cpu_matmul_strides_and_accumulate) {
+  ThreadPool pool(3);
+  std::mt19937 rng(99);
+  for_each_path([&] {
+    int bad = 0;
+    for (DType dt : kDtypes)
+      for (bool acc : {false, true})
+        for (int which : {0, 1}) {
+          bad += check_case(pool, which, dt, 1, 37, 129, 5, 3, acc, rng);
+          bad += check_case(pool, which, dt, 6, 11, 67, 1, 7, acc, rng);
+          bad += check_case(pool, which, dt, 70, 5, 300, 13, 1, acc, rng);
+        }
+    CHECK(bad == 0);
+  });
+}
+
+TEST(cpu_matmul_parallel_shapes) {
+  // Big enough that matmul splits over N (decode and prefill shapes) and over M (few features, many tokens).
+  std::mt19937 rng(7);
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for_each_path([&] {
+      int bad = 0;
+      for (DType dt : kDtypes) {
+        bad += check_case(pool, 0, dt, 1, 301, 1000, 0, 0, false, rng);
+        bad += check_case(pool, 0, dt, 1, 1024, 257, 0, 0, true, rng);
+        bad += check_case(pool, 0, dt, 37, 130, 300, 3, 2, false, rng);
+        bad += check_case(pool, 0, dt, 64, 6, 515, 0, 0, false, rng);
+      }
+      CHECK(bad == 0);
+    });
+  }
+}
+
+TEST(cpu_matmul_rejects_bad_dtype) {
+  ThreadPool pool(1);
+  float x[4] = {0}, y[4] = {0};
+  int32_t w[4] = {0};
+  CHECK_THROWS(matmul(pool, y, 1, x, 4, w, DType::I32, 1, 1, 4), "i32");
+  CHECK_THROWS(matmul_ref(y, 1, x, 4, w, DType::I8, 1, 1, 4), "matmul");
+  CHECK_THROWS(row_to_f32(y, w, DType::I64, 0, 4), "row_to_f32");
+}
+
+TEST(cpu_row_to_f32_exact) {
+  std::mt19937 rng(5);
+  for_each_path([&] {
+    for (DType dt : kDtypes)
+      for (int64_t K : {1, 7, 16, 33, 100}) {
+        Weights w = make_weights(dt, 3, K, rng);
+        std::vector<float> out(static_cast<size_t>(K));
+        row_to_f32(out.data(), w.bytes.data(), dt, 2, K);
+        int bad = 0;
+        for (int64_t k = 0; k < K; ++k) bad += out[size_t(k)] != w.f32[size_t(2 * K + k)];
+        CHECK(bad == 0);
+      }
+  });
+}
+
+TEST(cpu_row_to_f32_special_values) {
+  // f16 subnormals / inf and bf16 inf survive the SIMD conversions bit-exactly.
+  const uint16_t h[9] = {0x0001, 0x03ff, 0x7c00, 0xfc00, 0x3c00, 0x8000, 0x7bff, 0x0400, 0xc000};
+  for_each_path([&] {
+    float out[9];
+    row_to_f32(out, h, DType::F16, 0, 9);
+    for (int i = 0; i < 9; ++i) CHECK(out[i] == f16_to_f32(h[i]));
+    row_to_f32(out, h, DType::BF16, 0, 9);
+    for (int i = 0; i < 9; ++i) CHECK(out[i] == bf16_to_f32(h[i]));
+  });
+}
+
+TEST(cpu_vec_dot_axpy) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for_each_path([&] {
+    for (int64_t n : {0, 1, 3, 7, 8, 9, 16, 31, 32, 33, 64, 100, 1001}) {
+      std::vector<float> a(size_t(n) + 1), b(size_t(n) + 1);
+      for (auto& v : a) v = u(rng);
+      for (auto& v : b) v = u(rng);
+      double ref = 0, mag = 0;
+      for (int64_t i = 0; i < n; ++i) { ref += double(a[size_t(i)]) * b[size_t(i)]; mag += std::fabs(double(a[size_t(i)]) * b[size_t(i)]); }
+      CHECK_NEAR(vec_dot_f32(a.data(), b.data(), n), ref, 1e-5 * mag + 1e-30);
+      std::vector<float> y = b;
+      vec_axpy_f32(y.data(), 0.75f, a.data(), n);
+      int bad = 0;
+      for (int64_t i = 0; i < n; ++i) bad += std::fabs(y[size_t(i)] - (b[size_t(i)] + 0.75f * a[size_t(i)])) > 1e-6f;
+      bad += y[size_t(n)] != b[size_t(n)];  // one past the end untouched
+      CHECK(bad == 0);
+    }
+  });
+}
