@@ -1,0 +1,305 @@
+// `moe-studio <command>`: the engine from a terminal. electron/bin/moe-studio.mjs calls main(argv).
+// Errors print one line on stderr and return exit code 1 (no stack traces: the messages name the file/field).
+import { createInterface } from "node:readline";
+import { loadAddon } from "./engine/addon.js";
+import { loadModel, type ChatMessage, type GenerateOptions, type LoadedModel } from "./engine/engine.js";
+
+const HELP = `moe-studio — run Hugging Face Mixture-of-Experts models on your own machine
+
+Usage: moe-studio <command> [options]
+
+Commands:
+  generate --model DIR (--prompt TEXT [--system TEXT] | --ids 1,2,3) [--max-tokens N] [--temperature T]
+           [--top-p P] [--top-k K] [--repetition-penalty R] [--seed S] [--stop TEXT] [--threads N] [--json]
+      Generate a reply. --prompt applies the model's chat template (default system prompt
+      "You are a helpful assistant."); --ids feeds raw token ids. --json prints {"ids":[...],"text":"..."}.
+  logits --model DIR --ids 1,2,3 [--threads N]
+      Print {"logits": [[...], ...]}: one row of vocab-size floats per input position (a single prefill).
+  chat --model DIR [--system TEXT] [--max-tokens N] [--temperature T] [--seed S] [--threads N]
+      Interactive chat that streams tokens. /exit quits, /reset forgets the conversation,
+      Ctrl-C stops the reply (at the prompt it quits).
+  bench --model DIR [--prompt-tokens N] [--gen-tokens N] [--threads N]
+      Prefill and decode tokens/s and peak memory (default 128 prompt tokens, 64 generated).
+  --help
+      This text.
+`;
+
+class UsageError extends Error {}
+
+type Flags = Record<string, string | true>;
+
+const VALUE_FLAGS = new Set([
+  "model", "prompt", "system", "ids", "max-tokens", "temperature", "top-p", "top-k", "repetition-penalty", "seed",
+  "threads", "prompt-tokens", "gen-tokens", "stop", "min-p",
+]);
+const BOOL_FLAGS = new Set(["json", "help"]);
+
+export function parseArgs(argv: string[]): { command: string | null; flags: Flags } {
+  let command: string | null = null;
+  const flags: Flags = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "-h") {
+      flags.help = true;
+      continue;
+    }
+    if (a.startsWith("--")) {
+      let name = a.slice(2);
+      let value: string | undefined;
+      const eq = name.indexOf("=");
+      if (eq >= 0) {
+        value = name.slice(eq + 1);
+        name = name.slice(0, eq);
+      }
+      if (BOOL_FLAGS.has(name)) {
+        flags[name] = true;
+      } else if (VALUE_FLAGS.has(name)) {
+        if (value === undefined) {
+          if (i + 1 >= argv.length) throw new UsageError(`--${name} needs a value`);
+          value = argv[++i];
+        }
+        flags[name] = value;
+      } else {
+        throw new UsageError(`unknown option --${name} (see moe-studio --help)`);
+      }
+    } else if (command === null) {
+      command = a;
+    } else {
+      throw new UsageError(`unexpected argument "${a}" (see moe-studio --help)`);
+    }
+  }
+  return { command, flags };
+}
+
+function str(flags: Flags, name: string): string | undefined {
+  const v = flags[name];
+  return typeof v === "string" ? v : undefined;
+}
+
+function need(flags: Flags, name: string): string {
+  const v = str(flags, name);
+  if (v === undefined) throw new UsageError(`--${name} is required`);
+  return v;
+}
+
+function number(flags: Flags, name: string, opts: { int?: boolean; min?: number } = {}): number | undefined {
+  const v = str(flags, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n) || (opts.int && !Number.isInteger(n)) || (opts.min !== undefined && n < opts.min)) {
+    throw new UsageError(`--${name} must be ${opts.int ? "an integer" : "a number"}${opts.min !== undefined ? ` >= ${opts.min}` : ""}, got "${v}"`);
+  }
+  return n;
+}
+
+export function parseIds(s: string): number[] {
+  const parts = s.split(/[,\s]+/).filter((p) => p.length > 0);
+  if (parts.length === 0) throw new UsageError("--ids is empty: prompt is empty");
+  return parts.map((p) => {
+    const n = Number(p);
+    if (!/^\d+$/.test(p) || !Number.isSafeInteger(n)) throw new UsageError(`--ids: "${p}" is not a token id`);
+    return n;
+  });
+}
+
+function samplingFlags(flags: Flags): GenerateOptions {
+  const o: GenerateOptions = {};
+  const set = <K extends keyof GenerateOptions>(k: K, v: GenerateOptions[K] | undefined) => {
+    if (v !== undefined) o[k] = v;
+  };
+  set("maxTokens", number(flags, "max-tokens", { int: true, min: 1 }));
+  set("temperature", number(flags, "temperature", { min: 0 }));
+  set("topP", number(flags, "top-p", { min: 0 }));
+  set("topK", number(flags, "top-k", { int: true, min: 0 }));
+  set("minP", number(flags, "min-p", { min: 0 }));
+  set("repetitionPenalty", number(flags, "repetition-penalty", { min: 0 }));
+  set("seed", number(flags, "seed", { int: true, min: 0 }));
+  const stop = str(flags, "stop");
+  if (stop !== undefined) o.stop = [stop];
+  return o;
+}
+
+async function open(flags: Flags): Promise<LoadedModel> {
+  const threads = number(flags, "threads", { int: true, min: 1 });
+  return loadModel(need(flags, "model"), threads ? { threads } : {});
+}
+
+async function cmdGenerate(flags: Flags): Promise<number> {
+  const prompt = str(flags, "prompt");
+  const idsFlag = str(flags, "ids");
+  if ((prompt === undefined) === (idsFlag === undefined)) throw new UsageError("generate needs exactly one of --prompt or --ids");
+  if (prompt !== undefined && prompt.length === 0) throw new UsageError("--prompt: prompt is empty");
+  const ids = idsFlag !== undefined ? parseIds(idsFlag) : undefined;
+  const opts = samplingFlags(flags);
+  const model = await open(flags);
+  try {
+    const session = model.chat();
+    let input;
+    if (ids) input = { ids };
+    else if (model.template) input = [{ role: "user", content: prompt! }] as ChatMessage[];
+    else input = { prompt: prompt! };
+    const system = str(flags, "system");
+    const gen = session.generate(input, { ...opts, ...(system !== undefined ? { systemPrompt: system } : {}) });
+    if (flags.json) {
+      const r = await gen.result;
+      process.stdout.write(JSON.stringify({ ids: r.ids, text: r.text }) + "\n");
+    } else {
+      for await (const delta of gen) process.stdout.write(delta);
+      const r = await gen.result;
+      process.stdout.write("\n");
+      printStats(r.stats);
+    }
+    session.dispose();
+    return 0;
+  } finally {
+    model.close();
+  }
+}
+
+function printStats(s: { promptTokens: number; reusedTokens: number; completionTokens: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number; stopReason: string }) {
+  process.stderr.write(
+    `[${s.promptTokens} prompt tokens (${s.reusedTokens} reused), ${s.completionTokens} generated, ` +
+      `prefill ${s.prefillTokensPerSecond.toFixed(1)} tok/s, decode ${s.decodeTokensPerSecond.toFixed(1)} tok/s, stop: ${s.stopReason}]\n`,
+  );
+}
+
+async function cmdLogits(flags: Flags): Promise<number> {
+  const ids = parseIds(need(flags, "ids"));
+  const model = await open(flags);
+  try {
+    const rows = await model.logits(ids);
+    // Float32 -> JSON: each float printed via its exact double value's shortest repr, so nothing is lost.
+    const out = rows.map((r) => "[" + Array.from(r).join(",") + "]").join(",");
+    process.stdout.write(`{"logits":[${out}]}\n`);
+    return 0;
+  } finally {
+    model.close();
+  }
+}
+
+async function cmdChat(flags: Flags): Promise<number> {
+  const opts = samplingFlags(flags);
+  const model = await open(flags);
+  const system = str(flags, "system");
+  const session = model.chat();
+  const messages: ChatMessage[] = [];
+  const i = model.info;
+  process.stdout.write(
+    `${i.architecture} (${i.modelType}): ${(i.paramsTotal / 1e6).toFixed(1)}M params, ${(i.paramsActive / 1e6).toFixed(1)}M active, ` +
+      `${i.numExperts ? `${i.numExperts} experts top-${i.topK}` : "dense"}, ${i.dtype}, ${i.threads} threads, context ${i.contextLength}\n` +
+      `Type a message. /exit quits, /reset starts over, Ctrl-C stops a reply.\n`,
+  );
+  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY ?? false });
+  let abort: AbortController | null = null;
+  let closed = false;
+  rl.on("SIGINT", () => {
+    if (abort) abort.abort();
+    else rl.close();
+  });
+  rl.on("close", () => {
+    closed = true;
+  });
+  const lines = rl[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      if (closed) break;
+      rl.setPrompt("> ");
+      rl.prompt();
+      const next = await lines.next();
+      if (next.done) break;
+      const line = next.value.trim();
+      if (line === "") continue;
+      if (line === "/exit" || line === "/quit") break;
+      if (line === "/reset") {
+        messages.length = 0;
+        session.reset();
+        continue;
+      }
+      messages.push({ role: "user", content: line });
+      abort = new AbortController();
+      const input = model.template ? messages : { prompt: line };
+      const gen = session.generate(input, { ...opts, signal: abort.signal, ...(system !== undefined ? { systemPrompt: system } : {}) });
+      try {
+        for await (const delta of gen) process.stdout.write(delta);
+        const r = await gen.result;
+        process.stdout.write("\n");
+        printStats(r.stats);
+        messages.push({ role: "assistant", content: r.text });
+      } catch (e) {
+        messages.pop();
+        process.stderr.write(`error: ${(e as Error).message}\n`);
+      } finally {
+        abort = null;
+      }
+    }
+  } finally {
+    rl.close();
+    session.dispose();
+    model.close();
+  }
+  return 0;
+}
+
+async function cmdBench(flags: Flags): Promise<number> {
+  const promptTokens = number(flags, "prompt-tokens", { int: true, min: 1 }) ?? 128;
+  const genTokens = number(flags, "gen-tokens", { int: true, min: 1 }) ?? 64;
+  const t0 = performance.now();
+  const model = await open(flags);
+  const loadMs = performance.now() - t0;
+  try {
+    const i = model.info;
+    // A deterministic pseudo-random prompt over the vocabulary (the text does not matter for speed; avoid id 0..2,
+    // which are often special).
+    const V = i.vocabSize;
+    const ids: number[] = [];
+    let x = 12345;
+    for (let k = 0; k < promptTokens; k++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      ids.push(3 + (x % Math.max(1, V - 3)));
+    }
+    const session = model.chat({ contextLength: Math.min(i.contextLength, promptTokens + genTokens + 1) });
+    // Greedy, no eos: always exactly genTokens new tokens.
+    const r = await session.generate({ ids }, { maxTokens: genTokens, temperature: 0, eosIds: [], repetitionPenalty: 1 }).result;
+    session.dispose();
+    const sys = loadAddon().systemInfo();
+    const peak = Math.max(sys.peakRssBytes, process.resourceUsage().maxRSS * 1024);
+    const s = r.stats;
+    process.stdout.write(
+      `model: ${i.architecture} (${i.modelType}) ${(i.paramsTotal / 1e6).toFixed(1)}M params (${(i.paramsActive / 1e6).toFixed(1)}M active), ${i.dtype}\n` +
+        `backend: ${i.backend}, threads: ${i.threads}, simd: ${sys.simd}\n` +
+        `load: ${loadMs.toFixed(0)} ms\n` +
+        `prefill: ${s.promptTokens} tokens in ${s.prefillMs.toFixed(1)} ms = ${s.prefillTokensPerSecond.toFixed(2)} tok/s\n` +
+        `decode: ${s.completionTokens} tokens in ${s.decodeMs.toFixed(1)} ms = ${s.decodeTokensPerSecond.toFixed(2)} tok/s\n` +
+        `peak RSS: ${(peak / (1024 * 1024)).toFixed(1)} MiB\n`,
+    );
+    return 0;
+  } finally {
+    model.close();
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    const { command, flags } = parseArgs(argv);
+    if (flags.help || command === "help" || command === null) {
+      process.stdout.write(HELP);
+      return command === null && !flags.help ? 1 : 0;
+    }
+    switch (command) {
+      case "generate":
+        return await cmdGenerate(flags);
+      case "logits":
+        return await cmdLogits(flags);
+      case "chat":
+        return await cmdChat(flags);
+      case "bench":
+        return await cmdBench(flags);
+      default:
+        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench; see --help)`);
+    }
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`moe-studio: ${msg.split("\n")[0]}\n`);
+    return 1;
+  }
+}
