@@ -203,3 +203,13 @@ TEST(cpu_vec_dot_axpy) {
     }
   });
 }
+
+TEST(cpu_simd_path_selected) {
+  simd_force_portable(false);
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    CHECK(std::strcmp(simd_name(), "avx2+fma+f16c") == 0);
+#endif
+  std::printf("    simd path: %s\n", simd_name());
+}
