@@ -192,10 +192,25 @@ async function cmdChat(flags: Flags): Promise<number> {
   const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY ?? false });
   let abort: AbortController | null = null;
   let closed = false;
-  rl.on("SIGINT", () => {
-    if (abort) abort.abort();
-    else rl.close();
-  });
+  // Ctrl-C: during a reply it stops the reply (the native loop stops within one token); at an idle prompt the
+  // first one prints a hint and a second one quits. With a TTY readline reports ^C as its own SIGINT event;
+  // without one (piped stdin) the signal reaches the process, so both paths are handled the same way.
+  let pendingQuit = false;
+  const onInterrupt = () => {
+    if (abort) {
+      abort.abort();
+      return;
+    }
+    if (pendingQuit) {
+      rl.close();
+      return;
+    }
+    pendingQuit = true;
+    process.stdout.write("\n(Ctrl-C again or /exit to quit)\n");
+    rl.prompt();
+  };
+  rl.on("SIGINT", onInterrupt);
+  process.on("SIGINT", onInterrupt);
   rl.on("close", () => {
     closed = true;
   });
@@ -208,6 +223,7 @@ async function cmdChat(flags: Flags): Promise<number> {
       const next = await lines.next();
       if (next.done) break;
       const line = next.value.trim();
+      pendingQuit = false;
       if (line === "") continue;
       if (line === "/exit" || line === "/quit") break;
       if (line === "/reset") {
@@ -233,6 +249,7 @@ async function cmdChat(flags: Flags): Promise<number> {
       }
     }
   } finally {
+    process.off("SIGINT", onInterrupt);
     rl.close();
     session.dispose();
     model.close();

@@ -73,6 +73,8 @@ export interface GenerateResult {
 /** An async iterable of text deltas, plus the final result. Generation starts immediately. */
 export interface Generation extends AsyncIterable<string> {
   readonly result: Promise<GenerateResult>;
+  /** Ids received from the native loop so far. */
+  readonly tokens: number;
   cancel(): void;
 }
 
@@ -178,6 +180,7 @@ export class ChatSession {
 
   generate(input: GenerateInput, options: GenerateOptions = {}): Generation {
     const queue: string[] = [];
+    let received = 0;
     let waiter: (() => void) | null = null;
     let done = false;
     let failure: unknown = null;
@@ -263,6 +266,7 @@ export class ChatSession {
           nres = await this.native.generate(promptIds, params, (id) => {
             if (stopRequested) return;
             ids.push(id);
+            received = ids.length;
             onText(detok.push(id), false);
           });
         }
@@ -315,6 +319,9 @@ export class ChatSession {
     return {
       result,
       cancel,
+      get tokens() {
+        return received;
+      },
       [Symbol.asyncIterator]: iterator,
     };
   }
