@@ -1,0 +1,10 @@
+// Host build of every kernels/*.cuh body under the SIMT emulation (kernels/simt/simt.h): moe::emu::*.
+// Tests run these against plain CPU references; the nvcc build of the same text is kernels/*.cu.
+#define MOE_KERNEL_NS emu
+#include "kernels/kernels.h"
+#include "kernels/rmsnorm.cuh"
+#include "kernels/rope.cuh"
+#include "kernels/matvec.cuh"
+#include "kernels/swiglu.cuh"
+#include "kernels/moe_route.cuh"
+#include "kernels/attention.cuh"

@@ -1,0 +1,39 @@
+// RMSNorm (HF LlamaRMSNorm), one block per row.
+//   x, y: [T, D]   w: [D]   rstd: [T] (optional, saved for backward: dx needs rstd)
+//   rstd = 1 / sqrt(mean_d(x^2) + eps);   y = w * (x * rstd)
+// A block of 256 threads strides over the row; partial sums of squares are reduced with warp shuffles, then
+// across warps through 32 floats of shared memory. The row is read twice (sum of squares, then scale): for
+// D <= 8192 the second read hits L1/L2.
+#pragma once
+#include "kernels/kernel_common.cuh"
+
+namespace moe {
+namespace MOE_KERNEL_NS {
+
+constexpr int kRmsnormThreads = 256;
+
+__global__ void __launch_bounds__(kRmsnormThreads)
+rmsnorm_kernel(float* y, float* rstd, const float* x, const float* w, int D, float eps) {
+  __shared__ float scratch[32];
+  const int64_t row = blockIdx.x;
+  const float* xr = x + row * D;
+  float* yr = y + row * D;
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < D; i += blockDim.x) { const float v = xr[i]; ss += v * v; }
+  ss = block_sum(ss, scratch);
+  const float r = rsqrtf(ss / float(D) + eps);
+  if (rstd != nullptr && threadIdx.x == 0) rstd[row] = r;
+  // y may alias x: each element is read then written by the same thread, after the reduction's barriers.
+  for (int i = threadIdx.x; i < D; i += blockDim.x) yr[i] = w[i] * (xr[i] * r);
+}
+
+void rmsnorm(float* y, float* rstd, const float* x, const float* w, int64_t T, int64_t D, float eps, void* stream) {
+  MOE_KCHECK("rmsnorm", T >= 0 && T < (int64_t(1) << 31), "T out of range (got " + std::to_string(T) + ")");
+  MOE_KCHECK("rmsnorm", D > 0 && D < (int64_t(1) << 31), "D must be > 0 (got " + std::to_string(D) + ")");
+  MOE_KCHECK("rmsnorm", y && x && w, "null pointer");
+  if (T == 0) return;
+  MOE_LAUNCH("rmsnorm", rmsnorm_kernel, dim3(unsigned(T)), dim3(kRmsnormThreads), 0, stream, y, rstd, x, w, int(D), eps);
+}
+
+}  // namespace MOE_KERNEL_NS
+}  // namespace moe

@@ -1,0 +1,263 @@
+// SIMT emulation on the host: runs CUDA kernel bodies (kernels/*.cuh) on the CPU so tests can execute them on a
+// machine without a GPU. It needs correctness, not speed.
+//
+// Model:
+//   - a launch runs grid.x*grid.y*grid.z blocks; blocks are independent, so they are split over `workers` OS
+//     threads (default 1: deterministic and kind to a shared machine);
+//   - inside a block every CUDA thread is a cooperative fiber (ucontext) on the worker's OS thread. A fiber runs
+//     until it reaches a barrier (__syncthreads, __syncwarp, a warp shuffle) or returns; a barrier releases when
+//     every *live* thread of its scope (block, or warp of 32 consecutive threads) has arrived;
+//   - warp shuffles are lockstep: lane L writes its value to a per-warp slot, the warp meets at a barrier, then
+//     reads the slot of its source lane. Slots are double-buffered by shuffle parity so one barrier per shuffle
+//     suffices (a lane can write buffer p again only after every lane has passed the barrier that follows its
+//     read of buffer p);
+//   - `__shared__` is `static thread_local`: all fibers of a block share one OS thread, hence one copy; blocks on
+//     other workers get their own. Dynamic shared memory (extern __shared__) is SIMT_DYNAMIC_SHARED(T, name);
+//   - atomics are std::atomic_ref, so they are correct across workers too;
+//   - a barrier that can never release (divergent __syncthreads) is reported as an exception, not a hang.
+#pragma once
+#include <ucontext.h>
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+// ---- CUDA vector types and builtin index types ----
+struct uint3 { unsigned x, y, z; };
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct alignas(8) float2 { float x, y; };
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(8) uint2 { unsigned x, y; };
+struct alignas(16) uint4 { unsigned x, y, z, w; };
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline float2 make_float2(float x, float y) { return {x, y}; }
+constexpr int warpSize = 32;
+
+namespace simt {
+
+constexpr int kWarp = 32;
+constexpr size_t kFiberStack = 128 * 1024;  // bytes per fiber; kernels keep small frames
+
+namespace detail {
+
+enum class Wait : uint8_t { None, Block, Warp };
+
+struct Fiber {
+  ucontext_t ctx;
+  uint3 tid;
+  int lane = 0, warp = 0;
+  unsigned parity = 0;  // which shuffle slot buffer the next shuffle uses
+  Wait wait = Wait::None;
+  bool done = false;
+};
+
+struct Block {
+  uint3 bid{0, 0, 0};
+  dim3 bdim, gdim;
+  std::vector<Fiber> fibers;
+  int alive = 0, block_arrived = 0;
+  std::vector<int> warp_alive, warp_arrived;
+  std::vector<uint64_t> slots;      // [nwarps][2][32] shuffle exchange
+  std::vector<unsigned char> dyn;   // dynamic shared memory
+  ucontext_t sched;
+  const std::function<void()>* body = nullptr;
+  std::string error;
+};
+
+inline thread_local Block* g_block = nullptr;
+inline thread_local Fiber* g_fiber = nullptr;
+
+inline Block& cur_block() { return *g_block; }
+inline Fiber& cur_fiber() { return *g_fiber; }
+
+inline void yield() { swapcontext(&g_fiber->ctx, &g_block->sched); }
+
+inline void release_block(Block& b) {
+  if (b.block_arrived == 0 || b.block_arrived < b.alive) return;
+  b.block_arrived = 0;
+  for (auto& f : b.fibers) if (f.wait == Wait::Block) f.wait = Wait::None;
+}
+inline void release_warp(Block& b, int w) {
+  if (b.warp_arrived[w] == 0 || b.warp_arrived[w] < b.warp_alive[w]) return;
+  b.warp_arrived[w] = 0;
+  size_t lo = size_t(w) * kWarp, hi = std::min(b.fibers.size(), lo + kWarp);
+  for (size_t i = lo; i < hi; ++i) if (b.fibers[i].wait == Wait::Warp) b.fibers[i].wait = Wait::None;
+}
+
+inline void block_barrier() {
+  Block& b = *g_block; Fiber& f = *g_fiber;
+  ++b.block_arrived;
+  f.wait = Wait::Block;
+  release_block(b);
+  if (f.wait != Wait::None) yield();
+}
+inline void warp_barrier() {
+  Block& b = *g_block; Fiber& f = *g_fiber;
+  ++b.warp_arrived[f.warp];
+  f.wait = Wait::Warp;
+  release_warp(b, f.warp);
+  if (f.wait != Wait::None) yield();
+}
+
+// Lockstep shuffle: every live lane of the warp must call it (as in CUDA with a full mask).
+template <class T, class SrcLane>
+inline T shuffle(T v, SrcLane src_of) {
+  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>, "simt: shuffle of a type wider than 8 bytes");
+  Block& b = *g_block; Fiber& f = *g_fiber;
+  uint64_t* slot = &b.slots[(size_t(f.warp) * 2 + f.parity) * kWarp];
+  f.parity ^= 1u;
+  uint64_t bits = 0; std::memcpy(&bits, &v, sizeof(T)); slot[f.lane] = bits;
+  warp_barrier();
+  int src = src_of(f.lane);
+  // Reading outside the warp's live lanes returns the caller's own value (CUDA leaves it undefined).
+  size_t live = std::min<size_t>(kWarp, b.fibers.size() - size_t(f.warp) * kWarp);
+  if (src < 0 || size_t(src) >= live) return v;
+  T r; std::memcpy(&r, &slot[src], sizeof(T));
+  return r;
+}
+
+inline void fiber_entry() {
+  Block& b = *g_block; Fiber& f = *g_fiber;
+  (*b.body)();
+  f.done = true;
+  --b.alive; --b.warp_alive[f.warp];
+  release_warp(b, f.warp);
+  release_block(b);
+  // returning resumes uc_link == &b.sched
+}
+
+// Runs one block to completion on the calling OS thread. Stacks are reused across blocks.
+inline void run_block(Block& b, std::vector<std::unique_ptr<char[]>>& stacks) {
+  size_t n = size_t(b.bdim.x) * b.bdim.y * b.bdim.z, nw = (n + kWarp - 1) / kWarp;
+  b.fibers.assign(n, Fiber{});
+  b.alive = int(n); b.block_arrived = 0;
+  b.warp_alive.assign(nw, 0); b.warp_arrived.assign(nw, 0);
+  b.slots.assign(nw * 2 * kWarp, 0);
+  while (stacks.size() < n) stacks.emplace_back(new char[kFiberStack]);
+  for (size_t i = 0; i < n; ++i) {
+    Fiber& f = b.fibers[i];
+    // Linear thread id = x + y*bx + z*bx*by; warps are consecutive groups of 32 linear ids (as on the device).
+    f.tid = {unsigned(i % b.bdim.x), unsigned(i / b.bdim.x % b.bdim.y), unsigned(i / (size_t(b.bdim.x) * b.bdim.y))};
+    f.lane = int(i % kWarp); f.warp = int(i / kWarp);
+    ++b.warp_alive[f.warp];
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = stacks[i].get();
+    f.ctx.uc_stack.ss_size = kFiberStack;
+    f.ctx.uc_link = &b.sched;
+    makecontext(&f.ctx, fiber_entry, 0);
+  }
+  g_block = &b;
+  while (b.alive > 0) {
+    bool ran = false;
+    for (auto& f : b.fibers) {
+      if (f.done || f.wait != Wait::None) continue;
+      ran = true;
+      g_fiber = &f;
+      swapcontext(&b.sched, &f.ctx);
+    }
+    if (!ran) {  // every live thread waits at a barrier that cannot release: divergent barrier
+      b.error = "simt: deadlock in block (" + std::to_string(b.bid.x) + "," + std::to_string(b.bid.y) + "," +
+                std::to_string(b.bid.z) + "): a barrier or shuffle was not reached by every live thread";
+      break;
+    }
+  }
+  g_block = nullptr; g_fiber = nullptr;
+}
+
+inline int& workers_setting() { static int w = 1; return w; }
+
+}  // namespace detail
+
+// Number of OS threads that run blocks in parallel (default 1).
+inline void set_workers(int n) { detail::workers_setting() = std::max(1, n); }
+
+// The <<<grid, block, shared_bytes>>> equivalent: simt::launch(grid, block, shared_bytes, kernel, args...).
+template <class... P, class... A>
+void launch(dim3 grid, dim3 block, size_t shared_bytes, void (*kernel)(P...), A&&... args) {
+  static_assert(sizeof...(P) == sizeof...(A), "simt::launch: wrong number of kernel arguments");
+  size_t nthreads = size_t(block.x) * block.y * block.z;
+  if (nthreads == 0 || nthreads > 1024) throw std::runtime_error("simt::launch: block must have 1..1024 threads");
+  size_t nblocks = size_t(grid.x) * grid.y * grid.z;
+  if (nblocks == 0) return;
+  std::tuple<std::decay_t<P>...> params(static_cast<std::decay_t<P>>(args)...);
+  const std::function<void()> body = [&] { std::apply(kernel, params); };
+  int nworkers = int(std::min<size_t>(size_t(detail::workers_setting()), nblocks));
+  std::vector<std::string> errors(static_cast<size_t>(nworkers));
+  auto work = [&](int wi) {
+    std::vector<std::unique_ptr<char[]>> stacks;
+    detail::Block b;
+    b.bdim = block; b.gdim = dim3(grid.x, grid.y, grid.z); b.body = &body;
+    b.dyn.assign(shared_bytes + 16, 0);
+    for (size_t i = size_t(wi); i < nblocks; i += size_t(nworkers)) {
+      b.bid = {unsigned(i % grid.x), unsigned(i / grid.x % grid.y), unsigned(i / (size_t(grid.x) * grid.y))};
+      detail::run_block(b, stacks);
+      if (!b.error.empty()) { errors[size_t(wi)] = b.error; return; }
+    }
+  };
+  if (nworkers == 1) work(0);
+  else {
+    std::vector<std::thread> ts;
+    for (int w = 0; w < nworkers; ++w) ts.emplace_back(work, w);
+    for (auto& t : ts) t.join();
+  }
+  for (auto& e : errors) if (!e.empty()) throw std::runtime_error(e);
+}
+
+inline void* dynamic_shared() {
+  auto p = reinterpret_cast<uintptr_t>(detail::g_block->dyn.data());
+  return reinterpret_cast<void*>((p + 15) & ~uintptr_t(15));
+}
+
+}  // namespace simt
+
+// ---- CUDA builtins as seen by kernel bodies ----
+#define threadIdx (::simt::detail::cur_fiber().tid)
+#define blockIdx (::simt::detail::cur_block().bid)
+#define blockDim (::simt::detail::cur_block().bdim)
+#define gridDim (::simt::detail::cur_block().gdim)
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static thread_local
+#define SIMT_DYNAMIC_SHARED(T, name) T* name = static_cast<T*>(::simt::dynamic_shared())
+
+inline void __syncthreads() { ::simt::detail::block_barrier(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { ::simt::detail::warp_barrier(); }
+template <class T> inline T __shfl_xor_sync(unsigned, T v, int lane_mask, int width = 32) {
+  return ::simt::detail::shuffle(v, [&](int lane) { return ((lane ^ lane_mask) & (width - 1)) | (lane & ~(width - 1)); });
+}
+template <class T> inline T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) {
+  return ::simt::detail::shuffle(v, [&](int lane) {
+    int in_seg = (lane & (width - 1)) + int(delta);  // beyond the segment: keep own value (CUDA semantics)
+    return in_seg >= width ? lane : lane + int(delta);
+  });
+}
+template <class T> inline T __shfl_sync(unsigned, T v, int src_lane, int width = 32) {
+  return ::simt::detail::shuffle(v, [&](int lane) { return (lane & ~(width - 1)) + (src_lane & (width - 1)); });
+}
+template <class T> inline T atomicAdd(T* addr, T v) { return std::atomic_ref<T>(*addr).fetch_add(v); }
+template <class T> inline T atomicMax(T* addr, T v) {
+  std::atomic_ref<T> a(*addr); T old = a.load();
+  while (old < v && !a.compare_exchange_weak(old, v)) {}
+  return old;
+}
+template <class T> inline T __ldg(const T* p) { return *p; }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float __expf(float x) { return std::exp(x); }
+inline float __fdividef(float a, float b) { return a / b; }
