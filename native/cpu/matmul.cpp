@@ -12,6 +12,8 @@
 #include "cpu/matmul.h"
 
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define MOE_HAVE_X86_DISPATCH 1
@@ -338,23 +340,202 @@ MOE_AVX2 void matmul_rows_avx2(float* y, int64_t ldy, const float* x, int64_t ld
 }
 
 const Kernels kAvx2 = {"avx2+fma+f16c", matvec_rows_avx2, matmul_rows_avx2, dot_avx2, axpy_avx2, row_convert_avx2};
+
+// ---------------------------------------------------------------------------------------------------------------
+// AVX-512F kernels: same algorithms with 16 lanes. Prefill is compute bound, so doubling the vector width roughly
+// doubles it on CPUs with two 512-bit FMA ports (Sapphire Rapids and later); decode gains on cache-resident
+// experts. K tails use masked loads (x) / zero-padded tiles (weights); no reads past a row.
+// ---------------------------------------------------------------------------------------------------------------
+#define MOE_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 flags its own _mm256_undefined_pd() (used inside the 512->256 cast intrinsics) as maybe-uninitialized.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+template <DType DT> struct WLoad16;
+template <> struct WLoad16<DType::F32> { using T = float;
+  MOE_AVX512 static __m512 load(const float* p) { return _mm512_loadu_ps(p); } };
+template <> struct WLoad16<DType::F16> { using T = uint16_t;
+  MOE_AVX512 static __m512 load(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); } };
+template <> struct WLoad16<DType::BF16> { using T = uint16_t;
+  MOE_AVX512 static __m512 load(const uint16_t* p) {
+    __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); } };
+
+MOE_AVX512 inline __m256 fold512(__m512 v) {  // 16 lanes -> 8 lanes (pairwise sums)
+  const __m512 hi = _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(3, 2, 3, 2));  // lanes 8..15 moved down
+  return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_castps512_ps256(hi));
+}
+
+template <DType DT>
+MOE_AVX512 void convert_avx512(float* out, const typename WLoad<DT>::T* w, int64_t len) {
+  int64_t k = 0;
+  for (; k + 16 <= len; k += 16) _mm512_storeu_ps(out + k, WLoad16<DT>::load(w + k));
+  for (; k < len; ++k) out[k] = WLoad<DT>::one(w + k);
+}
+
+template <DType DT>
+MOE_AVX512 void matvec_rows_avx512_t(float* y, const float* x, const void* Wv, int64_t n0, int64_t n1, int64_t K, bool acc) {
+  using T = typename WLoad<DT>::T;
+  const T* W = static_cast<const T*>(Wv);
+  const int64_t K32 = K & ~int64_t(31), K16 = K & ~int64_t(15);
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    const T* w0 = W + n * K; const T* w1 = w0 + K; const T* w2 = w1 + K; const T* w3 = w2 + K;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    int64_t k = 0;
+    for (; k < K32; k += 32) {
+      const __m512 xa = _mm512_loadu_ps(x + k), xb = _mm512_loadu_ps(x + k + 16);
+      a0 = _mm512_fmadd_ps(xa, WLoad16<DT>::load(w0 + k), a0); b0 = _mm512_fmadd_ps(xb, WLoad16<DT>::load(w0 + k + 16), b0);
+      a1 = _mm512_fmadd_ps(xa, WLoad16<DT>::load(w1 + k), a1); b1 = _mm512_fmadd_ps(xb, WLoad16<DT>::load(w1 + k + 16), b1);
+      a2 = _mm512_fmadd_ps(xa, WLoad16<DT>::load(w2 + k), a2); b2 = _mm512_fmadd_ps(xb, WLoad16<DT>::load(w2 + k + 16), b2);
+      a3 = _mm512_fmadd_ps(xa, WLoad16<DT>::load(w3 + k), a3); b3 = _mm512_fmadd_ps(xb, WLoad16<DT>::load(w3 + k + 16), b3);
+    }
+    for (; k < K16; k += 16) {
+      const __m512 xa = _mm512_loadu_ps(x + k);
+      a0 = _mm512_fmadd_ps(xa, WLoad16<DT>::load(w0 + k), a0); a1 = _mm512_fmadd_ps(xa, WLoad16<DT>::load(w1 + k), a1);
+      a2 = _mm512_fmadd_ps(xa, WLoad16<DT>::load(w2 + k), a2); a3 = _mm512_fmadd_ps(xa, WLoad16<DT>::load(w3 + k), a3);
+    }
+    __m128 s = hsum8x4(fold512(_mm512_add_ps(a0, b0)), fold512(_mm512_add_ps(a1, b1)),
+                       fold512(_mm512_add_ps(a2, b2)), fold512(_mm512_add_ps(a3, b3)));
+    alignas(16) float r[4];
+    _mm_store_ps(r, s);
+    for (; k < K; ++k) {
+      const float xk = x[k];
+      r[0] += xk * WLoad<DT>::one(w0 + k); r[1] += xk * WLoad<DT>::one(w1 + k);
+      r[2] += xk * WLoad<DT>::one(w2 + k); r[3] += xk * WLoad<DT>::one(w3 + k);
+    }
+    for (int i = 0; i < 4; ++i) y[n + i] = acc ? y[n + i] + r[i] : r[i];
+  }
+  for (; n < n1; ++n) {
+    const T* w0 = W + n * K;
+    __m512 a0 = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k < K16; k += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), WLoad16<DT>::load(w0 + k), a0);
+    float r = hsum8(fold512(a0));
+    for (; k < K; ++k) r += x[k] * WLoad<DT>::one(w0 + k);
+    y[n] = acc ? y[n] + r : r;
+  }
+}
+
+MOE_AVX512 void matvec_rows_avx512(float* y, const float* x, const void* W, DType dt, int64_t n0, int64_t n1, int64_t K, bool acc) {
+  switch (dt) {
+    case DType::F32: matvec_rows_avx512_t<DType::F32>(y, x, W, n0, n1, K, acc); break;
+    case DType::F16: matvec_rows_avx512_t<DType::F16>(y, x, W, n0, n1, K, acc); break;
+    default: matvec_rows_avx512_t<DType::BF16>(y, x, W, n0, n1, K, acc); break;
+  }
+}
+
+// MR rows of x times the 4-row tile t[4][kbp] (kbp multiple of 16, zero padded). MR*4 zmm accumulators.
+template <int MR>
+MOE_AVX512 inline void micro_avx512(float* y, int64_t ldy, const float* x, int64_t ldx, const float* t, int64_t kbp,
+                                    int64_t kb, int nr) {
+  __m512 acc[MR][4];
+  for (int i = 0; i < MR; ++i) for (int r = 0; r < 4; ++r) acc[i][r] = _mm512_setzero_ps();
+  const int64_t kfull = kb & ~int64_t(15);
+  int64_t k = 0;
+  for (; k < kfull; k += 16) {
+    const __m512 t0 = _mm512_loadu_ps(t + k), t1 = _mm512_loadu_ps(t + kbp + k);
+    const __m512 t2 = _mm512_loadu_ps(t + 2 * kbp + k), t3 = _mm512_loadu_ps(t + 3 * kbp + k);
+    for (int i = 0; i < MR; ++i) {
+      const __m512 xv = _mm512_loadu_ps(x + i * ldx + k);
+      acc[i][0] = _mm512_fmadd_ps(xv, t0, acc[i][0]); acc[i][1] = _mm512_fmadd_ps(xv, t1, acc[i][1]);
+      acc[i][2] = _mm512_fmadd_ps(xv, t2, acc[i][2]); acc[i][3] = _mm512_fmadd_ps(xv, t3, acc[i][3]);
+    }
+  }
+  if (k < kb) {
+    const __mmask16 mk = __mmask16((1u << (kb - k)) - 1u);
+    const __m512 t0 = _mm512_loadu_ps(t + k), t1 = _mm512_loadu_ps(t + kbp + k);
+    const __m512 t2 = _mm512_loadu_ps(t + 2 * kbp + k), t3 = _mm512_loadu_ps(t + 3 * kbp + k);
+    for (int i = 0; i < MR; ++i) {
+      const __m512 xv = _mm512_maskz_loadu_ps(mk, x + i * ldx + k);
+      acc[i][0] = _mm512_fmadd_ps(xv, t0, acc[i][0]); acc[i][1] = _mm512_fmadd_ps(xv, t1, acc[i][1]);
+      acc[i][2] = _mm512_fmadd_ps(xv, t2, acc[i][2]); acc[i][3] = _mm512_fmadd_ps(xv, t3, acc[i][3]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    __m128 s = hsum8x4(fold512(acc[i][0]), fold512(acc[i][1]), fold512(acc[i][2]), fold512(acc[i][3]));
+    float* yi = y + i * ldy;
+    if (nr == 4) _mm_storeu_ps(yi, _mm_add_ps(_mm_loadu_ps(yi), s));
+    else { alignas(16) float r[4]; _mm_store_ps(r, s); for (int j = 0; j < nr; ++j) yi[j] += r[j]; }
+  }
+}
+
+constexpr int64_t KB_AVX512 = 512;  // 4 rows * 512 * 4 B = 8 KiB tile (L1 is 48 KiB)
+
+template <DType DT>
+MOE_AVX512 void matmul_rows_avx512_t(float* y, int64_t ldy, const float* x, int64_t ldx, const void* Wv,
+                                     int64_t M, int64_t n0, int64_t n1, int64_t K, bool acc) {
+  using T = typename WLoad<DT>::T;
+  const T* W = static_cast<const T*>(Wv);
+  alignas(64) float tile[4 * KB_AVX512];
+  for (int64_t n = n0; n < n1; n += 4) {
+    const int nr = int(n1 - n < 4 ? n1 - n : 4);
+    if (!acc) for (int64_t m = 0; m < M; ++m) for (int r = 0; r < nr; ++r) y[m * ldy + n + r] = 0.f;
+    for (int64_t k0 = 0; k0 < K; k0 += KB_AVX512) {
+      const int64_t kb = K - k0 < KB_AVX512 ? K - k0 : KB_AVX512;
+      const int64_t kbp = (kb + 15) & ~int64_t(15);
+      for (int r = 0; r < 4; ++r) {
+        float* tr = tile + r * kbp;
+        if (r < nr) convert_avx512<DT>(tr, W + (n + r) * K + k0, kb);
+        for (int64_t k = r < nr ? kb : 0; k < kbp; ++k) tr[k] = 0.f;
+      }
+      int64_t m = 0;
+      for (; m + 4 <= M; m += 4) micro_avx512<4>(y + m * ldy + n, ldy, x + m * ldx + k0, ldx, tile, kbp, kb, nr);
+      switch (M - m) {
+        case 3: micro_avx512<3>(y + m * ldy + n, ldy, x + m * ldx + k0, ldx, tile, kbp, kb, nr); break;
+        case 2: micro_avx512<2>(y + m * ldy + n, ldy, x + m * ldx + k0, ldx, tile, kbp, kb, nr); break;
+        case 1: micro_avx512<1>(y + m * ldy + n, ldy, x + m * ldx + k0, ldx, tile, kbp, kb, nr); break;
+        default: break;
+      }
+    }
+  }
+}
+
+MOE_AVX512 void matmul_rows_avx512(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType dt,
+                                   int64_t M, int64_t n0, int64_t n1, int64_t K, bool acc) {
+  switch (dt) {
+    case DType::F32: matmul_rows_avx512_t<DType::F32>(y, ldy, x, ldx, W, M, n0, n1, K, acc); break;
+    case DType::F16: matmul_rows_avx512_t<DType::F16>(y, ldy, x, ldx, W, M, n0, n1, K, acc); break;
+    default: matmul_rows_avx512_t<DType::BF16>(y, ldy, x, ldx, W, M, n0, n1, K, acc); break;
+  }
+}
+
+const Kernels kAvx512 = {"avx512f+fma+f16c", matvec_rows_avx512, matmul_rows_avx512, dot_avx2, axpy_avx2,
+                         row_convert_avx2};
 #endif  // MOE_HAVE_X86_DISPATCH
 
-const Kernels& select_kernels() {
+// Paths this CPU can run, best first (portable always last).
+int available_kernels(const Kernels** out) {
+  int n = 0;
 #if MOE_HAVE_X86_DISPATCH
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return kAvx2;
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  if (avx2 && __builtin_cpu_supports("avx512f")) out[n++] = &kAvx512;
+  if (avx2) out[n++] = &kAvx2;
 #endif
-  return kPortable;
+  out[n++] = &kPortable;
+  return n;
+}
+
+// Best path, unless the environment variable MOE_SIMD names another available one (avx512f+fma+f16c,
+// avx2+fma+f16c, portable; a prefix such as "avx2" is enough): lets benchmarks compare paths end to end.
+const Kernels& select_kernels() {
+  const Kernels* ks[4];
+  int n = available_kernels(ks);
+  if (const char* env = std::getenv("MOE_SIMD"); env && *env)
+    for (int i = 0; i < n; ++i)
+      if (std::strncmp(ks[i]->name, env, std::strlen(env)) == 0) return *ks[i];
+  return *ks[0];
 }
 
 std::atomic<const Kernels*> g_kernels{nullptr};
-std::atomic<bool> g_force_portable{false};
 
 const Kernels& K_() {
   const Kernels* k = g_kernels.load(std::memory_order_acquire);
   if (!k) {
-    k = g_force_portable.load() ? &kPortable : &select_kernels();
+    k = &select_kernels();
     g_kernels.store(k, std::memory_order_release);
   }
   return *k;
@@ -426,9 +607,25 @@ float vec_dot_f32(const float* a, const float* b, int64_t n) { return K_().dot(a
 void vec_axpy_f32(float* y, float a, const float* x, int64_t n) { K_().axpy(y, a, x, n); }
 const char* simd_name() { return K_().name; }
 
+int simd_paths(const char** names, int max_names) {
+  const Kernels* ks[4];
+  int n = available_kernels(ks);
+  for (int i = 0; i < n && i < max_names; ++i) names[i] = ks[i]->name;
+  return n;
+}
+
+bool simd_use_path(const char* name) {
+  if (!name || !*name) { g_kernels.store(&select_kernels(), std::memory_order_release); return true; }
+  const Kernels* ks[4];
+  int n = available_kernels(ks);
+  for (int i = 0; i < n; ++i)
+    if (std::strcmp(ks[i]->name, name) == 0) { g_kernels.store(ks[i], std::memory_order_release); return true; }
+  return false;
+}
+
 bool simd_force_portable(bool on) {
-  bool prev = g_force_portable.exchange(on);
-  g_kernels.store(on ? &kPortable : &select_kernels(), std::memory_order_release);
+  bool prev = std::strcmp(K_().name, "portable") == 0;
+  simd_use_path(on ? "portable" : nullptr);
   return prev;
 }
 

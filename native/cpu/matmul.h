@@ -35,5 +35,10 @@ const char* simd_name();
 // Tests and benchmarks: force the portable path (true) or go back to the best path for this CPU (false).
 // Returns the previous setting. Not for use while another thread is inside a matmul.
 bool simd_force_portable(bool on);
+// Names of the SIMD paths this CPU can run, best first ("portable" last); returns how many (<= 4).
+int simd_paths(const char** names, int max_names);
+// Use the named path (nullptr or "": the default, i.e. the best one or the MOE_SIMD environment variable's
+// choice). Returns false if this CPU cannot run it.
+bool simd_use_path(const char* name);
 
 }  // namespace moe
