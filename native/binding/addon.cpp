@@ -1,0 +1,432 @@
+// The N-API addon: implements electron/engine/addon.ts exactly (NAPI_VERSION 8, node-addon-api).
+// Long work never runs on the JS thread: loadModel and session.logits are AsyncWorkers; session.generate runs a
+// native thread that streams ids back through a ThreadSafeFunction (one call per token) and settles a Promise.
+// Every C++ exception becomes a rejected Promise / thrown JS Error carrying its message.
+#define NAPI_CPP_EXCEPTIONS
+#include <napi.h>
+#include <atomic>
+#include <memory>
+#include <thread>
+#include "cpu/matmul.h"
+#include "model/model.h"
+#include "runtime/session.h"
+#if __has_include("cuda/cuda_probe.h")
+#include "cuda/cuda_probe.h"
+#define MOE_HAVE_CUDA_PROBE 1
+#endif
+#ifndef _WIN32
+#include <sys/resource.h>
+#endif
+
+using namespace moe;
+
+namespace {
+
+struct AddonData {
+  Napi::FunctionReference model_ctor, session_ctor;
+};
+
+// Shared by a model object and its sessions (main-thread only): running jobs and a deferred close.
+struct ModelHandle {
+  std::shared_ptr<Model> model;
+  int active_jobs = 0;
+  bool close_pending = false;
+  void job_end() {
+    if (--active_jobs == 0 && close_pending && model) { model->close(); }
+  }
+};
+
+std::vector<int32_t> ids_from(const Napi::Value& v, const char* what) {
+  if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be an array of token ids");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<int32_t> ids(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(what) + "[" + std::to_string(i) + "] is not a number");
+    ids[i] = e.As<Napi::Number>().Int32Value();
+  }
+  return ids;
+}
+
+Napi::Array to_array(Napi::Env env, const std::vector<int32_t>& ids) {
+  Napi::Array a = Napi::Array::New(env, ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) a.Set(uint32_t(i), Napi::Number::New(env, ids[i]));
+  return a;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "NativeSession", {
+      InstanceMethod<&SessionWrap::Logits>("logits"),
+      InstanceMethod<&SessionWrap::Generate>("generate"),
+      InstanceMethod<&SessionWrap::Cancel>("cancel"),
+      InstanceMethod<&SessionWrap::Reset>("reset"),
+      InstanceMethod<&SessionWrap::CachedIds>("cachedIds"),
+      InstanceMethod<&SessionWrap::Dispose>("dispose"),
+      InstanceAccessor<&SessionWrap::ContextLength>("contextLength"),
+    });
+  }
+  SessionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SessionWrap>(info) {
+    auto* init = info[0].As<Napi::External<std::pair<std::shared_ptr<ModelHandle>, int64_t>>>().Data();
+    handle_ = init->first;
+    session_ = std::make_shared<Session>(handle_->model, init->second);
+    ctx_ = session_->context_length();
+  }
+
+  std::shared_ptr<ModelHandle> handle_;
+  std::shared_ptr<Session> session_;
+  std::atomic<bool> cancel_{false};
+  bool busy_ = false, dispose_pending_ = false;
+  int64_t ctx_ = 0;
+
+  void usable(Napi::Env env) {
+    if (!session_) throw Napi::Error::New(env, "the session was disposed");
+    if (!handle_->model || handle_->model->closed()) throw Napi::Error::New(env, "the model was closed");
+    if (busy_) throw Napi::Error::New(env, "the session is busy (a logits or generate call is still running)");
+  }
+  void begin_job() { busy_ = true; cancel_ = false; handle_->active_jobs++; Ref(); }
+  void end_job() {
+    busy_ = false; handle_->job_end();
+    if (dispose_pending_) { dispose_pending_ = false; session_.reset(); }
+    Unref();
+  }
+
+  class LogitsWorker : public Napi::AsyncWorker {
+   public:
+    LogitsWorker(Napi::Env env, SessionWrap* s, std::vector<int32_t> ids)
+        : Napi::AsyncWorker(env, "moe-logits"), s_(s), sess_(s->session_), ids_(std::move(ids)), deferred_(Napi::Promise::Deferred::New(env)) {}
+    Napi::Promise promise() { return deferred_.Promise(); }
+    void Execute() override {
+      try { sess_->logits(ids_, out_); } catch (const std::exception& e) { SetError(e.what()); }
+    }
+    void OnOK() override {
+      Napi::Env env = Env();
+      Napi::Float32Array a = Napi::Float32Array::New(env, out_.size());
+      std::copy(out_.begin(), out_.end(), a.Data());
+      s_->end_job();
+      deferred_.Resolve(a);
+    }
+    void OnError(const Napi::Error& e) override { s_->end_job(); deferred_.Reject(e.Value()); }
+   private:
+    SessionWrap* s_;
+    std::shared_ptr<Session> sess_;
+    std::vector<int32_t> ids_;
+    std::vector<float> out_;
+    Napi::Promise::Deferred deferred_;
+  };
+
+  Napi::Value Logits(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto deferred = Napi::Promise::Deferred::New(env);
+    try {
+      usable(env);
+      auto ids = ids_from(info[0], "ids");
+      auto* w = new LogitsWorker(env, this, std::move(ids));
+      begin_job();
+      w->Queue();
+      return w->promise();
+    } catch (const Napi::Error& e) {
+      deferred.Reject(e.Value());
+      return deferred.Promise();
+    }
+  }
+
+  struct GenJob {
+    SessionWrap* self;
+    std::shared_ptr<Session> sess;
+    Napi::Promise::Deferred deferred;
+    std::vector<int32_t> prompt;
+    SamplingParams params;
+    GenerateResult result;
+    std::string error;
+    std::thread th;
+    Napi::ThreadSafeFunction tsfn;
+  };
+
+  static SamplingParams params_from(Napi::Env env, const Napi::Value& v) {
+    if (!v.IsObject()) throw Napi::TypeError::New(env, "params must be an object");
+    Napi::Object o = v.As<Napi::Object>();
+    auto num = [&](const char* k, double def) {
+      Napi::Value x = o.Get(k);
+      if (x.IsUndefined() || x.IsNull()) return def;
+      if (!x.IsNumber()) throw Napi::TypeError::New(env, std::string("params.") + k + " must be a number");
+      return x.As<Napi::Number>().DoubleValue();
+    };
+    SamplingParams p;
+    p.temperature = float(num("temperature", 0));
+    p.top_k = int(num("topK", 0));
+    p.top_p = float(num("topP", 1));
+    p.min_p = float(num("minP", 0));
+    p.repetition_penalty = float(num("repetitionPenalty", 1));
+    p.seed = uint32_t(int64_t(num("seed", 0)));
+    p.max_tokens = int(num("maxTokens", 16));
+    Napi::Value eos = o.Get("eosIds");
+    if (eos.IsArray()) p.eos_ids = ids_from(eos, "params.eosIds");
+    if (p.max_tokens < 1) throw Napi::RangeError::New(env, "params.maxTokens must be >= 1");
+    if (p.repetition_penalty <= 0) throw Napi::RangeError::New(env, "params.repetitionPenalty must be > 0");
+    return p;
+  }
+
+  Napi::Value Generate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto deferred = Napi::Promise::Deferred::New(env);
+    try {
+      usable(env);
+      auto* job = new GenJob{this, session_, deferred, ids_from(info[0], "ids"), params_from(env, info[1]), {}, {}, {}, {}};
+      if (job->prompt.empty()) { delete job; throw Napi::Error::New(env, "prompt is empty (need at least one token id)"); }
+      Napi::Function cb = info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
+      job->tsfn = Napi::ThreadSafeFunction::New(env, cb, "moe-generate", 0, 1, job, [](Napi::Env env, GenJob* job) {
+        // Runs on the JS thread once the native thread released the function.
+        if (job->th.joinable()) job->th.join();
+        job->self->end_job();
+        if (!job->error.empty()) job->deferred.Reject(Napi::Error::New(env, job->error).Value());
+        else {
+          Napi::Object r = Napi::Object::New(env);
+          r.Set("ids", to_array(env, job->result.ids));
+          const char* stop = job->result.stop == GenerateResult::Stop::Eos ? "eos" : job->result.stop == GenerateResult::Stop::Cancelled ? "cancelled" : "length";
+          r.Set("stopReason", stop);
+          r.Set("promptTokens", double(job->result.prompt_tokens));
+          r.Set("reusedTokens", double(job->result.reused_tokens));
+          r.Set("prefillMs", job->result.prefill_ms);
+          r.Set("decodeMs", job->result.decode_ms);
+          job->deferred.Resolve(r);
+        }
+        delete job;
+      });
+      begin_job();
+      std::atomic<bool>* cancel = &cancel_;
+      job->th = std::thread([job, cancel] {
+        try {
+          job->result = job->sess->generate(job->prompt, job->params, [&](int32_t id) {
+            job->tsfn.BlockingCall(new int32_t(id), [cancel](Napi::Env env, Napi::Function fn, int32_t* p) {
+              int32_t v = *p; delete p;
+              try { fn.Call({Napi::Number::New(env, v)}); } catch (const Napi::Error&) { *cancel = true; }
+            });
+          }, *cancel);
+        } catch (const std::exception& e) {
+          job->error = e.what();
+          if (job->error.empty()) job->error = "generate failed";
+        }
+        job->tsfn.Release();
+      });
+      return deferred.Promise();
+    } catch (const Napi::Error& e) {
+      deferred.Reject(e.Value());
+      return deferred.Promise();
+    }
+  }
+
+  Napi::Value Cancel(const Napi::CallbackInfo& info) { cancel_ = true; return info.Env().Undefined(); }
+  Napi::Value Reset(const Napi::CallbackInfo& info) {
+    usable(info.Env());
+    session_->reset();
+    return info.Env().Undefined();
+  }
+  Napi::Value CachedIds(const Napi::CallbackInfo& info) {
+    if (!session_) return Napi::Array::New(info.Env());
+    return to_array(info.Env(), session_->cached_ids());
+  }
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    cancel_ = true;
+    if (busy_) dispose_pending_ = true;
+    else session_.reset();
+    return info.Env().Undefined();
+  }
+  Napi::Value ContextLength(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(ctx_)); }
+};
+
+// ---------------------------------------------------------------------------------------------------------
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "NativeModel", {
+      InstanceMethod<&ModelWrap::Info>("info"),
+      InstanceMethod<&ModelWrap::CreateSession>("createSession"),
+      InstanceMethod<&ModelWrap::Close>("close"),
+    });
+  }
+  ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+    handle_ = std::make_shared<ModelHandle>();
+    handle_->model = *info[0].As<Napi::External<std::shared_ptr<Model>>>().Data();
+  }
+  std::shared_ptr<ModelHandle> handle_;
+
+  Model& model(Napi::Env env) {
+    if (!handle_->model || handle_->model->closed()) throw Napi::Error::New(env, "the model was closed");
+    return *handle_->model;
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = model(env);
+    const ModelSpec& S = m.spec();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("modelType", S.model_type);
+    o.Set("architecture", S.architecture);
+    o.Set("numLayers", S.num_layers);
+    o.Set("hiddenSize", double(S.hidden));
+    o.Set("vocabSize", double(S.vocab));
+    o.Set("numHeads", S.num_heads);
+    o.Set("numKvHeads", S.num_kv_heads);
+    o.Set("headDim", S.head_dim);
+    o.Set("numExperts", S.max_experts());
+    o.Set("topK", S.max_top_k());
+    o.Set("numSharedExperts", S.num_shared_experts);
+    o.Set("contextLength", double(S.max_position));
+    DType d = m.bulk_dtype();
+    o.Set("dtype", d == DType::BF16 ? "bf16" : d == DType::F16 ? "f16" : "f32");
+    o.Set("paramsTotal", double(m.params_total()));
+    o.Set("paramsActive", double(m.params_active()));
+    o.Set("weightBytes", double(m.weight_bytes()));
+    o.Set("kvBytesPerToken", double(m.kv_bytes_per_token()));
+    o.Set("ropeType", S.rope.type);
+    o.Set("tieWordEmbeddings", S.tie_embeddings);
+    o.Set("backend", "cpu");
+    o.Set("threads", m.pool().size());
+    return o;
+  }
+
+  Napi::Value CreateSession(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = model(env);
+    int64_t ctx = std::min<int64_t>(m.spec().max_position, 8192);
+    if (info.Length() > 0 && info[0].IsObject()) {
+      Napi::Value c = info[0].As<Napi::Object>().Get("contextLength");
+      if (c.IsNumber()) {
+        ctx = int64_t(c.As<Napi::Number>().DoubleValue());
+        if (ctx < 1) throw Napi::RangeError::New(env, "contextLength must be >= 1");
+      }
+    }
+    std::pair<std::shared_ptr<ModelHandle>, int64_t> init{handle_, ctx};
+    auto* data = env.GetInstanceData<AddonData>();
+    try {
+      return data->session_ctor.New({Napi::External<std::pair<std::shared_ptr<ModelHandle>, int64_t>>::New(env, &init)});
+    } catch (const Napi::Error&) { throw; }
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (handle_->model) {
+      handle_->model->mark_closed();
+      if (handle_->active_jobs == 0) handle_->model->close();
+      else handle_->close_pending = true;
+    }
+    return info.Env().Undefined();
+  }
+};
+
+// ---------------------------------------------------------------------------------------------------------
+struct Progress { int done, total; };
+
+class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
+ public:
+  LoadWorker(Napi::Env env, Napi::Function noop, std::string dir, int threads, Napi::Function on_progress)
+      : Napi::AsyncProgressQueueWorker<Progress>(noop, "moe-load"), dir_(std::move(dir)), threads_(threads),
+        deferred_(Napi::Promise::Deferred::New(env)) {
+    if (!on_progress.IsEmpty()) progress_ = Napi::Persistent(on_progress);
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute(const ExecutionProgress& progress) override {
+    try {
+      LoadProgress lp;
+      lp.ctx = const_cast<ExecutionProgress*>(&progress);
+      lp.fn = [](void* ctx, int done, int total) {
+        Progress p{done, total};
+        static_cast<ExecutionProgress*>(ctx)->Send(&p, 1);
+      };
+      model_ = Model::load(dir_, threads_, lp);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnProgress(const Progress* data, size_t count) override {
+    if (progress_.IsEmpty()) return;
+    for (size_t i = 0; i < count; ++i) {
+      try { progress_.Call({Napi::Number::New(Env(), data[i].done), Napi::Number::New(Env(), data[i].total)}); }
+      catch (const Napi::Error&) {}
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    auto* data = env.GetInstanceData<AddonData>();
+    try {
+      Napi::Object m = data->model_ctor.New({Napi::External<std::shared_ptr<Model>>::New(env, &model_)});
+      deferred_.Resolve(m);
+    } catch (const Napi::Error& e) { deferred_.Reject(e.Value()); }
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+ private:
+  std::string dir_;
+  int threads_;
+  Napi::Promise::Deferred deferred_;
+  Napi::FunctionReference progress_;
+  std::shared_ptr<Model> model_;
+};
+
+Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) {
+    auto d = Napi::Promise::Deferred::New(env);
+    d.Reject(Napi::TypeError::New(env, "loadModel(dir): dir must be a string").Value());
+    return d.Promise();
+  }
+  int threads = 0;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    Napi::Value t = info[1].As<Napi::Object>().Get("threads");
+    if (t.IsNumber()) threads = t.As<Napi::Number>().Int32Value();
+  }
+  Napi::Function onp = (info.Length() > 2 && info[2].IsFunction()) ? info[2].As<Napi::Function>() : Napi::Function();
+  Napi::Function noop = Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
+  auto* w = new LoadWorker(env, noop, info[0].As<Napi::String>().Utf8Value(), threads, onp);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  unsigned hc = std::thread::hardware_concurrency();
+  o.Set("threads", double(hc ? hc : 1));
+  o.Set("simd", simd_name());
+  Napi::Object cuda = Napi::Object::New(env);
+#ifdef MOE_HAVE_CUDA_PROBE
+  CudaProbe pr = cuda_probe();
+  cuda.Set("compiled", pr.compiled);
+  cuda.Set("devices", pr.devices);
+  if (!pr.error.empty()) cuda.Set("error", pr.error);
+#else
+  cuda.Set("compiled", false);
+  cuda.Set("devices", 0);
+  cuda.Set("error", "the addon was built without the CUDA backend");
+#endif
+  o.Set("cuda", cuda);
+  double rss = 0;
+#ifndef _WIN32
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) == 0) {
+#ifdef __APPLE__
+    rss = double(ru.ru_maxrss);          // bytes on macOS
+#else
+    rss = double(ru.ru_maxrss) * 1024.0;  // KiB on Linux
+#endif
+  }
+#endif
+  o.Set("peakRssBytes", rss);
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  data->model_ctor = Napi::Persistent(ModelWrap::Init(env));
+  data->session_ctor = Napi::Persistent(SessionWrap::Init(env));
+  env.SetInstanceData<AddonData>(data);
+  exports.Set("loadModel", Napi::Function::New<LoadModel>(env, "loadModel"));
+  exports.Set("systemInfo", Napi::Function::New<SystemInfo>(env, "systemInfo"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(moe_engine, Init)

@@ -1,0 +1,127 @@
+// The architecture-neutral transformer, driven by a ModelSpec. Weights are bound by family-specific tensor
+// names with shape checks and stay in their stored dtype inside the mmap (zero copy); only tiny vectors (norm
+// gains, biases) are widened to f32. All activations and accumulation are f32.
+//
+// One decoder layer (pre-norm):
+//   h  = rmsnorm(x)·w_in;  q,k,v = h·Wq^T(+b), h·Wk^T(+b), h·Wv^T(+b)
+//   q/k norm (per family) and RoPE;  a = attention(q, K[0..p], V[0..p]);  x += a·Wo^T
+//   h  = rmsnorm(x)·w_post;  x += mlp(h)   where mlp is dense SwiGLU or MoE (routed experts [+ shared])
+// logits = rmsnorm(x)·w_final · W_lm^T
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+#include "cpu/thread_pool.h"
+#include "format/config.h"
+#include "format/safetensors.h"
+
+namespace moe {
+
+// A weight matrix W[out, in] in its stored dtype, pointing into the mapped checkpoint.
+struct Linear {
+  const void* w = nullptr;
+  DType dtype = DType::F32;
+  int64_t out = 0, in = 0;
+  std::vector<float> bias;  // [out] or empty
+  bool present() const { return w != nullptr; }
+};
+
+struct ExpertWeights { Linear gate, up, down; };
+
+struct LayerWeights {
+  std::vector<float> in_norm, post_norm;   // [D]
+  Linear q, k, v, o;
+  std::vector<float> q_norm, k_norm;       // [hd] (per head) or [Hq*hd]/[Hkv*hd] (olmoe), empty if none
+  Linear gate, up, down;                   // dense MLP
+  Linear router;                           // [E, D]
+  std::vector<ExpertWeights> experts;
+  Linear sh_gate, sh_up, sh_down;          // shared expert / shared MLP
+  Linear sh_expert_gate;                   // qwen2_moe: [1, D]
+};
+
+// Activations a backward pass needs, kept when a forward is given a non-null store (training).
+// Keyed "L<i>.<name>" (e.g. "L3.attn_in", "L3.q", "L3.att") and "final_norm_in".
+struct ActivationStore {
+  std::map<std::string, std::vector<float>> saved;
+  void save(const std::string& key, const float* p, int64_t n) { saved[key].assign(p, p + n); }
+};
+
+// KV cache: one [ctx, Hkv*hd] K and V per KV slot (CLA layers share their group's slot, so the cache holds
+// num_kv_slots entries, not num_layers).
+struct KvCache {
+  int64_t ctx = 0, row = 0;
+  std::vector<std::vector<float>> k, v;
+  void init(int slots, int64_t ctx_, int64_t row_) {
+    ctx = ctx_; row = row_;
+    k.assign(size_t(slots), std::vector<float>(size_t(ctx * row)));
+    v.assign(size_t(slots), std::vector<float>(size_t(ctx * row)));
+  }
+  int64_t bytes() const { return int64_t(k.size()) * 2 * ctx * row * int64_t(sizeof(float)); }
+};
+
+// Scratch sized once per session for at most max_t tokens per forward call: the token loop never allocates.
+struct Scratch {
+  int64_t max_t = 0;
+  std::vector<float> x, h, q, k, v, att, mlp_out, gate, up, router, probs, rw, gather, gout, cos, sin, inv_freq, scores, shg, last;
+  std::vector<int32_t> ridx, counts, offsets, slot_tok;
+  std::vector<float> slot_w;
+};
+
+struct LoadProgress { void (*fn)(void* ctx, int done, int total) = nullptr; void* ctx = nullptr; };
+
+class Model {
+ public:
+  // Reads dir/config.json (+ generation_config.json), maps the safetensors and binds every weight.
+  static std::shared_ptr<Model> load(const std::string& dir, int threads, LoadProgress progress = {});
+
+  const ModelSpec& spec() const { return spec_; }
+  ThreadPool& pool() { return *pool_; }
+  const TensorStore& store() const { return *store_; }
+  const std::vector<int>& eos_ids() const { return eos_ids_; }
+
+  int64_t params_total() const { return params_total_; }
+  int64_t params_active() const { return params_active_; }
+  int64_t weight_bytes() const { return weight_bytes_; }
+  DType bulk_dtype() const { return bulk_dtype_; }
+  int64_t kv_bytes_per_token() const { return int64_t(spec_.num_kv_slots) * 2 * spec_.num_kv_heads * spec_.head_dim * 4; }
+
+  void init_cache(KvCache& kv, int64_t ctx) const;
+  void init_scratch(Scratch& s, int64_t max_t, int64_t ctx) const;
+
+  // Runs T tokens at positions pos0.. through the model, appending their K/V to the cache.
+  //   logits: [T, V] when all_logits, else [V] for the last token
+  void forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Scratch& s, float* logits, bool all_logits,
+               ActivationStore* acts = nullptr);
+
+  // Unmaps the weights; any later forward throws. mark_closed() only makes later forwards throw (used while a
+  // job still runs; the binding unmaps when it ends).
+  void close();
+  void mark_closed() { closed_ = true; }
+  bool closed() const { return closed_; }
+
+ private:
+  void bind(const std::string& dir);
+  void mlp_dense(const LayerWeights& L, Scratch& s, const float* h, float* out, int64_t T);
+  void moe_block(const LayerSpec& ls, const LayerWeights& L, Scratch& s, const float* h, float* out, int64_t T, int layer,
+                 ActivationStore* acts);
+  void swiglu_mlp(const Linear& g, const Linear& u, const Linear& d, Scratch& s, const float* h, int64_t ldh, float* out,
+                  int64_t M, bool accumulate);
+
+  ModelSpec spec_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<TensorStore> store_;
+  std::vector<int> eos_ids_;
+  Linear embed_, lm_head_;
+  std::vector<float> final_norm_;
+  std::vector<LayerWeights> layers_;
+  std::vector<float> inv_freq_;
+  float rope_scaling_ = 1.0f;
+  int64_t params_total_ = 0, params_active_ = 0, weight_bytes_ = 0;
+  DType bulk_dtype_ = DType::F32;
+  std::atomic<bool> closed_{false};
+};
+
+}  // namespace moe
