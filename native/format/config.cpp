@@ -147,7 +147,7 @@ ModelSpec parse_model_spec(const Json& config, const std::string& source) {
     LayerSpec& l = s.layers[size_t(i)];
     if (mt == "mixtral") {
       l.moe = true;
-      l.num_experts = int(r.integer("num_local_experts"));
+      l.num_experts = int(r.integer(r.first_of({"num_local_experts", "num_experts"}) ? r.first_of({"num_local_experts", "num_experts"}) : "num_local_experts"));
       l.top_k = int(r.integer("num_experts_per_tok"));
       l.expert_inter = s.intermediate;
       l.renorm_topk = true;
@@ -158,7 +158,9 @@ ModelSpec parse_model_spec(const Json& config, const std::string& source) {
         if (!m->is_array()) r.bad("mlp_only_layers", "must be a list");
         for (auto& x : m->arr) if (x.is_number() && int(x.num) == i) only_mlp = true;
       }
-      int E = int(r.integer("num_experts"));
+      // transformers-5 writes num_local_experts for qwen3_moe; classic configs num_experts.
+      const char* ke = r.first_of({"num_experts", "num_local_experts"});
+      int E = int(r.integer(ke ? ke : "num_experts"));
       l.moe = !only_mlp && E > 0 && step > 0 && (i + 1) % step == 0;
       if (l.moe) {
         l.num_experts = E;
@@ -172,7 +174,8 @@ ModelSpec parse_model_spec(const Json& config, const std::string& source) {
       }
     } else if (mt == "olmoe") {
       l.moe = true;
-      l.num_experts = int(r.integer("num_experts"));
+      const char* ke = r.first_of({"num_experts", "num_local_experts"});
+      l.num_experts = int(r.integer(ke ? ke : "num_experts"));
       l.top_k = int(r.integer("num_experts_per_tok"));
       l.expert_inter = s.intermediate;
       l.renorm_topk = r.boolean("norm_topk_prob", false);
