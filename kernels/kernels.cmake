@@ -22,13 +22,13 @@ if(CMAKE_CUDA_COMPILER AND MOE_CUDA)
   endif()
   enable_language(CUDA)
   find_package(CUDAToolkit REQUIRED)
-  set(CMAKE_CUDA_STANDARD 20)
-  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
   file(GLOB MOE_CUDA_SOURCES CONFIGURE_DEPENDS ${MOE_KERNELS_DIR}/*.cu)
   target_sources(moe_core PRIVATE ${MOE_CUDA_SOURCES})
   # moe_core was created before CUDA was enabled: give it the architectures itself (see TOOLCHAIN.md).
   set_target_properties(moe_core PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}"
-                        CUDA_RUNTIME_LIBRARY Static POSITION_INDEPENDENT_CODE ON)
+                        CUDA_RUNTIME_LIBRARY Static POSITION_INDEPENDENT_CODE ON
+                        # CMake 3.25 has no CUDA20 flags for nvcc 13; the kernel bodies only need C++17.
+                        CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON)
   # The directory's compile options (-fno-math-errno, -Wall ...) are g++ flags nvcc rejects: keep them to C/C++.
   get_target_property(_moe_core_opts moe_core COMPILE_OPTIONS)
   if(_moe_core_opts)

@@ -36,6 +36,8 @@ TEST(kernels_cuda_without_device_fails_cleanly) {
 }
 
 #ifdef MOE_HAVE_CUDA
+static size_t sz(int64_t n) { return size_t(n); }
+
 TEST(kernels_cuda_device_matches_emulation) {
   if (moe::cuda_probe().devices == 0) return;  // nothing to run on (CI and this project's machines)
   std::mt19937 g(1);
