@@ -177,7 +177,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
       auto* job = new GenJob{this, session_, deferred, ids_from(info[0], "ids"), params_from(env, info[1]), {}, {}, {}, {}};
       if (job->prompt.empty()) { delete job; throw Napi::Error::New(env, "prompt is empty (need at least one token id)"); }
       Napi::Function cb = info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
-      job->tsfn = Napi::ThreadSafeFunction::New(env, cb, "moe-generate", 0, 1, job, [](Napi::Env env, GenJob* job) {
+      job->tsfn = Napi::ThreadSafeFunction::New(env, cb, "moe-generate", /*maxQueueSize: at most one id waits for JS, so a cancel from JS lands within one token*/ 1, 1, job, [](Napi::Env env, GenJob* job) {
         // Runs on the JS thread once the native thread released the function.
         if (job->th.joinable()) job->th.join();
         job->self->end_job();
