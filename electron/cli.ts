@@ -191,7 +191,6 @@ async function cmdChat(flags: Flags): Promise<number> {
   );
   const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY ?? false });
   let abort: AbortController | null = null;
-  let closed = false;
   // Ctrl-C: during a reply it stops the reply (the native loop stops within one token); at an idle prompt the
   // first one prints a hint and a second one quits. With a TTY readline reports ^C as its own SIGINT event;
   // without one (piped stdin) the signal reaches the process, so both paths are handled the same way.
@@ -211,13 +210,10 @@ async function cmdChat(flags: Flags): Promise<number> {
   };
   rl.on("SIGINT", onInterrupt);
   process.on("SIGINT", onInterrupt);
-  rl.on("close", () => {
-    closed = true;
-  });
   const lines = rl[Symbol.asyncIterator]();
   try {
     for (;;) {
-      if (closed) break;
+      // (lines typed ahead, e.g. piped stdin, are buffered by the iterator and still answered after EOF)
       rl.setPrompt("> ");
       rl.prompt();
       const next = await lines.next();
