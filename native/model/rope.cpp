@@ -4,6 +4,8 @@
 
 namespace moe {
 
+static constexpr double kPi = 3.14159265358979323846;
+
 namespace {
 // torch: 1.0 / (base ** (arange(0, d, 2).float() / d)) in f32.
 void base_inv_freq(double base, int dim, float* out) {
@@ -41,7 +43,7 @@ float rope_inv_freq(const RopeSpec& r, int head_dim, int64_t max_position, int64
     const float low_wavelen = old_ctx / lo, high_wavelen = old_ctx / hi;
     for (int i = 0; i < half; ++i) {
       float f = inv[i];
-      float wavelen = float(2 * M_PI) / f;
+      float wavelen = float(2 * kPi) / f;
       float fl = wavelen > low_wavelen ? f / factor : f;
       bool medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
       if (medium) {
@@ -61,7 +63,7 @@ float rope_inv_freq(const RopeSpec& r, int head_dim, int64_t max_position, int64
       else attn = get_mscale(factor, 1.0);
     }
     const double base = r.theta, omp = r.original_max_position;
-    auto corr_dim = [&](double rot) { return (dim * std::log(omp / (rot * 2 * M_PI))) / (2 * std::log(base)); };
+    auto corr_dim = [&](double rot) { return (dim * std::log(omp / (rot * 2 * kPi))) / (2 * std::log(base)); };
     double low = corr_dim(r.beta_fast), high = corr_dim(r.beta_slow);
     if (r.truncate) { low = std::floor(low); high = std::ceil(high); }
     low = std::max(low, 0.0); high = std::min(high, double(dim - 1));

@@ -58,6 +58,7 @@ GenerateResult Session::generate(const std::vector<int32_t>& prompt, const Sampl
   if (p.max_tokens < 1) throw std::runtime_error("maxTokens must be >= 1");
   GenerateResult r;
   r.prompt_tokens = int64_t(prompt.size());
+  r.ids.reserve(size_t(p.max_tokens));
   // Longest common prefix with the cache; keep at least one token to run so there are fresh logits.
   int64_t lcp = 0;
   while (lcp < int64_t(ids_.size()) && lcp < int64_t(prompt.size()) && ids_[size_t(lcp)] == prompt[size_t(lcp)]) ++lcp;

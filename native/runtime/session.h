@@ -21,7 +21,7 @@ struct GenerateResult {
 class Session {
  public:
   // ctx <= 0: the model's max_position_embeddings. prefill_chunk: tokens per forward call in prefill.
-  Session(std::shared_ptr<Model> model, int64_t ctx = 0, int64_t prefill_chunk = 64);
+  Session(std::shared_ptr<Model> model, int64_t ctx = 0, int64_t prefill_chunk = 256);
 
   int64_t context_length() const { return kv_.ctx; }
   const std::vector<int32_t>& cached_ids() const { return ids_; }
