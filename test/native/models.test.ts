@@ -22,8 +22,9 @@ describe("fixtures exist", () => {
 describe.each(names)("%s", (name) => {
   const g = golden(name);
   let model: LoadedModel;
+  const progress: Array<[number, number]> = [];
   beforeAll(async () => {
-    model = await loadModel(modelDir(name), { threads: 2 });
+    model = await loadModel(modelDir(name), { threads: 2, onProgress: (done, total) => progress.push([done, total]) });
   });
   afterAll(() => model?.close());
 
@@ -33,6 +34,11 @@ describe.each(names)("%s", (name) => {
     expect(model.info.hasChatTemplate).toBe(true);
     expect(model.info.paramsActive).toBeLessThanOrEqual(model.info.paramsTotal);
     expect(model.info.estimatedMemoryBytes).toBeGreaterThan(0);
+    expect(model.info.threads).toBe(2);
+    // load reports progress, ending at done == total
+    expect(progress.length).toBeGreaterThan(0);
+    const [done, total] = progress[progress.length - 1];
+    expect(done).toBe(total);
   });
 
   it(`logits match transformers (max abs error <= ${LOGITS_TOL})`, async () => {
