@@ -1,0 +1,205 @@
+// EngineHost: the engine API of engine.ts, served by a worker process (worker.ts) so that a native crash or an
+// out-of-memory kill takes down the worker, never the app. Same shapes: loadModel -> model with info, chat()
+// -> session whose generate() is an async iterable of text deltas with a final result; AbortSignal cancels.
+// When the worker dies, everything pending fails with an error saying so, the host emits "exit", and the next
+// request starts a fresh worker (models must be loaded again).
+import { fork, type ChildProcess } from "node:child_process";
+import { EventEmitter } from "node:events";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { GenerateInput, GenerateOptions, GenerateResult, Generation, ModelInfo } from "./engine.js";
+import type { HostRequest, LoadReply, WorkerMessage } from "./protocol.js";
+
+type DistributiveOmit<T, K extends keyof any> = T extends unknown ? Omit<T, K> : never;
+
+/** The compiled worker (out/electron/engine/worker.js), whether this module runs compiled or from source. */
+export function workerPath(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [join(here, "worker.js"), join(here, "../../out/electron/engine/worker.js")];
+  for (const p of candidates) if (existsSync(p)) return p;
+  throw new Error(`engine worker not built: none of ${candidates.join(", ")} exists; run "npm run build:ts"`);
+}
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  onEvent?: (m: WorkerMessage) => void;
+}
+
+export class EngineHost extends EventEmitter {
+  private child: ChildProcess | null = null;
+  private generation = 0;          // increments when a worker exits; handles from an older worker are dead
+  private nextId = 1;
+  private pending = new Map<number, Pending>();
+
+  constructor(private readonly opts: { execArgv?: string[] } = {}) {
+    super();
+  }
+
+  /** The worker's pid (starting it if needed). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  private ensure(): ChildProcess {
+    if (this.child) return this.child;
+    const child = fork(workerPath(), [], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: this.opts.execArgv ?? [] });
+    child.on("message", (m: WorkerMessage) => {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      if ("event" in m) p.onEvent?.(m);
+      else {
+        this.pending.delete(m.id);
+        if (m.ok) p.resolve(m.value);
+        else p.reject(new Error(m.error));
+      }
+    });
+    child.on("exit", (code, signal) => {
+      if (this.child === child) this.child = null;
+      this.generation++; // models and sessions of the dead worker are gone
+      const why = `the engine worker exited (${signal ? `signal ${signal}` : `code ${code}`}); load the model again`;
+      for (const p of this.pending.values()) p.reject(new Error(why));
+      this.pending.clear();
+      this.emit("exit", { code, signal });
+    });
+    this.child = child;
+    return child;
+  }
+
+  /** Send a request; the worker answers once (and may send events before that). */
+  request<T>(req: DistributiveOmit<HostRequest, "id">, onEvent?: (m: WorkerMessage) => void): { id: number; promise: Promise<T> } {
+    const child = this.ensure();
+    const id = this.nextId++;
+    const promise = new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onEvent });
+      child.send({ ...req, id } as HostRequest);
+    });
+    return { id, promise };
+  }
+
+  /** Fire-and-forget (cancel): never starts a worker. */
+  notify(req: DistributiveOmit<HostRequest, "id">): void {
+    if (this.child?.connected) this.child.send({ ...req, id: this.nextId++ } as HostRequest);
+  }
+
+  workerGeneration(): number {
+    return this.generation;
+  }
+
+  async loadModel(dir: string, opts: { threads?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<RemoteModel> {
+    const { promise } = this.request<LoadReply>({ op: "load", dir, ...(opts.threads ? { threads: opts.threads } : {}) }, (m) => {
+      if ("event" in m && m.event === "progress") opts.onProgress?.(m.done, m.total);
+    });
+    const r = await promise;
+    return new RemoteModel(this, this.generation, r.modelId, r.info);
+  }
+
+  /** Stop the worker (models are unloaded). */
+  shutdown(): void {
+    this.child?.kill();
+  }
+}
+
+export class RemoteModel {
+  constructor(readonly host: EngineHost, readonly workerGen: number, readonly modelId: number, readonly info: ModelInfo) {}
+
+  alive(): void {
+    if (this.host.workerGeneration() !== this.workerGen) throw new Error(`${this.info.dir}: the engine worker restarted since this model was loaded; load it again`);
+  }
+
+  async chat(opts: { contextLength?: number } = {}): Promise<RemoteSession> {
+    this.alive();
+    const r = await this.host.request<{ sessionId: number; contextLength: number }>({ op: "createSession", modelId: this.modelId, ...opts }).promise;
+    return new RemoteSession(this, r.sessionId, r.contextLength);
+  }
+
+  async logits(ids: number[]): Promise<number[][]> {
+    this.alive();
+    return this.host.request<number[][]>({ op: "logits", modelId: this.modelId, ids }).promise;
+  }
+
+  async close(): Promise<void> {
+    if (this.host.workerGeneration() !== this.workerGen) return;
+    await this.host.request({ op: "closeModel", modelId: this.modelId }).promise;
+  }
+}
+
+export class RemoteSession {
+  constructor(readonly model: RemoteModel, readonly sessionId: number, readonly contextLength: number) {}
+
+  generate(input: GenerateInput, options: GenerateOptions = {}): Generation {
+    const { signal, ...wire } = options;
+    const queue: string[] = [];
+    let tokens = 0;
+    let waiter: (() => void) | null = null;
+    let done = false;
+    let failure: unknown = null;
+    const wake = () => {
+      const w = waiter;
+      waiter = null;
+      w?.();
+    };
+    const cancel = () => this.model.host.notify({ op: "cancel", sessionId: this.sessionId });
+    const onAbort = () => cancel();
+    let result: Promise<GenerateResult>;
+    try {
+      this.model.alive();
+      if (signal?.aborted) throw Object.assign(new Error("cancelled before start"), { cancelledBeforeStart: true });
+      signal?.addEventListener("abort", onAbort, { once: true });
+      result = this.model.host.request<GenerateResult>({ op: "generate", sessionId: this.sessionId, input, options: wire }, (m) => {
+        if ("event" in m && m.event === "delta") {
+          queue.push(m.text);
+          tokens = m.tokens;
+          wake();
+        }
+      }).promise;
+    } catch (e) {
+      if ((e as { cancelledBeforeStart?: boolean }).cancelledBeforeStart) {
+        result = Promise.resolve({ text: "", ids: [], promptIds: [], stats: { promptTokens: 0, reusedTokens: 0, completionTokens: 0, prefillTokensPerSecond: 0, decodeTokensPerSecond: 0, prefillMs: 0, decodeMs: 0, stopReason: "cancelled" } });
+      } else result = Promise.reject(e);
+    }
+    result = result.finally(() => signal?.removeEventListener("abort", onAbort));
+    result.then(
+      () => {
+        done = true;
+        wake();
+      },
+      (e) => {
+        failure = e;
+        done = true;
+        wake();
+      },
+    );
+    return {
+      result,
+      cancel,
+      get tokens() {
+        return tokens;
+      },
+      [Symbol.asyncIterator]: async function* () {
+        for (;;) {
+          if (queue.length > 0) {
+            yield queue.shift()!;
+            continue;
+          }
+          if (done) {
+            if (failure) throw failure;
+            return;
+          }
+          await new Promise<void>((r) => (waiter = r));
+        }
+      },
+    };
+  }
+
+  async reset(): Promise<void> {
+    this.model.alive();
+    await this.model.host.request({ op: "resetSession", sessionId: this.sessionId }).promise;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.model.host.workerGeneration() !== this.model.workerGen) return;
+    await this.model.host.request({ op: "disposeSession", sessionId: this.sessionId }).promise;
+  }
+}

@@ -1,0 +1,89 @@
+// The engine worker: a child process (child_process.fork here; utilityProcess in Electron) that owns the native
+// addon and serves electron/engine/protocol.ts requests over the IPC channel. Heavy work runs on native threads,
+// so this process's event loop stays free to pass tokens and cancellations through.
+import { loadModel, type ChatSession, type LoadedModel } from "./engine.js";
+import type { HostRequest, WorkerMessage } from "./protocol.js";
+
+const models = new Map<number, LoadedModel>();
+const sessions = new Map<number, { session: ChatSession; modelId: number; cancel?: () => void }>();
+let nextId = 1;
+
+function send(m: WorkerMessage) {
+  process.send?.(m);
+}
+
+function model(id: number): LoadedModel {
+  const m = models.get(id);
+  if (!m) throw new Error(`model ${id} is not loaded in the engine worker`);
+  return m;
+}
+
+function session(id: number) {
+  const s = sessions.get(id);
+  if (!s) throw new Error(`chat session ${id} does not exist in the engine worker`);
+  return s;
+}
+
+async function handle(req: HostRequest): Promise<unknown> {
+  switch (req.op) {
+    case "load": {
+      const m = await loadModel(req.dir, {
+        ...(req.threads ? { threads: req.threads } : {}),
+        onProgress: (done, total) => send({ id: req.id, event: "progress", done, total }),
+      });
+      const modelId = nextId++;
+      models.set(modelId, m);
+      return { modelId, info: m.info };
+    }
+    case "closeModel": {
+      for (const [sid, s] of sessions) if (s.modelId === req.modelId) {
+        s.session.dispose();
+        sessions.delete(sid);
+      }
+      models.get(req.modelId)?.close();
+      models.delete(req.modelId);
+      return null;
+    }
+    case "createSession": {
+      const s = model(req.modelId).chat(req.contextLength ? { contextLength: req.contextLength } : {});
+      const sessionId = nextId++;
+      sessions.set(sessionId, { session: s, modelId: req.modelId });
+      return { sessionId, contextLength: s.contextLength };
+    }
+    case "disposeSession": {
+      sessions.get(req.sessionId)?.session.dispose();
+      sessions.delete(req.sessionId);
+      return null;
+    }
+    case "resetSession":
+      session(req.sessionId).session.reset();
+      return null;
+    case "logits": {
+      const rows = await model(req.modelId).logits(req.ids);
+      return rows.map((r) => Array.from(r));
+    }
+    case "generate": {
+      const s = session(req.sessionId);
+      const gen = s.session.generate(req.input, req.options);
+      s.cancel = () => gen.cancel();
+      try {
+        for await (const text of gen) send({ id: req.id, event: "delta", text, tokens: gen.tokens });
+        return await gen.result;
+      } finally {
+        s.cancel = undefined;
+      }
+    }
+    case "cancel":
+      sessions.get(req.sessionId)?.cancel?.();
+      return null;
+  }
+}
+
+process.on("message", (req: HostRequest) => {
+  handle(req).then(
+    (value) => send({ id: req.id, ok: true, value }),
+    (e) => send({ id: req.id, ok: false, error: e instanceof Error ? e.message : String(e) }),
+  );
+});
+// The host going away (its IPC channel closing) ends the worker.
+process.on("disconnect", () => process.exit(0));
