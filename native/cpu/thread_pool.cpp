@@ -1,14 +1,21 @@
-// Persistent thread pool: n-1 worker threads + the calling thread.
+// Persistent thread pool: n-1 worker threads + the calling thread, chunks claimed dynamically.
 //
-// Protocol (one job at a time; parallel_for is not reentrant):
-//   caller: writes the job (fn, ctx, n, chunk), sets pending = n_workers, bumps `generation` (release),
-//           wakes sleepers, runs chunk 0 itself, then waits until pending == 0.
-//   worker: waits until `generation` changes (spin a little, then block in a futex via std::atomic::wait),
-//           runs its chunk (index = worker id + 1) if any, decrements pending (the last one wakes the caller).
-// Spinning first matters for decode: one token issues hundreds of short parallel_for calls, and a futex
-// sleep/wake round trip (~5-20 us) per call would dominate. Blocking afterwards matters because the machine is
-// shared: idle workers must not burn a core between tokens.
-// Nothing here allocates after construction.
+// A job [0, n) is cut into n_chunks contiguous chunks (each >= grain items; up to kChunksPerThread per thread).
+// Every participant (the caller and each worker) claims chunks from one atomic word until none are left, so a
+// worker that the OS has not scheduled yet (the machine is shared, or a core is slower) does not hold up the
+// others: whoever is running takes its chunks. The caller returns once all chunks are *done*; it never waits
+// for a sleeping worker to check in.
+//
+// The claim word packs everything a late worker needs to tell jobs apart:
+//     state = generation (32 bits) | n_chunks (16 bits) | next_chunk (16 bits)
+// A worker that saw generation g claims chunk i with a CAS that only succeeds while the word still says g and
+// i < n_chunks. A successful claim means job g is not finished (chunk i is not done), so the job fields (fn, ctx,
+// n, chunk) cannot be overwritten until this worker reports chunk i done: reading them after the claim is safe.
+// A worker waking up late sees a newer generation and simply joins that job (or finds nothing left).
+//
+// Waiting: spin a little (decode issues hundreds of short parallel_for calls per token; a futex sleep/wake round
+// trip per call would dominate), then block in a futex via std::atomic::wait (idle workers must not burn a shared
+// core between tokens). Nothing here allocates after construction.
 #include "cpu/thread_pool.h"
 
 #include <atomic>
@@ -29,44 +36,57 @@ namespace {
 // ~2000 pauses is ~10-100 us depending on the CPU's pause latency: longer than the gap between the matmuls of
 // one token, much shorter than the gap between tokens of a slow consumer.
 constexpr int kSpinIters = 2000;
+constexpr int64_t kChunksPerThread = 4;
+constexpr int64_t kMaxChunks = 0xffff;
+
+inline uint32_t gen_of(uint64_t s) { return uint32_t(s >> 32); }
+inline uint32_t nchunks_of(uint64_t s) { return uint32_t(s >> 16) & 0xffffu; }
+inline uint32_t next_of(uint64_t s) { return uint32_t(s) & 0xffffu; }
 }  // namespace
 
 struct ThreadPool::Impl {
   int n_threads = 1;
   std::vector<std::thread> workers;
 
-  // Job description, written by the caller before `generation` is bumped (release) and read by workers after
-  // they observe the new generation (acquire).
+  // Job description: written by the caller before the release store of `state`, read after a successful claim.
   RangeFn fn = nullptr;
   void* ctx = nullptr;
   int64_t n = 0, chunk = 0;
 
-  alignas(64) std::atomic<uint64_t> generation{0};
-  alignas(64) std::atomic<int> pending{0};
+  alignas(64) std::atomic<uint64_t> state{0};
+  alignas(64) std::atomic<uint32_t> done{0};
   alignas(64) std::atomic<bool> stop{false};
 
-  void run_chunk(int t) const {
-    int64_t b = int64_t(t) * chunk, e = b + chunk;
-    if (e > n) e = n;
-    if (b < e) fn(ctx, b, e, t);
+  // Claims and runs chunks of generation g until none are left (or a newer job was published).
+  void work(uint32_t g, int t) {
+    uint64_t s = state.load(std::memory_order_acquire);
+    for (;;) {
+      if (gen_of(s) != g || next_of(s) >= nchunks_of(s)) return;
+      if (!state.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+      const uint32_t i = next_of(s), nch = nchunks_of(s);
+      int64_t b = int64_t(i) * chunk, e = b + chunk;
+      if (e > n) e = n;
+      fn(ctx, b, e, t);
+      if (done.fetch_add(1, std::memory_order_acq_rel) + 1 == nch) done.notify_one();
+      s = state.load(std::memory_order_acquire);
+    }
   }
 
   void worker_main(int t) {
-    uint64_t seen = 0;
+    uint32_t seen = 0;
     for (;;) {
-      uint64_t g = generation.load(std::memory_order_acquire);
-      for (int i = 0; g == seen && i < kSpinIters; ++i) {
+      uint64_t s = state.load(std::memory_order_acquire);
+      for (int i = 0; gen_of(s) == seen && i < kSpinIters; ++i) {
         MOE_CPU_RELAX();
-        g = generation.load(std::memory_order_acquire);
+        s = state.load(std::memory_order_acquire);
       }
-      while (g == seen) {  // block until the caller publishes a new job (or shutdown)
-        generation.wait(seen, std::memory_order_acquire);
-        g = generation.load(std::memory_order_acquire);
+      while (gen_of(s) == seen) {  // block until the caller publishes a new job (or shuts down)
+        state.wait(s, std::memory_order_acquire);
+        s = state.load(std::memory_order_acquire);
       }
-      seen = g;
+      seen = gen_of(s);
       if (stop.load(std::memory_order_acquire)) return;
-      run_chunk(t);
-      if (pending.fetch_sub(1, std::memory_order_acq_rel) == 1) pending.notify_one();
+      work(seen, t);
     }
   }
 };
@@ -81,8 +101,9 @@ ThreadPool::ThreadPool(int n_threads) : impl_(new Impl) {
 
 ThreadPool::~ThreadPool() {
   impl_->stop.store(true, std::memory_order_release);
-  impl_->generation.fetch_add(1, std::memory_order_acq_rel);
-  impl_->generation.notify_all();
+  uint64_t s = impl_->state.load();
+  impl_->state.store(uint64_t(gen_of(s) + 1) << 32, std::memory_order_release);  // a new generation, no chunks
+  impl_->state.notify_all();
   for (auto& w : impl_->workers) w.join();
   delete impl_;
 }
@@ -93,30 +114,33 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, RangeFn fn, void* ctx) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
   Impl& p = *impl_;
-  // Number of chunks: one per thread, but never smaller than `grain` items (floor, so ceil(n/nt) >= grain).
-  int64_t max_chunks = n / grain;
-  int64_t nt = max_chunks < p.n_threads ? max_chunks : p.n_threads;
-  if (nt <= 1) {  // not worth waking anyone
+  // Chunks of at least `grain` items (floor, so ceil(n / n_chunks) >= grain), a few per thread for balance.
+  int64_t nch = n / grain;
+  const int64_t cap = p.n_threads > 1 ? p.n_threads * kChunksPerThread : 1;
+  if (nch > cap) nch = cap;
+  if (nch > kMaxChunks) nch = kMaxChunks;
+  if (nch <= 1) {  // not worth waking anyone
     fn(ctx, 0, n, 0);
     return;
   }
   p.fn = fn;
   p.ctx = ctx;
   p.n = n;
-  p.chunk = (n + nt - 1) / nt;
-  int nw = int(p.workers.size());
-  p.pending.store(nw, std::memory_order_relaxed);
-  p.generation.fetch_add(1, std::memory_order_release);
-  p.generation.notify_all();
-  p.run_chunk(0);
-  int left = p.pending.load(std::memory_order_acquire);
-  for (int i = 0; left != 0 && i < kSpinIters; ++i) {
+  p.chunk = (n + nch - 1) / nch;
+  nch = (n + p.chunk - 1) / p.chunk;  // rounding up the chunk size may leave fewer non-empty chunks
+  p.done.store(0, std::memory_order_relaxed);
+  const uint32_t g = gen_of(p.state.load(std::memory_order_relaxed)) + 1;
+  p.state.store(uint64_t(g) << 32 | uint64_t(nch) << 16, std::memory_order_release);
+  p.state.notify_all();
+  p.work(g, 0);
+  uint32_t d = p.done.load(std::memory_order_acquire);
+  for (int i = 0; d != uint32_t(nch) && i < kSpinIters; ++i) {
     MOE_CPU_RELAX();
-    left = p.pending.load(std::memory_order_acquire);
+    d = p.done.load(std::memory_order_acquire);
   }
-  while (left != 0) {
-    p.pending.wait(left, std::memory_order_acquire);
-    left = p.pending.load(std::memory_order_acquire);
+  while (d != uint32_t(nch)) {
+    p.done.wait(d, std::memory_order_acquire);
+    d = p.done.load(std::memory_order_acquire);
   }
 }
 

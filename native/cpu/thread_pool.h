@@ -14,7 +14,10 @@ class ThreadPool {
   int size() const;
 
   // Calls fn(ctx, begin, end, thread_index) over [0, n) split into contiguous chunks of at least `grain`
-  // items, one per thread; returns when all chunks are done. Not reentrant (do not nest parallel_for).
+  // items (a few per thread, claimed dynamically so a thread the OS delays does not hold the others up);
+  // returns when all chunks are done. thread_index (0 = the caller) names the executing thread: calls running
+  // at the same time have distinct indices, so it can index per-thread scratch; one thread may run several
+  // chunks. Not reentrant (do not nest parallel_for).
   using RangeFn = void (*)(void* ctx, int64_t begin, int64_t end, int thread_index);
   void parallel_for(int64_t n, int64_t grain, RangeFn fn, void* ctx);
 

@@ -33,6 +33,23 @@ static double bench(ThreadPool& pool, const void* W, DType dt, int64_t M, int64_
 
 int main(int argc, char** argv) {
   double min_s = argc > 1 ? std::atof(argv[1]) : 0.5;
+  if (argc > 4) {  // one custom shape: bench_matmul SECONDS M N K [bf16|f16|f32] [threads]
+    const int64_t M = std::atoll(argv[2]), N = std::atoll(argv[3]), K = std::atoll(argv[4]);
+    const DType dt = argc > 5 && !std::strcmp(argv[5], "f32") ? DType::F32 : argc > 5 && !std::strcmp(argv[5], "f16") ? DType::F16 : DType::BF16;
+    const int thr = argc > 6 ? std::atoi(argv[6]) : 1;
+    std::vector<float> x(size_t(M * K), 0.5f), y(size_t(M * N));
+    std::vector<uint8_t> W(size_t(N * K) * dtype_size(dt), 0x3c);
+    ThreadPool pool(thr);
+    const char* paths[8];
+    const int n_paths = simd_paths(paths, 8);
+    for (int p = 0; p < n_paths; ++p) {
+      simd_use_path(paths[p]);
+      double sec = bench(pool, W.data(), dt, M, N, K, y.data(), x.data(), min_s);
+      std::printf("M=%lld N=%lld K=%lld %s thr=%d %-17s %9.3f ms %8.2f GB/s %8.2f GFLOP/s\n", (long long)M, (long long)N,
+                  (long long)K, dtype_name(dt), thr, paths[p], sec * 1e3, double(W.size()) / sec / 1e9, 2.0 * M * N * K / sec / 1e9);
+    }
+    return 0;
+  }
   {  // thread pool round trip: an empty parallel_for over 2 threads (the cost paid per matmul call)
     ThreadPool pool(2);
     for (int rep = 0; rep < 3; ++rep) {
