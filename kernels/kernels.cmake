@@ -1,17 +1,24 @@
 # CUDA kernels (kernels/*.cu, nvcc) and their host emulation build (kernels/emu/, g++), included by
 # native/CMakeLists.txt after moe_core exists.
-#   - always: moe_kernels_emu, the same kernel bodies under the SIMT emulation (kernels/simt/simt.h), linked into
+#   - always (where ucontext.h exists): moe_kernels_emu, the same kernel bodies under the SIMT emulation (kernels/simt/simt.h), linked into
 #     moe_core so tests (native/tests/test_kernels_*.cpp) run every kernel on the CPU;
 #   - when nvcc is found and MOE_CUDA is ON: kernels/*.cu compiled into moe_core for sm_80/86/89/90 with
 #     -Xptxas=-v (registers and spills printed per kernel), cudart linked statically, MOE_HAVE_CUDA defined.
 # Configure with -DMOE_CUDA=OFF (cmake-js: --CDMOE_CUDA=OFF) or without nvcc on PATH for a CPU-only build.
 set(MOE_KERNELS_DIR ${CMAKE_CURRENT_LIST_DIR})
 
-# ---- emulation build (always) ----
-add_library(moe_kernels_emu STATIC ${MOE_KERNELS_DIR}/emu/kernels_emu.cpp)
-target_include_directories(moe_kernels_emu PUBLIC ${MOE_KERNELS_DIR}/.. ${MOE_KERNELS_DIR}/../native)
-target_link_libraries(moe_kernels_emu PUBLIC Threads::Threads)
-target_link_libraries(moe_core PUBLIC moe_kernels_emu)
+# ---- emulation build (wherever ucontext fibers exist: Linux, macOS; not MSVC) ----
+include(CheckIncludeFileCXX)
+check_include_file_cxx(ucontext.h MOE_HAVE_UCONTEXT)
+if(MOE_HAVE_UCONTEXT)
+  add_library(moe_kernels_emu STATIC ${MOE_KERNELS_DIR}/emu/kernels_emu.cpp)
+  target_include_directories(moe_kernels_emu PUBLIC ${MOE_KERNELS_DIR}/.. ${MOE_KERNELS_DIR}/../native)
+  target_compile_definitions(moe_kernels_emu PUBLIC MOE_HAVE_SIMT_EMU=1)
+  target_link_libraries(moe_kernels_emu PUBLIC Threads::Threads)
+  target_link_libraries(moe_core PUBLIC moe_kernels_emu)
+else()
+  message(STATUS "moe: no ucontext.h: SIMT emulation of the kernels (and its tests) not built")
+endif()
 
 # ---- nvcc build ----
 include(CheckLanguage)

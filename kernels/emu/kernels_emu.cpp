@@ -8,3 +8,6 @@
 #include "kernels/swiglu.cuh"
 #include "kernels/moe_route.cuh"
 #include "kernels/attention.cuh"
+#include "kernels/matmul.cuh"
+#include "kernels/sampling.cuh"
+#include "kernels/embedding.cuh"

@@ -35,7 +35,7 @@ TEST(kernels_cuda_without_device_fails_cleanly) {
 #endif
 }
 
-#ifdef MOE_HAVE_CUDA
+#if defined(MOE_HAVE_CUDA) && defined(MOE_HAVE_SIMT_EMU)
 static size_t sz(int64_t n) { return size_t(n); }
 
 TEST(kernels_cuda_device_matches_emulation) {

@@ -1,6 +1,7 @@
 // Every CUDA kernel (kernels/*.cuh) run on the CPU under the SIMT emulation (moe::emu::*) against a plain
 // double-precision reference written here. Tolerances: the kernels accumulate in f32 in a different order
 // (warp butterflies), so the bound is a few f32 ulps times the sum of |terms|, stated per test.
+#ifdef MOE_HAVE_SIMT_EMU  // defined by kernels/kernels.cmake where ucontext fibers exist
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -196,3 +197,68 @@ TEST(kernels_launchers_reject_bad_shapes) {
   CHECK_THROWS(moe::emu::rope_neox(&f, &f, &f, &i, 1, 1, 8, 7, 8), "rot_dim must be even");
   CHECK_THROWS(moe::emu::rmsnorm(&f, nullptr, &f, &f, 1, 0, 1e-6f), "kernel rmsnorm: D must be > 0");
 }
+
+TEST(kernels_matmul_matches_reference) {
+  // M, N not multiples of the 64x64 tile, K not a multiple of the 16-wide K-step; ldx/ldy > K/N (views into wider rows)
+  const int64_t M = 70, N = 37, K = 100, ldx = K + 3, ldy = N + 5;
+  auto wf = randn(sz(N * K), 30, 0.1f), x = randn(sz(M * ldx), 31), bias = randn(sz(N), 32);
+  for (moe::DType dt : {moe::DType::F32, moe::DType::F16, moe::DType::BF16}) {
+    std::vector<uint16_t> w16(wf.size());
+    std::vector<double> wref(wf.size());
+    for (size_t i = 0; i < wf.size(); ++i) {
+      if (dt == moe::DType::F16) { w16[i] = moe::f32_to_f16(wf[i]); wref[i] = moe::f16_to_f32(w16[i]); }
+      else if (dt == moe::DType::BF16) { w16[i] = moe::f32_to_bf16(wf[i]); wref[i] = moe::bf16_to_f32(w16[i]); }
+      else wref[i] = wf[i];
+    }
+    const void* W = dt == moe::DType::F32 ? static_cast<const void*>(wf.data()) : static_cast<const void*>(w16.data());
+    std::vector<float> y(sz(M * ldy), -7.0f);
+    moe::emu::matmul(y.data(), ldy, x.data(), ldx, W, dt, bias.data(), M, N, K);
+    std::vector<float> got; std::vector<double> want;
+    bool pad_untouched = true;
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = 0; n < N; ++n) {
+        double acc = bias[sz(n)];
+        for (int64_t k = 0; k < K; ++k) acc += wref[sz(n * K + k)] * x[sz(m * ldx + k)];
+        got.push_back(y[sz(m * ldy + n)]); want.push_back(acc);
+      }
+      for (int64_t n = N; n < ldy; ++n) pad_untouched &= y[sz(m * ldy + n)] == -7.0f;
+    }
+    CHECK(close_all(got, want, 1e-5, 1e-5, moe::dtype_name(dt)));  // sum|terms| ~ K * 0.1 * 0.8 ~ 8
+    CHECK(pad_untouched);
+  }
+}
+
+TEST(kernels_argmax_and_embedding_match_reference) {
+  const int64_t T = 5, V = 1001;
+  auto logits = randn(sz(T * V), 40);
+  logits[sz(2 * V + 17)] = 50.0f; logits[sz(2 * V + 900)] = 50.0f;  // tie: first index wins
+  std::vector<int32_t> ids(sz(T));
+  moe::emu::argmax(ids.data(), logits.data(), T, V);
+  for (int64_t t = 0; t < T; ++t) {
+    int64_t best = 0;
+    for (int64_t v = 1; v < V; ++v) if (logits[sz(t * V + v)] > logits[sz(t * V + best)]) best = v;
+    CHECK(ids[sz(t)] == int32_t(best));
+  }
+  CHECK(ids[2] == 17);
+
+  const int64_t vocab = 11, D = 300;
+  auto table = randn(sz(vocab * D), 41);
+  std::vector<uint16_t> tb(table.size());
+  for (size_t i = 0; i < table.size(); ++i) tb[i] = moe::f32_to_bf16(table[i]);
+  std::vector<int32_t> tok = {3, 0, 10, 3};
+  std::vector<float> out(sz(4 * D)), out16(sz(4 * D));
+  moe::emu::embedding(out.data(), table.data(), moe::DType::F32, tok.data(), 4, vocab, D);
+  moe::emu::embedding(out16.data(), tb.data(), moe::DType::BF16, tok.data(), 4, vocab, D);
+  bool ok = true;
+  for (size_t t = 0; t < 4; ++t)
+    for (size_t d = 0; d < size_t(D); ++d) {
+      ok &= out[t * size_t(D) + d] == table[size_t(tok[t]) * size_t(D) + d];
+      ok &= out16[t * size_t(D) + d] == moe::bf16_to_f32(tb[size_t(tok[t]) * size_t(D) + d]);
+    }
+  CHECK(ok);
+  std::vector<int32_t> bad = {11};
+  moe::emu::embedding(out.data(), table.data(), moe::DType::F32, bad.data(), 1, vocab, D);
+  CHECK(std::isnan(out[0]) && std::isnan(out[sz(D - 1)]));
+}
+
+#endif  // MOE_HAVE_SIMT_EMU

@@ -1,6 +1,7 @@
 // The SIMT emulation layer itself (kernels/simt/simt.h): block barriers, warp shuffles in lockstep, shared and
 // dynamic shared memory, atomics across parallel workers, multi-dimensional grids, divergent-barrier detection.
 // The kernels under test are tiny CUDA bodies written right here.
+#ifdef MOE_HAVE_SIMT_EMU  // defined by kernels/kernels.cmake where ucontext fibers exist
 #include "kernels/simt/simt.h"
 #include "tests/test.h"
 
@@ -118,3 +119,5 @@ TEST(kernels_simt_divergent_barrier_is_an_error) {
   for (int i = 0; i < 40; ++i) ok &= e[size_t(i)] == 39 - i;
   CHECK(ok);
 }
+
+#endif  // MOE_HAVE_SIMT_EMU
