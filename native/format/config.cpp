@@ -21,23 +21,29 @@ struct Reader {
   const Json* get(const std::string& k) const { const Json* v = j.find(k); return (v && !v->is_null()) ? v : nullptr; }
   double num(const std::string& k) const {
     const Json* v = get(k); if (!v) missing(k);
-    if (!v->is_number()) bad(k, "must be a number"); return v->num;
+    if (!v->is_number()) bad(k, "must be a number");
+    return v->num;
   }
   double num(const std::string& k, double def) const {
     const Json* v = get(k); if (!v) return def;
-    if (!v->is_number()) bad(k, "must be a number"); return v->num;
+    if (!v->is_number()) bad(k, "must be a number");
+    return v->num;
   }
   int64_t integer(const std::string& k) const {
-    double d = num(k); if (d != std::floor(d) || d < 0) bad(k, "must be a non-negative integer"); return int64_t(d);
+    double d = num(k);
+    if (d != std::floor(d) || d < 0) bad(k, "must be a non-negative integer");
+    return int64_t(d);
   }
   int64_t integer(const std::string& k, int64_t def) const { return get(k) ? integer(k) : def; }
   bool boolean(const std::string& k, bool def) const {
     const Json* v = get(k); if (!v) return def;
-    if (!v->is_bool()) bad(k, "must be true or false"); return v->b;
+    if (!v->is_bool()) bad(k, "must be true or false");
+    return v->b;
   }
   std::string str(const std::string& k, const std::string& def) const {
     const Json* v = get(k); if (!v) return def;
-    if (!v->is_string()) bad(k, "must be a string"); return v->str;
+    if (!v->is_string()) bad(k, "must be a string");
+    return v->str;
   }
   // An int or a per-layer list of ints (Hunyuan writes num_experts/moe_topk/... either way).
   int64_t per_layer(const std::string& k, int layer, int num_layers) const {
@@ -147,7 +153,8 @@ ModelSpec parse_model_spec(const Json& config, const std::string& source) {
     LayerSpec& l = s.layers[size_t(i)];
     if (mt == "mixtral") {
       l.moe = true;
-      l.num_experts = int(r.integer(r.first_of({"num_local_experts", "num_experts"}) ? r.first_of({"num_local_experts", "num_experts"}) : "num_local_experts"));
+      const char* ke = r.first_of({"num_local_experts", "num_experts"});
+      l.num_experts = int(r.integer(ke ? ke : "num_local_experts"));
       l.top_k = int(r.integer("num_experts_per_tok"));
       l.expert_inter = s.intermediate;
       l.renorm_topk = true;
