@@ -62,6 +62,7 @@ struct ModelSpec {
   SharedExpert shared = SharedExpert::None;
   int num_shared_experts = 0;
   int cla_share_factor = 1;     // Hunyuan-Large cross-layer attention (1 = off)
+  double clip_qkv = 0;          // olmoe: clamp q, k (after their norms) and v to [-clip, clip]; 0 = off
   int num_kv_slots = 0;         // KV-cache entries (= layers without CLA)
   std::vector<LayerSpec> layers;
   std::vector<int> eos_ids;     // config.json eos_token_id (int or list)

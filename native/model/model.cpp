@@ -301,6 +301,13 @@ void Model::forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Sc
         break;
       default: break;
     }
+    if (S.clip_qkv > 0) {  // olmoe: q, k after their norms and v, clamped before RoPE
+      const float c = float(S.clip_qkv);
+      for (int64_t i = 0; i < T * qd; ++i) s.q[size_t(i)] = std::clamp(s.q[size_t(i)], -c, c);
+      if (ls.has_kv) for (int64_t i = 0; i < T * kd; ++i) {
+        s.k[size_t(i)] = std::clamp(s.k[size_t(i)], -c, c); s.v[size_t(i)] = std::clamp(s.v[size_t(i)], -c, c);
+      }
+    }
     rope_forward(s.q.data(), T, int(Hq), int(hd), qd, s.cos.data(), s.sin.data());
     if (ls.has_kv) rope_forward(s.k.data(), T, int(Hkv), int(hd), kd, s.cos.data(), s.sin.data());
     if (S.qk_norm == QkNorm::PerHeadAfterRope) {
