@@ -178,16 +178,21 @@ export class RemoteSession {
         return tokens;
       },
       [Symbol.asyncIterator]: async function* () {
-        for (;;) {
-          if (queue.length > 0) {
-            yield queue.shift()!;
-            continue;
+        // A consumer that stops iterating early (break/return) does not want more tokens: cancel.
+        try {
+          for (;;) {
+            if (queue.length > 0) {
+              yield queue.shift()!;
+              continue;
+            }
+            if (done) {
+              if (failure) throw failure;
+              return;
+            }
+            await new Promise<void>((r) => (waiter = r));
           }
-          if (done) {
-            if (failure) throw failure;
-            return;
-          }
-          await new Promise<void>((r) => (waiter = r));
+        } finally {
+          if (!done) cancel();
         }
       },
     };

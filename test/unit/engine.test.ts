@@ -142,3 +142,15 @@ describe("ChatSession without the fake's internals", () => {
     expect(m.chat().native).toBeInstanceOf(FakeSession);
   });
 });
+
+describe("Generation iteration", () => {
+  it("breaking out of the loop cancels the generation", async () => {
+    const { m, fake } = model("a b c d e f g h i j k l m n o p q r s t u v w x y z");
+    const gen = m.chat().generate({ ids: [5] }, { maxTokens: 40 });
+    for await (const _ of gen) break;
+    const r = await gen.result;
+    expect(r.stats.stopReason).toBe("cancelled");
+    expect(r.ids.length).toBeLessThanOrEqual(3);
+    expect(fake.sessions[0].cancelled).toBe(true);
+  });
+});
