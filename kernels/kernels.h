@@ -8,6 +8,8 @@
 namespace moe {
 namespace emu {
 #include "kernels/kernels_api.inc"
+// Number of OS threads the emulation spreads a launch's blocks over (default 1).
+void set_workers(int n);
 }  // namespace emu
 #ifdef MOE_HAVE_CUDA
 namespace cuda {

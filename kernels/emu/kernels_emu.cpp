@@ -11,3 +11,5 @@
 #include "kernels/matmul.cuh"
 #include "kernels/sampling.cuh"
 #include "kernels/embedding.cuh"
+
+void moe::emu::set_workers(int n) { simt::set_workers(n); }

@@ -225,6 +225,12 @@ TEST(kernels_matmul_matches_reference) {
     }
     CHECK(close_all(got, want, 1e-5, 1e-5, moe::dtype_name(dt)));  // sum|terms| ~ K * 0.1 * 0.8 ~ 8
     CHECK(pad_untouched);
+    // blocks spread over 2 OS threads (each with its own __shared__ tiles) give bit-identical results
+    std::vector<float> y2(sz(M * ldy), -7.0f);
+    moe::emu::set_workers(2);
+    moe::emu::matmul(y2.data(), ldy, x.data(), ldx, W, dt, bias.data(), M, N, K);
+    moe::emu::set_workers(1);
+    CHECK(y2 == y);
   }
 }
 
