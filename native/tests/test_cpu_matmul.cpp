@@ -217,7 +217,7 @@ TEST(cpu_simd_path_selected) {
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") && !std::getenv("MOE_SIMD"))
-    CHECK(std::strncmp(simd_name(), "avx", 3) == 0);
+    CHECK(std::strcmp(simd_name(), "portable") != 0);
 #endif
   std::printf("    simd path: %s (available:", simd_name());
   for (int i = 0; i < n; ++i) std::printf(" %s", names[i]);
