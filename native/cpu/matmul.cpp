@@ -122,6 +122,11 @@ struct Kernels {
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float* y, float a, const float* x, int64_t n);
   void (*row_convert)(float* out, const void* W, DType dt, int64_t n, int64_t K, int64_t k0, int64_t len);
+  // Optional (AMX): pack x once per call on the calling thread (nullptr: not applicable to this dtype/shape),
+  // then every thread runs matmul_rows_packed on its rows of W against the shared packed x.
+  const void* (*prepack)(const float* x, int64_t ldx, DType dt, int64_t M, int64_t K) = nullptr;
+  void (*matmul_rows_packed)(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType dt,
+                             int64_t M, int64_t n0, int64_t n1, int64_t K, bool acc, const void* packed) = nullptr;
 };
 
 const Kernels kPortable = {"portable", matvec_rows_portable, matmul_rows_portable, dot_portable, axpy_portable,
@@ -583,58 +588,103 @@ MOE_AMX void amx_pack_x(uint32_t* buf, const float* x, int64_t ldx, int64_t M, i
   }
 }
 
-MOE_AMX void matmul_rows_amx(float* y, int64_t ldy, const float* x, int64_t ldx, const void* Wv, DType dt,
-                             int64_t M, int64_t n0, int64_t n1, int64_t K, bool acc) {
-  const int64_t K32 = K & ~int64_t(31);
-  if (dt != DType::BF16 || M < kAmxMinM || K32 == 0 || n1 - n0 < 16) {
-    matmul_rows_avx512(y, ldy, x, ldx, Wv, dt, M, n0, n1, K, acc);
-    return;
-  }
-  const uint16_t* W = static_cast<const uint16_t*>(Wv);
-  const int64_t MB = (M + 15) / 16, KP = K32 / 2, part_stride = MB * KP * 16;
-  if (t_amx_pack.size() < size_t(3 * part_stride)) t_amx_pack.resize(size_t(3 * part_stride));
-  uint32_t* buf = t_amx_pack.data();
-  amx_pack_x(buf, x, ldx, M, K32, MB);
-
-  AmxTileConfig cfg{};
-  cfg.palette_id = 1;
-  for (int t = 0; t < 5; ++t) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }  // C, A, B_hi, B_mid, B_lo
-  _tile_loadconfig(&cfg);
-  alignas(64) float c[16][16];
-  int64_t n = n0;
-  for (; n + 16 <= n1; n += 16) {
-    const uint16_t* wn = W + n * K;
-    for (int64_t mb = 0; mb < MB; ++mb) {
-      const uint32_t* b0 = buf + mb * KP * 16;
-      _tile_zero(0);
-      for (int64_t kp = 0; kp < KP; kp += 16) {
-        _tile_loadd(1, wn + 2 * kp, K * 2);
-        _tile_loadd(2, b0 + kp * 16, 64);
-        _tile_loadd(3, b0 + part_stride + kp * 16, 64);
-        _tile_loadd(4, b0 + 2 * part_stride + kp * 16, 64);
-        _tile_dpbf16ps(0, 1, 4);  // smallest part first
-        _tile_dpbf16ps(0, 1, 3);
-        _tile_dpbf16ps(0, 1, 2);
-      }
-      _tile_stored(0, c, 64);
-      const int64_t m_end = M - mb * 16 < 16 ? M - mb * 16 : 16;
-      for (int64_t mi = 0; mi < m_end; ++mi) {
-        const int64_t m = mb * 16 + mi;
-        const float* xr = x + m * ldx;
-        float* yr = y + m * ldy + n;
-        for (int r = 0; r < 16; ++r) {
-          float v = c[r][mi];
-          for (int64_t k = K32; k < K; ++k) v += xr[k] * bf16_to_f32(wn[r * K + k]);  // K % 32 tail
-          yr[r] = acc ? yr[r] + v : v;
-        }
-      }
+// y[m, n+r] (+)= c[r][mi] + the K % 32 tail, for the valid x rows of m-block mb.
+MOE_AMX inline void amx_store(float (*c)[16], float* y, int64_t ldy, const float* x, int64_t ldx, const uint16_t* wn,
+                              int64_t n, int64_t mb, int64_t M, int64_t K, int64_t K32, bool acc) {
+  const int64_t m_end = M - mb * 16 < 16 ? M - mb * 16 : 16;
+  for (int64_t mi = 0; mi < m_end; ++mi) {
+    const int64_t m = mb * 16 + mi;
+    const float* xr = x + m * ldx;
+    float* yr = y + m * ldy + n;
+    for (int r = 0; r < 16; ++r) {
+      float v = c[r][mi];
+      for (int64_t k = K32; k < K; ++k) v += xr[k] * bf16_to_f32(wn[r * K + k]);
+      yr[r] = acc ? yr[r] + v : v;
     }
   }
-  _tile_release();
+}
+
+// NB (1|2) blocks of 16 weight rows x MBK (1|2) blocks of 16 x rows, over all of K32. Tiles: 0..3 = C[nb][mb]
+// (0 = n0/mb0, 1 = n0/mb1, 2 = n1/mb0, 3 = n1/mb1), 4..5 = A (weights), 6..7 = B (x parts). Per 32-wide k step:
+// NB + 3*MBK tile loads feed 3*NB*MBK tile products.
+template <int NB, int MBK>
+MOE_AMX inline void amx_block(float* y, int64_t ldy, const float* x, int64_t ldx, const uint16_t* W, int64_t n,
+                              int64_t mb, const uint32_t* buf, int64_t part_stride, int64_t M, int64_t K, int64_t K32,
+                              bool acc) {
+  const int64_t KP = K32 / 2;
+  const uint16_t* wn = W + n * K;
+  const uint32_t* b0 = buf + mb * KP * 16;
+  const uint32_t* b1 = b0 + KP * 16;
+  _tile_zero(0);
+  if (MBK > 1) _tile_zero(1);
+  if (NB > 1) _tile_zero(2);
+  if (NB > 1 && MBK > 1) _tile_zero(3);
+  for (int64_t kp = 0; kp < KP; kp += 16) {
+    _tile_loadd(4, wn + 2 * kp, K * 2);
+    if (NB > 1) _tile_loadd(5, wn + 16 * K + 2 * kp, K * 2);
+    for (int p = 2; p >= 0; --p) {  // lo, mid, hi: smallest part first
+      _tile_loadd(6, b0 + p * part_stride + kp * 16, 64);
+      if (MBK > 1) _tile_loadd(7, b1 + p * part_stride + kp * 16, 64);
+      _tile_dpbf16ps(0, 4, 6);
+      if (NB > 1) _tile_dpbf16ps(2, 5, 6);
+      if (MBK > 1) _tile_dpbf16ps(1, 4, 7);
+      if (NB > 1 && MBK > 1) _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  alignas(64) float c[16][16];
+  _tile_stored(0, c, 64);
+  amx_store(c, y, ldy, x, ldx, wn, n, mb, M, K, K32, acc);
+  if (MBK > 1) { _tile_stored(1, c, 64); amx_store(c, y, ldy, x, ldx, wn, n, mb + 1, M, K, K32, acc); }
+  if (NB > 1) { _tile_stored(2, c, 64); amx_store(c, y, ldy, x, ldx, wn + 16 * K, n + 16, mb, M, K, K32, acc); }
+  if (NB > 1 && MBK > 1) { _tile_stored(3, c, 64); amx_store(c, y, ldy, x, ldx, wn + 16 * K, n + 16, mb + 1, M, K, K32, acc); }
+}
+
+// Packs x into this thread's buffer if the AMX path applies to (dt, M, K), else returns nullptr.
+MOE_AMX const void* amx_prepack(const float* x, int64_t ldx, DType dt, int64_t M, int64_t K) {
+  const int64_t K32 = K & ~int64_t(31);
+  if (dt != DType::BF16 || M < kAmxMinM || K32 == 0) return nullptr;
+  const int64_t MB = (M + 15) / 16, part_stride = MB * (K32 / 2) * 16;
+  if (t_amx_pack.size() < size_t(3 * part_stride)) t_amx_pack.resize(size_t(3 * part_stride));
+  amx_pack_x(t_amx_pack.data(), x, ldx, M, K32, MB);
+  return t_amx_pack.data();
+}
+
+MOE_AMX void matmul_rows_amx_packed(float* y, int64_t ldy, const float* x, int64_t ldx, const void* Wv, DType dt,
+                                    int64_t M, int64_t n0, int64_t n1, int64_t K, bool acc, const void* packed) {
+  const uint16_t* W = static_cast<const uint16_t*>(Wv);
+  const uint32_t* buf = static_cast<const uint32_t*>(packed);
+  const int64_t K32 = K & ~int64_t(31), MB = (M + 15) / 16, part_stride = MB * (K32 / 2) * 16;
+  int64_t n = n0;
+  if (n1 - n0 >= 16) {
+    AmxTileConfig cfg{};
+    cfg.palette_id = 1;
+    for (int t = 0; t < 8; ++t) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
+    _tile_loadconfig(&cfg);
+    for (; n + 32 <= n1; n += 32) {
+      int64_t mb = 0;
+      for (; mb + 2 <= MB; mb += 2) amx_block<2, 2>(y, ldy, x, ldx, W, n, mb, buf, part_stride, M, K, K32, acc);
+      if (mb < MB) amx_block<2, 1>(y, ldy, x, ldx, W, n, mb, buf, part_stride, M, K, K32, acc);
+    }
+    if (n + 16 <= n1) {
+      int64_t mb = 0;
+      for (; mb + 2 <= MB; mb += 2) amx_block<1, 2>(y, ldy, x, ldx, W, n, mb, buf, part_stride, M, K, K32, acc);
+      if (mb < MB) amx_block<1, 1>(y, ldy, x, ldx, W, n, mb, buf, part_stride, M, K, K32, acc);
+      n += 16;
+    }
+    _tile_release();
+  }
   if (n < n1) matmul_rows_avx512(y, ldy, x, ldx, Wv, dt, M, n, n1, K, acc);
 }
 
-const Kernels kAmx = {"amx-bf16+avx512f", matvec_rows_avx512, matmul_rows_amx, dot_avx2, axpy_avx2, row_convert_avx2};
+MOE_AMX void matmul_rows_amx(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType dt,
+                             int64_t M, int64_t n0, int64_t n1, int64_t K, bool acc) {
+  const void* packed = n1 - n0 >= 16 ? amx_prepack(x, ldx, dt, M, K) : nullptr;
+  if (!packed) matmul_rows_avx512(y, ldy, x, ldx, W, dt, M, n0, n1, K, acc);
+  else matmul_rows_amx_packed(y, ldy, x, ldx, W, dt, M, n0, n1, K, acc, packed);
+}
+
+const Kernels kAmx = {"amx-bf16+avx512f", matvec_rows_avx512, matmul_rows_amx, dot_avx2, axpy_avx2, row_convert_avx2,
+                      amx_prepack, matmul_rows_amx_packed};
 #endif  // MOE_HAVE_X86_DISPATCH
 
 // Paths this CPU can run, best first (portable always last).
@@ -716,6 +766,15 @@ void matmul(ThreadPool& pool, float* y, int64_t ldy, const float* x, int64_t ldx
   int64_t grain_blocks = (grain_rows + NR - 1) / NR;
   if (nt <= 1 || n_blocks * NR * work_per_row < 2 * 65536) {
     run_block(kr, y, ldy, x, ldx, W, w_dtype, 0, M, 0, N, K, accumulate);
+    return;
+  }
+  if (const void* packed = M > 1 && N >= 32 && kr.prepack ? kr.prepack(x, ldx, w_dtype, M, K) : nullptr) {
+    // x packed once here, shared by all threads; N split in units of 32 rows (the AMX 2x16-row block).
+    const int64_t n_units = (N + 31) / 32, grain_units = (grain_rows + 31) / 32;
+    pool.run(n_units, grain_units, [&](int64_t u0, int64_t u1, int) {
+      const int64_t n0 = u0 * 32, n1 = u1 * 32 < N ? u1 * 32 : N;
+      kr.matmul_rows_packed(y, ldy, x, ldx, W, w_dtype, M, n0, n1, K, accumulate, packed);
+    });
     return;
   }
   if (n_blocks < 2 * nt && M >= 2 * nt) {
