@@ -559,31 +559,66 @@ bool amx_usable() {
 // Grows to the largest prefill seen, then is reused (decode never comes here).
 thread_local std::vector<uint32_t> t_amx_pack;
 
+// In-register transpose of a 16x16 matrix of 32-bit elements (rows r[0..15]). Four shuffle stages; the result
+// has rows 1,2 (mod 4) swapped, which amx_pack_x undoes when storing.
+MOE_AMX inline void transpose16x16_epi32(__m512i* r) {
+  __m512i t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 2; ++j) {
+      r[4 * i + j] = _mm512_unpacklo_epi64(t[4 * i + j], t[4 * i + j + 2]);
+      r[4 * i + j + 2] = _mm512_unpackhi_epi64(t[4 * i + j], t[4 * i + j + 2]);
+    }
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j) {
+      t[8 * i + j] = _mm512_shuffle_i32x4(r[8 * i + j], r[8 * i + j + 4], 0x88);
+      t[8 * i + j + 4] = _mm512_shuffle_i32x4(r[8 * i + j], r[8 * i + j + 4], 0xdd);
+    }
+  for (int j = 0; j < 8; ++j) {
+    r[j] = _mm512_shuffle_i32x4(t[j], t[j + 8], 0x88);
+    r[j + 8] = _mm512_shuffle_i32x4(t[j], t[j + 8], 0xdd);
+  }
+}
+
+MOE_AMX inline __m512 bf16_widen(__m256bh h) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)h), 16));
+}
+
+// x[M, K32] -> buf[part][mb][kp][mi] = (part of x[16 mb + mi, 2 kp], part of x[16 mb + mi, 2 kp + 1]).
+// Per 16 rows x 32 columns: each row's 32 values become, per part, one vector of 16 bf16 pairs (row-major
+// [mi][kp]); a 16x16 transpose turns that into the 16 B-tile rows [kp][mi]. Rows m >= M are zero.
 MOE_AMX void amx_pack_x(uint32_t* buf, const float* x, int64_t ldx, int64_t M, int64_t K32, int64_t MB) {
   const int64_t KP = K32 / 2, part_stride = MB * KP * 16;
-  // Columns m >= M of the last block must be zero (they produce C columns that are ignored, but must be finite).
-  if (M % 16) {
-    for (int p = 0; p < 3; ++p) {
-      uint32_t* blk = buf + p * part_stride + (MB - 1) * KP * 16;
-      std::memset(blk, 0, size_t(KP * 16) * sizeof(uint32_t));
-    }
-  }
-  const __m256i idx = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);  // 8 pairs go 16 uint32 apart
-  for (int64_t m = 0; m < M; ++m) {
-    const float* xr = x + m * ldx;
-    const int64_t mb = m / 16, mi = m % 16;
-    uint32_t* dst = buf + mb * KP * 16 + mi;
-    for (int64_t k = 0; k < K32; k += 16) {
-      const __m512 v = _mm512_loadu_ps(xr + k);
-      const __m256bh hi = _mm512_cvtneps_pbh(v);
-      const __m512 r1 = _mm512_sub_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)hi), 16)));
-      const __m256bh mid = _mm512_cvtneps_pbh(r1);
-      const __m512 r2 = _mm512_sub_ps(r1, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)mid), 16)));
-      const __m256bh lo = _mm512_cvtneps_pbh(r2);
-      uint32_t* d0 = dst + (k / 2) * 16;
-      _mm256_i32scatter_epi32(d0, idx, (__m256i)hi, 4);
-      _mm256_i32scatter_epi32(d0 + part_stride, idx, (__m256i)mid, 4);
-      _mm256_i32scatter_epi32(d0 + 2 * part_stride, idx, (__m256i)lo, 4);
+  __m512i R[3][16];
+  for (int64_t mb = 0; mb < MB; ++mb) {
+    const int64_t rows = M - mb * 16 < 16 ? M - mb * 16 : 16;
+    for (int64_t k0 = 0; k0 < K32; k0 += 32) {
+      for (int i = 0; i < 16; ++i) {
+        if (i >= rows) { R[0][i] = R[1][i] = R[2][i] = _mm512_setzero_si512(); continue; }
+        const float* xr = x + (mb * 16 + i) * ldx + k0;
+        __m256bh parts[3][2];
+        for (int h = 0; h < 2; ++h) {
+          const __m512 v = _mm512_loadu_ps(xr + 16 * h);
+          parts[0][h] = _mm512_cvtneps_pbh(v);
+          const __m512 r1 = _mm512_sub_ps(v, bf16_widen(parts[0][h]));
+          parts[1][h] = _mm512_cvtneps_pbh(r1);
+          const __m512 r2 = _mm512_sub_ps(r1, bf16_widen(parts[1][h]));
+          parts[2][h] = _mm512_cvtneps_pbh(r2);
+        }
+        for (int p = 0; p < 3; ++p)
+          R[p][i] = _mm512_inserti64x4(_mm512_castsi256_si512((__m256i)parts[p][0]), (__m256i)parts[p][1], 1);
+      }
+      for (int p = 0; p < 3; ++p) {
+        transpose16x16_epi32(R[p]);
+        uint32_t* dst = buf + p * part_stride + (mb * KP + k0 / 2) * 16;
+        for (int i = 0; i < 16; ++i) {
+          const int row = (i & ~3) | ((i & 1) << 1) | ((i >> 1) & 1);  // undo the 1<->2 swap
+          _mm512_storeu_si512(dst + row * 16, R[p][i]);
+        }
+      }
     }
   }
 }
