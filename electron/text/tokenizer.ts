@@ -29,6 +29,8 @@ export class TextTokenizer {
   constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown> = {}) {
     // The library reads additional_special_tokens as strings; newer configs may write objects.
     const cfg: Record<string, unknown> = { ...tokenizerConfig };
+    // transformers 5 leaves " ," / " ." alone unless the config asks for clean-up; the JS library defaults to true.
+    cfg.clean_up_tokenization_spaces = tokenizerConfig.clean_up_tokenization_spaces === true;
     if (Array.isArray(cfg.additional_special_tokens)) {
       cfg.additional_special_tokens = cfg.additional_special_tokens.map(tokenContent).filter((t) => t !== null);
     }

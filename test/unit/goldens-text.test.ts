@@ -24,6 +24,13 @@ describe.each(names)("%s: text matches transformers", (name) => {
     }
   });
 
+  it("decode does not clean up spaces before punctuation unless the config asks (transformers 5 default)", () => {
+    const text = "Hello , world . Is it ? yes ! don 't";
+    const cfg = tok.config.clean_up_tokenization_spaces;
+    if (cfg === true) return;
+    expect(tok.decode(tok.encode(text, { addSpecialTokens: false }))).toBe(text);
+  });
+
   it("chat prompt is byte-identical and tokenizes to the golden prompt ids", () => {
     expect(tpl).not.toBeNull();
     const prompt = tpl!.render(g.messages, { systemPrompt: null });
