@@ -90,7 +90,8 @@ export class ChatTemplate {
   }
 
   render(messages: readonly ChatMessage[], opts: RenderOptions = {}): string {
-    const vars: Record<string, unknown> = {};
+    // transformers always passes tools and documents (None when absent): templates test `tools is not none`.
+    const vars: Record<string, unknown> = { tools: null, documents: null };
     // transformers passes tokenizer.special_tokens_map: the string content of each special token.
     for (const key of ["bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token"]) {
       const v = tokenContent(this.specialTokens[key]);

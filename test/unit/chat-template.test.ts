@@ -53,6 +53,12 @@ describe("ChatTemplate.render", () => {
     const t = new ChatTemplate({ source: LLAMA, file: "x" }, { bos_token: { content: "<s>" }, eos_token: "</s>" });
     expect(t.render(msgs, { systemPrompt: null })).toBe("<s>[user] Hi 你好</s>");
   });
+  it("tools and documents are none, as transformers passes them", () => {
+    const t = new ChatTemplate({ source: "{% if tools is not none %}T{% else %}N{% endif %}{% if documents is none %}D{% endif %}", file: "x" });
+    expect(t.render(msgs)).toBe("ND");
+    expect(t.render(msgs, { extra: { tools: [{ name: "f" }] } })).toBe("TD");
+  });
+
   it("supports raise_exception with the file in the error", () => {
     const t = new ChatTemplate({ source: "{{ raise_exception('roles must alternate') }}", file: "tpl.jinja" });
     expect(() => t.render(msgs)).toThrow(/tpl.jinja.*roles must alternate/);
