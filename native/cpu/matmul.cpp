@@ -7,8 +7,13 @@
 //                         is streamed exactly once, several rows at a time so the x loads are shared.
 //     matmul_rows(n0,n1)  M > 1 (prefill): for a block of NR weight rows and a K tile, convert the weights once to
 //                         an f32 tile (fits L1), then reuse it for every row of x. Compute bound.
+//     prepack + matmul_rows_packed   (AMX only) x converted once per call, shared by all threads.
 //   matmul / matmul_st    split N (or M when N is tiny) over the pool and call the kernels.
-// The SIMD table is chosen once at run time (cpuid), so one binary runs on every x86-64 / arm64 CPU.
+// Paths, best first: amx-bf16+avx512f > avx512f+fma+f16c > avx2+fma+f16c > portable. The table is chosen once
+// at run time (cpuid + OS permission for AMX), so one binary runs on every x86-64 / arm64 CPU; MOE_SIMD overrides.
+// Measured on this project's 2-core Xeon (AMX/AVX-512), bf16 weights, 1 thread (test/bench/run_bench_matmul.sh):
+//   prefill M=16 N=512 K=1024:  portable 19, avx2 81, avx512 96, amx 348 GFLOP/s
+//   decode  M=1, 1 GiB of weights: 14 GB/s (1 thread), 19 GB/s (2 threads) = DRAM bandwidth
 #include "cpu/matmul.h"
 
 #include <atomic>

@@ -29,7 +29,9 @@ void row_to_f32(float* out, const void* W, DType w_dtype, int64_t row, int64_t K
 float vec_dot_f32(const float* a, const float* b, int64_t n);
 void vec_axpy_f32(float* y, float a, const float* x, int64_t n);   // y += a * x
 
-// Which SIMD path was selected at run time, e.g. "avx2+fma+f16c" or "portable".
+// Which SIMD path was selected at run time: "amx-bf16+avx512f" (AMX tiles for bf16-weight prefill, AVX-512
+// otherwise), "avx512f+fma+f16c", "avx2+fma+f16c" or "portable". The MOE_SIMD environment variable (a name or
+// prefix, e.g. MOE_SIMD=avx2) picks another path this CPU supports, for comparisons.
 const char* simd_name();
 
 // Tests and benchmarks: force the portable path (true) or go back to the best path for this CPU (false).
