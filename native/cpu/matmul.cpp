@@ -132,10 +132,21 @@ struct Kernels {
   const void* (*prepack)(const float* x, int64_t ldx, DType dt, int64_t M, int64_t K) = nullptr;
   void (*matmul_rows_packed)(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType dt,
                              int64_t M, int64_t n0, int64_t n1, int64_t K, bool acc, const void* packed) = nullptr;
+  // Attention: scores of one query against n keys, and the weighted sum of n value rows.
+  void (*dot_rows)(float* out, const float* q, const float* K, int64_t ldk, int64_t n, int64_t d, float scale) = nullptr;
+  void (*axpy_rows)(float* o, const float* w, const float* V, int64_t ldv, int64_t n, int64_t d) = nullptr;
 };
 
+void dot_rows_portable(float* out, const float* q, const float* K, int64_t ldk, int64_t n, int64_t d, float scale) {
+  for (int64_t j = 0; j < n; ++j) out[j] = dot_portable(q, K + j * ldk, d) * scale;
+}
+
+void axpy_rows_portable(float* o, const float* w, const float* V, int64_t ldv, int64_t n, int64_t d) {
+  for (int64_t j = 0; j < n; ++j) axpy_portable(o, w[j], V + j * ldv, d);
+}
+
 const Kernels kPortable = {"portable", matvec_rows_portable, matmul_rows_portable, dot_portable, axpy_portable,
-                           row_convert_portable};
+                           row_convert_portable, nullptr, nullptr, dot_rows_portable, axpy_rows_portable};
 
 // ---------------------------------------------------------------------------------------------------------------
 // AVX2 + FMA + F16C kernels (x86-64, GCC/Clang). Compiled per function with target attributes so the rest of the
@@ -355,7 +366,56 @@ MOE_AVX2 void matmul_rows_avx2(float* y, int64_t ldy, const float* x, int64_t ld
   }
 }
 
-const Kernels kAvx2 = {"avx2+fma+f16c", matvec_rows_avx2, matmul_rows_avx2, dot_avx2, axpy_avx2, row_convert_avx2};
+// out[j] = scale * dot(q, K[j]) for n keys of length d (rows ldk apart): four keys per pass share the q loads,
+// one call per query instead of one per key (head_dim is only 64-128, so per-call overhead used to dominate).
+MOE_AVX2 void dot_rows_avx2(float* out, const float* q, const float* K, int64_t ldk, int64_t n, int64_t d, float scale) {
+  const int64_t d8 = d & ~int64_t(7);
+  const __m256i mk = tail_mask(d - d8);
+  const __m128 vs = _mm_set1_ps(scale);
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const float* k0 = K + j * ldk; const float* k1 = k0 + ldk; const float* k2 = k1 + ldk; const float* k3 = k2 + ldk;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < d8; i += 8) {
+      const __m256 qv = _mm256_loadu_ps(q + i);
+      a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0); a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + i), a1);
+      a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + i), a2); a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + i), a3);
+    }
+    if (d8 < d) {
+      const __m256 qv = _mm256_maskload_ps(q + d8, mk);
+      a0 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(k0 + d8, mk), a0); a1 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(k1 + d8, mk), a1);
+      a2 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(k2 + d8, mk), a2); a3 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(k3 + d8, mk), a3);
+    }
+    _mm_storeu_ps(out + j, _mm_mul_ps(hsum8x4(a0, a1, a2, a3), vs));
+  }
+  for (; j < n; ++j) out[j] = dot_avx2(q, K + j * ldk, d) * scale;
+}
+
+// o[0:d] += sum_j w[j] V[j, 0:d]: o stays in registers (32 floats at a time) across all n value rows.
+MOE_AVX2 void axpy_rows_avx2(float* o, const float* w, const float* V, int64_t ldv, int64_t n, int64_t d) {
+  int64_t i0 = 0;
+  for (; i0 + 32 <= d; i0 += 32) {
+    __m256 c0 = _mm256_loadu_ps(o + i0), c1 = _mm256_loadu_ps(o + i0 + 8);
+    __m256 c2 = _mm256_loadu_ps(o + i0 + 16), c3 = _mm256_loadu_ps(o + i0 + 24);
+    for (int64_t j = 0; j < n; ++j) {
+      const __m256 wv = _mm256_broadcast_ss(w + j);
+      const float* v = V + j * ldv + i0;
+      c0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v), c0); c1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + 8), c1);
+      c2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + 16), c2); c3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + 24), c3);
+    }
+    _mm256_storeu_ps(o + i0, c0); _mm256_storeu_ps(o + i0 + 8, c1);
+    _mm256_storeu_ps(o + i0 + 16, c2); _mm256_storeu_ps(o + i0 + 24, c3);
+  }
+  for (; i0 < d; i0 += 8) {  // d % 32 tail, 8 (masked) lanes at a time
+    const __m256i mk = tail_mask(d - i0 < 8 ? d - i0 : 8);
+    __m256 c = _mm256_maskload_ps(o + i0, mk);
+    for (int64_t j = 0; j < n; ++j) c = _mm256_fmadd_ps(_mm256_broadcast_ss(w + j), _mm256_maskload_ps(V + j * ldv + i0, mk), c);
+    _mm256_maskstore_ps(o + i0, mk, c);
+  }
+}
+
+const Kernels kAvx2 = {"avx2+fma+f16c", matvec_rows_avx2, matmul_rows_avx2, dot_avx2, axpy_avx2, row_convert_avx2,
+                       nullptr, nullptr, dot_rows_avx2, axpy_rows_avx2};
 
 // ---------------------------------------------------------------------------------------------------------------
 // AVX-512F kernels: same algorithms with 16 lanes. Prefill is compute bound, so doubling the vector width roughly
@@ -519,7 +579,7 @@ MOE_AVX512 void matmul_rows_avx512(float* y, int64_t ldy, const float* x, int64_
 }
 
 const Kernels kAvx512 = {"avx512f+fma+f16c", matvec_rows_avx512, matmul_rows_avx512, dot_avx2, axpy_avx2,
-                         row_convert_avx2};
+                         row_convert_avx2, nullptr, nullptr, dot_rows_avx2, axpy_rows_avx2};
 
 // ---------------------------------------------------------------------------------------------------------------
 // AMX (Sapphire Rapids and later) for prefill with bf16 weights. TDPBF16PS multiplies bf16 pairs and accumulates
@@ -724,7 +784,7 @@ MOE_AMX void matmul_rows_amx(float* y, int64_t ldy, const float* x, int64_t ldx,
 }
 
 const Kernels kAmx = {"amx-bf16+avx512f", matvec_rows_avx512, matmul_rows_amx, dot_avx2, axpy_avx2, row_convert_avx2,
-                      amx_prepack, matmul_rows_amx_packed};
+                      amx_prepack, matmul_rows_amx_packed, dot_rows_avx2, axpy_rows_avx2};
 #endif  // MOE_HAVE_X86_DISPATCH
 
 // Paths this CPU can run, best first (portable always last).
@@ -837,6 +897,12 @@ void row_to_f32(float* out, const void* W, DType w_dtype, int64_t row, int64_t K
 
 float vec_dot_f32(const float* a, const float* b, int64_t n) { return K_().dot(a, b, n); }
 void vec_axpy_f32(float* y, float a, const float* x, int64_t n) { K_().axpy(y, a, x, n); }
+void vec_dot_rows_f32(float* out, const float* q, const float* K, int64_t ldk, int64_t n, int64_t d, float scale) {
+  K_().dot_rows(out, q, K, ldk, n, d, scale);
+}
+void vec_axpy_rows_f32(float* o, const float* w, const float* V, int64_t ldv, int64_t n, int64_t d) {
+  K_().axpy_rows(o, w, V, ldv, n, d);
+}
 const char* simd_name() { return K_().name; }
 
 int simd_paths(const char** names, int max_names) {

@@ -28,6 +28,11 @@ void row_to_f32(float* out, const void* W, DType w_dtype, int64_t row, int64_t K
 // f32 vector primitives used by attention and norms, dispatched like matmul.
 float vec_dot_f32(const float* a, const float* b, int64_t n);
 void vec_axpy_f32(float* y, float a, const float* x, int64_t n);   // y += a * x
+// Attention inner loops, one call per query row (head_dim is small: per-key calls would be mostly overhead):
+//   out[j] = scale * dot(q[0:d], K[j*ldk : j*ldk+d])   for j in [0, n)
+void vec_dot_rows_f32(float* out, const float* q, const float* K, int64_t ldk, int64_t n, int64_t d, float scale);
+//   o[0:d] += sum_j w[j] * V[j*ldv : j*ldv+d]
+void vec_axpy_rows_f32(float* o, const float* w, const float* V, int64_t ldv, int64_t n, int64_t d);
 
 // Which SIMD path was selected at run time: "amx-bf16+avx512f" (AMX tiles for bf16-weight prefill, AVX-512
 // otherwise), "avx512f+fma+f16c", "avx2+fma+f16c" or "portable". The MOE_SIMD environment variable (a name or

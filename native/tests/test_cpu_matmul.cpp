@@ -225,3 +225,41 @@ TEST(cpu_simd_path_selected) {
   for (int i = 0; i < n; ++i) std::printf(" %s", names[i]);
   std::printf(")\n");
 }
+
+TEST(cpu_vec_dot_rows_axpy_rows) {
+  // Attention helpers vs plain loops: odd head sizes (d % 8, d % 32 tails), key counts not a multiple of 4,
+  // row strides larger than d.
+  std::mt19937 rng(21);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for_each_path([&] {
+    int bad = 0;
+    for (int64_t d : {1, 5, 8, 13, 32, 40, 64, 100, 128})
+      for (int64_t n : {1, 3, 4, 7, 33}) {
+        const int64_t ld = d + 3;
+        std::vector<float> q(static_cast<size_t>(d)), K(static_cast<size_t>(n * ld)), V(static_cast<size_t>(n * ld)),
+            w(static_cast<size_t>(n)), out(static_cast<size_t>(n) + 1, 7.f);
+        for (auto& v : q) v = u(rng);
+        for (auto& v : K) v = u(rng);
+        for (auto& v : V) v = u(rng);
+        for (auto& v : w) v = u(rng);
+        vec_dot_rows_f32(out.data(), q.data(), K.data(), ld, n, d, 0.125f);
+        for (int64_t j = 0; j < n; ++j) {
+          double ref = 0, mag = 0;
+          for (int64_t i = 0; i < d; ++i) { ref += double(q[size_t(i)]) * K[size_t(j * ld + i)]; mag += std::fabs(double(q[size_t(i)]) * K[size_t(j * ld + i)]); }
+          bad += !(std::fabs(out[size_t(j)] - 0.125 * ref) <= 0.125 * 1e-5 * mag + 1e-30);
+        }
+        bad += out[size_t(n)] != 7.f;  // nothing written past n
+        std::vector<float> o(size_t(d) + 1), o0(size_t(d) + 1);
+        for (auto& v : o) v = u(rng);
+        o0 = o;
+        vec_axpy_rows_f32(o.data(), w.data(), V.data(), ld, n, d);
+        for (int64_t i = 0; i < d; ++i) {
+          double ref = o0[size_t(i)], mag = std::fabs(o0[size_t(i)]);
+          for (int64_t j = 0; j < n; ++j) { ref += double(w[size_t(j)]) * V[size_t(j * ld + i)]; mag += std::fabs(double(w[size_t(j)]) * V[size_t(j * ld + i)]); }
+          bad += !(std::fabs(o[size_t(i)] - ref) <= 1e-5 * mag + 1e-30);
+        }
+        bad += o[size_t(d)] != o0[size_t(d)];
+      }
+    CHECK(bad == 0);
+  });
+}
