@@ -47,12 +47,12 @@ void attention_forward(ThreadPool& pool, float* out, const float* q, int64_t q_s
       const int64_t t = th / Hq; const int h = int(th % Hq), kh = h / group;
       const float* qv = q + t * q_stride + int64_t(h) * hd;
       const int64_t n = pos0 + t + 1;  // causal: keys 0..pos0+t
-      for (int64_t j = 0; j < n; ++j) sc[j] = vec_dot_f32(qv, K + j * kv_stride + int64_t(kh) * hd, hd) * scale;
+      vec_dot_rows_f32(sc, qv, K + int64_t(kh) * hd, kv_stride, n, hd, scale);  // sc[j] = scale * q·K[j]
       softmax_inplace(sc, n);
       if (att) std::copy(sc, sc + n, att + (t * Hq + h) * (pos0 + T));
       float* o = out + t * int64_t(Hq) * hd + int64_t(h) * hd;
       std::fill(o, o + hd, 0.0f);
-      for (int64_t j = 0; j < n; ++j) vec_axpy_f32(o, sc[j], V + j * kv_stride + int64_t(kh) * hd, hd);
+      vec_axpy_rows_f32(o, sc, V + int64_t(kh) * hd, kv_stride, n, hd);  // o = sum_j sc[j] V[j]
     }
   });
 }
