@@ -424,8 +424,9 @@ const Kernels kAvx2 = {"avx2+fma+f16c", matvec_rows_avx2, matmul_rows_avx2, dot_
 // ---------------------------------------------------------------------------------------------------------------
 #define MOE_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 #if defined(__GNUC__) && !defined(__clang__)
-// GCC 12 flags its own _mm256_undefined_pd() (used inside the 512->256 cast intrinsics) as maybe-uninitialized.
+// GCC 12 flags its own _mm*_undefined_*() (used inside several AVX-512 intrinsics) as (maybe-)uninitialized.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 template <DType DT> struct WLoad16;
@@ -688,19 +689,32 @@ MOE_AMX void amx_pack_x(uint32_t* buf, const float* x, int64_t ldx, int64_t M, i
   }
 }
 
-// y[m, n+r] (+)= c[r][mi] + the K % 32 tail, for the valid x rows of m-block mb.
+// y[m, n+r] (+)= c[r][mi] + the K % 32 tail, for the valid x rows of m-block mb. c is transposed in registers
+// (16x16 f32) so each x row gets one 16-wide store.
 MOE_AMX inline void amx_store(float (*c)[16], float* y, int64_t ldy, const float* x, int64_t ldx, const uint16_t* wn,
                               int64_t n, int64_t mb, int64_t M, int64_t K, int64_t K32, bool acc) {
   const int64_t m_end = M - mb * 16 < 16 ? M - mb * 16 : 16;
-  for (int64_t mi = 0; mi < m_end; ++mi) {
+  __m512i t[16];
+  for (int r = 0; r < 16; ++r) t[r] = _mm512_load_si512(c[r]);
+  transpose16x16_epi32(t);  // t[i] holds column ((i & ~3) | (i & 1) << 1 | (i >> 1) & 1) of c
+  for (int i = 0; i < 16; ++i) {
+    const int64_t mi = (i & ~3) | ((i & 1) << 1) | ((i >> 1) & 1);
+    if (mi >= m_end) continue;
     const int64_t m = mb * 16 + mi;
-    const float* xr = x + m * ldx;
     float* yr = y + m * ldy + n;
-    for (int r = 0; r < 16; ++r) {
-      float v = c[r][mi];
-      for (int64_t k = K32; k < K; ++k) v += xr[k] * bf16_to_f32(wn[r * K + k]);
-      yr[r] = acc ? yr[r] + v : v;
+    __m512 v = _mm512_castsi512_ps(t[i]);
+    if (K32 < K) {  // K % 32 tail: scalar, rare (hidden sizes are multiples of 32)
+      alignas(64) float tail[16];
+      const float* xr = x + m * ldx;
+      for (int r = 0; r < 16; ++r) {
+        float s = 0.f;
+        for (int64_t k = K32; k < K; ++k) s += xr[k] * bf16_to_f32(wn[r * K + k]);
+        tail[r] = s;
+      }
+      v = _mm512_add_ps(v, _mm512_load_ps(tail));
     }
+    if (acc) v = _mm512_add_ps(v, _mm512_loadu_ps(yr));
+    _mm512_storeu_ps(yr, v);
   }
 }
 
