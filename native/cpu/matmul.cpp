@@ -579,8 +579,60 @@ MOE_AVX512 void matmul_rows_avx512(float* y, int64_t ldy, const float* x, int64_
   }
 }
 
+// Attention with 16 lanes: eight keys per pass (8 independent accumulator chains), masked d % 16 tails.
+MOE_AVX512 void dot_rows_avx512(float* out, const float* q, const float* K, int64_t ldk, int64_t n, int64_t d, float scale) {
+  const int64_t d16 = d & ~int64_t(15);
+  const __mmask16 mk = __mmask16((1u << (d - d16)) - 1u);
+  const __m128 vs = _mm_set1_ps(scale);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const float* kj = K + j * ldk;
+    __m512 a[8];
+    for (int r = 0; r < 8; ++r) a[r] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < d16; i += 16) {
+      const __m512 qv = _mm512_loadu_ps(q + i);
+      for (int r = 0; r < 8; ++r) a[r] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kj + r * ldk + i), a[r]);
+    }
+    if (d16 < d) {
+      const __m512 qv = _mm512_maskz_loadu_ps(mk, q + d16);
+      for (int r = 0; r < 8; ++r) a[r] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(mk, kj + r * ldk + d16), a[r]);
+    }
+    _mm_storeu_ps(out + j, _mm_mul_ps(hsum8x4(fold512(a[0]), fold512(a[1]), fold512(a[2]), fold512(a[3])), vs));
+    _mm_storeu_ps(out + j + 4, _mm_mul_ps(hsum8x4(fold512(a[4]), fold512(a[5]), fold512(a[6]), fold512(a[7])), vs));
+  }
+  if (j < n) dot_rows_avx2(out + j, q, K + j * ldk, ldk, n - j, d, scale);
+}
+
+MOE_AVX512 void axpy_rows_avx512(float* o, const float* w, const float* V, int64_t ldv, int64_t n, int64_t d) {
+  int64_t i0 = 0;
+  for (; i0 + 64 <= d; i0 += 64) {  // o[i0:i0+64] in 4 registers, two accumulator sets (even / odd rows)
+    __m512 c[4], e[4];
+    for (int t = 0; t < 4; ++t) { c[t] = _mm512_loadu_ps(o + i0 + 16 * t); e[t] = _mm512_setzero_ps(); }
+    int64_t j = 0;
+    for (; j + 2 <= n; j += 2) {
+      const __m512 w0 = _mm512_set1_ps(w[j]), w1 = _mm512_set1_ps(w[j + 1]);
+      const float* v0 = V + j * ldv + i0; const float* v1 = v0 + ldv;
+      for (int t = 0; t < 4; ++t) {
+        c[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(v0 + 16 * t), c[t]);
+        e[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(v1 + 16 * t), e[t]);
+      }
+    }
+    if (j < n) {
+      const __m512 w0 = _mm512_set1_ps(w[j]);
+      for (int t = 0; t < 4; ++t) c[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(V + j * ldv + i0 + 16 * t), c[t]);
+    }
+    for (int t = 0; t < 4; ++t) _mm512_storeu_ps(o + i0 + 16 * t, _mm512_add_ps(c[t], e[t]));
+  }
+  for (; i0 < d; i0 += 16) {  // d % 64 tail, 16 (masked) lanes at a time
+    const __mmask16 mk = d - i0 >= 16 ? __mmask16(0xffff) : __mmask16((1u << (d - i0)) - 1u);
+    __m512 c = _mm512_maskz_loadu_ps(mk, o + i0);
+    for (int64_t j = 0; j < n; ++j) c = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), _mm512_maskz_loadu_ps(mk, V + j * ldv + i0), c);
+    _mm512_mask_storeu_ps(o + i0, mk, c);
+  }
+}
+
 const Kernels kAvx512 = {"avx512f+fma+f16c", matvec_rows_avx512, matmul_rows_avx512, dot_avx2, axpy_avx2,
-                         row_convert_avx2, nullptr, nullptr, dot_rows_avx2, axpy_rows_avx2};
+                         row_convert_avx2, nullptr, nullptr, dot_rows_avx512, axpy_rows_avx512};
 
 // ---------------------------------------------------------------------------------------------------------------
 // AMX (Sapphire Rapids and later) for prefill with bf16 weights. TDPBF16PS multiplies bf16 pairs and accumulates
@@ -798,7 +850,7 @@ MOE_AMX void matmul_rows_amx(float* y, int64_t ldy, const float* x, int64_t ldx,
 }
 
 const Kernels kAmx = {"amx-bf16+avx512f", matvec_rows_avx512, matmul_rows_amx, dot_avx2, axpy_avx2, row_convert_avx2,
-                      amx_prepack, matmul_rows_amx_packed, dot_rows_avx2, axpy_rows_avx2};
+                      amx_prepack, matmul_rows_amx_packed, dot_rows_avx512, axpy_rows_avx512};
 #endif  // MOE_HAVE_X86_DISPATCH
 
 // Paths this CPU can run, best first (portable always last).

@@ -233,8 +233,8 @@ TEST(cpu_vec_dot_rows_axpy_rows) {
   std::uniform_real_distribution<float> u(-1.f, 1.f);
   for_each_path([&] {
     int bad = 0;
-    for (int64_t d : {1, 5, 8, 13, 32, 40, 64, 100, 128})
-      for (int64_t n : {1, 3, 4, 7, 33}) {
+    for (int64_t d : {1, 5, 8, 13, 16, 32, 40, 64, 100, 128, 130})
+      for (int64_t n : {1, 3, 4, 7, 8, 9, 33}) {
         const int64_t ld = d + 3;
         std::vector<float> q(static_cast<size_t>(d)), K(static_cast<size_t>(n * ld)), V(static_cast<size_t>(n * ld)),
             w(static_cast<size_t>(n)), out(static_cast<size_t>(n) + 1, 7.f);
