@@ -19,7 +19,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))  // (AMX intrinsics are 64-bit only)
 #include <cpuid.h>
 #include <immintrin.h>
 #include <vector>
