@@ -13,6 +13,7 @@ import { loadAddon, type NativeModel, type NativeModelInfo, type NativeSession, 
 import { readModelFolder, type ModelFolder, type SamplingDefaults } from "./model-folder.js";
 import { TextTokenizer } from "../text/tokenizer.js";
 import { ChatTemplate, type ChatMessage } from "../text/chat-template.js";
+import { DeltaStream } from "./delta-stream.js";
 
 export type { ChatMessage } from "../text/chat-template.js";
 export type { SamplingDefaults } from "./model-folder.js";
@@ -179,16 +180,7 @@ export class ChatSession {
   }
 
   generate(input: GenerateInput, options: GenerateOptions = {}): Generation {
-    const queue: string[] = [];
-    let received = 0;
-    let waiter: (() => void) | null = null;
-    let done = false;
-    let failure: unknown = null;
-    const wake = () => {
-      const w = waiter;
-      waiter = null;
-      w?.();
-    };
+    const stream = new DeltaStream();
     let stopRequested = false;
     let cancelRequested = false;
     const cancel = () => {
@@ -233,9 +225,8 @@ export class ChatSession {
         let emitted = 0;        // text[0:emitted] has been handed to the consumer
         const emit = (upto: number) => {
           if (upto > emitted) {
-            queue.push(text.slice(emitted, upto));
+            stream.push(text.slice(emitted, upto));
             emitted = upto;
-            wake();
           }
         };
         // Stop strings: search only the region a new delta can complete, hold back a partial match at the end.
@@ -266,7 +257,7 @@ export class ChatSession {
           nres = await this.native.generate(promptIds, params, (id) => {
             if (stopRequested) return;
             ids.push(id);
-            received = ids.length;
+            stream.tokens = ids.length;
             onText(detok.push(id), false);
           });
         }
@@ -291,44 +282,7 @@ export class ChatSession {
         this.current = null;
       }
     })();
-    result.then(
-      () => {
-        done = true;
-        wake();
-      },
-      (e) => {
-        failure = e;
-        done = true;
-        wake();
-      },
-    );
-
-    const iterator = async function* (): AsyncGenerator<string> {
-      // A consumer that stops iterating early (break/return) does not want more tokens: cancel.
-      try {
-        for (;;) {
-          if (queue.length > 0) {
-            yield queue.shift()!;
-            continue;
-          }
-          if (done) {
-            if (failure) throw failure;
-            return;
-          }
-          await new Promise<void>((r) => (waiter = r));
-        }
-      } finally {
-        if (!done) cancel();
-      }
-    };
-    return {
-      result,
-      cancel,
-      get tokens() {
-        return received;
-      },
-      [Symbol.asyncIterator]: iterator,
-    };
+    return stream.generation(result, cancel);
   }
 
   /** Stop the running generation (within one token). */

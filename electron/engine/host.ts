@@ -3,6 +3,7 @@
 // -> session whose generate() is an async iterable of text deltas with a final result; AbortSignal cancels.
 // When the worker dies, everything pending fails with an error saying so, the host emits "exit", and the next
 // request starts a fresh worker (models must be loaded again).
+import { DeltaStream } from "./delta-stream.js";
 import { fork, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
@@ -130,16 +131,7 @@ export class RemoteSession {
 
   generate(input: GenerateInput, options: GenerateOptions = {}): Generation {
     const { signal, ...wire } = options;
-    const queue: string[] = [];
-    let tokens = 0;
-    let waiter: (() => void) | null = null;
-    let done = false;
-    let failure: unknown = null;
-    const wake = () => {
-      const w = waiter;
-      waiter = null;
-      w?.();
-    };
+    const stream = new DeltaStream();
     const cancel = () => this.model.host.notify({ op: "cancel", sessionId: this.sessionId });
     const onAbort = () => cancel();
     let result: Promise<GenerateResult>;
@@ -149,9 +141,8 @@ export class RemoteSession {
       signal?.addEventListener("abort", onAbort, { once: true });
       result = this.model.host.request<GenerateResult>({ op: "generate", sessionId: this.sessionId, input, options: wire }, (m) => {
         if ("event" in m && m.event === "delta") {
-          queue.push(m.text);
-          tokens = m.tokens;
-          wake();
+          stream.tokens = m.tokens;
+          stream.push(m.text);
         }
       }).promise;
     } catch (e) {
@@ -160,42 +151,7 @@ export class RemoteSession {
       } else result = Promise.reject(e);
     }
     result = result.finally(() => signal?.removeEventListener("abort", onAbort));
-    result.then(
-      () => {
-        done = true;
-        wake();
-      },
-      (e) => {
-        failure = e;
-        done = true;
-        wake();
-      },
-    );
-    return {
-      result,
-      cancel,
-      get tokens() {
-        return tokens;
-      },
-      [Symbol.asyncIterator]: async function* () {
-        // A consumer that stops iterating early (break/return) does not want more tokens: cancel.
-        try {
-          for (;;) {
-            if (queue.length > 0) {
-              yield queue.shift()!;
-              continue;
-            }
-            if (done) {
-              if (failure) throw failure;
-              return;
-            }
-            await new Promise<void>((r) => (waiter = r));
-          }
-        } finally {
-          if (!done) cancel();
-        }
-      },
-    };
+    return stream.generation(result, cancel);
   }
 
   async reset(): Promise<void> {
