@@ -87,6 +87,9 @@ export function samplingDefaults(gc: Record<string, unknown> | null, file = "gen
 export function readModelFolder(dir: string): ModelFolder {
   const configPath = join(dir, "config.json");
   if (!existsSync(dir)) throw new Error(`${dir}: model folder not found`);
+  if (!existsSync(configPath)) {
+    throw new Error(`${configPath}: file not found (is ${dir} a Hugging Face model folder? it needs config.json, *.safetensors and tokenizer.json)`);
+  }
   const config = readJsonFile(configPath);
   const modelType = config.model_type;
   if (typeof modelType !== "string") throw new Error(`${configPath}: field "model_type" is missing or not a string`);
