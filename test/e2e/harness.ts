@@ -1,0 +1,215 @@
+// End-to-end harness: the real app as a user gets it with `moe-studio serve`, driven in Debian's Chromium by
+// playwright-core (the Electron binary cannot be downloaded on our machines; the served UI is the same renderer).
+//
+//   const serve = await startServe({ model: fixtureModel("qwen3_moe") });
+//   const app = await openApp(serve.url);
+//   ... app.page ...; await app.screenshot("chat"); app.expectClean();
+//   await app.close(); await serve.stop();
+//
+// Every console error, uncaught page error, CSP violation, failed request and HTTP error response is recorded in
+// `app.problems`; `expectClean()` fails the test if there is any (pass `allow` for the few that a test provokes).
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium, type BrowserContext, type Page } from "playwright-core";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
+export const ARTIFACTS = join(ROOT, "test/artifacts/e2e");
+export const CHROMIUM = process.env.MOE_CHROMIUM ?? "/usr/bin/chromium";
+const BIN = join(ROOT, "electron/bin/moe-studio.mjs");
+
+/** The launch flags that work on our headless build machines (../shared/TOOLCHAIN.md). */
+export const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--disable-dev-shm-usage",
+];
+
+export const INSTALL_HINT =
+  "install Debian's Chromium: sudo apt-get install -y --no-install-recommends chromium xvfb xauth " +
+  "(or set MOE_CHROMIUM=/path/to/chromium); never `npx playwright install`";
+
+/**
+ * Whether the browser tests can run. Without Chromium: on CI (CI=true) this throws, so a missing browser can
+ * never turn the end-to-end suite green by skipping; elsewhere it prints how to install it and returns false.
+ */
+export function chromiumAvailable(): boolean {
+  if (existsSync(CHROMIUM)) return true;
+  const msg = `e2e: ${CHROMIUM} not found; ${INSTALL_HINT}`;
+  if (process.env.CI === "true" || process.env.CI === "1") throw new Error(msg);
+  console.warn(`${msg}. Skipping the browser tests.`);
+  return false;
+}
+
+export function fixtureModel(name: string): string {
+  return join(ROOT, "test/fixtures/models", name);
+}
+
+export function freshDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `moe-e2e-${prefix}-`));
+}
+
+// ---------- the server ----------
+
+export interface Serve {
+  url: string;
+  pid: number;
+  dataDir: string;
+  /** Everything the server printed so far (stdout + stderr), for failure messages. */
+  output(): string;
+  /** Pids of the server's child processes whose command line matches `match` (default: the engine worker). */
+  children(match?: RegExp): number[];
+  stop(): Promise<void>;
+}
+
+const READY = /moe-studio serve: (http:\/\/127\.0\.0\.1:\d+\/)/;
+
+/** Starts `moe-studio serve --port 0 --data <fresh dir> [--model DIR]` and waits for its URL line. */
+export async function startServe(opts: { model?: string; dataDir?: string; timeoutMs?: number } = {}): Promise<Serve> {
+  const cli = join(ROOT, "out/electron/cli.js");
+  if (!existsSync(cli)) throw new Error(`e2e: ${cli} is missing; run "npm run build" first`);
+  const dataDir = opts.dataDir ?? freshDir("data");
+  const args = [BIN, "serve", "--port", "0", "--data", dataDir];
+  if (opts.model) args.push("--model", opts.model);
+  const child: ChildProcess = spawn(process.execPath, args, {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, LANG: "en_US.UTF-8" },
+  });
+  let out = "";
+  child.stdout!.setEncoding("utf8");
+  child.stderr!.setEncoding("utf8");
+  child.stderr!.on("data", (s: string) => (out += s));
+
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => fail(`no "moe-studio serve: http://127.0.0.1:PORT/" line within ${opts.timeoutMs ?? 60_000} ms`), opts.timeoutMs ?? 60_000);
+    function fail(why: string) {
+      clearTimeout(timer);
+      child.kill("SIGKILL");
+      reject(new Error(`e2e: moe-studio serve ${why}\n--- server output ---\n${out}`));
+    }
+    child.stdout!.on("data", (s: string) => {
+      out += s;
+      const m = READY.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.once("exit", (code, signal) => fail(`exited before it was ready (${signal ?? `code ${code}`})`));
+    child.once("error", (e) => fail(`could not start: ${e.message}`));
+  });
+  child.removeAllListeners("exit");
+
+  let exited = false;
+  const exitedP = new Promise<void>((r) => child.once("exit", () => ((exited = true), r())));
+  return {
+    url,
+    pid: child.pid!,
+    dataDir,
+    output: () => out,
+    children(match = /worker/) {
+      const r = spawnSync("ps", ["--ppid", String(child.pid), "-o", "pid=,args="], { encoding: "utf8" });
+      return r.stdout
+        .split("\n")
+        .map((l) => l.trim())
+        .filter((l) => l && match.test(l))
+        .map((l) => Number(l.split(/\s+/)[0]));
+    },
+    async stop() {
+      if (!exited) {
+        child.kill("SIGTERM");
+        const t = setTimeout(() => child.kill("SIGKILL"), 5_000);
+        await exitedP;
+        clearTimeout(t);
+      }
+      if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+// ---------- the browser ----------
+
+export interface App {
+  context: BrowserContext;
+  page: Page;
+  /** Console errors, page errors, CSP violations, failed requests and HTTP errors seen so far. */
+  problems: string[];
+  /** Saves test/artifacts/e2e/<name>.png (full page). */
+  screenshot(name: string): Promise<string>;
+  /** Fails if any problem was recorded, except those matching `allow`; then forgets them. */
+  expectClean(allow?: RegExp[]): void;
+  close(): Promise<void>;
+}
+
+export async function openApp(url: string, opts: { locale?: string; colorScheme?: "light" | "dark" } = {}): Promise<App> {
+  const profile = freshDir("chromium");
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 800 },
+    locale: opts.locale ?? "en-US",
+    colorScheme: opts.colorScheme ?? "light",
+  });
+  // A CSP violation also shows in the console, but the event says exactly what was blocked.
+  await context.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) => {
+      console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "(inline)"} in ${e.sourceFile}:${e.lineNumber}`);
+    });
+  });
+  const problems: string[] = [];
+  const watch = (page: Page) => {
+    page.on("console", (m) => {
+      if (m.type() === "error") problems.push(`console error: ${m.text()} (${m.location().url}:${m.location().lineNumber})`);
+    });
+    page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+    page.on("requestfailed", (r) => {
+      const why = r.failure()?.errorText ?? "";
+      if (why.includes("ERR_ABORTED")) return; // a reload cancels what was in flight: not a failure
+      problems.push(`request failed: ${r.method()} ${r.url()} ${why}`);
+    });
+    page.on("response", (r) => {
+      if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`);
+    });
+    page.on("crash", () => problems.push("the page crashed"));
+  };
+  context.on("page", watch);
+  const page = context.pages()[0] ?? (await context.newPage());
+  watch(page);
+  await page.goto(url);
+
+  mkdirSync(ARTIFACTS, { recursive: true });
+  return {
+    context,
+    page,
+    problems,
+    async screenshot(name) {
+      const path = join(ARTIFACTS, `${name}.png`);
+      await page.screenshot({ path, fullPage: true });
+      return path;
+    },
+    expectClean(allow = []) {
+      const left = problems.filter((p) => !allow.some((a) => a.test(p)));
+      problems.length = 0;
+      if (left.length) throw new Error(`the page reported ${left.length} problem(s):\n  ${left.join("\n  ")}`);
+    },
+    async close() {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Removes old screenshots so test/artifacts/e2e shows this run only. */
+export function resetArtifacts(): void {
+  rmSync(ARTIFACTS, { recursive: true, force: true });
+  mkdirSync(ARTIFACTS, { recursive: true });
+}
