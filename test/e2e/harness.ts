@@ -9,7 +9,7 @@
 // Every console error, uncaught page error, CSP violation, failed request and HTTP error response is recorded in
 // `app.problems`; `expectClean()` fails the test if there is any (pass `allow` for the few that a test provokes).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -54,6 +54,37 @@ export function fixtureModel(name: string): string {
 
 export function freshDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `moe-e2e-${prefix}-`));
+}
+
+/**
+ * A copy of a fixture model that never stops on its own: the tiny fixtures have a 256-token context and random
+ * weights that hit an eos token within a few hundred tokens, i.e. a reply ends in a fraction of a second. With a
+ * long context and no eos ids the same weights stream until max tokens, so a test can Stop a reply, or kill the
+ * engine worker, while it is still streaming. Only config files change; the weights are the fixture's.
+ */
+export function longReplyModel(name: string, contextLength = 32768): string {
+  const src = fixtureModel(name);
+  const dir = join(freshDir(`model-${name}`), name);
+  mkdirSync(dir);
+  for (const f of readdirSync(src)) copyFileSync(join(src, f), join(dir, f));
+  const edit = (file: string, change: (j: Record<string, unknown>) => void) => {
+    const p = join(dir, file);
+    if (!existsSync(p)) return;
+    const j = JSON.parse(readFileSync(p, "utf8")) as Record<string, unknown>;
+    change(j);
+    writeFileSync(p, JSON.stringify(j, null, 2));
+  };
+  edit("config.json", (j) => {
+    j.max_position_embeddings = contextLength;
+    j.eos_token_id = null;
+  });
+  edit("generation_config.json", (j) => {
+    j.eos_token_id = null;
+  });
+  edit("tokenizer_config.json", (j) => {
+    j.model_max_length = contextLength;
+  });
+  return dir;
 }
 
 // ---------- the server ----------
