@@ -1,0 +1,155 @@
+// `moe-studio serve`: the desktop app's UI for a browser. One HTTP server bound to 127.0.0.1 serves the built
+// renderer (renderer/dist) with the app's CSP, and its /api path upgrades to a WebSocket that speaks the contract's
+// wire format to the same services the Electron main process runs (createAppServices).
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { securityHeaders } from "../window-options.js";
+import { hasIndex, readStatic } from "./static.js";
+import { DEFAULT_MAX_PAYLOAD, WsTransport, type Dispatch, type ToWireError } from "./ws-transport.js";
+import type { EventName } from "../contract.js";
+
+export const API_PATH = "/api";
+
+/** What the server needs from the services layer: createAppServices + createDispatcher + toWireError. */
+export interface ServerBackend {
+  dispatch: Dispatch;
+  toWireError: ToWireError;
+  dispose: () => Promise<void> | void;
+}
+
+export interface ServerOptions {
+  /** 0 picks a free port. */
+  port: number;
+  /** Only loopback: the app has no authentication. */
+  host?: "127.0.0.1";
+  dataDir: string;
+  /** A model folder to load at start. */
+  model?: string;
+  /** renderer/dist */
+  staticDir: string;
+  maxPayload?: number;
+  /** Builds the services; the default is the app's own (electron/services). Receives the event sink. */
+  backend?: (emit: (name: EventName, payload: unknown) => void) => Promise<ServerBackend> | ServerBackend;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  /** Stops accepting connections, closes the WebSockets, and disposes the services (worker killed, db closed). */
+  close(): Promise<void>;
+}
+
+export class MissingRendererError extends Error {
+  constructor(staticDir: string) {
+    super(`${staticDir}/index.html is missing: run "npm run build:renderer" first`);
+    this.name = "MissingRendererError";
+  }
+}
+
+async function appBackend(opts: ServerOptions, emit: (name: EventName, payload: unknown) => void): Promise<ServerBackend> {
+  const { createAppServices } = await import("../services/app.js");
+  const { createDispatcher, toWireError } = await import("../rpc.js");
+  const services = await createAppServices({
+    dataDir: opts.dataDir,
+    emit,
+    transport: "ws",
+    ...(opts.model ? { initialModel: opts.model } : {}),
+  });
+  const dispatch = createDispatcher(services.handlers);
+  return { dispatch: (name, input) => dispatch(name, input), toWireError, dispose: () => services.dispose() };
+}
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const host = opts.host ?? "127.0.0.1";
+  if (host !== "127.0.0.1") throw new Error("the server binds to 127.0.0.1 only");
+  if (!hasIndex(opts.staticDir)) throw new MissingRendererError(opts.staticDir);
+
+  let port = 0;
+  const selfOrigins = () => [`http://127.0.0.1:${port}`, `http://localhost:${port}`];
+  const selfHosts = () => [`127.0.0.1:${port}`, `localhost:${port}`];
+  let headers: Record<string, string> = {};
+
+  let transport: WsTransport | null = null;
+  // (events before the transport exists have no client to go to)
+  const emit = (name: EventName, payload: unknown) => transport?.broadcast(name, payload);
+  const backend = await (opts.backend ? opts.backend(emit) : appBackend(opts, emit));
+
+  transport = new WsTransport({
+    dispatch: backend.dispatch,
+    toWireError: backend.toWireError,
+    allowedOrigins: selfOrigins,
+    allowedHosts: selfHosts,
+    maxPayload: opts.maxPayload ?? DEFAULT_MAX_PAYLOAD,
+  });
+
+  const server = createServer((req, res) => {
+    handleHttp(req, res).catch(() => {
+      if (!res.headersSent) res.writeHead(500, { "Content-Type": "text/plain; charset=utf-8", ...headers });
+      res.end("internal error\n");
+    });
+  });
+
+  async function handleHttp(req: IncomingMessage, res: ServerResponse) {
+    const text = (status: number, body: string, extra: Record<string, string> = {}) => {
+      res.writeHead(status, { "Content-Type": "text/plain; charset=utf-8", ...headers, ...extra });
+      res.end(req.method === "HEAD" ? undefined : body + "\n");
+    };
+    // DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example.
+    if (!req.headers.host || !selfHosts().includes(req.headers.host)) return text(421, "unknown host");
+    if (req.method !== "GET" && req.method !== "HEAD") return text(405, "method not allowed", { Allow: "GET, HEAD" });
+    const rawPath = (req.url ?? "/").split("?")[0].split("#")[0];
+    if (rawPath === API_PATH) return text(426, "the API is a WebSocket", { Upgrade: "websocket" });
+    const r = await readStatic(opts.staticDir, rawPath);
+    if (r.status !== 200) return text(r.status, r.message);
+    const isHtml = r.type.startsWith("text/html");
+    res.writeHead(200, {
+      "Content-Type": r.type,
+      "Content-Length": String(r.body.length),
+      // hashed assets can be cached; index.html must be revalidated so a rebuild shows up on reload
+      "Cache-Control": isHtml ? "no-cache" : "public, max-age=3600",
+      ...headers,
+    });
+    res.end(req.method === "HEAD" ? undefined : r.body);
+  }
+
+  server.on("upgrade", (req, socket, head) => {
+    const path = (req.url ?? "").split("?")[0];
+    if (path !== API_PATH) {
+      socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+      return;
+    }
+    transport!.handleUpgrade(req, socket, head);
+  });
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(opts.port, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  } catch (e) {
+    await transport.close();
+    await backend.dispose();
+    throw e;
+  }
+  port = (server.address() as AddressInfo).port;
+  headers = securityHeaders({ connectSrc: [`ws://127.0.0.1:${port}`, `ws://localhost:${port}`] });
+
+  let closing: Promise<void> | null = null;
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    port,
+    close() {
+      closing ??= (async () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        await transport!.close();
+        server.closeAllConnections();
+        await closed;
+        await backend.dispose();
+      })();
+      return closing;
+    },
+  };
+}
