@@ -3,14 +3,49 @@
 // -> session whose generate() is an async iterable of text deltas with a final result; AbortSignal cancels.
 // When the worker dies, everything pending fails with an error saying so, the host emits "exit", and the next
 // request starts a fresh worker (models must be loaded again).
+//
+// How the worker process is started is pluggable (`spawnWorker`): child_process.fork by default (CLI, server,
+// tests); Electron passes a utilityProcess adapter (electron/electron-worker.ts).
 import { DeltaStream } from "./delta-stream.js";
-import { fork, type ChildProcess } from "node:child_process";
+import { fork } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { GenerateInput, GenerateOptions, GenerateResult, Generation, ModelInfo } from "./engine.js";
-import type { HostRequest, LoadReply, WorkerMessage } from "./protocol.js";
+import type { HostRequest, LoadReply, SystemInfoReply, WorkerMessage } from "./protocol.js";
+
+/** A running worker process, whatever started it. */
+export interface WorkerProcess {
+  readonly pid?: number;
+  send(message: HostRequest): void;
+  on(event: "message", listener: (message: WorkerMessage) => void): unknown;
+  /** code and signal as known (utilityProcess reports only a code). */
+  on(event: "exit", listener: (code: number | null, signal: NodeJS.Signals | string | null) => void): unknown;
+  kill(): void;
+}
+
+/** Starts the worker module (out/electron/engine/worker.js) in a new process. */
+export type WorkerSpawner = (modulePath: string) => WorkerProcess;
+
+/** The default spawner: child_process.fork with an IPC channel. */
+export function forkWorker(execArgv: string[] = []): WorkerSpawner {
+  return (modulePath) => {
+    const child = fork(modulePath, [], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv });
+    return {
+      get pid() {
+        return child.pid;
+      },
+      send: (m) => {
+        if (child.connected) child.send(m);
+      },
+      on: (event: "message" | "exit", listener: (...args: never[]) => void) => child.on(event, listener as (...args: unknown[]) => void),
+      kill: () => {
+        child.kill();
+      },
+    } as WorkerProcess;
+  };
+}
 
 type DistributiveOmit<T, K extends keyof any> = T extends unknown ? Omit<T, K> : never;
 
@@ -29,23 +64,32 @@ interface Pending {
 }
 
 export class EngineHost extends EventEmitter {
-  private child: ChildProcess | null = null;
+  private child: WorkerProcess | null = null;
+  private readonly spawn: WorkerSpawner;
   private generation = 0;          // increments when a worker exits; handles from an older worker are dead
   private nextId = 1;
   private pending = new Map<number, Pending>();
 
-  constructor(private readonly opts: { execArgv?: string[] } = {}) {
+  constructor(opts: { execArgv?: string[]; spawnWorker?: WorkerSpawner; workerPath?: string } = {}) {
     super();
+    this.spawn = opts.spawnWorker ?? forkWorker(opts.execArgv ?? []);
+    this.modulePath = opts.workerPath;
   }
+  private readonly modulePath: string | undefined;
 
-  /** The worker's pid (starting it if needed). */
+  /** The running worker's pid (undefined when no worker runs). Tests kill it to simulate a crash. */
   get pid(): number | undefined {
     return this.child?.pid;
   }
 
-  private ensure(): ChildProcess {
+  /** Whether a worker process is running. */
+  get running(): boolean {
+    return this.child !== null;
+  }
+
+  private ensure(): WorkerProcess {
     if (this.child) return this.child;
-    const child = fork(workerPath(), [], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: this.opts.execArgv ?? [] });
+    const child = this.spawn(this.modulePath ?? workerPath());
     child.on("message", (m: WorkerMessage) => {
       const p = this.pending.get(m.id);
       if (!p) return;
@@ -81,7 +125,12 @@ export class EngineHost extends EventEmitter {
 
   /** Fire-and-forget (cancel): never starts a worker. */
   notify(req: DistributiveOmit<HostRequest, "id">): void {
-    if (this.child?.connected) this.child.send({ ...req, id: this.nextId++ } as HostRequest);
+    this.child?.send({ ...req, id: this.nextId++ } as HostRequest);
+  }
+
+  /** The worker's view of the machine: SIMD path, CUDA devices, threads (starts the worker if needed). */
+  async systemInfo(): Promise<SystemInfoReply> {
+    return this.request<SystemInfoReply>({ op: "systemInfo" }).promise;
   }
 
   workerGeneration(): number {

@@ -14,7 +14,8 @@ export type HostRequest =
   | { id: number; op: "resetSession"; sessionId: number }
   | { id: number; op: "logits"; modelId: number; ids: number[] }
   | { id: number; op: "generate"; sessionId: number; input: WorkerInput; options: WireGenerateOptions }
-  | { id: number; op: "cancel"; sessionId: number };
+  | { id: number; op: "cancel"; sessionId: number }
+  | { id: number; op: "systemInfo" };
 
 export type WorkerMessage =
   | { id: number; ok: true; value: unknown }
@@ -22,5 +23,6 @@ export type WorkerMessage =
   | { id: number; event: "progress"; done: number; total: number }
   | { id: number; event: "delta"; text: string; tokens: number };
 
+export type SystemInfoReply = { threads: number; simd: string; cuda: { compiled: boolean; devices: number; error?: string } };
 export type LoadReply = { modelId: number; info: ModelInfo };
 export type GenerateReply = GenerateResult;

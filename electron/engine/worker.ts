@@ -2,14 +2,23 @@
 // addon and serves electron/engine/protocol.ts requests over the IPC channel. Heavy work runs on native threads,
 // so this process's event loop stays free to pass tokens and cancellations through.
 import { loadModel, type ChatSession, type LoadedModel } from "./engine.js";
+import { loadAddon } from "./addon.js";
 import type { HostRequest, WorkerMessage } from "./protocol.js";
 
 const models = new Map<number, LoadedModel>();
 const sessions = new Map<number, { session: ChatSession; modelId: number; cancel?: () => void }>();
 let nextId = 1;
 
+// Electron's utilityProcess talks through process.parentPort; child_process.fork through process.send.
+interface ParentPort {
+  postMessage(m: unknown): void;
+  on(event: "message", listener: (e: { data: unknown }) => void): void;
+}
+const parentPort = (process as unknown as { parentPort?: ParentPort }).parentPort;
+
 function send(m: WorkerMessage) {
-  process.send?.(m);
+  if (parentPort) parentPort.postMessage(m);
+  else process.send?.(m);
 }
 
 function model(id: number): LoadedModel {
@@ -76,14 +85,23 @@ async function handle(req: HostRequest): Promise<unknown> {
     case "cancel":
       sessions.get(req.sessionId)?.cancel?.();
       return null;
+    case "systemInfo": {
+      const { threads, simd, cuda } = loadAddon().systemInfo();
+      return { threads, simd, cuda };
+    }
   }
 }
 
-process.on("message", (req: HostRequest) => {
+function onRequest(req: HostRequest) {
   handle(req).then(
     (value) => send({ id: req.id, ok: true, value }),
     (e) => send({ id: req.id, ok: false, error: e instanceof Error ? e.message : String(e) }),
   );
-});
-// The host going away (its IPC channel closing) ends the worker.
-process.on("disconnect", () => process.exit(0));
+}
+
+if (parentPort) parentPort.on("message", (e) => onRequest(e.data as HostRequest));
+else {
+  process.on("message", onRequest);
+  // The host going away (its IPC channel closing) ends the worker.
+  process.on("disconnect", () => process.exit(0));
+}

@@ -1,0 +1,254 @@
+// Chat: send / stop / regenerate / edit. The user's message is saved first, then the reply is generated in the
+// background: the conversation (system prompt + history) is rendered through the model's chat template and
+// tokenized here, the engine worker generates from those ids, text deltas go out as chat.delta events, and the
+// finished reply is saved with its statistics and announced with chat.done. One engine session is kept across
+// turns, so each turn prefills only what its KV cache lacks. If the worker dies mid-reply, the reply is saved with
+// status "error" and a message saying the engine was restarted (ModelService reloads the model).
+import { randomUUID } from "node:crypto";
+import type { CallOutput, Conversation, GenerationStats, Message } from "../contract.js";
+import type { HandlerInput } from "../rpc.js";
+import type { RemoteModel, RemoteSession } from "../engine/host.js";
+import type { GenerateOptions } from "../engine/engine.js";
+import type { ChatMessage } from "../text/chat-template.js";
+import type { Repositories } from "../store/repositories.js";
+import type { ConversationService } from "./conversations.js";
+import { workerExitReason, type Emit, type LoadedModel, type ModelService } from "./models.js";
+import { busy, notFound } from "./errors.js";
+import { RpcError } from "../contract.js";
+
+/** How often a streaming reply's text is written to the database (so a killed app keeps most of it). */
+const SAVE_EVERY_MS = 1000;
+
+interface Running {
+  conversationId: string;
+  messageId: string;
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+export function crashMessage(reason: string): string {
+  return `The engine stopped unexpectedly (${reason}); it was restarted. Send again to retry.`;
+}
+
+export class ChatService {
+  private running: Running | null = null;
+  private starting = false;
+  private session: { model: RemoteModel; session: RemoteSession } | null = null;
+
+  constructor(
+    private readonly repos: Repositories,
+    private readonly conversations: ConversationService,
+    private readonly models: ModelService,
+    private readonly emit: Emit,
+  ) {
+    models.beforeUnload = () => this.stopAll();
+  }
+
+  /** The reply being written, if any. */
+  runningReply(): { conversationId: string; messageId: string } | null {
+    return this.running ? { conversationId: this.running.conversationId, messageId: this.running.messageId } : null;
+  }
+
+  /** Reserve the single generation slot, wait for the model, then run `prepare` (database changes) and generate. */
+  private async begin<T>(conversationId: string, prepare: (conv: Conversation, model: LoadedModel) => { result: T; assistant: Message }): Promise<T> {
+    const conv = this.conversations.require(conversationId);
+    if (this.running || this.starting) {
+      const here = this.running?.conversationId === conversationId;
+      throw busy(here ? "A reply is still being written in this conversation; stop it first." : "The model is answering in another conversation; wait for it or stop it first.");
+    }
+    this.starting = true;
+    try {
+      const model = await this.models.ready();
+      const { result, assistant } = this.repos.db.transaction(() => prepare(this.conversations.require(conv.id), model))();
+      this.start(this.conversations.require(conv.id), assistant, model);
+      return result;
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  private newAssistant(conversationId: string): Message {
+    const m: Message = { id: randomUUID(), conversationId, role: "assistant", content: "", createdAt: Date.now(), status: "streaming", error: null, stats: null };
+    this.repos.messages.append(m);
+    return m;
+  }
+
+  private touch(conv: Conversation, model: LoadedModel): void {
+    this.repos.conversations.update({ ...conv, modelDir: model.dir, updatedAt: Date.now() });
+  }
+
+  async send(input: HandlerInput<"chat.send">): Promise<CallOutput<"chat.send">> {
+    return this.begin(input.conversationId, (conv, model) => {
+      const user: Message = { id: randomUUID(), conversationId: conv.id, role: "user", content: input.content, createdAt: Date.now(), status: "complete", error: null, stats: null };
+      this.repos.messages.append(user);
+      const titled = this.conversations.titleFromFirstMessage(conv, input.content);
+      this.touch(titled, model);
+      const assistant = this.newAssistant(conv.id);
+      return { result: { userMessage: user, assistantMessage: assistant }, assistant };
+    });
+  }
+
+  async regenerate(input: HandlerInput<"chat.regenerate">): Promise<CallOutput<"chat.regenerate">> {
+    return this.begin(input.conversationId, (conv, model) => {
+      const msgs = this.repos.messages.list(conv.id);
+      let last = msgs[msgs.length - 1];
+      if (last?.role === "assistant") {
+        this.repos.messages.delete(last.id);
+        last = msgs[msgs.length - 2];
+      }
+      if (!last || last.role !== "user") throw new RpcError("invalid_input", "There is no message to reply to in this conversation.");
+      this.touch(conv, model);
+      const assistant = this.newAssistant(conv.id);
+      return { result: { assistantMessage: assistant }, assistant };
+    });
+  }
+
+  async edit(input: HandlerInput<"chat.edit">): Promise<CallOutput<"chat.edit">> {
+    return this.begin(input.conversationId, (conv, model) => {
+      const m = this.repos.messages.get(input.messageId);
+      if (!m || m.conversationId !== conv.id) throw notFound(`Message ${input.messageId} is not in this conversation.`);
+      if (m.role !== "user") throw new RpcError("invalid_input", "Only your own messages can be edited.");
+      this.repos.messages.deleteAfter(m.id);
+      this.repos.messages.setContent(m.id, input.content);
+      this.touch(conv, model);
+      const assistant = this.newAssistant(conv.id);
+      return { result: { userMessage: { ...m, content: input.content }, assistantMessage: assistant }, assistant };
+    });
+  }
+
+  /** Stop the running reply of a conversation; resolves once it is saved (chat.done has been emitted). */
+  async stop(input: HandlerInput<"chat.stop">): Promise<{ ok: true }> {
+    const r = this.running;
+    if (r && r.conversationId === input.conversationId) {
+      r.abort.abort();
+      await r.done;
+    }
+    return { ok: true };
+  }
+
+  async stopAll(): Promise<void> {
+    const r = this.running;
+    if (r) {
+      r.abort.abort();
+      await r.done;
+    }
+  }
+
+  private start(conv: Conversation, assistant: Message, model: LoadedModel): void {
+    const abort = new AbortController();
+    const running: Running = { conversationId: conv.id, messageId: assistant.id, abort, done: Promise.resolve() };
+    this.running = running;
+    running.done = this.generate(conv, assistant, model, abort.signal).finally(() => {
+      if (this.running === running) this.running = null;
+    });
+  }
+
+  /** The session for this model, created on first use and kept across turns (its KV cache is the prefix reuse). */
+  private async sessionFor(model: RemoteModel): Promise<RemoteSession> {
+    if (this.session?.model === model) return this.session.session;
+    const old = this.session;
+    this.session = null;
+    if (old) await old.session.dispose().catch(() => undefined);
+    const session = await model.chat();
+    this.session = { model, session };
+    return session;
+  }
+
+  private history(conversationId: string, replyId: string): ChatMessage[] {
+    return this.repos.messages
+      .list(conversationId)
+      .filter((m) => m.id !== replyId && m.content.length > 0 && !(m.role === "assistant" && m.status === "error"))
+      .map((m) => ({ role: m.role, content: m.content }));
+  }
+
+  /** Prompt ids for the conversation, dropping the oldest turns when it does not fit the context with `reserve` tokens to spare. */
+  promptIds(conv: Conversation, history: ChatMessage[], model: LoadedModel, contextLength: number, reserve: number): number[] {
+    const system = conv.systemPrompt.trim() ? conv.systemPrompt : null;
+    const render = (msgs: ChatMessage[]) => {
+      if (model.template) return model.tokenizer.encodeChat(model.template.render(msgs, { systemPrompt: system, addGenerationPrompt: true }));
+      // No chat template: a plain transcript the model can continue.
+      const lines = [...(system ? [`System: ${system}`] : []), ...msgs.map((m) => `${m.role === "user" ? "User" : "Assistant"}: ${m.content}`), "Assistant:"];
+      return model.tokenizer.encode(lines.join("\n\n"), { addSpecialTokens: true });
+    };
+    let msgs = history;
+    for (;;) {
+      const ids = render(msgs);
+      if (ids.length + reserve <= contextLength) return ids;
+      // Drop the oldest turn (through the next user message) and try again.
+      const next = msgs.findIndex((m, i) => i > 0 && m.role === "user");
+      if (next <= 0) {
+        if (ids.length < contextLength) return ids;
+        throw new Error(`This message is ${ids.length} tokens long, more than the model's context of ${contextLength} tokens. Shorten it or start a new chat.`);
+      }
+      msgs = msgs.slice(next);
+    }
+  }
+
+  private async generate(conv: Conversation, assistant: Message, model: LoadedModel, signal: AbortSignal): Promise<void> {
+    let content = "";
+    let status: Message["status"] = "complete";
+    let error: string | null = null;
+    let stats: GenerationStats | null = null;
+    let lastSave = Date.now();
+    try {
+      const session = await this.sessionFor(model.model);
+      const d = model.card.sampling;
+      const s = conv.sampling;
+      const maxTokens = s.maxTokens ?? d.maxTokens;
+      const ctx = session.contextLength;
+      const reserve = Math.max(1, Math.min(maxTokens, Math.floor(ctx / 4)));
+      const ids = this.promptIds(conv, this.history(conv.id, assistant.id), model, ctx, reserve);
+      const options: GenerateOptions = {
+        maxTokens,
+        temperature: s.temperature ?? d.temperature,
+        topP: s.topP ?? d.topP,
+        topK: s.topK ?? d.topK,
+        repetitionPenalty: s.repetitionPenalty ?? d.repetitionPenalty,
+        minP: d.minP,
+        ...(s.seed !== null ? { seed: s.seed } : {}),
+        signal,
+      };
+      const gen = session.generate({ ids }, options);
+      for await (const delta of gen) {
+        content += delta;
+        this.emit("chat.delta", { conversationId: conv.id, messageId: assistant.id, delta, tokens: gen.tokens });
+        if (Date.now() - lastSave > SAVE_EVERY_MS) {
+          this.repos.messages.setContent(assistant.id, content);
+          lastSave = Date.now();
+        }
+      }
+      const r = await gen.result;
+      content = r.text;
+      status = r.stats.stopReason === "cancelled" ? "stopped" : "complete";
+      stats = {
+        promptTokens: r.stats.promptTokens,
+        reusedTokens: r.stats.reusedTokens,
+        completionTokens: r.stats.completionTokens,
+        prefillTokensPerSecond: r.stats.prefillTokensPerSecond,
+        decodeTokensPerSecond: r.stats.decodeTokensPerSecond,
+        stopReason: r.stats.stopReason,
+        contextTokens: r.stats.promptTokens + r.stats.completionTokens,
+        contextLength: ctx,
+      };
+    } catch (e) {
+      status = "error";
+      const why = workerExitReason(e);
+      error = why ? crashMessage(why) : (e instanceof Error ? e.message : String(e)).split("\n")[0];
+      if (why && this.session?.model === model.model) this.session = null;
+    }
+    const message: Message = { ...assistant, content, status, error, stats };
+    try {
+      this.repos.messages.finish(message);
+    } catch {
+      // the conversation was deleted while the reply was being written: nothing to save
+    }
+    this.emit("chat.done", { conversationId: conv.id, message });
+  }
+
+  async dispose(): Promise<void> {
+    await this.stopAll();
+    const s = this.session;
+    this.session = null;
+    if (s) await s.session.dispose().catch(() => undefined);
+  }
+}

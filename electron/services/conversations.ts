@@ -1,0 +1,85 @@
+// Conversations: list (with search over titles and message content), create, rename, update the system prompt,
+// preset and sampling overrides, delete (messages go with it: ON DELETE CASCADE), get with its messages.
+import { randomUUID } from "node:crypto";
+import type { CallOutput, Conversation, Message } from "../contract.js";
+import type { HandlerInput } from "../rpc.js";
+import { NO_SAMPLING, type Repositories } from "../store/repositories.js";
+import { notFound } from "./errors.js";
+
+export const DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant.";
+export const DEFAULT_TITLE = "New chat";
+const TITLE_FROM_MESSAGE_CHARS = 60;
+
+export class ConversationService {
+  constructor(private readonly repos: Repositories) {}
+
+  list(input: HandlerInput<"conversations.list">): CallOutput<"conversations.list"> {
+    return this.repos.conversations.list(input.search);
+  }
+
+  require(id: string): Conversation {
+    const c = this.repos.conversations.get(id);
+    if (!c) throw notFound(`Conversation ${id} does not exist (it may have been deleted).`);
+    return c;
+  }
+
+  get(input: { id: string }): { conversation: Conversation; messages: Message[] } {
+    return { conversation: this.require(input.id), messages: this.repos.messages.list(input.id) };
+  }
+
+  create(input: HandlerInput<"conversations.create">, modelDir: string | null = null): Conversation {
+    let systemPrompt = input.systemPrompt;
+    const presetId = input.presetId ?? null;
+    if (systemPrompt === undefined && presetId) systemPrompt = this.repos.presets.get(presetId)?.content;
+    const now = Date.now();
+    const c: Conversation = {
+      id: randomUUID(),
+      title: input.title?.trim() || DEFAULT_TITLE,
+      createdAt: now,
+      updatedAt: now,
+      systemPrompt: systemPrompt ?? DEFAULT_SYSTEM_PROMPT,
+      presetId,
+      sampling: { ...NO_SAMPLING },
+      modelDir,
+    };
+    this.repos.conversations.insert(c);
+    return c;
+  }
+
+  rename(input: HandlerInput<"conversations.rename">): Conversation {
+    const title = input.title.trim() || input.title;
+    const c = { ...this.require(input.id), title, updatedAt: Date.now() };
+    this.repos.conversations.update(c);
+    return c;
+  }
+
+  update(input: HandlerInput<"conversations.update">): Conversation {
+    const old = this.require(input.id);
+    const c: Conversation = {
+      ...old,
+      ...(input.systemPrompt !== undefined ? { systemPrompt: input.systemPrompt } : {}),
+      ...(input.presetId !== undefined ? { presetId: input.presetId } : {}),
+      sampling: { ...old.sampling, ...(input.sampling ?? {}) },
+      updatedAt: Date.now(),
+    };
+    this.repos.conversations.update(c);
+    return c;
+  }
+
+  delete(input: { id: string }): { ok: true } {
+    if (!this.repos.conversations.delete(input.id)) throw notFound(`Conversation ${input.id} does not exist.`);
+    return { ok: true };
+  }
+
+  /** A conversation still called "New chat" takes its title from its first message. */
+  titleFromFirstMessage(c: Conversation, content: string): Conversation {
+    if (c.title !== DEFAULT_TITLE || this.repos.messages.list(c.id).length > 1) return c;
+    const flat = content.replace(/\s+/g, " ").trim();
+    if (!flat) return c;
+    const chars = Array.from(flat);
+    const title = chars.length > TITLE_FROM_MESSAGE_CHARS ? `${chars.slice(0, TITLE_FROM_MESSAGE_CHARS).join("")}…` : flat;
+    const updated = { ...c, title, updatedAt: Date.now() };
+    this.repos.conversations.update(updated);
+    return updated;
+  }
+}

@@ -1,0 +1,122 @@
+// The app's one SQLite database (better-sqlite3): WAL journal, foreign keys on, a busy timeout, and versioned
+// migrations tracked in PRAGMA user_version. Each migration runs in one transaction, so a database is always at
+// exactly one version: opening an older file brings it up to date, and a crash mid-migration leaves it untouched.
+import Database from "better-sqlite3";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+
+export type Db = Database.Database;
+
+export interface Migration {
+  version: number;
+  description: string;
+  up(db: Db): void;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: "core tables: conversations, messages, presets, settings, recent models",
+    up(db) {
+      db.exec(`
+        CREATE TABLE conversations (
+          id TEXT PRIMARY KEY,
+          title TEXT NOT NULL,
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL,
+          system_prompt TEXT NOT NULL,
+          preset_id TEXT,
+          sampling TEXT NOT NULL,          -- JSON SamplingSettings
+          model_dir TEXT
+        );
+        CREATE INDEX conversations_updated ON conversations(updated_at DESC);
+        CREATE TABLE messages (
+          id TEXT PRIMARY KEY,
+          conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+          seq INTEGER NOT NULL,            -- order within the conversation
+          role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+          content TEXT NOT NULL,
+          created_at INTEGER NOT NULL,
+          status TEXT NOT NULL CHECK (status IN ('complete', 'streaming', 'stopped', 'error')),
+          error TEXT,
+          stats TEXT                       -- JSON GenerationStats
+        );
+        CREATE UNIQUE INDEX messages_order ON messages(conversation_id, seq);
+        CREATE TABLE presets (
+          id TEXT PRIMARY KEY,
+          name TEXT NOT NULL,
+          content TEXT NOT NULL,
+          language TEXT NOT NULL CHECK (language IN ('en', 'zh')),
+          builtin INTEGER NOT NULL DEFAULT 0,
+          sort INTEGER NOT NULL DEFAULT 0,
+          created_at INTEGER NOT NULL
+        );
+        CREATE TABLE settings (
+          key TEXT PRIMARY KEY,
+          value TEXT NOT NULL              -- JSON
+        );
+        CREATE TABLE recent_models (
+          dir TEXT PRIMARY KEY,
+          name TEXT NOT NULL,
+          architecture TEXT,
+          last_opened_at INTEGER NOT NULL
+        );
+      `);
+    },
+  },
+  {
+    version: 2,
+    description: "full-text index over message content (trigram: works for Chinese, which has no spaces)",
+    up(db) {
+      db.exec(`
+        CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', content_rowid='rowid', tokenize='trigram');
+        INSERT INTO messages_fts(rowid, content) SELECT rowid, content FROM messages;
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+          INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content);
+        END;
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+          INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.rowid, old.content);
+        END;
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+          INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.rowid, old.content);
+          INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content);
+        END;
+      `);
+    },
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
+
+/** Bring `db` up to `target` (default: the latest version), one transaction per migration. */
+export function migrate(db: Db, target = SCHEMA_VERSION): number {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  if (current > SCHEMA_VERSION) {
+    throw new Error(`the database is version ${current}, newer than this app understands (${SCHEMA_VERSION}); update MoE Studio`);
+  }
+  for (const m of MIGRATIONS) {
+    if (m.version <= current || m.version > target) continue;
+    db.transaction(() => {
+      m.up(db);
+      db.pragma(`user_version = ${m.version}`);
+    })();
+  }
+  return db.pragma("user_version", { simple: true }) as number;
+}
+
+/** Open (creating the folder and file if needed) and migrate the database. */
+export function openDatabase(file: string, opts: { targetVersion?: number } = {}): Db {
+  if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
+  const db = new Database(file);
+  try {
+    db.pragma("journal_mode = WAL");
+    db.pragma("foreign_keys = ON");
+    db.pragma("busy_timeout = 5000");
+    db.pragma("synchronous = NORMAL");
+    migrate(db, opts.targetVersion);
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+  return db;
+}
