@@ -20,6 +20,11 @@ Commands:
       Ctrl-C stops the reply (at the prompt it quits).
   bench --model DIR [--prompt-tokens N] [--gen-tokens N] [--threads N]
       Prefill and decode tokens/s and peak memory (default 128 prompt tokens, 64 generated).
+  serve [--port N] [--model DIR] [--data DIR]
+      The desktop app's UI for a browser, on 127.0.0.1 only (renderer + WebSocket API; needs
+      "npm run build:renderer"). Prints "moe-studio serve: http://127.0.0.1:PORT/" when ready; --port 0
+      (the default is 8377) picks a free port. --model loads a model folder at start; --data is the data folder
+      (default: the desktop app's). Ctrl-C or SIGTERM stops it.
   --help
       This text.
 `;
@@ -30,7 +35,7 @@ type Flags = Record<string, string | true>;
 
 const VALUE_FLAGS = new Set([
   "model", "prompt", "system", "ids", "max-tokens", "temperature", "top-p", "top-k", "repetition-penalty", "seed",
-  "threads", "prompt-tokens", "gen-tokens", "stop", "min-p",
+  "threads", "prompt-tokens", "gen-tokens", "stop", "min-p", "port", "data",
 ]);
 const BOOL_FLAGS = new Set(["json", "help"]);
 
@@ -291,6 +296,53 @@ async function cmdBench(flags: Flags): Promise<number> {
   }
 }
 
+export const DEFAULT_PORT = 8377;
+
+async function cmdServe(flags: Flags): Promise<number> {
+  const { startServer, MissingRendererError } = await import("./server/server.js");
+  const { defaultStaticDir } = await import("./server/static.js");
+  const { defaultDataDir } = await import("./services/paths.js");
+  const port = number(flags, "port", { int: true, min: 0 }) ?? DEFAULT_PORT;
+  if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
+  const model = str(flags, "model");
+  let server;
+  try {
+    server = await startServer({
+      port,
+      host: "127.0.0.1",
+      dataDir: str(flags, "data") ?? defaultDataDir(),
+      staticDir: defaultStaticDir(),
+      ...(model !== undefined ? { model } : {}),
+    });
+  } catch (e) {
+    if (e instanceof MissingRendererError) throw new UsageError(e.message);
+    if ((e as NodeJS.ErrnoException).code === "EADDRINUSE") throw new UsageError(`port ${port} is in use; pick another with --port N (0: any free port)`);
+    throw e;
+  }
+  process.stdout.write(`moe-studio serve: ${server.url}\n`);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    const stop = (s: NodeJS.Signals) => {
+      process.off("SIGINT", stop);
+      process.off("SIGTERM", stop);
+      resolve(s);
+    };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+  });
+  // A second signal while shutting down quits at once.
+  const force = () => process.exit(130);
+  process.once("SIGINT", force);
+  process.once("SIGTERM", force);
+  try {
+    await server.close();
+  } finally {
+    process.off("SIGINT", force);
+    process.off("SIGTERM", force);
+  }
+  process.stderr.write(`moe-studio serve: stopped (${signal})\n`);
+  return 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   try {
     const { command, flags } = parseArgs(argv);
@@ -307,8 +359,10 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdChat(flags);
       case "bench":
         return await cmdBench(flags);
+      case "serve":
+        return await cmdServe(flags);
       default:
-        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench; see --help)`);
+        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, serve; see --help)`);
     }
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);

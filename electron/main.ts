@@ -9,7 +9,7 @@
 import { app, BrowserWindow, dialog, ipcMain, nativeTheme, protocol, session, shell, type IpcMainInvokeEvent, type WebContents } from "electron";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { IPC_CALL_CHANNEL, IPC_EVENT_CHANNEL, type EventName, type WireMessage } from "./contract.js";
+import { IPC_CALL_CHANNEL, IPC_EVENT_CHANNEL, RpcError, type EventName, type WireMessage } from "./contract.js";
 import { createDispatcher, toWireError } from "./rpc.js";
 import { createAppServices } from "./services/app.js";
 import { utilityWorkerSpawner } from "./electron-worker.js";
@@ -106,8 +106,8 @@ function start() {
       }
       const m = message as { name?: unknown; input?: unknown } | null;
       try {
-        if (!m || typeof m !== "object") throw Object.assign(new Error("a call is { name, input }"), { code: "invalid_input" });
-        const output = await dispatch!(m.name as string, m.input);
+        if (!m || typeof m !== "object") throw new RpcError("invalid_input", "a call is { name, input }");
+        const output = await dispatch!(m.name, m.input);
         return { ok: true, output };
       } catch (e) {
         return { ok: false, error: toWireError(e) };

@@ -41,7 +41,7 @@ export interface RunningServer {
 
 export class MissingRendererError extends Error {
   constructor(staticDir: string) {
-    super(`${staticDir}/index.html is missing: run "npm run build:renderer" first`);
+    super(`the UI is not built (${staticDir}/index.html is missing): run "npm run build:renderer"`);
     this.name = "MissingRendererError";
   }
 }

@@ -29,8 +29,12 @@ export function contentType(path: string): string {
   return TYPES[extname(path).toLowerCase()] ?? "application/octet-stream";
 }
 
-/** renderer/dist of this checkout or package, whether this module runs compiled (out/electron/server) or from source. */
-export function defaultStaticDir(): string {
+/**
+ * renderer/dist of this checkout or package, whether this module runs compiled (out/electron/server) or from
+ * source; MOE_STUDIO_RENDERER_DIR overrides it (tests, or a renderer built elsewhere).
+ */
+export function defaultStaticDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.MOE_STUDIO_RENDERER_DIR) return resolve(env.MOE_STUDIO_RENDERER_DIR);
   const here = dirname(fileURLToPath(import.meta.url));
   const candidates = [resolve(here, "../../../renderer/dist"), resolve(here, "../../renderer/dist")];
   return candidates.find((p) => existsSync(join(p, "index.html"))) ?? candidates[0];
