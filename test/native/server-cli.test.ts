@@ -1,0 +1,141 @@
+// `moe-studio serve` as a user runs it: one URL line on stdout when ready, a working server, and a clean stop on
+// SIGTERM/SIGINT that takes the engine worker with it. (Needs `npx tsc`; the renderer is a stand-in folder passed
+// with MOE_STUDIO_RENDERER_DIR so this does not need `vite build`.)
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { MODELS, ROOT } from "./fixtures.js";
+
+const BIN = join(ROOT, "electron/bin/moe-studio.mjs");
+const LINE = /^moe-studio serve: http:\/\/127\.0\.0\.1:(\d+)\/$/;
+let tmp: string;
+let staticDir: string;
+
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), "moe-serve-cli-"));
+  staticDir = join(tmp, "dist");
+  mkdirSync(staticDir);
+  writeFileSync(join(staticDir, "index.html"), "<!doctype html><title>MoE Studio</title>");
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+function serve(args: string[], env: Record<string, string> = { MOE_STUDIO_RENDERER_DIR: staticDir }) {
+  const child = spawn(process.execPath, [BIN, "serve", ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout!.setEncoding("utf8").on("data", (s: string) => (out += s));
+  child.stderr!.setEncoding("utf8").on("data", (s: string) => (err += s));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+  const ready = new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no URL line; stdout: ${out} stderr: ${err}`)), 60_000);
+    child.stdout!.on("data", () => {
+      if (out.includes("\n")) {
+        clearTimeout(timer);
+        resolve(out.split("\n")[0]);
+      }
+    });
+    child.on("exit", () => reject(new Error(`exited; stdout: ${out} stderr: ${err}`)));
+  });
+  ready.catch(() => {});
+  return { child, ready, exited, out: () => out, err: () => err };
+}
+
+/** Every descendant pid of `pid` (Linux /proc). */
+function descendants(pid: number): number[] {
+  const found: number[] = [];
+  const walk = (p: number) => {
+    const taskDir = `/proc/${p}/task`;
+    if (!existsSync(taskDir)) return;
+    for (const t of readdirSync(taskDir)) {
+      let kids = "";
+      try {
+        kids = readFileSync(`${taskDir}/${t}/children`, "utf8");
+      } catch {
+        continue;
+      }
+      for (const k of kids.trim().split(/\s+/).filter(Boolean).map(Number)) {
+        found.push(k);
+        walk(k);
+      }
+    }
+  };
+  walk(pid);
+  return found;
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return !readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.startsWith("Z");
+  } catch {
+    return false;
+  }
+};
+
+async function waitFor(cond: () => boolean, ms: number) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return true;
+}
+
+describe("moe-studio serve", () => {
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    it(`prints exactly its URL line, serves, and exits cleanly on ${signal} with the engine worker`, async () => {
+      const s = serve(["--port", "0", "--data", join(tmp, `data-${signal}`), "--model", join(MODELS, "qwen3_moe")]);
+      const line = await s.ready;
+      const m = LINE.exec(line);
+      expect(m, line).not.toBeNull();
+      const port = Number(m![1]);
+      const res = await fetch(`http://127.0.0.1:${port}/`);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toContain("MoE Studio");
+
+      // the model loads in an engine worker (a child process of the server)
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/api`, { origin: `http://127.0.0.1:${port}` });
+      await new Promise((r, j) => (ws.once("open", r), ws.once("error", j)));
+      const status = async () =>
+        new Promise<{ state: string }>((resolve) => {
+          ws.once("message", (d) => resolve(JSON.parse(d.toString()).output));
+          ws.send(JSON.stringify({ t: "call", id: 1, name: "models.status", input: {} }));
+        });
+      const end = Date.now() + 60_000;
+      let st = await status();
+      while (st.state !== "ready" && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 200));
+        st = await status();
+      }
+      expect(st.state).toBe("ready");
+      const workers = descendants(s.child.pid!);
+      expect(workers.length).toBeGreaterThan(0);
+
+      const closed = new Promise<number>((r) => ws.once("close", (code) => r(code)));
+      s.child.kill(signal);
+      const exit = await s.exited;
+      expect(exit.code, s.err()).toBe(0);
+      expect(await closed).toBe(1001); // clients are told the server is going away
+      expect(await waitFor(() => workers.every((p) => !alive(p)), 10_000)).toBe(true);
+      expect(s.out().split("\n").filter(Boolean)).toEqual([line]); // one line on stdout, nothing else
+    });
+  }
+
+  it("says to build the renderer when renderer/dist is missing", async () => {
+    const s = serve(["--port", "0", "--data", join(tmp, "data-missing")], { MOE_STUDIO_RENDERER_DIR: join(tmp, "nowhere") });
+    const exit = await s.exited;
+    expect(exit.code).toBe(1);
+    expect(s.out()).toBe("");
+    expect(s.err()).toMatch(/npm run build:renderer/);
+    expect(s.err().trim().split("\n")).toHaveLength(1);
+  });
+
+  it("rejects a bad --port", async () => {
+    const s = serve(["--port", "http"]);
+    expect((await s.exited).code).toBe(1);
+    expect(s.err()).toMatch(/--port must be an integer/);
+  });
+});
