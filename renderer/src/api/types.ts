@@ -1,0 +1,53 @@
+// The renderer's view of the contract: type-only imports, so zod never enters the bundle.
+export type {
+  Api,
+  AppInfo,
+  CallInput,
+  CallName,
+  CallOutput,
+  Conversation,
+  ConversationSummary,
+  EngineStatus,
+  EventName,
+  EventPayload,
+  GenerationStats,
+  Message,
+  ModelCard,
+  Preset,
+  RecentModel,
+  RpcErrorCode,
+  SamplingDefaults,
+  SamplingSettings,
+  Settings,
+  WireMessage,
+} from "../../../electron/contract.js";
+
+import type { Api } from "../../../electron/contract.js";
+
+export type ConnectionState = "connecting" | "open" | "closed";
+
+/** `Api` plus what a transport knows about itself. */
+export interface Transport extends Api {
+  readonly kind: "ipc" | "ws";
+  /** Local path of a dropped file/folder (Electron only). */
+  pathForFile?(file: File): string;
+  /** Connection state (always "open" over IPC). */
+  connection(): ConnectionState;
+  onConnection(listener: (state: ConnectionState) => void): () => void;
+}
+
+/** Shape the Electron preload exposes as `window.moeApi`. */
+export interface PreloadApi extends Api {
+  pathForFile?(file: File): string;
+}
+
+/** An error from a call: `code` from the contract, `message` human-readable. */
+export class ApiError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+}

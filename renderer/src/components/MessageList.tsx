@@ -1,0 +1,60 @@
+// The live region of messages; it follows the stream while the user is at the bottom.
+import { useEffect, useLayoutEffect, useRef } from "react";
+import { useT } from "../hooks.js";
+import { isStreaming, useChat } from "../stores/chat.js";
+import { useModels } from "../stores/models.js";
+import { useUi } from "../stores/ui.js";
+import { MessageItem } from "./MessageItem.js";
+
+export function MessageList() {
+  const t = useT();
+  const messages = useChat((s) => s.messages);
+  const liveTokens = useChat((s) => s.liveTokens);
+  const sending = useChat((s) => s.sending);
+  const conversationId = useChat((s) => s.conversation?.id);
+  const model = useModels((s) => s.status.model);
+  const ref = useRef<HTMLDivElement>(null);
+  const stick = useRef(true);
+  const busy = sending || isStreaming(messages);
+  const lastReply = messages.at(-1)?.role === "assistant" ? messages.at(-1)!.id : null;
+
+  useLayoutEffect(() => {
+    const el = ref.current;
+    if (el && stick.current) el.scrollTop = el.scrollHeight;
+  }, [messages]);
+  useEffect(() => {
+    stick.current = true;
+  }, [conversationId]);
+
+  return (
+    <div
+      ref={ref}
+      className="messages"
+      role="log"
+      aria-live="polite"
+      aria-label="Messages"
+      tabIndex={0}
+      onScroll={(e) => {
+        const el = e.currentTarget;
+        stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+      }}
+    >
+      <div className="messages-inner">
+        {messages.length === 0 && (
+          <div className="welcome">
+            <h2>{t("chat.welcomeTitle")}</h2>
+            <p className="muted">{model ? t("chat.welcomeReady", { model: model.name }) : t("chat.welcomeNoModel")}</p>
+            {!model && (
+              <button type="button" className="secondary" onClick={() => useUi.getState().setView("models")}>
+                {t("chat.loadModel")}
+              </button>
+            )}
+          </div>
+        )}
+        {messages.map((m) => (
+          <MessageItem key={m.id} message={m} isLastReply={m.id === lastReply} busy={busy} liveTokens={liveTokens[m.id]} />
+        ))}
+      </div>
+    </div>
+  );
+}

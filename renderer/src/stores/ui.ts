@@ -1,0 +1,61 @@
+// What the shell shows: current view, banners (dismissible errors / notices) and the connection state.
+import { create } from "zustand";
+import type { ConnectionState } from "../api/types.js";
+import type { MessageKey } from "../i18n/index.js";
+
+export type View = "chat" | "models" | "settings";
+
+export interface Banner {
+  id: number;
+  kind: "error" | "info";
+  /** Either a translation key (rendered in the current language) or literal text. */
+  key?: MessageKey;
+  vars?: Record<string, string | number>;
+  text?: string;
+}
+
+interface UiState {
+  view: View;
+  banners: Banner[];
+  connection: ConnectionState;
+  /** The transport has been open at least once (the first connect is not a "disconnected" banner). */
+  everConnected: boolean;
+  panelOpen: boolean;
+  setView(view: View): void;
+  togglePanel(open?: boolean): void;
+  setConnection(state: ConnectionState): void;
+  notify(banner: Omit<Banner, "id">): void;
+  notifyError(error: unknown): void;
+  dismiss(id: number): void;
+}
+
+let nextBanner = 1;
+
+/** Known error codes get a translated message; anything else shows the server's (already human) message. */
+export function bannerForError(error: unknown): Omit<Banner, "id"> {
+  const e = error as { code?: string; message?: string } | null;
+  const code = e?.code;
+  if (code === "no_model") return { kind: "error", key: "error.noModel" };
+  if (code === "busy") return { kind: "error", key: "error.busy" };
+  if (code === "disconnected") return { kind: "error", key: "error.disconnected" };
+  return { kind: "error", key: "error.generic", vars: { message: e?.message ?? String(error) } };
+}
+
+export const useUi = create<UiState>((set, get) => ({
+  view: "chat",
+  banners: [],
+  connection: "open",
+  everConnected: false,
+  panelOpen: false,
+  setView: (view) => set({ view }),
+  togglePanel: (open) => set({ panelOpen: open ?? !get().panelOpen }),
+  setConnection: (connection) => set({ connection, everConnected: get().everConnected || connection === "open" }),
+  notify: (banner) => {
+    // The same message twice in a row is one banner.
+    const last = get().banners.at(-1);
+    if (last && last.key === banner.key && last.text === banner.text && JSON.stringify(last.vars) === JSON.stringify(banner.vars)) return;
+    set({ banners: [...get().banners.slice(-3), { ...banner, id: nextBanner++ }] });
+  },
+  notifyError: (error) => get().notify(bannerForError(error)),
+  dismiss: (id) => set({ banners: get().banners.filter((b) => b.id !== id) }),
+}));

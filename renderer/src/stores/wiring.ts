@@ -1,0 +1,36 @@
+// Connects the stores to a transport: event streams into stores, and a full refresh after every (re)connect.
+import type { Transport } from "../api/types.js";
+import { useChat } from "./chat.js";
+import { rememberedConversation, useConversations } from "./conversations.js";
+import { useModels } from "./models.js";
+import { useSettings } from "./settings.js";
+import { useUi } from "./ui.js";
+
+export async function refreshAll(): Promise<void> {
+  await Promise.all([useSettings.getState().load(), useModels.getState().refresh(), useConversations.getState().refresh()]);
+  const conv = useConversations.getState();
+  const current = conv.currentId ?? rememberedConversation();
+  if (current && conv.list.some((c) => c.id === current)) await conv.select(current);
+  else if (!conv.currentId && conv.list.length > 0) await conv.select(conv.list[0].id);
+  else if (conv.currentId) await useChat.getState().load(conv.currentId);
+}
+
+/** Subscribes every store to its events; returns an unsubscribe. */
+export function connectStores(transport: Transport): () => void {
+  const offs = [
+    transport.on("chat.delta", (e) => useChat.getState().onDelta(e)),
+    transport.on("chat.done", (e) => useChat.getState().onDone(e)),
+    transport.on("engine.status", (s) => useModels.getState().setStatus(s)),
+    transport.on("models.progress", (p) => useModels.getState().setProgress(p)),
+  ];
+  let wasOpen = transport.connection() === "open";
+  useUi.getState().setConnection(transport.connection());
+  offs.push(
+    transport.onConnection((state) => {
+      useUi.getState().setConnection(state);
+      if (state === "open" && !wasOpen) void refreshAll();
+      wasOpen = state === "open";
+    }),
+  );
+  return () => offs.forEach((off) => off());
+}

@@ -1,0 +1,76 @@
+// Chat: conversations on the left, the conversation in the middle, its settings on the right (toggle).
+import { Composer } from "../components/Composer.js";
+import { ConversationPanel } from "../components/ConversationPanel.js";
+import { IconSliders } from "../components/icons.js";
+import { MessageList } from "../components/MessageList.js";
+import { Sidebar } from "../components/Sidebar.js";
+import { useT } from "../hooks.js";
+import { contextUsed, useChat } from "../stores/chat.js";
+import { useModels } from "../stores/models.js";
+import { useUi } from "../stores/ui.js";
+
+function ModelChip() {
+  const t = useT();
+  const status = useModels((s) => s.status);
+  const label = status.model ? status.model.name : status.state === "loading" ? t("models.loading", { name: status.dir ?? "" }) : t("chat.noModel");
+  return (
+    <button type="button" className={`chip state-${status.state}`} onClick={() => useUi.getState().setView("models")} title={status.model?.dir ?? ""}>
+      <span className="dot" aria-hidden="true" />
+      <span>{label}</span>
+    </button>
+  );
+}
+
+function ContextMeter() {
+  const t = useT();
+  const messages = useChat((s) => s.messages);
+  const model = useModels((s) => s.status.model);
+  const ctx = contextUsed(messages);
+  const total = ctx?.total ?? model?.contextLength;
+  if (!total) return null;
+  const used = ctx?.used ?? 0;
+  const pct = Math.min(100, (used / total) * 100);
+  return (
+    <div className="context" title={t("chat.contextTitle")}>
+      <span>{t("chat.context", { used: used.toLocaleString(), total: total.toLocaleString() })}</span>
+      <span className="meter" aria-hidden="true">
+        <span style={{ width: `${pct}%` }} />
+      </span>
+    </div>
+  );
+}
+
+export function ChatView() {
+  const t = useT();
+  const conversation = useChat((s) => s.conversation);
+  const panelOpen = useUi((s) => s.panelOpen);
+  return (
+    <div className={`chat-layout${panelOpen && conversation ? " with-panel" : ""}`}>
+      <Sidebar />
+      <section className="chat-main">
+        <header className="chat-header">
+          <h1 className="chat-title">{conversation ? conversation.title || t("sidebar.untitled") : t("app.name")}</h1>
+          <div className="header-right">
+            <ContextMeter />
+            <ModelChip />
+            {conversation && (
+              <button
+                type="button"
+                className={`ghost icon${panelOpen ? " active" : ""}`}
+                aria-label={t("chat.settings")}
+                aria-expanded={panelOpen}
+                title={t("chat.settings")}
+                onClick={() => useUi.getState().togglePanel()}
+              >
+                <IconSliders />
+              </button>
+            )}
+          </div>
+        </header>
+        <MessageList />
+        <Composer />
+      </section>
+      {panelOpen && conversation && <ConversationPanel />}
+    </div>
+  );
+}

@@ -1,0 +1,163 @@
+// Models: open a folder (dialog in Electron, a path field in the browser, or drop it anywhere), recent models,
+// the loaded model's card, load progress, and a clear message when a folder is not a loadable model.
+import { useState } from "react";
+import type { ModelCard } from "../api/types.js";
+import { IconAlert, IconFolder, IconX } from "../components/icons.js";
+import { useT } from "../hooks.js";
+import { folderName, formatBytes, formatParams, useModels } from "../stores/models.js";
+import { useUi } from "../stores/ui.js";
+
+function Card({ card }: { card: ModelCard }) {
+  const t = useT();
+  const experts =
+    card.numExperts > 0
+      ? card.numSharedExperts > 0
+        ? t("card.expertsShared", { n: card.numExperts, k: card.topK, s: card.numSharedExperts })
+        : t("card.expertsValue", { n: card.numExperts, k: card.topK })
+      : t("card.dense");
+  const rows: [string, string][] = [
+    [t("card.architecture"), `${card.architecture} (${card.modelType})`],
+    [t("card.parameters"), `${formatParams(card.paramsTotal)} / ${formatParams(card.paramsActive)}`],
+    [t("card.experts"), experts],
+    [t("card.layers"), String(card.numLayers)],
+    [t("card.context"), card.contextLength.toLocaleString()],
+    [t("card.dtype"), card.dtype],
+    [t("card.memory"), formatBytes(card.estimatedMemoryBytes)],
+    [t("card.device"), card.device.toUpperCase()],
+    [t("card.threads"), String(card.threads)],
+    [t("card.chatTemplate"), card.hasChatTemplate ? t("card.yes") : t("card.no")],
+  ];
+  return (
+    <section className="card model-card" aria-label={t("models.current")}>
+      <div className="card-head">
+        <div>
+          <div className="eyebrow">{t("models.current")}</div>
+          <h2>{card.name}</h2>
+          <div className="muted mono small-text" title={card.dir}>
+            {card.dir}
+          </div>
+        </div>
+        <span className="badge ok">{t("models.loaded")}</span>
+      </div>
+      <dl className="facts">
+        {rows.map(([k, v]) => (
+          <div key={k}>
+            <dt>{k}</dt>
+            <dd>{v}</dd>
+          </div>
+        ))}
+      </dl>
+      <button type="button" className="primary" onClick={() => useUi.getState().setView("chat")}>
+        {t("card.goChat")}
+      </button>
+    </section>
+  );
+}
+
+export function ModelsView() {
+  const t = useT();
+  const status = useModels((s) => s.status);
+  const progress = useModels((s) => s.progress);
+  const recent = useModels((s) => s.recent);
+  const info = useModels((s) => s.info);
+  const openError = useModels((s) => s.openError);
+  const opening = useModels((s) => s.opening);
+  const { open, pickFolder, forget } = useModels.getState();
+  const [path, setPath] = useState("");
+  const canPick = info?.canPickFolder ?? false;
+  const loadingDir = opening ?? (status.state === "loading" ? status.dir : null);
+  const pct = progress && progress.total > 0 ? Math.round((progress.done / progress.total) * 100) : null;
+
+  return (
+    <div className="page">
+      <div className="page-inner">
+        <header className="page-head">
+          <h1>{t("models.title")}</h1>
+          <p className="muted">{t("models.subtitle")}</p>
+        </header>
+
+        <section className="card open-card">
+          {canPick && (
+            <div className="open-row">
+              <button type="button" className="primary" onClick={() => void pickFolder()} disabled={!!loadingDir}>
+                <IconFolder />
+                <span>{t("models.openFolder")}</span>
+              </button>
+              <span className="muted">{t("models.dropHint")}</span>
+            </div>
+          )}
+          <form
+            className="open-row"
+            onSubmit={(e) => {
+              e.preventDefault();
+              void open(path);
+            }}
+          >
+            <label htmlFor="model-path" className="sr-only">
+              {t("models.pathLabel")}
+            </label>
+            <input id="model-path" className="mono grow" aria-label={t("models.pathLabel")} placeholder={t("models.pathPlaceholder")} value={path} spellCheck={false} autoComplete="off" onChange={(e) => setPath(e.target.value)} />
+            <button type="submit" className={canPick ? "secondary" : "primary"} disabled={!path.trim() || !!loadingDir}>
+              {t("models.open")}
+            </button>
+          </form>
+          {!canPick && <p className="muted small-text">{t("models.dropHintWeb")}</p>}
+
+          {loadingDir && (
+            <div className="progress" role="status">
+              <div className="progress-label">
+                <span>{t("models.loading", { name: folderName(loadingDir) })}</span>
+                {pct !== null && <span>{pct}%</span>}
+              </div>
+              <div className="bar" role="progressbar" aria-valuemin={0} aria-valuemax={100} aria-valuenow={pct ?? undefined} aria-label={t("models.loading", { name: folderName(loadingDir) })}>
+                <span className={pct === null ? "indeterminate" : ""} style={pct === null ? undefined : { width: `${pct}%` }} />
+              </div>
+            </div>
+          )}
+          {openError && !loadingDir && (
+            <div className="open-error" role="alert">
+              <IconAlert />
+              <div>
+                <strong>{t("models.notLoadable")}</strong>
+                <div className="mono small-text">{openError.dir}</div>
+                <div>{openError.message}</div>
+              </div>
+            </div>
+          )}
+          {status.state === "crashed" && (
+            <div className="open-error" role="alert">
+              <IconAlert />
+              <div>{status.message ?? t("models.crashed")}</div>
+            </div>
+          )}
+        </section>
+
+        {status.model ? <Card card={status.model} /> : !loadingDir && <p className="muted">{t("models.none")}</p>}
+
+        <section className="recent">
+          <h2>{t("models.recent")}</h2>
+          {recent.length === 0 ? (
+            <p className="muted">{t("models.noRecent")}</p>
+          ) : (
+            <ul className="recent-list">
+              {recent.map((r) => (
+                <li key={r.dir} className={status.model?.dir === r.dir ? "current" : ""}>
+                  <button type="button" className="recent-open" aria-label={t("models.openNamed", { name: r.name })} onClick={() => void open(r.dir)} disabled={!!loadingDir}>
+                    <span className="recent-name">{r.name}</span>
+                    <span className="muted small-text">
+                      {r.architecture ? `${r.architecture} · ` : ""}
+                      <span className="mono">{r.dir}</span>
+                    </span>
+                  </button>
+                  <button type="button" className="ghost icon" aria-label={t("models.forgetNamed", { name: r.name })} title={t("models.forget")} onClick={() => void forget(r.dir)}>
+                    <IconX />
+                  </button>
+                </li>
+              ))}
+            </ul>
+          )}
+        </section>
+      </div>
+    </div>
+  );
+}

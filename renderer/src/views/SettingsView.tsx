@@ -1,0 +1,88 @@
+// Settings: language and theme (both apply at once and are saved), and a few facts about this installation.
+import { useT } from "../hooks.js";
+import { useModels } from "../stores/models.js";
+import { useSettings } from "../stores/settings.js";
+
+function Choice<V extends string>({ name, legend, value, options, onChange }: { name: string; legend: string; value: V; options: [V, string][]; onChange(v: V): void }) {
+  return (
+    <fieldset className="choice">
+      <legend>{legend}</legend>
+      <div className="segmented">
+        {options.map(([v, label]) => (
+          <label key={v} className={value === v ? "checked" : ""}>
+            <input type="radio" name={name} value={v} checked={value === v} onChange={() => onChange(v)} />
+            <span>{label}</span>
+          </label>
+        ))}
+      </div>
+    </fieldset>
+  );
+}
+
+export function SettingsView() {
+  const t = useT();
+  const language = useSettings((s) => s.language);
+  const theme = useSettings((s) => s.theme);
+  const update = useSettings((s) => s.update);
+  const info = useModels((s) => s.info);
+  return (
+    <div className="page">
+      <div className="page-inner narrow">
+        <header className="page-head">
+          <h1>{t("settings.title")}</h1>
+        </header>
+        <section className="card">
+          <Choice
+            name="language"
+            legend={t("settings.language")}
+            value={language}
+            options={[
+              ["system", t("settings.system")],
+              ["en", "English"],
+              ["zh", "中文"],
+            ]}
+            onChange={(v) => void update({ language: v })}
+          />
+          <Choice
+            name="theme"
+            legend={t("settings.theme")}
+            value={theme}
+            options={[
+              ["system", t("settings.system")],
+              ["light", t("settings.light")],
+              ["dark", t("settings.dark")],
+            ]}
+            onChange={(v) => void update({ theme: v })}
+          />
+        </section>
+        {info && (
+          <section className="card">
+            <h2>{t("settings.about")}</h2>
+            <dl className="facts">
+              <div>
+                <dt>{t("settings.version")}</dt>
+                <dd>{info.version}</dd>
+              </div>
+              <div>
+                <dt>{t("settings.platform")}</dt>
+                <dd>{info.platform}</dd>
+              </div>
+              <div>
+                <dt>{t("settings.transport")}</dt>
+                <dd>{info.transport === "ipc" ? t("settings.transportIpc") : t("settings.transportWs")}</dd>
+              </div>
+              <div>
+                <dt>{t("settings.cpu")}</dt>
+                <dd>{info.simd}</dd>
+              </div>
+              <div>
+                <dt>{t("settings.cuda")}</dt>
+                <dd>{info.cuda.compiled && info.cuda.devices > 0 ? t("settings.cudaDevices", { n: info.cuda.devices }) : t("settings.cudaNone")}</dd>
+              </div>
+            </dl>
+          </section>
+        )}
+      </div>
+    </div>
+  );
+}
