@@ -49,7 +49,7 @@ export function Composer() {
       <div className="composer-box">
         <textarea
           ref={ref}
-          aria-label="Message"
+          aria-label={t("chat.message")}
           placeholder={hasModel ? t("chat.placeholder") : t("chat.placeholderNoModel")}
           rows={1}
           value={text}
@@ -57,11 +57,11 @@ export function Composer() {
           onKeyDown={onKey}
         />
         {streaming ? (
-          <button type="button" className="round stop" aria-label="Stop" title={t("chat.stop")} disabled={stopping} onClick={() => void useChat.getState().stop()}>
+          <button type="button" className="round stop" aria-label={t("chat.stop")} title={t("chat.stop")} disabled={stopping} onClick={() => void useChat.getState().stop()}>
             <IconStop />
           </button>
         ) : (
-          <button type="submit" className="round send" aria-label="Send" title={t("chat.send")} disabled={!text.trim() || sending}>
+          <button type="submit" className="round send" aria-label={t("chat.send")} title={t("chat.send")} disabled={!text.trim() || sending}>
             <IconSend />
           </button>
         )}

@@ -36,7 +36,7 @@ function CodeBlock({ node, children }: { node?: HastNode; children?: ReactNode }
     <div className="code-block">
       <div className="code-head">
         <span className="code-lang">{lang ?? "text"}</span>
-        <button type="button" className="ghost small" aria-label="Copy" title={t("chat.copy")} onClick={() => copy(textOf(node).replace(/\n$/, ""))}>
+        <button type="button" className="ghost small" aria-label={t("chat.copy")} onClick={() => copy(textOf(node).replace(/\n$/, ""))}>
           {copied ? <IconCheck /> : <IconCopy />}
           <span>{copied ? t("chat.copied") : t("chat.copy")}</span>
         </button>

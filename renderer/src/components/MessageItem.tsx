@@ -35,7 +35,7 @@ function EditBox({ message, onDone }: { message: Message; onDone(): void }) {
         <button type="button" className="ghost small" onClick={onDone}>
           {t("chat.cancel")}
         </button>
-        <button type="button" className="primary small" aria-label="Save and resend" disabled={!text.trim()} onClick={() => void save()}>
+        <button type="button" className="primary small" aria-label={t("chat.saveAndResend")} disabled={!text.trim()} onClick={() => void save()}>
           {t("chat.saveAndResend")}
         </button>
       </div>
@@ -58,7 +58,7 @@ export const MessageItem = memo(function MessageItem({ message, isLastReply, bus
   const streaming = message.status === "streaming";
   const s = message.stats;
   return (
-    <article className={`msg ${user ? "msg-user" : "msg-assistant"} status-${message.status}`} aria-label={user ? t("chat.you") : t("chat.assistant")}>
+    <article className={`msg ${user ? "msg-user" : "msg-assistant"} status-${message.status}`} data-role={message.role} aria-label={user ? t("chat.you") : t("chat.assistant")}>
       <div className="msg-role" aria-hidden="true">
         {user ? t("chat.you") : t("chat.assistant")}
       </div>
@@ -93,18 +93,18 @@ export const MessageItem = memo(function MessageItem({ message, isLastReply, bus
           )}
           {!streaming && (
             <span className="msg-actions">
-              <button type="button" className="ghost small" aria-label="Copy" title={t("chat.copy")} onClick={() => copy(message.content)}>
+              <button type="button" className="ghost small" aria-label={t("chat.copy")} onClick={() => copy(message.content)}>
                 {copied ? <IconCheck /> : <IconCopy />}
                 <span className="label">{copied ? t("chat.copied") : t("chat.copy")}</span>
               </button>
               {user && (
-                <button type="button" className="ghost small" aria-label="Edit" title={t("chat.edit")} disabled={busy} onClick={() => setEditing(true)}>
+                <button type="button" className="ghost small" aria-label={t("chat.edit")} disabled={busy} onClick={() => setEditing(true)}>
                   <IconEdit />
                   <span className="label">{t("chat.edit")}</span>
                 </button>
               )}
               {isLastReply && (
-                <button type="button" className="ghost small" aria-label="Regenerate" title={t("chat.regenerate")} disabled={busy} onClick={() => void useChat.getState().regenerate()}>
+                <button type="button" className="ghost small" aria-label={t("chat.regenerate")} disabled={busy} onClick={() => void useChat.getState().regenerate()}>
                   <IconRefresh />
                   <span className="label">{t("chat.regenerate")}</span>
                 </button>

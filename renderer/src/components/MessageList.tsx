@@ -32,7 +32,7 @@ export function MessageList() {
       className="messages"
       role="log"
       aria-live="polite"
-      aria-label="Messages"
+      aria-label={t("chat.messages")}
       tabIndex={0}
       onScroll={(e) => {
         const el = e.currentTarget;

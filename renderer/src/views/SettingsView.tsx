@@ -4,18 +4,18 @@ import { useModels } from "../stores/models.js";
 import { useSettings } from "../stores/settings.js";
 
 function Choice<V extends string>({ name, legend, value, options, onChange }: { name: string; legend: string; value: V; options: [V, string][]; onChange(v: V): void }) {
+  const id = `setting-${name}`;
   return (
-    <fieldset className="choice">
-      <legend>{legend}</legend>
-      <div className="segmented">
+    <div className="setting-row">
+      <label htmlFor={id}>{legend}</label>
+      <select id={id} value={value} onChange={(e) => onChange(e.target.value as V)}>
         {options.map(([v, label]) => (
-          <label key={v} className={value === v ? "checked" : ""}>
-            <input type="radio" name={name} value={v} checked={value === v} onChange={() => onChange(v)} />
-            <span>{label}</span>
-          </label>
+          <option key={v} value={v}>
+            {label}
+          </option>
         ))}
-      </div>
-    </fieldset>
+      </select>
+    </div>
   );
 }
 
