@@ -103,32 +103,32 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
       systemLocale: opts.systemLocale ?? Intl.DateTimeFormat().resolvedOptions().locale ?? "en-US",
       ...(await engineInfo()),
     }),
-    "settings.get": () => settings.get(),
-    "settings.set": (i) => settings.set(i),
+    "settings.get": async () => settings.get(),
+    "settings.set": async (i) => settings.set(i),
 
-    "conversations.list": (i) => conversations.list(i),
-    "conversations.get": (i) => conversations.get(i),
-    "conversations.create": (i) => conversations.create(i, models.current()?.dir ?? null),
-    "conversations.rename": (i) => conversations.rename(i),
-    "conversations.update": (i) => conversations.update(i),
+    "conversations.list": async (i) => conversations.list(i),
+    "conversations.get": async (i) => conversations.get(i),
+    "conversations.create": async (i) => conversations.create(i, models.current()?.dir ?? null),
+    "conversations.rename": async (i) => conversations.rename(i),
+    "conversations.update": async (i) => conversations.update(i),
     "conversations.delete": async (i) => {
       await chat.stop({ conversationId: i.id });
       return conversations.delete(i);
     },
 
-    "chat.send": (i) => chat.send(i),
-    "chat.stop": (i) => chat.stop(i),
-    "chat.regenerate": (i) => chat.regenerate(i),
-    "chat.edit": (i) => chat.edit(i),
+    "chat.send": async (i) => chat.send(i),
+    "chat.stop": async (i) => chat.stop(i),
+    "chat.regenerate": async (i) => chat.regenerate(i),
+    "chat.edit": async (i) => chat.edit(i),
 
-    "presets.list": () => presets.list(),
-    "presets.save": (i) => presets.save(i),
-    "presets.delete": (i) => presets.delete(i),
+    "presets.list": async () => presets.list(),
+    "presets.save": async (i) => presets.save(i),
+    "presets.delete": async (i) => presets.delete(i),
 
-    "models.open": (i) => models.open(i.dir),
-    "models.recent": () => models.recent(),
-    "models.forget": (i) => models.forget(i.dir),
-    "models.status": () => models.status(),
+    "models.open": async (i) => models.open(i.dir),
+    "models.recent": async () => models.recent(),
+    "models.forget": async (i) => models.forget(i.dir),
+    "models.status": async () => models.status(),
     "models.pickFolder": async () => ({ dir: opts.pickFolder ? await opts.pickFolder() : null }),
   };
 
