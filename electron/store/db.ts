@@ -107,7 +107,9 @@ export function migrate(db: Db, target = SCHEMA_VERSION): number {
 /** Open (creating the folder and file if needed) and migrate the database. */
 export function openDatabase(file: string, opts: { targetVersion?: number } = {}): Db {
   if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
-  const db = new Database(file);
+  // `npm start` (build/start.mjs) points Electron at a better-sqlite3 built for Electron's ABI; Node uses node_modules'.
+  const nativeBinding = process.env.MOE_SQLITE_BINDING;
+  const db = new Database(file, nativeBinding ? { nativeBinding } : {});
   try {
     db.pragma("journal_mode = WAL");
     db.pragma("foreign_keys = ON");
