@@ -61,7 +61,7 @@ const RESTART_WINDOW_MS = 60_000;
 export class ModelService {
   private state: EngineStatus = { state: "idle", model: null, dir: null, message: null };
   private loaded: LoadedModel | null = null;
-  private loading: Promise<LoadedModel> | null = null;
+  private opening: Promise<LoadedModel> | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private restarts: number[] = [];
   private disposed = false;
@@ -88,12 +88,10 @@ export class ModelService {
 
   /** The loaded model, waiting for a load in progress (e.g. the reload after a crash); no_model when none. */
   async ready(): Promise<LoadedModel> {
-    if (this.loading) {
-      try {
-        return await this.loading;
-      } catch {
-        throw noModel();
-      }
+    while (this.opening) {
+      const p = this.opening;
+      await p.catch(() => undefined);
+      if (this.opening === p) break;
     }
     if (!this.loaded) throw noModel();
     return this.loaded;
@@ -107,6 +105,11 @@ export class ModelService {
   open(dir: string): Promise<ModelCard> {
     const run = this.queue.then(() => this.load(resolve(dir)));
     this.queue = run.catch(() => undefined);
+    this.opening = run;
+    const clear = () => {
+      if (this.opening === run) this.opening = null;
+    };
+    run.then(clear, clear);
     return run.then((m) => m.card);
   }
 
@@ -141,7 +144,6 @@ export class ModelService {
       });
       return { dir, model, card: modelCard(model.info), tokenizer, template };
     })();
-    this.loading = p;
     try {
       const loaded = await p;
       this.loaded = loaded;
@@ -150,8 +152,6 @@ export class ModelService {
       return loaded;
     } catch (e) {
       throw this.failed(dir, e);
-    } finally {
-      if (this.loading === p) this.loading = null;
     }
   }
 
