@@ -137,6 +137,12 @@ function start() {
     return w;
   }
 
+  // The engine worker (utilityProcess) dying is reported and recovered by the services (engine.status: crashed,
+  // then a fresh worker); here it is only logged. The window is a different process and stays up.
+  app.on("child-process-gone", (_e, details) => {
+    console.error(`moe-studio: ${details.name ?? details.type} process gone (${details.reason}, exit code ${details.exitCode})`);
+  });
+
   app.on("window-all-closed", () => {
     if (process.platform !== "darwin") app.quit();
   });

@@ -1,6 +1,6 @@
 // The window's security settings as data: what main.ts gives BrowserWindow, the CSP every app file carries,
 // which URLs the window may show, and that the preload's channel names are the contract's.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { IPC_CALL_CHANNEL, IPC_EVENT_CHANNEL } from "../../electron/contract.js";
@@ -82,5 +82,12 @@ describe("window options", () => {
     expect(members).toEqual(["call", "on", "pathForFile"]);
     // the page never gets ipcRenderer or an Electron event object
     expect(api).not.toMatch(/return ipcRenderer|ipcRenderer\.on|_event|IpcRendererEvent/);
+  });
+
+  it("only main, preload and electron-*.ts import electron (services run in Node alone)", () => {
+    const files = readdirSync(join(ROOT, "electron"), { recursive: true, encoding: "utf8" }).filter((f) => /\.c?ts$/.test(f));
+    const importers = files.filter((f) => /from "electron"|require\("electron"\)/.test(readFileSync(join(ROOT, "electron", f), "utf8"))).sort();
+    expect(importers.length).toBeGreaterThan(0);
+    for (const f of importers) expect(f, f).toMatch(/^(main\.ts|preload\.cts|electron-[\w-]+\.ts)$/);
   });
 });
