@@ -11,6 +11,9 @@ export type HandlerInput<N extends CallName> = z.output<(typeof calls)[N]["input
 /** One handler per call in the contract. */
 export type Handlers = { [N in CallName]: (input: HandlerInput<N>) => Promise<CallOutput<N>> | CallOutput<N> };
 
+/** Handlers that always answer with a promise (what createAppServices returns). */
+export type AsyncHandlers = { [N in CallName]: (input: HandlerInput<N>) => Promise<CallOutput<N>> };
+
 export type Dispatch = (name: unknown, input: unknown) => Promise<unknown>;
 
 export interface DispatcherOptions {

@@ -12,7 +12,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { AppInfo } from "../contract.js";
 import { EngineHost, type WorkerSpawner } from "../engine/host.js";
-import type { Handlers } from "../rpc.js";
+import type { AsyncHandlers } from "../rpc.js";
 import { openDatabase, type Db } from "../store/db.js";
 import { repositories, type Repositories } from "../store/repositories.js";
 import { ChatService } from "./chat.js";
@@ -45,7 +45,8 @@ export interface AppServicesOptions {
 }
 
 export interface AppServices {
-  handlers: Handlers;
+  /** One handler per contract call; transports reach them only through createDispatcher(handlers). */
+  handlers: AsyncHandlers;
   /** The engine worker's pid, or undefined when none runs. Not part of the contract: for tests and diagnostics. */
   enginePid(): number | undefined;
   /** Resolves once the initial model (if any) has loaded or failed. */
@@ -94,7 +95,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     ));
   const version = appVersion();
 
-  const handlers: Handlers = {
+  const handlers: AsyncHandlers = {
     "app.info": async () => ({
       version,
       platform: process.platform,
