@@ -2,7 +2,7 @@
 // model, chat with streamed deltas, stop mid-reply, regenerate, edit and resend, KV-cache reuse across turns,
 // sampling overrides, restart, and a worker killed mid-reply (the reply is saved as an error, the worker restarts
 // and reloads the model, the next message works). Every call's output and every event is checked against the contract.
-import { mkdtempSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -266,6 +266,18 @@ describe("services with the engine worker", () => {
     expect((await call("models.recent", {})).map((r) => r.dir)).toEqual([OTHER, MODEL]);
     expect(await call("models.forget", { dir: OTHER })).toEqual({ ok: true });
     expect((await call("models.recent", {})).map((r) => r.dir)).toEqual([MODEL]);
+  });
+
+  it("an unsupported model_type is named in the error, and the status says so", async () => {
+    const bad = join(dataDir, "bert");
+    cpSync(MODEL, bad, { recursive: true });
+    const cfg = JSON.parse(readFileSync(join(bad, "config.json"), "utf8"));
+    writeFileSync(join(bad, "config.json"), JSON.stringify({ ...cfg, model_type: "bert", architectures: ["BertModel"] }));
+    const e = await call("models.open", { dir: bad }).catch((x) => x);
+    expect(e).toMatchObject({ code: "engine", message: expect.stringMatching(/^bert cannot be opened as a model: .*model_type 'bert' is not supported/) });
+    expect(await call("models.status", {})).toMatchObject({ state: "error", model: null, dir: bad, message: e.message });
+    const c = await conversation({ maxTokens: 4 });
+    await expect(call("chat.send", { conversationId: c.id, content: "hi" })).rejects.toMatchObject({ code: "no_model" });
   });
 
   it("after a restart of the services every conversation and message is intact", async () => {
