@@ -134,7 +134,8 @@ export function ConversationPanel() {
     }
   };
 
-  const current = presets.find((p) => p.id === conversation.presetId) ?? null;
+  // A conversation created with the default prompt has no preset id; show the preset whose text it carries.
+  const current = presets.find((p) => p.id === conversation.presetId) ?? presets.find((p) => p.content === conversation.systemPrompt) ?? null;
   const ordered = [...presets.filter((p) => p.language === lang), ...presets.filter((p) => p.language !== lang)];
   const placeholder = (key: Field): string => {
     if (key === "seed") return t("panel.seedRandom");

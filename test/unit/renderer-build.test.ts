@@ -1,0 +1,32 @@
+// The renderer builds with vite: one script and one stylesheet, the strict CSP meta kept, no zod, nothing external.
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { build } from "vite";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+const out = mkdtempSync(join(tmpdir(), "moe-renderer-"));
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+describe("renderer build", () => {
+  it("vite builds renderer/ into a self-contained folder", async () => {
+    await build({ configFile: join(root, "renderer/vite.config.ts"), logLevel: "error", build: { outDir: out, emptyOutDir: true } });
+    const html = readFileSync(join(out, "index.html"), "utf8");
+    const csp = /http-equiv="Content-Security-Policy"\s+content="([^"]+)"/.exec(html)?.[1] ?? "";
+    expect(csp).toMatch(/default-src 'self'/);
+    expect(csp).toMatch(/script-src 'self'/);
+    expect(csp).not.toMatch(/unsafe-(inline|eval)/);
+    expect(html).not.toMatch(/<script>(?!<\/script>)/); // no inline scripts
+    expect(html).not.toMatch(/https?:\/\//); // no CDN, no external fonts
+    const assets = readdirSync(join(out, "assets"));
+    const js = assets.filter((f) => f.endsWith(".js"));
+    expect(js.length).toBeGreaterThan(0);
+    expect(assets.some((f) => f.endsWith(".css"))).toBe(true);
+    const code = js.map((f) => readFileSync(join(out, "assets", f), "utf8")).join("\n");
+    expect(code).not.toMatch(/ZodError/); // type-only imports of the contract
+    expect(code).not.toMatch(/\beval\(|new Function\(/);
+    expect(code).not.toMatch(/fonts\.googleapis|cdn\.jsdelivr|unpkg\.com/);
+  }, 120_000);
+});

@@ -1,0 +1,291 @@
+// The renderer's stores: pure reducers, then the real thing — the stores driven over the renderer's own WebSocket
+// transport against `moe-studio serve`'s server (real services, SQLite and engine worker with a fixture model).
+import { copyFileSync, mkdirSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import WebSocket, { WebSocketServer } from "ws";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Message } from "../../electron/contract.js";
+import { startServer, type RunningServer } from "../../electron/server/server.js";
+import { setApi } from "../../renderer/src/api/index.js";
+import { WebSocketTransport, wsUrlFor } from "../../renderer/src/api/ws.js";
+import { appendDelta, applyDone, contextUsed, dropLastAssistant, isStreaming, truncateAfter, useChat } from "../../renderer/src/stores/chat.js";
+import { useConversations } from "../../renderer/src/stores/conversations.js";
+import { folderName, formatBytes, formatParams, useModels } from "../../renderer/src/stores/models.js";
+import { resolveLang, resolveTheme, useSettings } from "../../renderer/src/stores/settings.js";
+import { useUi } from "../../renderer/src/stores/ui.js";
+import { connectStores, refreshAll } from "../../renderer/src/stores/wiring.js";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+
+function msg(id: string, role: "user" | "assistant", content: string, status: Message["status"] = "complete"): Message {
+  return { id, conversationId: "c1", role, content, createdAt: 0, status, error: null, stats: null };
+}
+
+/** A copy of a fixture with a long context and no EOS, so a reply runs until stopped (random weights are fast). */
+function longReplyCopy(name: string, into: string): string {
+  const src = join(root, "test/fixtures/models", name);
+  const dir = join(into, name);
+  mkdirSync(dir);
+  for (const f of readdirSync(src)) copyFileSync(join(src, f), join(dir, f));
+  const edit = (file: string, change: (j: Record<string, unknown>) => void) => {
+    const p = join(dir, file);
+    if (!existsSync(p)) return;
+    const j = JSON.parse(readFileSync(p, "utf8")) as Record<string, unknown>;
+    change(j);
+    writeFileSync(p, JSON.stringify(j));
+  };
+  edit("config.json", (j) => {
+    j.max_position_embeddings = 32768;
+    j.eos_token_id = null;
+  });
+  edit("generation_config.json", (j) => {
+    j.eos_token_id = null;
+  });
+  edit("tokenizer_config.json", (j) => {
+    j.model_max_length = 32768;
+  });
+  return dir;
+}
+
+async function until(cond: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe("chat reducers", () => {
+  const base = [msg("u1", "user", "hi"), msg("a1", "assistant", "Hel", "streaming")];
+
+  it("appends deltas to the streaming message only", () => {
+    const next = appendDelta(base, "a1", "lo")!;
+    expect(next[1].content).toBe("Hello");
+    expect(base[1].content).toBe("Hel"); // immutable
+    expect(appendDelta(base, "nope", "x")).toBeNull();
+    const done = [base[0], { ...base[1], status: "complete" as const }];
+    expect(appendDelta(done, "a1", "late")).toBe(done);
+  });
+
+  it("done replaces the message with its final version", () => {
+    const final = { ...msg("a1", "assistant", "Hello!"), stats: { promptTokens: 5, reusedTokens: 0, completionTokens: 3, prefillTokensPerSecond: 1, decodeTokensPerSecond: 2, stopReason: "eos" as const, contextTokens: 8, contextLength: 256 } };
+    const next = applyDone(base, final)!;
+    expect(next[1]).toBe(final);
+    expect(isStreaming(next)).toBe(false);
+    expect(isStreaming(base)).toBe(true);
+    expect(contextUsed(next)).toEqual({ used: 8, total: 256 });
+    expect(contextUsed(base)).toBeNull();
+    expect(applyDone(base, msg("x", "assistant", ""))).toBeNull();
+  });
+
+  it("editing keeps the messages before the edited one, with the new text, and drops the rest", () => {
+    const conv = [msg("u1", "user", "one"), msg("a1", "assistant", "r1"), msg("u2", "user", "two"), msg("a2", "assistant", "r2")];
+    expect(truncateAfter(conv, "u1", "uno").map((m) => [m.id, m.content])).toEqual([["u1", "uno"]]);
+    expect(truncateAfter(conv, "u2", "dos").map((m) => m.id)).toEqual(["u1", "a1", "u2"]);
+    expect(truncateAfter(conv, "missing", "x")).toBe(conv);
+    expect(dropLastAssistant(conv).map((m) => m.id)).toEqual(["u1", "a1", "u2"]);
+    expect(dropLastAssistant(conv.slice(0, 3))).toHaveLength(3);
+  });
+});
+
+describe("formatting and settings", () => {
+  it("formats parameters like 0.70 B / 0.17 B, tiny models with two significant digits", () => {
+    expect(formatParams(0.7e9)).toBe("0.70 B");
+    expect(formatParams(46.7e9)).toBe("46.70 B");
+    expect(formatParams(169_000_000)).toBe("0.17 B");
+    expect(formatParams(470_000)).toBe("0.00047 B");
+    expect(formatBytes(1.4 * 1024 * 1024)).toBe("1.40 MB");
+    expect(formatBytes(512)).toBe("512 B");
+    expect(formatBytes(26.5 * 1024 ** 3)).toBe("26.5 GB");
+    expect(folderName("/models/Qwen3-30B-A3B/")).toBe("Qwen3-30B-A3B");
+    expect(folderName("C:\\m\\olmoe")).toBe("olmoe");
+  });
+
+  it("resolves system language and theme", () => {
+    expect(resolveLang("system", "zh-CN")).toBe("zh");
+    expect(resolveLang("system", "en-GB")).toBe("en");
+    expect(resolveLang("en", "zh-CN")).toBe("en");
+    expect(resolveTheme("system", true)).toBe("dark");
+    expect(resolveTheme("light", true)).toBe("light");
+  });
+});
+
+describe("WebSocket transport", () => {
+  it("queues calls until connected, fails calls in flight when the socket drops, reconnects and reports it", async () => {
+    const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+    await new Promise((r) => wss.once("listening", r));
+    const port = (wss.address() as { port: number }).port;
+    let answer = true;
+    wss.on("connection", (s) => {
+      s.on("message", (data) => {
+        const m = JSON.parse(String(data));
+        if (!answer) return;
+        if (m.name === "models.status") s.send(JSON.stringify({ t: "result", id: m.id, ok: false, error: { code: "no_model", message: "no model" } }));
+        else s.send(JSON.stringify({ t: "result", id: m.id, ok: true, output: { echo: m.name, input: m.input } }));
+        s.send(JSON.stringify({ t: "event", name: "models.progress", payload: { dir: "/m", done: 1, total: 2 } }));
+      });
+    });
+    const t = new WebSocketTransport(wsUrlFor({ protocol: "http:", host: `127.0.0.1:${port}` }), { WebSocketImpl: WebSocket as unknown as typeof globalThis.WebSocket, minDelayMs: 20, maxDelayMs: 50 });
+    const states: string[] = [];
+    t.onConnection((s) => states.push(s));
+    const events: unknown[] = [];
+    const off = t.on("models.progress", (p) => events.push(p));
+    // called before the socket is open: queued, then sent
+    await expect(t.call("settings.get", {})).resolves.toEqual({ echo: "settings.get", input: {} });
+    await expect(t.call("models.status", {})).rejects.toMatchObject({ code: "no_model", message: "no model" });
+    expect(events).toEqual([{ dir: "/m", done: 1, total: 2 }, { dir: "/m", done: 1, total: 2 }]);
+    off();
+
+    answer = false;
+    const pending = t.call("app.info", {});
+    await new Promise((r) => setTimeout(r, 50));
+    for (const c of wss.clients) c.terminate();
+    await expect(pending).rejects.toMatchObject({ code: "disconnected" });
+    await until(() => states.filter((s) => s === "open").length >= 2, "reconnect", 5000);
+    answer = true;
+    await expect(t.call("presets.list", {})).resolves.toMatchObject({ echo: "presets.list" });
+    expect(states[0]).toBe("open");
+    expect(states).toContain("connecting");
+    t.close();
+    await new Promise((r) => wss.close(r));
+  });
+});
+
+describe("stores against the real server", () => {
+  let server: RunningServer;
+  let transport: WebSocketTransport;
+  let off: () => void;
+  let modelDir: string;
+  const dirs: string[] = [];
+
+  beforeAll(async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "moe-renderer-data-"));
+    const staticDir = mkdtempSync(join(tmpdir(), "moe-renderer-static-"));
+    const modelsDir = mkdtempSync(join(tmpdir(), "moe-renderer-model-"));
+    dirs.push(dataDir, staticDir, modelsDir);
+    writeFileSync(join(staticDir, "index.html"), "<!doctype html><title>t</title>");
+    modelDir = longReplyCopy("qwen3_moe", modelsDir);
+    server = await startServer({ port: 0, dataDir, staticDir, model: modelDir });
+    const origin = `http://127.0.0.1:${server.port}`;
+    class OriginWebSocket extends WebSocket {
+      constructor(url: string) {
+        super(url, { origin });
+      }
+    }
+    transport = new WebSocketTransport(wsUrlFor({ protocol: "http:", host: `127.0.0.1:${server.port}` }), { WebSocketImpl: OriginWebSocket as unknown as typeof globalThis.WebSocket });
+    setApi(transport);
+    off = connectStores(transport);
+    await until(() => transport.connection() === "open", "the socket");
+    await until(() => useUi.getState().connection === "open", "the ui store to see the connection");
+    await until(() => useModels.getState().status.state === "ready", "the fixture model", 120_000).catch(async () => {
+      await useModels.getState().refresh();
+      await until(() => useModels.getState().status.state === "ready", "the fixture model", 120_000);
+    });
+  }, 180_000);
+
+  afterAll(async () => {
+    off?.();
+    transport?.close();
+    await server?.close();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  const chat = () => useChat.getState();
+  const last = () => chat().messages.at(-1)!;
+  const setMax = (n: number) => chat().updateConversation({ sampling: { maxTokens: n } });
+
+  it("loads settings, model status, recent models and app info", async () => {
+    await refreshAll();
+    expect(useModels.getState().status.model?.modelType).toBe("qwen3_moe");
+    expect(useModels.getState().info?.transport).toBe("ws");
+    expect(useModels.getState().recent.map((r) => r.dir)).toContain(modelDir);
+    await useSettings.getState().update({ language: "zh" });
+    expect(useSettings.getState().language).toBe("zh");
+    await useSettings.getState().update({ language: "system" });
+  });
+
+  it("send: the reply streams in through chat.delta and chat.done finalises it with stats", async () => {
+    const id = await useConversations.getState().create();
+    expect(id).toBeTruthy();
+    expect(useConversations.getState().currentId).toBe(id);
+    await setMax(8);
+    expect(chat().conversation?.sampling.maxTokens).toBe(8);
+
+    const deltas: string[] = [];
+    const offDelta = transport.on("chat.delta", (d) => deltas.push(d.delta));
+    expect(await chat().send("Hello there")).toBe(true);
+    await until(() => !isStreaming(chat().messages) && !chat().sending, "the reply");
+    offDelta();
+    const reply = last();
+    expect(chat().messages.map((m) => m.role)).toEqual(["user", "assistant"]);
+    expect(chat().messages[0].content).toBe("Hello there");
+    expect(reply.status).toBe("complete");
+    expect(reply.stats?.completionTokens).toBeGreaterThan(0);
+    expect(reply.content).toBe(deltas.join(""));
+    // what the store shows is what was saved
+    const saved = await transport.call("conversations.get", { id: id! });
+    expect(saved.messages.at(-1)?.content).toBe(reply.content);
+    expect(contextUsed(chat().messages)).toEqual({ used: reply.stats!.contextTokens, total: reply.stats!.contextLength });
+    expect(reply.stats!.contextTokens).toBeGreaterThan(8);
+    expect(reply.stats?.completionTokens).toBe(8);
+    // the list shows the conversation
+    await until(() => useConversations.getState().list.some((c) => c.id === id), "the list");
+  });
+
+  it("stop ends a long reply mid-way", async () => {
+    await setMax(20_000);
+    const sent = chat().send("Tell me a long story");
+    await until(() => last().role === "assistant" && last().content.length > 0, "first tokens");
+    await chat().stop();
+    await sent;
+    await until(() => !isStreaming(chat().messages), "the stop");
+    expect(last().status).toBe("stopped");
+    expect(chat().stopping).toBe(false);
+    expect(chat().liveTokens).toEqual({});
+  });
+
+  it("regenerate replaces the last reply; edit replaces the later turns", async () => {
+    await setMax(6);
+    const before = last().id;
+    await chat().regenerate();
+    await until(() => !isStreaming(chat().messages) && !chat().sending, "the new reply");
+    expect(chat().messages).toHaveLength(4);
+    expect(last().id).not.toBe(before);
+    expect(last().status).toBe("complete");
+
+    const firstUser = chat().messages[0].id;
+    expect(await chat().edit(firstUser, "Edited question")).toBe(true);
+    await until(() => !isStreaming(chat().messages) && !chat().sending, "the edited reply");
+    expect(chat().messages.map((m) => m.role)).toEqual(["user", "assistant"]);
+    expect(chat().messages[0].content).toBe("Edited question");
+    const saved = await transport.call("conversations.get", { id: chat().conversation!.id });
+    expect(saved.messages.map((m) => m.content)).toEqual(chat().messages.map((m) => m.content));
+  });
+
+  it("conversations: search, rename, delete (the next one opens)", async () => {
+    const first = useConversations.getState().currentId!;
+    await useConversations.getState().rename(first, "Pirate talk");
+    const second = (await useConversations.getState().create())!;
+    await useConversations.getState().refresh();
+    expect(useConversations.getState().list.map((c) => c.id)).toEqual(expect.arrayContaining([first, second]));
+    useConversations.getState().setSearch("Edited");
+    await until(() => useConversations.getState().list.length === 1 && useConversations.getState().list[0].id === first, "the search");
+    useConversations.getState().setSearch("");
+    await until(() => useConversations.getState().list.length === 2, "the full list");
+    expect(chat().conversation?.id).toBe(second);
+    await useConversations.getState().remove(second);
+    expect(useConversations.getState().currentId).toBe(first);
+    expect(chat().conversation?.title).toBe("Pirate talk");
+    expect(chat().messages).toHaveLength(2);
+  });
+
+  it("an error from a call becomes a banner, not an exception", async () => {
+    useUi.setState({ banners: [] });
+    await useModels.getState().open("/definitely/not/a/model");
+    expect(useModels.getState().openError?.message).toMatch(/not/i);
+    await useConversations.getState().select("does-not-exist");
+    expect(useUi.getState().banners.length).toBeGreaterThan(0);
+  });
+});
