@@ -173,8 +173,8 @@ export interface App {
   page: Page;
   /** Console errors, page errors, CSP violations, failed requests and HTTP errors seen so far. */
   problems: string[];
-  /** Saves test/artifacts/e2e/<name>.png (full page). */
-  screenshot(name: string): Promise<string>;
+  /** Saves test/artifacts/e2e/<name>.png (full page unless told otherwise). */
+  screenshot(name: string, opts?: { fullPage?: boolean; timeout?: number }): Promise<string>;
   /** Fails if any problem was recorded, except those matching `allow`; then forgets them. */
   expectClean(allow?: RegExp[]): void;
   close(): Promise<void>;
@@ -222,9 +222,9 @@ export async function openApp(url: string, opts: { locale?: string; colorScheme?
     context,
     page,
     problems,
-    async screenshot(name) {
+    async screenshot(name, o = {}) {
       const path = join(ARTIFACTS, `${name}.png`);
-      await page.screenshot({ path, fullPage: true });
+      await page.screenshot({ path, fullPage: o.fullPage ?? true, timeout: o.timeout ?? 30_000 });
       return path;
     },
     expectClean(allow = []) {
