@@ -55,12 +55,63 @@ const components: Components = {
   ),
 };
 
-export const Markdown = memo(function Markdown({ text }: { text: string }) {
+/**
+ * Splits Markdown at blank lines outside code fences. While a reply streams, each finished block is rendered once
+ * (memoised) and only the growing last block re-renders, so a long reply costs the same per update as a short one.
+ */
+export function splitBlocks(text: string): string[] {
+  const blocks: string[] = [];
+  let cur: string[] = [];
+  let fence: string | null = null;
+  for (const line of text.split("\n")) {
+    const m = /^\s{0,3}(`{3,}|~{3,})/.exec(line);
+    if (m) {
+      if (!fence) fence = m[1][0];
+      else if (m[1][0] === fence) fence = null;
+    }
+    if (!fence && line.trim() === "" && cur.some((l) => l.trim() !== "")) {
+      blocks.push(cur.join("\n"));
+      cur = [];
+      continue;
+    }
+    cur.push(line);
+  }
+  if (cur.length) blocks.push(cur.join("\n"));
+  return blocks;
+}
+
+const Block = memo(function Block({ text }: { text: string }) {
+  return (
+    <ReactMarkdown remarkPlugins={[remarkGfm]} rehypePlugins={[[rehypeHighlight, { detect: false }]]} components={components}>
+      {text}
+    </ReactMarkdown>
+  );
+});
+
+/** Past this size the still-growing last block shows as plain text until it is complete (Markdown parsing is O(n)). */
+const LIVE_MARKDOWN_LIMIT = 6000;
+
+export const Markdown = memo(function Markdown({ text, streaming = false }: { text: string; streaming?: boolean }) {
+  if (!streaming) {
+    return (
+      <div className="markdown">
+        <Block text={text} />
+      </div>
+    );
+  }
+  const blocks = splitBlocks(text);
+  const last = blocks.length - 1;
   return (
     <div className="markdown">
-      <ReactMarkdown remarkPlugins={[remarkGfm]} rehypePlugins={[[rehypeHighlight, { detect: false }]]} components={components}>
-        {text}
-      </ReactMarkdown>
+      {blocks.map((b, i) =>
+        i === last && b.length > LIVE_MARKDOWN_LIMIT ? (
+          <p key={i} className="plain">
+            {b}
+          </p>
+        ) : (
+          <Block key={i} text={b} />
+        ),
+      )}
     </div>
   );
 });

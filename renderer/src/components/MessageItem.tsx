@@ -66,7 +66,7 @@ export const MessageItem = memo(function MessageItem({ message, isLastReply, bus
         <EditBox message={message} onDone={() => setEditing(false)} />
       ) : (
         <div className="msg-body">
-          {user ? <p className="plain">{message.content}</p> : message.content ? <Markdown text={message.content} /> : streaming ? <span className="typing" aria-label={t("chat.thinking")}><i /><i /><i /></span> : null}
+          {user ? <p className="plain">{message.content}</p> : message.content ? <Markdown text={message.content} streaming={streaming} /> : streaming ? <span className="typing" aria-label={t("chat.thinking")}><i /><i /><i /></span> : null}
         </div>
       )}
       {message.status === "error" && message.error && (

@@ -81,10 +81,20 @@ interface ChatState {
   regenerate(): Promise<void>;
   edit(messageId: string, content: string): Promise<boolean>;
   onDelta(e: EventPayload<"chat.delta">): void;
+  /** Applies the deltas received since the last flush (done on a short timer, and before chat.done). */
+  flush(): void;
   onDone(e: EventPayload<"chat.done">): void;
 }
 
 const early = new Map<string, Early>();
+/** Deltas not yet in the state: a fast model sends ~2000 a second, the UI takes them a few dozen times a second. */
+const incoming = new Map<string, { text: string; tokens: number }>();
+let flushTimer: ReturnType<typeof setTimeout> | null = null;
+
+/** Longer replies cost more to re-render (Markdown), so they are refreshed less often: 30 ms … 250 ms. */
+export function flushDelayMs(contentLength: number): number {
+  return Math.min(250, 30 + Math.floor(contentLength / 400));
+}
 let loadSeq = 0;
 let tempSeq = 0;
 
@@ -129,6 +139,7 @@ export const useChat = create<ChatState>((set, get) => {
     load: async (id) => {
       const seq = ++loadSeq;
       early.clear();
+      incoming.clear();
       if (!id) {
         set({ conversation: null, messages: [], liveTokens: {}, loading: false, stopping: false });
         return;
@@ -148,6 +159,7 @@ export const useChat = create<ChatState>((set, get) => {
     setConversation: (conversation, messages) => {
       ++loadSeq;
       early.clear();
+      incoming.clear();
       set({ conversation, messages, liveTokens: {}, loading: false, stopping: false });
     },
 
@@ -263,18 +275,40 @@ export const useChat = create<ChatState>((set, get) => {
 
     onDelta: (e) => {
       if (get().conversation?.id !== e.conversationId) return;
-      const next = appendDelta(get().messages, e.messageId, e.delta);
-      if (next) {
-        set({ messages: next, liveTokens: { ...get().liveTokens, [e.messageId]: e.tokens } });
-        return;
-      }
-      const buf = early.get(e.messageId) ?? { text: "", tokens: 0, done: null };
+      const buf = incoming.get(e.messageId) ?? { text: "", tokens: 0 };
       buf.text += e.delta;
       buf.tokens = e.tokens;
-      early.set(e.messageId, buf);
+      incoming.set(e.messageId, buf);
+      if (!flushTimer) {
+        const len = get().messages.at(-1)?.content.length ?? 0;
+        flushTimer = setTimeout(() => get().flush(), flushDelayMs(len));
+      }
+    },
+
+    flush: () => {
+      if (flushTimer) clearTimeout(flushTimer);
+      flushTimer = null;
+      if (incoming.size === 0) return;
+      let messages = get().messages;
+      const liveTokens = { ...get().liveTokens };
+      for (const [id, d] of incoming) {
+        const next = appendDelta(messages, id, d.text);
+        if (next) {
+          messages = next;
+          liveTokens[id] = d.tokens;
+        } else {
+          const buf = early.get(id) ?? { text: "", tokens: 0, done: null };
+          buf.text += d.text;
+          buf.tokens = d.tokens;
+          early.set(id, buf);
+        }
+      }
+      incoming.clear();
+      set({ messages, liveTokens });
     },
 
     onDone: (e) => {
+      get().flush();
       if (get().conversation?.id === e.conversationId) {
         const next = applyDone(get().messages, e.message);
         if (next) {
