@@ -125,7 +125,9 @@ export const useChat = create<ChatState>((set, get) => {
   function afterDone(message: Message): void {
     const { [message.id]: _gone, ...rest } = get().liveTokens;
     set({ liveTokens: rest, stopping: isStreaming(get().messages) ? get().stopping : false });
-    if (message.status === "error" && message.error) useUi.getState().notify({ kind: "error", key: "error.generic", vars: { message: message.error } });
+    if (message.status === "error" && message.error) useUi.getState().notify({ kind: "error", key: "error.generic", vars: { message: message.error }, source: "chat" });
+    // a reply that worked means the last failure is over: its banner goes (the failed message keeps its note)
+    if (message.status === "complete") useUi.getState().dismissSource("chat");
   }
 
   return {

@@ -78,7 +78,8 @@ export const useModels = create<ModelsState>((set, get) => ({
   setStatus: (status) => {
     const prev = get().status;
     set({ status, ...(status.state !== "loading" ? { progress: null } : {}) });
-    if (status.state === "crashed" && prev.state !== "crashed") useUi.getState().notify({ kind: "error", key: "banner.engineCrashed" });
+    if (status.state === "crashed" && prev.state !== "crashed") useUi.getState().notify({ kind: "error", key: "banner.engineCrashed", source: "engine" });
+    if (status.state === "ready" || status.state === "loading") useUi.getState().dismissSource("engine");
     if (status.state === "error" && status.message && status.dir) set({ openError: { dir: status.dir, message: status.message } });
   },
   setProgress: (p) => set({ progress: p }),

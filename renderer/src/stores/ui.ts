@@ -12,6 +12,8 @@ export interface Banner {
   key?: MessageKey;
   vars?: Record<string, string | number>;
   text?: string;
+  /** Who raised it: banners of a source go away together when that source recovers. */
+  source?: "chat" | "engine";
 }
 
 interface UiState {
@@ -27,6 +29,7 @@ interface UiState {
   notify(banner: Omit<Banner, "id">): void;
   notifyError(error: unknown): void;
   dismiss(id: number): void;
+  dismissSource(source: NonNullable<Banner["source"]>): void;
 }
 
 let nextBanner = 1;
@@ -58,4 +61,7 @@ export const useUi = create<UiState>((set, get) => ({
   },
   notifyError: (error) => get().notify(bannerForError(error)),
   dismiss: (id) => set({ banners: get().banners.filter((b) => b.id !== id) }),
+  dismissSource: (source) => {
+    if (get().banners.some((b) => b.source === source)) set({ banners: get().banners.filter((b) => b.source !== source) });
+  },
 }));
