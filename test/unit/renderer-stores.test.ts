@@ -8,7 +8,7 @@ import WebSocket, { WebSocketServer } from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Message } from "../../electron/contract.js";
 import { startServer, type RunningServer } from "../../electron/server/server.js";
-import { setApi } from "../../renderer/src/api/index.js";
+import { ipcTransport, setApi } from "../../renderer/src/api/index.js";
 import { WebSocketTransport, wsUrlFor } from "../../renderer/src/api/ws.js";
 import { appendDelta, applyDone, contextUsed, dropLastAssistant, isStreaming, truncateAfter, useChat } from "../../renderer/src/stores/chat.js";
 import { useConversations } from "../../renderer/src/stores/conversations.js";
@@ -109,6 +109,52 @@ describe("formatting and settings", () => {
     expect(resolveLang("en", "zh-CN")).toBe("en");
     expect(resolveTheme("system", true)).toBe("dark");
     expect(resolveTheme("light", true)).toBe("light");
+  });
+});
+
+describe("banners", () => {
+  it("an engine crash raises a banner that goes once the engine is ready again", () => {
+    useUi.setState({ banners: [] });
+    const idle = { state: "idle" as const, model: null, dir: null, message: null };
+    useModels.getState().setStatus({ ...idle, state: "crashed", message: "engine worker exited" });
+    useModels.getState().setStatus({ ...idle, state: "crashed", message: "engine worker exited" });
+    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["banner.engineCrashed"]);
+    useUi.getState().notifyError({ code: "busy", message: "x" });
+    useModels.getState().setStatus({ ...idle, state: "ready" });
+    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["error.busy"]);
+    useModels.getState().setStatus(idle);
+    useUi.setState({ banners: [] });
+  });
+});
+
+describe("IPC transport", () => {
+  it("passes calls and events through and recovers the error code from the preload's \"[code] message\"", async () => {
+    const listeners: Array<(p: unknown) => void> = [];
+    const preload = {
+      call: async (name: string) => {
+        if (name === "models.status") throw new Error("[no_model] no model is loaded");
+        if (name === "app.info") throw new Error("Error invoking remote method 'moe:call': Error: boom");
+        return { ok: true };
+      },
+      on: (_e: string, l: (p: unknown) => void) => {
+        listeners.push(l);
+        return () => listeners.splice(listeners.indexOf(l), 1);
+      },
+      pathForFile: () => "/models/x",
+    };
+    const t = ipcTransport(preload as never);
+    expect(t.kind).toBe("ipc");
+    expect(t.connection()).toBe("open");
+    await expect(t.call("conversations.delete", { id: "x" })).resolves.toEqual({ ok: true });
+    await expect(t.call("models.status", {})).rejects.toMatchObject({ code: "no_model", message: "no model is loaded" });
+    await expect(t.call("app.info", {})).rejects.toMatchObject({ code: "internal", message: "boom" });
+    const seen: unknown[] = [];
+    const off = t.on("engine.status", (p) => seen.push(p));
+    listeners[0]({ state: "idle" });
+    off();
+    expect(listeners).toHaveLength(0);
+    expect(seen).toEqual([{ state: "idle" }]);
+    expect(t.pathForFile?.({} as File)).toBe("/models/x");
   });
 });
 

@@ -33,6 +33,11 @@ export function Composer() {
     if (!ok) setText((cur) => (cur ? cur : content));
   };
   const onKey = (e: KeyboardEvent<HTMLTextAreaElement>) => {
+    if (e.key === "Escape" && streaming) {
+      e.preventDefault();
+      void useChat.getState().stop();
+      return;
+    }
     if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing && e.keyCode !== 229) {
       e.preventDefault();
       void send();

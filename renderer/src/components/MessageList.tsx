@@ -1,10 +1,11 @@
 // The live region of messages; it follows the stream while the user is at the bottom.
-import { useEffect, useLayoutEffect, useRef } from "react";
+import { useEffect, useLayoutEffect, useRef, useState } from "react";
 import { useT } from "../hooks.js";
 import { isStreaming, useChat } from "../stores/chat.js";
 import { useModels } from "../stores/models.js";
 import { useUi } from "../stores/ui.js";
 import { MessageItem } from "./MessageItem.js";
+import { IconDown } from "./icons.js";
 
 export function MessageList() {
   const t = useT();
@@ -15,6 +16,7 @@ export function MessageList() {
   const model = useModels((s) => s.status.model);
   const ref = useRef<HTMLDivElement>(null);
   const stick = useRef(true);
+  const [away, setAway] = useState(false);
   const busy = sending || isStreaming(messages);
   const lastReply = messages.at(-1)?.role === "assistant" ? messages.at(-1)!.id : null;
 
@@ -24,37 +26,53 @@ export function MessageList() {
   }, [messages]);
   useEffect(() => {
     stick.current = true;
+    setAway(false);
   }, [conversationId]);
+  const toBottom = () => {
+    const el = ref.current;
+    if (!el) return;
+    stick.current = true;
+    setAway(false);
+    el.scrollTo({ top: el.scrollHeight, behavior: "smooth" });
+  };
 
   return (
-    <div
-      ref={ref}
-      className="messages"
-      role="log"
-      aria-live="polite"
-      aria-label={t("chat.messages")}
-      tabIndex={0}
-      onScroll={(e) => {
-        const el = e.currentTarget;
-        stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
-      }}
-    >
-      <div className="messages-inner">
-        {messages.length === 0 && (
-          <div className="welcome">
-            <h2>{t("chat.welcomeTitle")}</h2>
-            <p className="muted">{model ? t("chat.welcomeReady", { model: model.name }) : t("chat.welcomeNoModel")}</p>
-            {!model && (
-              <button type="button" className="secondary" onClick={() => useUi.getState().setView("models")}>
-                {t("chat.loadModel")}
-              </button>
-            )}
-          </div>
-        )}
-        {messages.map((m) => (
-          <MessageItem key={m.id} message={m} isLastReply={m.id === lastReply} busy={busy} liveTokens={liveTokens[m.id]} />
-        ))}
+    <div className="messages-wrap">
+      <div
+        ref={ref}
+        className="messages"
+        role="log"
+        aria-live="polite"
+        aria-label={t("chat.messages")}
+        tabIndex={0}
+        onScroll={(e) => {
+          const el = e.currentTarget;
+          stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+          if (away === stick.current) setAway(!stick.current);
+        }}
+      >
+        <div className="messages-inner">
+          {messages.length === 0 && (
+            <div className="welcome">
+              <h2>{t("chat.welcomeTitle")}</h2>
+              <p className="muted">{model ? t("chat.welcomeReady", { model: model.name }) : t("chat.welcomeNoModel")}</p>
+              {!model && (
+                <button type="button" className="secondary" onClick={() => useUi.getState().setView("models")}>
+                  {t("chat.loadModel")}
+                </button>
+              )}
+            </div>
+          )}
+          {messages.map((m) => (
+            <MessageItem key={m.id} message={m} isLastReply={m.id === lastReply} busy={busy} liveTokens={liveTokens[m.id]} />
+          ))}
+        </div>
       </div>
+      {away && (
+        <button type="button" className="to-bottom" aria-label={t("chat.toBottom")} title={t("chat.toBottom")} onClick={toBottom}>
+          <IconDown />
+        </button>
+      )}
     </div>
   );
 }

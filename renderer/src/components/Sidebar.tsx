@@ -78,6 +78,18 @@ function Row({ c, current }: { c: ConversationSummary; current: boolean }) {
   );
 }
 
+/** Today's conversations first, then the rest (the list comes newest first). */
+function groups(list: ConversationSummary[]): ["sidebar.today" | "sidebar.earlier", ConversationSummary[]][] {
+  const midnight = new Date();
+  midnight.setHours(0, 0, 0, 0);
+  const today = list.filter((c) => c.updatedAt >= midnight.getTime());
+  const earlier = list.filter((c) => c.updatedAt < midnight.getTime());
+  const out: ["sidebar.today" | "sidebar.earlier", ConversationSummary[]][] = [];
+  if (today.length) out.push(["sidebar.today", today]);
+  if (earlier.length) out.push(["sidebar.earlier", earlier]);
+  return out;
+}
+
 export function Sidebar() {
   const t = useT();
   const list = useConversations((s) => s.list);
@@ -96,11 +108,16 @@ export function Sidebar() {
         <input type="search" aria-label={t("sidebar.search")} placeholder={t("sidebar.search")} value={search} onChange={(e) => setSearch(e.target.value)} />
       </label>
       <nav aria-label={t("sidebar.conversations")} className="conv-nav">
-        <ul className="conv-list">
-          {list.map((c) => (
-            <Row key={c.id} c={c} current={c.id === currentId} />
-          ))}
-        </ul>
+        {groups(list).map(([label, items]) => (
+          <div key={label} className="conv-group">
+            <h2 className="conv-group-title">{t(label)}</h2>
+            <ul className="conv-list">
+              {items.map((c) => (
+                <Row key={c.id} c={c} current={c.id === currentId} />
+              ))}
+            </ul>
+          </div>
+        ))}
         {loaded && list.length === 0 && <p className="muted empty">{search.trim() ? t("sidebar.noResults", { q: search.trim() }) : t("sidebar.empty")}</p>}
       </nav>
     </aside>

@@ -28,5 +28,6 @@ export const IconTrash = () => <Svg size={15} d={["M3 6h18", "M8 6V4h8v2", "M19 
 export const IconSearch = () => <Svg size={16} d={["M11 18a7 7 0 1 0 0-14 7 7 0 0 0 0 14z", "M21 21l-4.3-4.3"]} />;
 export const IconSliders = () => <Svg d={["M4 21v-7", "M4 10V3", "M12 21v-9", "M12 8V3", "M20 21v-5", "M20 12V3", "M1 14h6", "M9 8h6", "M17 16h6"]} />;
 export const IconFolder = () => <Svg d="M3 7a2 2 0 0 1 2-2h4l2 2h8a2 2 0 0 1 2 2v8a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2z" />;
+export const IconDown = () => <Svg d={["M12 5v14", "M19 12l-7 7-7-7"]} />;
 export const IconX = () => <Svg size={16} d={["M18 6 6 18", "M6 6l12 12"]} />;
 export const IconAlert = () => <Svg size={16} d={["M12 9v4", "M12 17h.01", "M10.3 3.9 1.8 18a2 2 0 0 0 1.7 3h17a2 2 0 0 0 1.7-3L13.7 3.9a2 2 0 0 0-3.4 0z"]} />;

@@ -54,6 +54,7 @@ export const en = {
   "chat.settings": "Conversation settings",
   "chat.hideSettings": "Hide settings",
   "chat.errorPrefix": "Error",
+  "chat.toBottom": "Jump to the latest message",
   "chat.noConversation": "Start a new chat or pick one from the list.",
 
   "panel.systemPrompt": "System prompt",

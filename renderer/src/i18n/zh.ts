@@ -56,6 +56,7 @@ export const zh: Record<MessageKey, string> = {
   "chat.settings": "对话设置",
   "chat.hideSettings": "隐藏设置",
   "chat.errorPrefix": "错误",
+  "chat.toBottom": "跳到最新消息",
   "chat.noConversation": "新建一个对话，或从列表中选择。",
 
   "panel.systemPrompt": "系统提示词",
