@@ -196,6 +196,8 @@ export async function openApp(url: string, opts: { locale?: string; colorScheme?
       console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "(inline)"} in ${e.sourceFile}:${e.lineNumber}`);
     });
   });
+  // Copy buttons write to the clipboard; the test reads it back.
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: new URL(url).origin });
   const problems: string[] = [];
   const watch = (page: Page) => {
     page.on("console", (m) => {
