@@ -34,10 +34,11 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
   const composer = () => page.getByRole("textbox", { name: "Message", exact: true });
   const log = () => page.getByRole("log", { name: "Messages" });
   const button = (name: string) => page.getByRole("button", { name, exact: true });
+  const mainNav = () => page.getByRole("navigation", { name: /^(Main|主导航)$/ });
   const nav = (name: string) =>
-    page.getByRole("navigation").getByRole("button", { name, exact: true })
-      .or(page.getByRole("navigation").getByRole("link", { name, exact: true }))
-      .or(page.getByRole("navigation").getByRole("tab", { name, exact: true }))
+    mainNav().getByRole("button", { name, exact: true })
+      .or(mainNav().getByRole("link", { name, exact: true }))
+      .or(mainNav().getByRole("tab", { name, exact: true }))
       .first();
   /** Message bubbles in the log, in order, by role ("user" | "assistant"). */
   const bubbles = (role?: "user" | "assistant"): Locator =>
@@ -219,6 +220,43 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     app.expectClean();
   });
 
+  it("conversations: a second chat is found by search, renamed and deleted", async () => {
+    const list = page.getByRole("navigation", { name: "Conversations" });
+    const items = list.getByRole("listitem");
+    await count(items, 1);
+    await button("New chat").click();
+    await setMaxTokens(SHORT); // a new conversation starts from the model's defaults: this fixture never stops on eos
+    await send("Bananas are yellow and curved.");
+    await expectIdle();
+    await count(items, 2);
+
+    const search = page.getByRole("searchbox", { name: "Search conversations" });
+    await search.fill("bananas");
+    await count(items, 1);
+    await expect.poll(() => items.first().innerText()).toMatch(/Bananas/);
+    await search.fill("zqxj-nothing-like-this");
+    await count(items, 0);
+    await visible(list.getByText(/Nothing matches/));
+    await search.fill("");
+    await count(items, 2);
+
+    await list.getByRole("button", { name: /^Rename: Bananas/ }).click();
+    const title = list.getByRole("textbox", { name: "Conversation title" });
+    await title.fill("Fruit facts");
+    await title.press("Enter");
+    await visible(list.getByRole("button", { name: "Delete: Fruit facts", exact: true }));
+    await app.screenshot("08-conversations");
+
+    await list.getByRole("button", { name: "Delete: Fruit facts", exact: true }).click();
+    await list.getByRole("alertdialog").getByRole("button", { name: "Delete", exact: true }).click();
+    await count(items, 1);
+    await count(list.getByText("Fruit facts"), 0);
+    // back to the first conversation for the steps after this one
+    await items.first().getByRole("button").first().click();
+    await expect.poll(() => bubbles("user").last().innerText()).toContain("Are you back?");
+    app.expectClean();
+  });
+
   it("Models view: a model folder opened by path shows its card; a bad folder a clear message", async () => {
     await nav("Models").click();
     const path = page.getByRole("textbox", { name: "Model folder path" });
@@ -229,19 +267,26 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     for (const label of ["Architecture", "Experts", "Context length", "Estimated memory", "Device"]) {
       await visible(main.getByText(label, { exact: true }).first());
     }
-    await app.screenshot("08-models-card");
+    await app.screenshot("09-models-card");
+
+    // both models are in Recent models; opening one from there switches back
+    const recentQwen = button("Open qwen3_moe");
+    await visible(recentQwen);
+    await visible(button("Open olmoe"));
+    await recentQwen.click();
+    await visible(page.getByRole("region", { name: "Current model" }).getByText("qwen3_moe", { exact: true }), 60_000);
 
     await path.fill(fixtureModel("does-not-exist"));
     await button("Open").click();
     await visible(page.getByText("This folder is not a model MoE Studio can load").first(), 30_000);
     await expectNoStackTrace();
-    await app.screenshot("09-models-bad-folder");
+    await app.screenshot("10-models-bad-folder");
     app.expectClean();
   });
 
   it("switching to Chinese relabels the UI; the dark theme applies", async () => {
     await nav("Settings").click();
-    await app.screenshot("10-settings");
+    await app.screenshot("11-settings");
     await page.getByLabel("Language", { exact: true }).selectOption({ label: "中文" });
     await visible(nav("设置"));
     await count(nav("Settings"), 0);
@@ -249,11 +294,11 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     expect(await backgroundLuminance()).toBeGreaterThan(0.6);
     await page.getByLabel("主题", { exact: true }).selectOption({ label: "深色" });
     await expect.poll(backgroundLuminance).toBeLessThan(0.25);
-    await app.screenshot("11-settings-zh-dark");
+    await app.screenshot("12-settings-zh-dark");
     await nav("对话").click();
     await visible(page.getByRole("button", { name: "发送", exact: true }));
     await visible(page.getByRole("button", { name: "新对话", exact: true }));
-    await app.screenshot("12-chat-zh-dark");
+    await app.screenshot("13-chat-zh-dark");
     app.expectClean();
   });
 
@@ -273,7 +318,7 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     expect(await zhLog.locator('[data-role="user"]').allInnerTexts()).toEqual(userText);
     const after = await zhLog.locator('[data-role="assistant"]').allInnerTexts();
     expect(after.map((t) => t.slice(0, 40))).toEqual(replies.map((t) => t.slice(0, 40)));
-    await app.screenshot("13-after-reload");
+    await app.screenshot("14-after-reload");
     app.expectClean();
   });
 });
