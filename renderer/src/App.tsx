@@ -4,6 +4,7 @@ import { api } from "./api/index.js";
 import { Banners } from "./components/Banners.js";
 import { IconChat, IconCube, IconFolder, IconGear } from "./components/icons.js";
 import { useLang, useResolvedTheme, useT } from "./hooks.js";
+import { useConversations } from "./stores/conversations.js";
 import { useModels } from "./stores/models.js";
 import { useUi, type View } from "./stores/ui.js";
 import { ChatView } from "./views/ChatView.js";
@@ -55,6 +56,23 @@ export function App() {
     document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
     document.title = t("app.name");
   }, [lang, t]);
+
+  // Ctrl/Cmd+Shift+O: new chat; Ctrl/Cmd+K: search conversations.
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      const mod = e.ctrlKey || e.metaKey;
+      if (mod && e.shiftKey && e.key.toLowerCase() === "o") {
+        e.preventDefault();
+        void useConversations.getState().create();
+      } else if (mod && !e.shiftKey && e.key.toLowerCase() === "k") {
+        e.preventDefault();
+        useUi.getState().setView("chat");
+        requestAnimationFrame(() => document.querySelector<HTMLInputElement>(".search input")?.focus());
+      }
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, []);
 
   const onDrop = (e: DragEvent) => {
     if (!hasFiles(e)) return;

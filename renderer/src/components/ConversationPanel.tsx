@@ -136,7 +136,6 @@ export function ConversationPanel() {
 
   // A conversation created with the default prompt has no preset id; show the preset whose text it carries.
   const current = presets.find((p) => p.id === conversation.presetId) ?? presets.find((p) => p.content === conversation.systemPrompt) ?? null;
-  const ordered = [...presets.filter((p) => p.language === lang), ...presets.filter((p) => p.language !== lang)];
   const placeholder = (key: Field): string => {
     if (key === "seed") return t("panel.seedRandom");
     if (!defaults) return "";
@@ -161,11 +160,19 @@ export function ConversationPanel() {
           <div className="inline">
             <select id="preset" value={current?.id ?? ""} onChange={(e) => pickPreset(e.target.value)}>
               <option value="">{t("panel.customPreset")}</option>
-              {ordered.map((p) => (
-                <option key={p.id} value={p.id}>
-                  {p.name}
-                </option>
-              ))}
+              {(lang === "zh" ? (["zh", "en"] as const) : (["en", "zh"] as const)).map((l) =>
+                presets.some((p) => p.language === l) ? (
+                  <optgroup key={l} label={l === "zh" ? "中文" : "English"}>
+                    {presets
+                      .filter((p) => p.language === l)
+                      .map((p) => (
+                        <option key={p.id} value={p.id}>
+                          {p.name}
+                        </option>
+                      ))}
+                  </optgroup>
+                ) : null,
+              )}
             </select>
             {current && !current.builtin && (
               <button type="button" className="ghost small" onClick={() => void deletePreset(current.id)}>

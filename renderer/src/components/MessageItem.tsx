@@ -59,7 +59,7 @@ export const MessageItem = memo(function MessageItem({ message, isLastReply, bus
   const s = message.stats;
   return (
     <article className={`msg ${user ? "msg-user" : "msg-assistant"} status-${message.status}`} data-role={message.role} aria-label={user ? t("chat.you") : t("chat.assistant")}>
-      <div className="msg-role" aria-hidden="true">
+      <div className="msg-role" aria-hidden="true" title={new Date(message.createdAt).toLocaleString()}>
         {user ? t("chat.you") : t("chat.assistant")}
       </div>
       {editing ? (

@@ -99,7 +99,7 @@ export function Sidebar() {
   const { create, setSearch } = useConversations.getState();
   return (
     <aside className="sidebar">
-      <button type="button" className="primary new-chat" aria-label={t("sidebar.newChat")} onClick={() => void create()}>
+      <button type="button" className="primary new-chat" aria-label={t("sidebar.newChat")} title={`${t("sidebar.newChat")} (Ctrl+Shift+O)`} onClick={() => void create()}>
         <IconPlus />
         <span>{t("sidebar.newChat")}</span>
       </button>

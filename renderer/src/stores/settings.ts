@@ -3,6 +3,7 @@ import { create } from "zustand";
 import { api } from "../api/index.js";
 import type { Settings } from "../api/types.js";
 import { langFromLocale, type Lang } from "../i18n/index.js";
+import { readLocal, writeLocal } from "../local.js";
 import { useUi } from "./ui.js";
 
 interface SettingsState extends Settings {
@@ -11,14 +12,17 @@ interface SettingsState extends Settings {
   update(patch: Partial<Settings>): Promise<void>;
 }
 
+const cached = readLocal<Settings>("settings", { language: "system", theme: "system" });
+
 export const useSettings = create<SettingsState>((set, get) => ({
-  language: "system",
-  theme: "system",
+  language: cached.language ?? "system",
+  theme: cached.theme ?? "system",
   loaded: false,
   load: async () => {
     try {
       const s = await api().call("settings.get", {});
       set({ ...s, loaded: true });
+      writeLocal("settings", { language: s.language, theme: s.theme });
     } catch (e) {
       useUi.getState().notifyError(e);
     }
@@ -29,6 +33,7 @@ export const useSettings = create<SettingsState>((set, get) => ({
     try {
       const s = await api().call("settings.set", patch);
       set({ language: s.language, theme: s.theme });
+      writeLocal("settings", { language: s.language, theme: s.theme });
     } catch (e) {
       set(before);
       useUi.getState().notifyError(e);

@@ -2,6 +2,7 @@
 import { create } from "zustand";
 import type { ConnectionState } from "../api/types.js";
 import type { MessageKey } from "../i18n/index.js";
+import { readLocal, writeLocal } from "../local.js";
 
 export type View = "chat" | "models" | "settings";
 
@@ -49,9 +50,13 @@ export const useUi = create<UiState>((set, get) => ({
   banners: [],
   connection: "open",
   everConnected: false,
-  panelOpen: false,
+  panelOpen: readLocal("panelOpen", false),
   setView: (view) => set({ view }),
-  togglePanel: (open) => set({ panelOpen: open ?? !get().panelOpen }),
+  togglePanel: (open) => {
+    const panelOpen = open ?? !get().panelOpen;
+    set({ panelOpen });
+    writeLocal("panelOpen", panelOpen);
+  },
   setConnection: (connection) => set({ connection, everConnected: get().everConnected || connection === "open" }),
   notify: (banner) => {
     // The same message twice in a row is one banner.

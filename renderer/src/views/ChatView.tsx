@@ -6,13 +6,13 @@ import { MessageList } from "../components/MessageList.js";
 import { Sidebar } from "../components/Sidebar.js";
 import { useT } from "../hooks.js";
 import { contextUsed, useChat } from "../stores/chat.js";
-import { useModels } from "../stores/models.js";
+import { folderName, useModels } from "../stores/models.js";
 import { useUi } from "../stores/ui.js";
 
 function ModelChip() {
   const t = useT();
   const status = useModels((s) => s.status);
-  const label = status.model ? status.model.name : status.state === "loading" ? t("models.loading", { name: status.dir ?? "" }) : t("chat.noModel");
+  const label = status.model ? status.model.name : status.state === "loading" ? t("models.loading", { name: folderName(status.dir ?? "") }) : t("chat.noModel");
   return (
     <button type="button" className={`chip state-${status.state}`} onClick={() => useUi.getState().setView("models")} title={status.model?.dir ?? ""}>
       <span className="dot" aria-hidden="true" />
