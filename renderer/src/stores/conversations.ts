@@ -12,7 +12,8 @@ interface ConversationsState {
   loaded: boolean;
   refresh(): Promise<void>;
   setSearch(search: string): void;
-  select(id: string | null): Promise<void>;
+  /** Opens a conversation; `show: false` keeps the current view (startup, reconnect). */
+  select(id: string | null, opts?: { show?: boolean }): Promise<void>;
   create(): Promise<string | null>;
   rename(id: string, title: string): Promise<void>;
   remove(id: string): Promise<void>;
@@ -41,10 +42,10 @@ export const useConversations = create<ConversationsState>((set, get) => ({
     if (searchTimer) clearTimeout(searchTimer);
     searchTimer = setTimeout(() => void get().refresh(), 150);
   },
-  select: async (id) => {
+  select: async (id, opts) => {
     set({ currentId: id });
     rememberCurrent(id);
-    useUi.getState().setView("chat");
+    if (opts?.show !== false) useUi.getState().setView("chat");
     await useChat.getState().load(id);
   },
   create: async () => {

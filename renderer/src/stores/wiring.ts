@@ -10,8 +10,8 @@ export async function refreshAll(): Promise<void> {
   await Promise.all([useSettings.getState().load(), useModels.getState().refresh(), useConversations.getState().refresh()]);
   const conv = useConversations.getState();
   const current = conv.currentId ?? rememberedConversation();
-  if (current && conv.list.some((c) => c.id === current)) await conv.select(current);
-  else if (!conv.currentId && conv.list.length > 0) await conv.select(conv.list[0].id);
+  if (current && conv.list.some((c) => c.id === current)) await conv.select(current, { show: false });
+  else if (!conv.currentId && conv.list.length > 0) await conv.select(conv.list[0].id, { show: false });
   else if (conv.currentId) await useChat.getState().load(conv.currentId);
 }
 
