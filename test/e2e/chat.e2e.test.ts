@@ -5,7 +5,9 @@
 // The steps share one server and one page and run in order; each leaves the app where the next one starts.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Locator, Page } from "playwright-core";
-import { type App, chromiumAvailable, fixtureModel, longReplyModel, openApp, resetArtifacts, type Serve, startServe } from "./harness.js";
+import { rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type App, chromiumAvailable, fixtureModel, freshDir, longReplyModel, openApp, resetArtifacts, type Serve, startServe } from "./harness.js";
 
 const run = chromiumAvailable();
 const LONG = 8_000; // max tokens for a reply that must still be streaming when we act on it (a session has 8192)
@@ -276,11 +278,24 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     await recentQwen.click();
     await visible(page.getByRole("region", { name: "Current model" }).getByText("qwen3_moe", { exact: true }), 60_000);
 
+    // a folder that exists but holds no model, then one that does not exist: a clear message each time
+    const notAModel = freshDir("not-a-model");
+    writeFileSync(join(notAModel, "notes.txt"), "not a model\n");
+    const problem = page.getByText("This folder is not a model MoE Studio can load");
+    await path.fill(notAModel);
+    await button("Open").click();
+    await visible(problem, 30_000);
+    await expect.poll(() => page.getByRole("main").innerText()).toMatch(/config\.json/);
+    await expectNoStackTrace();
     await path.fill(fixtureModel("does-not-exist"));
     await button("Open").click();
-    await visible(page.getByText("This folder is not a model MoE Studio can load").first(), 30_000);
+    await expect.poll(() => page.getByRole("main").innerText()).toMatch(/does-not-exist/);
+    await visible(problem);
     await expectNoStackTrace();
     await app.screenshot("10-models-bad-folder");
+    // the loaded model is still the one that was loaded
+    await visible(page.getByRole("region", { name: "Current model" }).getByText("qwen3_moe", { exact: true }));
+    rmSync(notAModel, { recursive: true, force: true });
     app.expectClean();
   });
 
