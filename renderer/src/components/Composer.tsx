@@ -13,7 +13,7 @@ export function Composer() {
   const sending = useChat((s) => s.sending);
   const stopping = useChat((s) => s.stopping);
   const conversationId = useChat((s) => s.conversation?.id);
-  const hasModel = useModels((s) => s.status.model !== null);
+  const hasModel = useModels((s) => s.status.model !== null || s.status.state === "loading" || s.status.state === "crashed");
 
   useEffect(() => {
     ref.current?.focus();

@@ -72,7 +72,7 @@ export function ConversationPanel() {
   const t = useT();
   const lang = useLang();
   const conversation = useChat((s) => s.conversation);
-  const defaults = useModels((s) => s.status.model?.sampling ?? null);
+  const defaults = useModels((s) => (s.status.model ?? s.lastCard)?.sampling ?? null);
   const [presets, setPresets] = useState<Preset[]>([]);
   const [prompt, setPrompt] = useState(conversation?.systemPrompt ?? "");
   const [naming, setNaming] = useState(false);

@@ -8,6 +8,8 @@ interface ModelsState {
   status: EngineStatus;
   progress: { dir: string; done: number; total: number } | null;
   recent: RecentModel[];
+  /** The last model that was loaded (its defaults still apply while the worker restarts and reloads it). */
+  lastCard: ModelCard | null;
   info: AppInfo | null;
   /** Why the last open failed (shown on the Models view), with the folder it was about. */
   openError: { dir: string; message: string } | null;
@@ -26,6 +28,7 @@ export const useModels = create<ModelsState>((set, get) => ({
   status: idleStatus,
   progress: null,
   recent: [],
+  lastCard: null,
   info: null,
   openError: null,
   opening: null,
@@ -36,7 +39,7 @@ export const useModels = create<ModelsState>((set, get) => ({
         api().call("models.recent", {}),
         api().call("app.info", {}),
       ]);
-      set({ status, recent, info });
+      set({ status, recent, info, ...(status.model ? { lastCard: status.model } : {}) });
     } catch (e) {
       useUi.getState().notifyError(e);
     }
@@ -47,7 +50,7 @@ export const useModels = create<ModelsState>((set, get) => ({
     set({ opening: trimmed, openError: null, progress: { dir: trimmed, done: 0, total: 1 } });
     try {
       const card = await api().call("models.open", { dir: trimmed });
-      set({ opening: null, progress: null, status: { state: "ready", model: card, dir: card.dir, message: null } });
+      set({ opening: null, progress: null, lastCard: card, status: { state: "ready", model: card, dir: card.dir, message: null } });
       void api()
         .call("models.recent", {})
         .then((recent) => set({ recent }))
@@ -77,7 +80,7 @@ export const useModels = create<ModelsState>((set, get) => ({
   },
   setStatus: (status) => {
     const prev = get().status;
-    set({ status, ...(status.state !== "loading" ? { progress: null } : {}) });
+    set({ status, ...(status.state !== "loading" ? { progress: null } : {}), ...(status.model ? { lastCard: status.model } : {}) });
     if (status.state === "crashed" && prev.state !== "crashed") useUi.getState().notify({ kind: "error", key: "banner.engineCrashed", source: "engine" });
     if (status.state === "ready" || status.state === "loading") useUi.getState().dismissSource("engine");
     if (status.state === "error" && status.message && status.dir) set({ openError: { dir: status.dir, message: status.message } });
