@@ -335,5 +335,7 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     expect(after.map((t) => t.slice(0, 40))).toEqual(replies.map((t) => t.slice(0, 40)));
     await app.screenshot("14-after-reload");
     app.expectClean();
+    // and through all of it, including the killed worker, the server printed no stack trace
+    expect(serve.output()).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
   });
 });

@@ -33,7 +33,7 @@ export const CHROMIUM_ARGS = [
 ];
 
 export const INSTALL_HINT =
-  "install Debian's Chromium: sudo apt-get install -y --no-install-recommends chromium xvfb xauth " +
+  "install Debian's Chromium: sudo apt-get install -y --no-install-recommends chromium xvfb xauth fonts-wqy-microhei " +
   "(or set MOE_CHROMIUM=/path/to/chromium); never `npx playwright install`";
 
 /**
@@ -97,7 +97,8 @@ export interface Serve {
   output(): string;
   /** Pids of the server's child processes whose command line matches `match` (default: the engine worker). */
   children(match?: RegExp): number[];
-  stop(): Promise<void>;
+  /** Stops the server (SIGTERM, then SIGKILL after 5 s) and saves its output as test/artifacts/e2e/<logName>. */
+  stop(logName?: string): Promise<void>;
 }
 
 const READY = /moe-studio serve: (http:\/\/127\.0\.0\.1:\d+\/)/;
@@ -154,13 +155,15 @@ export async function startServe(opts: { model?: string; dataDir?: string; timeo
         .filter((l) => l && match.test(l))
         .map((l) => Number(l.split(/\s+/)[0]));
     },
-    async stop() {
+    async stop(logName = "serve.log") {
       if (!exited) {
         child.kill("SIGTERM");
         const t = setTimeout(() => child.kill("SIGKILL"), 5_000);
         await exitedP;
         clearTimeout(t);
       }
+      mkdirSync(ARTIFACTS, { recursive: true });
+      writeFileSync(join(ARTIFACTS, logName), out);
       if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
