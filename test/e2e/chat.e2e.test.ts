@@ -53,9 +53,11 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
   const count = (l: Locator, n: number, timeout = 15_000) => expect.poll(() => l.count(), { timeout }).toBe(n);
 
   /** Opens the conversation settings if its fields are not shown, and returns a field by label. */
-  async function setting(label: string): Promise<Locator> {
+  async function setting(label: string, toggle = "Conversation settings"): Promise<Locator> {
+    const open = button(toggle);
+    await open.waitFor({ state: "visible" });
+    if ((await open.getAttribute("aria-expanded")) !== "true") await open.click();
     const field = page.getByLabel(label, { exact: true }).first();
-    if (!(await field.isVisible())) await button("Conversation settings").click();
     await field.waitFor({ state: "visible" });
     return field;
   }
@@ -324,12 +326,11 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     expect(userText.length).toBeGreaterThan(0);
     await page.reload();
     await visible(page.getByRole("textbox", { name: "消息", exact: true }), 30_000);
-    // the conversation's own settings came back from SQLite, not from the page's memory
-    const system = page.getByLabel("系统提示词", { exact: true }).first();
-    if (!(await system.isVisible())) await page.getByRole("button", { name: "对话设置", exact: true }).click();
-    await expect.poll(() => system.inputValue(), { timeout: 15_000 }).toBe("You are a pirate. Answer in one short sentence.");
-    expect(await page.getByLabel("最大词元数", { exact: true }).first().inputValue()).toBe(String(SHORT));
     await expect.poll(() => zhLog.locator("[data-role]").count(), { timeout: 30_000 }).toBe(userText.length + replies.length);
+    // the conversation's own settings came back from SQLite, not from the page's memory
+    const system = await setting("系统提示词", "对话设置");
+    await expect.poll(() => system.inputValue(), { timeout: 15_000 }).toBe("You are a pirate. Answer in one short sentence.");
+    expect(await (await setting("最大词元数", "对话设置")).inputValue()).toBe(String(SHORT));
     expect(await zhLog.locator('[data-role="user"]').allInnerTexts()).toEqual(userText);
     const after = await zhLog.locator('[data-role="assistant"]').allInnerTexts();
     expect(after.map((t) => t.slice(0, 40))).toEqual(replies.map((t) => t.slice(0, 40)));
@@ -337,5 +338,53 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     app.expectClean();
     // and through all of it, including the killed worker, the server printed no stack trace
     expect(serve.output()).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+  });
+});
+
+// A first start on a Chinese, dark-themed system with no model yet: the UI follows the system, says what to do
+// instead of failing, and a model opened from the Models view makes the chat work.
+describe.runIf(run)("first start, in Chinese and dark, without a model", () => {
+  let serve: Serve;
+  let app: App;
+  let page: Page;
+
+  beforeAll(async () => {
+    serve = await startServe(); // no --model, fresh data folder
+    app = await openApp(serve.url, { locale: "zh-CN", colorScheme: "dark" });
+    page = app.page;
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await serve?.stop("serve-first-start.log");
+  });
+
+  it("defaults to the system's language and theme; sending without a model says to load one; opening one fixes it", async () => {
+    const composer = page.getByRole("textbox", { name: "消息", exact: true });
+    await composer.waitFor({ state: "visible", timeout: 30_000 });
+    await expect.poll(() => page.evaluate(() => document.documentElement.lang)).toMatch(/^zh/);
+    await page.getByRole("button", { name: "新对话", exact: true }).waitFor();
+    const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    const rgb = bg.match(/\d+/g)!.map(Number);
+    expect(Math.max(rgb[0], rgb[1], rgb[2]), `body background ${bg}`).toBeLessThan(80);
+    await app.screenshot("15-first-start-zh-dark");
+
+    await composer.fill("你好");
+    await page.getByRole("button", { name: "发送", exact: true }).click();
+    await page.getByText("发送消息前请先加载模型。").first().waitFor({ timeout: 15_000 });
+    await app.screenshot("16-send-without-model");
+
+    await page.getByRole("navigation", { name: "主导航" }).getByRole("button", { name: "模型", exact: true }).click();
+    await page.getByRole("textbox", { name: "模型文件夹路径", exact: true }).fill(fixtureModel("qwen2_moe"));
+    await page.getByRole("button", { name: "打开", exact: true }).click();
+    await page.getByRole("button", { name: "与此模型对话", exact: true }).click({ timeout: 60_000 });
+    await page.getByRole("button", { name: "新对话", exact: true }).click();
+    await composer.fill("你好，介绍一下你自己。");
+    await page.getByRole("button", { name: "发送", exact: true }).click();
+    const reply = page.getByRole("log").locator('[data-role="assistant"]').last();
+    await expect.poll(async () => (await reply.innerText()).length, { timeout: 60_000 }).toBeGreaterThan(0);
+    await page.getByRole("button", { name: "发送", exact: true }).waitFor({ timeout: 60_000 });
+    await app.screenshot("17-first-reply-zh-dark");
+    app.expectClean();
   });
 });
