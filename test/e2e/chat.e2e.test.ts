@@ -107,6 +107,20 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
       return 1; // nothing painted: the browser's white
     });
 
+  /** Every visible control has a name a screen reader can say (text, aria-label/labelledby, title or a <label>). */
+  async function expectNamedControls(view: string) {
+    const unnamed = await page.evaluate(() => {
+      const named = (el: HTMLElement) =>
+        !!(el.getAttribute("aria-label")?.trim() || el.getAttribute("aria-labelledby") || el.getAttribute("title")?.trim() ||
+          (el instanceof HTMLButtonElement && el.textContent?.trim()) ||
+          ((el instanceof HTMLInputElement || el instanceof HTMLTextAreaElement || el instanceof HTMLSelectElement) && el.labels?.length));
+      return [...document.querySelectorAll<HTMLElement>("button, input, textarea, select, [role=button]")]
+        .filter((el) => el.offsetParent !== null && !(el instanceof HTMLInputElement && el.type === "hidden") && !named(el))
+        .map((el) => el.outerHTML.slice(0, 120));
+    });
+    expect(unnamed, `unnamed controls in the ${view} view`).toEqual([]);
+  }
+
   /** Error text on the page is for people: no "    at file.js:12:34" frames. */
   async function expectNoStackTrace() {
     expect(await page.locator("body").innerText()).not.toMatch(/\n\s*at \S+ \(?\S+:\d+:\d+\)?/);
@@ -138,6 +152,7 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     await system.blur();
     await setMaxTokens(LONG);
     await app.screenshot("02-conversation-settings");
+    await expectNamedControls("chat");
 
     await send("Hello! What is a mixture of experts?");
     await expect.poll(() => bubbles("user").last().innerText()).toContain("What is a mixture of experts?");
@@ -272,6 +287,7 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
       await visible(main.getByText(label, { exact: true }).first());
     }
     await app.screenshot("09-models-card");
+    await expectNamedControls("models");
 
     // both models are in Recent models; opening one from there switches back
     const recentQwen = button("Open qwen3_moe");
@@ -304,6 +320,7 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
   it("switching to Chinese relabels the UI; the dark theme applies", async () => {
     await nav("Settings").click();
     await app.screenshot("11-settings");
+    await expectNamedControls("settings");
     await page.getByLabel("Language", { exact: true }).selectOption({ label: "中文" });
     await visible(nav("设置"));
     await count(nav("Settings"), 0);
