@@ -4,7 +4,8 @@ import { api } from "./api/index.js";
 import { Banners } from "./components/Banners.js";
 import { IconChat, IconCube, IconFolder, IconGear } from "./components/icons.js";
 import { useLang, useResolvedTheme, useT } from "./hooks.js";
-import { useConversations } from "./stores/conversations.js";
+import { useChat } from "./stores/chat.js";
+import { displayTitle, useConversations } from "./stores/conversations.js";
 import { useModels } from "./stores/models.js";
 import { useUi, type View } from "./stores/ui.js";
 import { ChatView } from "./views/ChatView.js";
@@ -45,6 +46,7 @@ export function App() {
   const lang = useLang();
   const theme = useResolvedTheme();
   const view = useUi((s) => s.view);
+  const convTitle = useChat((s) => s.conversation?.title);
   const [dragging, setDragging] = useState(false);
   const depth = useRef(0);
 
@@ -54,8 +56,10 @@ export function App() {
   }, [theme]);
   useEffect(() => {
     document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-    document.title = t("app.name");
-  }, [lang, t]);
+  }, [lang]);
+  useEffect(() => {
+    document.title = view === "chat" && convTitle !== undefined ? `${displayTitle(convTitle, t)} — ${t("app.name")}` : t("app.name");
+  }, [view, convTitle, t]);
 
   // Ctrl/Cmd+Shift+O: new chat; Ctrl/Cmd+K: search conversations.
   useEffect(() => {

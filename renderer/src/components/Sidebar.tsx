@@ -2,7 +2,7 @@
 import { useEffect, useRef, useState, type KeyboardEvent } from "react";
 import type { ConversationSummary } from "../api/types.js";
 import { useT } from "../hooks.js";
-import { useConversations } from "../stores/conversations.js";
+import { displayTitle, useConversations } from "../stores/conversations.js";
 import { IconEdit, IconPlus, IconSearch, IconTrash } from "./icons.js";
 
 function Row({ c, current }: { c: ConversationSummary; current: boolean }) {
@@ -28,7 +28,7 @@ function Row({ c, current }: { c: ConversationSummary; current: boolean }) {
       setEditing(false);
     }
   };
-  const name = c.title || t("sidebar.untitled");
+  const name = displayTitle(c.title, t);
 
   if (confirming) {
     return (

@@ -22,7 +22,7 @@ export const en = {
   "sidebar.deleteConfirm": "Delete “{title}”? This cannot be undone.",
   "sidebar.confirmDelete": "Delete",
   "sidebar.cancel": "Cancel",
-  "sidebar.untitled": "New conversation",
+  "sidebar.untitled": "Untitled chat",
   "sidebar.today": "Today",
   "sidebar.earlier": "Earlier",
 

@@ -24,7 +24,7 @@ export const zh: Record<MessageKey, string> = {
   "sidebar.deleteConfirm": "删除“{title}”？此操作无法撤销。",
   "sidebar.confirmDelete": "删除",
   "sidebar.cancel": "取消",
-  "sidebar.untitled": "新对话",
+  "sidebar.untitled": "未命名对话",
   "sidebar.today": "今天",
   "sidebar.earlier": "更早",
 

@@ -92,6 +92,12 @@ export const useConversations = create<ConversationsState>((set, get) => ({
   },
 }));
 
+/** The services name a fresh conversation "New chat"; shown translated, and never equal to the "New chat" button. */
+export const DEFAULT_TITLE = "New chat";
+export function displayTitle(title: string, t: (key: "sidebar.untitled") => string): string {
+  return !title.trim() || title === DEFAULT_TITLE ? t("sidebar.untitled") : title;
+}
+
 const KEY = "moe-studio.currentConversation";
 function rememberCurrent(id: string | null): void {
   try {

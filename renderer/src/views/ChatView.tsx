@@ -7,6 +7,7 @@ import { Sidebar } from "../components/Sidebar.js";
 import { useT } from "../hooks.js";
 import { contextUsed, useChat } from "../stores/chat.js";
 import { folderName, useModels } from "../stores/models.js";
+import { displayTitle } from "../stores/conversations.js";
 import { useUi } from "../stores/ui.js";
 
 function ModelChip() {
@@ -49,7 +50,7 @@ export function ChatView() {
       <Sidebar />
       <section className="chat-main">
         <header className="chat-header">
-          <h1 className="chat-title">{conversation ? conversation.title || t("sidebar.untitled") : t("app.name")}</h1>
+          <h1 className="chat-title">{conversation ? displayTitle(conversation.title, t) : t("app.name")}</h1>
           <div className="header-right">
             <ContextMeter />
             <ModelChip />
