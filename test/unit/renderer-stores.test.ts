@@ -327,6 +327,19 @@ describe("stores against the real server", () => {
     expect(chat().messages).toHaveLength(2);
   });
 
+  it("after the socket drops, the ui shows it and everything reloads once it is back", async () => {
+    const states: string[] = [];
+    const offConn = useUi.subscribe((st) => states.push(st.connection));
+    const id = useConversations.getState().currentId!;
+    useChat.setState({ messages: [] }); // what a reload must bring back
+    (transport as unknown as { socket: WebSocket }).socket.terminate();
+    await until(() => states.includes("connecting") && useUi.getState().connection === "open", "the reconnect", 30_000);
+    await until(() => chat().messages.length === 2, "the conversation reloaded", 30_000);
+    offConn();
+    expect(useConversations.getState().currentId).toBe(id);
+    expect(useUi.getState().everConnected).toBe(true);
+  });
+
   it("an error from a call becomes a banner, not an exception", async () => {
     useUi.setState({ banners: [] });
     await useModels.getState().open("/definitely/not/a/model");
