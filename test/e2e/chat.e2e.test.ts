@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Locator, Page } from "playwright-core";
 import { rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { type App, chromiumAvailable, fixtureModel, freshDir, longReplyModel, openApp, resetArtifacts, type Serve, startServe } from "./harness.js";
 
 const run = chromiumAvailable();
@@ -30,6 +30,7 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
   afterAll(async () => {
     await app?.close();
     await serve?.stop();
+    if (model) rmSync(dirname(model), { recursive: true, force: true });
   });
 
   // ---------- locators by accessible name (the same names screen readers get) ----------
