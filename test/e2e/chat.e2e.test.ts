@@ -181,6 +181,9 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     await expect.poll(replyText, { timeout: 30_000 }).not.toBe(before);
     await count(bubbles("assistant"), 1);
     await count(bubbles("user"), 1);
+    // after a reply: its token count and speed, and the context it now uses out of the session's
+    await expect.poll(() => lastReply().innerText()).toMatch(new RegExp(`\\b${SHORT} tokens\\b[\\s\\S]*tok/s`));
+    await expect.poll(() => page.getByRole("main").innerText()).toMatch(/Context [1-9][\d,]* \/ [\d,]+/);
     app.expectClean();
   });
 
