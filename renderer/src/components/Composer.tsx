@@ -71,6 +71,9 @@ export function Composer() {
           </button>
         )}
       </div>
+      <p className="composer-hint" aria-hidden="true">
+        {t("chat.hint")}
+      </p>
     </form>
   );
 }

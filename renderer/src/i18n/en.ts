@@ -28,7 +28,8 @@ export const en = {
 
   "chat.messages": "Messages",
   "chat.message": "Message",
-  "chat.placeholder": "Message the model… (Enter to send, Shift+Enter for a new line)",
+  "chat.placeholder": "Message the model…",
+  "chat.hint": "Enter to send · Shift+Enter for a new line · Esc stops a reply",
   "chat.placeholderNoModel": "Load a model first, then write here",
   "chat.send": "Send",
   "chat.stop": "Stop",

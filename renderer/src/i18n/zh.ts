@@ -30,7 +30,8 @@ export const zh: Record<MessageKey, string> = {
 
   "chat.messages": "消息",
   "chat.message": "消息",
-  "chat.placeholder": "给模型发消息…（Enter 发送，Shift+Enter 换行）",
+  "chat.placeholder": "给模型发消息…",
+  "chat.hint": "Enter 发送 · Shift+Enter 换行 · Esc 停止回复",
   "chat.placeholderNoModel": "请先加载模型，然后在这里输入",
   "chat.send": "发送",
   "chat.stop": "停止",
