@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import ts from "typescript";
 import { build } from "vite";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -11,6 +12,15 @@ const out = mkdtempSync(join(tmpdir(), "moe-renderer-"));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
 describe("renderer build", () => {
+  it("type-checks (renderer/tsconfig.json: DOM, JSX, the contract's types)", () => {
+    const file = join(root, "renderer/tsconfig.json");
+    const cfg = ts.getParsedCommandLineOfConfigFile(file, {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: (d) => { throw new Error(String(d.messageText)); } });
+    expect(cfg).toBeTruthy();
+    const program = ts.createProgram({ rootNames: cfg!.fileNames, options: cfg!.options });
+    const diags = ts.getPreEmitDiagnostics(program).map((d) => ts.formatDiagnostic(d, { getCanonicalFileName: (f) => f, getCurrentDirectory: () => root, getNewLine: () => "\n" }));
+    expect(diags).toEqual([]);
+  }, 120_000);
+
   it("vite builds renderer/ into a self-contained folder", async () => {
     await build({ configFile: join(root, "renderer/vite.config.ts"), logLevel: "error", build: { outDir: out, emptyOutDir: true } });
     const html = readFileSync(join(out, "index.html"), "utf8");
