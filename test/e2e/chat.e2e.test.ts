@@ -323,6 +323,9 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
 
   it("switching to Chinese relabels the UI; the dark theme applies", async () => {
     await nav("Settings").click();
+    await expect.poll(() => nav("Settings").getAttribute("aria-current")).toBe("page");
+    await expect.poll(() => nav("Models").getAttribute("aria-current")).toBe(null);
+    await page.mouse.move(640, 700); // no hover highlight in the screenshot
     await app.screenshot("11-settings");
     await expectNamedControls("settings");
     await page.getByLabel("Language", { exact: true }).selectOption({ label: "中文" });

@@ -229,7 +229,8 @@ export async function openApp(url: string, opts: { locale?: string; colorScheme?
     problems,
     async screenshot(name, o = {}) {
       const path = join(ARTIFACTS, `${name}.png`);
-      await page.screenshot({ path, fullPage: o.fullPage ?? true, timeout: o.timeout ?? 30_000 });
+      // animations "disabled" finishes CSS transitions, so a view is shown as it settles, not mid-fade
+      await page.screenshot({ path, fullPage: o.fullPage ?? true, timeout: o.timeout ?? 30_000, animations: "disabled" });
       return path;
     },
     expectClean(allow = []) {
