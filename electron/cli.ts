@@ -25,6 +25,11 @@ Commands:
       "npm run build:renderer"). Prints "moe-studio serve: http://127.0.0.1:PORT/" when ready; --port 0
       (the default is 8377) picks a free port. --model loads a model folder at start; --data is the data folder
       (default: the desktop app's). Ctrl-C or SIGTERM stops it.
+  pull REPO_ID [--source hf|modelscope] [--endpoint URL] [--dir DIR] [--revision R] [--token T]
+      Download a model (config, safetensors weights, tokenizer, chat template; nothing else) into
+      DIR/<owner>--<name> (default DIR: the desktop app's models folder), verifying every file's checksum.
+      Interrupted downloads resume where they stopped: run the same command again. Honours HF_ENDPOINT
+      (e.g. https://hf-mirror.com) and HF_TOKEN (gated models) as huggingface-cli does.
   --help
       This text.
 `;
@@ -36,12 +41,16 @@ type Flags = Record<string, string | true>;
 const VALUE_FLAGS = new Set([
   "model", "prompt", "system", "ids", "max-tokens", "temperature", "top-p", "top-k", "repetition-penalty", "seed",
   "threads", "prompt-tokens", "gen-tokens", "stop", "min-p", "port", "data",
+  "source", "endpoint", "dir", "revision", "token",
 ]);
+/** Commands that take one positional argument (pull REPO_ID). */
+const TAKES_ARGUMENT = new Set(["pull"]);
 const BOOL_FLAGS = new Set(["json", "help"]);
 
-export function parseArgs(argv: string[]): { command: string | null; flags: Flags } {
+export function parseArgs(argv: string[]): { command: string | null; flags: Flags; args: string[] } {
   let command: string | null = null;
   const flags: Flags = {};
+  const args: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "-h") {
@@ -69,11 +78,13 @@ export function parseArgs(argv: string[]): { command: string | null; flags: Flag
       }
     } else if (command === null) {
       command = a;
+    } else if (TAKES_ARGUMENT.has(command) && args.length === 0) {
+      args.push(a);
     } else {
       throw new UsageError(`unexpected argument "${a}" (see moe-studio --help)`);
     }
   }
-  return { command, flags };
+  return { command, flags, args };
 }
 
 function str(flags: Flags, name: string): string | undefined {
@@ -345,7 +356,7 @@ async function cmdServe(flags: Flags): Promise<number> {
 
 export async function main(argv: string[]): Promise<number> {
   try {
-    const { command, flags } = parseArgs(argv);
+    const { command, flags, args } = parseArgs(argv);
     if (flags.help || command === "help" || command === null) {
       process.stdout.write(HELP);
       return command === null && !flags.help ? 1 : 0;
@@ -361,8 +372,10 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdBench(flags);
       case "serve":
         return await cmdServe(flags);
+      case "pull":
+        return await (await import("./cli/pull.js")).cmdPull(args[0], flags);
       default:
-        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, serve; see --help)`);
+        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, serve, pull; see --help)`);
     }
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);

@@ -136,6 +136,10 @@ export type EngineStatus = z.infer<typeof EngineStatus>;
 export const Settings = z.strictObject({
   language: z.enum(["system", "en", "zh"]),
   theme: z.enum(["system", "light", "dark"]),
+  // model library: where models come from and go ("" = the default: HF_ENDPOINT or the hub; <data>/models)
+  hubSource: z.enum(["hf", "modelscope"]),
+  hubEndpoint: z.string().max(500).refine((v) => v === "" || /^https?:\/\/[^\s]+$/.test(v), "must be an http(s) URL, e.g. https://hf-mirror.com, or empty"),
+  modelsDir: z.string().max(4096),
 });
 export type Settings = z.infer<typeof Settings>;
 
@@ -151,6 +155,106 @@ export const AppInfo = z.object({
   cuda: z.object({ compiled: z.boolean(), devices: z.number(), error: z.string().optional() }),
 });
 export type AppInfo = z.infer<typeof AppInfo>;
+
+// ---------- library (shapes) ----------
+export const HubSource = z.enum(["hf", "modelscope"]);
+export type HubSource = z.infer<typeof HubSource>;
+const RepoId = z
+  .string()
+  .max(200)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/, "expected a model id owner/name, e.g. Qwen/Qwen3-0.6B");
+const DownloadId = z.string().min(1).max(200);
+
+export const PrecisionFit = z.object({
+  precision: z.enum(["bf16", "int8", "int4"]),
+  weightBytes: z.number(),
+  kvBytes: z.number(),
+  totalBytes: z.number(),
+  /** fits; tight: loads only if other programs make room; no: does not fit this machine. */
+  verdict: z.enum(["fits", "tight", "no"]),
+  device: z.enum(["gpu", "cpu"]),
+});
+export type PrecisionFit = z.infer<typeof PrecisionFit>;
+
+export const FitEstimate = z.object({
+  paramsTotal: z.number(),
+  paramsActive: z.number(),
+  contextLength: z.number(),
+  kvBytesPerToken: z.number(),
+  fits: z.array(PrecisionFit),
+});
+export type FitEstimate = z.infer<typeof FitEstimate>;
+
+export const MachineMemory = z.object({ totalRamBytes: z.number(), freeRamBytes: z.number(), vramBytes: z.number() });
+export type MachineMemory = z.infer<typeof MachineMemory>;
+
+export const DownloadProgress = z.object({
+  id: DownloadId,
+  repo: z.string(),
+  source: HubSource,
+  /** The model folder (it exists once state is "done"). */
+  dir: z.string(),
+  state: z.enum(["queued", "downloading", "paused", "done", "error", "cancelled"]),
+  totalBytes: z.number(),
+  doneBytes: z.number(),
+  bytesPerSecond: z.number(),
+  etaSeconds: z.number().nullable(),
+  files: z.array(z.object({ path: z.string(), size: z.number(), doneBytes: z.number(), state: z.enum(["pending", "downloading", "verifying", "done"]) })),
+  error: z.string().nullable(),
+  /** gated: an access token is needed (or was refused). */
+  errorKind: z.enum(["gated", "not_found", "stalled", "checksum", "network", "http", "invalid"]).nullable(),
+});
+export type DownloadProgress = z.infer<typeof DownloadProgress>;
+
+export const CatalogEntry = z.object({
+  id: z.string(),
+  name: z.string(),
+  family: z.string(),
+  architecture: z.string(),
+  modelType: z.string(),
+  hf: z.string(),
+  modelscope: z.string().nullable(),
+  /** Snapshot of the bf16 download size (bytes). */
+  downloadBytes: z.number(),
+  fit: FitEstimate,
+  /** The downloaded model folder, when it is in the models folder. */
+  localDir: z.string().nullable(),
+});
+export type CatalogEntry = z.infer<typeof CatalogEntry>;
+
+export const LibraryStatus = z.object({
+  source: HubSource,
+  /** The endpoint downloads and search use now (setting, else HF_ENDPOINT, else the hub's own). */
+  endpoint: z.string(),
+  modelsDir: z.string(),
+  /** Whether an access token is set (the token itself never comes back). */
+  hasToken: z.boolean(),
+  tokenStorage: z.enum(["safeStorage", "memory"]),
+});
+export type LibraryStatus = z.infer<typeof LibraryStatus>;
+
+export const HubSearchResult = z.object({
+  repo: z.string(),
+  modelType: z.string().nullable(),
+  downloads: z.number(),
+  likes: z.number(),
+  gated: z.boolean(),
+  localDir: z.string().nullable(),
+});
+export type HubSearchResult = z.infer<typeof HubSearchResult>;
+
+export const RepoDetails = z.object({
+  repo: z.string(),
+  source: HubSource,
+  revision: z.string(),
+  gated: z.boolean(),
+  /** Only the files a download fetches. */
+  files: z.array(z.object({ path: z.string(), size: z.number() })),
+  downloadBytes: z.number(),
+  modelType: z.string(),
+  fit: FitEstimate,
+});
+export type RepoDetails = z.infer<typeof RepoDetails>;
 
 const Empty = z.strictObject({});
 const ById = z.strictObject({ id: Id });
@@ -213,6 +317,29 @@ export const calls = {
   "models.status": call(Empty, EngineStatus),
   /** Native folder dialog (Electron); { dir: null } when cancelled or unavailable (web). */
   "models.pickFolder": call(Empty, z.object({ dir: z.string().nullable() })),
+  // ---------- library ----------
+  "library.status": call(Empty, LibraryStatus),
+  /** The curated catalogue with a fit estimate per precision at `contextLength` (default 4096) for this machine. */
+  "library.catalog": call(
+    z.strictObject({ contextLength: z.number().int().min(256).max(1_048_576).optional() }),
+    z.object({ machine: MachineMemory, contextLength: z.number(), models: z.array(CatalogEntry) }),
+  ),
+  /** Search the hub by name (Hugging Face or its mirror), filtered to the architectures the engine runs. */
+  "library.search": call(z.strictObject({ query: Text(200).min(1) }), z.array(HubSearchResult)),
+  /** Live file list, size and fit of one repo (from its config.json). */
+  "library.inspect": call(
+    z.strictObject({ repo: RepoId, source: HubSource.optional(), contextLength: z.number().int().min(256).max(1_048_576).optional() }),
+    RepoDetails,
+  ),
+  /** Starts a download (progress: library.progress events). */
+  "library.download": call(z.strictObject({ repo: RepoId, source: HubSource.optional(), revision: Text(200).min(1).optional() }), DownloadProgress),
+  "library.downloads": call(Empty, z.array(DownloadProgress)),
+  "library.pause": call(z.strictObject({ id: DownloadId }), DownloadProgress),
+  "library.resume": call(z.strictObject({ id: DownloadId }), DownloadProgress),
+  /** Stops a download and deletes its partial files. */
+  "library.cancel": call(z.strictObject({ id: DownloadId }), DownloadProgress),
+  /** Sets (or with null removes) the hub access token for gated models. */
+  "library.setToken": call(z.strictObject({ token: z.string().trim().min(1).max(1000).nullable() }), LibraryStatus),
 } as const;
 
 export const events = {
@@ -221,6 +348,8 @@ export const events = {
   "chat.done": z.object({ conversationId: Id, message: Message }),
   "engine.status": EngineStatus,
   "models.progress": z.object({ dir: z.string(), done: z.number(), total: z.number() }),
+  // ---------- library ----------
+  "library.progress": DownloadProgress,
 } as const;
 
 // ---------- types both sides use ----------

@@ -83,7 +83,8 @@ export interface NativeModel {
 export interface NativeSystemInfo {
   threads: number;              // default thread-pool size (hardware concurrency)
   simd: string;                 // e.g. "avx2+fma+f16c" or "portable"
-  cuda: { compiled: boolean; devices: number; error?: string };
+  /** memoryBytes: device 0's global memory, 0 without a device. */
+  cuda: { compiled: boolean; devices: number; memoryBytes: number; error?: string };
   peakRssBytes: number;         // getrusage max RSS of this process
 }
 

@@ -23,6 +23,6 @@ export type WorkerMessage =
   | { id: number; event: "progress"; done: number; total: number }
   | { id: number; event: "delta"; text: string; tokens: number };
 
-export type SystemInfoReply = { threads: number; simd: string; cuda: { compiled: boolean; devices: number; error?: string } };
+export type SystemInfoReply = { threads: number; simd: string; cuda: { compiled: boolean; devices: number; memoryBytes?: number; error?: string } };
 export type LoadReply = { modelId: number; info: ModelInfo };
 export type GenerateReply = GenerateResult;

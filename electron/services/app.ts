@@ -21,6 +21,8 @@ import { ModelService, type Emit } from "./models.js";
 import { databaseFile } from "./paths.js";
 import { PresetService } from "./presets.js";
 import { SettingsService } from "./settings.js";
+import { LibraryService } from "./library.js";
+import { MemoryTokenStore, type TokenStore } from "../library/token-store.js";
 
 export type { Emit } from "./models.js";
 
@@ -42,6 +44,10 @@ export interface AppServicesOptions {
   systemLocale?: string;
   /** The compiled engine worker module (default: next to host.js / out/electron/engine/worker.js). */
   workerPath?: string;
+  /** Where the hub access token is kept (Electron: safeStorage); default in memory only. */
+  tokenStore?: TokenStore;
+  /** Model library: stall timeout of a download in ms (default 30 s; MOE_STUDIO_STALL_MS for tests). */
+  downloadStallMs?: number;
 }
 
 export interface AppServices {
@@ -95,6 +101,18 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     ));
   const version = appVersion();
 
+  // ---------- library ----------
+  const stallEnv = Number(process.env.MOE_STUDIO_STALL_MS);
+  const library = new LibraryService({
+    dataDir: opts.dataDir,
+    settings,
+    repos,
+    tokens: opts.tokenStore ?? new MemoryTokenStore(),
+    emit: opts.emit,
+    vramBytes: () => host.systemInfo().then((s) => (s.cuda.devices > 0 ? (s.cuda.memoryBytes ?? 0) : 0)),
+    ...(opts.downloadStallMs ? { stallMs: opts.downloadStallMs } : stallEnv > 0 ? { stallMs: stallEnv } : {}),
+  });
+
   const handlers: AsyncHandlers = {
     "app.info": async () => ({
       version,
@@ -131,6 +149,17 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "models.forget": async (i) => models.forget(i.dir),
     "models.status": async () => models.status(),
     "models.pickFolder": async () => ({ dir: opts.pickFolder ? await opts.pickFolder() : null }),
+
+    "library.status": async () => library.status(),
+    "library.catalog": async (i) => library.listCatalog(i),
+    "library.search": async (i) => library.search(i.query),
+    "library.inspect": async (i) => library.inspect(i),
+    "library.download": async (i) => library.download(i),
+    "library.downloads": async () => library.list(),
+    "library.pause": async (i) => library.pause(i.id),
+    "library.resume": async (i) => library.resume(i.id),
+    "library.cancel": async (i) => library.cancel(i.id),
+    "library.setToken": async (i) => library.setToken(i.token),
   };
 
   const initialLoad = opts.initialModel ? models.open(opts.initialModel).then(() => undefined, () => undefined) : Promise.resolve();
@@ -145,6 +174,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     dispose: () =>
       (disposed ??= (async () => {
         await chat.dispose().catch(() => undefined);
+        await library.dispose().catch(() => undefined);
         const queued = models.dispose();
         host.shutdown();
         await queued.catch(() => undefined);

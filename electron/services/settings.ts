@@ -3,7 +3,7 @@ import { Settings } from "../contract.js";
 import type { HandlerInput } from "../rpc.js";
 import type { Repositories } from "../store/repositories.js";
 
-export const DEFAULT_SETTINGS: Settings = { language: "system", theme: "system" };
+export const DEFAULT_SETTINGS: Settings = { language: "system", theme: "system", hubSource: "hf", hubEndpoint: "", modelsDir: "" };
 
 export class SettingsService {
   constructor(private readonly repos: Repositories) {}

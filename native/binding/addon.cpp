@@ -396,9 +396,11 @@ Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
   cuda.Set("compiled", pr.compiled);
   cuda.Set("devices", pr.devices);
   if (!pr.error.empty()) cuda.Set("error", pr.error);
+  cuda.Set("memoryBytes", double(pr.memory_bytes));
 #else
   cuda.Set("compiled", false);
   cuda.Set("devices", 0);
+  cuda.Set("memoryBytes", 0.0);
   cuda.Set("error", "the addon was built without the CUDA backend");
 #endif
   o.Set("cuda", cuda);

@@ -22,8 +22,10 @@ CudaProbe cuda_probe() {
   p.devices = n;
   if (n == 0) { p.error = "no CUDA device found"; return p; }
   cudaDeviceProp prop{};
-  if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
+  if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) {
     p.name = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
+    p.memory_bytes = prop.totalGlobalMem;
+  }
 #else
   p.error = "built without CUDA (nvcc was not found at build time)";
 #endif

@@ -9,6 +9,7 @@ struct CudaProbe {
   int devices = 0;        // cudaGetDeviceCount, 0 when none or on error
   std::string error;      // why there are no devices, e.g. "cudaGetDeviceCount: cudaErrorInsufficientDriver (35): ..."
   std::string name;       // device 0's name and compute capability, e.g. "NVIDIA A100 (sm_80)", when devices > 0
+  size_t memory_bytes = 0;  // device 0's global memory (the model library's fit estimate), 0 when none
 };
 
 // Never throws and never crashes: a missing driver or GPU is reported in `error`.

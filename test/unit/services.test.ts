@@ -124,9 +124,9 @@ describe("PresetService", () => {
 describe("SettingsService", () => {
   it("defaults to system language and theme; set merges", async () => {
     const { h } = await services();
-    expect(await h["settings.get"]({})).toEqual({ language: "system", theme: "system" });
-    expect(await h["settings.set"]({ language: "zh" })).toEqual({ language: "zh", theme: "system" });
-    expect(await h["settings.set"]({ theme: "light" })).toEqual({ language: "zh", theme: "light" });
+    expect(await h["settings.get"]({})).toEqual({ language: "system", theme: "system", hubSource: "hf", hubEndpoint: "", modelsDir: "" });
+    expect(await h["settings.set"]({ language: "zh" })).toMatchObject({ language: "zh", theme: "system" });
+    expect(await h["settings.set"]({ theme: "light" })).toMatchObject({ language: "zh", theme: "light" });
   });
 });
 

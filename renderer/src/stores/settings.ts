@@ -17,6 +17,9 @@ const cached = readLocal<Settings>("settings", { language: "system", theme: "sys
 export const useSettings = create<SettingsState>((set, get) => ({
   language: cached.language ?? "system",
   theme: cached.theme ?? "system",
+  hubSource: "hf",
+  hubEndpoint: "",
+  modelsDir: "",
   loaded: false,
   load: async () => {
     try {

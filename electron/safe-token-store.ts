@@ -1,0 +1,32 @@
+// The hub access token inside Electron: encrypted with safeStorage (the OS keychain / DPAPI / libsecret) into
+// <userData>/hub-token.bin (mode 0600, written to a temporary name and renamed). Where the OS offers no encryption
+// (safeStorage.isEncryptionAvailable() is false, e.g. Linux without a keyring) the token is kept in memory only.
+import { safeStorage } from "electron";
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { MemoryTokenStore, type TokenStore } from "./library/token-store.js";
+
+export function safeTokenStore(dataDir: string): TokenStore {
+  if (!safeStorage.isEncryptionAvailable()) return new MemoryTokenStore();
+  const file = join(dataDir, "hub-token.bin");
+  return {
+    kind: "safeStorage",
+    get() {
+      if (!existsSync(file)) return null;
+      try {
+        return safeStorage.decryptString(readFileSync(file)) || null;
+      } catch {
+        return null; // encrypted under another user or keyring: as if unset
+      }
+    },
+    set(token) {
+      if (!token) {
+        rmSync(file, { force: true });
+        return;
+      }
+      const tmp = `${file}.tmp-${process.pid}`;
+      writeFileSync(tmp, safeStorage.encryptString(token), { mode: 0o600 });
+      renameSync(tmp, file);
+    },
+  };
+}
