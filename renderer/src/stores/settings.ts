@@ -12,7 +12,7 @@ interface SettingsState extends Settings {
   update(patch: Partial<Settings>): Promise<void>;
 }
 
-const cached = readLocal<Settings>("settings", { language: "system", theme: "system" });
+const cached = readLocal<Pick<Settings, "language" | "theme">>("settings", { language: "system", theme: "system" });
 
 export const useSettings = create<SettingsState>((set, get) => ({
   language: cached.language ?? "system",

@@ -6,6 +6,7 @@ import { IconAlert, IconFolder, IconX } from "../components/icons.js";
 import { useT } from "../hooks.js";
 import { folderName, formatBytes, formatParams, useModels } from "../stores/models.js";
 import { useUi } from "../stores/ui.js";
+import { DiscoverPanel } from "./DiscoverPanel.js";
 
 function Card({ card }: { card: ModelCard }) {
   const t = useT();
@@ -64,6 +65,7 @@ export function ModelsView() {
   const opening = useModels((s) => s.opening);
   const { open, pickFolder, forget } = useModels.getState();
   const [path, setPath] = useState("");
+  const [tab, setTab] = useState<"local" | "discover">("local");
   const canPick = info?.canPickFolder ?? false;
   const loadingDir = opening ?? (status.state === "loading" ? status.dir : null);
   const pct = progress && progress.total > 0 ? Math.round((progress.done / progress.total) * 100) : null;
@@ -74,7 +76,15 @@ export function ModelsView() {
         <header className="page-head">
           <h1>{t("models.title")}</h1>
           <p className="muted">{t("models.subtitle")}</p>
+          <div className="tabs" role="tablist" aria-label={t("library.tabs")}>
+            {(["local", "discover"] as const).map((k) => (
+              <button key={k} type="button" role="tab" aria-selected={tab === k} className={tab === k ? "active" : ""} onClick={() => setTab(k)}>
+                {t(k === "local" ? "library.tabLocal" : "library.tabDiscover")}
+              </button>
+            ))}
+          </div>
         </header>
+        {tab === "discover" ? <DiscoverPanel /> : <>
 
         <section className="card open-card">
           {canPick && (
@@ -157,6 +167,7 @@ export function ModelsView() {
             </ul>
           )}
         </section>
+        </>}
       </div>
     </div>
   );

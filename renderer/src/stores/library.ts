@@ -1,0 +1,151 @@
+// The model library (Models → Discover): the curated catalogue with fit badges, hub search, downloads (library.progress
+// events), the access token for gated models, and "Open in chat" for a downloaded model.
+import { create } from "zustand";
+import { api } from "../api/index.js";
+import type { CatalogEntry, DownloadProgress, HubSearchResult, HubSource, LibraryStatus, MachineMemory } from "../api/types.js";
+import { useConversations } from "./conversations.js";
+import { useModels } from "./models.js";
+import { useUi } from "./ui.js";
+
+export const CONTEXT_CHOICES = [2048, 4096, 8192, 32768] as const;
+
+interface LibraryState {
+  status: LibraryStatus | null;
+  machine: MachineMemory | null;
+  contextLength: number;
+  catalog: CatalogEntry[];
+  downloads: Record<string, DownloadProgress>;
+  query: string;
+  results: HubSearchResult[] | null;
+  searching: boolean;
+  searchError: string | null;
+  /** The download whose gated error asks for a token. */
+  tokenFor: string | null;
+  load(): Promise<void>;
+  setContext(n: number): Promise<void>;
+  setQuery(q: string): void;
+  search(): Promise<void>;
+  download(repo: string, source?: HubSource): Promise<void>;
+  pause(id: string): Promise<void>;
+  resume(id: string): Promise<void>;
+  cancel(id: string): Promise<void>;
+  setToken(token: string | null): Promise<void>;
+  setSource(source: HubSource, endpoint: string): Promise<void>;
+  onProgress(p: DownloadProgress): void;
+  openInChat(dir: string): Promise<void>;
+}
+
+/** "owner/name" -> the download id the service uses (its folder name). */
+export const downloadId = (repo: string) => repo.replace("/", "--");
+
+export const useLibrary = create<LibraryState>((set, get) => ({
+  status: null,
+  machine: null,
+  contextLength: 4096,
+  catalog: [],
+  downloads: {},
+  query: "",
+  results: null,
+  searching: false,
+  searchError: null,
+  tokenFor: null,
+  load: async () => {
+    try {
+      const [status, cat, downloads] = await Promise.all([
+        api().call("library.status", {}),
+        api().call("library.catalog", { contextLength: get().contextLength }),
+        api().call("library.downloads", {}),
+      ]);
+      set({ status, machine: cat.machine, catalog: cat.models, downloads: Object.fromEntries(downloads.map((d) => [d.id, d])) });
+    } catch (e) {
+      useUi.getState().notifyError(e);
+    }
+  },
+  setContext: async (n) => {
+    set({ contextLength: n });
+    try {
+      const cat = await api().call("library.catalog", { contextLength: n });
+      set({ machine: cat.machine, catalog: cat.models });
+    } catch (e) {
+      useUi.getState().notifyError(e);
+    }
+  },
+  setQuery: (q) => set({ query: q }),
+  search: async () => {
+    const q = get().query.trim();
+    if (!q) return;
+    set({ searching: true, searchError: null });
+    try {
+      set({ results: await api().call("library.search", { query: q }), searching: false });
+    } catch (e) {
+      set({ searching: false, results: null, searchError: (e as Error)?.message ?? String(e) });
+    }
+  },
+  download: async (repo, source) => {
+    try {
+      const p = await api().call("library.download", { repo, ...(source ? { source } : {}) });
+      get().onProgress(p);
+    } catch (e) {
+      useUi.getState().notifyError(e);
+    }
+  },
+  pause: async (id) => {
+    try {
+      get().onProgress(await api().call("library.pause", { id }));
+    } catch (e) {
+      useUi.getState().notifyError(e);
+    }
+  },
+  resume: async (id) => {
+    try {
+      get().onProgress(await api().call("library.resume", { id }));
+    } catch (e) {
+      useUi.getState().notifyError(e);
+    }
+  },
+  cancel: async (id) => {
+    try {
+      await api().call("library.cancel", { id });
+      const { [id]: _gone, ...rest } = get().downloads;
+      set({ downloads: rest, tokenFor: get().tokenFor === id ? null : get().tokenFor });
+    } catch (e) {
+      useUi.getState().notifyError(e);
+    }
+  },
+  setToken: async (token) => {
+    try {
+      const status = await api().call("library.setToken", { token });
+      const retry = get().tokenFor;
+      set({ status, tokenFor: null });
+      if (token && retry) await get().resume(retry);
+    } catch (e) {
+      useUi.getState().notifyError(e);
+    }
+  },
+  setSource: async (source, endpoint) => {
+    try {
+      await api().call("settings.set", { hubSource: source, hubEndpoint: endpoint.trim() });
+      set({ status: await api().call("library.status", {}), results: null });
+    } catch (e) {
+      useUi.getState().notifyError(e);
+    }
+  },
+  onProgress: (p) => {
+    const prev = get().downloads[p.id];
+    set({ downloads: { ...get().downloads, [p.id]: p }, ...(p.state === "error" && p.errorKind === "gated" ? { tokenFor: p.id } : {}) });
+    if (p.state === "done" && prev?.state !== "done") {
+      // it is a model now: Models lists it (recent) and the catalogue marks it downloaded
+      void useModels.getState().refresh();
+      void get().setContext(get().contextLength);
+      if (get().results) set({ results: get().results!.map((r) => (downloadId(r.repo) === p.id ? { ...r, localDir: p.dir } : r)) });
+    }
+  },
+  openInChat: async (dir) => {
+    const card = await useModels.getState().open(dir);
+    if (!card) {
+      useUi.getState().setView("models");
+      return;
+    }
+    await useConversations.getState().create();
+  },
+}));
