@@ -13,7 +13,7 @@ import { IPC_CALL_CHANNEL, IPC_EVENT_CHANNEL, RpcError, type EventName, type Wir
 import { createDispatcher, toWireError } from "./rpc.js";
 import { createAppServices } from "./services/app.js";
 import { utilityWorkerSpawner } from "./electron-worker.js";
-import { safeTokenStore } from "./safe-token-store.js";
+import { safeTokenStore } from "./electron-token-store.js";
 import { readStatic } from "./server/static.js";
 import { APP_HOST, APP_SCHEME, APP_START_URL, externalUrl, isAppUrl, securityHeaders, windowOptions } from "./window-options.js";
 

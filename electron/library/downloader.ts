@@ -111,6 +111,7 @@ export class DownloadStopped extends Error {
 
 /** Rolling speed over the last WINDOW_MS: (bytes now − bytes then) / elapsed. */
 const WINDOW_MS = 5_000;
+const SAMPLE_MS = 100;
 
 export class ModelDownload {
   readonly repo: string;
@@ -192,9 +193,14 @@ export class ModelDownload {
 
   private emit(force = false): void {
     const now = Date.now();
-    const doneBytes = [...this.fileDone.values()].reduce((s, n) => s + n, 0);
-    this.samples.push({ t: now, bytes: doneBytes });
-    while (this.samples.length > 2 && now - this.samples[0].t > WINDOW_MS) this.samples.shift();
+    // one speed sample per SAMPLE_MS at most: a fast link delivers thousands of chunks a second
+    const last = this.samples[this.samples.length - 1];
+    if (!last || now - last.t >= SAMPLE_MS) {
+      let doneBytes = 0;
+      for (const n of this.fileDone.values()) doneBytes += n;
+      this.samples.push({ t: now, bytes: doneBytes });
+      while (this.samples.length > 2 && now - this.samples[0].t > WINDOW_MS) this.samples.shift();
+    }
     if (!force && now - this.lastEmit < (this.opts.progressMs ?? 250)) return;
     this.lastEmit = now;
     this.opts.onProgress?.(this.progress());

@@ -210,10 +210,11 @@ export class HubClient {
       };
       if (!Array.isArray(j.siblings)) throw new HubError("http", `${this.host} sent no file list for ${repo} (siblings missing)`);
       const files: RemoteFile[] = [];
+      const rev2 = typeof j.sha === "string" ? j.sha : rev;
       for (const s of j.siblings) {
         if (typeof s.rfilename !== "string") continue;
-        const size = s.lfs?.size ?? s.size;
-        if (typeof size !== "number") throw new HubError("http", `${this.host} sent no size for ${repo}/${s.rfilename}`);
+        // a mirror that answers without sizes (no ?blobs=true support): ask the file itself, HEAD
+        const size = s.lfs?.size ?? s.size ?? (await this.headSize(repo, rev2, s.rfilename, signal));
         files.push({ path: s.rfilename, size, sha256: s.lfs?.sha256 ?? null, gitSha1: s.lfs ? null : (s.blobId ?? null) });
       }
       return { repo, source: "hf", revision: typeof j.sha === "string" ? j.sha : rev, gated: !!j.gated && j.gated !== "false", files };
@@ -232,6 +233,15 @@ export class HubClient {
       .filter((f) => f.Type !== "tree" && typeof f.Path === "string" && typeof f.Size === "number")
       .map((f) => ({ path: f.Path!, size: f.Size!, sha256: f.Sha256 || null, gitSha1: null }));
     return { repo, source: "modelscope", revision: rev, gated: false, files };
+  }
+
+  /** A file's size from a HEAD request (following the hub's redirect to the CDN). */
+  async headSize(repo: string, revision: string, path: string, signal?: AbortSignal): Promise<number> {
+    const { res } = await this.request(this.fileUrl(repo, revision, path), { method: "HEAD", signal });
+    if (!res.ok) throw await this.statusError(res, repo, path);
+    const n = Number(res.headers.get("x-linked-size") ?? res.headers.get("content-length"));
+    if (!Number.isSafeInteger(n) || n < 0) throw new HubError("http", `${this.host} sent no size for ${repo}/${path}`);
+    return n;
   }
 
   /** A small JSON file of a repo (config.json for the fit estimate of a search result). */

@@ -1,6 +1,6 @@
 // Where the hub access token lives. The services see only this interface; the token is sent to the hub's own
 // origin and never back to the renderer (which learns only whether one is set).
-//   Electron: electron/safe-token-store.ts (encrypted with the OS keychain via safeStorage, in the data folder)
+//   Electron: electron/electron-token-store.ts (encrypted with the OS keychain via safeStorage, in the data folder)
 //   `serve` and tests: MemoryTokenStore — kept in memory only, gone when the server stops (no plain-text token on disk)
 //   CLI `pull`: --token or HF_TOKEN, never stored
 export interface TokenStore {

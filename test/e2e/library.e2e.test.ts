@@ -66,7 +66,7 @@ describe.runIf(run)("model library, end to end in Chromium", () => {
     await button("Search the hub").click();
     const download = button("Download test/tiny-qwen3-moe");
     await download.waitFor({ timeout: 15_000 });
-    hub.faults.bytesPerSecond = 200_000; // ~5 s for the weights: time to see progress and pause
+    hub.faults.bytesPerSecond = 100_000; // ~10 s for the weights: time to see progress and pause
     await download.click();
     const bar = page.getByRole("progressbar", { name: "Download of test/tiny-qwen3-moe" });
     await expect.poll(async () => Number(await bar.getAttribute("aria-valuenow")), { timeout: 20_000 }).toBeGreaterThan(10);

@@ -3,7 +3,7 @@
 //
 //   const hub = await startHubServer({ repos: { "test/qwen2-moe": { dir: fixtureModel("qwen2_moe") } } });
 //   hub.url                         // http://127.0.0.1:PORT (an HF_ENDPOINT)
-//   hub.faults.corruptOnce.add("model-00002-of-00003.safetensors")
+//   hub.faults.corrupt.set("model-00002-of-00003.safetensors", 1)   // its next transfer has a byte flipped
 //   hub.log                         // [{ method, path, range, status, sent, file }]
 //   await hub.close();
 //
@@ -29,6 +29,8 @@ export interface HubRepo {
   extra?: Record<string, string>;
   /** Files need this token. */
   gatedToken?: string;
+  /** The listing leaves out sizes and LFS metadata (as a mirror without ?blobs=true support does). */
+  noSizes?: boolean;
 }
 
 export interface HubLogEntry {
@@ -44,8 +46,8 @@ export interface HubLogEntry {
 }
 
 export interface HubFaults {
-  /** Files whose next full or partial transfer has one byte flipped (then removed from the set). */
-  corruptOnce: Set<string>;
+  /** file -> how many of its next transfers have one byte flipped. */
+  corrupt: Map<string, number>;
   /** file -> after how many body bytes the connection is destroyed (once). */
   dropAfter: Map<string, number>;
   /** file -> after how many body bytes the server stops sending (and never ends) — once. */
@@ -101,7 +103,7 @@ export async function startHubServer(opts: { repos: Record<string, HubRepo> }): 
     repos.set(id, { repo, files, modelType });
   }
   const log: HubLogEntry[] = [];
-  const faults: HubFaults = { corruptOnce: new Set(), dropAfter: new Map(), stallAfter: new Map(), bytesPerSecond: 0 };
+  const faults: HubFaults = { corrupt: new Map(), dropAfter: new Map(), stallAfter: new Map(), bytesPerSecond: 0 };
   const sockets = new Set<import("node:net").Socket>();
 
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
@@ -162,7 +164,7 @@ export async function startHubServer(opts: { repos: Record<string, HubRepo> }): 
         id,
         sha: "0123456789abcdef0123456789abcdef01234567",
         gated: r.repo.gatedToken ? "manual" : false,
-        siblings: [...r.files.values()].map((f) => ({
+        siblings: [...r.files.values()].map((f) => r.repo.noSizes ? { rfilename: f.path } : ({
           rfilename: f.path,
           size: f.data.length,
           blobId: f.lfs ? "lfs-pointer-oid" : f.gitSha1,
@@ -231,8 +233,9 @@ export async function startHubServer(opts: { repos: Record<string, HubRepo> }): 
       status = 206;
     }
     let body = Buffer.from(f.data.subarray(start, end + 1));
-    if (faults.corruptOnce.has(f.path) && body.length > 0) {
-      faults.corruptOnce.delete(f.path);
+    const bad = faults.corrupt.get(f.path) ?? 0;
+    if (bad > 0 && body.length > 0) {
+      faults.corrupt.set(f.path, bad - 1);
       body[Math.floor(body.length / 2)] ^= 0xff;
     }
     entry.status = status;

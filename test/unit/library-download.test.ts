@@ -22,6 +22,7 @@ beforeAll(async () => {
     repos: {
       "test/qwen2-moe": { dir: FIXTURE, extra: { "README.md": "# a model card\n", "pytorch_model.bin": "not wanted", "onnx/model.onnx": "nor this" } },
       "test/gated-moe": { dir: FIXTURE, gatedToken: TOKEN },
+      "test/no-sizes": { dir: FIXTURE, noSizes: true },
     },
   });
 });
@@ -29,7 +30,7 @@ afterAll(async () => {
   await hub?.close();
 });
 afterEach(() => {
-  hub.faults.corruptOnce.clear();
+  hub.faults.corrupt.clear();
   hub.faults.dropAfter.clear();
   hub.faults.stallAfter.clear();
   hub.faults.bytesPerSecond = 0;
@@ -149,7 +150,7 @@ describe("model download from a local hub", () => {
 
   it("a corrupted byte fails the sha256 and the file is fetched again once", async () => {
     const models = fresh();
-    hub.faults.corruptOnce.add(SHARD2);
+    hub.faults.corrupt.set(SHARD2, 1);
     const dir = await new ModelDownload({ modelsDir: models, repo: "test/qwen2-moe", source: "hf", endpoint: hub.url }).start();
     expectSameAsFixture(dir);
     const t = hub.transfers(SHARD2);
@@ -158,12 +159,8 @@ describe("model download from a local hub", () => {
     // a file that keeps arriving corrupted is an error naming it, and its bad copy is deleted
     rmSync(dir, { recursive: true });
     hub.log.length = 0;
-    const bad = new ModelDownload({ modelsDir: models, repo: "test/qwen2-moe", source: "hf", endpoint: hub.url });
-    hub.faults.corruptOnce.add(SHARD2);
-    const p = bad.start();
-    await expect.poll(() => hub.transfers(SHARD2).length, { timeout: 10_000 }).toBe(1);
-    hub.faults.corruptOnce.add(SHARD2);
-    const err = (await p.catch((e: unknown) => e)) as HubError;
+    hub.faults.corrupt.set(SHARD2, 2);
+    const err = (await new ModelDownload({ modelsDir: models, repo: "test/qwen2-moe", source: "hf", endpoint: hub.url }).start().catch((e: unknown) => e)) as HubError;
     expect(err.kind).toBe("checksum");
     expect(err.message).toMatch(/model-00002-of-00003\.safetensors .*checksum twice/);
     expect(existsSync(join(models, "test--qwen2-moe.partial", `${SHARD2}.partial`))).toBe(false);
@@ -199,12 +196,21 @@ describe("model download from a local hub", () => {
   it("a server that stops sending mid-file ends with a clear 'stalled' message, and resume then finishes", async () => {
     const models = fresh();
     hub.faults.stallAfter.set(SHARD2, 100_000);
-    const d = new ModelDownload({ modelsDir: models, repo: "test/qwen2-moe", source: "hf", endpoint: hub.url, stallMs: 400 });
+    const d = new ModelDownload({ modelsDir: models, repo: "test/qwen2-moe", source: "hf", endpoint: hub.url, stallMs: 1500 });
     const err = (await d.start().catch((e: unknown) => e)) as HubError;
     expect(err.kind).toBe("stalled");
-    expect(err.message).toBe(`the download stalled: ${new URL(hub.url).host} sent nothing for 0.4 s. Check the connection (or try a mirror) and resume.`);
+    expect(err.message).toBe(`the download stalled: ${new URL(hub.url).host} sent nothing for 1.5 s. Check the connection (or try a mirror) and resume.`);
     expect(d.progress().state).toBe("error");
     const dir = await d.start();
+    expectSameAsFixture(dir);
+  });
+
+  it("a listing without sizes: each file's size comes from a HEAD (through the CDN redirect); no checksum to check", async () => {
+    const client = new HubClient({ source: "hf", endpoint: hub.url });
+    const listing = await client.listFiles("test/no-sizes");
+    for (const f of fixtureFiles()) expect(listing.files.find((x) => x.path === f)!.size, f).toBe(statSync(join(FIXTURE, f)).size);
+    expect(hub.log.filter((e) => e.method === "HEAD" && !e.path.startsWith("/cdn/")).length).toBe(fixtureFiles().length);
+    const dir = await new ModelDownload({ modelsDir: fresh(), repo: "test/no-sizes", source: "hf", endpoint: hub.url }).start();
     expectSameAsFixture(dir);
   });
 
