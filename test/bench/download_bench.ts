@@ -17,7 +17,7 @@ const chunk = randomBytes(1 << 20);
 const big = Buffer.alloc(mb << 20);
 for (let i = 0; i < mb; i++) chunk.copy(big, i << 20);
 writeFileSync(join(src, "model.safetensors"), big);
-const hub = await startHubServer({ repos: { "bench/model": { dir: src } } });
+const hub = await startHubServer({ repos: { "bench/model": { dir: src } }, chunkBytes: 1 << 20 });
 try {
   let t = performance.now();
   createHash("sha256").update(big).digest("hex");

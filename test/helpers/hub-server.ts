@@ -91,9 +91,11 @@ function repoFiles(repo: HubRepo): FileEntry[] {
   return out;
 }
 
-const CHUNK = 16 * 1024;
+const DEFAULT_CHUNK = 16 * 1024;
 
-export async function startHubServer(opts: { repos: Record<string, HubRepo> }): Promise<HubServer> {
+/** opts.chunkBytes: the size of each body write (default 16 KiB: fine-grained progress and faults for tests). */
+export async function startHubServer(opts: { repos: Record<string, HubRepo>; chunkBytes?: number }): Promise<HubServer> {
+  const CHUNK = opts.chunkBytes ?? DEFAULT_CHUNK;
   const repos = new Map<string, { repo: HubRepo; files: Map<string, FileEntry>; modelType: string | null }>();
   for (const [id, repo] of Object.entries(opts.repos)) {
     if (!existsSync(repo.dir)) throw new Error(`hub-server: ${repo.dir} does not exist`);
