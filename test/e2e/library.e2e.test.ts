@@ -66,6 +66,11 @@ describe.runIf(run)("model library, end to end in Chromium", () => {
     await button("Search the hub").click();
     const download = button("Download test/tiny-qwen3-moe");
     await download.waitFor({ timeout: 15_000 });
+    // live numbers from the hub: the listing's sizes of the files a download takes, and a fit from its config.json
+    await button("Size and fit of test/tiny-qwen3-moe").click();
+    const row = page.getByRole("listitem").filter({ hasText: "test/tiny-qwen3-moe" }).first();
+    await row.getByText("958.3 KB download").waitFor({ timeout: 15_000 }); // the fixture's 6 files, README left out
+    expect(await row.locator(".fit").count()).toBe(3);
     hub.faults.bytesPerSecond = 100_000; // ~10 s for the weights: time to see progress and pause
     await download.click();
     const bar = page.getByRole("progressbar", { name: "Download of test/tiny-qwen3-moe" });

@@ -10,6 +10,7 @@ export type {
   HubSource,
   LibraryStatus,
   MachineMemory,
+  RepoDetails,
   CallName,
   CallOutput,
   Conversation,

@@ -203,6 +203,8 @@ export const en = {
   "library.endpointPlaceholder": "default — or a mirror, e.g. https://hf-mirror.com",
   "library.saveSource": "Save",
   "library.using": "Using {endpoint}",
+  "library.checkFit": "Size and fit",
+  "library.checkFitNamed": "Size and fit of {name}",
 } as const;
 
 export type MessageKey = keyof typeof en;

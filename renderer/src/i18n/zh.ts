@@ -205,4 +205,6 @@ export const zh: Record<MessageKey, string> = {
   "library.endpointPlaceholder": "默认 — 或镜像，例如 https://hf-mirror.com",
   "library.saveSource": "保存",
   "library.using": "当前使用 {endpoint}",
+  "library.checkFit": "大小与可运行性",
+  "library.checkFitNamed": "{name} 的大小与可运行性",
 };

@@ -2,7 +2,7 @@
 // events), the access token for gated models, and "Open in chat" for a downloaded model.
 import { create } from "zustand";
 import { api } from "../api/index.js";
-import type { CatalogEntry, DownloadProgress, HubSearchResult, HubSource, LibraryStatus, MachineMemory } from "../api/types.js";
+import type { CatalogEntry, DownloadProgress, HubSearchResult, HubSource, LibraryStatus, MachineMemory, RepoDetails } from "../api/types.js";
 import { useConversations } from "./conversations.js";
 import { useModels } from "./models.js";
 import { useUi } from "./ui.js";
@@ -21,6 +21,9 @@ interface LibraryState {
   searchError: string | null;
   /** The download whose gated error asks for a token. */
   tokenFor: string | null;
+  /** Live size and fit of search results, asked for one at a time (library.inspect). */
+  details: Record<string, RepoDetails | { error: string }>;
+  inspect(repo: string): Promise<void>;
   load(): Promise<void>;
   setContext(n: number): Promise<void>;
   setQuery(q: string): void;
@@ -49,6 +52,15 @@ export const useLibrary = create<LibraryState>((set, get) => ({
   searching: false,
   searchError: null,
   tokenFor: null,
+  details: {},
+  inspect: async (repo) => {
+    try {
+      const d = await api().call("library.inspect", { repo, contextLength: get().contextLength });
+      set({ details: { ...get().details, [repo]: d } });
+    } catch (e) {
+      set({ details: { ...get().details, [repo]: { error: (e as Error)?.message ?? String(e) } } });
+    }
+  },
   load: async () => {
     try {
       const [status, cat, downloads] = await Promise.all([

@@ -2,7 +2,7 @@
 // hub search, downloads with progress/pause/resume/cancel, the access token a gated model asks for, the source
 // (Hugging Face, a mirror, ModelScope), and "Open in chat" once a model is downloaded.
 import { useEffect, useState } from "react";
-import type { CatalogEntry, DownloadProgress, FitEstimate, HubSource } from "../api/types.js";
+import type { CatalogEntry, DownloadProgress, FitEstimate, HubSource, RepoDetails } from "../api/types.js";
 import { IconAlert } from "../components/icons.js";
 import { useT, type T } from "../hooks.js";
 import type { MessageKey } from "../i18n/index.js";
@@ -133,6 +133,29 @@ function DownloadRow({ d, t }: { d: DownloadProgress; t: T }) {
   );
 }
 
+/** Live numbers of a search result: asked for on request (one listing + config.json from the hub). */
+function SearchDetails({ repo, d }: { repo: string; d: RepoDetails | { error: string } | undefined }) {
+  const t = useT();
+  if (!d) {
+    return (
+      <div>
+        <button type="button" className="ghost" aria-label={t("library.checkFitNamed", { name: repo })} onClick={() => void useLibrary.getState().inspect(repo)}>
+          {t("library.checkFit")}
+        </button>
+      </div>
+    );
+  }
+  if ("error" in d) return <div className="muted small-text">{d.error}</div>;
+  return (
+    <>
+      <div className="small-text">
+        {t("library.params", { total: formatParams(d.fit.paramsTotal), active: formatParams(d.fit.paramsActive) })} · {t("library.downloadSize", { size: formatBytes(d.downloadBytes) })}
+      </div>
+      <FitBadges fit={d.fit} />
+    </>
+  );
+}
+
 function TokenForm({ retry }: { retry: boolean }) {
   const t = useT();
   const [token, setToken] = useState("");
@@ -199,7 +222,7 @@ function SourceForm() {
 
 export function DiscoverPanel() {
   const t = useT();
-  const { status, machine, catalog, downloads, query, results, searching, searchError, tokenFor, contextLength } = useLibrary();
+  const { status, machine, catalog, downloads, query, results, searching, searchError, tokenFor, contextLength, details } = useLibrary();
   const openError = useModels((s) => s.openError);
   const opening = useModels((s) => s.opening);
   useEffect(() => {
@@ -286,6 +309,7 @@ export function DiscoverPanel() {
                   <div className="muted small-text">
                     {r.modelType} · ↓ {r.downloads.toLocaleString()} · ♥ {r.likes.toLocaleString()}
                   </div>
+                  <SearchDetails repo={r.repo} d={details[r.repo]} />
                 </div>
                 <RepoAction repo={r.repo} name={r.repo} localDir={r.localDir} />
               </li>
