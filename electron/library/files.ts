@@ -21,11 +21,27 @@ export function isWeightFile(path: string): boolean {
   return !path.includes("/") && (path.endsWith(".safetensors") || path.endsWith(".safetensors.index.json"));
 }
 
+/**
+ * Which safetensors files are the transformers checkpoint: with model.safetensors.index.json, its shards
+ * (model-00001-of-00004.safetensors, ...); else model.safetensors; else every top-level *.safetensors. A repo may
+ * also carry the same weights in another layout, e.g. Mistral's consolidated.safetensors for mistral-inference
+ * (as large as the model itself): those are never taken.
+ */
+function weightFiles(top: RemoteFile[]): RemoteFile[] {
+  const st = top.filter((f) => isWeightFile(f.path) && !f.path.startsWith("consolidated"));
+  if (st.some((f) => f.path === "model.safetensors.index.json")) {
+    return st.filter((f) => f.path === "model.safetensors.index.json" || /^model-\d+-of-\d+\.safetensors$/.test(f.path));
+  }
+  if (st.some((f) => f.path === "model.safetensors")) return st.filter((f) => f.path === "model.safetensors");
+  return st;
+}
+
 /** The files to download, in a stable order (small files first, then the weights by name). */
 export function selectFiles(files: RemoteFile[], repo: string): RemoteFile[] {
   const top = files.filter((f) => !f.path.includes("/"));
   const hasTokenizerJson = top.some((f) => f.path === "tokenizer.json");
-  const chosen = top.filter((f) => ALWAYS.has(f.path) || isWeightFile(f.path) || (!hasTokenizerJson && TOKENIZER_PIECES.has(f.path)));
+  const weights = new Set(weightFiles(top));
+  const chosen = top.filter((f) => ALWAYS.has(f.path) || weights.has(f) || (!hasTokenizerJson && TOKENIZER_PIECES.has(f.path)));
   if (!chosen.some((f) => f.path === "config.json")) throw new HubError("invalid", `${repo} has no config.json: it is not a Hugging Face transformers model`);
   if (!chosen.some((f) => f.path.endsWith(".safetensors"))) {
     const other = top.filter((f) => /\.(bin|gguf|pt|pth)$/.test(f.path)).map((f) => f.path);
@@ -35,5 +51,5 @@ export function selectFiles(files: RemoteFile[], repo: string): RemoteFile[] {
     );
   }
   const weight = (f: RemoteFile) => (f.path.endsWith(".safetensors") ? 1 : 0);
-  return chosen.sort((a, b) => weight(a) - weight(b) || a.path.localeCompare(b.path));
+  return chosen.sort((a, b) => weight(a) - weight(b) || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }

@@ -7,7 +7,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DownloadStopped, ModelDownload, sidecarPath, type DownloadProgress } from "../../electron/library/downloader.js";
-import { HubClient, HubError } from "../../electron/library/hub.js";
+import { HubClient, HubError, type RemoteFile } from "../../electron/library/hub.js";
+import { selectFiles } from "../../electron/library/files.js";
 import { startHubServer, type HubServer } from "../helpers/hub-server.js";
 
 const FIXTURE = join(import.meta.dirname, "../fixtures/models/qwen2_moe");
@@ -49,6 +50,22 @@ function expectSameAsFixture(dir: string) {
   expect(readdirSync(dir).sort()).toEqual(fixtureFiles());
   for (const f of fixtureFiles()) expect(readFileSync(join(dir, f)).equals(readFileSync(join(FIXTURE, f))), f).toBe(true);
 }
+
+describe("which files a model needs", () => {
+  const f = (path: string): RemoteFile => ({ path, size: 1, sha256: null, gitSha1: null });
+  const pick = (paths: string[]) => selectFiles(paths.map(f), "o/m").map((x) => x.path);
+  it("config, tokenizer, template, generation config and the checkpoint's shards; nothing else", () => {
+    // a Mistral-style repo: transformers shards + the index, and the same weights again for mistral-inference
+    expect(
+      pick(["README.md", "config.json", "consolidated.safetensors", "generation_config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json", "params.json", "special_tokens_map.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "original/model.safetensors", "pytorch_model.bin"]),
+    ).toEqual(["config.json", "generation_config.json", "model.safetensors.index.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]);
+    // no tokenizer.json: the pieces come instead
+    expect(pick(["config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer_config.json", "chat_template.jinja"])).toEqual(["chat_template.jinja", "config.json", "merges.txt", "tokenizer_config.json", "vocab.json", "model.safetensors"]);
+    expect(() => pick(["config.json", "pytorch_model.bin"])).toThrow("o/m has no *.safetensors weights (only pytorch_model.bin): MoE Studio loads safetensors");
+    expect(() => pick(["model.safetensors"])).toThrow("o/m has no config.json");
+  });
+});
 
 describe("model download from a local hub", () => {
   it("downloads only the files a model needs, verified, into <models>/<owner>--<name>, with progress", async () => {
