@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Page } from "playwright-core";
 import { existsSync } from "node:fs";
+import { totalmem } from "node:os";
 import { join } from "node:path";
 import { startHubServer, type HubServer } from "../helpers/hub-server.js";
 import { type App, chromiumAvailable, fixtureModel, openApp, type Serve, startServe } from "./harness.js";
@@ -54,8 +55,11 @@ describe.runIf(run)("model library, end to end in Chromium", () => {
     expect(await badges.evaluateAll((els) => els.map((e) => e.getAttribute("aria-label")))).toEqual(
       expect.arrayContaining([expect.stringMatching(/^bf16: (fits|tight|too big)$/), expect.stringMatching(/^int8: /), expect.stringMatching(/^int4: /)]),
     );
-    // Hunyuan-A13B at bf16 is 160 GB: too big for any machine this runs on
-    expect(await page.getByRole("listitem").filter({ hasText: "Hunyuan-A13B Instruct" }).getByLabel("bf16: too big").count()).toBe(1);
+    // Hunyuan-A13B at bf16 needs 161.9 GB (weights + KV cache at 4096 tokens): too big unless 95 % of RAM holds it
+    // (the server runs on this machine and has no GPU here)
+    if (0.95 * totalmem() < 161_860_108_288) {
+      expect(await page.getByRole("listitem").filter({ hasText: "Hunyuan-A13B Instruct" }).getByLabel("bf16: too big").count()).toBe(1);
+    }
     await page.getByText(`Using ${hub.url}`).waitFor();
     await app.screenshot("library-01-discover");
     app.expectClean();
