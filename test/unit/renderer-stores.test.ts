@@ -91,11 +91,21 @@ describe("chat reducers", () => {
 });
 
 describe("formatting and settings", () => {
-  it("formats parameters like 0.70 B / 0.17 B, tiny models with two significant digits", () => {
-    expect(formatParams(0.7e9)).toBe("0.70 B");
-    expect(formatParams(46.7e9)).toBe("46.70 B");
-    expect(formatParams(169_000_000)).toBe("0.17 B");
-    expect(formatParams(470_000)).toBe("0.00047 B");
+  it("formats parameters as K/M/B with 3 significant digits (a tiny fixture is 420 K, not 0.00042 B)", () => {
+    expect(formatParams(0.7e9)).toBe("700 M");
+    expect(formatParams(46.7e9)).toBe("46.7 B");
+    expect(formatParams(46_702_792_704)).toBe("46.7 B");
+    expect(formatParams(389e9)).toBe("389 B");
+    expect(formatParams(1.5e9)).toBe("1.50 B");
+    expect(formatParams(169_000_000)).toBe("169 M");
+    expect(formatParams(2_690_000)).toBe("2.69 M");
+    expect(formatParams(470_000)).toBe("470 K");
+    expect(formatParams(420_123)).toBe("420 K");
+    expect(formatParams(999_950)).toBe("1.00 M"); // rounds up into the next unit, never "1000 K"
+    expect(formatParams(999_499)).toBe("999 K");
+    expect(formatParams(1234)).toBe("1.23 K");
+    expect(formatParams(999)).toBe("999");
+    expect(formatParams(0)).toBe("0");
     expect(formatBytes(1.4 * 1024 * 1024)).toBe("1.40 MB");
     expect(formatBytes(512)).toBe("512 B");
     expect(formatBytes(26.5 * 1024 ** 3)).toBe("26.5 GB");

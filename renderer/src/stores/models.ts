@@ -88,12 +88,23 @@ export const useModels = create<ModelsState>((set, get) => ({
   setProgress: (p) => set({ progress: p }),
 }));
 
-/** "0.70 B / 0.17 B" style: billions, two decimals; tiny models get enough decimals to show two significant digits. */
+/**
+ * Parameter counts with 3 significant digits and a K/M/B/T suffix: "470 K", "2.69 M", "169 M", "46.7 B", "389 B".
+ * Rounding happens before the unit is chosen, so 999,950 reads "1.00 M", never "1000 K".
+ */
 export function formatParams(n: number): string {
-  const b = n / 1e9;
-  if (b >= 0.01 || b === 0) return `${b.toFixed(2)} B`;
-  const digits = Math.min(12, Math.ceil(-Math.log10(b)) + 1);
-  return `${b.toFixed(digits)} B`;
+  if (!Number.isFinite(n) || n < 0) return "?";
+  const units: [number, string][] = [[1e12, "T"], [1e9, "B"], [1e6, "M"], [1e3, "K"]];
+  for (const [scale, suffix] of units) {
+    if (Number(n.toPrecision(3)) >= scale) return `${sig3(n / scale)} ${suffix}`;
+  }
+  return String(Math.round(n));
+}
+
+/** x in [1, 1000) with 3 significant digits, in fixed notation: 4.70, 47.0, 470. */
+function sig3(x: number): string {
+  const r = Number(x.toPrecision(3));
+  return r.toFixed(r >= 100 ? 0 : r >= 10 ? 1 : 2);
 }
 
 export function formatBytes(n: number): string {
