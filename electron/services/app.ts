@@ -25,7 +25,7 @@ import { SettingsService } from "./settings.js";
 export type { Emit } from "./models.js";
 
 export interface AppServicesOptions {
-  /** The app's data folder (Electron: app.getPath("userData"); elsewhere defaultDataDir()). */
+  /** The app's data folder (defaultDataDir() unless told otherwise; Electron's userData is set to it). */
   dataDir: string;
   /** Pushes an event to the renderer(s). */
   emit: Emit;

@@ -1,6 +1,6 @@
 // Services without the engine: conversations, presets, settings, the data folder, models' folder checks, and
 // chat's refusals when no model is loaded. Real SQLite files in temp folders.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -36,6 +36,17 @@ describe("data folder", () => {
     expect(defaultDataDir({ HOME: "C:/Users/u", APPDATA: "C:/Users/u/AppData/Roaming" }, "win32")).toBe(join("C:/Users/u/AppData/Roaming", "MoE Studio"));
     expect(defaultDataDir({ HOME: "/home/u", MOE_STUDIO_DATA: "/data" }, "linux")).toBe("/data");
     expect(databaseFile("/data")).toBe(join("/data", "moe-studio.db"));
+  });
+
+  it("the desktop app uses the same folder as `serve`: main.ts sets Electron's userData to defaultDataDir() before ready", () => {
+    // main.ts cannot run outside Electron; what decides the path is defaultDataDir (above), and this checks main.ts
+    // hands it to Electron before anything reads userData (Electron's own default is ~/.config/MoE Studio on Linux).
+    const src = readFileSync(join(import.meta.dirname, "../../electron/main.ts"), "utf8");
+    const setPath = src.indexOf('app.setPath("userData", defaultDataDir())');
+    expect(setPath).toBeGreaterThan(0);
+    expect(setPath).toBeLessThan(src.indexOf("app.whenReady()"));
+    expect(setPath).toBeLessThan(src.indexOf("requestSingleInstanceLock")); // the lock file lives in userData too
+    expect(src).toMatch(/dataDir: app\.getPath\("userData"\)/);
   });
 });
 
