@@ -4,8 +4,8 @@
 // finished reply is saved with its statistics and announced with chat.done. One engine session is kept across
 // turns, so each turn prefills only what its KV cache lacks. If the worker dies mid-reply, the reply is saved with
 // status "error" and a message saying the engine was restarted (ModelService reloads the model).
-// stats.contextLength is the session's context (the engine caps a session at 8192 tokens by default), which can be
-// less than the model card's contextLength (config max_position_embeddings): it is the limit this chat really has.
+// stats.contextLength is the session's context, the model card's sessionContextLength (the engine caps a chat session
+// at 8192 tokens), which can be less than the card's contextLength (config max_position_embeddings).
 import { randomUUID } from "node:crypto";
 import type { CallOutput, Conversation, GenerationStats, Message } from "../contract.js";
 import type { HandlerInput } from "../rpc.js";

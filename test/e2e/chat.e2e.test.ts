@@ -148,6 +148,8 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
 
   it("new chat with a system prompt: the reply streams token by token, and Stop ends it mid-reply", async () => {
     await button("New chat").click();
+    // before any reply the meter already shows the session's context (8192), not the model's maximum (32768)
+    await expect.poll(() => page.getByRole("main").innerText()).toMatch(/Context 0 \/ 8,192/);
     const system = await setting("System prompt");
     await system.fill("You are a pirate. Answer in one short sentence.");
     await system.blur();
@@ -183,7 +185,7 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     await count(bubbles("user"), 1);
     // after a reply: its token count and speed, and the context it now uses out of the session's
     await expect.poll(() => lastReply().innerText()).toMatch(new RegExp(`\\b${SHORT} tokens\\b[\\s\\S]*tok/s`));
-    await expect.poll(() => page.getByRole("main").innerText()).toMatch(/Context [1-9][\d,]* \/ [\d,]+/);
+    await expect.poll(() => page.getByRole("main").innerText()).toMatch(/Context [1-9][\d,]* \/ 8,192\b/);
     app.expectClean();
   });
 

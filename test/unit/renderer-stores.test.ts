@@ -10,7 +10,7 @@ import type { Message } from "../../electron/contract.js";
 import { startServer, type RunningServer } from "../../electron/server/server.js";
 import { ipcTransport, setApi } from "../../renderer/src/api/index.js";
 import { WebSocketTransport, wsUrlFor } from "../../renderer/src/api/ws.js";
-import { appendDelta, applyDone, contextUsed, dropLastAssistant, isStreaming, truncateAfter, useChat } from "../../renderer/src/stores/chat.js";
+import { appendDelta, applyDone, contextMeter, contextUsed, dropLastAssistant, isStreaming, truncateAfter, useChat } from "../../renderer/src/stores/chat.js";
 import { useConversations } from "../../renderer/src/stores/conversations.js";
 import { folderName, formatBytes, formatParams, useModels } from "../../renderer/src/stores/models.js";
 import { resolveLang, resolveTheme, useSettings } from "../../renderer/src/stores/settings.js";
@@ -78,6 +78,16 @@ describe("chat reducers", () => {
     expect(contextUsed(next)).toEqual({ used: 8, total: 256 });
     expect(contextUsed(base)).toBeNull();
     expect(applyDone(base, msg("x", "assistant", ""))).toBeNull();
+  });
+
+  it("the context meter's total is the chat session's context, the same before and after a reply", () => {
+    const card = { sessionContextLength: 8192 };
+    const replied = [msg("u1", "user", "hi"), { ...msg("a1", "assistant", "Hello!"), stats: { promptTokens: 5, reusedTokens: 0, completionTokens: 3, prefillTokensPerSecond: 1, decodeTokensPerSecond: 2, stopReason: "eos" as const, contextTokens: 8, contextLength: 8192 } }];
+    expect(contextMeter([], card)).toEqual({ used: 0, total: 8192 });
+    expect(contextMeter(base, card)).toEqual({ used: 0, total: 8192 });
+    expect(contextMeter(replied, card)).toEqual({ used: 8, total: 8192 });
+    expect(contextMeter(replied, null)).toEqual({ used: 8, total: 8192 }); // engine restarting: the reply's own total
+    expect(contextMeter([], null)).toBeNull();
   });
 
   it("editing keeps the messages before the edited one, with the new text, and drops the rest", () => {
@@ -286,6 +296,14 @@ describe("stores against the real server", () => {
     expect(contextUsed(chat().messages)).toEqual({ used: reply.stats!.contextTokens, total: reply.stats!.contextLength });
     expect(reply.stats!.contextTokens).toBeGreaterThan(8);
     expect(reply.stats?.completionTokens).toBe(8);
+    // the card says what the session really got: the model allows 32768, a chat session has 8192, and the memory
+    // estimate counts a KV cache of that size (more than the weights alone)
+    const card = useModels.getState().status.model!;
+    expect(card.contextLength).toBe(32768);
+    expect(card.sessionContextLength).toBe(8192);
+    expect(reply.stats!.contextLength).toBe(card.sessionContextLength);
+    expect(card.estimatedMemoryBytes).toBeGreaterThan(card.weightBytes);
+    expect(contextMeter(chat().messages, card)).toEqual({ used: reply.stats!.contextTokens, total: 8192 });
     // the list shows the conversation
     await until(() => useConversations.getState().list.some((c) => c.id === id), "the list");
   });

@@ -46,7 +46,7 @@ export const en = {
   "chat.tokens": "{n} tokens",
   "chat.tokensPerSecond": "{n} tok/s",
   "chat.context": "Context {used} / {total}",
-  "chat.contextTitle": "Tokens of context used by this conversation / the model's context length",
+  "chat.contextTitle": "Tokens of context used by this conversation / the context a chat has with this model",
   "chat.noModel": "No model loaded",
   "chat.loadModel": "Load a model",
   "chat.welcomeTitle": "What shall we talk about?",
@@ -137,6 +137,10 @@ export const en = {
   "error.disconnected": "Lost the connection to MoE Studio.",
   "error.noModel": "Load a model before sending a message.",
   "error.busy": "The model is busy with another reply.",
+
+  // ---------- polish (issue 3) ----------
+  "card.contextValue": "{n} per chat (model maximum {max})",
+  "card.memoryValue": "{size} (weights + {n} tokens of KV cache)",
 } as const;
 
 export type MessageKey = keyof typeof en;

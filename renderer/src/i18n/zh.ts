@@ -48,7 +48,7 @@ export const zh: Record<MessageKey, string> = {
   "chat.tokens": "{n} 个词元",
   "chat.tokensPerSecond": "{n} 词元/秒",
   "chat.context": "上下文 {used} / {total}",
-  "chat.contextTitle": "本对话已用的上下文词元数 / 模型的上下文长度",
+  "chat.contextTitle": "本对话已用的上下文词元数 / 与此模型对话时可用的上下文长度",
   "chat.noModel": "未加载模型",
   "chat.loadModel": "加载模型",
   "chat.welcomeTitle": "想聊点什么？",
@@ -139,4 +139,8 @@ export const zh: Record<MessageKey, string> = {
   "error.disconnected": "与 MoE Studio 的连接已断开。",
   "error.noModel": "发送消息前请先加载模型。",
   "error.busy": "模型正在生成另一条回复。",
+
+  // ---------- polish (issue 3) ----------
+  "card.contextValue": "每个对话 {n}（模型上限 {max}）",
+  "card.memoryValue": "{size}（权重 + {n} 个词元的 KV 缓存）",
 };

@@ -3,7 +3,7 @@
 // so deltas for a message the store has not seen yet are kept and applied when the message arrives.
 import { create } from "zustand";
 import { api } from "../api/index.js";
-import type { CallInput, Conversation, EventPayload, Message } from "../api/types.js";
+import type { CallInput, Conversation, EventPayload, Message, ModelCard } from "../api/types.js";
 import { useConversations } from "./conversations.js";
 import { useUi } from "./ui.js";
 
@@ -53,6 +53,17 @@ export function contextUsed(messages: Message[]): { used: number; total: number 
     if (s) return { used: s.contextTokens, total: s.contextLength };
   }
   return null;
+}
+
+/**
+ * The header's meter: tokens used (from the newest reply) out of the context a chat session gets with the loaded
+ * model (its card's sessionContextLength), so the total is the same before the first reply and after it. Without
+ * a model (e.g. while the engine restarts) the last reply's own total stands in.
+ */
+export function contextMeter(messages: Message[], card: Pick<ModelCard, "sessionContextLength"> | null): { used: number; total: number } | null {
+  const ctx = contextUsed(messages);
+  const total = card?.sessionContextLength ?? ctx?.total;
+  return total ? { used: ctx?.used ?? 0, total } : null;
 }
 
 // ---------- the store ----------

@@ -20,9 +20,14 @@ function Card({ card }: { card: ModelCard }) {
     [t("card.parameters"), `${formatParams(card.paramsTotal)} / ${formatParams(card.paramsActive)}`],
     [t("card.experts"), experts],
     [t("card.layers"), String(card.numLayers)],
-    [t("card.context"), card.contextLength.toLocaleString()],
+    [
+      t("card.context"),
+      card.sessionContextLength < card.contextLength
+        ? t("card.contextValue", { n: card.sessionContextLength.toLocaleString(), max: card.contextLength.toLocaleString() })
+        : card.sessionContextLength.toLocaleString(),
+    ],
     [t("card.dtype"), card.dtype],
-    [t("card.memory"), formatBytes(card.estimatedMemoryBytes)],
+    [t("card.memory"), t("card.memoryValue", { size: formatBytes(card.estimatedMemoryBytes), n: card.sessionContextLength.toLocaleString() })],
     [t("card.device"), card.device.toUpperCase()],
     [t("card.threads"), String(card.threads)],
     [t("card.chatTemplate"), card.hasChatTemplate ? t("card.yes") : t("card.no")],
