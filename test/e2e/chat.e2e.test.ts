@@ -397,13 +397,15 @@ describe.runIf(run)("first start, in Chinese and dark, without a model", () => {
 
     await composer.fill("你好");
     await page.getByRole("button", { name: "发送", exact: true }).click();
-    await page.getByText("发送消息前请先加载模型。").first().waitFor({ timeout: 15_000 });
+    const loadFirst = page.getByText("发送消息前请先加载模型。");
+    await loadFirst.first().waitFor({ timeout: 15_000 });
     await app.screenshot("16-send-without-model");
 
     await page.getByRole("navigation", { name: "主导航" }).getByRole("button", { name: "模型", exact: true }).click();
     await page.getByRole("textbox", { name: "模型文件夹路径", exact: true }).fill(fixtureModel("qwen2_moe"));
     await page.getByRole("button", { name: "打开", exact: true }).click();
     await page.getByRole("button", { name: "与此模型对话", exact: true }).click({ timeout: 60_000 });
+    await expect.poll(() => loadFirst.count()).toBe(0); // the banner went once the model was loaded
     await page.getByRole("button", { name: "新对话", exact: true }).click();
     await composer.fill("你好，介绍一下你自己。");
     await page.getByRole("button", { name: "发送", exact: true }).click();

@@ -145,6 +145,18 @@ describe("banners", () => {
     useModels.getState().setStatus(idle);
     useUi.setState({ banners: [] });
   });
+
+  it("\"load a model first\" goes once a model is ready, however it was loaded (an engine.status event covers serve --model)", () => {
+    useUi.setState({ banners: [] });
+    const idle = { state: "idle" as const, model: null, dir: null, message: null };
+    useUi.getState().notifyError({ code: "no_model", message: "No model is loaded." });
+    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["error.noModel"]);
+    useModels.getState().setStatus({ ...idle, state: "loading", dir: "/m" });
+    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["error.noModel"]); // not yet
+    useModels.getState().setStatus({ state: "ready", model: { name: "m", sessionContextLength: 256 } as never, dir: "/m", message: null });
+    expect(useUi.getState().banners).toEqual([]);
+    useModels.getState().setStatus(idle);
+  });
 });
 
 describe("IPC transport", () => {

@@ -40,6 +40,7 @@ export const useModels = create<ModelsState>((set, get) => ({
         api().call("app.info", {}),
       ]);
       set({ status, recent, info, ...(status.model ? { lastCard: status.model } : {}) });
+      if (status.model) useUi.getState().dismissSource("model"); // e.g. `serve --model` finished loading first
     } catch (e) {
       useUi.getState().notifyError(e);
     }
@@ -50,7 +51,8 @@ export const useModels = create<ModelsState>((set, get) => ({
     set({ opening: trimmed, openError: null, progress: { dir: trimmed, done: 0, total: 1 } });
     try {
       const card = await api().call("models.open", { dir: trimmed });
-      set({ opening: null, progress: null, lastCard: card, status: { state: "ready", model: card, dir: card.dir, message: null } });
+      set({ opening: null, progress: null });
+      get().setStatus({ state: "ready", model: card, dir: card.dir, message: null });
       void api()
         .call("models.recent", {})
         .then((recent) => set({ recent }))
@@ -83,6 +85,8 @@ export const useModels = create<ModelsState>((set, get) => ({
     set({ status, ...(status.state !== "loading" ? { progress: null } : {}), ...(status.model ? { lastCard: status.model } : {}) });
     if (status.state === "crashed" && prev.state !== "crashed") useUi.getState().notify({ kind: "error", key: "banner.engineCrashed", source: "engine" });
     if (status.state === "ready" || status.state === "loading") useUi.getState().dismissSource("engine");
+    // "Load a model first" is over as soon as there is one (opened here, from Recent, or by `serve --model`)
+    if (status.model) useUi.getState().dismissSource("model");
     if (status.state === "error" && status.message && status.dir) set({ openError: { dir: status.dir, message: status.message } });
   },
   setProgress: (p) => set({ progress: p }),

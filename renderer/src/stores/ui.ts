@@ -13,8 +13,8 @@ export interface Banner {
   key?: MessageKey;
   vars?: Record<string, string | number>;
   text?: string;
-  /** Who raised it: banners of a source go away together when that source recovers. */
-  source?: "chat" | "engine";
+  /** Who raised it: banners of a source go away together when that source recovers ("model": a model is loaded). */
+  source?: "chat" | "engine" | "model";
 }
 
 interface UiState {
@@ -39,7 +39,7 @@ let nextBanner = 1;
 export function bannerForError(error: unknown): Omit<Banner, "id"> {
   const e = error as { code?: string; message?: string } | null;
   const code = e?.code;
-  if (code === "no_model") return { kind: "error", key: "error.noModel" };
+  if (code === "no_model") return { kind: "error", key: "error.noModel", source: "model" };
   if (code === "busy") return { kind: "error", key: "error.busy" };
   if (code === "disconnected") return { kind: "error", key: "error.disconnected" };
   return { kind: "error", key: "error.generic", vars: { message: e?.message ?? String(error) } };
