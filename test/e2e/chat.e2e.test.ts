@@ -399,6 +399,10 @@ describe.runIf(run)("first start, in Chinese and dark, without a model", () => {
     await page.getByRole("button", { name: "发送", exact: true }).click();
     const loadFirst = page.getByText("发送消息前请先加载模型。");
     await loadFirst.first().waitFor({ timeout: 15_000 });
+    // refused before anything was made: the text is still in the composer, and no (empty) conversation appeared
+    expect(await composer.inputValue()).toBe("你好");
+    expect(await page.getByRole("navigation", { name: "对话列表" }).getByRole("listitem").count()).toBe(0);
+    expect(await loadFirst.count()).toBe(1);
     await app.screenshot("16-send-without-model");
 
     await page.getByRole("navigation", { name: "主导航" }).getByRole("button", { name: "模型", exact: true }).click();

@@ -231,6 +231,71 @@ describe("WebSocket transport", () => {
   });
 });
 
+// A first start: `serve` without a model. Sending is refused before anything is created, the text stays with the
+// caller (send answers false: the composer keeps it), and the banner goes once a model is opened.
+describe("stores against the real server, without a model", () => {
+  let server: RunningServer;
+  let transport: WebSocketTransport;
+  let off: () => void;
+  const dirs: string[] = [];
+
+  beforeAll(async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "moe-renderer-data-"));
+    const staticDir = mkdtempSync(join(tmpdir(), "moe-renderer-static-"));
+    dirs.push(dataDir, staticDir);
+    writeFileSync(join(staticDir, "index.html"), "<!doctype html><title>t</title>");
+    server = await startServer({ port: 0, dataDir, staticDir });
+    const origin = `http://127.0.0.1:${server.port}`;
+    class OriginWebSocket extends WebSocket {
+      constructor(url: string) {
+        super(url, { origin });
+      }
+    }
+    transport = new WebSocketTransport(wsUrlFor({ protocol: "http:", host: `127.0.0.1:${server.port}` }), { WebSocketImpl: OriginWebSocket as unknown as typeof globalThis.WebSocket });
+    setApi(transport);
+    off = connectStores(transport);
+    await until(() => transport.connection() === "open", "the socket");
+    await refreshAll();
+  }, 60_000);
+
+  afterAll(async () => {
+    off?.();
+    transport?.close();
+    await server?.close();
+    useChat.getState().setConversation(null, []);
+    useConversations.setState({ list: [], currentId: null, search: "" });
+    useModels.setState({ status: { state: "idle", model: null, dir: null, message: null }, lastCard: null, openError: null });
+    useUi.setState({ banners: [] });
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it("send without a model creates no conversation and no message, and says to load a model", async () => {
+    useUi.setState({ banners: [] });
+    expect(useModels.getState().status.state).toBe("idle");
+    expect(useChat.getState().conversation).toBeNull();
+    expect(await useChat.getState().send("Hello?")).toBe(false);
+    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["error.noModel"]);
+    expect(await transport.call("conversations.list", {})).toEqual([]);
+    expect(useChat.getState().messages).toEqual([]);
+    // with a conversation open, nothing is added to it either
+    const id = (await useConversations.getState().create())!;
+    expect(await useChat.getState().send("Hello again?")).toBe(false);
+    expect((await transport.call("conversations.get", { id })).messages).toEqual([]);
+    expect(useChat.getState().messages).toEqual([]);
+    await useConversations.getState().remove(id);
+  });
+
+  it("opening a model clears the banner, and the same text then sends", async () => {
+    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["error.noModel"]);
+    expect(await useModels.getState().open(join(root, "test/fixtures/models/qwen3_moe"))).toBeTruthy();
+    expect(useUi.getState().banners).toEqual([]);
+    expect(await useChat.getState().send("Hello?")).toBe(true);
+    await until(() => !isStreaming(useChat.getState().messages) && !useChat.getState().sending, "the reply");
+    expect(useChat.getState().messages.map((m) => m.role)).toEqual(["user", "assistant"]);
+    expect(await transport.call("conversations.list", {})).toHaveLength(1);
+  }, 120_000);
+});
+
 describe("stores against the real server", () => {
   let server: RunningServer;
   let transport: WebSocketTransport;

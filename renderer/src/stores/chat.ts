@@ -5,7 +5,8 @@ import { create } from "zustand";
 import { api } from "../api/index.js";
 import type { CallInput, Conversation, EventPayload, Message, ModelCard } from "../api/types.js";
 import { useConversations } from "./conversations.js";
-import { useUi } from "./ui.js";
+import { useModels } from "./models.js";
+import { bannerForError, useUi } from "./ui.js";
 
 // ---------- pure reducers (tested directly) ----------
 
@@ -202,11 +203,20 @@ export const useChat = create<ChatState>((set, get) => {
     send: async (content) => {
       const text = content.trim();
       if (!text || get().sending || isStreaming(get().messages)) return false;
+      // Like LM Studio: with no model (and none loading or restarting) nothing is created, the text stays in the
+      // composer (send answers false) and the banner says to load a model; it goes once one is loaded.
+      const engine = useModels.getState().status;
+      if (!engine.model && engine.state !== "loading" && engine.state !== "crashed") {
+        useUi.getState().notify(bannerForError({ code: "no_model" }));
+        return false;
+      }
       let conv = get().conversation;
+      let created = false;
       if (!conv) {
         const id = await useConversations.getState().create();
         conv = get().conversation;
         if (!id || !conv) return false;
+        created = true;
       }
       const temp = tempUserMessage(conv.id, content);
       set({ messages: [...get().messages, temp], sending: true });
@@ -222,6 +232,8 @@ export const useChat = create<ChatState>((set, get) => {
       } catch (e) {
         set({ messages: get().messages.filter((m) => m.id !== temp.id) });
         useUi.getState().notifyError(e);
+        // the server saved nothing; a conversation opened just for this message would be left empty
+        if (created && get().conversation?.id === conv.id && get().messages.length === 0) await useConversations.getState().remove(conv.id);
         return false;
       } finally {
         set({ sending: false });
