@@ -18,6 +18,7 @@ import { repositories, type Repositories } from "../store/repositories.js";
 import { ChatService } from "./chat.js";
 import { ConversationService } from "./conversations.js";
 import { ModelService, type Emit } from "./models.js";
+import { engineMessages } from "./errors.js";
 import { databaseFile } from "./paths.js";
 import { PresetService } from "./presets.js";
 import { SettingsService } from "./settings.js";
@@ -73,7 +74,7 @@ function appVersion(): string {
 export async function createAppServices(opts: AppServicesOptions): Promise<AppServices> {
   const db = openDatabase(databaseFile(opts.dataDir));
   const repos = repositories(db);
-  repos.messages.markInterrupted("The app closed while this reply was being written.");
+  repos.messages.markInterrupted(engineMessages.interrupted());
   const host = new EngineHost({
     ...(opts.spawnWorker ? { spawnWorker: opts.spawnWorker } : {}),
     ...(opts.workerPath ? { workerPath: opts.workerPath } : {}),

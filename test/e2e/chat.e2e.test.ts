@@ -309,7 +309,9 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     await path.fill(notAModel);
     await button("Open").click();
     await visible(problem, 30_000);
-    await expect.poll(() => page.getByRole("main").innerText()).toMatch(/config\.json/);
+    await expect.poll(() => page.getByRole("main").innerText()).toMatch(/config\.json not found/);
+    // the folder's path is said once (it was three times: the path, "<name> cannot be opened", "<path>/config.json")
+    expect((await page.getByRole("alert").filter({ has: problem }).innerText()).split(notAModel).length - 1).toBe(1);
     await expectNoStackTrace();
     await path.fill(fixtureModel("does-not-exist"));
     await button("Open").click();

@@ -274,7 +274,9 @@ describe("services with the engine worker", () => {
     const cfg = JSON.parse(readFileSync(join(bad, "config.json"), "utf8"));
     writeFileSync(join(bad, "config.json"), JSON.stringify({ ...cfg, model_type: "bert", architectures: ["BertModel"] }));
     const e = await call("models.open", { dir: bad }).catch((x) => x);
-    expect(e).toMatchObject({ code: "engine", message: expect.stringMatching(/^bert cannot be opened as a model: .*model_type 'bert' is not supported/) });
+    expect(e).toMatchObject({ code: "engine", message: expect.stringMatching(/ cannot be opened as a model: .*model_type 'bert' is not supported/) });
+    expect(e.message.startsWith(`${bad} cannot be opened as a model: `)).toBe(true);
+    expect(e.message.split(bad).length - 1, e.message).toBe(1); // the folder's path, once
     expect(await call("models.status", {})).toMatchObject({ state: "error", model: null, dir: bad, message: e.message });
     const c = await conversation({ maxTokens: 4 });
     await expect(call("chat.send", { conversationId: c.id, content: "hi" })).rejects.toMatchObject({ code: "no_model" });

@@ -148,18 +148,19 @@ describe("ModelService and ChatService without a model", () => {
     const empty = tempDir();
     const err = await h["models.open"]({ dir: empty }).catch((e) => e);
     expect(err.code).toBe("engine");
-    expect(err.message).toMatch(/cannot be opened as a model: .*config\.json/);
+    expect(err.message).toBe(`${empty} is not a model folder: config.json not found`); // the path once, then why
     expect(err.message).not.toMatch(/\n\s+at /);
     expect(await h["models.status"]({})).toMatchObject({ state: "error", dir: empty });
     expect(events.some((e) => e.name === "engine.status")).toBe(true);
 
     writeFileSync(join(empty, "config.json"), JSON.stringify({ model_type: "bert" }));
     const err2 = await h["models.open"]({ dir: empty }).catch((e) => e);
-    expect(err2.message).toMatch(/cannot be opened as a model/);
+    expect(err2.message).toMatch(new RegExp(`^${empty.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} cannot be opened as a model: \\S`));
+    expect(err2.message.split(empty).length - 1, err2.message).toBe(1);
 
     const file = join(empty, "config.json");
-    expect((await h["models.open"]({ dir: file }).catch((e) => e)).message).toMatch(/this is a file/);
-    expect((await h["models.open"]({ dir: join(empty, "missing") }).catch((e) => e)).message).toMatch(/folder not found/);
+    expect((await h["models.open"]({ dir: file }).catch((e) => e)).message).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} is a file, not a folder`));
+    expect((await h["models.open"]({ dir: join(empty, "missing") }).catch((e) => e)).message).toBe(`${join(empty, "missing")} does not exist`);
     expect(s.enginePid()).toBeUndefined();
     expect(await h["models.recent"]({})).toEqual([]);
     expect(await h["models.pickFolder"]({})).toEqual({ dir: null });

@@ -139,7 +139,7 @@ export const en = {
   "error.busy": "The model is busy with another reply.",
 
   // ---------- polish (issue 3) ----------
-  "card.contextValue": "{n} per chat (model maximum {max})",
+  "card.contextValue": "{n} per chat (max {max})",
   "card.memoryValue": "{size} (weights + {n} tokens of KV cache)",
 } as const;
 

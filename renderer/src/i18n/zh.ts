@@ -141,6 +141,6 @@ export const zh: Record<MessageKey, string> = {
   "error.busy": "模型正在生成另一条回复。",
 
   // ---------- polish (issue 3) ----------
-  "card.contextValue": "每个对话 {n}（模型上限 {max}）",
+  "card.contextValue": "每个对话 {n}（上限 {max}）",
   "card.memoryValue": "{size}（权重 + {n} 个词元的 KV 缓存）",
 };

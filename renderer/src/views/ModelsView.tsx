@@ -124,8 +124,7 @@ export function ModelsView() {
               <IconAlert />
               <div>
                 <strong>{t("models.notLoadable")}</strong>
-                <div className="mono small-text">{openError.dir}</div>
-                <div>{openError.message}</div>
+                <div className="open-error-text">{openError.message}</div>
               </div>
             </div>
           )}
