@@ -1,7 +1,7 @@
 // Shorthands for the errors services throw: RpcError codes the UI can act on, with messages a user can read.
 // The sentences below also reach the UI as text (a reply's saved error, engine.status messages); the renderer
 // recognises each of them (renderer/src/errors.ts) to show it in the user's language, so they are built here, once,
-// and test/unit/services.test.ts checks that every one is recognised.
+// and test/unit/services.test.ts checks that every one is recognised and reads the same as the English UI's.
 import { RpcError } from "../contract.js";
 
 export const notFound = (what: string) => new RpcError("not_found", what);
@@ -12,15 +12,15 @@ export const engineError = (message: string) => new RpcError("engine", message);
 /** The text of the engine's known failures (why: "signal SIGKILL" / "code 134"). */
 export const engineMessages = {
   /** On a reply cut off by the worker dying. */
-  replyCrashed: (why: string) => `The engine stopped unexpectedly (${why}); it was restarted. Send again to retry.`,
+  replyCrashed: (why: string) => `The engine stopped unexpectedly (${why}) and this reply was cut off. Send again to retry.`,
   /** engine.status "crashed": a fresh worker is loading the model again. */
   restarting: (why: string) => `The engine stopped unexpectedly (${why}); restarting it.`,
   /** engine.status "error" after too many crashes in a row. */
-  crashLoop: (why: string, times: number) => `The engine stopped unexpectedly (${why}) ${times} times within a minute; open the model again to retry.`,
+  crashLoop: (why: string, times: number) => `The engine stopped unexpectedly (${why}) ${times} times within a minute. Open the model again to retry.`,
   /** The worker died while loading (most often: out of memory). */
   loadCrashed: (name: string, why: string) => `The engine stopped while loading ${name} (${why}). The model may need more memory than this machine has.`,
   promptTooLong: (tokens: number, context: number) =>
-    `This message is ${tokens} tokens long, more than the model's context of ${context} tokens. Shorten it or start a new chat.`,
+    `This message is ${tokens} tokens long, more than this chat's context of ${context} tokens. Shorten it or start a new chat.`,
   interrupted: () => "The app closed while this reply was being written.",
   busyHere: () => "A reply is still being written in this conversation; stop it first.",
   busyOther: () => "The model is answering in another conversation; wait for it or stop it first.",

@@ -342,6 +342,10 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     await app.screenshot("12-settings-zh-dark");
     await nav("对话").click();
     await visible(page.getByRole("button", { name: "发送", exact: true }));
+    // the cut-off reply's error is in Chinese too (the server's English sentence is recognised, not shown raw)
+    const zhLog = page.getByRole("log", { name: "消息", exact: true });
+    await expect.poll(() => zhLog.innerText()).toMatch(/推理引擎意外停止（signal SIGKILL），这条回复被中断了/);
+    expect(await zhLog.innerText()).not.toMatch(/cut off/);
     await visible(page.getByRole("button", { name: "新对话", exact: true }));
     await app.screenshot("13-chat-zh-dark");
     app.expectClean();

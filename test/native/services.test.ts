@@ -231,7 +231,7 @@ describe("services with the engine worker", () => {
     process.kill(pid, "SIGKILL");
     const m = (await done).message;
     expect(m.status).toBe("error");
-    expect(m.error).toBe("The engine stopped unexpectedly (signal SIGKILL); it was restarted. Send again to retry.");
+    expect(m.error).toBe("The engine stopped unexpectedly (signal SIGKILL) and this reply was cut off. Send again to retry.");
     expect(m.content).toBe(deltasOf(m.id).join(""));
     expect(m.content.length).toBeGreaterThan(0);
     await ready;

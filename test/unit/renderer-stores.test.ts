@@ -14,7 +14,7 @@ import { appendDelta, applyDone, contextMeter, contextUsed, dropLastAssistant, i
 import { useConversations } from "../../renderer/src/stores/conversations.js";
 import { folderName, formatBytes, formatParams, useModels } from "../../renderer/src/stores/models.js";
 import { resolveLang, resolveTheme, useSettings } from "../../renderer/src/stores/settings.js";
-import { useUi } from "../../renderer/src/stores/ui.js";
+import { bannerForError, useUi } from "../../renderer/src/stores/ui.js";
 import { connectStores, refreshAll } from "../../renderer/src/stores/wiring.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -144,6 +144,13 @@ describe("banners", () => {
     expect(useUi.getState().banners.map((b) => b.key)).toEqual(["error.busy"]);
     useModels.getState().setStatus(idle);
     useUi.setState({ banners: [] });
+  });
+
+  it("call errors become banners in the user's language; the server's text is only a detail", () => {
+    expect(bannerForError({ code: "busy", message: "A reply is still being written in this conversation; stop it first." })).toEqual({ kind: "error", key: "error.busyHere", vars: {} });
+    expect(bannerForError({ code: "internal", message: "SQLITE_CORRUPT: database disk image is malformed" })).toEqual({ kind: "error", key: "error.internal", detail: "SQLITE_CORRUPT: database disk image is malformed" });
+    expect(bannerForError({ code: "no_model", message: "No model is loaded. Open a model folder first." })).toEqual({ kind: "error", key: "error.noModel", source: "model" });
+    expect(bannerForError({ code: "disconnected", message: "the connection closed" })).toEqual({ kind: "error", key: "error.disconnected" });
   });
 
   it("\"load a model first\" goes once a model is ready, however it was loaded (an engine.status event covers serve --model)", () => {
@@ -452,4 +459,5 @@ describe("stores against the real server", () => {
     await useConversations.getState().select("does-not-exist");
     expect(useUi.getState().banners.length).toBeGreaterThan(0);
   });
+
 });

@@ -141,6 +141,24 @@ export const en = {
   // ---------- polish (issue 3) ----------
   "card.contextValue": "{n} per chat (max {max})",
   "card.memoryValue": "{size} (weights + {n} tokens of KV cache)",
+  "error.replyCrashed": "The engine stopped unexpectedly ({why}) and this reply was cut off. Send again to retry.",
+  "error.restarting": "The engine stopped unexpectedly ({why}); restarting it.",
+  "error.crashLoop": "The engine stopped unexpectedly ({why}) {n} times within a minute. Open the model again to retry.",
+  "error.loadCrashed": "The engine stopped while loading {name} ({why}). The model may need more memory than this machine has.",
+  "error.promptTooLong": "This message is {n} tokens long, more than this chat's context of {ctx} tokens. Shorten it or start a new chat.",
+  "error.interrupted": "The app closed while this reply was being written.",
+  "error.busyHere": "A reply is still being written in this conversation; stop it first.",
+  "error.busyOther": "The model is answering in another conversation; wait for it or stop it first.",
+  "error.noConfig": "{path} is not a model folder: config.json not found",
+  "error.isFile": "{path} is a file, not a folder: choose the folder that holds config.json and the *.safetensors weights",
+  "error.folderMissing": "{path} does not exist",
+  "error.cannotOpen": "{path} cannot be opened as a model.",
+  "error.invalidInput": "The request was not accepted.",
+  "error.unknownCall": "The server does not know this request (is it an older version of MoE Studio?).",
+  "error.notFound": "It is not there any more (it may have been deleted).",
+  "error.engine": "The engine reported an error.",
+  "error.internal": "Something went wrong inside MoE Studio.",
+  "error.unexpected": "Something went wrong.",
 } as const;
 
 export type MessageKey = keyof typeof en;

@@ -2,6 +2,7 @@
 // the loaded model's card, load progress, and a clear message when a folder is not a loadable model.
 import { useState } from "react";
 import type { ModelCard } from "../api/types.js";
+import { ErrorText } from "../components/ErrorText.js";
 import { IconAlert, IconFolder, IconX } from "../components/icons.js";
 import { useT } from "../hooks.js";
 import { folderName, formatBytes, formatParams, useModels } from "../stores/models.js";
@@ -124,14 +125,16 @@ export function ModelsView() {
               <IconAlert />
               <div>
                 <strong>{t("models.notLoadable")}</strong>
-                <div className="open-error-text">{openError.message}</div>
+                <div className="open-error-text">
+                  <ErrorText error={openError.message} code="engine" />
+                </div>
               </div>
             </div>
           )}
           {status.state === "crashed" && (
             <div className="open-error" role="alert">
               <IconAlert />
-              <div>{status.message ?? t("models.crashed")}</div>
+              <div>{status.message ? <ErrorText error={status.message} code="engine" /> : t("models.crashed")}</div>
             </div>
           )}
         </section>
