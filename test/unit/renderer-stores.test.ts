@@ -133,19 +133,6 @@ describe("formatting and settings", () => {
 });
 
 describe("banners", () => {
-  it("an engine crash raises a banner that goes once the engine is ready again", () => {
-    useUi.setState({ banners: [] });
-    const idle = { state: "idle" as const, model: null, dir: null, message: null };
-    useModels.getState().setStatus({ ...idle, state: "crashed", message: "engine worker exited" });
-    useModels.getState().setStatus({ ...idle, state: "crashed", message: "engine worker exited" });
-    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["banner.engineCrashed"]);
-    useUi.getState().notifyError({ code: "busy", message: "x" });
-    useModels.getState().setStatus({ ...idle, state: "ready" });
-    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["error.busy"]);
-    useModels.getState().setStatus(idle);
-    useUi.setState({ banners: [] });
-  });
-
   it("call errors become banners in the user's language; the server's text is only a detail", () => {
     expect(bannerForError({ code: "busy", message: "A reply is still being written in this conversation; stop it first." })).toEqual({ kind: "error", key: "error.busyHere", vars: {} });
     expect(bannerForError({ code: "internal", message: "SQLITE_CORRUPT: database disk image is malformed" })).toEqual({ kind: "error", key: "error.internal", detail: "SQLITE_CORRUPT: database disk image is malformed" });
@@ -460,4 +447,32 @@ describe("stores against the real server", () => {
     expect(useUi.getState().banners.length).toBeGreaterThan(0);
   });
 
+  it("a killed worker is reported once: the cut-off reply carries the error, one banner says it restarts until ready", async () => {
+    useUi.setState({ banners: [] });
+    // (statuses and chat.done as the server sends them when the worker is killed; test/native/services.test.ts kills a real one)
+    const idle = { state: "idle" as const, model: null, dir: null, message: null };
+    const conv = { id: "c1", title: "t", createdAt: 0, updatedAt: 0, systemPrompt: "", presetId: null, sampling: {} as never, modelDir: null };
+    useChat.getState().setConversation(conv, [msg("u1", "user", "hi"), msg("a1", "assistant", "Once upon", "streaming")]);
+    useModels.getState().setStatus({ ...idle, state: "crashed", dir: "/m", message: "The engine stopped unexpectedly (signal SIGKILL); restarting it." });
+    useModels.getState().setStatus({ ...idle, state: "crashed", dir: "/m", message: "The engine stopped unexpectedly (signal SIGKILL); restarting it." });
+    const error = "The engine stopped unexpectedly (signal SIGKILL) and this reply was cut off. Send again to retry.";
+    useChat.getState().onDone({ conversationId: "c1", message: { ...msg("a1", "assistant", "Once upon", "error"), error } });
+    expect(useChat.getState().messages.at(-1)?.error).toBe(error); // the reply's note
+    useModels.getState().setStatus({ ...idle, state: "loading", dir: "/m" });
+    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["banner.engineCrashed"]); // only this, still there while loading
+    useUi.getState().notifyError({ code: "busy", message: "x" });
+    useModels.getState().setStatus({ state: "ready", model: { name: "m", sessionContextLength: 256 } as never, dir: "/m", message: null });
+    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["error.busy"]);
+
+    // a restart that fails replaces "restarting" with why (translated), once
+    useUi.setState({ banners: [] });
+    useModels.getState().setStatus({ ...idle, state: "crashed", dir: "/m", message: "x" });
+    useModels.getState().setStatus({ ...idle, state: "error", dir: "/m", message: "The engine stopped unexpectedly (code 1) 4 times within a minute. Open the model again to retry." });
+    expect(useUi.getState().banners.map((b) => [b.key, b.vars])).toEqual([["error.crashLoop", { why: "code 1", n: "4" }]]);
+    useUi.setState({ banners: [] });
+    // back to the server's real state
+    await useModels.getState().refresh();
+    await useConversations.getState().refresh();
+    expect(useUi.getState().banners).toEqual([]);
+  });
 });

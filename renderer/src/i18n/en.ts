@@ -8,7 +8,7 @@ export const en = {
 
   "banner.disconnected": "Disconnected from MoE Studio. Reconnecting…",
   "banner.dismiss": "Dismiss",
-  "banner.engineCrashed": "The engine stopped unexpectedly and is restarting.",
+  "banner.engineCrashed": "The engine stopped unexpectedly. Restarting it…",
   "banner.dropNotSupported": "Your browser cannot tell us a dropped folder's path. Type it in the Models view instead.",
 
   "sidebar.newChat": "New chat",

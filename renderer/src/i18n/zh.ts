@@ -10,7 +10,7 @@ export const zh: Record<MessageKey, string> = {
 
   "banner.disconnected": "与 MoE Studio 的连接已断开，正在重新连接…",
   "banner.dismiss": "关闭",
-  "banner.engineCrashed": "推理引擎意外停止，正在重新启动。",
+  "banner.engineCrashed": "推理引擎意外停止，正在重新启动…",
   "banner.dropNotSupported": "浏览器无法获取拖入文件夹的路径，请在“模型”页面输入路径。",
 
   "sidebar.newChat": "新对话",

@@ -137,8 +137,8 @@ export const useChat = create<ChatState>((set, get) => {
   function afterDone(message: Message): void {
     const { [message.id]: _gone, ...rest } = get().liveTokens;
     set({ liveTokens: rest, stopping: isStreaming(get().messages) ? get().stopping : false });
-    if (message.status === "error" && message.error) useUi.getState().notify({ kind: "error", key: "error.generic", vars: { message: message.error }, source: "chat" });
-    // a reply that worked means the last failure is over: its banner goes (the failed message keeps its note)
+    // A failed reply is reported once, by its own note (MessageItem); no banner repeats it. A dead engine worker
+    // has the engine banner besides ("restarting", until it is ready), which says what happens next, not what failed.
     if (message.status === "complete") useUi.getState().dismissSource("chat");
   }
 

@@ -2,7 +2,7 @@
 import { create } from "zustand";
 import { api } from "../api/index.js";
 import type { AppInfo, EngineStatus, ModelCard, RecentModel } from "../api/types.js";
-import { useUi } from "./ui.js";
+import { bannerForError, useUi } from "./ui.js";
 
 interface ModelsState {
   status: EngineStatus;
@@ -21,6 +21,9 @@ interface ModelsState {
   setStatus(status: EngineStatus): void;
   setProgress(p: { dir: string; done: number; total: number }): void;
 }
+
+/** The engine worker died and is being restarted (its banner stays until the model is ready again). */
+let restarting = false;
 
 export const idleStatus: EngineStatus = { state: "idle", model: null, dir: null, message: null };
 
@@ -83,8 +86,22 @@ export const useModels = create<ModelsState>((set, get) => ({
   setStatus: (status) => {
     const prev = get().status;
     set({ status, ...(status.state !== "loading" ? { progress: null } : {}), ...(status.model ? { lastCard: status.model } : {}) });
-    if (status.state === "crashed" && prev.state !== "crashed") useUi.getState().notify({ kind: "error", key: "banner.engineCrashed", source: "engine" });
-    if (status.state === "ready" || status.state === "loading") useUi.getState().dismissSource("engine");
+    const ui = useUi.getState();
+    // A dead worker: one banner, "restarting", from the crash until the model is back (crashed -> loading -> ready).
+    if (status.state === "crashed" && prev.state !== "crashed") {
+      restarting = true;
+      ui.notify({ kind: "info", key: "banner.engineCrashed", source: "engine" });
+    }
+    if (status.state === "ready" || status.state === "idle") {
+      restarting = false;
+      ui.dismissSource("engine");
+    }
+    if (status.state === "error" && restarting) {
+      // the restart itself failed (crashed again while loading, or too many crashes): say so instead
+      restarting = false;
+      ui.dismissSource("engine");
+      ui.notify({ ...bannerForError({ code: "engine", message: status.message ?? "" }), source: "engine" });
+    }
     // "Load a model first" is over as soon as there is one (opened here, from Recent, or by `serve --model`)
     if (status.model) useUi.getState().dismissSource("model");
     if (status.state === "error" && status.message && status.dir) set({ openError: { dir: status.dir, message: status.message } });

@@ -131,12 +131,6 @@ export function ModelsView() {
               </div>
             </div>
           )}
-          {status.state === "crashed" && (
-            <div className="open-error" role="alert">
-              <IconAlert />
-              <div>{status.message ? <ErrorText error={status.message} code="engine" /> : t("models.crashed")}</div>
-            </div>
-          )}
         </section>
 
         {status.model ? <Card card={status.model} /> : !loadingDir && <p className="muted">{t("models.none")}</p>}
