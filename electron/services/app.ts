@@ -43,6 +43,8 @@ export interface AppServicesOptions {
   systemLocale?: string;
   /** The compiled engine worker module (default: next to host.js / out/electron/engine/worker.js). */
   workerPath?: string;
+  /** Lines about the engine worker (it died, it is back); `serve` prints them on stderr. */
+  log?: (line: string) => void;
 }
 
 export interface AppServices {
@@ -82,7 +84,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const conversations = new ConversationService(repos);
   const presets = new PresetService(repos, opts.presetsDir);
   const settings = new SettingsService(repos);
-  const models = new ModelService(host, repos, opts.emit, opts.threads ? { threads: opts.threads } : {});
+  const models = new ModelService(host, repos, opts.emit, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.log ? { log: opts.log } : {}) });
   const chat = new ChatService(repos, conversations, models, opts.emit);
 
   let info: Promise<Pick<AppInfo, "simd" | "cuda">> | null = null;

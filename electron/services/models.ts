@@ -81,6 +81,8 @@ export class ModelService {
   private opening: Promise<LoadedModel> | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private restarts: number[] = [];
+  /** A fresh worker is reloading the model after a crash (its outcome is logged). */
+  private restarting = false;
   private disposed = false;
   /** Called before the loaded model goes away (ChatService stops a running reply). */
   beforeUnload: () => Promise<void> = async () => {};
@@ -89,9 +91,14 @@ export class ModelService {
     private readonly host: EngineHost,
     private readonly repos: Repositories,
     private readonly emit: Emit,
-    private readonly opts: { threads?: number } = {},
+    private readonly opts: { threads?: number; log?: (line: string) => void } = {},
   ) {
-    host.on("exit", (e: { code: number | null; signal: string | null }) => this.onWorkerExit(e));
+    host.on("exit", (e: { code: number | null; signal: string | null; pid?: number }) => this.onWorkerExit(e));
+  }
+
+  /** One line for whoever runs the services (`serve` prints it on stderr): what happened to the engine worker. */
+  private log(line: string): void {
+    if (!this.disposed) this.opts.log?.(line);
   }
 
   status(): EngineStatus {
@@ -166,9 +173,14 @@ export class ModelService {
       this.loaded = loaded;
       this.repos.recentModels.upsert({ dir, name: loaded.card.name, architecture: loaded.card.architecture, lastOpenedAt: Date.now() });
       this.setStatus({ state: "ready", model: loaded.card, dir, message: null });
+      if (this.restarting) this.log(`the engine worker is back (pid ${this.host.pid ?? "?"}): ${loaded.card.name} is loaded again`);
+      this.restarting = false;
       return loaded;
     } catch (e) {
-      throw this.failed(dir, e);
+      const err = this.failed(dir, e);
+      if (this.restarting) this.log(`the engine worker could not be restarted: ${err.message}`);
+      this.restarting = false;
+      throw err;
     }
   }
 
@@ -182,15 +194,21 @@ export class ModelService {
     return engineError(message);
   }
 
-  private onWorkerExit(e: { code: number | null; signal: string | null }): void {
+  private onWorkerExit(e: { code: number | null; signal: string | null; pid?: number }): void {
     if (this.disposed) return;
-    const lost = this.loaded;
-    if (!lost) return; // nothing was loaded (or a load was in progress: its own failure reports it)
-    this.loaded = null;
     const why = e.signal ? `signal ${e.signal}` : `code ${e.code}`;
+    const worker = `the engine worker${e.pid ? ` (pid ${e.pid})` : ""}`;
+    const lost = this.loaded;
+    if (!lost) {
+      // nothing was loaded (or a load was in progress: its own failure reports it); a new worker starts when needed
+      this.log(`${worker} exited (${why})`);
+      return;
+    }
+    this.loaded = null;
     const now = Date.now();
     this.restarts = this.restarts.filter((t) => now - t < RESTART_WINDOW_MS);
     if (this.restarts.length >= MAX_RESTARTS) {
+      this.log(`${worker} died (${why}), ${MAX_RESTARTS + 1} times within a minute; not restarting it (open the model again)`);
       this.setStatus({
         state: "error",
         model: null,
@@ -200,6 +218,8 @@ export class ModelService {
       return;
     }
     this.restarts.push(now);
+    this.log(`${worker} died (${why}); restarting it`);
+    this.restarting = true;
     this.setStatus({ state: "crashed", model: null, dir: lost.dir, message: engineMessages.restarting(why) });
     // Reload the same model in a fresh worker (the next request starts it).
     this.open(lost.dir).catch(() => undefined);

@@ -233,6 +233,10 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     await count(page.getByText(/stopped unexpectedly \(signal SIGKILL\)/), 1);
     await count(page.locator(".banners [role=alert]"), 0, 60_000);
     await expectNoStackTrace();
+    // and whoever runs `serve` sees it in the terminal: one line when the worker died, one when it was back
+    await expect.poll(() => serve.output(), { timeout: 30_000 }).toMatch(
+      new RegExp(`moe-studio serve: the engine worker \\(pid ${workers[0]}\\) died \\(signal SIGKILL\\); restarting it\n(.*\n)*moe-studio serve: the engine worker is back \\(pid \\d+\\)`),
+    );
     await app.screenshot("06-engine-killed");
 
     await setMaxTokens(SHORT);

@@ -4,7 +4,7 @@
 // and reloads the model, the next message works). Every call's output and every event is checked against the contract.
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { events as eventSchemas, type CallName, type CallOutput, type EventName, type EventPayload, type Message } from "../../electron/contract.js";
 import { createDispatcher, type Dispatch } from "../../electron/rpc.js";
@@ -21,6 +21,8 @@ let services: AppServices;
 let dispatch: Dispatch;
 let log: Ev[] = [];
 let listeners: Array<(e: Ev) => void> = [];
+/** What the services report about the engine worker (`serve` prints these on stderr). */
+const workerLog: string[] = [];
 
 function emit(name: EventName, payload: unknown) {
   const parsed = eventSchemas[name].safeParse(payload);
@@ -31,7 +33,7 @@ function emit(name: EventName, payload: unknown) {
 }
 
 async function start() {
-  services = await createAppServices({ dataDir, emit, transport: "ws", threads: 2 });
+  services = await createAppServices({ dataDir, emit, transport: "ws", threads: 2, log: (line) => workerLog.push(line) });
   dispatch = createDispatcher(services.handlers, { validateOutput: true });
 }
 
@@ -228,6 +230,7 @@ describe("services with the engine worker", () => {
     const firstDelta = next("chat.delta", (p) => p.conversationId === c.id);
     await call("chat.send", { conversationId: c.id, content: "Say a lot." });
     await firstDelta;
+    workerLog.length = 0;
     process.kill(pid, "SIGKILL");
     const m = (await done).message;
     expect(m.status).toBe("error");
@@ -237,6 +240,11 @@ describe("services with the engine worker", () => {
     await ready;
     expect(statuses).toEqual(["crashed", "loading", "ready"]);
     expect(services.enginePid()).not.toBe(pid);
+    // one line when it died (what, how, what happens now), one when it is back
+    expect(workerLog).toEqual([
+      `the engine worker (pid ${pid}) died (signal SIGKILL); restarting it`,
+      `the engine worker is back (pid ${services.enginePid()}): ${basename(MODEL)} is loaded again`,
+    ]);
     expect(await call("models.status", {})).toMatchObject({ state: "ready", model: { dir: MODEL } });
 
     const saved = (await call("conversations.get", { id: c.id })).messages;
