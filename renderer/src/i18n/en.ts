@@ -140,7 +140,7 @@ export const en = {
 
   // ---------- polish (issue 3) ----------
   "card.contextValue": "{n} per chat (max {max})",
-  "card.memoryValue": "{size} (weights + {n} tokens of KV cache)",
+  "card.memoryTitle": "The weights plus one chat's KV cache ({n} tokens)",
   "error.replyCrashed": "The engine stopped unexpectedly ({why}) and this reply was cut off. Send again to retry.",
   "error.restarting": "The engine stopped unexpectedly ({why}); restarting it.",
   "error.crashLoop": "The engine stopped unexpectedly ({why}) {n} times within a minute. Open the model again to retry.",

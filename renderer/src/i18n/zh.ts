@@ -142,7 +142,7 @@ export const zh: Record<MessageKey, string> = {
 
   // ---------- polish (issue 3) ----------
   "card.contextValue": "每个对话 {n}（上限 {max}）",
-  "card.memoryValue": "{size}（权重 + {n} 个词元的 KV 缓存）",
+  "card.memoryTitle": "权重加上一个对话的 KV 缓存（{n} 个词元）",
   "error.replyCrashed": "推理引擎意外停止（{why}），这条回复被中断了。请重新发送。",
   "error.restarting": "推理引擎意外停止（{why}），正在重新启动。",
   "error.crashLoop": "推理引擎一分钟内意外停止了 {n} 次（{why}）。请重新打开模型再试。",

@@ -16,7 +16,8 @@ function Card({ card }: { card: ModelCard }) {
         ? t("card.expertsShared", { n: card.numExperts, k: card.topK, s: card.numSharedExperts })
         : t("card.expertsValue", { n: card.numExperts, k: card.topK })
       : t("card.dense");
-  const rows: [string, string][] = [
+  /** label, value, and an optional tooltip that says what the value counts */
+  const rows: [string, string, string?][] = [
     [t("card.architecture"), `${card.architecture} (${card.modelType})`],
     [t("card.parameters"), `${formatParams(card.paramsTotal)} / ${formatParams(card.paramsActive)}`],
     [t("card.experts"), experts],
@@ -28,7 +29,7 @@ function Card({ card }: { card: ModelCard }) {
         : card.sessionContextLength.toLocaleString(),
     ],
     [t("card.dtype"), card.dtype],
-    [t("card.memory"), t("card.memoryValue", { size: formatBytes(card.estimatedMemoryBytes), n: card.sessionContextLength.toLocaleString() })],
+    [t("card.memory"), formatBytes(card.estimatedMemoryBytes), t("card.memoryTitle", { n: card.sessionContextLength.toLocaleString() })],
     [t("card.device"), card.device.toUpperCase()],
     [t("card.threads"), String(card.threads)],
     [t("card.chatTemplate"), card.hasChatTemplate ? t("card.yes") : t("card.no")],
@@ -46,10 +47,10 @@ function Card({ card }: { card: ModelCard }) {
         <span className="badge ok">{t("models.loaded")}</span>
       </div>
       <dl className="facts">
-        {rows.map(([k, v]) => (
+        {rows.map(([k, v, title]) => (
           <div key={k}>
             <dt>{k}</dt>
-            <dd>{v}</dd>
+            <dd title={title}>{v}</dd>
           </div>
         ))}
       </dl>
