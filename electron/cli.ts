@@ -324,6 +324,7 @@ async function cmdServe(flags: Flags): Promise<number> {
       dataDir: str(flags, "data") ?? defaultDataDir(),
       staticDir: defaultStaticDir(),
       ...(model !== undefined ? { model } : {}),
+      log: (line) => process.stderr.write(`moe-studio serve: ${line}\n`),
     });
   } catch (e) {
     if (e instanceof MissingRendererError) throw new UsageError(e.message);

@@ -112,6 +112,11 @@ export const ModelCard = z.object({
   threads: z.number(),
   hasChatTemplate: z.boolean(),
   sampling: SamplingDefaults,
+  /**
+   * The context a chat session with this model gets (what the engine worker opens sessions with; contextLength is
+   * the model's maximum). The context meter's total; estimatedMemoryBytes counts a KV cache of this many tokens.
+   */
+  sessionContextLength: z.number(),
 });
 export type ModelCard = z.infer<typeof ModelCard>;
 

@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { IPC_CALL_CHANNEL, IPC_EVENT_CHANNEL, RpcError, type EventName, type WireMessage } from "./contract.js";
 import { createDispatcher, toWireError } from "./rpc.js";
 import { createAppServices } from "./services/app.js";
+import { defaultDataDir } from "./services/paths.js";
 import { utilityWorkerSpawner } from "./electron-worker.js";
 import { safeTokenStore } from "./electron-token-store.js";
 import { readStatic } from "./server/static.js";
@@ -22,7 +23,11 @@ const ROOT = resolve(here, "../..");
 const STATIC_DIR = join(ROOT, "renderer", "dist");
 const PRELOAD = join(here, "preload.cjs");
 
-app.setName("MoE Studio"); // userData: <appData>/MoE Studio
+app.setName("MoE Studio");
+// The same data folder as `moe-studio serve` and the CLI (defaultDataDir: ~/.config/moe-studio on Linux, or
+// MOE_STUDIO_DATA), so the desktop app and the browser UI share one database of conversations. Electron's own
+// default would be <appData>/MoE Studio, a second, empty history on Linux. Must be set before "ready".
+app.setPath("userData", defaultDataDir());
 app.enableSandbox();
 
 // Before "ready": app:// behaves like https (secure context, fetch, relative URLs), so 'self' in the CSP means it.

@@ -23,8 +23,21 @@ export interface ModelInfo extends NativeModelInfo {
   eosIds: number[];
   sampling: SamplingDefaults;
   hasChatTemplate: boolean;
-  /** weights (mapped) + a full-context KV cache for one session. */
+  /** The context a chat session gets (what chat() opens sessions with): min(contextLength, CHAT_CONTEXT_CAP). */
+  sessionContextLength: number;
+  /** weights (mapped) + the KV cache of one session at sessionContextLength. */
   estimatedMemoryBytes: number;
+}
+
+/**
+ * A chat session's context unless asked for more: the KV cache is kvBytesPerToken × context, allocated per
+ * session, and a model's max_position_embeddings (32k–256k) would cost GiBs that a chat rarely fills (Mixtral-8x7B:
+ * 128 KiB/token in f16, so 8192 tokens = 1 GiB, 32768 = 4 GiB).
+ */
+export const CHAT_CONTEXT_CAP = 8192;
+
+export function sessionContextLength(info: Pick<NativeModelInfo, "contextLength">): number {
+  return Math.min(info.contextLength, CHAT_CONTEXT_CAP);
 }
 
 export interface LoadOptions {
@@ -90,9 +103,9 @@ export class LoadedModel {
     readonly folder: ModelFolder,
   ) {}
 
-  /** A conversation with its own KV cache. */
+  /** A conversation with its own KV cache (of info.sessionContextLength tokens unless asked for another size). */
   chat(opts: { contextLength?: number } = {}): ChatSession {
-    return new ChatSession(this, this.native.createSession(opts.contextLength ? { contextLength: opts.contextLength } : {}));
+    return new ChatSession(this, this.native.createSession({ contextLength: opts.contextLength || this.info.sessionContextLength }));
   }
 
   /** Render messages with the model's chat template (default system prompt unless systemPrompt is null). */
@@ -135,7 +148,8 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Lo
     eosIds: folder.eosIds,
     sampling: folder.sampling,
     hasChatTemplate: template !== null,
-    estimatedMemoryBytes: ni.weightBytes + ni.kvBytesPerToken * ni.contextLength,
+    sessionContextLength: sessionContextLength(ni),
+    estimatedMemoryBytes: ni.weightBytes + ni.kvBytesPerToken * sessionContextLength(ni),
   };
   return new LoadedModel(info, native, tokenizer, template, folder);
 }

@@ -106,7 +106,7 @@ export class EngineHost extends EventEmitter {
       const why = `the engine worker exited (${signal ? `signal ${signal}` : `code ${code}`}); load the model again`;
       for (const p of this.pending.values()) p.reject(new Error(why));
       this.pending.clear();
-      this.emit("exit", { code, signal });
+      this.emit("exit", { code, signal, pid: child.pid });
     });
     this.child = child;
     return child;

@@ -25,6 +25,8 @@ export interface ServerOptions {
   dataDir: string;
   /** A model folder to load at start. */
   model?: string;
+  /** Lines about the engine worker (it died, it is back): `moe-studio serve` prints them on stderr. */
+  log?: (line: string) => void;
   /** renderer/dist */
   staticDir: string;
   maxPayload?: number;
@@ -54,6 +56,7 @@ async function appBackend(opts: ServerOptions, emit: (name: EventName, payload: 
     emit,
     transport: "ws",
     ...(opts.model ? { initialModel: opts.model } : {}),
+    ...(opts.log ? { log: opts.log } : {}),
   });
   const dispatch = createDispatcher(services.handlers);
   return { dispatch: (name, input) => dispatch(name, input), toWireError, dispose: () => services.dispose() };

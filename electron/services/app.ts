@@ -18,6 +18,7 @@ import { repositories, type Repositories } from "../store/repositories.js";
 import { ChatService } from "./chat.js";
 import { ConversationService } from "./conversations.js";
 import { ModelService, type Emit } from "./models.js";
+import { engineMessages } from "./errors.js";
 import { databaseFile } from "./paths.js";
 import { PresetService } from "./presets.js";
 import { SettingsService } from "./settings.js";
@@ -27,7 +28,7 @@ import { MemoryTokenStore, type TokenStore } from "../library/token-store.js";
 export type { Emit } from "./models.js";
 
 export interface AppServicesOptions {
-  /** The app's data folder (Electron: app.getPath("userData"); elsewhere defaultDataDir()). */
+  /** The app's data folder (defaultDataDir() unless told otherwise; Electron's userData is set to it). */
   dataDir: string;
   /** Pushes an event to the renderer(s). */
   emit: Emit;
@@ -44,6 +45,8 @@ export interface AppServicesOptions {
   systemLocale?: string;
   /** The compiled engine worker module (default: next to host.js / out/electron/engine/worker.js). */
   workerPath?: string;
+  /** Lines about the engine worker (it died, it is back); `serve` prints them on stderr. */
+  log?: (line: string) => void;
   /** Where the hub access token is kept (Electron: safeStorage); default in memory only. */
   tokenStore?: TokenStore;
   /** Model library: stall timeout of a download in ms (default 30 s; MOE_STUDIO_STALL_MS for tests). */
@@ -79,7 +82,7 @@ function appVersion(): string {
 export async function createAppServices(opts: AppServicesOptions): Promise<AppServices> {
   const db = openDatabase(databaseFile(opts.dataDir));
   const repos = repositories(db);
-  repos.messages.markInterrupted("The app closed while this reply was being written.");
+  repos.messages.markInterrupted(engineMessages.interrupted());
   const host = new EngineHost({
     ...(opts.spawnWorker ? { spawnWorker: opts.spawnWorker } : {}),
     ...(opts.workerPath ? { workerPath: opts.workerPath } : {}),
@@ -87,7 +90,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const conversations = new ConversationService(repos);
   const presets = new PresetService(repos, opts.presetsDir);
   const settings = new SettingsService(repos);
-  const models = new ModelService(host, repos, opts.emit, opts.threads ? { threads: opts.threads } : {});
+  const models = new ModelService(host, repos, opts.emit, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.log ? { log: opts.log } : {}) });
   const chat = new ChatService(repos, conversations, models, opts.emit);
 
   let info: Promise<Pick<AppInfo, "simd" | "cuda">> | null = null;

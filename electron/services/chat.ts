@@ -4,8 +4,8 @@
 // finished reply is saved with its statistics and announced with chat.done. One engine session is kept across
 // turns, so each turn prefills only what its KV cache lacks. If the worker dies mid-reply, the reply is saved with
 // status "error" and a message saying the engine was restarted (ModelService reloads the model).
-// stats.contextLength is the session's context (the engine caps a session at 8192 tokens by default), which can be
-// less than the model card's contextLength (config max_position_embeddings): it is the limit this chat really has.
+// stats.contextLength is the session's context, the model card's sessionContextLength (the engine caps a chat session
+// at 8192 tokens), which can be less than the card's contextLength (config max_position_embeddings).
 import { randomUUID } from "node:crypto";
 import type { CallOutput, Conversation, GenerationStats, Message } from "../contract.js";
 import type { HandlerInput } from "../rpc.js";
@@ -15,7 +15,7 @@ import type { ChatMessage } from "../text/chat-template.js";
 import type { Repositories } from "../store/repositories.js";
 import type { ConversationService } from "./conversations.js";
 import { workerExitReason, type Emit, type LoadedModel, type ModelService } from "./models.js";
-import { busy, notFound } from "./errors.js";
+import { busy, engineMessages, notFound } from "./errors.js";
 import { RpcError } from "../contract.js";
 
 /** How often a streaming reply's text is written to the database (so a killed app keeps most of it). */
@@ -29,7 +29,7 @@ interface Running {
 }
 
 export function crashMessage(reason: string): string {
-  return `The engine stopped unexpectedly (${reason}); it was restarted. Send again to retry.`;
+  return engineMessages.replyCrashed(reason);
 }
 
 export class ChatService {
@@ -56,7 +56,7 @@ export class ChatService {
     const conv = this.conversations.require(conversationId);
     if (this.running || this.starting) {
       const here = this.running?.conversationId === conversationId;
-      throw busy(here ? "A reply is still being written in this conversation; stop it first." : "The model is answering in another conversation; wait for it or stop it first.");
+      throw busy(here ? engineMessages.busyHere() : engineMessages.busyOther());
     }
     this.starting = true;
     try {
@@ -180,7 +180,7 @@ export class ChatService {
       const next = msgs.findIndex((m, i) => i > 0 && m.role === "user");
       if (next <= 0) {
         if (ids.length < contextLength) return ids;
-        throw new Error(`This message is ${ids.length} tokens long, more than the model's context of ${contextLength} tokens. Shorten it or start a new chat.`);
+        throw new Error(engineMessages.promptTooLong(ids.length, contextLength));
       }
       msgs = msgs.slice(next);
     }

@@ -2,7 +2,7 @@
 // checks it in this process first (config.json, tokenizer) so a folder that is not a model gets a plain message,
 // then loads it in the worker with models.progress events and engine.status transitions. When the worker dies
 // (native crash, OOM kill), the status goes crashed -> loading -> ready as a fresh worker loads the model again.
-import { basename, resolve } from "node:path";
+import { basename, join, resolve, sep } from "node:path";
 import { existsSync, statSync } from "node:fs";
 import type { EngineStatus, EventName, EventPayload, ModelCard, RecentModel } from "../contract.js";
 import type { EngineHost, RemoteModel } from "../engine/host.js";
@@ -12,7 +12,7 @@ import { TextTokenizer } from "../text/tokenizer.js";
 import { ChatTemplate } from "../text/chat-template.js";
 import type { Repositories } from "../store/repositories.js";
 import { RpcError } from "../contract.js";
-import { engineError, noModel } from "./errors.js";
+import { engineError, engineMessages, folderMessages, noModel } from "./errors.js";
 
 export type Emit = <E extends EventName>(name: E, payload: EventPayload<E>) => void;
 
@@ -46,6 +46,7 @@ export function modelCard(info: ModelInfo): ModelCard {
     threads: info.threads,
     hasChatTemplate: info.hasChatTemplate,
     sampling: info.sampling,
+    sessionContextLength: info.sessionContextLength,
   };
 }
 
@@ -53,6 +54,22 @@ export function modelCard(info: ModelInfo): ModelCard {
 export function workerExitReason(e: unknown): string | null {
   const m = /engine worker exited \(([^)]*)\)/.exec(e instanceof Error ? e.message : String(e));
   return m ? m[1] : null;
+}
+
+/** A folder that is not a model, found before anything was loaded; its message is already the whole sentence. */
+class FolderError extends Error {}
+
+/** What is wrong with a folder at a glance (it is missing, a file, or has no config.json); null if it may be a model. */
+export function folderProblem(dir: string): string | null {
+  if (!existsSync(dir)) return folderMessages.missing(dir);
+  if (!statSync(dir).isDirectory()) return folderMessages.isFile(dir);
+  if (!existsSync(join(dir, "config.json"))) return folderMessages.noConfig(dir);
+  return null;
+}
+
+/** An error about files in `dir` with their paths relative to it ("config.json: invalid JSON"): the path is said once. */
+function withinFolder(message: string, dir: string): string {
+  return message.split(dir + sep).join("").split(dir).join(".");
 }
 
 const MAX_RESTARTS = 3;
@@ -64,6 +81,8 @@ export class ModelService {
   private opening: Promise<LoadedModel> | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private restarts: number[] = [];
+  /** A fresh worker is reloading the model after a crash (its outcome is logged). */
+  private restarting = false;
   private disposed = false;
   /** Called before the loaded model goes away (ChatService stops a running reply). */
   beforeUnload: () => Promise<void> = async () => {};
@@ -72,9 +91,14 @@ export class ModelService {
     private readonly host: EngineHost,
     private readonly repos: Repositories,
     private readonly emit: Emit,
-    private readonly opts: { threads?: number } = {},
+    private readonly opts: { threads?: number; log?: (line: string) => void } = {},
   ) {
-    host.on("exit", (e: { code: number | null; signal: string | null }) => this.onWorkerExit(e));
+    host.on("exit", (e: { code: number | null; signal: string | null; pid?: number }) => this.onWorkerExit(e));
+  }
+
+  /** One line for whoever runs the services (`serve` prints it on stderr): what happened to the engine worker. */
+  private log(line: string): void {
+    if (!this.disposed) this.opts.log?.(line);
   }
 
   status(): EngineStatus {
@@ -119,8 +143,8 @@ export class ModelService {
     let tokenizer: TextTokenizer;
     let template: ChatTemplate | null;
     try {
-      if (!existsSync(dir)) throw new Error(`${dir}: folder not found`);
-      if (!statSync(dir).isDirectory()) throw new Error(`${dir}: this is a file; choose the folder that holds config.json and the *.safetensors weights`);
+      const problem = folderProblem(dir);
+      if (problem) throw new FolderError(problem);
       readModelFolder(dir);
       tokenizer = TextTokenizer.fromFolder(dir);
       template = ChatTemplate.fromFolder(dir);
@@ -149,43 +173,54 @@ export class ModelService {
       this.loaded = loaded;
       this.repos.recentModels.upsert({ dir, name: loaded.card.name, architecture: loaded.card.architecture, lastOpenedAt: Date.now() });
       this.setStatus({ state: "ready", model: loaded.card, dir, message: null });
+      if (this.restarting) this.log(`the engine worker is back (pid ${this.host.pid ?? "?"}): ${loaded.card.name} is loaded again`);
+      this.restarting = false;
       return loaded;
     } catch (e) {
-      throw this.failed(dir, e);
+      const err = this.failed(dir, e);
+      if (this.restarting) this.log(`the engine worker could not be restarted: ${err.message}`);
+      this.restarting = false;
+      throw err;
     }
   }
 
-  /** A load failed: status error, and an RpcError whose message says what is wrong with the folder. */
+  /** A load failed: status error, and an RpcError whose message names the folder once and says what is wrong. */
   private failed(dir: string, e: unknown): RpcError {
     const raw = (e instanceof Error ? e.message : String(e)).split("\n")[0];
     const why = workerExitReason(e);
-    const message = why
-      ? `The engine stopped while loading ${basename(dir)} (${why}). The model may need more memory than this machine has.`
-      : `${basename(dir) || dir} cannot be opened as a model: ${raw}`;
+    const message = e instanceof FolderError ? e.message : why ? engineMessages.loadCrashed(basename(dir), why) : folderMessages.cannotOpen(dir, withinFolder(raw, dir));
     // A folder rejected before anything was unloaded leaves the loaded model (and its status) as it was.
     if (!this.loaded) this.setStatus({ state: "error", model: null, dir, message });
     return engineError(message);
   }
 
-  private onWorkerExit(e: { code: number | null; signal: string | null }): void {
+  private onWorkerExit(e: { code: number | null; signal: string | null; pid?: number }): void {
     if (this.disposed) return;
-    const lost = this.loaded;
-    if (!lost) return; // nothing was loaded (or a load was in progress: its own failure reports it)
-    this.loaded = null;
     const why = e.signal ? `signal ${e.signal}` : `code ${e.code}`;
+    const worker = `the engine worker${e.pid ? ` (pid ${e.pid})` : ""}`;
+    const lost = this.loaded;
+    if (!lost) {
+      // nothing was loaded (or a load was in progress: its own failure reports it); a new worker starts when needed
+      this.log(`${worker} exited (${why})`);
+      return;
+    }
+    this.loaded = null;
     const now = Date.now();
     this.restarts = this.restarts.filter((t) => now - t < RESTART_WINDOW_MS);
     if (this.restarts.length >= MAX_RESTARTS) {
+      this.log(`${worker} died (${why}), ${MAX_RESTARTS + 1} times within a minute; not restarting it (open the model again)`);
       this.setStatus({
         state: "error",
         model: null,
         dir: lost.dir,
-        message: `The engine stopped unexpectedly (${why}) ${MAX_RESTARTS + 1} times within a minute; open the model again to retry.`,
+        message: engineMessages.crashLoop(why, MAX_RESTARTS + 1),
       });
       return;
     }
     this.restarts.push(now);
-    this.setStatus({ state: "crashed", model: null, dir: lost.dir, message: `The engine stopped unexpectedly (${why}); restarting it.` });
+    this.log(`${worker} died (${why}); restarting it`);
+    this.restarting = true;
+    this.setStatus({ state: "crashed", model: null, dir: lost.dir, message: engineMessages.restarting(why) });
     // Reload the same model in a fresh worker (the next request starts it).
     this.open(lost.dir).catch(() => undefined);
   }

@@ -1,5 +1,6 @@
-// Where the app keeps its data (the SQLite database) when Electron does not say: Electron passes
-// app.getPath("userData"); the CLI, `moe-studio serve` and tests use defaultDataDir() or MOE_STUDIO_DATA.
+// Where the app keeps its data (the SQLite database). One folder for every way the app runs: Electron points its
+// userData at defaultDataDir() before "ready" (main.ts), the CLI and `moe-studio serve` use it too, tests pass
+// their own (--data DIR) or set MOE_STUDIO_DATA.
 import { homedir } from "node:os";
 import { join } from "node:path";
 

@@ -67,7 +67,7 @@ it("every worker comes from the given spawner; a code-only exit is reported and 
     await until(() => events.slice(n).some((e) => e.name === "chat.done"));
     const done = events.slice(n).find((e) => e.name === "chat.done")!.payload as EventPayload<"chat.done">;
     expect(done.message.status).toBe("error");
-    expect(done.message.error).toBe("The engine stopped unexpectedly (code 137); it was restarted. Send again to retry.");
+    expect(done.message.error).toBe("The engine stopped unexpectedly (code 137) and this reply was cut off. Send again to retry.");
     await until(() => events.slice(n).some((e) => e.name === "engine.status" && (e.payload as EventPayload<"engine.status">).state === "ready"));
     expect(spawned).toHaveLength(2);
     const m = events.length;

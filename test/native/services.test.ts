@@ -4,7 +4,7 @@
 // and reloads the model, the next message works). Every call's output and every event is checked against the contract.
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { events as eventSchemas, type CallName, type CallOutput, type EventName, type EventPayload, type Message } from "../../electron/contract.js";
 import { createDispatcher, type Dispatch } from "../../electron/rpc.js";
@@ -21,6 +21,8 @@ let services: AppServices;
 let dispatch: Dispatch;
 let log: Ev[] = [];
 let listeners: Array<(e: Ev) => void> = [];
+/** What the services report about the engine worker (`serve` prints these on stderr). */
+const workerLog: string[] = [];
 
 function emit(name: EventName, payload: unknown) {
   const parsed = eventSchemas[name].safeParse(payload);
@@ -31,7 +33,7 @@ function emit(name: EventName, payload: unknown) {
 }
 
 async function start() {
-  services = await createAppServices({ dataDir, emit, transport: "ws", threads: 2 });
+  services = await createAppServices({ dataDir, emit, transport: "ws", threads: 2, log: (line) => workerLog.push(line) });
   dispatch = createDispatcher(services.handlers, { validateOutput: true });
 }
 
@@ -228,15 +230,21 @@ describe("services with the engine worker", () => {
     const firstDelta = next("chat.delta", (p) => p.conversationId === c.id);
     await call("chat.send", { conversationId: c.id, content: "Say a lot." });
     await firstDelta;
+    workerLog.length = 0;
     process.kill(pid, "SIGKILL");
     const m = (await done).message;
     expect(m.status).toBe("error");
-    expect(m.error).toBe("The engine stopped unexpectedly (signal SIGKILL); it was restarted. Send again to retry.");
+    expect(m.error).toBe("The engine stopped unexpectedly (signal SIGKILL) and this reply was cut off. Send again to retry.");
     expect(m.content).toBe(deltasOf(m.id).join(""));
     expect(m.content.length).toBeGreaterThan(0);
     await ready;
     expect(statuses).toEqual(["crashed", "loading", "ready"]);
     expect(services.enginePid()).not.toBe(pid);
+    // one line when it died (what, how, what happens now), one when it is back
+    expect(workerLog).toEqual([
+      `the engine worker (pid ${pid}) died (signal SIGKILL); restarting it`,
+      `the engine worker is back (pid ${services.enginePid()}): ${basename(MODEL)} is loaded again`,
+    ]);
     expect(await call("models.status", {})).toMatchObject({ state: "ready", model: { dir: MODEL } });
 
     const saved = (await call("conversations.get", { id: c.id })).messages;
@@ -259,7 +267,7 @@ describe("services with the engine worker", () => {
   it("opening another model switches to it; a bad folder leaves the loaded model in place", async () => {
     const card = await call("models.open", { dir: OTHER });
     expect(card.dir).toBe(OTHER);
-    await expect(call("models.open", { dir: dataDir })).rejects.toMatchObject({ code: "engine", message: expect.stringMatching(/cannot be opened as a model/) });
+    await expect(call("models.open", { dir: dataDir })).rejects.toMatchObject({ code: "engine", message: `${dataDir} is not a model folder: config.json not found` });
     expect(await call("models.status", {})).toMatchObject({ state: "ready", model: { dir: OTHER } });
     const c = await conversation({ maxTokens: 4 });
     expect((await send(c.id, "hello")).reply.status).toBe("complete");
@@ -274,7 +282,9 @@ describe("services with the engine worker", () => {
     const cfg = JSON.parse(readFileSync(join(bad, "config.json"), "utf8"));
     writeFileSync(join(bad, "config.json"), JSON.stringify({ ...cfg, model_type: "bert", architectures: ["BertModel"] }));
     const e = await call("models.open", { dir: bad }).catch((x) => x);
-    expect(e).toMatchObject({ code: "engine", message: expect.stringMatching(/^bert cannot be opened as a model: .*model_type 'bert' is not supported/) });
+    expect(e).toMatchObject({ code: "engine", message: expect.stringMatching(/ cannot be opened as a model: .*model_type 'bert' is not supported/) });
+    expect(e.message.startsWith(`${bad} cannot be opened as a model: `)).toBe(true);
+    expect(e.message.split(bad).length - 1, e.message).toBe(1); // the folder's path, once
     expect(await call("models.status", {})).toMatchObject({ state: "error", model: null, dir: bad, message: e.message });
     const c = await conversation({ maxTokens: 4 });
     await expect(call("chat.send", { conversationId: c.id, content: "hi" })).rejects.toMatchObject({ code: "no_model" });

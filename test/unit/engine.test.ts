@@ -1,7 +1,7 @@
 // The engine's TypeScript logic over a fake native session: streaming deltas, stop strings (not emitted, native
 // loop cancelled), AbortSignal, multi-turn prefix reuse, and the input errors.
 import { describe, expect, it } from "vitest";
-import { ChatSession, LoadedModel, stopHoldback, type ModelInfo } from "../../electron/engine/engine.js";
+import { CHAT_CONTEXT_CAP, ChatSession, LoadedModel, sessionContextLength, stopHoldback, type ModelInfo } from "../../electron/engine/engine.js";
 import { FALLBACK_SAMPLING } from "../../electron/engine/model-folder.js";
 import { ChatTemplate } from "../../electron/text/chat-template.js";
 import { TextTokenizer } from "../../electron/text/tokenizer.js";
@@ -20,7 +20,7 @@ const V = 270;
 function model(replyText: string, ctx = 256): { m: LoadedModel; fake: FakeModel } {
   const script = [...tok.encode(replyText, { addSpecialTokens: false }), EOS];
   const fake = new FakeModel(script, V, ctx);
-  const info: ModelInfo = { ...fake.info(), dir: "/fake", eosIds: [EOS], sampling: { ...FALLBACK_SAMPLING, temperature: 0 }, hasChatTemplate: true, estimatedMemoryBytes: 0 };
+  const info: ModelInfo = { ...fake.info(), dir: "/fake", eosIds: [EOS], sampling: { ...FALLBACK_SAMPLING, temperature: 0 }, hasChatTemplate: true, sessionContextLength: ctx, estimatedMemoryBytes: 0 };
   const m = new LoadedModel(info, fake, tok, new ChatTemplate({ source: CHATML, file: "fake" }, t.config), {} as never);
   return { m, fake };
 }
@@ -140,6 +140,16 @@ describe("ChatSession without the fake's internals", () => {
     const { m } = model("x");
     expect(m.chat()).toBeInstanceOf(ChatSession);
     expect(m.chat().native).toBeInstanceOf(FakeSession);
+  });
+
+  it("a chat session gets info.sessionContextLength: the model's context capped at 8192, unless asked for another", () => {
+    expect(CHAT_CONTEXT_CAP).toBe(8192);
+    expect(sessionContextLength({ contextLength: 32768 })).toBe(8192);
+    expect(sessionContextLength({ contextLength: 256 })).toBe(256);
+    const { m } = model("x", 32768);
+    const capped = new LoadedModel({ ...m.info, sessionContextLength: sessionContextLength(m.info) }, m.native, m.tokenizer, m.template, m.folder);
+    expect(capped.chat().contextLength).toBe(8192); // what the model card promises is what the session has
+    expect(capped.chat({ contextLength: 100 }).contextLength).toBe(100);
   });
 });
 

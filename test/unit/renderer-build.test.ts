@@ -21,6 +21,12 @@ describe("renderer build", () => {
     expect(diags).toEqual([]);
   }, 120_000);
 
+  it("`npm run typecheck` checks the renderer's project too, not only electron/", () => {
+    const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { scripts: Record<string, string> };
+    expect(pkg.scripts.typecheck).toMatch(/tsc -p tsconfig\.json --noEmit/);
+    expect(pkg.scripts.typecheck).toMatch(/tsc -p renderer\/tsconfig\.json --noEmit/);
+  });
+
   it("vite builds renderer/ into a self-contained folder", async () => {
     await build({ configFile: join(root, "renderer/vite.config.ts"), logLevel: "error", build: { outDir: out, emptyOutDir: true } });
     const html = readFileSync(join(out, "index.html"), "utf8");

@@ -10,11 +10,11 @@ import type { Message } from "../../electron/contract.js";
 import { startServer, type RunningServer } from "../../electron/server/server.js";
 import { ipcTransport, setApi } from "../../renderer/src/api/index.js";
 import { WebSocketTransport, wsUrlFor } from "../../renderer/src/api/ws.js";
-import { appendDelta, applyDone, contextUsed, dropLastAssistant, isStreaming, truncateAfter, useChat } from "../../renderer/src/stores/chat.js";
+import { appendDelta, applyDone, contextMeter, contextUsed, dropLastAssistant, isStreaming, truncateAfter, useChat } from "../../renderer/src/stores/chat.js";
 import { useConversations } from "../../renderer/src/stores/conversations.js";
 import { folderName, formatBytes, formatParams, useModels } from "../../renderer/src/stores/models.js";
 import { resolveLang, resolveTheme, useSettings } from "../../renderer/src/stores/settings.js";
-import { useUi } from "../../renderer/src/stores/ui.js";
+import { bannerForError, useUi } from "../../renderer/src/stores/ui.js";
 import { connectStores, refreshAll } from "../../renderer/src/stores/wiring.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -80,6 +80,16 @@ describe("chat reducers", () => {
     expect(applyDone(base, msg("x", "assistant", ""))).toBeNull();
   });
 
+  it("the context meter's total is the chat session's context, the same before and after a reply", () => {
+    const card = { sessionContextLength: 8192 };
+    const replied = [msg("u1", "user", "hi"), { ...msg("a1", "assistant", "Hello!"), stats: { promptTokens: 5, reusedTokens: 0, completionTokens: 3, prefillTokensPerSecond: 1, decodeTokensPerSecond: 2, stopReason: "eos" as const, contextTokens: 8, contextLength: 8192 } }];
+    expect(contextMeter([], card)).toEqual({ used: 0, total: 8192 });
+    expect(contextMeter(base, card)).toEqual({ used: 0, total: 8192 });
+    expect(contextMeter(replied, card)).toEqual({ used: 8, total: 8192 });
+    expect(contextMeter(replied, null)).toEqual({ used: 8, total: 8192 }); // engine restarting: the reply's own total
+    expect(contextMeter([], null)).toBeNull();
+  });
+
   it("editing keeps the messages before the edited one, with the new text, and drops the rest", () => {
     const conv = [msg("u1", "user", "one"), msg("a1", "assistant", "r1"), msg("u2", "user", "two"), msg("a2", "assistant", "r2")];
     expect(truncateAfter(conv, "u1", "uno").map((m) => [m.id, m.content])).toEqual([["u1", "uno"]]);
@@ -91,11 +101,21 @@ describe("chat reducers", () => {
 });
 
 describe("formatting and settings", () => {
-  it("formats parameters like 0.70 B / 0.17 B, tiny models with two significant digits", () => {
-    expect(formatParams(0.7e9)).toBe("0.70 B");
-    expect(formatParams(46.7e9)).toBe("46.70 B");
-    expect(formatParams(169_000_000)).toBe("0.17 B");
-    expect(formatParams(470_000)).toBe("0.00047 B");
+  it("formats parameters as K/M/B with 3 significant digits (a tiny fixture is 420 K, not 0.00042 B)", () => {
+    expect(formatParams(0.7e9)).toBe("700 M");
+    expect(formatParams(46.7e9)).toBe("46.7 B");
+    expect(formatParams(46_702_792_704)).toBe("46.7 B");
+    expect(formatParams(389e9)).toBe("389 B");
+    expect(formatParams(1.5e9)).toBe("1.50 B");
+    expect(formatParams(169_000_000)).toBe("169 M");
+    expect(formatParams(2_690_000)).toBe("2.69 M");
+    expect(formatParams(470_000)).toBe("470 K");
+    expect(formatParams(420_123)).toBe("420 K");
+    expect(formatParams(999_950)).toBe("1.00 M"); // rounds up into the next unit, never "1000 K"
+    expect(formatParams(999_499)).toBe("999 K");
+    expect(formatParams(1234)).toBe("1.23 K");
+    expect(formatParams(999)).toBe("999");
+    expect(formatParams(0)).toBe("0");
     expect(formatBytes(1.4 * 1024 * 1024)).toBe("1.40 MB");
     expect(formatBytes(512)).toBe("512 B");
     expect(formatBytes(26.5 * 1024 ** 3)).toBe("26.5 GB");
@@ -113,17 +133,23 @@ describe("formatting and settings", () => {
 });
 
 describe("banners", () => {
-  it("an engine crash raises a banner that goes once the engine is ready again", () => {
+  it("call errors become banners in the user's language; the server's text is only a detail", () => {
+    expect(bannerForError({ code: "busy", message: "A reply is still being written in this conversation; stop it first." })).toEqual({ kind: "error", key: "error.busyHere", vars: {} });
+    expect(bannerForError({ code: "internal", message: "SQLITE_CORRUPT: database disk image is malformed" })).toEqual({ kind: "error", key: "error.internal", detail: "SQLITE_CORRUPT: database disk image is malformed" });
+    expect(bannerForError({ code: "no_model", message: "No model is loaded. Open a model folder first." })).toEqual({ kind: "error", key: "error.noModel", source: "model" });
+    expect(bannerForError({ code: "disconnected", message: "the connection closed" })).toEqual({ kind: "error", key: "error.disconnected" });
+  });
+
+  it("\"load a model first\" goes once a model is ready, however it was loaded (an engine.status event covers serve --model)", () => {
     useUi.setState({ banners: [] });
     const idle = { state: "idle" as const, model: null, dir: null, message: null };
-    useModels.getState().setStatus({ ...idle, state: "crashed", message: "engine worker exited" });
-    useModels.getState().setStatus({ ...idle, state: "crashed", message: "engine worker exited" });
-    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["banner.engineCrashed"]);
-    useUi.getState().notifyError({ code: "busy", message: "x" });
-    useModels.getState().setStatus({ ...idle, state: "ready" });
-    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["error.busy"]);
+    useUi.getState().notifyError({ code: "no_model", message: "No model is loaded." });
+    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["error.noModel"]);
+    useModels.getState().setStatus({ ...idle, state: "loading", dir: "/m" });
+    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["error.noModel"]); // not yet
+    useModels.getState().setStatus({ state: "ready", model: { name: "m", sessionContextLength: 256 } as never, dir: "/m", message: null });
+    expect(useUi.getState().banners).toEqual([]);
     useModels.getState().setStatus(idle);
-    useUi.setState({ banners: [] });
   });
 });
 
@@ -197,6 +223,71 @@ describe("WebSocket transport", () => {
     t.close();
     await new Promise((r) => wss.close(r));
   });
+});
+
+// A first start: `serve` without a model. Sending is refused before anything is created, the text stays with the
+// caller (send answers false: the composer keeps it), and the banner goes once a model is opened.
+describe("stores against the real server, without a model", () => {
+  let server: RunningServer;
+  let transport: WebSocketTransport;
+  let off: () => void;
+  const dirs: string[] = [];
+
+  beforeAll(async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "moe-renderer-data-"));
+    const staticDir = mkdtempSync(join(tmpdir(), "moe-renderer-static-"));
+    dirs.push(dataDir, staticDir);
+    writeFileSync(join(staticDir, "index.html"), "<!doctype html><title>t</title>");
+    server = await startServer({ port: 0, dataDir, staticDir });
+    const origin = `http://127.0.0.1:${server.port}`;
+    class OriginWebSocket extends WebSocket {
+      constructor(url: string) {
+        super(url, { origin });
+      }
+    }
+    transport = new WebSocketTransport(wsUrlFor({ protocol: "http:", host: `127.0.0.1:${server.port}` }), { WebSocketImpl: OriginWebSocket as unknown as typeof globalThis.WebSocket });
+    setApi(transport);
+    off = connectStores(transport);
+    await until(() => transport.connection() === "open", "the socket");
+    await refreshAll();
+  }, 60_000);
+
+  afterAll(async () => {
+    off?.();
+    transport?.close();
+    await server?.close();
+    useChat.getState().setConversation(null, []);
+    useConversations.setState({ list: [], currentId: null, search: "" });
+    useModels.setState({ status: { state: "idle", model: null, dir: null, message: null }, lastCard: null, openError: null });
+    useUi.setState({ banners: [] });
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it("send without a model creates no conversation and no message, and says to load a model", async () => {
+    useUi.setState({ banners: [] });
+    expect(useModels.getState().status.state).toBe("idle");
+    expect(useChat.getState().conversation).toBeNull();
+    expect(await useChat.getState().send("Hello?")).toBe(false);
+    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["error.noModel"]);
+    expect(await transport.call("conversations.list", {})).toEqual([]);
+    expect(useChat.getState().messages).toEqual([]);
+    // with a conversation open, nothing is added to it either
+    const id = (await useConversations.getState().create())!;
+    expect(await useChat.getState().send("Hello again?")).toBe(false);
+    expect((await transport.call("conversations.get", { id })).messages).toEqual([]);
+    expect(useChat.getState().messages).toEqual([]);
+    await useConversations.getState().remove(id);
+  });
+
+  it("opening a model clears the banner, and the same text then sends", async () => {
+    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["error.noModel"]);
+    expect(await useModels.getState().open(join(root, "test/fixtures/models/qwen3_moe"))).toBeTruthy();
+    expect(useUi.getState().banners).toEqual([]);
+    expect(await useChat.getState().send("Hello?")).toBe(true);
+    await until(() => !isStreaming(useChat.getState().messages) && !useChat.getState().sending, "the reply");
+    expect(useChat.getState().messages.map((m) => m.role)).toEqual(["user", "assistant"]);
+    expect(await transport.call("conversations.list", {})).toHaveLength(1);
+  }, 120_000);
 });
 
 describe("stores against the real server", () => {
@@ -276,6 +367,14 @@ describe("stores against the real server", () => {
     expect(contextUsed(chat().messages)).toEqual({ used: reply.stats!.contextTokens, total: reply.stats!.contextLength });
     expect(reply.stats!.contextTokens).toBeGreaterThan(8);
     expect(reply.stats?.completionTokens).toBe(8);
+    // the card says what the session really got: the model allows 32768, a chat session has 8192, and the memory
+    // estimate counts a KV cache of that size (more than the weights alone)
+    const card = useModels.getState().status.model!;
+    expect(card.contextLength).toBe(32768);
+    expect(card.sessionContextLength).toBe(8192);
+    expect(reply.stats!.contextLength).toBe(card.sessionContextLength);
+    expect(card.estimatedMemoryBytes).toBeGreaterThan(card.weightBytes);
+    expect(contextMeter(chat().messages, card)).toEqual({ used: reply.stats!.contextTokens, total: 8192 });
     // the list shows the conversation
     await until(() => useConversations.getState().list.some((c) => c.id === id), "the list");
   });
@@ -346,5 +445,34 @@ describe("stores against the real server", () => {
     expect(useModels.getState().openError?.message).toMatch(/not/i);
     await useConversations.getState().select("does-not-exist");
     expect(useUi.getState().banners.length).toBeGreaterThan(0);
+  });
+
+  it("a killed worker is reported once: the cut-off reply carries the error, one banner says it restarts until ready", async () => {
+    useUi.setState({ banners: [] });
+    // (statuses and chat.done as the server sends them when the worker is killed; test/native/services.test.ts kills a real one)
+    const idle = { state: "idle" as const, model: null, dir: null, message: null };
+    const conv = { id: "c1", title: "t", createdAt: 0, updatedAt: 0, systemPrompt: "", presetId: null, sampling: {} as never, modelDir: null };
+    useChat.getState().setConversation(conv, [msg("u1", "user", "hi"), msg("a1", "assistant", "Once upon", "streaming")]);
+    useModels.getState().setStatus({ ...idle, state: "crashed", dir: "/m", message: "The engine stopped unexpectedly (signal SIGKILL); restarting it." });
+    useModels.getState().setStatus({ ...idle, state: "crashed", dir: "/m", message: "The engine stopped unexpectedly (signal SIGKILL); restarting it." });
+    const error = "The engine stopped unexpectedly (signal SIGKILL) and this reply was cut off. Send again to retry.";
+    useChat.getState().onDone({ conversationId: "c1", message: { ...msg("a1", "assistant", "Once upon", "error"), error } });
+    expect(useChat.getState().messages.at(-1)?.error).toBe(error); // the reply's note
+    useModels.getState().setStatus({ ...idle, state: "loading", dir: "/m" });
+    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["banner.engineCrashed"]); // only this, still there while loading
+    useUi.getState().notifyError({ code: "busy", message: "x" });
+    useModels.getState().setStatus({ state: "ready", model: { name: "m", sessionContextLength: 256 } as never, dir: "/m", message: null });
+    expect(useUi.getState().banners.map((b) => b.key)).toEqual(["error.busy"]);
+
+    // a restart that fails replaces "restarting" with why (translated), once
+    useUi.setState({ banners: [] });
+    useModels.getState().setStatus({ ...idle, state: "crashed", dir: "/m", message: "x" });
+    useModels.getState().setStatus({ ...idle, state: "error", dir: "/m", message: "The engine stopped unexpectedly (code 1) 4 times within a minute. Open the model again to retry." });
+    expect(useUi.getState().banners.map((b) => [b.key, b.vars])).toEqual([["error.crashLoop", { why: "code 1", n: "4" }]]);
+    useUi.setState({ banners: [] });
+    // back to the server's real state
+    await useModels.getState().refresh();
+    await useConversations.getState().refresh();
+    expect(useUi.getState().banners).toEqual([]);
   });
 });

@@ -1,6 +1,6 @@
 // Services without the engine: conversations, presets, settings, the data folder, models' folder checks, and
 // chat's refusals when no model is loaded. Real SQLite files in temp folders.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -8,6 +8,10 @@ import { createAppServices, type AppServices } from "../../electron/services/app
 import { defaultDataDir, databaseFile } from "../../electron/services/paths.js";
 import { defaultPresetsDir, readBuiltinPresets } from "../../electron/services/presets.js";
 import { DEFAULT_SYSTEM_PROMPT } from "../../electron/services/conversations.js";
+import { crashMessage } from "../../electron/services/chat.js";
+import { engineMessages, folderMessages, noModel } from "../../electron/services/errors.js";
+import { describeError } from "../../renderer/src/errors.js";
+import { translate } from "../../renderer/src/i18n/index.js";
 import type { EventName } from "../../electron/contract.js";
 
 const dirs: string[] = [];
@@ -36,6 +40,17 @@ describe("data folder", () => {
     expect(defaultDataDir({ HOME: "C:/Users/u", APPDATA: "C:/Users/u/AppData/Roaming" }, "win32")).toBe(join("C:/Users/u/AppData/Roaming", "MoE Studio"));
     expect(defaultDataDir({ HOME: "/home/u", MOE_STUDIO_DATA: "/data" }, "linux")).toBe("/data");
     expect(databaseFile("/data")).toBe(join("/data", "moe-studio.db"));
+  });
+
+  it("the desktop app uses the same folder as `serve`: main.ts sets Electron's userData to defaultDataDir() before ready", () => {
+    // main.ts cannot run outside Electron; what decides the path is defaultDataDir (above), and this checks main.ts
+    // hands it to Electron before anything reads userData (Electron's own default is ~/.config/MoE Studio on Linux).
+    const src = readFileSync(join(import.meta.dirname, "../../electron/main.ts"), "utf8");
+    const setPath = src.indexOf('app.setPath("userData", defaultDataDir())');
+    expect(setPath).toBeGreaterThan(0);
+    expect(setPath).toBeLessThan(src.indexOf("app.whenReady()"));
+    expect(setPath).toBeLessThan(src.indexOf("requestSingleInstanceLock")); // the lock file lives in userData too
+    expect(src).toMatch(/dataDir: app\.getPath\("userData"\)/);
   });
 });
 
@@ -137,18 +152,19 @@ describe("ModelService and ChatService without a model", () => {
     const empty = tempDir();
     const err = await h["models.open"]({ dir: empty }).catch((e) => e);
     expect(err.code).toBe("engine");
-    expect(err.message).toMatch(/cannot be opened as a model: .*config\.json/);
+    expect(err.message).toBe(`${empty} is not a model folder: config.json not found`); // the path once, then why
     expect(err.message).not.toMatch(/\n\s+at /);
     expect(await h["models.status"]({})).toMatchObject({ state: "error", dir: empty });
     expect(events.some((e) => e.name === "engine.status")).toBe(true);
 
     writeFileSync(join(empty, "config.json"), JSON.stringify({ model_type: "bert" }));
     const err2 = await h["models.open"]({ dir: empty }).catch((e) => e);
-    expect(err2.message).toMatch(/cannot be opened as a model/);
+    expect(err2.message).toMatch(new RegExp(`^${empty.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} cannot be opened as a model: \\S`));
+    expect(err2.message.split(empty).length - 1, err2.message).toBe(1);
 
     const file = join(empty, "config.json");
-    expect((await h["models.open"]({ dir: file }).catch((e) => e)).message).toMatch(/this is a file/);
-    expect((await h["models.open"]({ dir: join(empty, "missing") }).catch((e) => e)).message).toMatch(/folder not found/);
+    expect((await h["models.open"]({ dir: file }).catch((e) => e)).message).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} is a file, not a folder`));
+    expect((await h["models.open"]({ dir: join(empty, "missing") }).catch((e) => e)).message).toBe(`${join(empty, "missing")} does not exist`);
     expect(s.enginePid()).toBeUndefined();
     expect(await h["models.recent"]({})).toEqual([]);
     expect(await h["models.pickFolder"]({})).toEqual({ dir: null });
@@ -161,5 +177,54 @@ describe("ModelService and ChatService without a model", () => {
     await expect(h["chat.send"]({ conversationId: "missing", content: "hi" })).rejects.toMatchObject({ code: "not_found" });
     expect((await h["conversations.get"]({ id: c.id })).messages).toEqual([]);
     expect(await h["chat.stop"]({ conversationId: c.id })).toEqual({ ok: true });
+  });
+});
+
+describe("what services say reaches the user in their language", () => {
+  const known = [
+    [engineMessages.replyCrashed("signal SIGKILL"), "error.replyCrashed", { why: "signal SIGKILL" }],
+    [crashMessage("code 134"), "error.replyCrashed", { why: "code 134" }],
+    [engineMessages.restarting("signal SIGKILL"), "error.restarting", { why: "signal SIGKILL" }],
+    [engineMessages.crashLoop("code 1", 4), "error.crashLoop", { why: "code 1", n: "4" }],
+    [engineMessages.loadCrashed("Mixtral-8x7B", "signal SIGKILL"), "error.loadCrashed", { name: "Mixtral-8x7B", why: "signal SIGKILL" }],
+    [engineMessages.promptTooLong(9000, 8192), "error.promptTooLong", { n: "9000", ctx: "8192" }],
+    [engineMessages.interrupted(), "error.interrupted", {}],
+    [engineMessages.busyHere(), "error.busyHere", {}],
+    [engineMessages.busyOther(), "error.busyOther", {}],
+    [folderMessages.noConfig("/x/y"), "error.noConfig", { path: "/x/y" }],
+    [folderMessages.isFile("/x/y/config.json"), "error.isFile", { path: "/x/y/config.json" }],
+    [folderMessages.missing("/x/y z"), "error.folderMissing", { path: "/x/y z" }],
+  ] as const;
+
+  it("every known sentence has its own translated message, with the values kept, and needs no English detail", () => {
+    for (const [message, key, vars] of known) {
+      const d = describeError("engine", message);
+      expect(d, message).toEqual({ key, vars });
+      expect(translate("en", d.key, d.vars)).toBe(message); // the English UI says what the server said
+      const zh = translate("zh", d.key, d.vars);
+      expect(zh, key).toMatch(/[\u4e00-\u9fff]/);
+      for (const v of Object.values(vars)) expect(zh).toContain(String(v));
+    }
+  });
+
+  it("the folder errors models.open really gives are recognised; other failures keep the engine's words as detail", async () => {
+    const { h } = await services();
+    const empty = tempDir();
+    const noConfig = await h["models.open"]({ dir: empty }).catch((e) => e);
+    expect(describeError(noConfig.code, noConfig.message)).toEqual({ key: "error.noConfig", vars: { path: empty } });
+    const missing = await h["models.open"]({ dir: join(empty, "gone") }).catch((e) => e);
+    expect(describeError(missing.code, missing.message).key).toBe("error.folderMissing");
+    writeFileSync(join(empty, "config.json"), "{ not json");
+    const bad = await h["models.open"]({ dir: empty }).catch((e) => e);
+    const d = describeError(bad.code, bad.message);
+    expect(d).toMatchObject({ key: "error.cannotOpen", vars: { path: empty } });
+    expect(d.detail).toMatch(/^config\.json: invalid JSON/);
+    // unknown text: the code's message in the user's language, the text as detail; and the codes of the contract
+    expect(describeError("internal", "disk I/O error")).toEqual({ key: "error.internal", detail: "disk I/O error" });
+    expect(describeError("no_model", noModel().message)).toEqual({ key: "error.noModel" });
+    for (const code of ["invalid_input", "unknown_call", "not_found", "no_model", "busy", "engine", "internal", "disconnected"]) {
+      expect(describeError(code, "x").key, code).not.toBe("error.unexpected");
+    }
+    expect(describeError(undefined, "???").key).toBe("error.unexpected");
   });
 });

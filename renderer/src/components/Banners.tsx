@@ -21,7 +21,10 @@ export function Banners() {
       {banners.map((b) => (
         <div key={b.id} className={`banner ${b.kind}`} role="alert">
           <IconAlert />
-          <span className="banner-text">{b.key ? t(b.key, b.vars) : b.text}</span>
+          <span className="banner-text">
+            {b.key ? t(b.key, b.vars) : b.text}
+            {b.detail && <span className="error-detail">{b.detail}</span>}
+          </span>
           <button type="button" className="ghost icon" aria-label={t("banner.dismiss")} title={t("banner.dismiss")} onClick={() => dismiss(b.id)}>
             <IconX />
           </button>

@@ -3,6 +3,7 @@ import { memo, useEffect, useRef, useState, type KeyboardEvent } from "react";
 import type { Message } from "../api/types.js";
 import { useCopied, useT } from "../hooks.js";
 import { useChat } from "../stores/chat.js";
+import { ErrorText } from "./ErrorText.js";
 import { Markdown } from "./Markdown.js";
 import { IconAlert, IconCheck, IconCopy, IconEdit, IconRefresh } from "./icons.js";
 
@@ -72,9 +73,7 @@ export const MessageItem = memo(function MessageItem({ message, isLastReply, bus
       {message.status === "error" && message.error && (
         <div className="msg-error" role="note">
           <IconAlert />
-          <span>
-            {t("chat.errorPrefix")}: {message.error}
-          </span>
+          <ErrorText error={message.error} prefix />
         </div>
       )}
       {!editing && (

@@ -8,7 +8,7 @@ export const en = {
 
   "banner.disconnected": "Disconnected from MoE Studio. Reconnecting…",
   "banner.dismiss": "Dismiss",
-  "banner.engineCrashed": "The engine stopped unexpectedly and is restarting.",
+  "banner.engineCrashed": "The engine stopped unexpectedly. Restarting it…",
   "banner.dropNotSupported": "Your browser cannot tell us a dropped folder's path. Type it in the Models view instead.",
 
   "sidebar.newChat": "New chat",
@@ -46,7 +46,7 @@ export const en = {
   "chat.tokens": "{n} tokens",
   "chat.tokensPerSecond": "{n} tok/s",
   "chat.context": "Context {used} / {total}",
-  "chat.contextTitle": "Tokens of context used by this conversation / the model's context length",
+  "chat.contextTitle": "Tokens of context used by this conversation / the context a chat has with this model",
   "chat.noModel": "No model loaded",
   "chat.loadModel": "Load a model",
   "chat.welcomeTitle": "What shall we talk about?",
@@ -137,6 +137,28 @@ export const en = {
   "error.disconnected": "Lost the connection to MoE Studio.",
   "error.noModel": "Load a model before sending a message.",
   "error.busy": "The model is busy with another reply.",
+
+  // ---------- polish (issue 3) ----------
+  "card.contextValue": "{n} per chat (max {max})",
+  "card.memoryTitle": "The weights plus one chat's KV cache ({n} tokens)",
+  "error.replyCrashed": "The engine stopped unexpectedly ({why}) and this reply was cut off. Send again to retry.",
+  "error.restarting": "The engine stopped unexpectedly ({why}); restarting it.",
+  "error.crashLoop": "The engine stopped unexpectedly ({why}) {n} times within a minute. Open the model again to retry.",
+  "error.loadCrashed": "The engine stopped while loading {name} ({why}). The model may need more memory than this machine has.",
+  "error.promptTooLong": "This message is {n} tokens long, more than this chat's context of {ctx} tokens. Shorten it or start a new chat.",
+  "error.interrupted": "The app closed while this reply was being written.",
+  "error.busyHere": "A reply is still being written in this conversation; stop it first.",
+  "error.busyOther": "The model is answering in another conversation; wait for it or stop it first.",
+  "error.noConfig": "{path} is not a model folder: config.json not found",
+  "error.isFile": "{path} is a file, not a folder: choose the folder that holds config.json and the *.safetensors weights",
+  "error.folderMissing": "{path} does not exist",
+  "error.cannotOpen": "{path} cannot be opened as a model.",
+  "error.invalidInput": "The request was not accepted.",
+  "error.unknownCall": "The server does not know this request (is it an older version of MoE Studio?).",
+  "error.notFound": "It is not there any more (it may have been deleted).",
+  "error.engine": "The engine reported an error.",
+  "error.internal": "Something went wrong inside MoE Studio.",
+  "error.unexpected": "Something went wrong.",
   // ---------- library ----------
   "library.tabLocal": "On this machine",
   "library.tabDiscover": "Discover",
@@ -205,6 +227,13 @@ export const en = {
   "library.using": "Using {endpoint}",
   "library.checkFit": "Size and fit",
   "library.checkFitNamed": "Size and fit of {name}",
+  "library.error.gated": "This model is gated: it needs an access token (or the hub refused yours).",
+  "library.error.not_found": "Not found on the hub: check the model id.",
+  "library.error.stalled": "The download stalled: no data arrived for a while. Check the connection (or try a mirror) and resume.",
+  "library.error.checksum": "A file failed its checksum twice and was deleted. Try again later, or from a mirror.",
+  "library.error.network": "The connection broke. Resume to continue where it stopped.",
+  "library.error.http": "The hub answered with an error.",
+  "library.error.invalid": "This repository cannot be downloaded as a model.",
 } as const;
 
 export type MessageKey = keyof typeof en;

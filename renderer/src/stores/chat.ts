@@ -3,9 +3,10 @@
 // so deltas for a message the store has not seen yet are kept and applied when the message arrives.
 import { create } from "zustand";
 import { api } from "../api/index.js";
-import type { CallInput, Conversation, EventPayload, Message } from "../api/types.js";
+import type { CallInput, Conversation, EventPayload, Message, ModelCard } from "../api/types.js";
 import { useConversations } from "./conversations.js";
-import { useUi } from "./ui.js";
+import { useModels } from "./models.js";
+import { bannerForError, useUi } from "./ui.js";
 
 // ---------- pure reducers (tested directly) ----------
 
@@ -53,6 +54,17 @@ export function contextUsed(messages: Message[]): { used: number; total: number 
     if (s) return { used: s.contextTokens, total: s.contextLength };
   }
   return null;
+}
+
+/**
+ * The header's meter: tokens used (from the newest reply) out of the context a chat session gets with the loaded
+ * model (its card's sessionContextLength), so the total is the same before the first reply and after it. Without
+ * a model (e.g. while the engine restarts) the last reply's own total stands in.
+ */
+export function contextMeter(messages: Message[], card: Pick<ModelCard, "sessionContextLength"> | null): { used: number; total: number } | null {
+  const ctx = contextUsed(messages);
+  const total = card?.sessionContextLength ?? ctx?.total;
+  return total ? { used: ctx?.used ?? 0, total } : null;
 }
 
 // ---------- the store ----------
@@ -125,8 +137,8 @@ export const useChat = create<ChatState>((set, get) => {
   function afterDone(message: Message): void {
     const { [message.id]: _gone, ...rest } = get().liveTokens;
     set({ liveTokens: rest, stopping: isStreaming(get().messages) ? get().stopping : false });
-    if (message.status === "error" && message.error) useUi.getState().notify({ kind: "error", key: "error.generic", vars: { message: message.error }, source: "chat" });
-    // a reply that worked means the last failure is over: its banner goes (the failed message keeps its note)
+    // A failed reply is reported once, by its own note (MessageItem); no banner repeats it. A dead engine worker
+    // has the engine banner besides ("restarting", until it is ready), which says what happens next, not what failed.
     if (message.status === "complete") useUi.getState().dismissSource("chat");
   }
 
@@ -191,11 +203,20 @@ export const useChat = create<ChatState>((set, get) => {
     send: async (content) => {
       const text = content.trim();
       if (!text || get().sending || isStreaming(get().messages)) return false;
+      // Like LM Studio: with no model (and none loading or restarting) nothing is created, the text stays in the
+      // composer (send answers false) and the banner says to load a model; it goes once one is loaded.
+      const engine = useModels.getState().status;
+      if (!engine.model && engine.state !== "loading" && engine.state !== "crashed") {
+        useUi.getState().notify(bannerForError({ code: "no_model" }));
+        return false;
+      }
       let conv = get().conversation;
+      let created = false;
       if (!conv) {
         const id = await useConversations.getState().create();
         conv = get().conversation;
         if (!id || !conv) return false;
+        created = true;
       }
       const temp = tempUserMessage(conv.id, content);
       set({ messages: [...get().messages, temp], sending: true });
@@ -211,6 +232,8 @@ export const useChat = create<ChatState>((set, get) => {
       } catch (e) {
         set({ messages: get().messages.filter((m) => m.id !== temp.id) });
         useUi.getState().notifyError(e);
+        // the server saved nothing; a conversation opened just for this message would be left empty
+        if (created && get().conversation?.id === conv.id && get().messages.length === 0) await useConversations.getState().remove(conv.id);
         return false;
       } finally {
         set({ sending: false });

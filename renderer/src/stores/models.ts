@@ -2,7 +2,7 @@
 import { create } from "zustand";
 import { api } from "../api/index.js";
 import type { AppInfo, EngineStatus, ModelCard, RecentModel } from "../api/types.js";
-import { useUi } from "./ui.js";
+import { bannerForError, useUi } from "./ui.js";
 
 interface ModelsState {
   status: EngineStatus;
@@ -22,6 +22,9 @@ interface ModelsState {
   setProgress(p: { dir: string; done: number; total: number }): void;
 }
 
+/** The engine worker died and is being restarted (its banner stays until the model is ready again). */
+let restarting = false;
+
 export const idleStatus: EngineStatus = { state: "idle", model: null, dir: null, message: null };
 
 export const useModels = create<ModelsState>((set, get) => ({
@@ -40,6 +43,7 @@ export const useModels = create<ModelsState>((set, get) => ({
         api().call("app.info", {}),
       ]);
       set({ status, recent, info, ...(status.model ? { lastCard: status.model } : {}) });
+      if (status.model) useUi.getState().dismissSource("model"); // e.g. `serve --model` finished loading first
     } catch (e) {
       useUi.getState().notifyError(e);
     }
@@ -50,7 +54,8 @@ export const useModels = create<ModelsState>((set, get) => ({
     set({ opening: trimmed, openError: null, progress: { dir: trimmed, done: 0, total: 1 } });
     try {
       const card = await api().call("models.open", { dir: trimmed });
-      set({ opening: null, progress: null, lastCard: card, status: { state: "ready", model: card, dir: card.dir, message: null } });
+      set({ opening: null, progress: null });
+      get().setStatus({ state: "ready", model: card, dir: card.dir, message: null });
       void api()
         .call("models.recent", {})
         .then((recent) => set({ recent }))
@@ -81,19 +86,46 @@ export const useModels = create<ModelsState>((set, get) => ({
   setStatus: (status) => {
     const prev = get().status;
     set({ status, ...(status.state !== "loading" ? { progress: null } : {}), ...(status.model ? { lastCard: status.model } : {}) });
-    if (status.state === "crashed" && prev.state !== "crashed") useUi.getState().notify({ kind: "error", key: "banner.engineCrashed", source: "engine" });
-    if (status.state === "ready" || status.state === "loading") useUi.getState().dismissSource("engine");
+    const ui = useUi.getState();
+    // A dead worker: one banner, "restarting", from the crash until the model is back (crashed -> loading -> ready).
+    if (status.state === "crashed" && prev.state !== "crashed") {
+      restarting = true;
+      ui.notify({ kind: "info", key: "banner.engineCrashed", source: "engine" });
+    }
+    if (status.state === "ready" || status.state === "idle") {
+      restarting = false;
+      ui.dismissSource("engine");
+    }
+    if (status.state === "error" && restarting) {
+      // the restart itself failed (crashed again while loading, or too many crashes): say so instead
+      restarting = false;
+      ui.dismissSource("engine");
+      ui.notify({ ...bannerForError({ code: "engine", message: status.message ?? "" }), source: "engine" });
+    }
+    // "Load a model first" is over as soon as there is one (opened here, from Recent, or by `serve --model`)
+    if (status.model) useUi.getState().dismissSource("model");
     if (status.state === "error" && status.message && status.dir) set({ openError: { dir: status.dir, message: status.message } });
   },
   setProgress: (p) => set({ progress: p }),
 }));
 
-/** "0.70 B / 0.17 B" style: billions, two decimals; tiny models get enough decimals to show two significant digits. */
+/**
+ * Parameter counts with 3 significant digits and a K/M/B/T suffix: "470 K", "2.69 M", "169 M", "46.7 B", "389 B".
+ * Rounding happens before the unit is chosen, so 999,950 reads "1.00 M", never "1000 K".
+ */
 export function formatParams(n: number): string {
-  const b = n / 1e9;
-  if (b >= 0.01 || b === 0) return `${b.toFixed(2)} B`;
-  const digits = Math.min(12, Math.ceil(-Math.log10(b)) + 1);
-  return `${b.toFixed(digits)} B`;
+  if (!Number.isFinite(n) || n < 0) return "?";
+  const units: [number, string][] = [[1e12, "T"], [1e9, "B"], [1e6, "M"], [1e3, "K"]];
+  for (const [scale, suffix] of units) {
+    if (Number(n.toPrecision(3)) >= scale) return `${sig3(n / scale)} ${suffix}`;
+  }
+  return String(Math.round(n));
+}
+
+/** x in [1, 1000) with 3 significant digits, in fixed notation: 4.70, 47.0, 470. */
+function sig3(x: number): string {
+  const r = Number(x.toPrecision(3));
+  return r.toFixed(r >= 100 ? 0 : r >= 10 ? 1 : 2);
 }
 
 export function formatBytes(n: number): string {

@@ -3,6 +3,7 @@ import { create } from "zustand";
 import type { ConnectionState } from "../api/types.js";
 import type { MessageKey } from "../i18n/index.js";
 import { readLocal, writeLocal } from "../local.js";
+import { describeError } from "../errors.js";
 
 export type View = "chat" | "models" | "settings";
 
@@ -13,8 +14,10 @@ export interface Banner {
   key?: MessageKey;
   vars?: Record<string, string | number>;
   text?: string;
-  /** Who raised it: banners of a source go away together when that source recovers. */
-  source?: "chat" | "engine";
+  /** The server's own (untranslated) words, shown small under the message. */
+  detail?: string;
+  /** Who raised it: banners of a source go away together when that source recovers ("model": a model is loaded). */
+  source?: "chat" | "engine" | "model";
 }
 
 interface UiState {
@@ -35,14 +38,12 @@ interface UiState {
 
 let nextBanner = 1;
 
-/** Known error codes get a translated message; anything else shows the server's (already human) message. */
+/** An error from a call, in the user's language (describeError); the server's text only as a detail. */
 export function bannerForError(error: unknown): Omit<Banner, "id"> {
   const e = error as { code?: string; message?: string } | null;
   const code = e?.code;
-  if (code === "no_model") return { kind: "error", key: "error.noModel" };
-  if (code === "busy") return { kind: "error", key: "error.busy" };
-  if (code === "disconnected") return { kind: "error", key: "error.disconnected" };
-  return { kind: "error", key: "error.generic", vars: { message: e?.message ?? String(error) } };
+  const d = describeError(code, e?.message ?? (typeof error === "string" ? error : null));
+  return { kind: "error", key: d.key, ...(d.vars ? { vars: d.vars } : {}), ...(d.detail ? { detail: d.detail } : {}), ...(code === "no_model" ? { source: "model" as const } : {}) };
 }
 
 export const useUi = create<UiState>((set, get) => ({
@@ -61,7 +62,7 @@ export const useUi = create<UiState>((set, get) => ({
   notify: (banner) => {
     // The same message twice in a row is one banner.
     const last = get().banners.at(-1);
-    if (last && last.key === banner.key && last.text === banner.text && JSON.stringify(last.vars) === JSON.stringify(banner.vars)) return;
+    if (last && last.key === banner.key && last.text === banner.text && last.detail === banner.detail && JSON.stringify(last.vars) === JSON.stringify(banner.vars)) return;
     set({ banners: [...get().banners.slice(-3), { ...banner, id: nextBanner++ }] });
   },
   notifyError: (error) => get().notify(bannerForError(error)),

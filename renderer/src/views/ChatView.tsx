@@ -5,7 +5,7 @@ import { IconSliders } from "../components/icons.js";
 import { MessageList } from "../components/MessageList.js";
 import { Sidebar } from "../components/Sidebar.js";
 import { useT } from "../hooks.js";
-import { contextUsed, useChat } from "../stores/chat.js";
+import { contextMeter, useChat } from "../stores/chat.js";
 import { folderName, useModels } from "../stores/models.js";
 import { displayTitle } from "../stores/conversations.js";
 import { useUi } from "../stores/ui.js";
@@ -26,10 +26,9 @@ function ContextMeter() {
   const t = useT();
   const messages = useChat((s) => s.messages);
   const model = useModels((s) => s.status.model);
-  const ctx = contextUsed(messages);
-  const total = ctx?.total ?? model?.contextLength;
-  if (!total) return null;
-  const used = ctx?.used ?? 0;
+  const meter = contextMeter(messages, model);
+  if (!meter) return null;
+  const { used, total } = meter;
   const pct = Math.min(100, (used / total) * 100);
   return (
     <div className="context" title={t("chat.contextTitle")}>

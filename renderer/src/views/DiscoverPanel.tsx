@@ -3,6 +3,7 @@
 // (Hugging Face, a mirror, ModelScope), and "Open in chat" once a model is downloaded.
 import { useEffect, useState } from "react";
 import type { CatalogEntry, DownloadProgress, FitEstimate, HubSource, RepoDetails } from "../api/types.js";
+import { ErrorText } from "../components/ErrorText.js";
 import { IconAlert } from "../components/icons.js";
 import { useT, type T } from "../hooks.js";
 import type { MessageKey } from "../i18n/index.js";
@@ -109,7 +110,11 @@ function DownloadRow({ d, t }: { d: DownloadProgress; t: T }) {
       {d.error && (
         <div className="open-error" role="alert">
           <IconAlert />
-          <div>{d.error}</div>
+          <div>
+            {/* the user's language first; the hub's exact words (which file, which host) under it */}
+            {d.errorKind ? t(`library.error.${d.errorKind}` as MessageKey) : null}
+            <span className="error-detail">{d.error}</span>
+          </div>
         </div>
       )}
       <div className="row-actions">
@@ -145,7 +150,7 @@ function SearchDetails({ repo, d }: { repo: string; d: RepoDetails | { error: st
       </div>
     );
   }
-  if ("error" in d) return <div className="muted small-text">{d.error}</div>;
+  if ("error" in d) return <div className="muted small-text"><ErrorText error={d.error} /></div>;
   return (
     <>
       <div className="small-text">
@@ -261,7 +266,9 @@ export function DiscoverPanel() {
       {openError && !opening && (
         <div className="open-error" role="alert">
           <IconAlert />
-          <div>{openError.message}</div>
+          <div>
+            <ErrorText error={openError.message} code="engine" />
+          </div>
         </div>
       )}
 

@@ -2,6 +2,7 @@
 // the loaded model's card, load progress, and a clear message when a folder is not a loadable model.
 import { useState } from "react";
 import type { ModelCard } from "../api/types.js";
+import { ErrorText } from "../components/ErrorText.js";
 import { IconAlert, IconFolder, IconX } from "../components/icons.js";
 import { useT } from "../hooks.js";
 import { folderName, formatBytes, formatParams, useModels } from "../stores/models.js";
@@ -16,14 +17,20 @@ function Card({ card }: { card: ModelCard }) {
         ? t("card.expertsShared", { n: card.numExperts, k: card.topK, s: card.numSharedExperts })
         : t("card.expertsValue", { n: card.numExperts, k: card.topK })
       : t("card.dense");
-  const rows: [string, string][] = [
+  /** label, value, and an optional tooltip that says what the value counts */
+  const rows: [string, string, string?][] = [
     [t("card.architecture"), `${card.architecture} (${card.modelType})`],
     [t("card.parameters"), `${formatParams(card.paramsTotal)} / ${formatParams(card.paramsActive)}`],
     [t("card.experts"), experts],
     [t("card.layers"), String(card.numLayers)],
-    [t("card.context"), card.contextLength.toLocaleString()],
+    [
+      t("card.context"),
+      card.sessionContextLength < card.contextLength
+        ? t("card.contextValue", { n: card.sessionContextLength.toLocaleString(), max: card.contextLength.toLocaleString() })
+        : card.sessionContextLength.toLocaleString(),
+    ],
     [t("card.dtype"), card.dtype],
-    [t("card.memory"), formatBytes(card.estimatedMemoryBytes)],
+    [t("card.memory"), formatBytes(card.estimatedMemoryBytes), t("card.memoryTitle", { n: card.sessionContextLength.toLocaleString() })],
     [t("card.device"), card.device.toUpperCase()],
     [t("card.threads"), String(card.threads)],
     [t("card.chatTemplate"), card.hasChatTemplate ? t("card.yes") : t("card.no")],
@@ -41,10 +48,10 @@ function Card({ card }: { card: ModelCard }) {
         <span className="badge ok">{t("models.loaded")}</span>
       </div>
       <dl className="facts">
-        {rows.map(([k, v]) => (
+        {rows.map(([k, v, title]) => (
           <div key={k}>
             <dt>{k}</dt>
-            <dd>{v}</dd>
+            <dd title={title}>{v}</dd>
           </div>
         ))}
       </dl>
@@ -129,15 +136,10 @@ export function ModelsView() {
               <IconAlert />
               <div>
                 <strong>{t("models.notLoadable")}</strong>
-                <div className="mono small-text">{openError.dir}</div>
-                <div>{openError.message}</div>
+                <div className="open-error-text">
+                  <ErrorText error={openError.message} code="engine" />
+                </div>
               </div>
-            </div>
-          )}
-          {status.state === "crashed" && (
-            <div className="open-error" role="alert">
-              <IconAlert />
-              <div>{status.message ?? t("models.crashed")}</div>
             </div>
           )}
         </section>
