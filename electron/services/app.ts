@@ -10,7 +10,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { AppInfo } from "../contract.js";
+import { RpcError, type AppInfo } from "../contract.js";
 import { EngineHost, type WorkerSpawner } from "../engine/host.js";
 import type { AsyncHandlers } from "../rpc.js";
 import { openDatabase, type Db } from "../store/db.js";
@@ -131,6 +131,33 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "models.forget": async (i) => models.forget(i.dir),
     "models.status": async () => models.status(),
     "models.pickFolder": async () => ({ dir: opts.pickFolder ? await opts.pickFolder() : null }),
+
+    // ---------- datasets ---------- (contract first; the service lands in the next commits)
+    "datasets.list": async () => { throw new RpcError("internal", "datasets.list: not implemented yet"); },
+    "datasets.get": async () => { throw new RpcError("internal", "datasets.get: not implemented yet"); },
+    "datasets.rename": async () => { throw new RpcError("internal", "datasets.rename: not implemented yet"); },
+    "datasets.delete": async () => { throw new RpcError("internal", "datasets.delete: not implemented yet"); },
+    "datasets.dedupe": async () => { throw new RpcError("internal", "datasets.dedupe: not implemented yet"); },
+    "datasets.split": async () => { throw new RpcError("internal", "datasets.split: not implemented yet"); },
+    "datasets.export": async () => { throw new RpcError("internal", "datasets.export: not implemented yet"); },
+    "datasets.exportChunk": async () => { throw new RpcError("internal", "datasets.exportChunk: not implemented yet"); },
+    "datasets.pickFile": async () => { throw new RpcError("internal", "datasets.pickFile: not implemented yet"); },
+    "datasets.upload.begin": async () => { throw new RpcError("internal", "datasets.upload.begin: not implemented yet"); },
+    "datasets.upload.chunk": async () => { throw new RpcError("internal", "datasets.upload.chunk: not implemented yet"); },
+    "datasets.upload.abort": async () => { throw new RpcError("internal", "datasets.upload.abort: not implemented yet"); },
+    "datasets.import.scan": async () => { throw new RpcError("internal", "datasets.import.scan: not implemented yet"); },
+    "datasets.import.status": async () => { throw new RpcError("internal", "datasets.import.status: not implemented yet"); },
+    "datasets.import.commit": async () => { throw new RpcError("internal", "datasets.import.commit: not implemented yet"); },
+    "datasets.import.cancel": async () => { throw new RpcError("internal", "datasets.import.cancel: not implemented yet"); },
+    "samples.list": async () => { throw new RpcError("internal", "samples.list: not implemented yet"); },
+    "samples.get": async () => { throw new RpcError("internal", "samples.get: not implemented yet"); },
+    "samples.update": async () => { throw new RpcError("internal", "samples.update: not implemented yet"); },
+    "samples.add": async () => { throw new RpcError("internal", "samples.add: not implemented yet"); },
+    "samples.duplicate": async () => { throw new RpcError("internal", "samples.duplicate: not implemented yet"); },
+    "samples.delete": async () => { throw new RpcError("internal", "samples.delete: not implemented yet"); },
+    "samples.undo": async () => { throw new RpcError("internal", "samples.undo: not implemented yet"); },
+    "datasets.tokens.count": async () => { throw new RpcError("internal", "datasets.tokens.count: not implemented yet"); },
+    "datasets.tokens.cancel": async () => { throw new RpcError("internal", "datasets.tokens.cancel: not implemented yet"); },
   };
 
   const initialLoad = opts.initialModel ? models.open(opts.initialModel).then(() => undefined, () => undefined) : Promise.resolve();
