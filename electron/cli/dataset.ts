@@ -99,7 +99,7 @@ export async function cmdDataset(argv: string[], out: (s: string) => void = (s) 
     let dataset: string | null = null;
     let imported = 0;
     if ((st.report.rejectedCount === 0 || p.validOnly) && st.report.valid > 0) {
-      const d = service.commit(importId, p.name);
+      const d = await service.commit(importId, p.name);
       dataset = d.id;
       imported = d.sampleCount;
     } else {

@@ -6,6 +6,8 @@ import { randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { appendFile, open, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
 import {
   EXPORT_CHUNK_CHARS,
   RpcError,
@@ -20,7 +22,8 @@ import {
   type TokenizerChoice,
 } from "../contract.js";
 import { validateMessages } from "../datasets/formats.js";
-import { readValidSamplesSync, scanFile, ScanCancelled, type ScanProgress, type ScanResult } from "../datasets/scan.js";
+import { CommitCancelled, commitImport, type CommitMessage, type CommitRequest } from "../datasets/commit.js";
+import { scanFile, ScanCancelled, type ScanProgress, type ScanResult } from "../datasets/scan.js";
 import { SampleTokenCounter } from "../datasets/tokens.js";
 import { DatasetRepo, type SampleDbRow, type SampleQuery } from "../store/datasets.js";
 import type { Db } from "../store/db.js";
@@ -53,6 +56,9 @@ interface ImportJob {
   error: string | null;
   abort: AbortController;
   scanning: Promise<void>;
+  /** Set while committing: 1 = cancel (read by the commit worker). */
+  cancelFlag?: Int32Array;
+  committing?: Promise<void>;
 }
 
 interface TokenJob {
@@ -78,6 +84,8 @@ export class DatasetService {
   private readonly tokenJobs = new Map<string, TokenJob>();
   private readonly counters = new Map<string, { mtimeMs: number; counter: SampleTokenCounter }>();
   private readonly uploadDir: string;
+  /** Commits running on worker threads (token counts wait: their writes would queue behind the commit's lock). */
+  private commits = 0;
 
   constructor(
     db: Db,
@@ -304,34 +312,43 @@ export class DatasetService {
 
   /**
    * The user chose "import the valid rows": one transaction creates the dataset and inserts every valid sample
-   * (read again from the file, which must be the one scanned). Synchronous from BEGIN to COMMIT, so no other
-   * write can interleave and a failure rolls back everything.
+   * (read again from the file, which must be the one scanned), on a worker thread with its own connection so this
+   * process keeps answering (electron/datasets/commit.ts). Progress: datasets.import.progress (records = samples
+   * inserted so far). Cancelled while committing: rolled back, and this call fails with code "busy".
    */
-  commit(importId: string, name?: string): DatasetSummary {
+  async commit(importId: string, name?: string): Promise<DatasetSummary> {
     const job = this.job(importId);
     if (job.state !== "ready") throw busy(`the import is ${job.state}; only a scanned import (ready) can be committed`);
     const scan = job.scan!;
     if (scan.valid === 0) throw invalid(`nothing to import: no line of ${job.fileName} is valid`);
+    const request: CommitRequest = {
+      path: job.path,
+      expect: { size: scan.size, mtimeMs: scan.mtimeMs, valid: scan.valid },
+      dataset: {
+        name: name?.trim() || basename(job.fileName, extname(job.fileName)) || job.fileName,
+        sourceFile: job.sourceFile,
+        rejectedCount: scan.rejectedCount,
+        rejected: scan.rejected,
+      },
+    };
+    job.cancelFlag = new Int32Array(new SharedArrayBuffer(4));
     this.setState(job, "committing");
+    this.commits++;
+    const onProgress = (inserted: number) => this.emit("datasets.import.progress", { importId: job.id, ...job.progress, records: inserted, valid: inserted });
+    const running = this.runCommit(request, onProgress, job.cancelFlag);
+    job.committing = running.then(() => undefined, () => undefined);
     let datasetId: string;
     try {
-      datasetId = this.repo.db.transaction(() => {
-        const id = this.repo.createDataset({
-          name: name?.trim() || basename(job.fileName, extname(job.fileName)) || job.fileName,
-          sourceFile: job.sourceFile,
-          rejectedCount: scan.rejectedCount,
-          rejected: scan.rejected,
-        });
-        const insert = this.repo.inserter(id);
-        readValidSamplesSync(job.path, scan, (s) => insert({ format: s.format, messages: s.messages, sourceLine: s.line }));
-        return id;
-      })();
+      datasetId = await running;
     } catch (e) {
+      if (e instanceof CommitCancelled) throw busy("the import was cancelled");
       const message = e instanceof Error ? e.message : String(e);
       job.error = message;
       this.dropJobFile(job);
       this.setState(job, "failed");
       throw invalid(message);
+    } finally {
+      this.commits--;
     }
     job.datasetId = datasetId;
     this.dropJobFile(job);
@@ -340,15 +357,51 @@ export class DatasetService {
     return this.summary(datasetId);
   }
 
-  /** Cancel a scan, or discard a scanned report: nothing was written, and an upload's temp file goes. */
+  private runCommit(request: CommitRequest, onProgress: (n: number) => void, flag: Int32Array): Promise<string> {
+    const dbFile = this.repo.db.name;
+    const cancelled = () => Atomics.load(flag, 0) !== 0;
+    if (!dbFile || dbFile === ":memory:" || this.repo.db.memory) {
+      // no file another connection could open: in-process (tests with an in-memory database)
+      return new Promise((resolve, reject) => {
+        try {
+          resolve(commitImport(this.repo.db, request, onProgress, cancelled));
+        } catch (e) {
+          reject(e);
+        }
+      });
+    }
+    return new Promise((resolve, reject) => {
+      const worker = new Worker(commitWorkerPath(), { workerData: { dbFile, request, cancel: flag.buffer } });
+      let settled = false;
+      worker.on("message", (m: CommitMessage) => {
+        if (m.t === "progress") return onProgress(m.inserted);
+        settled = true;
+        if (m.t === "done") resolve(m.datasetId);
+        else if (m.t === "cancelled") reject(new CommitCancelled());
+        else reject(new Error(m.message));
+      });
+      worker.on("error", (e) => {
+        if (!settled) reject(e);
+        settled = true;
+      });
+      worker.on("exit", (code) => {
+        if (!settled) reject(new Error(`the import worker stopped (exit code ${code})`));
+        settled = true;
+      });
+    });
+  }
+
+  /** Cancel a scan or a commit (rolled back), or discard a scanned report; an upload's temp file goes. */
   async cancel(importId: string): Promise<{ ok: true }> {
     const job = this.job(importId);
     if (job.state === "committed") throw busy(`the import is already committed (dataset ${job.datasetId}); delete the dataset instead`);
     if (job.state === "cancelled") return { ok: true };
-    const wasScanning = job.state === "scanning";
+    const was = job.state;
     this.setState(job, "cancelled");
     job.abort.abort();
-    if (wasScanning) await job.scanning;
+    if (job.cancelFlag) Atomics.store(job.cancelFlag, 0, 1);
+    if (was === "scanning") await job.scanning;
+    if (was === "committing") await job.committing;
     this.dropJobFile(job);
     return { ok: true };
   }
@@ -522,6 +575,7 @@ export class DatasetService {
       let after = 0;
       for (;;) {
         if (job.cancelled) return progress("cancelled");
+        while (this.commits > 0 && !job.cancelled) await new Promise((r) => setTimeout(r, 50));
         const rows = this.repo.uncounted(job.datasetId, counter.key, after, 512);
         if (rows.length === 0) break;
         const batch: Array<{ sampleId: string; revision: number; tokens: number }> = [];
@@ -574,10 +628,18 @@ export class DatasetService {
   /** Cancel running scans and token counts (the app is closing). */
   async dispose(): Promise<void> {
     for (const j of this.tokenJobs.values()) j.cancelled = true;
-    const scans = [...this.imports.values()].filter((j) => j.state === "scanning");
+    const scans = [...this.imports.values()].filter((j) => j.state === "scanning" || j.state === "committing");
     await Promise.all(scans.map((j) => this.cancel(j.id).catch(() => undefined)));
     for (const u of [...this.uploads.values()]) this.dropUpload(u);
   }
+}
+
+/** The compiled commit worker (out/electron/datasets/commit-worker.js), whether this module runs compiled or from source. */
+export function commitWorkerPath(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [join(here, "../datasets/commit-worker.js"), join(here, "../../out/electron/datasets/commit-worker.js")];
+  for (const p of candidates) if (existsSync(p)) return p;
+  throw new Error(`the import worker is not built: none of ${candidates.join(", ")} exists; run "npm run build:ts"`);
 }
 
 /** The import's validation rules for a sample saved in the editor. */

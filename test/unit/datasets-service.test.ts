@@ -124,7 +124,7 @@ describe("import", () => {
     expect(dump(a.s.db)).toBe(before);
   });
 
-  it("cancelling mid-scan leaves the database content exactly as it was, and the upload's temp file gone", async () => {
+  it("cancelling mid-scan or mid-commit leaves the database content exactly as it was, and the upload's temp file gone", async () => {
     const a = await app();
     await importFile(a, join(FIX, "messages.jsonl")); // something already there
     const dir = tempDir();
@@ -137,6 +137,22 @@ describe("import", () => {
     const st = await a.call("datasets.import.status", { importId });
     expect(st.state).toBe("cancelled");
     expect(st.bytesRead).toBeLessThan(st.totalBytes);
+    expect(dump(a.s.db)).toBe(before);
+
+    // cancelled while committing (on the worker thread): rolled back, the commit call fails with "busy"
+    const again = await a.call("datasets.import.scan", { source: { kind: "path", path: file } });
+    expect((await scanned(a, again.importId)).state).toBe("ready");
+    const mark = a.events.length;
+    const committing = a.call("datasets.import.commit", { importId: again.importId }).catch((e) => e);
+    const committingProgress = () =>
+      a.events.slice(mark).some((e) => e.name === "datasets.import.progress" && (e.payload as { importId: string; records: number }).importId === again.importId && (e.payload as { records: number }).records > 0);
+    while (!committingProgress()) await new Promise((r) => setTimeout(r, 2));
+    expect((await a.call("datasets.import.status", { importId: again.importId })).state).toBe("committing");
+    // the main thread answers while the worker writes
+    expect((await a.call("datasets.list", {})).map((d) => d.name)).toEqual(["messages"]);
+    await a.call("datasets.import.cancel", { importId: again.importId });
+    expect(await committing).toMatchObject({ code: "busy", message: "the import was cancelled" });
+    expect((await a.call("datasets.import.status", { importId: again.importId })).state).toBe("cancelled");
     expect(dump(a.s.db)).toBe(before);
 
     // the same from a browser upload
