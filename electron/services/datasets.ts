@@ -22,7 +22,7 @@ import {
   type TokenizerChoice,
 } from "../contract.js";
 import { validateMessages } from "../datasets/formats.js";
-import { CommitCancelled, commitImport, type CommitMessage, type CommitRequest } from "../datasets/commit.js";
+import { CommitCancelled, runBulk, type BulkMessage, type BulkResult, type BulkTask, type CommitRequest } from "../datasets/bulk.js";
 import { scanFile, ScanCancelled, type ScanProgress, type ScanResult } from "../datasets/scan.js";
 import { SampleTokenCounter } from "../datasets/tokens.js";
 import { DatasetRepo, type SampleDbRow, type SampleQuery } from "../store/datasets.js";
@@ -57,7 +57,7 @@ interface ImportJob {
   abort: AbortController;
   scanning: Promise<void>;
   /** Set while committing: 1 = cancel (read by the commit worker). */
-  cancelFlag?: Int32Array;
+  cancelFlag?: Int32Array<SharedArrayBuffer>;
   committing?: Promise<void>;
 }
 
@@ -84,8 +84,8 @@ export class DatasetService {
   private readonly tokenJobs = new Map<string, TokenJob>();
   private readonly counters = new Map<string, { mtimeMs: number; counter: SampleTokenCounter }>();
   private readonly uploadDir: string;
-  /** Commits running on worker threads (token counts wait: their writes would queue behind the commit's lock). */
-  private commits = 0;
+  /** Bulk writes running on worker threads (token counts wait: their writes would queue behind that lock). */
+  private bulkWrites = 0;
 
   constructor(
     db: Db,
@@ -117,9 +117,12 @@ export class DatasetService {
     return this.summary(id);
   }
 
-  delete(id: string): { ok: true } {
+  /** Deleting 100k samples updates the full-text index row by row: on the bulk worker. */
+  async delete(id: string): Promise<{ ok: true }> {
+    this.summary(id);
     for (const j of this.tokenJobs.values()) if (j.datasetId === id) j.cancelled = true;
-    if (!this.repo.deleteDataset(id)) throw notFound(`dataset ${id} not found`);
+    const r = (await this.runBulkTask({ kind: "delete", datasetId: id })) as { deleted: boolean };
+    if (!r.deleted) throw notFound(`dataset ${id} not found`);
     this.emit("datasets.changed", { id, deleted: true });
     return { ok: true };
   }
@@ -131,9 +134,10 @@ export class DatasetService {
     return { removed, dataset: this.summary(id) };
   }
 
-  split(id: string, validationRatio: number, seed: number): { train: DatasetSummary; validation: DatasetSummary } {
+  /** Copies every sample (and indexes its text again): on the bulk worker. */
+  async split(id: string, validationRatio: number, seed: number): Promise<{ train: DatasetSummary; validation: DatasetSummary }> {
     this.summary(id);
-    const { trainId, validationId } = this.repo.split(id, validationRatio, seed);
+    const { trainId, validationId } = (await this.runBulkTask({ kind: "split", datasetId: id, validationRatio, seed })) as { trainId: string; validationId: string };
     this.changed(trainId);
     this.changed(validationId);
     return { train: this.summary(trainId), validation: this.summary(validationId) };
@@ -333,13 +337,12 @@ export class DatasetService {
     };
     job.cancelFlag = new Int32Array(new SharedArrayBuffer(4));
     this.setState(job, "committing");
-    this.commits++;
     const onProgress = (inserted: number) => this.emit("datasets.import.progress", { importId: job.id, ...job.progress, records: inserted, valid: inserted });
-    const running = this.runCommit(request, onProgress, job.cancelFlag);
+    const running = this.runBulkTask({ kind: "import", request }, onProgress, job.cancelFlag);
     job.committing = running.then(() => undefined, () => undefined);
     let datasetId: string;
     try {
-      datasetId = await running;
+      datasetId = ((await running) as { datasetId: string }).datasetId;
     } catch (e) {
       if (e instanceof CommitCancelled) throw busy("the import was cancelled");
       const message = e instanceof Error ? e.message : String(e);
@@ -347,8 +350,6 @@ export class DatasetService {
       this.dropJobFile(job);
       this.setState(job, "failed");
       throw invalid(message);
-    } finally {
-      this.commits--;
     }
     job.datasetId = datasetId;
     this.dropJobFile(job);
@@ -357,38 +358,40 @@ export class DatasetService {
     return this.summary(datasetId);
   }
 
-  private runCommit(request: CommitRequest, onProgress: (n: number) => void, flag: Int32Array): Promise<string> {
+  /** A whole-dataset write on the bulk worker thread (or in-process for an in-memory database). */
+  private runBulkTask(task: BulkTask, onProgress: (n: number) => void = () => undefined, flag = new Int32Array(new SharedArrayBuffer(4))): Promise<BulkResult> {
     const dbFile = this.repo.db.name;
     const cancelled = () => Atomics.load(flag, 0) !== 0;
-    if (!dbFile || dbFile === ":memory:" || this.repo.db.memory) {
-      // no file another connection could open: in-process (tests with an in-memory database)
-      return new Promise((resolve, reject) => {
+    this.bulkWrites++;
+    const done = <T>(p: Promise<T>) => p.finally(() => this.bulkWrites--);
+    if (!dbFile || this.repo.db.memory) {
+      return done(new Promise((resolve, reject) => {
         try {
-          resolve(commitImport(this.repo.db, request, onProgress, cancelled));
+          resolve(runBulk(this.repo.db, task, onProgress, cancelled));
         } catch (e) {
           reject(e);
         }
-      });
+      }));
     }
-    return new Promise((resolve, reject) => {
-      const worker = new Worker(commitWorkerPath(), { workerData: { dbFile, request, cancel: flag.buffer } });
+    return done(new Promise((resolve, reject) => {
+      const worker = new Worker(bulkWorkerPath(), { workerData: { dbFile, task, cancel: flag.buffer } });
       let settled = false;
-      worker.on("message", (m: CommitMessage) => {
+      worker.on("message", (m: BulkMessage) => {
         if (m.t === "progress") return onProgress(m.inserted);
         settled = true;
-        if (m.t === "done") resolve(m.datasetId);
+        if (m.t === "done") resolve(m.result);
         else if (m.t === "cancelled") reject(new CommitCancelled());
-        else reject(new Error(m.message));
+        else reject(Object.assign(new Error(m.message), m.code ? { code: m.code } : {}));
       });
       worker.on("error", (e) => {
         if (!settled) reject(e);
         settled = true;
       });
       worker.on("exit", (code) => {
-        if (!settled) reject(new Error(`the import worker stopped (exit code ${code})`));
+        if (!settled) reject(new Error(`the datasets worker stopped (exit code ${code})`));
         settled = true;
       });
-    });
+    }));
   }
 
   /** Cancel a scan or a commit (rolled back), or discard a scanned report; an upload's temp file goes. */
@@ -575,7 +578,7 @@ export class DatasetService {
       let after = 0;
       for (;;) {
         if (job.cancelled) return progress("cancelled");
-        while (this.commits > 0 && !job.cancelled) await new Promise((r) => setTimeout(r, 50));
+        while (this.bulkWrites > 0 && !job.cancelled) await new Promise((r) => setTimeout(r, 50));
         const rows = this.repo.uncounted(job.datasetId, counter.key, after, 512);
         if (rows.length === 0) break;
         const batch: Array<{ sampleId: string; revision: number; tokens: number }> = [];
@@ -634,12 +637,12 @@ export class DatasetService {
   }
 }
 
-/** The compiled commit worker (out/electron/datasets/commit-worker.js), whether this module runs compiled or from source. */
-export function commitWorkerPath(): string {
+/** The compiled bulk worker (out/electron/datasets/bulk-worker.js), whether this module runs compiled or from source. */
+export function bulkWorkerPath(): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [join(here, "../datasets/commit-worker.js"), join(here, "../../out/electron/datasets/commit-worker.js")];
+  const candidates = [join(here, "../datasets/bulk-worker.js"), join(here, "../../out/electron/datasets/bulk-worker.js")];
   for (const p of candidates) if (existsSync(p)) return p;
-  throw new Error(`the import worker is not built: none of ${candidates.join(", ")} exists; run "npm run build:ts"`);
+  throw new Error(`the datasets worker is not built: none of ${candidates.join(", ")} exists; run "npm run build:ts"`);
 }
 
 /** The import's validation rules for a sample saved in the editor. */
