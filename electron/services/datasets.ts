@@ -75,6 +75,8 @@ const TOKEN_SLICE_MS = 20;
 export interface DatasetServiceOptions {
   /** Native open/save dialog (Electron); absent elsewhere. */
   pickFile?: (purpose: "import" | "export", suggestedName?: string) => Promise<string | null>;
+  /** Delete what a crashed run left in <dataDir>/uploads (the app at start; not the CLI). */
+  cleanStaleUploads?: boolean;
 }
 
 export class DatasetService {
@@ -95,8 +97,9 @@ export class DatasetService {
   ) {
     this.repo = new DatasetRepo(db);
     this.uploadDir = join(dataDir, "uploads");
-    // uploads do not outlive the process that received them: leftovers of a crash go
-    if (existsSync(this.uploadDir)) for (const f of readdirSync(this.uploadDir)) rmSync(join(this.uploadDir, f), { force: true });
+    // uploads do not outlive the app that received them: leftovers of a crash go (only the app does this, not
+    // the CLI, which may run beside an app that is receiving an upload)
+    if (opts.cleanStaleUploads && existsSync(this.uploadDir)) for (const f of readdirSync(this.uploadDir)) rmSync(join(this.uploadDir, f), { force: true });
   }
 
   // ---------- datasets ----------

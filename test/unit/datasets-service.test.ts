@@ -3,7 +3,7 @@
 // the samples window (search, filters, sort), edits with validation and undo (also after a restart), dedupe,
 // seeded split, export round trip, token counts against transformers' goldens, migration from v2, and the
 // contract refusing malformed payloads.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -169,7 +169,11 @@ describe("import", () => {
   });
 
   it("a browser upload in chunks imports like the file; chunks must come in order and fit the size", async () => {
-    const a = await app();
+    const dataDir = tempDir();
+    mkdirSync(join(dataDir, "uploads"));
+    writeFileSync(join(dataDir, "uploads", "left-by-a-crash.upload"), "x");
+    const a = await app(dataDir);
+    expect(readdirSync(join(dataDir, "uploads"))).toEqual([]); // the app clears what a crashed run left
     const bytes = readFileSync(join(FIX, "chinese-emoji.jsonl"));
     const { uploadId } = await a.call("datasets.upload.begin", { fileName: "chinese-emoji.jsonl", size: bytes.length });
     // cut inside a multi-byte character on purpose: the upload is bytes, not text
