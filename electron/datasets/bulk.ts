@@ -1,4 +1,4 @@
-// Writes that touch a whole dataset — committing an import, splitting, deleting — in one transaction each, on a
+// Writes that touch a whole dataset — committing an import, splitting, deduplicating, deleting — in one transaction each, on a
 // worker thread with its own SQLite connection (bulk-worker.ts). Writing 100k samples means writing their
 // trigram full-text index too (tens of seconds for 100 MB of text on a loaded 2-core machine); on the main
 // connection that would freeze the main process. The main connection sees nothing until COMMIT. An import can be
@@ -19,12 +19,14 @@ export interface CommitRequest {
 export type BulkTask =
   | { kind: "import"; request: CommitRequest }
   | { kind: "split"; datasetId: string; validationRatio: number; seed: number }
-  | { kind: "delete"; datasetId: string };
+  | { kind: "delete"; datasetId: string }
+  | { kind: "dedupe"; datasetId: string };
 
 export type BulkResult =
   | { kind: "import"; datasetId: string }
   | { kind: "split"; trainId: string; validationId: string }
-  | { kind: "delete"; deleted: boolean };
+  | { kind: "delete"; deleted: boolean }
+  | { kind: "dedupe"; removed: number };
 
 export type BulkMessage =
   | { t: "progress"; inserted: number }
@@ -51,6 +53,7 @@ export function runBulk(db: Db, task: BulkTask, onProgress: (inserted: number) =
   try {
     if (task.kind === "split") return { kind: "split", ...repo.split(task.datasetId, task.validationRatio, task.seed) };
     if (task.kind === "delete") return { kind: "delete", deleted: repo.deleteDataset(task.datasetId) };
+    if (task.kind === "dedupe") return { kind: "dedupe", removed: repo.dedupe(task.datasetId) };
     const req = task.request;
     return db.transaction((): BulkResult => {
       const id = repo.createDataset(req.dataset);

@@ -130,9 +130,10 @@ export class DatasetService {
     return { ok: true };
   }
 
-  dedupe(id: string): { removed: number; dataset: DatasetSummary } {
+  /** Deletes duplicates and renumbers the rest: on the bulk worker. */
+  async dedupe(id: string): Promise<{ removed: number; dataset: DatasetSummary }> {
     this.summary(id);
-    const removed = this.repo.dedupe(id);
+    const { removed } = (await this.runBulkTask({ kind: "dedupe", datasetId: id })) as { removed: number };
     if (removed) this.changed(id);
     return { removed, dataset: this.summary(id) };
   }

@@ -373,7 +373,7 @@ describe("samples", () => {
     await a.call("samples.add", { datasetId: d.id, messages: turn("b", "2") });
     await a.call("datasets.delete", { id: d.id });
     expect(await a.call("datasets.list", {})).toEqual([]);
-    for (const t of ["samples", "samples_fts", "dataset_undo", "sample_tokens"]) expect((a.s.db.prepare(`SELECT COUNT(*) AS n FROM ${t}`).get() as { n: number }).n).toBe(0);
+    for (const t of ["samples", "sample_bodies", "samples_fts", "dataset_undo", "sample_tokens"]) expect((a.s.db.prepare(`SELECT COUNT(*) AS n FROM ${t}`).get() as { n: number }).n).toBe(0);
     await expect(a.call("datasets.delete", { id: d.id })).rejects.toMatchObject({ code: "not_found" });
     expect(a.events.some((e) => e.name === "datasets.changed" && (e.payload as { deleted: boolean }).deleted)).toBe(true);
   });
@@ -475,7 +475,7 @@ describe("migration v3", () => {
       const old = new Map(JSON.parse(before) as Array<[string, unknown[]]>);
       for (const [t, rows] of after) if (old.has(t)) expect(rows).toEqual(old.get(t));
       expect(db.prepare("SELECT m.id FROM messages m JOIN messages_fts f ON f.rowid = m.rowid WHERE f.content LIKE '%西湖边%'").all()).toEqual([{ id: "m1" }]);
-      for (const t of ["datasets", "samples", "samples_fts", "sample_tokens", "dataset_undo"]) expect(after.map(([n]) => n)).toContain(t);
+      for (const t of ["datasets", "samples", "sample_bodies", "samples_fts", "sample_tokens", "dataset_undo"]) expect(after.map(([n]) => n)).toContain(t);
     } finally {
       db.close();
     }
