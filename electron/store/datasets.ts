@@ -97,7 +97,9 @@ export class DatasetRepo {
       ),
       getDataset: db.prepare<[string], DatasetDbRow>("SELECT * FROM datasets WHERE id = ?"),
       allDatasets: db.prepare<[], DatasetDbRow>("SELECT * FROM datasets ORDER BY created_at DESC, rowid DESC"),
-      counts: db.prepare<[string], { n: number; dups: number }>("SELECT COUNT(*) AS n, COUNT(*) - COUNT(DISTINCT hash) AS dups FROM samples WHERE dataset_id = ?"),
+      counts: db.prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM samples WHERE dataset_id = ?"),
+      // walks the (dataset_id, hash, position) index in order: no temporary b-tree, unlike COUNT(DISTINCT hash)
+      dups: db.prepare<[string], { dups: number }>("SELECT coalesce(SUM(c - 1), 0) AS dups FROM (SELECT COUNT(*) AS c FROM samples WHERE dataset_id = ? GROUP BY hash)"),
       formats: db.prepare<[string], { format: DatasetFormat; n: number }>("SELECT format, COUNT(*) AS n FROM samples WHERE dataset_id = ? GROUP BY format"),
       undoOf: db.prepare<[string], { dataset_id: string; action: UndoAction; sample_id: string; previous: string | null }>("SELECT * FROM dataset_undo WHERE dataset_id = ?"),
       rename: db.prepare("UPDATE datasets SET name = ?, updated_at = ? WHERE id = ?"),
@@ -195,7 +197,7 @@ export class DatasetRepo {
       sampleCount: c.n,
       formats,
       rejectedCount: r.rejected_count,
-      problemCount: c.dups,
+      problemCount: this.s.dups.get(r.id)!.dups,
       undo: this.s.undoOf.get(r.id)?.action ?? null,
     };
   }
@@ -472,21 +474,37 @@ export class DatasetRepo {
       params.maxTokens = q.maxTokens;
     }
     const dup = "EXISTS (SELECT 1 FROM samples d WHERE d.dataset_id = s.dataset_id AND d.hash = s.hash AND d.position < s.position)";
+    // as a filter: first the (few) hashes that occur twice, from the index in one pass; EXISTS only for those rows
+    const dupFilter = `(s.hash IN (SELECT hash FROM samples WHERE dataset_id = @datasetId GROUP BY hash HAVING COUNT(*) > 1) AND ${dup})`;
+    let tokenFilter = q.minTokens !== undefined || q.maxTokens !== undefined;
     if (q.hasProblems !== undefined) {
       const tooLong = withTokens && q.maxSeqLen !== undefined ? " OR t.tokens > @maxSeqLen" : "";
-      if (tooLong) params.maxSeqLen = q.maxSeqLen;
-      where.push(q.hasProblems ? `(${dup}${tooLong})` : `NOT (${dup}${tooLong ? ` OR coalesce(t.tokens > @maxSeqLen, 0)` : ""})`);
+      if (tooLong) {
+        params.maxSeqLen = q.maxSeqLen;
+        tokenFilter = true;
+      }
+      where.push(q.hasProblems ? `(${dupFilter}${tooLong})` : `NOT (${dupFilter}${tooLong ? ` OR coalesce(t.tokens > @maxSeqLen, 0)` : ""})`);
     }
-    const from = `FROM samples s LEFT JOIN sample_tokens t ON t.sample_id = s.id AND t.tokenizer = @tok AND t.revision = s.revision WHERE ${where.join(" AND ")}`;
-    const dir = q.sort?.dir === "desc" ? "DESC" : "ASC";
-    const order =
-      q.sort?.by === "tokens" ? `t.tokens ${dir}, s.position ${dir}` : q.sort?.by === "updated" ? `s.updated_at ${dir}, s.position ${dir}` : `s.position ${dir}`;
-    const total = (this.db.prepare(`SELECT COUNT(*) AS n ${from}`).get(params) as { n: number }).n;
+    const join = "LEFT JOIN sample_tokens t ON t.sample_id = s.id AND t.tokenizer = @tok AND t.revision = s.revision";
+    const desc = q.sort?.dir === "desc";
+    const dir = desc ? "DESC" : "ASC";
+    const byTokens = withTokens && q.sort?.by === "tokens";
+    const order = byTokens ? `t.tokens ${dir}, s.position ${dir}` : q.sort?.by === "updated" ? `s.updated_at ${dir}, s.position ${dir}` : `s.position ${dir}`;
+    // the count joins token counts only when a filter needs them
+    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM samples s ${withTokens && tokenFilter ? join : ""} WHERE ${where.join(" AND ")}`).get(params) as { n: number }).n;
+    let window = "LIMIT @limit OFFSET @offset";
+    if (where.length === 1 && (q.sort?.by ?? "index") === "index") {
+      // the plain table in its own order: positions are 0..n-1, so a window is a range seek, not an OFFSET walk
+      where.push(desc ? "s.position <= @from" : "s.position >= @from");
+      params.from = desc ? total - 1 - q.offset : q.offset;
+      window = "LIMIT @limit";
+    }
     const rows = this.db
       .prepare(
         `SELECT s.id, s.dataset_id, s.position, s.hash, s.format, s.source_line, s.revision, s.message_count, s.has_system, s.user_preview,
-                s.assistant_preview, s.updated_at, t.tokens AS tokens, ${search ? "(SELECT content FROM sample_bodies b WHERE b.sample_id = s.id) AS content" : "'' AS content"}, ${dup} AS dup
-         ${from} ORDER BY ${order} LIMIT @limit OFFSET @offset`,
+                s.assistant_preview, s.updated_at, ${withTokens ? "t.tokens" : "NULL"} AS tokens,
+                ${search ? "(SELECT content FROM sample_bodies b WHERE b.sample_id = s.id)" : "''"} AS content, ${dup} AS dup
+         FROM samples s ${withTokens ? join : ""} WHERE ${where.join(" AND ")} ORDER BY ${order} ${window}`,
       )
       .all(params) as Array<SampleDbRow & { tokens: number | null; dup: number }>;
     const items = rows.map((r): SampleRow => {

@@ -273,6 +273,16 @@ describe("samples", () => {
     expect(quote.total).toBe(0);
     const desc = await a.call("samples.list", { datasetId: d.id, offset: 0, limit: 3, sort: { by: "index", dir: "desc" } });
     expect(desc.items.map((r) => r.index)).toEqual([249, 248, 247]);
+    // the plain order is a range seek; a filtered one walks with OFFSET: both give the same windows
+    const tailAsc = await a.call("samples.list", { datasetId: d.id, offset: 245, limit: 10 });
+    expect(tailAsc.items.map((r) => r.index)).toEqual([245, 246, 247, 248, 249]);
+    const tailDesc = await a.call("samples.list", { datasetId: d.id, offset: 245, limit: 10, sort: { by: "index", dir: "desc" } });
+    expect(tailDesc.items.map((r) => r.index)).toEqual([4, 3, 2, 1, 0]);
+    for (const dir of ["asc", "desc"] as const) {
+      const plain = await a.call("samples.list", { datasetId: d.id, offset: 100, limit: 30, sort: { by: "index", dir } });
+      const filtered = await a.call("samples.list", { datasetId: d.id, offset: 100, limit: 30, sort: { by: "index", dir }, hasProblems: false });
+      expect(filtered).toEqual(plain);
+    }
     await expect(a.call("samples.list", { datasetId: "nope", offset: 0, limit: 1 })).rejects.toMatchObject({ code: "not_found" });
   });
 
