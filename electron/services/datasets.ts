@@ -122,7 +122,7 @@ export class DatasetService {
 
   /** Deleting 100k samples updates the full-text index row by row: on the bulk worker. */
   async delete(id: string): Promise<{ ok: true }> {
-    this.summary(id);
+    this.mustExist(id);
     for (const j of this.tokenJobs.values()) if (j.datasetId === id) j.cancelled = true;
     const r = (await this.runBulkTask({ kind: "delete", datasetId: id })) as { deleted: boolean };
     if (!r.deleted) throw notFound(`dataset ${id} not found`);
@@ -132,7 +132,7 @@ export class DatasetService {
 
   /** Deletes duplicates and renumbers the rest: on the bulk worker. */
   async dedupe(id: string): Promise<{ removed: number; dataset: DatasetSummary }> {
-    this.summary(id);
+    this.mustExist(id);
     const { removed } = (await this.runBulkTask({ kind: "dedupe", datasetId: id })) as { removed: number };
     if (removed) this.changed(id);
     return { removed, dataset: this.summary(id) };
@@ -140,7 +140,7 @@ export class DatasetService {
 
   /** Copies every sample (and indexes its text again): on the bulk worker. */
   async split(id: string, validationRatio: number, seed: number): Promise<{ train: DatasetSummary; validation: DatasetSummary }> {
-    this.summary(id);
+    this.mustExist(id);
     const { trainId, validationId } = (await this.runBulkTask({ kind: "split", datasetId: id, validationRatio, seed })) as { trainId: string; validationId: string };
     this.changed(trainId);
     this.changed(validationId);
@@ -149,7 +149,7 @@ export class DatasetService {
 
   /** Writes the dataset as messages-format jsonl to `path` (a temporary name, renamed when complete). */
   async export(id: string, path: string): Promise<{ path: string; samples: number; bytes: number }> {
-    this.summary(id);
+    this.mustExist(id);
     const target = resolve(path);
     if (!existsSync(dirname(target))) throw invalid(`${dirname(target)}: folder not found`);
     const tmp = `${target}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
@@ -181,11 +181,12 @@ export class DatasetService {
   }
 
   exportChunk(id: string, cursor: string | null): { data: string; nextCursor: string | null; fileName: string } {
-    const d = this.summary(id);
+    const name = this.repo.name(id);
+    if (name === null) throw notFound(`dataset ${id} not found`);
     const after = cursor === null ? -1 : Number(cursor);
     if (!Number.isInteger(after) || after < -1) throw invalid(`cursor: ${JSON.stringify(cursor)} is not a cursor this call returned`);
     const page = this.repo.exportPage(id, after, EXPORT_CHUNK_CHARS);
-    return { data: page.text, nextCursor: page.done ? null : String(page.lastPosition), fileName: exportFileName(d.name) };
+    return { data: page.text, nextCursor: page.done ? null : String(page.lastPosition), fileName: exportFileName(name) };
   }
 
   async pickFile(purpose: "import" | "export", suggestedName?: string): Promise<{ path: string | null }> {
@@ -454,7 +455,7 @@ export class DatasetService {
   // ---------- samples ----------
 
   listSamples(q: Omit<SampleQuery, "tokenizerKey" | "maxSeqLen"> & { tokenizer?: TokenizerChoice }): { total: number; offset: number; items: SampleRow[] } {
-    this.summary(q.datasetId);
+    this.mustExist(q.datasetId);
     const { tokenizer, ...rest } = q;
     const query: SampleQuery = { ...rest };
     if (tokenizer) {
@@ -477,7 +478,7 @@ export class DatasetService {
   }
 
   addSample(datasetId: string, messages: SampleMessage[]): Sample {
-    this.summary(datasetId);
+    this.mustExist(datasetId);
     checkSample(messages);
     const r = this.repo.addSample(datasetId, messages, { undo: "add" });
     this.changed(datasetId);
@@ -499,7 +500,7 @@ export class DatasetService {
   }
 
   undo(datasetId: string): { undone: "edit" | "add" | "duplicate" | "delete"; sample: Sample | null } {
-    this.summary(datasetId);
+    this.mustExist(datasetId);
     const u = this.repo.undo(datasetId);
     if (!u) throw notFound("nothing to undo in this dataset");
     this.changed(datasetId);
@@ -551,14 +552,15 @@ export class DatasetService {
   }
 
   countTokens(datasetId: string, tokenizer: TokenizerChoice): { jobId: string; total: number; pending: number } {
-    const d = this.summary(datasetId);
+    this.mustExist(datasetId);
+    const total = this.repo.sampleCount(datasetId);
     const counter = this.counter(tokenizer.modelDir);
     for (const j of this.tokenJobs.values()) if (j.datasetId === datasetId) j.cancelled = true;
     const job: TokenJob = { id: randomUUID(), datasetId, cancelled: false };
     this.tokenJobs.set(job.id, job);
     const pending = this.repo.countUncounted(datasetId, counter.key);
-    void this.runTokenJob(job, counter, d.sampleCount, pending);
-    return { jobId: job.id, total: d.sampleCount, pending };
+    void this.runTokenJob(job, counter, total, pending);
+    return { jobId: job.id, total, pending };
   }
 
   cancelTokens(jobId: string): { ok: true } {
@@ -626,6 +628,11 @@ export class DatasetService {
     const d = this.repo.summary(id);
     if (!d) throw notFound(`dataset ${id} not found`);
     return d;
+  }
+
+  /** An existence check that costs one primary-key lookup (a summary counts the samples). */
+  private mustExist(id: string): void {
+    if (!this.repo.exists(id)) throw notFound(`dataset ${id} not found`);
   }
 
   private changed(id: string): void {

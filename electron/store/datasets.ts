@@ -96,6 +96,7 @@ export class DatasetRepo {
         "INSERT INTO datasets (id, name, created_at, updated_at, source_file, rejected_count, rejected) VALUES (@id, @name, @now, @now, @sourceFile, @rejectedCount, @rejected)",
       ),
       getDataset: db.prepare<[string], DatasetDbRow>("SELECT * FROM datasets WHERE id = ?"),
+      datasetName: db.prepare<[string], { name: string }>("SELECT name FROM datasets WHERE id = ?"),
       allDatasets: db.prepare<[], DatasetDbRow>("SELECT * FROM datasets ORDER BY created_at DESC, rowid DESC"),
       counts: db.prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM samples WHERE dataset_id = ?"),
       // walks the (dataset_id, hash, position) index in order: no temporary b-tree, unlike COUNT(DISTINCT hash)
@@ -154,7 +155,15 @@ export class DatasetRepo {
   }
 
   exists(id: string): boolean {
-    return this.s.getDataset.get(id) !== undefined;
+    return this.s.datasetName.get(id) !== undefined;
+  }
+
+  sampleCount(id: string): number {
+    return this.s.counts.get(id)!.n;
+  }
+
+  name(id: string): string | null {
+    return this.s.datasetName.get(id)?.name ?? null;
   }
 
   summary(id: string): DatasetSummary | null {

@@ -67,6 +67,9 @@ out("commit (one transaction, worker thread)", `${ms(t)}  (longest main-loop gap
 const id = c.value.id;
 out("peak RSS so far", `${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
 
+t = performance.now();
+svc.list();
+out("datasets.list (summary: counts, duplicates, formats)", ms(t));
 for (const offset of [0, Math.floor(lines / 2), lines - 100]) {
   t = performance.now();
   svc.listSamples({ datasetId: id, offset, limit: 100 });
@@ -83,16 +86,19 @@ r = svc.listSamples({ datasetId: id, offset: 0, limit: 100, hasProblems: true })
 out("hasProblems (duplicates)", `${ms(t)}  (${r.total})`);
 
 const tokenizer = { modelDir: join(root, "test/fixtures/models/qwen2"), maxSeqLen: 256 };
-t = performance.now();
-const tok = await withLoopGap(async () => {
-  const job = svc.countTokens(id, tokenizer);
-  await svc.tokensIdle(id);
-  return job;
-});
-out("token counts (qwen2 tokenizer + template)", `${ms(t)}  (${((performance.now() - t) / lines * 1000).toFixed(0)} µs/sample, longest main-loop gap ${tok.worst.toFixed(0)} ms)`);
-t = performance.now();
-r = svc.listSamples({ datasetId: id, offset: 0, limit: 100, tokenizer, sort: { by: "tokens", dir: "desc" } });
-out("samples.list sorted by tokens", `${ms(t)}  (max ${r.items[0]?.tokens})`);
+if (process.env.BENCH_TOKENS !== "0") {
+  // (BENCH_TOKENS=0 skips this step: a few minutes at 100k samples)
+  t = performance.now();
+  const tok = await withLoopGap(async () => {
+    const job = svc.countTokens(id, tokenizer);
+    await svc.tokensIdle(id);
+    return job;
+  });
+  out("token counts (qwen2 tokenizer + template)", `${ms(t)}  (${((performance.now() - t) / lines * 1000).toFixed(0)} µs/sample, longest main-loop gap ${tok.worst.toFixed(0)} ms)`);
+  t = performance.now();
+  r = svc.listSamples({ datasetId: id, offset: 0, limit: 100, tokenizer, sort: { by: "tokens", dir: "desc" } });
+  out("samples.list sorted by tokens", `${ms(t)}  (max ${r.items[0]?.tokens})`);
+}
 
 t = performance.now();
 const d = await svc.dedupe(id);
