@@ -3,6 +3,7 @@
 import { createInterface } from "node:readline";
 import { loadAddon } from "./engine/addon.js";
 import { loadModel, type ChatMessage, type GenerateOptions, type LoadedModel } from "./engine/engine.js";
+import { cmdDataset, DATASET_HELP } from "./cli/dataset.js";
 
 const HELP = `moe-studio — run Hugging Face Mixture-of-Experts models on your own machine
 
@@ -30,7 +31,7 @@ Commands:
       DIR/<owner>--<name> (default DIR: the desktop app's models folder), verifying every file's checksum.
       Interrupted downloads resume where they stopped: run the same command again. Honours HF_ENDPOINT
       (e.g. https://hf-mirror.com) and HF_TOKEN (gated models) as huggingface-cli does.
-  --help
+${DATASET_HELP}  --help
       This text.
 `;
 
@@ -357,6 +358,8 @@ async function cmdServe(flags: Flags): Promise<number> {
 
 export async function main(argv: string[]): Promise<number> {
   try {
+    // `dataset <sub> ARGS...` has its own parser (electron/cli/dataset.ts)
+    if (argv[0] === "dataset") return await cmdDataset(argv.slice(1));
     const { command, flags, args } = parseArgs(argv);
     if (flags.help || command === "help" || command === null) {
       process.stdout.write(HELP);

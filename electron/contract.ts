@@ -260,6 +260,132 @@ export const RepoDetails = z.object({
   fit: FitEstimate,
 });
 export type RepoDetails = z.infer<typeof RepoDetails>;
+// ---------- datasets: shapes ----------
+// A dataset is a list of samples; a sample is one conversation normalised to the messages form. The semantics of
+// every datasets/samples call (errors, jobs, events, limits) are written up in electron/datasets/README.md.
+
+/** The three input formats a line (or JSON array element) may have; see electron/datasets/README.md. */
+export const DatasetFormat = z.enum(["messages", "conversations", "instruction"]);
+export type DatasetFormat = z.infer<typeof DatasetFormat>;
+
+/** One turn of a sample. A valid sample: an optional system message first, then user/assistant alternating,
+ *  starting with user and ending with assistant, no empty (whitespace-only) content. */
+export const SampleMessage = z.strictObject({
+  role: z.enum(["system", "user", "assistant"]),
+  content: Text(4_000_000),
+});
+export type SampleMessage = z.infer<typeof SampleMessage>;
+
+/** Why a line was rejected (the issue's list): not_json also covers invalid UTF-8 and over-long lines. */
+export const RejectReason = z.enum(["not_json", "unknown_shape", "empty_content", "wrong_role_order", "no_assistant_turn"]);
+export type RejectReason = z.infer<typeof RejectReason>;
+
+/** A bad line: `line` is 1-based in the file (for a JSON array file: the line where the element starts). */
+export const RejectedLine = z.object({ line: z.number(), reason: RejectReason, error: z.string() });
+export type RejectedLine = z.infer<typeof RejectedLine>;
+
+export const FormatCounts = z.object({ messages: z.number(), conversations: z.number(), instruction: z.number() });
+export type FormatCounts = z.infer<typeof FormatCounts>;
+
+/** What a scan found. `rejected` lists at most the first 10,000 bad lines; `rejectedCount` is the full number. */
+export const ImportReport = z.object({
+  importId: Id,
+  fileName: z.string(),
+  /** "jsonl": one sample per line; "json-array": the file is one JSON array of samples. */
+  container: z.enum(["jsonl", "json-array"]),
+  totalBytes: z.number(),
+  /** Non-blank lines (jsonl) or array elements (json-array) seen. */
+  records: z.number(),
+  valid: z.number(),
+  formats: FormatCounts,
+  rejectedCount: z.number(),
+  rejected: z.array(RejectedLine),
+});
+export type ImportReport = z.infer<typeof ImportReport>;
+
+/** An import's state: scanning -> ready (report) -> committing -> committed; or failed / cancelled at any point. */
+export const ImportStatus = z.object({
+  importId: Id,
+  state: z.enum(["scanning", "ready", "committing", "committed", "failed", "cancelled"]),
+  bytesRead: z.number(),
+  totalBytes: z.number(),
+  records: z.number(),
+  valid: z.number(),
+  rejectedCount: z.number(),
+  /** Set once the scan finished (state ready, committing, committed). */
+  report: ImportReport.nullable(),
+  /** The new dataset's id (state committed). */
+  datasetId: Id.nullable(),
+  /** Why it failed (state failed): e.g. "data.jsonl: file not found". */
+  error: z.string().nullable(),
+});
+export type ImportStatus = z.infer<typeof ImportStatus>;
+
+export const DatasetSummary = z.object({
+  id: Id,
+  name: z.string(),
+  createdAt: z.number(),
+  updatedAt: z.number(),
+  /** The imported file's path (Electron, CLI) or name (browser upload); null for a split/derived dataset. */
+  sourceFile: z.string().nullable(),
+  sampleCount: z.number(),
+  /** Samples per input format at import (samples added in the editor count as "messages"). */
+  formats: FormatCounts,
+  /** Lines rejected when it was imported (kept in the dataset's report; see datasets.get). */
+  rejectedCount: z.number(),
+  /** Samples with a problem that does not depend on a tokenizer: today, duplicates of an earlier sample. */
+  problemCount: z.number(),
+  /** What samples.undo would undo, or null: "edit" | "add" | "duplicate" | "delete". */
+  undo: z.enum(["edit", "add", "duplicate", "delete"]).nullable(),
+});
+export type DatasetSummary = z.infer<typeof DatasetSummary>;
+
+/** A sample problem. duplicate: same messages as an earlier sample; too_long: more tokens than maxSeqLen. */
+export const SampleProblem = z.enum(["duplicate", "too_long"]);
+export type SampleProblem = z.infer<typeof SampleProblem>;
+
+/** One row of the samples table (no full messages: open it with samples.get). */
+export const SampleRow = z.object({
+  id: Id,
+  datasetId: Id,
+  /** 0-based place in the dataset's own order (stable under search/sort; for "#n" display add 1). */
+  index: z.number(),
+  /** First 200 characters of the first user and of the last assistant message. */
+  userPreview: z.string(),
+  assistantPreview: z.string(),
+  /** Search: ~120 characters around the first match, else "". */
+  snippet: z.string(),
+  messageCount: z.number(),
+  hasSystem: z.boolean(),
+  /** Chat-templated token count for the query's tokenizer; null if not counted yet (or no tokenizer asked). */
+  tokens: z.number().nullable(),
+  problems: z.array(SampleProblem),
+  format: DatasetFormat,
+  /** Line in the imported file, null for samples added in the editor. */
+  sourceLine: z.number().nullable(),
+  revision: z.number(),
+  updatedAt: z.number(),
+});
+export type SampleRow = z.infer<typeof SampleRow>;
+
+export const Sample = SampleRow.omit({ userPreview: true, assistantPreview: true, snippet: true }).extend({
+  messages: z.array(SampleMessage),
+});
+export type Sample = z.infer<typeof Sample>;
+
+/** A model folder whose tokenizer.json + chat template count tokens; maxSeqLen flags samples as too_long. */
+export const TokenizerChoice = z.strictObject({
+  modelDir: Text(4096).min(1),
+  maxSeqLen: z.number().int().min(1).max(10_000_000).optional(),
+});
+export type TokenizerChoice = z.infer<typeof TokenizerChoice>;
+
+export const TokenJobState = z.enum(["running", "done", "failed", "cancelled"]);
+
+/** Largest decoded chunk datasets.upload.chunk accepts (its base64 text stays under the WebSocket's 16 MiB cap). */
+export const UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024;
+/** Largest piece datasets.exportChunk returns (characters of jsonl text; always whole lines unless one line is longer). */
+export const EXPORT_CHUNK_CHARS = 4 * 1024 * 1024;
 
 const Empty = z.strictObject({});
 const ById = z.strictObject({ id: Id });
@@ -345,6 +471,133 @@ export const calls = {
   "library.cancel": call(z.strictObject({ id: DownloadId }), DownloadProgress),
   /** Sets (or with null removes) the hub access token for gated models. */
   "library.setToken": call(z.strictObject({ token: z.string().trim().min(1).max(1000).nullable() }), LibraryStatus),
+
+  // ---------- datasets ----------
+  // Errors: not_found (unknown dataset/sample/import/upload/job id), invalid_input (bad payload, a sample that
+  // breaks the validation rules, a ratio that leaves one side empty, nothing valid to import), busy (the import is
+  // not in the state the call needs, e.g. commit while scanning). Semantics: electron/datasets/README.md.
+
+  /** Datasets, newest first. */
+  "datasets.list": call(Empty, z.array(DatasetSummary)),
+  /** One dataset with the bad lines of its import (first 10,000). */
+  "datasets.get": call(ById, z.object({ dataset: DatasetSummary, rejected: z.array(RejectedLine) })),
+  "datasets.rename": call(z.strictObject({ id: Id, name: Text(200).min(1) }), DatasetSummary),
+  /** Deletes the dataset, its samples and cached token counts (no undo: the UI confirms first). */
+  "datasets.delete": call(ById, Ok),
+  /** Removes every sample whose messages equal an earlier sample's (exact text and roles); keeps the first. */
+  "datasets.dedupe": call(ById, z.object({ removed: z.number(), dataset: DatasetSummary })),
+  /**
+   * Splits into two NEW datasets "<name> (train)" and "<name> (validation)"; the source stays as it is.
+   * A seeded shuffle (same seed + same samples = same split) puts round(n * validationRatio) samples in
+   * validation; each side keeps the source's order. invalid_input if either side would be empty.
+   */
+  "datasets.split": call(
+    z.strictObject({ id: Id, validationRatio: z.number().gt(0).lt(1), seed: z.number().int().min(0).max(0xffffffff) }),
+    z.object({ train: DatasetSummary, validation: DatasetSummary }),
+  ),
+  /** Writes messages-format jsonl to `path` (temp file + rename). Electron and CLI; in the browser use exportChunk. */
+  "datasets.export": call(z.strictObject({ id: Id, path: Text(4096).min(1) }), z.object({ path: z.string(), samples: z.number(), bytes: z.number() })),
+  /**
+   * The export as text pieces for a browser download: start with cursor null, append `data`, repeat with
+   * `nextCursor` until it is null; the concatenation is exactly the file datasets.export writes.
+   */
+  "datasets.exportChunk": call(
+    z.strictObject({ id: Id, cursor: Text(64).nullable() }),
+    z.object({ data: z.string(), nextCursor: z.string().nullable(), fileName: z.string() }),
+  ),
+  /** Native open/save dialog (Electron); { path: null } when cancelled or unavailable (browser: app.info transport "ws"). */
+  "datasets.pickFile": call(
+    z.strictObject({ purpose: z.enum(["import", "export"]), suggestedName: Text(255).optional() }),
+    z.object({ path: z.string().nullable() }),
+  ),
+
+  /** Browser import, step 1: announce a file; the server creates a temp file in the data folder. */
+  "datasets.upload.begin": call(
+    z.strictObject({ fileName: Text(255).min(1), size: z.number().int().min(0).max(64 * 1024 ** 3) }),
+    z.object({ uploadId: Id }),
+  ),
+  /** Step 2 (repeat): bytes [offset, offset + decoded length) as base64, at most UPLOAD_CHUNK_BYTES decoded, in order. */
+  "datasets.upload.chunk": call(
+    z.strictObject({ uploadId: Id, offset: z.number().int().min(0), data: z.base64().max(Math.ceil(UPLOAD_CHUNK_BYTES / 3) * 4) }),
+    z.object({ received: z.number() }),
+  ),
+  /** Drops an upload and its temp file (also done by import.cancel / import.commit for its upload). */
+  "datasets.upload.abort": call(z.strictObject({ uploadId: Id }), Ok),
+
+  /**
+   * Starts scanning a file (Electron/CLI: a path; browser: a complete upload). Returns at once; progress arrives
+   * as datasets.import.progress events and the end as datasets.import.status (state ready with the report, or
+   * failed). Nothing is written to the database by a scan.
+   */
+  "datasets.import.scan": call(
+    z.strictObject({
+      source: z.discriminatedUnion("kind", [
+        z.strictObject({ kind: z.literal("path"), path: Text(4096).min(1) }),
+        z.strictObject({ kind: z.literal("upload"), uploadId: Id }),
+      ]),
+    }),
+    z.object({ importId: Id, fileName: z.string(), totalBytes: z.number() }),
+  ),
+  /** The import's current state (also after a page reload, as long as the app runs). */
+  "datasets.import.status": call(z.strictObject({ importId: Id }), ImportStatus),
+  /**
+   * The user chose "import the valid rows": one transaction inserts every valid sample into a new dataset
+   * (name default: the file name without extension). Resolves when committed. busy unless state is ready;
+   * invalid_input if no line is valid or the file changed since the scan. "Import nothing" = datasets.import.cancel.
+   */
+  "datasets.import.commit": call(z.strictObject({ importId: Id, name: Text(200).min(1).optional() }), DatasetSummary),
+  /** Cancels a scan or a running commit (rolled back) or discards a ready report; deletes its upload. No trace left. */
+  "datasets.import.cancel": call(z.strictObject({ importId: Id }), Ok),
+
+  /**
+   * A window of samples for the virtualised table: `total` rows match, `items` are rows [offset, offset+limit).
+   * search: case-insensitive substring of any message content (trigram FTS; 3+ characters use the index, shorter
+   * ones scan). minTokens/maxTokens/sort by tokens need `tokenizer` and count only samples already counted
+   * (datasets.tokens.count); hasProblems: duplicate, or too_long when tokenizer.maxSeqLen is given.
+   */
+  "samples.list": call(
+    z.strictObject({
+      datasetId: Id,
+      offset: z.number().int().min(0),
+      limit: z.number().int().min(1).max(1000),
+      sort: z.strictObject({ by: z.enum(["index", "tokens", "updated"]), dir: z.enum(["asc", "desc"]) }).optional(),
+      search: Text(500).optional(),
+      minTokens: z.number().int().min(0).optional(),
+      maxTokens: z.number().int().min(0).optional(),
+      hasProblems: z.boolean().optional(),
+      tokenizer: TokenizerChoice.optional(),
+    }),
+    z.object({ total: z.number(), offset: z.number(), items: z.array(SampleRow) }),
+  ),
+  /** One sample with its messages; with `tokenizer` its count is computed now if not cached. */
+  "samples.get": call(z.strictObject({ id: Id, tokenizer: TokenizerChoice.optional() }), Sample),
+  /**
+   * Replaces a sample's messages (roles, text, order, count) after the import's validation rules
+   * (invalid_input names the message and the rule). Saves the previous version for samples.undo.
+   */
+  "samples.update": call(z.strictObject({ id: Id, messages: z.array(SampleMessage).min(1).max(10_000) }), Sample),
+  /** Adds a sample at the end (validated like update). */
+  "samples.add": call(z.strictObject({ datasetId: Id, messages: z.array(SampleMessage).min(1).max(10_000) }), Sample),
+  /** Copies a sample to right after it. */
+  "samples.duplicate": call(ById, Sample),
+  "samples.delete": call(ById, Ok),
+  /**
+   * Undoes the dataset's last sample edit (update, add, duplicate or delete; one level, stored in the database so
+   * it survives a reload). not_found if there is nothing to undo. Returns the restored sample (null after undoing
+   * an add/duplicate, which deletes the sample).
+   */
+  "samples.undo": call(z.strictObject({ datasetId: Id }), z.object({ undone: z.enum(["edit", "add", "duplicate", "delete"]), sample: Sample.nullable() })),
+
+  /**
+   * Counts tokens for every sample of the dataset not yet counted for this tokenizer (cached per tokenizer
+   * identity and sample revision) in the background; progress/end: datasets.tokens.progress events. Returns
+   * at once; `pending` 0 means everything was cached (a done event still follows).
+   */
+  "datasets.tokens.count": call(
+    z.strictObject({ datasetId: Id, tokenizer: TokenizerChoice }),
+    z.object({ jobId: Id, total: z.number(), pending: z.number() }),
+  ),
+  "datasets.tokens.cancel": call(z.strictObject({ jobId: Id }), Ok),
 } as const;
 
 export const events = {
@@ -355,6 +608,29 @@ export const events = {
   "models.progress": z.object({ dir: z.string(), done: z.number(), total: z.number() }),
   // ---------- library ----------
   "library.progress": DownloadProgress,
+  // ---------- datasets ----------
+  /** A scan's progress (about 10 a second): bytes read of the file and the counts so far. */
+  "datasets.import.progress": z.object({
+    importId: Id,
+    bytesRead: z.number(),
+    totalBytes: z.number(),
+    records: z.number(),
+    valid: z.number(),
+    rejectedCount: z.number(),
+  }),
+  /** An import changed state (ready with its report, committing, committed, failed, cancelled). */
+  "datasets.import.status": ImportStatus,
+  /** Token counting: done of total samples; state running until the last event (done, failed with error, cancelled). */
+  "datasets.tokens.progress": z.object({
+    jobId: Id,
+    datasetId: Id,
+    done: z.number(),
+    total: z.number(),
+    state: TokenJobState,
+    error: z.string().nullable(),
+  }),
+  /** A dataset was created, renamed, changed (samples), or deleted (deleted: true): refresh lists. */
+  "datasets.changed": z.object({ id: Id, deleted: z.boolean() }),
 } as const;
 
 // ---------- types both sides use ----------

@@ -17,6 +17,7 @@ import { openDatabase, type Db } from "../store/db.js";
 import { repositories, type Repositories } from "../store/repositories.js";
 import { ChatService } from "./chat.js";
 import { ConversationService } from "./conversations.js";
+import { DatasetService } from "./datasets.js";
 import { ModelService, type Emit } from "./models.js";
 import { engineMessages } from "./errors.js";
 import { databaseFile } from "./paths.js";
@@ -37,6 +38,8 @@ export interface AppServicesOptions {
   spawnWorker?: WorkerSpawner;
   /** A native folder dialog (Electron only); without it models.pickFolder answers { dir: null }. */
   pickFolder?: () => Promise<string | null>;
+  /** A native open/save dialog for dataset files (Electron only); without it datasets.pickFile answers { path: null }. */
+  pickDatasetFile?: (purpose: "import" | "export", suggestedName?: string) => Promise<string | null>;
   /** A model folder to open at start (its errors show in engine.status, they do not stop the app). */
   initialModel?: string;
   /** Engine threads (default: the engine's choice). */
@@ -92,6 +95,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const settings = new SettingsService(repos);
   const models = new ModelService(host, repos, opts.emit, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.log ? { log: opts.log } : {}) });
   const chat = new ChatService(repos, conversations, models, opts.emit);
+  const datasets = new DatasetService(db, opts.dataDir, opts.emit, { cleanStaleUploads: true, ...(opts.pickDatasetFile ? { pickFile: opts.pickDatasetFile } : {}) });
 
   let info: Promise<Pick<AppInfo, "simd" | "cuda">> | null = null;
   const engineInfo = () =>
@@ -163,6 +167,32 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "library.resume": async (i) => library.resume(i.id),
     "library.cancel": async (i) => library.cancel(i.id),
     "library.setToken": async (i) => library.setToken(i.token),
+    // ---------- datasets ----------
+    "datasets.list": async () => datasets.list(),
+    "datasets.get": async (i) => datasets.get(i.id),
+    "datasets.rename": async (i) => datasets.rename(i.id, i.name),
+    "datasets.delete": async (i) => datasets.delete(i.id),
+    "datasets.dedupe": async (i) => datasets.dedupe(i.id),
+    "datasets.split": async (i) => datasets.split(i.id, i.validationRatio, i.seed),
+    "datasets.export": async (i) => datasets.export(i.id, i.path),
+    "datasets.exportChunk": async (i) => datasets.exportChunk(i.id, i.cursor),
+    "datasets.pickFile": async (i) => datasets.pickFile(i.purpose, i.suggestedName),
+    "datasets.upload.begin": async (i) => datasets.uploadBegin(i.fileName, i.size),
+    "datasets.upload.chunk": async (i) => datasets.uploadChunk(i.uploadId, i.offset, i.data),
+    "datasets.upload.abort": async (i) => datasets.uploadAbort(i.uploadId),
+    "datasets.import.scan": async (i) => datasets.scan(i.source),
+    "datasets.import.status": async (i) => datasets.status(i.importId),
+    "datasets.import.commit": async (i) => datasets.commit(i.importId, i.name),
+    "datasets.import.cancel": async (i) => datasets.cancel(i.importId),
+    "samples.list": async (i) => datasets.listSamples(i),
+    "samples.get": async (i) => datasets.getSample(i.id, i.tokenizer),
+    "samples.update": async (i) => datasets.updateSample(i.id, i.messages),
+    "samples.add": async (i) => datasets.addSample(i.datasetId, i.messages),
+    "samples.duplicate": async (i) => datasets.duplicateSample(i.id),
+    "samples.delete": async (i) => datasets.deleteSample(i.id),
+    "samples.undo": async (i) => datasets.undo(i.datasetId),
+    "datasets.tokens.count": async (i) => datasets.countTokens(i.datasetId, i.tokenizer),
+    "datasets.tokens.cancel": async (i) => datasets.cancelTokens(i.jobId),
   };
 
   const initialLoad = opts.initialModel ? models.open(opts.initialModel).then(() => undefined, () => undefined) : Promise.resolve();
@@ -178,6 +208,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
       (disposed ??= (async () => {
         await chat.dispose().catch(() => undefined);
         await library.dispose().catch(() => undefined);
+        await datasets.dispose().catch(() => undefined);
         const queued = models.dispose();
         host.shutdown();
         await queued.catch(() => undefined);
