@@ -4,7 +4,7 @@ import type { ConnectionState } from "../api/types.js";
 import type { MessageKey } from "../i18n/index.js";
 import { readLocal, writeLocal } from "../local.js";
 
-export type View = "chat" | "models" | "settings";
+export type View = "chat" | "models" | "datasets" | "settings";
 
 export interface Banner {
   id: number;
