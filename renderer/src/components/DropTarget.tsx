@@ -4,21 +4,13 @@
 import { useEffect, useRef, useState } from "react";
 import { api } from "../api/index.js";
 import { useT } from "../hooks.js";
-import { isDatasetFile, useDatasets } from "../stores/datasets.js";
+import { classifyDrop, useDatasets } from "../stores/datasets.js";
 import { useModels } from "../stores/models.js";
 import { useUi } from "../stores/ui.js";
 import { IconFolder } from "./icons.js";
 
 function hasFiles(e: DragEvent): boolean {
   return Array.from(e.dataTransfer?.types ?? []).includes("Files");
-}
-
-/** What a drop holds: a folder, a dataset file, or some other file. */
-export type DropKind = "folder" | "dataset" | "other";
-
-export function classifyDrop(name: string, isDirectory: boolean): DropKind {
-  if (isDirectory) return "folder";
-  return isDatasetFile(name) ? "dataset" : "other";
 }
 
 function handleDrop(dt: DataTransfer): void {

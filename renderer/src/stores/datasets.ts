@@ -19,6 +19,14 @@ export function isDatasetFile(name: string): boolean {
   return /\.(jsonl|json)$/i.test(name.trim());
 }
 
+/** What a drop holds: a folder (a model, when the host knows its path), a dataset file, or some other file. */
+export type DropKind = "folder" | "dataset" | "other";
+
+export function classifyDrop(name: string, isDirectory: boolean): DropKind {
+  if (isDirectory) return "folder";
+  return isDatasetFile(name) ? "dataset" : "other";
+}
+
 /** "data.train.jsonl" -> "data.train": the default name of an imported dataset. */
 export function baseName(fileName: string): string {
   const last = fileName.split(/[\\/]/).at(-1) ?? fileName;
