@@ -7,7 +7,7 @@ import { useT } from "../hooks.js";
 import { classifyDrop, useDatasets } from "../stores/datasets.js";
 import { useModels } from "../stores/models.js";
 import { useUi } from "../stores/ui.js";
-import { IconFolder } from "./icons.js";
+import { IconFolder, IconUpload } from "./icons.js";
 
 function hasFiles(e: DragEvent): boolean {
   return Array.from(e.dataTransfer?.types ?? []).includes("Files");
@@ -83,7 +83,7 @@ export function DropTarget() {
   return (
     <div className="drop-overlay" role="status">
       <div>
-        <IconFolder />
+        {view === "models" ? <IconFolder /> : <IconUpload />}
         <span>{view === "datasets" ? t("datasets.dropHere") : view === "models" ? t("models.dropHere") : t("datasets.dropHereAny")}</span>
       </div>
     </div>

@@ -33,7 +33,6 @@ function MessageCard({ m, i, count, error }: { m: SampleMessage; i: number; coun
             </option>
           ))}
         </select>
-        <span className="muted small-text">{m.content.length.toLocaleString()}</span>
         <span className="grow" />
         <button type="button" className="ghost icon" aria-label={t("datasets.moveUp", { n })} title={t("datasets.moveUp", { n })} disabled={i === 0} onClick={() => move(i, -1)}>
           <IconArrowUp />

@@ -8,6 +8,8 @@ import { PAGE_SIZE, useSamples } from "../stores/samples.js";
 import { useRowWindow } from "./useRowWindow.js";
 
 export const ROW_HEIGHT = 52;
+/** The sticky column header above the rows, inside the same scroller. */
+const HEAD_HEIGHT = 34;
 
 function Flags({ row, maxSeqLen }: { row: SampleRow; maxSeqLen: number | null }) {
   const t = useT();
@@ -35,7 +37,7 @@ export function SamplesGrid() {
   const search = useSamples((s) => s.filters.search.trim());
   const { ensure, open, row } = useSamples.getState();
   const scroller = useRef<HTMLDivElement>(null);
-  const win = useRowWindow(scroller, ROW_HEIGHT, total ?? 0);
+  const win = useRowWindow(scroller, ROW_HEIGHT, total ?? 0, 8, HEAD_HEIGHT);
   const [active, setActive] = useState(0);
 
   useEffect(() => {
@@ -55,9 +57,9 @@ export function SamplesGrid() {
     setActive(idx);
     const el = scroller.current;
     if (el) {
-      const top = idx * ROW_HEIGHT;
+      const top = idx * ROW_HEIGHT; // in the body, which starts HEAD_HEIGHT below the scroller's top
       if (top < el.scrollTop) el.scrollTop = top;
-      else if (top + ROW_HEIGHT > el.scrollTop + el.clientHeight) el.scrollTop = top + ROW_HEIGHT - el.clientHeight;
+      else if (top + ROW_HEIGHT + HEAD_HEIGHT > el.scrollTop + el.clientHeight) el.scrollTop = top + ROW_HEIGHT + HEAD_HEIGHT - el.clientHeight;
     }
     requestAnimationFrame(() => scroller.current?.querySelector<HTMLElement>(`[data-row="${idx}"]`)?.focus());
   };
@@ -127,17 +129,18 @@ export function SamplesGrid() {
   return (
     <div className="grid-wrap">
       <div role="grid" aria-label={t("datasets.grid")} aria-rowcount={(total ?? 0) + 1} aria-colcount={5} className="sgrid" onKeyDown={onKey}>
-        <div role="rowgroup" className="sgrid-head">
-          <div role="row" aria-rowindex={1} className="srow head">
-            <div role="columnheader" className="c-index">{t("datasets.col.index")}</div>
-            <div role="columnheader" className="c-preview">{t("datasets.col.preview")}</div>
-            <div role="columnheader" className="c-turns">{t("datasets.col.turns")}</div>
-            <div role="columnheader" className="c-tokens">{t("datasets.col.tokens")}</div>
-            <div role="columnheader" className="c-flags">{t("datasets.col.flags")}</div>
+        {/* one scroller holds the sticky header and the rows, so columns line up whatever the scrollbar's width */}
+        <div className="sgrid-scroll" ref={scroller}>
+          <div role="rowgroup" className="sgrid-head">
+            <div role="row" aria-rowindex={1} className="srow head">
+              <div role="columnheader" className="c-index">{t("datasets.col.index")}</div>
+              <div role="columnheader" className="c-preview">{t("datasets.col.preview")}</div>
+              <div role="columnheader" className="c-turns">{t("datasets.col.turns")}</div>
+              <div role="columnheader" className="c-tokens">{t("datasets.col.tokens")}</div>
+              <div role="columnheader" className="c-flags">{t("datasets.col.flags")}</div>
+            </div>
           </div>
-        </div>
-        <div role="rowgroup" className="sgrid-body" ref={scroller}>
-          <div className="sgrid-space" style={{ height: (total ?? 0) * ROW_HEIGHT }}>
+          <div role="rowgroup" className="sgrid-body" style={{ height: (total ?? 0) * ROW_HEIGHT }}>
             {rows}
           </div>
           {total === 0 && <p className="muted grid-empty">{t("datasets.noMatch")}</p>}

@@ -2,7 +2,8 @@
 import { useEffect, useState, type RefObject } from "react";
 import { rowWindow, type RowWindow } from "../virtual.js";
 
-export function useRowWindow(ref: RefObject<HTMLElement | null>, rowHeight: number, total: number, overscan = 8): RowWindow & { scrollTop: number; height: number } {
+/** `offset`: pixels above the first row inside the scroller (a sticky header), not part of the rows. */
+export function useRowWindow(ref: RefObject<HTMLElement | null>, rowHeight: number, total: number, overscan = 8, offset = 0): RowWindow & { scrollTop: number; height: number } {
   const [view, setView] = useState({ scrollTop: 0, height: 0 });
   useEffect(() => {
     const el = ref.current;
@@ -25,5 +26,5 @@ export function useRowWindow(ref: RefObject<HTMLElement | null>, rowHeight: numb
       if (frame) cancelAnimationFrame(frame);
     };
   }, [ref]);
-  return { ...rowWindow(view.scrollTop, view.height, rowHeight, total, overscan), ...view };
+  return { ...rowWindow(view.scrollTop - offset, view.height - offset, rowHeight, total, overscan), ...view };
 }

@@ -151,7 +151,7 @@ function DatasetHeader({ d }: { d: DatasetSummary }) {
           <span>{t("datasets.samplesN", { n: formatCount(d.sampleCount) })}</span>
           {d.problemCount > 0 && <span className="warn-text">{t("datasets.problemsN", { n: formatCount(d.problemCount) })}</span>}
           {d.rejectedCount > 0 && <span>{t("datasets.rejectedN", { n: formatCount(d.rejectedCount) })}</span>}
-          <span className="mono src" title={d.sourceFile ?? ""}>
+          <span className="src" title={d.sourceFile ?? ""}>
             {d.sourceFile ? t("datasets.source", { file: folderName(d.sourceFile) }) : t("datasets.derived")}
           </span>
         </div>
@@ -248,7 +248,7 @@ function Toolbar({ d }: { d: DatasetSummary }) {
         </button>
       </div>
       <div className="toolbar-row">
-        <div className="field compact grow">
+        <div className="field compact">
           <label htmlFor="ds-tokenizer">{t("datasets.tokenizer")}</label>
           <select
             id="ds-tokenizer"
