@@ -64,7 +64,17 @@ export function SampleEditor() {
   const title = t("datasets.sample", { n: sample.index + 1 });
   const tooLong = tokenizer && sample.tokens !== null && sample.tokens > tokenizer.maxSeqLen;
   return (
-    <aside className="panel sample-editor" aria-label={title}>
+    <aside
+      className="panel sample-editor"
+      aria-label={title}
+      onKeyDown={(e) => {
+        // Ctrl/Cmd+S saves, as in any editor
+        if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "s") {
+          e.preventDefault();
+          if (dirty) void save();
+        }
+      }}
+    >
       <div className="panel-head">
         <div>
           <h2>{title}</h2>
@@ -99,7 +109,7 @@ export function SampleEditor() {
         </div>
       )}
       <div className="editor-foot">
-        <button type="button" className="primary" disabled={!dirty || saving} onClick={() => void save()}>
+        <button type="button" className="primary" title={`${t("datasets.save")} (Ctrl+S)`} disabled={!dirty || saving} onClick={() => void save()}>
           {t("datasets.save")}
         </button>
         <span className="muted small-text" aria-live="polite">

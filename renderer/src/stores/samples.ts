@@ -137,6 +137,7 @@ interface SamplesState {
 const inflight = new Set<string>();
 let searchTimer: ReturnType<typeof setTimeout> | null = null;
 let reloadSeq = 0;
+let lastTokenReload = 0;
 
 const noFilters: Filters = { search: "", minTokens: null, maxTokens: null, hasProblems: false };
 
@@ -325,8 +326,12 @@ export const useSamples = create<SamplesState>((set, get) => {
       if (p.datasetId !== get().datasetId) return;
       if (cur && cur.jobId !== p.jobId && cur.state === "running" && p.state !== "running") return;
       set({ tokenJob: p });
-      // counts arrived: show them (and the filters that depend on them)
-      if (p.state === "done") get().reload();
+      // counts arrive in batches: show them as they come (every ~1.5 s while running) and all of them at the end
+      const now = Date.now();
+      if (p.state === "done" || (p.state === "running" && now - lastTokenReload > 1500)) {
+        lastTokenReload = now;
+        get().reload();
+      }
     },
   };
 });
