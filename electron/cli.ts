@@ -3,6 +3,7 @@
 import { createInterface } from "node:readline";
 import { loadAddon } from "./engine/addon.js";
 import { loadModel, type ChatMessage, type GenerateOptions, type LoadedModel } from "./engine/engine.js";
+import { cmdDataset, DATASET_HELP } from "./cli/dataset.js";
 
 const HELP = `moe-studio — run Hugging Face Mixture-of-Experts models on your own machine
 
@@ -25,7 +26,7 @@ Commands:
       "npm run build:renderer"). Prints "moe-studio serve: http://127.0.0.1:PORT/" when ready; --port 0
       (the default is 8377) picks a free port. --model loads a model folder at start; --data is the data folder
       (default: the desktop app's). Ctrl-C or SIGTERM stops it.
-  --help
+${DATASET_HELP}  --help
       This text.
 `;
 
@@ -345,6 +346,8 @@ async function cmdServe(flags: Flags): Promise<number> {
 
 export async function main(argv: string[]): Promise<number> {
   try {
+    // `dataset <sub> ARGS...` takes positional arguments: its own parser (electron/cli/dataset.ts)
+    if (argv[0] === "dataset") return await cmdDataset(argv.slice(1));
     const { command, flags } = parseArgs(argv);
     if (flags.help || command === "help" || command === null) {
       process.stdout.write(HELP);

@@ -52,6 +52,20 @@ function start() {
     return r.canceled || r.filePaths.length === 0 ? null : r.filePaths[0];
   };
 
+  // datasets: open a jsonl/json file to import, or choose where an export goes
+  const pickDatasetFile = async (purpose: "import" | "export", suggestedName?: string): Promise<string | null> => {
+    const filters = [{ name: "JSON Lines / JSON", extensions: ["jsonl", "json"] }];
+    const parent = win && !win.isDestroyed() ? win : null;
+    if (purpose === "import") {
+      const opts = { title: "Import a dataset", properties: ["openFile" as const], filters };
+      const r = parent ? await dialog.showOpenDialog(parent, opts) : await dialog.showOpenDialog(opts);
+      return r.canceled || r.filePaths.length === 0 ? null : r.filePaths[0];
+    }
+    const opts = { title: "Export the dataset", defaultPath: suggestedName ?? "dataset.jsonl", filters };
+    const r = parent ? await dialog.showSaveDialog(parent, opts) : await dialog.showSaveDialog(opts);
+    return r.canceled || !r.filePath ? null : r.filePath;
+  };
+
   // Every web contents (the window, and anything it might try to create) gets the same locks.
   app.on("web-contents-created", (_e, contents: WebContents) => {
     contents.on("will-navigate", (event, url) => {
@@ -95,6 +109,7 @@ function start() {
       emit,
       spawnWorker: utilityWorkerSpawner(),
       pickFolder,
+      pickDatasetFile,
       transport: "ipc",
     });
     dispatch = createDispatcher(services.handlers);

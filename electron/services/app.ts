@@ -10,13 +10,14 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { RpcError, type AppInfo } from "../contract.js";
+import type { AppInfo } from "../contract.js";
 import { EngineHost, type WorkerSpawner } from "../engine/host.js";
 import type { AsyncHandlers } from "../rpc.js";
 import { openDatabase, type Db } from "../store/db.js";
 import { repositories, type Repositories } from "../store/repositories.js";
 import { ChatService } from "./chat.js";
 import { ConversationService } from "./conversations.js";
+import { DatasetService } from "./datasets.js";
 import { ModelService, type Emit } from "./models.js";
 import { databaseFile } from "./paths.js";
 import { PresetService } from "./presets.js";
@@ -34,6 +35,8 @@ export interface AppServicesOptions {
   spawnWorker?: WorkerSpawner;
   /** A native folder dialog (Electron only); without it models.pickFolder answers { dir: null }. */
   pickFolder?: () => Promise<string | null>;
+  /** A native open/save dialog for dataset files (Electron only); without it datasets.pickFile answers { path: null }. */
+  pickDatasetFile?: (purpose: "import" | "export", suggestedName?: string) => Promise<string | null>;
   /** A model folder to open at start (its errors show in engine.status, they do not stop the app). */
   initialModel?: string;
   /** Engine threads (default: the engine's choice). */
@@ -83,6 +86,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const settings = new SettingsService(repos);
   const models = new ModelService(host, repos, opts.emit, opts.threads ? { threads: opts.threads } : {});
   const chat = new ChatService(repos, conversations, models, opts.emit);
+  const datasets = new DatasetService(db, opts.dataDir, opts.emit, opts.pickDatasetFile ? { pickFile: opts.pickDatasetFile } : {});
 
   let info: Promise<Pick<AppInfo, "simd" | "cuda">> | null = null;
   const engineInfo = () =>
@@ -132,32 +136,32 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "models.status": async () => models.status(),
     "models.pickFolder": async () => ({ dir: opts.pickFolder ? await opts.pickFolder() : null }),
 
-    // ---------- datasets ---------- (contract first; the service lands in the next commits)
-    "datasets.list": async () => { throw new RpcError("internal", "datasets.list: not implemented yet"); },
-    "datasets.get": async () => { throw new RpcError("internal", "datasets.get: not implemented yet"); },
-    "datasets.rename": async () => { throw new RpcError("internal", "datasets.rename: not implemented yet"); },
-    "datasets.delete": async () => { throw new RpcError("internal", "datasets.delete: not implemented yet"); },
-    "datasets.dedupe": async () => { throw new RpcError("internal", "datasets.dedupe: not implemented yet"); },
-    "datasets.split": async () => { throw new RpcError("internal", "datasets.split: not implemented yet"); },
-    "datasets.export": async () => { throw new RpcError("internal", "datasets.export: not implemented yet"); },
-    "datasets.exportChunk": async () => { throw new RpcError("internal", "datasets.exportChunk: not implemented yet"); },
-    "datasets.pickFile": async () => { throw new RpcError("internal", "datasets.pickFile: not implemented yet"); },
-    "datasets.upload.begin": async () => { throw new RpcError("internal", "datasets.upload.begin: not implemented yet"); },
-    "datasets.upload.chunk": async () => { throw new RpcError("internal", "datasets.upload.chunk: not implemented yet"); },
-    "datasets.upload.abort": async () => { throw new RpcError("internal", "datasets.upload.abort: not implemented yet"); },
-    "datasets.import.scan": async () => { throw new RpcError("internal", "datasets.import.scan: not implemented yet"); },
-    "datasets.import.status": async () => { throw new RpcError("internal", "datasets.import.status: not implemented yet"); },
-    "datasets.import.commit": async () => { throw new RpcError("internal", "datasets.import.commit: not implemented yet"); },
-    "datasets.import.cancel": async () => { throw new RpcError("internal", "datasets.import.cancel: not implemented yet"); },
-    "samples.list": async () => { throw new RpcError("internal", "samples.list: not implemented yet"); },
-    "samples.get": async () => { throw new RpcError("internal", "samples.get: not implemented yet"); },
-    "samples.update": async () => { throw new RpcError("internal", "samples.update: not implemented yet"); },
-    "samples.add": async () => { throw new RpcError("internal", "samples.add: not implemented yet"); },
-    "samples.duplicate": async () => { throw new RpcError("internal", "samples.duplicate: not implemented yet"); },
-    "samples.delete": async () => { throw new RpcError("internal", "samples.delete: not implemented yet"); },
-    "samples.undo": async () => { throw new RpcError("internal", "samples.undo: not implemented yet"); },
-    "datasets.tokens.count": async () => { throw new RpcError("internal", "datasets.tokens.count: not implemented yet"); },
-    "datasets.tokens.cancel": async () => { throw new RpcError("internal", "datasets.tokens.cancel: not implemented yet"); },
+    // ---------- datasets ----------
+    "datasets.list": async () => datasets.list(),
+    "datasets.get": async (i) => datasets.get(i.id),
+    "datasets.rename": async (i) => datasets.rename(i.id, i.name),
+    "datasets.delete": async (i) => datasets.delete(i.id),
+    "datasets.dedupe": async (i) => datasets.dedupe(i.id),
+    "datasets.split": async (i) => datasets.split(i.id, i.validationRatio, i.seed),
+    "datasets.export": async (i) => datasets.export(i.id, i.path),
+    "datasets.exportChunk": async (i) => datasets.exportChunk(i.id, i.cursor),
+    "datasets.pickFile": async (i) => datasets.pickFile(i.purpose, i.suggestedName),
+    "datasets.upload.begin": async (i) => datasets.uploadBegin(i.fileName, i.size),
+    "datasets.upload.chunk": async (i) => datasets.uploadChunk(i.uploadId, i.offset, i.data),
+    "datasets.upload.abort": async (i) => datasets.uploadAbort(i.uploadId),
+    "datasets.import.scan": async (i) => datasets.scan(i.source),
+    "datasets.import.status": async (i) => datasets.status(i.importId),
+    "datasets.import.commit": async (i) => datasets.commit(i.importId, i.name),
+    "datasets.import.cancel": async (i) => datasets.cancel(i.importId),
+    "samples.list": async (i) => datasets.listSamples(i),
+    "samples.get": async (i) => datasets.getSample(i.id, i.tokenizer),
+    "samples.update": async (i) => datasets.updateSample(i.id, i.messages),
+    "samples.add": async (i) => datasets.addSample(i.datasetId, i.messages),
+    "samples.duplicate": async (i) => datasets.duplicateSample(i.id),
+    "samples.delete": async (i) => datasets.deleteSample(i.id),
+    "samples.undo": async (i) => datasets.undo(i.datasetId),
+    "datasets.tokens.count": async (i) => datasets.countTokens(i.datasetId, i.tokenizer),
+    "datasets.tokens.cancel": async (i) => datasets.cancelTokens(i.jobId),
   };
 
   const initialLoad = opts.initialModel ? models.open(opts.initialModel).then(() => undefined, () => undefined) : Promise.resolve();
@@ -172,6 +176,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     dispose: () =>
       (disposed ??= (async () => {
         await chat.dispose().catch(() => undefined);
+        await datasets.dispose().catch(() => undefined);
         const queued = models.dispose();
         host.shutdown();
         await queued.catch(() => undefined);

@@ -84,6 +84,70 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 3,
+    description: "datasets: samples (messages JSON, dense order), trigram full-text index over their content, token-count cache, one-level undo",
+    up(db) {
+      db.exec(`
+        CREATE TABLE datasets (
+          id TEXT PRIMARY KEY,
+          name TEXT NOT NULL,
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL,
+          source_file TEXT,
+          rejected_count INTEGER NOT NULL DEFAULT 0,
+          rejected TEXT NOT NULL DEFAULT '[]'    -- JSON RejectedLine[]: the import's bad lines (first 10,000)
+        );
+        CREATE TABLE samples (
+          id TEXT PRIMARY KEY,
+          dataset_id TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+          position INTEGER NOT NULL,       -- 0..n-1 within the dataset, no gaps (the row's index)
+          messages TEXT NOT NULL,          -- JSON SampleMessage[]
+          content TEXT NOT NULL,           -- every message's content joined by newlines: what search sees
+          hash TEXT NOT NULL,              -- sha1 of the messages JSON: equal hash = duplicate sample
+          format TEXT NOT NULL CHECK (format IN ('messages', 'conversations', 'instruction')),
+          source_line INTEGER,
+          revision INTEGER NOT NULL DEFAULT 1,
+          message_count INTEGER NOT NULL,
+          has_system INTEGER NOT NULL,
+          user_preview TEXT NOT NULL,
+          assistant_preview TEXT NOT NULL,
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL
+        );
+        CREATE INDEX samples_order ON samples(dataset_id, position);
+        CREATE INDEX samples_hash ON samples(dataset_id, hash, position);
+        CREATE INDEX samples_format ON samples(dataset_id, format);
+        CREATE VIRTUAL TABLE samples_fts USING fts5(content, content='samples', content_rowid='rowid', tokenize='trigram');
+        CREATE TRIGGER samples_fts_insert AFTER INSERT ON samples BEGIN
+          INSERT INTO samples_fts(rowid, content) VALUES (new.rowid, new.content);
+        END;
+        CREATE TRIGGER samples_fts_delete AFTER DELETE ON samples BEGIN
+          INSERT INTO samples_fts(samples_fts, rowid, content) VALUES ('delete', old.rowid, old.content);
+        END;
+        CREATE TRIGGER samples_fts_update AFTER UPDATE OF content ON samples BEGIN
+          INSERT INTO samples_fts(samples_fts, rowid, content) VALUES ('delete', old.rowid, old.content);
+          INSERT INTO samples_fts(rowid, content) VALUES (new.rowid, new.content);
+        END;
+        -- token counts per (sample, tokenizer identity); valid while revision equals the sample's
+        CREATE TABLE sample_tokens (
+          sample_id TEXT NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
+          tokenizer TEXT NOT NULL,
+          revision INTEGER NOT NULL,
+          tokens INTEGER NOT NULL,
+          PRIMARY KEY (sample_id, tokenizer)
+        ) WITHOUT ROWID;
+        -- the last sample edit of each dataset, enough to undo it (survives a restart)
+        CREATE TABLE dataset_undo (
+          dataset_id TEXT PRIMARY KEY REFERENCES datasets(id) ON DELETE CASCADE,
+          action TEXT NOT NULL CHECK (action IN ('edit', 'add', 'duplicate', 'delete')),
+          sample_id TEXT NOT NULL,
+          previous TEXT,                   -- JSON: the sample row before the edit / the deleted row
+          created_at INTEGER NOT NULL
+        );
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -1,0 +1,662 @@
+// Datasets: import (browser uploads, the streaming scan, the one-transaction commit), the samples table and its
+// edits with undo, token counts for a model's tokenizer, and dataset actions. Knows nothing of Electron: the
+// Electron main process passes a file dialog in, the CLI and `serve` run it as is. Semantics of every call:
+// electron/datasets/README.md.
+import { randomUUID } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
+import { appendFile, open, rename, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, extname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import {
+  EXPORT_CHUNK_CHARS,
+  RpcError,
+  UPLOAD_CHUNK_BYTES,
+  type DatasetSummary,
+  type ImportReport,
+  type ImportStatus,
+  type RejectedLine,
+  type Sample,
+  type SampleMessage,
+  type SampleRow,
+  type TokenizerChoice,
+} from "../contract.js";
+import { validateMessages } from "../datasets/formats.js";
+import { CommitCancelled, commitImport, type CommitMessage, type CommitRequest } from "../datasets/commit.js";
+import { scanFile, ScanCancelled, type ScanProgress, type ScanResult } from "../datasets/scan.js";
+import { SampleTokenCounter } from "../datasets/tokens.js";
+import { DatasetRepo, type SampleDbRow, type SampleQuery } from "../store/datasets.js";
+import type { Db } from "../store/db.js";
+import { busy, notFound } from "./errors.js";
+import type { Emit } from "./models.js";
+
+const invalid = (message: string) => new RpcError("invalid_input", message);
+
+interface Upload {
+  id: string;
+  fileName: string;
+  size: number;
+  received: number;
+  path: string;
+}
+
+interface ImportJob {
+  id: string;
+  /** The file read: the user's path, or the upload's temp file. */
+  path: string;
+  fileName: string;
+  /** What the dataset records as its source: the user's path, or the uploaded file's name. */
+  sourceFile: string;
+  upload: Upload | null;
+  state: ImportStatus["state"];
+  progress: ScanProgress;
+  scan: ScanResult | null;
+  report: ImportReport | null;
+  datasetId: string | null;
+  error: string | null;
+  abort: AbortController;
+  scanning: Promise<void>;
+  /** Set while committing: 1 = cancel (read by the commit worker). */
+  cancelFlag?: Int32Array;
+  committing?: Promise<void>;
+}
+
+interface TokenJob {
+  id: string;
+  datasetId: string;
+  cancelled: boolean;
+}
+
+/** Finished imports kept for import.status (a reloaded page asks); older ones are forgotten. */
+const KEEP_FINISHED_IMPORTS = 50;
+/** Token counting yields the event loop after this many milliseconds of work. */
+const TOKEN_SLICE_MS = 20;
+
+export interface DatasetServiceOptions {
+  /** Native open/save dialog (Electron); absent elsewhere. */
+  pickFile?: (purpose: "import" | "export", suggestedName?: string) => Promise<string | null>;
+}
+
+export class DatasetService {
+  readonly repo: DatasetRepo;
+  private readonly uploads = new Map<string, Upload>();
+  private readonly imports = new Map<string, ImportJob>();
+  private readonly tokenJobs = new Map<string, TokenJob>();
+  private readonly counters = new Map<string, { mtimeMs: number; counter: SampleTokenCounter }>();
+  private readonly uploadDir: string;
+  /** Commits running on worker threads (token counts wait: their writes would queue behind the commit's lock). */
+  private commits = 0;
+
+  constructor(
+    db: Db,
+    dataDir: string,
+    private readonly emit: Emit,
+    private readonly opts: DatasetServiceOptions = {},
+  ) {
+    this.repo = new DatasetRepo(db);
+    this.uploadDir = join(dataDir, "uploads");
+    // uploads do not outlive the process that received them: leftovers of a crash go
+    if (existsSync(this.uploadDir)) for (const f of readdirSync(this.uploadDir)) rmSync(join(this.uploadDir, f), { force: true });
+  }
+
+  // ---------- datasets ----------
+
+  list(): DatasetSummary[] {
+    return this.repo.list();
+  }
+
+  get(id: string): { dataset: DatasetSummary; rejected: RejectedLine[] } {
+    return { dataset: this.summary(id), rejected: this.repo.rejectedLines(id) };
+  }
+
+  rename(id: string, name: string): DatasetSummary {
+    const trimmed = name.trim();
+    if (!trimmed) throw invalid("name: the name is empty");
+    if (!this.repo.rename(id, trimmed)) throw notFound(`dataset ${id} not found`);
+    this.changed(id);
+    return this.summary(id);
+  }
+
+  delete(id: string): { ok: true } {
+    for (const j of this.tokenJobs.values()) if (j.datasetId === id) j.cancelled = true;
+    if (!this.repo.deleteDataset(id)) throw notFound(`dataset ${id} not found`);
+    this.emit("datasets.changed", { id, deleted: true });
+    return { ok: true };
+  }
+
+  dedupe(id: string): { removed: number; dataset: DatasetSummary } {
+    this.summary(id);
+    const removed = this.repo.dedupe(id);
+    if (removed) this.changed(id);
+    return { removed, dataset: this.summary(id) };
+  }
+
+  split(id: string, validationRatio: number, seed: number): { train: DatasetSummary; validation: DatasetSummary } {
+    this.summary(id);
+    const { trainId, validationId } = this.repo.split(id, validationRatio, seed);
+    this.changed(trainId);
+    this.changed(validationId);
+    return { train: this.summary(trainId), validation: this.summary(validationId) };
+  }
+
+  /** Writes the dataset as messages-format jsonl to `path` (a temporary name, renamed when complete). */
+  async export(id: string, path: string): Promise<{ path: string; samples: number; bytes: number }> {
+    this.summary(id);
+    const target = resolve(path);
+    if (!existsSync(dirname(target))) throw invalid(`${dirname(target)}: folder not found`);
+    const tmp = `${target}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
+    let samples = 0;
+    let bytes = 0;
+    const fh = await open(tmp, "w");
+    try {
+      let after = -1;
+      for (;;) {
+        const page = this.repo.exportPage(id, after, EXPORT_CHUNK_CHARS);
+        if (page.text) {
+          const buf = Buffer.from(page.text, "utf8");
+          await fh.write(buf);
+          bytes += buf.length;
+          samples += countLines(page.text);
+        }
+        after = page.lastPosition;
+        if (page.done) break;
+      }
+      await fh.sync();
+      await fh.close();
+      await rename(tmp, target);
+    } catch (e) {
+      await fh.close().catch(() => undefined);
+      await rm(tmp, { force: true });
+      throw new Error(`${target}: cannot write the export (${(e as Error).message})`);
+    }
+    return { path: target, samples, bytes };
+  }
+
+  exportChunk(id: string, cursor: string | null): { data: string; nextCursor: string | null; fileName: string } {
+    const d = this.summary(id);
+    const after = cursor === null ? -1 : Number(cursor);
+    if (!Number.isInteger(after) || after < -1) throw invalid(`cursor: ${JSON.stringify(cursor)} is not a cursor this call returned`);
+    const page = this.repo.exportPage(id, after, EXPORT_CHUNK_CHARS);
+    return { data: page.text, nextCursor: page.done ? null : String(page.lastPosition), fileName: exportFileName(d.name) };
+  }
+
+  async pickFile(purpose: "import" | "export", suggestedName?: string): Promise<{ path: string | null }> {
+    return { path: this.opts.pickFile ? await this.opts.pickFile(purpose, suggestedName) : null };
+  }
+
+  // ---------- browser uploads ----------
+
+  async uploadBegin(fileName: string, size: number): Promise<{ uploadId: string }> {
+    mkdirSync(this.uploadDir, { recursive: true });
+    const id = randomUUID();
+    const path = join(this.uploadDir, `${id}.upload`);
+    await writeFile(path, "");
+    this.uploads.set(id, { id, fileName: basename(fileName), size, received: 0, path });
+    return { uploadId: id };
+  }
+
+  async uploadChunk(uploadId: string, offset: number, data: string): Promise<{ received: number }> {
+    const u = this.uploads.get(uploadId);
+    if (!u) throw notFound(`upload ${uploadId} not found`);
+    if (offset !== u.received) throw invalid(`offset: expected ${u.received} (chunks go in order), got ${offset}`);
+    const bytes = Buffer.from(data, "base64");
+    if (bytes.length > UPLOAD_CHUNK_BYTES) throw invalid(`data: a chunk holds at most ${UPLOAD_CHUNK_BYTES} bytes, got ${bytes.length}`);
+    if (u.received + bytes.length > u.size) throw invalid(`data: the chunk goes past the announced size (${u.size} bytes)`);
+    u.received += bytes.length; // before the await: a second chunk racing this one sees the new offset
+    try {
+      await appendFile(u.path, bytes);
+    } catch (e) {
+      this.dropUpload(u);
+      throw new Error(`cannot store the upload of ${u.fileName} (${(e as Error).message})`);
+    }
+    return { received: u.received };
+  }
+
+  uploadAbort(uploadId: string): { ok: true } {
+    const u = this.uploads.get(uploadId);
+    if (!u) throw notFound(`upload ${uploadId} not found`);
+    this.dropUpload(u);
+    return { ok: true };
+  }
+
+  private dropUpload(u: Upload): void {
+    this.uploads.delete(u.id);
+    rmSync(u.path, { force: true });
+  }
+
+  // ---------- import ----------
+
+  scan(source: { kind: "path"; path: string } | { kind: "upload"; uploadId: string }): { importId: string; fileName: string; totalBytes: number } {
+    let path: string;
+    let fileName: string;
+    let sourceFile: string;
+    let upload: Upload | null = null;
+    if (source.kind === "upload") {
+      upload = this.uploads.get(source.uploadId) ?? null;
+      if (!upload) throw notFound(`upload ${source.uploadId} not found`);
+      if (upload.received !== upload.size) throw busy(`the upload of ${upload.fileName} is incomplete (${upload.received} of ${upload.size} bytes)`);
+      this.uploads.delete(upload.id); // the import owns its file now
+      path = upload.path;
+      fileName = upload.fileName;
+      sourceFile = upload.fileName;
+    } else {
+      path = resolve(source.path);
+      fileName = basename(path);
+      sourceFile = path;
+    }
+    let totalBytes = 0;
+    try {
+      totalBytes = statSync(path).size;
+    } catch {
+      // scanFile reports it as the import's error ("x.jsonl: file not found")
+    }
+    const job: ImportJob = {
+      id: randomUUID(),
+      path,
+      fileName,
+      sourceFile,
+      upload,
+      state: "scanning",
+      progress: { bytesRead: 0, totalBytes, records: 0, valid: 0, rejectedCount: 0 },
+      scan: null,
+      report: null,
+      datasetId: null,
+      error: null,
+      abort: new AbortController(),
+      scanning: Promise.resolve(),
+    };
+    this.imports.set(job.id, job);
+    this.forgetOldImports();
+    job.scanning = this.runScan(job);
+    return { importId: job.id, fileName, totalBytes };
+  }
+
+  private async runScan(job: ImportJob): Promise<void> {
+    // let the caller receive the importId before the first event
+    await new Promise((r) => setImmediate(r));
+    try {
+      const scan = await scanFile(job.path, {
+        signal: job.abort.signal,
+        onProgress: (p) => {
+          job.progress = p;
+          this.emit("datasets.import.progress", { importId: job.id, ...p });
+        },
+      });
+      if (job.state !== "scanning") return;
+      job.scan = scan;
+      job.progress = { bytesRead: scan.bytesRead, totalBytes: scan.totalBytes, records: scan.records, valid: scan.valid, rejectedCount: scan.rejectedCount };
+      job.report = {
+        importId: job.id,
+        fileName: job.fileName,
+        container: scan.container,
+        totalBytes: scan.totalBytes,
+        records: scan.records,
+        valid: scan.valid,
+        formats: scan.formats,
+        rejectedCount: scan.rejectedCount,
+        rejected: scan.rejected,
+      };
+      this.setState(job, "ready");
+    } catch (e) {
+      if (e instanceof ScanCancelled || job.state === "cancelled") return;
+      job.error = e instanceof Error ? e.message : String(e);
+      // an uploaded file the user cannot fix in place is of no further use
+      this.dropJobFile(job);
+      this.setState(job, "failed");
+    }
+  }
+
+  status(importId: string): ImportStatus {
+    return this.statusOf(this.job(importId));
+  }
+
+  /**
+   * The user chose "import the valid rows": one transaction creates the dataset and inserts every valid sample
+   * (read again from the file, which must be the one scanned), on a worker thread with its own connection so this
+   * process keeps answering (electron/datasets/commit.ts). Progress: datasets.import.progress (records = samples
+   * inserted so far). Cancelled while committing: rolled back, and this call fails with code "busy".
+   */
+  async commit(importId: string, name?: string): Promise<DatasetSummary> {
+    const job = this.job(importId);
+    if (job.state !== "ready") throw busy(`the import is ${job.state}; only a scanned import (ready) can be committed`);
+    const scan = job.scan!;
+    if (scan.valid === 0) throw invalid(`nothing to import: no line of ${job.fileName} is valid`);
+    const request: CommitRequest = {
+      path: job.path,
+      expect: { size: scan.size, mtimeMs: scan.mtimeMs, valid: scan.valid },
+      dataset: {
+        name: name?.trim() || basename(job.fileName, extname(job.fileName)) || job.fileName,
+        sourceFile: job.sourceFile,
+        rejectedCount: scan.rejectedCount,
+        rejected: scan.rejected,
+      },
+    };
+    job.cancelFlag = new Int32Array(new SharedArrayBuffer(4));
+    this.setState(job, "committing");
+    this.commits++;
+    const onProgress = (inserted: number) => this.emit("datasets.import.progress", { importId: job.id, ...job.progress, records: inserted, valid: inserted });
+    const running = this.runCommit(request, onProgress, job.cancelFlag);
+    job.committing = running.then(() => undefined, () => undefined);
+    let datasetId: string;
+    try {
+      datasetId = await running;
+    } catch (e) {
+      if (e instanceof CommitCancelled) throw busy("the import was cancelled");
+      const message = e instanceof Error ? e.message : String(e);
+      job.error = message;
+      this.dropJobFile(job);
+      this.setState(job, "failed");
+      throw invalid(message);
+    } finally {
+      this.commits--;
+    }
+    job.datasetId = datasetId;
+    this.dropJobFile(job);
+    this.setState(job, "committed");
+    this.changed(datasetId);
+    return this.summary(datasetId);
+  }
+
+  private runCommit(request: CommitRequest, onProgress: (n: number) => void, flag: Int32Array): Promise<string> {
+    const dbFile = this.repo.db.name;
+    const cancelled = () => Atomics.load(flag, 0) !== 0;
+    if (!dbFile || dbFile === ":memory:" || this.repo.db.memory) {
+      // no file another connection could open: in-process (tests with an in-memory database)
+      return new Promise((resolve, reject) => {
+        try {
+          resolve(commitImport(this.repo.db, request, onProgress, cancelled));
+        } catch (e) {
+          reject(e);
+        }
+      });
+    }
+    return new Promise((resolve, reject) => {
+      const worker = new Worker(commitWorkerPath(), { workerData: { dbFile, request, cancel: flag.buffer } });
+      let settled = false;
+      worker.on("message", (m: CommitMessage) => {
+        if (m.t === "progress") return onProgress(m.inserted);
+        settled = true;
+        if (m.t === "done") resolve(m.datasetId);
+        else if (m.t === "cancelled") reject(new CommitCancelled());
+        else reject(new Error(m.message));
+      });
+      worker.on("error", (e) => {
+        if (!settled) reject(e);
+        settled = true;
+      });
+      worker.on("exit", (code) => {
+        if (!settled) reject(new Error(`the import worker stopped (exit code ${code})`));
+        settled = true;
+      });
+    });
+  }
+
+  /** Cancel a scan or a commit (rolled back), or discard a scanned report; an upload's temp file goes. */
+  async cancel(importId: string): Promise<{ ok: true }> {
+    const job = this.job(importId);
+    if (job.state === "committed") throw busy(`the import is already committed (dataset ${job.datasetId}); delete the dataset instead`);
+    if (job.state === "cancelled") return { ok: true };
+    const was = job.state;
+    this.setState(job, "cancelled");
+    job.abort.abort();
+    if (job.cancelFlag) Atomics.store(job.cancelFlag, 0, 1);
+    if (was === "scanning") await job.scanning;
+    if (was === "committing") await job.committing;
+    this.dropJobFile(job);
+    return { ok: true };
+  }
+
+  /** For tests and the CLI: resolves when the import's scan has ended (ready, failed or cancelled). */
+  async scanned(importId: string): Promise<ImportStatus> {
+    const job = this.job(importId);
+    await job.scanning;
+    return this.statusOf(job);
+  }
+
+  private job(importId: string): ImportJob {
+    const job = this.imports.get(importId);
+    if (!job) throw notFound(`import ${importId} not found`);
+    return job;
+  }
+
+  private statusOf(job: ImportJob): ImportStatus {
+    return {
+      importId: job.id,
+      state: job.state,
+      ...job.progress,
+      report: job.report,
+      datasetId: job.datasetId,
+      error: job.error,
+    };
+  }
+
+  private setState(job: ImportJob, state: ImportStatus["state"]): void {
+    job.state = state;
+    this.emit("datasets.import.status", this.statusOf(job));
+  }
+
+  private dropJobFile(job: ImportJob): void {
+    if (job.upload) rmSync(job.upload.path, { force: true });
+  }
+
+  private forgetOldImports(): void {
+    const finished = [...this.imports.values()].filter((j) => j.state === "committed" || j.state === "cancelled" || j.state === "failed");
+    for (const j of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED_IMPORTS))) this.imports.delete(j.id);
+  }
+
+  // ---------- samples ----------
+
+  listSamples(q: Omit<SampleQuery, "tokenizerKey" | "maxSeqLen"> & { tokenizer?: TokenizerChoice }): { total: number; offset: number; items: SampleRow[] } {
+    this.summary(q.datasetId);
+    const { tokenizer, ...rest } = q;
+    const query: SampleQuery = { ...rest };
+    if (tokenizer) {
+      query.tokenizerKey = this.counter(tokenizer.modelDir).key;
+      if (tokenizer.maxSeqLen !== undefined) query.maxSeqLen = tokenizer.maxSeqLen;
+    }
+    return { offset: q.offset, ...this.repo.listSamples(query) };
+  }
+
+  getSample(id: string, tokenizer?: TokenizerChoice): Sample {
+    return this.toSample(this.row(id), tokenizer);
+  }
+
+  updateSample(id: string, messages: SampleMessage[]): Sample {
+    this.row(id);
+    checkSample(messages);
+    const r = this.repo.updateSample(id, messages);
+    this.changed(r.dataset_id);
+    return this.toSample(r);
+  }
+
+  addSample(datasetId: string, messages: SampleMessage[]): Sample {
+    this.summary(datasetId);
+    checkSample(messages);
+    const r = this.repo.addSample(datasetId, messages, { undo: "add" });
+    this.changed(datasetId);
+    return this.toSample(r);
+  }
+
+  duplicateSample(id: string): Sample {
+    this.row(id);
+    const r = this.repo.duplicateSample(id);
+    this.changed(r.dataset_id);
+    return this.toSample(r);
+  }
+
+  deleteSample(id: string): { ok: true } {
+    const r = this.row(id);
+    this.repo.deleteSample(id);
+    this.changed(r.dataset_id);
+    return { ok: true };
+  }
+
+  undo(datasetId: string): { undone: "edit" | "add" | "duplicate" | "delete"; sample: Sample | null } {
+    this.summary(datasetId);
+    const u = this.repo.undo(datasetId);
+    if (!u) throw notFound("nothing to undo in this dataset");
+    this.changed(datasetId);
+    const r = u.sampleId ? this.repo.getRow(u.sampleId) : null;
+    return { undone: u.action, sample: r ? this.toSample(r) : null };
+  }
+
+  private row(id: string): SampleDbRow {
+    const r = this.repo.getRow(id);
+    if (!r) throw notFound(`sample ${id} not found`);
+    return r;
+  }
+
+  private toSample(r: SampleDbRow, tokenizer?: TokenizerChoice): Sample {
+    let tokens: number | null = null;
+    if (tokenizer) {
+      const c = this.counter(tokenizer.modelDir);
+      tokens = this.repo.cachedTokens(r.id, c.key, r.revision);
+      if (tokens === null) {
+        tokens = c.count(JSON.parse(r.messages) as SampleMessage[]);
+        this.repo.putTokens([{ sampleId: r.id, revision: r.revision, tokens }], c.key);
+      }
+    }
+    return this.repo.toSample(r, tokens, tokenizer?.maxSeqLen);
+  }
+
+  // ---------- token counts ----------
+
+  /** The counter of a model folder (loaded once; loaded again when its tokenizer.json changes). */
+  private counter(modelDir: string): SampleTokenCounter {
+    const dir = resolve(modelDir);
+    let mtimeMs = -1;
+    try {
+      mtimeMs = statSync(join(dir, "tokenizer.json")).mtimeMs;
+    } catch {
+      // fromFolder names the missing file
+    }
+    const hit = this.counters.get(dir);
+    if (hit && hit.mtimeMs === mtimeMs) return hit.counter;
+    let counter: SampleTokenCounter;
+    try {
+      counter = SampleTokenCounter.fromFolder(dir);
+    } catch (e) {
+      throw invalid(`tokenizer.modelDir: ${(e as Error).message}`);
+    }
+    if (this.counters.size >= 4) this.counters.delete(this.counters.keys().next().value!);
+    this.counters.set(dir, { mtimeMs, counter });
+    return counter;
+  }
+
+  countTokens(datasetId: string, tokenizer: TokenizerChoice): { jobId: string; total: number; pending: number } {
+    const d = this.summary(datasetId);
+    const counter = this.counter(tokenizer.modelDir);
+    for (const j of this.tokenJobs.values()) if (j.datasetId === datasetId) j.cancelled = true;
+    const job: TokenJob = { id: randomUUID(), datasetId, cancelled: false };
+    this.tokenJobs.set(job.id, job);
+    const pending = this.repo.countUncounted(datasetId, counter.key);
+    void this.runTokenJob(job, counter, d.sampleCount, pending);
+    return { jobId: job.id, total: d.sampleCount, pending };
+  }
+
+  cancelTokens(jobId: string): { ok: true } {
+    const job = this.tokenJobs.get(jobId);
+    if (!job) throw notFound(`token count ${jobId} not found (it may have finished)`);
+    job.cancelled = true;
+    return { ok: true };
+  }
+
+  /**
+   * Counts in slices of ~20 ms of work, yielding the event loop between them (the main process keeps answering);
+   * each slice's counts are written in one transaction. Progress at most every 100 ms.
+   */
+  private async runTokenJob(job: TokenJob, counter: SampleTokenCounter, total: number, pending: number): Promise<void> {
+    let done = total - pending;
+    let lastEmit = 0;
+    const progress = (state: "running" | "done" | "failed" | "cancelled", error: string | null = null) =>
+      this.emit("datasets.tokens.progress", { jobId: job.id, datasetId: job.datasetId, done, total, state, error });
+    await new Promise((r) => setImmediate(r));
+    try {
+      let after = 0;
+      for (;;) {
+        if (job.cancelled) return progress("cancelled");
+        while (this.commits > 0 && !job.cancelled) await new Promise((r) => setTimeout(r, 50));
+        const rows = this.repo.uncounted(job.datasetId, counter.key, after, 512);
+        if (rows.length === 0) break;
+        const batch: Array<{ sampleId: string; revision: number; tokens: number }> = [];
+        let sliceStart = performance.now();
+        for (const r of rows) {
+          batch.push({ sampleId: r.id, revision: r.revision, tokens: counter.count(JSON.parse(r.messages) as SampleMessage[]) });
+          after = r.rowid;
+          if (performance.now() - sliceStart > TOKEN_SLICE_MS) {
+            this.repo.putTokens(batch, counter.key);
+            done += batch.length;
+            batch.length = 0;
+            if (Date.now() - lastEmit >= 100) {
+              lastEmit = Date.now();
+              progress("running");
+            }
+            await new Promise((r) => setImmediate(r));
+            if (job.cancelled) return progress("cancelled");
+            sliceStart = performance.now();
+          }
+        }
+        this.repo.putTokens(batch, counter.key);
+        done += batch.length;
+      }
+      done = Math.min(done, total);
+      progress("done");
+    } catch (e) {
+      progress("failed", e instanceof Error ? e.message : String(e));
+    } finally {
+      this.tokenJobs.delete(job.id);
+    }
+  }
+
+  /** For tests and the CLI: resolves when no token count of this dataset runs. */
+  async tokensIdle(datasetId: string): Promise<void> {
+    while ([...this.tokenJobs.values()].some((j) => j.datasetId === datasetId)) await new Promise((r) => setTimeout(r, 5));
+  }
+
+  // ---------- helpers ----------
+
+  private summary(id: string): DatasetSummary {
+    const d = this.repo.summary(id);
+    if (!d) throw notFound(`dataset ${id} not found`);
+    return d;
+  }
+
+  private changed(id: string): void {
+    this.emit("datasets.changed", { id, deleted: false });
+  }
+
+  /** Cancel running scans and token counts (the app is closing). */
+  async dispose(): Promise<void> {
+    for (const j of this.tokenJobs.values()) j.cancelled = true;
+    const scans = [...this.imports.values()].filter((j) => j.state === "scanning" || j.state === "committing");
+    await Promise.all(scans.map((j) => this.cancel(j.id).catch(() => undefined)));
+    for (const u of [...this.uploads.values()]) this.dropUpload(u);
+  }
+}
+
+/** The compiled commit worker (out/electron/datasets/commit-worker.js), whether this module runs compiled or from source. */
+export function commitWorkerPath(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [join(here, "../datasets/commit-worker.js"), join(here, "../../out/electron/datasets/commit-worker.js")];
+  for (const p of candidates) if (existsSync(p)) return p;
+  throw new Error(`the import worker is not built: none of ${candidates.join(", ")} exists; run "npm run build:ts"`);
+}
+
+/** The import's validation rules for a sample saved in the editor. */
+export function checkSample(messages: readonly SampleMessage[]): void {
+  const bad = validateMessages(messages);
+  if (bad) throw invalid(bad.error);
+}
+
+function countLines(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", i + 1)) n++;
+  return n;
+}
+
+/** A download name from a dataset name: no path separators or control characters. */
+export function exportFileName(name: string): string {
+  // eslint-disable-next-line no-control-regex
+  const safe = name.replace(/[\\/:*?"<>|\u0000-\u001f]+/g, "_").trim().slice(0, 120);
+  return `${safe || "dataset"}.jsonl`;
+}
