@@ -89,6 +89,10 @@ describe.runIf(run)("datasets, end to end in Chromium", () => {
   const grid = () => page.getByRole("grid", { name: /^(Samples|样本)$/ });
   const bodyRows = () => grid().locator(".sgrid-body [role=row]");
   const loadedRows = () => grid().locator(".sgrid-body [role=row]:not(.placeholder)");
+  const datasetList = () => page.getByRole("navigation", { name: /^(Dataset list|数据集列表)$/ });
+  /** The list entry of the dataset named exactly `name`. */
+  const datasetEntry = (name: string) => datasetList().locator("li").filter({ has: page.locator(".conv-title").getByText(name, { exact: true }) }).getByRole("button");
+  const tokenCells = async () => (await loadedRows().locator(".c-tokens").allInnerTexts()).map((s) => Number(s.replace(/[^\d]/g, "")));
   const visible = (l: Locator, timeout = 15_000) => l.first().waitFor({ state: "visible", timeout });
   const gone = (l: Locator, timeout = 15_000) => expect.poll(() => l.count(), { timeout }).toBe(0);
 
@@ -171,8 +175,7 @@ describe.runIf(run)("datasets, end to end in Chromium", () => {
   it("importing the valid rows makes a dataset with exactly those samples", async () => {
     await button(`Import ${VALID} valid samples`).click();
     await gone(page.getByRole("dialog"), 30_000);
-    const list = page.getByRole("navigation", { name: "Dataset list" });
-    await visible(list.getByRole("button", { name: /^mixed/ }));
+    await visible(datasetEntry("mixed"));
     await visible(grid());
     await expect.poll(() => loadedRows().count(), { timeout: 15_000 }).toBe(VALID);
     const previews = await loadedRows().locator(".p-user").allInnerTexts();
@@ -231,6 +234,55 @@ describe.runIf(run)("datasets, end to end in Chromium", () => {
     app.expectClean();
   });
 
+  it("token counts for the chosen model's tokenizer; samples over the max sequence length are flagged and filtered", async () => {
+    await page.getByLabel("Tokenizer model").selectOption({ label: "qwen3_moe" });
+    // every row gets its count (the fixture's tokenizer and chat template, counted by the backend)
+    await expect.poll(async () => (await tokenCells()).filter((n) => n > 0).length, { timeout: 30_000 }).toBe(VALID);
+    const counts = await tokenCells();
+    const longest = Math.max(...counts);
+    const over = counts.filter((n) => n > longest - 1).length;
+    const maxLen = page.getByLabel("Max sequence length");
+    await maxLen.fill(String(longest - 1));
+    await maxLen.press("Enter");
+    await expect.poll(() => loadedRows().filter({ hasText: "Would be truncated" }).count(), { timeout: 15_000 }).toBe(over);
+    await page.mouse.move(900, 760);
+    await app.screenshot("datasets-08-token-counts");
+    await page.getByLabel("Has problems").check();
+    await expect.poll(() => loadedRows().count()).toBe(over);
+    await page.getByLabel("Has problems").uncheck();
+    await expect.poll(() => loadedRows().count()).toBe(VALID);
+    // the token length filter: only the longest sample(s)
+    const min = page.getByRole("spinbutton", { name: "Min tokens" });
+    await min.fill(String(longest));
+    await min.press("Enter");
+    await expect.poll(() => loadedRows().count()).toBe(counts.filter((n) => n >= longest).length);
+    await min.fill("");
+    await min.press("Enter");
+    await expect.poll(() => loadedRows().count()).toBe(VALID);
+    app.expectClean();
+  });
+
+  it("rename, and a seeded split into train and validation datasets", async () => {
+    await button("Rename dataset").click();
+    const name = page.getByRole("textbox", { name: "Dataset name" });
+    await name.fill("mixed-fruit");
+    await name.press("Enter");
+    await visible(datasetEntry("mixed-fruit"));
+    await button("Split").click();
+    await page.getByLabel("Validation share (%)").fill("50");
+    await page.getByLabel("Seed").fill("7");
+    await button("Create train and validation").click();
+    await visible(datasetEntry("mixed-fruit (train)"));
+    await visible(datasetEntry("mixed-fruit (validation)"));
+    // the new train set is opened: half of the samples each
+    await expect.poll(() => loadedRows().count()).toBe(VALID / 2);
+    await datasetEntry("mixed-fruit (validation)").click();
+    await expect.poll(() => loadedRows().count()).toBe(VALID / 2);
+    await datasetEntry("mixed-fruit").click();
+    await expect.poll(() => loadedRows().count()).toBe(VALID);
+    app.expectClean();
+  });
+
   it("the export downloads the dataset as messages-format jsonl", async () => {
     const [download] = await Promise.all([page.waitForEvent("download", { timeout: 30_000 }), button("Export as JSONL").click()]);
     const path = await download.path();
@@ -249,8 +301,35 @@ describe.runIf(run)("datasets, end to end in Chromium", () => {
     await finishDrop();
     await visible(page.getByText("“notes.txt” is not a dataset file. Drop a .jsonl (one conversation per line) or a .json array."));
     await gone(page.getByRole("dialog"));
-    await app.screenshot("datasets-08-not-a-dataset");
+    await app.screenshot("datasets-09-not-a-dataset");
     await button("Dismiss").first().click();
+    app.expectClean();
+  });
+
+  it("a large file shows upload and scan progress, and Cancel leaves nothing behind", async () => {
+    const before = await datasetList().getByRole("listitem").count();
+    // ~40 MB built in the page: several upload chunks and a scan long enough to see
+    await page.evaluate(() => {
+      const line = JSON.stringify({ messages: [{ role: "user", content: "x".repeat(400) }, { role: "assistant", content: "y".repeat(400) }] });
+      const text = (line + "\n").repeat(48_000);
+      const dt = new DataTransfer();
+      dt.items.add(new File([text], "large.jsonl", { type: "application/jsonl" }));
+      (window as unknown as { __dt: DataTransfer }).__dt = dt;
+      for (const type of ["dragenter", "dragover"]) document.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt }));
+    });
+    await finishDrop();
+    const dialog = page.getByRole("dialog");
+    await visible(dialog);
+    const cancel = button("Cancel import");
+    if (await cancel.isVisible()) {
+      await visible(dialog.getByRole("progressbar", { name: "Import progress" }));
+      await app.screenshot("datasets-10-import-progress", { fullPage: false, timeout: 5_000 }).catch(() => {});
+    }
+    // Cancel while it runs; on a fast machine the report may already be there: "Import nothing" is the same choice
+    await cancel.or(button("Import nothing")).first().click();
+    await gone(dialog);
+    await page.waitForTimeout(300);
+    expect(await datasetList().getByRole("listitem").count()).toBe(before);
     app.expectClean();
   });
 
@@ -259,7 +338,7 @@ describe.runIf(run)("datasets, end to end in Chromium", () => {
     await page.getByLabel("Language", { exact: true }).selectOption({ label: "中文" });
     await page.getByLabel("主题", { exact: true }).selectOption({ label: "深色" });
     await nav("数据集").click();
-    await page.getByRole("navigation", { name: "数据集列表" }).getByRole("button", { name: /^mixed/ }).click();
+    await datasetEntry("mixed-fruit").click();
     await visible(page.getByRole("grid", { name: "样本" }));
     await expect.poll(() => loadedRows().count()).toBe(VALID);
     await loadedRows().nth(3).click();
@@ -267,7 +346,7 @@ describe.runIf(run)("datasets, end to end in Chromium", () => {
     await visible(page.getByRole("textbox", { name: "搜索样本" }));
     await visible(page.getByRole("button", { name: "导入数据集" }));
     await page.mouse.move(900, 760);
-    await app.screenshot("datasets-09-zh-dark");
+    await app.screenshot("datasets-11-zh-dark");
     await expectNamedControls("the Chinese Datasets view");
     app.expectClean();
   });
@@ -276,9 +355,10 @@ describe.runIf(run)("datasets, end to end in Chromium", () => {
     await page.getByRole("button", { name: "删除数据集", exact: true }).click();
     const confirm = page.getByRole("alertdialog");
     await visible(confirm);
-    await app.screenshot("datasets-10-delete-confirm");
+    await app.screenshot("datasets-12-delete-confirm");
     await confirm.getByRole("button", { name: "删除", exact: true }).click();
-    await gone(page.getByRole("navigation", { name: "数据集列表" }).getByRole("button", { name: /^mixed/ }));
+    await gone(datasetEntry("mixed-fruit"));
+    await visible(datasetEntry("mixed-fruit (train)"));
     app.expectClean();
   });
 
@@ -309,7 +389,7 @@ describe.runIf(run)("datasets, end to end in Chromium", () => {
       counts.push(await bodyRows().count());
       expect(Math.max(...counts), `rows in the DOM while scrolling: ${counts.join(", ")}`).toBeLessThanOrEqual(maxRows);
       expect(await loadedRows().last().locator(".c-index").innerText()).toBe(String(BIG));
-      await app.screenshot("datasets-11-100k-end");
+      await app.screenshot("datasets-13-100k-end");
       app.expectClean();
     } finally {
       await big.stop("serve-datasets-100k.log");

@@ -10,6 +10,14 @@ import { IconAlert } from "./icons.js";
 import { useRowWindow } from "./useRowWindow.js";
 
 const LINE_HEIGHT = 30;
+const MAX_LIST_HEIGHT = 240;
+
+/** The backend's error starts with the reason in English ("not JSON: Unexpected token…"); the list shows the reason
+ *  in the UI's language in its own column, so the detail is what follows it. */
+export function errorDetail(reason: string, error: string): string {
+  const i = error.indexOf(": ");
+  return i > 0 && error.slice(0, i).toLowerCase() === reason.replace(/_/g, " ") ? error.slice(i + 2) : error;
+}
 
 function BadLines({ lines }: { lines: RejectedLine[] }) {
   const t = useT();
@@ -22,12 +30,12 @@ function BadLines({ lines }: { lines: RejectedLine[] }) {
       <li key={i} className="bad-line" style={{ transform: `translateY(${i * LINE_HEIGHT}px)` }} title={l.error}>
         <span className="bad-no mono">{t("datasets.line", { n: l.line })}</span>
         <span className="bad-reason">{t(`datasets.reason.${l.reason}` as const)}</span>
-        <span className="bad-error">{l.error}</span>
+        <span className="bad-error">{errorDetail(l.reason, l.error)}</span>
       </li>,
     );
   }
   return (
-    <div className="bad-lines" ref={ref} tabIndex={0} aria-label={t("datasets.badLines")}>
+    <div className="bad-lines" ref={ref} tabIndex={0} aria-label={t("datasets.badLines")} style={{ height: Math.min(MAX_LIST_HEIGHT, lines.length * LINE_HEIGHT + 2) }}>
       <ul aria-label={t("datasets.badLines")} style={{ height: lines.length * LINE_HEIGHT }}>
         {items}
       </ul>

@@ -194,8 +194,8 @@ function DatasetHeader({ d }: { d: DatasetSummary }) {
   );
 }
 
-/** A number field that commits on blur or Enter (each commit re-queries); empty means "no value". */
-function NumberField({ id, label, value, onCommit, disabled, min = 0 }: { id: string; label: string; value: number | null; onCommit(v: number | null): void; disabled?: boolean; min?: number }) {
+/** A number input that commits on blur or Enter (each commit re-queries); empty means "no value". */
+function NumberInput({ id, label, value, onCommit, disabled, min = 0, placeholder }: { id?: string; label?: string; value: number | null; onCommit(v: number | null): void; disabled?: boolean; min?: number; placeholder?: string }) {
   const [text, setText] = useState(value === null ? "" : String(value));
   useEffect(() => setText(value === null ? "" : String(value)), [value]);
   const commit = () => {
@@ -204,10 +204,19 @@ function NumberField({ id, label, value, onCommit, disabled, min = 0 }: { id: st
     if (v !== value) onCommit(v);
   };
   return (
-    <div className="field compact">
-      <label htmlFor={id}>{label}</label>
-      <input id={id} type="number" min={min} step={1} value={text} disabled={disabled} onChange={(e) => setText(e.target.value)} onBlur={commit} onKeyDown={(e) => e.key === "Enter" && commit()} />
-    </div>
+    <input
+      id={id}
+      aria-label={label}
+      type="number"
+      min={min}
+      step={1}
+      value={text}
+      placeholder={placeholder}
+      disabled={disabled}
+      onChange={(e) => setText(e.target.value)}
+      onBlur={commit}
+      onKeyDown={(e) => e.key === "Enter" && commit()}
+    />
   );
 }
 
@@ -264,9 +273,18 @@ function Toolbar({ d }: { d: DatasetSummary }) {
             ))}
           </select>
         </div>
-        <NumberField id="ds-maxlen" label={t("datasets.maxSeqLen")} value={tokenizer?.maxSeqLen ?? null} min={1} disabled={!tokenizer} onCommit={(v) => tokenizer && v && setTokenizer({ ...tokenizer, maxSeqLen: v })} />
-        <NumberField id="ds-min" label={t("datasets.minTokens")} value={filters.minTokens} disabled={!tokenizer} onCommit={(v) => setFilters({ minTokens: v })} />
-        <NumberField id="ds-max" label={t("datasets.maxTokens")} value={filters.maxTokens} disabled={!tokenizer} onCommit={(v) => setFilters({ maxTokens: v })} />
+        <div className="field compact">
+          <label htmlFor="ds-maxlen">{t("datasets.maxSeqLen")}</label>
+          <NumberInput id="ds-maxlen" value={tokenizer?.maxSeqLen ?? null} min={1} disabled={!tokenizer} onCommit={(v) => tokenizer && v && setTokenizer({ ...tokenizer, maxSeqLen: v })} />
+        </div>
+        <div className="field compact" role="group" aria-labelledby="ds-range-label">
+          <span id="ds-range-label" className="field-label">{t("datasets.tokenRange")}</span>
+          <div className="range">
+            <NumberInput label={t("datasets.minTokens")} placeholder={t("datasets.min")} value={filters.minTokens} disabled={!tokenizer} onCommit={(v) => setFilters({ minTokens: v })} />
+            <span className="muted">–</span>
+            <NumberInput label={t("datasets.maxTokens")} placeholder={t("datasets.max")} value={filters.maxTokens} disabled={!tokenizer} onCommit={(v) => setFilters({ maxTokens: v })} />
+          </div>
+        </div>
         <span className="muted small-text shown" aria-live="polite">
           {total !== null ? t("datasets.shownOf", { shown: formatCount(total), total: formatCount(d.sampleCount) }) : ""}
         </span>
