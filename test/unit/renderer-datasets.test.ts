@@ -7,6 +7,7 @@ import { baseName, classifyDrop, isDatasetFile, UPLOAD_CHUNK } from "../../rende
 import { errorIndex, evictPages, listQuery, moveMessage, nextRole, PAGE_SIZE } from "../../renderer/src/stores/samples.js";
 import { pagesFor, rowWindow } from "../../renderer/src/virtual.js";
 import type { SampleMessage, SampleRow } from "../../electron/contract.js";
+import { validateMessages } from "../../electron/datasets/formats.js";
 
 describe("virtual window", () => {
   it("renders the rows in view plus the overscan, clamped to the list", () => {
@@ -66,10 +67,15 @@ describe("sample editor", () => {
     expect(nextRole(msgs.slice(0, 1))).toBe("user");
   });
 
-  it("ties a validation error to the message it names (0-based), or to none", () => {
-    expect(errorIndex("messages[2]: empty content")).toBe(2);
-    expect(errorIndex("samples.update: messages[0]: wrong role order: the first turn must be user")).toBe(0);
-    expect(errorIndex("no assistant turn")).toBeNull();
+  it("ties the backend's validation error to the message it names (0-based), or to none", () => {
+    // the messages samples.update would refuse, and the error text the backend's own validation gives for each
+    const err = (m: SampleMessage[]) => validateMessages(m)?.error ?? "";
+    expect(errorIndex(err([msgs[0], msgs[1], { role: "assistant", content: "  " }]))).toBe(2);
+    expect(errorIndex(err([msgs[0], { role: "assistant", content: "a" }, msgs[1], msgs[2]]))).toBe(1);
+    expect(errorIndex(err([msgs[1], msgs[2], msgs[0]]))).toBe(2); // a system message that is not first
+    expect(errorIndex(err([msgs[1], msgs[2], msgs[1]]))).toBe(2); // ends with the user
+    expect(errorIndex(err([msgs[0], msgs[1]]))).toBeNull(); // no assistant turn: about the sample, not one message
+    expect(validateMessages(msgs)).toBeNull();
   });
 
   it("builds the list query: token filters only with a tokenizer, search trimmed", () => {
@@ -89,7 +95,7 @@ describe("sample editor", () => {
 
 describe("import", () => {
   it("uploads in chunks no bigger than the contract allows", () => {
-    expect(UPLOAD_CHUNK).toBe(UPLOAD_CHUNK_BYTES);
+    expect(UPLOAD_CHUNK).toBeLessThanOrEqual(UPLOAD_CHUNK_BYTES);
     // base64 of a full chunk stays under the WebSocket frame cap (16 MiB) with room for the JSON around it
     expect(Math.ceil(UPLOAD_CHUNK / 3) * 4).toBeLessThan(16 * 1024 * 1024 - 4096);
   });
