@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Locator, Page } from "playwright-core";
 import { spawn } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { type App, chromiumAvailable, fixtureModel, freshDir, openApp, ROOT, type Serve, startServe } from "./harness.js";
 
 const run = chromiumAvailable();
@@ -262,6 +262,66 @@ describe.runIf(run)("datasets, end to end in Chromium", () => {
     app.expectClean();
   });
 
+  it("a sample's messages: add, change role, reorder (a wrong order is refused at that message), delete", async () => {
+    await loadedRows().first().click(); // "What is the capital of France?"
+    const editor = page.getByRole("complementary", { name: "Sample #1" });
+    await visible(editor);
+    const text = (n: number) => editor.getByRole("textbox", { name: `Message ${n} text` });
+    const role = (n: number) => editor.getByRole("combobox", { name: `Message ${n} role` });
+    const save = editor.getByRole("button", { name: "Save sample" });
+
+    await editor.getByRole("button", { name: "Add message" }).click();
+    await expect.poll(() => role(3).inputValue()).toBe("user"); // a new message continues the alternation
+    await text(3).fill("And of Germany?");
+    await editor.getByRole("button", { name: "Add message" }).click();
+    await text(4).fill("Berlin.");
+    await role(4).selectOption({ label: "Assistant" });
+    // the reply moved above its question: two assistant turns in a row
+    await editor.getByRole("button", { name: "Move message 4 up" }).click();
+    await expect.poll(() => text(3).inputValue()).toBe("Berlin.");
+    await save.click();
+    const alert = editor.getByRole("listitem").nth(2).getByRole("alert");
+    await visible(alert);
+    expect(await alert.innerText()).toMatch(/wrong role order/);
+    await editor.getByRole("button", { name: "Move message 3 down" }).click();
+    await save.click();
+    await gone(editor.getByRole("alert"));
+    await expect.poll(() => save.isDisabled()).toBe(true);
+    await expect.poll(() => loadedRows().first().locator(".c-turns").innerText()).toBe("4");
+
+    // and back to one question and its answer
+    await editor.getByRole("button", { name: "Delete message 4" }).click();
+    await editor.getByRole("button", { name: "Delete message 3" }).click();
+    await save.click();
+    await expect.poll(() => save.isDisabled()).toBe(true);
+    await expect.poll(() => loadedRows().first().locator(".c-turns").innerText()).toBe("2");
+    expect([await text(1).inputValue(), await text(2).inputValue()]).toEqual(["What is the capital of France?", "Paris."]);
+    app.expectClean();
+  });
+
+  it("duplicate (flagged), undo, deduplicate; add and delete a sample", async () => {
+    const editor = page.getByRole("complementary", { name: /^Sample #/ });
+    await editor.getByRole("button", { name: "Duplicate sample" }).click();
+    await expect.poll(() => loadedRows().count()).toBe(VALID + 1);
+    await expect.poll(() => loadedRows().filter({ hasText: "Duplicate" }).count()).toBe(1);
+    await button("Undo").click();
+    await expect.poll(() => loadedRows().count()).toBe(VALID);
+    await editor.first().waitFor({ state: "detached" }).catch(() => {}); // undoing a duplicate deletes the copy it showed
+    await loadedRows().first().click();
+    await page.getByRole("complementary", { name: "Sample #1" }).getByRole("button", { name: "Duplicate sample" }).click();
+    await expect.poll(() => loadedRows().count()).toBe(VALID + 1);
+    await button("Deduplicate").click();
+    await visible(page.getByText("Removed 1 duplicate samples."));
+    await expect.poll(() => loadedRows().count()).toBe(VALID);
+    await button("Dismiss").first().click();
+
+    await button("Add sample").click();
+    await expect.poll(() => loadedRows().count()).toBe(VALID + 1);
+    await page.getByRole("complementary", { name: `Sample #${VALID + 1}` }).getByRole("button", { name: "Delete sample" }).click();
+    await expect.poll(() => loadedRows().count()).toBe(VALID);
+    app.expectClean();
+  });
+
   it("rename, and a seeded split into train and validation datasets", async () => {
     await button("Rename dataset").click();
     const name = page.getByRole("textbox", { name: "Dataset name" });
@@ -306,18 +366,14 @@ describe.runIf(run)("datasets, end to end in Chromium", () => {
     app.expectClean();
   });
 
-  it("a large file shows upload and scan progress, and Cancel leaves nothing behind", async () => {
+  it("Import dataset picks a file; a large one shows upload and scan progress, and Cancel leaves nothing behind", async () => {
     const before = await datasetList().getByRole("listitem").count();
-    // ~40 MB built in the page: several upload chunks and a scan long enough to see
-    await page.evaluate(() => {
-      const line = JSON.stringify({ messages: [{ role: "user", content: "x".repeat(400) }, { role: "assistant", content: "y".repeat(400) }] });
-      const text = (line + "\n").repeat(48_000);
-      const dt = new DataTransfer();
-      dt.items.add(new File([text], "large.jsonl", { type: "application/jsonl" }));
-      (window as unknown as { __dt: DataTransfer }).__dt = dt;
-      for (const type of ["dragenter", "dragover"]) document.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt }));
-    });
-    await finishDrop();
+    // ~40 MB: many upload pieces and a scan long enough to see
+    const line = JSON.stringify({ messages: [{ role: "user", content: "x".repeat(400) }, { role: "assistant", content: "y".repeat(400) }] });
+    const large = join(freshDir("large"), "large.jsonl");
+    writeFileSync(large, (line + "\n").repeat(48_000));
+    const [chooser] = await Promise.all([page.waitForEvent("filechooser"), button("Import dataset").first().click()]);
+    await chooser.setFiles(large); // a path: the browser reads the file itself, as when a person picks it
     const dialog = page.getByRole("dialog");
     await visible(dialog);
     const cancel = button("Cancel import");
@@ -328,6 +384,7 @@ describe.runIf(run)("datasets, end to end in Chromium", () => {
     // Cancel while it runs; on a fast machine the report may already be there: "Import nothing" is the same choice
     await cancel.or(button("Import nothing")).first().click();
     await gone(dialog);
+    rmSync(dirname(large), { recursive: true, force: true });
     await page.waitForTimeout(300);
     expect(await datasetList().getByRole("listitem").count()).toBe(before);
     app.expectClean();
