@@ -13,6 +13,8 @@ import { useUi } from "./ui.js";
 export const PAGE_SIZE = 100;
 /** Pages kept in memory; the ones farthest from the visible window go first. 40 x 100 rows of previews is small. */
 const MAX_PAGES = 40;
+/** samples.list calls in flight at once (the server answers them one after another anyway). */
+const MAX_INFLIGHT = 2;
 
 export type Role = SampleMessage["role"];
 
@@ -190,27 +192,35 @@ export const useSamples = create<SamplesState>((set, get) => {
     },
     ensure: (win) => {
       set({ window: win });
-      const { datasetId, gen, filters, tokenizer } = get();
+      const { datasetId, gen, filters, tokenizer, total } = get();
       if (!datasetId) return;
-      // Before the first answer we do not know the total: ask for the first page of the window.
-      const wanted = get().total === null ? pagesFor({ start: win.start, end: Math.max(win.end, win.start + 1) }, PAGE_SIZE).slice(0, 1) : pagesFor(win, PAGE_SIZE);
+      // Before the first answer we do not know the total: ask for the first page of the window only.
+      // After it: the pages of the window first, then half a page of margin either side (scrolling on shows rows
+      // already there). At most MAX_INFLIGHT requests at a time; each answer asks again for the window *then*, so a
+      // jump across 100k rows fetches where the user landed, not every page the scrollbar passed.
+      const wanted =
+        total === null
+          ? pagesFor({ start: win.start, end: Math.max(win.end, win.start + 1) }, PAGE_SIZE).slice(0, 1)
+          : [...new Set([...pagesFor(win, PAGE_SIZE), ...pagesFor({ start: Math.max(0, win.start - PAGE_SIZE / 2), end: Math.min(total, win.end + PAGE_SIZE / 2) }, PAGE_SIZE)])];
       for (const p of wanted) {
         const key = `${gen}:${p}`;
         if (get().pages[p] || inflight.has(key)) continue;
+        if (inflight.size >= MAX_INFLIGHT) return;
         inflight.add(key);
         api()
           .call("samples.list", { ...listQuery(datasetId, filters, tokenizer), offset: p * PAGE_SIZE, limit: PAGE_SIZE })
           .then((r) => {
             inflight.delete(key);
-            if (get().gen !== gen) return;
+            // an answer for an older query is dropped, but its slot is free now: ask for the current window
+            if (get().gen !== gen) return get().ensure(get().window);
             const pages = evictPages({ ...get().pages, [p]: r.items }, get().window, PAGE_SIZE, MAX_PAGES);
-            const first = get().total === null;
             set({ pages, total: r.total });
-            if (first) get().ensure(get().window); // now the rest of the window can be asked for
+            get().ensure(get().window);
           })
           .catch((e: unknown) => {
             inflight.delete(key);
             if (get().gen === gen) useUi.getState().notifyError(e);
+            else get().ensure(get().window);
           });
       }
     },
