@@ -6,6 +6,8 @@ import { UPLOAD_CHUNK_BYTES } from "../../electron/contract.js";
 import { baseName, classifyDrop, isDatasetFile, UPLOAD_CHUNK } from "../../renderer/src/stores/datasets.js";
 import { errorIndex, evictPages, listQuery, moveMessage, nextRole, PAGE_SIZE } from "../../renderer/src/stores/samples.js";
 import { pagesFor, rowWindow } from "../../renderer/src/virtual.js";
+import { en } from "../../renderer/src/i18n/en.js";
+import { zh } from "../../renderer/src/i18n/zh.js";
 import type { SampleMessage, SampleRow } from "../../electron/contract.js";
 import { validateMessages } from "../../electron/datasets/formats.js";
 
@@ -110,5 +112,14 @@ describe("import", () => {
     expect(classifyDrop("weights.safetensors", false)).toBe("other");
     expect(baseName("/home/me/data.train.jsonl")).toBe("data.train");
     expect(baseName("C:\\x\\对话.json")).toBe("对话");
+  });
+});
+
+describe("accessible names", () => {
+  it("are the ones the end-to-end test and screen readers use, in both languages", () => {
+    const keys = ["datasets.title", "datasets.import", "datasets.search", "datasets.grid", "datasets.save", "datasets.undo", "datasets.delete"] as const;
+    expect(keys.map((k) => en[k])).toEqual(["Datasets", "Import dataset", "Search samples", "Samples", "Save sample", "Undo", "Delete dataset"]);
+    expect(keys.map((k) => zh[k])).toEqual(["数据集", "导入数据集", "搜索样本", "样本", "保存样本", "撤销", "删除数据集"]);
+    expect(en["nav.datasets"]).toBe("Datasets");
   });
 });
