@@ -86,7 +86,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const settings = new SettingsService(repos);
   const models = new ModelService(host, repos, opts.emit, opts.threads ? { threads: opts.threads } : {});
   const chat = new ChatService(repos, conversations, models, opts.emit);
-  const datasets = new DatasetService(db, opts.dataDir, opts.emit, opts.pickDatasetFile ? { pickFile: opts.pickDatasetFile } : {});
+  const datasets = new DatasetService(db, opts.dataDir, opts.emit, { cleanStaleUploads: true, ...(opts.pickDatasetFile ? { pickFile: opts.pickDatasetFile } : {}) });
 
   let info: Promise<Pick<AppInfo, "simd" | "cuda">> | null = null;
   const engineInfo = () =>

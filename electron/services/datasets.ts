@@ -22,7 +22,7 @@ import {
   type TokenizerChoice,
 } from "../contract.js";
 import { validateMessages } from "../datasets/formats.js";
-import { CommitCancelled, commitImport, type CommitMessage, type CommitRequest } from "../datasets/commit.js";
+import { CommitCancelled, runBulk, type BulkMessage, type BulkResult, type BulkTask, type CommitRequest } from "../datasets/bulk.js";
 import { scanFile, ScanCancelled, type ScanProgress, type ScanResult } from "../datasets/scan.js";
 import { SampleTokenCounter } from "../datasets/tokens.js";
 import { DatasetRepo, type SampleDbRow, type SampleQuery } from "../store/datasets.js";
@@ -57,7 +57,7 @@ interface ImportJob {
   abort: AbortController;
   scanning: Promise<void>;
   /** Set while committing: 1 = cancel (read by the commit worker). */
-  cancelFlag?: Int32Array;
+  cancelFlag?: Int32Array<SharedArrayBuffer>;
   committing?: Promise<void>;
 }
 
@@ -75,6 +75,8 @@ const TOKEN_SLICE_MS = 20;
 export interface DatasetServiceOptions {
   /** Native open/save dialog (Electron); absent elsewhere. */
   pickFile?: (purpose: "import" | "export", suggestedName?: string) => Promise<string | null>;
+  /** Delete what a crashed run left in <dataDir>/uploads (the app at start; not the CLI). */
+  cleanStaleUploads?: boolean;
 }
 
 export class DatasetService {
@@ -84,8 +86,8 @@ export class DatasetService {
   private readonly tokenJobs = new Map<string, TokenJob>();
   private readonly counters = new Map<string, { mtimeMs: number; counter: SampleTokenCounter }>();
   private readonly uploadDir: string;
-  /** Commits running on worker threads (token counts wait: their writes would queue behind the commit's lock). */
-  private commits = 0;
+  /** Bulk writes running on worker threads (token counts wait: their writes would queue behind that lock). */
+  private bulkWrites = 0;
 
   constructor(
     db: Db,
@@ -95,8 +97,9 @@ export class DatasetService {
   ) {
     this.repo = new DatasetRepo(db);
     this.uploadDir = join(dataDir, "uploads");
-    // uploads do not outlive the process that received them: leftovers of a crash go
-    if (existsSync(this.uploadDir)) for (const f of readdirSync(this.uploadDir)) rmSync(join(this.uploadDir, f), { force: true });
+    // uploads do not outlive the app that received them: leftovers of a crash go (only the app does this, not
+    // the CLI, which may run beside an app that is receiving an upload)
+    if (opts.cleanStaleUploads && existsSync(this.uploadDir)) for (const f of readdirSync(this.uploadDir)) rmSync(join(this.uploadDir, f), { force: true });
   }
 
   // ---------- datasets ----------
@@ -117,23 +120,28 @@ export class DatasetService {
     return this.summary(id);
   }
 
-  delete(id: string): { ok: true } {
+  /** Deleting 100k samples updates the full-text index row by row: on the bulk worker. */
+  async delete(id: string): Promise<{ ok: true }> {
+    this.mustExist(id);
     for (const j of this.tokenJobs.values()) if (j.datasetId === id) j.cancelled = true;
-    if (!this.repo.deleteDataset(id)) throw notFound(`dataset ${id} not found`);
+    const r = (await this.runBulkTask({ kind: "delete", datasetId: id })) as { deleted: boolean };
+    if (!r.deleted) throw notFound(`dataset ${id} not found`);
     this.emit("datasets.changed", { id, deleted: true });
     return { ok: true };
   }
 
-  dedupe(id: string): { removed: number; dataset: DatasetSummary } {
-    this.summary(id);
-    const removed = this.repo.dedupe(id);
+  /** Deletes duplicates and renumbers the rest: on the bulk worker. */
+  async dedupe(id: string): Promise<{ removed: number; dataset: DatasetSummary }> {
+    this.mustExist(id);
+    const { removed } = (await this.runBulkTask({ kind: "dedupe", datasetId: id })) as { removed: number };
     if (removed) this.changed(id);
     return { removed, dataset: this.summary(id) };
   }
 
-  split(id: string, validationRatio: number, seed: number): { train: DatasetSummary; validation: DatasetSummary } {
-    this.summary(id);
-    const { trainId, validationId } = this.repo.split(id, validationRatio, seed);
+  /** Copies every sample (and indexes its text again): on the bulk worker. */
+  async split(id: string, validationRatio: number, seed: number): Promise<{ train: DatasetSummary; validation: DatasetSummary }> {
+    this.mustExist(id);
+    const { trainId, validationId } = (await this.runBulkTask({ kind: "split", datasetId: id, validationRatio, seed })) as { trainId: string; validationId: string };
     this.changed(trainId);
     this.changed(validationId);
     return { train: this.summary(trainId), validation: this.summary(validationId) };
@@ -141,7 +149,7 @@ export class DatasetService {
 
   /** Writes the dataset as messages-format jsonl to `path` (a temporary name, renamed when complete). */
   async export(id: string, path: string): Promise<{ path: string; samples: number; bytes: number }> {
-    this.summary(id);
+    this.mustExist(id);
     const target = resolve(path);
     if (!existsSync(dirname(target))) throw invalid(`${dirname(target)}: folder not found`);
     const tmp = `${target}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
@@ -173,11 +181,12 @@ export class DatasetService {
   }
 
   exportChunk(id: string, cursor: string | null): { data: string; nextCursor: string | null; fileName: string } {
-    const d = this.summary(id);
+    const name = this.repo.name(id);
+    if (name === null) throw notFound(`dataset ${id} not found`);
     const after = cursor === null ? -1 : Number(cursor);
     if (!Number.isInteger(after) || after < -1) throw invalid(`cursor: ${JSON.stringify(cursor)} is not a cursor this call returned`);
     const page = this.repo.exportPage(id, after, EXPORT_CHUNK_CHARS);
-    return { data: page.text, nextCursor: page.done ? null : String(page.lastPosition), fileName: exportFileName(d.name) };
+    return { data: page.text, nextCursor: page.done ? null : String(page.lastPosition), fileName: exportFileName(name) };
   }
 
   async pickFile(purpose: "import" | "export", suggestedName?: string): Promise<{ path: string | null }> {
@@ -333,13 +342,12 @@ export class DatasetService {
     };
     job.cancelFlag = new Int32Array(new SharedArrayBuffer(4));
     this.setState(job, "committing");
-    this.commits++;
     const onProgress = (inserted: number) => this.emit("datasets.import.progress", { importId: job.id, ...job.progress, records: inserted, valid: inserted });
-    const running = this.runCommit(request, onProgress, job.cancelFlag);
+    const running = this.runBulkTask({ kind: "import", request }, onProgress, job.cancelFlag);
     job.committing = running.then(() => undefined, () => undefined);
     let datasetId: string;
     try {
-      datasetId = await running;
+      datasetId = ((await running) as { datasetId: string }).datasetId;
     } catch (e) {
       if (e instanceof CommitCancelled) throw busy("the import was cancelled");
       const message = e instanceof Error ? e.message : String(e);
@@ -347,8 +355,6 @@ export class DatasetService {
       this.dropJobFile(job);
       this.setState(job, "failed");
       throw invalid(message);
-    } finally {
-      this.commits--;
     }
     job.datasetId = datasetId;
     this.dropJobFile(job);
@@ -357,38 +363,40 @@ export class DatasetService {
     return this.summary(datasetId);
   }
 
-  private runCommit(request: CommitRequest, onProgress: (n: number) => void, flag: Int32Array): Promise<string> {
+  /** A whole-dataset write on the bulk worker thread (or in-process for an in-memory database). */
+  private runBulkTask(task: BulkTask, onProgress: (n: number) => void = () => undefined, flag = new Int32Array(new SharedArrayBuffer(4))): Promise<BulkResult> {
     const dbFile = this.repo.db.name;
     const cancelled = () => Atomics.load(flag, 0) !== 0;
-    if (!dbFile || dbFile === ":memory:" || this.repo.db.memory) {
-      // no file another connection could open: in-process (tests with an in-memory database)
-      return new Promise((resolve, reject) => {
+    this.bulkWrites++;
+    const done = <T>(p: Promise<T>) => p.finally(() => this.bulkWrites--);
+    if (!dbFile || this.repo.db.memory) {
+      return done(new Promise((resolve, reject) => {
         try {
-          resolve(commitImport(this.repo.db, request, onProgress, cancelled));
+          resolve(runBulk(this.repo.db, task, onProgress, cancelled));
         } catch (e) {
           reject(e);
         }
-      });
+      }));
     }
-    return new Promise((resolve, reject) => {
-      const worker = new Worker(commitWorkerPath(), { workerData: { dbFile, request, cancel: flag.buffer } });
+    return done(new Promise((resolve, reject) => {
+      const worker = new Worker(bulkWorkerPath(), { workerData: { dbFile, task, cancel: flag.buffer } });
       let settled = false;
-      worker.on("message", (m: CommitMessage) => {
+      worker.on("message", (m: BulkMessage) => {
         if (m.t === "progress") return onProgress(m.inserted);
         settled = true;
-        if (m.t === "done") resolve(m.datasetId);
+        if (m.t === "done") resolve(m.result);
         else if (m.t === "cancelled") reject(new CommitCancelled());
-        else reject(new Error(m.message));
+        else reject(Object.assign(new Error(m.message), m.code ? { code: m.code } : {}));
       });
       worker.on("error", (e) => {
         if (!settled) reject(e);
         settled = true;
       });
       worker.on("exit", (code) => {
-        if (!settled) reject(new Error(`the import worker stopped (exit code ${code})`));
+        if (!settled) reject(new Error(`the datasets worker stopped (exit code ${code})`));
         settled = true;
       });
-    });
+    }));
   }
 
   /** Cancel a scan or a commit (rolled back), or discard a scanned report; an upload's temp file goes. */
@@ -447,7 +455,7 @@ export class DatasetService {
   // ---------- samples ----------
 
   listSamples(q: Omit<SampleQuery, "tokenizerKey" | "maxSeqLen"> & { tokenizer?: TokenizerChoice }): { total: number; offset: number; items: SampleRow[] } {
-    this.summary(q.datasetId);
+    this.mustExist(q.datasetId);
     const { tokenizer, ...rest } = q;
     const query: SampleQuery = { ...rest };
     if (tokenizer) {
@@ -470,7 +478,7 @@ export class DatasetService {
   }
 
   addSample(datasetId: string, messages: SampleMessage[]): Sample {
-    this.summary(datasetId);
+    this.mustExist(datasetId);
     checkSample(messages);
     const r = this.repo.addSample(datasetId, messages, { undo: "add" });
     this.changed(datasetId);
@@ -492,7 +500,7 @@ export class DatasetService {
   }
 
   undo(datasetId: string): { undone: "edit" | "add" | "duplicate" | "delete"; sample: Sample | null } {
-    this.summary(datasetId);
+    this.mustExist(datasetId);
     const u = this.repo.undo(datasetId);
     if (!u) throw notFound("nothing to undo in this dataset");
     this.changed(datasetId);
@@ -544,14 +552,15 @@ export class DatasetService {
   }
 
   countTokens(datasetId: string, tokenizer: TokenizerChoice): { jobId: string; total: number; pending: number } {
-    const d = this.summary(datasetId);
+    this.mustExist(datasetId);
+    const total = this.repo.sampleCount(datasetId);
     const counter = this.counter(tokenizer.modelDir);
     for (const j of this.tokenJobs.values()) if (j.datasetId === datasetId) j.cancelled = true;
     const job: TokenJob = { id: randomUUID(), datasetId, cancelled: false };
     this.tokenJobs.set(job.id, job);
     const pending = this.repo.countUncounted(datasetId, counter.key);
-    void this.runTokenJob(job, counter, d.sampleCount, pending);
-    return { jobId: job.id, total: d.sampleCount, pending };
+    void this.runTokenJob(job, counter, total, pending);
+    return { jobId: job.id, total, pending };
   }
 
   cancelTokens(jobId: string): { ok: true } {
@@ -575,7 +584,7 @@ export class DatasetService {
       let after = 0;
       for (;;) {
         if (job.cancelled) return progress("cancelled");
-        while (this.commits > 0 && !job.cancelled) await new Promise((r) => setTimeout(r, 50));
+        while (this.bulkWrites > 0 && !job.cancelled) await new Promise((r) => setTimeout(r, 50));
         const rows = this.repo.uncounted(job.datasetId, counter.key, after, 512);
         if (rows.length === 0) break;
         const batch: Array<{ sampleId: string; revision: number; tokens: number }> = [];
@@ -621,6 +630,11 @@ export class DatasetService {
     return d;
   }
 
+  /** An existence check that costs one primary-key lookup (a summary counts the samples). */
+  private mustExist(id: string): void {
+    if (!this.repo.exists(id)) throw notFound(`dataset ${id} not found`);
+  }
+
   private changed(id: string): void {
     this.emit("datasets.changed", { id, deleted: false });
   }
@@ -634,12 +648,12 @@ export class DatasetService {
   }
 }
 
-/** The compiled commit worker (out/electron/datasets/commit-worker.js), whether this module runs compiled or from source. */
-export function commitWorkerPath(): string {
+/** The compiled bulk worker (out/electron/datasets/bulk-worker.js), whether this module runs compiled or from source. */
+export function bulkWorkerPath(): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [join(here, "../datasets/commit-worker.js"), join(here, "../../out/electron/datasets/commit-worker.js")];
+  const candidates = [join(here, "../datasets/bulk-worker.js"), join(here, "../../out/electron/datasets/bulk-worker.js")];
   for (const p of candidates) if (existsSync(p)) return p;
-  throw new Error(`the import worker is not built: none of ${candidates.join(", ")} exists; run "npm run build:ts"`);
+  throw new Error(`the datasets worker is not built: none of ${candidates.join(", ")} exists; run "npm run build:ts"`);
 }
 
 /** The import's validation rules for a sample saved in the editor. */

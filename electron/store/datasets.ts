@@ -1,6 +1,7 @@
 // Datasets and their samples in SQLite (migration v3). Samples keep a dense order (position 0..n-1, which is also
-// the row's index in the table), their messages as JSON, the joined content for the trigram full-text index, and
-// a hash of the messages for duplicates. Every method that changes several rows runs in one transaction.
+// the row's index in the table) and a hash of the messages for duplicates; their text lives in sample_bodies
+// (messages as JSON, and the joined content for the trigram full-text index), so moving or counting rows never
+// touches it. Every method that changes several rows runs in one transaction.
 import { createHash, randomUUID } from "node:crypto";
 import type { DatasetFormat, DatasetSummary, FormatCounts, RejectedLine, Sample, SampleMessage, SampleProblem, SampleRow } from "../contract.js";
 import type { Db } from "./db.js";
@@ -95,22 +96,27 @@ export class DatasetRepo {
         "INSERT INTO datasets (id, name, created_at, updated_at, source_file, rejected_count, rejected) VALUES (@id, @name, @now, @now, @sourceFile, @rejectedCount, @rejected)",
       ),
       getDataset: db.prepare<[string], DatasetDbRow>("SELECT * FROM datasets WHERE id = ?"),
+      datasetName: db.prepare<[string], { name: string }>("SELECT name FROM datasets WHERE id = ?"),
       allDatasets: db.prepare<[], DatasetDbRow>("SELECT * FROM datasets ORDER BY created_at DESC, rowid DESC"),
-      counts: db.prepare<[string], { n: number; dups: number }>("SELECT COUNT(*) AS n, COUNT(*) - COUNT(DISTINCT hash) AS dups FROM samples WHERE dataset_id = ?"),
+      counts: db.prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM samples WHERE dataset_id = ?"),
+      // walks the (dataset_id, hash, position) index in order: no temporary b-tree, unlike COUNT(DISTINCT hash)
+      dups: db.prepare<[string], { dups: number }>("SELECT coalesce(SUM(c - 1), 0) AS dups FROM (SELECT COUNT(*) AS c FROM samples WHERE dataset_id = ? GROUP BY hash)"),
       formats: db.prepare<[string], { format: DatasetFormat; n: number }>("SELECT format, COUNT(*) AS n FROM samples WHERE dataset_id = ? GROUP BY format"),
       undoOf: db.prepare<[string], { dataset_id: string; action: UndoAction; sample_id: string; previous: string | null }>("SELECT * FROM dataset_undo WHERE dataset_id = ?"),
       rename: db.prepare("UPDATE datasets SET name = ?, updated_at = ? WHERE id = ?"),
       touch: db.prepare("UPDATE datasets SET updated_at = ? WHERE id = ?"),
       deleteDataset: db.prepare("DELETE FROM datasets WHERE id = ?"),
       insertSample: db.prepare(
-        `INSERT INTO samples (id, dataset_id, position, messages, content, hash, format, source_line, revision, message_count, has_system, user_preview, assistant_preview, created_at, updated_at)
-         VALUES (@id, @dataset_id, @position, @messages, @content, @hash, @format, @source_line, @revision, @message_count, @has_system, @user_preview, @assistant_preview, @created_at, @updated_at)`,
+        `INSERT INTO samples (id, dataset_id, position, hash, format, source_line, revision, message_count, has_system, user_preview, assistant_preview, created_at, updated_at)
+         VALUES (@id, @dataset_id, @position, @hash, @format, @source_line, @revision, @message_count, @has_system, @user_preview, @assistant_preview, @created_at, @updated_at)`,
       ),
-      getSample: db.prepare<[string], SampleDbRow>("SELECT * FROM samples WHERE id = ?"),
+      insertBody: db.prepare("INSERT INTO sample_bodies (sample_id, messages, content) VALUES (@id, @messages, @content)"),
+      getSample: db.prepare<[string], SampleDbRow>("SELECT s.*, b.messages, b.content FROM samples s JOIN sample_bodies b ON b.sample_id = s.id WHERE s.id = ?"),
       updateSample: db.prepare(
-        `UPDATE samples SET messages = @messages, content = @content, hash = @hash, message_count = @message_count, has_system = @has_system,
+        `UPDATE samples SET hash = @hash, message_count = @message_count, has_system = @has_system,
                 user_preview = @user_preview, assistant_preview = @assistant_preview, revision = revision + 1, updated_at = @updated_at WHERE id = @id`,
       ),
+      updateBody: db.prepare("UPDATE sample_bodies SET messages = @messages, content = @content WHERE sample_id = @id"),
       deleteSample: db.prepare("DELETE FROM samples WHERE id = ?"),
       shiftUp: db.prepare("UPDATE samples SET position = position + 1 WHERE dataset_id = ? AND position >= ?"),
       shiftDown: db.prepare("UPDATE samples SET position = position - 1 WHERE dataset_id = ? AND position > ?"),
@@ -125,10 +131,10 @@ export class DatasetRepo {
         "INSERT OR REPLACE INTO sample_tokens (sample_id, tokenizer, revision, tokens) SELECT @id, @tok, @rev, @tokens WHERE EXISTS (SELECT 1 FROM samples WHERE id = @id AND revision = @rev)",
       ),
       exportPage: db.prepare<[string, number, number], { position: number; messages: string }>(
-        "SELECT position, messages FROM samples WHERE dataset_id = ? AND position > ? ORDER BY position LIMIT ?",
+        "SELECT s.position, b.messages FROM samples s JOIN sample_bodies b ON b.sample_id = s.id WHERE s.dataset_id = ? AND s.position > ? ORDER BY s.position LIMIT ?",
       ),
       uncounted: db.prepare<[string, string, number, number], { rowid: number; id: string; messages: string; revision: number }>(
-        `SELECT s.rowid, s.id, s.messages, s.revision FROM samples s
+        `SELECT s.rowid, s.id, (SELECT messages FROM sample_bodies b WHERE b.sample_id = s.id) AS messages, s.revision FROM samples s
          LEFT JOIN sample_tokens t ON t.sample_id = s.id AND t.tokenizer = ?
          WHERE s.dataset_id = ? AND s.rowid > ? AND (t.revision IS NULL OR t.revision <> s.revision)
          ORDER BY s.rowid LIMIT ?`,
@@ -149,7 +155,15 @@ export class DatasetRepo {
   }
 
   exists(id: string): boolean {
-    return this.s.getDataset.get(id) !== undefined;
+    return this.s.datasetName.get(id) !== undefined;
+  }
+
+  sampleCount(id: string): number {
+    return this.s.counts.get(id)!.n;
+  }
+
+  name(id: string): string | null {
+    return this.s.datasetName.get(id)?.name ?? null;
   }
 
   summary(id: string): DatasetSummary | null {
@@ -192,7 +206,7 @@ export class DatasetRepo {
       sampleCount: c.n,
       formats,
       rejectedCount: r.rejected_count,
-      problemCount: c.dups,
+      problemCount: this.s.dups.get(r.id)!.dups,
       undo: this.s.undoOf.get(r.id)?.action ?? null,
     };
   }
@@ -204,17 +218,19 @@ export class DatasetRepo {
     let position = this.s.counts.get(datasetId)!.n;
     return (s: { format: DatasetFormat; messages: readonly SampleMessage[]; sourceLine: number | null }) => {
       const id = randomUUID();
+      const cols = sampleColumns(s.messages);
       this.s.insertSample.run({
         id,
         dataset_id: datasetId,
         position: position++,
-        ...sampleColumns(s.messages),
+        ...cols,
         format: s.format,
         source_line: s.sourceLine,
         revision: 1,
         created_at: now,
         updated_at: now,
       });
+      this.s.insertBody.run({ id, messages: cols.messages, content: cols.content });
       return id;
     };
   }
@@ -264,20 +280,26 @@ export class DatasetRepo {
       const now = Date.now();
       const trainId = this.createDataset({ name: `${src.name} (train)`, sourceFile: null }, now);
       const validationId = this.createDataset({ name: `${src.name} (validation)`, sourceFile: null }, now + 1);
-      this.db.exec("CREATE TEMP TABLE IF NOT EXISTS split_map (src_position INTEGER PRIMARY KEY, dst TEXT NOT NULL, dst_position INTEGER NOT NULL)");
+      this.db.exec("CREATE TEMP TABLE IF NOT EXISTS split_map (src_position INTEGER PRIMARY KEY, dst TEXT NOT NULL, dst_position INTEGER NOT NULL, dst_id TEXT NOT NULL)");
       this.db.exec("DELETE FROM split_map");
-      const put = this.db.prepare("INSERT INTO split_map (src_position, dst, dst_position) VALUES (?, ?, ?)");
+      const put = this.db.prepare("INSERT INTO split_map (src_position, dst, dst_position, dst_id) VALUES (?, ?, ?, ?)");
       let t = 0;
       let v = 0;
-      for (let p = 0; p < n; p++) put.run(p, isVal[p] ? validationId : trainId, isVal[p] ? v++ : t++);
+      for (let p = 0; p < n; p++) put.run(p, isVal[p] ? validationId : trainId, isVal[p] ? v++ : t++, randomUUID());
       this.db
         .prepare(
-          `INSERT INTO samples (id, dataset_id, position, messages, content, hash, format, source_line, revision, message_count, has_system, user_preview, assistant_preview, created_at, updated_at)
-           SELECT lower(hex(randomblob(16))), m.dst, m.dst_position, s.messages, s.content, s.hash, s.format, s.source_line, 1, s.message_count, s.has_system,
-                  s.user_preview, s.assistant_preview, @now, @now
+          `INSERT INTO samples (id, dataset_id, position, hash, format, source_line, revision, message_count, has_system, user_preview, assistant_preview, created_at, updated_at)
+           SELECT m.dst_id, m.dst, m.dst_position, s.hash, s.format, s.source_line, 1, s.message_count, s.has_system, s.user_preview, s.assistant_preview, @now, @now
            FROM samples s JOIN split_map m ON m.src_position = s.position WHERE s.dataset_id = @src ORDER BY m.dst, m.dst_position`,
         )
         .run({ now, src: datasetId });
+      this.db
+        .prepare(
+          `INSERT INTO sample_bodies (sample_id, messages, content)
+           SELECT m.dst_id, b.messages, b.content FROM samples s JOIN split_map m ON m.src_position = s.position JOIN sample_bodies b ON b.sample_id = s.id
+           WHERE s.dataset_id = @src ORDER BY m.dst, m.dst_position`,
+        )
+        .run({ src: datasetId });
       this.db.exec("DELETE FROM split_map");
       return { trainId, validationId };
     })();
@@ -329,11 +351,17 @@ export class DatasetRepo {
     return p;
   }
 
+  private writeMessages(id: string, messages: readonly SampleMessage[], now: number): void {
+    const cols = sampleColumns(messages);
+    this.s.updateSample.run({ id, ...cols, updated_at: now });
+    this.s.updateBody.run({ id, messages: cols.messages, content: cols.content });
+  }
+
   /** Replace a sample's messages (already validated); the previous row becomes the dataset's undo. */
   updateSample(id: string, messages: readonly SampleMessage[]): SampleDbRow {
     return this.db.transaction(() => {
       const before = this.s.getSample.get(id)!;
-      this.s.updateSample.run({ id, ...sampleColumns(messages), updated_at: Date.now() });
+      this.writeMessages(id, messages, Date.now());
       this.s.setUndo.run(before.dataset_id, "edit", id, JSON.stringify(before), Date.now());
       this.touch(before.dataset_id);
       return this.s.getSample.get(id)!;
@@ -348,17 +376,19 @@ export class DatasetRepo {
       if (position < n) this.s.shiftUp.run(datasetId, position);
       const now = Date.now();
       const id = randomUUID();
+      const cols = sampleColumns(messages);
       this.s.insertSample.run({
         id,
         dataset_id: datasetId,
         position,
-        ...sampleColumns(messages),
+        ...cols,
         format: opts.format ?? "messages",
         source_line: null,
         revision: 1,
         created_at: now,
         updated_at: now,
       });
+      this.s.insertBody.run({ id, messages: cols.messages, content: cols.content });
       this.s.setUndo.run(datasetId, opts.undo, id, null, now);
       this.touch(datasetId);
       return this.s.getSample.get(id)!;
@@ -390,7 +420,7 @@ export class DatasetRepo {
       if (u.action === "edit") {
         const prev = JSON.parse(u.previous!) as SampleDbRow;
         if (!this.s.getSample.get(u.sample_id)) return null;
-        this.s.updateSample.run({ id: u.sample_id, ...sampleColumns(JSON.parse(prev.messages) as SampleMessage[]), updated_at: now });
+        this.writeMessages(u.sample_id, JSON.parse(prev.messages) as SampleMessage[], now);
       } else if (u.action === "delete") {
         const prev = JSON.parse(u.previous!) as SampleDbRow;
         const n = this.s.counts.get(datasetId)!.n;
@@ -398,6 +428,7 @@ export class DatasetRepo {
         if (position < n) this.s.shiftUp.run(datasetId, position);
         // back with its id (links and open editors stay valid), a new revision (its token counts were dropped)
         this.s.insertSample.run({ ...prev, position, revision: prev.revision + 1, updated_at: now });
+        this.s.insertBody.run({ id: prev.id, messages: prev.messages, content: prev.content });
       } else {
         const r = this.s.getSample.get(u.sample_id);
         if (!r) return null;
@@ -435,10 +466,10 @@ export class DatasetRepo {
     if (search) {
       // 3+ characters: the trigram index; shorter: a scan (the index has no trigrams to look up)
       if ([...search].length >= 3) {
-        where.push("s.rowid IN (SELECT rowid FROM samples_fts WHERE samples_fts MATCH @phrase)");
+        where.push("s.id IN (SELECT sample_id FROM sample_bodies WHERE rowid IN (SELECT rowid FROM samples_fts WHERE samples_fts MATCH @phrase))");
         params.phrase = ftsPhrase(search);
       } else {
-        where.push("instr(lower(s.content), lower(@needle)) > 0");
+        where.push("EXISTS (SELECT 1 FROM sample_bodies b WHERE b.sample_id = s.id AND instr(lower(b.content), lower(@needle)) > 0)");
         params.needle = search;
       }
     }
@@ -452,21 +483,37 @@ export class DatasetRepo {
       params.maxTokens = q.maxTokens;
     }
     const dup = "EXISTS (SELECT 1 FROM samples d WHERE d.dataset_id = s.dataset_id AND d.hash = s.hash AND d.position < s.position)";
+    // as a filter: first the (few) hashes that occur twice, from the index in one pass; EXISTS only for those rows
+    const dupFilter = `(s.hash IN (SELECT hash FROM samples WHERE dataset_id = @datasetId GROUP BY hash HAVING COUNT(*) > 1) AND ${dup})`;
+    let tokenFilter = q.minTokens !== undefined || q.maxTokens !== undefined;
     if (q.hasProblems !== undefined) {
       const tooLong = withTokens && q.maxSeqLen !== undefined ? " OR t.tokens > @maxSeqLen" : "";
-      if (tooLong) params.maxSeqLen = q.maxSeqLen;
-      where.push(q.hasProblems ? `(${dup}${tooLong})` : `NOT (${dup}${tooLong ? ` OR coalesce(t.tokens > @maxSeqLen, 0)` : ""})`);
+      if (tooLong) {
+        params.maxSeqLen = q.maxSeqLen;
+        tokenFilter = true;
+      }
+      where.push(q.hasProblems ? `(${dupFilter}${tooLong})` : `NOT (${dupFilter}${tooLong ? ` OR coalesce(t.tokens > @maxSeqLen, 0)` : ""})`);
     }
-    const from = `FROM samples s LEFT JOIN sample_tokens t ON t.sample_id = s.id AND t.tokenizer = @tok AND t.revision = s.revision WHERE ${where.join(" AND ")}`;
-    const dir = q.sort?.dir === "desc" ? "DESC" : "ASC";
-    const order =
-      q.sort?.by === "tokens" ? `t.tokens ${dir}, s.position ${dir}` : q.sort?.by === "updated" ? `s.updated_at ${dir}, s.position ${dir}` : `s.position ${dir}`;
-    const total = (this.db.prepare(`SELECT COUNT(*) AS n ${from}`).get(params) as { n: number }).n;
+    const join = "LEFT JOIN sample_tokens t ON t.sample_id = s.id AND t.tokenizer = @tok AND t.revision = s.revision";
+    const desc = q.sort?.dir === "desc";
+    const dir = desc ? "DESC" : "ASC";
+    const byTokens = withTokens && q.sort?.by === "tokens";
+    const order = byTokens ? `t.tokens ${dir}, s.position ${dir}` : q.sort?.by === "updated" ? `s.updated_at ${dir}, s.position ${dir}` : `s.position ${dir}`;
+    // the count joins token counts only when a filter needs them
+    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM samples s ${withTokens && tokenFilter ? join : ""} WHERE ${where.join(" AND ")}`).get(params) as { n: number }).n;
+    let window = "LIMIT @limit OFFSET @offset";
+    if (where.length === 1 && (q.sort?.by ?? "index") === "index") {
+      // the plain table in its own order: positions are 0..n-1, so a window is a range seek, not an OFFSET walk
+      where.push(desc ? "s.position <= @from" : "s.position >= @from");
+      params.from = desc ? total - 1 - q.offset : q.offset;
+      window = "LIMIT @limit";
+    }
     const rows = this.db
       .prepare(
         `SELECT s.id, s.dataset_id, s.position, s.hash, s.format, s.source_line, s.revision, s.message_count, s.has_system, s.user_preview,
-                s.assistant_preview, s.updated_at, t.tokens AS tokens, ${search ? "s.content" : "'' AS content"}, ${dup} AS dup
-         ${from} ORDER BY ${order} LIMIT @limit OFFSET @offset`,
+                s.assistant_preview, s.updated_at, ${withTokens ? "t.tokens" : "NULL"} AS tokens,
+                ${search ? "(SELECT content FROM sample_bodies b WHERE b.sample_id = s.id)" : "''"} AS content, ${dup} AS dup
+         FROM samples s ${withTokens ? join : ""} WHERE ${where.join(" AND ")} ORDER BY ${order} ${window}`,
       )
       .all(params) as Array<SampleDbRow & { tokens: number | null; dup: number }>;
     const items = rows.map((r): SampleRow => {

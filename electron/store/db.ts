@@ -86,7 +86,7 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
-    description: "datasets: samples (messages JSON, dense order), trigram full-text index over their content, token-count cache, one-level undo",
+    description: "datasets: samples (dense order) and their bodies (messages JSON), trigram full-text index over the content, token-count cache, one-level undo",
     up(db) {
       db.exec(`
         CREATE TABLE datasets (
@@ -98,12 +98,12 @@ export const MIGRATIONS: readonly Migration[] = [
           rejected_count INTEGER NOT NULL DEFAULT 0,
           rejected TEXT NOT NULL DEFAULT '[]'    -- JSON RejectedLine[]: the import's bad lines (first 10,000)
         );
+        -- a sample's small columns (the table's rows, its order, undo shifts) apart from its text, so that
+        -- renumbering or counting 100k samples never reads or rewrites megabytes of content
         CREATE TABLE samples (
           id TEXT PRIMARY KEY,
           dataset_id TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
           position INTEGER NOT NULL,       -- 0..n-1 within the dataset, no gaps (the row's index)
-          messages TEXT NOT NULL,          -- JSON SampleMessage[]
-          content TEXT NOT NULL,           -- every message's content joined by newlines: what search sees
           hash TEXT NOT NULL,              -- sha1 of the messages JSON: equal hash = duplicate sample
           format TEXT NOT NULL CHECK (format IN ('messages', 'conversations', 'instruction')),
           source_line INTEGER,
@@ -118,14 +118,19 @@ export const MIGRATIONS: readonly Migration[] = [
         CREATE INDEX samples_order ON samples(dataset_id, position);
         CREATE INDEX samples_hash ON samples(dataset_id, hash, position);
         CREATE INDEX samples_format ON samples(dataset_id, format);
-        CREATE VIRTUAL TABLE samples_fts USING fts5(content, content='samples', content_rowid='rowid', tokenize='trigram');
-        CREATE TRIGGER samples_fts_insert AFTER INSERT ON samples BEGIN
+        CREATE TABLE sample_bodies (
+          sample_id TEXT PRIMARY KEY REFERENCES samples(id) ON DELETE CASCADE,
+          messages TEXT NOT NULL,          -- JSON SampleMessage[]
+          content TEXT NOT NULL            -- every message's content joined by newlines: what search sees
+        );
+        CREATE VIRTUAL TABLE samples_fts USING fts5(content, content='sample_bodies', content_rowid='rowid', tokenize='trigram');
+        CREATE TRIGGER sample_bodies_fts_insert AFTER INSERT ON sample_bodies BEGIN
           INSERT INTO samples_fts(rowid, content) VALUES (new.rowid, new.content);
         END;
-        CREATE TRIGGER samples_fts_delete AFTER DELETE ON samples BEGIN
+        CREATE TRIGGER sample_bodies_fts_delete AFTER DELETE ON sample_bodies BEGIN
           INSERT INTO samples_fts(samples_fts, rowid, content) VALUES ('delete', old.rowid, old.content);
         END;
-        CREATE TRIGGER samples_fts_update AFTER UPDATE OF content ON samples BEGIN
+        CREATE TRIGGER sample_bodies_fts_update AFTER UPDATE OF content ON sample_bodies BEGIN
           INSERT INTO samples_fts(samples_fts, rowid, content) VALUES ('delete', old.rowid, old.content);
           INSERT INTO samples_fts(rowid, content) VALUES (new.rowid, new.content);
         END;

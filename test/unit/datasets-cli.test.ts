@@ -116,7 +116,10 @@ describe("moe-studio dataset", () => {
     expect(JSON.parse(r.out)).toMatchObject({ imported: 100_000, rejected: [] });
     const m = /in ([\d.]+) s, peak RSS (\d+) MiB/.exec(r.err)!;
     console.log(`dataset import: 100,000 lines, ${(size / 2 ** 20).toFixed(0)} MiB in ${m[1]} s, peak RSS ${m[2]} MiB`);
-    // Holding the file would take >= its size as a Buffer plus ~2x as a JS string on top of Node's ~50 MiB.
-    expect(Number(m[2])).toBeLessThan(size / 2 ** 20 + 100);
+    // Streaming, the peak is fixed costs: Node (~50 MiB), the commit worker with its own SQLite connection and a
+    // 32 MiB page cache, the FTS5 pending-terms buffer, 1 MiB read chunks. Holding the file instead would add its
+    // size as a Buffer (118 MiB) plus ~2x that as a JS string (Chinese text makes V8 store it two bytes per
+    // character): >= 400 MiB. 320 MiB separates the two with room for allocator noise.
+    expect(Number(m[2])).toBeLessThan(320);
   }, 600_000);
 });

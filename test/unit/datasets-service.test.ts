@@ -3,7 +3,7 @@
 // the samples window (search, filters, sort), edits with validation and undo (also after a restart), dedupe,
 // seeded split, export round trip, token counts against transformers' goldens, migration from v2, and the
 // contract refusing malformed payloads.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -169,7 +169,11 @@ describe("import", () => {
   });
 
   it("a browser upload in chunks imports like the file; chunks must come in order and fit the size", async () => {
-    const a = await app();
+    const dataDir = tempDir();
+    mkdirSync(join(dataDir, "uploads"));
+    writeFileSync(join(dataDir, "uploads", "left-by-a-crash.upload"), "x");
+    const a = await app(dataDir);
+    expect(readdirSync(join(dataDir, "uploads"))).toEqual([]); // the app clears what a crashed run left
     const bytes = readFileSync(join(FIX, "chinese-emoji.jsonl"));
     const { uploadId } = await a.call("datasets.upload.begin", { fileName: "chinese-emoji.jsonl", size: bytes.length });
     // cut inside a multi-byte character on purpose: the upload is bytes, not text
@@ -269,6 +273,16 @@ describe("samples", () => {
     expect(quote.total).toBe(0);
     const desc = await a.call("samples.list", { datasetId: d.id, offset: 0, limit: 3, sort: { by: "index", dir: "desc" } });
     expect(desc.items.map((r) => r.index)).toEqual([249, 248, 247]);
+    // the plain order is a range seek; a filtered one walks with OFFSET: both give the same windows
+    const tailAsc = await a.call("samples.list", { datasetId: d.id, offset: 245, limit: 10 });
+    expect(tailAsc.items.map((r) => r.index)).toEqual([245, 246, 247, 248, 249]);
+    const tailDesc = await a.call("samples.list", { datasetId: d.id, offset: 245, limit: 10, sort: { by: "index", dir: "desc" } });
+    expect(tailDesc.items.map((r) => r.index)).toEqual([4, 3, 2, 1, 0]);
+    for (const dir of ["asc", "desc"] as const) {
+      const plain = await a.call("samples.list", { datasetId: d.id, offset: 100, limit: 30, sort: { by: "index", dir } });
+      const filtered = await a.call("samples.list", { datasetId: d.id, offset: 100, limit: 30, sort: { by: "index", dir }, hasProblems: false });
+      expect(filtered).toEqual(plain);
+    }
     await expect(a.call("samples.list", { datasetId: "nope", offset: 0, limit: 1 })).rejects.toMatchObject({ code: "not_found" });
   });
 
@@ -369,7 +383,7 @@ describe("samples", () => {
     await a.call("samples.add", { datasetId: d.id, messages: turn("b", "2") });
     await a.call("datasets.delete", { id: d.id });
     expect(await a.call("datasets.list", {})).toEqual([]);
-    for (const t of ["samples", "samples_fts", "dataset_undo", "sample_tokens"]) expect((a.s.db.prepare(`SELECT COUNT(*) AS n FROM ${t}`).get() as { n: number }).n).toBe(0);
+    for (const t of ["samples", "sample_bodies", "samples_fts", "dataset_undo", "sample_tokens"]) expect((a.s.db.prepare(`SELECT COUNT(*) AS n FROM ${t}`).get() as { n: number }).n).toBe(0);
     await expect(a.call("datasets.delete", { id: d.id })).rejects.toMatchObject({ code: "not_found" });
     expect(a.events.some((e) => e.name === "datasets.changed" && (e.payload as { deleted: boolean }).deleted)).toBe(true);
   });
@@ -471,7 +485,7 @@ describe("migration v3", () => {
       const old = new Map(JSON.parse(before) as Array<[string, unknown[]]>);
       for (const [t, rows] of after) if (old.has(t)) expect(rows).toEqual(old.get(t));
       expect(db.prepare("SELECT m.id FROM messages m JOIN messages_fts f ON f.rowid = m.rowid WHERE f.content LIKE '%西湖边%'").all()).toEqual([{ id: "m1" }]);
-      for (const t of ["datasets", "samples", "samples_fts", "sample_tokens", "dataset_undo"]) expect(after.map(([n]) => n)).toContain(t);
+      for (const t of ["datasets", "samples", "sample_bodies", "samples_fts", "sample_tokens", "dataset_undo"]) expect(after.map(([n]) => n)).toContain(t);
     } finally {
       db.close();
     }
