@@ -59,12 +59,19 @@ export function SampleEditor() {
   const editor = useSamples((s) => s.editor);
   const tokenizer = useSamples((s) => s.tokenizer);
   const { close, save, addMessage, duplicateSample, deleteSample } = useSamples.getState();
+  const panel = useRef<HTMLElement>(null);
+  const freshId = editor?.fresh ? editor.sample.id : null;
+  useEffect(() => {
+    // a sample just added: its first message's placeholder is selected, ready to be typed over
+    if (freshId) panel.current?.querySelector("textarea")?.select();
+  }, [freshId]);
   if (!editor) return null;
   const { sample, draft, dirty, saving, error } = editor;
   const title = t("datasets.sample", { n: sample.index + 1 });
   const tooLong = tokenizer && sample.tokens !== null && sample.tokens > tokenizer.maxSeqLen;
   return (
     <aside
+      ref={panel}
       className="panel sample-editor"
       aria-label={title}
       onKeyDown={(e) => {

@@ -46,6 +46,8 @@ export interface Editor {
   saving: boolean;
   /** The backend's validation message, and the message it names (0-based) when it names one. */
   error: { index: number | null; message: string } | null;
+  /** Just added: its placeholder text is selected for typing over. */
+  fresh?: boolean;
 }
 
 // ---------- pure helpers (tested directly) ----------
@@ -286,7 +288,7 @@ export const useSamples = create<SamplesState>((set, get) => {
       try {
         // A new sample must be valid to be stored: a user turn and an assistant turn to fill in.
         const sample = await api().call("samples.add", { datasetId, messages: [{ role: "user", content: "…" }, { role: "assistant", content: "…" }] });
-        set({ editor: { sample, draft: sample.messages, dirty: false, saving: false, error: null } });
+        set({ editor: { sample, draft: sample.messages, dirty: false, saving: false, error: null, fresh: true } });
         get().reload();
         refreshDatasets();
       } catch (e) {
