@@ -133,12 +133,15 @@ export class DatasetRepo {
       exportPage: db.prepare<[string, number, number], { position: number; messages: string }>(
         "SELECT s.position, b.messages FROM samples s JOIN sample_bodies b ON b.sample_id = s.id WHERE s.dataset_id = ? AND s.position > ? ORDER BY s.position LIMIT ?",
       ),
-      uncounted: db.prepare<[string, string, number, number], { rowid: number; id: string; messages: string; revision: number }>(
-        `SELECT s.rowid, s.id, (SELECT messages FROM sample_bodies b WHERE b.sample_id = s.id) AS messages, s.revision FROM samples s
+      // walks samples in rowid order from a cursor (the unary + keeps SQLite off the dataset index, which would
+      // make it collect and sort every sample of the dataset for each batch); bodies are read per returned row
+      uncounted: db.prepare<[string, string, number, number], { rowid: number; id: string; revision: number }>(
+        `SELECT s.rowid, s.id, s.revision FROM samples s
          LEFT JOIN sample_tokens t ON t.sample_id = s.id AND t.tokenizer = ?
-         WHERE s.dataset_id = ? AND s.rowid > ? AND (t.revision IS NULL OR t.revision <> s.revision)
+         WHERE +s.dataset_id = ? AND s.rowid > ? AND (t.revision IS NULL OR t.revision <> s.revision)
          ORDER BY s.rowid LIMIT ?`,
       ),
+      body: db.prepare<[string], { messages: string }>("SELECT messages FROM sample_bodies WHERE sample_id = ?"),
       countUncounted: db.prepare<[string, string], { n: number }>(
         `SELECT COUNT(*) AS n FROM samples s LEFT JOIN sample_tokens t ON t.sample_id = s.id AND t.tokenizer = ?
          WHERE s.dataset_id = ? AND (t.revision IS NULL OR t.revision <> s.revision)`,
@@ -508,12 +511,16 @@ export class DatasetRepo {
       params.from = desc ? total - 1 - q.offset : q.offset;
       window = "LIMIT @limit";
     }
+    // two steps: the window's rowids (sorting keys only), then the columns for those rows alone, so a sort over
+    // 100k samples never computes duplicates, previews or snippets for rows it does not return
     const rows = this.db
       .prepare(
         `SELECT s.id, s.dataset_id, s.position, s.hash, s.format, s.source_line, s.revision, s.message_count, s.has_system, s.user_preview,
                 s.assistant_preview, s.updated_at, ${withTokens ? "t.tokens" : "NULL"} AS tokens,
                 ${search ? "(SELECT content FROM sample_bodies b WHERE b.sample_id = s.id)" : "''"} AS content, ${dup} AS dup
-         FROM samples s ${withTokens ? join : ""} WHERE ${where.join(" AND ")} ORDER BY ${order} ${window}`,
+         FROM samples s ${withTokens ? join : ""}
+         WHERE s.rowid IN (SELECT s.rowid FROM samples s ${withTokens ? join : ""} WHERE ${where.join(" AND ")} ORDER BY ${order} ${window})
+         ORDER BY ${order}`,
       )
       .all(params) as Array<SampleDbRow & { tokens: number | null; dup: number }>;
     const items = rows.map((r): SampleRow => {
@@ -554,8 +561,8 @@ export class DatasetRepo {
   }
 
   /** Samples without a current count for this tokenizer, in rowid order after `afterRowid`. */
-  uncounted(datasetId: string, tokenizerKey: string, afterRowid: number, limit: number) {
-    return this.s.uncounted.all(tokenizerKey, datasetId, afterRowid, limit);
+  uncounted(datasetId: string, tokenizerKey: string, afterRowid: number, limit: number): Array<{ rowid: number; id: string; revision: number; messages: string }> {
+    return this.s.uncounted.all(tokenizerKey, datasetId, afterRowid, limit).map((r) => ({ ...r, messages: this.s.body.get(r.id)?.messages ?? "[]" }));
   }
 
   countUncounted(datasetId: string, tokenizerKey: string): number {
