@@ -1,14 +1,15 @@
-// The shell: navigation rail, banners, the current view, and a window-wide drop target for model folders.
-import { useEffect, useRef, useState, type DragEvent, type ReactElement } from "react";
-import { api } from "./api/index.js";
+// The shell: navigation rail, banners, the current view, and a window-wide drop target (datasets, model folders).
+import { useEffect, type ReactElement } from "react";
 import { Banners } from "./components/Banners.js";
-import { IconChat, IconCube, IconFolder, IconGear } from "./components/icons.js";
+import { DropTarget } from "./components/DropTarget.js";
+import { IconChat, IconCube, IconDatabase, IconGear } from "./components/icons.js";
 import { useLang, useResolvedTheme, useT } from "./hooks.js";
 import { useChat } from "./stores/chat.js";
 import { displayTitle, useConversations } from "./stores/conversations.js";
 import { useModels } from "./stores/models.js";
 import { useUi, type View } from "./stores/ui.js";
 import { ChatView } from "./views/ChatView.js";
+import { DatasetsView } from "./views/DatasetsView.js";
 import { ModelsView } from "./views/ModelsView.js";
 import { SettingsView } from "./views/SettingsView.js";
 
@@ -19,6 +20,7 @@ function Rail() {
   const items: [View, string, () => ReactElement][] = [
     ["chat", t("nav.chat"), IconChat],
     ["models", t("nav.models"), IconCube],
+    ["datasets", t("nav.datasets"), IconDatabase],
     ["settings", t("nav.settings"), IconGear],
   ];
   return (
@@ -37,18 +39,12 @@ function Rail() {
   );
 }
 
-function hasFiles(e: DragEvent): boolean {
-  return Array.from(e.dataTransfer?.types ?? []).includes("Files");
-}
-
 export function App() {
   const t = useT();
   const lang = useLang();
   const theme = useResolvedTheme();
   const view = useUi((s) => s.view);
   const convTitle = useChat((s) => s.conversation?.title);
-  const [dragging, setDragging] = useState(false);
-  const depth = useRef(0);
 
   useEffect(() => {
     document.documentElement.dataset.theme = theme;
@@ -78,56 +74,14 @@ export function App() {
     return () => window.removeEventListener("keydown", onKey);
   }, []);
 
-  const onDrop = (e: DragEvent) => {
-    if (!hasFiles(e)) return;
-    e.preventDefault();
-    depth.current = 0;
-    setDragging(false);
-    const file = e.dataTransfer.files[0];
-    const transport = api();
-    const path = file && transport.pathForFile ? transport.pathForFile(file) : "";
-    if (!path) {
-      useUi.getState().notify({ kind: "info", key: "banner.dropNotSupported" });
-      useUi.getState().setView("models");
-      return;
-    }
-    useUi.getState().setView("models");
-    void useModels.getState().open(path);
-  };
-
   return (
-    <div
-      className="app"
-      onDragEnter={(e) => {
-        if (!hasFiles(e)) return;
-        e.preventDefault();
-        depth.current++;
-        setDragging(true);
-      }}
-      onDragOver={(e) => {
-        if (!hasFiles(e)) return;
-        e.preventDefault();
-        e.dataTransfer.dropEffect = "copy";
-      }}
-      onDragLeave={() => {
-        depth.current = Math.max(0, depth.current - 1);
-        if (depth.current === 0) setDragging(false);
-      }}
-      onDrop={onDrop}
-    >
+    <div className="app">
       <Rail />
       <main className="main">
         <Banners />
-        <div className="view">{view === "chat" ? <ChatView /> : view === "models" ? <ModelsView /> : <SettingsView />}</div>
+        <div className="view">{view === "chat" ? <ChatView /> : view === "models" ? <ModelsView /> : view === "datasets" ? <DatasetsView /> : <SettingsView />}</div>
       </main>
-      {dragging && (
-        <div className="drop-overlay" aria-hidden="true">
-          <div>
-            <IconFolder />
-            <span>{t("models.dropHere")}</span>
-          </div>
-        </div>
-      )}
+      <DropTarget />
     </div>
   );
 }

@@ -31,3 +31,11 @@ export const IconFolder = () => <Svg d="M3 7a2 2 0 0 1 2-2h4l2 2h8a2 2 0 0 1 2 2
 export const IconDown = () => <Svg d={["M12 5v14", "M19 12l-7 7-7-7"]} />;
 export const IconX = () => <Svg size={16} d={["M18 6 6 18", "M6 6l12 12"]} />;
 export const IconAlert = () => <Svg size={16} d={["M12 9v4", "M12 17h.01", "M10.3 3.9 1.8 18a2 2 0 0 0 1.7 3h17a2 2 0 0 0 1.7-3L13.7 3.9a2 2 0 0 0-3.4 0z"]} />;
+export const IconDatabase = () => <Svg d={["M12 8c4.4 0 8-1.3 8-3s-3.6-3-8-3-8 1.3-8 3 3.6 3 8 3z", "M4 5v14c0 1.7 3.6 3 8 3s8-1.3 8-3V5", "M4 12c0 1.7 3.6 3 8 3s8-1.3 8-3"]} />;
+export const IconUpload = () => <Svg d={["M21 15v4a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2v-4", "M17 8l-5-5-5 5", "M12 3v12"]} />;
+export const IconDownload = () => <Svg size={15} d={["M21 15v4a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2v-4", "M7 10l5 5 5-5", "M12 15V3"]} />;
+export const IconUndo = () => <Svg size={15} d={["M9 14 4 9l5-5", "M4 9h11a5 5 0 0 1 0 10h-4"]} />;
+export const IconSplit = () => <Svg size={15} d={["M16 3h5v5", "M8 3H3v5", "M12 22v-8.3a4 4 0 0 0-1.2-2.8L3 3", "M21 3l-7.8 7.8"]} />;
+export const IconLayers = () => <Svg size={15} d={["M12 2 2 7l10 5 10-5z", "M2 17l10 5 10-5", "M2 12l10 5 10-5"]} />;
+export const IconArrowUp = () => <Svg size={15} d={["M12 19V5", "M5 12l7-7 7 7"]} />;
+export const IconArrowDown = () => <Svg size={15} d={["M12 5v14", "M19 12l-7 7-7-7"]} />;

@@ -2,13 +2,20 @@
 import type { Transport } from "../api/types.js";
 import { useChat } from "./chat.js";
 import { rememberedConversation, useConversations } from "./conversations.js";
+import { useDatasets } from "./datasets.js";
 import { useModels } from "./models.js";
 import { useLibrary } from "./library.js";
+import { useSamples } from "./samples.js";
 import { useSettings } from "./settings.js";
 import { useUi } from "./ui.js";
 
 export async function refreshAll(): Promise<void> {
   await Promise.all([useSettings.getState().load(), useModels.getState().refresh(), useConversations.getState().refresh()]);
+  // Datasets load when their view first opens; after a reconnect, what was loaded is loaded again.
+  if (useDatasets.getState().loaded) {
+    await useDatasets.getState().refresh();
+    useSamples.getState().reload();
+  }
   const conv = useConversations.getState();
   const current = conv.currentId ?? rememberedConversation();
   if (current && conv.list.some((c) => c.id === current)) await conv.select(current, { show: false });
@@ -24,6 +31,10 @@ export function connectStores(transport: Transport): () => void {
     transport.on("engine.status", (s) => useModels.getState().setStatus(s)),
     transport.on("models.progress", (p) => useModels.getState().setProgress(p)),
     transport.on("library.progress", (p) => useLibrary.getState().onProgress(p)),
+    transport.on("datasets.import.progress", (p) => useDatasets.getState().onImportProgress(p)),
+    transport.on("datasets.import.status", (s) => useDatasets.getState().onImportStatus(s)),
+    transport.on("datasets.tokens.progress", (p) => useSamples.getState().onTokens(p)),
+    transport.on("datasets.changed", (e) => useDatasets.getState().onChanged(e)),
   ];
   let wasOpen = transport.connection() === "open";
   useUi.getState().setConnection(transport.connection());
