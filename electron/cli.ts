@@ -21,6 +21,10 @@ Commands:
       Ctrl-C stops the reply (at the prompt it quits).
   bench --model DIR [--prompt-tokens N] [--gen-tokens N] [--threads N]
       Prefill and decode tokens/s and peak memory (default 128 prompt tokens, 64 generated).
+  quantize --model DIR --bits 8|4 [--format q8_0|q4_0|q4_k] [--embeddings keep|q8_0|q4_0|q4_k] --out DIR2 [--threads N]
+      Write a quantized copy of a model folder (GGUF block formats; --bits 4 defaults to q4_k, embeddings and
+      lm_head default to q8_0; routers, norms and biases stay float). Written to a temporary folder beside DIR2
+      and renamed when complete; Ctrl-C cancels and leaves nothing.
   serve [--port N] [--model DIR] [--data DIR]
       The desktop app's UI for a browser, on 127.0.0.1 only (renderer + WebSocket API; needs
       "npm run build:renderer"). Prints "moe-studio serve: http://127.0.0.1:PORT/" when ready; --port 0
@@ -31,7 +35,9 @@ Commands:
       DIR/<owner>--<name> (default DIR: the desktop app's models folder), verifying every file's checksum.
       Interrupted downloads resume where they stopped: run the same command again. Honours HF_ENDPOINT
       (e.g. https://hf-mirror.com) and HF_TOKEN (gated models) as huggingface-cli does.
-${DATASET_HELP}  --help
+${DATASET_HELP}  generate, chat and bench also take --kv-cache f32|int8: int8 keeps the KV cache as int8 with one scale per
+      head and token (about a quarter of the memory).
+  --help
       This text.
 `;
 
@@ -43,6 +49,7 @@ const VALUE_FLAGS = new Set([
   "model", "prompt", "system", "ids", "max-tokens", "temperature", "top-p", "top-k", "repetition-penalty", "seed",
   "threads", "prompt-tokens", "gen-tokens", "stop", "min-p", "port", "data",
   "source", "endpoint", "dir", "revision", "token",
+  "bits", "format", "embeddings", "out", "kv-cache",
 ]);
 /** Commands that take one positional argument (pull REPO_ID). */
 const TAKES_ARGUMENT = new Set(["pull"]);
@@ -138,7 +145,9 @@ function samplingFlags(flags: Flags): GenerateOptions {
 
 async function open(flags: Flags): Promise<LoadedModel> {
   const threads = number(flags, "threads", { int: true, min: 1 });
-  return loadModel(need(flags, "model"), threads ? { threads } : {});
+  const kv = str(flags, "kv-cache");
+  if (kv !== undefined && kv !== "f32" && kv !== "int8") throw new UsageError(`--kv-cache must be f32 or int8, got "${kv}"`);
+  return loadModel(need(flags, "model"), { ...(threads ? { threads } : {}), ...(kv ? { kvCache: kv } : {}) });
 }
 
 async function cmdGenerate(flags: Flags): Promise<number> {
@@ -295,7 +304,7 @@ async function cmdBench(flags: Flags): Promise<number> {
     const peak = Math.max(sys.peakRssBytes, process.resourceUsage().maxRSS * 1024);
     const s = r.stats;
     process.stdout.write(
-      `model: ${i.architecture} (${i.modelType}) ${(i.paramsTotal / 1e6).toFixed(1)}M params (${(i.paramsActive / 1e6).toFixed(1)}M active), ${i.dtype}\n` +
+      `model: ${i.architecture} (${i.modelType}) ${(i.paramsTotal / 1e6).toFixed(1)}M params (${(i.paramsActive / 1e6).toFixed(1)}M active), ${i.dtype}, kv cache ${i.kvCache}\n` +
         `backend: ${i.backend}, threads: ${i.threads}, simd: ${sys.simd}\n` +
         `load: ${loadMs.toFixed(0)} ms\n` +
         `prefill: ${s.promptTokens} tokens in ${s.prefillMs.toFixed(1)} ms = ${s.prefillTokensPerSecond.toFixed(2)} tok/s\n` +
@@ -378,8 +387,10 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdServe(flags);
       case "pull":
         return await (await import("./cli/pull.js")).cmdPull(args[0], flags);
+      case "quantize":
+        return await (await import("./cli/quantize.js")).cmdQuantize(flags);
       default:
-        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, serve, pull; see --help)`);
+        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, quantize, serve, pull, dataset; see --help)`);
     }
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);

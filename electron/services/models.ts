@@ -47,6 +47,7 @@ export function modelCard(info: ModelInfo): ModelCard {
     hasChatTemplate: info.hasChatTemplate,
     sampling: info.sampling,
     sessionContextLength: info.sessionContextLength,
+    kvCache: info.kvCache,
   };
 }
 

@@ -7,6 +7,7 @@
 #include "format/json.h"
 #include "model/ops.h"
 #include "model/rope.h"
+#include "quant/quant.h"
 
 namespace moe {
 
@@ -27,8 +28,8 @@ struct Binder {
   void check_shape(const TensorView& t, const std::vector<int64_t>& want) const {
     if (t.shape != want)
       throw std::runtime_error(t.name + " has shape " + shape_str(t.shape) + ", expected " + shape_str(want) + " (in " + *t.file + ")");
-    if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16)
-      throw std::runtime_error(t.name + " has dtype " + dtype_name(t.dtype) + ", expected f32, f16 or bf16 (in " + *t.file + ")");
+    if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16 && !is_quant(t.dtype))
+      throw std::runtime_error(t.name + " has dtype " + dtype_name(t.dtype) + ", expected f32, f16, bf16, q8_0, q4_0 or q4_k (in " + *t.file + ")");
   }
   std::vector<float> vec(const std::string& name, int64_t n) const {
     const TensorView& t = get(name);
@@ -51,7 +52,7 @@ struct Binder {
     const TensorView& t = get(name);
     check_shape(t, {E, R, C});
     Linear l; l.dtype = t.dtype; l.out = rows; l.in = C;
-    l.w = static_cast<const uint8_t*>(t.data) + size_t((e * R + row0) * C) * dtype_size(t.dtype);
+    l.w = static_cast<const uint8_t*>(t.data) + size_t(e * R + row0) * dtype_row_bytes(t.dtype, C);
     return l;
   }
 };
@@ -69,8 +70,9 @@ void linear_forward(ThreadPool& pool, float* y, const float* x, const Linear& l,
 
 }  // namespace
 
-std::shared_ptr<Model> Model::load(const std::string& dir, int threads, LoadProgress progress) {
+std::shared_ptr<Model> Model::load(const std::string& dir, int threads, LoadProgress progress, bool kv_int8) {
   auto m = std::shared_ptr<Model>(new Model());
+  m->kv_int8_ = kv_int8;
   fs::path cfg = fs::path(dir) / "config.json";
   if (!fs::exists(cfg)) throw std::runtime_error(cfg.string() + ": missing (is " + dir + " a Hugging Face model folder?)");
   m->spec_ = parse_model_spec(json_parse_file(cfg.string()), cfg.string());
@@ -153,7 +155,8 @@ void Model::bind(const std::string& dir) {
   }
   // Sizes for info(): every parameter, those a token touches, and the bulk dtype.
   std::map<DType, int64_t> by_dtype;
-  for (auto& [n, t] : store_->all()) { params_total_ += t.numel(); weight_bytes_ += int64_t(t.nbytes); by_dtype[t.dtype] += int64_t(t.nbytes); }
+  // (numel() of a quantized tensor is its logical element count, so parameter counts do not change with bits)
+  for (auto& [n, t] : store_->all()) { params_total_ += t.numel(); weight_bytes_ += int64_t(t.nbytes); by_dtype[t.dtype] += t.numel(); }
   params_active_ = params_total_;
   for (auto& ls : S.layers)
     if (ls.moe) params_active_ -= int64_t(ls.num_experts - ls.top_k) * 3 * ls.expert_inter * D;
@@ -164,7 +167,7 @@ void Model::bind(const std::string& dir) {
 }
 
 void Model::init_cache(KvCache& kv, int64_t ctx) const {
-  kv.init(spec_.num_kv_slots, ctx, int64_t(spec_.num_kv_heads) * spec_.head_dim);
+  kv.init(spec_.num_kv_slots, ctx, int64_t(spec_.num_kv_heads) * spec_.head_dim, spec_.head_dim, kv_int8_);
 }
 
 void Model::init_scratch(Scratch& s, int64_t max_t, int64_t ctx) const {
@@ -319,13 +322,23 @@ void Model::forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Sc
       for (int64_t r = 0; r < T * Hq; ++r) for (int64_t i = 0; i < hd; ++i) s.q[size_t(r * hd + i)] *= L.k_norm[size_t(i)];
       if (ls.has_kv) rmsnorm_forward(s.k.data(), s.k.data(), nullptr, T * Hkv, hd, eps);
     }
-    float* Kc = kv.k[size_t(ls.kv_slot)].data(); float* Vc = kv.v[size_t(ls.kv_slot)].data();
-    if (ls.has_kv) {
-      std::copy(s.k.begin(), s.k.begin() + T * kd, Kc + pos0 * kd);
-      std::copy(s.v.begin(), s.v.begin() + T * kd, Vc + pos0 * kd);
-    }
     if (acts) { acts->save(key(l, "q"), s.q.data(), T * qd); }
-    attention_forward(pool, s.att.data(), s.q.data(), qd, Kc, Vc, pos0, T, int(Hq), int(Hkv), int(hd), scale, s.scores.data(), kv.ctx);
+    if (!kv.int8) {
+      float* Kc = kv.k[size_t(ls.kv_slot)].data(); float* Vc = kv.v[size_t(ls.kv_slot)].data();
+      if (ls.has_kv) {
+        std::copy(s.k.begin(), s.k.begin() + T * kd, Kc + pos0 * kd);
+        std::copy(s.v.begin(), s.v.begin() + T * kd, Vc + pos0 * kd);
+      }
+      attention_forward(pool, s.att.data(), s.q.data(), qd, Kc, Vc, pos0, T, int(Hq), int(Hkv), int(hd), scale, s.scores.data(), kv.ctx);
+    } else {
+      const size_t sl = size_t(ls.kv_slot);
+      if (ls.has_kv) {
+        kv_quantize_rows(kv.k8[sl].data() + pos0 * kd, kv.ks[sl].data() + pos0 * Hkv, s.k.data(), T * Hkv, int(hd));
+        kv_quantize_rows(kv.v8[sl].data() + pos0 * kd, kv.vs[sl].data() + pos0 * Hkv, s.v.data(), T * Hkv, int(hd));
+      }
+      attention_forward_kv8(pool, s.att.data(), s.q.data(), qd, kv.k8[sl].data(), kv.ks[sl].data(), kv.v8[sl].data(), kv.vs[sl].data(),
+                            pos0, T, int(Hq), int(Hkv), int(hd), scale, s.scores.data(), kv.ctx);
+    }
     if (acts) acts->save(key(l, "att_out"), s.att.data(), T * qd);
     linear_forward(pool, s.mlp_out.data(), s.att.data(), L.o, T);
     residual_forward(x, s.mlp_out.data(), T * D);
