@@ -20,6 +20,10 @@ Commands:
       Ctrl-C stops the reply (at the prompt it quits).
   bench --model DIR [--prompt-tokens N] [--gen-tokens N] [--threads N]
       Prefill and decode tokens/s and peak memory (default 128 prompt tokens, 64 generated).
+  export-gguf --model DIR --type f16|q8_0|q4_0|q4_k --out FILE.gguf [--force] [--json]
+      Write a GGUF v3 file llama.cpp (Ollama, LM Studio, Jan) loads: llama.cpp's tensor names and metadata, the
+      tokenizer and chat template. Norms and routers stay f32; with q4_* the embeddings and output stay Q8_0.
+      An existing FILE is refused unless --force. Ctrl-C cancels; nothing partial is left behind.
   serve [--port N] [--model DIR] [--data DIR]
       The desktop app's UI for a browser, on 127.0.0.1 only (renderer + WebSocket API; needs
       "npm run build:renderer"). Prints "moe-studio serve: http://127.0.0.1:PORT/" when ready; --port 0
@@ -36,8 +40,9 @@ type Flags = Record<string, string | true>;
 const VALUE_FLAGS = new Set([
   "model", "prompt", "system", "ids", "max-tokens", "temperature", "top-p", "top-k", "repetition-penalty", "seed",
   "threads", "prompt-tokens", "gen-tokens", "stop", "min-p", "port", "data",
+  "type", "out",
 ]);
-const BOOL_FLAGS = new Set(["json", "help"]);
+const BOOL_FLAGS = new Set(["json", "help", "force"]);
 
 export function parseArgs(argv: string[]): { command: string | null; flags: Flags } {
   let command: string | null = null;
@@ -361,8 +366,10 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdBench(flags);
       case "serve":
         return await cmdServe(flags);
+      case "export-gguf":
+        return await (await import("./cli/export-gguf.js")).exportGgufCommand(flags);
       default:
-        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, serve; see --help)`);
+        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, serve, export-gguf; see --help)`);
     }
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
