@@ -127,6 +127,31 @@ describe("GGUF export matches the gguf package's reading of it", () => {
   });
 });
 
+// ---- llama.cpp itself: test/fixtures/gguf/llamacpp.json (written by check_llamacpp.mjs, run by hand) ----
+
+interface LlamaCppCase { model: string; type: string; sha256: string; positions?: number; top1?: number; maxProbDiff?: number; meanKL?: number; loaded?: boolean; ran?: boolean }
+const LLAMACPP = JSON.parse(readFileSync(join(ROOT, "test/fixtures/gguf/llamacpp.json"), "utf8")) as { node_llama_cpp: string; cases: LlamaCppCase[] };
+
+describe("llama.cpp loads the exported files and agrees with transformers", () => {
+  // Bounds on the next-token distribution, llama.cpp vs transformers' goldens on the fixture's prompt (54-65
+  // positions). f16: weights rounded to 11 bits and f16 activations in places: KL ~3e-7..1.3e-6 measured.
+  // Without the Q/K permutation the llama fixture gives KL 0.06 and top-1 41/65: the check can fail.
+  const KL_BOUND: Record<string, number> = { f16: 1e-5, q8_0: 1e-3, q4_0: 5e-2, q4_k: 5e-2 };
+  for (const r of LLAMACPP.cases) {
+    it(`${r.model} ${r.type}: the file llama.cpp ran is the one this build writes, and ${r.meanKL !== undefined ? `KL ≤ ${KL_BOUND[r.type]}` : "it loads and runs"}`, () => {
+      expect(files.get(`${r.model}.${r.type}`), "re-exported in beforeAll").toBeDefined();
+      expect(sha(files.get(`${r.model}.${r.type}`)!)).toBe(r.sha256);
+      if (r.meanKL === undefined) {
+        expect(r.loaded && r.ran).toBe(true);
+        return;
+      }
+      expect(r.meanKL).toBeLessThanOrEqual(KL_BOUND[r.type]);
+      // top-1 may flip only where transformers' own top-2 margin is tiny (qwen2/qwen3 have one such position)
+      expect(r.top1!).toBeGreaterThanOrEqual(r.type === "f16" || r.type === "q8_0" ? r.positions! - 1 : Math.floor(0.8 * r.positions!));
+    });
+  }
+});
+
 // ---- f16 files against the safetensors source ----
 
 /** GGUF name -> HF tensor(s), written independently of electron/gguf/arch.ts (experts: one per index). */
