@@ -152,6 +152,42 @@ export const AppInfo = z.object({
 });
 export type AppInfo = z.infer<typeof AppInfo>;
 
+// ---------- quantize ----------
+/** Output kinds: a GGUF file for llama.cpp & co., or a quantized model folder our engine runs. */
+export const QuantizeTarget = z.enum(["gguf", "model"]);
+export const QuantizeFormat = z.enum(["f16", "q8_0", "q4_0", "q4_k"]);
+/** One side of the comparison; null fields were not measured (e.g. the engine does not run GGUF files). */
+export const QuantizeSide = z.object({
+  path: z.string(),
+  fileBytes: z.number(),
+  memoryBytes: z.number().nullable(),
+  prefillTokensPerSecond: z.number().nullable(),
+  decodeTokensPerSecond: z.number().nullable(),
+});
+export const QuantizeJob = z.object({
+  id: Id,
+  target: QuantizeTarget,
+  format: QuantizeFormat,
+  sourceDir: z.string(),
+  output: z.string(),
+  state: z.enum(["running", "comparing", "done", "error", "cancelled"]),
+  /** Progress as a fraction of the output written, 0..1. */
+  progress: z.number(),
+  message: z.string().nullable(),
+  notes: z.array(z.string()),
+  result: z
+    .object({
+      source: QuantizeSide,
+      quantized: QuantizeSide,
+      /** Accuracy on a fixed token stream: mean KL(float ‖ quantized) of the next-token distribution, top-1 agreement. */
+      klDivergence: z.number().nullable(),
+      top1Agreement: z.number().nullable(),
+      seconds: z.number(),
+    })
+    .nullable(),
+});
+export type QuantizeJob = z.infer<typeof QuantizeJob>;
+
 const Empty = z.strictObject({});
 const ById = z.strictObject({ id: Id });
 const Ok = z.object({ ok: z.literal(true) });
@@ -213,6 +249,23 @@ export const calls = {
   "models.status": call(Empty, EngineStatus),
   /** Native folder dialog (Electron); { dir: null } when cancelled or unavailable (web). */
   "models.pickFolder": call(Empty, z.object({ dir: z.string().nullable() })),
+
+  // ---------- quantize ----------
+  /** Quantizes/exports a model folder into the app's models folder as `name` (progress: quantize.job events). */
+  "quantize.start": call(
+    z.strictObject({
+      dir: Text(4096).min(1),
+      target: QuantizeTarget,
+      format: QuantizeFormat,
+      name: Text(200).min(1).regex(/^[^/\\]+$/, "a name, not a path").refine((n) => n !== "." && n !== "..", "a name, not a path"),
+    }),
+    QuantizeJob,
+  ),
+  /** Cancels a running job; nothing partial is left behind. */
+  "quantize.cancel": call(ById, Ok),
+  "quantize.list": call(Empty, z.array(QuantizeJob)),
+  /** The folder quantized models and GGUF files are written to. */
+  "quantize.folder": call(Empty, z.object({ dir: z.string() })),
 } as const;
 
 export const events = {
@@ -221,6 +274,10 @@ export const events = {
   "chat.done": z.object({ conversationId: Id, message: Message }),
   "engine.status": EngineStatus,
   "models.progress": z.object({ dir: z.string(), done: z.number(), total: z.number() }),
+
+  // ---------- quantize ----------
+  /** A quantize job changed (progress, state, result). */
+  "quantize.job": QuantizeJob,
 } as const;
 
 // ---------- types both sides use ----------

@@ -1,5 +1,5 @@
 // `moe-studio export-gguf --model DIR --type f16|q8_0|q4_0|q4_k --out FILE.gguf [--force] [--json]`
-// Progress goes to stderr (one line per 10%), the summary to stdout; Ctrl-C cancels and leaves nothing behind.
+// Progress goes to stderr (one line per 10%; with --json "progress DONE TOTAL" per tensor), the summary to stdout; Ctrl-C cancels and leaves nothing behind.
 import { exportGguf, ExportCancelled } from "../gguf/export.js";
 import { EXPORT_TYPES, type ExportType } from "../gguf/quant.js";
 
@@ -24,6 +24,11 @@ export async function exportGgufCommand(flags: Flags): Promise<number> {
       force: flags.force === true,
       signal: abort.signal,
       onProgress: (p) => {
+        // --json (machines, e.g. the app's quantize service): a line per tensor; else one line per 10%
+        if (flags.json === true) {
+          process.stderr.write(`progress ${p.done} ${p.total}\n`);
+          return;
+        }
         const decile = Math.floor((10 * p.done) / p.total);
         if (decile !== lastDecile) {
           lastDecile = decile;

@@ -20,6 +20,7 @@ import { ConversationService } from "./conversations.js";
 import { ModelService, type Emit } from "./models.js";
 import { databaseFile } from "./paths.js";
 import { PresetService } from "./presets.js";
+import { QuantizeService } from "./quantize.js";
 import { SettingsService } from "./settings.js";
 
 export type { Emit } from "./models.js";
@@ -83,6 +84,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const settings = new SettingsService(repos);
   const models = new ModelService(host, repos, opts.emit, opts.threads ? { threads: opts.threads } : {});
   const chat = new ChatService(repos, conversations, models, opts.emit);
+  const quantize = new QuantizeService(opts.dataDir, opts.emit);
 
   let info: Promise<Pick<AppInfo, "simd" | "cuda">> | null = null;
   const engineInfo = () =>
@@ -131,6 +133,12 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "models.forget": async (i) => models.forget(i.dir),
     "models.status": async () => models.status(),
     "models.pickFolder": async () => ({ dir: opts.pickFolder ? await opts.pickFolder() : null }),
+
+    // ---------- quantize ----------
+    "quantize.start": async (i) => quantize.start(i),
+    "quantize.cancel": async (i) => quantize.cancel(i.id),
+    "quantize.list": async () => quantize.list(),
+    "quantize.folder": async () => ({ dir: quantize.folder() }),
   };
 
   const initialLoad = opts.initialModel ? models.open(opts.initialModel).then(() => undefined, () => undefined) : Promise.resolve();
@@ -145,6 +153,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     dispose: () =>
       (disposed ??= (async () => {
         await chat.dispose().catch(() => undefined);
+        quantize.dispose();
         const queued = models.dispose();
         host.shutdown();
         await queued.catch(() => undefined);

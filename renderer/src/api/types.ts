@@ -14,6 +14,7 @@ export type {
   Message,
   ModelCard,
   Preset,
+  QuantizeJob,
   RecentModel,
   RpcErrorCode,
   SamplingDefaults,

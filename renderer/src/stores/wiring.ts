@@ -3,6 +3,7 @@ import type { Transport } from "../api/types.js";
 import { useChat } from "./chat.js";
 import { rememberedConversation, useConversations } from "./conversations.js";
 import { useModels } from "./models.js";
+import { useQuantize } from "./quantize.js";
 import { useSettings } from "./settings.js";
 import { useUi } from "./ui.js";
 
@@ -22,6 +23,7 @@ export function connectStores(transport: Transport): () => void {
     transport.on("chat.done", (e) => useChat.getState().onDone(e)),
     transport.on("engine.status", (s) => useModels.getState().setStatus(s)),
     transport.on("models.progress", (p) => useModels.getState().setProgress(p)),
+    transport.on("quantize.job", (j) => useQuantize.getState().onJob(j)),
   ];
   let wasOpen = transport.connection() === "open";
   useUi.getState().setConnection(transport.connection());
