@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-export type WeightDType = "f32" | "f16" | "bf16";
+export type WeightDType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0" | "q4_k";
 
 /** What the engine learned from config.json + the safetensors headers. */
 export interface NativeModelInfo {
@@ -94,6 +94,35 @@ export interface NativeAddon {
    */
   loadModel(dir: string, opts: { threads?: number }, onProgress?: (done: number, total: number) => void): Promise<NativeModel>;
   systemInfo(): NativeSystemInfo;
+  /**
+   * GGUF block quantization (native/quant/quant.h): Q8_0 and Q4_0 blocks of 32 weights (34 / 18 bytes), Q4_K
+   * super-blocks of 256 (144 bytes), byte-identical to GGUF's. Scales by an error-minimising search.
+   * Synchronous, pure, deterministic. Throws a RangeError if data.length is not a multiple of the block.
+   */
+  quantizeTensor(data: Float32Array, type: QuantType): Uint8Array;
+  /** Reference dequantisation of `count` values; bytes.length must be exactly their block bytes. */
+  dequantizeTensor(bytes: Uint8Array, type: QuantType, count: number): Float32Array;
+  /**
+   * Quantize the safetensors of model folder `src` into the existing folder `outDir` on a native thread
+   * (native/quant/writer.h; electron/engine/quantize.ts does the rest of the folder). The promise rejects with
+   * "cancelled" after cancel(), or with an error naming the file; the caller removes outDir then.
+   */
+  quantizeModel(src: string, outDir: string, opts: { format: QuantType; embeddings?: "keep" | QuantType; threads?: number },
+    onProgress?: (doneBytes: number, totalBytes: number, tensor: string) => void): { promise: Promise<NativeQuantizeReport>; cancel(): void };
+}
+
+/** GGUF block formats the engine writes and runs. */
+export type QuantType = "q8_0" | "q4_0" | "q4_k";
+
+/** What quantizeModel wrote: every tensor and its type, weights that fell back (row length), float-by-rule names. */
+export interface NativeQuantizeReport {
+  tensors: Array<{ name: string; type: string }>;
+  fallbacks: Array<{ name: string; type: string }>;
+  notQuantized: string[];
+  files: string[];
+  bytesIn: number;
+  bytesOut: number;
+  params: number;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -5,10 +5,13 @@
 #define NAPI_CPP_EXCEPTIONS
 #include <napi.h>
 #include <atomic>
+#include <cmath>
 #include <memory>
 #include <thread>
 #include "cpu/matmul.h"
 #include "model/model.h"
+#include "quant/quant.h"
+#include "quant/writer.h"
 #include "runtime/session.h"
 #if __has_include("cuda/cuda_probe.h")
 #include "cuda/cuda_probe.h"
@@ -276,7 +279,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     o.Set("numSharedExperts", S.num_shared_experts);
     o.Set("contextLength", double(S.max_position));
     DType d = m.bulk_dtype();
-    o.Set("dtype", d == DType::BF16 ? "bf16" : d == DType::F16 ? "f16" : "f32");
+    o.Set("dtype", dtype_name(d));  // f32 | f16 | bf16 | q8_0 | q4_0 | q4_k
     o.Set("paramsTotal", double(m.params_total()));
     o.Set("paramsActive", double(m.params_active()));
     o.Set("weightBytes", double(m.weight_bytes()));
@@ -417,6 +420,140 @@ Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// quantizeTensor(data: Float32Array, type) -> Uint8Array and dequantizeTensor(bytes, type, count) -> Float32Array:
+// synchronous and pure (GGUF block bytes, see native/quant/quant.h). Large tensors use a short-lived pool.
+DType qtype_arg(const Napi::Value& v) {
+  if (!v.IsString()) throw Napi::TypeError::New(v.Env(), "type must be \"q8_0\", \"q4_0\" or \"q4_k\"");
+  try { return qtype_from_name(v.As<Napi::String>().Utf8Value()); }
+  catch (const std::exception& e) { throw Napi::TypeError::New(v.Env(), e.what()); }
+}
+
+Napi::Value QuantizeTensor(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw Napi::TypeError::New(env, "quantizeTensor(data, type): data must be a Float32Array");
+  DType t = qtype_arg(info[1]);
+  Napi::Float32Array x = info[0].As<Napi::Float32Array>();
+  const int64_t n = int64_t(x.ElementLength());
+  size_t nbytes;
+  try { nbytes = qbytes(t, n); } catch (const std::exception& e) { throw Napi::RangeError::New(env, std::string("quantizeTensor: ") + e.what()); }
+  Napi::Uint8Array out = Napi::Uint8Array::New(env, nbytes);
+  if (n >= (int64_t(1) << 20)) { ThreadPool pool(0); quantize_tensor(t, x.Data(), out.Data(), n, &pool); }
+  else quantize_tensor(t, x.Data(), out.Data(), n);
+  return out;
+}
+
+Napi::Value DequantizeTensor(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw Napi::TypeError::New(env, "dequantizeTensor(bytes, type, count): bytes must be a Uint8Array");
+  DType t = qtype_arg(info[1]);
+  if (!info[2].IsNumber()) throw Napi::TypeError::New(env, "dequantizeTensor(bytes, type, count): count must be a number");
+  const double c = info[2].As<Napi::Number>().DoubleValue();
+  if (!(c >= 0) || c != std::floor(c) || c > 9.0e15) throw Napi::RangeError::New(env, "dequantizeTensor: count must be a non-negative integer");
+  const int64_t n = int64_t(c);
+  Napi::Uint8Array b = info[0].As<Napi::Uint8Array>();
+  size_t need;
+  try { need = qbytes(t, n); } catch (const std::exception& e) { throw Napi::RangeError::New(env, std::string("dequantizeTensor: ") + e.what()); }
+  if (b.ByteLength() != need)
+    throw Napi::RangeError::New(env, std::string("dequantizeTensor: ") + std::to_string(n) + " " + qtype_name(t) + " values take " +
+                                std::to_string(need) + " bytes but " + std::to_string(b.ByteLength()) + " were given");
+  Napi::Float32Array out = Napi::Float32Array::New(env, size_t(n));
+  if (n >= (int64_t(1) << 20)) { ThreadPool pool(0); dequantize_tensor(t, b.Data(), out.Data(), n, &pool); }
+  else dequantize_tensor(t, b.Data(), out.Data(), n);
+  return out;
+}
+
+// quantizeModel(src, outDir, opts, onProgress) -> { promise, cancel }: the tensors of a model folder quantized
+// into outDir on a native thread (quant/writer.h); progress (doneBytes, totalBytes, tensorName) on the JS thread.
+struct QProgress { int64_t done, total; std::string name; };
+
+class QuantizeWorker : public Napi::AsyncProgressQueueWorker<QProgress> {
+ public:
+  QuantizeWorker(Napi::Env env, Napi::Function noop, std::string src, std::string dst, QuantizeOptions opt, Napi::Function on_progress,
+                 std::shared_ptr<std::atomic<bool>> cancel)
+      : Napi::AsyncProgressQueueWorker<QProgress>(noop, "moe-quantize"), src_(std::move(src)), dst_(std::move(dst)), opt_(std::move(opt)),
+        cancel_(std::move(cancel)), deferred_(Napi::Promise::Deferred::New(env)) {
+    if (!on_progress.IsEmpty()) progress_ = Napi::Persistent(on_progress);
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute(const ExecutionProgress& progress) override {
+    try {
+      QuantizeProgress qp;
+      qp.ctx = const_cast<ExecutionProgress*>(&progress);
+      qp.fn = [](void* ctx, int64_t done, int64_t total, const std::string& name) {
+        QProgress p{done, total, name};
+        static_cast<ExecutionProgress*>(ctx)->Send(&p, 1);
+      };
+      report_ = quantize_model(src_, dst_, opt_, qp, *cancel_);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnProgress(const QProgress* data, size_t count) override {
+    if (progress_.IsEmpty()) return;
+    for (size_t i = 0; i < count; ++i) {
+      try { progress_.Call({Napi::Number::New(Env(), double(data[i].done)), Napi::Number::New(Env(), double(data[i].total)), Napi::String::New(Env(), data[i].name)}); }
+      catch (const Napi::Error&) {}
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    auto entries = [&](const std::vector<QuantizeReport::Entry>& v) {
+      Napi::Array a = Napi::Array::New(env, v.size());
+      for (size_t i = 0; i < v.size(); ++i) { Napi::Object o = Napi::Object::New(env); o.Set("name", v[i].name); o.Set("type", v[i].type); a.Set(uint32_t(i), o); }
+      return a;
+    };
+    auto strings = [&](const std::vector<std::string>& v) {
+      Napi::Array a = Napi::Array::New(env, v.size());
+      for (size_t i = 0; i < v.size(); ++i) a.Set(uint32_t(i), v[i]);
+      return a;
+    };
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("tensors", entries(report_.tensors));
+    r.Set("fallbacks", entries(report_.fallbacks));
+    r.Set("notQuantized", strings(report_.not_quantized));
+    r.Set("files", strings(report_.files));
+    r.Set("bytesIn", double(report_.bytes_in));
+    r.Set("bytesOut", double(report_.bytes_out));
+    r.Set("params", double(report_.params));
+    deferred_.Resolve(r);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+ private:
+  std::string src_, dst_;
+  QuantizeOptions opt_;
+  std::shared_ptr<std::atomic<bool>> cancel_;
+  Napi::Promise::Deferred deferred_;
+  Napi::FunctionReference progress_;
+  QuantizeReport report_;
+};
+
+Napi::Value QuantizeModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsString()) throw Napi::TypeError::New(env, "quantizeModel(src, outDir, opts): src and outDir must be strings");
+  if (!info[2].IsObject()) throw Napi::TypeError::New(env, "quantizeModel: opts must be an object");
+  Napi::Object o = info[2].As<Napi::Object>();
+  QuantizeOptions opt;
+  opt.format = qtype_arg(o.Get("format"));
+  Napi::Value emb = o.Get("embeddings");
+  if (emb.IsString()) {
+    opt.embeddings = emb.As<Napi::String>().Utf8Value();
+    if (opt.embeddings != "keep") qtype_arg(emb);
+  }
+  Napi::Value th = o.Get("threads");
+  if (th.IsNumber()) opt.threads = th.As<Napi::Number>().Int32Value();
+  Napi::Function onp = (info.Length() > 3 && info[3].IsFunction()) ? info[3].As<Napi::Function>() : Napi::Function();
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  auto* w = new QuantizeWorker(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), info[0].As<Napi::String>().Utf8Value(),
+                               info[1].As<Napi::String>().Utf8Value(), opt, onp, cancel);
+  Napi::Object job = Napi::Object::New(env);
+  job.Set("promise", w->promise());
+  job.Set("cancel", Napi::Function::New(env, [cancel](const Napi::CallbackInfo& ci) { *cancel = true; return ci.Env().Undefined(); }, "cancel"));
+  w->Queue();
+  return job;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->model_ctor = Napi::Persistent(ModelWrap::Init(env));
@@ -424,6 +561,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<AddonData>(data);
   exports.Set("loadModel", Napi::Function::New<LoadModel>(env, "loadModel"));
   exports.Set("systemInfo", Napi::Function::New<SystemInfo>(env, "systemInfo"));
+  exports.Set("quantizeTensor", Napi::Function::New<QuantizeTensor>(env, "quantizeTensor"));
+  exports.Set("dequantizeTensor", Napi::Function::New<DequantizeTensor>(env, "dequantizeTensor"));
+  exports.Set("quantizeModel", Napi::Function::New<QuantizeModel>(env, "quantizeModel"));
   return exports;
 }
 

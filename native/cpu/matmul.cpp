@@ -15,6 +15,8 @@
 //   prefill M=16 N=512 K=1024:  portable 19, avx2 81, avx512 96, amx 348 GFLOP/s
 //   decode  M=1, 1 GiB of weights: 14 GB/s (1 thread), 19 GB/s (2 threads) = DRAM bandwidth
 #include "cpu/matmul.h"
+#include "cpu/qmatmul.h"
+#include "quant/quant.h"
 
 #include <atomic>
 #include <cstdlib>
@@ -903,6 +905,7 @@ inline void run_block(const Kernels& kr, float* y, int64_t ldy, const float* x, 
 
 void matmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType w_dtype, int64_t M,
                 int64_t N, int64_t K, bool accumulate) {
+  if (is_quant(w_dtype)) { qmatmul_ref(y, ldy, x, ldx, W, w_dtype, M, N, K, accumulate); return; }
   check_dtype("matmul_ref", w_dtype);
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) {
@@ -914,6 +917,7 @@ void matmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const void* 
 
 void matmul_st(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType w_dtype, int64_t M,
                int64_t N, int64_t K, bool accumulate) {
+  if (is_quant(w_dtype)) { qmatmul(nullptr, y, ldy, x, ldx, W, w_dtype, M, N, K, accumulate); return; }
   check_dtype("matmul_st", w_dtype);
   if (M <= 0 || N <= 0) return;
   run_block(K_(), y, ldy, x, ldx, W, w_dtype, 0, M, 0, N, K, accumulate);
@@ -921,6 +925,8 @@ void matmul_st(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W
 
 void matmul(ThreadPool& pool, float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType w_dtype,
             int64_t M, int64_t N, int64_t K, bool accumulate) {
+  // Block-quantized weights (Q8_0/Q4_0/Q4_K) take the fused dequantise-and-dot kernels of cpu/qmatmul.cpp.
+  if (is_quant(w_dtype)) { qmatmul(&pool, y, ldy, x, ldx, W, w_dtype, M, N, K, accumulate); return; }
   check_dtype("matmul", w_dtype);
   if (M <= 0 || N <= 0) return;
   const Kernels& kr = K_();
@@ -957,6 +963,10 @@ void matmul(ThreadPool& pool, float* y, int64_t ldy, const float* x, int64_t ldx
 }
 
 void row_to_f32(float* out, const void* W, DType w_dtype, int64_t row, int64_t K) {
+  if (is_quant(w_dtype)) {  // an embedding row of a quantized table: reference dequantisation of that row
+    dequantize_row(w_dtype, static_cast<const uint8_t*>(W) + size_t(row) * dtype_row_bytes(w_dtype, K), out, K);
+    return;
+  }
   check_dtype("row_to_f32", w_dtype);
   K_().row_convert(out, W, w_dtype, row, K, 0, K);
 }

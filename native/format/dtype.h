@@ -7,7 +7,9 @@
 
 namespace moe {
 
-enum class DType : uint8_t { F32 = 0, F16 = 1, BF16 = 2, I32 = 3, I64 = 4, U8 = 5, I8 = 6, BOOL = 7 };
+// Q8_0 / Q4_0 / Q4_K are GGUF block types (native/quant/quant.h): a tensor of them has no per-element size, so
+// use dtype_row_bytes for their rows. On disk they are U8 tensors marked in the safetensors __metadata__.
+enum class DType : uint8_t { F32 = 0, F16 = 1, BF16 = 2, I32 = 3, I64 = 4, U8 = 5, I8 = 6, BOOL = 7, Q8_0 = 8, Q4_0 = 9, Q4_K = 10 };
 
 inline size_t dtype_size(DType t) {
   switch (t) {
@@ -17,11 +19,21 @@ inline size_t dtype_size(DType t) {
     default: return 1;
   }
 }
+// Bytes of one row of K elements (block types: K / block * block bytes; K must be a multiple of the block).
+inline size_t dtype_row_bytes(DType t, int64_t K) {
+  switch (t) {
+    case DType::Q8_0: return size_t(K / 32) * 34;
+    case DType::Q4_0: return size_t(K / 32) * 18;
+    case DType::Q4_K: return size_t(K / 256) * 144;
+    default: return size_t(K) * dtype_size(t);
+  }
+}
 inline const char* dtype_name(DType t) {
   switch (t) {
     case DType::F32: return "f32"; case DType::F16: return "f16"; case DType::BF16: return "bf16";
     case DType::I32: return "i32"; case DType::I64: return "i64"; case DType::U8: return "u8";
-    case DType::I8: return "i8"; default: return "bool";
+    case DType::I8: return "i8"; case DType::Q8_0: return "q8_0"; case DType::Q4_0: return "q4_0";
+    case DType::Q4_K: return "q4_k"; default: return "bool";
   }
 }
 

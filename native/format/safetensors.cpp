@@ -1,4 +1,5 @@
 #include "format/safetensors.h"
+#include <cstring>
 #include <algorithm>
 #include <filesystem>
 #include <stdexcept>
@@ -90,7 +91,14 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : map_(std::make_uniqu
   const uint64_t data_start = 8 + n, data_size = fsize - data_start;
   const std::string* fname = &map_->path();
   for (auto& [name, t] : h.obj) {
-    if (name == "__metadata__") continue;
+    if (name == "__metadata__") {
+      if (!t.is_object()) throw std::runtime_error(path + ": corrupt safetensors header: __metadata__ is not an object");
+      for (auto& [k, v] : t.obj) {
+        if (!v.is_string()) throw std::runtime_error(path + ": corrupt safetensors header: __metadata__['" + k + "'] is not a string");
+        metadata_[k] = v.str;
+      }
+      continue;
+    }
     auto bad = [&](const std::string& why) { return std::runtime_error(path + ": tensor " + name + ": " + why); };
     if (!t.is_object()) throw bad("header entry is not an object");
     const Json* dt = t.find("dtype"); const Json* sh = t.find("shape"); const Json* off = t.find("data_offsets");
@@ -125,6 +133,24 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : map_(std::make_uniqu
     r.push_back({b, b + t.nbytes});
   }
   std::sort(r.begin(), r.end());
+  // Quantized tensors: U8 [..., rows, row_bytes] -> block dtype with the logical shape (see safetensors.h).
+  for (auto& [k, v] : metadata_) {
+    if (k.rfind(kQuantMetaPrefix, 0) != 0) continue;
+    const std::string tname = k.substr(std::strlen(kQuantMetaPrefix));
+    TensorView* tv = nullptr;
+    for (auto& t : tensors_) if (t.name == tname) tv = &t;
+    auto bad = [&](const std::string& why) { return std::runtime_error(path + ": __metadata__['" + k + "']: " + why); };
+    if (!tv) throw bad("no tensor named " + tname + " in this file");
+    DType qt;
+    if (v == "q8_0") qt = DType::Q8_0; else if (v == "q4_0") qt = DType::Q4_0; else if (v == "q4_k") qt = DType::Q4_K;
+    else throw bad("unknown quantization '" + v + "' (expected q8_0, q4_0 or q4_k)");
+    const int64_t blk = qt == DType::Q4_K ? 256 : 32, bb = int64_t(dtype_row_bytes(qt, blk));
+    if (tv->dtype != DType::U8 || tv->shape.size() < 2 || tv->shape.back() % bb != 0)
+      throw bad("tensor " + tname + " must be U8 [..., rows, k*" + std::to_string(bb) + "] to hold " + v + " blocks, but is " +
+                dtype_name(tv->dtype) + " " + shape_str(tv->shape));
+    tv->dtype = qt;
+    tv->shape.back() = tv->shape.back() / bb * blk;
+  }
   for (size_t i = 1; i < r.size(); ++i)
     if (r[i].first < r[i - 1].second && r[i].second > r[i].first)
       throw std::runtime_error(path + ": corrupt safetensors header: tensor byte ranges overlap at byte " + std::to_string(r[i].first));

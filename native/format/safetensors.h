@@ -53,10 +53,19 @@ class SafeTensorsFile {
   explicit SafeTensorsFile(const std::string& path);
   const std::vector<TensorView>& tensors() const { return tensors_; }
   const std::string& path() const { return map_->path(); }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }  // __metadata__ (string values)
+  const MappedFile& map() const { return *map_; }
  private:
   std::unique_ptr<MappedFile> map_;
   std::vector<TensorView> tensors_;
+  std::map<std::string, std::string> metadata_;
 };
+
+// Block-quantized tensors (written by `moe-studio quantize`, native/quant/writer.h) are U8 tensors of shape
+// [..., rows, row_bytes] holding GGUF blocks row by row; the file's __metadata__ marks each one with
+//   "quant.<tensor name>": "q8_0" | "q4_0" | "q4_k"
+// and the store presents it with that dtype and its logical shape [..., rows, row_bytes / block_bytes * block].
+constexpr const char* kQuantMetaPrefix = "quant.";
 
 // All tensors of a checkpoint folder: model.safetensors, or the shards listed in model.safetensors.index.json,
 // or (fallback) every *.safetensors in the folder.

@@ -7,6 +7,7 @@
 #include "format/json.h"
 #include "model/ops.h"
 #include "model/rope.h"
+#include "quant/quant.h"
 
 namespace moe {
 
@@ -27,8 +28,8 @@ struct Binder {
   void check_shape(const TensorView& t, const std::vector<int64_t>& want) const {
     if (t.shape != want)
       throw std::runtime_error(t.name + " has shape " + shape_str(t.shape) + ", expected " + shape_str(want) + " (in " + *t.file + ")");
-    if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16)
-      throw std::runtime_error(t.name + " has dtype " + dtype_name(t.dtype) + ", expected f32, f16 or bf16 (in " + *t.file + ")");
+    if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16 && !is_quant(t.dtype))
+      throw std::runtime_error(t.name + " has dtype " + dtype_name(t.dtype) + ", expected f32, f16, bf16, q8_0, q4_0 or q4_k (in " + *t.file + ")");
   }
   std::vector<float> vec(const std::string& name, int64_t n) const {
     const TensorView& t = get(name);
@@ -51,7 +52,7 @@ struct Binder {
     const TensorView& t = get(name);
     check_shape(t, {E, R, C});
     Linear l; l.dtype = t.dtype; l.out = rows; l.in = C;
-    l.w = static_cast<const uint8_t*>(t.data) + size_t((e * R + row0) * C) * dtype_size(t.dtype);
+    l.w = static_cast<const uint8_t*>(t.data) + size_t(e * R + row0) * dtype_row_bytes(t.dtype, C);
     return l;
   }
 };
@@ -153,7 +154,8 @@ void Model::bind(const std::string& dir) {
   }
   // Sizes for info(): every parameter, those a token touches, and the bulk dtype.
   std::map<DType, int64_t> by_dtype;
-  for (auto& [n, t] : store_->all()) { params_total_ += t.numel(); weight_bytes_ += int64_t(t.nbytes); by_dtype[t.dtype] += int64_t(t.nbytes); }
+  // (numel() of a quantized tensor is its logical element count, so parameter counts do not change with bits)
+  for (auto& [n, t] : store_->all()) { params_total_ += t.numel(); weight_bytes_ += int64_t(t.nbytes); by_dtype[t.dtype] += t.numel(); }
   params_active_ = params_total_;
   for (auto& ls : S.layers)
     if (ls.moe) params_active_ -= int64_t(ls.num_experts - ls.top_k) * 3 * ls.expert_inter * D;

@@ -1,0 +1,341 @@
+// Fused dequantise-and-dot kernels for Q8_0 / Q4_0 / Q4_K weights (interface and math in qmatmul.h).
+//
+// Work split: like matmul(), N (weight rows) is split over the pool; within a chunk each weight row is read once
+// and dotted with every row of x (prefill reuses the row from L1; expert-grouped MoE already batches the tokens
+// of one expert into one call). In q8 mode x is quantised once per call on the calling thread into a
+// thread-local buffer that only grows (no allocation in the token loop once it has reached its size).
+#include "cpu/qmatmul.h"
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+#include "quant/quant.h"
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define MOE_QX86 1
+#else
+#define MOE_QX86 0
+#endif
+
+namespace moe {
+
+namespace {
+
+// One quantised activation block: x_i ≈ d * q_i, s = Σ q_i (for the Q4_0 offset and the Q4_K mins).
+struct BlockQ8X { float d; int32_t s; int8_t q[32]; };
+
+void quantize_act_row(const float* x, BlockQ8X* out, int64_t K) {
+  for (int64_t b = 0; b < K / 32; ++b) {
+    const float* xb = x + b * 32;
+    float amax = 0;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    int32_t s = 0;
+    for (int i = 0; i < 32; ++i) { int v = int(std::lrintf(xb[i] * id)); out[b].q[i] = int8_t(v); s += v; }
+    out[b].d = d; out[b].s = s;
+  }
+}
+
+// ---- portable, f32 activations: widen a block, dot with x ----
+float dot_f32_portable(DType t, const uint8_t* w, const float* x, int64_t K) {
+  float acc = 0;
+  if (t == DType::Q8_0) {
+    for (int64_t b = 0; b < K / 32; ++b) {
+      const BlockQ8_0& B = reinterpret_cast<const BlockQ8_0*>(w)[b];
+      float s = 0; const float* xb = x + b * 32;
+      for (int i = 0; i < 32; ++i) s += float(B.qs[i]) * xb[i];
+      acc += f16_to_f32(B.d) * s;
+    }
+  } else if (t == DType::Q4_0) {
+    for (int64_t b = 0; b < K / 32; ++b) {
+      const BlockQ4_0& B = reinterpret_cast<const BlockQ4_0*>(w)[b];
+      float s = 0; const float* xb = x + b * 32;
+      for (int i = 0; i < 16; ++i) s += float((B.qs[i] & 15) - 8) * xb[i] + float((B.qs[i] >> 4) - 8) * xb[i + 16];
+      acc += f16_to_f32(B.d) * s;
+    }
+  } else {
+    for (int64_t b = 0; b < K / 256; ++b) {
+      const BlockQ4_K& B = reinterpret_cast<const BlockQ4_K*>(w)[b];
+      const float d = f16_to_f32(B.d), dmin = f16_to_f32(B.dmin);
+      const float* xb = x + b * 256;
+      for (int g = 0; g < 4; ++g) {
+        uint8_t sc0, m0, sc1, m1;
+        q4k_scale_min(2 * g, B.scales, sc0, m0); q4k_scale_min(2 * g + 1, B.scales, sc1, m1);
+        float s0 = 0, s1 = 0, x0 = 0, x1 = 0;
+        const uint8_t* q = B.qs + 32 * g; const float* xa = xb + 64 * g; const float* xc = xa + 32;
+        for (int l = 0; l < 32; ++l) { s0 += float(q[l] & 15) * xa[l]; x0 += xa[l]; s1 += float(q[l] >> 4) * xc[l]; x1 += xc[l]; }
+        acc += d * float(sc0) * s0 - dmin * float(m0) * x0 + d * float(sc1) * s1 - dmin * float(m1) * x1;
+      }
+    }
+  }
+  return acc;
+}
+
+// ---- portable, q8 activations: integer dot per block ----
+float dot_q8_portable(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t K) {
+  float acc = 0;
+  if (t == DType::Q8_0) {
+    for (int64_t b = 0; b < K / 32; ++b) {
+      const BlockQ8_0& B = reinterpret_cast<const BlockQ8_0*>(w)[b];
+      int32_t s = 0;
+      for (int i = 0; i < 32; ++i) s += int32_t(B.qs[i]) * xq[b].q[i];
+      acc += f16_to_f32(B.d) * xq[b].d * float(s);
+    }
+  } else if (t == DType::Q4_0) {
+    for (int64_t b = 0; b < K / 32; ++b) {
+      const BlockQ4_0& B = reinterpret_cast<const BlockQ4_0*>(w)[b];
+      int32_t s = 0;
+      for (int i = 0; i < 16; ++i) s += int32_t(B.qs[i] & 15) * xq[b].q[i] + int32_t(B.qs[i] >> 4) * xq[b].q[i + 16];
+      acc += f16_to_f32(B.d) * xq[b].d * float(s - 8 * xq[b].s);
+    }
+  } else {
+    for (int64_t b = 0; b < K / 256; ++b) {
+      const BlockQ4_K& B = reinterpret_cast<const BlockQ4_K*>(w)[b];
+      const float d = f16_to_f32(B.d), dmin = f16_to_f32(B.dmin);
+      const BlockQ8X* xb = xq + b * 8;
+      for (int g = 0; g < 4; ++g) {
+        uint8_t sc0, m0, sc1, m1;
+        q4k_scale_min(2 * g, B.scales, sc0, m0); q4k_scale_min(2 * g + 1, B.scales, sc1, m1);
+        int32_t s0 = 0, s1 = 0;
+        const uint8_t* q = B.qs + 32 * g;
+        for (int l = 0; l < 32; ++l) { s0 += int32_t(q[l] & 15) * xb[2 * g].q[l]; s1 += int32_t(q[l] >> 4) * xb[2 * g + 1].q[l]; }
+        acc += xb[2 * g].d * (d * float(sc0) * float(s0) - dmin * float(m0) * float(xb[2 * g].s)) +
+               xb[2 * g + 1].d * (d * float(sc1) * float(s1) - dmin * float(m1) * float(xb[2 * g + 1].s));
+      }
+    }
+  }
+  return acc;
+}
+
+#if MOE_QX86
+#define MOE_QAVX2 __attribute__((target("avx2,fma,f16c")))
+
+MOE_QAVX2 inline float hsum8q(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+// 32 nibbles of a 16-byte Q4_0 payload as bytes 0..15 (low nibbles = weights 0..15, then high = 16..31).
+MOE_QAVX2 inline __m256i unpack_q4_0(const uint8_t* qs) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i m = _mm_set1_epi8(15);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
+}
+// Σ u_i * s_i over 32 bytes (u unsigned <= 255 paired sums fit in i16 for our ranges) as 8 int32 lanes.
+MOE_QAVX2 inline __m256i dot_u8i8(__m256i u, __m256i s) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+MOE_QAVX2 inline __m256 widen8(const int8_t* p) {  // 8 int8 -> 8 floats
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+MOE_QAVX2 inline __m256 widen8u(__m128i v8) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v8)); }
+
+MOE_QAVX2 float dot_q8_avx2(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t K) {
+  __m256 acc = _mm256_setzero_ps();
+  float corr = 0;  // scalar terms (Q4_0 offset, Q4_K mins)
+  if (t == DType::Q8_0) {
+    const BlockQ8_0* B = reinterpret_cast<const BlockQ8_0*>(w);
+    for (int64_t b = 0; b < K / 32; ++b) {
+      const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B[b].qs));
+      const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].q));
+      // signed x signed via |w| (unsigned) times x carrying w's sign
+      const __m256i p = dot_u8i8(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_to_f32(B[b].d) * xq[b].d), acc);
+    }
+  } else if (t == DType::Q4_0) {
+    const BlockQ4_0* B = reinterpret_cast<const BlockQ4_0*>(w);
+    for (int64_t b = 0; b < K / 32; ++b) {
+      const float dd = f16_to_f32(B[b].d) * xq[b].d;
+      const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].q));
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8i8(unpack_q4_0(B[b].qs), qx)), _mm256_set1_ps(dd), acc);
+      corr -= 8.0f * dd * float(xq[b].s);
+    }
+  } else {
+    const BlockQ4_K* B = reinterpret_cast<const BlockQ4_K*>(w);
+    const __m256i m4 = _mm256_set1_epi8(15);
+    for (int64_t b = 0; b < K / 256; ++b) {
+      const float d = f16_to_f32(B[b].d), dmin = f16_to_f32(B[b].dmin);
+      const BlockQ8X* xb = xq + b * 8;
+      for (int g = 0; g < 4; ++g) {
+        uint8_t sc0, m0, sc1, m1;
+        q4k_scale_min(2 * g, B[b].scales, sc0, m0); q4k_scale_min(2 * g + 1, B[b].scales, sc1, m1);
+        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B[b].qs + 32 * g));
+        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        const __m256i p0 = dot_u8i8(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[2 * g].q)));
+        const __m256i p1 = dot_u8i8(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[2 * g + 1].q)));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d * float(sc0) * xb[2 * g].d), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d * float(sc1) * xb[2 * g + 1].d), acc);
+        corr -= dmin * (float(m0) * xb[2 * g].d * float(xb[2 * g].s) + float(m1) * xb[2 * g + 1].d * float(xb[2 * g + 1].s));
+      }
+    }
+  }
+  return hsum8q(acc) + corr;
+}
+
+MOE_QAVX2 float dot_f32_avx2(DType t, const uint8_t* w, const float* x, int64_t K) {
+  __m256 acc = _mm256_setzero_ps();
+  float corr = 0;
+  if (t == DType::Q8_0) {
+    const BlockQ8_0* B = reinterpret_cast<const BlockQ8_0*>(w);
+    for (int64_t b = 0; b < K / 32; ++b) {
+      const float* xb = x + b * 32;
+      __m256 s = _mm256_mul_ps(widen8(B[b].qs), _mm256_loadu_ps(xb));
+      s = _mm256_fmadd_ps(widen8(B[b].qs + 8), _mm256_loadu_ps(xb + 8), s);
+      s = _mm256_fmadd_ps(widen8(B[b].qs + 16), _mm256_loadu_ps(xb + 16), s);
+      s = _mm256_fmadd_ps(widen8(B[b].qs + 24), _mm256_loadu_ps(xb + 24), s);
+      acc = _mm256_fmadd_ps(s, _mm256_set1_ps(f16_to_f32(B[b].d)), acc);
+    }
+  } else if (t == DType::Q4_0) {
+    const BlockQ4_0* B = reinterpret_cast<const BlockQ4_0*>(w);
+    const __m128i m4 = _mm_set1_epi8(15);
+    const __m256 eight = _mm256_set1_ps(8.0f);
+    for (int64_t b = 0; b < K / 32; ++b) {
+      const float* xb = x + b * 32;
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(B[b].qs));
+      const __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+      __m256 s = _mm256_mul_ps(_mm256_sub_ps(widen8u(lo), eight), _mm256_loadu_ps(xb));
+      s = _mm256_fmadd_ps(_mm256_sub_ps(widen8u(_mm_srli_si128(lo, 8)), eight), _mm256_loadu_ps(xb + 8), s);
+      s = _mm256_fmadd_ps(_mm256_sub_ps(widen8u(hi), eight), _mm256_loadu_ps(xb + 16), s);
+      s = _mm256_fmadd_ps(_mm256_sub_ps(widen8u(_mm_srli_si128(hi, 8)), eight), _mm256_loadu_ps(xb + 24), s);
+      acc = _mm256_fmadd_ps(s, _mm256_set1_ps(f16_to_f32(B[b].d)), acc);
+    }
+  } else {
+    const BlockQ4_K* B = reinterpret_cast<const BlockQ4_K*>(w);
+    const __m128i m4 = _mm_set1_epi8(15);
+    for (int64_t b = 0; b < K / 256; ++b) {
+      const float d = f16_to_f32(B[b].d), dmin = f16_to_f32(B[b].dmin);
+      const float* xb = x + b * 256;
+      for (int g = 0; g < 4; ++g) {
+        uint8_t sc0, m0, sc1, m1;
+        q4k_scale_min(2 * g, B[b].scales, sc0, m0); q4k_scale_min(2 * g + 1, B[b].scales, sc1, m1);
+        const float* xa = xb + 64 * g; const float* xc = xa + 32;
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, xs0 = s0, xs1 = s0;
+        for (int h = 0; h < 2; ++h) {
+          const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(B[b].qs + 32 * g + 16 * h));
+          const __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+          const __m256 a0 = _mm256_loadu_ps(xa + 16 * h), a1 = _mm256_loadu_ps(xa + 16 * h + 8);
+          const __m256 c0 = _mm256_loadu_ps(xc + 16 * h), c1 = _mm256_loadu_ps(xc + 16 * h + 8);
+          s0 = _mm256_fmadd_ps(widen8u(lo), a0, s0); s0 = _mm256_fmadd_ps(widen8u(_mm_srli_si128(lo, 8)), a1, s0);
+          s1 = _mm256_fmadd_ps(widen8u(hi), c0, s1); s1 = _mm256_fmadd_ps(widen8u(_mm_srli_si128(hi, 8)), c1, s1);
+          xs0 = _mm256_add_ps(xs0, _mm256_add_ps(a0, a1)); xs1 = _mm256_add_ps(xs1, _mm256_add_ps(c0, c1));
+        }
+        acc = _mm256_fmadd_ps(s0, _mm256_set1_ps(d * float(sc0)), acc);
+        acc = _mm256_fmadd_ps(s1, _mm256_set1_ps(d * float(sc1)), acc);
+        acc = _mm256_fnmadd_ps(xs0, _mm256_set1_ps(dmin * float(m0)), acc);
+        acc = _mm256_fnmadd_ps(xs1, _mm256_set1_ps(dmin * float(m1)), acc);
+      }
+    }
+  }
+  return hsum8q(acc) + corr;
+}
+#endif
+
+struct QKernels {
+  const char* name;
+  float (*dot_q8)(DType, const uint8_t*, const BlockQ8X*, int64_t);
+  float (*dot_f32)(DType, const uint8_t*, const float*, int64_t);
+};
+const QKernels kQPortable{"portable", dot_q8_portable, dot_f32_portable};
+#if MOE_QX86
+const QKernels kQAvx2{"avx2", dot_q8_avx2, dot_f32_avx2};
+#endif
+
+const QKernels* best_qkernels() {
+#if MOE_QX86
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  const char* env = std::getenv("MOE_SIMD");
+  if (avx2 && !(env && std::strncmp(env, "portable", std::strlen(env)) == 0 && *env)) return &kQAvx2;
+#endif
+  return &kQPortable;
+}
+
+std::atomic<const QKernels*> g_qk{nullptr};
+const QKernels& QK() {
+  const QKernels* k = g_qk.load(std::memory_order_acquire);
+  if (!k) { k = best_qkernels(); g_qk.store(k, std::memory_order_release); }
+  return *k;
+}
+
+bool default_q8() {
+  const char* env = std::getenv("MOE_QUANT_ACT");
+  return !(env && std::strcmp(env, "f32") == 0);
+}
+std::atomic<int> g_q8{-1};
+bool use_q8() {
+  int v = g_q8.load(std::memory_order_relaxed);
+  if (v < 0) { v = default_q8() ? 1 : 0; g_q8.store(v); }
+  return v == 1;
+}
+
+thread_local std::vector<BlockQ8X> t_xq;
+
+void check_args(DType t, int64_t K) {
+  if (!is_quant(t)) throw std::invalid_argument(std::string("qmatmul: ") + dtype_name(t) + " is not a block-quantized type");
+  if (K % qblock_size(t) != 0)
+    throw std::invalid_argument(std::string("qmatmul: row length ") + std::to_string(K) + " is not a multiple of the " +
+                                dtype_name(t) + " block of " + std::to_string(qblock_size(t)));
+}
+
+}  // namespace
+
+bool qmatmul_use_q8(bool on) { bool prev = use_q8(); g_q8.store(on ? 1 : 0); return prev; }
+bool qmatmul_q8() { return use_q8(); }
+bool qmatmul_force_portable(bool on) {
+  bool prev = &QK() == &kQPortable;
+  g_qk.store(on ? &kQPortable : best_qkernels(), std::memory_order_release);
+  return prev;
+}
+
+void qmatmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType t, int64_t M, int64_t N,
+                 int64_t K, bool accumulate) {
+  check_args(t, K);
+  const size_t rb = dtype_row_bytes(t, K);
+  std::vector<float> row(static_cast<size_t>(K));
+  for (int64_t n = 0; n < N; ++n) {
+    dequantize_row(t, static_cast<const uint8_t*>(W) + size_t(n) * rb, row.data(), K);
+    for (int64_t m = 0; m < M; ++m) {
+      double s = 0;
+      for (int64_t k = 0; k < K; ++k) s += double(x[m * ldx + k]) * row[size_t(k)];
+      y[m * ldy + n] = accumulate ? float(y[m * ldy + n] + s) : float(s);
+    }
+  }
+}
+
+void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType t, int64_t M,
+             int64_t N, int64_t K, bool accumulate) {
+  check_args(t, K);
+  if (M <= 0 || N <= 0) return;
+  const QKernels& kr = QK();
+  const size_t rb = dtype_row_bytes(t, K);
+  const uint8_t* Wb = static_cast<const uint8_t*>(W);
+  const bool q8 = use_q8();
+  const int64_t nbx = K / 32;  // activation blocks per row
+  const BlockQ8X* xq = nullptr;
+  if (q8) {
+    if (t_xq.size() < size_t(M * nbx)) t_xq.resize(size_t(M * nbx));
+    for (int64_t m = 0; m < M; ++m) quantize_act_row(x + m * ldx, t_xq.data() + m * nbx, K);
+    xq = t_xq.data();
+  }
+  auto rows = [&](int64_t n0, int64_t n1, int) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const uint8_t* wr = Wb + size_t(n) * rb;
+      for (int64_t m = 0; m < M; ++m) {
+        const float s = q8 ? kr.dot_q8(t, wr, xq + m * nbx, K) : kr.dot_f32(t, wr, x + m * ldx, K);
+        float& o = y[m * ldy + n];
+        o = accumulate ? o + s : s;
+      }
+    }
+  };
+  // ~64K weights per chunk dwarfs the cost of waking a worker (as in matmul()).
+  const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, M * K));
+  if (!pool || pool->size() <= 1 || N * M * K < 2 * 65536) rows(0, N, 0);
+  else pool->run(N, grain, [&](int64_t a, int64_t b, int t) { rows(a, b, t); });
+}
+
+}  // namespace moe

@@ -1,0 +1,112 @@
+// Fused quantized kernels (cpu/qmatmul.cpp) against the reference (dequantise, then a double-precision dot).
+//   f32 activations: only summation order differs from the reference -> relative error ~1e-6; bound 1e-4 of
+//     the row's |x|·|w| scale (sum of |x_k w_k|), which no layout or indexing bug stays under.
+//   q8 activations: x is rounded to int8 per 32 (relative step 1/127 of the block's absmax, uniform error
+//     ±0.5 step): the error of a K-long dot is ~ sqrt(K) * 0.5/127/sqrt(3) * rms(x) * rms(w); bounded by 1e-2 of
+//     the |x|·|w| scale (measured ~1e-3).
+// Every path (portable, AVX2 when the CPU has it), decode (M = 1) and prefill (M = 5), threaded and not.
+#include <cmath>
+#include <vector>
+#include "cpu/matmul.h"
+#include "cpu/qmatmul.h"
+#include "quant/quant.h"
+#include "tests/test.h"
+#include "tests/test_format_util.h"
+
+using namespace moe;
+
+namespace {
+struct Case { DType t; int64_t N, K; };
+
+double max_rel(const std::vector<float>& a, const std::vector<float>& b, const std::vector<double>& scale) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(double(a[i]) - b[i]) / scale[i]);
+  return m;
+}
+
+void check_case(const Case& c, int64_t M, bool q8, bool portable, ThreadPool& pool) {
+  const auto w = moe_test::randn(size_t(c.N * c.K), uint32_t(c.N + c.K), 0.05f);
+  const auto x = moe_test::randn(size_t(M * c.K), uint32_t(M + 3), 1.0f);
+  std::vector<uint8_t> q(qbytes(c.t, c.N * c.K));
+  quantize_tensor(c.t, w.data(), q.data(), c.N * c.K);
+  std::vector<float> deq(size_t(c.N * c.K));
+  dequantize_tensor(c.t, q.data(), deq.data(), c.N * c.K);
+  std::vector<float> ref(size_t(M * c.N)), got(size_t(M * c.N), 1.0f), got_st(size_t(M * c.N));
+  matmul_ref(ref.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K);
+  std::vector<double> scale(ref.size());
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < c.N; ++n) {
+      double s = 0;
+      for (int64_t k = 0; k < c.K; ++k) s += std::fabs(double(x[size_t(m * c.K + k)]) * deq[size_t(n * c.K + k)]);
+      scale[size_t(m * c.N + n)] = s;
+    }
+  const bool prev_q8 = qmatmul_use_q8(q8);
+  const bool prev_p = qmatmul_force_portable(portable);
+  matmul(pool, got.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K);
+  matmul_st(got_st.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K);
+  // accumulate: y += ...
+  std::vector<float> acc(ref.size(), 2.0f);
+  matmul(pool, acc.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, true);
+  qmatmul_force_portable(prev_p);
+  qmatmul_use_q8(prev_q8);
+  const double tol = q8 ? 1e-2 : 1e-4;
+  const double e = max_rel(got, ref, scale), e_st = max_rel(got_st, ref, scale);
+  if (!(e <= tol) || !(e_st <= tol))
+    std::fprintf(stderr, "    %s N=%lld K=%lld M=%lld q8=%d portable=%d: rel err %.3g / %.3g\n", dtype_name(c.t),
+                 (long long)c.N, (long long)c.K, (long long)M, int(q8), int(portable), e, e_st);
+  CHECK(e <= tol);
+  CHECK(e_st <= tol);
+  for (size_t i = 0; i < acc.size(); ++i) CHECK_NEAR(acc[i] - 2.0f, got[i], 1e-5 * scale[i] + 1e-6);
+}
+}  // namespace
+
+TEST(qmatmul_matches_reference_all_paths) {
+  ThreadPool pool(2);
+  const Case cases[] = {{DType::Q8_0, 37, 96}, {DType::Q4_0, 64, 160}, {DType::Q4_K, 19, 512}, {DType::Q8_0, 300, 1024},
+                        {DType::Q4_K, 260, 1024}};
+  for (const Case& c : cases)
+    for (int64_t M : {1, 5})
+      for (bool q8 : {false, true})
+        for (bool portable : {true, false}) check_case(c, M, q8, portable, pool);
+}
+
+// The int8 activation path is an integer dot: portable and AVX2 agree to float rounding of the per-block scaling.
+TEST(qmatmul_q8_portable_equals_simd) {
+  const int64_t N = 8, K = 512;
+  const auto w = moe_test::randn(size_t(N * K), 3, 0.05f);
+  const auto x = moe_test::randn(size_t(K), 4, 1.0f);
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
+    std::vector<uint8_t> q(qbytes(t, N * K));
+    quantize_tensor(t, w.data(), q.data(), N * K);
+    std::vector<float> a(static_cast<size_t>(N)), b(static_cast<size_t>(N));
+    const bool p8 = qmatmul_use_q8(true);
+    bool pp = qmatmul_force_portable(true);
+    matmul_st(a.data(), N, x.data(), K, q.data(), t, 1, N, K);
+    qmatmul_force_portable(false);
+    matmul_st(b.data(), N, x.data(), K, q.data(), t, 1, N, K);
+    qmatmul_force_portable(pp);
+    qmatmul_use_q8(p8);
+    for (int64_t n = 0; n < N; ++n) CHECK_NEAR(a[size_t(n)], b[size_t(n)], 1e-5 * (std::fabs(a[size_t(n)]) + 1));
+  }
+}
+
+TEST(qmatmul_rejects_bad_rows) {
+  std::vector<float> x(48), y(1);
+  std::vector<uint8_t> w(64);
+  CHECK_THROWS(qmatmul(nullptr, y.data(), 1, x.data(), 48, w.data(), DType::Q8_0, 1, 1, 48, false), "row length 48 is not a multiple of the q8_0 block of 32");
+  CHECK_THROWS(qmatmul(nullptr, y.data(), 1, x.data(), 48, w.data(), DType::BF16, 1, 1, 48, false), "bf16 is not a block-quantized type");
+}
+
+// row_to_f32 on a quantized embedding table is the reference dequantisation of that row.
+TEST(qmatmul_embedding_row) {
+  const int64_t V = 6, D = 256;
+  const auto w = moe_test::randn(size_t(V * D), 9, 0.1f);
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
+    std::vector<uint8_t> q(qbytes(t, V * D));
+    quantize_tensor(t, w.data(), q.data(), V * D);
+    std::vector<float> all(static_cast<size_t>(V * D)), row(static_cast<size_t>(D));
+    dequantize_tensor(t, q.data(), all.data(), V * D);
+    row_to_f32(row.data(), q.data(), t, 4, D);
+    for (int64_t k = 0; k < D; ++k) CHECK(row[size_t(k)] == all[size_t(4 * D + k)]);
+  }
+}
