@@ -3,7 +3,7 @@
 // Q8_0 / Q4_0 / Q4_K bytes come from the engine (addon.quantizeTensor: the same block formats our engine runs, with
 // its error-minimising scale search). Q5_0 is only a fallback for Q4_K rows that are not a multiple of 256 (what
 // llama.cpp's quantizer does); the engine does not run it, so its plain reference encoder lives here.
-import { loadAddon } from "../engine/addon.js";
+import { loadAddon, type NativeAddon, type QuantType } from "../engine/addon.js";
 import { GGMLType, GGML_BLOCK } from "./format.js";
 import { f32ToF16, f32ToF16Bits } from "./half.js";
 
@@ -54,20 +54,16 @@ export function fileType(target: ExportType): number {
   return { f16: 1, q8_0: 7, q4_0: 2, q4_k: 14 }[target];
 }
 
-interface QuantAddon {
-  quantizeTensor(data: Float32Array, type: "q8_0" | "q4_0" | "q4_k"): Uint8Array;
-  dequantizeTensor(bytes: Uint8Array, type: "q8_0" | "q4_0" | "q4_k", count: number): Float32Array;
-}
-
-export function quantAddon(): QuantAddon {
-  const a = loadAddon() as unknown as Partial<QuantAddon>;
+/** The engine's block quantizer; a clear error when the built addon predates it. */
+export function quantAddon(): NativeAddon {
+  const a = loadAddon();
   if (typeof a.quantizeTensor !== "function" || typeof a.dequantizeTensor !== "function") {
     throw new Error("this build of the engine has no quantizeTensor/dequantizeTensor: rebuild it (npm run build:native)");
   }
-  return a as QuantAddon;
+  return a;
 }
 
-const ENGINE_NAME: Partial<Record<GGMLType, "q8_0" | "q4_0" | "q4_k">> = {
+const ENGINE_NAME: Partial<Record<GGMLType, QuantType>> = {
   [GGMLType.Q8_0]: "q8_0",
   [GGMLType.Q4_0]: "q4_0",
   [GGMLType.Q4_K]: "q4_k",

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadAddon } from "../../electron/engine/addon.js";
+import { loadAddon, type QuantType } from "../../electron/engine/addon.js";
 import { exportGguf } from "../../electron/gguf/export.js";
 import { GGMLType, GGML_TYPE_NAME, GGUFValueType, parseHeader, tensorBytes, type ParsedGGUF } from "../../electron/gguf/format.js";
 import { f16ToF32, f32ToF16 } from "../../electron/gguf/half.js";
@@ -88,8 +88,7 @@ function dequant(bytes: Uint8Array, type: GGMLType, count: number): Float32Array
     case GGMLType.Q5_0:
       return dequantQ5_0(bytes, count);
     default: {
-      const addon = loadAddon() as unknown as { dequantizeTensor(b: Uint8Array, t: string, n: number): Float32Array };
-      return addon.dequantizeTensor(bytes, GGML_TYPE_NAME[type].toLowerCase(), count);
+      return loadAddon().dequantizeTensor(bytes, GGML_TYPE_NAME[type].toLowerCase() as QuantType, count);
     }
   }
 }
