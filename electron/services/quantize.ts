@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { RpcError, type QuantizeJob } from "../contract.js";
+import { TextTokenizer } from "../text/tokenizer.js";
 import type { Emit } from "./models.js";
 
 /** The `moe-studio` launcher next to this module (source tree or out/). */
@@ -26,6 +27,56 @@ export function modelBytes(path: string): number {
   return readdirSync(path)
     .filter((f) => f.endsWith(".safetensors"))
     .reduce((a, f) => a + statSync(join(path, f)).size, 0);
+}
+
+/** The fixed token stream accuracy is measured on (English and Chinese, like the app's users). */
+export const ACCURACY_TEXT =
+  "The quick brown fox jumps over the lazy dog. Mixture-of-Experts models route each token to a few experts. " +
+  "量化把权重从十六位压缩到八位或四位，模型变小，速度变快。";
+const ACCURACY_TOKENS = 32;
+
+/** Mean KL(p ‖ q) of the next-token distributions (softmax of each logits row) and the top-1 agreement. */
+export function compareLogits(p: number[][], q: number[][]): { kl: number; top1: number } {
+  if (p.length !== q.length || p.length === 0) throw new Error(`logits rows differ: ${p.length} vs ${q.length}`);
+  let kl = 0;
+  let agree = 0;
+  for (let i = 0; i < p.length; i++) {
+    const a = p[i];
+    const b = q[i];
+    if (a.length !== b.length) throw new Error(`vocabulary sizes differ: ${a.length} vs ${b.length}`);
+    // log-softmax with the max subtracted; KL = Σ p (log p - log q)
+    const lse = (x: number[]) => {
+      let m = -Infinity;
+      for (const v of x) if (v > m) m = v;
+      let s = 0;
+      for (const v of x) s += Math.exp(v - m);
+      return m + Math.log(s);
+    };
+    const la = lse(a);
+    const lb = lse(b);
+    let k = 0;
+    let ia = 0;
+    let ib = 0;
+    for (let t = 0; t < a.length; t++) {
+      const lpa = a[t] - la;
+      k += Math.exp(lpa) * (lpa - (b[t] - lb));
+      if (a[t] > a[ia]) ia = t;
+      if (b[t] > b[ib]) ib = t;
+    }
+    kl += Math.max(0, k);
+    if (ia === ib) agree++;
+  }
+  return { kl: kl / p.length, top1: agree / p.length };
+}
+
+/** "decode: 16 tokens in … = 53.10 tok/s" etc. from `moe-studio bench`. */
+export function parseBench(out: string): { prefill: number | null; decode: number | null; peakBytes: number | null } {
+  const num = (re: RegExp) => {
+    const m = re.exec(out);
+    return m ? Number(m[1]) : null;
+  };
+  const mib = num(/peak RSS: ([\d.]+) MiB/);
+  return { prefill: num(/prefill: .* = ([\d.]+) tok\/s/), decode: num(/decode: .* = ([\d.]+) tok\/s/), peakBytes: mib === null ? null : mib * 1024 * 1024 };
 }
 
 interface Running {
@@ -133,15 +184,37 @@ export class QuantizeService {
         await this.command(r, ["quantize", "--model", job.sourceDir, "--bits", bits, "--format", job.format, "--out", job.output], onProgress);
       }
       this.update(r, { progress: 1, state: "comparing" });
-      const source = { path: job.sourceDir, fileBytes: modelBytes(job.sourceDir), memoryBytes: null, prefillTokensPerSecond: null, decodeTokensPerSecond: null };
-      const quantized = { path: job.output, fileBytes: modelBytes(job.output), memoryBytes: null, prefillTokensPerSecond: null, decodeTokensPerSecond: null };
       const notes = [...r.job.notes];
-      if (job.target === "gguf") notes.push("GGUF files run in llama.cpp, Ollama, LM Studio and Jan; MoE Studio's engine runs quantized model folders, so only the sizes are compared here.");
-      this.update(r, { state: "done", notes, result: { source, quantized, klDivergence: null, top1Agreement: null, seconds: (performance.now() - t0) / 1000 } });
+      if (job.target === "gguf") {
+        const side = (path: string) => ({ path, fileBytes: modelBytes(path), memoryBytes: null, prefillTokensPerSecond: null, decodeTokensPerSecond: null });
+        notes.push("GGUF files run in llama.cpp, Ollama, LM Studio and Jan; MoE Studio's engine runs quantized model folders, so only the sizes are compared here.");
+        this.update(r, { state: "done", notes, result: { source: side(job.sourceDir), quantized: side(job.output), klDivergence: null, top1Agreement: null, seconds: (performance.now() - t0) / 1000 } });
+      } else {
+        const c = await this.compare(r, job.sourceDir, job.output);
+        this.update(r, { state: "done", notes, result: { ...c, seconds: (performance.now() - t0) / 1000 } });
+      }
     } catch (e) {
       if (r.cancelled) this.update(r, { state: "cancelled", message: null });
       else this.update(r, { state: "error", message: e instanceof Error ? e.message : String(e) });
     }
+  }
+
+  /**
+   * Both models measured the same way, each in its own process (so memory is that model's): `moe-studio bench`
+   * (32 prompt tokens, 16 generated: prefill/decode tokens/s and peak RSS) and `moe-studio logits` on the fixed
+   * token stream for KL and top-1.
+   */
+  async compare(r: Running, src: string, out: string) {
+    const ids = TextTokenizer.fromFolder(src).encode(ACCURACY_TEXT, { addSpecialTokens: false }).slice(0, ACCURACY_TOKENS);
+    const measure = async (dir: string) => {
+      const b = parseBench(await this.command(r, ["bench", "--model", dir, "--prompt-tokens", "32", "--gen-tokens", "16"]));
+      const logits = (JSON.parse(await this.command(r, ["logits", "--model", dir, "--ids", ids.join(",")])) as { logits: number[][] }).logits;
+      return { side: { path: dir, fileBytes: modelBytes(dir), memoryBytes: b.peakBytes, prefillTokensPerSecond: b.prefill, decodeTokensPerSecond: b.decode }, logits };
+    };
+    const a = await measure(src);
+    const b = await measure(out);
+    const { kl, top1 } = compareLogits(a.logits, b.logits);
+    return { source: a.side, quantized: b.side, klDivergence: kl, top1Agreement: top1 };
   }
 
   dispose() {
