@@ -7,7 +7,8 @@ import { dirname, resolve } from "node:path";
 import { readModelFolder } from "../engine/model-folder.js";
 import { planExport, permuteRows, type PlannedTensor } from "./arch.js";
 import { GGMLType, GGML_BLOCK, GGML_TYPE_NAME, GGUFStreamWriter } from "./format.js";
-import { encodeRows, quantAddon, type ExportType, EXPORT_TYPES } from "./quant.js";
+import { QuantPool } from "./quant-pool.js";
+import { encodeRows, engineQuantType, quantAddon, type ExportType, EXPORT_TYPES } from "./quant.js";
 import { SafetensorsFolder } from "./safetensors.js";
 
 export interface ExportProgress {
@@ -24,6 +25,8 @@ export interface ExportOptions {
   force?: boolean;
   onProgress?: (p: ExportProgress) => void;
   signal?: AbortSignal;
+  /** Quantizer threads (default: every core). */
+  threads?: number;
 }
 
 export interface ExportResult {
@@ -57,6 +60,7 @@ export async function exportGguf(modelDir: string, outPath: string, opts: Export
   const folder = readModelFolder(modelDir);
   const st = new SafetensorsFolder(modelDir);
   let writer: GGUFStreamWriter | null = null;
+  let pool: QuantPool | null = null;
   try {
     const plan = planExport(modelDir, folder.config, st, opts.type);
     const notes = [...plan.notes];
@@ -71,7 +75,10 @@ export async function exportGguf(modelDir: string, outPath: string, opts: Export
           [...byType].map(([k, v]) => `${v} to ${k}`).join(", ") + ` (e.g. ${fell[0].name}, row length ${fell[0].ne[0]})`,
       );
     }
-    if (plan.tensors.some((t) => t.type === GGMLType.Q8_0 || t.type === GGMLType.Q4_0 || t.type === GGMLType.Q4_K)) quantAddon();
+    if (plan.tensors.some((t) => engineQuantType(t.type))) {
+      quantAddon();
+      pool = new QuantPool(opts.threads);
+    }
 
     writer = new GGUFStreamWriter(out, plan.kvs, plan.tensors.map((t) => ({ name: t.name, ne: t.ne, type: t.type })));
     const total = writer.totalBytes;
@@ -79,7 +86,7 @@ export async function exportGguf(modelDir: string, outPath: string, opts: Export
       const t = plan.tensors[i];
       if (opts.signal?.aborted) throw new ExportCancelled();
       opts.onProgress?.({ done: writer.bytesWritten, total, tensor: t.name, index: i, count: plan.tensors.length });
-      writeTensor(writer, st, t);
+      await writeTensor(writer, st, t, pool);
       // let cancel requests and progress listeners run between tensors
       await new Promise((r) => setImmediate(r));
     }
@@ -105,11 +112,15 @@ export async function exportGguf(modelDir: string, outPath: string, opts: Export
     throw e;
   } finally {
     st.close();
+    await pool?.close();
   }
 }
 
-/** One tensor: each source (expert) in turn, a chunk of whole rows (whole heads when permuting) at a time. */
-function writeTensor(w: GGUFStreamWriter, st: SafetensorsFolder, t: PlannedTensor) {
+/**
+ * One tensor: each source (expert) in turn, a chunk of whole rows (whole heads when permuting) at a time; the
+ * engine's block types are quantized on all cores (QuantPool), the rest converted here.
+ */
+async function writeTensor(w: GGUFStreamWriter, st: SafetensorsFolder, t: PlannedTensor, pool: QuantPool | null) {
   if (t.data) {
     w.append(encodeRows(t.data, t.type));
     return;
@@ -126,7 +137,8 @@ function writeTensor(w: GGUFStreamWriter, st: SafetensorsFolder, t: PlannedTenso
       const n = Math.min(step, r - r0);
       let x = st.readF32(s, r0 * c, n * c);
       if (t.permuteHeads) x = permuteRows(x, n, c, rowsPerHead);
-      w.append(encodeRows(x, t.type));
+      const q = engineQuantType(t.type);
+      w.append(q && pool ? await pool.quantize(x, n, c, q) : encodeRows(x, t.type));
     }
   }
 }

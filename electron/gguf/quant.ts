@@ -69,6 +69,11 @@ const ENGINE_NAME: Partial<Record<GGMLType, QuantType>> = {
   [GGMLType.Q4_K]: "q4_k",
 };
 
+/** The engine's name for a ggml type it quantizes (Q8_0/Q4_0/Q4_K), else null. */
+export function engineQuantType(t: GGMLType): QuantType | null {
+  return ENGINE_NAME[t] ?? null;
+}
+
 /** Encode whole rows of f32 values (x.length a multiple of the block size) as `type`'s bytes. */
 export function encodeRows(x: Float32Array, type: GGMLType): Uint8Array {
   switch (type) {

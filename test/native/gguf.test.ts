@@ -5,6 +5,7 @@
 // dequantizeTensor for Q8_0/Q4_0/Q4_K, the f16/f32 widening, a reference Q5_0 decoder below) must be bit-exact with
 // gguf's. f16 files are also checked against the safetensors source: every value equals the source rounded to
 // f16 (nearest even) after undoing llama's Q/K permutation, and stacked experts are the experts in order.
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -119,6 +120,15 @@ describe("GGUF export matches the gguf package's reading of it", () => {
       }
     });
   }
+
+  it("the CLI, which quantizes on worker threads (one piece of rows each), writes the same bytes", () => {
+    for (const [model, type] of [["llama_wide", "q4_k"], ["qwen2_moe_all", "q8_0"]] as const) {
+      const out = join(tmp, `cli-${model}.${type}.gguf`);
+      const r = spawnSync(process.execPath, [join(ROOT, "electron/bin/moe-studio.mjs"), "export-gguf", "--model", dirs[model], "--type", type, "--out", out], { encoding: "utf8" });
+      expect(r.status, r.stderr).toBe(0);
+      expect(sha(readFileSync(out))).toBe(GOLDENS.cases.find((c) => c.model === model && c.type === type)!.sha256);
+    }
+  });
 
   it("covers every export type with Q4_K, its Q5_0 fallback, Q4_0 and Q8_0 blocks actually present", () => {
     const types = new Set(GOLDENS.cases.flatMap((c) => c.tensors.map((t) => t.type)));
