@@ -20,6 +20,10 @@ Commands:
       Ctrl-C stops the reply (at the prompt it quits).
   bench --model DIR [--prompt-tokens N] [--gen-tokens N] [--threads N]
       Prefill and decode tokens/s and peak memory (default 128 prompt tokens, 64 generated).
+  quantize --model DIR --bits 8|4 [--format q8_0|q4_0|q4_k] [--embeddings keep|q8_0|q4_0|q4_k] --out DIR2 [--threads N]
+      Write a quantized copy of a model folder (GGUF block formats; --bits 4 defaults to q4_k, embeddings and
+      lm_head default to q8_0; routers, norms and biases stay float). Written to a temporary folder beside DIR2
+      and renamed when complete; Ctrl-C cancels and leaves nothing.
   export-gguf --model DIR --type f16|q8_0|q4_0|q4_k --out FILE.gguf [--force] [--json]
       Write a GGUF v3 file llama.cpp (Ollama, LM Studio, Jan) loads: llama.cpp's tensor names and metadata, the
       tokenizer and chat template. Norms and routers stay f32; with q4_* the embeddings and output stay Q8_0.
@@ -29,6 +33,8 @@ Commands:
       "npm run build:renderer"). Prints "moe-studio serve: http://127.0.0.1:PORT/" when ready; --port 0
       (the default is 8377) picks a free port. --model loads a model folder at start; --data is the data folder
       (default: the desktop app's). Ctrl-C or SIGTERM stops it.
+  generate, chat and bench also take --kv-cache f32|int8: int8 keeps the KV cache as int8 with one scale per
+      head and token (about a quarter of the memory).
   --help
       This text.
 `;
@@ -40,7 +46,7 @@ type Flags = Record<string, string | true>;
 const VALUE_FLAGS = new Set([
   "model", "prompt", "system", "ids", "max-tokens", "temperature", "top-p", "top-k", "repetition-penalty", "seed",
   "threads", "prompt-tokens", "gen-tokens", "stop", "min-p", "port", "data",
-  "type", "out",
+  "bits", "format", "embeddings", "out", "kv-cache", "type",
 ]);
 const BOOL_FLAGS = new Set(["json", "help", "force"]);
 
@@ -131,7 +137,9 @@ function samplingFlags(flags: Flags): GenerateOptions {
 
 async function open(flags: Flags): Promise<LoadedModel> {
   const threads = number(flags, "threads", { int: true, min: 1 });
-  return loadModel(need(flags, "model"), threads ? { threads } : {});
+  const kv = str(flags, "kv-cache");
+  if (kv !== undefined && kv !== "f32" && kv !== "int8") throw new UsageError(`--kv-cache must be f32 or int8, got "${kv}"`);
+  return loadModel(need(flags, "model"), { ...(threads ? { threads } : {}), ...(kv ? { kvCache: kv } : {}) });
 }
 
 async function cmdGenerate(flags: Flags): Promise<number> {
@@ -288,7 +296,7 @@ async function cmdBench(flags: Flags): Promise<number> {
     const peak = Math.max(sys.peakRssBytes, process.resourceUsage().maxRSS * 1024);
     const s = r.stats;
     process.stdout.write(
-      `model: ${i.architecture} (${i.modelType}) ${(i.paramsTotal / 1e6).toFixed(1)}M params (${(i.paramsActive / 1e6).toFixed(1)}M active), ${i.dtype}\n` +
+      `model: ${i.architecture} (${i.modelType}) ${(i.paramsTotal / 1e6).toFixed(1)}M params (${(i.paramsActive / 1e6).toFixed(1)}M active), ${i.dtype}, kv cache ${i.kvCache}\n` +
         `backend: ${i.backend}, threads: ${i.threads}, simd: ${sys.simd}\n` +
         `load: ${loadMs.toFixed(0)} ms\n` +
         `prefill: ${s.promptTokens} tokens in ${s.prefillMs.toFixed(1)} ms = ${s.prefillTokensPerSecond.toFixed(2)} tok/s\n` +
@@ -366,10 +374,12 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdBench(flags);
       case "serve":
         return await cmdServe(flags);
+      case "quantize":
+        return await (await import("./cli/quantize.js")).cmdQuantize(flags);
       case "export-gguf":
         return await (await import("./cli/export-gguf.js")).exportGgufCommand(flags);
       default:
-        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, serve, export-gguf; see --help)`);
+        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, quantize, export-gguf, serve; see --help)`);
     }
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);

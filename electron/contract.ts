@@ -112,6 +112,7 @@ export const ModelCard = z.object({
   threads: z.number(),
   hasChatTemplate: z.boolean(),
   sampling: SamplingDefaults,
+  kvCache: z.enum(["f32", "int8"]).optional(), // KV cache storage (quantization issue); absent = f32
 });
 export type ModelCard = z.infer<typeof ModelCard>;
 

@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+export type KvCacheType = "f32" | "int8";
 export type WeightDType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0" | "q4_k";
 
 /** What the engine learned from config.json + the safetensors headers. */
@@ -27,6 +28,7 @@ export interface NativeModelInfo {
   paramsActive: number;         // parameters touched per token (top-k experts + shared + dense parts)
   weightBytes: number;          // bytes of mapped weights
   kvBytesPerToken: number;      // KV cache bytes per token (CLA layers counted once per sharing group)
+  kvCache: KvCacheType;         // "int8": per-head-per-token absmax int8 K/V (loadModel opts.kvCache)
   ropeType: string;             // "default" | "linear" | "dynamic" | "ntk_alpha" | "llama3" | "yarn"
   tieWordEmbeddings: boolean;
   backend: "cpu" | "cuda";
@@ -92,7 +94,7 @@ export interface NativeAddon {
    * Map and validate a Hugging Face model folder (config.json, *.safetensors [+ index json]).
    * Rejects with an Error whose message names the file and field at fault.
    */
-  loadModel(dir: string, opts: { threads?: number }, onProgress?: (done: number, total: number) => void): Promise<NativeModel>;
+  loadModel(dir: string, opts: { threads?: number; kvCache?: KvCacheType }, onProgress?: (done: number, total: number) => void): Promise<NativeModel>;
   systemInfo(): NativeSystemInfo;
   /**
    * GGUF block quantization (native/quant/quant.h): Q8_0 and Q4_0 blocks of 32 weights (34 / 18 bytes), Q4_K

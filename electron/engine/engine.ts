@@ -9,7 +9,7 @@
 // Text lives here, ids live in the addon: the chat template renders messages to a prompt, the tokenizer turns
 // it into ids, the native session generates ids on its own thread (prefilling only what its KV cache lacks),
 // and an incremental detokenizer turns the ids back into text deltas.
-import { loadAddon, type NativeModel, type NativeModelInfo, type NativeSession, type NativeSamplingParams } from "./addon.js";
+import { loadAddon, type KvCacheType, type NativeModel, type NativeModelInfo, type NativeSession, type NativeSamplingParams } from "./addon.js";
 import { readModelFolder, type ModelFolder, type SamplingDefaults } from "./model-folder.js";
 import { TextTokenizer } from "../text/tokenizer.js";
 import { ChatTemplate, type ChatMessage } from "../text/chat-template.js";
@@ -29,6 +29,8 @@ export interface ModelInfo extends NativeModelInfo {
 
 export interface LoadOptions {
   threads?: number;
+  /** KV cache storage: "f32" (default) or "int8" (per-head-per-token absmax; ~1/4 of the memory). */
+  kvCache?: KvCacheType;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -127,7 +129,8 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Lo
   const folder = readModelFolder(dir);
   const tokenizer = TextTokenizer.fromFolder(dir);
   const template = ChatTemplate.fromFolder(dir);
-  const native = await loadAddon().loadModel(dir, opts.threads ? { threads: opts.threads } : {}, opts.onProgress);
+  const native = await loadAddon().loadModel(dir, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.kvCache ? { kvCache: opts.kvCache } : {}) },
+    opts.onProgress);
   const ni = native.info();
   const info: ModelInfo = {
     ...ni,

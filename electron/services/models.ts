@@ -46,6 +46,7 @@ export function modelCard(info: ModelInfo): ModelCard {
     threads: info.threads,
     hasChatTemplate: info.hasChatTemplate,
     sampling: info.sampling,
+    kvCache: info.kvCache,
   };
 }
 

@@ -284,6 +284,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     o.Set("paramsActive", double(m.params_active()));
     o.Set("weightBytes", double(m.weight_bytes()));
     o.Set("kvBytesPerToken", double(m.kv_bytes_per_token()));
+    o.Set("kvCache", m.kv_int8() ? "int8" : "f32");
     o.Set("ropeType", S.rope.type);
     o.Set("tieWordEmbeddings", S.tie_embeddings);
     o.Set("backend", "cpu");
@@ -324,8 +325,8 @@ struct Progress { int done, total; };
 
 class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
  public:
-  LoadWorker(Napi::Env env, Napi::Function noop, std::string dir, int threads, Napi::Function on_progress)
-      : Napi::AsyncProgressQueueWorker<Progress>(noop, "moe-load"), dir_(std::move(dir)), threads_(threads),
+  LoadWorker(Napi::Env env, Napi::Function noop, std::string dir, int threads, bool kv_int8, Napi::Function on_progress)
+      : Napi::AsyncProgressQueueWorker<Progress>(noop, "moe-load"), dir_(std::move(dir)), threads_(threads), kv_int8_(kv_int8),
         deferred_(Napi::Promise::Deferred::New(env)) {
     if (!on_progress.IsEmpty()) progress_ = Napi::Persistent(on_progress);
   }
@@ -338,7 +339,7 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
         Progress p{done, total};
         static_cast<ExecutionProgress*>(ctx)->Send(&p, 1);
       };
-      model_ = Model::load(dir_, threads_, lp);
+      model_ = Model::load(dir_, threads_, lp, kv_int8_);
     } catch (const std::exception& e) {
       SetError(e.what());
     }
@@ -362,6 +363,7 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
  private:
   std::string dir_;
   int threads_;
+  bool kv_int8_;
   Napi::Promise::Deferred deferred_;
   Napi::FunctionReference progress_;
   std::shared_ptr<Model> model_;
@@ -375,13 +377,24 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
     return d.Promise();
   }
   int threads = 0;
+  bool kv_int8 = false;
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Value t = info[1].As<Napi::Object>().Get("threads");
     if (t.IsNumber()) threads = t.As<Napi::Number>().Int32Value();
+    Napi::Value kv = info[1].As<Napi::Object>().Get("kvCache");
+    if (!kv.IsUndefined() && !kv.IsNull()) {
+      const std::string k = kv.IsString() ? kv.As<Napi::String>().Utf8Value() : "";
+      if (k != "f32" && k != "int8") {
+        auto d = Napi::Promise::Deferred::New(env);
+        d.Reject(Napi::TypeError::New(env, "loadModel: kvCache must be \"f32\" or \"int8\"").Value());
+        return d.Promise();
+      }
+      kv_int8 = k == "int8";
+    }
   }
   Napi::Function onp = (info.Length() > 2 && info[2].IsFunction()) ? info[2].As<Napi::Function>() : Napi::Function();
   Napi::Function noop = Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
-  auto* w = new LoadWorker(env, noop, info[0].As<Napi::String>().Utf8Value(), threads, onp);
+  auto* w = new LoadWorker(env, noop, info[0].As<Napi::String>().Utf8Value(), threads, kv_int8, onp);
   Napi::Promise p = w->promise();
   w->Queue();
   return p;

@@ -114,6 +114,7 @@ float dot_q8_portable(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t K) 
 #if MOE_QX86
 #define MOE_QAVX2 __attribute__((target("avx2,fma,f16c")))
 
+MOE_QAVX2 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }  // F16C: one instruction, exact
 MOE_QAVX2 inline float hsum8q(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -135,46 +136,71 @@ MOE_QAVX2 inline __m256 widen8(const int8_t* p) {  // 8 int8 -> 8 floats
 }
 MOE_QAVX2 inline __m256 widen8u(__m128i v8) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v8)); }
 
-MOE_QAVX2 float dot_q8_avx2(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t K) {
-  __m256 acc = _mm256_setzero_ps();
-  float corr = 0;  // scalar terms (Q4_0 offset, Q4_K mins)
+// R rows of quantised activations (R <= 4, rows `stride` blocks apart) against one weight row: each weight block
+// is loaded and unpacked once and used R times (prefill; decode is R = 1).
+template <int R>
+MOE_QAVX2 void dot_q8_rows_avx2_t(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t stride, int64_t K, float* out) {
+  __m256 acc[R];
+  float corr[R];
+  for (int r = 0; r < R; ++r) { acc[r] = _mm256_setzero_ps(); corr[r] = 0; }
   if (t == DType::Q8_0) {
     const BlockQ8_0* B = reinterpret_cast<const BlockQ8_0*>(w);
     for (int64_t b = 0; b < K / 32; ++b) {
       const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B[b].qs));
-      const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].q));
-      // signed x signed via |w| (unsigned) times x carrying w's sign
-      const __m256i p = dot_u8i8(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_to_f32(B[b].d) * xq[b].d), acc);
+      const __m256i aw = _mm256_sign_epi8(qw, qw);
+      const float d = h2f(B[b].d);
+      for (int r = 0; r < R; ++r) {
+        const BlockQ8X& X = xq[r * stride + b];
+        const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(X.q));
+        const __m256i p = dot_u8i8(aw, _mm256_sign_epi8(qx, qw));
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * X.d), acc[r]);
+      }
     }
   } else if (t == DType::Q4_0) {
     const BlockQ4_0* B = reinterpret_cast<const BlockQ4_0*>(w);
     for (int64_t b = 0; b < K / 32; ++b) {
-      const float dd = f16_to_f32(B[b].d) * xq[b].d;
-      const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].q));
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8i8(unpack_q4_0(B[b].qs), qx)), _mm256_set1_ps(dd), acc);
-      corr -= 8.0f * dd * float(xq[b].s);
+      const __m256i qw = unpack_q4_0(B[b].qs);
+      const float d = h2f(B[b].d);
+      for (int r = 0; r < R; ++r) {
+        const BlockQ8X& X = xq[r * stride + b];
+        const float dd = d * X.d;
+        const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(X.q));
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8i8(qw, qx)), _mm256_set1_ps(dd), acc[r]);
+        corr[r] -= 8.0f * dd * float(X.s);
+      }
     }
   } else {
     const BlockQ4_K* B = reinterpret_cast<const BlockQ4_K*>(w);
     const __m256i m4 = _mm256_set1_epi8(15);
     for (int64_t b = 0; b < K / 256; ++b) {
-      const float d = f16_to_f32(B[b].d), dmin = f16_to_f32(B[b].dmin);
-      const BlockQ8X* xb = xq + b * 8;
+      const float d = h2f(B[b].d), dmin = h2f(B[b].dmin);
       for (int g = 0; g < 4; ++g) {
         uint8_t sc0, m0, sc1, m1;
         q4k_scale_min(2 * g, B[b].scales, sc0, m0); q4k_scale_min(2 * g + 1, B[b].scales, sc1, m1);
+        const float ds0 = d * float(sc0), ds1 = d * float(sc1), dm0 = dmin * float(m0), dm1 = dmin * float(m1);
         const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B[b].qs + 32 * g));
         const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-        const __m256i p0 = dot_u8i8(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[2 * g].q)));
-        const __m256i p1 = dot_u8i8(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[2 * g + 1].q)));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d * float(sc0) * xb[2 * g].d), acc);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d * float(sc1) * xb[2 * g + 1].d), acc);
-        corr -= dmin * (float(m0) * xb[2 * g].d * float(xb[2 * g].s) + float(m1) * xb[2 * g + 1].d * float(xb[2 * g + 1].s));
+        for (int r = 0; r < R; ++r) {
+          const BlockQ8X* xb = xq + r * stride + b * 8;
+          const __m256i p0 = dot_u8i8(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[2 * g].q)));
+          const __m256i p1 = dot_u8i8(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[2 * g + 1].q)));
+          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(ds0 * xb[2 * g].d), acc[r]);
+          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(ds1 * xb[2 * g + 1].d), acc[r]);
+          corr[r] -= dm0 * xb[2 * g].d * float(xb[2 * g].s) + dm1 * xb[2 * g + 1].d * float(xb[2 * g + 1].s);
+        }
       }
     }
   }
-  return hsum8q(acc) + corr;
+  for (int r = 0; r < R; ++r) out[r] = hsum8q(acc[r]) + corr[r];
+}
+
+MOE_QAVX2 void dot_q8_rows_avx2(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t stride, int R, int64_t K, float* out) {
+  switch (R) {
+    case 4: dot_q8_rows_avx2_t<4>(t, w, xq, stride, K, out); break;
+    case 3: dot_q8_rows_avx2_t<3>(t, w, xq, stride, K, out); break;
+    case 2: dot_q8_rows_avx2_t<2>(t, w, xq, stride, K, out); break;
+    default: dot_q8_rows_avx2_t<1>(t, w, xq, stride, K, out); break;
+  }
 }
 
 MOE_QAVX2 float dot_f32_avx2(DType t, const uint8_t* w, const float* x, int64_t K) {
@@ -188,7 +214,7 @@ MOE_QAVX2 float dot_f32_avx2(DType t, const uint8_t* w, const float* x, int64_t 
       s = _mm256_fmadd_ps(widen8(B[b].qs + 8), _mm256_loadu_ps(xb + 8), s);
       s = _mm256_fmadd_ps(widen8(B[b].qs + 16), _mm256_loadu_ps(xb + 16), s);
       s = _mm256_fmadd_ps(widen8(B[b].qs + 24), _mm256_loadu_ps(xb + 24), s);
-      acc = _mm256_fmadd_ps(s, _mm256_set1_ps(f16_to_f32(B[b].d)), acc);
+      acc = _mm256_fmadd_ps(s, _mm256_set1_ps(h2f(B[b].d)), acc);
     }
   } else if (t == DType::Q4_0) {
     const BlockQ4_0* B = reinterpret_cast<const BlockQ4_0*>(w);
@@ -202,13 +228,13 @@ MOE_QAVX2 float dot_f32_avx2(DType t, const uint8_t* w, const float* x, int64_t 
       s = _mm256_fmadd_ps(_mm256_sub_ps(widen8u(_mm_srli_si128(lo, 8)), eight), _mm256_loadu_ps(xb + 8), s);
       s = _mm256_fmadd_ps(_mm256_sub_ps(widen8u(hi), eight), _mm256_loadu_ps(xb + 16), s);
       s = _mm256_fmadd_ps(_mm256_sub_ps(widen8u(_mm_srli_si128(hi, 8)), eight), _mm256_loadu_ps(xb + 24), s);
-      acc = _mm256_fmadd_ps(s, _mm256_set1_ps(f16_to_f32(B[b].d)), acc);
+      acc = _mm256_fmadd_ps(s, _mm256_set1_ps(h2f(B[b].d)), acc);
     }
   } else {
     const BlockQ4_K* B = reinterpret_cast<const BlockQ4_K*>(w);
     const __m128i m4 = _mm_set1_epi8(15);
     for (int64_t b = 0; b < K / 256; ++b) {
-      const float d = f16_to_f32(B[b].d), dmin = f16_to_f32(B[b].dmin);
+      const float d = h2f(B[b].d), dmin = h2f(B[b].dmin);
       const float* xb = x + b * 256;
       for (int g = 0; g < 4; ++g) {
         uint8_t sc0, m0, sc1, m1;
@@ -235,14 +261,19 @@ MOE_QAVX2 float dot_f32_avx2(DType t, const uint8_t* w, const float* x, int64_t 
 }
 #endif
 
+void dot_q8_rows_portable(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t stride, int R, int64_t K, float* out) {
+  for (int r = 0; r < R; ++r) out[r] = dot_q8_portable(t, w, xq + r * stride, K);
+}
+
 struct QKernels {
   const char* name;
-  float (*dot_q8)(DType, const uint8_t*, const BlockQ8X*, int64_t);
+  // out[r] = W_row · x_r for R <= 4 quantised activation rows `stride` blocks apart
+  void (*dot_q8_rows)(DType, const uint8_t*, const BlockQ8X*, int64_t stride, int R, int64_t K, float* out);
   float (*dot_f32)(DType, const uint8_t*, const float*, int64_t);
 };
-const QKernels kQPortable{"portable", dot_q8_portable, dot_f32_portable};
+const QKernels kQPortable{"portable", dot_q8_rows_portable, dot_f32_portable};
 #if MOE_QX86
-const QKernels kQAvx2{"avx2", dot_q8_avx2, dot_f32_avx2};
+const QKernels kQAvx2{"avx2", dot_q8_rows_avx2, dot_f32_avx2};
 #endif
 
 const QKernels* best_qkernels() {
@@ -262,16 +293,20 @@ const QKernels& QK() {
   return *k;
 }
 
-bool default_q8() {
+// Activation mode: 0 = f32, 1 = int8, 2 = auto (int8 for Q4_0 / Q4_K weights, f32 for Q8_0 weights).
+int mode_from_env() {
   const char* env = std::getenv("MOE_QUANT_ACT");
-  return !(env && std::strcmp(env, "f32") == 0);
+  if (env && std::strcmp(env, "f32") == 0) return 0;
+  if (env && std::strcmp(env, "q8") == 0) return 1;
+  return 2;
 }
 std::atomic<int> g_q8{-1};
-bool use_q8() {
+int act_mode() {
   int v = g_q8.load(std::memory_order_relaxed);
-  if (v < 0) { v = default_q8() ? 1 : 0; g_q8.store(v); }
-  return v == 1;
+  if (v < 0) { v = mode_from_env(); g_q8.store(v); }
+  return v;
 }
+bool use_q8_for(DType t) { const int m = act_mode(); return m == 2 ? t != DType::Q8_0 : m == 1; }
 
 thread_local std::vector<BlockQ8X> t_xq;
 
@@ -284,8 +319,7 @@ void check_args(DType t, int64_t K) {
 
 }  // namespace
 
-bool qmatmul_use_q8(bool on) { bool prev = use_q8(); g_q8.store(on ? 1 : 0); return prev; }
-bool qmatmul_q8() { return use_q8(); }
+int qmatmul_act_mode(int mode) { int prev = act_mode(); g_q8.store(mode); return prev; }
 bool qmatmul_force_portable(bool on) {
   bool prev = &QK() == &kQPortable;
   g_qk.store(on ? &kQPortable : best_qkernels(), std::memory_order_release);
@@ -314,7 +348,7 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
   const QKernels& kr = QK();
   const size_t rb = dtype_row_bytes(t, K);
   const uint8_t* Wb = static_cast<const uint8_t*>(W);
-  const bool q8 = use_q8();
+  const bool q8 = use_q8_for(t);
   const int64_t nbx = K / 32;  // activation blocks per row
   const BlockQ8X* xq = nullptr;
   if (q8) {
@@ -325,10 +359,19 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
   auto rows = [&](int64_t n0, int64_t n1, int) {
     for (int64_t n = n0; n < n1; ++n) {
       const uint8_t* wr = Wb + size_t(n) * rb;
-      for (int64_t m = 0; m < M; ++m) {
-        const float s = q8 ? kr.dot_q8(t, wr, xq + m * nbx, K) : kr.dot_f32(t, wr, x + m * ldx, K);
-        float& o = y[m * ldy + n];
-        o = accumulate ? o + s : s;
+      if (q8) {
+        for (int64_t m = 0; m < M; m += 4) {
+          const int R = int(std::min<int64_t>(4, M - m));
+          float s[4];
+          kr.dot_q8_rows(t, wr, xq + m * nbx, nbx, R, K, s);
+          for (int r = 0; r < R; ++r) { float& o = y[(m + r) * ldy + n]; o = accumulate ? o + s[r] : s[r]; }
+        }
+      } else {
+        for (int64_t m = 0; m < M; ++m) {
+          const float s = kr.dot_f32(t, wr, x + m * ldx, K);
+          float& o = y[m * ldy + n];
+          o = accumulate ? o + s : s;
+        }
       }
     }
   };

@@ -2,7 +2,8 @@
 //   y[M, N] (+)= x[M, K] · W[N, K]^T     W rows are K/block blocks each; K % block == 0.
 // matmul() in cpu/matmul.h forwards here when the weight dtype is a block type, so the model code is unchanged.
 //
-// Two activation modes (MOE_QUANT_ACT=f32|q8, default q8; see qmatmul.cpp for the measurements):
+// Two activation modes (MOE_QUANT_ACT=f32|q8|auto; default auto = q8 for Q4_0/Q4_K weights, f32 for Q8_0 weights,
+// chosen by measurement, see native/README.md "Quantization"):
 //   f32  each weight block is widened to 32 floats in registers and dotted with the f32 activations.
 //   q8   the activation row is quantised once per call to int8 blocks of 32 (f32 scale + the block's integer
 //        sum), and each block dot is an integer dot (AVX2: vpmaddubsw + vpmaddwd), scaled once per block:
@@ -23,9 +24,8 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
 void qmatmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType w_dtype, int64_t M,
                  int64_t N, int64_t K, bool accumulate);
 
-// Activation mode: true = int8 activations (default), false = f32. Returns the previous mode (tests, benches).
-bool qmatmul_use_q8(bool on);
-bool qmatmul_q8();
+// Activation mode: 0 = f32, 1 = int8, 2 = auto (the default). Returns the previous mode (tests, benches).
+int qmatmul_act_mode(int mode);
 // Force the portable (true) or the best SIMD (false) quantized kernels; returns the previous setting.
 bool qmatmul_force_portable(bool on);
 

@@ -70,8 +70,9 @@ void linear_forward(ThreadPool& pool, float* y, const float* x, const Linear& l,
 
 }  // namespace
 
-std::shared_ptr<Model> Model::load(const std::string& dir, int threads, LoadProgress progress) {
+std::shared_ptr<Model> Model::load(const std::string& dir, int threads, LoadProgress progress, bool kv_int8) {
   auto m = std::shared_ptr<Model>(new Model());
+  m->kv_int8_ = kv_int8;
   fs::path cfg = fs::path(dir) / "config.json";
   if (!fs::exists(cfg)) throw std::runtime_error(cfg.string() + ": missing (is " + dir + " a Hugging Face model folder?)");
   m->spec_ = parse_model_spec(json_parse_file(cfg.string()), cfg.string());
@@ -166,7 +167,7 @@ void Model::bind(const std::string& dir) {
 }
 
 void Model::init_cache(KvCache& kv, int64_t ctx) const {
-  kv.init(spec_.num_kv_slots, ctx, int64_t(spec_.num_kv_heads) * spec_.head_dim);
+  kv.init(spec_.num_kv_slots, ctx, int64_t(spec_.num_kv_heads) * spec_.head_dim, spec_.head_dim, kv_int8_);
 }
 
 void Model::init_scratch(Scratch& s, int64_t max_t, int64_t ctx) const {
@@ -321,13 +322,23 @@ void Model::forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Sc
       for (int64_t r = 0; r < T * Hq; ++r) for (int64_t i = 0; i < hd; ++i) s.q[size_t(r * hd + i)] *= L.k_norm[size_t(i)];
       if (ls.has_kv) rmsnorm_forward(s.k.data(), s.k.data(), nullptr, T * Hkv, hd, eps);
     }
-    float* Kc = kv.k[size_t(ls.kv_slot)].data(); float* Vc = kv.v[size_t(ls.kv_slot)].data();
-    if (ls.has_kv) {
-      std::copy(s.k.begin(), s.k.begin() + T * kd, Kc + pos0 * kd);
-      std::copy(s.v.begin(), s.v.begin() + T * kd, Vc + pos0 * kd);
-    }
     if (acts) { acts->save(key(l, "q"), s.q.data(), T * qd); }
-    attention_forward(pool, s.att.data(), s.q.data(), qd, Kc, Vc, pos0, T, int(Hq), int(Hkv), int(hd), scale, s.scores.data(), kv.ctx);
+    if (!kv.int8) {
+      float* Kc = kv.k[size_t(ls.kv_slot)].data(); float* Vc = kv.v[size_t(ls.kv_slot)].data();
+      if (ls.has_kv) {
+        std::copy(s.k.begin(), s.k.begin() + T * kd, Kc + pos0 * kd);
+        std::copy(s.v.begin(), s.v.begin() + T * kd, Vc + pos0 * kd);
+      }
+      attention_forward(pool, s.att.data(), s.q.data(), qd, Kc, Vc, pos0, T, int(Hq), int(Hkv), int(hd), scale, s.scores.data(), kv.ctx);
+    } else {
+      const size_t sl = size_t(ls.kv_slot);
+      if (ls.has_kv) {
+        kv_quantize_rows(kv.k8[sl].data() + pos0 * kd, kv.ks[sl].data() + pos0 * Hkv, s.k.data(), T * Hkv, int(hd));
+        kv_quantize_rows(kv.v8[sl].data() + pos0 * kd, kv.vs[sl].data() + pos0 * Hkv, s.v.data(), T * Hkv, int(hd));
+      }
+      attention_forward_kv8(pool, s.att.data(), s.q.data(), qd, kv.k8[sl].data(), kv.ks[sl].data(), kv.v8[sl].data(), kv.vs[sl].data(),
+                            pos0, T, int(Hq), int(Hkv), int(hd), scale, s.scores.data(), kv.ctx);
+    }
     if (acts) acts->save(key(l, "att_out"), s.att.data(), T * qd);
     linear_forward(pool, s.mlp_out.data(), s.att.data(), L.o, T);
     residual_forward(x, s.mlp_out.data(), T * D);

@@ -57,6 +57,46 @@ void attention_forward(ThreadPool& pool, float* out, const float* q, int64_t q_s
   });
 }
 
+void kv_quantize_rows(int8_t* q, float* s, const float* x, int64_t n, int hd) {
+  for (int64_t r = 0; r < n; ++r) {
+    const float* xr = x + r * hd;
+    float amax = 0;
+    for (int i = 0; i < hd; ++i) amax = std::max(amax, std::fabs(xr[i]));
+    const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    for (int i = 0; i < hd; ++i) q[r * hd + i] = int8_t(std::lrintf(xr[i] * id));
+    s[r] = d;
+  }
+}
+
+void attention_forward_kv8(ThreadPool& pool, float* out, const float* q, int64_t q_stride, const int8_t* K8, const float* Ks,
+                           const int8_t* V8, const float* Vs, int64_t pos0, int64_t T, int Hq, int Hkv, int hd, float scale,
+                           float* scores, int64_t ctx) {
+  const int group = Hq / Hkv;
+  const int64_t kv_stride = int64_t(Hkv) * hd;
+  pool.run(T * Hq, 1, [&](int64_t b, int64_t e, int tid) {
+    float* sc = scores + int64_t(tid) * ctx;
+    for (int64_t th = b; th < e; ++th) {
+      const int64_t t = th / Hq; const int h = int(th % Hq), kh = h / group;
+      const float* qv = q + t * q_stride + int64_t(h) * hd;
+      const int64_t n = pos0 + t + 1;
+      for (int64_t j = 0; j < n; ++j) {
+        const int8_t* kr = K8 + j * kv_stride + int64_t(kh) * hd;
+        float d = 0;
+        for (int i = 0; i < hd; ++i) d += qv[i] * float(kr[i]);  // vectorised by the compiler (int8 -> f32)
+        sc[j] = scale * Ks[j * Hkv + kh] * d;
+      }
+      softmax_inplace(sc, n);
+      float* o = out + t * int64_t(Hq) * hd + int64_t(h) * hd;
+      std::fill(o, o + hd, 0.0f);
+      for (int64_t j = 0; j < n; ++j) {
+        const int8_t* vr = V8 + j * kv_stride + int64_t(kh) * hd;
+        const float w = sc[j] * Vs[j * Hkv + kh];
+        for (int i = 0; i < hd; ++i) o[i] += w * float(vr[i]);
+      }
+    }
+  });
+}
+
 void moe_route_forward(const float* logits, int64_t T, int E, int k, bool renorm, int32_t* idx, float* w, float* p) {
   for (int64_t t = 0; t < T; ++t) {
     std::copy(logits + t * E, logits + (t + 1) * E, p);

@@ -31,6 +31,15 @@ void attention_forward(ThreadPool& pool, float* out, const float* q, int64_t q_s
                        int64_t pos0, int64_t T, int Hq, int Hkv, int hd, float scale, float* scores, int64_t ctx,
                        float* att = nullptr);
 
+// int8 KV cache rows (KvCache::int8): n rows of hd floats -> q[n, hd] int8 and s[n], x ≈ s*q, s = absmax/127.
+void kv_quantize_rows(int8_t* q, float* s, const float* x, int64_t n, int hd);
+
+// attention_forward over an int8 cache: K8/V8 [ctx, Hkv, hd] int8 with scales Ks/Vs [ctx, Hkv].
+//   score(t, h, j) = scale · Ks[j, kh] · (q[t,h] · K8[j, kh]);  out = Σ_j p_j Vs[j, kh] V8[j, kh]
+void attention_forward_kv8(ThreadPool& pool, float* out, const float* q, int64_t q_stride, const int8_t* K8, const float* Ks,
+                           const int8_t* V8, const float* Vs, int64_t pos0, int64_t T, int Hq, int Hkv, int hd, float scale,
+                           float* scores, int64_t ctx);
+
 // MoE routing, transformers semantics: probs = softmax(logits) in f32; top-k by probability (ties -> lower index);
 // if renorm, weights /= Σ top-k weights.
 //   logits: [T, E] -> idx: [T, k], w: [T, k]

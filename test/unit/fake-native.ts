@@ -8,7 +8,7 @@ export function fakeInfo(vocabSize: number, contextLength = 64): NativeModelInfo
   return {
     modelType: "fake", architecture: "FakeForCausalLM", numLayers: 1, hiddenSize: 8, vocabSize, numHeads: 1, numKvHeads: 1,
     headDim: 8, numExperts: 0, topK: 0, numSharedExperts: 0, contextLength, dtype: "f32", paramsTotal: 100, paramsActive: 100,
-    weightBytes: 400, kvBytesPerToken: 64, ropeType: "default", tieWordEmbeddings: false, backend: "cpu", threads: 1,
+    weightBytes: 400, kvBytesPerToken: 64, kvCache: "f32", ropeType: "default", tieWordEmbeddings: false, backend: "cpu", threads: 1,
   };
 }
 
