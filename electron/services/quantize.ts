@@ -150,8 +150,11 @@ export class QuantizeService {
         while ((nl = buf.indexOf("\n")) >= 0) {
           const line = buf.slice(0, nl);
           buf = buf.slice(nl + 1);
+          // export-gguf --json: "progress DONE TOTAL"; quantize: "quantize:  42%  <tensor>"
           const m = /^progress (\d+) (\d+)$/.exec(line);
+          const pct = /^quantize:\s+(\d+)%/.exec(line);
           if (m && onProgress) onProgress(Number(m[2]) > 0 ? Number(m[1]) / Number(m[2]) : 0);
+          else if (pct && onProgress) onProgress(Number(pct[1]) / 100);
           else if (line.startsWith("export-gguf: note: ")) r.job.notes.push(line.slice("export-gguf: note: ".length));
           else if (line.trim()) errTail = line;
         }

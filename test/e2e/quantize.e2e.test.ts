@@ -1,6 +1,6 @@
 // The model card's Quantize action, end to end in Chromium against `moe-studio serve`: open a model, export it as a
-// GGUF file into the app's models folder with progress, see the comparison, find the file on disk (a real GGUF),
-// and get a clear message when the name is taken. Screenshots go to test/artifacts/e2e/.
+// GGUF file into the app's models folder with progress, see the comparison, find the file on disk (a real GGUF);
+// quantize it to a model folder and see memory, tokens/s, KL and top-1 of both; a taken name gets a clear message. Screenshots go to test/artifacts/e2e/.
 import { existsSync, openSync, readSync, closeSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
@@ -64,13 +64,31 @@ describe.runIf(run)("quantize and export, end to end in Chromium", () => {
     app.expectClean();
   });
 
-  it("a name that is taken gets a clear message and leaves the file as it was", async () => {
+  it("quantizes to a model folder the engine runs and compares memory, speed and accuracy", async () => {
     const panel = page.getByRole("region", { name: "Quantize and export" });
     await panel.getByRole("button", { name: "Start another" }).click();
+    await panel.getByRole("combobox", { name: "Output" }).selectOption("model");
+    await panel.getByRole("combobox", { name: "Format" }).selectOption("q8_0");
+    expect(await panel.getByRole("textbox", { name: "Name in the models folder" }).inputValue()).toBe("qwen3-q8_0");
+    await panel.getByRole("button", { name: "Start" }).click();
+    const out = join(dataDir, "models", "qwen3-q8_0");
+    await visible(panel.getByText(`Done: ${out}`), 180_000);
+    const table = panel.getByRole("table", { name: "Comparison" });
+    await expect.poll(() => table.innerText()).toMatch(/KL \d\.\d\de[-+]\d, top-1 \d+\.\d%/);
+    await expect.poll(() => table.innerText()).toMatch(/Decode tokens\/s\s+\d+\.\d\s+\d+\.\d/);
+    await app.screenshot("22-quantize-model-done");
+    expect(existsSync(join(out, "config.json"))).toBe(true);
+    app.expectClean();
+    await panel.getByRole("button", { name: "Start another" }).click();
+    await panel.getByRole("combobox", { name: "Output" }).selectOption("gguf");
+  });
+
+  it("a name that is taken gets a clear message and leaves the file as it was", async () => {
+    const panel = page.getByRole("region", { name: "Quantize and export" });
     await panel.getByRole("combobox", { name: "Format" }).selectOption("f16");
     await panel.getByRole("button", { name: "Start" }).click();
     await visible(panel.getByRole("alert").getByText(/qwen3-f16\.gguf already exists; choose another name/));
-    await app.screenshot("22-quantize-name-taken");
+    await app.screenshot("23-quantize-name-taken");
     // the call failed with a clear error, which the page shows: nothing else may have gone wrong
     app.expectClean([/quantize/i]);
     expect(button("Quantize…")).toBeTruthy();
