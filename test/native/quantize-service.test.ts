@@ -1,14 +1,16 @@
 // QuantizeService (the app's Quantize action) with the real CLI in child processes: a GGUF export job reports
-// progress and ends with the size comparison; a taken name, a folder that is not a model and a path for a name
+// progress and ends with the size comparison; Cancel mid-export leaves nothing; a taken name, a folder that is not a model and a path for a name
 // are refused; the comparison used for quantized model folders (bench + logits in separate processes, KL/top-1 on
 // a fixed token stream) measures an identical copy as KL 0 and top-1 100%.
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { calls, RpcError, type QuantizeJob } from "../../electron/contract.js";
 import { compareLogits, parseBench, QuantizeService } from "../../electron/services/quantize.js";
 import { MODELS } from "./fixtures.js";
+// @ts-expect-error plain ESM helper shared with check_gguf.py
+import { makeLargeLlama } from "../fixtures/gguf/make_models.mjs";
 
 let data: string;
 let events: QuantizeJob[];
@@ -74,6 +76,22 @@ describe("QuantizeService", () => {
     expect(r.klDivergence!).toBeLessThan(1e-2);
     expect(r.top1Agreement!).toBeGreaterThan(0.8);
     expect(events.filter((e) => e.id === job.id).some((e) => e.state === "comparing")).toBe(true);
+  });
+
+  it("Cancel mid-export stops the CLI (SIGINT): state cancelled, no file and no temporary file left", async () => {
+    const big = makeLargeLlama(join(data, "src", "large_llama"));
+    const job = svc.start({ dir: big, target: "gguf", format: "q8_0", name: "large" });
+    const t0 = Date.now();
+    while (!(svc.list().find((j) => j.id === job.id)!.progress > 0)) {
+      if (Date.now() - t0 > 60_000) throw new Error("no progress");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    svc.cancel(job.id);
+    const done = await finished(job.id);
+    expect(done.state).toBe("cancelled");
+    expect(done.progress).toBeLessThan(1);
+    expect(existsSync(done.output)).toBe(false);
+    expect(readdirSync(join(data, "models")).filter((f) => f.startsWith("large"))).toEqual([]);
   });
 
   it("refuses a taken name, a folder that is not a model, and a path instead of a name", () => {
