@@ -88,9 +88,13 @@ describe.runIf(run)("quantize and export, end to end in Chromium", () => {
     await expect.poll(() => table.innerText()).toMatch(/Decode tokens\/s\s+\d+\.\d\s+\d+\.\d/);
     await app.screenshot("22-quantize-model-done");
     expect(existsSync(join(out, "config.json"))).toBe(true);
+    // the quantized folder opens in the engine like any model
+    await panel.getByRole("button", { name: "Open the quantized model" }).click();
+    await visible(page.getByRole("region", { name: "Current model" }).getByText("qwen3-q8_0", { exact: true }), 60_000);
     app.expectClean();
-    await panel.getByRole("button", { name: "Start another" }).click();
-    await panel.getByRole("combobox", { name: "Output" }).selectOption("gguf");
+    await page.getByRole("textbox", { name: "Model folder path" }).fill(fixtureModel("qwen3"));
+    await button("Open").click();
+    await visible(page.getByRole("region", { name: "Current model" }).getByText("qwen3", { exact: true }), 60_000);
   });
 
   it("Cancel during an export stops it and says nothing was written", async () => {

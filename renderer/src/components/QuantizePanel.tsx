@@ -3,7 +3,7 @@
 import { useEffect, useState } from "react";
 import type { ModelCard } from "../api/types.js";
 import { useT } from "../hooks.js";
-import { formatBytes } from "../stores/models.js";
+import { formatBytes, useModels } from "../stores/models.js";
 import { defaultName, formatName, useQuantize, type Format, type Target } from "../stores/quantize.js";
 import { IconAlert } from "./icons.js";
 
@@ -124,6 +124,11 @@ export function QuantizePanel({ card, onClose }: { card: ModelCard; onClose: () 
         <div className="quantize-result" role="status">
           <p>
             {t("quantize.done", { path: job.output })}{" "}
+            {job.target === "model" && (
+              <button type="button" className="secondary" onClick={() => void useModels.getState().open(job.output)}>
+                {t("quantize.openResult")}
+              </button>
+            )}{" "}
             <button type="button" className="ghost" onClick={clear}>
               {t("quantize.again")}
             </button>

@@ -160,6 +160,7 @@ export const en = {
   "quantize.cancelled": "Cancelled. Nothing was written.",
   "quantize.done": "Done: {path}",
   "quantize.again": "Start another",
+  "quantize.openResult": "Open the quantized model",
   "quantize.comparison": "Comparison",
   "quantize.original": "Original",
   "quantize.size": "File size",

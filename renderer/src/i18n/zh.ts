@@ -162,6 +162,7 @@ export const zh: Record<MessageKey, string> = {
   "quantize.cancelled": "已取消，没有写入任何文件。",
   "quantize.done": "完成：{path}",
   "quantize.again": "再量化一次",
+  "quantize.openResult": "打开量化后的模型",
   "quantize.comparison": "对比",
   "quantize.original": "原模型",
   "quantize.size": "文件大小",
