@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+#include "cpu/matmul.h"
 #include "quant/quant.h"
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -309,6 +310,12 @@ int act_mode() {
 bool use_q8_for(DType t) { const int m = act_mode(); return m == 2 ? t != DType::Q8_0 : m == 1; }
 
 thread_local std::vector<BlockQ8X> t_xq;
+// Prefill with many rows of x: dequantise kTileRows weight rows once into an f32 tile (per thread, grows only)
+// and hand it to the dense f32 kernels (matmul_st), which reuse it for all M rows. Exact weights and f32
+// activations, so as accurate as qmatmul_ref up to summation order; measured faster than the per-row dots
+// from M >= 8 (native/README.md).
+constexpr int64_t kTileMinM = 8, kTileRows = 8;
+thread_local std::vector<float> t_tile;
 
 void check_args(DType t, int64_t K) {
   if (!is_quant(t)) throw std::invalid_argument(std::string("qmatmul: ") + dtype_name(t) + " is not a block-quantized type");
@@ -348,6 +355,20 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
   const QKernels& kr = QK();
   const size_t rb = dtype_row_bytes(t, K);
   const uint8_t* Wb = static_cast<const uint8_t*>(W);
+  if (M >= kTileMinM) {
+    auto tiles = [&](int64_t b0, int64_t b1, int) {
+      if (t_tile.size() < size_t(kTileRows * K)) t_tile.resize(size_t(kTileRows * K));
+      for (int64_t n = b0 * kTileRows; n < std::min(N, b1 * kTileRows); n += kTileRows) {
+        const int64_t nr = std::min(kTileRows, N - n);
+        for (int64_t r = 0; r < nr; ++r) dequantize_row(t, Wb + size_t(n + r) * rb, t_tile.data() + r * K, K);
+        matmul_st(y + n, ldy, x, ldx, t_tile.data(), DType::F32, M, nr, K, accumulate);
+      }
+    };
+    const int64_t nb = (N + kTileRows - 1) / kTileRows;
+    if (!pool || pool->size() <= 1 || nb < 2) tiles(0, nb, 0);
+    else pool->run(nb, 1, [&](int64_t a, int64_t b, int th) { tiles(a, b, th); });
+    return;
+  }
   const bool q8 = use_q8_for(t);
   const int64_t nbx = K / 32;  // activation blocks per row
   const BlockQ8X* xq = nullptr;

@@ -2,7 +2,9 @@
 //   y[M, N] (+)= x[M, K] · W[N, K]^T     W rows are K/block blocks each; K % block == 0.
 // matmul() in cpu/matmul.h forwards here when the weight dtype is a block type, so the model code is unchanged.
 //
-// Two activation modes (MOE_QUANT_ACT=f32|q8|auto; default auto = q8 for Q4_0/Q4_K weights, f32 for Q8_0 weights,
+// M >= 8 (prefill, expert groups of >= 8 tokens): kTileRows weight rows are dequantised once into an f32 tile
+// and multiplied by the dense f32 kernels (cpu/matmul.h), which reuse the tile for every row of x.
+// M < 8 (decode, small expert groups), two activation modes (MOE_QUANT_ACT=f32|q8|auto; default auto = q8 for Q4_0/Q4_K weights, f32 for Q8_0 weights,
 // chosen by measurement, see native/README.md "Quantization"):
 //   f32  each weight block is widened to 32 floats in registers and dotted with the f32 activations.
 //   q8   the activation row is quantised once per call to int8 blocks of 32 (f32 scale + the block's integer
