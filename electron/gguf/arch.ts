@@ -13,12 +13,15 @@
 // | hunyuan_v1_moe  | hunyuan-moe          | Hunyuan-A13B: shared MLP -> ffn_*_shexp; NTK-alpha folded into the base |
 // | hunyuan (Large) | —                    | llama.cpp has no architecture for it: a clear error                 |
 import { basename, resolve } from "node:path";
-import { kv, type GGUFKV, type GGMLType } from "./format.js";
+import { GGMLType, kv, type GGUFKV } from "./format.js";
 import { chooseType, fileType, type ExportType, type TensorRole } from "./quant.js";
 import type { SafetensorsFolder, SourceTensor } from "./safetensors.js";
 import { tokenizerKVs } from "./vocab.js";
 
 type Json = Record<string, unknown>;
+
+/** Blocks a quantized model folder already holds are copied as these GGUF types, never quantized twice. */
+const STORED_TYPE = { q8_0: GGMLType.Q8_0, q4_0: GGMLType.Q4_0, q4_k: GGMLType.Q4_K } as const;
 
 export interface PlannedTensor {
   name: string;
@@ -56,8 +59,9 @@ const ARCH: Record<string, string> = {
  * within a head of d rows, output row 2i+j is input row j·(d/2)+i (i < d/2, j ∈ {0,1}), so that the pairs
  * (x_i, x_{i+d/2}) HF rotates together become adjacent. Applied to whole heads; `rows` holds nHeads·d rows.
  */
-export function permuteRows(src: Float32Array, rows: number, cols: number, rowsPerHead: number): Float32Array {
-  const out = new Float32Array(src.length);
+export function permuteRows<T extends Float32Array | Uint8Array>(src: T, rows: number, cols: number, rowsPerHead: number): T {
+  // (also moves rows of quantized blocks: a block never spans two rows, so a row's bytes move as a unit)
+  const out = new (src.constructor as new (n: number) => T)(src.length);
   const half = rowsPerHead / 2;
   for (let h = 0; h < rows / rowsPerHead; h++) {
     for (let i = 0; i < half; i++) {
@@ -264,7 +268,7 @@ export function planExport(dir: string, config: Json, st: SafetensorsFolder, tar
     const s = src(hf);
     const ne = neOf(s.shape);
     if (permuteHeads && s.shape[0] % (permuteHeads * 2) !== 0) throw new Error(`${hf}: ${s.shape[0]} rows do not split into ${permuteHeads} heads of even size`);
-    tensors.push({ name, role, ne, type: chooseType(target, role, ne), sources: [s], permuteHeads });
+    tensors.push({ name, role, ne, type: s.quant ? STORED_TYPE[s.quant] : chooseType(target, role, ne), sources: [s], permuteHeads });
   };
   const addIf = (name: string, role: TensorRole, hf: string, permuteHeads?: number) => {
     if (st.has(hf)) add(name, role, hf, permuteHeads);
@@ -275,8 +279,9 @@ export function planExport(dir: string, config: Json, st: SafetensorsFolder, tar
     for (const p of parts) {
       if (p.shape.length !== 2 || p.shape[0] !== shape[0] || p.shape[1] !== shape[1]) throw new Error(`${p.name}: shape [${p.shape}] differs from expert 0's [${shape}]`);
     }
+    if (parts.some((p) => p.quant !== parts[0].quant)) throw new Error(`${parts[0].name}: the experts of one layer are stored in different types`);
     const ne = [shape[1], shape[0], nExpert];
-    tensors.push({ name, role: "weight", ne, type: chooseType(target, "weight", ne), sources: parts });
+    tensors.push({ name, role: "weight", ne, type: parts[0].quant ? STORED_TYPE[parts[0].quant] : chooseType(target, "weight", ne), sources: parts });
   };
 
   if (ropeFreqs) tensors.push({ name: "rope_freqs.weight", role: "rope_freqs", ne: [ropeFreqs.length], type: chooseType(target, "rope_freqs", [ropeFreqs.length]), sources: [], data: ropeFreqs });

@@ -58,6 +58,13 @@ export async function exportGguf(modelDir: string, outPath: string, opts: Export
   }
   if (!existsSync(dirname(out))) throw new Error(`${dirname(out)}: destination folder does not exist`);
   const folder = readModelFolder(modelDir);
+  // A folder `moe-studio quantize` wrote: its blocks are copied as they are (the same bytes the engine runs), so
+  // the export type must be the folder's format; quantizing blocks a second time would only lose accuracy.
+  const qc = folder.config.quantization_config as { quant_method?: string; format?: string } | undefined;
+  if (qc && qc.quant_method === "moe-studio" && qc.format !== opts.type) {
+    throw new Error(`${resolve(modelDir, "config.json")}: this folder is already quantized as ${qc.format}; export it with --type ${qc.format} (its blocks are copied, not quantized twice)`);
+  }
+  if (qc && qc.quant_method !== "moe-studio") throw new Error(`${resolve(modelDir, "config.json")}: quantization_config.quant_method ${JSON.stringify(qc.quant_method)} cannot be exported (only float checkpoints and moe-studio quantize folders)`);
   const st = new SafetensorsFolder(modelDir);
   let writer: GGUFStreamWriter | null = null;
   let pool: QuantPool | null = null;
@@ -126,6 +133,22 @@ async function writeTensor(w: GGUFStreamWriter, st: SafetensorsFolder, t: Planne
     return;
   }
   for (const s of t.sources) {
+    if (s.quant) {
+      // stored GGUF blocks: copy whole rows of bytes (permuted per head like the float rows would be)
+      const rows = s.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+      const rb = s.rowBytes!;
+      const rowsPerHead = t.permuteHeads ? rows / t.permuteHeads : 1;
+      let step = Math.max(1, Math.floor((CHUNK_ELEMS * 4) / rb));
+      step = Math.max(rowsPerHead, step - (step % rowsPerHead));
+      for (let r0 = 0; r0 < rows; r0 += step) {
+        const n = Math.min(step, rows - r0);
+        const raw = st.readRaw(s, r0 * rb, n * rb);
+        let b = new Uint8Array(raw.buffer, raw.byteOffset, raw.length);
+        if (t.permuteHeads) b = permuteRows(b, n, rb, rowsPerHead);
+        w.append(b);
+      }
+      continue;
+    }
     const rows = s.shape.length >= 2 ? s.shape[0] : 1;
     const cols = s.shape.length >= 2 ? s.shape.slice(1).reduce((a, b) => a * b, 1) : s.shape[0];
     // 1-D tensors that are permuted (llama q/k biases) are rows of one element

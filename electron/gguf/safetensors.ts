@@ -6,14 +6,22 @@ import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, 
 import { basename, join } from "node:path";
 import { bf16ToF32, f16ToF32 } from "./half.js";
 
-export type SourceDType = "F32" | "F16" | "BF16";
-const DTYPE_BYTES: Record<SourceDType, number> = { F32: 4, F16: 2, BF16: 2 };
+export type SourceDType = "F32" | "F16" | "BF16" | "U8";
+const DTYPE_BYTES: Record<SourceDType, number> = { F32: 4, F16: 2, BF16: 2, U8: 1 };
+
+/**
+ * GGUF blocks stored by `moe-studio quantize` (electron/engine/quantize.ts): a U8 tensor [..., rows, row_bytes] marked
+ * "quant.<name>": "q8_0" | "q4_0" | "q4_k" in __metadata__. [elements, bytes] per block.
+ */
+export const STORED_BLOCKS: Record<string, [number, number]> = { q8_0: [32, 34], q4_0: [32, 18], q4_k: [256, 144] };
 
 export interface SourceTensor {
   name: string;
   file: string;           // absolute path of the shard
   dtype: SourceDType;
-  shape: number[];        // PyTorch order: shape[0] = rows (slowest)
+  shape: number[];        // PyTorch order: shape[0] = rows (slowest); for blocks, the logical (weight) shape
+  quant?: "q8_0" | "q4_0" | "q4_k";  // GGUF blocks written by `moe-studio quantize`
+  rowBytes?: number;      // bytes per row of blocks
   offset: number;         // absolute byte offset in the file
   byteLength: number;
 }
@@ -67,17 +75,28 @@ export class SafetensorsFolder {
       throw new Error(`${file}: invalid safetensors header JSON (${(e as Error).message})`);
     }
     const dataStart = 8 + n;
+    const meta = ((header as Record<string, unknown>).__metadata__ ?? {}) as Record<string, string>;
     for (const [name, t] of Object.entries(header)) {
       if (name === "__metadata__") continue;
       const where = `${basename(file)}: tensor "${name}"`;
-      if (!(t.dtype in DTYPE_BYTES)) throw new Error(`${where} has dtype ${t.dtype}; only F32, F16 and BF16 sources can be exported`);
+      if (!(t.dtype in DTYPE_BYTES)) throw new Error(`${where} has dtype ${t.dtype}; only F32, F16, BF16 and moe-studio's quantized blocks can be exported`);
       const dtype = t.dtype as SourceDType;
+      const quant = meta[`quant.${name}`];
+      if (dtype === "U8" && !(quant in STORED_BLOCKS)) throw new Error(`${where} is U8 without a "quant.${name}" entry in __metadata__: not a tensor moe-studio quantize wrote`);
       const count = t.shape.reduce((a, b) => a * b, 1);
       const [b, e] = t.data_offsets;
       if (e - b !== count * DTYPE_BYTES[dtype] || dataStart + e > size) {
         throw new Error(`${where}: data_offsets [${b}, ${e}] do not fit shape [${t.shape}] ${dtype} in a ${size}-byte file`);
       }
       if (this.tensors.has(name)) throw new Error(`${where} appears in two shards`);
+      if (dtype === "U8") {
+        const [be, bb] = STORED_BLOCKS[quant];
+        const rowBytes = t.shape[t.shape.length - 1];
+        if (t.shape.length < 2 || rowBytes % bb !== 0) throw new Error(`${where}: shape [${t.shape}] is not rows of whole ${quant} blocks (${bb} bytes)`);
+        const shape = [...t.shape.slice(0, -1), (rowBytes / bb) * be];
+        this.tensors.set(name, { name, file, dtype, shape, quant: quant as SourceTensor["quant"], rowBytes, offset: dataStart + b, byteLength: e - b });
+        continue;
+      }
       this.tensors.set(name, { name, file, dtype, shape: t.shape, offset: dataStart + b, byteLength: e - b });
     }
   }
@@ -108,6 +127,7 @@ export class SafetensorsFolder {
 
   /** Elements [start, start+count) widened to f32 (exact for every source dtype). */
   readF32(t: SourceTensor, start = 0, count = t.byteLength / DTYPE_BYTES[t.dtype], out?: Float32Array): Float32Array {
+    if (t.quant) throw new Error(`${t.name} holds ${t.quant} blocks: copy them (readRaw), do not widen them`);
     const raw = this.readRaw(t, start, count);
     const o = out ?? new Float32Array(count);
     if (t.dtype === "F32") {

@@ -259,3 +259,60 @@ describe("f16 export against the safetensors source", () => {
     expect([...h.metadata.keys()].some((k) => k.includes("rope.scaling"))).toBe(false);
   });
 });
+
+// ---- a folder `moe-studio quantize` wrote: its blocks are copied, never quantized twice ----
+
+describe("export of a quantized model folder", () => {
+  const BIN = join(ROOT, "electron/bin/moe-studio.mjs");
+  const run = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 120_000 });
+
+  it("llama q8_0 folder -> GGUF: every tensor byte-identical to exporting the float checkpoint (Q/K rows of blocks permuted)", () => {
+    const q = join(tmp, "llama-q8-folder");
+    expect(run(["quantize", "--model", join(MODELS, "llama"), "--bits", "8", "--out", q]).status).toBe(0);
+    const out = join(tmp, "llama-from-folder.gguf");
+    const r = run(["export-gguf", "--model", q, "--type", "q8_0", "--out", out]);
+    expect(r.status, r.stderr).toBe(0);
+    const a = readFileSync(out);
+    const b = files.get("llama.q8_0")!; // the file the gguf oracle read (sha checked above)
+    const ha = parseHeader(a);
+    const hb = parseHeader(b);
+    expect(ha.tensors.map((t) => [t.name, t.type, t.ne])).toEqual(hb.tensors.map((t) => [t.name, t.type, t.ne]));
+    for (let i = 0; i < ha.tensors.length; i++) {
+      const x = Buffer.from(tensorData(a, ha, ha.tensors[i]));
+      const y = Buffer.from(tensorData(b, hb, hb.tensors[i]));
+      expect(x.equals(y), ha.tensors[i].name).toBe(true);
+    }
+    // the folder's own type is the only one it exports to
+    const bad = run(["export-gguf", "--model", q, "--type", "q4_k", "--out", join(tmp, "never.gguf")]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/already quantized as q8_0; export it with --type q8_0 \(its blocks are copied, not quantized twice\)/);
+  });
+
+  it("qwen3_moe q4_k folder -> GGUF: the stored blocks (incl. its Q4_0 fallbacks) are the GGUF's bytes, experts stacked", () => {
+    const q = join(tmp, "q3m-q4k-folder");
+    expect(run(["quantize", "--model", join(MODELS, "qwen3_moe"), "--bits", "4", "--out", q]).status).toBe(0);
+    const out = join(tmp, "q3m-from-folder.gguf");
+    expect(run(["export-gguf", "--model", q, "--type", "q4_k", "--out", out]).status).toBe(0);
+    const file = readFileSync(out);
+    const h = parseHeader(file);
+    const st = new SafetensorsFolder(q);
+    try {
+      let copied = 0;
+      for (const t of h.tensors) {
+        const m = /^blk\.(\d+)\.ffn_(gate|up|down)_exps\.weight$/.exec(t.name);
+        const srcNames = m
+          ? [...Array(8).keys()].map((e) => `model.layers.${m[1]}.mlp.experts.${e}.${m[2]}_proj.weight`)
+          : t.name === "token_embd.weight" ? ["model.embed_tokens.weight"] : [];
+        const srcs = srcNames.map((n) => st.get(n));
+        if (srcs.length === 0 || !srcs[0].quant) continue;
+        const want = Buffer.concat(srcs.map((s) => st.readRaw(s)));
+        expect(Buffer.from(tensorData(file, h, t)).equals(want), t.name).toBe(true);
+        expect(GGML_TYPE_NAME[t.type].toLowerCase()).toBe(srcs[0].quant);
+        copied++;
+      }
+      expect(copied).toBeGreaterThanOrEqual(9); // token_embd + gate/up experts of 4 layers
+    } finally {
+      st.close();
+    }
+  });
+});
