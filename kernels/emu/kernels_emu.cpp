@@ -5,6 +5,7 @@
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope.cuh"
 #include "kernels/matvec.cuh"
+#include "kernels/qmatvec.cuh"
 #include "kernels/swiglu.cuh"
 #include "kernels/moe_route.cuh"
 #include "kernels/attention.cuh"

@@ -92,11 +92,10 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : map_(std::make_uniqu
   const std::string* fname = &map_->path();
   for (auto& [name, t] : h.obj) {
     if (name == "__metadata__") {
-      if (!t.is_object()) throw std::runtime_error(path + ": corrupt safetensors header: __metadata__ is not an object");
-      for (auto& [k, v] : t.obj) {
-        if (!v.is_string()) throw std::runtime_error(path + ": corrupt safetensors header: __metadata__['" + k + "'] is not a string");
-        metadata_[k] = v.str;
-      }
+      // The format says str -> str; other writers' non-string values are ignored rather than refused (only our
+      // "quant.*" keys carry meaning here, and they are checked below).
+      if (t.is_object())
+        for (auto& [k, v] : t.obj) if (v.is_string()) metadata_[k] = v.str;
       continue;
     }
     auto bad = [&](const std::string& why) { return std::runtime_error(path + ": tensor " + name + ": " + why); };

@@ -7,9 +7,9 @@
 //   negative level this way: d = m / -8). We try 19 candidate inverse scales  iscale = -(nneg + 0.1*s) / m,
 //   s = -9..9 (s = 0 is absmax), quantize q_i = clamp(round(iscale * x_i)), then for those q take the
 //   least-squares scale  d* = sum x_i q_i / sum q_i^2  (the d minimising E for fixed q), round it to f16 (what
-//   is stored), re-round q_i = clamp(round(x_i / d)) with the stored d, and keep the candidate with the least E.
-//   Because the absmax candidate is among them (and the least-squares step never increases E for fixed q), the
-//   result is never worse than absmax up to the final f16 rounding of d, and usually 5-20% better in MSE.
+//   is stored), and keep the candidate with the least E (closed form from its sums); the winner's q are then
+//   re-rounded against its stored d. The least-squares step never increases E for fixed q, so the result is
+//   never worse than absmax's q up to the f16 rounding of d; measured 11-13% lower MSE (tests).
 //
 // Q4_K (asymmetric, per 32-weight sub-block j: w = s_j*q - b_j, q in [0, 15], b_j >= 0):
 //   For each sub-block: with lo = min(min x, 0), hi = max x, try 21 inverse scales iscale = (15 + t)/(hi - lo),
@@ -71,33 +71,30 @@ inline int round_int(float v) { return int(std::lrintf(v)); }  // round half to 
 inline float f16_round(float v) { return f16_to_f32(f32_to_f16(v)); }
 
 // Symmetric block search (Q8_0, Q4_0). Writes q[n] in [qmin, qmax] and returns the stored (f16) scale.
+// One pass per candidate: for its q the error at scale d is E(d) = Sxx - 2 d Sqx + d^2 Sqq (closed form), taken
+// at the stored f16 d; only the winner is re-rounded against its stored d (which can only lower its error).
 uint16_t search_symmetric(const float* x, int n, int nneg, int qmin, int qmax, int8_t* q) {
-  float m = 0, amax = 0;
-  for (int i = 0; i < n; ++i) if (std::fabs(x[i]) > amax) { amax = std::fabs(x[i]); m = x[i]; }
+  float m = 0, amax = 0, sxx = 0;
+  for (int i = 0; i < n; ++i) { sxx += x[i] * x[i]; if (std::fabs(x[i]) > amax) { amax = std::fabs(x[i]); m = x[i]; } }
   if (amax == 0) { std::fill(q, q + n, int8_t(0)); return 0; }
-  int8_t cand[QK8_0];
   float best_err = INFINITY; uint16_t best_d = 0;
   for (int s = -9; s <= 9; ++s) {
     const float iscale = -(float(nneg) + 0.1f * float(s)) / m;
     float sqx = 0, sqq = 0;
     for (int i = 0; i < n; ++i) {
-      int v = std::clamp(round_int(iscale * x[i]), qmin, qmax);
-      sqx += x[i] * float(v); sqq += float(v * v);
+      const float v = std::clamp(float(round_int(iscale * x[i])), float(qmin), float(qmax));
+      sqx += x[i] * v; sqq += v * v;
     }
     if (sqq == 0) continue;
     const uint16_t dh = f32_to_f16(sqx / sqq);
     const float d = f16_to_f32(dh);
     if (d == 0 || !std::isfinite(d)) continue;
-    const float id = 1.0f / d;
-    float err = 0;
-    for (int i = 0; i < n; ++i) {
-      int v = std::clamp(round_int(x[i] * id), qmin, qmax);
-      cand[i] = int8_t(v);
-      float e = x[i] - d * float(v); err += e * e;
-    }
-    if (err < best_err) { best_err = err; best_d = dh; std::memcpy(q, cand, size_t(n)); }
+    const float err = sxx - 2 * d * sqx + d * d * sqq;
+    if (err < best_err) { best_err = err; best_d = dh; }
   }
   if (best_err == INFINITY) { std::fill(q, q + n, int8_t(0)); return 0; }  // e.g. values below f16's range
+  const float id = 1.0f / f16_to_f32(best_d);
+  for (int i = 0; i < n; ++i) q[i] = int8_t(std::clamp(round_int(x[i] * id), qmin, qmax));
   return best_d;
 }
 
@@ -113,36 +110,37 @@ void quantize_q4_0(const float* x, BlockQ4_0* b, int64_t nb) {
   }
 }
 
-// One 32-weight Q4_K sub-block: best (s, b) with x ≈ s*q - b, s >= 0, b >= 0.
+// One 32-weight Q4_K sub-block: best (s, b) with x ≈ s*q - b, s >= 0, b >= 0. One pass per candidate: with
+// c = -b, E = Sxx - 2 s Sqx - 2 c Sx + s^2 Sqq + 2 s c Sq + n c^2 (closed form from the candidate's sums).
 void search_q4k_sub(const float* x, float& s_out, float& b_out) {
   constexpr int n = 32;
-  float lo = 0, hi = x[0];
-  for (int i = 0; i < n; ++i) { lo = std::min(lo, x[i]); hi = std::max(hi, x[i]); }
+  float lo = 0, hi = x[0], sx = 0, sxx = 0;
+  for (int i = 0; i < n; ++i) { lo = std::min(lo, x[i]); hi = std::max(hi, x[i]); sx += x[i]; sxx += x[i] * x[i]; }
   if (hi <= lo) { s_out = 0; b_out = -lo; return; }  // constant block: w = -b
-  float sx = 0; for (int i = 0; i < n; ++i) sx += x[i];
-  // start: plain min/max (t = 0 without least squares)
-  float best_s = (hi - lo) / 15.0f, best_c = lo, best_err = 0;
-  for (int i = 0; i < n; ++i) {
-    int q = std::clamp(round_int((x[i] - lo) / best_s), 0, 15);
-    float e = best_s * float(q) + best_c - x[i]; best_err += e * e;
-  }
-  for (int t = -10; t <= 10; ++t) {
-    const float iscale = (15.0f + 0.1f * float(t)) / (hi - lo);
-    uint8_t q[n];
+  auto error = [&](float s, float c, float sq, float sqq, float sqx) {
+    return sxx - 2 * s * sqx - 2 * c * sx + s * s * sqq + 2 * s * c * sq + float(n) * c * c;
+  };
+  float best_s = 0, best_c = 0, best_err = INFINITY;
+  for (int t = -10; t <= 11; ++t) {  // t = 11: plain min/max (scale (hi-lo)/15, offset lo), no least squares
+    const float iscale = t == 11 ? 15.0f / (hi - lo) : (15.0f + 0.1f * float(t)) / (hi - lo);
     float sq = 0, sqq = 0, sqx = 0;
     for (int i = 0; i < n; ++i) {
-      q[i] = uint8_t(std::clamp(round_int(iscale * (x[i] - lo)), 0, 15));
-      sq += q[i]; sqq += float(q[i]) * q[i]; sqx += float(q[i]) * x[i];
+      const float q = std::clamp(float(round_int(iscale * (x[i] - lo))), 0.0f, 15.0f);
+      sq += q; sqq += q * q; sqx += q * x[i];
     }
-    const float det = float(n) * sqq - sq * sq;
-    if (det <= 0) continue;
-    float s = (float(n) * sqx - sq * sx) / det, c = (sqq * sx - sq * sqx) / det;
-    if (c > 0) { c = 0; s = sqx / sqq; }
+    float s, c;
+    if (t == 11) { s = (hi - lo) / 15.0f; c = lo; }
+    else {
+      const float det = float(n) * sqq - sq * sq;
+      if (det <= 0) continue;
+      s = (float(n) * sqx - sq * sx) / det; c = (sqq * sx - sq * sqx) / det;
+      if (c > 0) { c = 0; s = sqx / sqq; }
+    }
     if (s <= 0) continue;
-    float err = 0;
-    for (int i = 0; i < n; ++i) { float e = s * float(q[i]) + c - x[i]; err += e * e; }
+    const float err = error(s, c, sq, sqq, sqx);
     if (err < best_err) { best_err = err; best_s = s; best_c = c; }
   }
+  if (best_err == INFINITY) { best_s = (hi - lo) / 15.0f; best_c = lo; }
   s_out = best_s; b_out = -best_c;
 }
 

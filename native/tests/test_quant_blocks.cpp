@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 #include "cpu/thread_pool.h"
+#include "format/safetensors.h"
 #include "quant/quant.h"
 #include "tests/test.h"
 #include "tests/test_format_util.h"
@@ -181,4 +182,28 @@ TEST(quant_parallel_equals_serial) {
     quantize_tensor(t, x.data(), b.data(), int64_t(x.size()), &pool);
     CHECK(a == b);
   }
+}
+
+// A U8 tensor marked as quantized in __metadata__ is presented with its block dtype and logical shape; a marker
+// on a tensor of the wrong shape or an unknown format is a clear error naming the file and key.
+TEST(quant_safetensors_metadata_marks) {
+  const std::string dir = moe_test::temp_dir("quant-meta");
+  auto file = [&](const std::string& meta, const std::string& dtype, const std::string& shape, size_t nbytes) {
+    std::string h = "{\"__metadata__\":{" + meta + "},\"w\":{\"dtype\":\"" + dtype + "\",\"shape\":" + shape +
+                    ",\"data_offsets\":[0," + std::to_string(nbytes) + "]}}";
+    std::string out(8, '\0');
+    for (int k = 0; k < 8; ++k) out[size_t(k)] = char((uint64_t(h.size()) >> (8 * k)) & 0xff);
+    const std::string p = dir + "/m.safetensors";
+    moe_test::write_file(p, out + h + std::string(nbytes, '\0'));
+    return p;
+  };
+  {
+    SafeTensorsFile f(file("\"quant.w\":\"q4_k\",\"other\":\"x\"", "U8", "[3,288]", 3 * 288));
+    CHECK(f.tensors()[0].dtype == DType::Q4_K);
+    CHECK(f.tensors()[0].shape == (std::vector<int64_t>{3, 512}));
+    CHECK(f.metadata().at("other") == "x");
+  }
+  CHECK_THROWS(SafeTensorsFile(file("\"quant.w\":\"q5_k\"", "U8", "[3,288]", 3 * 288)), "__metadata__['quant.w']: unknown quantization 'q5_k'");
+  CHECK_THROWS(SafeTensorsFile(file("\"quant.w\":\"q8_0\"", "U8", "[3,35]", 3 * 35)), "must be U8 [..., rows, k*34]");
+  CHECK_THROWS(SafeTensorsFile(file("\"quant.x\":\"q8_0\"", "U8", "[3,34]", 3 * 34)), "no tensor named x in this file");
 }
