@@ -25,6 +25,10 @@ Commands:
       Write a quantized copy of a model folder (GGUF block formats; --bits 4 defaults to q4_k, embeddings and
       lm_head default to q8_0; routers, norms and biases stay float). Written to a temporary folder beside DIR2
       and renamed when complete; Ctrl-C cancels and leaves nothing.
+  export-gguf --model DIR --type f16|q8_0|q4_0|q4_k --out FILE.gguf [--force] [--json]
+      Write a GGUF v3 file llama.cpp (Ollama, LM Studio, Jan) loads: llama.cpp's tensor names and metadata, the
+      tokenizer and chat template. Norms and routers stay f32; with q4_* the embeddings and output stay Q8_0.
+      An existing FILE is refused unless --force. Ctrl-C cancels; nothing partial is left behind.
   serve [--port N] [--model DIR] [--data DIR]
       The desktop app's UI for a browser, on 127.0.0.1 only (renderer + WebSocket API; needs
       "npm run build:renderer"). Prints "moe-studio serve: http://127.0.0.1:PORT/" when ready; --port 0
@@ -49,11 +53,11 @@ const VALUE_FLAGS = new Set([
   "model", "prompt", "system", "ids", "max-tokens", "temperature", "top-p", "top-k", "repetition-penalty", "seed",
   "threads", "prompt-tokens", "gen-tokens", "stop", "min-p", "port", "data",
   "source", "endpoint", "dir", "revision", "token",
-  "bits", "format", "embeddings", "out", "kv-cache",
+  "bits", "format", "embeddings", "out", "kv-cache", "type",
 ]);
 /** Commands that take one positional argument (pull REPO_ID). */
 const TAKES_ARGUMENT = new Set(["pull"]);
-const BOOL_FLAGS = new Set(["json", "help"]);
+const BOOL_FLAGS = new Set(["json", "help", "force"]);
 
 export function parseArgs(argv: string[]): { command: string | null; flags: Flags; args: string[] } {
   let command: string | null = null;
@@ -389,8 +393,10 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import("./cli/pull.js")).cmdPull(args[0], flags);
       case "quantize":
         return await (await import("./cli/quantize.js")).cmdQuantize(flags);
+      case "export-gguf":
+        return await (await import("./cli/export-gguf.js")).exportGgufCommand(flags);
       default:
-        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, quantize, serve, pull, dataset; see --help)`);
+        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, quantize, export-gguf, serve, pull, dataset; see --help)`);
     }
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);

@@ -387,6 +387,41 @@ export const TokenJobState = z.enum(["running", "done", "failed", "cancelled"]);
 export const UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024;
 /** Largest piece datasets.exportChunk returns (characters of jsonl text; always whole lines unless one line is longer). */
 export const EXPORT_CHUNK_CHARS = 4 * 1024 * 1024;
+// ---------- quantize ----------
+/** Output kinds: a GGUF file for llama.cpp & co., or a quantized model folder our engine runs. */
+export const QuantizeTarget = z.enum(["gguf", "model"]);
+export const QuantizeFormat = z.enum(["f16", "q8_0", "q4_0", "q4_k"]);
+/** One side of the comparison; null fields were not measured (e.g. the engine does not run GGUF files). */
+export const QuantizeSide = z.object({
+  path: z.string(),
+  fileBytes: z.number(),
+  memoryBytes: z.number().nullable(),
+  prefillTokensPerSecond: z.number().nullable(),
+  decodeTokensPerSecond: z.number().nullable(),
+});
+export const QuantizeJob = z.object({
+  id: Id,
+  target: QuantizeTarget,
+  format: QuantizeFormat,
+  sourceDir: z.string(),
+  output: z.string(),
+  state: z.enum(["running", "comparing", "done", "error", "cancelled"]),
+  /** Progress as a fraction of the output written, 0..1. */
+  progress: z.number(),
+  message: z.string().nullable(),
+  notes: z.array(z.string()),
+  result: z
+    .object({
+      source: QuantizeSide,
+      quantized: QuantizeSide,
+      /** Accuracy on a fixed token stream: mean KL(float ‖ quantized) of the next-token distribution, top-1 agreement. */
+      klDivergence: z.number().nullable(),
+      top1Agreement: z.number().nullable(),
+      seconds: z.number(),
+    })
+    .nullable(),
+});
+export type QuantizeJob = z.infer<typeof QuantizeJob>;
 
 const Empty = z.strictObject({});
 const ById = z.strictObject({ id: Id });
@@ -599,6 +634,23 @@ export const calls = {
     z.object({ jobId: Id, total: z.number(), pending: z.number() }),
   ),
   "datasets.tokens.cancel": call(z.strictObject({ jobId: Id }), Ok),
+
+  // ---------- quantize ----------
+  /** Quantizes/exports a model folder into the app's models folder as `name` (progress: quantize.job events). */
+  "quantize.start": call(
+    z.strictObject({
+      dir: Text(4096).min(1),
+      target: QuantizeTarget,
+      format: QuantizeFormat,
+      name: Text(200).min(1).regex(/^[^/\\]+$/, "a name, not a path").refine((n) => n !== "." && n !== "..", "a name, not a path"),
+    }),
+    QuantizeJob,
+  ),
+  /** Cancels a running job; nothing partial is left behind. */
+  "quantize.cancel": call(ById, Ok),
+  "quantize.list": call(Empty, z.array(QuantizeJob)),
+  /** The folder quantized models and GGUF files are written to. */
+  "quantize.folder": call(Empty, z.object({ dir: z.string() })),
 } as const;
 
 export const events = {
@@ -632,6 +684,10 @@ export const events = {
   }),
   /** A dataset was created, renamed, changed (samples), or deleted (deleted: true): refresh lists. */
   "datasets.changed": z.object({ id: Id, deleted: z.boolean() }),
+
+  // ---------- quantize ----------
+  /** A quantize job changed (progress, state, result). */
+  "quantize.job": QuantizeJob,
 } as const;
 
 // ---------- types both sides use ----------

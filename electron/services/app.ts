@@ -22,6 +22,7 @@ import { ModelService, type Emit } from "./models.js";
 import { engineMessages } from "./errors.js";
 import { databaseFile } from "./paths.js";
 import { PresetService } from "./presets.js";
+import { QuantizeService } from "./quantize.js";
 import { SettingsService } from "./settings.js";
 import { LibraryService } from "./library.js";
 import { MemoryTokenStore, type TokenStore } from "../library/token-store.js";
@@ -96,6 +97,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const models = new ModelService(host, repos, opts.emit, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.log ? { log: opts.log } : {}) });
   const chat = new ChatService(repos, conversations, models, opts.emit);
   const datasets = new DatasetService(db, opts.dataDir, opts.emit, { cleanStaleUploads: true, ...(opts.pickDatasetFile ? { pickFile: opts.pickDatasetFile } : {}) });
+  const quantize = new QuantizeService(opts.dataDir, opts.emit);
 
   let info: Promise<Pick<AppInfo, "simd" | "cuda">> | null = null;
   const engineInfo = () =>
@@ -193,6 +195,11 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "samples.undo": async (i) => datasets.undo(i.datasetId),
     "datasets.tokens.count": async (i) => datasets.countTokens(i.datasetId, i.tokenizer),
     "datasets.tokens.cancel": async (i) => datasets.cancelTokens(i.jobId),
+    // ---------- quantize ----------
+    "quantize.start": async (i) => quantize.start(i),
+    "quantize.cancel": async (i) => quantize.cancel(i.id),
+    "quantize.list": async () => quantize.list(),
+    "quantize.folder": async () => ({ dir: quantize.folder() }),
   };
 
   const initialLoad = opts.initialModel ? models.open(opts.initialModel).then(() => undefined, () => undefined) : Promise.resolve();
@@ -209,6 +216,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
         await chat.dispose().catch(() => undefined);
         await library.dispose().catch(() => undefined);
         await datasets.dispose().catch(() => undefined);
+        quantize.dispose();
         const queued = models.dispose();
         host.shutdown();
         await queued.catch(() => undefined);

@@ -25,6 +25,7 @@ export type {
   Message,
   ModelCard,
   Preset,
+  QuantizeJob,
   RecentModel,
   RejectedLine,
   Sample,

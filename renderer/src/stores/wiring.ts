@@ -6,6 +6,7 @@ import { useDatasets } from "./datasets.js";
 import { useModels } from "./models.js";
 import { useLibrary } from "./library.js";
 import { useSamples } from "./samples.js";
+import { useQuantize } from "./quantize.js";
 import { useSettings } from "./settings.js";
 import { useUi } from "./ui.js";
 
@@ -35,6 +36,7 @@ export function connectStores(transport: Transport): () => void {
     transport.on("datasets.import.status", (s) => useDatasets.getState().onImportStatus(s)),
     transport.on("datasets.tokens.progress", (p) => useSamples.getState().onTokens(p)),
     transport.on("datasets.changed", (e) => useDatasets.getState().onChanged(e)),
+    transport.on("quantize.job", (j) => useQuantize.getState().onJob(j)),
   ];
   let wasOpen = transport.connection() === "open";
   useUi.getState().setConnection(transport.connection());

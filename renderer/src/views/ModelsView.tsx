@@ -4,6 +4,7 @@ import { useState } from "react";
 import type { ModelCard } from "../api/types.js";
 import { ErrorText } from "../components/ErrorText.js";
 import { IconAlert, IconFolder, IconX } from "../components/icons.js";
+import { QuantizePanel } from "../components/QuantizePanel.js";
 import { useT } from "../hooks.js";
 import { folderName, formatBytes, formatParams, useModels } from "../stores/models.js";
 import { useUi } from "../stores/ui.js";
@@ -11,6 +12,7 @@ import { DiscoverPanel } from "./DiscoverPanel.js";
 
 function Card({ card }: { card: ModelCard }) {
   const t = useT();
+  const [quantizing, setQuantizing] = useState(false);
   const experts =
     card.numExperts > 0
       ? card.numSharedExperts > 0
@@ -55,9 +57,15 @@ function Card({ card }: { card: ModelCard }) {
           </div>
         ))}
       </dl>
-      <button type="button" className="primary" onClick={() => useUi.getState().setView("chat")}>
-        {t("card.goChat")}
-      </button>
+      <div className="card-actions">
+        <button type="button" className="primary" onClick={() => useUi.getState().setView("chat")}>
+          {t("card.goChat")}
+        </button>
+        <button type="button" className="secondary" aria-expanded={quantizing} onClick={() => setQuantizing((q) => !q)}>
+          {t("quantize.action")}
+        </button>
+      </div>
+      {quantizing && <QuantizePanel card={card} onClose={() => setQuantizing(false)} />}
     </section>
   );
 }

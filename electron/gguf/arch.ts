@@ -1,0 +1,354 @@
+// Hugging Face checkpoint -> llama.cpp GGUF: per architecture, the metadata llama.cpp reads and the tensor plan
+// (GGUF name, shape in GGUF order, type, source tensors and the transform), with llama.cpp's names (gguf-py
+// constants.py / tensor_mapping.py and convert_hf_to_gguf.py are the reference; nothing here is copied from them).
+//
+// | model_type      | general.architecture | notes                                                               |
+// |-----------------|----------------------|---------------------------------------------------------------------|
+// | llama           | llama                | Q/K rows permuted (see permuteRows); llama3 rope -> rope_freqs      |
+// | mixtral         | llama                | + ffn_gate_inp and stacked ffn_{gate,up,down}_exps (w1, w3, w2)      |
+// | qwen2 / qwen3   | qwen2 / qwen3        | qkv biases (qwen2); per-head q/k norms (qwen3)                       |
+// | qwen2_moe       | qwen2moe             | + shared expert (ffn_*_shexp) and its gate (ffn_gate_inp_shexp)      |
+// | qwen3_moe       | qwen3moe             |                                                                     |
+// | olmoe           | olmoe                | q/k norms over the whole projection                                 |
+// | hunyuan_v1_moe  | hunyuan-moe          | Hunyuan-A13B: shared MLP -> ffn_*_shexp; NTK-alpha folded into the base |
+// | hunyuan (Large) | —                    | llama.cpp has no architecture for it: a clear error                 |
+import { basename, resolve } from "node:path";
+import { GGMLType, kv, type GGUFKV } from "./format.js";
+import { chooseType, fileType, type ExportType, type TensorRole } from "./quant.js";
+import type { SafetensorsFolder, SourceTensor } from "./safetensors.js";
+import { tokenizerKVs } from "./vocab.js";
+
+type Json = Record<string, unknown>;
+
+/** Blocks a quantized model folder already holds are copied as these GGUF types, never quantized twice. */
+const STORED_TYPE = { q8_0: GGMLType.Q8_0, q4_0: GGMLType.Q4_0, q4_k: GGMLType.Q4_K } as const;
+
+export interface PlannedTensor {
+  name: string;
+  role: TensorRole;
+  ne: number[];               // GGUF order (ne[0] = row length)
+  type: GGMLType;
+  sources: SourceTensor[];    // one, or one per expert stacked along the slowest dimension
+  permuteHeads?: number;      // llama-arch Q/K: regroup each head's rows (see permuteRows)
+  data?: Float32Array;        // a computed tensor (rope_freqs)
+}
+
+export interface ExportPlan {
+  arch: string;
+  kvs: GGUFKV[];
+  tensors: PlannedTensor[];
+  notes: string[];            // what the user should know (ignored config, fallbacks)
+}
+
+export const SUPPORTED_MODEL_TYPES = ["llama", "mixtral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "olmoe", "hunyuan_v1_moe"];
+
+const ARCH: Record<string, string> = {
+  llama: "llama",
+  mixtral: "llama",
+  qwen2: "qwen2",
+  qwen3: "qwen3",
+  qwen2_moe: "qwen2moe",
+  qwen3_moe: "qwen3moe",
+  olmoe: "olmoe",
+  hunyuan_v1_moe: "hunyuan-moe",
+};
+
+/**
+ * llama.cpp runs llama-arch attention with the "normal" (interleaved pairs) RoPE, while HF Llama rotates the two
+ * halves of each head (rotate_half). convert_hf_to_gguf therefore permutes the rows of q_proj/k_proj per head:
+ * within a head of d rows, output row 2i+j is input row j·(d/2)+i (i < d/2, j ∈ {0,1}), so that the pairs
+ * (x_i, x_{i+d/2}) HF rotates together become adjacent. Applied to whole heads; `rows` holds nHeads·d rows.
+ */
+export function permuteRows<T extends Float32Array | Uint8Array>(src: T, rows: number, cols: number, rowsPerHead: number): T {
+  // (also moves rows of quantized blocks: a block never spans two rows, so a row's bytes move as a unit)
+  const out = new (src.constructor as new (n: number) => T)(src.length);
+  const half = rowsPerHead / 2;
+  for (let h = 0; h < rows / rowsPerHead; h++) {
+    for (let i = 0; i < half; i++) {
+      for (let j = 0; j < 2; j++) {
+        const from = (h * rowsPerHead + j * half + i) * cols;
+        const to = (h * rowsPerHead + 2 * i + j) * cols;
+        out.set(src.subarray(from, from + cols), to);
+      }
+    }
+  }
+  return out;
+}
+
+class Config {
+  constructor(readonly c: Json, readonly file: string) {}
+  opt(...keys: string[]): unknown {
+    for (const k of keys) if (this.c[k] !== undefined && this.c[k] !== null) return this.c[k];
+    return undefined;
+  }
+  num(...keys: string[]): number {
+    const found = keys.find((k) => this.c[k] !== undefined && this.c[k] !== null);
+    const v = this.opt(...keys);
+    if (typeof v === "number" && Number.isFinite(v)) return v;
+    // per-layer lists (Hunyuan-A13B writes moe_topk etc. per layer): one value for all layers, or an error
+    if (Array.isArray(v) && v.length > 0 && v.every((x) => x === v[0]) && typeof v[0] === "number") return v[0];
+    if (Array.isArray(v)) {
+      throw new Error(`${this.file}: "${found}" differs between layers (${JSON.stringify(v)}); llama.cpp's GGUF has one value for all layers`);
+    }
+    throw new Error(`${this.file}: field "${keys[0]}" is missing or not a number`);
+  }
+  int(...keys: string[]): number {
+    const n = this.num(...keys);
+    if (!Number.isInteger(n) || n < 0) throw new Error(`${this.file}: field "${keys[0]}" must be a non-negative integer, got ${n}`);
+    return n;
+  }
+}
+
+/** Rope scaling in either config dialect: {type|rope_type, factor, ...} or null. */
+function ropeScaling(c: Json): Json | null {
+  const s = (c.rope_scaling ?? c.rope_parameters) as Json | null | undefined;
+  if (!s || typeof s !== "object") return null;
+  const type = s.rope_type ?? s.type;
+  if (type === undefined || type === "default") return null;
+  return { ...s, rope_type: type };
+}
+
+function ropeTheta(c: Json): number {
+  const p = c.rope_parameters as Json | undefined;
+  const t = c.rope_theta ?? p?.rope_theta ?? 10000;
+  if (typeof t !== "number") throw new Error(`config.json: rope_theta must be a number`);
+  return t;
+}
+
+/**
+ * llama3 rope as per-frequency divisors (llama.cpp's rope_freqs tensor, d/2 floats): frequency f_k = θ^(-2k/d) with
+ * wavelength λ = 2π/f_k keeps factor 1 when λ < L/high_freq_factor, is divided by `factor` when
+ * λ > L/low_freq_factor, and in between interpolates smoothly: s = (L/λ - low)/(high - low), divisor
+ * 1/((1-s)/factor + s). L = original_max_position_embeddings.
+ */
+export function llama3RopeFactors(theta: number, headDim: number, s: Json): Float32Array {
+  const factor = Number(s.factor ?? 8);
+  const low = Number(s.low_freq_factor ?? 1);
+  const high = Number(s.high_freq_factor ?? 4);
+  const L = Number(s.original_max_position_embeddings ?? 8192);
+  const lowWavelen = L / low;
+  const highWavelen = L / high;
+  const out = new Float32Array(headDim / 2);
+  for (let k = 0; k < headDim / 2; k++) {
+    const freq = 1 / theta ** ((2 * k) / headDim);
+    const wavelen = (2 * Math.PI) / freq;
+    if (wavelen < highWavelen) out[k] = 1;
+    else if (wavelen > lowWavelen) out[k] = factor;
+    else {
+      const smooth = (L / wavelen - low) / (high - low);
+      out[k] = 1 / ((1 - smooth) / factor + smooth);
+    }
+  }
+  return out;
+}
+
+export function planExport(dir: string, config: Json, st: SafetensorsFolder, target: ExportType): ExportPlan {
+  const file = resolve(dir, "config.json");
+  const modelType = config.model_type;
+  if (modelType === "hunyuan") {
+    throw new Error(
+      `${file}: model_type "hunyuan" (Hunyuan-Large, HunYuanForCausalLM) has no llama.cpp architecture: llama.cpp names ` +
+        `hunyuan-moe (Hunyuan-A13B, model_type hunyuan_v1_moe) and hunyuan-dense, but not Hunyuan-Large's cross-layer ` +
+        `attention (CLA), so no GGUF it could load can be written`,
+    );
+  }
+  if (typeof modelType !== "string" || !ARCH[modelType]) {
+    throw new Error(`${file}: model_type ${JSON.stringify(modelType)} cannot be exported to GGUF (supported: ${SUPPORTED_MODEL_TYPES.join(", ")})`);
+  }
+  const arch = ARCH[modelType];
+  const cfg = new Config(config, file);
+  const notes: string[] = [];
+  const L = cfg.int("num_hidden_layers");
+  const hidden = cfg.int("hidden_size");
+  const nHead = cfg.int("num_attention_heads");
+  const nKv = cfg.opt("num_key_value_heads") !== undefined ? cfg.int("num_key_value_heads") : nHead;
+  const explicitHeadDim = cfg.opt("head_dim", "attention_head_dim");
+  const headDim = explicitHeadDim !== undefined ? cfg.int("head_dim", "attention_head_dim") : hidden / nHead;
+  const vocab = cfg.int("vocab_size");
+  const tied = config.tie_word_embeddings === true;
+  const isMoe = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "hunyuan_v1_moe"].includes(modelType);
+  const nExpert = isMoe ? cfg.int("num_local_experts", "num_experts") : 0;
+
+  if (modelType === "qwen2_moe" || modelType === "qwen3_moe") {
+    const step = config.decoder_sparse_step ?? 1;
+    const dense = (config.mlp_only_layers ?? []) as number[];
+    if (step !== 1 || dense.length > 0) {
+      const denseLayers = [...Array(L).keys()].filter((i) => dense.includes(i) || !((i + 1) % (step as number) === 0));
+      throw new Error(
+        `${file}: layers ${denseLayers.join(", ")} are dense (decoder_sparse_step ${step}, mlp_only_layers ${JSON.stringify(dense)}); ` +
+          `llama.cpp's ${arch} has experts in every layer, so it could not load this model`,
+      );
+    }
+  }
+  if (modelType === "olmoe" && nKv !== nHead) {
+    // HF OLMoE normalises k over its whole projection (num_key_value_heads·head_dim); llama.cpp's olmoe creates
+    // attn_k_norm with n_embd entries, i.e. it assumes no GQA (true of the released OLMoE models).
+    throw new Error(`${file}: num_key_value_heads ${nKv} != num_attention_heads ${nHead}; llama.cpp's olmoe expects k_norm over the whole hidden size (no grouped-query attention), so it could not load this model`);
+  }
+  if (modelType === "hunyuan_v1_moe" && config.use_cla === true) {
+    throw new Error(`${file}: use_cla is true; llama.cpp's hunyuan-moe has no cross-layer attention`);
+  }
+
+  // ---- metadata ----
+  const A = arch;
+  const kvs: GGUFKV[] = [
+    kv.str("general.architecture", A),
+    kv.str("general.name", basename(resolve(dir))),
+    kv.u32("general.file_type", fileType(target)),
+    kv.u32("general.quantization_version", 2),
+    kv.u32("general.alignment", 32),
+  ];
+  kvs.push(kv.u32(`${A}.block_count`, L));
+  kvs.push(kv.u32(`${A}.context_length`, cfg.int("max_position_embeddings")));
+  kvs.push(kv.u32(`${A}.embedding_length`, hidden));
+  kvs.push(kv.u32(`${A}.feed_forward_length`, cfg.int("intermediate_size")));
+  kvs.push(kv.u32(`${A}.attention.head_count`, nHead));
+  kvs.push(kv.u32(`${A}.attention.head_count_kv`, nKv));
+  kvs.push(kv.f32(`${A}.attention.layer_norm_rms_epsilon`, cfg.num("rms_norm_eps")));
+  if (explicitHeadDim !== undefined) {
+    kvs.push(kv.u32(`${A}.attention.key_length`, headDim));
+    kvs.push(kv.u32(`${A}.attention.value_length`, headDim));
+  }
+  if (A === "llama") {
+    kvs.push(kv.u32(`${A}.vocab_size`, vocab));
+    kvs.push(kv.u32(`${A}.rope.dimension_count`, headDim));
+  }
+  if (isMoe) {
+    kvs.push(kv.u32(`${A}.expert_count`, nExpert));
+    kvs.push(kv.u32(`${A}.expert_used_count`, cfg.int("num_experts_per_tok", "moe_topk")));
+  }
+  if (modelType === "qwen2_moe" || modelType === "qwen3_moe") kvs.push(kv.u32(`${A}.expert_feed_forward_length`, cfg.int("moe_intermediate_size")));
+  if (modelType === "qwen2_moe") kvs.push(kv.u32(`${A}.expert_shared_feed_forward_length`, cfg.int("shared_expert_intermediate_size")));
+  if (modelType === "hunyuan_v1_moe") {
+    kvs.push(kv.u32(`${A}.expert_shared_feed_forward_length`, cfg.int("intermediate_size")));
+    kvs.push(kv.u32(`${A}.expert_feed_forward_length`, cfg.int("moe_intermediate_size")));
+    kvs.push(kv.u32(`${A}.expert_shared_count`, cfg.int("num_shared_expert")));
+  }
+
+  // rope
+  const theta = ropeTheta(config);
+  const scaling = ropeScaling(config);
+  let ropeFreqs: Float32Array | null = null;
+  if (modelType === "hunyuan_v1_moe" && scaling?.rope_type === "dynamic" && scaling.alpha !== undefined) {
+    // NTK-alpha: Hunyuan scales the base once, θ' = θ·α^(d/(d-2)); llama.cpp takes the scaled base and no scaling.
+    const alpha = Number(scaling.alpha);
+    kvs.push(kv.f32(`${A}.rope.freq_base`, theta * alpha ** (headDim / (headDim - 2))));
+    kvs.push(kv.str(`${A}.rope.scaling.type`, "none"));
+    kvs.push(kv.f32(`${A}.rope.scaling.factor`, 1));
+  } else {
+    kvs.push(kv.f32(`${A}.rope.freq_base`, theta));
+    if (scaling) {
+      const t = scaling.rope_type;
+      if (t === "linear") {
+        kvs.push(kv.str(`${A}.rope.scaling.type`, "linear"), kv.f32(`${A}.rope.scaling.factor`, Number(scaling.factor)));
+      } else if (t === "yarn") {
+        kvs.push(kv.str(`${A}.rope.scaling.type`, "yarn"), kv.f32(`${A}.rope.scaling.factor`, Number(scaling.factor)));
+        const orig = scaling.original_max_position_embeddings;
+        if (typeof orig === "number") kvs.push(kv.u32(`${A}.rope.scaling.original_context_length`, orig));
+      } else if (t === "llama3" && A === "llama") {
+        ropeFreqs = llama3RopeFactors(theta, headDim, scaling);
+      } else {
+        notes.push(`rope_scaling type "${String(t)}" has no llama.cpp equivalent for ${A}; the GGUF uses plain RoPE (exact within the original context)`);
+      }
+    }
+  }
+
+  const voc = tokenizerKVs(dir, config, vocab);
+  kvs.push(...voc.kvs);
+
+  // ---- tensors ----
+  const used = new Set<string>();
+  const tensors: PlannedTensor[] = [];
+  const src = (name: string) => {
+    used.add(name);
+    return st.get(name);
+  };
+  const neOf = (shape: number[]) => [...shape].reverse();
+  const add = (name: string, role: TensorRole, hf: string, permuteHeads?: number) => {
+    const s = src(hf);
+    const ne = neOf(s.shape);
+    if (permuteHeads && s.shape[0] % (permuteHeads * 2) !== 0) throw new Error(`${hf}: ${s.shape[0]} rows do not split into ${permuteHeads} heads of even size`);
+    tensors.push({ name, role, ne, type: s.quant ? STORED_TYPE[s.quant] : chooseType(target, role, ne), sources: [s], permuteHeads });
+  };
+  const addIf = (name: string, role: TensorRole, hf: string, permuteHeads?: number) => {
+    if (st.has(hf)) add(name, role, hf, permuteHeads);
+  };
+  const addExperts = (name: string, hfOf: (e: number) => string) => {
+    const parts = [...Array(nExpert).keys()].map((e) => src(hfOf(e)));
+    const shape = parts[0].shape;
+    for (const p of parts) {
+      if (p.shape.length !== 2 || p.shape[0] !== shape[0] || p.shape[1] !== shape[1]) throw new Error(`${p.name}: shape [${p.shape}] differs from expert 0's [${shape}]`);
+    }
+    if (parts.some((p) => p.quant !== parts[0].quant)) throw new Error(`${parts[0].name}: the experts of one layer are stored in different types`);
+    const ne = [shape[1], shape[0], nExpert];
+    tensors.push({ name, role: "weight", ne, type: parts[0].quant ? STORED_TYPE[parts[0].quant] : chooseType(target, "weight", ne), sources: parts });
+  };
+
+  if (ropeFreqs) tensors.push({ name: "rope_freqs.weight", role: "rope_freqs", ne: [ropeFreqs.length], type: chooseType(target, "rope_freqs", [ropeFreqs.length]), sources: [], data: ropeFreqs });
+  add("token_embd.weight", "token_embd", "model.embed_tokens.weight");
+  const permute = A === "llama";
+  for (let i = 0; i < L; i++) {
+    const p = `model.layers.${i}.`;
+    const b = `blk.${i}.`;
+    add(`${b}attn_norm.weight`, "norm", `${p}input_layernorm.weight`);
+    add(`${b}attn_q.weight`, "weight", `${p}self_attn.q_proj.weight`, permute ? nHead : undefined);
+    add(`${b}attn_k.weight`, "weight", `${p}self_attn.k_proj.weight`, permute ? nKv : undefined);
+    add(`${b}attn_v.weight`, "weight", `${p}self_attn.v_proj.weight`);
+    add(`${b}attn_output.weight`, "weight", `${p}self_attn.o_proj.weight`);
+    addIf(`${b}attn_q.bias`, "bias", `${p}self_attn.q_proj.bias`, permute ? nHead : undefined);
+    addIf(`${b}attn_k.bias`, "bias", `${p}self_attn.k_proj.bias`, permute ? nKv : undefined);
+    addIf(`${b}attn_v.bias`, "bias", `${p}self_attn.v_proj.bias`);
+    addIf(`${b}attn_output.bias`, "bias", `${p}self_attn.o_proj.bias`);
+    if (modelType === "hunyuan_v1_moe") {
+      add(`${b}attn_q_norm.weight`, "norm", `${p}self_attn.query_layernorm.weight`);
+      add(`${b}attn_k_norm.weight`, "norm", `${p}self_attn.key_layernorm.weight`);
+    } else {
+      addIf(`${b}attn_q_norm.weight`, "norm", `${p}self_attn.q_norm.weight`);
+      addIf(`${b}attn_k_norm.weight`, "norm", `${p}self_attn.k_norm.weight`);
+    }
+    add(`${b}ffn_norm.weight`, "norm", `${p}post_attention_layernorm.weight`);
+    if (!isMoe) {
+      add(`${b}ffn_gate.weight`, "weight", `${p}mlp.gate_proj.weight`);
+      add(`${b}ffn_up.weight`, "weight", `${p}mlp.up_proj.weight`);
+      add(`${b}ffn_down.weight`, "weight", `${p}mlp.down_proj.weight`);
+      continue;
+    }
+    if (st.has(`${p}mlp.experts.gate_up_proj`) || st.has(`${p}mlp.experts.gate_up_proj.weight`)) {
+      throw new Error(`${dir}: ${p}mlp.experts.gate_up_proj: fused expert tensors are not supported by the GGUF export yet (save with per-expert tensors)`);
+    }
+    if (modelType === "mixtral") {
+      add(`${b}ffn_gate_inp.weight`, "router", `${p}block_sparse_moe.gate.weight`);
+      addExperts(`${b}ffn_gate_exps.weight`, (e) => `${p}block_sparse_moe.experts.${e}.w1.weight`);
+      addExperts(`${b}ffn_down_exps.weight`, (e) => `${p}block_sparse_moe.experts.${e}.w2.weight`);
+      addExperts(`${b}ffn_up_exps.weight`, (e) => `${p}block_sparse_moe.experts.${e}.w3.weight`);
+      continue;
+    }
+    add(`${b}ffn_gate_inp.weight`, "router", modelType === "hunyuan_v1_moe" ? `${p}mlp.gate.wg.weight` : `${p}mlp.gate.weight`);
+    addExperts(`${b}ffn_gate_exps.weight`, (e) => `${p}mlp.experts.${e}.gate_proj.weight`);
+    addExperts(`${b}ffn_down_exps.weight`, (e) => `${p}mlp.experts.${e}.down_proj.weight`);
+    addExperts(`${b}ffn_up_exps.weight`, (e) => `${p}mlp.experts.${e}.up_proj.weight`);
+    if (modelType === "qwen2_moe") {
+      add(`${b}ffn_gate_inp_shexp.weight`, "router", `${p}mlp.shared_expert_gate.weight`);
+      add(`${b}ffn_gate_shexp.weight`, "weight", `${p}mlp.shared_expert.gate_proj.weight`);
+      add(`${b}ffn_up_shexp.weight`, "weight", `${p}mlp.shared_expert.up_proj.weight`);
+      add(`${b}ffn_down_shexp.weight`, "weight", `${p}mlp.shared_expert.down_proj.weight`);
+    } else if (modelType === "hunyuan_v1_moe") {
+      add(`${b}ffn_gate_shexp.weight`, "weight", `${p}mlp.shared_mlp.gate_proj.weight`);
+      add(`${b}ffn_up_shexp.weight`, "weight", `${p}mlp.shared_mlp.up_proj.weight`);
+      add(`${b}ffn_down_shexp.weight`, "weight", `${p}mlp.shared_mlp.down_proj.weight`);
+    }
+  }
+  add("output_norm.weight", "norm", "model.norm.weight");
+  if (st.has("lm_head.weight")) {
+    if (tied) used.add("lm_head.weight"); // a tied copy: llama.cpp uses token_embd when output is absent
+    else add("output.weight", "output", "lm_head.weight");
+  } else if (!tied) {
+    notes.push("no lm_head.weight and tie_word_embeddings is false: llama.cpp will use token_embd as the output");
+  }
+
+  const unused = [...st.tensors.keys()].filter((n) => !used.has(n));
+  if (unused.length > 0) {
+    throw new Error(`${dir}: ${unused.length} tensor(s) have no llama.cpp ${A} name, e.g. "${unused[0]}"; refusing to drop weights`);
+  }
+  return { arch: A, kvs, tensors, notes };
+}

@@ -1,0 +1,135 @@
+// The model card's Quantize action, end to end in Chromium against `moe-studio serve`: open a model, export it as a
+// GGUF file into the app's models folder with progress, see the comparison, find the file on disk (a real GGUF);
+// quantize it to a model folder and see memory, tokens/s, KL and top-1 of both; cancel a longer export midway;
+// a taken name gets a clear message. Screenshots go to test/artifacts/e2e/.
+import { existsSync, openSync, readdirSync, readSync, closeSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import type { Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+// @ts-expect-error plain ESM helper shared with check_gguf.py
+import { makeLargeLlama } from "../fixtures/gguf/make_models.mjs";
+import { type App, chromiumAvailable, fixtureModel, freshDir, openApp, type Serve, startServe } from "./harness.js";
+
+const run = chromiumAvailable();
+
+describe.runIf(run)("quantize and export, end to end in Chromium", () => {
+  let serve: Serve;
+  let app: App;
+  let page: Page;
+  let dataDir: string;
+
+  beforeAll(async () => {
+    dataDir = freshDir("quantize-data");
+    serve = await startServe({ model: fixtureModel("qwen3"), dataDir });
+    app = await openApp(serve.url);
+    page = app.page;
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await serve?.stop("serve-quantize.log");
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const button = (name: string) => page.getByRole("button", { name, exact: true });
+  const visible = (l: ReturnType<Page["getByText"]>, timeout = 30_000) => l.first().waitFor({ state: "visible", timeout });
+  /** Opens the model card's Quantize panel unless it is open (the button reports it with aria-expanded). */
+  async function openPanel() {
+    const b = page.getByRole("region", { name: "Current model" }).getByRole("button", { name: "Quantize…" });
+    await b.waitFor({ state: "visible" });
+    if ((await b.getAttribute("aria-expanded")) !== "true") await b.click();
+    return page.getByRole("region", { name: "Quantize and export" });
+  }
+
+  it("exports the loaded model as a GGUF file with progress and a size comparison", async () => {
+    await page.getByRole("navigation", { name: "Main" }).getByRole("button", { name: "Models", exact: true }).click();
+    const card = page.getByRole("region", { name: "Current model" });
+    await visible(card.getByText("qwen3", { exact: true }), 60_000);
+    await card.getByRole("button", { name: "Quantize…" }).click();
+    const panel = page.getByRole("region", { name: "Quantize and export" });
+    await visible(panel.getByText("Output"));
+    await panel.getByRole("combobox", { name: "Output" }).selectOption("gguf");
+    await panel.getByRole("combobox", { name: "Format" }).selectOption("f16");
+    const name = panel.getByRole("textbox", { name: "Name in the models folder" });
+    expect(await name.inputValue()).toBe("qwen3-f16");
+    await visible(panel.getByText(`Written to ${join(dataDir, "models")}`));
+    await app.screenshot("20-quantize-panel");
+    await panel.getByRole("button", { name: "Start" }).click();
+
+    const out = join(dataDir, "models", "qwen3-f16.gguf");
+    await visible(panel.getByText(`Done: ${out}`), 60_000);
+    const table = panel.getByRole("table", { name: "Comparison" });
+    await visible(table.getByText("File size"));
+    // f16 of an f32 checkpoint: about half the bytes
+    await expect.poll(() => table.innerText()).toMatch(/\((4\d|5\d)%\)/);
+    await visible(panel.getByText(/GGUF files run in llama\.cpp/));
+    await app.screenshot("21-quantize-done");
+
+    expect(existsSync(out)).toBe(true);
+    const fd = openSync(out, "r");
+    const magic = Buffer.alloc(4);
+    readSync(fd, magic, 0, 4, 0);
+    closeSync(fd);
+    expect(magic.toString("ascii")).toBe("GGUF");
+    app.expectClean();
+  });
+
+  it("quantizes to a model folder the engine runs and compares memory, speed and accuracy", async () => {
+    const panel = page.getByRole("region", { name: "Quantize and export" });
+    await panel.getByRole("button", { name: "Start another" }).click();
+    await panel.getByRole("combobox", { name: "Output" }).selectOption("model");
+    await panel.getByRole("combobox", { name: "Format" }).selectOption("q8_0");
+    expect(await panel.getByRole("textbox", { name: "Name in the models folder" }).inputValue()).toBe("qwen3-q8_0");
+    await panel.getByRole("button", { name: "Start" }).click();
+    const out = join(dataDir, "models", "qwen3-q8_0");
+    await visible(panel.getByText(`Done: ${out}`), 180_000);
+    const table = panel.getByRole("table", { name: "Comparison" });
+    await expect.poll(() => table.innerText()).toMatch(/KL \d\.\d\de[-+]\d, top-1 \d+\.\d%/);
+    await expect.poll(() => table.innerText()).toMatch(/Decode tokens\/s\s+\d+\.\d\s+\d+\.\d/);
+    await app.screenshot("22-quantize-model-done");
+    expect(existsSync(join(out, "config.json"))).toBe(true);
+    // the quantized folder opens in the engine like any model
+    await panel.getByRole("button", { name: "Open the quantized model" }).click();
+    await visible(page.getByRole("region", { name: "Current model" }).getByText("qwen3-q8_0", { exact: true }), 60_000);
+    app.expectClean();
+    await page.getByRole("textbox", { name: "Model folder path" }).fill(fixtureModel("qwen3"));
+    await button("Open").click();
+    await visible(page.getByRole("region", { name: "Current model" }).getByText("qwen3", { exact: true }), 60_000);
+  });
+
+  it("Cancel during an export stops it and says nothing was written", async () => {
+    // a 40M-parameter model: its Q8_0 export takes seconds, long enough to press Cancel midway
+    const big = makeLargeLlama(join(dataDir, "src", "large_llama"));
+    await page.getByRole("textbox", { name: "Model folder path" }).fill(big);
+    await button("Open").click();
+    const card = page.getByRole("region", { name: "Current model" });
+    await visible(card.getByText("large_llama", { exact: true }), 120_000);
+    const panel = await openPanel();
+    await panel.getByRole("combobox", { name: "Output" }).selectOption("gguf");
+    await panel.getByRole("combobox", { name: "Format" }).selectOption("q8_0");
+    await panel.getByRole("button", { name: "Start" }).click();
+    const bar = panel.getByRole("progressbar", { name: "Quantize progress" });
+    await visible(bar);
+    await expect.poll(async () => Number(await bar.getAttribute("aria-valuenow")), { timeout: 60_000 }).toBeGreaterThan(0);
+    await app.screenshot("23-quantize-progress");
+    await panel.getByRole("button", { name: "Cancel" }).click();
+    await visible(panel.getByText("Cancelled. Nothing was written."), 60_000);
+    expect(readdirSync(join(dataDir, "models")).filter((f) => f.startsWith("large_llama"))).toEqual([]);
+    app.expectClean();
+    // back to the small model for the next step
+    await page.getByRole("textbox", { name: "Model folder path" }).fill(fixtureModel("qwen3"));
+    await button("Open").click();
+    await visible(card.getByText("qwen3", { exact: true }), 60_000);
+  });
+
+  it("a name that is taken gets a clear message and leaves the file as it was", async () => {
+    const panel = await openPanel();
+    await panel.getByRole("combobox", { name: "Format" }).selectOption("f16");
+    await panel.getByRole("button", { name: "Start" }).click();
+    await visible(panel.getByRole("alert").getByText(/qwen3-f16\.gguf already exists; choose another name/));
+    await app.screenshot("24-quantize-name-taken");
+    // the call failed with a clear error, which the page shows: nothing else may have gone wrong
+    app.expectClean([/quantize/i]);
+    expect(button("Quantize…")).toBeTruthy();
+  });
+});
