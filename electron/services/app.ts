@@ -97,7 +97,6 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const models = new ModelService(host, repos, opts.emit, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.log ? { log: opts.log } : {}) });
   const chat = new ChatService(repos, conversations, models, opts.emit);
   const datasets = new DatasetService(db, opts.dataDir, opts.emit, { cleanStaleUploads: true, ...(opts.pickDatasetFile ? { pickFile: opts.pickDatasetFile } : {}) });
-  const quantize = new QuantizeService(opts.dataDir, opts.emit);
 
   let info: Promise<Pick<AppInfo, "simd" | "cuda">> | null = null;
   const engineInfo = () =>
@@ -121,6 +120,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     vramBytes: () => host.systemInfo().then((s) => (s.cuda.devices > 0 ? (s.cuda.memoryBytes ?? 0) : 0)),
     ...(opts.downloadStallMs ? { stallMs: opts.downloadStallMs } : stallEnv > 0 ? { stallMs: stallEnv } : {}),
   });
+  const quantize = new QuantizeService(() => library.modelsDir(), opts.emit);
 
   const handlers: AsyncHandlers = {
     "app.info": async () => ({

@@ -1,7 +1,7 @@
 // Quantize / export jobs for the app: each runs the CLI's own code (`moe-studio export-gguf …` or
 // `moe-studio quantize …`) in a child process, so a slow or crashing job never blocks the main process or the
 // engine worker, and a cancel is a SIGINT the command already handles (it removes its temporary output).
-// Outputs go to the app's models folder (<data>/models/<name>): the browser can only name a destination there.
+// Outputs go to the app's models folder (<models>/<name>, where downloads go too): the browser can only name a destination there.
 // When a job is done the service measures both models: file size always; memory, tokens/s and accuracy when the
 // engine can run the output (a quantized model folder; a GGUF file is for llama.cpp and friends).
 import { spawn, type ChildProcess } from "node:child_process";
@@ -89,12 +89,13 @@ export class QuantizeService {
   private jobs = new Map<string, Running>();
 
   constructor(
-    private readonly dataDir: string,
+    /** The app's models folder, the one downloads go to (LibraryService.modelsDir: a setting, else <data>/models). */
+    private readonly modelsDir: () => string,
     private readonly emit: Emit,
   ) {}
 
   folder(): string {
-    return join(this.dataDir, "models");
+    return this.modelsDir();
   }
 
   list(): QuantizeJob[] {

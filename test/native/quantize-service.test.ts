@@ -19,7 +19,7 @@ let svc: QuantizeService;
 beforeAll(() => {
   data = mkdtempSync(join(tmpdir(), "moe-quantize-svc-"));
   events = [];
-  svc = new QuantizeService(data, ((name: string, payload: QuantizeJob) => {
+  svc = new QuantizeService(() => join(data, "models"), ((name: string, payload: QuantizeJob) => {
     if (name === "quantize.job") events.push(payload);
   }) as never);
 });
