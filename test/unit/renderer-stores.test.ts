@@ -316,10 +316,9 @@ describe("stores against the real server", () => {
     off = connectStores(transport);
     await until(() => transport.connection() === "open", "the socket");
     await until(() => useUi.getState().connection === "open", "the ui store to see the connection");
-    await until(() => useModels.getState().status.state === "ready", "the fixture model", 120_000).catch(async () => {
-      await useModels.getState().refresh();
-      await until(() => useModels.getState().status.state === "ready", "the fixture model", 120_000);
-    });
+    // No refresh here: the "ready" event must win over refreshAll's answer even when that answer (read while the
+    // model was loading) arrives after it — the race that once left the UI showing "loading" for good.
+    await until(() => useModels.getState().status.state === "ready", "the fixture model", 120_000);
   }, 180_000);
 
   afterAll(async () => {

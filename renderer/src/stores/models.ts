@@ -27,6 +27,9 @@ let restarting = false;
 
 export const idleStatus: EngineStatus = { state: "idle", model: null, dir: null, message: null };
 
+/** Counts setStatus calls, so refresh() can tell whether its answer is older than an event. */
+let statusEpoch = 0;
+
 export const useModels = create<ModelsState>((set, get) => ({
   status: idleStatus,
   progress: null,
@@ -36,12 +39,16 @@ export const useModels = create<ModelsState>((set, get) => ({
   openError: null,
   opening: null,
   refresh: async () => {
+    // An engine.status event that arrives while these calls are in flight is newer than their answer (e.g. "ready"
+    // pushed between the server reading "loading" and the answer reaching us): then keep the event's status.
+    const epoch = statusEpoch;
     try {
-      const [status, recent, info] = await Promise.all([
+      const [fetched, recent, info] = await Promise.all([
         api().call("models.status", {}),
         api().call("models.recent", {}),
         api().call("app.info", {}),
       ]);
+      const status = epoch === statusEpoch ? fetched : get().status;
       set({ status, recent, info, ...(status.model ? { lastCard: status.model } : {}) });
       if (status.model) useUi.getState().dismissSource("model"); // e.g. `serve --model` finished loading first
     } catch (e) {
@@ -84,6 +91,7 @@ export const useModels = create<ModelsState>((set, get) => ({
     }
   },
   setStatus: (status) => {
+    statusEpoch++;
     const prev = get().status;
     set({ status, ...(status.state !== "loading" ? { progress: null } : {}), ...(status.model ? { lastCard: status.model } : {}) });
     const ui = useUi.getState();
