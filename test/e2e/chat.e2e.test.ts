@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Locator, Page } from "playwright-core";
 import { rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { type App, chromiumAvailable, fixtureModel, freshDir, longReplyModel, openApp, resetArtifacts, type Serve, startServe } from "./harness.js";
+import { type App, chromiumAvailable, fixtureModel, freshDir, longReplyModel, openApp, resetArtifacts, type Serve, startServe, unnamedControls } from "./harness.js";
 
 const run = chromiumAvailable();
 const LONG = 8_000; // max tokens for a reply that must still be streaming when we act on it (a session has 8192)
@@ -110,15 +110,7 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
 
   /** Every visible control has a name a screen reader can say (text, aria-label/labelledby, title or a <label>). */
   async function expectNamedControls(view: string) {
-    const unnamed = await page.evaluate(() => {
-      const named = (el: HTMLElement) =>
-        !!(el.getAttribute("aria-label")?.trim() || el.getAttribute("aria-labelledby") || el.getAttribute("title")?.trim() ||
-          (el instanceof HTMLButtonElement && el.textContent?.trim()) ||
-          ((el instanceof HTMLInputElement || el instanceof HTMLTextAreaElement || el instanceof HTMLSelectElement) && el.labels?.length));
-      return [...document.querySelectorAll<HTMLElement>("button, input, textarea, select, [role=button]")]
-        .filter((el) => el.offsetParent !== null && !(el instanceof HTMLInputElement && el.type === "hidden") && !named(el))
-        .map((el) => el.outerHTML.slice(0, 120));
-    });
+    const unnamed = await unnamedControls(page);
     expect(unnamed, `unnamed controls in the ${view} view`).toEqual([]);
   }
 

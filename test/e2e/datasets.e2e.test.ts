@@ -14,7 +14,7 @@ import type { Locator, Page } from "playwright-core";
 import { spawn } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { type App, chromiumAvailable, fixtureModel, freshDir, openApp, ROOT, type Serve, startServe } from "./harness.js";
+import { type App, chromiumAvailable, fixtureModel, freshDir, openApp, ROOT, type Serve, startServe, unnamedControls } from "./harness.js";
 
 const run = chromiumAvailable();
 
@@ -119,15 +119,7 @@ describe.runIf(run)("datasets, end to end in Chromium", () => {
 
   /** Every visible control has an accessible name. */
   async function expectNamedControls(where: string) {
-    const unnamed = await page.evaluate(() => {
-      const named = (el: HTMLElement) =>
-        !!(el.getAttribute("aria-label")?.trim() || el.getAttribute("aria-labelledby") || el.getAttribute("title")?.trim() ||
-          (el instanceof HTMLButtonElement && el.textContent?.trim()) ||
-          ((el instanceof HTMLInputElement || el instanceof HTMLTextAreaElement || el instanceof HTMLSelectElement) && el.labels?.length));
-      return [...document.querySelectorAll<HTMLElement>("button, input, textarea, select, [role=button]")]
-        .filter((el) => el.offsetParent !== null && !(el instanceof HTMLInputElement && el.type === "hidden") && !named(el))
-        .map((el) => el.outerHTML.slice(0, 120));
-    });
+    const unnamed = await unnamedControls(page);
     expect(unnamed, `unnamed controls in ${where}`).toEqual([]);
   }
 

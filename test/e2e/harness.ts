@@ -250,3 +250,17 @@ export function resetArtifacts(): void {
   rmSync(ARTIFACTS, { recursive: true, force: true });
   mkdirSync(ARTIFACTS, { recursive: true });
 }
+
+/** The visible controls (buttons, inputs, selects) with no name a screen reader can say: no text, aria-label(ledby),
+ * title or <label>. Tests expect this list to be empty for every view. */
+export function unnamedControls(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const named = (el: HTMLElement) =>
+      !!(el.getAttribute("aria-label")?.trim() || el.getAttribute("aria-labelledby") || el.getAttribute("title")?.trim() ||
+        (el instanceof HTMLButtonElement && el.textContent?.trim()) ||
+        ((el instanceof HTMLInputElement || el instanceof HTMLTextAreaElement || el instanceof HTMLSelectElement) && el.labels?.length));
+    return [...document.querySelectorAll<HTMLElement>("button, input, textarea, select, [role=button]")]
+      .filter((el) => el.offsetParent !== null && !(el instanceof HTMLInputElement && el.type === "hidden") && !named(el))
+      .map((el) => el.outerHTML.slice(0, 120));
+  });
+}
