@@ -20,7 +20,7 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
   let model: string;
 
   beforeAll(async () => {
-    resetArtifacts();
+    resetArtifacts(/^(\d\d-.*\.png|serve(-first-start)?\.log)$/); // this suite's screenshots are numbered
     model = longReplyModel("qwen3_moe");
     serve = await startServe({ model });
     app = await openApp(serve.url);

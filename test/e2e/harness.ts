@@ -246,9 +246,11 @@ export async function openApp(url: string, opts: { locale?: string; colorScheme?
 }
 
 /** Removes old screenshots so test/artifacts/e2e shows this run only. */
-export function resetArtifacts(): void {
-  rmSync(ARTIFACTS, { recursive: true, force: true });
+/** Removes a suite's own artifacts from an earlier run (those whose names match `own`), leaving the other suites'
+ * screenshots alone: the suites run in parallel and share the folder. */
+export function resetArtifacts(own: RegExp): void {
   mkdirSync(ARTIFACTS, { recursive: true });
+  for (const name of readdirSync(ARTIFACTS)) if (own.test(name)) rmSync(join(ARTIFACTS, name), { recursive: true, force: true });
 }
 
 /** The visible controls (buttons, inputs, selects) with no name a screen reader can say: no text, aria-label(ledby),
