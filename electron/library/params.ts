@@ -14,30 +14,23 @@
 //   KV cache    per token: 2 (k, v) · kv_heads · hd · 4 bytes (the engine's cache is f32) per KV slot; a slot is a
 //               layer, except under Hunyuan-Large's CLA, where cla_share_factor layers share one.
 
+import type { NativeModelInfo } from "../engine/addon.js";
+
 export const SUPPORTED_MODEL_TYPES = ["llama", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "hunyuan_v1_moe", "hunyuan"] as const;
 
 /** Bytes of one KV-cache element in the engine (native/runtime: the cache is f32). */
 export const KV_ELEMENT_BYTES = 4;
 
-export interface ConfigShape {
-  modelType: string;
-  numLayers: number;
-  hiddenSize: number;
-  vocabSize: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  contextLength: number;
-  /** Routed experts of the widest MoE layer (0: dense). */
-  numExperts: number;
-  /** Experts per token (0: dense). */
-  topK: number;
-  paramsTotal: number;
-  paramsActive: number;
+/** The numbers the engine reports in NativeModelInfo (same names, same counting: library-params.test.ts compares them
+ * on every fixture), computed from config.json alone, plus the KV-cache entry count. */
+export type ConfigShape = Pick<
+  NativeModelInfo,
+  | "modelType" | "numLayers" | "hiddenSize" | "vocabSize" | "numHeads" | "numKvHeads" | "headDim" | "contextLength"
+  | "numExperts" | "topK" | "paramsTotal" | "paramsActive" | "kvBytesPerToken"
+> & {
   /** KV-cache entries: layers, or layers / cla_share_factor (rounded up) under CLA. */
   numKvSlots: number;
-  kvBytesPerToken: number;
-}
+};
 
 type Cfg = Record<string, unknown>;
 
