@@ -57,6 +57,27 @@ async function until(cond: () => boolean, what: string, timeoutMs = 60_000): Pro
   }
 }
 
+/** A real `serve` server in temp folders (data + a one-page static dir; `model` loads at start), with the renderer's
+ * WebSocket transport connected to it and the stores wired to that transport. */
+async function connectToServer(dirs: string[], model?: string): Promise<{ server: RunningServer; transport: WebSocketTransport; off: () => void }> {
+  const dataDir = mkdtempSync(join(tmpdir(), "moe-renderer-data-"));
+  const staticDir = mkdtempSync(join(tmpdir(), "moe-renderer-static-"));
+  dirs.push(dataDir, staticDir);
+  writeFileSync(join(staticDir, "index.html"), "<!doctype html><title>t</title>");
+  const server = await startServer({ port: 0, dataDir, staticDir, ...(model ? { model } : {}) });
+  const origin = `http://127.0.0.1:${server.port}`;
+  class OriginWebSocket extends WebSocket {
+    constructor(url: string) {
+      super(url, { origin });
+    }
+  }
+  const transport = new WebSocketTransport(wsUrlFor({ protocol: "http:", host: `127.0.0.1:${server.port}` }), { WebSocketImpl: OriginWebSocket as unknown as typeof globalThis.WebSocket });
+  setApi(transport);
+  const off = connectStores(transport);
+  await until(() => transport.connection() === "open", "the socket");
+  return { server, transport, off };
+}
+
 describe("chat reducers", () => {
   const base = [msg("u1", "user", "hi"), msg("a1", "assistant", "Hel", "streaming")];
 
@@ -234,21 +255,7 @@ describe("stores against the real server, without a model", () => {
   const dirs: string[] = [];
 
   beforeAll(async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "moe-renderer-data-"));
-    const staticDir = mkdtempSync(join(tmpdir(), "moe-renderer-static-"));
-    dirs.push(dataDir, staticDir);
-    writeFileSync(join(staticDir, "index.html"), "<!doctype html><title>t</title>");
-    server = await startServer({ port: 0, dataDir, staticDir });
-    const origin = `http://127.0.0.1:${server.port}`;
-    class OriginWebSocket extends WebSocket {
-      constructor(url: string) {
-        super(url, { origin });
-      }
-    }
-    transport = new WebSocketTransport(wsUrlFor({ protocol: "http:", host: `127.0.0.1:${server.port}` }), { WebSocketImpl: OriginWebSocket as unknown as typeof globalThis.WebSocket });
-    setApi(transport);
-    off = connectStores(transport);
-    await until(() => transport.connection() === "open", "the socket");
+    ({ server, transport, off } = await connectToServer(dirs));
     await refreshAll();
   }, 60_000);
 
@@ -298,23 +305,10 @@ describe("stores against the real server", () => {
   const dirs: string[] = [];
 
   beforeAll(async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "moe-renderer-data-"));
-    const staticDir = mkdtempSync(join(tmpdir(), "moe-renderer-static-"));
     const modelsDir = mkdtempSync(join(tmpdir(), "moe-renderer-model-"));
-    dirs.push(dataDir, staticDir, modelsDir);
-    writeFileSync(join(staticDir, "index.html"), "<!doctype html><title>t</title>");
+    dirs.push(modelsDir);
     modelDir = longReplyCopy("qwen3_moe", modelsDir);
-    server = await startServer({ port: 0, dataDir, staticDir, model: modelDir });
-    const origin = `http://127.0.0.1:${server.port}`;
-    class OriginWebSocket extends WebSocket {
-      constructor(url: string) {
-        super(url, { origin });
-      }
-    }
-    transport = new WebSocketTransport(wsUrlFor({ protocol: "http:", host: `127.0.0.1:${server.port}` }), { WebSocketImpl: OriginWebSocket as unknown as typeof globalThis.WebSocket });
-    setApi(transport);
-    off = connectStores(transport);
-    await until(() => transport.connection() === "open", "the socket");
+    ({ server, transport, off } = await connectToServer(dirs, modelDir));
     await until(() => useUi.getState().connection === "open", "the ui store to see the connection");
     // No refresh here: the "ready" event must win over refreshAll's answer even when that answer (read while the
     // model was loading) arrives after it — the race that once left the UI showing "loading" for good.
