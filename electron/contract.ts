@@ -205,7 +205,16 @@ export const DownloadProgress = z.object({
   doneBytes: z.number(),
   bytesPerSecond: z.number(),
   etaSeconds: z.number().nullable(),
-  files: z.array(z.object({ path: z.string(), size: z.number(), doneBytes: z.number(), state: z.enum(["pending", "downloading", "verifying", "done"]) })),
+  files: z.array(
+    z.object({
+      path: z.string(),
+      size: z.number(),
+      doneBytes: z.number(),
+      state: z.enum(["pending", "downloading", "verifying", "done"]),
+      /** How the file is verified: "none" = the hub listed no checksum, only the size is checked. */
+      checksum: z.enum(["sha256", "git-sha1", "none"]),
+    }),
+  ),
   error: z.string().nullable(),
   /** gated: an access token is needed (or was refused). */
   errorKind: z.enum(["gated", "not_found", "stalled", "checksum", "network", "http", "invalid"]).nullable(),
@@ -499,7 +508,8 @@ export const calls = {
     RepoDetails,
   ),
   /** Starts a download (progress: library.progress events). */
-  "library.download": call(z.strictObject({ repo: RepoId, source: HubSource.optional(), revision: Text(200).min(1).optional() }), DownloadProgress),
+  /** requireChecksums: refuse (before fetching anything) a model with a file the hub lists without a checksum. */
+  "library.download": call(z.strictObject({ repo: RepoId, source: HubSource.optional(), revision: Text(200).min(1).optional(), requireChecksums: z.boolean().optional() }), DownloadProgress),
   "library.downloads": call(Empty, z.array(DownloadProgress)),
   "library.pause": call(z.strictObject({ id: DownloadId }), DownloadProgress),
   "library.resume": call(z.strictObject({ id: DownloadId }), DownloadProgress),

@@ -18,7 +18,9 @@ let hub: HubServer;
 let dir: string;
 
 beforeAll(async () => {
-  hub = await startHubServer({ repos: { "test/qwen2-moe": { dir: FIXTURE }, "test/gated": { dir: FIXTURE, gatedToken: "secret-token" } } });
+  hub = await startHubServer({
+    repos: { "test/qwen2-moe": { dir: FIXTURE }, "test/gated": { dir: FIXTURE, gatedToken: "secret-token" }, "test/no-checksum": { dir: FIXTURE, noChecksum: ["config.json", SHARD1] } },
+  });
   dir = mkdtempSync(join(tmpdir(), "moe-pull-"));
 });
 afterAll(async () => {
@@ -89,5 +91,23 @@ describe("moe-studio pull", () => {
     expect(readdirSync(join(dir, "ms", "test--qwen2-moe")).sort()).toEqual(readdirSync(FIXTURE).sort());
     const bad = await pull(["not-a-repo"]);
     expect(bad.err.trim()).toBe(`moe-studio: "not-a-repo" is not a model id: expected owner/name, e.g. Qwen/Qwen3-0.6B`);
+  });
+
+  it("a file the hub lists without a checksum is 'size-checked', named at the end; --require-checksums refuses before any byte", async () => {
+    const models = join(dir, "unchecked");
+    hub.log.length = 0;
+    const strict = await pull(["test/no-checksum", "--dir", models, "--endpoint", hub.url, "--require-checksums"]);
+    expect(strict.code).toBe(1);
+    expect(strict.err.trim()).toBe(`moe-studio: test/no-checksum: ${new URL(hub.url).host} lists no checksum for 2 files: config.json, ${SHARD1}; checksums are required, so nothing was downloaded`);
+    expect(hub.log.filter((e) => e.file !== null)).toEqual([]);
+    expect(readdirSync(dir)).not.toContain("unchecked"); // not even the models folder was made
+
+    const r = await pull(["test/no-checksum", "--dir", models, "--endpoint", hub.url]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("size-checked config.json (");
+    expect(r.out).toContain(`size-checked ${SHARD1} (`);
+    expect(r.out).not.toContain("verified config.json");
+    expect(r.out).toContain("verified model-00002-of-00003.safetensors (");
+    expect(r.out).toContain(`no checksum from the hub (size-checked only): config.json, ${SHARD1}\n`);
   });
 });
