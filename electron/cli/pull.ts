@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { DownloadStopped, ModelDownload, type DownloadProgress } from "../library/downloader.js";
 import { checkRepoId, type HubSource } from "../library/hub.js";
+import { sweepLeftovers } from "../services/leftovers.js";
 import { defaultDataDir } from "../services/paths.js";
 
 type Flags = Record<string, string | true>;
@@ -56,6 +57,8 @@ export async function cmdPull(repoArg: string | undefined, flags: Flags, io: Pul
   const token = str(flags, "token") ?? (source === "hf" ? io.env.HF_TOKEN : undefined) ?? null;
   const modelsDir = str(flags, "dir") ?? join(defaultDataDir(io.env), "models");
   const stall = Number(io.env.MOE_STUDIO_STALL_MS);
+  // temporary files of an earlier pull, quantize or export into this folder that was killed (never resumable state)
+  sweepLeftovers([modelsDir]);
   const tty = !!io.out.isTTY;
   let lastPct = -1;
   let filesDone = 0;

@@ -25,6 +25,7 @@ import { PresetService } from "./presets.js";
 import { QuantizeService } from "./quantize.js";
 import { SettingsService } from "./settings.js";
 import { LibraryService } from "./library.js";
+import { sweepLeftovers } from "./leftovers.js";
 import { MemoryTokenStore, type TokenStore } from "../library/token-store.js";
 
 export type { Emit } from "./models.js";
@@ -120,6 +121,8 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     vramBytes: () => host.systemInfo().then((s) => (s.cuda.devices > 0 ? (s.cuda.memoryBytes ?? 0) : 0)),
     ...(opts.downloadStallMs ? { stallMs: opts.downloadStallMs } : stallEnv > 0 ? { stallMs: stallEnv } : {}),
   });
+  // what a killed quantize, export, download or token write left in the models and data folders (services/leftovers.ts)
+  for (const l of sweepLeftovers([library.modelsDir(), opts.dataDir]).removed) opts.log?.(`removed ${l.path} (left by pid ${l.pid ?? "?"}, which is gone)`);
   const quantize = new QuantizeService(() => library.modelsDir(), opts.emit);
 
   const handlers: AsyncHandlers = {
