@@ -414,7 +414,8 @@ export const QuantizeJob = z.object({
   format: QuantizeFormat,
   sourceDir: z.string(),
   output: z.string(),
-  state: z.enum(["running", "comparing", "done", "error", "cancelled"]),
+  /** interrupted: the app stopped (a crash, a forced quit) while the job ran; it can be retried or removed. */
+  state: z.enum(["running", "comparing", "done", "error", "cancelled", "interrupted"]),
   /** Progress as a fraction of the output written, 0..1. */
   progress: z.number(),
   message: z.string().nullable(),
@@ -659,6 +660,10 @@ export const calls = {
   /** Cancels a running job; nothing partial is left behind. */
   "quantize.cancel": call(ById, Ok),
   "quantize.list": call(Empty, z.array(QuantizeJob)),
+  /** Forgets a job that is not running (its output, if any, stays). */
+  "quantize.remove": call(ById, Ok),
+  /** Starts an interrupted, failed or cancelled job again with the same model, format and name; answers the new job. */
+  "quantize.retry": call(ById, QuantizeJob),
   /** The folder quantized models and GGUF files are written to. */
   "quantize.folder": call(Empty, z.object({ dir: z.string() })),
 } as const;

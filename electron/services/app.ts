@@ -14,6 +14,7 @@ import type { AppInfo } from "../contract.js";
 import { EngineHost, type WorkerSpawner } from "../engine/host.js";
 import type { AsyncHandlers } from "../rpc.js";
 import { openDatabase, type Db } from "../store/db.js";
+import { JobsStore } from "../store/jobs.js";
 import { repositories, type Repositories } from "../store/repositories.js";
 import { ChatService } from "./chat.js";
 import { ConversationService } from "./conversations.js";
@@ -123,7 +124,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   });
   // what a killed quantize, export, download or token write left in the models and data folders (services/leftovers.ts)
   for (const l of sweepLeftovers([library.modelsDir(), opts.dataDir]).removed) opts.log?.(`removed ${l.path} (left by pid ${l.pid ?? "?"}, which is gone)`);
-  const quantize = new QuantizeService(() => library.modelsDir(), opts.emit);
+  const quantize = new QuantizeService(() => library.modelsDir(), opts.emit, new JobsStore(db));
 
   const handlers: AsyncHandlers = {
     "app.info": async () => ({
@@ -202,6 +203,8 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "quantize.start": async (i) => quantize.start(i),
     "quantize.cancel": async (i) => quantize.cancel(i.id),
     "quantize.list": async () => quantize.list(),
+    "quantize.remove": async (i) => quantize.remove(i.id),
+    "quantize.retry": async (i) => quantize.retry(i.id),
     "quantize.folder": async () => ({ dir: quantize.folder() }),
   };
 

@@ -41,6 +41,8 @@ export interface Leftover {
   kind: LeftoverKind;
   /** The writer's pid from the name; null for a staging folder. */
   pid: number | null;
+  /** The final path it was to become (the quantized folder, the .gguf, the sidecar; the model folder for staging). */
+  target: string;
 }
 
 export interface SweepResult {
@@ -54,6 +56,8 @@ export interface SweepOptions {
   now?: number;
   /** Default MIN_AGE_MS. */
   minAgeMs?: number;
+  /** Only the leftovers this accepts are considered (e.g. those of one known, dead process). */
+  match?: (l: Leftover) => boolean;
 }
 
 /** The leftovers a folder holds (its top level only: every writer puts its temporary output beside the final one). */
@@ -68,10 +72,10 @@ export function findLeftovers(dir: string): Leftover[] {
   for (const name of names) {
     const path = join(dir, name);
     let m: RegExpExecArray | null;
-    if ((m = QUANTIZE_TEMP_RE.exec(name))) out.push({ path, kind: "quantize-temp", pid: Number(m[2]) });
-    else if ((m = GGUF_TEMP_RE.exec(name))) out.push({ path, kind: "gguf-temp", pid: Number(m[2]) });
-    else if ((m = ATOMIC_TEMP_RE.exec(name))) out.push({ path, kind: "atomic-temp", pid: Number(m[2]) });
-    else if (STAGING_RE.test(name)) out.push({ path, kind: "download-staging", pid: null });
+    if ((m = QUANTIZE_TEMP_RE.exec(name))) out.push({ path, kind: "quantize-temp", pid: Number(m[2]), target: join(dir, m[1]) });
+    else if ((m = GGUF_TEMP_RE.exec(name))) out.push({ path, kind: "gguf-temp", pid: Number(m[2]), target: join(dir, m[1]) });
+    else if ((m = ATOMIC_TEMP_RE.exec(name))) out.push({ path, kind: "atomic-temp", pid: Number(m[2]), target: join(dir, m[1]) });
+    else if (STAGING_RE.test(name)) out.push({ path, kind: "download-staging", pid: null, target: join(dir, name.slice(0, -STAGING_SUFFIX.length)) });
   }
   return out;
 }
@@ -147,6 +151,7 @@ export function sweepLeftovers(dirs: string[], opts: SweepOptions = {}): SweepRe
   const result: SweepResult = { removed: [], kept: [] };
   for (const dir of new Set(dirs)) {
     for (const l of findLeftovers(dir)) {
+      if (opts.match && !opts.match(l)) continue;
       try {
         const why = keepReason(l, now, minAgeMs);
         if (why) {
