@@ -217,7 +217,8 @@ export const DownloadProgress = z.object({
   ),
   error: z.string().nullable(),
   /** gated: an access token is needed (or was refused). */
-  errorKind: z.enum(["gated", "not_found", "stalled", "checksum", "network", "http", "invalid"]).nullable(),
+  /** no_checksum: checksums were required (requireChecksums) and the hub lists a file without one. */
+  errorKind: z.enum(["gated", "not_found", "stalled", "checksum", "no_checksum", "network", "http", "invalid"]).nullable(),
 });
 export type DownloadProgress = z.infer<typeof DownloadProgress>;
 

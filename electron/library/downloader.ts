@@ -339,7 +339,7 @@ export class ModelDownload {
     const unchecked = files.filter((f) => checksumKind(f) === "none").map((f) => f.path);
     if (unchecked.length === 0) return;
     throw new HubError(
-      "checksum",
+      "no_checksum",
       `${this.repo}: ${this.hub.host} lists no checksum for ${unchecked.length === 1 ? "" : `${unchecked.length} files: `}${unchecked.slice(0, 5).join(", ")}${unchecked.length > 5 ? ", …" : ""}; checksums are required, so nothing was downloaded`,
     );
   }

@@ -143,9 +143,9 @@ describe("files without a checksum", () => {
       const d = new ModelDownload({ modelsDir: models, repo: "test/no-checksum", source, endpoint: hub.url, requireChecksums: true });
       const err = (await d.start().catch((e: unknown) => e)) as HubError;
       expect(err).toBeInstanceOf(HubError);
-      expect(err.kind).toBe("checksum");
+      expect(err.kind).toBe("no_checksum");
       expect(err.message).toBe(`test/no-checksum: ${new URL(hub.url).host} lists no checksum for 2 files: config.json, ${SHARD2}; checksums are required, so nothing was downloaded`);
-      expect(d.progress()).toMatchObject({ state: "error", errorKind: "checksum" });
+      expect(d.progress()).toMatchObject({ state: "error", errorKind: "no_checksum" });
       expect(fileTransfers(), source).toEqual([]);
       expect(readdirSync(models)).toEqual([]);
       // the user may go on without the requirement: the same download object, no stale refusal

@@ -236,6 +236,12 @@ export const zh: Record<MessageKey, string> = {
   "library.error.network": "连接中断。点“继续”从中断处接着下载。",
   "library.error.http": "模型仓库返回了错误。",
   "library.error.invalid": "此仓库无法作为模型下载。",
+  "library.error.no_checksum": "模型仓库没有列出部分文件的校验和，而当前要求必须校验：未下载任何内容。关闭“要求校验和”后，这些文件将只按大小检查。",
+  "library.unchecked": "模型仓库未提供以下文件的校验和：{files}。它们只按大小检查，未经校验。",
+  "library.requireChecksums": "要求校验和",
+  "library.requireChecksumsTitle": "如果模型仓库列出的文件缺少校验和（sha256 或 git blob id），在下载任何内容之前就拒绝该模型",
+  "library.dismiss": "关闭",
+  "library.dismissNamed": "关闭 {name}",
   // ---------- datasets ----------
   "nav.datasets": "数据集",
   "datasets.title": "数据集",
@@ -385,4 +391,10 @@ export const zh: Record<MessageKey, string> = {
   "quantize.decode": "解码速度（tokens/s）",
   "quantize.accuracy": "与原模型相比的精度",
   "quantize.klTop1": "KL {kl}，top-1 一致 {top1}%",
+  "quantize.interrupted": "{name}（{format}）在 {pct}% 时中断：任务运行期间 MoE Studio 停止了。未保留任何不完整的文件。",
+  "quantize.interruptedList": "已中断的任务",
+  "quantize.retry": "重试",
+  "quantize.retryNamed": "重试 {name}",
+  "quantize.remove": "移除",
+  "quantize.removeNamed": "从列表中移除 {name}",
 };
