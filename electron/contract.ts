@@ -200,7 +200,8 @@ export const DownloadProgress = z.object({
   source: HubSource,
   /** The model folder (it exists once state is "done"). */
   dir: z.string(),
-  state: z.enum(["queued", "downloading", "paused", "done", "error", "cancelled"]),
+  /** interrupted: found unfinished at start-up without having been paused (a crash, a kill, an error): resume it. */
+  state: z.enum(["queued", "downloading", "paused", "interrupted", "done", "error", "cancelled"]),
   totalBytes: z.number(),
   doneBytes: z.number(),
   bytesPerSecond: z.number(),

@@ -93,7 +93,7 @@ export async function cmdPull(repoArg: string | undefined, flags: Flags, io: Pul
     progressMs: tty ? 100 : 500,
   });
   const resumed = d.progress();
-  if (resumed.state === "paused") {
+  if (resumed.state === "paused" || resumed.state === "interrupted") {
     filesDone = resumed.files.filter((f) => f.state === "done").length;
     io.out.write(`resuming ${repo}: ${formatBytes(resumed.doneBytes)} of ${formatBytes(resumed.totalBytes)} already here\n`);
   } else {

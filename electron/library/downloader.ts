@@ -8,6 +8,8 @@
 // and when every file is verified the staging folder is renamed to <models>/<owner>--<name> and the sidecar removed.
 // So a model folder that exists is complete, and a crash, a pause or a lost connection leaves exactly what is needed
 // to go on: the sidecar says what to fetch, each .partial's length says where to resume (HTTP Range: bytes=N-).
+// The sidecar also says whether the download was paused (pausedAt, written by pause(), cleared when a run starts):
+// one found without it at the next start stopped some other way (a crash, a kill, an error) and is "interrupted".
 //
 // Files are fetched one after another over one connection, not in parallel: one stream from the hub's CDN already
 // fills a home connection, a single writer keeps the disk sequential, and resume state stays one offset per file.
@@ -30,7 +32,8 @@ import { HubClient, HubError, type HubSource, type RemoteFile } from "./hub.js";
 import { writeFileAtomic } from "./atomic-write.js";
 import { selectFiles, stagedFilePath, unsafeHubPathReason } from "./files.js";
 
-export type DownloadState = "queued" | "downloading" | "paused" | "done" | "error" | "cancelled";
+/** interrupted: found at start-up unfinished and not paused (the app or `pull` was killed, or it failed). */
+export type DownloadState = "queued" | "downloading" | "paused" | "interrupted" | "done" | "error" | "cancelled";
 export type FileState = "pending" | "downloading" | "verifying" | "done";
 export type ChecksumKind = "sha256" | "git-sha1" | "none";
 
@@ -66,6 +69,8 @@ export interface Sidecar {
   revision: string;
   files: RemoteFile[];
   createdAt: number;
+  /** When pause() stopped it; null or absent while it runs (or after a crash). */
+  pausedAt?: number | null;
 }
 
 export interface DownloadOptions {
@@ -177,7 +182,7 @@ export class ModelDownload {
           // resume from the hub the download started from, at the same commit
           if (!opts.endpoint || opts.endpoint === s.endpoint) this.hub = new HubClient({ source: s.source, endpoint: s.endpoint, token: opts.token, stallMs: opts.stallMs });
           this.source = s.source;
-          this.state = "paused";
+          this.state = s.pausedAt ? "paused" : "interrupted";
           this.scanDisk();
         }
       } catch {
@@ -275,6 +280,18 @@ export class ModelDownload {
     this.stopping = "pause";
     this.abort?.abort(new DownloadStopped(this.stopping));
     await this.running.catch(() => undefined);
+    if (this.state === "paused") this.writeSidecar(Date.now());
+  }
+
+  /** The sidecar with pausedAt set (paused) or cleared (running): only while the download has one on disk. */
+  private writeSidecar(pausedAt: number | null): void {
+    if (!this.sidecar || !existsSync(this.sidecarFile)) return;
+    this.sidecar = { ...this.sidecar, pausedAt };
+    try {
+      writeFileAtomic(this.sidecarFile, JSON.stringify(this.sidecar, null, 2));
+    } catch {
+      // a read-only or full disk: the download still resumes, it is only listed as interrupted rather than paused
+    }
   }
 
   /** Stops and removes the partial files and the sidecar. */
@@ -310,6 +327,7 @@ export class ModelDownload {
         // a sidecar is a file on disk anyone could have edited: its names pass the same rule as a fresh listing
         for (const f of this.sidecar.files) stagedFilePath(this.stagingDir, this.repo, f.path);
         this.refuseUnchecked(this.sidecar.files);
+        if (this.sidecar.pausedAt) this.writeSidecar(null);
       }
       mkdirSync(this.stagingDir, { recursive: true });
       for (const f of this.sidecar.files) {

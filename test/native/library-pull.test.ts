@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel } from "../../electron/engine/engine.js";
+import { ModelDownload } from "../../electron/library/downloader.js";
 import { startHubServer, type HubServer } from "../helpers/hub-server.js";
 import { MODELS, ROOT } from "./fixtures.js";
 
@@ -51,6 +52,8 @@ describe("moe-studio pull", () => {
     const onDisk = statSync(partial).size;
     expect(onDisk).toBeGreaterThan(0);
     expect(onDisk).toBeLessThan(statSync(join(FIXTURE, SHARD1)).size);
+    // what the app lists at its next start: interrupted (it was killed, not paused), resumable
+    expect(new ModelDownload({ modelsDir: models, repo: "test/qwen2-moe", source: "hf", endpoint: hub.url }).progress().state).toBe("interrupted");
     hub.log.length = 0;
 
     const r = await pull(["test/qwen2-moe", "--dir", models], { HF_ENDPOINT: hub.url });

@@ -114,7 +114,7 @@ describe("hub file names", () => {
     writeFileSync(sidecarPath(models, "test/checked"), JSON.stringify({ version: 1, repo: "test/checked", source: "hf", endpoint: hub.url, revision: listing.revision, files, createdAt: 1 }));
     hub.log.length = 0;
     const d = new ModelDownload({ modelsDir: models, repo: "test/checked", source: "hf", endpoint: hub.url });
-    expect(d.progress().state).toBe("paused"); // listed as before: the check is the run's, with a clear error
+    expect(d.progress().state).toBe("interrupted"); // listed as before: the check is the run's, with a clear error
     await expect(d.start()).rejects.toThrow(`test/checked lists an unsafe file name "../../escaped.json": it has a ".." path segment`);
     expect(fileTransfers()).toEqual([]);
     expect(readdirSync(root)).toEqual(["models"]);

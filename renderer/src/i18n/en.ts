@@ -200,6 +200,7 @@ export const en = {
   "library.state.queued": "Waiting",
   "library.state.downloading": "Downloading",
   "library.state.paused": "Paused",
+  "library.state.interrupted": "Interrupted (resume to continue)",
   "library.state.done": "Downloaded",
   "library.state.error": "Stopped",
   "library.state.cancelled": "Cancelled",

@@ -202,6 +202,7 @@ export const zh: Record<MessageKey, string> = {
   "library.state.queued": "等待中",
   "library.state.downloading": "下载中",
   "library.state.paused": "已暂停",
+  "library.state.interrupted": "已中断（可继续下载）",
   "library.state.done": "已下载",
   "library.state.error": "已停止",
   "library.state.cancelled": "已取消",

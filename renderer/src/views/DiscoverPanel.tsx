@@ -129,7 +129,7 @@ function DownloadRow({ d, t }: { d: DownloadProgress; t: T }) {
             {t("library.pause")}
           </button>
         )}
-        {(d.state === "paused" || d.state === "error") && (
+        {(d.state === "paused" || d.state === "interrupted" || d.state === "error") && (
           <button type="button" className="secondary" aria-label={t("library.resumeNamed", { name: d.repo })} onClick={() => void resume(d.id)}>
             {t("library.resume")}
           </button>
