@@ -515,7 +515,8 @@ export const calls = {
   "library.download": call(z.strictObject({ repo: RepoId, source: HubSource.optional(), revision: Text(200).min(1).optional(), requireChecksums: z.boolean().optional() }), DownloadProgress),
   "library.downloads": call(Empty, z.array(DownloadProgress)),
   "library.pause": call(z.strictObject({ id: DownloadId }), DownloadProgress),
-  "library.resume": call(z.strictObject({ id: DownloadId }), DownloadProgress),
+  /** requireChecksums as for library.download: it applies to this run (unset = not required). */
+  "library.resume": call(z.strictObject({ id: DownloadId, requireChecksums: z.boolean().optional() }), DownloadProgress),
   /** Stops a download and deletes its partial files. */
   "library.cancel": call(z.strictObject({ id: DownloadId }), DownloadProgress),
   /** Sets (or with null removes) the hub access token for gated models. */

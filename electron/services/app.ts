@@ -170,7 +170,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "library.download": async (i) => library.download(i),
     "library.downloads": async () => library.list(),
     "library.pause": async (i) => library.pause(i.id),
-    "library.resume": async (i) => library.resume(i.id),
+    "library.resume": async (i) => library.resume(i.id, i.requireChecksums),
     "library.cancel": async (i) => library.cancel(i.id),
     "library.setToken": async (i) => library.setToken(i.token),
     // ---------- datasets ----------

@@ -205,9 +205,10 @@ export class LibraryService {
     return d.progress();
   }
 
-  resume(id: string): DownloadProgress {
+  resume(id: string, requireChecksums = false): DownloadProgress {
     const d = this.get(id);
     d.setToken(this.token());
+    d.setRequireChecksums(requireChecksums);
     return this.run(d);
   }
 

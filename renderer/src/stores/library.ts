@@ -132,7 +132,7 @@ export const useLibrary = create<LibraryState>((set, get) => ({
   },
   resume: async (id) => {
     try {
-      get().onProgress(await api().call("library.resume", { id }));
+      get().onProgress(await api().call("library.resume", { id, ...(get().requireChecksums ? { requireChecksums: true } : {}) }));
     } catch (e) {
       useUi.getState().notifyError(e);
     }
