@@ -111,6 +111,7 @@ const ACTIVE: readonly QuantizeJob["state"][] = ["running", "comparing"];
 
 export class QuantizeService {
   private jobs = new Map<string, Running>();
+  private disposed = false;
 
   constructor(
     /** The app's models folder, the one downloads go to (LibraryService.modelsDir: a setting, else <data>/models). */
@@ -145,10 +146,16 @@ export class QuantizeService {
   }
 
   private save(r: Running): void {
-    if (!this.store) return;
+    // after dispose() the database is closing: a job still running then is left "running", so that the next start
+    // lists it as interrupted (which it was: the app stopped it)
+    if (!this.store || this.disposed) return;
     r.savedAt = Date.now();
     const error = r.job.state === "error" || r.job.state === "interrupted" ? r.job.message : null;
-    this.store.save({ id: r.job.id, kind: JOB_KIND, status: r.job.state, startedAt: r.startedAt, updatedAt: r.savedAt, detail: { job: r.job, pid: r.pid }, error });
+    try {
+      this.store.save({ id: r.job.id, kind: JOB_KIND, status: r.job.state, startedAt: r.startedAt, updatedAt: r.savedAt, detail: { job: r.job, pid: r.pid }, error });
+    } catch {
+      // a full or read-only disk: the job goes on, only its record is behind (it is saved again on the next change)
+    }
   }
 
   folder(): string {
@@ -308,6 +315,7 @@ export class QuantizeService {
   }
 
   dispose() {
+    this.disposed = true;
     for (const r of this.jobs.values()) {
       if (r.child) {
         r.cancelled = true;

@@ -187,12 +187,19 @@ svc.start({ dir: src, target: "gguf", format: "q8_0", name: "large" });
         expect(retried).toMatchObject({ sourceDir: big, target: "gguf", format: "q8_0", output: join(models, "large.gguf"), state: "running" });
         expect(again.list().map((j) => j.id)).toEqual([retried.id]);
         expect(() => again.remove(retried.id)).toThrow(/running: cancel it first/);
-        again.cancel(retried.id);
-        await expect.poll(() => again.list()[0].state, { timeout: 60_000 }).toBe("cancelled");
         expect(() => again.retry("nope")).toThrow(RpcError);
+        // the app quits while the retry runs: dispose() stops the CLI (SIGINT, it removes its temporary file) and the
+        // record stays "running", so the next start lists it as interrupted too
+        await expect.poll(() => new JobsStore(db).list<{ pid: number | null }>("quantize")[0]?.detail.pid ?? null, { timeout: 30_000 }).not.toBeNull();
+        const cliPid = new JobsStore(db).list<{ pid: number }>("quantize")[0].detail.pid;
+        again.dispose();
+        await expect.poll(() => pidAlive(cliPid), { timeout: 30_000 }).toBe(false);
+        const third = new QuantizeService(() => models, (() => undefined) as never, new JobsStore(db));
+        expect(third.list().map((j) => [j.id, j.state])).toEqual([[retried.id, "interrupted"]]);
+        expect(readdirSync(models)).toEqual([]);
         // Remove forgets it, also for the next start
-        again.remove(retried.id);
-        expect(again.list()).toEqual([]);
+        third.remove(retried.id);
+        expect(third.list()).toEqual([]);
         expect(new JobsStore(db).list("quantize")).toEqual([]);
       } finally {
         db.close();
