@@ -5,11 +5,11 @@ import { safeStorage } from "electron";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "./library/atomic-write.js";
-import { MemoryTokenStore, type TokenStore } from "./library/token-store.js";
+import { MemoryTokenStore, TOKEN_FILE, type TokenStore } from "./library/token-store.js";
 
 export function safeTokenStore(dataDir: string): TokenStore {
   if (!safeStorage.isEncryptionAvailable()) return new MemoryTokenStore();
-  const file = join(dataDir, "hub-token.bin");
+  const file = join(dataDir, TOKEN_FILE);
   return {
     kind: "safeStorage",
     get() {

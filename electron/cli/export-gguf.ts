@@ -14,7 +14,8 @@ export async function exportGgufCommand(flags: Flags): Promise<number> {
   if (typeof model !== "string") throw new Error("--model is required");
   if (typeof out !== "string") throw new Error("--out is required (the .gguf file to write)");
   // an earlier export into the same folder that was killed left its FILE.tmp-<pid>-<ms> there
-  sweepLeftovers([dirname(resolve(out))]);
+  // (only those: --out may name a folder of the user's, where other programs' temporary files are not ours to judge)
+  sweepLeftovers([dirname(resolve(out))], { match: (l) => l.kind === "gguf-temp" });
   if (typeof type !== "string") throw new Error(`--type is required (${EXPORT_TYPES.join(", ")})`);
   if (!EXPORT_TYPES.includes(type as ExportType)) throw new Error(`--type: unsupported type "${type}" (supported: ${EXPORT_TYPES.join(", ")})`);
 

@@ -21,7 +21,8 @@ export async function cmdQuantize(flags: Flags): Promise<number> {
   if (!model) throw new Error("--model is required");
   if (!out) throw new Error("--out is required");
   // an earlier quantize into the same folder that was killed left its .NAME.partial-<pid>/ there
-  sweepLeftovers([dirname(resolve(out))]);
+  // (only those: --out may name a folder of the user's, where other programs' temporary files are not ours to judge)
+  sweepLeftovers([dirname(resolve(out))], { match: (l) => l.kind === "quantize-temp" });
   const bitsFlag = str(flags, "bits");
   const formatFlag = str(flags, "format");
   if (formatFlag !== undefined && !QUANT_TYPES.includes(formatFlag as QuantType))

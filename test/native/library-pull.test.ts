@@ -3,12 +3,15 @@
 // disk — the server's log shows the Range it asked for and that nothing already on disk was sent twice. Then the
 // pulled folder loads in the engine. Also: HF_ENDPOINT/HF_TOKEN, a gated repo, a 404, and plain-line progress.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel } from "../../electron/engine/engine.js";
-import { ModelDownload } from "../../electron/library/downloader.js";
+import { quantizeTempName } from "../../electron/engine/quantize.js";
+import { atomicTempPath } from "../../electron/library/atomic-write.js";
+import { ModelDownload, sidecarPath } from "../../electron/library/downloader.js";
 import { startHubServer, type HubServer } from "../helpers/hub-server.js";
 import { MODELS, ROOT } from "./fixtures.js";
 
@@ -112,5 +115,23 @@ describe("moe-studio pull", () => {
     expect(r.out).not.toContain("verified config.json");
     expect(r.out).toContain("verified model-00002-of-00003.safetensors (");
     expect(r.out).toContain(`no checksum from the hub (size-checked only): config.json, ${SHARD1}\n`);
+  });
+
+  it("pull first sweeps what killed writers left in its folder (dead pid, untouched for minutes), nothing else", async () => {
+    const models = join(dir, "sweep");
+    mkdirSync(models);
+    const dead = spawnSync(process.execPath, ["-e", ""]).pid;
+    const deadQuant = join(models, quantizeTempName(join(models, "m-q8"), dead));
+    mkdirSync(deadQuant);
+    writeFileSync(join(deadQuant, "model.safetensors"), "half");
+    const deadSidecarTmp = atomicTempPath(sidecarPath(models, "o/m"), dead);
+    writeFileSync(deadSidecarTmp, "{");
+    const foreign = join(models, `notes.txt.tmp-${dead}`);
+    writeFileSync(foreign, "not ours");
+    const old = (Date.now() - 10 * 60_000) / 1000;
+    for (const p of [join(deadQuant, "model.safetensors"), deadQuant, deadSidecarTmp, foreign]) utimesSync(p, old, old);
+    const r = await pull(["test/qwen2-moe", "--dir", models, "--endpoint", hub.url]);
+    expect(r.code).toBe(0);
+    expect(readdirSync(models).sort()).toEqual(["notes.txt.tmp-" + dead, "test--qwen2-moe"]);
   });
 });

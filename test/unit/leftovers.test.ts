@@ -75,7 +75,9 @@ describe("leftovers sweep", () => {
     age(resumable, old);
     // a dead writer's file modified a moment ago: another pid namespace or machine may be writing it
     const recentDead = file(ggufTempPath(join(models, "nas.gguf"), dead));
-    // things that are not leftovers at all
+    // things that are not leftovers at all: a finished model, a user's folder, another program's temp file
+    const foreignTmp = file(join(models, `notes.txt.tmp-${dead}`));
+    age(foreignTmp, old);
     mkdirSync(join(models, "qwen-q8"));
     file(join(models, "qwen-q8", "config.json"));
     mkdirSync(join(models, "notes.partial"));
@@ -94,7 +96,7 @@ describe("leftovers sweep", () => {
       [recentDead]: `its writer (pid ${dead}) is gone, but it was modified less than ${MIN_AGE_MS / 1000} s ago`,
     });
     for (const p of [deadQuant, deadGguf, deadSidecarTmp, deadToken, orphan]) expect(existsSync(p), p).toBe(false);
-    for (const p of [liveQuant, liveGguf, partial, sidecarPath(models, "o/m"), recentDead, join(models, "qwen-q8", "config.json"), join(models, "notes.partial"), join(models, "done.gguf")]) {
+    for (const p of [liveQuant, liveGguf, partial, sidecarPath(models, "o/m"), recentDead, join(models, "qwen-q8", "config.json"), join(models, "notes.partial"), join(models, "done.gguf"), foreignTmp]) {
       expect(existsSync(p), p).toBe(true);
     }
     // the age guard is a parameter: with none, the recent dead one goes too, the live and resumable ones still stay
