@@ -82,14 +82,29 @@ export function findLeftovers(dir: string): Leftover[] {
   return out;
 }
 
-/** Whether a process with this pid exists (EPERM: it does, under another user). */
+/**
+ * Whether a process with this pid is running (EPERM: it exists, under another user). A zombie — dead, waiting for a
+ * parent to reap it, which can take a while when its parent died too and the init process reaps lazily — answers
+ * kill(pid, 0) like a live one; on Linux its /proc state (Z, or X while it goes) says it is gone.
+ */
 export function pidAlive(pid: number): boolean {
   if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+  return !(process.platform === "linux" && /^[ZX]$/.test(procStat(pid)?.[0] ?? ""));
+}
+
+/** The fields of /proc/<pid>/stat after the command name (field 3, the state, first), or null. */
+function procStat(pid: number): string[] | null {
+  try {
+    // the command name (field 2) is in parentheses and may hold spaces or ")": fields are counted after the last ")"
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return null;
   }
 }
 
@@ -104,9 +119,8 @@ export function processStartMs(pid: number): number | null {
       bootTimeMs = btime ? Number(btime[1]) * 1000 : null;
     }
     if (bootTimeMs === null) return null;
-    // the command name (field 2) is in parentheses and may hold spaces or ")": fields are counted after the last ")"
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const fields = procStat(pid);
+    if (!fields) return null;
     // field 22, starttime, in clock ticks since boot; the kernel exports it in USER_HZ, 100 on every Linux we ship for
     const ticks = Number(fields[22 - 3]);
     return Number.isFinite(ticks) ? bootTimeMs + ticks * 10 : null;

@@ -1,7 +1,7 @@
 // The leftovers sweep: temporary outputs of a dead writer go, those of a live one stay, and a resumable download is
 // never touched. The names are made by the writers' own helpers; a dead pid is a real child process that has exited.
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -113,4 +113,20 @@ describe("leftovers sweep", () => {
     expect(r.removed.map((l) => l.path)).toEqual([reused]);
     expect(existsSync(fresh)).toBe(true);
   });
+
+  it.runIf(process.platform === "linux")("a zombie (dead, not yet reaped) counts as gone; its leftovers go", async () => {
+    // sh starts `sleep 0` in the background, prints its pid and becomes `sleep 5`, which never reaps it: a zombie
+    const parent = spawn("sh", ["-c", "sleep 0 & echo $!; exec sleep 5"], { stdio: ["ignore", "pipe", "ignore"] });
+    try {
+      const zombie = Number(await new Promise<string>((r) => parent.stdout.once("data", (d: Buffer) => r(d.toString("utf8").trim()))));
+      await expect.poll(() => readFileSync(`/proc/${zombie}/stat`, "utf8").split(") ")[1]?.[0], { timeout: 5_000 }).toBe("Z");
+      expect(() => process.kill(zombie, 0)).not.toThrow(); // what kill(pid, 0) alone would take for a live writer
+      expect(pidAlive(zombie)).toBe(false);
+      const left = file(ggufTempPath(join(models, "z.gguf"), zombie));
+      expect(sweepLeftovers([models], { minAgeMs: 0 }).removed.map((l) => l.path)).toEqual([left]);
+    } finally {
+      parent.kill("SIGKILL");
+    }
+  });
 });
+
