@@ -34,7 +34,17 @@ const STAGING_RE = new RegExp(`^[A-Za-z0-9][A-Za-z0-9._-]*--[A-Za-z0-9][A-Za-z0-
 /** Nothing modified for this long before a dead writer's leftover (or an orphaned staging folder) is removed. */
 export const MIN_AGE_MS = 2 * 60_000;
 /** The /proc start time is in clock ticks; 2 s covers its resolution and the file system's timestamp rounding. */
-const START_SLACK_MS = 2_000;
+export const START_SLACK_MS = 2_000;
+
+/**
+ * Whether the process that had `pid` at time `seenAt` (ms) has ended: no process has that pid now, or the one that
+ * has it began after `seenAt` (Linux: the pid was reused). Where the start time is unknown a live pid counts as running.
+ */
+export function pidGoneSince(pid: number, seenAt: number): boolean {
+  if (!pidAlive(pid)) return true;
+  const started = processStartMs(pid);
+  return started !== null && started > seenAt + START_SLACK_MS;
+}
 
 export type LeftoverKind = "quantize-temp" | "gguf-temp" | "atomic-temp" | "download-staging";
 

@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 import { RpcError, type QuantizeJob } from "../contract.js";
 import type { JobsStore } from "../store/jobs.js";
 import { TextTokenizer } from "../text/tokenizer.js";
-import { pidAlive, sweepLeftovers } from "./leftovers.js";
+import { pidGoneSince, sweepLeftovers } from "./leftovers.js";
 import type { Emit } from "./models.js";
 
 /** The `moe-studio` launcher next to this module (source tree or out/). */
@@ -137,8 +137,9 @@ export class QuantizeService {
       const pid = r.detail.pid;
       if (ACTIVE.includes(job.state)) {
         job = { ...job, state: "interrupted", message: "MoE Studio stopped while this job was running (a crash or a forced quit)" };
-        // the CLI we spawned shares our pid namespace, so "not alive" is certain: no need for the sweep's age guard
-        if (pid !== null && !pidAlive(pid)) sweepLeftovers([dirname(job.output)], { minAgeMs: 0, match: (l) => l.pid === pid && l.target === job.output });
+        // the CLI we spawned shares our pid namespace, so "gone" is certain: no need for the sweep's age guard. The
+        // record was saved while that CLI ran, so a process with its pid that began later is another one (reuse).
+        if (pid !== null && pidGoneSince(pid, r.updatedAt)) sweepLeftovers([dirname(job.output)], { minAgeMs: 0, match: (l) => l.pid === pid && l.target === job.output });
         store.save({ id: r.id, kind: JOB_KIND, status: job.state, startedAt: r.startedAt, updatedAt: Date.now(), detail: { job, pid }, error: job.message });
       }
       this.jobs.set(job.id, { job, child: null, cancelled: false, startedAt: r.startedAt, pid, savedAt: 0 });

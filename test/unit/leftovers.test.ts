@@ -9,7 +9,7 @@ import { quantizeTempName } from "../../electron/engine/quantize.js";
 import { ggufTempPath } from "../../electron/gguf/format.js";
 import { atomicTempPath } from "../../electron/library/atomic-write.js";
 import { sidecarPath, stagingPath } from "../../electron/library/downloader.js";
-import { findLeftovers, MIN_AGE_MS, pidAlive, processStartMs, sweepLeftovers } from "../../electron/services/leftovers.js";
+import { findLeftovers, MIN_AGE_MS, pidAlive, pidGoneSince, processStartMs, sweepLeftovers } from "../../electron/services/leftovers.js";
 
 let root: string;
 let models: string;
@@ -112,6 +112,10 @@ describe("leftovers sweep", () => {
     const r = sweepLeftovers([models]);
     expect(r.removed.map((l) => l.path)).toEqual([reused]);
     expect(existsSync(fresh)).toBe(true);
+    // the same test for a record: a pid seen (saved) before this process began belongs to a process that is gone
+    expect(pidGoneSince(process.pid, Date.now())).toBe(false);
+    expect(pidGoneSince(process.pid, started - 60_000)).toBe(true);
+    expect(pidGoneSince(deadPid(), Date.now())).toBe(true);
   });
 
   it.runIf(process.platform === "linux")("a zombie (dead, not yet reaped) counts as gone; its leftovers go", async () => {
