@@ -14,7 +14,8 @@ const WINDOWS_DEVICE = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\.|$)/i
  * Why a file name from a hub listing is unsafe to write under a staging folder, or null when it is fine. The rule
  * is the same on every platform, decided on the string alone (never by the current OS's path module): a listing that
  * is harmless on Linux may be read by the app on Windows, where a backslash is a separator and `C:x` a drive.
- * Refused: an empty or over-long name, a backslash, NUL or any other control character, `:` (a drive letter `C:`, or an NTFS stream
+ * Refused: an empty or over-long name, a backslash, NUL or any other control character, zero-width or bidi
+ * characters, `:` (a drive letter `C:`, or an NTFS stream
  * `a:b`), an absolute path, empty / `.` / `..` segments, a segment ending in a dot or a space (Windows drops them, so
  * two names would collide), and Windows device names.
  */
@@ -24,6 +25,9 @@ export function unsafeHubPathReason(path: string): string | null {
   // eslint-disable-next-line no-control-regex
   const ctl = /[\u0000-\u001f\u007f-\u009f]/.exec(path);
   if (ctl) return `it contains the control character U+${ctl[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+  // zero-width and direction-changing characters make a name look like another one in a list or an error message
+  const invisible = /[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/.exec(path);
+  if (invisible) return `it contains the invisible or direction-changing character U+${invisible[0].charCodeAt(0).toString(16).toUpperCase()}`;
   if (path.includes("\\")) return "it contains a backslash (a path separator on Windows)";
   if (/^[A-Za-z]:/.test(path)) return "it starts with a drive letter";
   if (path.includes(":")) return "it contains a colon (a drive or an NTFS stream on Windows)";
@@ -37,10 +41,15 @@ export function unsafeHubPathReason(path: string): string | null {
   return null;
 }
 
+/** A name quoted for a message: JSON escapes plus \\uXXXX for the invisible characters JSON leaves as they are. */
+export function quoteHubPath(path: string): string {
+  return JSON.stringify(path).replace(/[\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 /** The file name itself, or a HubError naming the repo and the file. One rule for listings, sidecars and the downloader. */
 export function checkHubPath(repo: string, path: string): string {
   const why = unsafeHubPathReason(path);
-  if (why) throw new HubError("invalid", `${repo} lists an unsafe file name ${JSON.stringify(path)}: ${why}; nothing was downloaded`);
+  if (why) throw new HubError("invalid", `${repo} lists an unsafe file name ${quoteHubPath(path)}: ${why}; nothing was downloaded`);
   return path;
 }
 
@@ -54,7 +63,7 @@ export function stagedFilePath(stagingDir: string, repo: string, path: string): 
   const target = resolve(root, ...path.split("/"));
   const rel = relative(root, target);
   if (rel === "" || rel.startsWith(`..${sep}`) || rel === ".." || isAbsolute(rel)) {
-    throw new HubError("invalid", `${repo} lists the file ${JSON.stringify(path)}, which resolves outside the download folder ${root}; nothing was downloaded`);
+    throw new HubError("invalid", `${repo} lists the file ${quoteHubPath(path)}, which resolves outside the download folder ${root}; nothing was downloaded`);
   }
   return target;
 }

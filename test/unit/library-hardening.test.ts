@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ModelDownload, sidecarPath } from "../../electron/library/downloader.js";
-import { checkHubPath, MAX_HUB_PATH, selectFiles, stagedFilePath, unsafeHubPathReason } from "../../electron/library/files.js";
+import { checkHubPath, MAX_HUB_PATH, quoteHubPath, selectFiles, stagedFilePath, unsafeHubPathReason } from "../../electron/library/files.js";
 import { HubClient, HubError } from "../../electron/library/hub.js";
 import { startHubServer, type HubServer } from "../helpers/hub-server.js";
 
@@ -29,6 +29,8 @@ const HOSTILE: [string, RegExp][] = [
   ["evil\u0000.safetensors", /control character U\+0000/],
   ["evil\n.safetensors", /control character U\+000A/],
   ["evil\u001b[2J.safetensors", /control character U\+001B/],
+  ["model\u202egnp.safetensors", /direction-changing character U\+202E/],
+  ["config\u200b.json", /invisible or direction-changing character U\+200B/],
   ["a//model.safetensors", /empty path segment/],
   ["onnx/", /empty path segment/],
   ["", /empty/],
@@ -75,6 +77,7 @@ describe("hub file names", () => {
       expect(unsafeHubPathReason(ok), ok).toBeNull();
     }
     expect(() => checkHubPath("o/m", "..\\x")).toThrow(`o/m lists an unsafe file name "..\\\\x": it contains a backslash`);
+    expect(quoteHubPath("a\u202eb\u0000c")).toBe('"a\\u202eb\\u0000c"');
     const staging = join(tmpdir(), "staging");
     expect(stagedFilePath(staging, "o/m", "onnx/model.onnx")).toBe(join(staging, "onnx", "model.onnx"));
     expect(() => stagedFilePath(staging, "o/m", "../x")).toThrow(HubError);
@@ -91,7 +94,8 @@ describe("hub file names", () => {
       const err = (await d.start().catch((e: unknown) => e)) as HubError;
       expect(err, JSON.stringify(name)).toBeInstanceOf(HubError);
       expect(err.kind).toBe("invalid");
-      expect(err.message).toContain(`${repo} lists an unsafe file name ${JSON.stringify(name)}`);
+      expect(err.message).toContain(`${repo} lists an unsafe file name ${quoteHubPath(name)}`);
+      expect(err.message).not.toMatch(/[\u0000-\u001f\u202e\u200b]/); // the message itself shows no raw control or bidi character
       expect(err.message).toMatch(why);
       expect(d.progress()).toMatchObject({ state: "error", errorKind: "invalid" });
       expect(readdirSync(models), repo).toEqual([]); // no sidecar, no staging folder
