@@ -41,7 +41,7 @@ export function unsafeHubPathReason(path: string): string | null {
   return null;
 }
 
-/** A name quoted for a message: JSON escapes plus \\uXXXX for the invisible characters JSON leaves as they are. */
+/** A name quoted for a message: JSON escapes plus \uXXXX for the invisible characters JSON leaves as they are. */
 export function quoteHubPath(path: string): string {
   return JSON.stringify(path).replace(/[\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
