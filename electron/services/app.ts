@@ -136,6 +136,8 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
         // the models folder setting can only be set to a contained folder here; the desktop app may have set it
         // elsewhere, and downloads and quantized models land there
         currentDirs: () => [{ dir: library.modelsDir(), write: true }],
+        // an export named like the database would replace it under the running app
+        noWrite: ["", "-wal", "-shm", "-journal"].map((suffix) => databaseFile(opts.dataDir) + suffix),
         ...(opts.containPaths.hint ? { hint: opts.containPaths.hint } : {}),
       })
     : anyPath;

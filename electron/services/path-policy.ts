@@ -45,6 +45,8 @@ export interface ContainedPathsOptions {
   dirs: AllowedDir[];
   /** Folders that can change while the app runs (the models folder setting); asked at each check. */
   currentDirs?: () => AllowedDir[];
+  /** Files and folders inside allowed folders that are never written (the app's own database). */
+  noWrite?: string[];
   /** Appended to a refusal: how the user can allow another folder. */
   hint?: string;
 }
@@ -90,6 +92,10 @@ export class ContainedPaths implements PathPolicy {
       throw e;
     }
     const allowed = this.allowed(access);
+    if (access === "write") {
+      const own = (this.opts.noWrite ?? []).find((p) => inside(canonicalOrSelf(resolve(p)), real));
+      if (own) throw refuse(`is one of the app's own files (${own}): choose another name`);
+    }
     if (allowed.some((root) => inside(root, real))) return real;
     const shown = real === resolve(path) ? "" : ` (it leads to ${real})`;
     const list = allowed.length ? allowed.join(", ") : "none";
@@ -122,6 +128,14 @@ function canonical(abs: string): string {
     if (parent === p) return join(p, ...rest);
     rest.unshift(basename(p));
     p = parent;
+  }
+}
+
+function canonicalOrSelf(abs: string): string {
+  try {
+    return canonical(abs);
+  } catch {
+    return abs;
   }
 }
 

@@ -417,6 +417,7 @@ describe("serve: paths from clients stay in the allowed folders", () => {
     const targets = [join(outsideDir, "outside-file"), join(tmp, "outside-file"), join(dataDir, "escape", "outside-file")];
     for (const path of targets) await refused("datasets.export", { id, path }, /^export file: .* is outside the folders this server may write to/);
     for (const path of targets) expect(existsSync(path), path).toBe(false);
+    await refused("datasets.export", { id, path: join(dataDir, "moe-studio.db") }, /is one of the app's own files/);
     expect(readFileSync(join(outsideDir, "secret.jsonl"), "utf8")).toContain(SECRET); // untouched
     const target = join(dataDir, "exports", "uploaded.jsonl");
     mkdirSync(join(dataDir, "exports"));

@@ -29,6 +29,7 @@ beforeAll(() => {
   policy = new ContainedPaths({
     dirs: [{ dir: data, write: true }, { dir: models, write: false }],
     currentDirs: () => current.map((dir) => ({ dir, write: true })),
+    noWrite: [join(data, "app.db")],
     hint: "Use --allow-dir DIR.",
   });
 });
@@ -83,6 +84,14 @@ describe("ContainedPaths", () => {
   it("a read-only folder (--model) may be read, not written", () => {
     expect(policy.checkRead(join(models, "config.json"), "model folder")).toBe(join(models, "config.json"));
     expect(refusal(() => policy.checkWrite(join(models, "out.jsonl"), "export file"))).toContain("may write to");
+  });
+
+  it("never writes the app's own files, even inside an allowed folder (they can still be read)", () => {
+    expect(refusal(() => policy.checkWrite(join(data, "app.db"), "export file"))).toMatch(/is one of the app's own files/);
+    writeFileSync(join(data, "app.db"), "");
+    symlinkSync(join(data, "app.db"), join(data, "db-link"));
+    expect(refusal(() => policy.checkWrite(join(data, "db-link"), "export file"))).toMatch(/is one of the app's own files/);
+    expect(policy.checkRead(join(data, "app.db"), "dataset file")).toBe(join(data, "app.db"));
   });
 
   it("folders that change at run time are asked at each check", () => {
