@@ -76,7 +76,8 @@ export class ContainedPaths implements PathPolicy {
       }
       if (!out.includes(real)) out.push(real);
     }
-    return out;
+    // a folder inside another allowed one adds nothing (and would only lengthen the refusal's list)
+    return out.filter((d) => !out.some((o) => o !== d && inside(o, d)));
   }
 
   private check(path: string, what: string, access: PathAccess): string {

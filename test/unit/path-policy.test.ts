@@ -97,10 +97,13 @@ describe("ContainedPaths", () => {
   it("folders that change at run time are asked at each check", () => {
     const p = join(root, "later", "m");
     refusal(() => policy.checkRead(p, "model folder"));
-    current = [join(root, "later")];
+    current = [join(root, "later"), join(data, "sub")];
     try {
       expect(policy.checkRead(p, "model folder")).toBe(p);
       expect(policy.checkWrite(p, "modelsDir")).toBe(p);
+      // a folder inside another allowed one is not listed twice; --model is read only
+      expect(policy.allowed("read")).toEqual([data, models, join(root, "later")]);
+      expect(policy.allowed("write")).toEqual([data, join(root, "later")]);
     } finally {
       current = [];
     }
