@@ -13,8 +13,15 @@
 //   - the CPU library's 8-bit quantize_blockwise (used for the f32 absmax statistics when the library is loaded)
 //     divides by the absmax instead of multiplying by its reciprocal, and sets the map's first entry to -1.0.
 //
-// The mean of the absmaxes: torch sums f32 in a cascade; we sum in double in block order and round once, which is
-// the correctly rounded mean up to the final division (torch's result agrees except, rarely, in the last ulp).
+// The mean of the absmaxes (offset = absmax.mean()): its last bit decides absmax2 and, rarely, absmax_q, so we
+// reproduce torch's CPU f32 sum, then divide by n in f32 (torch's mean is sum(...).div_(n)). torch's sum kernel
+// (aten/src/ATen/native/cpu/SumKernel.cpp) reduces 8-float vectors (n >= 8; scalars otherwise) with 4 interleaved
+// accumulators (element i of the vector stream goes to accumulator i % 4) in a 4-level cascade: level 0 takes
+// 2^p consecutive items (p = max(4, ceil(log2(items / 4)) / 4)), then is added into level 1 and cleared; level j
+// is carried into level j + 1 each time the item count is a multiple of 2^(p j)... (torch_sum_f32 below). The
+// accumulators are combined, then the lanes, after the leftover elements. Matched bit for bit against torch 2.13
+// for n up to 32768 blocks (2M weights); above that torch splits the sum over its threads (its result then depends
+// on the thread count), and bitsandbytes on CUDA sums with a CUDA reduction: the offset may differ in the last ulp.
 //
 // No fused multiply-add may touch the f32 formulas (s = x * inv, the scale DYN*absmax2 + offset): this file is
 // compiled for baseline x86-64 (no FMA instructions exist there), and the clamp between x * inv and s - c breaks
@@ -89,6 +96,53 @@ inline uint8_t nearest(const float* code, int count, float s) {
   if (j <= 0) return 0;
   if (j >= count) return uint8_t(count - 1);
   return std::fabs(s - code[j]) < std::fabs(s - code[j - 1]) ? uint8_t(j) : uint8_t(j - 1);
+}
+
+// One stream of `items` items of L lanes (L = 8: vectors; L = 1: scalars), summed as torch's row_sum /
+// multi_row_sum do with 4 accumulators (ilp) and 4 cascade levels; returns the L lane sums in out[L].
+template <int L>
+void torch_row_sum(const float* x, int64_t items, float* out) {
+  constexpr int kIlp = 4, kLevels = 4;
+  const int64_t size = items / kIlp;  // rows of kIlp items
+  int64_t lg = 0;
+  while ((int64_t(1) << lg) < size) ++lg;  // ceil(log2(size)), 0 for size <= 1
+  const int64_t power = std::max<int64_t>(4, lg / kLevels), step = int64_t(1) << power, mask = step - 1;
+  float acc[kLevels][kIlp][L] = {};
+  auto add_row = [&](int64_t i) {
+    for (int k = 0; k < kIlp; ++k)
+      for (int l = 0; l < L; ++l) acc[0][k][l] += x[(i * kIlp + k) * L + l];
+  };
+  int64_t i = 0;
+  while (i + step <= size) {
+    for (int64_t j = 0; j < step; ++j, ++i) add_row(i);
+    for (int j = 1; j < kLevels; ++j) {
+      for (int k = 0; k < kIlp; ++k)
+        for (int l = 0; l < L; ++l) { acc[j][k][l] += acc[j - 1][k][l]; acc[j - 1][k][l] = 0; }
+      if ((i & (mask << (j * power))) != 0) break;
+    }
+  }
+  for (; i < size; ++i) add_row(i);
+  for (int j = 1; j < kLevels; ++j)
+    for (int k = 0; k < kIlp; ++k)
+      for (int l = 0; l < L; ++l) acc[0][k][l] += acc[j][k][l];
+  for (int64_t r = size * kIlp; r < items; ++r)  // items left over by the rows of kIlp
+    for (int l = 0; l < L; ++l) acc[0][0][l] += x[r * L + l];
+  for (int k = 1; k < kIlp; ++k)
+    for (int l = 0; l < L; ++l) acc[0][0][l] += acc[0][k][l];
+  for (int l = 0; l < L; ++l) out[l] = acc[0][0][l];
+}
+
+// torch.sum of a contiguous f32 vector on the CPU, single-threaded (see the top of this file).
+float torch_sum_f32(const float* x, int64_t n) {
+  constexpr int V = 8;
+  if (n < V) { float s; torch_row_sum<1>(x, n, &s); return s; }
+  const int64_t nv = n / V;
+  float lanes[V];
+  torch_row_sum<V>(x, nv, lanes);
+  float s = 0;
+  for (int64_t k = nv * V; k < n; ++k) s += x[k];
+  for (int l = 0; l < V; ++l) s += lanes[l];
+  return s;
 }
 
 inline float clamp1(float v) { return std::min(std::max(v, -1.0f), 1.0f); }  // NaN stays NaN (as torch.clamp)
@@ -183,9 +237,7 @@ NF4Tensor NF4Quantizer::finish() {
     throw std::invalid_argument("nf4: finish after " + std::to_string(next_row_) + " of " + std::to_string(t_.rows) + " rows");
   done_ = true;
   const int64_t nb = t_.nblocks(), ng = t_.ngroups();
-  double sum = 0;
-  for (int64_t b = 0; b < nb; ++b) sum += absmax_[size_t(b)];
-  t_.offset = nb > 0 ? float(sum / double(nb)) : 0.0f;
+  t_.offset = nb > 0 ? torch_sum_f32(absmax_.data(), nb) / float(nb) : 0.0f;
   t_.absmax_q.assign(size_t(nb), 0);
   t_.absmax2.assign(size_t(ng), 0.0f);
   const float* code = dyn().v;

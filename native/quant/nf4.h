@@ -15,7 +15,7 @@
 // codes are 0 (the value -1); it dequantizes to -absmax', where absmax' is the double-quantized absmax (close to 0).
 //
 // Double quantization of the statistics (compress_statistics=True, 8-bit "dynamic" map, blocks of 256 absmaxes):
-//   offset   = mean_b absmax_b                                            (f32; we sum in double, see nf4.cpp)
+//   offset   = mean_b absmax_b                                            (f32, summed as torch does: nf4.cpp)
 //   a_b      = absmax_b - offset
 //   absmax2_g = max |a_b| over group g of 256 blocks                      (f32; ngroups = ceil(nblocks / 256))
 //   absmax_q_b = argmin_j |clamp(a_b * (1 / absmax2_g), -1, 1) - DYN[j]|  (uint8, first j on ties)

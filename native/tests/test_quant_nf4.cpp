@@ -125,7 +125,10 @@ struct Plain {
 };
 
 // quantize_4bit(x, blocksize=64, compress_statistics=True, quant_type="nf4") and dequantize_4bit, as published.
-Plain plain_nf4(const std::vector<float>& x) {
+// The offset is the mean of the absmaxes; torch's f32 summation order (which nf4.cpp reproduces, checked by the
+// goldens) is not part of the published algorithm, so the plain version takes the library's offset for the second
+// level after checking it against the double-precision mean (within 4 f32 ulps).
+Plain plain_nf4(const std::vector<float>& x, const float* use_offset = nullptr) {
   static const std::vector<float> c4 = published_normal_map(), c8 = published_dynamic_map();
   Plain P;
   const int64_t n = int64_t(x.size()), nb = (n + 63) / 64, ng = (nb + 255) / 256;
@@ -143,6 +146,10 @@ Plain plain_nf4(const std::vector<float>& x) {
   double sum = 0;
   for (float a : P.absmax) sum += a;
   P.offset = nb ? float(sum / double(nb)) : 0.0f;
+  if (use_offset) {
+    CHECK(std::fabs(double(*use_offset) - P.offset) <= 4 * 6e-8 * P.offset);
+    P.offset = *use_offset;
+  }
   for (int64_t g = 0; g < ng; ++g) {
     const int64_t b0 = g * 256, b1 = std::min(nb, b0 + 256);
     float m = 0;
@@ -172,7 +179,7 @@ bool same_bits(float a, float b) { uint32_t x, y; std::memcpy(&x, &a, 4); std::m
 // Quantize x as [rows, cols]; compare with the plain implementation exactly and check the error bounds.
 void check_round_trip(const char* what, const std::vector<float>& x, int64_t rows, int64_t cols, ThreadPool* pool) {
   const NF4Tensor t = nf4_quantize(x.data(), rows, cols, pool);
-  const Plain P = plain_nf4(x);
+  const Plain P = plain_nf4(x, &t.offset);
   bool ok = t.n == int64_t(x.size()) && t.rows == rows && t.cols == cols && t.packed == P.packed &&
             t.absmax_q == P.absmax_q && t.absmax2 == P.absmax2 && same_bits(t.offset, P.offset);
   std::vector<float> y(x.size());
@@ -319,7 +326,7 @@ TEST(nf4_quantizer_chunks_and_dtypes) {
 //    "cases": [{"name": str, "shape": [rows, cols], "dtype": "float32" | "bfloat16" | "float16",
 //               "input_hex": str, "packed_hex": str (QuantState packed uint8), "absmax_q_hex": str (state.absmax,
 //               uint8), "absmax2_hex": str (state2.absmax, f32), "offset_hex": str (state.offset, f32),
-//               "dequant_hex": str (optional: dequantize_4bit(...).float(), f32)}]}
+//               "dequant_hex": str (optional: dequantize_4bit(...) in the source dtype, then .float(): f32)}]}
 TEST(nf4_matches_bitsandbytes_goldens) {
   namespace fs = std::filesystem;
   std::vector<fs::path> cands;
@@ -370,6 +377,8 @@ TEST(nf4_matches_bitsandbytes_goldens) {
       const std::vector<float> want = floats(hex(dq));
       std::vector<float> y(size_t(t.n));
       nf4_dequantize(t, y.data());
+      // bitsandbytes returns the source dtype: our f32 w, rounded to bf16 / f16
+      for (float& v : y) v = dt == DType::BF16 ? bf16_to_f32(f32_to_bf16(v)) : dt == DType::F16 ? f16_to_f32(f32_to_f16(v)) : v;
       deq_bad = want.size() == y.size() ? 0 : -1;
       for (size_t i = 0; deq_bad >= 0 && i < y.size(); ++i) deq_bad += !same_bits(want[i], y[i]);
     }
