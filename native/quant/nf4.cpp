@@ -33,7 +33,14 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include "cpu/matmul.h"
 #include "cpu/thread_pool.h"
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define MOE_NF4X86 1
+#else
+#define MOE_NF4X86 0
+#endif
 
 namespace moe {
 
@@ -160,6 +167,97 @@ void quantize_block(const float* v, int c, uint8_t* bytes, float* absmax) {
   *absmax = amax;
 }
 
+// ---- SIMD quantization of a whole block (64 values), bit-identical to quantize_block ----
+// Per lane: idx = the largest j with NF4[j] <= s (a 4-step binary search over the sorted table, NF4[0] = -1 <= s),
+// hi = min(idx + 1, 15), then the upper code iff |s - NF4[hi]| < |s - NF4[idx]|: the scalar rule exactly (same f32
+// operations: s = min(max(x * inv, -1), 1), one subtraction and one absolute value per distance). A NaN s (all-zero
+// block) becomes -1 in max(), whose code is 0, as the scalar NaN path gives.
+using Block64Fn = void (*)(const float* v, uint8_t* bytes, float* absmax);
+void quantize_block64_scalar(const float* v, uint8_t* bytes, float* absmax) { quantize_block(v, NF4_BLOCK, bytes, absmax); }
+
+inline void pack_codes(const uint8_t* q, uint8_t* bytes) {
+  for (int i = 0; i < NF4_BLOCK / 2; ++i) bytes[i] = uint8_t(q[2 * i] << 4 | q[2 * i + 1]);
+}
+
+#if MOE_NF4X86
+// GCC 12 flags its own _mm512_undefined_*() (inside several AVX-512 intrinsics) as (maybe-)uninitialized.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+__attribute__((target("avx512f"))) void quantize_block64_avx512(const float* v, uint8_t* bytes, float* absmax) {
+  __m512 m = _mm512_setzero_ps();
+  for (int i = 0; i < 4; ++i) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(v + 16 * i)));
+  const float amax = _mm512_reduce_max_ps(m);
+  const __m512 inv = _mm512_set1_ps(1.0f / amax), one = _mm512_set1_ps(1.0f), mone = _mm512_set1_ps(-1.0f);
+  const __m512 table = _mm512_loadu_ps(kNF4);
+  const __m512i i15 = _mm512_set1_epi32(15), i1 = _mm512_set1_epi32(1);
+  alignas(16) uint8_t q[NF4_BLOCK];
+  for (int i = 0; i < 4; ++i) {
+    const __m512 s = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_loadu_ps(v + 16 * i), inv), mone), one);
+    __m512i idx = _mm512_setzero_si512();
+    for (int step = 8; step >= 1; step >>= 1) {
+      const __m512i cand = _mm512_add_epi32(idx, _mm512_set1_epi32(step));
+      const __mmask16 ge = _mm512_cmp_ps_mask(s, _mm512_permutexvar_ps(cand, table), _CMP_GE_OQ);
+      idx = _mm512_mask_mov_epi32(idx, ge, cand);
+    }
+    const __m512i hi = _mm512_min_epi32(_mm512_add_epi32(idx, i1), i15);
+    const __m512 dlo = _mm512_abs_ps(_mm512_sub_ps(s, _mm512_permutexvar_ps(idx, table)));
+    const __m512 dhi = _mm512_abs_ps(_mm512_sub_ps(s, _mm512_permutexvar_ps(hi, table)));
+    const __m512i code = _mm512_mask_mov_epi32(idx, _mm512_cmp_ps_mask(dhi, dlo, _CMP_LT_OQ), hi);
+    _mm_store_si128(reinterpret_cast<__m128i*>(q + 16 * i), _mm512_cvtepi32_epi8(code));
+  }
+  pack_codes(q, bytes);
+  *absmax = amax;
+}
+
+// AVX2: the 16-entry table as two 8-float halves, blended on bit 3 of the index.
+__attribute__((target("avx2,fma"))) inline __m256 nf4_lookup8(__m256i idx, __m256 tlo, __m256 thi) {
+  return _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, idx), _mm256_permutevar8x32_ps(thi, idx),
+                          _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+}
+__attribute__((target("avx2,fma"))) void quantize_block64_avx2(const float* v, uint8_t* bytes, float* absmax) {
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 m = _mm256_setzero_ps();
+  for (int i = 0; i < 8; ++i) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(v + 8 * i), absmask));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_movehdup_ps(h));
+  const float amax = _mm_cvtss_f32(h);
+  const __m256 inv = _mm256_set1_ps(1.0f / amax), one = _mm256_set1_ps(1.0f), mone = _mm256_set1_ps(-1.0f);
+  const __m256 tlo = _mm256_loadu_ps(kNF4), thi = _mm256_loadu_ps(kNF4 + 8);
+  const __m256i i15 = _mm256_set1_epi32(15), i1 = _mm256_set1_epi32(1);
+  alignas(32) int32_t q32[NF4_BLOCK];
+  for (int i = 0; i < 8; ++i) {
+    const __m256 s = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(v + 8 * i), inv), mone), one);
+    __m256i idx = _mm256_setzero_si256();
+    for (int step = 8; step >= 1; step >>= 1) {
+      const __m256i cand = _mm256_add_epi32(idx, _mm256_set1_epi32(step));
+      const __m256 ge = _mm256_cmp_ps(s, nf4_lookup8(cand, tlo, thi), _CMP_GE_OQ);
+      idx = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(idx), _mm256_castsi256_ps(cand), ge));
+    }
+    const __m256i hi = _mm256_min_epi32(_mm256_add_epi32(idx, i1), i15);
+    const __m256 dlo = _mm256_and_ps(_mm256_sub_ps(s, nf4_lookup8(idx, tlo, thi)), absmask);
+    const __m256 dhi = _mm256_and_ps(_mm256_sub_ps(s, nf4_lookup8(hi, tlo, thi)), absmask);
+    const __m256 up = _mm256_cmp_ps(dhi, dlo, _CMP_LT_OQ);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q32 + 8 * i),
+                       _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(idx), _mm256_castsi256_ps(hi), up)));
+  }
+  uint8_t q[NF4_BLOCK];
+  for (int i = 0; i < NF4_BLOCK; ++i) q[i] = uint8_t(q32[i]);
+  pack_codes(q, bytes);
+  *absmax = amax;
+}
+#endif
+
+// The same choice as the dense kernels (simd_name(): amx/avx512 -> AVX-512, avx2 -> AVX2, else scalar).
+Block64Fn block64_fn() {
+#if MOE_NF4X86
+  const char* s = simd_name();
+  if (std::strncmp(s, "amx", 3) == 0 || std::strncmp(s, "avx512", 6) == 0) return quantize_block64_avx512;
+  if (std::strncmp(s, "avx2", 4) == 0) return quantize_block64_avx2;
+#endif
+  return quantize_block64_scalar;
+}
+
 inline void widen(const void* src, DType dt, int64_t i0, int64_t count, float* out) {
   switch (dt) {
     case DType::F32: std::memcpy(out, static_cast<const float*>(src) + i0, size_t(count) * 4); break;
@@ -209,12 +307,13 @@ void NF4Quantizer::add_rows(const void* src, DType dt, int64_t nrows, ThreadPool
   // 2. Whole blocks inside the chunk (blocks are independent: parallel). Invariant: with no carry, e0 + i is at a
   //    block start (a chunk that ends inside a block leaves that block's values in the carry).
   if (carry_n_ == 0 && i < cnt) {
+    const Block64Fn qb64 = block64_fn();
     const int64_t first_b = (e0 + i) / NF4_BLOCK, nfull = (e0 + cnt) / NF4_BLOCK - first_b;
     auto run = [&](int64_t b0, int64_t b1, int) {
       float v[NF4_BLOCK];
       for (int64_t b = first_b + b0; b < first_b + b1; ++b) {
         widen(src, dt, b * NF4_BLOCK - e0, NF4_BLOCK, v);
-        quantize_block(v, NF4_BLOCK, &t_.packed[size_t(b * NF4_BLOCK / 2)], &absmax_[size_t(b)]);
+        qb64(v, &t_.packed[size_t(b * NF4_BLOCK / 2)], &absmax_[size_t(b)]);
       }
     };
     if (pool && pool->size() > 1 && nfull >= 64) pool->run(nfull, 16, [&](int64_t a, int64_t b, int th) { run(a, b, th); });

@@ -208,6 +208,18 @@ void check_round_trip(const char* what, const std::vector<float>& x, int64_t row
   CHECK(t.packed.size() + t.absmax_q.size() + 4 * t.absmax2.size() + 4 == nf4_bytes(t.n));
 }
 
+// Runs body(path) on every SIMD path this CPU has (the NF4 quantizer and kernels follow the dense kernels' path).
+template <class F>
+void for_each_path(F&& body) {
+  const char* names[8];
+  const int n = simd_paths(names, 8);
+  for (int i = 0; i < n; ++i) {
+    CHECK(simd_use_path(names[i]));
+    body(names[i]);
+  }
+  simd_use_path(nullptr);
+}
+
 std::vector<float> uniform(size_t n, uint32_t seed, float lo, float hi) {
   std::mt19937 g(seed); std::uniform_real_distribution<float> d(lo, hi);
   std::vector<float> v(n); for (auto& x : v) x = d(g); return v;
@@ -239,6 +251,21 @@ TEST(nf4_dynamic_map_is_bitsandbytes) {
 
 TEST(nf4_round_trips_match_the_published_algorithm) {
   ThreadPool pool(2);
+  for_each_path([&](const char*) {
+  // exact ties and near-ties: with absmax 1 the scaled value is x itself, so put x at the f32 midpoints of adjacent
+  // codes and one ulp either side (the tie keeps the lower code), plus -1, +-0, a denormal, 1
+  {
+    const float* c = nf4_code();
+    std::vector<float> x = {1.0f, -1.0f, 0.0f, -0.0f, 1e-40f, -1e-40f};
+    for (int j = 0; j < 15; ++j) {
+      const float mid = (c[j] + c[j + 1]) / 2.0f;
+      x.insert(x.end(), {mid, std::nextafter(mid, 2.0f), std::nextafter(mid, -2.0f)});
+    }
+    x.resize(128, 0.5f);
+    x[64] = -1.0f;  // the second block's absmax is 1 too
+    for (int i = 0; i < 51; ++i) x[size_t(65 + i)] = x[size_t(6 + i)];
+    check_round_trip("ties", x, 2, 64, nullptr);
+  }
   // normal weights, blocks aligned with rows
   check_round_trip("normal", moe_test::randn(37 * 64, 1, 0.02f), 37, 64, nullptr);
   // uniform, cols % 64 != 0: blocks straddle rows; n % 64 != 0: a partial last block
@@ -271,6 +298,7 @@ TEST(nf4_round_trips_match_the_published_algorithm) {
     nf4_dequantize(t, y.data());
     for (float v : y) CHECK(v == 0.0f);
   }
+  });
   CHECK(nf4_bytes(0) == 4);
   CHECK(nf4_bytes(4096 * 4096) == size_t(4096 * 4096 / 2 + 4096 * 64 + 4 * 1024 + 4));
 }
@@ -394,16 +422,6 @@ TEST(nf4_matches_bitsandbytes_goldens) {
 // ---------------------------------------------------------------------------------------------------------------
 namespace {
 
-template <class F>
-void for_each_path(F&& body) {
-  const char* names[8];
-  const int n = simd_paths(names, 8);
-  for (int i = 0; i < n; ++i) {
-    CHECK(simd_use_path(names[i]));
-    body(names[i]);
-  }
-  simd_use_path(nullptr);
-}
 
 // Compare y (M rows of `cols`, ld apart) with the reference; `mag[m*cols + c]` is Σ|terms| of that output. Also
 // checks the padding between rows is untouched (pad holds the initial value 7).
