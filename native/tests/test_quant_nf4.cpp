@@ -452,6 +452,9 @@ TEST(nf4_fast_dequant_is_exact) {
   std::vector<float> ref(x.size());
   nf4_dequantize(t, ref.data());
   for_each_path([&](const char* path) {
+    // the NF4 kernels follow the dense path: amx / avx512 -> avx512, avx2 -> avx2, portable -> portable
+    const std::string p = path, want = p.rfind("amx", 0) == 0 || p.rfind("avx512", 0) == 0 ? "avx512" : p.rfind("avx2", 0) == 0 ? "avx2" : "portable";
+    CHECK(want == nf4_simd_name());
     int bad = 0;
     for (int64_t e0 : {0, 1, 2, 63, 64, 65, 77, 100, 250})
       for (int64_t len : {0, 1, 2, 31, 32, 33, 64, 129, 200}) {
