@@ -306,10 +306,12 @@ TEST(nf4_round_trips_match_the_published_algorithm) {
 
 // Feeding rows in chunks from bf16 / f16 / f32 gives exactly what the whole widened tensor gives.
 TEST(nf4_quantizer_chunks_and_dtypes) {
-  const int64_t rows = 13, cols = 100;  // 1300 values: blocks straddle rows, a partial last block (20 values)
-  const auto x = moe_test::randn(size_t(rows * cols), 7, 0.1f);
   ThreadPool pool(3);
+  // 13 x 100: blocks straddle rows, a partial last block of 20; 13 x 77: chunks end at odd elements, odd n = 1001
+  for (int64_t cols : {100, 77})
   for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
+    const int64_t rows = 13;
+    const auto x = moe_test::randn(size_t(rows * cols), uint32_t(7 + cols), 0.1f);
     std::vector<uint8_t> src(size_t(rows * cols) * dtype_size(dt));
     std::vector<float> wide(x.size());
     for (size_t i = 0; i < x.size(); ++i) {
