@@ -1,6 +1,6 @@
 // NF4 (4-bit NormalFloat) with double-quantized statistics, byte for byte as bitsandbytes stores a frozen Q-LoRA
 // base weight (quantize_4bit(A, blocksize=64, compress_statistics=True, quant_type="nf4"), semantics of its
-// pure-torch "default" backend, which its CPU and CUDA kernels follow up to the corner cases noted below).
+// pure-torch "default" backend, which its CPU and CUDA kernels follow up to corner cases listed in nf4.cpp).
 //
 // A tensor of n values (an nn.Linear weight W[rows = out, cols = in], flattened row-major: element e = r*cols + c)
 // is cut into blocks of 64 consecutive elements; with cols % 64 != 0 a block straddles rows, exactly as
