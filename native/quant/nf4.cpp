@@ -15,13 +15,14 @@
 //
 // The mean of the absmaxes (offset = absmax.mean()): its last bit decides absmax2 and, rarely, absmax_q, so we
 // reproduce torch's CPU f32 sum, then divide by n in f32 (torch's mean is sum(...).div_(n)). torch's sum kernel
-// (aten/src/ATen/native/cpu/SumKernel.cpp) reduces 8-float vectors (n >= 8; scalars otherwise) with 4 interleaved
-// accumulators (element i of the vector stream goes to accumulator i % 4) in a 4-level cascade: level 0 takes
-// 2^p consecutive items (p = max(4, ceil(log2(items / 4)) / 4)), then is added into level 1 and cleared; level j
-// is carried into level j + 1 each time the item count is a multiple of 2^(p j)... (torch_sum_f32 below). The
-// accumulators are combined, then the lanes, after the leftover elements. Matched bit for bit against torch 2.13
-// for n up to 32768 blocks (2M weights); above that torch splits the sum over its threads (its result then depends
-// on the thread count), and bitsandbytes on CUDA sums with a CUDA reduction: the offset may differ in the last ulp.
+// (aten/src/ATen/native/cpu/SumKernel.cpp) reads the vector as items of 8 floats (scalars when n < 8) and deals
+// item i to accumulator i % 4; each accumulator is a 4-level cascade: level 0 sums 2^p rows of 4 items
+// (p = max(4, ceil(log2(rows)) / 4)), then is added into level 1 and cleared; level j is added into level j + 1 (and
+// cleared) whenever the row count is a multiple of 2^(p j). At the end the levels, then the 4 accumulators, are
+// added; the leftover floats (n % 8) are summed first and the 8 lanes added to them (torch_sum_f32 below).
+// Matched bit for bit against torch 2.13 (2 threads) on tensors of up to 40625 blocks (2.6M weights); torch may
+// split longer sums over its threads (the result then depends on their number), and bitsandbytes on CUDA sums with
+// a CUDA reduction: there the offset may differ in the last ulp.
 //
 // No fused multiply-add may touch the f32 formulas (s = x * inv, the scale DYN*absmax2 + offset): this file is
 // compiled for baseline x86-64 (no FMA instructions exist there), and the clamp between x * inv and s - c breaks
