@@ -24,9 +24,10 @@
 // split longer sums over its threads (the result then depends on their number), and bitsandbytes on CUDA sums with
 // a CUDA reduction: there the offset may differ in the last ulp.
 //
-// No fused multiply-add may touch the f32 formulas (s = x * inv, the scale DYN*absmax2 + offset): this file is
-// compiled for baseline x86-64 (no FMA instructions exist there), and the clamp between x * inv and s - c breaks
-// any contraction pattern anyway.
+// No fused multiply-add may touch the f32 formulas (s = x * inv, the scale DYN*absmax2 + offset): the scalar code is
+// compiled for baseline x86-64 (no FMA instructions exist there); in the AVX2/AVX-512 quantizers a clamp sits between
+// x * inv and s - c, which breaks any contraction pattern; nf4_block_scales is kept out of line (never inlined into
+// FMA-enabled kernels).
 #include "quant/nf4.h"
 
 #include <algorithm>
@@ -360,6 +361,9 @@ NF4Tensor nf4_quantize(const float* x, int64_t rows, int64_t cols, ThreadPool* p
 }
 NF4Tensor nf4_quantize(const float* x, int64_t n, ThreadPool* pool) { return nf4_quantize(x, 1, n, pool); }
 
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
 void nf4_block_scales(const NF4Tensor& t, int64_t b0, int64_t b1, float* out) {
   const float* code = dyn().v;
   for (int64_t b = b0; b < b1; ++b) {
