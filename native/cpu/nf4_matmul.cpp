@@ -176,23 +176,35 @@ MOE_NAVX2 inline __m256 wload8(const void* W, DType dt, int64_t i) {
 }
 
 // R rows of dx x NV vectors of 8 columns at column k: acc[r][v] = Σ_j dy[r, j] W[j, k + 8v ..].
-template <int R, int NV>
+// U = 2 for R <= 2: two accumulator sets over rows j, j + 1 of W (enough independent FMA chains; see the AVX-512 one).
+template <int R, int NV, int U = (R <= 2 ? 2 : 1)>
 MOE_NAVX2 void dx_micro_avx2(float* dx, int64_t lddx, const float* dy, int64_t lddy, const void* W, DType dt,
                              int64_t ldw, int64_t nn, int64_t k, bool acc) {
-  __m256 c[R][NV];
-  for (int r = 0; r < R; ++r) for (int v = 0; v < NV; ++v) c[r][v] = _mm256_setzero_ps();
-  for (int64_t j = 0; j < nn; ++j) {
+  __m256 c[U][R][NV];
+  for (int u = 0; u < U; ++u) for (int r = 0; r < R; ++r) for (int v = 0; v < NV; ++v) c[u][r][v] = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + U <= nn; j += U)
+    for (int u = 0; u < U; ++u) {
+      __m256 w[NV];
+      for (int v = 0; v < NV; ++v) w[v] = wload8(W, dt, (j + u) * ldw + k + 8 * v);
+      for (int r = 0; r < R; ++r) {
+        const __m256 a = _mm256_broadcast_ss(dy + r * lddy + j + u);
+        for (int v = 0; v < NV; ++v) c[u][r][v] = _mm256_fmadd_ps(a, w[v], c[u][r][v]);
+      }
+    }
+  for (; j < nn; ++j) {
     __m256 w[NV];
     for (int v = 0; v < NV; ++v) w[v] = wload8(W, dt, j * ldw + k + 8 * v);
     for (int r = 0; r < R; ++r) {
       const __m256 a = _mm256_broadcast_ss(dy + r * lddy + j);
-      for (int v = 0; v < NV; ++v) c[r][v] = _mm256_fmadd_ps(a, w[v], c[r][v]);
+      for (int v = 0; v < NV; ++v) c[0][r][v] = _mm256_fmadd_ps(a, w[v], c[0][r][v]);
     }
   }
+  for (int u = 1; u < U; ++u) for (int r = 0; r < R; ++r) for (int v = 0; v < NV; ++v) c[0][r][v] = _mm256_add_ps(c[0][r][v], c[u][r][v]);
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) {
       float* d = dx + r * lddx + k + 8 * v;
-      _mm256_storeu_ps(d, acc ? _mm256_add_ps(_mm256_loadu_ps(d), c[r][v]) : c[r][v]);
+      _mm256_storeu_ps(d, acc ? _mm256_add_ps(_mm256_loadu_ps(d), c[0][r][v]) : c[0][r][v]);
     }
 }
 template <int R>
@@ -277,23 +289,36 @@ MOE_NAVX512 inline __m512 wload16(const void* W, DType dt, int64_t i) {
     }
   }
 }
-template <int R, int NV>
+// U = 2 (for R <= 2): rows j and j + 1 of W go to two accumulator sets, so that 2 * R * NV >= 8 independent FMA
+// chains cover the FMA latency (4 cycles x 2 ports); with R = 1 a single set of 4 chains measured ~2x slower.
+template <int R, int NV, int U = (R <= 2 ? 2 : 1)>
 MOE_NAVX512 void dx_micro_avx512(float* dx, int64_t lddx, const float* dy, int64_t lddy, const void* W, DType dt,
                                  int64_t ldw, int64_t nn, int64_t k, bool acc) {
-  __m512 c[R][NV];
-  for (int r = 0; r < R; ++r) for (int v = 0; v < NV; ++v) c[r][v] = _mm512_setzero_ps();
-  for (int64_t j = 0; j < nn; ++j) {
+  __m512 c[U][R][NV];
+  for (int u = 0; u < U; ++u) for (int r = 0; r < R; ++r) for (int v = 0; v < NV; ++v) c[u][r][v] = _mm512_setzero_ps();
+  int64_t j = 0;
+  for (; j + U <= nn; j += U)
+    for (int u = 0; u < U; ++u) {
+      __m512 w[NV];
+      for (int v = 0; v < NV; ++v) w[v] = wload16(W, dt, (j + u) * ldw + k + 16 * v);
+      for (int r = 0; r < R; ++r) {
+        const __m512 a = _mm512_set1_ps(dy[r * lddy + j + u]);
+        for (int v = 0; v < NV; ++v) c[u][r][v] = _mm512_fmadd_ps(a, w[v], c[u][r][v]);
+      }
+    }
+  for (; j < nn; ++j) {
     __m512 w[NV];
     for (int v = 0; v < NV; ++v) w[v] = wload16(W, dt, j * ldw + k + 16 * v);
     for (int r = 0; r < R; ++r) {
       const __m512 a = _mm512_set1_ps(dy[r * lddy + j]);
-      for (int v = 0; v < NV; ++v) c[r][v] = _mm512_fmadd_ps(a, w[v], c[r][v]);
+      for (int v = 0; v < NV; ++v) c[0][r][v] = _mm512_fmadd_ps(a, w[v], c[0][r][v]);
     }
   }
+  for (int u = 1; u < U; ++u) for (int r = 0; r < R; ++r) for (int v = 0; v < NV; ++v) c[0][r][v] = _mm512_add_ps(c[0][r][v], c[u][r][v]);
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) {
       float* d = dx + r * lddx + k + 16 * v;
-      _mm512_storeu_ps(d, acc ? _mm512_add_ps(_mm512_loadu_ps(d), c[r][v]) : c[r][v]);
+      _mm512_storeu_ps(d, acc ? _mm512_add_ps(_mm512_loadu_ps(d), c[0][r][v]) : c[0][r][v]);
     }
 }
 template <int R>
@@ -374,7 +399,6 @@ float row_dot(const NKernels& kr, const NF4Tensor& W, int64_t n, const float* x)
 }
 
 constexpr int64_t kTileRows = 8;    // forward: weight rows dequantised per tile (as qmatmul)
-constexpr int64_t kDxTileRows = 64;  // dX: weight rows per f32 tile
 thread_local std::vector<float> t_tile;
 
 float* tile_buf(size_t n) {
@@ -382,12 +406,36 @@ float* tile_buf(size_t n) {
   return t_tile.data();
 }
 
-// Columns per dX chunk: 256 (a 64 x 256 f32 tile is 64 KiB), halved while that leaves fewer than ~2 chunks per
-// thread, down to `minc` (a quantized dtype's block, so a chunk is whole blocks).
-int64_t dx_chunk(int64_t K, int nt, int64_t minc) {
-  int64_t kc = std::max<int64_t>(256, minc);
-  while (kc > minc && kc / 2 >= minc && (K + kc - 1) / kc < 2 * nt) kc /= 2;
-  return kc;
+// dX work split: each thread owns chunks of kc columns and walks all N rows of W in tiles of `rows` x kc.
+//   M >= kDxTileMinM: kc = 256 (halved while that leaves fewer than 2 chunks per thread, down to 16 or the quantized
+//     block), 64-row tiles (a 64 KiB f32 tile in L2, dX kept in registers over 64 rows). Measured on 2048 x 2048 bf16,
+//     M = 64, 1 thread: 111-120 GFLOP/s at kc = 128-256, 66-71 at kc = 1024.
+//   M < kDxTileMinM (a token or two routed to an expert): the register block has too little reuse; stream rows
+//     instead: kc = K / threads, and per row n one converted segment w = W[n, k0 : k0 + kc] and an axpy
+//     dX[m, k0 : k0 + kc] += dY[m, n] * w per m (the contiguous segment keeps the prefetchers busy).
+constexpr int64_t kDxTileMinM = 4;
+struct DxSplit { int64_t kc, rows; };
+DxSplit dx_split(int64_t K, int nt, int64_t minc, int64_t M) {
+  const int64_t unit = std::max<int64_t>(minc, 16);
+  if (M < kDxTileMinM) {
+    const int64_t kc = (K + nt - 1) / nt;
+    return {std::max(unit, (kc + unit - 1) / unit * unit), 1};
+  }
+  int64_t kc = std::max<int64_t>(256, unit);
+  while (kc / 2 >= unit && (K + kc - 1) / kc < 2 * nt) kc /= 2;
+  return {kc, 64};
+}
+
+// Tile rows are kc + 16 floats apart: with a power-of-two stride (kc = 256: 1 KiB) the 64 rows the kernel walks
+// down map to 16 lines per L1 set (48 KiB, 12-way) and evict each other.
+constexpr int64_t kTilePad = 16;
+
+// dx[m, 0:w] (+)= Σ_{j < nn} dy[m, j] tile[j, 0:w] as one axpy per (m, j) (vec_axpy_f32: the dense kernels' SIMD).
+void dx_axpy_rows(float* dx, int64_t lddx, const float* dy, int64_t lddy, const float* tile, int64_t ldt, int64_t M,
+                  int64_t nn, int64_t w, bool acc) {
+  if (!acc) for (int64_t m = 0; m < M; ++m) std::fill(dx + m * lddx, dx + m * lddx + w, 0.0f);
+  for (int64_t j = 0; j < nn; ++j)
+    for (int64_t m = 0; m < M; ++m) vec_axpy_f32(dx + m * lddx, dy[m * lddy + j], tile + j * ldt, w);
 }
 
 void check_dense_or_quant(DType t) {
@@ -479,15 +527,17 @@ void nf4_matmul_dx(ThreadPool* pool, float* dx, int64_t lddx, const float* dy, i
     return;
   }
   const int nt = pool ? pool->size() : 1;
-  const int64_t kc = dx_chunk(K, nt, 16), nchunks = (K + kc - 1) / kc;
+  const DxSplit sp = dx_split(K, nt, 16, M);
+  const int64_t kc = sp.kc, kDxTileRows = sp.rows, nchunks = (K + kc - 1) / kc;
   auto chunks = [&](int64_t c0, int64_t c1, int) {
-    float* tile = tile_buf(size_t(kDxTileRows * kc));
+    float* tile = tile_buf(size_t(kDxTileRows * (kc + kTilePad)));
     for (int64_t c = c0; c < c1; ++c) {
-      const int64_t k0 = c * kc, w = std::min(kc, K - k0);
+      const int64_t k0 = c * kc, w = std::min(kc, K - k0), ldt = w + kTilePad;
       for (int64_t n0 = 0; n0 < N; n0 += kDxTileRows) {
         const int64_t nr = std::min(kDxTileRows, N - n0);
-        for (int64_t r = 0; r < nr; ++r) dequant_range(kr, W, (n0 + r) * K + k0, (n0 + r) * K + k0 + w, tile + r * w);
-        kr.dx_block(dx + k0, lddx, dy + n0, lddy, tile, DType::F32, w, M, nr, w, accumulate || n0 > 0);
+        for (int64_t r = 0; r < nr; ++r) dequant_range(kr, W, (n0 + r) * K + k0, (n0 + r) * K + k0 + w, tile + r * ldt);
+        if (M < kDxTileMinM) { dx_axpy_rows(dx + k0, lddx, dy + n0, lddy, tile, ldt, M, nr, w, accumulate || n0 > 0); continue; }
+        kr.dx_block(dx + k0, lddx, dy + n0, lddy, tile, DType::F32, ldt, M, nr, w, accumulate || n0 > 0);
       }
     }
   };
@@ -529,25 +579,27 @@ void matmul_dx(ThreadPool* pool, float* dx, int64_t lddx, const float* dy, int64
   }
   const NKernels& kr = NK();
   const int nt = pool ? pool->size() : 1;
-  const int64_t kc = dx_chunk(K, nt, quant ? qb : 16), nchunks = (K + kc - 1) / kc;
+  const DxSplit sp = dx_split(K, nt, quant ? qb : 16, M);
+  const int64_t kc = sp.kc, kDxTileRows = sp.rows, nchunks = (K + kc - 1) / kc;
   const uint8_t* Wb = static_cast<const uint8_t*>(W);
   auto chunks = [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
-      const int64_t k0 = c * kc, w = std::min(kc, K - k0);
-      // W[n0 : n0 + 64, k0 : k0 + w] into a contiguous f32 tile (rows w floats apart), then the dense kernel.
+      const int64_t k0 = c * kc, w = std::min(kc, K - k0), ldt = w + kTilePad;
+      // W[n0 : n0 + rows, k0 : k0 + w] into an f32 tile (rows ldt floats apart), then the dense kernel.
       // Dense dtypes are tiled too: streaming the kernel straight down the stored rows (K elements apart: a new
       // 4 KiB-strided row per step of its inner loop) measured 1.3-1.9x slower for bf16 2048 x 2048, M = 64.
-      float* tile = tile_buf(size_t(kDxTileRows * kc));
+      float* tile = tile_buf(size_t(kDxTileRows * (kc + kTilePad)));
       const size_t rb = dtype_row_bytes(t, K);
       const size_t off = quant ? size_t(k0 / qb) * size_t(qblock_bytes(t)) : size_t(k0) * dtype_size(t);
       for (int64_t n0 = 0; n0 < N; n0 += kDxTileRows) {
         const int64_t nr = std::min(kDxTileRows, N - n0);
         for (int64_t r = 0; r < nr; ++r) {
           const uint8_t* src = Wb + size_t(n0 + r) * rb + off;  // whole blocks (quantized: k0, w are multiples)
-          if (quant) dequantize_row(t, src, tile + r * w, w);
-          else row_to_f32(tile + r * w, src, t, 0, w);
+          if (quant) dequantize_row(t, src, tile + r * ldt, w);
+          else row_to_f32(tile + r * ldt, src, t, 0, w);
         }
-        kr.dx_block(dx + k0, lddx, dy + n0, lddy, tile, DType::F32, w, M, nr, w, accumulate || n0 > 0);
+        if (M < kDxTileMinM) { dx_axpy_rows(dx + k0, lddx, dy + n0, lddy, tile, ldt, M, nr, w, accumulate || n0 > 0); continue; }
+        kr.dx_block(dx + k0, lddx, dy + n0, lddy, tile, DType::F32, ldt, M, nr, w, accumulate || n0 > 0);
       }
     }
   };

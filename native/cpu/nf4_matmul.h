@@ -10,9 +10,10 @@
 // block's scale applied once per 64-block); M >= 2 dequantises kTileRows weight rows once into an f32 tile and hands
 // it to the dense kernel matmul_st (cpu/matmul.h), which reuses it for all M rows of x.
 // dX (all dtypes): threads split K into column chunks (disjoint columns of dX: no reduction between threads); each
-// walks all N weight rows of its chunk, dequantising (NF4, Q*) a tile of rows x chunk columns into f32 first, and runs
-// the dense dX kernel, which keeps a 4-row x 2-vector block of dX in registers while streaming down the rows of W:
-//   acc[r][v] += dY[m + r, n] * W[n, k + v*VW .. k + (v+1)*VW)       (VW = 16 AVX-512, 8 AVX2)
+// walks all N weight rows of its chunk, widening / dequantising a tile of 64 rows x 256 columns into f32 first, and
+// runs the dense dX kernel, which keeps a 4-row x NV-vector block of dX in registers while streaming down the tile:
+//   acc[r][v] += dY[m + r, n] * W[n, k + v*VW .. k + (v+1)*VW)       (VW = 16, NV <= 4 AVX-512; VW = 8, NV <= 2 AVX2)
+// M < 4 has too little reuse for that: each thread takes K / threads columns and does one axpy per (m, n) row.
 // Paths: portable, AVX2+FMA+F16C, AVX-512F, chosen with the dense kernels' path (simd_name(): amx/avx512 -> AVX-512,
 // avx2 -> AVX2, portable -> portable), so simd_use_path / MOE_SIMD select these too. Scalar references beside them.
 // No allocation per call once thread-local scratch (tiles) has reached its size.
