@@ -36,6 +36,44 @@ export type TextReply =
   | { seq: number; ok: true; results: Array<string | number[] | number> }
   | { seq: number; ok: false; kind: "output" | "recursion" | "error"; item: number; message: string };
 
+export type JobInput = Omit<TextJob, "maxChars" | "sliceMs">;
+export type JobResult = Array<string | number[] | number>;
+
+export interface TextLimits {
+  /** Rendering one prompt. */
+  renderMs: number;
+  /** Tokenizing one rendered prompt or message. */
+  tokenizeMs: number;
+  /** Loading a tokenizer.json in the worker (once per folder). */
+  loadMs: number;
+  /** The longest rendered prompt, in UTF-16 code units. */
+  maxChars: number;
+  /** The worker thread's old-generation heap. */
+  heapMb: number;
+  sliceMs: number;
+}
+
+export const DEFAULT_TEXT_LIMITS: TextLimits = {
+  // Real templates render a long conversation in a few milliseconds; half a second is a loop gone wild.
+  renderMs: 500,
+  tokenizeMs: 10_000,
+  loadMs: 60_000,
+  // Far beyond any context (a 128k-token prompt is ~500k characters), far below what exhausts the heap.
+  maxChars: 8_000_000,
+  heapMb: 1024,
+  sliceMs: 50,
+};
+
+/** A template or text that hit one of the limits; the message names the folder and the limit. */
+export class TextLimitError extends Error {}
+
+/** Between bounded-text.ts (the app) and text-process.ts (the text process). */
+export type ProcessRequest = { type: "config"; limits: TextLimits } | { type: "run"; seq: number; job: JobInput };
+export type ProcessReply =
+  | { type: "done"; seq: number; ok: true; result: JobResult }
+  | { type: "done"; seq: number; ok: false; limit: boolean; message: string }
+  | { type: "slow"; seq: number; phase: number; item: number };
+
 /** The worker's current phase, in the shared cells the parent's watchdog reads. */
 export const PHASE = { idle: 0, render: 1, load: 2, tokenize: 3 } as const;
 
