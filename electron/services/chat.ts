@@ -80,8 +80,19 @@ export class ChatService {
     this.repos.conversations.update({ ...conv, modelDir: model.dir, updatedAt: Date.now() });
   }
 
+  /**
+   * A message that cannot fit the session's context even by the cheap lower bound is refused before anything is
+   * saved: storing (and indexing) a 1M-character paste would cost the server a second for a reply that cannot be.
+   */
+  private refuseHopeless(content: string, conv: Conversation, model: LoadedModel): void {
+    const ctx = model.card.sessionContextLength;
+    const atLeast = model.tokenizer.minTokens(content) + (conv.systemPrompt.trim() ? model.tokenizer.minTokens(conv.systemPrompt) : 0);
+    if (atLeast >= ctx) throw new RpcError("invalid_input", engineMessages.promptTooLongAtLeast(content.length, atLeast, ctx));
+  }
+
   async send(input: HandlerInput<"chat.send">): Promise<CallOutput<"chat.send">> {
     return this.begin(input.conversationId, (conv, model) => {
+      this.refuseHopeless(input.content, conv, model);
       const user: Message = { id: randomUUID(), conversationId: conv.id, role: "user", content: input.content, createdAt: Date.now(), status: "complete", error: null, stats: null };
       this.repos.messages.append(user);
       const titled = this.conversations.titleFromFirstMessage(conv, input.content);
@@ -111,6 +122,7 @@ export class ChatService {
       const m = this.repos.messages.get(input.messageId);
       if (!m || m.conversationId !== conv.id) throw notFound(`Message ${input.messageId} is not in this conversation.`);
       if (m.role !== "user") throw new RpcError("invalid_input", "Only your own messages can be edited.");
+      this.refuseHopeless(input.content, conv, model);
       this.repos.messages.deleteAfter(m.id);
       this.repos.messages.setContent(m.id, input.content);
       this.touch(conv, model);

@@ -9,6 +9,7 @@
 import { Tokenizer } from "@huggingface/tokenizers";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { tokenBound, type TokenBound } from "./token-bound.js";
 
 /** tokenizer_config.json writes special tokens as "<s>" or as {"content": "<s>", ...}. */
 export function tokenContent(v: unknown): string | null {
@@ -25,11 +26,8 @@ export class TextTokenizer {
   readonly bosToken: string | null;
   readonly eosToken: string | null;
   readonly specialIds: Set<number>;
-  /**
-   * The most input bytes (UTF-8) one token can stand for, or null when this tokenizer has no such bound (a fused
-   * unknown token, a normalizer that deletes text, added tokens that swallow whitespace). See maxInputBytesPerToken.
-   */
-  readonly maxInputBytesPerToken: number | null;
+  /** How few tokens a text can possibly encode to, from its length (null: this tokenizer has no such bound). */
+  readonly bound: TokenBound | null;
 
   constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown> = {}) {
     // The library reads additional_special_tokens as strings; newer configs may write objects.
@@ -45,16 +43,15 @@ export class TextTokenizer {
     this.eosToken = tokenContent(tokenizerConfig.eos_token);
     this.specialIds = new Set();
     for (const [id, tok] of this.tokenizer.get_added_tokens_decoder()) if (tok.special) this.specialIds.add(id);
-    this.maxInputBytesPerToken = maxInputBytesPerToken(tokenizerJson);
+    this.bound = tokenBound(tokenizerJson);
   }
 
   /**
-   * A lower bound on the number of tokens `text` encodes to, without tokenizing it: its UTF-8 length divided by the
-   * most bytes one token can stand for (0 when the tokenizer has no such bound). Costs one pass over the string.
+   * A lower bound on the number of tokens `text` encodes to, without tokenizing it (0 when the tokenizer has no
+   * bound): see token-bound.ts. Costs a normalization and one pass over the string.
    */
   minTokens(text: string): number {
-    if (this.maxInputBytesPerToken === null || text.length === 0) return 0;
-    return Math.ceil(Buffer.byteLength(text, "utf8") / this.maxInputBytesPerToken);
+    return this.bound && text.length > 0 ? this.bound.minTokens(text) : 0;
   }
 
   /** Load tokenizer.json (+ tokenizer_config.json when present) from a model folder. */
@@ -122,69 +119,6 @@ export class TextTokenizer {
   detokenizer(opts: { skipSpecialTokens?: boolean } = {}): IncrementalDetokenizer {
     return new IncrementalDetokenizer(this, opts);
   }
-}
-
-const utf8Length = (s: string) => Buffer.byteLength(s, "utf8");
-
-/**
- * How many input bytes a normalizer can turn into one byte of normalized text, or null when it can delete text
- * (nothing then bounds the input one token stands for). Unicode normal forms and lowercasing map one code point to
- * at least one code point and compose at most ~3 code points into one: a 4-byte character becoming 1 byte (NFKC of
- * U+1D400 is "A") is the worst case, hence 4.
- */
-function normalizerShrink(n: unknown): number | null {
-  if (n === null || n === undefined) return 1;
-  const node = n as { type?: string; normalizers?: unknown[]; pattern?: { String?: string }; content?: string };
-  switch (node.type) {
-    case "NFC": case "NFD": case "NFKC": case "NFKD": case "Lowercase":
-      return 4;
-    case "Prepend": case "Append":
-      return 1;
-    case "Replace": {
-      // A literal replacement shrinks text by at most |pattern| / |content|; a regex or an empty content can delete.
-      const from = node.pattern?.String;
-      if (typeof from !== "string" || typeof node.content !== "string" || node.content.length === 0) return null;
-      return Math.max(1, utf8Length(from) / utf8Length(node.content));
-    }
-    case "Sequence": {
-      let f = 1;
-      for (const child of node.normalizers ?? []) {
-        const c = normalizerShrink(child);
-        if (c === null) return null;
-        f *= c;
-      }
-      return f;
-    }
-    default:
-      // Strip, StripAccents, Precompiled, BertNormalizer (clean_text drops control characters), unknown kinds.
-      return null;
-  }
-}
-
-/**
- * The most input bytes one token of this tokenizer.json can stand for, or null when there is no such bound.
- *
- * A BPE token's string is never shorter in UTF-8 than the bytes it covers: byte-level BPE writes each byte as one
- * character (of 1 or 2 UTF-8 bytes), Metaspace writes a space as "▁" (3 bytes), byte fallback writes a byte as
- * "<0xE4>". So the longest vocabulary entry (or added token) bounds the normalized bytes per token, and the
- * normalizer's shrink factor turns that into input bytes. Unknown words that become one fused <unk>, WordPiece /
- * WordLevel / Unigram models (their unknown token covers a whole word) and added tokens with lstrip/rstrip (they
- * swallow any run of whitespace) have no bound.
- */
-export function maxInputBytesPerToken(tokenizerJson: Record<string, unknown>): number | null {
-  const model = tokenizerJson.model as { type?: string; vocab?: unknown; unk_token?: unknown; fuse_unk?: unknown; byte_fallback?: unknown } | undefined;
-  if (!model || model.type !== "BPE" || !model.vocab || typeof model.vocab !== "object") return null;
-  if (model.unk_token !== null && model.unk_token !== undefined && model.fuse_unk === true && model.byte_fallback !== true) return null;
-  const shrink = normalizerShrink(tokenizerJson.normalizer);
-  if (shrink === null) return null;
-  // An unknown character (no byte fallback) is one token of up to 4 bytes, whatever the unk token's spelling.
-  let longest = 4;
-  for (const token of Object.keys(model.vocab as Record<string, unknown>)) longest = Math.max(longest, utf8Length(token));
-  for (const t of (tokenizerJson.added_tokens as Array<{ content?: unknown; lstrip?: unknown; rstrip?: unknown }> | undefined) ?? []) {
-    if (t.lstrip === true || t.rstrip === true) return null;
-    if (typeof t.content === "string") longest = Math.max(longest, utf8Length(t.content));
-  }
-  return longest * shrink;
 }
 
 /**
