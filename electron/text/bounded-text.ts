@@ -114,11 +114,6 @@ export class BoundedText {
     return r[0] as number[];
   }
 
-  /** Start the text process now (it loads the template engine and tokenizer library, ~0.5 s) instead of on first use. */
-  warm(): void {
-    if (!this.closed) this.process();
-  }
-
   /** Stop the text process; later calls are refused. */
   async close(): Promise<void> {
     this.closed = true;
