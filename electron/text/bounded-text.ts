@@ -40,7 +40,9 @@ export interface TextProcess {
 export type TextProcessSpawner = (modulePath: string) => TextProcess;
 
 function forkTextProcess(modulePath: string): TextProcess {
-  const child: ChildProcess = fork(modulePath, [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  // Its only output would be V8's fatal out-of-memory report; the job's error already says what happened, and a CLI
+  // error stays one line.
+  const child: ChildProcess = fork(modulePath, [], { stdio: ["ignore", "ignore", "ignore", "ipc"] });
   const channel = () => (child as unknown as { channel?: { ref(): void; unref(): void } }).channel;
   return {
     send: (m) => {
