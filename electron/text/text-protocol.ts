@@ -1,5 +1,5 @@
-// Messages between bounded-text.ts (any thread that needs a chat template rendered or a prompt tokenized) and
-// text-worker.ts (the worker thread that does it under limits).
+// Messages of the text side's two hops: bounded-text.ts (the app) <-> text-process.ts (the text process), and
+// text-thread.ts (in that process) <-> text-worker.ts (the worker thread that renders and tokenizes under limits).
 import type { ChatMessage, RenderOptions } from "./chat-template.js";
 
 /** What the worker needs to rebuild a ChatTemplate: its source and the special tokens it refers to by name. */
