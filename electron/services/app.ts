@@ -12,6 +12,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { AppInfo, TokenizerChoice } from "../contract.js";
 import { EngineHost, type WorkerSpawner } from "../engine/host.js";
+import { configureBoundedText, type TextProcessSpawner } from "../text/bounded-text.js";
 import type { AsyncHandlers } from "../rpc.js";
 import { openDatabase, type Db } from "../store/db.js";
 import { repositories, type Repositories } from "../store/repositories.js";
@@ -38,6 +39,8 @@ export interface AppServicesOptions {
   transport: "ipc" | "ws";
   /** How to start the engine worker (Electron: utilityProcess); default child_process.fork. */
   spawnWorker?: WorkerSpawner;
+  /** How the text process (chat templates and tokenizers under limits) is started; default child_process.fork. */
+  spawnTextProcess?: TextProcessSpawner;
   /** A native folder dialog (Electron only); without it models.pickFolder answers { dir: null }. */
   pickFolder?: () => Promise<string | null>;
   /** A native open/save dialog for dataset files (Electron only); without it datasets.pickFile answers { path: null }. */
@@ -93,6 +96,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const db = openDatabase(databaseFile(opts.dataDir));
   const repos = repositories(db);
   repos.messages.markInterrupted(engineMessages.interrupted());
+  if (opts.spawnTextProcess) configureBoundedText({ spawn: opts.spawnTextProcess });
   const host = new EngineHost({
     ...(opts.spawnWorker ? { spawnWorker: opts.spawnWorker } : {}),
     ...(opts.workerPath ? { workerPath: opts.workerPath } : {}),

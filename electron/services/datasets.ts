@@ -69,8 +69,8 @@ interface TokenJob {
 
 /** Finished imports kept for import.status (a reloaded page asks); older ones are forgotten. */
 const KEEP_FINISHED_IMPORTS = 50;
-/** Token counting yields the event loop after this many milliseconds of work. */
-const TOKEN_SLICE_MS = 20;
+/** Samples per text-worker job when counting tokens (a cancel takes effect between jobs). */
+const TOKEN_BATCH = 64;
 
 export interface DatasetServiceOptions {
   /** Native open/save dialog (Electron); absent elsewhere. */
@@ -465,8 +465,16 @@ export class DatasetService {
     return { offset: q.offset, ...this.repo.listSamples(query) };
   }
 
-  getSample(id: string, tokenizer?: TokenizerChoice): Sample {
-    return this.toSample(this.row(id), tokenizer);
+  async getSample(id: string, tokenizer?: TokenizerChoice): Promise<Sample> {
+    const r = this.row(id);
+    if (!tokenizer) return this.toSample(r);
+    const c = this.counter(tokenizer.modelDir);
+    let tokens = this.repo.cachedTokens(r.id, c.key, r.revision);
+    if (tokens === null) {
+      tokens = await c.count(JSON.parse(r.messages) as SampleMessage[]);
+      this.repo.putTokens([{ sampleId: r.id, revision: r.revision, tokens }], c.key);
+    }
+    return this.repo.toSample(r, tokens, tokenizer.maxSeqLen);
   }
 
   updateSample(id: string, messages: SampleMessage[]): Sample {
@@ -514,17 +522,8 @@ export class DatasetService {
     return r;
   }
 
-  private toSample(r: SampleDbRow, tokenizer?: TokenizerChoice): Sample {
-    let tokens: number | null = null;
-    if (tokenizer) {
-      const c = this.counter(tokenizer.modelDir);
-      tokens = this.repo.cachedTokens(r.id, c.key, r.revision);
-      if (tokens === null) {
-        tokens = c.count(JSON.parse(r.messages) as SampleMessage[]);
-        this.repo.putTokens([{ sampleId: r.id, revision: r.revision, tokens }], c.key);
-      }
-    }
-    return this.repo.toSample(r, tokens, tokenizer?.maxSeqLen);
+  private toSample(r: SampleDbRow): Sample {
+    return this.repo.toSample(r, null);
   }
 
   // ---------- token counts ----------
@@ -571,8 +570,8 @@ export class DatasetService {
   }
 
   /**
-   * Counts in slices of ~20 ms of work, yielding the event loop between them (the main process keeps answering);
-   * each slice's counts are written in one transaction. Progress at most every 100 ms.
+   * Counts TOKEN_BATCH samples per text-worker job (the template and tokenizer never run on this thread); each
+   * job's counts are written in one transaction. Progress at most every 100 ms.
    */
   private async runTokenJob(job: TokenJob, counter: SampleTokenCounter, total: number, pending: number): Promise<void> {
     let done = total - pending;
@@ -587,26 +586,19 @@ export class DatasetService {
         while (this.bulkWrites > 0 && !job.cancelled) await new Promise((r) => setTimeout(r, 50));
         const rows = this.repo.uncounted(job.datasetId, counter.key, after, 512);
         if (rows.length === 0) break;
-        const batch: Array<{ sampleId: string; revision: number; tokens: number }> = [];
-        let sliceStart = performance.now();
-        for (const r of rows) {
-          batch.push({ sampleId: r.id, revision: r.revision, tokens: counter.count(JSON.parse(r.messages) as SampleMessage[]) });
-          after = r.rowid;
-          if (performance.now() - sliceStart > TOKEN_SLICE_MS) {
-            this.repo.putTokens(batch, counter.key);
-            done += batch.length;
-            batch.length = 0;
-            if (Date.now() - lastEmit >= 100) {
-              lastEmit = Date.now();
-              progress("running");
-            }
-            await new Promise((r) => setImmediate(r));
-            if (job.cancelled) return progress("cancelled");
-            sliceStart = performance.now();
+        for (let i = 0; i < rows.length; i += TOKEN_BATCH) {
+          const part = rows.slice(i, i + TOKEN_BATCH);
+          // Rendered and tokenized in the text worker: this thread only parses and writes.
+          const counts = await counter.countMany(part.map((r) => JSON.parse(r.messages) as SampleMessage[]));
+          if (job.cancelled) return progress("cancelled");
+          this.repo.putTokens(part.map((r, k) => ({ sampleId: r.id, revision: r.revision, tokens: counts[k] })), counter.key);
+          after = part[part.length - 1].rowid;
+          done += part.length;
+          if (Date.now() - lastEmit >= 100) {
+            lastEmit = Date.now();
+            progress("running");
           }
         }
-        this.repo.putTokens(batch, counter.key);
-        done += batch.length;
       }
       done = Math.min(done, total);
       progress("done");

@@ -21,6 +21,9 @@ export const engineMessages = {
   loadCrashed: (name: string, why: string) => `The engine stopped while loading ${name} (${why}). The model may need more memory than this machine has.`,
   promptTooLong: (tokens: number, context: number) =>
     `This message is ${tokens} tokens long, more than this chat's context of ${context} tokens. Shorten it or start a new chat.`,
+  /** Refused before tokenizing: `tokens` is a lower bound from the message's length. */
+  promptTooLongAtLeast: (chars: number, tokens: number, context: number) =>
+    `This message is ${chars} characters long, at least ${tokens} tokens, more than this chat's context of ${context} tokens. Shorten it or start a new chat.`,
   interrupted: () => "The app closed while this reply was being written.",
   busyHere: () => "A reply is still being written in this conversation; stop it first.",
   busyOther: () => "The model is answering in another conversation; wait for it or stop it first.",
