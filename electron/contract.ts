@@ -706,8 +706,9 @@ export interface Api {
   on<E extends EventName>(event: E, listener: (payload: EventPayload<E>) => void): () => void;
 }
 
-/** An error a call returns: `code` lets the UI choose a message; `message` is already human-readable. */
-export type RpcErrorCode = "invalid_input" | "unknown_call" | "not_found" | "no_model" | "busy" | "engine" | "internal";
+/** An error a call returns: `code` lets the UI choose a message; `message` is already human-readable.
+ *  disk_full: the disk (or quota) is full, whichever layer hit it ("disk full: ... (free N MB in DIR)"). */
+export type RpcErrorCode = "invalid_input" | "unknown_call" | "not_found" | "no_model" | "busy" | "engine" | "disk_full" | "internal";
 export class RpcError extends Error {
   constructor(
     readonly code: RpcErrorCode,

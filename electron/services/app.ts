@@ -19,7 +19,7 @@ import { ChatService } from "./chat.js";
 import { ConversationService } from "./conversations.js";
 import { DatasetService } from "./datasets.js";
 import { ModelService, type Emit } from "./models.js";
-import { engineMessages } from "./errors.js";
+import { engineMessages, withDiskFullIn } from "./errors.js";
 import { databaseFile } from "./paths.js";
 import { PresetService } from "./presets.js";
 import { QuantizeService } from "./quantize.js";
@@ -122,7 +122,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   });
   const quantize = new QuantizeService(() => library.modelsDir(), opts.emit);
 
-  const handlers: AsyncHandlers = {
+  const handlers: AsyncHandlers = withDiskFullIn({
     "app.info": async () => ({
       version,
       platform: process.platform,
@@ -200,7 +200,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "quantize.cancel": async (i) => quantize.cancel(i.id),
     "quantize.list": async () => quantize.list(),
     "quantize.folder": async () => ({ dir: quantize.folder() }),
-  };
+  }, opts.dataDir); // a full disk is reported with the data folder's free space, whichever call hit it
 
   const initialLoad = opts.initialModel ? models.open(opts.initialModel).then(() => undefined, () => undefined) : Promise.resolve();
 

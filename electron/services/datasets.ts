@@ -23,11 +23,11 @@ import {
 } from "../contract.js";
 import { validateMessages } from "../datasets/formats.js";
 import { CommitCancelled, runBulk, type BulkMessage, type BulkResult, type BulkTask, type CommitRequest } from "../datasets/bulk.js";
-import { scanFile, ScanCancelled, type ScanProgress, type ScanResult } from "../datasets/scan.js";
+import { scanFile, ScanCancelled, type ImportLimits, type ScanProgress, type ScanResult } from "../datasets/scan.js";
 import { SampleTokenCounter } from "../datasets/tokens.js";
 import { DatasetRepo, type SampleDbRow, type SampleQuery } from "../store/datasets.js";
 import type { Db } from "../store/db.js";
-import { busy, notFound } from "./errors.js";
+import { asDiskFull, busy, diskFull, isDiskFull, notFound } from "./errors.js";
 import type { Emit } from "./models.js";
 
 const invalid = (message: string) => new RpcError("invalid_input", message);
@@ -77,6 +77,8 @@ export interface DatasetServiceOptions {
   pickFile?: (purpose: "import" | "export", suggestedName?: string) => Promise<string | null>;
   /** Delete what a crashed run left in <dataDir>/uploads (the app at start; not the CLI). */
   cleanStaleUploads?: boolean;
+  /** Line and file size limits of an import (defaults: 16 MiB per line, 64 GiB per file; tests use small ones). */
+  importLimits?: ImportLimits;
 }
 
 export class DatasetService {
@@ -175,6 +177,7 @@ export class DatasetService {
     } catch (e) {
       await fh.close().catch(() => undefined);
       await rm(tmp, { force: true });
+      if (isDiskFull(e)) throw diskFull(`cannot write the export ${target} (${(e as Error).message})`, dirname(target));
       throw new Error(`${target}: cannot write the export (${(e as Error).message})`);
     }
     return { path: target, samples, bytes };
@@ -216,6 +219,7 @@ export class DatasetService {
       await appendFile(u.path, bytes);
     } catch (e) {
       this.dropUpload(u);
+      if (isDiskFull(e)) throw diskFull(`cannot store the upload of ${u.fileName} (${(e as Error).message})`, this.uploadDir);
       throw new Error(`cannot store the upload of ${u.fileName} (${(e as Error).message})`);
     }
     return { received: u.received };
@@ -286,6 +290,7 @@ export class DatasetService {
     try {
       const scan = await scanFile(job.path, {
         signal: job.abort.signal,
+        limits: this.opts.importLimits ?? {},
         onProgress: (p) => {
           job.progress = p;
           this.emit("datasets.import.progress", { importId: job.id, ...p });
@@ -339,6 +344,7 @@ export class DatasetService {
         rejectedCount: scan.rejectedCount,
         rejected: scan.rejected,
       },
+      limits: this.opts.importLimits ?? {},
     };
     job.cancelFlag = new Int32Array(new SharedArrayBuffer(4));
     this.setState(job, "committing");
@@ -350,11 +356,13 @@ export class DatasetService {
       datasetId = ((await running) as { datasetId: string }).datasetId;
     } catch (e) {
       if (e instanceof CommitCancelled) throw busy("the import was cancelled");
-      const message = e instanceof Error ? e.message : String(e);
+      // the transaction rolled back; a full disk says so (with the room left where the database is)
+      const full = asDiskFull(e, this.databaseFolder());
+      const message = full ? full.message : e instanceof Error ? e.message : String(e);
       job.error = message;
       this.dropJobFile(job);
       this.setState(job, "failed");
-      throw invalid(message);
+      throw full ?? invalid(message);
     }
     job.datasetId = datasetId;
     this.dropJobFile(job);
@@ -611,7 +619,8 @@ export class DatasetService {
       done = Math.min(done, total);
       progress("done");
     } catch (e) {
-      progress("failed", e instanceof Error ? e.message : String(e));
+      const full = asDiskFull(e, this.databaseFolder());
+      progress("failed", full ? full.message : e instanceof Error ? e.message : String(e));
     } finally {
       this.tokenJobs.delete(job.id);
     }
@@ -628,6 +637,12 @@ export class DatasetService {
     const d = this.repo.summary(id);
     if (!d) throw notFound(`dataset ${id} not found`);
     return d;
+  }
+
+  /** Where the database file is (the data folder for an in-memory one): the disk a SQLITE_FULL is about. */
+  private databaseFolder(): string {
+    const file = this.repo.db.name;
+    return file && !this.repo.db.memory ? dirname(resolve(file)) : dirname(this.uploadDir);
   }
 
   /** An existence check that costs one primary-key lookup (a summary counts the samples). */
