@@ -37,7 +37,13 @@ const reject = (reason: RejectReason, detail: string): Rejected => ({ ok: false,
 
 /** A short JSON rendering of a bad value for an error message. */
 function show(v: unknown): string {
-  const s = JSON.stringify(v) ?? String(v);
+  let s: string;
+  try {
+    s = JSON.stringify(v) ?? String(v);
+  } catch {
+    // JSON.parse takes any depth, JSON.stringify recurses: a value nested 100k deep overflows the stack
+    s = Array.isArray(v) ? "an array nested too deeply to show" : "an object nested too deeply to show";
+  }
   return s.length > 40 ? `${s.slice(0, 40)}…` : s;
 }
 
