@@ -70,28 +70,32 @@ export function seededRandom(seed: number): () => number {
 
 /** Longest search query (characters); the contract refuses longer ones before they get here. */
 export const MAX_SEARCH_CHARS = 500;
-/** Trigrams of a query that go to the full-text index (see ftsCandidates). */
+/** Trigrams of a query that go to the full-text index (see ftsQuery). */
 const MAX_FTS_TRIGRAMS = 6;
 /** Characters of a sample's text around the first match that a snippet is cut from (the rest is never copied). */
 const SNIPPET_WINDOW = 2000;
 
+const ftsString = (s: string) => `"${s.replace(/"/g, '""')}"`;
+
 /**
- * The full-text part of a substring search: a few of the query's trigrams, each a quoted FTS5 string (so FTS5
- * syntax in the query — quotes, AND/OR/NOT, NEAR, *, ^, column filters — is plain text), implicitly ANDed.
- * Not the query as one phrase: the trigram tokenizer makes an n-character phrase n-2 tokens, and FTS5 matches a
- * phrase by loading every token's position list in every candidate row. On one large repetitive sample that is
- * (n-2) × (one entry per character of the sample): a 500-character query over a sample of a few MB took GBs of
- * memory and minutes (measured: 5 MB of "aaa…", 200 characters → 1.1 GB, 60 s). A handful of trigrams picks
- * the candidates; sample_contains() then checks the whole query on each, in memory bounded by one sample.
+ * The full-text part of a substring search (3+ characters), as quoted FTS5 strings, so FTS5 syntax in the query
+ * (quotes, AND/OR/NOT, NEAR, *, ^, column filters) is plain text.
+ * A short query is one phrase, which the trigram index answers exactly (`exact`). A long one is not: the trigram
+ * tokenizer makes an n-character phrase n-2 tokens, and FTS5 matches a phrase by loading every token's position
+ * list in every candidate row — on one large repetitive sample (n-2) × (an entry per character of the sample):
+ * a 500-character query over a sample of a few MB took GBs of memory and minutes (measured: 5 MB of "aaa…" and
+ * 200 characters, 1.1 GB and 60 s). So a long query sends a few of its distinct trigrams, ANDed, to pick the
+ * candidates, and sample_contains() checks the whole query in each, in memory bounded by one sample.
  */
-export function ftsCandidates(q: string): string {
+export function ftsQuery(q: string): { match: string; exact: boolean } {
   const chars = [...q];
+  if (chars.length - 2 <= MAX_FTS_TRIGRAMS) return { match: ftsString(q), exact: true };
   const grams = new Set<string>();
   for (let i = 0; i + 3 <= chars.length; i++) grams.add(chars.slice(i, i + 3).join(""));
   const all = [...grams];
   // spread over the query (its start, end and between), so a shared prefix does not make every row a candidate
   const picked = all.length <= MAX_FTS_TRIGRAMS ? all : Array.from({ length: MAX_FTS_TRIGRAMS }, (_, k) => all[Math.round((k * (all.length - 1)) / (MAX_FTS_TRIGRAMS - 1))]);
-  return picked.map((g) => `"${g.replace(/"/g, '""')}"`).join(" ");
+  return { match: picked.map(ftsString).join(" "), exact: false };
 }
 
 /** Case-insensitive substring test (JavaScript's Unicode lower-casing, as the trigram index folds case). */
@@ -131,7 +135,7 @@ export class DatasetRepo {
   private readonly s;
 
   constructor(readonly db: Db) {
-    // the search's per-row checks (see ftsCandidates and sampleSnippet); registering again replaces them
+    // the search's per-row checks (see ftsQuery and sampleSnippet); registering again replaces them
     db.function("sample_contains", { deterministic: true }, (text: unknown, folded: unknown) => (containsFolded(String(text), String(folded)) ? 1 : 0));
     db.function("sample_snippet", { deterministic: true }, (text: unknown, needle: unknown, width: unknown) => sampleSnippet(String(text), String(needle), Number(width)));
     this.s = {
@@ -517,9 +521,11 @@ export class DatasetRepo {
       // 3+ characters: candidates from the trigram index, each checked for the whole query; shorter: a scan
       // (the index has no trigrams to look up)
       if (chars >= 3) {
-        where.push("s.id IN (SELECT b.sample_id FROM sample_bodies b WHERE b.rowid IN (SELECT rowid FROM samples_fts WHERE samples_fts MATCH @fts) AND sample_contains(b.content, @folded))");
-        params.fts = ftsCandidates(search);
-        params.folded = search.toLowerCase();
+        const fts = ftsQuery(search);
+        const check = fts.exact ? "" : " AND sample_contains(b.content, @folded)";
+        where.push(`s.id IN (SELECT b.sample_id FROM sample_bodies b WHERE b.rowid IN (SELECT rowid FROM samples_fts WHERE samples_fts MATCH @fts)${check})`);
+        params.fts = fts.match;
+        if (!fts.exact) params.folded = search.toLowerCase();
       } else {
         where.push("EXISTS (SELECT 1 FROM sample_bodies b WHERE b.sample_id = s.id AND instr(lower(b.content), lower(@needle)) > 0)");
       }

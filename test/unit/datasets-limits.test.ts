@@ -129,8 +129,11 @@ describe("search", () => {
     expect((await a.call("samples.list", { datasetId: d.id, offset: 0, limit: 50, search: '"HI" TO' })).items.map((x) => x.index)).toEqual([0]);
     expect((await a.call("samples.list", { datasetId: d.id, offset: 0, limit: 50, search: '"' })).total).toBe(1);
     expect((await a.call("samples.list", { datasetId: d.id, offset: 0, limit: 50, search: "* m" })).items.map((x) => x.index)).toEqual([5]);
-    // each trigram occurs somewhere, but not the query as a whole
+    // a long query: its trigrams pick candidates, the whole query must still be in the text
     expect((await a.call("samples.list", { datasetId: d.id, offset: 0, limit: 50, search: "cats OR b" })).total).toBe(0);
+    const rep = await importRows(a, [pair("aaaa and more", "ok"), pair(`x ${"a".repeat(12)} y`, "ok")]);
+    expect((await a.call("samples.list", { datasetId: rep.id, offset: 0, limit: 50, search: "a".repeat(10) })).items.map((x) => x.index)).toEqual([1]);
+    expect((await a.call("samples.list", { datasetId: rep.id, offset: 0, limit: 50, search: "AAAA AND MORE" })).items.map((x) => x.index)).toEqual([0]);
   });
 
   it("a query over the limit is refused with the limit named; a NUL in it names the field", async () => {
