@@ -16,7 +16,8 @@ const Id = z.string().min(1).max(64);
 const Text = (max: number) => z.string().max(max);
 /** Text that may not hold a NUL character: names, paths, queries and sample text (SQLite functions, C strings and
  *  file names end at one; no dataset needs it). The error names the field: "search: must not contain ...". */
-const NoNulText = (max: number) => Text(max).refine((v) => !v.includes("\0"), "must not contain a NUL character (\\u0000)");
+export const NUL_REFUSED = "must not contain a NUL character (\\u0000)";
+const NoNulText = (max: number) => Text(max).refine((v) => !v.includes("\0"), NUL_REFUSED);
 
 /** Per-conversation sampling overrides; a null field means "use the model's default". */
 export const SamplingSettings = z.strictObject({

@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import {
   EXPORT_CHUNK_CHARS,
+  NUL_REFUSED,
   RpcError,
   UPLOAD_CHUNK_BYTES,
   type DatasetSummary,
@@ -22,6 +23,7 @@ import {
   type TokenizerChoice,
 } from "../contract.js";
 import { validateMessages } from "../datasets/formats.js";
+import { formatLimit, MAX_RECORD_BYTES } from "../datasets/records.js";
 import { CommitCancelled, runBulk, type BulkMessage, type BulkResult, type BulkTask, type CommitRequest } from "../datasets/bulk.js";
 import { scanFile, ScanCancelled, type ImportLimits, type ScanProgress, type ScanResult } from "../datasets/scan.js";
 import { SampleTokenCounter } from "../datasets/tokens.js";
@@ -115,7 +117,7 @@ export class DatasetService {
   }
 
   rename(id: string, name: string): DatasetSummary {
-    const trimmed = name.trim();
+    const trimmed = checkName(name);
     if (!trimmed) throw invalid("name: the name is empty");
     if (!this.repo.rename(id, trimmed)) throw notFound(`dataset ${id} not found`);
     this.changed(id);
@@ -339,7 +341,7 @@ export class DatasetService {
       path: job.path,
       expect: { size: scan.size, mtimeMs: scan.mtimeMs, valid: scan.valid },
       dataset: {
-        name: name?.trim() || basename(job.fileName, extname(job.fileName)) || job.fileName,
+        name: (name !== undefined ? checkName(name) : "") || basename(job.fileName, extname(job.fileName)) || job.fileName,
         sourceFile: job.sourceFile,
         rejectedCount: scan.rejectedCount,
         rejected: scan.rejected,
@@ -479,7 +481,7 @@ export class DatasetService {
 
   updateSample(id: string, messages: SampleMessage[]): Sample {
     this.row(id);
-    checkSample(messages);
+    checkSample(messages, this.opts.importLimits?.maxRecordBytes);
     const r = this.repo.updateSample(id, messages);
     this.changed(r.dataset_id);
     return this.toSample(r);
@@ -487,7 +489,7 @@ export class DatasetService {
 
   addSample(datasetId: string, messages: SampleMessage[]): Sample {
     this.mustExist(datasetId);
-    checkSample(messages);
+    checkSample(messages, this.opts.importLimits?.maxRecordBytes);
     const r = this.repo.addSample(datasetId, messages, { undo: "add" });
     this.changed(datasetId);
     return this.toSample(r);
@@ -671,10 +673,21 @@ export function bulkWorkerPath(): string {
   throw new Error(`the datasets worker is not built: none of ${candidates.join(", ")} exists; run "npm run build:ts"`);
 }
 
-/** The import's validation rules for a sample saved in the editor. */
-export function checkSample(messages: readonly SampleMessage[]): void {
+/**
+ * The import's validation rules for a sample saved in the editor, and its size: a sample longer than the import's
+ * line limit as a jsonl line would export to a file that cannot be imported again.
+ */
+export function checkSample(messages: readonly SampleMessage[], maxBytes = MAX_RECORD_BYTES): void {
   const bad = validateMessages(messages);
   if (bad) throw invalid(bad.error);
+  const bytes = Buffer.byteLength(JSON.stringify({ messages }));
+  if (bytes > maxBytes) throw invalid(`messages: the sample is ${bytes} bytes as a jsonl line, more than the limit of ${formatLimit(maxBytes)} for one sample`);
+}
+
+/** A dataset name from a caller that may not have come through the contract (the CLI's --name): trimmed, no NUL. */
+function checkName(name: string): string {
+  if (name.includes("\0")) throw invalid(`name: ${NUL_REFUSED}`);
+  return name.trim();
 }
 
 function countLines(text: string): number {

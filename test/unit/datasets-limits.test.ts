@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { RpcError, type CallInput, type CallName, type CallOutput, type ImportStatus } from "../../electron/contract.js";
+import { cmdDataset } from "../../electron/cli/dataset.js";
 import { scanFile } from "../../electron/datasets/scan.js";
 import { asRpcError, createDispatcher } from "../../electron/rpc.js";
 import { createAppServices, type AppServices } from "../../electron/services/app.js";
@@ -313,7 +314,30 @@ describe("a full disk", () => {
   });
 });
 
+describe("a sample the import could not read again", () => {
+  it("is refused by the editor: over the line limit as a jsonl line (the limit named)", async () => {
+    const dir = tempDir();
+    const db = openDatabase(join(dir, "d.db"));
+    dbs.push(db);
+    const service = new DatasetService(db, dir, () => undefined, { importLimits: { maxRecordBytes: 1024 } });
+    const id = service.repo.createDataset({ name: "d", sourceFile: null });
+    expect(() => service.addSample(id, pair("q", "x".repeat(2000)).messages as never)).toThrow(
+      /^messages: the sample is 20\d\d bytes as a jsonl line, more than the limit of 1 KiB for one sample$/,
+    );
+    expect(service.addSample(id, pair("q", "x".repeat(900)).messages as never).messageCount).toBe(2);
+  });
+});
+
 describe("NUL characters", () => {
+  it("a name from the CLI (no contract in between) is refused by the service, naming the field", async () => {
+    const dir = tempDir();
+    const file = join(dir, "d.jsonl");
+    writeFileSync(file, jsonl([pair("q", "a")]));
+    await expect(cmdDataset(["import", file, "--db", join(dir, "x.db"), "--name", "bad\0name"], () => undefined, () => undefined)).rejects.toThrow(
+      "name: must not contain a NUL character (\\u0000)",
+    );
+  });
+
   it("are refused in names, paths and sample text with the field named; an imported line with one is that line's error", async () => {
     const a = await app();
     const d = await importRows(a, [pair("x", "y")]);
