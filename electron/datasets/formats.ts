@@ -171,7 +171,7 @@ export function normalizeRecord(value: unknown): Parsed | Rejected {
   const keys = Object.keys(value);
   return reject(
     "unknown_shape",
-    `expected "messages", "conversations" or "instruction"/"output"; the object has ${keys.length ? keys.slice(0, 6).map((k) => JSON.stringify(k)).join(", ") : "no keys"}`,
+    `expected "messages", "conversations" or "instruction"/"output"; the object has ${keys.length ? keys.slice(0, 6).map(show).join(", ") : "no keys"}`,
   );
 }
 

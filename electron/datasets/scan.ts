@@ -11,6 +11,8 @@ import { formatLimit, RecordSplitter, type Container, type RawRecord, type Recor
 export const CHUNK_BYTES = 1024 * 1024;
 /** Bad lines kept in a report (the count is always exact). */
 export const MAX_REPORTED_REJECTS = 10_000;
+/** Longest error text kept per bad line: 10,000 of them must fit one report (and one WebSocket frame). */
+export const MAX_REJECT_ERROR_CHARS = 300;
 /** Largest file one import reads by default (the browser upload's limit too). */
 export const MAX_IMPORT_BYTES = 64 * 1024 ** 3;
 
@@ -107,7 +109,10 @@ class Tally {
 
   private reject(r: RejectedLine): void {
     this.rejectedCount++;
-    if (this.rejected.length < MAX_REPORTED_REJECTS) this.rejected.push(r);
+    if (this.rejected.length >= MAX_REPORTED_REJECTS) return;
+    // an error quotes bits of the line (a key, a value, the parser's excerpt): never more than a short sentence
+    const error = r.error.length > MAX_REJECT_ERROR_CHARS ? `${r.error.slice(0, MAX_REJECT_ERROR_CHARS - 1)}…` : r.error;
+    this.rejected.push({ ...r, error });
   }
 }
 

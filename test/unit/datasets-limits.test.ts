@@ -226,6 +226,16 @@ describe("scan limits", () => {
     expect(r.importGrow).toBeLessThan(40);
   });
 
+  it("a bad line's error stays a short sentence whatever the line quotes (a 1 MB key, a 1 MB bad value)", async () => {
+    const file = join(tempDir(), "keys.jsonl");
+    const key = "k".repeat(MiB);
+    writeFileSync(file, `${JSON.stringify({ [key]: 1 })}\n${JSON.stringify({ messages: key })}\n{"messages": [{"role": "${key}"}]}\n${key}\n`);
+    const r = await scanFile(file);
+    expect(r.rejected.map((x) => x.line)).toEqual([1, 2, 3, 4]);
+    for (const x of r.rejected) expect(x.error.length).toBeLessThanOrEqual(300);
+    expect(r.rejected[0].error).toBe(`unknown shape: expected "messages", "conversations" or "instruction"/"output"; the object has "${"k".repeat(39)}…`);
+  });
+
   it("a JSON array element over the limit is its line's error too", async () => {
     const file = join(tempDir(), "a.json");
     writeFileSync(file, `[\n${JSON.stringify(pair("a", "b"))},\n${JSON.stringify(pair("q", "y".repeat(3 * MiB)))},\n${JSON.stringify(pair("c", "d"))}\n]`);
