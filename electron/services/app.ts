@@ -122,7 +122,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   });
   const quantize = new QuantizeService(() => library.modelsDir(), opts.emit);
 
-  const handlers: AsyncHandlers = withDiskFullIn({
+  const handlers: AsyncHandlers = {
     "app.info": async () => ({
       version,
       platform: process.platform,
@@ -200,13 +200,14 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "quantize.cancel": async (i) => quantize.cancel(i.id),
     "quantize.list": async () => quantize.list(),
     "quantize.folder": async () => ({ dir: quantize.folder() }),
-  }, opts.dataDir); // a full disk is reported with the data folder's free space, whichever call hit it
+  };
 
   const initialLoad = opts.initialModel ? models.open(opts.initialModel).then(() => undefined, () => undefined) : Promise.resolve();
 
   let disposed: Promise<void> | null = null;
   return {
-    handlers,
+    // a full disk is reported with the data folder's free space, whichever call hit it
+    handlers: withDiskFullIn(handlers, opts.dataDir),
     enginePid: () => host.pid,
     initialLoad,
     repos,
