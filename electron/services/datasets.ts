@@ -315,7 +315,9 @@ export class DatasetService {
       this.setState(job, "ready");
     } catch (e) {
       if (e instanceof ScanCancelled || job.state === "cancelled") return;
-      job.error = e instanceof Error ? e.message : String(e);
+      const message = e instanceof Error ? e.message : String(e);
+      // an upload's temp file means nothing to the user: the error names the file they chose
+      job.error = job.upload ? message.split(job.path).join(job.fileName) : message;
       // an uploaded file the user cannot fix in place is of no further use
       this.dropJobFile(job);
       this.setState(job, "failed");

@@ -266,6 +266,10 @@ describe("scan limits", () => {
     const a = await app();
     const { importId } = await a.call("datasets.import.scan", { source: { kind: "path", path: join(dir, "empty.jsonl") } });
     expect(await scanned(a, importId)).toMatchObject({ state: "failed", error: `${join(dir, "empty.jsonl")} is empty: no samples` });
+    // an upload's error names the file the user chose, not the server's temp file
+    const { uploadId } = await a.call("datasets.upload.begin", { fileName: "mine.jsonl", size: 0 });
+    const up = await a.call("datasets.import.scan", { source: { kind: "upload", uploadId } });
+    expect(await scanned(a, up.importId)).toMatchObject({ state: "failed", error: "mine.jsonl is empty: no samples" });
   });
 });
 
