@@ -20,7 +20,7 @@ import { ChatService } from "./chat.js";
 import { ConversationService } from "./conversations.js";
 import { DatasetService } from "./datasets.js";
 import { ModelService, type Emit } from "./models.js";
-import { engineMessages } from "./errors.js";
+import { engineMessages, withDiskFullIn } from "./errors.js";
 import { databaseFile } from "./paths.js";
 import { PresetService } from "./presets.js";
 import { QuantizeService } from "./quantize.js";
@@ -233,7 +233,8 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
 
   let disposed: Promise<void> | null = null;
   return {
-    handlers,
+    // a full disk is reported with the data folder's free space, whichever call hit it
+    handlers: withDiskFullIn(handlers, opts.dataDir),
     enginePid: () => host.pid,
     initialLoad,
     repos,

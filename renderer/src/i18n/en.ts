@@ -159,6 +159,7 @@ export const en = {
   "error.notFound": "It is not there any more (it may have been deleted).",
   "error.engine": "The engine reported an error.",
   "error.internal": "Something went wrong inside MoE Studio.",
+  "error.diskFull": "The disk is full. Free some space and try again.",
   "error.unexpected": "Something went wrong.",
   // ---------- library ----------
   "library.tabLocal": "On this machine",

@@ -161,6 +161,7 @@ export const zh: Record<MessageKey, string> = {
   "error.notFound": "它已经不在了（可能已被删除）。",
   "error.engine": "推理引擎报告了一个错误。",
   "error.internal": "MoE Studio 内部出错了。",
+  "error.diskFull": "磁盘已满。请释放一些空间后再试。",
   "error.unexpected": "出错了。",
   // ---------- library ----------
   "library.tabLocal": "本机模型",
