@@ -1,5 +1,7 @@
 // `moe-studio <command>`: the engine from a terminal. electron/bin/moe-studio.mjs calls main(argv).
 // Errors print one line on stderr and return exit code 1 (no stack traces: the messages name the file/field).
+import { existsSync, statSync } from "node:fs";
+import { resolve as resolvePath } from "node:path";
 import { createInterface } from "node:readline";
 import { loadAddon } from "./engine/addon.js";
 import { loadModel, type ChatMessage, type GenerateOptions, type LoadedModel } from "./engine/engine.js";
@@ -29,11 +31,14 @@ Commands:
       Write a GGUF v3 file llama.cpp (Ollama, LM Studio, Jan) loads: llama.cpp's tensor names and metadata, the
       tokenizer and chat template. Norms and routers stay f32; with q4_* the embeddings and output stay Q8_0.
       An existing FILE is refused unless --force. Ctrl-C cancels; nothing partial is left behind.
-  serve [--port N] [--model DIR] [--data DIR]
+  serve [--port N] [--model DIR] [--data DIR] [--allow-dir DIR]... [--token T]
       The desktop app's UI for a browser, on 127.0.0.1 only (renderer + WebSocket API; needs
-      "npm run build:renderer"). Prints "moe-studio serve: http://127.0.0.1:PORT/" when ready; --port 0
-      (the default is 8377) picks a free port. --model loads a model folder at start; --data is the data folder
-      (default: the desktop app's). Ctrl-C or SIGTERM stops it.
+      "npm run build:renderer"). Prints "moe-studio serve: http://127.0.0.1:PORT/?token=..." when ready: open
+      that URL (every request needs the token; the page keeps it in a cookie). --port 0 (the default is 8377)
+      picks a free port. --model loads a model folder at start; --data is the data folder (default: the desktop
+      app's). The browser may name files only under the data folder, the models folder, --model and each
+      --allow-dir (repeatable). The token is random unless --token or MOE_STUDIO_TOKEN sets it (at least 16
+      of A-Z a-z 0-9 . _ ~ -; the variable keeps it out of the process list). Ctrl-C or SIGTERM stops it.
   pull REPO_ID [--source hf|modelscope] [--endpoint URL] [--dir DIR] [--revision R] [--token T] [--require-checksums]
       Download a model (config, safetensors weights, tokenizer, chat template; nothing else) into
       DIR/<owner>--<name> (default DIR: the desktop app's models folder), verifying every file's checksum;
@@ -57,13 +62,16 @@ const VALUE_FLAGS = new Set([
   "source", "endpoint", "dir", "revision", "token",
   "bits", "format", "embeddings", "out", "kv-cache", "type",
 ]);
+/** Value flags that may be given more than once (parseArgs collects them in `lists`). */
+const LIST_FLAGS = new Set(["allow-dir"]);
 /** Commands that take one positional argument (pull REPO_ID). */
 const TAKES_ARGUMENT = new Set(["pull"]);
 const BOOL_FLAGS = new Set(["json", "help", "force", "require-checksums"]);
 
-export function parseArgs(argv: string[]): { command: string | null; flags: Flags; args: string[] } {
+export function parseArgs(argv: string[]): { command: string | null; flags: Flags; lists: Record<string, string[]>; args: string[] } {
   let command: string | null = null;
   const flags: Flags = {};
+  const lists: Record<string, string[]> = {};
   const args: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -81,6 +89,12 @@ export function parseArgs(argv: string[]): { command: string | null; flags: Flag
       }
       if (BOOL_FLAGS.has(name)) {
         flags[name] = true;
+      } else if (LIST_FLAGS.has(name)) {
+        if (value === undefined) {
+          if (i + 1 >= argv.length) throw new UsageError(`--${name} needs a value`);
+          value = argv[++i];
+        }
+        (lists[name] ??= []).push(value);
       } else if (VALUE_FLAGS.has(name)) {
         if (value === undefined) {
           if (i + 1 >= argv.length) throw new UsageError(`--${name} needs a value`);
@@ -98,7 +112,7 @@ export function parseArgs(argv: string[]): { command: string | null; flags: Flag
       throw new UsageError(`unexpected argument "${a}" (see moe-studio --help)`);
     }
   }
-  return { command, flags, args };
+  return { command, flags, lists, args };
 }
 
 function str(flags: Flags, name: string): string | undefined {
@@ -325,13 +339,27 @@ async function cmdBench(flags: Flags): Promise<number> {
 
 export const DEFAULT_PORT = 8377;
 
-async function cmdServe(flags: Flags): Promise<number> {
+async function cmdServe(flags: Flags, lists: Record<string, string[]>, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const { startServer, MissingRendererError } = await import("./server/server.js");
   const { defaultStaticDir } = await import("./server/static.js");
+  const { checkToken, TOKEN_ENV } = await import("./server/auth.js");
   const { defaultDataDir } = await import("./services/paths.js");
   const port = number(flags, "port", { int: true, min: 0 }) ?? DEFAULT_PORT;
   if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
   const model = str(flags, "model");
+  const allowDirs = (lists["allow-dir"] ?? []).map((d) => {
+    const dir = resolvePath(d);
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--allow-dir ${d}: no such folder`);
+    return dir;
+  });
+  const tokenFlag = str(flags, "token");
+  let token: string | undefined;
+  try {
+    if (tokenFlag !== undefined) token = checkToken(tokenFlag, "--token");
+    else if (env[TOKEN_ENV]) token = checkToken(env[TOKEN_ENV], TOKEN_ENV);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   let server;
   try {
     server = await startServer({
@@ -339,7 +367,9 @@ async function cmdServe(flags: Flags): Promise<number> {
       host: "127.0.0.1",
       dataDir: str(flags, "data") ?? defaultDataDir(),
       staticDir: defaultStaticDir(),
-      ...(model !== undefined ? { model } : {}),
+      ...(model !== undefined ? { model: resolvePath(model) } : {}),
+      ...(allowDirs.length ? { allowDirs } : {}),
+      ...(token !== undefined ? { token } : {}),
       log: (line) => process.stderr.write(`moe-studio serve: ${line}\n`),
     });
   } catch (e) {
@@ -347,7 +377,7 @@ async function cmdServe(flags: Flags): Promise<number> {
     if ((e as NodeJS.ErrnoException).code === "EADDRINUSE") throw new UsageError(`port ${port} is in use; pick another with --port N (0: any free port)`);
     throw e;
   }
-  process.stdout.write(`moe-studio serve: ${server.url}\n`);
+  process.stdout.write(`moe-studio serve: ${server.urlWithToken}\n`);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     const stop = (s: NodeJS.Signals) => {
       process.off("SIGINT", stop);
@@ -375,7 +405,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     // `dataset <sub> ARGS...` has its own parser (electron/cli/dataset.ts)
     if (argv[0] === "dataset") return await cmdDataset(argv.slice(1));
-    const { command, flags, args } = parseArgs(argv);
+    const { command, flags, lists, args } = parseArgs(argv);
+    if (Object.keys(lists).length && command !== "serve") throw new UsageError(`--${Object.keys(lists)[0]} is an option of serve only`);
     if (flags.help || command === "help" || command === null) {
       process.stdout.write(HELP);
       return command === null && !flags.help ? 1 : 0;
@@ -390,7 +421,7 @@ export async function main(argv: string[]): Promise<number> {
       case "bench":
         return await cmdBench(flags);
       case "serve":
-        return await cmdServe(flags);
+        return await cmdServe(flags, lists);
       case "pull":
         return await (await import("./cli/pull.js")).cmdPull(args[0], flags);
       case "quantize":

@@ -13,7 +13,7 @@ import { IPC_CALL_CHANNEL, IPC_EVENT_CHANNEL, RpcError, type EventName, type Wir
 import { createDispatcher, toWireError } from "./rpc.js";
 import { createAppServices } from "./services/app.js";
 import { defaultDataDir } from "./services/paths.js";
-import { utilityWorkerSpawner } from "./electron-worker.js";
+import { utilityTextSpawner, utilityWorkerSpawner } from "./electron-worker.js";
 import { safeTokenStore } from "./electron-token-store.js";
 import { readStatic } from "./server/static.js";
 import { APP_HOST, APP_SCHEME, APP_START_URL, externalUrl, isAppUrl, securityHeaders, windowOptions } from "./window-options.js";
@@ -114,6 +114,7 @@ function start() {
       dataDir: app.getPath("userData"),
       emit,
       spawnWorker: utilityWorkerSpawner(),
+      spawnTextProcess: utilityTextSpawner(),
       pickFolder,
       pickDatasetFile,
       transport: "ipc",

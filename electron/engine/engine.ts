@@ -14,6 +14,7 @@ import { readModelFolder, type ModelFolder, type SamplingDefaults } from "./mode
 import { TextTokenizer } from "../text/tokenizer.js";
 import { ChatTemplate, type ChatMessage } from "../text/chat-template.js";
 import { DeltaStream } from "./delta-stream.js";
+import { boundedText } from "../text/bounded-text.js";
 
 export type { ChatMessage } from "../text/chat-template.js";
 export type { SamplingDefaults } from "./model-folder.js";
@@ -110,10 +111,13 @@ export class LoadedModel {
     return new ChatSession(this, this.native.createSession({ contextLength: opts.contextLength || this.info.sessionContextLength }));
   }
 
-  /** Render messages with the model's chat template (default system prompt unless systemPrompt is null). */
-  renderChat(messages: readonly ChatMessage[], systemPrompt?: string | null): string {
+  /**
+   * Render messages with the model's chat template (default system prompt unless systemPrompt is null), in the text
+   * worker under its limits (the template is untrusted code: electron/text/bounded-text.ts).
+   */
+  async renderChat(messages: readonly ChatMessage[], systemPrompt?: string | null): Promise<string> {
     if (!this.template) throw new Error(`${this.info.dir}: the model has no chat template (tokenizer_config.json "chat_template" or chat_template.jinja); pass token ids or raw text instead`);
-    return this.template.render(messages, { systemPrompt, addGenerationPrompt: true });
+    return (await boundedText().render(this.template, [{ messages, opts: { systemPrompt, addGenerationPrompt: true } }]))[0];
   }
 
   /** Logits of every position from a single prefill on a fresh cache: rows of vocabSize floats. */
@@ -187,10 +191,10 @@ export class ChatSession {
   }
 
   /** Prompt ids for an input: messages go through the chat template, {prompt} is raw text (+ BOS if the tokenizer adds one). */
-  promptIds(input: GenerateInput, systemPrompt?: string | null): number[] {
+  async promptIds(input: GenerateInput, systemPrompt?: string | null): Promise<number[]> {
     if (Array.isArray(input)) {
       if (input.length === 0) throw new Error("prompt is empty");
-      return this.model.tokenizer.encodeChat(this.model.renderChat(input as ChatMessage[], systemPrompt));
+      return this.model.tokenizer.encodeChat(await this.model.renderChat(input as ChatMessage[], systemPrompt));
     }
     if ("ids" in (input as object)) return [...(input as { ids: number[] }).ids];
     return this.model.tokenizer.encode((input as { prompt: string }).prompt, { addSpecialTokens: true });
@@ -211,7 +215,7 @@ export class ChatSession {
       this.current = { cancel };
       const onAbort = () => cancel();
       try {
-        const promptIds = this.promptIds(input, options.systemPrompt);
+        const promptIds = await this.promptIds(input, options.systemPrompt);
         if (promptIds.length === 0) throw new Error("prompt is empty");
         const ctx = this.native.contextLength;
         if (promptIds.length >= ctx) {

@@ -1,10 +1,15 @@
 // `moe-studio serve`: the desktop app's UI for a browser. One HTTP server bound to 127.0.0.1 serves the built
 // renderer (renderer/dist) with the app's CSP, and its /api path upgrades to a WebSocket that speaks the contract's
 // wire format to the same services the Electron main process runs (createAppServices).
+//
+// Every request needs the server's token (auth.ts), the UI's files too: they hold nothing secret, but a 401 for
+// everything but the token exchange leaves nothing to reason about. Paths in calls are contained to the data
+// folder, --model and --allow-dir folders (services/path-policy.ts).
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { securityHeaders } from "../window-options.js";
 import { hasIndex, readStatic } from "./static.js";
+import { checkToken, newToken, TOKEN_PARAM, TokenAuth } from "./auth.js";
 import { DEFAULT_MAX_PAYLOAD, WsTransport, type Dispatch, type ToWireError } from "./ws-transport.js";
 import type { EventName } from "../contract.js";
 
@@ -20,11 +25,15 @@ export interface ServerBackend {
 export interface ServerOptions {
   /** 0 picks a free port. */
   port: number;
-  /** Only loopback: the app has no authentication. */
+  /** Only loopback. */
   host?: "127.0.0.1";
   dataDir: string;
-  /** A model folder to load at start. */
+  /** A model folder to load at start (clients may also read files under it). */
   model?: string;
+  /** Folders besides the data folder whose files clients may name (read and write). */
+  allowDirs?: string[];
+  /** The token clients must present (checkToken's rules); default: a new random one. */
+  token?: string;
   /** Lines about the engine worker (it died, it is back): `moe-studio serve` prints them on stderr. */
   log?: (line: string) => void;
   /** renderer/dist */
@@ -35,7 +44,11 @@ export interface ServerOptions {
 }
 
 export interface RunningServer {
+  /** http://127.0.0.1:PORT/ */
   url: string;
+  /** The URL to open: `url` with ?token=...; what `moe-studio serve` prints. */
+  urlWithToken: string;
+  token: string;
   port: number;
   /** Stops accepting connections, closes the WebSockets, and disposes the services (worker killed, db closed). */
   close(): Promise<void>;
@@ -55,6 +68,10 @@ async function appBackend(opts: ServerOptions, emit: (name: EventName, payload: 
     dataDir: opts.dataDir,
     emit,
     transport: "ws",
+    containPaths: {
+      dirs: [...(opts.model ? [{ dir: opts.model, write: false }] : []), ...(opts.allowDirs ?? []).map((dir) => ({ dir, write: true }))],
+      hint: "Start moe-studio serve with --allow-dir DIR to allow another folder.",
+    },
     ...(opts.model ? { initialModel: opts.model } : {}),
     ...(opts.log ? { log: opts.log } : {}),
   });
@@ -66,11 +83,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const host = opts.host ?? "127.0.0.1";
   if (host !== "127.0.0.1") throw new Error("the server binds to 127.0.0.1 only");
   if (!hasIndex(opts.staticDir)) throw new MissingRendererError(opts.staticDir);
+  const token = opts.token === undefined ? newToken() : checkToken(opts.token, "token");
 
   let port = 0;
   const selfOrigins = () => [`http://127.0.0.1:${port}`, `http://localhost:${port}`];
   const selfHosts = () => [`127.0.0.1:${port}`, `localhost:${port}`];
   let headers: Record<string, string> = {};
+  // made once the port is known (the cookie's name holds it); until then nothing is allowed
+  let auth: TokenAuth | null = null;
 
   let transport: WsTransport | null = null;
   // (events before the transport exists have no client to go to)
@@ -99,8 +119,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     };
     // DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example.
     if (!req.headers.host || !selfHosts().includes(req.headers.host)) return text(421, "unknown host");
+    const { rawPath, query } = splitUrl(req.url);
+    if (query.has(TOKEN_PARAM)) {
+      // the token exchange: the cookie, and the same URL without the token
+      if (!auth?.matches(query.get(TOKEN_PARAM))) return unauthorized(text, "this token is not the server's");
+      query.delete(TOKEN_PARAM);
+      const rest = query.toString();
+      // "//evil.example/" as a Location would be another site: such a path goes to "/"
+      const path = rawPath.startsWith("/") && !rawPath.startsWith("//") && !rawPath.includes("\\") ? rawPath : "/";
+      return text(302, "signed in", { Location: path + (rest ? `?${rest}` : ""), "Set-Cookie": auth.setCookie(), "Cache-Control": "no-store" });
+    }
+    if (!auth?.allows(req, query)) return unauthorized(text, "no token");
     if (req.method !== "GET" && req.method !== "HEAD") return text(405, "method not allowed", { Allow: "GET, HEAD" });
-    const rawPath = (req.url ?? "/").split("?")[0].split("#")[0];
     if (rawPath === API_PATH) return text(426, "the API is a WebSocket", { Upgrade: "websocket" });
     const r = await readStatic(opts.staticDir, rawPath);
     if (r.status !== 200) return text(r.status, r.message);
@@ -116,7 +146,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }
 
   server.on("upgrade", (req, socket, head) => {
-    const path = (req.url ?? "").split("?")[0];
+    const { rawPath: path, query } = splitUrl(req.url);
+    if (!auth?.allows(req, query)) {
+      const body = "the API needs this server's token (its cookie, Authorization: Bearer <token>, or ?token=)\n";
+      socket.end(`HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      return;
+    }
     if (path !== API_PATH) {
       socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
       return;
@@ -138,11 +173,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     throw e;
   }
   port = (server.address() as AddressInfo).port;
+  auth = new TokenAuth(token, port);
   headers = securityHeaders({ connectSrc: [`ws://127.0.0.1:${port}`, `ws://localhost:${port}`] });
 
   let closing: Promise<void> | null = null;
+  const url = `http://127.0.0.1:${port}/`;
   return {
-    url: `http://127.0.0.1:${port}/`,
+    url,
+    urlWithToken: `${url}?${TOKEN_PARAM}=${encodeURIComponent(token)}`,
+    token,
     port,
     close() {
       closing ??= (async () => {
@@ -155,4 +194,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       return closing;
     },
   };
+}
+
+/** The request target's path (still percent-encoded, for readStatic) and its query. */
+function splitUrl(target: string | undefined): { rawPath: string; query: URLSearchParams } {
+  const t = (target ?? "/").split("#")[0];
+  const q = t.indexOf("?");
+  return q < 0 ? { rawPath: t, query: new URLSearchParams() } : { rawPath: t.slice(0, q), query: new URLSearchParams(t.slice(q + 1)) };
+}
+
+type TextReply = (status: number, body: string, extra?: Record<string, string>) => void;
+
+function unauthorized(text: TextReply, why: string): void {
+  text(
+    401,
+    `MoE Studio: ${why}. Open the URL that "moe-studio serve" printed (it ends in ?${TOKEN_PARAM}=...), ` +
+      "or send the token as Authorization: Bearer <token>.",
+    { "WWW-Authenticate": 'Bearer realm="moe-studio"', "Cache-Control": "no-store" },
+  );
 }

@@ -10,8 +10,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { AppInfo } from "../contract.js";
+import type { AppInfo, TokenizerChoice } from "../contract.js";
 import { EngineHost, type WorkerSpawner } from "../engine/host.js";
+import { configureBoundedText, type TextProcessSpawner } from "../text/bounded-text.js";
 import type { AsyncHandlers } from "../rpc.js";
 import { openDatabase, type Db } from "../store/db.js";
 import { JobsStore } from "../store/jobs.js";
@@ -20,7 +21,7 @@ import { ChatService } from "./chat.js";
 import { ConversationService } from "./conversations.js";
 import { DatasetService } from "./datasets.js";
 import { ModelService, type Emit } from "./models.js";
-import { engineMessages } from "./errors.js";
+import { engineMessages, withDiskFullIn } from "./errors.js";
 import { databaseFile } from "./paths.js";
 import { PresetService } from "./presets.js";
 import { QuantizeService } from "./quantize.js";
@@ -28,6 +29,7 @@ import { SettingsService } from "./settings.js";
 import { LibraryService } from "./library.js";
 import { sweepLeftovers } from "./leftovers.js";
 import { MemoryTokenStore, type TokenStore } from "../library/token-store.js";
+import { anyPath, ContainedPaths, type AllowedDir, type PathPolicy } from "./path-policy.js";
 
 export type { Emit } from "./models.js";
 
@@ -39,6 +41,8 @@ export interface AppServicesOptions {
   transport: "ipc" | "ws";
   /** How to start the engine worker (Electron: utilityProcess); default child_process.fork. */
   spawnWorker?: WorkerSpawner;
+  /** How the text process (chat templates and tokenizers under limits) is started; default child_process.fork. */
+  spawnTextProcess?: TextProcessSpawner;
   /** A native folder dialog (Electron only); without it models.pickFolder answers { dir: null }. */
   pickFolder?: () => Promise<string | null>;
   /** A native open/save dialog for dataset files (Electron only); without it datasets.pickFile answers { path: null }. */
@@ -57,6 +61,11 @@ export interface AppServicesOptions {
   tokenStore?: TokenStore;
   /** Model library: stall timeout of a download in ms (default 30 s; MOE_STUDIO_STALL_MS for tests). */
   downloadStallMs?: number;
+  /**
+   * `serve`: every path a call names must lie under the data folder, the models folder or one of `dirs`
+   * (services/path-policy.ts); `hint` ends the refusal. Absent (Electron, the CLI): any path.
+   */
+  containPaths?: { dirs: AllowedDir[]; hint?: string };
 }
 
 export interface AppServices {
@@ -89,6 +98,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const db = openDatabase(databaseFile(opts.dataDir));
   const repos = repositories(db);
   repos.messages.markInterrupted(engineMessages.interrupted());
+  if (opts.spawnTextProcess) configureBoundedText({ spawn: opts.spawnTextProcess });
   const host = new EngineHost({
     ...(opts.spawnWorker ? { spawnWorker: opts.spawnWorker } : {}),
     ...(opts.workerPath ? { workerPath: opts.workerPath } : {}),
@@ -126,6 +136,22 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   for (const l of sweepLeftovers([library.modelsDir(), opts.dataDir]).removed) opts.log?.(`removed ${l.path} (left by pid ${l.pid ?? "?"}, which is gone)`);
   const quantize = new QuantizeService(() => library.modelsDir(), opts.emit, new JobsStore(db));
 
+  // Paths from calls are checked here, once, where they enter; the services trust what they are given (the CLI
+  // and the app's own start-up, e.g. initialModel, call them directly).
+  const paths: PathPolicy = opts.containPaths
+    ? new ContainedPaths({
+        dirs: [{ dir: opts.dataDir, write: true }, ...opts.containPaths.dirs],
+        // the models folder setting can only be set to a contained folder here; the desktop app may have set it
+        // elsewhere, and downloads and quantized models land there
+        currentDirs: () => [{ dir: library.modelsDir(), write: true }],
+        // an export named like the database would replace it under the running app
+        noWrite: ["", "-wal", "-shm", "-journal"].map((suffix) => databaseFile(opts.dataDir) + suffix),
+        ...(opts.containPaths.hint ? { hint: opts.containPaths.hint } : {}),
+      })
+    : anyPath;
+  const tokenizerIn = (t: TokenizerChoice | undefined): TokenizerChoice | undefined =>
+    t && { ...t, modelDir: paths.checkRead(t.modelDir, "tokenizer.modelDir (a model folder)") };
+
   const handlers: AsyncHandlers = {
     "app.info": async () => ({
       version,
@@ -136,7 +162,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
       ...(await engineInfo()),
     }),
     "settings.get": async () => settings.get(),
-    "settings.set": async (i) => settings.set(i),
+    "settings.set": async (i) => settings.set(i.modelsDir ? { ...i, modelsDir: paths.checkWrite(i.modelsDir, "modelsDir (the models folder)") } : i),
 
     "conversations.list": async (i) => conversations.list(i),
     "conversations.get": async (i) => conversations.get(i),
@@ -157,7 +183,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "presets.save": async (i) => presets.save(i),
     "presets.delete": async (i) => presets.delete(i),
 
-    "models.open": async (i) => models.open(i.dir),
+    "models.open": async (i) => models.open(paths.checkRead(i.dir, "model folder")),
     "models.recent": async () => models.recent(),
     "models.forget": async (i) => models.forget(i.dir),
     "models.status": async () => models.status(),
@@ -180,27 +206,28 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "datasets.delete": async (i) => datasets.delete(i.id),
     "datasets.dedupe": async (i) => datasets.dedupe(i.id),
     "datasets.split": async (i) => datasets.split(i.id, i.validationRatio, i.seed),
-    "datasets.export": async (i) => datasets.export(i.id, i.path),
+    "datasets.export": async (i) => datasets.export(i.id, paths.checkWrite(i.path, "export file")),
     "datasets.exportChunk": async (i) => datasets.exportChunk(i.id, i.cursor),
     "datasets.pickFile": async (i) => datasets.pickFile(i.purpose, i.suggestedName),
     "datasets.upload.begin": async (i) => datasets.uploadBegin(i.fileName, i.size),
     "datasets.upload.chunk": async (i) => datasets.uploadChunk(i.uploadId, i.offset, i.data),
     "datasets.upload.abort": async (i) => datasets.uploadAbort(i.uploadId),
-    "datasets.import.scan": async (i) => datasets.scan(i.source),
+    "datasets.import.scan": async (i) =>
+      datasets.scan(i.source.kind === "path" ? { kind: "path", path: paths.checkRead(i.source.path, "dataset file") } : i.source),
     "datasets.import.status": async (i) => datasets.status(i.importId),
     "datasets.import.commit": async (i) => datasets.commit(i.importId, i.name),
     "datasets.import.cancel": async (i) => datasets.cancel(i.importId),
-    "samples.list": async (i) => datasets.listSamples(i),
-    "samples.get": async (i) => datasets.getSample(i.id, i.tokenizer),
+    "samples.list": async ({ tokenizer, ...rest }) => datasets.listSamples({ ...rest, ...(tokenizer ? { tokenizer: tokenizerIn(tokenizer) } : {}) }),
+    "samples.get": async (i) => datasets.getSample(i.id, tokenizerIn(i.tokenizer)),
     "samples.update": async (i) => datasets.updateSample(i.id, i.messages),
     "samples.add": async (i) => datasets.addSample(i.datasetId, i.messages),
     "samples.duplicate": async (i) => datasets.duplicateSample(i.id),
     "samples.delete": async (i) => datasets.deleteSample(i.id),
     "samples.undo": async (i) => datasets.undo(i.datasetId),
-    "datasets.tokens.count": async (i) => datasets.countTokens(i.datasetId, i.tokenizer),
+    "datasets.tokens.count": async (i) => datasets.countTokens(i.datasetId, tokenizerIn(i.tokenizer)!),
     "datasets.tokens.cancel": async (i) => datasets.cancelTokens(i.jobId),
     // ---------- quantize ----------
-    "quantize.start": async (i) => quantize.start(i),
+    "quantize.start": async (i) => quantize.start({ ...i, dir: paths.checkRead(i.dir, "model folder to quantize") }),
     "quantize.cancel": async (i) => quantize.cancel(i.id),
     "quantize.list": async () => quantize.list(),
     "quantize.remove": async (i) => quantize.remove(i.id),
@@ -212,7 +239,8 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
 
   let disposed: Promise<void> | null = null;
   return {
-    handlers,
+    // a full disk is reported with the data folder's free space, whichever call hit it
+    handlers: withDiskFullIn(handlers, opts.dataDir),
     enginePid: () => host.pid,
     initialLoad,
     repos,

@@ -16,6 +16,7 @@ import type { Repositories } from "../store/repositories.js";
 import type { ConversationService } from "./conversations.js";
 import { workerExitReason, type Emit, type LoadedModel, type ModelService } from "./models.js";
 import { busy, engineMessages, notFound } from "./errors.js";
+import { boundedText } from "../text/bounded-text.js";
 import { RpcError } from "../contract.js";
 
 /** How often a streaming reply's text is written to the database (so a killed app keeps most of it). */
@@ -79,8 +80,19 @@ export class ChatService {
     this.repos.conversations.update({ ...conv, modelDir: model.dir, updatedAt: Date.now() });
   }
 
+  /**
+   * A message that cannot fit the session's context even by the cheap lower bound is refused before anything is
+   * saved: storing (and indexing) a 1M-character paste would cost the server a second for a reply that cannot be.
+   */
+  private refuseHopeless(content: string, conv: Conversation, model: LoadedModel): void {
+    const ctx = model.card.sessionContextLength;
+    const atLeast = model.tokenizer.minTokens(content) + (conv.systemPrompt.trim() ? model.tokenizer.minTokens(conv.systemPrompt) : 0);
+    if (atLeast >= ctx) throw new RpcError("invalid_input", engineMessages.promptTooLongAtLeast(content.length, atLeast, ctx));
+  }
+
   async send(input: HandlerInput<"chat.send">): Promise<CallOutput<"chat.send">> {
     return this.begin(input.conversationId, (conv, model) => {
+      this.refuseHopeless(input.content, conv, model);
       const user: Message = { id: randomUUID(), conversationId: conv.id, role: "user", content: input.content, createdAt: Date.now(), status: "complete", error: null, stats: null };
       this.repos.messages.append(user);
       const titled = this.conversations.titleFromFirstMessage(conv, input.content);
@@ -110,6 +122,7 @@ export class ChatService {
       const m = this.repos.messages.get(input.messageId);
       if (!m || m.conversationId !== conv.id) throw notFound(`Message ${input.messageId} is not in this conversation.`);
       if (m.role !== "user") throw new RpcError("invalid_input", "Only your own messages can be edited.");
+      this.refuseHopeless(input.content, conv, model);
       this.repos.messages.deleteAfter(m.id);
       this.repos.messages.setContent(m.id, input.content);
       this.touch(conv, model);
@@ -163,18 +176,37 @@ export class ChatService {
       .map((m) => ({ role: m.role, content: m.content }));
   }
 
-  /** Prompt ids for the conversation, dropping the oldest turns when it does not fit the context with `reserve` tokens to spare. */
-  promptIds(conv: Conversation, history: ChatMessage[], model: LoadedModel, contextLength: number, reserve: number): number[] {
+  /**
+   * Prompt ids for the conversation, dropping the oldest turns when it does not fit the context with `reserve` tokens
+   * to spare. The template and the tokenizer run in the text worker (electron/text/bounded-text.ts), never on this
+   * thread: a hostile template or a huge message costs this request an error, not the server. Before anything is
+   * rendered, a cheap lower bound on each turn's tokens (its UTF-8 length over the longest token's) drops turns that
+   * cannot fit and refuses a last message that cannot, so a 1M-character paste is never tokenized.
+   */
+  async promptIds(conv: Conversation, history: ChatMessage[], model: LoadedModel, contextLength: number, reserve: number): Promise<number[]> {
     const system = conv.systemPrompt.trim() ? conv.systemPrompt : null;
-    const render = (msgs: ChatMessage[]) => {
-      if (model.template) return model.tokenizer.encodeChat(model.template.render(msgs, { systemPrompt: system, addGenerationPrompt: true }));
+    const text = boundedText();
+    const render = (msgs: ChatMessage[]): Promise<number[]> => {
+      if (model.template) return text.chatIds(model.template, model.dir, msgs, { systemPrompt: system, addGenerationPrompt: true });
       // No chat template: a plain transcript the model can continue.
       const lines = [...(system ? [`System: ${system}`] : []), ...msgs.map((m) => `${m.role === "user" ? "User" : "Assistant"}: ${m.content}`), "Assistant:"];
-      return model.tokenizer.encode(lines.join("\n\n"), { addSpecialTokens: true });
+      return text.encode(model.dir, lines.join("\n\n"), { addSpecialTokens: true });
     };
-    let msgs = history;
+    // Where a shorter prompt may start: the first message, or any later user message.
+    const starts = history.flatMap((m, i) => (i === 0 || m.role === "user" ? [i] : []));
+    const least = new Array<number>(history.length + 1).fill(0);
+    for (let i = history.length - 1; i >= 0; i--) least[i] = least[i + 1] + model.tokenizer.minTokens(history[i].content);
+    const floor = model.tokenizer.minTokens(system ?? "");
+    let first = 0;
+    while (first < starts.length - 1 && floor + least[starts[first]] + reserve > contextLength) first++;
+    let msgs = history.slice(starts[first] ?? 0);
+    const atLeast = floor + least[starts[first] ?? 0];
+    if (atLeast >= contextLength) {
+      const chars = msgs.reduce((n, m) => n + m.content.length, 0);
+      throw new Error(engineMessages.promptTooLongAtLeast(chars, atLeast, contextLength));
+    }
     for (;;) {
-      const ids = render(msgs);
+      const ids = await render(msgs);
       if (ids.length + reserve <= contextLength) return ids;
       // Drop the oldest turn (through the next user message) and try again.
       const next = msgs.findIndex((m, i) => i > 0 && m.role === "user");
@@ -199,7 +231,7 @@ export class ChatService {
       const maxTokens = s.maxTokens ?? d.maxTokens;
       const ctx = session.contextLength;
       const reserve = Math.max(1, Math.min(maxTokens, Math.floor(ctx / 4)));
-      const ids = this.promptIds(conv, this.history(conv.id, assistant.id), model, ctx, reserve);
+      const ids = await this.promptIds(conv, this.history(conv.id, assistant.id), model, ctx, reserve);
       const options: GenerateOptions = {
         maxTokens,
         temperature: s.temperature ?? d.temperature,

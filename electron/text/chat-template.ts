@@ -17,6 +17,7 @@ export interface ChatMessage {
 export interface ChatTemplateSource {
   source: string;        // the Jinja text
   file: string;          // where it came from (for error messages)
+  dir?: string;          // the model folder it belongs to (limit errors name it)
 }
 
 /**
@@ -27,7 +28,7 @@ export interface ChatTemplateSource {
  */
 export function findChatTemplate(dir: string, name = "default"): ChatTemplateSource | null {
   const jinjaPath = join(dir, "chat_template.jinja");
-  if (existsSync(jinjaPath)) return { source: readFileSync(jinjaPath, "utf8"), file: jinjaPath };
+  if (existsSync(jinjaPath)) return { source: readFileSync(jinjaPath, "utf8"), file: jinjaPath, dir };
   for (const file of ["chat_template.json", "tokenizer_config.json"]) {
     const path = join(dir, file);
     if (!existsSync(path)) continue;
@@ -39,11 +40,11 @@ export function findChatTemplate(dir: string, name = "default"): ChatTemplateSou
     }
     const t = json.chat_template;
     if (t === undefined || t === null) continue;
-    if (typeof t === "string") return { source: t, file: path };
+    if (typeof t === "string") return { source: t, file: path, dir };
     if (Array.isArray(t)) {
       const entries = t as Array<{ name?: unknown; template?: unknown }>;
       const pick = entries.find((e) => e?.name === name) ?? entries.find((e) => e?.name === "default") ?? entries[0];
-      if (pick && typeof pick.template === "string") return { source: pick.template, file: `${path} (chat_template "${String(pick.name)}")` };
+      if (pick && typeof pick.template === "string") return { source: pick.template, file: `${path} (chat_template "${String(pick.name)}")`, dir };
     }
     throw new Error(`${path}: field "chat_template" must be a string or a list of {name, template}`);
   }
@@ -62,11 +63,17 @@ export interface RenderOptions {
   extra?: Record<string, unknown>;
 }
 
+/**
+ * A chat template comes from a model folder, which comes from the hub: it is untrusted code. render() here runs it
+ * with no limits, so the app never calls it on its own thread: electron/text/bounded-text.ts runs it in a worker
+ * thread with a deadline, an output cap and a heap limit. Parsing stays here (it is linear in the source and its
+ * errors belong to loading the folder).
+ */
 export class ChatTemplate {
   private readonly template: Template;
 
   /** specialTokens: tokenizer_config.json's bos_token, eos_token, ... (strings or {content}). */
-  constructor(readonly src: ChatTemplateSource, private readonly specialTokens: Record<string, unknown> = {}) {
+  constructor(readonly src: ChatTemplateSource, readonly specialTokens: Record<string, unknown> = {}) {
     try {
       this.template = new Template(src.source);
     } catch (e) {

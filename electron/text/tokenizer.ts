@@ -9,6 +9,7 @@
 import { Tokenizer } from "@huggingface/tokenizers";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { tokenBound, type TokenBound } from "./token-bound.js";
 
 /** tokenizer_config.json writes special tokens as "<s>" or as {"content": "<s>", ...}. */
 export function tokenContent(v: unknown): string | null {
@@ -25,6 +26,8 @@ export class TextTokenizer {
   readonly bosToken: string | null;
   readonly eosToken: string | null;
   readonly specialIds: Set<number>;
+  /** How few tokens a text can possibly encode to, from its length (null: this tokenizer has no such bound). */
+  readonly bound: TokenBound | null;
 
   constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown> = {}) {
     // The library reads additional_special_tokens as strings; newer configs may write objects.
@@ -40,6 +43,15 @@ export class TextTokenizer {
     this.eosToken = tokenContent(tokenizerConfig.eos_token);
     this.specialIds = new Set();
     for (const [id, tok] of this.tokenizer.get_added_tokens_decoder()) if (tok.special) this.specialIds.add(id);
+    this.bound = tokenBound(tokenizerJson);
+  }
+
+  /**
+   * A lower bound on the number of tokens `text` encodes to, without tokenizing it (0 when the tokenizer has no
+   * bound): see token-bound.ts. Costs a normalization and one pass over the string.
+   */
+  minTokens(text: string): number {
+    return this.bound && text.length > 0 ? this.bound.minTokens(text) : 0;
   }
 
   /** Load tokenizer.json (+ tokenizer_config.json when present) from a model folder. */

@@ -3,9 +3,10 @@
 #include <cmath>
 #include <filesystem>
 #include <stdexcept>
+#include "backend/backend.h"
 #include "cpu/matmul.h"
 #include "format/json.h"
-#include "model/ops.h"
+#include "model/experts.h"
 #include "model/rope.h"
 #include "quant/quant.h"
 
@@ -57,17 +58,6 @@ struct Binder {
   }
 };
 
-void add_bias(float* y, const std::vector<float>& b, int64_t T, int64_t N) {
-  if (b.empty()) return;
-  for (int64_t t = 0; t < T; ++t) for (int64_t i = 0; i < N; ++i) y[t * N + i] += b[size_t(i)];
-}
-
-void linear_forward(ThreadPool& pool, float* y, const float* x, const Linear& l, int64_t M, bool accumulate = false) {
-  // y[M, out] = x[M, in] · W^T (+ b)
-  matmul(pool, y, l.out, x, l.in, l.w, l.dtype, M, l.out, l.in, accumulate);
-  if (!accumulate) add_bias(y, l.bias, M, l.out);
-}
-
 }  // namespace
 
 std::shared_ptr<Model> Model::load(const std::string& dir, int threads, LoadProgress progress, bool kv_int8) {
@@ -85,6 +75,7 @@ std::shared_ptr<Model> Model::load(const std::string& dir, int threads, LoadProg
   m->store_ = std::make_unique<TensorStore>(dir, progress.fn, progress.ctx);
   m->bind(dir);
   m->pool_ = std::make_unique<ThreadPool>(threads);
+  m->backend_ = make_backend("cpu", m->pool_.get());
   return m;
 }
 
@@ -181,83 +172,70 @@ void Model::init_scratch(Scratch& s, int64_t max_t, int64_t ctx) const {
   s.q.assign(size_t(max_t * qd), 0); s.k.assign(size_t(max_t * kd), 0); s.v.assign(size_t(max_t * kd), 0);
   s.att.assign(size_t(max_t * qd), 0); s.mlp_out.assign(size_t(max_t * D), 0);
   s.gate.assign(size_t(max_t * inter), 0); s.up.assign(size_t(max_t * inter), 0);
-  s.router.assign(size_t(max_t * E), 0); s.probs.assign(size_t(E), 0);
+  s.router.assign(size_t(max_t * E), 0); s.probs.assign(size_t(max_t * E), 0);
   s.rw.assign(size_t(max_t * K), 0); s.ridx.assign(size_t(max_t * K), 0);
   s.counts.assign(size_t(E), 0); s.offsets.assign(size_t(E + 1), 0);
   s.slot_tok.assign(size_t(max_t * K), 0); s.slot_w.assign(size_t(max_t * K), 0);
   s.gather.assign(size_t(max_t * D), 0); s.gout.assign(size_t(max_t * D), 0);
   s.cos.assign(size_t(max_t * hd / 2), 0); s.sin.assign(size_t(max_t * hd / 2), 0); s.inv_freq.assign(size_t(hd / 2), 0);
-  s.scores.assign(size_t(pool_->size() * ctx), 0);
+  s.scores.assign(size_t(backend_->scratch_rows() * ctx), 0); s.ctx = ctx;
   s.shg.assign(size_t(max_t), 0); s.last.assign(size_t(D), 0);
 }
 
-// SwiGLU MLP on M rows: out[M, D] (+)= (silu(h·Wg^T) * (h·Wu^T)) · Wd^T
-void Model::swiglu_mlp(const Linear& g, const Linear& u, const Linear& d, Scratch& s, const float* h, int64_t ldh, float* out,
-                       int64_t M, bool accumulate) {
-  const int64_t I = g.out;
-  matmul(*pool_, s.gate.data(), I, h, ldh, g.w, g.dtype, M, I, g.in);
-  matmul(*pool_, s.up.data(), I, h, ldh, u.w, u.dtype, M, I, u.in);
-  swiglu_forward(s.gate.data(), s.gate.data(), s.up.data(), M, I);
-  matmul(*pool_, out, d.out, s.gate.data(), I, d.w, d.dtype, M, d.out, I, accumulate);
+// y[M, out] = x[M, in] · Wᵀ (+ b)
+void Model::linear(const Tensor& y, const Tensor& x, const Linear& l) {
+  backend_->matmul(y, x, l.t(), false);
+  if (!l.bias.empty()) backend_->add_bias(y, vec(l.bias.data(), l.out));
 }
 
-void Model::mlp_dense(const LayerWeights& L, Scratch& s, const float* h, float* out, int64_t T) {
-  swiglu_mlp(L.gate, L.up, L.down, s, h, spec_.hidden, out, T, false);
+// SwiGLU MLP on M rows: out[M, D] (+)= (silu(h·Wg^T) * (h·Wu^T)) · Wd^T
+void Model::swiglu_mlp(const Linear& g, const Linear& u, const Linear& d, Scratch& s, const Tensor& h, const Tensor& out,
+                       bool accumulate) {
+  const int64_t M = h.rows(), I = g.out;
+  const Tensor gate = mat(s.gate.data(), M, I), up = mat(s.up.data(), M, I);
+  backend_->matmul(gate, h, g.t(), false);
+  backend_->matmul(up, h, u.t(), false);
+  backend_->swiglu(gate, gate, up);
+  backend_->matmul(out, gate, d.t(), accumulate);
 }
 
 // Sparse MoE block. Tokens are grouped by expert so each expert's weights are streamed once per batch:
 //   route: idx, w [T, k];  for each expert e with tokens S_e: Y = SwiGLU_e(h[S_e]) (one matmul with M = |S_e|);
 //   out[t] += w[t, e] · Y[t]   (+ shared MLP, sigmoid-gated for qwen2_moe)
-void Model::moe_block(const LayerSpec& ls, const LayerWeights& L, Scratch& s, const float* h, float* out, int64_t T, int layer,
-                      ActivationStore* acts) {
-  const int64_t D = spec_.hidden;
+void Model::moe_block(const LayerSpec& ls, const LayerWeights& L, Scratch& s, const Tensor& h, const Tensor& out) {
+  const int64_t T = h.rows(), D = spec_.hidden;
   const int E = ls.num_experts, K = ls.top_k;
-  matmul(*pool_, s.router.data(), E, h, D, L.router.w, L.router.dtype, T, E, D);
-  moe_route_forward(s.router.data(), T, E, K, ls.renorm_topk, s.ridx.data(), s.rw.data(), s.probs.data());
-  if (acts) {
-    acts->save("L" + std::to_string(layer) + ".router_logits", s.router.data(), T * E);
-    acts->save("L" + std::to_string(layer) + ".route_w", s.rw.data(), T * K);
-  }
-  // counting sort of (token, slot) pairs by expert, stable in token order
-  std::fill(s.counts.begin(), s.counts.begin() + E, 0);
-  for (int64_t i = 0; i < T * K; ++i) s.counts[size_t(s.ridx[size_t(i)])]++;
-  s.offsets[0] = 0;
-  for (int e = 0; e < E; ++e) s.offsets[size_t(e + 1)] = s.offsets[size_t(e)] + s.counts[size_t(e)];
-  std::fill(s.counts.begin(), s.counts.begin() + E, 0);
-  for (int64_t i = 0; i < T * K; ++i) {
-    int e = s.ridx[size_t(i)];
-    int32_t pos = s.offsets[size_t(e)] + s.counts[size_t(e)]++;
-    s.slot_tok[size_t(pos)] = int32_t(i / K); s.slot_w[size_t(pos)] = s.rw[size_t(i)];
-  }
-  std::fill(out, out + T * D, 0.0f);
+  const Tensor logits = mat(s.router.data(), T, E), w = mat(s.rw.data(), T, K);
+  backend_->matmul(logits, h, L.router.t(), false);
+  backend_->moe_route(ivec(s.ridx.data(), T * K), w, mat(s.probs.data(), T, E), logits, ls.renorm_topk);
+  const ExpertGroups g = group_by_expert(s.ridx.data(), s.rw.data(), T, K, E, s.counts.data(), s.offsets.data(),
+                                         s.slot_tok.data(), s.slot_w.data());
+  std::fill(out.f32(), out.f32() + T * D, 0.0f);
   for (int e = 0; e < E; ++e) {
-    const int64_t m = s.counts[size_t(e)], o0 = s.offsets[size_t(e)];
+    const int64_t m = g.count(e), o0 = g.offsets[e];
     if (m == 0) continue;
-    for (int64_t r = 0; r < m; ++r) std::copy(h + s.slot_tok[size_t(o0 + r)] * D, h + (s.slot_tok[size_t(o0 + r)] + 1) * D, s.gather.data() + r * D);
+    const Tensor rows = ivec(g.slot_tok + o0, m), x = mat(s.gather.data(), m, D), y = mat(s.gout.data(), m, D);
+    backend_->gather_rows(x, h, rows);
     const ExpertWeights& ew = L.experts[size_t(e)];
-    swiglu_mlp(ew.gate, ew.up, ew.down, s, s.gather.data(), D, s.gout.data(), m, false);
-    for (int64_t r = 0; r < m; ++r) {
-      float w = s.slot_w[size_t(o0 + r)];
-      float* dst = out + s.slot_tok[size_t(o0 + r)] * D; const float* src = s.gout.data() + r * D;
-      for (int64_t i = 0; i < D; ++i) dst[i] += w * src[i];
-    }
+    swiglu_mlp(ew.gate, ew.up, ew.down, s, x, y, false);
+    backend_->scatter_add_rows(out, y, rows, vec(g.slot_w + o0, m));
   }
   if (L.sh_gate.present()) {
-    swiglu_mlp(L.sh_gate, L.sh_up, L.sh_down, s, h, D, s.gout.data(), T, false);
+    const Tensor y = mat(s.gout.data(), T, D);
+    swiglu_mlp(L.sh_gate, L.sh_up, L.sh_down, s, h, y, false);
     if (L.sh_expert_gate.present()) {
-      matmul(*pool_, s.shg.data(), 1, h, D, L.sh_expert_gate.w, L.sh_expert_gate.dtype, T, 1, D);
-      for (int64_t t = 0; t < T; ++t) {
-        float g = 1.0f / (1.0f + std::exp(-s.shg[size_t(t)]));
-        for (int64_t i = 0; i < D; ++i) out[t * D + i] += g * s.gout[size_t(t * D + i)];
-      }
+      // out[t] += σ(h[t]·w_g) · y[t]
+      const Tensor gl = mat(s.shg.data(), T, 1);
+      backend_->matmul(gl, h, L.sh_expert_gate.t(), false);
+      backend_->sigmoid(gl);
+      backend_->scatter_add_rows(out, y, Tensor{}, vec(s.shg.data(), T));
     } else {
-      residual_forward(out, s.gout.data(), T * D);
+      backend_->add(out, y);
     }
   }
 }
 
-void Model::forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Scratch& s, float* logits, bool all_logits,
-                    ActivationStore* acts) {
+void Model::forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Scratch& s, float* logits, bool all_logits) {
   if (closed_) throw std::runtime_error("the model was closed");
   const ModelSpec& S = spec_;
   if (T <= 0) throw std::runtime_error("forward: no tokens");
@@ -266,8 +244,8 @@ void Model::forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Sc
   const int64_t D = S.hidden, V = S.vocab, hd = S.head_dim, Hq = S.num_heads, Hkv = S.num_kv_heads;
   const int64_t qd = Hq * hd, kd = Hkv * hd;
   const float eps = float(S.rms_eps);
-  ThreadPool& pool = *pool_;
-  auto key = [&](int l, const char* n) { return "L" + std::to_string(l) + "." + n; };
+  Backend& be = *backend_;
+  const Tensor none;
 
   // RoPE tables for these positions (dynamic NTK recomputes inv_freq once the sequence outgrows max_position).
   const float* inv = inv_freq_.data();
@@ -277,86 +255,79 @@ void Model::forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Sc
     inv = s.inv_freq.data();
   }
   rope_tables(inv, rscale, int(hd), pos0, T, s.cos.data(), s.sin.data());
+  const Tensor cos = mat(s.cos.data(), T, hd / 2), sin = mat(s.sin.data(), T, hd / 2);
 
-  // x[T, D] = embed[ids]
-  float* x = s.x.data();
-  for (int64_t t = 0; t < T; ++t) {
-    if (ids[t] < 0 || ids[t] >= V) throw std::runtime_error("token id " + std::to_string(ids[t]) + " is out of range [0, " + std::to_string(V) + ")");
-    row_to_f32(x + t * D, embed_.w, embed_.dtype, ids[t], D);
-  }
+  // Activations of this call: x [T, D] is the residual stream; q [T, Hq, hd], k/v [T, Hkv, hd].
+  const Tensor x = mat(s.x.data(), T, D), h = mat(s.h.data(), T, D), mlp_out = mat(s.mlp_out.data(), T, D);
+  const Tensor q = mat(s.q.data(), T, qd), k = mat(s.k.data(), T, kd), v = mat(s.v.data(), T, kd);
+  const Tensor q3 = mat3(s.q.data(), T, Hq, hd), k3 = mat3(s.k.data(), T, Hkv, hd), att = mat3(s.att.data(), T, Hq, hd);
+  const Tensor qh = mat(s.q.data(), T * Hq, hd), kh = mat(s.k.data(), T * Hkv, hd);  // one row per head
+  const Tensor scores = mat(s.scores.data(), be.scratch_rows(), s.ctx);
+  be.embedding(x, embed_.t(), ivec(ids, T));
   const float scale = 1.0f / std::sqrt(float(hd));
   for (int l = 0; l < S.num_layers; ++l) {
     const LayerSpec& ls = S.layers[size_t(l)];
     const LayerWeights& L = layers_[size_t(l)];
-    if (acts) acts->save(key(l, "x_in"), x, T * D);
     // ---- attention ----
-    rmsnorm_forward(s.h.data(), x, L.in_norm.data(), T, D, eps);
-    linear_forward(pool, s.q.data(), s.h.data(), L.q, T);
-    if (ls.has_kv) { linear_forward(pool, s.k.data(), s.h.data(), L.k, T); linear_forward(pool, s.v.data(), s.h.data(), L.v, T); }
+    be.rmsnorm(h, x, vec(L.in_norm.data(), D), eps, none);
+    linear(q, h, L.q);
+    if (ls.has_kv) { linear(k, h, L.k); linear(v, h, L.v); }
     switch (S.qk_norm) {
       case QkNorm::PerHeadBeforeRope:
-        rmsnorm_forward(s.q.data(), s.q.data(), L.q_norm.data(), T * Hq, hd, eps);
-        if (ls.has_kv) rmsnorm_forward(s.k.data(), s.k.data(), L.k_norm.data(), T * Hkv, hd, eps);
+        be.rmsnorm(qh, qh, vec(L.q_norm.data(), hd), eps, none);
+        if (ls.has_kv) be.rmsnorm(kh, kh, vec(L.k_norm.data(), hd), eps, none);
         break;
       case QkNorm::FullBeforeRope:
-        rmsnorm_forward(s.q.data(), s.q.data(), L.q_norm.data(), T, qd, eps);
-        if (ls.has_kv) rmsnorm_forward(s.k.data(), s.k.data(), L.k_norm.data(), T, kd, eps);
+        be.rmsnorm(q, q, vec(L.q_norm.data(), qd), eps, none);
+        if (ls.has_kv) be.rmsnorm(k, k, vec(L.k_norm.data(), kd), eps, none);
         break;
       default: break;
     }
     if (S.clip_qkv > 0) {  // olmoe: q, k after their norms and v, clamped before RoPE
-      const float c = float(S.clip_qkv);
-      for (int64_t i = 0; i < T * qd; ++i) s.q[size_t(i)] = std::clamp(s.q[size_t(i)], -c, c);
-      if (ls.has_kv) for (int64_t i = 0; i < T * kd; ++i) {
-        s.k[size_t(i)] = std::clamp(s.k[size_t(i)], -c, c); s.v[size_t(i)] = std::clamp(s.v[size_t(i)], -c, c);
-      }
+      be.clamp(q, float(S.clip_qkv));
+      if (ls.has_kv) { be.clamp(k, float(S.clip_qkv)); be.clamp(v, float(S.clip_qkv)); }
     }
-    rope_forward(s.q.data(), T, int(Hq), int(hd), qd, s.cos.data(), s.sin.data());
-    if (ls.has_kv) rope_forward(s.k.data(), T, int(Hkv), int(hd), kd, s.cos.data(), s.sin.data());
+    be.rope(q3, cos, sin);
+    if (ls.has_kv) be.rope(k3, cos, sin);
     if (S.qk_norm == QkNorm::PerHeadAfterRope) {
       // k_n = g_k ⊙ rope(k)/rms(k), so q·k_n = (q ⊙ g_k)·(rope(k)/rms(k)). The cache keeps the gain-free
       // rope(k)/rms(k) (rotation preserves rms), and each layer folds its own key gain g_k into q. This is what
       // lets CLA layers share one cache entry: they reuse the raw k/v of their group's first layer, rotate them
       // identically, and differ only in g_k.
-      rmsnorm_forward(s.q.data(), s.q.data(), L.q_norm.data(), T * Hq, hd, eps);
-      for (int64_t r = 0; r < T * Hq; ++r) for (int64_t i = 0; i < hd; ++i) s.q[size_t(r * hd + i)] *= L.k_norm[size_t(i)];
-      if (ls.has_kv) rmsnorm_forward(s.k.data(), s.k.data(), nullptr, T * Hkv, hd, eps);
+      be.rmsnorm(qh, qh, vec(L.q_norm.data(), hd), eps, none);
+      be.mul_cols(qh, vec(L.k_norm.data(), hd));
+      if (ls.has_kv) be.rmsnorm(kh, kh, none, eps, none);
     }
-    if (acts) { acts->save(key(l, "q"), s.q.data(), T * qd); }
+    const size_t sl = size_t(ls.kv_slot);
+    const int64_t n_ctx = kv.ctx;
     if (!kv.int8) {
-      float* Kc = kv.k[size_t(ls.kv_slot)].data(); float* Vc = kv.v[size_t(ls.kv_slot)].data();
+      const Tensor Kc = mat3(kv.k[sl].data(), n_ctx, Hkv, hd), Vc = mat3(kv.v[sl].data(), n_ctx, Hkv, hd);
       if (ls.has_kv) {
-        std::copy(s.k.begin(), s.k.begin() + T * kd, Kc + pos0 * kd);
-        std::copy(s.v.begin(), s.v.begin() + T * kd, Vc + pos0 * kd);
+        std::copy(s.k.begin(), s.k.begin() + T * kd, kv.k[sl].data() + pos0 * kd);
+        std::copy(s.v.begin(), s.v.begin() + T * kd, kv.v[sl].data() + pos0 * kd);
       }
-      attention_forward(pool, s.att.data(), s.q.data(), qd, Kc, Vc, pos0, T, int(Hq), int(Hkv), int(hd), scale, s.scores.data(), kv.ctx);
+      be.attention(att, q3, Kc, Vc, pos0, scale, none, scores);
     } else {
-      const size_t sl = size_t(ls.kv_slot);
       if (ls.has_kv) {
-        kv_quantize_rows(kv.k8[sl].data() + pos0 * kd, kv.ks[sl].data() + pos0 * Hkv, s.k.data(), T * Hkv, int(hd));
-        kv_quantize_rows(kv.v8[sl].data() + pos0 * kd, kv.vs[sl].data() + pos0 * Hkv, s.v.data(), T * Hkv, int(hd));
+        be.kv_quantize(int8_rows(kv.k8[sl].data() + pos0 * kd, T * Hkv, hd), mat(kv.ks[sl].data() + pos0 * Hkv, T * Hkv, 1), kh);
+        be.kv_quantize(int8_rows(kv.v8[sl].data() + pos0 * kd, T * Hkv, hd), mat(kv.vs[sl].data() + pos0 * Hkv, T * Hkv, 1),
+                       mat(s.v.data(), T * Hkv, hd));
       }
-      attention_forward_kv8(pool, s.att.data(), s.q.data(), qd, kv.k8[sl].data(), kv.ks[sl].data(), kv.v8[sl].data(), kv.vs[sl].data(),
-                            pos0, T, int(Hq), int(Hkv), int(hd), scale, s.scores.data(), kv.ctx);
+      be.attention_kv8(att, q3, int8_cache(kv.k8[sl].data(), n_ctx, Hkv, hd), mat(kv.ks[sl].data(), n_ctx, Hkv),
+                       int8_cache(kv.v8[sl].data(), n_ctx, Hkv, hd), mat(kv.vs[sl].data(), n_ctx, Hkv), pos0, scale, scores);
     }
-    if (acts) acts->save(key(l, "att_out"), s.att.data(), T * qd);
-    linear_forward(pool, s.mlp_out.data(), s.att.data(), L.o, T);
-    residual_forward(x, s.mlp_out.data(), T * D);
+    linear(mlp_out, mat(s.att.data(), T, qd), L.o);
+    be.add(x, mlp_out);
     // ---- MLP / MoE ----
-    rmsnorm_forward(s.h.data(), x, L.post_norm.data(), T, D, eps);
-    if (acts) acts->save(key(l, "mlp_in"), s.h.data(), T * D);
-    if (ls.moe) moe_block(ls, L, s, s.h.data(), s.mlp_out.data(), T, l, acts);
-    else mlp_dense(L, s, s.h.data(), s.mlp_out.data(), T);
-    residual_forward(x, s.mlp_out.data(), T * D);
+    be.rmsnorm(h, x, vec(L.post_norm.data(), D), eps, none);
+    if (ls.moe) moe_block(ls, L, s, h, mlp_out);
+    else swiglu_mlp(L.gate, L.up, L.down, s, h, mlp_out, false);
+    be.add(x, mlp_out);
   }
-  if (acts) acts->save("final_norm_in", x, T * D);
-  if (all_logits) {
-    rmsnorm_forward(s.h.data(), x, final_norm_.data(), T, D, eps);
-    matmul(pool, logits, V, s.h.data(), D, lm_head_.w, lm_head_.dtype, T, V, D);
-  } else {
-    rmsnorm_forward(s.last.data(), x + (T - 1) * D, final_norm_.data(), 1, D, eps);
-    matmul(pool, logits, V, s.last.data(), D, lm_head_.w, lm_head_.dtype, 1, V, D);
-  }
+  // logits = rmsnorm(x)·w_final · W_lmᵀ, for every position or only the last
+  const Tensor xs = all_logits ? x : x.rows_view(T - 1, 1), hs = all_logits ? h : mat(s.last.data(), 1, D);
+  be.rmsnorm(hs, xs, vec(final_norm_.data(), D), eps, none);
+  be.matmul(mat(logits, hs.rows(), V), hs, lm_head_.t(), false);
 }
 
 void Model::close() {

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <vector>
+#include "backend/backend.h"
 #include "cpu/thread_pool.h"
 #include "format/config.h"
 #include "format/safetensors.h"
@@ -27,6 +28,7 @@ struct Linear {
   int64_t out = 0, in = 0;
   std::vector<float> bias;  // [out] or empty
   bool present() const { return w != nullptr; }
+  Tensor t() const { return weight(w, dtype, out, in); }
 };
 
 struct ExpertWeights { Linear gate, up, down; };
@@ -40,13 +42,6 @@ struct LayerWeights {
   std::vector<ExpertWeights> experts;
   Linear sh_gate, sh_up, sh_down;          // shared expert / shared MLP
   Linear sh_expert_gate;                   // qwen2_moe: [1, D]
-};
-
-// Activations a backward pass needs, kept when a forward is given a non-null store (training).
-// Keyed "L<i>.<name>" (e.g. "L3.attn_in", "L3.q", "L3.att") and "final_norm_in".
-struct ActivationStore {
-  std::map<std::string, std::vector<float>> saved;
-  void save(const std::string& key, const float* p, int64_t n) { saved[key].assign(p, p + n); }
 };
 
 // KV cache: one [ctx, Hkv*hd] K and V per KV slot (CLA layers share their group's slot, so the cache holds
@@ -81,7 +76,7 @@ struct KvCache {
 
 // Scratch sized once per session for at most max_t tokens per forward call: the token loop never allocates.
 struct Scratch {
-  int64_t max_t = 0;
+  int64_t max_t = 0, ctx = 0;
   std::vector<float> x, h, q, k, v, att, mlp_out, gate, up, router, probs, rw, gather, gout, cos, sin, inv_freq, scores, shg, last;
   std::vector<int32_t> ridx, counts, offsets, slot_tok;
   std::vector<float> slot_w;
@@ -115,8 +110,10 @@ class Model {
 
   // Runs T tokens at positions pos0.. through the model, appending their K/V to the cache.
   //   logits: [T, V] when all_logits, else [V] for the last token
-  void forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Scratch& s, float* logits, bool all_logits,
-               ActivationStore* acts = nullptr);
+  void forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Scratch& s, float* logits, bool all_logits);
+
+  // The backend every op runs on (cpu today).
+  Backend& backend() { return *backend_; }
 
   // Unmaps the weights; any later forward throws. mark_closed() only makes later forwards throw (used while a
   // job still runs; the binding unmaps when it ends).
@@ -126,14 +123,13 @@ class Model {
 
  private:
   void bind(const std::string& dir);
-  void mlp_dense(const LayerWeights& L, Scratch& s, const float* h, float* out, int64_t T);
-  void moe_block(const LayerSpec& ls, const LayerWeights& L, Scratch& s, const float* h, float* out, int64_t T, int layer,
-                 ActivationStore* acts);
-  void swiglu_mlp(const Linear& g, const Linear& u, const Linear& d, Scratch& s, const float* h, int64_t ldh, float* out,
-                  int64_t M, bool accumulate);
+  void linear(const Tensor& y, const Tensor& x, const Linear& l);
+  void moe_block(const LayerSpec& ls, const LayerWeights& L, Scratch& s, const Tensor& h, const Tensor& out);
+  void swiglu_mlp(const Linear& g, const Linear& u, const Linear& d, Scratch& s, const Tensor& h, const Tensor& out, bool accumulate);
 
   ModelSpec spec_;
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<Backend> backend_;  // after pool_: destroyed first
   std::unique_ptr<TensorStore> store_;
   std::vector<int> eos_ids_;
   Linear embed_, lm_head_;

@@ -95,19 +95,4 @@ void rope_tables(const float* inv_freq, float scaling, int head_dim, int64_t pos
   }
 }
 
-void rope_forward(float* x, int64_t T, int n_heads, int head_dim, int64_t stride, const float* cos, const float* sin) {
-  const int half = head_dim / 2;
-  for (int64_t t = 0; t < T; ++t) {
-    const float* c = cos + t * half; const float* s = sin + t * half;
-    for (int h = 0; h < n_heads; ++h) {
-      float* v = x + t * stride + int64_t(h) * head_dim;
-      for (int i = 0; i < half; ++i) {
-        float a = v[i], b = v[i + half];
-        v[i] = a * c[i] - b * s[i];
-        v[i + half] = b * c[i] + a * s[i];
-      }
-    }
-  }
-}
-
 }  // namespace moe

@@ -5,7 +5,7 @@
 //   ntk_alpha (Hunyuan): base' = base·alpha^(d/(d−2))
 //   llama3:  per-frequency blend of inv_freq and inv_freq/factor by wavelength vs original context
 //   yarn:    ramp between interpolated (1/(factor·base^…)) and extrapolated frequencies; cos/sin × attention_factor
-// Rotation (rotate_half convention): for j < d/2, (x_j, x_{j+d/2}) -> (x_j·c − x_{j+d/2}·s, x_{j+d/2}·c + x_j·s),
+// Rotation (rotate_half convention, backend.h `rope`): for j < d/2, (x_j, x_{j+d/2}) -> (x_j·c − x_{j+d/2}·s, x_{j+d/2}·c + x_j·s),
 // with c = cos(pos·inv_freq_j)·a, s = sin(pos·inv_freq_j)·a, a = attention scaling.
 #pragma once
 #include <cstdint>
@@ -20,7 +20,6 @@ float rope_inv_freq(const RopeSpec& r, int head_dim, int64_t max_position, int64
 // cos/sin tables for T positions pos0..pos0+T-1: cos, sin: [T, d/2].
 void rope_tables(const float* inv_freq, float scaling, int head_dim, int64_t pos0, int64_t T, float* cos, float* sin);
 
-// x: [T, n_heads, head_dim] with rows `stride` floats apart (per token); rotated in place.
-void rope_forward(float* x, int64_t T, int n_heads, int head_dim, int64_t stride, const float* cos, const float* sin);
+// The rotation itself is the backend's `rope` op (backend/backend.h).
 
 }  // namespace moe

@@ -1,6 +1,7 @@
 // RoPE inverse frequencies vs transformers 5.18 (values printed by modeling_rope_utils.ROPE_INIT_FUNCTIONS with
 // head_dim 32, max_position_embeddings 256).
 #include "tests/test.h"
+#include "backend/backend.h"
 #include "model/rope.h"
 
 using namespace moe;
@@ -40,7 +41,7 @@ TEST(model_rope_rotation_preserves_norm) {
   rope_tables(inv, 1.0f, 8, 5, 3, c, s);
   float x[3 * 8]; for (int i = 0; i < 24; ++i) x[i] = float(i % 7) - 3.0f;
   float before = 0, after = 0; for (float v : x) before += v * v;
-  rope_forward(x, 3, 1, 8, 8, c, s);
+  make_backend("ref")->rope(mat3(x, 3, 1, 8), mat(c, 3, 4), mat(s, 3, 4));
   for (float v : x) after += v * v;
   CHECK_NEAR(before, after, 1e-3);
   CHECK_NEAR(c[0], std::cos(5.0), 1e-6);  // position 5, frequency 1

@@ -19,6 +19,7 @@ const RULES: Rule[] = [
   [/^The engine stopped unexpectedly \(([^)]+)\) (\d+) times within a minute/, "error.crashLoop", (m) => ({ why: m[1], n: m[2] })],
   [/^The engine stopped while loading (.+) \(([^)]+)\)\./, "error.loadCrashed", (m) => ({ name: m[1], why: m[2] })],
   [/^This message is (\d+) tokens long, more than this chat's context of (\d+) tokens/, "error.promptTooLong", (m) => ({ n: m[1], ctx: m[2] })],
+  [/^This message is (\d+) characters long, at least (\d+) tokens, more than this chat's context of (\d+) tokens/, "error.promptTooLongAtLeast", (m) => ({ chars: m[1], n: m[2], ctx: m[3] })],
   [/^The app closed while this reply was being written/, "error.interrupted", () => ({})],
   [/^A reply is still being written in this conversation/, "error.busyHere", () => ({})],
   [/^The model is answering in another conversation/, "error.busyOther", () => ({})],
@@ -36,6 +37,7 @@ const BY_CODE: Record<string, MessageKey> = {
   unknown_call: "error.unknownCall",
   not_found: "error.notFound",
   engine: "error.engine",
+  disk_full: "error.diskFull",
   internal: "error.internal",
 };
 

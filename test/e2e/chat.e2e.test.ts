@@ -316,6 +316,11 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     await expect.poll(() => page.getByRole("main").innerText()).toMatch(/does-not-exist/);
     await visible(problem);
     await expectNoStackTrace();
+    // serve reads only folders it was given: another one is refused with a message saying how to allow it
+    await path.fill("/etc");
+    await button("Open").click();
+    await expect.poll(() => page.getByRole("main").innerText()).toMatch(/"\/etc" is outside the folders this server may read/);
+    await expect.poll(() => page.getByRole("main").innerText()).toMatch(/--allow-dir/);
     await app.screenshot("10-models-bad-folder");
     // the loaded model is still the one that was loaded
     await visible(page.getByRole("region", { name: "Current model" }).getByText("qwen3_moe", { exact: true }));

@@ -2,7 +2,7 @@
 // playwright-core (the Electron binary cannot be downloaded on our machines; the served UI is the same renderer).
 //
 //   const serve = await startServe({ model: fixtureModel("qwen3_moe") });
-//   const app = await openApp(serve.url);
+//   const app = await openApp(serve.url);       // the printed URL with its ?token=, as a user opens it
 //   ... app.page ...; await app.screenshot("chat"); app.expectClean();
 //   await app.close(); await serve.stop();
 //
@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { afterAll } from "vitest";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 export const ARTIFACTS = join(ROOT, "test/artifacts/e2e");
@@ -52,8 +53,23 @@ export function fixtureModel(name: string): string {
   return join(ROOT, "test/fixtures/models", name);
 }
 
+/**
+ * This test file's temp folders live in one scratch folder that every `serve` it starts is given with --allow-dir:
+ * tests open model folders and files they make there by path, as a user opens folders they allowed; anything
+ * else outside the data folder and the fixtures is refused, as for a user. Removed after the file's last suite
+ * (a file-level afterAll: the suites' own afterAll, which stop their servers, run before it).
+ */
+let scratch: string | null = null;
+function scratchDir(): string {
+  return (scratch ??= mkdtempSync(join(tmpdir(), "moe-e2e-")));
+}
+afterAll(() => {
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+  scratch = null;
+});
+
 export function freshDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `moe-e2e-${prefix}-`));
+  return mkdtempSync(join(scratchDir(), `${prefix}-`));
 }
 
 /**
@@ -90,7 +106,9 @@ export function longReplyModel(name: string, contextLength = 32768): string {
 // ---------- the server ----------
 
 export interface Serve {
+  /** The URL the server printed, with its ?token=: opening it signs the browser in (a cookie). */
   url: string;
+  token: string;
   pid: number;
   dataDir: string;
   /** Everything the server printed so far (stdout + stderr), for failure messages. */
@@ -101,14 +119,17 @@ export interface Serve {
   stop(logName?: string): Promise<void>;
 }
 
-const READY = /moe-studio serve: (http:\/\/127\.0\.0\.1:\d+\/)/;
+const READY = /moe-studio serve: (http:\/\/127\.0\.0\.1:\d+\/\?token=([A-Za-z0-9._~-]+))\n/;
 
-/** Starts `moe-studio serve --port 0 --data <fresh dir> [--model DIR]` and waits for its URL line. */
+/**
+ * Starts `moe-studio serve --port 0 --data <fresh dir> [--model DIR] --allow-dir <fixtures> --allow-dir <scratch>`
+ * and waits for its URL line.
+ */
 export async function startServe(opts: { model?: string; dataDir?: string; timeoutMs?: number } = {}): Promise<Serve> {
   const cli = join(ROOT, "out/electron/cli.js");
   if (!existsSync(cli)) throw new Error(`e2e: ${cli} is missing; run "npm run build" first`);
   const dataDir = opts.dataDir ?? freshDir("data");
-  const args = [BIN, "serve", "--port", "0", "--data", dataDir];
+  const args = [BIN, "serve", "--port", "0", "--data", dataDir, "--allow-dir", join(ROOT, "test/fixtures/models"), "--allow-dir", scratchDir()];
   if (opts.model) args.push("--model", opts.model);
   const child: ChildProcess = spawn(process.execPath, args, {
     cwd: ROOT,
@@ -120,8 +141,8 @@ export async function startServe(opts: { model?: string; dataDir?: string; timeo
   child.stderr!.setEncoding("utf8");
   child.stderr!.on("data", (s: string) => (out += s));
 
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => fail(`no "moe-studio serve: http://127.0.0.1:PORT/" line within ${opts.timeoutMs ?? 60_000} ms`), opts.timeoutMs ?? 60_000);
+  const [url, token] = await new Promise<[string, string]>((resolve, reject) => {
+    const timer = setTimeout(() => fail(`no "moe-studio serve: http://127.0.0.1:PORT/?token=..." line within ${opts.timeoutMs ?? 60_000} ms`), opts.timeoutMs ?? 60_000);
     function fail(why: string) {
       clearTimeout(timer);
       child.kill("SIGKILL");
@@ -132,7 +153,7 @@ export async function startServe(opts: { model?: string; dataDir?: string; timeo
       const m = READY.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolve(m[1]);
+        resolve([m[1], m[2]]);
       }
     });
     child.once("exit", (code, signal) => fail(`exited before it was ready (${signal ?? `code ${code}`})`));
@@ -144,6 +165,7 @@ export async function startServe(opts: { model?: string; dataDir?: string; timeo
   const exitedP = new Promise<void>((r) => child.once("exit", () => ((exited = true), r())));
   return {
     url,
+    token,
     pid: child.pid!,
     dataDir,
     output: () => out,
@@ -221,6 +243,10 @@ export async function openApp(url: string, opts: { locale?: string; colorScheme?
   const page = context.pages()[0] ?? (await context.newPage());
   watch(page);
   await page.goto(url);
+  // the token exchange: the page arrives signed in, and the token is not left in the address bar (or history)
+  if (new URL(url).searchParams.has("token") && new URL(page.url()).searchParams.has("token")) {
+    throw new Error(`e2e: ${page.url()} still shows the token after signing in`);
+  }
 
   mkdirSync(ARTIFACTS, { recursive: true });
   return {

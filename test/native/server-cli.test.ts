@@ -1,5 +1,5 @@
-// `moe-studio serve` as a user runs it: one URL line on stdout when ready, a working server, and a clean stop on
-// SIGTERM/SIGINT that takes the engine worker with it. (Needs `npx tsc`; the renderer is a stand-in folder passed
+// `moe-studio serve` as a user runs it: one URL line on stdout when ready (with its token), a working server, the
+// token from --token or MOE_STUDIO_TOKEN, and a clean stop on SIGTERM/SIGINT that takes the engine worker with it. (Needs `npx tsc`; the renderer is a stand-in folder passed
 // with MOE_STUDIO_RENDERER_DIR so this does not need `vite build`.)
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -10,7 +10,7 @@ import WebSocket from "ws";
 import { MODELS, ROOT } from "./fixtures.js";
 
 const BIN = join(ROOT, "electron/bin/moe-studio.mjs");
-const LINE = /^moe-studio serve: http:\/\/127\.0\.0\.1:(\d+)\/$/;
+const LINE = /^moe-studio serve: http:\/\/127\.0\.0\.1:(\d+)\/\?token=([A-Za-z0-9._~-]+)$/;
 let tmp: string;
 let staticDir: string;
 
@@ -92,12 +92,18 @@ describe("moe-studio serve", () => {
       const m = LINE.exec(line);
       expect(m, line).not.toBeNull();
       const port = Number(m![1]);
-      const res = await fetch(`http://127.0.0.1:${port}/`);
+      const token = m![2];
+      expect(Buffer.from(token, "base64url").length).toBeGreaterThanOrEqual(16); // ≥ 128 random bits
+      expect((await fetch(`http://127.0.0.1:${port}/`)).status).toBe(401);
+      const signIn = await fetch(`http://127.0.0.1:${port}/?token=${token}`, { redirect: "manual" });
+      expect(signIn.status).toBe(302);
+      const cookie = signIn.headers.get("set-cookie")!.split(";")[0];
+      const res = await fetch(`http://127.0.0.1:${port}/`, { headers: { cookie } });
       expect(res.status).toBe(200);
       expect(await res.text()).toContain("MoE Studio");
 
       // the model loads in an engine worker (a child process of the server)
-      const ws = new WebSocket(`ws://127.0.0.1:${port}/api`, { origin: `http://127.0.0.1:${port}` });
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/api`, { origin: `http://127.0.0.1:${port}`, headers: { cookie } });
       await new Promise((r, j) => (ws.once("open", r), ws.once("error", j)));
       const status = async () =>
         new Promise<{ state: string }>((resolve) => {
@@ -131,6 +137,82 @@ describe("moe-studio serve", () => {
     expect(s.out()).toBe("");
     expect(s.err()).toMatch(/npm run build:renderer/);
     expect(s.err().trim().split("\n")).toHaveLength(1);
+  });
+
+  /** The token a server started with `args` and `env` printed, and whether it lets that token (only) in. */
+  async function servedToken(args: string[], env: Record<string, string>): Promise<string> {
+    const s = serve(["--port", "0", "--data", join(tmp, "data-token"), ...args], { MOE_STUDIO_RENDERER_DIR: staticDir, ...env });
+    try {
+      const m = LINE.exec(await s.ready);
+      expect(m).not.toBeNull();
+      const base = `http://127.0.0.1:${m![1]}/`;
+      expect((await fetch(base, { headers: { authorization: `Bearer ${m![2]}` } })).status).toBe(200);
+      expect((await fetch(base, { headers: { authorization: "Bearer some-other-token-1234" } })).status).toBe(401);
+      return m![2];
+    } finally {
+      s.child.kill("SIGTERM");
+      await s.exited;
+    }
+  }
+
+  it("takes its token from --token or MOE_STUDIO_TOKEN (--token wins); a new random one each start otherwise", async () => {
+    expect(await servedToken(["--token", "flag-token-0123456789"], {})).toBe("flag-token-0123456789");
+    expect(await servedToken([], { MOE_STUDIO_TOKEN: "env-token-0123456789" })).toBe("env-token-0123456789");
+    expect(await servedToken(["--token=flag-token-0123456789"], { MOE_STUDIO_TOKEN: "env-token-0123456789" })).toBe("flag-token-0123456789");
+    const a = await servedToken([], { MOE_STUDIO_TOKEN: "" });
+    const b = await servedToken([], { MOE_STUDIO_TOKEN: "" });
+    expect(a).not.toBe(b);
+  });
+
+  it("refuses a weak or malformed token and an --allow-dir that is not a folder, before it listens", async () => {
+    for (const [args, env, says] of [
+      [["--token", "short"], {}, /--token: a token needs at least 16 characters, got 5/],
+      [["--token", "has spaces in it, too many"], {}, /--token: a token may contain only letters, digits/],
+      [[], { MOE_STUDIO_TOKEN: "tiny" }, /MOE_STUDIO_TOKEN: a token needs at least 16 characters/],
+      [["--allow-dir", join(tmp, "no-such-folder")], {}, /--allow-dir .*no-such-folder: no such folder/],
+    ] as const) {
+      const s = serve(["--port", "0", "--data", join(tmp, "data-bad"), ...args], { MOE_STUDIO_RENDERER_DIR: staticDir, ...env });
+      expect((await s.exited).code, s.err()).toBe(1);
+      expect(s.out()).toBe("");
+      expect(s.err()).toMatch(says);
+    }
+  });
+
+  it("lets clients name files in each --allow-dir folder, and nowhere else", async () => {
+    const allowed = [join(tmp, "allowed-a"), join(tmp, "allowed-b")];
+    for (const d of allowed) {
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, "picked.jsonl"), `${JSON.stringify({ messages: [{ role: "user", content: "hi" }, { role: "assistant", content: "hello" }] })}\n`);
+    }
+    writeFileSync(join(tmp, "not-allowed.jsonl"), "{}\n");
+    const s = serve(["--port", "0", "--data", join(tmp, "data-allow"), "--allow-dir", allowed[0], `--allow-dir=${allowed[1]}`]);
+    try {
+      const m = LINE.exec(await s.ready)!;
+      const ws = new WebSocket(`ws://127.0.0.1:${m[1]}/api`, { origin: `http://127.0.0.1:${m[1]}`, headers: { authorization: `Bearer ${m[2]}` } });
+      await new Promise((r, j) => (ws.once("open", r), ws.once("error", j)));
+      let id = 0;
+      const scan = (path: string) =>
+        new Promise<{ ok: boolean; output?: { fileName: string }; error?: { message: string } }>((resolve) => {
+          const mine = ++id;
+          const onMessage = (d: WebSocket.RawData) => {
+            const msg = JSON.parse(d.toString());
+            if (msg.t !== "result" || msg.id !== mine) return;
+            ws.off("message", onMessage);
+            resolve(msg);
+          };
+          ws.on("message", onMessage);
+          ws.send(JSON.stringify({ t: "call", id: mine, name: "datasets.import.scan", input: { source: { kind: "path", path } } }));
+        });
+      for (const d of allowed) expect((await scan(join(d, "picked.jsonl"))).output?.fileName).toBe("picked.jsonl");
+      const outside = await scan(join(tmp, "not-allowed.jsonl"));
+      expect(outside.ok).toBe(false);
+      expect(outside.error?.message).toMatch(/is outside the folders this server may read/);
+      for (const d of allowed) expect(outside.error?.message).toContain(d);
+      ws.close();
+    } finally {
+      s.child.kill("SIGTERM");
+      await s.exited;
+    }
   });
 
   it("rejects a bad --port", async () => {

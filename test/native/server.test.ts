@@ -1,9 +1,10 @@
 // `moe-studio serve` as a browser meets it: the HTTP side (renderer files with the CSP, nothing outside the folder,
-// only 127.0.0.1) and the WebSocket side (the contract's wire format to the real services and engine worker,
-// malformed payloads rejected, foreign origins refused, events to every client). Needs `npx tsc` (the engine
+// only 127.0.0.1), the token (nothing without it, the exchange for a cookie), the WebSocket side (the contract's
+// wire format to the real services and engine worker, malformed payloads rejected, foreign origins refused,
+// events to every client), and paths from clients kept to the allowed folders. Needs `npx tsc` (the engine
 // worker runs from out/); the renderer is a small stand-in folder so these tests do not need `vite build`.
 import { request } from "node:http";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "node:net";
@@ -21,8 +22,19 @@ let tmp: string;
 let staticDir: string;
 let server: RunningServer;
 let origin: string;
+let dataDir: string;
+/** "moe-studio-token-PORT=..." as the token exchange set it */
+let cookie: string;
 
-function get(path: string, headers: Record<string, string> = {}, method = "GET"): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+type Reply = { status: number; headers: Record<string, string | string[] | undefined>; body: string };
+
+/** A request as the signed-in page makes it (with the cookie). */
+function get(path: string, headers: Record<string, string> = {}, method = "GET"): Promise<Reply> {
+  return anon(path, { Cookie: cookie, ...headers }, method);
+}
+
+/** A request with only the headers given (no cookie). */
+function anon(path: string, headers: Record<string, string> = {}, method = "GET"): Promise<Reply> {
   return new Promise((resolve, reject) => {
     // a raw path: http.request sends it as given (no URL normalisation of "..")
     const req = request({ host: "127.0.0.1", port: server.port, path, method, headers }, (res) => {
@@ -45,8 +57,9 @@ class Client {
   private eventWaiters: (() => void)[] = [];
   readonly opened: Promise<void>;
 
-  constructor(url: string, opts: { origin?: string } = {}) {
-    this.ws = new WebSocket(url, opts.origin === undefined ? {} : { origin: opts.origin });
+  /** `headers` default to the signed-in cookie; pass {} for none. */
+  constructor(url: string, opts: { origin?: string; headers?: Record<string, string> } = {}) {
+    this.ws = new WebSocket(url, { ...(opts.origin === undefined ? {} : { origin: opts.origin }), headers: opts.headers ?? { Cookie: cookie } });
     this.opened = new Promise((resolve, reject) => {
       this.ws.once("open", () => resolve());
       this.ws.once("error", reject);
@@ -110,8 +123,13 @@ beforeAll(async () => {
   writeFileSync(join(staticDir, "assets", "app.css"), "body{}");
   writeFileSync(join(tmp, "secret.txt"), SECRET);
   symlinkSync(join(tmp, "secret.txt"), join(staticDir, "assets", "link.txt"));
-  server = await startServer({ port: 0, host: "127.0.0.1", dataDir: join(tmp, "data"), model: MODEL, staticDir });
+  dataDir = join(tmp, "data");
+  server = await startServer({ port: 0, host: "127.0.0.1", dataDir, model: MODEL, staticDir });
   origin = `http://127.0.0.1:${server.port}`;
+  // sign in as the page does: the printed URL, traded for a cookie
+  const r = await anon(`/?token=${server.token}`);
+  expect(r.status).toBe(302);
+  cookie = String(r.headers["set-cookie"]).split(";")[0];
 });
 
 afterAll(async () => {
@@ -262,5 +280,169 @@ describe("serve: WebSocket API", () => {
     }
     a.close();
     b.close();
+  });
+});
+
+describe("serve: the token", () => {
+  it("answers 401 to every HTTP request without the token or cookie, the UI's files included", async () => {
+    for (const path of ["/", "/index.html", "/assets/app.js", "/models", "/api", "/nope.js"]) {
+      for (const method of ["GET", "HEAD", "POST"]) {
+        const r = await anon(path, {}, method);
+        expect(r.status, `${method} ${path}`).toBe(401);
+        expect(r.body, `${method} ${path}`).not.toContain("<title>MoE Studio</title>");
+        expect(r.headers["www-authenticate"]).toMatch(/^Bearer/);
+        expect(r.headers["set-cookie"]).toBeUndefined();
+      }
+    }
+    // the same with this server's own Origin, as a page (or a process pretending to be one) would send
+    expect((await anon("/", { Origin: origin })).status).toBe(401);
+    expect((await anon("/", {})).body).toMatch(/\?token=/); // says what to do
+  });
+
+  it("answers 401 to a wrong token, in the URL, a cookie or a header, and to another port's cookie", async () => {
+    const wrong = `${server.token.slice(0, -1)}${server.token.endsWith("A") ? "B" : "A"}`;
+    for (const [path, headers] of [
+      [`/?token=${wrong}`, {}],
+      ["/?token=", {}],
+      [`/?token=${server.token}x`, {}],
+      ["/", { Cookie: `moe-studio-token-${server.port}=${wrong}` }],
+      ["/", { Cookie: `moe-studio-token-${server.port + 1}=${server.token}` }],
+      ["/", { Authorization: `Bearer ${wrong}` }],
+      ["/", { Authorization: `Basic ${Buffer.from(`x:${server.token}`).toString("base64")}` }],
+    ] as const) {
+      const r = await anon(path, headers);
+      expect(r.status, `${path} ${JSON.stringify(headers)}`).toBe(401);
+      expect(r.headers["set-cookie"]).toBeUndefined();
+    }
+  });
+
+  it("trades the token for an HttpOnly, SameSite=Strict cookie and redirects to the same URL without it", async () => {
+    const r = await anon(`/?token=${server.token}`);
+    expect(r.status).toBe(302);
+    expect(r.headers.location).toBe("/");
+    expect(r.headers["cache-control"]).toBe("no-store");
+    const set = String(r.headers["set-cookie"]);
+    expect(set).toMatch(new RegExp(`^moe-studio-token-${server.port}=${server.token};`));
+    expect(set).toMatch(/; HttpOnly/);
+    expect(set).toMatch(/; SameSite=Strict/);
+    expect(set).toMatch(/; Path=\//);
+    // other query parameters and the path stay; only the token goes
+    expect((await anon(`/models?lang=zh&token=${server.token}&x=1`)).headers.location).toBe("/models?lang=zh&x=1");
+    // a path that would make Location point at another site goes to "/"
+    expect((await anon(`//evil.example/?token=${server.token}`)).headers.location).toBe("/");
+    // the cookie, or the token as a bearer header (scripts), lets requests in
+    expect((await anon("/", { Cookie: `other=1; ${set.split(";")[0]}` })).status).toBe(200);
+    expect((await anon("/assets/app.js", { Authorization: `Bearer ${server.token}` })).status).toBe(200);
+  });
+
+  it("answers 401 to a WebSocket without the token, also from the right Origin; lets one in with it", async () => {
+    const url = `ws://127.0.0.1:${server.port}/api`;
+    for (const headers of [{}, { Cookie: `moe-studio-token-${server.port}=nope-nope-nope-nope` }, { Authorization: "Bearer nope-nope-nope-nope" }]) {
+      const c = new Client(url, { origin, headers });
+      await expect(c.opened, JSON.stringify(headers)).rejects.toThrow(/401/);
+    }
+    await expect(new Client(`${url}?token=wrong`, { origin, headers: {} }).opened).rejects.toThrow(/401/);
+    await expect(new Client(`ws://127.0.0.1:${server.port}/elsewhere`, { origin, headers: {} }).opened).rejects.toThrow(/401/);
+    // the token but a foreign origin: still refused (403), the Origin check stays
+    await expect(new Client(url, { origin: "https://evil.example" }).opened).rejects.toThrow(/403/);
+    for (const c of [
+      new Client(url, { origin }),
+      new Client(url, { origin, headers: { Authorization: `Bearer ${server.token}` } }),
+      new Client(`${url}?token=${server.token}`, { origin, headers: {} }),
+    ]) {
+      await c.opened;
+      expect((await c.ok("app.info", {})).transport).toBe("ws");
+      c.close();
+    }
+  });
+});
+
+describe("serve: paths from clients stay in the allowed folders", () => {
+  let c: Client;
+  let outsideDir: string;
+  beforeAll(async () => {
+    c = new Client(`ws://127.0.0.1:${server.port}/api`, { origin });
+    await c.opened;
+    outsideDir = join(tmp, "outside"); // beside the data folder, not in it
+    mkdirSync(outsideDir);
+    writeFileSync(join(outsideDir, "secret.jsonl"), `${JSON.stringify({ messages: [{ role: "user", content: SECRET }, { role: "assistant", content: "x" }] })}\n`);
+    mkdirSync(dataDir, { recursive: true });
+    symlinkSync(outsideDir, join(dataDir, "escape"));
+  });
+  afterAll(() => c?.close());
+
+  const refused = async (name: string, input: unknown, ...says: (string | RegExp)[]) => {
+    const r = await c.call(name, input);
+    if (r.t !== "result" || r.ok) throw new Error(`${name} was not refused: ${JSON.stringify(r)}`);
+    expect(r.error.code, name).toBe("invalid_input");
+    for (const s of says) expect(r.error.message, name).toMatch(s);
+    return r.error.message;
+  };
+
+  /** A dataset made the browser's way: an upload (the file the user picked) scanned and committed. */
+  async function uploadDataset(name: string): Promise<string> {
+    const lines = [0, 1, 2].map((i) => JSON.stringify({ messages: [{ role: "user", content: `question ${i}` }, { role: "assistant", content: `answer ${i}` }] })).join("\n") + "\n";
+    const bytes = Buffer.from(lines);
+    const { uploadId } = await c.ok("datasets.upload.begin", { fileName: `${name}.jsonl`, size: bytes.length });
+    await c.ok("datasets.upload.chunk", { uploadId, offset: 0, data: bytes.toString("base64") });
+    const { importId } = await c.ok("datasets.import.scan", { source: { kind: "upload", uploadId } });
+    for (let i = 0; ; i++) {
+      const st = await c.ok("datasets.import.status", { importId });
+      if (st.state === "ready") break;
+      if (i > 600 || st.state === "failed") throw new Error(`scan: ${JSON.stringify(st)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const ds = await c.ok("datasets.import.commit", { importId, name });
+    expect(ds.sampleCount).toBe(3);
+    return ds.id;
+  }
+
+  it("refuses to scan /etc/passwd or a file outside, directly or through a link; scans a file in the data folder", async () => {
+    await refused("datasets.import.scan", { source: { kind: "path", path: "/etc/passwd" } }, /^dataset file: "\/etc\/passwd" is outside the folders this server may read/, /--allow-dir/);
+    await refused("datasets.import.scan", { source: { kind: "path", path: join(outsideDir, "secret.jsonl") } }, /outside/);
+    await refused("datasets.import.scan", { source: { kind: "path", path: join(dataDir, "escape", "secret.jsonl") } }, /it leads to/);
+    await refused("datasets.import.scan", { source: { kind: "path", path: `${dataDir}/../outside/secret.jsonl` } }, /"\.\."/);
+    await refused("datasets.import.scan", { source: { kind: "path", path: "outside/secret.jsonl" } }, /not an absolute path/);
+    // nothing was read: no import began, so no progress event names the file
+    expect(c.events.filter((e) => e.name.startsWith("datasets.import")).map((e) => JSON.stringify(e.payload)).join("")).not.toContain("secret");
+    const inside = join(dataDir, "picked.jsonl");
+    writeFileSync(inside, `${JSON.stringify({ messages: [{ role: "user", content: "hi" }, { role: "assistant", content: "hello" }] })}\n`);
+    const scan = await c.ok("datasets.import.scan", { source: { kind: "path", path: inside } });
+    expect(scan.fileName).toBe("picked.jsonl");
+    await c.ok("datasets.import.cancel", { importId: scan.importId });
+  });
+
+  it("refuses to export outside the allowed folders and writes nothing there; uploads and exports inside work", async () => {
+    const id = await uploadDataset("uploaded");
+    const targets = [join(outsideDir, "outside-file"), join(tmp, "outside-file"), join(dataDir, "escape", "outside-file")];
+    for (const path of targets) await refused("datasets.export", { id, path }, /^export file: .* is outside the folders this server may write to/);
+    for (const path of targets) expect(existsSync(path), path).toBe(false);
+    await refused("datasets.export", { id, path: join(dataDir, "moe-studio.db") }, /is one of the app's own files/);
+    expect(readFileSync(join(outsideDir, "secret.jsonl"), "utf8")).toContain(SECRET); // untouched
+    const target = join(dataDir, "exports", "uploaded.jsonl");
+    mkdirSync(join(dataDir, "exports"));
+    const out = await c.ok("datasets.export", { id, path: target });
+    expect(out.path).toBe(realpathSync(target));
+    expect(readFileSync(target, "utf8").trim().split("\n")).toHaveLength(3);
+  });
+
+  it("refuses a models folder, model folder, tokenizer folder or quantize source outside", async () => {
+    await refused("settings.set", { modelsDir: "/" }, /^modelsDir \(the models folder\): "\/" is outside the folders this server may write to/);
+    expect((await c.ok("settings.get", {})).modelsDir).toBe("");
+    // the --model folder is allowed for reading only: not as a place to write models into
+    await refused("settings.set", { modelsDir: MODEL }, /may write to/);
+    const mine = join(dataDir, "my-models");
+    expect((await c.ok("settings.set", { modelsDir: mine })).modelsDir).toBe(realpathSync(dataDir) + "/my-models");
+    expect((await c.ok("settings.set", { modelsDir: "" })).modelsDir).toBe("");
+    await refused("models.open", { dir: "/etc" }, /^model folder: "\/etc" is outside/);
+    await refused("quantize.start", { dir: "/etc", target: "gguf", format: "q8_0", name: "x" }, /^model folder to quantize: "\/etc" is outside/);
+    const id = await uploadDataset("for-tokens");
+    const [sample] = (await c.ok("samples.list", { datasetId: id, offset: 0, limit: 1 })).items;
+    await refused("samples.get", { id: sample.id, tokenizer: { modelDir: "/etc" } }, /^tokenizer\.modelDir \(a model folder\): "\/etc" is outside/);
+    await refused("samples.list", { datasetId: id, offset: 0, limit: 1, tokenizer: { modelDir: outsideDir } }, /outside/);
+    await refused("datasets.tokens.count", { datasetId: id, tokenizer: { modelDir: "/" } }, /outside/);
+    // the --model folder's tokenizer is fine
+    const counted = await c.ok("samples.get", { id: sample.id, tokenizer: { modelDir: MODEL } });
+    expect(counted.tokens).toBeGreaterThan(0);
   });
 });

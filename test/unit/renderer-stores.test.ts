@@ -64,11 +64,13 @@ async function connectToServer(dirs: string[], model?: string): Promise<{ server
   const staticDir = mkdtempSync(join(tmpdir(), "moe-renderer-static-"));
   dirs.push(dataDir, staticDir);
   writeFileSync(join(staticDir, "index.html"), "<!doctype html><title>t</title>");
-  const server = await startServer({ port: 0, dataDir, staticDir, ...(model ? { model } : {}) });
+  // the fixture models are opened by path, as a user names a folder they allowed with --allow-dir
+  const server = await startServer({ port: 0, dataDir, staticDir, allowDirs: [join(root, "test/fixtures/models")], ...(model ? { model } : {}) });
   const origin = `http://127.0.0.1:${server.port}`;
   class OriginWebSocket extends WebSocket {
     constructor(url: string) {
-      super(url, { origin });
+      // what a signed-in page sends: its own origin, and the token (a browser sends it as the cookie)
+      super(url, { origin, headers: { authorization: `Bearer ${server.token}` } });
     }
   }
   const transport = new WebSocketTransport(wsUrlFor({ protocol: "http:", host: `127.0.0.1:${server.port}` }), { WebSocketImpl: OriginWebSocket as unknown as typeof globalThis.WebSocket });

@@ -188,6 +188,7 @@ describe("what services say reaches the user in their language", () => {
     [engineMessages.crashLoop("code 1", 4), "error.crashLoop", { why: "code 1", n: "4" }],
     [engineMessages.loadCrashed("Mixtral-8x7B", "signal SIGKILL"), "error.loadCrashed", { name: "Mixtral-8x7B", why: "signal SIGKILL" }],
     [engineMessages.promptTooLong(9000, 8192), "error.promptTooLong", { n: "9000", ctx: "8192" }],
+    [engineMessages.promptTooLongAtLeast(1000000, 333334, 8192), "error.promptTooLongAtLeast", { chars: "1000000", n: "333334", ctx: "8192" }],
     [engineMessages.interrupted(), "error.interrupted", {}],
     [engineMessages.busyHere(), "error.busyHere", {}],
     [engineMessages.busyOther(), "error.busyOther", {}],

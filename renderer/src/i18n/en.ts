@@ -146,6 +146,7 @@ export const en = {
   "error.crashLoop": "The engine stopped unexpectedly ({why}) {n} times within a minute. Open the model again to retry.",
   "error.loadCrashed": "The engine stopped while loading {name} ({why}). The model may need more memory than this machine has.",
   "error.promptTooLong": "This message is {n} tokens long, more than this chat's context of {ctx} tokens. Shorten it or start a new chat.",
+  "error.promptTooLongAtLeast": "This message is {chars} characters long, at least {n} tokens, more than this chat's context of {ctx} tokens. Shorten it or start a new chat.",
   "error.interrupted": "The app closed while this reply was being written.",
   "error.busyHere": "A reply is still being written in this conversation; stop it first.",
   "error.busyOther": "The model is answering in another conversation; wait for it or stop it first.",
@@ -158,6 +159,7 @@ export const en = {
   "error.notFound": "It is not there any more (it may have been deleted).",
   "error.engine": "The engine reported an error.",
   "error.internal": "Something went wrong inside MoE Studio.",
+  "error.diskFull": "The disk is full. Free some space and try again.",
   "error.unexpected": "Something went wrong.",
   // ---------- library ----------
   "library.tabLocal": "On this machine",

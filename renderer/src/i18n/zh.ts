@@ -148,6 +148,7 @@ export const zh: Record<MessageKey, string> = {
   "error.crashLoop": "推理引擎一分钟内意外停止了 {n} 次（{why}）。请重新打开模型再试。",
   "error.loadCrashed": "加载 {name} 时推理引擎停止了（{why}）。这个模型需要的内存可能超过了本机内存。",
   "error.promptTooLong": "这条消息有 {n} 个词元，超过了本对话 {ctx} 个词元的上下文。请缩短消息或开始新对话。",
+  "error.promptTooLongAtLeast": "这条消息有 {chars} 个字符，至少 {n} 个词元，超过了本对话 {ctx} 个词元的上下文。请缩短消息或开始新对话。",
   "error.interrupted": "生成这条回复时应用被关闭了。",
   "error.busyHere": "本对话仍在生成回复，请先停止它。",
   "error.busyOther": "模型正在另一个对话中回复，请稍候或先停止它。",
@@ -160,6 +161,7 @@ export const zh: Record<MessageKey, string> = {
   "error.notFound": "它已经不在了（可能已被删除）。",
   "error.engine": "推理引擎报告了一个错误。",
   "error.internal": "MoE Studio 内部出错了。",
+  "error.diskFull": "磁盘已满。请释放一些空间后再试。",
   "error.unexpected": "出错了。",
   // ---------- library ----------
   "library.tabLocal": "本机模型",

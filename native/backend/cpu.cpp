@@ -1,0 +1,204 @@
+// The cpu backend: the ops with a multi-threaded / SIMD path on the host. Every other op is RefBackend's scalar
+// code (the op is cheap beside the matmuls around it, or memory-bound either way):
+//   fast here: matmul (cpu/matmul.cpp + cpu/qmatmul.cpp, every ISA), matmul_dx, matmul_dw, swiglu, attention,
+//              attention_kv8, attention_backward, cross_entropy
+//   from ref:  add_bias, rmsnorm(+backward), swiglu_backward, add, mul_cols, clamp(+backward), rope(+backward),
+//              moe_route(+backward), gather_rows, scatter_add_rows, row_dots, embedding, adamw
+// Parallel loops split work by output rows, so results do not depend on the thread count.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+#include "backend/ref.h"
+#include "cpu/matmul.h"
+#include "cpu/thread_pool.h"
+
+namespace moe {
+
+namespace {
+
+// A per-thread f32 buffer that grows to the largest size asked for and is then reused (no allocation once warm).
+float* thread_buffer(int64_t n) {
+  thread_local std::vector<float> buf;
+  if (int64_t(buf.size()) < n) buf.resize(size_t(n));
+  return buf.data();
+}
+
+class CpuBackend final : public RefBackend {
+ public:
+  explicit CpuBackend(ThreadPool& pool) : pool_(pool) {}
+  const char* name() const override { return "cpu"; }
+  int scratch_rows() const override { return pool_.size(); }
+
+  void matmul(const Tensor& y, const Tensor& x, const Tensor& W, bool accumulate) override {
+    check_cols("matmul", x, W.cols()); check_cols("matmul", y, W.rows()); check_rows("matmul", y, x.rows());
+    moe::matmul(pool_, y.f32(), y.ld(), x.f32(), x.ld(), W.data, W.type, x.rows(), W.rows(), W.cols(), accumulate);
+  }
+
+  // dx[M, K] (+)= dy[M, N] · W[N, K]: rows of dx split over threads; each thread widens W one row at a time and
+  // adds dy[m, n] · W[n, :] into its rows (an axpy per (m, n)), so W is read once per thread in its stored dtype.
+  void matmul_dx(const Tensor& dx, const Tensor& dy, const Tensor& W, bool accumulate) override {
+    check_cols("matmul_dx", dy, W.rows()); check_cols("matmul_dx", dx, W.cols()); check_rows("matmul_dx", dx, dy.rows());
+    const int64_t M = dy.rows(), N = W.rows(), K = W.cols();
+    pool_.run(M, std::max<int64_t>(1, M / (4 * pool_.size())), [&](int64_t m0, int64_t m1, int) {
+      float* w = thread_buffer(K);
+      if (!accumulate) for (int64_t m = m0; m < m1; ++m) std::fill(dx.row(m), dx.row(m) + K, 0.0f);
+      for (int64_t n = 0; n < N; ++n) {
+        row_to_f32(w, W.data, W.type, n, K);
+        for (int64_t m = m0; m < m1; ++m) {
+          const float g = dy.row(m)[n];
+          if (g != 0.0f) vec_axpy_f32(dx.row(m), g, w, K);
+        }
+      }
+    });
+  }
+
+  // dW[N, K] (+)= dyᵀ · x: rows of dW split over threads, dW[n, :] += Σ_m dy[m, n] · x[m, :].
+  void matmul_dw(const Tensor& dW, const Tensor& dy, const Tensor& x, bool accumulate) override {
+    check_rows("matmul_dw", dy, x.rows()); check_rows("matmul_dw", dW, dy.cols()); check_cols("matmul_dw", dW, x.cols());
+    const int64_t M = x.rows(), N = dy.cols(), K = x.cols();
+    pool_.run(N, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, M * K)), [&](int64_t n0, int64_t n1, int) {
+      for (int64_t n = n0; n < n1; ++n) {
+        float* o = dW.row(n);
+        if (!accumulate) std::fill(o, o + K, 0.0f);
+        for (int64_t m = 0; m < M; ++m) {
+          const float g = dy.row(m)[n];
+          if (g != 0.0f) vec_axpy_f32(o, g, x.row(m), K);
+        }
+      }
+    });
+  }
+
+  void swiglu(const Tensor& out, const Tensor& gate, const Tensor& up) override {
+    check_same("swiglu", out, gate); check_same("swiglu", gate, up);
+    const int64_t I = gate.cols();
+    for (int64_t r = 0; r < gate.rows(); ++r) {
+      const float* g = gate.row(r); const float* u = up.row(r); float* o = out.row(r);
+      for (int64_t i = 0; i < I; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    }
+  }
+
+  void attention(const Tensor& out, const Tensor& q, const Tensor& K, const Tensor& V, int64_t pos0, float scale,
+                 const Tensor& att, const Tensor& scratch) override {
+    const int64_t hd = q.ne[0], Hq = q.ne[1], T = q.ne[2], Hkv = K.ne[1], n_all = pos0 + T;
+    if (K.ne[2] < n_all || K.ne[0] != hd || Hq % Hkv != 0 || scratch.rows() < pool_.size() || scratch.cols() < n_all)
+      throw std::invalid_argument("attention: q " + shape_of(q) + ", cache " + shape_of(K) + ", scratch " + shape_of(scratch));
+    const int64_t group = Hq / Hkv, ldk = K.nb[2] / 4, ldv = V.nb[2] / 4;
+    pool_.run(T * Hq, 1, [&](int64_t b, int64_t e, int tid) {
+      float* sc = scratch.row(tid);
+      for (int64_t th = b; th < e; ++th) {
+        const int64_t t = th / Hq, h = th % Hq, kh = h / group, n = pos0 + t + 1;
+        vec_dot_rows_f32(sc, at(q, t, h), at(K, 0, kh), ldk, n, hd, scale);  // sc[j] = scale · q·K[j]
+        softmax_inplace(sc, n);
+        if (!att.empty()) { float* a = att.row(t * Hq + h); std::copy(sc, sc + n, a); std::fill(a + n, a + n_all, 0.0f); }
+        float* o = at(out, t, h);
+        std::fill(o, o + hd, 0.0f);
+        vec_axpy_rows_f32(o, sc, at(V, 0, kh), ldv, n, hd);  // o = Σ_j sc[j] V[j]
+      }
+    });
+  }
+
+  void attention_kv8(const Tensor& out, const Tensor& q, const Tensor& K8, const Tensor& Ks, const Tensor& V8, const Tensor& Vs,
+                     int64_t pos0, float scale, const Tensor& scratch) override {
+    const int64_t hd = q.ne[0], Hq = q.ne[1], T = q.ne[2], Hkv = K8.ne[1], group = Hq / Hkv;
+    const int64_t kv_stride = K8.nb[2];  // int8: bytes = elements
+    if (scratch.rows() < pool_.size() || scratch.cols() < pos0 + T) throw std::invalid_argument("attention_kv8: scratch " + shape_of(scratch));
+    const int8_t* k8 = static_cast<const int8_t*>(K8.data); const int8_t* v8 = static_cast<const int8_t*>(V8.data);
+    const float* ks = Ks.f32(); const float* vs = Vs.f32();
+    pool_.run(T * Hq, 1, [&](int64_t b, int64_t e, int tid) {
+      float* sc = scratch.row(tid);
+      for (int64_t th = b; th < e; ++th) {
+        const int64_t t = th / Hq, h = th % Hq, kh = h / group, n = pos0 + t + 1;
+        const float* qv = at(q, t, h);
+        for (int64_t j = 0; j < n; ++j) {
+          const int8_t* kr = k8 + j * kv_stride + kh * hd;
+          float d = 0;
+          for (int64_t i = 0; i < hd; ++i) d += qv[i] * float(kr[i]);  // vectorised by the compiler (int8 -> f32)
+          sc[j] = scale * ks[j * Hkv + kh] * d;
+        }
+        softmax_inplace(sc, n);
+        float* o = at(out, t, h);
+        std::fill(o, o + hd, 0.0f);
+        for (int64_t j = 0; j < n; ++j) {
+          const int8_t* vr = v8 + j * kv_stride + kh * hd;
+          const float w = sc[j] * vs[j * Hkv + kh];
+          for (int64_t i = 0; i < hd; ++i) o[i] += w * float(vr[i]);
+        }
+      }
+    });
+  }
+
+  // Split by KV head: every query head of a group and every position write only that head's dK/dV rows, so
+  // threads never share an output row (deterministic, no atomics).
+  void attention_backward(const Tensor& dq, const Tensor& dK, const Tensor& dV, const Tensor& dout, const Tensor& q,
+                          const Tensor& K, const Tensor& V, const Tensor& att, int64_t pos0, float scale) override {
+    const int64_t hd = q.ne[0], Hq = q.ne[1], T = q.ne[2], Hkv = K.ne[1], group = Hq / Hkv, n_all = pos0 + T;
+    check_rows("attention_backward att", att, T * Hq); check_cols("attention_backward att", att, n_all);
+    const int64_t ldk = K.nb[2] / 4, ldv = V.nb[2] / 4;
+    pool_.run(Hkv, 1, [&](int64_t k0, int64_t k1, int) {
+      float* ds = thread_buffer(n_all);
+      for (int64_t kh = k0; kh < k1; ++kh)
+        for (int64_t h = kh * group; h < (kh + 1) * group; ++h)
+          for (int64_t t = 0; t < T; ++t) {
+            const int64_t n = pos0 + t + 1;
+            const float* p = att.row(t * Hq + h); const float* go = at(dout, t, h); const float* qv = at(q, t, h);
+            vec_dot_rows_f32(ds, go, at(V, 0, kh), ldv, n, hd, 1.0f);  // dp_j = dout·V[j]
+            double sum = 0;
+            for (int64_t j = 0; j < n; ++j) sum += double(p[j]) * ds[j];
+            for (int64_t j = 0; j < n; ++j) ds[j] = p[j] * (ds[j] - float(sum));
+            float* g = at(dq, t, h);
+            std::fill(g, g + hd, 0.0f);
+            vec_axpy_rows_f32(g, ds, at(K, 0, kh), ldk, n, hd);  // dq = Σ_j ds_j K[j]
+            for (int64_t i = 0; i < hd; ++i) g[i] *= scale;
+            for (int64_t j = 0; j < n; ++j) {
+              vec_axpy_f32(at(dK, j, kh), scale * ds[j], qv, hd);
+              vec_axpy_f32(at(dV, j, kh), p[j], go, hd);
+            }
+          }
+    });
+  }
+
+  // Rows over threads; exp in f32, the normaliser summed in double. dlogits = scale·(softmax − onehot).
+  double cross_entropy(const Tensor& logits, const Tensor& labels, float scale) override {
+    const int64_t n = logits.rows(), V = logits.cols();
+    const int32_t* y = static_cast<const int32_t*>(labels.data);
+    for (int64_t r = 0; r < n; ++r)
+      if (y[r] != -100 && (y[r] < 0 || y[r] >= V))
+        throw std::out_of_range("label " + std::to_string(y[r]) + " is out of range [0, " + std::to_string(V) + ")");
+    std::vector<double>& rows = row_losses_;
+    rows.assign(size_t(n), 0.0);
+    pool_.run(n, 1, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t r = r0; r < r1; ++r) {
+        float* l = logits.row(r);
+        if (y[r] == -100) { std::fill(l, l + V, 0.0f); continue; }
+        float m = l[0];
+        for (int64_t i = 1; i < V; ++i) m = std::max(m, l[i]);
+        double sum = 0;
+        for (int64_t i = 0; i < V; ++i) sum += std::exp(l[i] - m);
+        const float lse = m + float(std::log(sum));
+        rows[size_t(r)] = double(lse) - double(l[y[r]]);
+        for (int64_t i = 0; i < V; ++i) l[i] = scale * std::exp(l[i] - lse);
+        l[y[r]] -= scale;
+      }
+    });
+    double loss = 0;
+    for (double v : rows) loss += v;
+    return loss;
+  }
+
+ private:
+  ThreadPool& pool_;
+  std::vector<double> row_losses_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_backend(const std::string& name, ThreadPool* pool) {
+  if (name == "ref") return std::make_unique<RefBackend>();
+  if (name == "cpu") {
+    if (!pool) throw std::invalid_argument("the cpu backend needs a thread pool");
+    return std::make_unique<CpuBackend>(*pool);
+  }
+  throw std::invalid_argument("unknown backend \"" + name + "\" (this build has: cpu, ref)");
+}
+
+}  // namespace moe

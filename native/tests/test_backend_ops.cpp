@@ -1,0 +1,405 @@
+// Every op of every backend against the reference, forward and backward (ggml's test-backend-ops, for our table):
+//   1. each backend's forward and backward equal ref's on random shapes (odd sizes, 1 token, strided rows, an
+//      expert that receives no tokens, pos0 > 0), on every SIMD path this CPU has;
+//   2. each ref backward equals central finite differences of ref's forward, for a scalar loss L = Σ r ⊙ out with
+//      a random r (so dout = r).
+// Tolerances. (1) backend vs ref: only summation order and f32 vs double accumulation differ: 2e-5 relative to the
+// output's scale (1e-4 for long dot products over f16/bf16/quantized weights, which both sides widen exactly).
+// (2) finite differences: forward outputs are f32 (rounding ~6e-8 relative) and L sums O(100) terms, so with
+// h = 1e-3 the quotient carries ~1e-4·|L|/… of rounding noise; truncation is O(h²). We allow 2e-3 + 2e-2·|g|.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+#include "backend/backend.h"
+#include "cpu/matmul.h"
+#include "cpu/qmatmul.h"
+#include "cpu/thread_pool.h"
+#include "quant/quant.h"
+#include "tests/test.h"
+
+using namespace moe;
+
+namespace {
+
+using Buf = std::vector<float>;
+
+Buf rnd(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  Buf b(n);
+  for (auto& v : b) v = u(g);
+  return b;
+}
+
+double dot(const Buf& a, const Buf& b) { double s = 0; for (size_t i = 0; i < a.size(); ++i) s += double(a[i]) * b[i]; return s; }
+double scale_of(const Buf& a) { double m = 0; for (float v : a) m = std::max(m, double(std::fabs(v))); return std::max(m, 1e-3); }
+
+// max |a - b| / scale(b) <= tol, reporting the op on failure.
+void check_close(const std::string& what, const Buf& got, const Buf& want, double tol) {
+  CHECK(got.size() == want.size());
+  double worst = 0; size_t at = 0;
+  const double s = scale_of(want);
+  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
+    const double e = std::fabs(double(got[i]) - want[i]) / s;
+    if (!(e <= worst)) { worst = e; at = i; }
+  }
+  if (!(worst <= tol)) {
+    ++moe_test::failures();
+    std::fprintf(stderr, "  %s: max rel err %.3g at %zu (got %g, want %g), tol %.3g\n", what.c_str(), worst, at,
+                 double(got[at]), double(want[at]), tol);
+  }
+}
+
+// Central differences of f(x) = L at `n` coordinates of x (all when n == 0), against the analytic gradient g.
+void check_fd(const std::string& what, Buf& x, const std::function<double()>& L, const Buf& g, size_t n = 0,
+              float h = 1e-3f, double abs_tol = 2e-3, double rel_tol = 2e-2) {
+  const size_t count = n == 0 ? x.size() : std::min(n, x.size());
+  const size_t stride = std::max<size_t>(1, x.size() / count);
+  for (size_t i = 0; i < x.size(); i += stride) {
+    const float x0 = x[i];
+    x[i] = x0 + h; const double lp = L();
+    x[i] = x0 - h; const double lm = L();
+    x[i] = x0;
+    const double fd = (lp - lm) / (2.0 * double(h));
+    if (!(std::fabs(fd - g[i]) <= abs_tol + rel_tol * std::fabs(fd))) {
+      ++moe_test::failures();
+      std::fprintf(stderr, "  %s: d/dx[%zu] finite difference %.6g vs backward %.6g\n", what.c_str(), i, fd, double(g[i]));
+      return;
+    }
+  }
+}
+
+struct Backends {
+  ThreadPool pool{3};  // 3 threads: uneven splits of odd sizes
+  std::unique_ptr<Backend> ref = make_backend("ref"), cpu = make_backend("cpu", &pool);
+};
+Backends& B() { static Backends b; return b; }
+
+// Runs `body(backend, tag)` for cpu on every SIMD path this CPU has.
+void for_each_fast(const std::function<void(Backend&, const std::string&)>& body) {
+  const char* paths[8];
+  const int n = simd_paths(paths, 8);
+  for (int i = 0; i < n; ++i) {
+    simd_use_path(paths[i]);
+    body(*B().cpu, std::string("cpu/") + paths[i]);
+  }
+  simd_use_path(nullptr);
+}
+
+const Tensor none;
+
+}  // namespace
+
+// ---- matmul: three forms, every weight dtype --------------------------------------------------------------
+
+TEST(backend_ops_matmul_forms_every_dtype) {
+  struct Shape { int64_t M, N, K; };
+  for (Shape sh : {Shape{1, 7, 64}, Shape{3, 33, 96}, Shape{17, 40, 256}, Shape{64, 9, 512}}) {
+    for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
+      if (is_quant(dt) && sh.K % qblock_size(dt) != 0) continue;
+      const int64_t M = sh.M, N = sh.N, K = sh.K, ldx = K + 3;  // strided x rows
+      Buf wf = rnd(size_t(N * K), 11);
+      std::vector<uint8_t> wb(dtype_row_bytes(dt, K) * size_t(N));
+      if (dt == DType::F32) std::memcpy(wb.data(), wf.data(), wb.size());
+      else if (dt == DType::F16) for (size_t i = 0; i < wf.size(); ++i) { uint16_t h = f32_to_f16(wf[i]); std::memcpy(&wb[2 * i], &h, 2); }
+      else if (dt == DType::BF16) for (size_t i = 0; i < wf.size(); ++i) { uint16_t h = f32_to_bf16(wf[i]); std::memcpy(&wb[2 * i], &h, 2); }
+      else quantize_tensor(dt, wf.data(), wb.data(), N * K);
+      const Tensor W = weight(wb.data(), dt, N, K);
+      Buf x = rnd(size_t(M * ldx), 12), dy = rnd(size_t(M * N), 13);
+      Buf y_ref(size_t(M * N)), dx_ref(size_t(M * K)), y(size_t(M * N)), dx(size_t(M * K));
+      B().ref->matmul(mat(y_ref.data(), M, N), mat(x.data(), M, K, ldx), W, false);
+      B().ref->matmul_dx(mat(dx_ref.data(), M, K), mat(dy.data(), M, N), W, false);
+      const std::string tag = std::string(dtype_name(dt)) + " M" + std::to_string(M) + " N" + std::to_string(N) + " K" + std::to_string(K);
+      // Quantized weights with M < 8 may take int8 activations (cpu/qmatmul.h, the decode default for Q4_0/Q4_K):
+      // activations rounded to 8 bits move each output by ~|x|·|w|·sqrt(K)/254, so that mode gets 2e-2; f32
+      // activations differ from ref only in summation order.
+      for (int act : {0, 1}) {
+        if (act == 1 && !is_quant(dt)) continue;
+        const int prev = qmatmul_act_mode(act);
+        const double tol = act == 1 ? 2e-2 : 1e-4;
+        for_each_fast([&](Backend& be, const std::string& path) {
+          Buf acc = rnd(size_t(M * N), 14), acc0 = acc;
+          be.matmul(mat(y.data(), M, N), mat(x.data(), M, K, ldx), W, false);
+          check_close(path + " matmul " + tag, y, y_ref, tol);
+          be.matmul(mat(acc.data(), M, N), mat(x.data(), M, K, ldx), W, true);  // accumulate
+          for (size_t i = 0; i < acc.size(); ++i) acc[i] -= acc0[i];
+          check_close(path + " matmul accumulate " + tag, acc, y_ref, tol);
+          be.matmul_dx(mat(dx.data(), M, K), mat(dy.data(), M, N), W, false);
+          check_close(path + " matmul_dx " + tag, dx, dx_ref, 1e-4);
+        });
+        qmatmul_act_mode(prev);
+      }
+      if (dt != DType::F32) continue;
+      // dW and the finite-difference checks on an f32 weight
+      Buf dW_ref(size_t(N * K)), dW(size_t(N * K));
+      B().ref->matmul_dw(mat(dW_ref.data(), N, K), mat(dy.data(), M, N), mat(x.data(), M, K, ldx), false);
+      B().cpu->matmul_dw(mat(dW.data(), N, K), mat(dy.data(), M, N), mat(x.data(), M, K, ldx), false);
+      check_close("cpu matmul_dw " + tag, dW, dW_ref, 2e-5);
+      if (M * N * K > 40000) continue;
+      auto L = [&] {
+        B().ref->matmul(mat(y.data(), M, N), mat(x.data(), M, K, ldx), weight(wf.data(), DType::F32, N, K), false);
+        return dot(y, dy);
+      };
+      Buf dxs(size_t(M * ldx), 0.0f);
+      for (int64_t m = 0; m < M; ++m) std::copy(dx_ref.begin() + m * K, dx_ref.begin() + (m + 1) * K, dxs.begin() + m * ldx);
+      check_fd("ref matmul_dx " + tag, x, L, dxs, 60);
+      check_fd("ref matmul_dw " + tag, wf, L, dW_ref, 60);
+    }
+  }
+}
+
+// ---- norms and elementwise ----------------------------------------------------------------------------------
+
+TEST(backend_ops_rmsnorm_forward_backward) {
+  for (int64_t R : {1, 5}) for (int64_t D : {7, 64}) for (bool gain : {true, false}) {
+    Buf x = rnd(size_t(R * D), 21, -2, 2), w = rnd(size_t(D), 22, 0.5f, 1.5f), r = rnd(size_t(R * D), 23);
+    Buf out_ref(x.size()), out(x.size()), rstd(static_cast<size_t>(R)), dx_ref(x.size()), dw_ref(size_t(D), 0.0f), dx(x.size()), dw(size_t(D), 0.0f);
+    const Tensor wt = gain ? vec(w.data(), D) : none;
+    B().ref->rmsnorm(mat(out_ref.data(), R, D), mat(x.data(), R, D), wt, 1e-6f, mat(rstd.data(), R, 1));
+    B().ref->rmsnorm_backward(mat(dx_ref.data(), R, D), gain ? vec(dw_ref.data(), D) : none, mat(r.data(), R, D),
+                              mat(x.data(), R, D), wt, mat(rstd.data(), R, 1));
+    const std::string tag = " R" + std::to_string(R) + " D" + std::to_string(D) + (gain ? " gain" : "");
+    for_each_fast([&](Backend& be, const std::string& path) {
+      be.rmsnorm(mat(out.data(), R, D), mat(x.data(), R, D), wt, 1e-6f, none);
+      check_close(path + " rmsnorm" + tag, out, out_ref, 2e-6);
+      std::fill(dw.begin(), dw.end(), 0.0f);
+      Buf g = r;  // dx aliasing dout is allowed
+      be.rmsnorm_backward(mat(g.data(), R, D), gain ? vec(dw.data(), D) : none, mat(g.data(), R, D), mat(x.data(), R, D), wt, none);
+      check_close(path + " rmsnorm_backward dx (aliased, rstd recomputed)" + tag, g, dx_ref, 2e-5);
+      if (gain) check_close(path + " rmsnorm_backward dw" + tag, dw, dw_ref, 2e-5);
+    });
+    auto L = [&] { B().ref->rmsnorm(mat(out.data(), R, D), mat(x.data(), R, D), wt, 1e-6f, none); return dot(out, r); };
+    check_fd("ref rmsnorm dx" + tag, x, L, dx_ref);
+    if (gain) check_fd("ref rmsnorm dw" + tag, w, L, dw_ref);
+  }
+}
+
+TEST(backend_ops_elementwise_forward_backward) {
+  const int64_t R = 3, C = 11;
+  const size_t n = size_t(R * C);
+  Buf g = rnd(n, 31, -4, 4), u = rnd(n, 32), r = rnd(n, 33);
+  // swiglu
+  Buf out_ref(n), dg_ref(n), du_ref(n), out(n), dg(n), du(n);
+  B().ref->swiglu(mat(out_ref.data(), R, C), mat(g.data(), R, C), mat(u.data(), R, C));
+  B().ref->swiglu_backward(mat(dg_ref.data(), R, C), mat(du_ref.data(), R, C), mat(r.data(), R, C), mat(g.data(), R, C), mat(u.data(), R, C));
+  for_each_fast([&](Backend& be, const std::string& path) {
+    be.swiglu(mat(out.data(), R, C), mat(g.data(), R, C), mat(u.data(), R, C));
+    check_close(path + " swiglu", out, out_ref, 2e-6);
+    Buf d = r;
+    be.swiglu_backward(mat(d.data(), R, C), mat(du.data(), R, C), mat(d.data(), R, C), mat(g.data(), R, C), mat(u.data(), R, C));
+    check_close(path + " swiglu_backward dgate (aliased)", d, dg_ref, 2e-6);
+    check_close(path + " swiglu_backward dup", du, du_ref, 2e-6);
+  });
+  auto Ls = [&] { B().ref->swiglu(mat(out.data(), R, C), mat(g.data(), R, C), mat(u.data(), R, C)); return dot(out, r); };
+  check_fd("ref swiglu dgate", g, Ls, dg_ref);
+  check_fd("ref swiglu dup", u, Ls, du_ref);
+  // sigmoid: backward from the output
+  {
+    Buf y = g, d = r;
+    B().ref->sigmoid(mat(y.data(), R, C));
+    B().ref->sigmoid_backward(mat(d.data(), R, C), mat(y.data(), R, C));
+    auto L = [&] { Buf t = g; B().ref->sigmoid(mat(t.data(), R, C)); return dot(t, r); };
+    check_fd("ref sigmoid", g, L, d);
+  }
+  // clamp: points away from the kink
+  {
+    Buf x = rnd(n, 34, -3, 3);
+    for (auto& v : x) if (std::fabs(std::fabs(v) - 1.5f) < 0.05f) v += 0.2f;
+    Buf d = r;
+    B().ref->clamp_backward(mat(d.data(), R, C), mat(x.data(), R, C), 1.5f);
+    auto L = [&] { Buf t = x; B().ref->clamp(mat(t.data(), R, C), 1.5f); return dot(t, r); };
+    check_fd("ref clamp", x, L, d);
+  }
+  // mul_cols, add, add_bias (linear: their backward is the same op on dout; checked by definition)
+  {
+    Buf x = g, col = rnd(size_t(C), 35), y = u;
+    B().ref->mul_cols(mat(x.data(), R, C), vec(col.data(), C));
+    for (int64_t i = 0; i < R * C; ++i) CHECK_NEAR(x[size_t(i)], g[size_t(i)] * col[size_t(i % C)], 1e-7);
+    B().ref->add(mat(y.data(), R, C), mat(g.data(), R, C));
+    for (size_t i = 0; i < n; ++i) CHECK_NEAR(y[i], u[i] + g[i], 1e-6);
+  }
+}
+
+TEST(backend_ops_rope_forward_backward) {
+  const int64_t T = 3, H = 2, hd = 8, half = hd / 2;
+  Buf x = rnd(size_t(T * H * hd), 41), r = rnd(x.size(), 42);
+  Buf cs(size_t(T * half)), sn(size_t(T * half));
+  for (int64_t t = 0; t < T; ++t) for (int64_t j = 0; j < half; ++j) {
+    const double a = double(t + 5) / std::pow(100.0, double(j) / half);
+    cs[size_t(t * half + j)] = float(std::cos(a)); sn[size_t(t * half + j)] = float(std::sin(a));
+  }
+  Buf y_ref = x, y = x, d_ref = r;
+  B().ref->rope(mat3(y_ref.data(), T, H, hd), mat(cs.data(), T, half), mat(sn.data(), T, half));
+  B().ref->rope_backward(mat3(d_ref.data(), T, H, hd), mat(cs.data(), T, half), mat(sn.data(), T, half));
+  for_each_fast([&](Backend& be, const std::string& path) {
+    Buf a = x, d = r;
+    be.rope(mat3(a.data(), T, H, hd), mat(cs.data(), T, half), mat(sn.data(), T, half));
+    check_close(path + " rope", a, y_ref, 1e-6);
+    be.rope_backward(mat3(d.data(), T, H, hd), mat(cs.data(), T, half), mat(sn.data(), T, half));
+    check_close(path + " rope_backward", d, d_ref, 1e-6);
+  });
+  auto L = [&] { y = x; B().ref->rope(mat3(y.data(), T, H, hd), mat(cs.data(), T, half), mat(sn.data(), T, half)); return dot(y, r); };
+  check_fd("ref rope", x, L, d_ref);
+}
+
+// ---- attention --------------------------------------------------------------------------------------------
+
+TEST(backend_ops_attention_forward_backward) {
+  struct Case { int64_t T, pos0, Hq, Hkv, hd; };
+  for (Case c : {Case{1, 0, 2, 1, 4}, Case{4, 0, 4, 2, 8}, Case{3, 5, 4, 4, 6}, Case{1, 9, 6, 2, 16}}) {
+    const int64_t n_all = c.pos0 + c.T, ctx = n_all + 2;
+    const float scale = 1.0f / std::sqrt(float(c.hd));
+    Buf q = rnd(size_t(c.T * c.Hq * c.hd), 51, -2, 2), K = rnd(size_t(ctx * c.Hkv * c.hd), 52, -2, 2), V = rnd(K.size(), 53);
+    Buf r = rnd(q.size(), 54);
+    Buf out_ref(q.size()), out(q.size()), att(size_t(c.T * c.Hq * n_all)), scr(size_t(3 * ctx));
+    const Tensor Kt = mat3(K.data(), ctx, c.Hkv, c.hd), Vt = mat3(V.data(), ctx, c.Hkv, c.hd), qt = mat3(q.data(), c.T, c.Hq, c.hd);
+    B().ref->attention(mat3(out_ref.data(), c.T, c.Hq, c.hd), qt, Kt, Vt, c.pos0, scale, mat(att.data(), c.T * c.Hq, n_all),
+                       mat(scr.data(), 1, ctx));
+    Buf dq_ref(q.size()), dK_ref(K.size(), 0.0f), dV_ref(V.size(), 0.0f);
+    B().ref->attention_backward(mat3(dq_ref.data(), c.T, c.Hq, c.hd), mat3(dK_ref.data(), ctx, c.Hkv, c.hd),
+                                mat3(dV_ref.data(), ctx, c.Hkv, c.hd), mat3(r.data(), c.T, c.Hq, c.hd), qt, Kt, Vt,
+                                mat(att.data(), c.T * c.Hq, n_all), c.pos0, scale);
+    const std::string tag = " T" + std::to_string(c.T) + " pos0 " + std::to_string(c.pos0) + " Hq" + std::to_string(c.Hq) + " Hkv" + std::to_string(c.Hkv);
+    for_each_fast([&](Backend& be, const std::string& path) {
+      Buf att2(att.size(), 7.0f), dq(q.size()), dK(K.size(), 0.0f), dV(V.size(), 0.0f);
+      be.attention(mat3(out.data(), c.T, c.Hq, c.hd), qt, Kt, Vt, c.pos0, scale, mat(att2.data(), c.T * c.Hq, n_all), mat(scr.data(), 3, ctx));
+      check_close(path + " attention" + tag, out, out_ref, 2e-6);
+      check_close(path + " attention probs" + tag, att2, att, 2e-6);
+      be.attention_backward(mat3(dq.data(), c.T, c.Hq, c.hd), mat3(dK.data(), ctx, c.Hkv, c.hd), mat3(dV.data(), ctx, c.Hkv, c.hd),
+                            mat3(r.data(), c.T, c.Hq, c.hd), qt, Kt, Vt, mat(att.data(), c.T * c.Hq, n_all), c.pos0, scale);
+      check_close(path + " attention_backward dq" + tag, dq, dq_ref, 2e-5);
+      check_close(path + " attention_backward dK" + tag, dK, dK_ref, 2e-5);
+      check_close(path + " attention_backward dV" + tag, dV, dV_ref, 2e-5);
+    });
+    auto L = [&] {
+      B().ref->attention(mat3(out.data(), c.T, c.Hq, c.hd), qt, Kt, Vt, c.pos0, scale, none, mat(scr.data(), 1, ctx));
+      return dot(out, r);
+    };
+    check_fd("ref attention dq" + tag, q, L, dq_ref);
+    check_fd("ref attention dK" + tag, K, L, dK_ref, 80);
+    check_fd("ref attention dV" + tag, V, L, dV_ref, 80);
+  }
+}
+
+// ---- MoE routing, expert rows ---------------------------------------------------------------------------------
+
+TEST(backend_ops_moe_route_forward_backward) {
+  const int64_t T = 5, E = 6;
+  for (int k : {1, 2, 3}) for (bool renorm : {false, true}) {
+    // logits spread out so no two probabilities are within the finite-difference step of a tie
+    Buf logits(size_t(T * E));
+    std::mt19937 gen(61);
+    for (int64_t t = 0; t < T; ++t) {
+      std::vector<int> perm(static_cast<size_t>(E));
+      for (int e = 0; e < E; ++e) perm[size_t(e)] = e;
+      std::shuffle(perm.begin(), perm.end(), gen);
+      for (int e = 0; e < E; ++e) logits[size_t(t * E + e)] = 0.4f * float(perm[size_t(e)]) + 0.05f * float(e % 3);
+    }
+    std::vector<int32_t> idx(size_t(T * k)), idx2(idx.size());
+    Buf w(size_t(T * k)), w2(w.size()), probs(logits.size()), probs2(logits.size()), r = rnd(w.size(), 62);
+    B().ref->moe_route(ivec(idx.data(), T * k), mat(w.data(), T, k), mat(probs.data(), T, E), mat(logits.data(), T, E), renorm);
+    B().cpu->moe_route(ivec(idx2.data(), T * k), mat(w2.data(), T, k), mat(probs2.data(), T, E), mat(logits.data(), T, E), renorm);
+    CHECK(idx == idx2);
+    check_close("cpu moe_route w", w2, w, 1e-6);
+    for (int64_t t = 0; t < T; ++t) for (int j = 1; j < k; ++j) CHECK(probs[size_t(t * E + idx[size_t(t * k + j - 1)])] >= probs[size_t(t * E + idx[size_t(t * k + j)])]);
+    Buf dl(logits.size());
+    B().ref->moe_route_backward(mat(dl.data(), T, E), mat(r.data(), T, k), ivec(idx.data(), T * k), mat(w.data(), T, k),
+                                mat(probs.data(), T, E), renorm);
+    auto L = [&] {
+      B().ref->moe_route(ivec(idx2.data(), T * k), mat(w2.data(), T, k), mat(probs2.data(), T, E), mat(logits.data(), T, E), renorm);
+      return dot(w2, r);
+    };
+    check_fd("ref moe_route k" + std::to_string(k) + (renorm ? " renorm" : ""), logits, L, dl, 0, 1e-3f, 5e-4, 1e-2);
+  }
+}
+
+TEST(backend_ops_expert_rows_gather_scatter) {
+  const int64_t T = 6, D = 5;
+  Buf src = rnd(size_t(T * D), 71);
+  // an expert with no tokens (n = 0), one token, and tokens repeated (a token routed twice)
+  for (std::vector<int32_t> rows : {std::vector<int32_t>{}, std::vector<int32_t>{4}, std::vector<int32_t>{0, 2, 2, 5}}) {
+    const int64_t n = int64_t(rows.size());
+    Buf g(size_t(std::max<int64_t>(1, n) * D), 0.0f), w = rnd(size_t(std::max<int64_t>(1, n)), 72), y = rnd(size_t(n * D), 73);
+    B().cpu->gather_rows(mat(g.data(), n, D), mat(src.data(), T, D), ivec(rows.data(), n));
+    for (int64_t i = 0; i < n; ++i) for (int64_t c = 0; c < D; ++c) CHECK(g[size_t(i * D + c)] == src[size_t(rows[size_t(i)] * D + c)]);
+    Buf dst(size_t(T * D), 0.0f), dst_ref(dst.size(), 0.0f);
+    for (int64_t i = 0; i < n; ++i) for (int64_t c = 0; c < D; ++c) dst_ref[size_t(rows[size_t(i)] * D + c)] += w[size_t(i)] * y[size_t(i * D + c)];
+    B().cpu->scatter_add_rows(mat(dst.data(), T, D), mat(y.data(), n, D), ivec(rows.data(), n), vec(w.data(), n));
+    check_close("cpu scatter_add_rows n" + std::to_string(n), dst, dst_ref, 1e-6);
+    // weights' gradient: d/dw_i Σ r ⊙ dst = r[rows[i]] · y[i]
+    Buf r = rnd(dst.size(), 74), dw(size_t(std::max<int64_t>(1, n)));
+    B().cpu->row_dots(vec(dw.data(), n), mat(r.data(), T, D), ivec(rows.data(), n), mat(y.data(), n, D));
+    if (n == 0) continue;
+    auto L = [&] {
+      Buf d(size_t(T * D), 0.0f);
+      B().ref->scatter_add_rows(mat(d.data(), T, D), mat(y.data(), n, D), ivec(rows.data(), n), vec(w.data(), n));
+      return dot(d, r);
+    };
+    Buf wn(w.begin(), w.begin() + n), dwn(dw.begin(), dw.begin() + n);
+    w.assign(wn.begin(), wn.end());
+    check_fd("ref scatter_add_rows dw", w, L, dwn);
+  }
+  std::vector<int32_t> bad{int32_t(T)};
+  Buf g(static_cast<size_t>(D));
+  CHECK_THROWS(B().ref->gather_rows(mat(g.data(), 1, D), mat(src.data(), T, D), ivec(bad.data(), 1)), "row 6 of 6");
+}
+
+// ---- embedding, loss, optimizer ---------------------------------------------------------------------------------
+
+TEST(backend_ops_embedding_cross_entropy_adamw) {
+  // embedding from a bf16 table; an id out of range is an error, not a wrapped index
+  {
+    const int64_t V = 9, D = 6;
+    Buf tf = rnd(size_t(V * D), 81);
+    std::vector<uint16_t> tb(tf.size());
+    for (size_t i = 0; i < tf.size(); ++i) tb[i] = f32_to_bf16(tf[i]);
+    std::vector<int32_t> ids{3, 0, 8, 3};
+    Buf x(size_t(4 * D));
+    B().cpu->embedding(mat(x.data(), 4, D), weight(tb.data(), DType::BF16, V, D), ivec(ids.data(), 4));
+    for (int t = 0; t < 4; ++t) for (int64_t c = 0; c < D; ++c) CHECK(x[size_t(t * D + c)] == bf16_to_f32(tb[size_t(ids[size_t(t)] * D + c)]));
+    ids[1] = int32_t(V);
+    CHECK_THROWS(B().cpu->embedding(mat(x.data(), 4, D), weight(tb.data(), DType::BF16, V, D), ivec(ids.data(), 4)), "token id 9 is out of range [0, 9)");
+  }
+  // cross-entropy of a chunk with an ignored row
+  {
+    const int64_t n = 4, V = 13;
+    Buf logits = rnd(size_t(n * V), 82, -3, 3);
+    std::vector<int32_t> labels{5, -100, 0, 12};
+    const float scale = 1.0f / 3.0f;
+    Buf d_ref = logits, d = logits;
+    const double loss_ref = B().ref->cross_entropy(mat(d_ref.data(), n, V), ivec(labels.data(), n), scale);
+    const double loss = B().cpu->cross_entropy(mat(d.data(), n, V), ivec(labels.data(), n), scale);
+    CHECK_NEAR(loss, loss_ref, 1e-5 * std::fabs(loss_ref));
+    check_close("cpu cross_entropy dlogits", d, d_ref, 1e-6);
+    for (int64_t i = 0; i < V; ++i) CHECK(d_ref[size_t(V + i)] == 0.0f);
+    auto L = [&] { Buf t = logits; return double(scale) * B().ref->cross_entropy(mat(t.data(), n, V), ivec(labels.data(), n), 1.0f); };
+    check_fd("ref cross_entropy", logits, L, d_ref);
+    labels[0] = int32_t(V);
+    CHECK_THROWS(B().cpu->cross_entropy(mat(d.data(), n, V), ivec(labels.data(), n), scale), "label 13 is out of range");
+  }
+  // AdamW against the update written out in double from torch.optim.AdamW's definition, 3 steps
+  {
+    const int64_t n = 10;
+    Buf p = rnd(size_t(n), 83), m(size_t(n), 0.0f), v(size_t(n), 0.0f);
+    std::vector<double> pd(p.begin(), p.end()), md(size_t(n), 0.0), vd(size_t(n), 0.0);
+    const double lr = 1e-2, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.1;
+    for (int64_t step = 1; step <= 3; ++step) {
+      Buf g = rnd(size_t(n), uint32_t(84 + step));
+      for (int64_t i = 0; i < n; ++i) {
+        pd[size_t(i)] *= 1 - lr * wd;
+        md[size_t(i)] = b1 * md[size_t(i)] + (1 - b1) * g[size_t(i)];
+        vd[size_t(i)] = b2 * vd[size_t(i)] + (1 - b2) * double(g[size_t(i)]) * g[size_t(i)];
+        const double mh = md[size_t(i)] / (1 - std::pow(b1, double(step))), vh = vd[size_t(i)] / (1 - std::pow(b2, double(step)));
+        pd[size_t(i)] -= lr * mh / (std::sqrt(vh) + eps);
+      }
+      B().cpu->adamw(vec(p.data(), n), vec(g.data(), n), vec(m.data(), n), vec(v.data(), n), float(lr), float(b1), float(b2),
+                     float(eps), float(wd), step);
+    }
+    for (int64_t i = 0; i < n; ++i) CHECK_NEAR(p[size_t(i)], pd[size_t(i)], 1e-6);
+  }
+}
