@@ -231,7 +231,12 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "quantize.cancel": async (i) => quantize.cancel(i.id),
     "quantize.list": async () => quantize.list(),
     "quantize.remove": async (i) => quantize.remove(i.id),
-    "quantize.retry": async (i) => quantize.retry(i.id),
+    // a retry reads the job's model folder again: it is checked like a new start's (the allowed folders may differ now)
+    "quantize.retry": async (i) => {
+      const job = quantize.list().find((j) => j.id === i.id);
+      if (job) paths.checkRead(job.sourceDir, "model folder to quantize");
+      return quantize.retry(i.id);
+    },
     "quantize.folder": async () => ({ dir: quantize.folder() }),
   };
 
