@@ -204,15 +204,26 @@ export const DownloadProgress = z.object({
   source: HubSource,
   /** The model folder (it exists once state is "done"). */
   dir: z.string(),
-  state: z.enum(["queued", "downloading", "paused", "done", "error", "cancelled"]),
+  /** interrupted: found unfinished at start-up without having been paused (a crash, a kill, an error): resume it. */
+  state: z.enum(["queued", "downloading", "paused", "interrupted", "done", "error", "cancelled"]),
   totalBytes: z.number(),
   doneBytes: z.number(),
   bytesPerSecond: z.number(),
   etaSeconds: z.number().nullable(),
-  files: z.array(z.object({ path: z.string(), size: z.number(), doneBytes: z.number(), state: z.enum(["pending", "downloading", "verifying", "done"]) })),
+  files: z.array(
+    z.object({
+      path: z.string(),
+      size: z.number(),
+      doneBytes: z.number(),
+      state: z.enum(["pending", "downloading", "verifying", "done"]),
+      /** How the file is verified: "none" = the hub listed no checksum, only the size is checked. */
+      checksum: z.enum(["sha256", "git-sha1", "none"]),
+    }),
+  ),
   error: z.string().nullable(),
   /** gated: an access token is needed (or was refused). */
-  errorKind: z.enum(["gated", "not_found", "stalled", "checksum", "network", "http", "invalid"]).nullable(),
+  /** no_checksum: checksums were required (requireChecksums) and the hub lists a file without one. */
+  errorKind: z.enum(["gated", "not_found", "stalled", "checksum", "no_checksum", "network", "http", "invalid"]).nullable(),
 });
 export type DownloadProgress = z.infer<typeof DownloadProgress>;
 
@@ -409,7 +420,8 @@ export const QuantizeJob = z.object({
   format: QuantizeFormat,
   sourceDir: z.string(),
   output: z.string(),
-  state: z.enum(["running", "comparing", "done", "error", "cancelled"]),
+  /** interrupted: the app stopped (a crash, a forced quit) while the job ran; it can be retried or removed. */
+  state: z.enum(["running", "comparing", "done", "error", "cancelled", "interrupted"]),
   /** Progress as a fraction of the output written, 0..1. */
   progress: z.number(),
   message: z.string().nullable(),
@@ -503,10 +515,12 @@ export const calls = {
     RepoDetails,
   ),
   /** Starts a download (progress: library.progress events). */
-  "library.download": call(z.strictObject({ repo: RepoId, source: HubSource.optional(), revision: Text(200).min(1).optional() }), DownloadProgress),
+  /** requireChecksums: refuse (before fetching anything) a model with a file the hub lists without a checksum. */
+  "library.download": call(z.strictObject({ repo: RepoId, source: HubSource.optional(), revision: Text(200).min(1).optional(), requireChecksums: z.boolean().optional() }), DownloadProgress),
   "library.downloads": call(Empty, z.array(DownloadProgress)),
   "library.pause": call(z.strictObject({ id: DownloadId }), DownloadProgress),
-  "library.resume": call(z.strictObject({ id: DownloadId }), DownloadProgress),
+  /** requireChecksums as for library.download: it applies to this run (unset = not required). */
+  "library.resume": call(z.strictObject({ id: DownloadId, requireChecksums: z.boolean().optional() }), DownloadProgress),
   /** Stops a download and deletes its partial files. */
   "library.cancel": call(z.strictObject({ id: DownloadId }), DownloadProgress),
   /** Sets (or with null removes) the hub access token for gated models. */
@@ -653,6 +667,10 @@ export const calls = {
   /** Cancels a running job; nothing partial is left behind. */
   "quantize.cancel": call(ById, Ok),
   "quantize.list": call(Empty, z.array(QuantizeJob)),
+  /** Forgets a job that is not running (its output, if any, stays). */
+  "quantize.remove": call(ById, Ok),
+  /** Starts an interrupted, failed or cancelled job again with the same model, format and name; answers the new job. */
+  "quantize.retry": call(ById, QuantizeJob),
   /** The folder quantized models and GGUF files are written to. */
   "quantize.folder": call(Empty, z.object({ dir: z.string() })),
 } as const;

@@ -21,6 +21,13 @@ import { basename, dirname, join, resolve } from "node:path";
 import { loadAddon, type NativeQuantizeReport, type QuantType } from "./addon.js";
 import { readJsonFile } from "./model-folder.js";
 
+/** .NAME.partial-<pid>: the temporary folder a quantize fills beside NAME (renamed to NAME when complete). */
+export function quantizeTempName(out: string, pid: number = process.pid): string {
+  return `.${basename(out)}.partial-${pid}`;
+}
+/** Matches a base name made by quantizeTempName: [1] the destination's name, [2] the writer's pid. */
+export const QUANTIZE_TEMP_RE = /^\.(.+)\.partial-(\d+)$/;
+
 export const QUANT_TYPES: readonly QuantType[] = ["q8_0", "q4_0", "q4_k"];
 /** The int4 format used when only --bits 4 is given: chosen by measured KL (native/README.md, "Quantization"). */
 export const DEFAULT_INT4: QuantType = "q4_k";
@@ -88,7 +95,7 @@ export async function quantizeModelFolder(o: QuantizeFolderOptions): Promise<Qua
   if (existsSync(out)) throw new Error(`${out} already exists: choose another --out or remove it first`);
   const parent = dirname(out);
   if (!existsSync(parent)) throw new Error(`${parent}: the destination's parent folder does not exist`);
-  const tmp = join(parent, `.${basename(out)}.partial-${process.pid}`);
+  const tmp = join(parent, quantizeTempName(out));
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp);
   try {
