@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include "format/config.h"
 #ifdef _WIN32
@@ -60,15 +61,36 @@ uint64_t physical_memory_bytes() {
 #endif
 }
 
+uint64_t session_memory_limit_bytes() {
+  if (const char* e = std::getenv("MOE_SESSION_MEMORY_LIMIT"); e && *e) {
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(e, &end, 10);
+    if (end && *end == '\0' && v > 0) return uint64_t(v);
+  }
+#if defined(__linux__)
+  // MemAvailable: what can be allocated and touched without swapping (the cache and scratch are zero-filled at once)
+  if (FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char line[256];
+    unsigned long long kb = 0;
+    bool found = false;
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1) { found = true; break; }
+    std::fclose(f);
+    if (found && kb > 0) return uint64_t(kb) * 1024;
+  }
+#endif
+  return physical_memory_bytes();
+}
+
 void check_session_memory(const ModelSpec& S, int64_t ctx, bool kv_int8, int threads, int64_t max_t, uint64_t limit) {
-  if (limit == 0) limit = physical_memory_bytes();
+  if (limit == 0) limit = session_memory_limit_bytes();
   if (limit == 0) return;  // unknown: nothing to compare with
   const uint64_t need = session_bytes(S, ctx, kv_int8, threads, max_t);
   if (need > limit)
     throw std::runtime_error("a context of " + std::to_string(ctx) + " tokens needs " + std::to_string(need) + " bytes (" + human(need) +
                              ") of " + (kv_int8 ? "int8" : "f32") + " KV cache and scratch for " + std::to_string(S.num_kv_slots) +
                              " KV layers x " + std::to_string(int64_t(S.num_kv_heads) * S.head_dim) + " KV dims, more than the " +
-                             std::to_string(limit) + " bytes (" + human(limit) + ") of memory this machine has; use a smaller context length");
+                             std::to_string(limit) + " bytes (" + human(limit) + ") of memory available; use a smaller context length");
 }
 
 void check_threads(double t, const std::string& what) {

@@ -24,7 +24,7 @@
 // | rms_norm_eps                           | finite, (0, 1)               | 1e-6                                    |
 // | threads (loadModel, quantize, pools)   | 1 .. 1,024 (0 = one per core)|                                         |
 // | token ids from JS                      | integers in [0, vocab)       |                                         |
-// | session memory (KV cache + scratch)    | <= this machine's RAM        |                                         |
+// | session memory (KV cache + scratch)    | <= available memory          | ($MOE_SESSION_MEMORY_LIMIT overrides)   |
 #pragma once
 #include <cstdint>
 #include <string>
@@ -61,7 +61,11 @@ uint64_t session_bytes(const ModelSpec& spec, int64_t ctx, bool kv_int8, int thr
 // Total physical memory of this machine (0 when unknown).
 uint64_t physical_memory_bytes();
 
-// Throws when a session of ctx tokens would need more than limit_bytes (default: physical memory), naming the context,
+// What a session may allocate: $MOE_SESSION_MEMORY_LIMIT (bytes) when set, else the memory available now (Linux
+// MemAvailable), else the physical memory.
+uint64_t session_memory_limit_bytes();
+
+// Throws when a session of ctx tokens would need more than limit_bytes (default: session_memory_limit_bytes()), naming the context,
 // the bytes and the limit: checked before allocating, so a config with max_position_embeddings 16M or a contextLength
 // of 10^9 fails with a clear message instead of std::bad_alloc or the OOM killer.
 void check_session_memory(const ModelSpec& spec, int64_t ctx, bool kv_int8, int threads, int64_t max_t = 256,
