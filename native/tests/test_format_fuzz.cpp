@@ -37,7 +37,7 @@ constexpr int kSafetensorsCases = 240, kConfigCases = 240, kLoadCases = 48;
 struct Outcomes { int loaded = 0, refused = 0; };
 Outcomes g_st, g_cfg, g_load;
 
-fs::path fixtures() { return fs::path(__FILE__).parent_path().parent_path().parent_path() / "test" / "fixtures" / "models"; }
+fs::path fixtures() { return fixture_models_dir(); }
 
 std::string read_bytes(const fs::path& p) { return read_text_file(p.string()); }
 
