@@ -179,6 +179,20 @@ describe("export-gguf bad input", () => {
     dir = hostile("badtok");
     writeFileSync(join(dir, "tokenizer.json"), '{"model": {"type": "BPE", "vocab": {');
     refused(dir, /tokenizer\.json: invalid JSON/);
+    // a parseable tokenizer whose ids or merges could not make a GGUF token list
+    const tj = JSON.parse(readFileSync(join(MODELS, "qwen3", "tokenizer.json"), "utf8"));
+    const first = Object.keys(tj.model.vocab)[0];
+    for (const [edit, pattern] of [
+      [(t: typeof tj) => (t.model.vocab[first] = 1.5), /model\.vocab token .* has id 1\.5, not a token id/],
+      [(t: typeof tj) => (t.model.vocab[first] = 4294967296), /token id 4294967296 is outside config\.json vocab_size 576/],
+      [(t: typeof tj) => (t.model.merges = [42]), /model\.merges\[0\] is not "a b" or \["a", "b"\]/],
+    ] as const) {
+      dir = hostile("tokids");
+      const copy = JSON.parse(JSON.stringify(tj));
+      edit(copy);
+      writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(copy));
+      refused(dir, pattern);
+    }
   });
 
   it("metadata that contradicts the tensors is never written (checked on the plan itself)", () => {
