@@ -219,7 +219,7 @@ ModelSpec parse_model_spec(const Json& config, const std::string& source) {
   parse_rope(r, s, mt == "mixtral" ? 1e6 : 10000.0);
 
   if (mt == "qwen3" || mt == "qwen3_moe") s.qk_norm = QkNorm::PerHeadBeforeRope;
-  else if (mt == "olmoe") { s.qk_norm = QkNorm::FullBeforeRope; s.clip_qkv = r.num("clip_qkv", 0.0); }
+  else if (mt == "olmoe") { s.qk_norm = QkNorm::FullBeforeRope; s.clip_qkv = r.finite("clip_qkv", 0.0, 0, 1e300); }
   else if (mt == "hunyuan_v1_moe") s.qk_norm = QkNorm::PerHeadAfterRope;
   else if (mt == "hunyuan") s.qk_norm = r.boolean("use_qk_norm", true) ? QkNorm::PerHeadAfterRope : QkNorm::None;
 

@@ -126,6 +126,7 @@ TEST(format_config_experts_and_top_k) {
 TEST(format_config_rope_values_are_finite_and_positive) {
   CHECK_THROWS(spec_of(with("llama", "rope_theta", "-1")), "config.json: rope_theta = -1 is not a finite number in (0, 1e+300]");
   CHECK_THROWS(spec_of(with("llama", "rope_theta", "Infinity")), "rope_theta = inf is not a finite number");
+  CHECK_THROWS(spec_of(with("olmoe", "clip_qkv", "NaN", ", \"num_experts\": 4, \"num_experts_per_tok\": 2")), "clip_qkv = nan is not a finite number in [0,");
   CHECK_THROWS(spec_of(with("llama", "rope_scaling", R"({"type": "linear", "factor": 0})")), "config.json: rope_scaling: factor = 0 is not a finite number in (0");
   CHECK_THROWS(spec_of(with("llama", "rope_scaling", R"({"type": "linear", "factor": NaN})")), "rope_scaling: factor = nan is not a finite number");
   CHECK_THROWS(spec_of(with("llama", "rope_parameters", R"({"rope_type": "default", "rope_theta": 0})")), "rope_parameters: rope_theta = 0");
