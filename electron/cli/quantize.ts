@@ -37,7 +37,8 @@ export async function cmdQuantize(flags: Flags): Promise<number> {
     throw new Error(`--embeddings must be keep, ${QUANT_TYPES.join(", ")}, got "${emb}"`);
   const threadsFlag = str(flags, "threads");
   const threads = threadsFlag === undefined ? 0 : Number(threadsFlag);
-  if (!Number.isInteger(threads) || threads < 0) throw new Error(`--threads must be an integer >= 1, got "${threadsFlag}"`);
+  // the engine's limit (native/format/limits.h): checked here so the message names the flag
+  if (!Number.isInteger(threads) || threads < 0 || threads > 1024) throw new Error(`--threads must be an integer in [1, 1024], got "${threadsFlag}"`);
 
   const ac = new AbortController();
   const onSignal = () => {
