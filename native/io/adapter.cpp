@@ -407,12 +407,26 @@ LoraConfig adapter_effective_config(const Adapter& a, const ModelSpec& spec) {
   }
   // target_modules: as given, less entries that match no written module, plus the names of modules nothing covers
   // (sorted; e.g. a transformers-4 Mixtral adapter's w1/w3/w2 become gate_proj/up_proj/down_proj when saved).
+  // On qwen3_moe, olmoe and hunyuan_v1_moe peft 0.21 maps the model onto transformers' qwen2_moe conversion and
+  // rewrites gate_proj/up_proj/down_proj in target_modules into fused expert targets of rank 2r
+  // (peft/utils/transformers_weight_conversion.py, _convert_peft_config_moe): there, dense and shared MLP
+  // projections are targeted as 2-D parameters ("mlp.shared_mlp.gate_proj.weight"), as the goldens do.
+  const bool mlp_as_parameters = spec.model_type == "qwen3_moe" || spec.model_type == "olmoe" || spec.model_type == "hunyuan_v1_moe";
   std::vector<bool> used(c.target_modules.size(), false);
   std::set<std::string> extra;
   for (const PeftModule* m : present) {
     if (m->fused()) continue;
     const std::string path = module_path(m->name);
     bool covered = any_match(m->adapts, c.target_parameters);
+    const bool mlp = m->site == LoraSite::Gate || m->site == LoraSite::Up || m->site == LoraSite::Down ||
+                     m->site == LoraSite::SharedGate || m->site == LoraSite::SharedUp || m->site == LoraSite::SharedDown;
+    if (mlp && mlp_as_parameters) {
+      if (!covered) {
+        const std::string layer_prefix = "model.layers." + std::to_string(m->layer) + ".";
+        c.target_parameters.push_back(m->adapts.substr(layer_prefix.size()));
+      }
+      continue;
+    }
     for (size_t t = 0; t < c.target_modules.size(); ++t)
       if (peft_target_matches(path, c.target_modules[t])) covered = used[t] = true;
     if (!covered) extra.insert(last_component(path));

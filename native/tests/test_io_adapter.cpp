@@ -427,6 +427,24 @@ TEST(adapter_save_derives_targets_and_replaces_atomically) {
   Adapter part = a;
   part.layers[1].experts[2].gate_up = LoraPair{};
   CHECK_THROWS(adapter_tensors(part, spec), "experts.gate_up_proj: 7 of 8 experts have a pair");
+  // hunyuan_v1_moe: the shared MLP goes into target_parameters as 2-D parameters (peft would rewrite gate_proj etc. in
+  // target_modules into expert targets), giving the golden's target sets and, saved, peft's tensors.
+  {
+    const ModelSpec hs = spec_of(root, "hunyuan_v1_moe");
+    const fs::path g = root / "goldens/train/hunyuan_v1_moe/adapter";
+    Adapter h = load_adapter(g.string(), hs, "hunyuan_v1_moe");
+    const LoraConfig want = h.config;
+    h.config.target_modules.clear();
+    h.config.target_parameters.clear();
+    const LoraConfig got = adapter_effective_config(h, hs);
+    auto sorted = [](std::vector<std::string> v) { std::sort(v.begin(), v.end()); return v; };
+    CHECK(sorted(got.target_modules) == sorted(want.target_modules));
+    CHECK(sorted(got.target_parameters) == sorted(want.target_parameters));
+    const std::string out = base + "/hunyuan";
+    save_adapter(out, h, hs, "x");
+    CHECK(slurp(out + "/adapter_model.safetensors") == slurp(g / "adapter_model.safetensors"));
+    CHECK(load_adapter(out, hs, "hunyuan_v1_moe").numel() == h.numel());
+  }
   // A dense llama adapter keeps its trained dropout.
   const ModelSpec ls = spec_of(root, "llama");
   Adapter la = load_adapter((root / "goldens/train/llama/adapter").string(), ls, "llama");
