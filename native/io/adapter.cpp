@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -326,6 +327,11 @@ Adapter load_adapter(const std::string& dir, const ModelSpec& spec, const std::s
     LayerLora& L = a.layers[size_t(m.layer)];
     if ((fused_site || sep_site) && L.experts.empty()) L.experts.resize(size_t(spec.layers[size_t(m.layer)].num_experts));
     const std::vector<float> va = widen(A), vb = widen(B);
+    for (const auto* v : {&va, &vb})
+      for (size_t k = 0; k < v->size(); ++k)
+        if (!std::isfinite((*v)[k]))
+          throw std::runtime_error(st_path + ": " + (v == &va ? nA : nB) + " holds " + std::to_string((*v)[k]) + " at element " +
+                                   std::to_string(k) + " (a diverged run?); refusing a non-finite adapter");
     const int64_t r = cfg.r;
     if (!fused_site) {
       LoraPair* p = module_pair(L, m);
@@ -438,13 +444,10 @@ LoraConfig adapter_effective_config(const Adapter& a, const ModelSpec& spec) {
   return c;
 }
 
-std::vector<PeftTensor> adapter_tensors(const Adapter& layout, const ModelSpec& spec, const Adapter* payload) {
-  const Adapter& P = payload ? *payload : layout;
+std::vector<PeftTensor> adapter_tensors(const Adapter& layout, const ModelSpec& spec, const PairPayload& payload) {
   if (layout.layers.size() != size_t(spec.num_layers))
     throw std::runtime_error("adapter has " + std::to_string(layout.layers.size()) + " layers, the model (" + spec.model_type + ") has " +
                              std::to_string(spec.num_layers));
-  if (P.layers.size() != layout.layers.size())
-    throw std::runtime_error("adapter payload has " + std::to_string(P.layers.size()) + " layers, the adapter " + std::to_string(layout.layers.size()));
   const LoraConfig cfg = adapter_effective_config(layout, spec);
   const std::vector<PeftModule> mods = peft_modules(spec, cfg.target_parameters);
   std::set<const LoraPair*> emitted;
@@ -452,28 +455,28 @@ std::vector<PeftTensor> adapter_tensors(const Adapter& layout, const ModelSpec& 
   // ExpertLora::down is the fused down_proj's on layers where target_parameters take it, else the separate one's.
   std::set<int> fused_down;
   for (const PeftModule& m : mods) if (m.site == LoraSite::ExpertsDown) fused_down.insert(m.layer);
-  auto check = [&](const PeftModule& m, const LoraPair& p, const LoraPair* q, int e) {
+  // The pair's numbers (checked), from the payload.
+  auto data = [&](const PeftModule& m, const LoraPair& p, int e) {
     const std::string where = "layer " + std::to_string(m.layer) + " " + m.short_name + (m.fused() ? " expert " + std::to_string(e) : "");
     if (p.in != m.in || p.out != m.out)
       throw std::runtime_error("adapter pair " + where + " is [" + std::to_string(p.out) + " x " + std::to_string(p.in) +
                                "], the model's weight is [" + std::to_string(m.out) + " x " + std::to_string(m.in) + "]");
-    if (p.A.size() != size_t(p.r * p.in) || p.B.size() != size_t(p.out * p.r))
-      throw std::runtime_error("adapter pair " + where + ": A/B sizes do not match r = " + std::to_string(p.r));
-    if (!q || q->r != p.r || q->in != p.in || q->out != p.out || q->A.size() != p.A.size() || q->B.size() != p.B.size())
-      throw std::runtime_error("adapter payload pair " + where + " does not match the adapter's (r, in, out)");
+    const PairData d = payload(p);
+    if (!d.A || !d.B || d.A->size() != size_t(p.r * p.in) || d.B->size() != size_t(p.out * p.r))
+      throw std::runtime_error("adapter pair " + where + ": the numbers to write are not r x in = " + std::to_string(p.r * p.in) +
+                               " and out x r = " + std::to_string(p.out * p.r) + " floats (r = " + std::to_string(p.r) + ")");
+    return d;
   };
   for (const PeftModule& m : mods) {
     const LayerLora& L = layout.layers[size_t(m.layer)];
-    const LayerLora& PL = P.layers[size_t(m.layer)];
     if (!m.fused()) {
       if (m.site == LoraSite::ExpertDown && fused_down.count(m.layer)) continue;
       const LoraPair* p = module_pair(L, m);
       if (!p || !p->present()) continue;
-      const LoraPair* q = module_pair(PL, m);
-      check(m, *p, q, 0);
+      const PairData d = data(m, *p, 0);
       emitted.insert(p);
-      out.push_back({m.name + kSuffixA, {p->r, p->in}, q->A});
-      out.push_back({m.name + kSuffixB, {p->out, p->r}, q->B});
+      out.push_back({m.name + kSuffixA, {p->r, p->in}, *d.A});
+      out.push_back({m.name + kSuffixB, {p->out, p->r}, *d.B});
       continue;
     }
     const int E = m.experts;
@@ -489,12 +492,12 @@ std::vector<PeftTensor> adapter_tensors(const Adapter& layout, const ModelSpec& 
     for (int e = 0; e < E; ++e) {
       const LoraPair* p = module_pair(L, m, e);
       if (p->r != r) throw std::runtime_error("adapter layer " + std::to_string(m.layer) + " " + m.short_name + ": experts have different ranks");
-      const LoraPair* q = module_pair(PL, m, e);
-      check(m, *p, q, e);
+      const PairData d = data(m, *p, e);
       emitted.insert(p);
-      std::memcpy(A.data.data() + size_t(e * r * m.in), q->A.data(), size_t(r * m.in) * 4);
+      // A [E·r, in] expert-major; B [out, r·E] rank-major (column k·E + e).
+      std::memcpy(A.data.data() + size_t(e * r * m.in), d.A->data(), size_t(r * m.in) * 4);
       for (int64_t o = 0; o < m.out; ++o)
-        for (int64_t k = 0; k < r; ++k) B.data[size_t(o * rE + k * E + e)] = q->B[size_t(o * r + k)];
+        for (int64_t k = 0; k < r; ++k) B.data[size_t(o * rE + k * E + e)] = (*d.B)[size_t(o * r + k)];
     }
     out.push_back(std::move(A));
     out.push_back(std::move(B));
@@ -507,6 +510,28 @@ std::vector<PeftTensor> adapter_tensors(const Adapter& layout, const ModelSpec& 
   });
   std::sort(out.begin(), out.end(), [](const PeftTensor& x, const PeftTensor& y) { return x.name < y.name; });
   return out;
+}
+
+std::vector<PeftTensor> adapter_tensors(const Adapter& layout, const ModelSpec& spec, const Adapter* payload) {
+  if (!payload) return adapter_tensors(layout, spec, [](const LoraPair& p) { return PairData{&p.A, &p.B}; });
+  // The parallel adapter's pairs, matched to the layout's in Adapter::for_each order.
+  std::vector<std::pair<std::string, const LoraPair*>> a, b;
+  const_cast<Adapter&>(layout).for_each([&](const std::string& s, LoraPair& p) { a.emplace_back(s, &p); });
+  const_cast<Adapter&>(*payload).for_each([&](const std::string& s, LoraPair& p) { b.emplace_back(s, &p); });
+  std::unordered_map<const LoraPair*, const LoraPair*> twin;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const LoraPair& p = *a[i].second;
+    if (!p.present()) continue;
+    const LoraPair* q = i < b.size() && b[i].first == a[i].first ? b[i].second : nullptr;
+    if (!q || q->r != p.r || q->in != p.in || q->out != p.out)
+      throw std::runtime_error("adapter payload has no pair " + a[i].first + " of the adapter's r = " + std::to_string(p.r) + ", in = " +
+                               std::to_string(p.in) + ", out = " + std::to_string(p.out));
+    twin[&p] = q;
+  }
+  return adapter_tensors(layout, spec, [&](const LoraPair& p) {
+    const LoraPair* q = twin.at(&p);
+    return PairData{&q->A, &q->B};
+  });
 }
 
 // ---- writers ----
@@ -684,7 +709,11 @@ std::string safetensors_f32_bytes(const std::vector<PeftTensor>& ts) {
   for (const PeftTensor* t : order) {
     int64_t n = 1;
     std::string shape;
-    for (size_t k = 0; k < t->shape.size(); ++k) { shape += (k ? "," : "") + std::to_string(t->shape[k]); n *= t->shape[k]; }
+    for (size_t k = 0; k < t->shape.size(); ++k) {
+      if (k) shape += ',';
+      shape += std::to_string(t->shape[k]);
+      n *= t->shape[k];
+    }
     if (size_t(n) != t->data.size()) throw std::runtime_error("tensor " + t->name + ": shape " + shape_str(t->shape) + " does not match its data");
     header += ",\"" + t->name + "\":{\"dtype\":\"F32\",\"shape\":[" + shape + "],\"data_offsets\":[" + std::to_string(off) + "," +
               std::to_string(off + uint64_t(n) * 4) + "]}";

@@ -20,6 +20,7 @@
 // peft_modules() is the one table of these names: load, save and adapter_tensors (the `grad` command) all use it.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 #include "format/config.h"
@@ -75,9 +76,16 @@ struct PeftTensor {
 };
 
 // Every tensor of `layout` under peft's names, packed as peft packs them, sorted by name (peft's file order). The
-// numbers come from `payload` (default: layout itself): pass a parallel Adapter whose pairs hold gradients in A/B
-// (same pairs present, same r/in/out) to print d loss / d every adapter tensor under peft's names.
+// names, shapes and packing come from `layout`; the numbers from `payload`:
+//   nullptr (default)   the layout's own A and B (what save_adapter writes);
+//   a parallel Adapter  same pairs present with the same r/in/out, holding e.g. gradients in A/B: the `grad` command
+//                       prints d loss / d every adapter tensor under peft's names (as grads.safetensors has them);
+//   a PairPayload       any other storage: called with each present pair of `layout`, returns its r·in and out·r
+//                       floats (row-major, as LoraPair::A / B).
+struct PairData { const std::vector<float>* A = nullptr; const std::vector<float>* B = nullptr; };
+using PairPayload = std::function<PairData(const LoraPair& pair)>;
 std::vector<PeftTensor> adapter_tensors(const Adapter& layout, const ModelSpec& spec, const Adapter* payload = nullptr);
+std::vector<PeftTensor> adapter_tensors(const Adapter& layout, const ModelSpec& spec, const PairPayload& payload);
 
 // The config peft would write for `a` (targets derived from the adapter when a.config lists none).
 LoraConfig adapter_effective_config(const Adapter& a, const ModelSpec& spec);

@@ -29,6 +29,17 @@ namespace {
 
 const char* kGoldens[] = {"llama", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "hunyuan_v1_moe", "hunyuan_large"};
 
+// Temp folders of these tests, removed when the test binary exits.
+struct Scratch {
+  std::vector<std::string> dirs;
+  ~Scratch() { for (auto& d : dirs) { std::error_code ec; fs::remove_all(d, ec); } }
+};
+std::string scratch(const std::string& name) {
+  static Scratch s;
+  s.dirs.push_back(moe_test::temp_dir(name));
+  return s.dirs.back();
+}
+
 fs::path fixtures_root() {
   std::vector<fs::path> c;
   if (const char* e = std::getenv("MOE_FIXTURES")) c.push_back(e);
@@ -69,7 +80,7 @@ bool json_equal(const Json& a, const Json& b) {
 
 // A copy of a golden adapter folder to tamper with.
 std::string copy_adapter(const fs::path& root, const std::string& name, const std::string& tag) {
-  const std::string d = moe_test::temp_dir("adapter-" + tag);
+  const std::string d = scratch("adapter-" + tag);
   for (auto* f : {"adapter_config.json", "adapter_model.safetensors"})
     fs::copy_file(root / "goldens/train" / name / "adapter" / f, fs::path(d) / f, fs::copy_options::overwrite_existing);
   return d;
@@ -106,7 +117,7 @@ TEST(adapter_goldens_round_trip_byte_for_byte) {
     const Adapter a = load_adapter(gdir.string(), spec, (root / "models" / name).string());
     CHECK(a.layers.size() == size_t(spec.num_layers));
     CHECK(a.config.r == 4 && a.config.alpha == 8);
-    const std::string out = moe_test::temp_dir(std::string("adapter-rt-") + name) + "/adapter";
+    const std::string out = scratch(std::string("adapter-rt-") + name) + "/adapter";
     save_adapter(out, a, spec, "test/fixtures/models/" + std::string(name));
     // safetensors: same names, shapes, bytes, and the same file
     SafeTensorsFile want((gdir / "adapter_model.safetensors").string()), got(out + "/adapter_model.safetensors");
@@ -202,6 +213,26 @@ TEST(adapter_gradients_print_under_peft_names) {
       same = out[i].name == want[i].name && out[i].shape == want[i].shape &&
              std::memcmp(out[i].data.data(), want[i].data.data(), out[i].data.size() * 4) == 0;
     CHECK(same);
+    // The same through a callback (gradients kept elsewhere): here each pair's numbers negated.
+    std::map<const LoraPair*, std::pair<std::vector<float>, std::vector<float>>> neg;
+    const_cast<Adapter&>(a).for_each([&](const std::string&, LoraPair& p) {
+      if (!p.present()) return;
+      auto& [A, B] = neg[&p];
+      for (float x : p.A) A.push_back(-x);
+      for (float x : p.B) B.push_back(-x);
+    });
+    const auto viaf = adapter_tensors(a, spec, [&](const LoraPair& p) { auto& v = neg.at(&p); return PairData{&v.first, &v.second}; });
+    const auto plain = adapter_tensors(a, spec);
+    bool negated = viaf.size() == plain.size();
+    for (size_t i = 0; negated && i < viaf.size(); ++i) {
+      negated = viaf[i].name == plain[i].name && viaf[i].shape == plain[i].shape;
+      for (size_t k = 0; negated && k < viaf[i].data.size(); ++k) negated = viaf[i].data[k] == -plain[i].data[k];
+    }
+    CHECK(negated);
+    // A payload that does not match the adapter is refused.
+    Adapter short_g = grads;
+    short_g.layers[0].q.init(2, short_g.layers[0].q.in, short_g.layers[0].q.out, 1.0f);
+    CHECK_THROWS(adapter_tensors(a, spec, &short_g), "adapter payload has no pair layers.0.q of the adapter's r = 4");
   }
 }
 
@@ -269,7 +300,7 @@ TEST(adapter_refuses_hostile_and_mismatched_folders) {
     CHECK_THROWS(load_adapter(d, llama, "llama"), "adapter_model.safetensors: not a safetensors file");
   }
   {
-    const std::string d = moe_test::temp_dir("adapter-pickle");
+    const std::string d = scratch("adapter-pickle");
     fs::copy_file(fs::path(gl) / "adapter_config.json", fs::path(d) / "adapter_config.json");
     moe_test::write_file(d + "/adapter_model.bin", "PK\x03\x04");
     CHECK_THROWS(load_adapter(d, llama, "llama"), "adapter_model.bin: pickle adapters are not supported; convert with peft to safetensors");
@@ -287,6 +318,14 @@ TEST(adapter_refuses_hostile_and_mismatched_folders) {
     const std::string d2 = copy_adapter(root, "llama", "tp-empty");
     replace_in_file(fs::path(d2) / "adapter_config.json", "\"target_parameters\": null", "\"target_parameters\": [\"mlp.experts.down_proj\"]");
     CHECK_THROWS(load_adapter(d2, llama, "llama"), "target_parameters lists \"mlp.experts.down_proj\" but");
+  }
+  // a non-finite number (a diverged run's adapter)
+  {
+    const std::string d = copy_adapter(root, "llama", "nan");
+    auto ts = read_tensors(fs::path(d) / "adapter_model.safetensors");
+    ts[5].data[3] = std::nanf("");
+    moe_test::write_file(d + "/adapter_model.safetensors", safetensors_f32_bytes(ts));
+    CHECK_THROWS(load_adapter(d, llama, "llama"), (ts[5].name + " holds nan at element 3").c_str());
   }
   // a tensor in an integer dtype
   {
@@ -314,7 +353,8 @@ TEST(adapter_reads_f16_and_bf16_tensors) {
         const uint16_t h = std::strcmp(dt, "BF16") == 0 ? f32_to_bf16(x) : f32_to_f16(x);
         data.append(reinterpret_cast<const char*>(&h), 2);
       }
-      header += (header.size() > 1 ? "," : "") + std::string("\"") + t.name + "\":{\"dtype\":\"" + dt + "\",\"shape\":[" +
+      if (header.size() > 1) header += ',';
+      header += std::string("\"") + t.name + "\":{\"dtype\":\"" + dt + "\",\"shape\":[" +
                 std::to_string(t.shape[0]) + "," + std::to_string(t.shape[1]) + "],\"data_offsets\":[" + std::to_string(b) + "," +
                 std::to_string(data.size()) + "]}";
     }
@@ -379,7 +419,7 @@ TEST(adapter_reads_transformers4_per_expert_names) {
     }
     CHECK(ok);
     // Saved, the separate layout is written under mlp.experts.N.{gate,up,down}_proj and reads back the same.
-    const std::string out = moe_test::temp_dir(std::string("tf4-save-") + c.model) + "/a";
+    const std::string out = scratch(std::string("tf4-save-") + c.model) + "/a";
     save_adapter(out, sep, spec, c.model);
     const auto saved = read_tensors(out + "/adapter_model.safetensors");
     bool named = false;
@@ -402,7 +442,7 @@ TEST(adapter_save_derives_targets_and_replaces_atomically) {
   const LoraConfig c = adapter_effective_config(a, spec);
   CHECK((c.target_modules == std::vector<std::string>{"down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"}));
   CHECK((c.target_parameters == std::vector<std::string>{"mlp.experts.gate_up_proj", "mlp.experts.down_proj"}));
-  const std::string base = moe_test::temp_dir("adapter-atomic");
+  const std::string base = scratch("adapter-atomic");
   const std::string dir = base + "/run1";
   fs::create_directories(dir);
   moe_test::write_file(dir + "/stale.txt", "old");
