@@ -16,6 +16,8 @@
 #ifdef _WIN32
 #include <process.h>
 #else
+#include <cerrno>
+#include <fcntl.h>
 #include <unistd.h>
 #endif
 
@@ -264,6 +266,13 @@ Adapter load_adapter(const std::string& dir, const ModelSpec& spec, const std::s
     const std::string mod = t.name.substr(0, t.name.size() - std::strlen(kSuffixA));
     auto it = by_name.find(mod);
     if (it == by_name.end()) {
+      // k/v on a Hunyuan-Large CLA layer: say why rather than just "unknown".
+      for (int l = 0; l < spec.num_layers && size_t(l) < spec.layers.size(); ++l) {
+        const std::string p = std::string(kRoot) + "model.layers." + std::to_string(l) + ".self_attn.";
+        if (!spec.layers[size_t(l)].has_kv && (mod == p + "k_proj" || mod == p + "v_proj"))
+          throw std::runtime_error(st_path + ": " + t.name + ": layer " + std::to_string(l) + " of " + model +
+                                   " has no k/v projections (cross-layer attention reuses another layer's); an adapter for another model?");
+      }
       unknown.push_back(t.name);
       if (ends_with(mod, ".mlp.experts") || ends_with(mod, ".mlp.experts.base_layer")) fused_hint = true;
       continue;
@@ -645,12 +654,44 @@ std::string parent_library(const ModelSpec& s) {
   return "transformers.models." + s.model_type + ".modeling_" + s.model_type;
 }
 
+// Written and flushed to the disk (fsync on POSIX) before the folder is renamed into place.
 void write_file_checked(const fs::path& p, const std::string& bytes) {
+#ifdef _WIN32
   std::ofstream f(p, std::ios::binary | std::ios::trunc);
   if (!f) throw std::runtime_error(p.string() + ": cannot create");
   f.write(bytes.data(), std::streamsize(bytes.size()));
   f.flush();
   if (!f) throw std::runtime_error(p.string() + ": write failed (disk full?)");
+#else
+  const int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error(p.string() + ": cannot create: " + std::strerror(errno));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      throw std::runtime_error(p.string() + ": write failed: " + std::strerror(err));
+    }
+    done += size_t(n);
+  }
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw std::runtime_error(p.string() + ": fsync failed: " + std::strerror(err));
+  }
+  if (::close(fd) != 0) throw std::runtime_error(p.string() + ": close failed: " + std::strerror(errno));
+#endif
+}
+
+void sync_dir(const fs::path& d) {
+#ifndef _WIN32
+  const int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) { ::fsync(fd); ::close(fd); }
+#else
+  (void)d;
+#endif
 }
 
 int pid_now() {
@@ -748,6 +789,7 @@ void save_adapter(const std::string& dir, const Adapter& a, const ModelSpec& spe
     fs::create_directory(tmp);
     write_file_checked(tmp / "adapter_model.safetensors", st);
     write_file_checked(tmp / "adapter_config.json", cfg);
+    sync_dir(tmp);
     if (fs::exists(target)) {
       fs::rename(target, old);
       try {
@@ -762,6 +804,7 @@ void save_adapter(const std::string& dir, const Adapter& a, const ModelSpec& spe
     } else {
       fs::rename(tmp, target);
     }
+    sync_dir(parent);
   } catch (const std::exception& e) {
     std::error_code ec;
     fs::remove_all(tmp, ec);

@@ -244,7 +244,26 @@ TEST(adapter_refuses_hostile_and_mismatched_folders) {
   // an adapter for another model: llama's (q_proj [64 -> 64]) on qwen3 (q_proj 64 -> 128, o_proj takes 128)
   CHECK_THROWS(load_adapter(gl, qwen3, "models/qwen3"), "adapter_model.safetensors: base_model.model.model.layers.0.self_attn.");
   CHECK_THROWS(load_adapter(gl, qwen3, "models/qwen3"), "the model at models/qwen3");
-  CHECK_THROWS(load_adapter(gl, qwen3, "models/qwen3"), "has shape [");
+  CHECK_THROWS(load_adapter(gl, qwen3, "models/qwen3"), "/adapter_model.safetensors: base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight "
+                                                       "has shape [64,4], the model's q_proj (layer 0) gives 128 outputs");
+  // llama's o_proj takes 64 inputs, qwen3's 128 (an o_proj-only adapter)
+  {
+    const std::string d = copy_adapter(root, "llama", "other-model");
+    auto ts = read_tensors(fs::path(d) / "adapter_model.safetensors");
+    std::erase_if(ts, [](const PeftTensor& t) { return t.name.find("o_proj") == std::string::npos; });
+    replace_in_file(fs::path(d) / "adapter_config.json", "\"target_modules\": [", "\"target_modules\": [\"o_proj\"], \"x\": [");
+    moe_test::write_file(d + "/adapter_model.safetensors", safetensors_f32_bytes(ts));
+    CHECK_THROWS(load_adapter(d, qwen3, "models/qwen3"), "layers.0.self_attn.o_proj.lora_A.weight has shape [4,64], the model's o_proj (layer 0) takes 128 inputs");
+  }
+  // k/v on Hunyuan-Large's CLA layers (1, 3 reuse 0, 2's)
+  {
+    const ModelSpec hl = spec_of(root, "hunyuan_large");
+    const std::string d = copy_adapter(root, "hunyuan_large", "cla");
+    auto ts = read_tensors(fs::path(d) / "adapter_model.safetensors");
+    ts.push_back({"base_model.model.model.layers.1.self_attn.k_proj.lora_A.weight", {4, 64}, std::vector<float>(256)});
+    moe_test::write_file(d + "/adapter_model.safetensors", safetensors_f32_bytes(ts));
+    CHECK_THROWS(load_adapter(d, hl, "hunyuan_large"), "layers.1.self_attn.k_proj.lora_A.weight: layer 1 of the model at hunyuan_large (hunyuan) has no k/v projections");
+  }
   // a missing B
   {
     const std::string d = copy_adapter(root, "llama", "missing-b");
