@@ -410,6 +410,7 @@ void Model::forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Sc
   check_forward(T, pos0, kv, s);
   const ModelSpec& S = spec_;
   const int64_t D = S.hidden, V = S.vocab, hd = S.head_dim;
+  if (!lora) lora = adapter_.get();
   if (lora && int64_t(lora->layers.size()) != S.num_layers) throw std::runtime_error("the adapter was made for another model");
   rope_for(pos0, T, s);
   const Tensor cos = mat(s.cos.data(), T, hd / 2), sin = mat(s.sin.data(), T, hd / 2);

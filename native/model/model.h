@@ -147,6 +147,10 @@ class Model {
   double forward_backward(const int32_t* ids, const int32_t* targets, int64_t T, const Adapter& lora, Adapter& grads,
                           float loss_scale, TrainState& ts, int64_t* n_targets = nullptr);
 
+  // An adapter applied (unmerged) by every forward that is not given one: `--adapter DIR`. Null: none.
+  void set_adapter(std::shared_ptr<const Adapter> a) { adapter_ = std::move(a); }
+  const Adapter* adapter() const { return adapter_.get(); }
+
   // The backend every op runs on (cpu today).
   Backend& backend() { return *backend_; }
 
@@ -192,6 +196,7 @@ class Model {
   int64_t params_total_ = 0, params_active_ = 0, weight_bytes_ = 0;
   DType bulk_dtype_ = DType::F32;
   std::atomic<bool> closed_{false};
+  std::shared_ptr<const Adapter> adapter_;
   bool kv_int8_ = false;
 };
 
