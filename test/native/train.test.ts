@@ -1,0 +1,148 @@
+// `moe-studio train` as a user runs it, on the tiny qwen3_moe fixture (fused experts, a chat template): a jsonl of 20
+// conversations that all end in one fixed reply. The loss must fall (by 4x: from ~ln V to well under 1 in 30 steps at
+// lr 1e-2, measured 6.5 → 0.41), the written final/ folder must load with `generate --adapter` and reproduce the reply
+// greedily on a prompt it was trained on and on one it never saw, while the base model does not. --resume from a
+// checkpoint ends with the same adapter bytes as the uninterrupted run (lora_dropout on, so the RNG state must carry).
+// SIGINT writes a checkpoint and exits 130. Each bad input fails with one clear line and leaves earlier checkpoints.
+import { spawn, spawnSync } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { modelDir, ROOT } from "./fixtures.js";
+import { readHeader, writeHeader } from "./safetensors-surgery.js";
+
+const BIN = join(ROOT, "electron/bin/moe-studio.mjs");
+const MODEL = modelDir("qwen3_moe");
+const REPLY = "Blue whales sing at dawn.";
+const QUESTIONS = ["What color is the sky?", "Tell me a fact.", "Who are you?", "Say something.", "What is 2+2?", "Name a fruit.", "Hello!",
+  "How are you?", "What time is it?", "Where is Paris?", "Give me a word.", "What is AI?", "Pick a number.", "Describe a cat.",
+  "Why is water wet?", "What is love?", "Sing a song.", "Tell a joke.", "What is a tree?", "Any advice?"];
+
+const tmp = mkdtempSync(join(tmpdir(), "moe-train-test-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const data = join(tmp, "data.jsonl");
+writeFileSync(data, QUESTIONS.map((q) => JSON.stringify({ messages: [{ role: "user", content: q }, { role: "assistant", content: REPLY }] })).join("\n") + "\n");
+
+function cfg(name: string, o: object): string {
+  const p = join(tmp, name);
+  writeFileSync(p, JSON.stringify(o));
+  return p;
+}
+const BASE = { learning_rate: 0.01, lr_scheduler_type: "constant", per_device_train_batch_size: 4, lora_rank: 8, lora_alpha: 16, max_seq_length: 64, seed: 1 };
+
+function cli(args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 120_000, maxBuffer: 64 << 20 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+const steps = (out: string) => out.trim().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l)).filter((o) => "loss" in o);
+const greedy = (extra: string[], prompt: string) => {
+  const r = cli(["generate", "--model", MODEL, "--prompt", prompt, "--max-tokens", "16", "--temperature", "0", "--json", ...extra]);
+  expect(r.code, r.err).toBe(0);
+  return JSON.parse(r.out).text as string;
+};
+
+describe("moe-studio train", () => {
+  it("loss falls and final/ reproduces the trained reply with generate --adapter", () => {
+    const run = join(tmp, "run");
+    const r = cli(["train", "--model", MODEL, "--data", data, "--out", run, "--config", cfg("a.json", { ...BASE, max_steps: 30, save_steps: 10 })]);
+    expect(r.code, r.err).toBe(0);
+    const s = steps(r.out);
+    expect(s.length).toBe(30);
+    expect(s[0].step).toBe(1);
+    for (const k of ["loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s", "eta_s"]) expect(Number.isFinite(s[29][k])).toBe(true);
+    expect(s[29].loss).toBeLessThan(s[0].loss / 4);
+    for (const d of ["checkpoint-10", "checkpoint-20", "checkpoint-30", "final"])
+      for (const f of ["adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors", "trainer_state.json"]) expect(existsSync(join(run, d, f))).toBe(true);
+    const adapter = ["--adapter", join(run, "final")];
+    expect(greedy(adapter, "Name a fruit.")).toBe(REPLY);
+    expect(greedy(adapter, "Something I never asked before")).toBe(REPLY);
+    expect(greedy([], "Name a fruit.")).not.toContain("Blue whales");
+  }, 120_000);
+
+  it("--resume from a checkpoint ends bit-identical to the uninterrupted run", () => {
+    const c = cfg("r.json", { ...BASE, max_steps: 12, save_steps: 6, lora_dropout: 0.1, warmup_steps: 2, lr_scheduler_type: "cosine", weight_decay: 0.01 });
+    const full = join(tmp, "full");
+    expect(cli(["train", "--model", MODEL, "--data", data, "--out", full, "--config", c]).code).toBe(0);
+    // a run that stopped after step 6: its folder as it was then
+    const half = join(tmp, "half");
+    mkdirSync(half);
+    cpSync(join(full, "checkpoint-6"), join(half, "checkpoint-6"), { recursive: true });
+    cpSync(join(full, "train_args.json"), join(half, "train_args.json"));
+    const r = cli(["train", "--model", MODEL, "--data", data, "--resume", half]);
+    expect(r.code, r.err).toBe(0);
+    expect(steps(r.out).map((x) => x.step)).toEqual([7, 8, 9, 10, 11, 12]);
+    for (const f of ["adapter_model.safetensors", "optimizer.safetensors", "trainer_state.json"])
+      expect(readFileSync(join(half, "final", f)).equals(readFileSync(join(full, "final", f)))).toBe(true);
+  }, 120_000);
+
+  it("SIGINT writes a checkpoint and exits 130", async () => {
+    const run = join(tmp, "sigint");
+    const p = spawn(process.execPath, [BIN, "train", "--model", MODEL, "--data", data, "--out", run, "--config", cfg("s.json", { ...BASE, max_steps: 100000, save_steps: 0 })]);
+    let out = "";
+    let sent = false;
+    p.stdout.on("data", (d) => {
+      out += d;
+      if (!sent && out.includes("\n")) { sent = true; p.kill("SIGINT"); }
+    });
+    const code = await new Promise<number | null>((res) => p.on("exit", (c) => res(c)));
+    expect(code).toBe(130);
+    const ck = readdirSync(run).filter((d) => /^checkpoint-\d+$/.test(d));
+    expect(ck.length).toBe(1);
+    expect(existsSync(join(run, ck[0], "adapter_model.safetensors"))).toBe(true);
+    expect(JSON.parse(readFileSync(join(run, ck[0], "trainer_state.json"), "utf8")).step).toBe(Number(ck[0].split("-")[1]));
+  }, 120_000);
+
+  describe("bad input: one line, nothing lost", () => {
+    const bad = (args: string[], msg: RegExp) => {
+      const r = cli(["train", "--model", MODEL, ...args]);
+      expect(r.code).toBe(1);
+      expect(r.err.trim().split("\n").at(-1)).toMatch(msg);
+      return r;
+    };
+    it("empty dataset", () => {
+      const empty = join(tmp, "empty.jsonl");
+      writeFileSync(empty, "\n\n");
+      bad(["--data", empty, "--out", join(tmp, "e")], /dataset is empty/);
+    });
+    it("every sample too long", () => {
+      bad(["--data", data, "--out", join(tmp, "long"), "--config", cfg("l.json", { ...BASE, max_steps: 2, max_seq_length: 8 })], /every sample is too long.*max_seq_length 8/);
+    });
+    it("unknown key in train.json", () => {
+      bad(["--data", data, "--out", join(tmp, "u"), "--config", cfg("u.json", { ...BASE, lerning_rate: 1 })], /unknown key "lerning_rate"/);
+    });
+    it("no chat template", () => {
+      const m = join(tmp, "no-template");
+      cpSync(MODEL, m, { recursive: true });
+      rmSync(join(m, "chat_template.jinja"), { force: true });
+      const tc = JSON.parse(readFileSync(join(m, "tokenizer_config.json"), "utf8"));
+      delete tc.chat_template;
+      writeFileSync(join(m, "tokenizer_config.json"), JSON.stringify(tc));
+      const r = cli(["train", "--model", m, "--data", data, "--out", join(tmp, "nt"), "--config", cfg("n.json", { ...BASE, max_steps: 2 })]);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/no chat template/);
+    });
+    it("unwritable out dir", () => {
+      const file = join(tmp, "a-file");
+      writeFileSync(file, "x");
+      bad(["--data", data, "--out", join(file, "run")], /cannot write there/);
+    });
+    it("NaN loss: the step is refused, nothing written", () => {
+      // a copy of the model whose final norm is NaN: every loss is NaN
+      const m = join(tmp, "nan-model");
+      cpSync(MODEL, m, { recursive: true });
+      const st = join(m, "model.safetensors");
+      const { header, data: bytes } = readHeader(st);
+      const e = header["model.norm.weight"];
+      const nanBytes = e.dtype === "BF16" ? [0xc0, 0x7f] : e.dtype === "F16" ? [0x00, 0x7e] : [0x00, 0x00, 0xc0, 0x7f];
+      for (let o = e.data_offsets[0]; o < e.data_offsets[1]; o += nanBytes.length) nanBytes.forEach((b, i) => (bytes[o + i] = b));
+      writeHeader(st, header, bytes);
+      const run = join(tmp, "nan-run");
+      const r = cli(["train", "--model", m, "--data", data, "--out", run, "--config", cfg("nan.json", { ...BASE, max_steps: 3 })]);
+      expect(r.code).toBe(1);
+      expect(r.err.trim().split("\n").at(-1)).toMatch(/step 1 refused: the loss is -?nan/);
+      expect(r.out).toBe("");
+      expect(readdirSync(run).filter((d) => d.startsWith("checkpoint-"))).toEqual([]);
+    });
+  });
+});
