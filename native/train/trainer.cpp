@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -198,6 +199,11 @@ void Trainer::setup() {
   m_ = zeros_like(lora_);
   v_ = zeros_like(lora_);
   factors_.clear();
+  P_.clear(); G_.clear(); M_.clear(); V_.clear();
+  lora_.for_each([&](const std::string&, LoraPair& p) { P_.push_back(&p); });
+  grads_.for_each([&](const std::string&, LoraPair& p) { G_.push_back(&p); });
+  m_.for_each([&](const std::string&, LoraPair& p) { M_.push_back(&p); });
+  v_.for_each([&](const std::string&, LoraPair& p) { V_.push_back(&p); });
   uint32_t id = 0;
   lora_.for_each([&](const std::string& site, LoraPair& p) {
     p.id = id++;
@@ -215,6 +221,13 @@ void Trainer::setup() {
   mem_.base_bytes = m.weight_bytes();
   mem_.adapter_bytes = 16 * mem_.params;
   mem_.available_bytes = available_memory_bytes();
+  // MOE_TRAIN_MEMORY_LIMIT=<bytes>: a budget below the machine's free memory (a shared machine, or the tests)
+  if (const char* lim = std::getenv("MOE_TRAIN_MEMORY_LIMIT")) {
+    char* end = nullptr;
+    const double v = std::strtod(lim, &end);
+    if (end == lim || *end != 0 || !(v > 0)) throw std::invalid_argument(std::string("MOE_TRAIN_MEMORY_LIMIT=\"") + lim + "\" is not a positive number of bytes");
+    mem_.available_bytes = mem_.available_bytes < 0 ? int64_t(v) : std::min<int64_t>(mem_.available_bytes, int64_t(v));
+  }
   if (mem_.available_bytes >= 0) mem_.available_bytes += 4 * 4 * mem_.params;  // the adapter copies exist already
   const int64_t T = cfg_.max_seq_length;
   // the one quadratic buffer (attention probabilities [T·Hq, T]) is checked first so a hopeless max_seq_length is
@@ -294,13 +307,7 @@ StepResult Trainer::step(const std::vector<TrainSeq>& batch) {
   }
   const double lr = lr_at(step_);  // LambdaLR: optimizer step k (1-based) uses λ(k − 1)
   Backend& be = model_->backend();
-  // walk the four adapters in step (same for_each order)
-  std::vector<LoraPair*> P, G, M, V;
-  P.reserve(factors_.size());
-  lora_.for_each([&](const std::string&, LoraPair& p) { P.push_back(&p); });
-  grads_.for_each([&](const std::string&, LoraPair& p) { G.push_back(&p); });
-  m_.for_each([&](const std::string&, LoraPair& p) { M.push_back(&p); });
-  v_.for_each([&](const std::string&, LoraPair& p) { V.push_back(&p); });
+  const auto &P = P_, &G = G_, &M = M_, &V = V_;  // the four adapters' pairs in for_each order (set up once)
   for (size_t i = 0; i < P.size(); ++i) {
     if (!P[i]->present()) continue;
     const float plr = float(lr * factors_[i]);

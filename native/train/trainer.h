@@ -91,7 +91,8 @@ struct MemoryEstimate {
   std::string describe() const;  // one line with the numbers and what to change
 };
 
-// MemAvailable from /proc/meminfo in bytes (-1 when unknown).
+// MemAvailable from /proc/meminfo in bytes (-1 when unknown). The Trainer also honours MOE_TRAIN_MEMORY_LIMIT=<bytes>
+// (a budget below the machine's free memory).
 int64_t available_memory_bytes();
 
 class Trainer {
@@ -100,6 +101,8 @@ class Trainer {
   // fused experts' [E·r, in] lora_A), B = 0, from TrainRng(seed). Sizes the TrainState once for max_seq_length and
   // refuses (throws, with the numbers) when the estimate exceeds the free memory.
   Trainer(std::shared_ptr<Model> model, const TrainConfig& cfg);
+  Trainer(const Trainer&) = delete;             // holds pointers into its own adapters
+  Trainer& operator=(const Trainer&) = delete;
   // Resume from a checkpoint folder written by save_checkpoint (adapter, moments, step, RNG): bit-identical
   // continuation. The config's LoRA shape must match the checkpoint's.
   static std::unique_ptr<Trainer> resume(std::shared_ptr<Model> model, const TrainConfig& cfg, const std::string& dir);
@@ -133,6 +136,7 @@ class Trainer {
   TrainConfig cfg_;
   Adapter lora_, grads_, m_, v_;
   std::vector<float> factors_;  // per pair in for_each order
+  std::vector<LoraPair*> P_, G_, M_, V_;  // lora_, grads_, m_, v_ pairs in for_each order (the step allocates nothing)
   TrainState ts_;
   TrainRng rng_;
   int64_t step_ = 0;

@@ -31,8 +31,8 @@ function cfg(name: string, o: object): string {
 }
 const BASE = { learning_rate: 0.01, lr_scheduler_type: "constant", per_device_train_batch_size: 4, lora_rank: 8, lora_alpha: 16, max_seq_length: 64, seed: 1 };
 
-function cli(args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 120_000, maxBuffer: 64 << 20 });
+function cli(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 120_000, maxBuffer: 64 << 20, env: { ...process.env, ...env } });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 const steps = (out: string) => out.trim().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l)).filter((o) => "loss" in o);
@@ -121,6 +121,13 @@ describe("moe-studio train", () => {
       const r = cli(["train", "--model", m, "--data", data, "--out", join(tmp, "nt"), "--config", cfg("n.json", { ...BASE, max_steps: 2 })]);
       expect(r.code).toBe(1);
       expect(r.err).toMatch(/no chat template/);
+    });
+    it("a run that cannot fit in memory is refused with the numbers", () => {
+      // the fixture needs ~2 MiB; a 1 MB budget (MOE_TRAIN_MEMORY_LIMIT caps the free memory the check sees)
+      const r = cli(["train", "--model", MODEL, "--data", data, "--out", join(tmp, "mem"), "--config", cfg("m.json", { ...BASE, max_steps: 2 })], { MOE_TRAIN_MEMORY_LIMIT: "1000000" });
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/cannot train: training needs ~[\d.]+ MiB \(base weights [\d.]+ MiB, adapter \+ gradients \+ 2 AdamW moments [\d.]+ MiB for \d+ LoRA parameters, activations [\d.]+ MiB\) against [\d.]+ MiB available: lower max_seq_length/);
+      expect(r.out).toBe("");
     });
     it("unwritable out dir", () => {
       const file = join(tmp, "a-file");
