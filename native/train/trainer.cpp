@@ -121,7 +121,8 @@ int64_t heap_in_use() {
 
 std::string MemoryEstimate::describe() const {
   std::string s = "training needs ~" + mib(total_bytes) + " (base weights " + mib(base_bytes) + ", adapter + gradients + 2 AdamW moments " +
-                  mib(adapter_bytes) + " for " + std::to_string(params) + " LoRA parameters, activations " + mib(activation_bytes) + ")";
+                  mib(adapter_bytes) + " for " + std::to_string(params) + " LoRA parameters, activations " + (activations_lower_bound ? "at least " : "") +
+                  mib(activation_bytes) + (activations_lower_bound ? " (attention probabilities alone)" : "") + ")";
   if (available_bytes >= 0) s += " against " + mib(available_bytes) + " available";
   if (!fits()) s += ": lower max_seq_length (activations grow with it, attention with its square), lora_rank or target_modules, or use a quantized base";
   return s;
@@ -220,27 +221,33 @@ void Trainer::setup() {
   mem_.params = lora_.numel();
   mem_.base_bytes = m.weight_bytes();
   mem_.adapter_bytes = 16 * mem_.params;
-  mem_.available_bytes = available_memory_bytes();
-  // MOE_TRAIN_MEMORY_LIMIT=<bytes>: a budget below the machine's free memory (a shared machine, or the tests)
+  // available: MemAvailable plus what this trainer already holds (its adapters are allocated by now, the
+  // activations after init_train), or MOE_TRAIN_MEMORY_LIMIT=<bytes>, a budget for the whole run (a shared machine,
+  // or the tests)
+  int64_t limit = -1;
   if (const char* lim = std::getenv("MOE_TRAIN_MEMORY_LIMIT")) {
     char* end = nullptr;
     const double v = std::strtod(lim, &end);
     if (end == lim || *end != 0 || !(v > 0)) throw std::invalid_argument(std::string("MOE_TRAIN_MEMORY_LIMIT=\"") + lim + "\" is not a positive number of bytes");
-    mem_.available_bytes = mem_.available_bytes < 0 ? int64_t(v) : std::min<int64_t>(mem_.available_bytes, int64_t(v));
+    limit = int64_t(v);
   }
-  if (mem_.available_bytes >= 0) mem_.available_bytes += 4 * 4 * mem_.params;  // the adapter copies exist already
+  const int64_t free0 = available_memory_bytes();
+  auto available = [&](int64_t held) { return limit > 0 ? limit : free0 < 0 ? -1 : free0 + held; };
   const int64_t T = cfg_.max_seq_length;
   // the one quadratic buffer (attention probabilities [T·Hq, T]) is checked first so a hopeless max_seq_length is
-  // refused before it is allocated
+  // refused before it is allocated; the whole TrainState is then measured as the heap bytes init_train allocates
+  // (its own sizes, no second formula)
   mem_.activation_bytes = T * T * int64_t(m.spec().num_heads) * 4;
+  mem_.activations_lower_bound = true;
   mem_.total_bytes = mem_.base_bytes + mem_.adapter_bytes + mem_.activation_bytes;
+  mem_.available_bytes = available(mem_.adapter_bytes);
   if (!mem_.fits()) throw std::runtime_error(mem_.describe());
   const int64_t h0 = heap_in_use();
   m.init_train(ts_, T, lora_);
   const int64_t h1 = heap_in_use();
-  if (h1 > h0) mem_.activation_bytes = h1 - h0;
+  if (h1 > h0) { mem_.activation_bytes = h1 - h0; mem_.activations_lower_bound = false; }
   mem_.total_bytes = mem_.base_bytes + mem_.adapter_bytes + mem_.activation_bytes;
-  if (mem_.available_bytes >= 0) mem_.available_bytes += mem_.activation_bytes;  // allocated now: counted as available before
+  mem_.available_bytes = available(mem_.adapter_bytes + mem_.activation_bytes);
   if (!mem_.fits()) throw std::runtime_error(mem_.describe());
   targets_.assign(size_t(T), -100);
 }

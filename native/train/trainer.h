@@ -87,6 +87,7 @@ struct MemoryEstimate {
   int64_t total_bytes = 0;
   int64_t available_bytes = -1; // MemAvailable (+ this process' mapped base, counted once); -1 unknown
   int64_t params = 0;
+  bool activations_lower_bound = false;  // before init_train: only the attention probabilities are counted
   bool fits() const { return available_bytes < 0 || total_bytes <= available_bytes; }
   std::string describe() const;  // one line with the numbers and what to change
 };
