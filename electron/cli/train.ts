@@ -13,7 +13,30 @@ import { join, resolve } from "node:path";
 import type { NativeTrainSeq, NativeTrainer } from "../engine/addon.js";
 import { loadModel } from "../engine/engine.js";
 import { nativeConfig, resolveTrainArgs, type TrainArgs } from "../train/config.js";
-import { epochOrder, prepareSamples, readJsonl } from "../train/data.js";
+import { databaseFile, defaultDataDir } from "../services/paths.js";
+import { DatasetRepo } from "../store/datasets.js";
+import { openDatabase } from "../store/db.js";
+import { epochOrder, parseJsonl, prepareSamples, readJsonl } from "../train/data.js";
+
+/** A library dataset's samples as messages-format jsonl (the app's database, or --db PATH). */
+function datasetText(id: string, dbPath: string | undefined): string {
+  const file = resolve(dbPath ?? databaseFile(defaultDataDir()));
+  if (!existsSync(file)) throw new Error(`--db ${file}: no such database`);
+  const db = openDatabase(file);
+  try {
+    const repo = new DatasetRepo(db);
+    if (!repo.exists(id)) throw new Error(`--dataset ${id}: no such dataset in ${file} (see moe-studio dataset list)`);
+    let text = "", after = -1;
+    for (;;) {
+      const page = repo.exportPage(id, after, 8 << 20);
+      text += page.text;
+      after = page.lastPosition;
+      if (page.done) return text;
+    }
+  } finally {
+    db.close();
+  }
+}
 
 type Flags = Record<string, string | true>;
 const str = (f: Flags, k: string) => (typeof f[k] === "string" ? (f[k] as string) : undefined);
@@ -40,8 +63,9 @@ export async function cmdTrain(flags: Flags): Promise<number> {
   const outDir = resolve(str(flags, "out") ?? resumeDir ?? "");
   if (!str(flags, "out") && !resumeDir) throw new Error("--out RUN_DIR is required");
   const data = str(flags, "data");
-  if (str(flags, "dataset") !== undefined) throw new Error("--dataset: training from the library's datasets is not wired yet; export it to jsonl and pass --data FILE.jsonl");
-  if (!data) throw new Error("--data FILE.jsonl is required");
+  const datasetId = str(flags, "dataset");
+  if ((data === undefined) === (datasetId === undefined)) throw new Error("give one of --data FILE.jsonl or --dataset ID");
+  if (str(flags, "db") !== undefined && datasetId === undefined) throw new Error("--db is an option of --dataset");
   const human = flags.progress === true;
   // arguments: --config, or on --resume the run's own train_args.json
   let args: TrainArgs;
@@ -68,14 +92,15 @@ export async function cmdTrain(flags: Flags): Promise<number> {
   const model = await loadModel(modelDir, threads ? { threads } : {});
   let trainer: NativeTrainer | null = null;
   try {
-    const read = readJsonl(data);
+    const source = data ?? `dataset ${datasetId}`;
+    const read = data !== undefined ? readJsonl(data) : parseJsonl(datasetText(datasetId!, str(flags, "db")));
     if (read.messages.length === 0)
-      throw new Error(`${data}: the dataset is empty: no sample in ${read.lines} line(s)${read.firstError ? ` (${read.firstError})` : ""}`);
+      throw new Error(`${source}: the dataset is empty: no sample in ${read.lines} line(s)${read.firstError ? ` (${read.firstError})` : ""}`);
     const prep = await prepareSamples(model, read.messages, { maxLen: args.max_seq_length, lossOn: args.loss_on });
     if (prep.samples.length === 0)
       throw new Error(prep.tooLong > 0
-        ? `${data}: every sample is too long: ${prep.tooLong} sample(s) have no assistant token within max_seq_length ${args.max_seq_length}; raise max_seq_length`
-        : `${data}: no sample has a token to learn (${prep.unaligned} left out: assistant spans not found)`);
+        ? `${source}: every sample is too long: ${prep.tooLong} sample(s) have no assistant token within max_seq_length ${args.max_seq_length}; raise max_seq_length`
+        : `${source}: no sample has a token to learn (${prep.unaligned} left out: assistant spans not found)`);
     let train = prep.samples;
     let val: NativeTrainSeq[] = [];
     if (args.validation_file) {

@@ -35,6 +35,11 @@ export function readJsonl(path: string): { messages: ChatMessage[][]; lines: num
   } catch (e) {
     throw new Error(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
+  return parseJsonl(text);
+}
+
+/** jsonl text (a file's, or a library dataset's export) → conversations, with rejected lines counted. */
+export function parseJsonl(text: string): { messages: ChatMessage[][]; lines: number; rejected: number; firstError?: string } {
   const out: ChatMessage[][] = [];
   let lines = 0, rejected = 0;
   let firstError: string | undefined;

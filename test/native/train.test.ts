@@ -60,6 +60,28 @@ describe("moe-studio train", () => {
     expect(greedy([], "Name a fruit.")).not.toContain("Blue whales");
   }, 120_000);
 
+  it("--dataset ID --db PATH trains on a library dataset exactly as on its jsonl", () => {
+    const db = join(tmp, "lib.db");
+    const imp = cli(["dataset", "import", data, "--db", db]);
+    expect(imp.code, imp.err).toBe(0);
+    const id = JSON.parse(imp.out).dataset as string;
+    const run = join(tmp, "from-db");
+    const r = cli(["train", "--model", MODEL, "--dataset", id, "--db", db, "--out", run, "--config", cfg("a.json", { ...BASE, max_steps: 30, save_steps: 10 })]);
+    expect(r.code, r.err).toBe(0);
+    expect(readFileSync(join(run, "final/adapter_model.safetensors")).equals(readFileSync(join(tmp, "run/final/adapter_model.safetensors")))).toBe(true);
+    expect(cli(["train", "--model", MODEL, "--dataset", "no-such-id", "--db", db, "--out", run]).err).toMatch(/no such dataset/);
+  }, 120_000);
+
+  it("validation_split + eval_steps print eval_loss lines, and it falls", () => {
+    const r = cli(["train", "--model", MODEL, "--data", data, "--out", join(tmp, "val"), "--config",
+      cfg("v.json", { ...BASE, max_steps: 20, save_steps: 0, eval_steps: 10, validation_split: 0.2 })]);
+    expect(r.code, r.err).toBe(0);
+    const ev = r.out.trim().split("\n").map((l) => JSON.parse(l)).filter((o) => "eval_loss" in o);
+    expect(ev.map((e) => e.step)).toEqual([10, 20]);
+    expect(r.err).toMatch(/16 training sample\(s\), 4 for validation/);
+    expect(ev[1].eval_loss).toBeLessThan(ev[0].eval_loss);
+  }, 120_000);
+
   it("--resume from a checkpoint ends bit-identical to the uninterrupted run", () => {
     const c = cfg("r.json", { ...BASE, max_steps: 12, save_steps: 6, lora_dropout: 0.1, warmup_steps: 2, lr_scheduler_type: "cosine", weight_decay: 0.01 });
     const full = join(tmp, "full");
