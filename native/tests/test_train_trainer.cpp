@@ -256,3 +256,33 @@ TEST(train_lora_dropout_gradient) {
   std::fprintf(stderr, "  dropout: directional derivative %.6g, finite difference %.6g\n", dot, fd);
   CHECK_NEAR(dot, fd, 2e-2 * std::fabs(fd) + 1e-4);
 }
+
+// expert_lr_scale: a factor of 0 leaves that group's pairs exactly as initialised, the others move; on qwen2_moe
+// (routed + shared experts) and hunyuan_large (per-expert pairs, CLA layers without k/v).
+TEST(train_group_lr_factors) {
+  for (const char* name : {"qwen2_moe", "hunyuan_large"}) {
+    const std::string dir = fixture(name);
+    if (dir.empty()) continue;
+    auto model = Model::load(dir, 1);
+    TrainConfig c = base_config(model->spec());
+    c.schedule = Schedule::Constant;
+    c.lr_routed = 0; c.lr_shared = 1; c.lr_attention = 0.5;
+    Trainer tr(model, c);
+    Adapter before = tr.adapter();
+    tr.step(batch_for(model->spec(), 21));
+    tr.step(batch_for(model->spec(), 22));
+    Adapter after = tr.adapter();
+    int routed = 0, moved = 0, shared = 0;
+    std::vector<std::pair<std::string, LoraPair*>> b, a;
+    before.for_each([&](const std::string& s, LoraPair& p) { b.push_back({s, &p}); });
+    after.for_each([&](const std::string& s, LoraPair& p) { a.push_back({s, &p}); });
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (!a[i].second->present()) continue;
+      const bool same = a[i].second->A == b[i].second->A && a[i].second->B == b[i].second->B;
+      if (a[i].first.find(".experts.") != std::string::npos) { ++routed; CHECK(same); }
+      else { CHECK(!same); ++moved; if (a[i].first.find(".shared.") != std::string::npos) ++shared; }
+    }
+    CHECK(routed > 0 && moved > 0);
+    std::fprintf(stderr, "  %s: %d routed pairs frozen by factor 0, %d others moved (%d shared)\n", name, routed, moved, shared);
+  }
+}
