@@ -123,6 +123,16 @@ export async function cmdTrain(flags: Flags): Promise<number> {
 
     const ckpt = resumeDir ? latestCheckpoint(resumeDir) : null;
     if (resumeDir && !ckpt) throw new Error(`--resume ${resumeDir}: no checkpoint-<step>/ folder with trainer_state.json there`);
+    // the data a checkpoint was trained on must be the data it continues on (same samples, same order rule)
+    let h = 0x811c9dc5;
+    for (const smp of train) for (const arr of [smp.ids, smp.labels, [-1]]) for (const v of arr) h = Math.imul(h ^ (v & 0xffff) ^ (v >>> 16), 0x01000193) >>> 0;
+    const dataHash = `${train.length}:${h.toString(16)}`;
+    if (ckpt) {
+      let prev: { data?: string } = {};
+      try { prev = JSON.parse(readFileSync(join(ckpt.dir, "trainer_extra.json"), "utf8")); } catch { /* checked below */ }
+      if (prev.data !== dataHash)
+        throw new Error(`--resume ${ckpt.dir}: it was trained on other data (${prev.data ?? "unknown"} vs ${dataHash} samples:hash); resume with the same --data/--dataset and config`);
+    }
     const cfg = nativeConfig(args, totalSteps, resolve(modelDir));
     try {
       trainer = model.native.createTrainer(cfg, ckpt ? { resume: ckpt.dir } : {});
@@ -138,7 +148,7 @@ export async function cmdTrain(flags: Flags): Promise<number> {
     process.on("SIGINT", onSig);
     process.on("SIGTERM", onSig);
     const save = async (name: string, step: number) => {
-      await trainer!.saveCheckpoint(join(outDir, name), JSON.stringify({ step, epoch: Math.floor(step / stepsPerEpoch), samples_seen: step * perStep, train_samples: train.length }));
+      await trainer!.saveCheckpoint(join(outDir, name), JSON.stringify({ step, epoch: Math.floor(step / stepsPerEpoch), samples_seen: step * perStep, train_samples: train.length, data: dataHash }));
     };
     const batchFor = (k: number): NativeTrainSeq[] => {   // step k (0-based): its samples in the epoch's order
       const epoch = Math.floor(k / stepsPerEpoch), within = k % stepsPerEpoch;

@@ -96,19 +96,25 @@ describe("moe-studio train", () => {
     expect(steps(r.out).map((x) => x.step)).toEqual([7, 8, 9, 10, 11, 12]);
     for (const f of ["adapter_model.safetensors", "optimizer.safetensors", "trainer_state.json"])
       expect(readFileSync(join(half, "final", f)).equals(readFileSync(join(full, "final", f)))).toBe(true);
+    // other data cannot continue this run
+    const other = join(tmp, "other.jsonl");
+    writeFileSync(other, readFileSync(data, "utf8").split("\n").slice(0, 10).join("\n") + "\n");
+    const o = cli(["train", "--model", MODEL, "--data", other, "--resume", join(full)]);
+    expect(o.code).toBe(1);
+    expect(o.err).toMatch(/trained on other data/);
   }, 120_000);
 
-  it("SIGINT writes a checkpoint and exits 130", async () => {
-    const run = join(tmp, "sigint");
+  it.each([["SIGINT", 130], ["SIGTERM", 143]] as const)("%s writes a checkpoint and exits %i", async (sig, exitCode) => {
+    const run = join(tmp, `sig-${sig}`);
     const p = spawn(process.execPath, [BIN, "train", "--model", MODEL, "--data", data, "--out", run, "--config", cfg("s.json", { ...BASE, max_steps: 100000, save_steps: 0 })]);
     let out = "";
     let sent = false;
     p.stdout.on("data", (d) => {
       out += d;
-      if (!sent && out.includes("\n")) { sent = true; p.kill("SIGINT"); }
+      if (!sent && out.includes("\n")) { sent = true; p.kill(sig); }
     });
     const code = await new Promise<number | null>((res) => p.on("exit", (c) => res(c)));
-    expect(code).toBe(130);
+    expect(code).toBe(exitCode);
     const ck = readdirSync(run).filter((d) => /^checkpoint-\d+$/.test(d));
     expect(ck.length).toBe(1);
     expect(existsSync(join(run, ck[0], "adapter_model.safetensors"))).toBe(true);
