@@ -175,6 +175,14 @@ TEST(train_resume_bit_identical) {
     for (int k = 3; k < 6; ++k) r->step(batches[size_t(k)]);
     r->save_checkpoint((tmp / "resumed").string());
   }
+  {
+    TrainConfig other = c;
+    other.lora.alpha = 32;
+    CHECK_THROWS(Trainer::resume(model, other, (tmp / "half").string()), "lora_alpha 8");
+    other = c;
+    other.lora.r = 8;
+    CHECK_THROWS(Trainer::resume(model, other, (tmp / "half").string()), "lora_rank 4");
+  }
   for (const char* f : {"adapter_model.safetensors", "optimizer.safetensors", "trainer_state.json", "adapter_config.json"})
     CHECK(slurp(tmp / "full" / f) == slurp(tmp / "resumed" / f));
   CHECK(slurp(tmp / "full" / "adapter_model.safetensors") != slurp(tmp / "half" / "adapter_model.safetensors"));

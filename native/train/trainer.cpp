@@ -130,6 +130,8 @@ std::string MemoryEstimate::describe() const {
 
 // ---- trainer --------------------------------------------------------------------------------------------------
 
+namespace { std::string num_text(double x) { char b[40]; std::snprintf(b, sizeof b, "%g", x); return b; } }
+
 Trainer::Trainer(std::shared_ptr<Model> model, const TrainConfig& cfg, Resume) : model_(std::move(model)), cfg_(cfg) {
   if (!model_) throw std::invalid_argument("Trainer: no model");
   if (!(cfg_.learning_rate > 0) || !std::isfinite(cfg_.learning_rate)) throw std::invalid_argument("learning_rate must be a positive number");
@@ -157,6 +159,10 @@ std::unique_ptr<Trainer> Trainer::resume(std::shared_ptr<Model> model, const Tra
   std::unique_ptr<Trainer> t(new Trainer(std::move(model), cfg, Resume{}));
   const ModelSpec& S = t->model_->spec();
   const Adapter loaded = load_adapter(dir, S, "the model");
+  if (loaded.config.r != cfg.lora.r || loaded.config.use_rslora != cfg.lora.use_rslora || std::fabs(loaded.config.alpha - cfg.lora.alpha) > 1e-9 * cfg.lora.alpha)
+    throw std::runtime_error(dir + ": the checkpoint has lora_rank " + std::to_string(loaded.config.r) + ", lora_alpha " + num_text(loaded.config.alpha) +
+                             (loaded.config.use_rslora ? ", use_rslora" : "") + "; this run's config says lora_rank " + std::to_string(cfg.lora.r) +
+                             ", lora_alpha " + num_text(cfg.lora.alpha) + (cfg.lora.use_rslora ? ", use_rslora" : ""));
   // copy pair by pair (same for_each order), checking every shape against this run's config
   std::vector<const LoraPair*> src;
   const_cast<Adapter&>(loaded).for_each([&](const std::string&, LoraPair& p) { src.push_back(&p); });
