@@ -285,9 +285,8 @@ StepResult Trainer::step(const std::vector<TrainSeq>& batch) {
   int64_t N = 0, tokens = 0;
   for (auto& s : batch) { N += count_targets(s, targets_); tokens += int64_t(s.ids.size()); }
   if (N == 0) throw std::invalid_argument("step: no token of the batch is a target (every label is -100)");
-  grads_.for_each([](const std::string&, LoraPair& p) {
-    std::fill(p.A.begin(), p.A.end(), 0.0f); std::fill(p.B.begin(), p.B.end(), 0.0f);
-  });
+  // (the pair lists, not Adapter::for_each: that builds each site's name, an allocation per pair)
+  for (LoraPair* p : G_) { std::fill(p->A.begin(), p->A.end(), 0.0f); std::fill(p->B.begin(), p->B.end(), 0.0f); }
   // loss_scale 1/N: the mean over every counted target of the accumulated batch (transformers' num_items_in_batch)
   const float scale = float(1.0 / double(N));
   double loss_sum = 0;
@@ -302,10 +301,10 @@ StepResult Trainer::step(const std::vector<TrainSeq>& batch) {
   if (!std::isfinite(loss))
     throw std::runtime_error("step " + std::to_string(step_ + 1) + " refused: the loss is " + std::to_string(loss) + " (not finite); the adapter and optimizer are unchanged");
   double sq = 0;
-  grads_.for_each([&](const std::string&, LoraPair& p) {
-    for (float g : p.A) sq += double(g) * double(g);
-    for (float g : p.B) sq += double(g) * double(g);
-  });
+  for (const LoraPair* p : G_) {
+    for (float g : p->A) sq += double(g) * double(g);
+    for (float g : p->B) sq += double(g) * double(g);
+  }
   const double norm = std::sqrt(sq);
   if (!std::isfinite(norm))
     throw std::runtime_error("step " + std::to_string(step_ + 1) + " refused: the gradient norm is not finite (loss " + std::to_string(loss) + "); the adapter and optimizer are unchanged");
@@ -313,10 +312,10 @@ StepResult Trainer::step(const std::vector<TrainSeq>& batch) {
   if (cfg_.max_grad_norm > 0) {
     const float coef = float(std::min(1.0, cfg_.max_grad_norm / (norm + 1e-6)));
     if (coef < 1.0f)
-      grads_.for_each([&](const std::string&, LoraPair& p) {
-        for (float& g : p.A) g *= coef;
-        for (float& g : p.B) g *= coef;
-      });
+      for (LoraPair* p : G_) {
+        for (float& g : p->A) g *= coef;
+        for (float& g : p->B) g *= coef;
+      }
   }
   const double lr = lr_at(step_);  // LambdaLR: optimizer step k (1-based) uses λ(k − 1)
   Backend& be = model_->backend();
