@@ -250,6 +250,10 @@ void Trainer::setup() {
   if (!mem_.fits()) throw std::runtime_error(mem_.describe());
   const int64_t h0 = heap_in_use();
   m.init_train(ts_, T, lora_);
+  // evaluate's logits: a chunk of rows at a time (≤ 8 MiB, as the training loss chunks them)
+  const int64_t V = m.spec().vocab;
+  eval_rows_ = std::clamp<int64_t>((int64_t(2) << 20) / std::max<int64_t>(V, 1), 1, T);
+  eval_logits_.assign(size_t(eval_rows_ * V), 0.0f);
   const int64_t h1 = heap_in_use();
   if (h1 > h0) { mem_.activation_bytes = h1 - h0; mem_.activations_lower_bound = false; }
   mem_.total_bytes = mem_.base_bytes + mem_.adapter_bytes + mem_.activation_bytes;
@@ -338,15 +342,31 @@ StepResult Trainer::step(const std::vector<TrainSeq>& batch) {
   return r;
 }
 
+// Forward only, in chunks of eval_rows_ positions (the KV cache carries the earlier ones), dropout off; each counted
+// position's −log softmax(logits)[target] summed in double.
 std::pair<double, int64_t> Trainer::evaluate(const std::vector<TrainSeq>& batch) {
   int64_t N = 0;
   double sum = 0;
-  // forward_backward with loss_scale 0 adds nothing to the gradients; they are zeroed at the next step anyway
+  const int64_t V = model_->spec().vocab;
   for (auto& s : batch) {
     const int64_t n = count_targets(s, targets_);
     if (n == 0) continue;
     ts_.s.dropout_p = 0;
-    sum += model_->forward_backward(s.ids.data(), targets_.data(), int64_t(s.ids.size()), lora_, grads_, 0.0f, ts_);
+    const int64_t T = int64_t(s.ids.size());
+    for (int64_t c0 = 0; c0 < T; c0 += eval_rows_) {
+      const int64_t rows = std::min(eval_rows_, T - c0);
+      model_->forward(s.ids.data() + c0, rows, c0, ts_.kv, ts_.s, eval_logits_.data(), true, &lora_);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int32_t y = targets_[size_t(c0 + r)];
+        if (y == -100) continue;
+        const float* l = eval_logits_.data() + r * V;
+        double mx = l[0];
+        for (int64_t i = 1; i < V; ++i) mx = std::max(mx, double(l[i]));
+        double z = 0;
+        for (int64_t i = 0; i < V; ++i) z += std::exp(double(l[i]) - mx);
+        sum += mx + std::log(z) - double(l[y]);
+      }
+    }
     N += n;
   }
   if (N == 0) throw std::invalid_argument("evaluate: no token of the batch is a target");

@@ -109,7 +109,7 @@ class Trainer {
   static std::unique_ptr<Trainer> resume(std::shared_ptr<Model> model, const TrainConfig& cfg, const std::string& dir);
 
   StepResult step(const std::vector<TrainSeq>& batch);
-  // Mean CE over the batch's counted targets, no update (dropout off). Returns {Σ CE / N, N}.
+  // Mean CE over the batch's counted targets, forward only (dropout off, no update). Returns {Σ CE / N, N}.
   std::pair<double, int64_t> evaluate(const std::vector<TrainSeq>& batch);
 
   // dir/adapter_config.json + adapter_model.safetensors (peft), dir/optimizer.safetensors (m.*, v.* f32),
@@ -143,6 +143,8 @@ class Trainer {
   int64_t step_ = 0;
   MemoryEstimate mem_;
   std::vector<int32_t> targets_;  // sized to max_seq_length once
+  std::vector<float> eval_logits_;  // [eval_rows_, V]
+  int64_t eval_rows_ = 1;
 };
 
 }  // namespace moe
