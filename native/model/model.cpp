@@ -331,7 +331,6 @@ void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scr
     be.clamp(q, float(S.clip_qkv));
     if (ls.has_kv) { be.clamp(k, float(S.clip_qkv)); be.clamp(v, float(S.clip_qkv)); }
   }
-  if (acts) { keep(acts->q2, q.f32(), T * qd); if (ls.has_kv) { keep(acts->k2, k.f32(), T * kd); keep(acts->v2, v.f32(), T * kd); } }
   be.rope(q3, cos, sin);
   if (ls.has_kv) be.rope(k3, cos, sin);
   if (acts) { keep(acts->q3, q.f32(), T * qd); if (ls.has_kv) keep(acts->k3, k.f32(), T * kd); }
@@ -344,7 +343,7 @@ void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scr
     be.mul_cols(qh, vec(L.k_norm.data(), hd));
     if (ls.has_kv) be.rmsnorm(kh, kh, none, eps, acts ? mat(acts->ka_rstd.data(), T * Hkv, 1) : none);
   }
-  if (acts) { keep(acts->q4, q.f32(), T * qd); if (ls.has_kv) keep(acts->k4, k.f32(), T * kd); }
+  if (acts) keep(acts->q4, q.f32(), T * qd);  // (k's final form is in the cache)
   const size_t sl = size_t(ls.kv_slot);
   const int64_t n_ctx = kv.ctx;
   if (!kv.int8) {

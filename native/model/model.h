@@ -94,7 +94,7 @@ struct TrainState {
   std::vector<std::vector<float>> x_ckpt;           // [L][T, D]: every layer's input
   std::vector<float> x_final, rstd_final, h_final, logits, dx, dh, dmid;
   std::vector<std::vector<float>> dK, dV;           // [slots][T, kd]: gradients into each KV slot (CLA layers add in)
-  std::vector<float> bq, bk, bv, bI1, bI2, bD1, bD2, bE, bdw, bdl, bsig, bu, bus;
+  std::vector<float> bq, bI1, bI2, bD1, bD2, bE, bdw, bdl, bsig, bu, bus;  // backward scratch (backward.cpp says which is which)
 };
 
 // One decoder MLP call site: the frozen projections, the LoRA pairs on them (any may be null or absent), and where
