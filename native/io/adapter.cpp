@@ -388,23 +388,35 @@ Adapter load_adapter(const std::string& dir, const ModelSpec& spec, const std::s
 
 // ---- out ----
 
+namespace {
+
+// ExpertLora::down serves both layouts: on a layer it is the fused down_proj's when the experts have a gate_up pair,
+// or when they have no separate gate/up pair and the adapter's config targets the layer's fused down_proj; else
+// each expert's own down_proj. One decision, used for the config and the tensors alike.
+bool down_is_fused(const Adapter& a, int layer) {
+  if (layer < 0 || size_t(layer) >= a.layers.size()) return false;
+  const LayerLora& L = a.layers[size_t(layer)];
+  bool separate = false;
+  for (const ExpertLora& e : L.experts) {
+    if (e.gate_up.present()) return true;
+    separate |= e.gate.present() || e.up.present();
+  }
+  return !separate && any_match("model.layers." + std::to_string(layer) + ".mlp.experts.down_proj", a.config.target_parameters);
+}
+
+}  // namespace
+
 LoraConfig adapter_effective_config(const Adapter& a, const ModelSpec& spec) {
   LoraConfig c = a.config;
   // Every module with both fused targets in place, to see which pairs the adapter has.
   const std::vector<PeftModule> all = peft_modules(spec, {"mlp.experts.gate_up_proj", "mlp.experts.down_proj"});
-  // ExpertLora::down serves both layouts: it is the fused down_proj's when the layer's experts have a gate_up pair
-  // or the config targets the layer's fused down_proj; else each expert's own down_proj.
-  auto fused_down = [&](const LayerLora& L, int layer) {
-    return (!L.experts.empty() && L.experts[0].gate_up.present()) ||
-           any_match("model.layers." + std::to_string(layer) + ".mlp.experts.down_proj", a.config.target_parameters);
-  };
   std::vector<const PeftModule*> present;
   for (const PeftModule& m : all) {
     if (size_t(m.layer) >= a.layers.size()) continue;
     const LayerLora& L = a.layers[size_t(m.layer)];
     const LoraPair* p = module_pair(L, m, 0);
     if (!p || !p->present()) continue;
-    const bool fd = fused_down(L, m.layer);
+    const bool fd = down_is_fused(a, m.layer);
     if ((m.site == LoraSite::ExpertsDown && !fd) || (m.site == LoraSite::ExpertDown && fd)) continue;
     present.push_back(&m);
   }
@@ -457,13 +469,16 @@ std::vector<PeftTensor> adapter_tensors(const Adapter& layout, const ModelSpec& 
   if (layout.layers.size() != size_t(spec.num_layers))
     throw std::runtime_error("adapter has " + std::to_string(layout.layers.size()) + " layers, the model (" + spec.model_type + ") has " +
                              std::to_string(spec.num_layers));
+  for (size_t l = 0; l < layout.layers.size(); ++l) {
+    bool fused = false, separate = false;
+    for (const ExpertLora& e : layout.layers[l].experts) { fused |= e.gate_up.present(); separate |= e.gate.present() || e.up.present(); }
+    if (fused && separate)
+      throw std::runtime_error("adapter layer " + std::to_string(l) + " mixes fused gate_up pairs and separate gate/up pairs; peft's files use one layout per layer");
+  }
   const LoraConfig cfg = adapter_effective_config(layout, spec);
   const std::vector<PeftModule> mods = peft_modules(spec, cfg.target_parameters);
   std::set<const LoraPair*> emitted;
   std::vector<PeftTensor> out;
-  // ExpertLora::down is the fused down_proj's on layers where target_parameters take it, else the separate one's.
-  std::set<int> fused_down;
-  for (const PeftModule& m : mods) if (m.site == LoraSite::ExpertsDown) fused_down.insert(m.layer);
   // The pair's numbers (checked), from the payload.
   auto data = [&](const PeftModule& m, const LoraPair& p, int e) {
     const std::string where = "layer " + std::to_string(m.layer) + " " + m.short_name + (m.fused() ? " expert " + std::to_string(e) : "");
@@ -479,7 +494,7 @@ std::vector<PeftTensor> adapter_tensors(const Adapter& layout, const ModelSpec& 
   for (const PeftModule& m : mods) {
     const LayerLora& L = layout.layers[size_t(m.layer)];
     if (!m.fused()) {
-      if (m.site == LoraSite::ExpertDown && fused_down.count(m.layer)) continue;
+      if (m.site == LoraSite::ExpertDown && down_is_fused(layout, m.layer)) continue;
       const LoraPair* p = module_pair(L, m);
       if (!p || !p->present()) continue;
       const PairData d = data(m, *p, 0);
@@ -488,6 +503,7 @@ std::vector<PeftTensor> adapter_tensors(const Adapter& layout, const ModelSpec& 
       out.push_back({m.name + kSuffixB, {p->out, p->r}, *d.B});
       continue;
     }
+    if (m.site == LoraSite::ExpertsDown && !down_is_fused(layout, m.layer)) continue;
     const int E = m.experts;
     int present = 0;
     for (int e = 0; e < E; ++e) { const LoraPair* p = module_pair(L, m, e); present += p && p->present(); }

@@ -357,6 +357,39 @@ TEST(adapter_refuses_hostile_and_mismatched_folders) {
   }
 }
 
+// Only one fused parameter targeted: peft does not nest, the wrapper is mlp.experts either way (checked with peft 0.21
+// get_peft_model_state_dict on the olmoe fixture: gate_up only -> mlp.experts.lora_A [32,64]; down only ->
+// mlp.experts.lora_A [32,48]; both, in either list order -> gate_up in mlp.experts.base_layer, down in mlp.experts).
+TEST(adapter_fused_single_target_is_not_nested) {
+  const fs::path root = fixtures_root();
+  if (root.empty()) { std::printf("  skipped: test/fixtures/goldens/train is absent\n"); return; }
+  const ModelSpec spec = spec_of(root, "olmoe");
+  const Adapter full = load_adapter((root / "goldens/train/olmoe/adapter").string(), spec, "olmoe");
+  // down_proj only: the golden's outer wrapper (mlp.experts) as is, the gate_up tensors dropped
+  const std::string d = copy_adapter(root, "olmoe", "down-only");
+  auto ts = read_tensors(fs::path(d) / "adapter_model.safetensors");
+  std::erase_if(ts, [](const PeftTensor& t) { return t.name.find("experts.base_layer") != std::string::npos; });
+  moe_test::write_file(d + "/adapter_model.safetensors", safetensors_f32_bytes(ts));
+  replace_in_file(fs::path(d) / "adapter_config.json", "\"mlp.experts.gate_up_proj\",\n", "");
+  const Adapter down = load_adapter(d, spec, "olmoe");
+  CHECK(!down.layers[2].experts[3].gate_up.present() && down.layers[2].experts[3].down.B == full.layers[2].experts[3].down.B);
+  const std::string out = scratch("adapter-down-only-save") + "/a";
+  save_adapter(out, down, spec, "x");
+  CHECK(slurp(out + "/adapter_model.safetensors") == slurp(fs::path(d) / "adapter_model.safetensors"));
+  // gate_up only: its tensors are then mlp.experts.lora_{A,B}.weight
+  Adapter gu = full;
+  for (auto& L : gu.layers) for (auto& e : L.experts) e.down = LoraPair{};
+  gu.config.target_parameters = {"mlp.experts.gate_up_proj"};
+  bool renamed = false;
+  for (auto& t : adapter_tensors(gu, spec))
+    if (t.name == "base_model.model.model.layers.0.mlp.experts.lora_B.weight") renamed = t.shape == std::vector<int64_t>{2 * 48, 4 * 8};
+  CHECK(renamed);
+  const std::string out2 = scratch("adapter-gu-only-save") + "/a";
+  save_adapter(out2, gu, spec, "x");
+  const Adapter back = load_adapter(out2, spec, "olmoe");
+  CHECK(back.layers[3].experts[7].gate_up.A == full.layers[3].experts[7].gate_up.A && !back.layers[3].experts[7].down.present());
+}
+
 TEST(adapter_reads_f16_and_bf16_tensors) {
   const fs::path root = fixtures_root();
   if (root.empty()) { std::printf("  skipped: test/fixtures/goldens/train is absent\n"); return; }
@@ -504,6 +537,9 @@ TEST(adapter_save_derives_targets_and_replaces_atomically) {
     CHECK(slurp(out + "/adapter_model.safetensors") == slurp(g / "adapter_model.safetensors"));
     CHECK(load_adapter(out, hs, "hunyuan_v1_moe").numel() == h.numel());
   }
+  Adapter mixed = a;
+  mixed.layers[1].experts[4].gate.init(4, 64, 48, 2.0f);
+  CHECK_THROWS(adapter_tensors(mixed, spec), "adapter layer 1 mixes fused gate_up pairs and separate gate/up pairs");
   // A dense llama adapter keeps its trained dropout.
   const ModelSpec ls = spec_of(root, "llama");
   Adapter la = load_adapter((root / "goldens/train/llama/adapter").string(), ls, "llama");
