@@ -39,9 +39,11 @@ Commands:
       app's). The browser may name files only under the data folder, the models folder, --model and each
       --allow-dir (repeatable). The token is random unless --token or MOE_STUDIO_TOKEN sets it (at least 16
       of A-Z a-z 0-9 . _ ~ -; the variable keeps it out of the process list). Ctrl-C or SIGTERM stops it.
-  pull REPO_ID [--source hf|modelscope] [--endpoint URL] [--dir DIR] [--revision R] [--token T]
+  pull REPO_ID [--source hf|modelscope] [--endpoint URL] [--dir DIR] [--revision R] [--token T] [--require-checksums]
       Download a model (config, safetensors weights, tokenizer, chat template; nothing else) into
-      DIR/<owner>--<name> (default DIR: the desktop app's models folder), verifying every file's checksum.
+      DIR/<owner>--<name> (default DIR: the desktop app's models folder), verifying every file's checksum;
+      a file the hub lists without one is size-checked only and named as such. --require-checksums refuses
+      such a model before downloading anything.
       Interrupted downloads resume where they stopped: run the same command again. Honours HF_ENDPOINT
       (e.g. https://hf-mirror.com) and HF_TOKEN (gated models) as huggingface-cli does.
 ${DATASET_HELP}  generate, chat and bench also take --kv-cache f32|int8: int8 keeps the KV cache as int8 with one scale per
@@ -64,7 +66,7 @@ const VALUE_FLAGS = new Set([
 const LIST_FLAGS = new Set(["allow-dir"]);
 /** Commands that take one positional argument (pull REPO_ID). */
 const TAKES_ARGUMENT = new Set(["pull"]);
-const BOOL_FLAGS = new Set(["json", "help", "force"]);
+const BOOL_FLAGS = new Set(["json", "help", "force", "require-checksums"]);
 
 export function parseArgs(argv: string[]): { command: string | null; flags: Flags; lists: Record<string, string[]>; args: string[] } {
   let command: string | null = null;

@@ -14,6 +14,10 @@ import { z } from "zod";
 // ---------- shared shapes ----------
 const Id = z.string().min(1).max(64);
 const Text = (max: number) => z.string().max(max);
+/** Text that may not hold a NUL character: names, paths, queries and sample text (SQLite functions, C strings and
+ *  file names end at one; no dataset needs it). The error names the field: "search: must not contain ...". */
+export const NUL_REFUSED = "must not contain a NUL character (\\u0000)";
+const NoNulText = (max: number) => Text(max).refine((v) => !v.includes("\0"), NUL_REFUSED);
 
 /** Per-conversation sampling overrides; a null field means "use the model's default". */
 export const SamplingSettings = z.strictObject({
@@ -200,15 +204,26 @@ export const DownloadProgress = z.object({
   source: HubSource,
   /** The model folder (it exists once state is "done"). */
   dir: z.string(),
-  state: z.enum(["queued", "downloading", "paused", "done", "error", "cancelled"]),
+  /** interrupted: found unfinished at start-up without having been paused (a crash, a kill, an error): resume it. */
+  state: z.enum(["queued", "downloading", "paused", "interrupted", "done", "error", "cancelled"]),
   totalBytes: z.number(),
   doneBytes: z.number(),
   bytesPerSecond: z.number(),
   etaSeconds: z.number().nullable(),
-  files: z.array(z.object({ path: z.string(), size: z.number(), doneBytes: z.number(), state: z.enum(["pending", "downloading", "verifying", "done"]) })),
+  files: z.array(
+    z.object({
+      path: z.string(),
+      size: z.number(),
+      doneBytes: z.number(),
+      state: z.enum(["pending", "downloading", "verifying", "done"]),
+      /** How the file is verified: "none" = the hub listed no checksum, only the size is checked. */
+      checksum: z.enum(["sha256", "git-sha1", "none"]),
+    }),
+  ),
   error: z.string().nullable(),
   /** gated: an access token is needed (or was refused). */
-  errorKind: z.enum(["gated", "not_found", "stalled", "checksum", "network", "http", "invalid"]).nullable(),
+  /** no_checksum: checksums were required (requireChecksums) and the hub lists a file without one. */
+  errorKind: z.enum(["gated", "not_found", "stalled", "checksum", "no_checksum", "network", "http", "invalid"]).nullable(),
 });
 export type DownloadProgress = z.infer<typeof DownloadProgress>;
 
@@ -273,7 +288,7 @@ export type DatasetFormat = z.infer<typeof DatasetFormat>;
  *  starting with user and ending with assistant, no empty (whitespace-only) content. */
 export const SampleMessage = z.strictObject({
   role: z.enum(["system", "user", "assistant"]),
-  content: Text(4_000_000),
+  content: NoNulText(4_000_000),
 });
 export type SampleMessage = z.infer<typeof SampleMessage>;
 
@@ -405,7 +420,8 @@ export const QuantizeJob = z.object({
   format: QuantizeFormat,
   sourceDir: z.string(),
   output: z.string(),
-  state: z.enum(["running", "comparing", "done", "error", "cancelled"]),
+  /** interrupted: the app stopped (a crash, a forced quit) while the job ran; it can be retried or removed. */
+  state: z.enum(["running", "comparing", "done", "error", "cancelled", "interrupted"]),
   /** Progress as a fraction of the output written, 0..1. */
   progress: z.number(),
   message: z.string().nullable(),
@@ -499,10 +515,12 @@ export const calls = {
     RepoDetails,
   ),
   /** Starts a download (progress: library.progress events). */
-  "library.download": call(z.strictObject({ repo: RepoId, source: HubSource.optional(), revision: Text(200).min(1).optional() }), DownloadProgress),
+  /** requireChecksums: refuse (before fetching anything) a model with a file the hub lists without a checksum. */
+  "library.download": call(z.strictObject({ repo: RepoId, source: HubSource.optional(), revision: Text(200).min(1).optional(), requireChecksums: z.boolean().optional() }), DownloadProgress),
   "library.downloads": call(Empty, z.array(DownloadProgress)),
   "library.pause": call(z.strictObject({ id: DownloadId }), DownloadProgress),
-  "library.resume": call(z.strictObject({ id: DownloadId }), DownloadProgress),
+  /** requireChecksums as for library.download: it applies to this run (unset = not required). */
+  "library.resume": call(z.strictObject({ id: DownloadId, requireChecksums: z.boolean().optional() }), DownloadProgress),
   /** Stops a download and deletes its partial files. */
   "library.cancel": call(z.strictObject({ id: DownloadId }), DownloadProgress),
   /** Sets (or with null removes) the hub access token for gated models. */
@@ -517,7 +535,7 @@ export const calls = {
   "datasets.list": call(Empty, z.array(DatasetSummary)),
   /** One dataset with the bad lines of its import (first 10,000). */
   "datasets.get": call(ById, z.object({ dataset: DatasetSummary, rejected: z.array(RejectedLine) })),
-  "datasets.rename": call(z.strictObject({ id: Id, name: Text(200).min(1) }), DatasetSummary),
+  "datasets.rename": call(z.strictObject({ id: Id, name: NoNulText(200).min(1) }), DatasetSummary),
   /** Deletes the dataset, its samples and cached token counts (no undo: the UI confirms first). */
   "datasets.delete": call(ById, Ok),
   /** Removes every sample whose messages equal an earlier sample's (exact text and roles); keeps the first. */
@@ -532,7 +550,7 @@ export const calls = {
     z.object({ train: DatasetSummary, validation: DatasetSummary }),
   ),
   /** Writes messages-format jsonl to `path` (temp file + rename). Electron and CLI; in the browser use exportChunk. */
-  "datasets.export": call(z.strictObject({ id: Id, path: Text(4096).min(1) }), z.object({ path: z.string(), samples: z.number(), bytes: z.number() })),
+  "datasets.export": call(z.strictObject({ id: Id, path: NoNulText(4096).min(1) }), z.object({ path: z.string(), samples: z.number(), bytes: z.number() })),
   /**
    * The export as text pieces for a browser download: start with cursor null, append `data`, repeat with
    * `nextCursor` until it is null; the concatenation is exactly the file datasets.export writes.
@@ -549,7 +567,7 @@ export const calls = {
 
   /** Browser import, step 1: announce a file; the server creates a temp file in the data folder. */
   "datasets.upload.begin": call(
-    z.strictObject({ fileName: Text(255).min(1), size: z.number().int().min(0).max(64 * 1024 ** 3) }),
+    z.strictObject({ fileName: NoNulText(255).min(1), size: z.number().int().min(0).max(64 * 1024 ** 3) }),
     z.object({ uploadId: Id }),
   ),
   /** Step 2 (repeat): bytes [offset, offset + decoded length) as base64, at most UPLOAD_CHUNK_BYTES decoded, in order. */
@@ -568,7 +586,7 @@ export const calls = {
   "datasets.import.scan": call(
     z.strictObject({
       source: z.discriminatedUnion("kind", [
-        z.strictObject({ kind: z.literal("path"), path: Text(4096).min(1) }),
+        z.strictObject({ kind: z.literal("path"), path: NoNulText(4096).min(1) }),
         z.strictObject({ kind: z.literal("upload"), uploadId: Id }),
       ]),
     }),
@@ -581,7 +599,7 @@ export const calls = {
    * (name default: the file name without extension). Resolves when committed. busy unless state is ready;
    * invalid_input if no line is valid or the file changed since the scan. "Import nothing" = datasets.import.cancel.
    */
-  "datasets.import.commit": call(z.strictObject({ importId: Id, name: Text(200).min(1).optional() }), DatasetSummary),
+  "datasets.import.commit": call(z.strictObject({ importId: Id, name: NoNulText(200).min(1).optional() }), DatasetSummary),
   /** Cancels a scan or a running commit (rolled back) or discards a ready report; deletes its upload. No trace left. */
   "datasets.import.cancel": call(z.strictObject({ importId: Id }), Ok),
 
@@ -597,7 +615,7 @@ export const calls = {
       offset: z.number().int().min(0),
       limit: z.number().int().min(1).max(1000),
       sort: z.strictObject({ by: z.enum(["index", "tokens", "updated"]), dir: z.enum(["asc", "desc"]) }).optional(),
-      search: Text(500).optional(),
+      search: NoNulText(500).optional(),
       minTokens: z.number().int().min(0).optional(),
       maxTokens: z.number().int().min(0).optional(),
       hasProblems: z.boolean().optional(),
@@ -649,6 +667,10 @@ export const calls = {
   /** Cancels a running job; nothing partial is left behind. */
   "quantize.cancel": call(ById, Ok),
   "quantize.list": call(Empty, z.array(QuantizeJob)),
+  /** Forgets a job that is not running (its output, if any, stays). */
+  "quantize.remove": call(ById, Ok),
+  /** Starts an interrupted, failed or cancelled job again with the same model, format and name; answers the new job. */
+  "quantize.retry": call(ById, QuantizeJob),
   /** The folder quantized models and GGUF files are written to. */
   "quantize.folder": call(Empty, z.object({ dir: z.string() })),
 } as const;
@@ -703,8 +725,9 @@ export interface Api {
   on<E extends EventName>(event: E, listener: (payload: EventPayload<E>) => void): () => void;
 }
 
-/** An error a call returns: `code` lets the UI choose a message; `message` is already human-readable. */
-export type RpcErrorCode = "invalid_input" | "unknown_call" | "not_found" | "no_model" | "busy" | "engine" | "internal";
+/** An error a call returns: `code` lets the UI choose a message; `message` is already human-readable.
+ *  disk_full: the disk (or quota) is full, whichever layer hit it ("disk full: ... (free N MB in DIR)"). */
+export type RpcErrorCode = "invalid_input" | "unknown_call" | "not_found" | "no_model" | "busy" | "engine" | "disk_full" | "internal";
 export class RpcError extends Error {
   constructor(
     readonly code: RpcErrorCode,

@@ -2,13 +2,14 @@
 // <userData>/hub-token.bin (mode 0600, written to a temporary name and renamed). Where the OS offers no encryption
 // (safeStorage.isEncryptionAvailable() is false, e.g. Linux without a keyring) the token is kept in memory only.
 import { safeStorage } from "electron";
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { MemoryTokenStore, type TokenStore } from "./library/token-store.js";
+import { writeFileAtomic } from "./library/atomic-write.js";
+import { MemoryTokenStore, TOKEN_FILE, type TokenStore } from "./library/token-store.js";
 
 export function safeTokenStore(dataDir: string): TokenStore {
   if (!safeStorage.isEncryptionAvailable()) return new MemoryTokenStore();
-  const file = join(dataDir, "hub-token.bin");
+  const file = join(dataDir, TOKEN_FILE);
   return {
     kind: "safeStorage",
     get() {
@@ -24,9 +25,7 @@ export function safeTokenStore(dataDir: string): TokenStore {
         rmSync(file, { force: true });
         return;
       }
-      const tmp = `${file}.tmp-${process.pid}`;
-      writeFileSync(tmp, safeStorage.encryptString(token), { mode: 0o600 });
-      renameSync(tmp, file);
+      writeFileAtomic(file, safeStorage.encryptString(token), { mode: 0o600 });
     },
   };
 }

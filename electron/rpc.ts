@@ -4,6 +4,7 @@
 // comes back as an RpcError with a human-readable message and a code the UI can act on.
 import { z } from "zod";
 import { calls, RpcError, type CallName, type CallOutput, type RpcErrorCode } from "./contract.js";
+import { asDiskFull } from "./services/errors.js";
 
 /** A call's input after validation (what a handler receives). */
 export type HandlerInput<N extends CallName> = z.output<(typeof calls)[N]["input"]>;
@@ -22,7 +23,7 @@ export interface DispatcherOptions {
 }
 
 const MAX_ISSUES = 3;
-const RPC_CODES = ["invalid_input", "unknown_call", "not_found", "no_model", "busy", "engine", "internal"] as const satisfies readonly RpcErrorCode[];
+const RPC_CODES = ["invalid_input", "unknown_call", "not_found", "no_model", "busy", "engine", "disk_full", "internal"] as const satisfies readonly RpcErrorCode[];
 
 /** "content: Too big: expected string to have <=1000000 characters; conversationId: Invalid input ..." */
 export function describeZodError(e: z.ZodError, what = "input"): string {
@@ -67,6 +68,9 @@ export function createDispatcher(handlers: Handlers, opts: DispatcherOptions = {
 /** Any thrown value as an RpcError with a readable message (never a stack trace). */
 export function asRpcError(e: unknown): RpcError {
   if (e instanceof RpcError) return e;
+  // SQLITE_FULL / ENOSPC / EDQUOT from any layer (services that know the folder have named it already)
+  const full = asDiskFull(e);
+  if (full) return full;
   if (e instanceof z.ZodError) return new RpcError("invalid_input", describeZodError(e));
   const message = e instanceof Error ? e.message : typeof e === "string" ? e : "unexpected error";
   const code = (e as { code?: unknown } | null)?.code;

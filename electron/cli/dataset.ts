@@ -12,6 +12,7 @@ import { dirname, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { DatasetService } from "../services/datasets.js";
 import { databaseFile, defaultDataDir } from "../services/paths.js";
+import { asDiskFull } from "../services/errors.js";
 import { openDatabase } from "../store/db.js";
 
 export const DATASET_HELP = `  dataset import FILE [--db PATH] [--name NAME] [--valid-only]
@@ -113,6 +114,9 @@ export async function cmdDataset(argv: string[], out: (s: string) => void = (s) 
         `${dataset ? `imported ${imported}` : "imported nothing"} in ${(ms / 1000).toFixed(2)} s, peak RSS ${peak.toFixed(0)} MiB\n`,
     );
     return dataset ? 0 : 1;
+  } catch (e) {
+    // "disk full: ... (free N MB in DIR)" rather than SQLite's bare "database or disk is full"
+    throw asDiskFull(e, dirname(dbFile)) ?? e;
   } finally {
     await service.dispose();
     db.close();

@@ -1,6 +1,8 @@
 // `moe-studio export-gguf --model DIR --type f16|q8_0|q4_0|q4_k --out FILE.gguf [--force] [--json]`
 // Progress goes to stderr (one line per 10%; with --json "progress DONE TOTAL" per tensor), the summary to stdout; Ctrl-C cancels and leaves nothing behind.
+import { dirname, resolve } from "node:path";
 import { exportGguf, ExportCancelled } from "../gguf/export.js";
+import { sweepLeftovers } from "../services/leftovers.js";
 import { EXPORT_TYPES, type ExportType } from "../gguf/quant.js";
 
 type Flags = Record<string, string | true>;
@@ -11,6 +13,9 @@ export async function exportGgufCommand(flags: Flags): Promise<number> {
   const type = flags.type;
   if (typeof model !== "string") throw new Error("--model is required");
   if (typeof out !== "string") throw new Error("--out is required (the .gguf file to write)");
+  // an earlier export into the same folder that was killed left its FILE.tmp-<pid>-<ms> there
+  // (only those: --out may name a folder of the user's, where other programs' temporary files are not ours to judge)
+  sweepLeftovers([dirname(resolve(out))], { match: (l) => l.kind === "gguf-temp" });
   if (typeof type !== "string") throw new Error(`--type is required (${EXPORT_TYPES.join(", ")})`);
   if (!EXPORT_TYPES.includes(type as ExportType)) throw new Error(`--type: unsupported type "${type}" (supported: ${EXPORT_TYPES.join(", ")})`);
 

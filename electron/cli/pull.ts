@@ -1,10 +1,12 @@
 // `moe-studio pull REPO_ID`: download a model from the Hugging Face hub (or a mirror: --endpoint / HF_ENDPOINT) or
 // ModelScope into the models folder, with the same resumable, checksummed downloader as the app. A progress bar on a
 // terminal; plain lines (each file done, every 10 %) when the output is a pipe or a log. Ctrl-C pauses: the partial
-// files stay, and the same command resumes from them.
+// files stay, and the same command resumes from them. A file the hub lists without a checksum is "size-checked",
+// never "verified", and named again at the end; --require-checksums refuses such a model before fetching a byte.
 import { join } from "node:path";
 import { DownloadStopped, ModelDownload, type DownloadProgress } from "../library/downloader.js";
 import { checkRepoId, type HubSource } from "../library/hub.js";
+import { sweepLeftovers } from "../services/leftovers.js";
 import { defaultDataDir } from "../services/paths.js";
 
 type Flags = Record<string, string | true>;
@@ -55,6 +57,8 @@ export async function cmdPull(repoArg: string | undefined, flags: Flags, io: Pul
   const token = str(flags, "token") ?? (source === "hf" ? io.env.HF_TOKEN : undefined) ?? null;
   const modelsDir = str(flags, "dir") ?? join(defaultDataDir(io.env), "models");
   const stall = Number(io.env.MOE_STUDIO_STALL_MS);
+  // temporary files of an earlier pull, quantize or export into this folder that was killed (never resumable state)
+  sweepLeftovers([modelsDir]);
   const tty = !!io.out.isTTY;
   let lastPct = -1;
   let filesDone = 0;
@@ -66,7 +70,7 @@ export async function cmdPull(repoArg: string | undefined, flags: Flags, io: Pul
     }
     const done = p.files.filter((f) => f.state === "done");
     if (done.length > filesDone) {
-      for (const f of done.slice(filesDone)) io.out.write(`verified ${f.path} (${formatBytes(f.size)})\n`);
+      for (const f of done.slice(filesDone)) io.out.write(`${f.checksum === "none" ? "size-checked" : "verified"} ${f.path} (${formatBytes(f.size)})\n`);
       filesDone = done.length;
     }
     const pct = p.totalBytes > 0 ? Math.floor((p.doneBytes / p.totalBytes) * 10) * 10 : 0;
@@ -84,11 +88,12 @@ export async function cmdPull(repoArg: string | undefined, flags: Flags, io: Pul
     ...(str(flags, "revision") ? { revision: str(flags, "revision") } : {}),
     token,
     ...(stall > 0 ? { stallMs: stall } : {}),
+    ...(flags["require-checksums"] === true ? { requireChecksums: true } : {}),
     onProgress,
     progressMs: tty ? 100 : 500,
   });
   const resumed = d.progress();
-  if (resumed.state === "paused") {
+  if (resumed.state === "paused" || resumed.state === "interrupted") {
     filesDone = resumed.files.filter((f) => f.state === "done").length;
     io.out.write(`resuming ${repo}: ${formatBytes(resumed.doneBytes)} of ${formatBytes(resumed.totalBytes)} already here\n`);
   } else {
@@ -99,6 +104,8 @@ export async function cmdPull(repoArg: string | undefined, flags: Flags, io: Pul
   try {
     const dir = await d.start();
     if (tty) io.out.write("\n");
+    const unchecked = d.progress().files.filter((f) => f.checksum === "none").map((f) => f.path);
+    if (unchecked.length > 0) io.out.write(`no checksum from the hub (size-checked only): ${unchecked.join(", ")}\n`);
     io.out.write(`done: ${dir}\n`);
     return 0;
   } catch (e) {

@@ -2,7 +2,9 @@
 //  [--threads N]`: writes a quantized model folder (electron/engine/quantize.ts), printing progress on stderr,
 // then sizes, time and peak RSS. Ctrl-C (SIGINT) or SIGTERM cancels: the temporary folder is removed, nothing is
 // left under DIR2, exit code 130.
+import { dirname, resolve } from "node:path";
 import { loadAddon, type QuantType } from "../engine/addon.js";
+import { sweepLeftovers } from "../services/leftovers.js";
 import { DEFAULT_INT4, QUANT_TYPES, bitsOf, QuantizeCancelled, quantizeModelFolder } from "../engine/quantize.js";
 
 type Flags = Record<string, string | true>;
@@ -18,6 +20,9 @@ export async function cmdQuantize(flags: Flags): Promise<number> {
   const model = str(flags, "model"), out = str(flags, "out");
   if (!model) throw new Error("--model is required");
   if (!out) throw new Error("--out is required");
+  // an earlier quantize into the same folder that was killed left its .NAME.partial-<pid>/ there
+  // (only those: --out may name a folder of the user's, where other programs' temporary files are not ours to judge)
+  sweepLeftovers([dirname(resolve(out))], { match: (l) => l.kind === "quantize-temp" });
   const bitsFlag = str(flags, "bits");
   const formatFlag = str(flags, "format");
   if (formatFlag !== undefined && !QUANT_TYPES.includes(formatFlag as QuantType))
@@ -32,7 +37,8 @@ export async function cmdQuantize(flags: Flags): Promise<number> {
     throw new Error(`--embeddings must be keep, ${QUANT_TYPES.join(", ")}, got "${emb}"`);
   const threadsFlag = str(flags, "threads");
   const threads = threadsFlag === undefined ? 0 : Number(threadsFlag);
-  if (!Number.isInteger(threads) || threads < 0) throw new Error(`--threads must be an integer >= 1, got "${threadsFlag}"`);
+  // the engine's limit (native/format/limits.h): checked here so the message names the flag
+  if (!Number.isInteger(threads) || threads < 0 || threads > 1024) throw new Error(`--threads must be an integer in [1, 1024], got "${threadsFlag}"`);
 
   const ac = new AbortController();
   const onSignal = () => {

@@ -7,13 +7,15 @@
 import type { RejectedLine } from "../contract.js";
 import type { Db } from "../store/db.js";
 import { DatasetRepo } from "../store/datasets.js";
-import { readValidSamplesSync } from "./scan.js";
+import { readValidSamplesSync, type ImportLimits } from "./scan.js";
 
 export interface CommitRequest {
   path: string;
   /** The scan's view of the file: size, mtime and valid count must still hold. */
   expect: { size: number; mtimeMs: number; valid: number };
   dataset: { name: string; sourceFile: string | null; rejectedCount: number; rejected: RejectedLine[] };
+  /** The scan's limits (the commit must cut the file into the same records). */
+  limits?: ImportLimits;
 }
 
 export type BulkTask =
@@ -65,7 +67,7 @@ export function runBulk(db: Db, task: BulkTask, onProgress: (inserted: number) =
           if (cancelled()) throw new CommitCancelled();
           onProgress(n);
         }
-      });
+      }, req.limits);
       if (cancelled()) throw new CommitCancelled();
       onProgress(n);
       return { kind: "import", datasetId: id };

@@ -37,8 +37,20 @@ const reject = (reason: RejectReason, detail: string): Rejected => ({ ok: false,
 
 /** A short JSON rendering of a bad value for an error message. */
 function show(v: unknown): string {
-  const s = JSON.stringify(v) ?? String(v);
+  let s: string;
+  try {
+    s = JSON.stringify(v) ?? String(v);
+  } catch {
+    // JSON.parse takes any depth, JSON.stringify recurses: a value nested 100k deep overflows the stack
+    s = Array.isArray(v) ? "an array nested too deeply to show" : "an object nested too deeply to show";
+  }
   return s.length > 40 ? `${s.slice(0, 40)}…` : s;
+}
+
+/** Sample text may not hold NUL (the contract refuses it in the editor too); the error names the field. */
+function nulIn(field: string, text: string): Rejected | null {
+  const at = text.indexOf("\0");
+  return at < 0 ? null : reject("unknown_shape", `${field} contains a NUL character (\\u0000) at character ${at}; sample text may not hold one`);
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -52,6 +64,8 @@ function isObject(v: unknown): v is Record<string, unknown> {
 export function validateMessages(messages: readonly SampleMessage[], name: (i: number) => string = (i) => `messages[${i}]`): Rejected | null {
   if (messages.length === 0) return reject("no_assistant_turn", "the sample has no messages");
   for (let i = 0; i < messages.length; i++) {
+    const nul = nulIn(`${name(i)}.content`, messages[i].content);
+    if (nul) return nul;
     if (messages[i].content.trim() === "") return reject("empty_content", `${name(i)} (${messages[i].role}) has empty content`);
   }
   if (!messages.some((m) => m.role === "assistant")) return reject("no_assistant_turn", "the sample has no assistant message");
@@ -90,6 +104,8 @@ function fromMessages(list: unknown): Parsed | Rejected {
       return reject("unknown_shape", `messages[${i}].role ${show(m.role)} is not "system", "user" or "assistant"`);
     }
     if (typeof m.content !== "string") return reject("unknown_shape", `messages[${i}].content must be a string, got ${show(m.content)}`);
+    const nul = nulIn(`messages[${i}].content`, m.content);
+    if (nul) return nul;
     messages.push({ role: m.role as Role, content: m.content });
   }
   return validateMessages(messages) ?? { ok: true, format: "messages", messages };
@@ -102,6 +118,8 @@ function fromConversations(obj: Record<string, unknown>): Parsed | Rejected {
   let offset = 0;   // messages[i] is conversations[i - offset]
   if (obj.system !== undefined && obj.system !== null) {
     if (typeof obj.system !== "string") return reject("unknown_shape", `"system" must be a string, got ${show(obj.system)}`);
+    const nul = nulIn(`"system"`, obj.system);
+    if (nul) return nul;
     if (obj.system.trim() !== "") {
       messages.push({ role: "system", content: obj.system });
       offset = 1;
@@ -113,6 +131,8 @@ function fromConversations(obj: Record<string, unknown>): Parsed | Rejected {
     const role = typeof m.from === "string" ? FROM[m.from] : undefined;
     if (!role) return reject("unknown_shape", `conversations[${i}].from ${show(m.from)} is not one of "system", "user", "human", "assistant", "gpt"`);
     if (typeof m.value !== "string") return reject("unknown_shape", `conversations[${i}].value must be a string, got ${show(m.value)}`);
+    const nul = nulIn(`conversations[${i}].value`, m.value);
+    if (nul) return nul;
     messages.push({ role, content: m.value });
   }
   const bad = validateMessages(messages, (i) => (i < offset ? `"system"` : `conversations[${i - offset}]`));
@@ -123,6 +143,8 @@ function fromInstruction(obj: Record<string, unknown>): Parsed | Rejected {
   for (const key of ["instruction", "input", "output", "system"] as const) {
     const v = obj[key];
     if (v !== undefined && v !== null && typeof v !== "string") return reject("unknown_shape", `"${key}" must be a string, got ${show(v)}`);
+    const nul = typeof v === "string" ? nulIn(`"${key}"`, v) : null;
+    if (nul) return nul;
   }
   if (typeof obj.instruction !== "string") return reject("unknown_shape", `"instruction" must be a string, got ${show(obj.instruction)}`);
   const instruction = obj.instruction;
@@ -149,7 +171,7 @@ export function normalizeRecord(value: unknown): Parsed | Rejected {
   const keys = Object.keys(value);
   return reject(
     "unknown_shape",
-    `expected "messages", "conversations" or "instruction"/"output"; the object has ${keys.length ? keys.slice(0, 6).map((k) => JSON.stringify(k)).join(", ") : "no keys"}`,
+    `expected "messages", "conversations" or "instruction"/"output"; the object has ${keys.length ? keys.slice(0, 6).map(show).join(", ") : "no keys"}`,
   );
 }
 

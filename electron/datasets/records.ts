@@ -5,6 +5,9 @@
 //               byte-level scanner that tracks strings/escapes and bracket depth (the elements are then parsed
 //               one by one, so a 1 GB array needs memory for one element, not the file).
 // Both skip a UTF-8 BOM at the start. Records are bytes: decoding (fatal on invalid UTF-8) is the caller's.
+// A record's bytes are valid only during the `out` call: they may be a view into the chunk just pushed, which the
+// reader then reuses for the next read (so reading a file allocates one chunk buffer, not one per chunk); what
+// the splitter keeps across pushes (a line that spans chunks) it copies, and never more than the record limit.
 // The same splitter serves the async scan (fs streams) and the synchronous commit (readSync), so both see exactly
 // the same records with the same line numbers.
 
@@ -16,13 +19,34 @@ export interface RecordError {
 
 export interface RawRecord {
   line: number;
+  /** Valid only during the call that receives it (see above). */
   bytes: Buffer;
 }
 
 export type Container = "jsonl" | "json-array";
 
-/** Longest record accepted (a line of several MB is normal; 256 MiB is surely not one sample). */
-export const MAX_RECORD_BYTES = 256 * 1024 * 1024;
+/**
+ * Longest record accepted by default. A sample of several MB is normal (a message may hold 4 M characters); a
+ * record is held whole while it is parsed and stored (bytes, string, parsed value, JSON and content columns, its
+ * full-text index entries: measured 4x its size in the scan and about 15x in the commit, e.g. 240 MB for a 15 MB
+ * line), so the limit bounds an import's memory. A longer
+ * record is skipped as it streams past (never buffered) and reported as its line's error.
+ */
+export const MAX_RECORD_BYTES = 16 * 1024 * 1024;
+
+export interface SplitterLimits {
+  /** Longest record in bytes (default MAX_RECORD_BYTES). */
+  maxRecordBytes?: number;
+}
+
+/** "16 MiB", "1.5 MiB", or "1000 bytes": a limit as a user reads it. */
+export function formatLimit(bytes: number): string {
+  const mib = bytes / (1024 * 1024);
+  if (mib >= 1 && Number.isInteger(mib * 10)) return `${mib} MiB`;
+  const kib = bytes / 1024;
+  if (kib >= 1 && Number.isInteger(kib)) return `${kib} KiB`;
+  return `${bytes} bytes`;
+}
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -41,9 +65,12 @@ class LineSplitter {
   private parts: Buffer[] = [];
   private partBytes = 0;
   private tooLong = false;
-  private line = 1;       // the line the pending bytes belong to
 
-  constructor(private readonly out: (r: RawRecord | RecordError) => void) {}
+  constructor(
+    private readonly out: (r: RawRecord | RecordError) => void,
+    private readonly maxBytes: number,
+    private line = 1,     // the line the pending bytes belong to
+  ) {}
 
   push(chunk: Buffer): void {
     let pos = 0;
@@ -51,12 +78,13 @@ class LineSplitter {
       const nl = chunk.indexOf(LF, pos);
       const end = nl < 0 ? chunk.length : nl;
       if (!this.tooLong) {
-        if (this.partBytes + (end - pos) > MAX_RECORD_BYTES) {
+        if (this.partBytes + (end - pos) > this.maxBytes) {
           this.tooLong = true;
           this.parts = [];
           this.partBytes = 0;
         } else if (end > pos) {
-          this.parts.push(chunk.subarray(pos, end));
+          // the rest of a line that goes on in the next chunk outlives this call: a copy
+          this.parts.push(nl < 0 ? Buffer.from(chunk.subarray(pos, end)) : chunk.subarray(pos, end));
           this.partBytes += end - pos;
         }
       }
@@ -72,7 +100,7 @@ class LineSplitter {
 
   private flushLine(): void {
     if (this.tooLong) {
-      this.out({ line: this.line, error: `the line is longer than ${MAX_RECORD_BYTES / (1024 * 1024)} MiB` });
+      this.out({ line: this.line, error: `line ${this.line} is longer than the limit of ${formatLimit(this.maxBytes)} for one sample (skipped)` });
     } else {
       let bytes = join(this.parts, this.partBytes);
       if (bytes.length > 0 && bytes[bytes.length - 1] === CR) bytes = bytes.subarray(0, bytes.length - 1);
@@ -95,7 +123,6 @@ class LineSplitter {
 class ArraySplitter {
   private parts: Buffer[] = [];
   private partBytes = 0;
-  private line = 1;
   private state: "start" | "between" | "element" | "done" = "start";
   private expectComma = false;   // between: an element was just closed, so ',' or ']' must come next
   private depth = 0;             // inside an element: open brackets/braces
@@ -106,7 +133,11 @@ class ArraySplitter {
   private tooLong = false;
   private failed = false;
 
-  constructor(private readonly out: (r: RawRecord | RecordError) => void) {}
+  constructor(
+    private readonly out: (r: RawRecord | RecordError) => void,
+    private readonly maxBytes: number,
+    private line = 1,
+  ) {}
 
   push(chunk: Buffer): void {
     if (this.failed) return;
@@ -196,7 +227,7 @@ class ArraySplitter {
 
   private keep(piece: Buffer): void {
     if (this.tooLong) return;
-    if (this.partBytes + piece.length > MAX_RECORD_BYTES) {
+    if (this.partBytes + piece.length > this.maxBytes) {
       this.tooLong = true;
       this.parts = [];
       this.partBytes = 0;
@@ -209,7 +240,7 @@ class ArraySplitter {
 
   private finishElement(chunk: Buffer, start: number, end: number): void {
     if (start >= 0) this.keep(chunk.subarray(start, end));
-    if (this.tooLong) this.out({ line: this.elementLine, error: `the element is longer than ${MAX_RECORD_BYTES / (1024 * 1024)} MiB` });
+    if (this.tooLong) this.out({ line: this.elementLine, error: `the element on line ${this.elementLine} is longer than the limit of ${formatLimit(this.maxBytes)} for one sample (skipped)` });
     else this.out({ line: this.elementLine, bytes: join(this.parts, this.partBytes) });
     this.parts = [];
     this.partBytes = 0;
@@ -227,48 +258,54 @@ class ArraySplitter {
 
 /**
  * Splits a byte stream into records. The container is decided by the first non-blank byte after an optional BOM:
- * '[' means a JSON array file, anything else jsonl. Records (or RecordErrors) go to `out` in file order.
+ * '[' means a JSON array file, anything else jsonl. Records (or RecordErrors) go to `out` in file order. Blank bytes
+ * before that first one are counted (for line numbers), not kept: a file of nothing but blanks costs no memory.
  */
 export class RecordSplitter {
   private inner: LineSplitter | ArraySplitter | null = null;
-  private head: Buffer[] = [];    // bytes before the container is known (BOM, leading blanks)
+  private bomHead: Buffer | null = null;   // the first 1-2 bytes while they may still start a BOM
   private bomChecked = false;
+  private blankLines = 0;                  // LFs seen before the container is known
+  private readonly maxBytes: number;
   container: Container | null = null;
 
-  constructor(private readonly out: (r: RawRecord | RecordError) => void) {}
+  constructor(
+    private readonly out: (r: RawRecord | RecordError) => void,
+    limits: SplitterLimits = {},
+  ) {
+    this.maxBytes = limits.maxRecordBytes ?? MAX_RECORD_BYTES;
+  }
 
   push(chunk: Buffer): void {
     if (this.inner) return this.inner.push(chunk);
     if (!this.bomChecked) {
-      const pending = this.head.length ? Buffer.concat([...this.head, chunk]) : chunk;
+      const pending = this.bomHead ? Buffer.concat([this.bomHead, chunk]) : chunk;
       if (pending.length < 3 && (pending.length === 0 || pending[0] === 0xef)) {
-        this.head = [pending];
+        this.bomHead = Buffer.from(pending); // outlives this call
         return;
       }
       this.bomChecked = true;
-      this.head = [];
+      this.bomHead = null;
       chunk = pending.length >= 3 && pending[0] === 0xef && pending[1] === 0xbb && pending[2] === 0xbf ? pending.subarray(3) : pending;
     }
-    this.head.push(chunk);
-    for (const piece of this.head) {
-      for (let i = 0; i < piece.length; i++) {
-        if (isSpace(piece[i])) continue;
-        this.container = piece[i] === 0x5b ? "json-array" : "jsonl";
-        this.inner = this.container === "json-array" ? new ArraySplitter(this.out) : new LineSplitter(this.out);
-        const head = this.head;
-        this.head = [];
-        for (const p of head) this.inner.push(p);
-        return;
-      }
+    for (let i = 0; i < chunk.length; i++) {
+      const b = chunk[i];
+      if (b === LF) this.blankLines++;
+      if (isSpace(b)) continue;
+      this.container = b === 0x5b ? "json-array" : "jsonl";
+      const line = this.blankLines + 1;
+      this.inner = this.container === "json-array" ? new ArraySplitter(this.out, this.maxBytes, line) : new LineSplitter(this.out, this.maxBytes, line);
+      this.inner.push(chunk.subarray(i));
+      return;
     }
   }
 
   end(): void {
     if (!this.inner) {
-      // only blanks (or nothing): an empty jsonl file
+      // only blanks (or nothing, or 1-2 bytes that looked like the start of a BOM): an empty jsonl file
       this.container = "jsonl";
-      this.inner = new LineSplitter(this.out);
-      for (const p of this.head) this.inner.push(p);
+      this.inner = new LineSplitter(this.out, this.maxBytes, this.blankLines + 1);
+      if (this.bomHead) this.inner.push(this.bomHead);
     }
     this.inner.end();
   }

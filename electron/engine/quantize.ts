@@ -1,6 +1,7 @@
 // Quantize a Hugging Face model folder into a new folder the engine loads (issue 5). The tensors are the native
 // engine's job (native/quant/writer.h: tensor by tensor from the memory map, on a native thread, cancellable);
-// this file owns the folder: checks, a temporary folder beside the destination, config.json with its
+// this file owns the folder: checks (the source is validated as generate loads it: electron/engine/validate-model.ts),
+// a temporary folder beside the destination, config.json with its
 // quantization_config, copies of the tokenizer / template / generation files, and the rename once complete.
 // Any failure or cancel removes the temporary folder: nothing partial is ever left under the destination name.
 //
@@ -20,6 +21,14 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, s
 import { basename, dirname, join, resolve } from "node:path";
 import { loadAddon, type NativeQuantizeReport, type QuantType } from "./addon.js";
 import { readJsonFile } from "./model-folder.js";
+import { validateModelFolder } from "./validate-model.js";
+
+/** .NAME.partial-<pid>: the temporary folder a quantize fills beside NAME (renamed to NAME when complete). */
+export function quantizeTempName(out: string, pid: number = process.pid): string {
+  return `.${basename(out)}.partial-${pid}`;
+}
+/** Matches a base name made by quantizeTempName: [1] the destination's name, [2] the writer's pid. */
+export const QUANTIZE_TEMP_RE = /^\.(.+)\.partial-(\d+)$/;
 
 export const QUANT_TYPES: readonly QuantType[] = ["q8_0", "q4_0", "q4_k"];
 /** The int4 format used when only --bits 4 is given: chosen by measured KL (native/README.md, "Quantization"). */
@@ -88,7 +97,10 @@ export async function quantizeModelFolder(o: QuantizeFolderOptions): Promise<Qua
   if (existsSync(out)) throw new Error(`${out} already exists: choose another --out or remove it first`);
   const parent = dirname(out);
   if (!existsSync(parent)) throw new Error(`${parent}: the destination's parent folder does not exist`);
-  const tmp = join(parent, `.${basename(out)}.partial-${process.pid}`);
+  // Validated as generate would load it (engine binding + tokenizer) before the temporary folder exists: a refused
+  // model leaves nothing on disk. The native writer binds it again before its first byte (native/quant/writer.h).
+  await validateModelFolder(src);
+  const tmp = join(parent, quantizeTempName(out));
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp);
   try {

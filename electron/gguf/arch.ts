@@ -352,3 +352,131 @@ export function planExport(dir: string, config: Json, st: SafetensorsFolder, tar
   }
   return { arch: A, kvs, tensors, notes };
 }
+
+/** What the engine read from the same folder (NativeModelInfo's fields the metadata must agree with). */
+export interface EngineView {
+  numLayers: number;
+  hiddenSize: number;
+  vocabSize: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  numExperts: number;
+}
+
+/**
+ * A GGUF's metadata must not contradict its tensors (llama.cpp trusts block_count, embedding_length, head counts and the
+ * token list to size its graph). Checked on the finished plan, independently of how it was built: every key llama.cpp
+ * sizes tensors with is compared with the tensors' ne and, when given, with what the engine itself read from the
+ * folder. Throws naming the key, its value and the tensor that disagrees.
+ */
+export function checkPlanConsistency(plan: ExportPlan, file: string, engine?: EngineView): void {
+  const A = plan.arch;
+  const meta = new Map(plan.kvs.map((k) => [k.key, k]));
+  const num = (key: string): number | undefined => {
+    const k = meta.get(key);
+    return k && typeof k.value === "number" ? k.value : undefined;
+  };
+  const len = (key: string): number | undefined => {
+    const k = meta.get(key);
+    return k && typeof k.value === "object" && k.value !== null ? (k.value as ArrayLike<unknown>).length : undefined;
+  };
+  const byName = new Map(plan.tensors.map((t) => [t.name, t]));
+  const fail = (what: string): never => {
+    throw new Error(`${file}: refusing to write a GGUF whose metadata contradicts its tensors: ${what}`);
+  };
+  const need = (key: string): number => num(key) ?? fail(`${key} is missing`);
+  const expectNe = (name: string, want: number[], why: string) => {
+    const t = byName.get(name);
+    if (!t) return;
+    if (t.ne.length !== want.length || t.ne.some((d, i) => d !== want[i])) fail(`${name} has ne [${t.ne}] but ${why} say [${want}]`);
+  };
+
+  const L = need(`${A}.block_count`), D = need(`${A}.embedding_length`), H = need(`${A}.attention.head_count`);
+  const Hkv = need(`${A}.attention.head_count_kv`);
+  const hd = num(`${A}.attention.key_length`) ?? D / H;
+  if (!Number.isInteger(hd) || hd <= 0) fail(`${A}.embedding_length ${D} is not a multiple of ${A}.attention.head_count ${H} and there is no key_length`);
+  if (H % Hkv !== 0) fail(`${A}.attention.head_count ${H} is not a multiple of ${A}.attention.head_count_kv ${Hkv}`);
+  const nVocab = len("tokenizer.ggml.tokens") ?? fail("tokenizer.ggml.tokens is missing");
+  for (const k of ["tokenizer.ggml.token_type", "tokenizer.ggml.scores"]) {
+    const n = len(k);
+    if (n !== undefined && n !== nVocab) fail(`${k} has ${n} entries but tokenizer.ggml.tokens has ${nVocab}`);
+  }
+  for (const k of ["bos", "eos", "unknown", "padding"]) {
+    const id = num(`tokenizer.ggml.${k}_token_id`);
+    if (id !== undefined && !(id >= 0 && id < nVocab)) fail(`tokenizer.ggml.${k}_token_id ${id} is outside the ${nVocab} tokens`);
+  }
+  const vs = num(`${A}.vocab_size`);
+  if (vs !== undefined && vs !== nVocab) fail(`${A}.vocab_size ${vs} but tokenizer.ggml.tokens has ${nVocab} entries`);
+  const rope = num(`${A}.rope.dimension_count`);
+  if (rope !== undefined && rope > hd) fail(`${A}.rope.dimension_count ${rope} is larger than the head size ${hd}`);
+
+  expectNe("token_embd.weight", [D, nVocab], `${A}.embedding_length and the ${nVocab} tokens`);
+  if (!byName.has("token_embd.weight")) fail("token_embd.weight is missing");
+  expectNe("output.weight", [D, nVocab], `${A}.embedding_length and the ${nVocab} tokens`);
+  expectNe("output_norm.weight", [D], `${A}.embedding_length`);
+
+  // the blocks present are exactly 0 .. block_count-1
+  const blocks = new Set<number>();
+  for (const t of plan.tensors) {
+    const m = /^blk\.(\d+)\./.exec(t.name);
+    if (m) blocks.add(Number(m[1]));
+  }
+  if (blocks.size !== L || [...blocks].some((b) => b >= L)) fail(`${A}.block_count is ${L} but the tensors have blocks ${[...blocks].sort((a, b) => a - b).join(", ")}`);
+
+  const E = num(`${A}.expert_count`);
+  const used = num(`${A}.expert_used_count`);
+  if (E !== undefined && used !== undefined && !(used >= 1 && used <= E)) fail(`${A}.expert_used_count ${used} is not in [1, ${A}.expert_count ${E}]`);
+  const ff = num(`${A}.feed_forward_length`);
+  const eff = num(`${A}.expert_feed_forward_length`) ?? ff;
+  const sff = num(`${A}.expert_shared_feed_forward_length`);
+  for (let i = 0; i < L; i++) {
+    const b = `blk.${i}.`;
+    if (!byName.has(`${b}attn_q.weight`)) fail(`${b}attn_q.weight is missing though ${A}.block_count is ${L}`);
+    expectNe(`${b}attn_norm.weight`, [D], `${A}.embedding_length`);
+    expectNe(`${b}ffn_norm.weight`, [D], `${A}.embedding_length`);
+    expectNe(`${b}attn_q.weight`, [D, H * hd], `${A}.embedding_length, head_count and the head size`);
+    expectNe(`${b}attn_k.weight`, [D, Hkv * hd], `${A}.embedding_length, head_count_kv and the head size`);
+    expectNe(`${b}attn_v.weight`, [D, Hkv * hd], `${A}.embedding_length, head_count_kv and the head size`);
+    expectNe(`${b}attn_output.weight`, [H * hd, D], `${A}.head_count, the head size and embedding_length`);
+    expectNe(`${b}attn_q.bias`, [H * hd], `${A}.head_count and the head size`);
+    expectNe(`${b}attn_k.bias`, [Hkv * hd], `${A}.head_count_kv and the head size`);
+    expectNe(`${b}attn_v.bias`, [Hkv * hd], `${A}.head_count_kv and the head size`);
+    for (const [n, full] of [[`${b}attn_q_norm.weight`, H * hd], [`${b}attn_k_norm.weight`, Hkv * hd]] as const) {
+      const t = byName.get(n);
+      if (t && !(t.ne.length === 1 && (t.ne[0] === hd || t.ne[0] === full))) fail(`${n} has ne [${t.ne}] but the head size is ${hd} (or ${full} over the whole projection)`);
+    }
+    if (ff !== undefined) {
+      expectNe(`${b}ffn_gate.weight`, [D, ff], `${A}.embedding_length and feed_forward_length`);
+      expectNe(`${b}ffn_up.weight`, [D, ff], `${A}.embedding_length and feed_forward_length`);
+      expectNe(`${b}ffn_down.weight`, [ff, D], `${A}.feed_forward_length and embedding_length`);
+    }
+    if (E !== undefined) {
+      if (!byName.has(`${b}ffn_gate_inp.weight`)) fail(`${b}ffn_gate_inp.weight is missing though ${A}.expert_count is ${E}`);
+      expectNe(`${b}ffn_gate_inp.weight`, [D, E], `${A}.embedding_length and expert_count`);
+      if (eff !== undefined) {
+        expectNe(`${b}ffn_gate_exps.weight`, [D, eff, E], `${A}.embedding_length, the expert feed_forward_length and expert_count`);
+        expectNe(`${b}ffn_up_exps.weight`, [D, eff, E], `${A}.embedding_length, the expert feed_forward_length and expert_count`);
+        expectNe(`${b}ffn_down_exps.weight`, [eff, D, E], `the expert feed_forward_length, ${A}.embedding_length and expert_count`);
+      }
+    }
+    if (sff !== undefined) {
+      expectNe(`${b}ffn_gate_shexp.weight`, [D, sff], `${A}.embedding_length and expert_shared_feed_forward_length`);
+      expectNe(`${b}ffn_up_shexp.weight`, [D, sff], `${A}.embedding_length and expert_shared_feed_forward_length`);
+      expectNe(`${b}ffn_down_shexp.weight`, [sff, D], `${A}.expert_shared_feed_forward_length and embedding_length`);
+    }
+  }
+
+  if (engine) {
+    const pairs: Array<[string, number, number]> = [
+      [`${A}.block_count`, L, engine.numLayers],
+      [`${A}.embedding_length`, D, engine.hiddenSize],
+      [`${A}.attention.head_count`, H, engine.numHeads],
+      [`${A}.attention.head_count_kv`, Hkv, engine.numKvHeads],
+      ["the head size", hd, engine.headDim],
+      ["tokenizer.ggml.tokens (count)", nVocab, engine.vocabSize],
+    ];
+    if (E !== undefined) pairs.push([`${A}.expert_count`, E, engine.numExperts]);
+    for (const [k, mine, theirs] of pairs) if (mine !== theirs) fail(`${k} is ${mine} but the engine reads ${theirs} from the same folder`);
+  }
+}

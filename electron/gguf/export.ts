@@ -1,11 +1,13 @@
 // exportGguf: a Hugging Face model folder -> one GGUF v3 file llama.cpp loads. Streams tensor by tensor (a few
 // MiB of rows at a time) from the safetensors files, converts/permutes/quantizes, and appends to FILE.gguf.tmp-*,
 // renamed to FILE.gguf only when complete: a failure or a cancel leaves no partial file and an existing FILE
-// untouched.
+// untouched. The source is validated first (engine binding, tokenizer, metadata against tensors): a refused
+// export never creates a file.
 import { existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { readModelFolder } from "../engine/model-folder.js";
-import { planExport, permuteRows, type PlannedTensor } from "./arch.js";
+import { validateModelFolder } from "../engine/validate-model.js";
+import { checkPlanConsistency, planExport, permuteRows, type PlannedTensor } from "./arch.js";
 import { GGMLType, GGML_BLOCK, GGML_TYPE_NAME, GGUFStreamWriter } from "./format.js";
 import { QuantPool } from "./quant-pool.js";
 import { encodeRows, engineQuantType, quantAddon, type ExportType, EXPORT_TYPES } from "./quant.js";
@@ -70,6 +72,11 @@ export async function exportGguf(modelDir: string, outPath: string, opts: Export
   let pool: QuantPool | null = null;
   try {
     const plan = planExport(modelDir, folder.config, st, opts.type);
+    // Before a byte is written: the folder must be one generate could load (the engine binds every weight against
+    // config.json and the tokenizer parses), and the metadata llama.cpp sizes its graph with must agree with the
+    // tensors and with what the engine read.
+    const engine = await validateModelFolder(modelDir);
+    checkPlanConsistency(plan, resolve(modelDir, "config.json"), engine);
     const notes = [...plan.notes];
     // Fallbacks llama-quantize would report: say which tensors did not get the requested block type.
     const wanted: Record<ExportType, GGMLType> = { f16: GGMLType.F16, q8_0: GGMLType.Q8_0, q4_0: GGMLType.Q4_0, q4_k: GGMLType.Q4_K };

@@ -194,6 +194,13 @@ export function encodeHeader(kvs: GGUFKV[], tensors: GGUFTensorInfo[], alignment
   return { header: out.concat(), offsets, dataBytes: off };
 }
 
+/** FILE.tmp-<pid>-<ms>: the temporary file GGUFStreamWriter writes before renaming it to FILE. */
+export function ggufTempPath(path: string, pid: number = process.pid, time: number = Date.now()): string {
+  return `${path}.tmp-${pid}-${time}`;
+}
+/** Matches a base name made by ggufTempPath: [1] the final name, [2] the writer's pid, [3] the time it began (ms). */
+export const GGUF_TEMP_RE = /^(.+)\.tmp-(\d+)-(\d+)$/;
+
 /**
  * Writes FILE.gguf as FILE.gguf.tmp-<pid>-<time> and renames it when complete: a crash or an error never leaves a
  * file under the final name. Tensor data must be appended in header order; each tensor is padded to the alignment.
@@ -214,7 +221,7 @@ export class GGUFStreamWriter {
     // so the tests can show that a failed export leaves no file behind.
     const f = process.env.MOE_STUDIO_FAIL_WRITE_AFTER;
     this.failAfter = f !== undefined && f !== "" ? Number(f) : null;
-    this.tmpPath = `${path}.tmp-${process.pid}-${Date.now()}`;
+    this.tmpPath = ggufTempPath(path);
     this.fd = openSync(this.tmpPath, "wx");
     try {
       this.write(header);

@@ -65,20 +65,28 @@ export function tokenizerKVs(dir: string, config: Json, vocabSize: number): Voca
   const tc = readJsonFile(tcPath, true) ?? {};
   const model = tj.model as Json;
   if (!model || model.type !== "BPE") throw new Error(`${tjPath}: model.type ${JSON.stringify(model?.type)}: only BPE tokenizers can be exported to GGUF here`);
+  if (!model.vocab || typeof model.vocab !== "object" || Array.isArray(model.vocab)) throw new Error(`${tjPath}: model.vocab is missing or not an object`);
   const vocab = model.vocab as Record<string, number>;
   const added = (Array.isArray(tj.added_tokens) ? tj.added_tokens : []) as Array<{ id: number; content: string; special?: boolean }>;
 
+  // Every id indexes the GGUF token list, which has one entry per embedding row: integers in [0, vocab_size).
+  const checkId = (id: unknown, what: string) => {
+    if (typeof id !== "number" || !Number.isInteger(id) || id < 0) throw new Error(`${tjPath}: ${what} has id ${JSON.stringify(id)}, not a token id (a non-negative integer)`);
+    if (id >= vocabSize) throw new Error(`${tjPath}: token id ${id} is outside config.json vocab_size ${vocabSize} (the embedding has ${vocabSize} rows)`);
+  };
   const byId = new Map<number, string>();
-  for (const [t, id] of Object.entries(vocab)) byId.set(id, t);
+  for (const [t, id] of Object.entries(vocab)) {
+    checkId(id, `model.vocab token ${JSON.stringify(t.slice(0, 40))}`);
+    byId.set(id, t);
+  }
   const addedById = new Map<number, { content: string; special: boolean }>();
-  for (const a of added) {
+  for (const [i, a] of added.entries()) {
+    if (!a || typeof a.content !== "string") throw new Error(`${tjPath}: added_tokens[${i}] has no "content" string`);
+    checkId(a.id, `added_tokens[${i}]`);
     byId.set(a.id, a.content);
     addedById.set(a.id, { content: a.content, special: a.special === true });
   }
-  const maxId = Math.max(...byId.keys());
-  if (maxId >= vocabSize) {
-    throw new Error(`${tjPath}: token id ${maxId} is outside config.json vocab_size ${vocabSize} (the embedding has ${vocabSize} rows)`);
-  }
+  if (byId.size === 0) throw new Error(`${tjPath}: the tokenizer has no tokens`);
   const idOf = (content: string | null): number | undefined => {
     if (content === null) return undefined;
     for (const a of added) if (a.content === content) return a.id;
@@ -86,7 +94,12 @@ export function tokenizerKVs(dir: string, config: Json, vocabSize: number): Voca
   };
 
   const rawMerges = (model.merges ?? []) as Array<string | [string, string]>;
-  const merges = rawMerges.map((m) => (typeof m === "string" ? m : `${m[0]} ${m[1]}`));
+  if (!Array.isArray(rawMerges)) throw new Error(`${tjPath}: model.merges is not a list`);
+  const merges = rawMerges.map((m, i) => {
+    if (typeof m === "string" && m.includes(" ")) return m;
+    if (Array.isArray(m) && m.length === 2 && typeof m[0] === "string" && typeof m[1] === "string") return `${m[0]} ${m[1]}`;
+    throw new Error(`${tjPath}: model.merges[${i}] is not "a b" or ["a", "b"]`);
+  });
 
   const pre = tj.pre_tokenizer as Json | null | undefined;
   const isSpm = model.byte_fallback === true && pre?.type === "Metaspace";

@@ -8,6 +8,8 @@
 // and when every file is verified the staging folder is renamed to <models>/<owner>--<name> and the sidecar removed.
 // So a model folder that exists is complete, and a crash, a pause or a lost connection leaves exactly what is needed
 // to go on: the sidecar says what to fetch, each .partial's length says where to resume (HTTP Range: bytes=N-).
+// The sidecar also says whether the download was paused (pausedAt, written by pause(), cleared when a run starts):
+// one found without it at the next start stopped some other way (a crash, a kill, an error) and is "interrupted".
 //
 // Files are fetched one after another over one connection, not in parallel: one stream from the hub's CDN already
 // fills a home connection, a single writer keeps the disk sequential, and resume state stays one offset per file.
@@ -15,16 +17,30 @@
 // Checksums: the hub's LFS sha256 (HF weights; every file on ModelScope), or the git blob id — sha1("blob <size>\0"
 // + content) — for small HF files kept in git. The hash is incremental: a resumed file hashes the bytes already on
 // disk (reading them, not fetching them again) and then each new chunk as it arrives. A file whose checksum does not
-// match is fetched again from the start once; a second mismatch stops the download with a clear error.
+// match is fetched again from the start once; a second mismatch stops the download with a clear error. A file the
+// hub lists with neither (ModelScope files without Sha256, a mirror without blob ids) can only be checked by its size:
+// its progress entry says checksum "none", the UI and `pull` name it, and requireChecksums refuses such a listing
+// before anything is written or fetched.
+//
+// File names come from the hub and are not trusted: every name goes through files.ts's checkHubPath / stagedFilePath
+// (listing, sidecar, and each path written), so nothing is ever written outside the staging folder.
 import { createHash, type Hash } from "node:crypto";
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { HubClient, HubError, type HubSource, type RemoteFile } from "./hub.js";
-import { selectFiles } from "./files.js";
+import { writeFileAtomic } from "./atomic-write.js";
+import { selectFiles, stagedFilePath, unsafeHubPathReason } from "./files.js";
 
-export type DownloadState = "queued" | "downloading" | "paused" | "done" | "error" | "cancelled";
+/** interrupted: found at start-up unfinished and not paused (the app or `pull` was killed, or it failed). */
+export type DownloadState = "queued" | "downloading" | "paused" | "interrupted" | "done" | "error" | "cancelled";
 export type FileState = "pending" | "downloading" | "verifying" | "done";
+export type ChecksumKind = "sha256" | "git-sha1" | "none";
+
+/** How a listed file can be verified: the hub's sha256, git's blob id, or (neither listed) only its size. */
+export function checksumKind(f: RemoteFile): ChecksumKind {
+  return f.sha256 ? "sha256" : f.gitSha1 ? "git-sha1" : "none";
+}
 
 export interface DownloadProgress {
   id: string;
@@ -39,7 +55,8 @@ export interface DownloadProgress {
   bytesPerSecond: number;
   /** Seconds left at the current speed; null when unknown. */
   etaSeconds: number | null;
-  files: { path: string; size: number; doneBytes: number; state: FileState }[];
+  /** checksum: how the file is verified; "none" = the hub gave no checksum, only its size is checked. */
+  files: { path: string; size: number; doneBytes: number; state: FileState; checksum: ChecksumKind }[];
   error: string | null;
   errorKind: HubError["kind"] | null;
 }
@@ -52,6 +69,8 @@ export interface Sidecar {
   revision: string;
   files: RemoteFile[];
   createdAt: number;
+  /** When pause() stopped it; null or absent while it runs (or after a crash). */
+  pausedAt?: number | null;
 }
 
 export interface DownloadOptions {
@@ -66,6 +85,8 @@ export interface DownloadOptions {
   /** Called at most every progressMs (and on every state change). */
   onProgress?: (p: DownloadProgress) => void;
   progressMs?: number;
+  /** Refuse (before writing or fetching anything) a download with a file the hub lists without a checksum. */
+  requireChecksums?: boolean;
 }
 
 /** "Qwen/Qwen3-0.6B" -> "Qwen--Qwen3-0.6B" (the hub cache's convention; one folder level, no slash). */
@@ -73,8 +94,17 @@ export function folderName(repo: string): string {
   return repo.replace("/", "--");
 }
 
+/** <folder>.download.json beside the models: the resumable state of a download (never swept). */
+export const SIDECAR_SUFFIX = ".download.json";
+/** <folder>.partial: the staging folder, resumable while its sidecar exists. */
+export const STAGING_SUFFIX = ".partial";
+
 export function sidecarPath(modelsDir: string, repo: string): string {
-  return join(modelsDir, `${folderName(repo)}.download.json`);
+  return join(modelsDir, `${folderName(repo)}${SIDECAR_SUFFIX}`);
+}
+
+export function stagingPath(modelsDir: string, repo: string): string {
+  return join(modelsDir, `${folderName(repo)}${STAGING_SUFFIX}`);
 }
 
 /** Sidecars of unfinished downloads in a models folder (a malformed one is skipped, never deleted). */
@@ -82,7 +112,7 @@ export function listSidecars(modelsDir: string): Sidecar[] {
   if (!existsSync(modelsDir)) return [];
   const out: Sidecar[] = [];
   for (const name of readdirSafe(modelsDir)) {
-    if (!name.endsWith(".download.json")) continue;
+    if (!name.endsWith(SIDECAR_SUFFIX)) continue;
     try {
       const s = JSON.parse(readFileSync(join(modelsDir, name), "utf8")) as Sidecar;
       if (s.version === 1 && typeof s.repo === "string" && Array.isArray(s.files)) out.push(s);
@@ -133,14 +163,16 @@ export class ModelDownload {
   private stopping: "pause" | "cancel" | null = null;
   private lastEmit = 0;
   private running: Promise<string> | null = null;
+  private requireChecksums: boolean;
 
   constructor(private readonly opts: DownloadOptions) {
     this.repo = opts.repo;
     this.source = opts.source;
     this.id = folderName(opts.repo);
     this.dir = join(opts.modelsDir, this.id);
-    this.stagingDir = join(opts.modelsDir, `${this.id}.partial`);
+    this.stagingDir = stagingPath(opts.modelsDir, opts.repo);
     this.sidecarFile = sidecarPath(opts.modelsDir, opts.repo);
+    this.requireChecksums = !!opts.requireChecksums;
     this.hub = new HubClient({ source: opts.source, endpoint: opts.endpoint, token: opts.token, stallMs: opts.stallMs });
     if (existsSync(this.sidecarFile)) {
       try {
@@ -150,13 +182,18 @@ export class ModelDownload {
           // resume from the hub the download started from, at the same commit
           if (!opts.endpoint || opts.endpoint === s.endpoint) this.hub = new HubClient({ source: s.source, endpoint: s.endpoint, token: opts.token, stallMs: opts.stallMs });
           this.source = s.source;
-          this.state = "paused";
+          this.state = s.pausedAt ? "paused" : "interrupted";
           this.scanDisk();
         }
       } catch {
         // unreadable sidecar: start over (the listing is fetched again)
       }
     }
+  }
+
+  /** Whether a file without a checksum is refused, from the next run on (the user may retry without the requirement). */
+  setRequireChecksums(on: boolean): void {
+    this.requireChecksums = on;
   }
 
   /** A new token (e.g. after a gated error): used from the next run on. */
@@ -179,7 +216,7 @@ export class ModelDownload {
       doneBytes,
       bytesPerSecond: speed,
       etaSeconds: speed > 0 ? Math.ceil((totalBytes - doneBytes) / speed) : null,
-      files: files.map((f) => ({ path: f.path, size: f.size, doneBytes: Math.min(f.size, this.fileDone.get(f.path) ?? 0), state: this.fileState.get(f.path) ?? "pending" })),
+      files: files.map((f) => ({ path: f.path, size: f.size, doneBytes: Math.min(f.size, this.fileDone.get(f.path) ?? 0), state: this.fileState.get(f.path) ?? "pending", checksum: checksumKind(f) })),
       error: this.error?.message ?? null,
       errorKind: this.error?.kind ?? null,
     };
@@ -217,7 +254,9 @@ export class ModelDownload {
   /** What is on disk already: verified files count whole, partials by their length. */
   private scanDisk(): void {
     for (const f of this.sidecar?.files ?? []) {
-      const final = join(this.stagingDir, f.path);
+      // an unsafe name in an edited sidecar is refused by run(), with the error; here it is only not looked at
+      if (unsafeHubPathReason(f.path)) continue;
+      const final = stagedFilePath(this.stagingDir, this.repo, f.path);
       if (existsSync(final) && statSync(final).size === f.size) {
         this.fileDone.set(f.path, f.size);
         this.fileState.set(f.path, "done");
@@ -241,6 +280,18 @@ export class ModelDownload {
     this.stopping = "pause";
     this.abort?.abort(new DownloadStopped(this.stopping));
     await this.running.catch(() => undefined);
+    if (this.state === "paused") this.writeSidecar(Date.now());
+  }
+
+  /** The sidecar with pausedAt set (paused) or cleared (running): only while the download has one on disk. */
+  private writeSidecar(pausedAt: number | null): void {
+    if (!this.sidecar || !existsSync(this.sidecarFile)) return;
+    this.sidecar = { ...this.sidecar, pausedAt };
+    try {
+      writeFileAtomic(this.sidecarFile, JSON.stringify(this.sidecar, null, 2));
+    } catch {
+      // a read-only or full disk: the download still resumes, it is only listed as interrupted rather than paused
+    }
   }
 
   /** Stops and removes the partial files and the sidecar. */
@@ -266,10 +317,17 @@ export class ModelDownload {
       if (!this.sidecar) {
         const listing = await this.hub.listFiles(this.repo, this.opts.revision, signal);
         const files = selectFiles(listing.files, this.repo);
+        for (const f of files) stagedFilePath(this.stagingDir, this.repo, f.path);
+        this.refuseUnchecked(files);
         this.sidecar = { version: 1, repo: this.repo, source: this.source, endpoint: this.hub.endpoint, revision: listing.revision, files, createdAt: Date.now() };
         mkdirSync(this.opts.modelsDir, { recursive: true });
-        writeAtomic(this.sidecarFile, JSON.stringify(this.sidecar, null, 2));
+        writeFileAtomic(this.sidecarFile, JSON.stringify(this.sidecar, null, 2));
         this.emit(true);
+      } else {
+        // a sidecar is a file on disk anyone could have edited: its names pass the same rule as a fresh listing
+        for (const f of this.sidecar.files) stagedFilePath(this.stagingDir, this.repo, f.path);
+        this.refuseUnchecked(this.sidecar.files);
+        if (this.sidecar.pausedAt) this.writeSidecar(null);
       }
       mkdirSync(this.stagingDir, { recursive: true });
       for (const f of this.sidecar.files) {
@@ -293,9 +351,20 @@ export class ModelDownload {
     }
   }
 
+  /** With requireChecksums, a listing with a file that has no checksum is refused, naming the files. */
+  private refuseUnchecked(files: RemoteFile[]): void {
+    if (!this.requireChecksums) return;
+    const unchecked = files.filter((f) => checksumKind(f) === "none").map((f) => f.path);
+    if (unchecked.length === 0) return;
+    throw new HubError(
+      "no_checksum",
+      `${this.repo}: ${this.hub.host} lists no checksum for ${unchecked.length === 1 ? "" : `${unchecked.length} files: `}${unchecked.slice(0, 5).join(", ")}${unchecked.length > 5 ? ", …" : ""}; checksums are required, so nothing was downloaded`,
+    );
+  }
+
   /** One file, with one fresh retry when the checksum does not match. */
   private async fetchVerified(f: RemoteFile, signal: AbortSignal): Promise<void> {
-    const final = join(this.stagingDir, f.path);
+    const final = stagedFilePath(this.stagingDir, this.repo, f.path);
     mkdirSync(dirname(final), { recursive: true });
     try {
       await this.fetchFile(f, final, signal);
@@ -457,8 +526,3 @@ async function hashFile(path: string, hash: IncrementalHash, length: number): Pr
   for await (const chunk of createReadStream(path, { start: 0, end: length - 1, highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
 }
 
-function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
-}

@@ -26,7 +26,8 @@ export const DEFAULT_ENDPOINTS: Record<HubSource, string> = {
 export const DEFAULT_REVISION: Record<HubSource, string> = { hf: "main", modelscope: "master" };
 
 /** What went wrong, in words a user can act on; `kind` lets the UI react (ask for a token, say "not found"). */
-export type HubErrorKind = "gated" | "not_found" | "stalled" | "checksum" | "network" | "http" | "invalid";
+/** no_checksum: checksums were required and the hub lists a file without one (nothing was fetched). */
+export type HubErrorKind = "gated" | "not_found" | "stalled" | "checksum" | "no_checksum" | "network" | "http" | "invalid";
 
 export class HubError extends Error {
   /** An RpcError code when one fits (asRpcError picks it up), so calls answer not_found rather than internal. */

@@ -3,6 +3,9 @@
 //   Electron: electron/electron-token-store.ts (encrypted with the OS keychain via safeStorage, in the data folder)
 //   `serve` and tests: MemoryTokenStore — kept in memory only, gone when the server stops (no plain-text token on disk)
 //   CLI `pull`: --token or HF_TOKEN, never stored
+/** The encrypted token's file in the data folder (Electron); its atomic-write leftovers are swept by services/leftovers.ts. */
+export const TOKEN_FILE = "hub-token.bin";
+
 export interface TokenStore {
   readonly kind: "safeStorage" | "memory";
   get(): string | null;

@@ -15,17 +15,19 @@ import { EngineHost, type WorkerSpawner } from "../engine/host.js";
 import { configureBoundedText, type TextProcessSpawner } from "../text/bounded-text.js";
 import type { AsyncHandlers } from "../rpc.js";
 import { openDatabase, type Db } from "../store/db.js";
+import { JobsStore } from "../store/jobs.js";
 import { repositories, type Repositories } from "../store/repositories.js";
 import { ChatService } from "./chat.js";
 import { ConversationService } from "./conversations.js";
 import { DatasetService } from "./datasets.js";
 import { ModelService, type Emit } from "./models.js";
-import { engineMessages } from "./errors.js";
+import { engineMessages, withDiskFullIn } from "./errors.js";
 import { databaseFile } from "./paths.js";
 import { PresetService } from "./presets.js";
 import { QuantizeService } from "./quantize.js";
 import { SettingsService } from "./settings.js";
 import { LibraryService } from "./library.js";
+import { sweepLeftovers } from "./leftovers.js";
 import { MemoryTokenStore, type TokenStore } from "../library/token-store.js";
 import { anyPath, ContainedPaths, type AllowedDir, type PathPolicy } from "./path-policy.js";
 
@@ -130,7 +132,9 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     vramBytes: () => host.systemInfo().then((s) => (s.cuda.devices > 0 ? (s.cuda.memoryBytes ?? 0) : 0)),
     ...(opts.downloadStallMs ? { stallMs: opts.downloadStallMs } : stallEnv > 0 ? { stallMs: stallEnv } : {}),
   });
-  const quantize = new QuantizeService(() => library.modelsDir(), opts.emit);
+  // what a killed quantize, export, download or token write left in the models and data folders (services/leftovers.ts)
+  for (const l of sweepLeftovers([library.modelsDir(), opts.dataDir]).removed) opts.log?.(`removed ${l.path} (left by pid ${l.pid ?? "?"}, which is gone)`);
+  const quantize = new QuantizeService(() => library.modelsDir(), opts.emit, new JobsStore(db));
 
   // Paths from calls are checked here, once, where they enter; the services trust what they are given (the CLI
   // and the app's own start-up, e.g. initialModel, call them directly).
@@ -192,7 +196,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "library.download": async (i) => library.download(i),
     "library.downloads": async () => library.list(),
     "library.pause": async (i) => library.pause(i.id),
-    "library.resume": async (i) => library.resume(i.id),
+    "library.resume": async (i) => library.resume(i.id, i.requireChecksums),
     "library.cancel": async (i) => library.cancel(i.id),
     "library.setToken": async (i) => library.setToken(i.token),
     // ---------- datasets ----------
@@ -226,6 +230,13 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "quantize.start": async (i) => quantize.start({ ...i, dir: paths.checkRead(i.dir, "model folder to quantize") }),
     "quantize.cancel": async (i) => quantize.cancel(i.id),
     "quantize.list": async () => quantize.list(),
+    "quantize.remove": async (i) => quantize.remove(i.id),
+    // a retry reads the job's model folder again: it is checked like a new start's (the allowed folders may differ now)
+    "quantize.retry": async (i) => {
+      const job = quantize.list().find((j) => j.id === i.id);
+      if (job) paths.checkRead(job.sourceDir, "model folder to quantize");
+      return quantize.retry(i.id);
+    },
     "quantize.folder": async () => ({ dir: quantize.folder() }),
   };
 
@@ -233,7 +244,8 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
 
   let disposed: Promise<void> | null = null;
   return {
-    handlers,
+    // a full disk is reported with the data folder's free space, whichever call hit it
+    handlers: withDiskFullIn(handlers, opts.dataDir),
     enginePid: () => host.pid,
     initialLoad,
     repos,

@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import {
   EXPORT_CHUNK_CHARS,
+  NUL_REFUSED,
   RpcError,
   UPLOAD_CHUNK_BYTES,
   type DatasetSummary,
@@ -22,12 +23,13 @@ import {
   type TokenizerChoice,
 } from "../contract.js";
 import { validateMessages } from "../datasets/formats.js";
+import { formatLimit, MAX_RECORD_BYTES } from "../datasets/records.js";
 import { CommitCancelled, runBulk, type BulkMessage, type BulkResult, type BulkTask, type CommitRequest } from "../datasets/bulk.js";
-import { scanFile, ScanCancelled, type ScanProgress, type ScanResult } from "../datasets/scan.js";
+import { scanFile, ScanCancelled, type ImportLimits, type ScanProgress, type ScanResult } from "../datasets/scan.js";
 import { SampleTokenCounter } from "../datasets/tokens.js";
 import { DatasetRepo, type SampleDbRow, type SampleQuery } from "../store/datasets.js";
 import type { Db } from "../store/db.js";
-import { busy, notFound } from "./errors.js";
+import { asDiskFull, busy, diskFull, isDiskFull, notFound } from "./errors.js";
 import type { Emit } from "./models.js";
 
 const invalid = (message: string) => new RpcError("invalid_input", message);
@@ -77,6 +79,8 @@ export interface DatasetServiceOptions {
   pickFile?: (purpose: "import" | "export", suggestedName?: string) => Promise<string | null>;
   /** Delete what a crashed run left in <dataDir>/uploads (the app at start; not the CLI). */
   cleanStaleUploads?: boolean;
+  /** Line and file size limits of an import (defaults: 16 MiB per line, 64 GiB per file; tests use small ones). */
+  importLimits?: ImportLimits;
 }
 
 export class DatasetService {
@@ -113,7 +117,7 @@ export class DatasetService {
   }
 
   rename(id: string, name: string): DatasetSummary {
-    const trimmed = name.trim();
+    const trimmed = checkName(name);
     if (!trimmed) throw invalid("name: the name is empty");
     if (!this.repo.rename(id, trimmed)) throw notFound(`dataset ${id} not found`);
     this.changed(id);
@@ -175,6 +179,7 @@ export class DatasetService {
     } catch (e) {
       await fh.close().catch(() => undefined);
       await rm(tmp, { force: true });
+      if (isDiskFull(e)) throw diskFull(`cannot write the export ${target} (${(e as Error).message})`, dirname(target));
       throw new Error(`${target}: cannot write the export (${(e as Error).message})`);
     }
     return { path: target, samples, bytes };
@@ -216,6 +221,7 @@ export class DatasetService {
       await appendFile(u.path, bytes);
     } catch (e) {
       this.dropUpload(u);
+      if (isDiskFull(e)) throw diskFull(`cannot store the upload of ${u.fileName} (${(e as Error).message})`, this.uploadDir);
       throw new Error(`cannot store the upload of ${u.fileName} (${(e as Error).message})`);
     }
     return { received: u.received };
@@ -286,6 +292,7 @@ export class DatasetService {
     try {
       const scan = await scanFile(job.path, {
         signal: job.abort.signal,
+        limits: this.opts.importLimits ?? {},
         onProgress: (p) => {
           job.progress = p;
           this.emit("datasets.import.progress", { importId: job.id, ...p });
@@ -308,7 +315,9 @@ export class DatasetService {
       this.setState(job, "ready");
     } catch (e) {
       if (e instanceof ScanCancelled || job.state === "cancelled") return;
-      job.error = e instanceof Error ? e.message : String(e);
+      const message = e instanceof Error ? e.message : String(e);
+      // an upload's temp file means nothing to the user: the error names the file they chose
+      job.error = job.upload ? message.split(job.path).join(job.fileName) : message;
       // an uploaded file the user cannot fix in place is of no further use
       this.dropJobFile(job);
       this.setState(job, "failed");
@@ -334,11 +343,12 @@ export class DatasetService {
       path: job.path,
       expect: { size: scan.size, mtimeMs: scan.mtimeMs, valid: scan.valid },
       dataset: {
-        name: name?.trim() || basename(job.fileName, extname(job.fileName)) || job.fileName,
+        name: (name !== undefined ? checkName(name) : "") || basename(job.fileName, extname(job.fileName)) || job.fileName,
         sourceFile: job.sourceFile,
         rejectedCount: scan.rejectedCount,
         rejected: scan.rejected,
       },
+      limits: this.opts.importLimits ?? {},
     };
     job.cancelFlag = new Int32Array(new SharedArrayBuffer(4));
     this.setState(job, "committing");
@@ -350,11 +360,13 @@ export class DatasetService {
       datasetId = ((await running) as { datasetId: string }).datasetId;
     } catch (e) {
       if (e instanceof CommitCancelled) throw busy("the import was cancelled");
-      const message = e instanceof Error ? e.message : String(e);
+      // the transaction rolled back; a full disk says so (with the room left where the database is)
+      const full = asDiskFull(e, this.databaseFolder());
+      const message = full ? full.message : e instanceof Error ? e.message : String(e);
       job.error = message;
       this.dropJobFile(job);
       this.setState(job, "failed");
-      throw invalid(message);
+      throw full ?? invalid(message);
     }
     job.datasetId = datasetId;
     this.dropJobFile(job);
@@ -479,7 +491,7 @@ export class DatasetService {
 
   updateSample(id: string, messages: SampleMessage[]): Sample {
     this.row(id);
-    checkSample(messages);
+    checkSample(messages, this.opts.importLimits?.maxRecordBytes);
     const r = this.repo.updateSample(id, messages);
     this.changed(r.dataset_id);
     return this.toSample(r);
@@ -487,7 +499,7 @@ export class DatasetService {
 
   addSample(datasetId: string, messages: SampleMessage[]): Sample {
     this.mustExist(datasetId);
-    checkSample(messages);
+    checkSample(messages, this.opts.importLimits?.maxRecordBytes);
     const r = this.repo.addSample(datasetId, messages, { undo: "add" });
     this.changed(datasetId);
     return this.toSample(r);
@@ -603,7 +615,8 @@ export class DatasetService {
       done = Math.min(done, total);
       progress("done");
     } catch (e) {
-      progress("failed", e instanceof Error ? e.message : String(e));
+      const full = asDiskFull(e, this.databaseFolder());
+      progress("failed", full ? full.message : e instanceof Error ? e.message : String(e));
     } finally {
       this.tokenJobs.delete(job.id);
     }
@@ -620,6 +633,12 @@ export class DatasetService {
     const d = this.repo.summary(id);
     if (!d) throw notFound(`dataset ${id} not found`);
     return d;
+  }
+
+  /** Where the database file is (the data folder for an in-memory one): the disk a SQLITE_FULL is about. */
+  private databaseFolder(): string {
+    const file = this.repo.db.name;
+    return file && !this.repo.db.memory ? dirname(resolve(file)) : dirname(this.uploadDir);
   }
 
   /** An existence check that costs one primary-key lookup (a summary counts the samples). */
@@ -648,10 +667,21 @@ export function bulkWorkerPath(): string {
   throw new Error(`the datasets worker is not built: none of ${candidates.join(", ")} exists; run "npm run build:ts"`);
 }
 
-/** The import's validation rules for a sample saved in the editor. */
-export function checkSample(messages: readonly SampleMessage[]): void {
+/**
+ * The import's validation rules for a sample saved in the editor, and its size: a sample longer than the import's
+ * line limit as a jsonl line would export to a file that cannot be imported again.
+ */
+export function checkSample(messages: readonly SampleMessage[], maxBytes = MAX_RECORD_BYTES): void {
   const bad = validateMessages(messages);
   if (bad) throw invalid(bad.error);
+  const bytes = Buffer.byteLength(JSON.stringify({ messages }));
+  if (bytes > maxBytes) throw invalid(`messages: the sample is ${bytes} bytes as a jsonl line, more than the limit of ${formatLimit(maxBytes)} for one sample`);
+}
+
+/** A dataset name from a caller that may not have come through the contract (the CLI's --name): trimmed, no NUL. */
+function checkName(name: string): string {
+  if (name.includes("\0")) throw invalid(`name: ${NUL_REFUSED}`);
+  return name.trim();
 }
 
 function countLines(text: string): number {

@@ -139,7 +139,7 @@ export class LibraryService {
     };
   }
 
-  private downloadOptions(repo: string, source: HubSource, revision?: string) {
+  private downloadOptions(repo: string, source: HubSource, revision?: string, requireChecksums?: boolean) {
     return {
       modelsDir: this.modelsDir(),
       repo,
@@ -147,6 +147,7 @@ export class LibraryService {
       endpoint: this.endpoint(source),
       token: this.token(),
       ...(revision ? { revision } : {}),
+      ...(requireChecksums ? { requireChecksums } : {}),
       ...(this.opts.stallMs ? { stallMs: this.opts.stallMs } : {}),
       onProgress: (p: DownloadProgress) => this.opts.emit("library.progress", p),
     };
@@ -187,8 +188,11 @@ export class LibraryService {
   download(input: HandlerInput<"library.download">): DownloadProgress {
     const id = folderName(input.repo);
     const existing = this.downloads.get(id);
-    if (existing && existing.progress().state !== "done" && existing.progress().state !== "cancelled") return this.run(existing);
-    return this.run(this.track(new ModelDownload(this.downloadOptions(input.repo, input.source ?? this.source(), input.revision))));
+    if (existing && existing.progress().state !== "done" && existing.progress().state !== "cancelled") {
+      existing.setRequireChecksums(!!input.requireChecksums);
+      return this.run(existing);
+    }
+    return this.run(this.track(new ModelDownload(this.downloadOptions(input.repo, input.source ?? this.source(), input.revision, input.requireChecksums))));
   }
 
   list(): DownloadProgress[] {
@@ -201,9 +205,10 @@ export class LibraryService {
     return d.progress();
   }
 
-  resume(id: string): DownloadProgress {
+  resume(id: string, requireChecksums = false): DownloadProgress {
     const d = this.get(id);
     d.setToken(this.token());
+    d.setRequireChecksums(requireChecksums);
     return this.run(d);
   }
 

@@ -4,13 +4,20 @@
 // Outputs go to the app's models folder (<models>/<name>, where downloads go too): the browser can only name a destination there.
 // When a job is done the service measures both models: file size always; memory, tokens/s and accuracy when the
 // engine can run the output (a quantized model folder; a GGUF file is for llama.cpp and friends).
+//
+// With a JobsStore the jobs outlive the process: each is saved when it starts, on every state change and at most once
+// a second of progress, with the pid of the CLI doing the work. A job still "running" or "comparing" at the next start
+// was cut off by a crash or a forced quit: it is listed as "interrupted" (Retry starts it again, Remove forgets it),
+// and its CLI's temporary output is removed at once when that process is gone (services/leftovers.ts).
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { RpcError, type QuantizeJob } from "../contract.js";
+import type { JobsStore } from "../store/jobs.js";
 import { TextTokenizer } from "../text/tokenizer.js";
+import { pidGoneSince, sweepLeftovers } from "./leftovers.js";
 import type { Emit } from "./models.js";
 
 /** The `moe-studio` launcher next to this module (source tree or out/). */
@@ -83,16 +90,74 @@ interface Running {
   job: QuantizeJob;
   child: ChildProcess | null;
   cancelled: boolean;
+  /** When the job started (ms since the epoch), and the pid of the CLI that last worked on it. */
+  startedAt: number;
+  pid: number | null;
+  savedAt: number;
 }
+
+/** The jobs table's detail for a quantize job. */
+interface QuantizeDetail {
+  job: QuantizeJob;
+  pid: number | null;
+}
+
+const JOB_KIND = "quantize";
+/** Saved at most this often while only the progress changes (state changes are saved at once). */
+const SAVE_PROGRESS_MS = 1_000;
+/** Finished jobs kept in the list across restarts (the oldest beyond this are forgotten at start). */
+const KEEP_FINISHED = 50;
+const ACTIVE: readonly QuantizeJob["state"][] = ["running", "comparing"];
 
 export class QuantizeService {
   private jobs = new Map<string, Running>();
+  private disposed = false;
 
   constructor(
     /** The app's models folder, the one downloads go to (LibraryService.modelsDir: a setting, else <data>/models). */
     private readonly modelsDir: () => string,
     private readonly emit: Emit,
-  ) {}
+    /** Where jobs are kept across restarts; without it they live in memory only. */
+    private readonly store: JobsStore | null = null,
+  ) {
+    if (store) this.restore(store);
+  }
+
+  /** The jobs of an earlier run: an active one was cut off (interrupted); its dead CLI's temporary output goes now. */
+  private restore(store: JobsStore): void {
+    const records = store.list<QuantizeDetail>(JOB_KIND).filter((r) => r.detail?.job?.id === r.id);
+    const finished = records.filter((r) => !ACTIVE.includes(r.detail.job.state));
+    const forget = new Set(finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED)).map((r) => r.id));
+    for (const r of records) {
+      if (forget.has(r.id)) {
+        store.delete(r.id);
+        continue;
+      }
+      let job = r.detail.job;
+      const pid = r.detail.pid;
+      if (ACTIVE.includes(job.state)) {
+        job = { ...job, state: "interrupted", message: "MoE Studio stopped while this job was running (a crash or a forced quit)" };
+        // the CLI we spawned shares our pid namespace, so "gone" is certain: no need for the sweep's age guard. The
+        // record was saved while that CLI ran, so a process with its pid that began later is another one (reuse).
+        if (pid !== null && pidGoneSince(pid, r.updatedAt)) sweepLeftovers([dirname(job.output)], { minAgeMs: 0, match: (l) => l.pid === pid && l.target === job.output });
+        store.save({ id: r.id, kind: JOB_KIND, status: job.state, startedAt: r.startedAt, updatedAt: Date.now(), detail: { job, pid }, error: job.message });
+      }
+      this.jobs.set(job.id, { job, child: null, cancelled: false, startedAt: r.startedAt, pid, savedAt: 0 });
+    }
+  }
+
+  private save(r: Running): void {
+    // after dispose() the database is closing: a job still running then is left "running", so that the next start
+    // lists it as interrupted (which it was: the app stopped it)
+    if (!this.store || this.disposed) return;
+    r.savedAt = Date.now();
+    const error = r.job.state === "error" || r.job.state === "interrupted" ? r.job.message : null;
+    try {
+      this.store.save({ id: r.job.id, kind: JOB_KIND, status: r.job.state, startedAt: r.startedAt, updatedAt: r.savedAt, detail: { job: r.job, pid: r.pid }, error });
+    } catch {
+      // a full or read-only disk: the job goes on, only its record is behind (it is saved again on the next change)
+    }
+  }
 
   folder(): string {
     return this.modelsDir();
@@ -114,8 +179,9 @@ export class QuantizeService {
     const output = join(this.folder(), name);
     if (existsSync(output)) throw new RpcError("invalid_input", `${output} already exists; choose another name`);
     const job: QuantizeJob = { id: randomUUID(), target: i.target, format: i.format, sourceDir: dir, output, state: "running", progress: 0, message: null, notes: [], result: null };
-    const run: Running = { job, child: null, cancelled: false };
+    const run: Running = { job, child: null, cancelled: false, startedAt: Date.now(), pid: null, savedAt: 0 };
     this.jobs.set(job.id, run);
+    this.save(run);
     this.emit("quantize.job", job);
     void this.run(run);
     return job;
@@ -131,8 +197,32 @@ export class QuantizeService {
     return { ok: true as const };
   }
 
+  /** Forgets a job that is not running (its output, if any, stays). */
+  remove(id: string) {
+    const r = this.jobs.get(id);
+    if (!r) throw new RpcError("not_found", `no quantize job ${id}`);
+    if (ACTIVE.includes(r.job.state)) throw new RpcError("busy", "the job is running: cancel it first");
+    this.jobs.delete(id);
+    this.store?.delete(id);
+    return { ok: true as const };
+  }
+
+  /** Starts an interrupted, failed or cancelled job again (same model, format and output name), in place of the old one. */
+  retry(id: string): QuantizeJob {
+    const r = this.jobs.get(id);
+    if (!r) throw new RpcError("not_found", `no quantize job ${id}`);
+    if (r.job.state !== "interrupted" && r.job.state !== "error" && r.job.state !== "cancelled") {
+      throw new RpcError("invalid_input", `the job is ${r.job.state}: only an interrupted, failed or cancelled job can be retried`);
+    }
+    const job = this.start({ dir: r.job.sourceDir, target: r.job.target, format: r.job.format, name: basename(r.job.output) });
+    this.remove(id);
+    return job;
+  }
+
   private update(r: Running, patch: Partial<QuantizeJob>) {
+    const stateChanged = patch.state !== undefined && patch.state !== r.job.state;
     r.job = { ...r.job, ...patch };
+    if (stateChanged || Date.now() - r.savedAt >= SAVE_PROGRESS_MS) this.save(r);
     this.emit("quantize.job", r.job);
   }
 
@@ -141,6 +231,10 @@ export class QuantizeService {
     return new Promise((resolvePromise, reject) => {
       const child = spawn(process.execPath, [cliPath(), ...args], { env: { ...process.env, ELECTRON_RUN_AS_NODE: "1" }, stdio: ["ignore", "pipe", "pipe"] });
       r.child = child;
+      if (child.pid !== undefined && child.pid !== r.pid) {
+        r.pid = child.pid;
+        this.save(r);
+      }
       let out = "";
       let errTail = "";
       let buf = "";
@@ -222,6 +316,7 @@ export class QuantizeService {
   }
 
   dispose() {
+    this.disposed = true;
     for (const r of this.jobs.values()) {
       if (r.child) {
         r.cancelled = true;

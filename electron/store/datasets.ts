@@ -68,9 +68,53 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
-/** An FTS5 phrase for a substring query: the trigram tokenizer matches it anywhere, case-insensitively. */
-function ftsPhrase(q: string): string {
-  return `"${q.replace(/"/g, '""')}"`;
+/** Longest search query (characters); the contract refuses longer ones before they get here. */
+export const MAX_SEARCH_CHARS = 500;
+/** Trigrams of a query that go to the full-text index (see ftsQuery). */
+const MAX_FTS_TRIGRAMS = 6;
+/** Characters of a sample's text around the first match that a snippet is cut from (the rest is never copied). */
+const SNIPPET_WINDOW = 2000;
+
+const ftsString = (s: string) => `"${s.replace(/"/g, '""')}"`;
+
+/**
+ * The full-text part of a substring search (3+ characters), as quoted FTS5 strings, so FTS5 syntax in the query
+ * (quotes, AND/OR/NOT, NEAR, *, ^, column filters) is plain text.
+ * A short query is one phrase, which the trigram index answers exactly (`exact`). A long one is not: the trigram
+ * tokenizer makes an n-character phrase n-2 tokens, and FTS5 matches a phrase by loading every token's position
+ * list in every candidate row — on one large repetitive sample (n-2) × (an entry per character of the sample):
+ * a 500-character query over a sample of a few MB took GBs of memory and minutes (measured: 5 MB of "aaa…" and
+ * 200 characters, 1.1 GB and 60 s). So a long query sends a few of its distinct trigrams, ANDed, to pick the
+ * candidates, and sample_contains() checks the whole query in each, in memory bounded by one sample.
+ */
+export function ftsQuery(q: string): { match: string; exact: boolean } {
+  const chars = [...q];
+  if (chars.length - 2 <= MAX_FTS_TRIGRAMS) return { match: ftsString(q), exact: true };
+  const grams = new Set<string>();
+  for (let i = 0; i + 3 <= chars.length; i++) grams.add(chars.slice(i, i + 3).join(""));
+  const all = [...grams];
+  // spread over the query (its start, end and between), so a shared prefix does not make every row a candidate
+  const picked = all.length <= MAX_FTS_TRIGRAMS ? all : Array.from({ length: MAX_FTS_TRIGRAMS }, (_, k) => all[Math.round((k * (all.length - 1)) / (MAX_FTS_TRIGRAMS - 1))]);
+  return { match: picked.map(ftsString).join(" "), exact: false };
+}
+
+/** Case-insensitive substring test (JavaScript's Unicode lower-casing, as the trigram index folds case). */
+function containsFolded(text: string, needleFolded: string): boolean {
+  return text.toLowerCase().includes(needleFolded);
+}
+
+/**
+ * A search snippet cut from a bounded window around the first match, so a sample of many MB costs one scan for
+ * the match, not copies of its whole text (whitespace folding and lower-casing run on the window only).
+ */
+export function sampleSnippet(text: string, needle: string, width: number): string {
+  const at = text.toLowerCase().indexOf(needle.toLowerCase());
+  const start = at < 0 ? 0 : Math.max(0, at - SNIPPET_WINDOW);
+  const end = at < 0 ? Math.min(text.length, SNIPPET_WINDOW) : Math.min(text.length, at + needle.length + SNIPPET_WINDOW);
+  const snip = excerpt(text.slice(start, end), needle, width);
+  const cut = `${start > 0 && !snip.startsWith("…") ? "…" : ""}${snip}${end < text.length && !snip.endsWith("…") ? "…" : ""}`;
+  // the cuts count UTF-16 units: drop half of an emoji's surrogate pair left at either end
+  return cut.replace(/^(…?)[\udc00-\udfff]/, "$1").replace(/[\ud800-\udbff](…?)$/, "$1");
 }
 
 export interface SampleQuery {
@@ -91,6 +135,9 @@ export class DatasetRepo {
   private readonly s;
 
   constructor(readonly db: Db) {
+    // the search's per-row checks (see ftsQuery and sampleSnippet); registering again replaces them
+    db.function("sample_contains", { deterministic: true }, (text: unknown, folded: unknown) => (containsFolded(String(text), String(folded)) ? 1 : 0));
+    db.function("sample_snippet", { deterministic: true }, (text: unknown, needle: unknown, width: unknown) => sampleSnippet(String(text), String(needle), Number(width)));
     this.s = {
       insertDataset: db.prepare(
         "INSERT INTO datasets (id, name, created_at, updated_at, source_file, rejected_count, rejected) VALUES (@id, @name, @now, @now, @sourceFile, @rejectedCount, @rejected)",
@@ -467,14 +514,22 @@ export class DatasetRepo {
     const params: Record<string, unknown> = { datasetId: q.datasetId, tok: q.tokenizerKey ?? "", limit: q.limit, offset: q.offset };
     const search = q.search?.trim() ?? "";
     if (search) {
-      // 3+ characters: the trigram index; shorter: a scan (the index has no trigrams to look up)
-      if ([...search].length >= 3) {
-        where.push("s.id IN (SELECT sample_id FROM sample_bodies WHERE rowid IN (SELECT rowid FROM samples_fts WHERE samples_fts MATCH @phrase))");
-        params.phrase = ftsPhrase(search);
+      const chars = [...search].length;
+      if (chars > MAX_SEARCH_CHARS) {
+        throw Object.assign(new Error(`search: the query is ${chars} characters long; at most ${MAX_SEARCH_CHARS} are allowed`), { code: "invalid_input" });
+      }
+      // 3+ characters: candidates from the trigram index, each checked for the whole query; shorter: a scan
+      // (the index has no trigrams to look up)
+      if (chars >= 3) {
+        const fts = ftsQuery(search);
+        const check = fts.exact ? "" : " AND sample_contains(b.content, @folded)";
+        where.push(`s.id IN (SELECT b.sample_id FROM sample_bodies b WHERE b.rowid IN (SELECT rowid FROM samples_fts WHERE samples_fts MATCH @fts)${check})`);
+        params.fts = fts.match;
+        if (!fts.exact) params.folded = search.toLowerCase();
       } else {
         where.push("EXISTS (SELECT 1 FROM sample_bodies b WHERE b.sample_id = s.id AND instr(lower(b.content), lower(@needle)) > 0)");
-        params.needle = search;
       }
+      params.needle = search;
     }
     const withTokens = q.tokenizerKey !== undefined;
     if (withTokens && q.minTokens !== undefined) {
@@ -517,12 +572,12 @@ export class DatasetRepo {
       .prepare(
         `SELECT s.id, s.dataset_id, s.position, s.hash, s.format, s.source_line, s.revision, s.message_count, s.has_system, s.user_preview,
                 s.assistant_preview, s.updated_at, ${withTokens ? "t.tokens" : "NULL"} AS tokens,
-                ${search ? "(SELECT content FROM sample_bodies b WHERE b.sample_id = s.id)" : "''"} AS content, ${dup} AS dup
+                ${search ? "sample_snippet((SELECT content FROM sample_bodies b WHERE b.sample_id = s.id), @needle, 120)" : "''"} AS snippet, ${dup} AS dup
          FROM samples s ${withTokens ? join : ""}
          WHERE s.rowid IN (SELECT s.rowid FROM samples s ${withTokens ? join : ""} WHERE ${where.join(" AND ")} ORDER BY ${order} ${window})
          ORDER BY ${order}`,
       )
-      .all(params) as Array<SampleDbRow & { tokens: number | null; dup: number }>;
+      .all(params) as Array<SampleDbRow & { tokens: number | null; dup: number; snippet: string }>;
     const items = rows.map((r): SampleRow => {
       const problems: SampleProblem[] = [];
       if (r.dup) problems.push("duplicate");
@@ -533,7 +588,7 @@ export class DatasetRepo {
         index: r.position,
         userPreview: r.user_preview,
         assistantPreview: r.assistant_preview,
-        snippet: search ? excerpt(r.content, search, 120) : "",
+        snippet: r.snippet,
         messageCount: r.message_count,
         hasSystem: r.has_system === 1,
         tokens: r.tokens,

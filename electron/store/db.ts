@@ -153,6 +153,26 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 4,
+    description: "jobs: long tasks (quantize / export today) kept across a crash, so an interrupted one is listed as such",
+    up(db) {
+      // The record a later job system for every long task keeps too: what it is, where it stands, since when, and
+      // what the kind needs to show or retry it (detail) — not the progress of every tick.
+      db.exec(`
+        CREATE TABLE jobs (
+          id TEXT PRIMARY KEY,
+          kind TEXT NOT NULL,              -- 'quantize' (a GGUF export or a quantized model folder)
+          status TEXT NOT NULL,            -- the kind's states; 'interrupted' when the app stopped while it ran
+          started_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL,
+          detail TEXT NOT NULL,            -- JSON, the kind's own (quantize: the QuantizeJob and its process's pid)
+          error TEXT
+        );
+        CREATE INDEX jobs_kind ON jobs(kind, started_at);
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

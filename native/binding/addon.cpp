@@ -6,9 +6,11 @@
 #include <napi.h>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <thread>
 #include "cpu/matmul.h"
+#include "format/limits.h"
 #include "model/model.h"
 #include "quant/quant.h"
 #include "quant/writer.h"
@@ -39,16 +41,45 @@ struct ModelHandle {
   }
 };
 
-std::vector<int32_t> ids_from(const Napi::Value& v, const char* what) {
+std::string show_number(double d) {
+  char b[40];
+  std::snprintf(b, sizeof b, "%.17g", d);
+  return b;
+}
+
+// Token ids from JS, each checked as an integer in [0, vocab) *before* it is narrowed: Int32Value() would turn
+// 2^32+5 into 5 and 1.5 into 1, and the engine would run a token nobody asked for.
+std::vector<int32_t> ids_from(const Napi::Value& v, const char* what, int64_t vocab) {
   if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be an array of token ids");
   Napi::Array a = v.As<Napi::Array>();
   std::vector<int32_t> ids(a.Length());
   for (uint32_t i = 0; i < a.Length(); ++i) {
     Napi::Value e = a.Get(i);
-    if (!e.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(what) + "[" + std::to_string(i) + "] is not a number");
-    ids[i] = e.As<Napi::Number>().Int32Value();
+    const std::string at = std::string(what) + "[" + std::to_string(i) + "]";
+    if (!e.IsNumber()) throw Napi::TypeError::New(v.Env(), at + " is not a number");
+    const double d = e.As<Napi::Number>().DoubleValue();
+    if (!(d >= 0) || d >= double(vocab) || d != std::floor(d))
+      throw Napi::RangeError::New(v.Env(), at + " = " + show_number(d) + " is not a token id: it must be an integer in [0, " +
+                                               std::to_string(vocab) + ") (the vocabulary size)");
+    ids[i] = int32_t(d);
   }
   return ids;
+}
+
+// A number option that must be an integer in [lo, hi] (checked before any cast: int(1e300) is undefined behaviour).
+int64_t int_in(Napi::Env env, const Napi::Value& x, const std::string& name, double lo, double hi) {
+  if (!x.IsNumber()) throw Napi::TypeError::New(env, name + " must be a number");
+  const double d = x.As<Napi::Number>().DoubleValue();
+  if (!(d >= lo && d <= hi) || d != std::floor(d))
+    throw Napi::RangeError::New(env, name + " = " + show_number(d) + " must be an integer in [" + show_number(lo) + ", " + show_number(hi) + "]");
+  return int64_t(d);
+}
+
+int threads_from(Napi::Env env, const Napi::Value& x, const std::string& name) {
+  if (!x.IsNumber()) throw Napi::TypeError::New(env, name + " must be a number");
+  try { check_threads(x.As<Napi::Number>().DoubleValue(), name); }
+  catch (const std::exception& e) { throw Napi::RangeError::New(env, e.what()); }
+  return int(x.As<Napi::Number>().DoubleValue());
 }
 
 Napi::Array to_array(Napi::Env env, const std::vector<int32_t>& ids) {
@@ -125,7 +156,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     auto deferred = Napi::Promise::Deferred::New(env);
     try {
       usable(env);
-      auto ids = ids_from(info[0], "ids");
+      auto ids = ids_from(info[0], "ids", handle_->model->spec().vocab);
       auto* w = new LogitsWorker(env, this, std::move(ids));
       begin_job();
       w->Queue();
@@ -148,25 +179,32 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     Napi::ThreadSafeFunction tsfn;
   };
 
-  static SamplingParams params_from(Napi::Env env, const Napi::Value& v) {
+  static SamplingParams params_from(Napi::Env env, const Napi::Value& v, int64_t vocab) {
     if (!v.IsObject()) throw Napi::TypeError::New(env, "params must be an object");
     Napi::Object o = v.As<Napi::Object>();
     auto num = [&](const char* k, double def) {
       Napi::Value x = o.Get(k);
       if (x.IsUndefined() || x.IsNull()) return def;
       if (!x.IsNumber()) throw Napi::TypeError::New(env, std::string("params.") + k + " must be a number");
-      return x.As<Napi::Number>().DoubleValue();
+      const double d = x.As<Napi::Number>().DoubleValue();
+      if (!std::isfinite(d)) throw Napi::RangeError::New(env, std::string("params.") + k + " must be a finite number");
+      return d;
+    };
+    auto integer = [&](const char* k, double def, double lo, double hi) {
+      Napi::Value x = o.Get(k);
+      if (x.IsUndefined() || x.IsNull()) return int64_t(def);
+      return int_in(env, x, std::string("params.") + k, lo, hi);
     };
     SamplingParams p;
     p.temperature = float(num("temperature", 0));
-    p.top_k = int(num("topK", 0));
+    p.top_k = int(std::min<int64_t>(std::max<int64_t>(integer("topK", 0, -2147483648.0, 2147483647.0), -1), vocab));  // <= 0 disables
     p.top_p = float(num("topP", 1));
     p.min_p = float(num("minP", 0));
     p.repetition_penalty = float(num("repetitionPenalty", 1));
-    p.seed = uint32_t(int64_t(num("seed", 0)));
-    p.max_tokens = int(num("maxTokens", 16));
+    p.seed = uint32_t(integer("seed", 0, 0, 4294967295.0));
+    p.max_tokens = int(integer("maxTokens", 16, 1, 2147483647.0));
     Napi::Value eos = o.Get("eosIds");
-    if (eos.IsArray()) p.eos_ids = ids_from(eos, "params.eosIds");
+    if (eos.IsArray()) p.eos_ids = ids_from(eos, "params.eosIds", vocab);
     if (p.max_tokens < 1) throw Napi::RangeError::New(env, "params.maxTokens must be >= 1");
     if (p.repetition_penalty <= 0) throw Napi::RangeError::New(env, "params.repetitionPenalty must be > 0");
     return p;
@@ -177,7 +215,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     auto deferred = Napi::Promise::Deferred::New(env);
     try {
       usable(env);
-      auto* job = new GenJob{this, session_, deferred, ids_from(info[0], "ids"), params_from(env, info[1]), {}, {}, {}, {}};
+      const int64_t vocab = handle_->model->spec().vocab;
+      auto* job = new GenJob{this, session_, deferred, ids_from(info[0], "ids", vocab), params_from(env, info[1], vocab), {}, {}, {}, {}};
       if (job->prompt.empty()) { delete job; throw Napi::Error::New(env, "prompt is empty (need at least one token id)"); }
       Napi::Function cb = info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
       job->tsfn = Napi::ThreadSafeFunction::New(env, cb, "moe-generate", /*maxQueueSize: at most one id waits for JS, so a cancel from JS lands within one token*/ 1, 1, job, [](Napi::Env env, GenJob* job) {
@@ -299,10 +338,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (info.Length() > 0 && info[0].IsObject()) {
       Napi::Value c = info[0].As<Napi::Object>().Get("contextLength");
       if (c.IsNumber()) {
-        ctx = int64_t(c.As<Napi::Number>().DoubleValue());
-        if (ctx < 1) throw Napi::RangeError::New(env, "contextLength must be >= 1");
+        const double d = c.As<Napi::Number>().DoubleValue();
+        if (!(d >= 1) || d != std::floor(d) || d > double(kMaxPositions))
+          throw Napi::RangeError::New(env, "contextLength = " + show_number(d) + " must be an integer in [1, " + std::to_string(kMaxPositions) + "]");
+        ctx = int64_t(d);
       }
     }
+    // The KV cache and scratch are allocated now: check what they take against the machine's memory first.
+    try { check_session_memory(m.spec(), ctx, m.kv_int8(), m.pool().size()); }
+    catch (const std::exception& e) { throw Napi::RangeError::New(env, std::string("createSession: ") + e.what()); }
     std::pair<std::shared_ptr<ModelHandle>, int64_t> init{handle_, ctx};
     auto* data = env.GetInstanceData<AddonData>();
     try {
@@ -380,7 +424,14 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   bool kv_int8 = false;
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Value t = info[1].As<Napi::Object>().Get("threads");
-    if (t.IsNumber()) threads = t.As<Napi::Number>().Int32Value();
+    if (!t.IsUndefined() && !t.IsNull()) {
+      try { threads = threads_from(env, t, "loadModel: threads"); }
+      catch (const Napi::Error& e) {
+        auto d = Napi::Promise::Deferred::New(env);
+        d.Reject(e.Value());
+        return d.Promise();
+      }
+    }
     Napi::Value kv = info[1].As<Napi::Object>().Get("kvCache");
     if (!kv.IsUndefined() && !kv.IsNull()) {
       const std::string k = kv.IsString() ? kv.As<Napi::String>().Utf8Value() : "";
@@ -557,7 +608,7 @@ Napi::Value QuantizeModel(const Napi::CallbackInfo& info) {
     if (opt.embeddings != "keep") qtype_arg(emb);
   }
   Napi::Value th = o.Get("threads");
-  if (th.IsNumber()) opt.threads = th.As<Napi::Number>().Int32Value();
+  if (!th.IsUndefined() && !th.IsNull()) opt.threads = threads_from(env, th, "quantizeModel: threads");
   Napi::Function onp = (info.Length() > 3 && info[3].IsFunction()) ? info[3].As<Napi::Function>() : Napi::Function();
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   auto* w = new QuantizeWorker(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), info[0].As<Napi::String>().Utf8Value(),

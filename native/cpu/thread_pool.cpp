@@ -17,8 +17,12 @@
 // trip per call would dominate), then block in a futex via std::atomic::wait (idle workers must not burn a shared
 // core between tokens). Nothing here allocates after construction.
 #include "cpu/thread_pool.h"
+#include "format/limits.h"
 
 #include <atomic>
+#include <stdexcept>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
@@ -72,6 +76,15 @@ struct ThreadPool::Impl {
     }
   }
 
+  // Wakes every worker with the stop flag set and joins them.
+  void shutdown() {
+    stop.store(true, std::memory_order_release);
+    uint64_t s = state.load();
+    state.store(uint64_t(gen_of(s) + 1) << 32, std::memory_order_release);  // a new generation, no chunks
+    state.notify_all();
+    for (auto& w : workers) w.join();
+  }
+
   void worker_main(int t) {
     uint32_t seen = 0;
     for (;;) {
@@ -91,20 +104,33 @@ struct ThreadPool::Impl {
   }
 };
 
-ThreadPool::ThreadPool(int n_threads) : impl_(new Impl) {
+ThreadPool::ThreadPool(int n_threads) {
+  // Checked where a thread count enters the engine: 99999999 threads must be "threads must be in ..." and not
+  // EAGAIN from the 30000th pthread_create.
+  if (n_threads > kMaxThreads)
+    throw std::invalid_argument("threads must be an integer in [0, " + std::to_string(kMaxThreads) + "] (0 = one per core), got " +
+                                std::to_string(n_threads));
   if (n_threads <= 0) n_threads = int(std::thread::hardware_concurrency());
   if (n_threads <= 0) n_threads = 1;
+  if (n_threads > kMaxThreads) n_threads = kMaxThreads;
+  impl_ = new Impl;
   impl_->n_threads = n_threads;
   impl_->workers.reserve(size_t(n_threads - 1));
-  for (int t = 1; t < n_threads; ++t) impl_->workers.emplace_back([this, t] { impl_->worker_main(t); });
+  try {
+    for (int t = 1; t < n_threads; ++t) impl_->workers.emplace_back([this, t] { impl_->worker_main(t); });
+  } catch (const std::system_error& e) {
+    // the system refused a thread (ulimit -u, memory): join the ones started, then say what was asked
+    const size_t started = impl_->workers.size();
+    impl_->shutdown();
+    delete impl_;
+    impl_ = nullptr;
+    throw std::runtime_error("cannot start " + std::to_string(n_threads) + " threads (the system refused thread " +
+                             std::to_string(started + 1) + ": " + e.what() + "); use fewer threads");
+  }
 }
 
 ThreadPool::~ThreadPool() {
-  impl_->stop.store(true, std::memory_order_release);
-  uint64_t s = impl_->state.load();
-  impl_->state.store(uint64_t(gen_of(s) + 1) << 32, std::memory_order_release);  // a new generation, no chunks
-  impl_->state.notify_all();
-  for (auto& w : impl_->workers) w.join();
+  impl_->shutdown();
   delete impl_;
 }
 

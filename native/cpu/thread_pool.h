@@ -7,7 +7,9 @@ namespace moe {
 
 class ThreadPool {
  public:
-  explicit ThreadPool(int n_threads);  // n_threads <= 0: std::thread::hardware_concurrency()
+  // n_threads <= 0: std::thread::hardware_concurrency(). Over kMaxThreads (1024, format/limits.h) throws
+  // std::invalid_argument; a thread the system refuses throws std::runtime_error (no thread is left running).
+  explicit ThreadPool(int n_threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;

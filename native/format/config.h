@@ -75,10 +75,11 @@ struct ModelSpec {
 // Families we run, in the order listed in error messages.
 const std::vector<std::string>& supported_model_types();
 
-// `source` names the file in errors ("config.json: missing field 'hidden_size'").
+// `source` names the file in errors ("config.json: missing field 'hidden_size'"). Every count and size is checked
+// against format/limits.h, naming the field, the value and the allowed range.
 ModelSpec parse_model_spec(const Json& config, const std::string& source = "config.json");
 
-// eos ids from generation_config.json (int or list); empty when absent.
-std::vector<int> parse_generation_eos(const Json& gen);
+// eos ids from generation_config.json (int or list of token ids); empty when absent; `source` names the file.
+std::vector<int> parse_generation_eos(const Json& gen, const std::string& source = "generation_config.json");
 
 }  // namespace moe

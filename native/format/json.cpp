@@ -73,7 +73,7 @@ struct Parser {
       // Python's json.dumps writes NaN/Infinity; accept them (configs occasionally contain them).
       if (s.substr(i, 3) == "NaN") { i += 3; v.type = Json::Type::Number; v.num = NAN; }
       else { expect_word("Infinity"); v.type = Json::Type::Number; v.num = INFINITY; }
-    } else fail(std::string("unexpected character '") + c + "'");
+    } else fail("unexpected character");  // the byte itself is not echoed: the input may be any file
     --depth;
     return v;
   }
@@ -148,7 +148,7 @@ struct Parser {
           utf8(out, cp);
           break;
         }
-        default: fail(std::string("bad escape '\\") + e + "'");
+        default: fail("bad escape in string");
       }
     }
     return out;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 #include "format/dtype.h"
+#include "format/limits.h"
 
 namespace moe {
 
@@ -46,8 +47,10 @@ struct TensorView {
 std::string shape_str(const std::vector<int64_t>& shape);  // "[8,64]"
 bool parse_dtype(const std::string& s, DType& out);       // "F32" -> DType::F32; false if unknown
 
-// One safetensors file: mapped and its header validated (dtype known, shape·dtype == byte range, offsets inside
-// the file, ranges not overlapping).
+// One safetensors file: mapped and its header validated (see format/limits.h): header length at most 100 MiB and
+// inside the file, dtype known, every dimension an exact integer, element and byte counts computed with checked
+// multiplication and equal to the data_offsets span, begin <= end <= data size, no tensor named twice, ranges not
+// overlapping. Errors name the file and the tensor; they never echo bytes of a file that may not be safetensors.
 class SafeTensorsFile {
  public:
   explicit SafeTensorsFile(const std::string& path);
@@ -67,8 +70,13 @@ class SafeTensorsFile {
 // and the store presents it with that dtype and its logical shape [..., rows, row_bytes / block_bytes * block].
 constexpr const char* kQuantMetaPrefix = "quant.";
 
+// A shard name from model.safetensors.index.json, returned when it is a plain "*.safetensors" file name (no
+// directory part, no "..", no drive): anything else throws, naming the index file.
+std::string check_shard_name(const std::string& name, const std::string& index_path);
+
 // All tensors of a checkpoint folder: model.safetensors, or the shards listed in model.safetensors.index.json,
-// or (fallback) every *.safetensors in the folder.
+// or (fallback) every *.safetensors in the folder. With an index, every shard must exist and every tensor it lists
+// must be in the shard it names.
 class TensorStore {
  public:
   // progress(done, total) is called after each shard is mapped and validated.

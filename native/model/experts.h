@@ -13,9 +13,10 @@ struct ExpertGroups {
 };
 
 // Counting sort of idx [T, k] by expert, stable in token order (so the per-expert rows, and every sum over them, come
-// in a fixed order). counts [E], offsets [E + 1], slot_tok, slot_w [T·k] are the caller's scratch.
+// in a fixed order). counts [E], offsets [E + 1], slot_tok, slot_w [T·k] are the caller's scratch; slot_pair [T·k]
+// (optional) receives each sorted pair's index t·k + j into idx/w (the backward scatters the weights' gradient there).
 inline ExpertGroups group_by_expert(const int32_t* idx, const float* w, int64_t T, int k, int E, int32_t* counts,
-                                    int32_t* offsets, int32_t* slot_tok, float* slot_w) {
+                                    int32_t* offsets, int32_t* slot_tok, float* slot_w, int32_t* slot_pair = nullptr) {
   for (int e = 0; e < E; ++e) counts[e] = 0;
   for (int64_t i = 0; i < T * k; ++i) counts[idx[i]]++;
   offsets[0] = 0;
@@ -25,6 +26,7 @@ inline ExpertGroups group_by_expert(const int32_t* idx, const float* w, int64_t 
     const int e = idx[i];
     const int32_t pos = offsets[e] + counts[e]++;
     slot_tok[pos] = int32_t(i / k); slot_w[pos] = w[i];
+    if (slot_pair) slot_pair[pos] = int32_t(i);
   }
   return {offsets, slot_tok, slot_w};
 }

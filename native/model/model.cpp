@@ -7,6 +7,7 @@
 #include "cpu/matmul.h"
 #include "format/json.h"
 #include "model/experts.h"
+#include "train/lora.h"
 #include "model/rope.h"
 #include "quant/quant.h"
 
@@ -188,65 +189,205 @@ void Model::linear(const Tensor& y, const Tensor& x, const Linear& l) {
   if (!l.bias.empty()) backend_->add_bias(y, vec(l.bias.data(), l.out));
 }
 
-// SwiGLU MLP on M rows: out[M, D] (+)= (silu(h·Wg^T) * (h·Wu^T)) · Wd^T
-void Model::swiglu_mlp(const Linear& g, const Linear& u, const Linear& d, Scratch& s, const Tensor& h, const Tensor& out,
-                       bool accumulate) {
-  const int64_t M = h.rows(), I = g.out;
-  const Tensor gate = mat(s.gate.data(), M, I), up = mat(s.up.data(), M, I);
-  backend_->matmul(gate, h, g.t(), false);
-  backend_->matmul(up, h, u.t(), false);
-  backend_->swiglu(gate, gate, up);
-  backend_->matmul(out, gate, d.t(), accumulate);
+// y += s · (x·Aᵀ)·B_rowsᵀ for rows [b0, b0 + y.cols()) of B (all rows of a plain pair; the gate or up half of a fused
+// gate_up pair). u = x·Aᵀ [M, r] is written to `u` (the caller's buffer: saved for backward, or scratch); when
+// `u_ready`, u already holds it (the second half of a fused pair reuses the first's).
+void Model::lora_add(const Tensor& y, const Tensor& x, const LoraPair& p, int64_t b0, float* u, bool u_ready, Scratch& s) {
+  const int64_t M = x.rows(), r = p.r;
+  if (!u_ready) backend_->matmul(mat(u, M, r), x, weight(p.A.data(), DType::F32, r, p.in), false);
+  if (int64_t(s.lus.size()) < M * r) s.lus.resize(size_t(M * r));  // grows to the largest call once, then reused
+  for (int64_t i = 0; i < M * r; ++i) s.lus[size_t(i)] = p.scale * u[i];
+  backend_->matmul(y, mat(s.lus.data(), M, r), weight(p.B.data() + b0 * r, DType::F32, y.cols(), r), true);
+}
+
+float* Model::lora_u(Scratch& s, std::vector<float>* saved, int64_t offset_rows, int64_t M, int64_t r) {
+  if (saved) return saved->data() + offset_rows * r;
+  if (int64_t(s.lu.size()) < M * r) s.lu.resize(size_t(M * r));
+  return s.lu.data();
+}
+
+// SwiGLU MLP on M rows: out[M, D] = (silu(h·Wgᵀ) ⊙ (h·Wuᵀ)) · Wdᵀ, each projection with its LoRA when adapted.
+// g, u, a: [M, I] buffers for the gate and up projections and the activation (a may alias g for inference).
+void Model::swiglu_mlp(const MlpSite& m, Scratch& s, const Tensor& h, const Tensor& out, float* g, float* u, float* a) {
+  const int64_t M = h.rows(), I = m.gate->out;
+  const Tensor G = mat(g, M, I), U = mat(u, M, I), A = mat(a, M, I);
+  backend_->matmul(G, h, m.gate->t(), false);
+  backend_->matmul(U, h, m.up->t(), false);
+  if (m.gate_up && m.gate_up->present()) {
+    float* ug = lora_u(s, m.save_gate, m.row0, M, m.gate_up->r);
+    lora_add(G, h, *m.gate_up, 0, ug, false, s);
+    lora_add(U, h, *m.gate_up, I, ug, true, s);
+  }
+  if (m.lgate && m.lgate->present()) lora_add(G, h, *m.lgate, 0, lora_u(s, m.save_gate, m.row0, M, m.lgate->r), false, s);
+  if (m.lup && m.lup->present()) lora_add(U, h, *m.lup, 0, lora_u(s, m.save_up, m.row0, M, m.lup->r), false, s);
+  backend_->swiglu(A, G, U);
+  backend_->matmul(out, A, m.down->t(), false);
+  if (m.ldown && m.ldown->present()) lora_add(out, A, *m.ldown, 0, lora_u(s, m.save_down, m.row0, M, m.ldown->r), false, s);
 }
 
 // Sparse MoE block. Tokens are grouped by expert so each expert's weights are streamed once per batch:
 //   route: idx, w [T, k];  for each expert e with tokens S_e: Y = SwiGLU_e(h[S_e]) (one matmul with M = |S_e|);
 //   out[t] += w[t, e] · Y[t]   (+ shared MLP, sigmoid-gated for qwen2_moe)
-void Model::moe_block(const LayerSpec& ls, const LayerWeights& L, Scratch& s, const Tensor& h, const Tensor& out) {
+// With acts, the routing, the grouped pairs' projections and outputs, and the shared MLP's are kept for backward.
+void Model::moe_block(const LayerSpec& ls, const LayerWeights& L, Scratch& s, const Tensor& h, const Tensor& out,
+                      LayerActs* acts, const LayerLora* lora) {
   const int64_t T = h.rows(), D = spec_.hidden;
   const int E = ls.num_experts, K = ls.top_k;
-  const Tensor logits = mat(s.router.data(), T, E), w = mat(s.rw.data(), T, K);
+  const int64_t I = ls.expert_inter;
+  int32_t* idx = acts ? acts->idx.data() : s.ridx.data();
+  float* rw = acts ? acts->w.data() : s.rw.data();
+  float* probs = acts ? acts->probs.data() : s.probs.data();
+  int32_t* offsets = acts ? acts->offsets.data() : s.offsets.data();
+  int32_t* slot_tok = acts ? acts->slot_tok.data() : s.slot_tok.data();
+  float* slot_w = acts ? acts->slot_w.data() : s.slot_w.data();
+  int32_t* counts = acts ? acts->counts.data() : s.counts.data();
+  const Tensor logits = mat(s.router.data(), T, E), w = mat(rw, T, K);
   backend_->matmul(logits, h, L.router.t(), false);
-  backend_->moe_route(ivec(s.ridx.data(), T * K), w, mat(s.probs.data(), T, E), logits, ls.renorm_topk);
-  const ExpertGroups g = group_by_expert(s.ridx.data(), s.rw.data(), T, K, E, s.counts.data(), s.offsets.data(),
-                                         s.slot_tok.data(), s.slot_w.data());
+  backend_->moe_route(ivec(idx, T * K), w, mat(probs, T, E), logits, ls.renorm_topk);
+  const ExpertGroups grp = group_by_expert(idx, rw, T, K, E, counts, offsets, slot_tok, slot_w,
+                                           acts ? acts->slot_pair.data() : nullptr);
   std::fill(out.f32(), out.f32() + T * D, 0.0f);
   for (int e = 0; e < E; ++e) {
-    const int64_t m = g.count(e), o0 = g.offsets[e];
+    const int64_t m = grp.count(e), o0 = grp.offsets[e];
     if (m == 0) continue;
-    const Tensor rows = ivec(g.slot_tok + o0, m), x = mat(s.gather.data(), m, D), y = mat(s.gout.data(), m, D);
+    const Tensor rows = ivec(grp.slot_tok + o0, m), x = mat(s.gather.data(), m, D);
+    const Tensor y = mat(acts ? acts->y.data() + o0 * D : s.gout.data(), m, D);
     backend_->gather_rows(x, h, rows);
     const ExpertWeights& ew = L.experts[size_t(e)];
-    swiglu_mlp(ew.gate, ew.up, ew.down, s, x, y, false);
-    backend_->scatter_add_rows(out, y, rows, vec(g.slot_w + o0, m));
+    const ExpertLora* el = lora && !lora->experts.empty() ? &lora->experts[size_t(e)] : nullptr;
+    MlpSite site{&ew.gate, &ew.up, &ew.down, el ? &el->gate_up : nullptr, el ? &el->gate : nullptr, el ? &el->up : nullptr,
+                 el ? &el->down : nullptr, acts ? &acts->lgate : nullptr, acts ? &acts->lup : nullptr,
+                 acts ? &acts->ldown : nullptr, o0};
+    if (acts) swiglu_mlp(site, s, x, y, acts->g.data() + o0 * I, acts->u.data() + o0 * I, acts->a.data() + o0 * I);
+    else swiglu_mlp(site, s, x, y, s.gate.data(), s.up.data(), s.gate.data());
+    backend_->scatter_add_rows(out, y, rows, vec(grp.slot_w + o0, m));
   }
   if (L.sh_gate.present()) {
-    const Tensor y = mat(s.gout.data(), T, D);
-    swiglu_mlp(L.sh_gate, L.sh_up, L.sh_down, s, h, y, false);
+    const Tensor y = mat(acts ? acts->sy.data() : s.gout.data(), T, D);
+    MlpSite site{&L.sh_gate, &L.sh_up, &L.sh_down, nullptr, lora ? &lora->sh_gate : nullptr, lora ? &lora->sh_up : nullptr,
+                 lora ? &lora->sh_down : nullptr, acts ? &acts->lsg : nullptr, acts ? &acts->lsu : nullptr,
+                 acts ? &acts->lsd : nullptr, 0};
+    if (acts) swiglu_mlp(site, s, h, y, acts->sg.data(), acts->su.data(), acts->sa.data());
+    else swiglu_mlp(site, s, h, y, s.gate.data(), s.up.data(), s.gate.data());
     if (L.sh_expert_gate.present()) {
       // out[t] += σ(h[t]·w_g) · y[t]
-      const Tensor gl = mat(s.shg.data(), T, 1);
+      float* sig = acts ? acts->sig.data() : s.shg.data();
+      const Tensor gl = mat(sig, T, 1);
       backend_->matmul(gl, h, L.sh_expert_gate.t(), false);
       backend_->sigmoid(gl);
-      backend_->scatter_add_rows(out, y, Tensor{}, vec(s.shg.data(), T));
+      backend_->scatter_add_rows(out, y, Tensor{}, vec(sig, T));
     } else {
       backend_->add(out, y);
     }
   }
 }
 
-void Model::forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Scratch& s, float* logits, bool all_logits) {
-  if (closed_) throw std::runtime_error("the model was closed");
+namespace {
+inline void keep(std::vector<float>& dst, const float* src, int64_t n) { std::copy(src, src + n, dst.data()); }
+}  // namespace
+
+void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scratch& s, const Tensor& cos, const Tensor& sin,
+                          LayerActs* acts, const LayerLora* lora) {
   const ModelSpec& S = spec_;
-  if (T <= 0) throw std::runtime_error("forward: no tokens");
-  if (T > s.max_t) throw std::runtime_error("forward: " + std::to_string(T) + " tokens exceed the scratch size " + std::to_string(s.max_t));
-  if (pos0 + T > kv.ctx) throw std::runtime_error("prompt has " + std::to_string(pos0 + T) + " tokens but the context is " + std::to_string(kv.ctx));
-  const int64_t D = S.hidden, V = S.vocab, hd = S.head_dim, Hq = S.num_heads, Hkv = S.num_kv_heads;
+  const LayerSpec& ls = S.layers[size_t(l)];
+  const LayerWeights& L = layers_[size_t(l)];
+  const int64_t T = x.rows(), D = S.hidden, hd = S.head_dim, Hq = S.num_heads, Hkv = S.num_kv_heads;
   const int64_t qd = Hq * hd, kd = Hkv * hd;
   const float eps = float(S.rms_eps);
   Backend& be = *backend_;
   const Tensor none;
+  const Tensor h = mat(s.h.data(), T, D), mlp_out = mat(s.mlp_out.data(), T, D);
+  const Tensor q = mat(s.q.data(), T, qd), k = mat(s.k.data(), T, kd), v = mat(s.v.data(), T, kd);
+  const Tensor q3 = mat3(s.q.data(), T, Hq, hd), k3 = mat3(s.k.data(), T, Hkv, hd), att = mat3(s.att.data(), T, Hq, hd);
+  const Tensor qh = mat(s.q.data(), T * Hq, hd), kh = mat(s.k.data(), T * Hkv, hd);  // one row per head
+  const Tensor scores = mat(s.scores.data(), be.scratch_rows(), s.ctx);
+  const float scale = 1.0f / std::sqrt(float(hd));
+  auto rstd = [&](std::vector<float>& v) { return acts ? mat(v.data(), int64_t(v.size()), 1) : none; };
+  // ---- attention ----
+  if (acts) keep(acts->x_in, x.f32(), T * D);
+  be.rmsnorm(h, x, vec(L.in_norm.data(), D), eps, rstd(acts ? acts->rstd1 : s.last));
+  if (acts) keep(acts->h1, h.f32(), T * D);
+  linear(q, h, L.q);
+  if (lora && lora->q.present()) lora_add(q, h, lora->q, 0, lora_u(s, acts ? &acts->lq : nullptr, 0, T, lora->q.r), false, s);
+  if (ls.has_kv) {
+    linear(k, h, L.k); linear(v, h, L.v);
+    if (lora && lora->k.present()) lora_add(k, h, lora->k, 0, lora_u(s, acts ? &acts->lk : nullptr, 0, T, lora->k.r), false, s);
+    if (lora && lora->v.present()) lora_add(v, h, lora->v, 0, lora_u(s, acts ? &acts->lv : nullptr, 0, T, lora->v.r), false, s);
+  }
+  if (acts) { keep(acts->q0, q.f32(), T * qd); if (ls.has_kv) { keep(acts->k0, k.f32(), T * kd); keep(acts->v0, v.f32(), T * kd); } }
+  switch (S.qk_norm) {
+    case QkNorm::PerHeadBeforeRope:
+      be.rmsnorm(qh, qh, vec(L.q_norm.data(), hd), eps, acts ? mat(acts->qn_rstd.data(), T * Hq, 1) : none);
+      if (ls.has_kv) be.rmsnorm(kh, kh, vec(L.k_norm.data(), hd), eps, acts ? mat(acts->kn_rstd.data(), T * Hkv, 1) : none);
+      break;
+    case QkNorm::FullBeforeRope:
+      be.rmsnorm(q, q, vec(L.q_norm.data(), qd), eps, acts ? mat(acts->qn_rstd.data(), T, 1) : none);
+      if (ls.has_kv) be.rmsnorm(k, k, vec(L.k_norm.data(), kd), eps, acts ? mat(acts->kn_rstd.data(), T, 1) : none);
+      break;
+    default: break;
+  }
+  if (acts) { keep(acts->q1, q.f32(), T * qd); if (ls.has_kv) keep(acts->k1, k.f32(), T * kd); }
+  if (S.clip_qkv > 0) {  // olmoe: q, k after their norms and v, clamped before RoPE
+    be.clamp(q, float(S.clip_qkv));
+    if (ls.has_kv) { be.clamp(k, float(S.clip_qkv)); be.clamp(v, float(S.clip_qkv)); }
+  }
+  if (acts) { keep(acts->q2, q.f32(), T * qd); if (ls.has_kv) { keep(acts->k2, k.f32(), T * kd); keep(acts->v2, v.f32(), T * kd); } }
+  be.rope(q3, cos, sin);
+  if (ls.has_kv) be.rope(k3, cos, sin);
+  if (acts) { keep(acts->q3, q.f32(), T * qd); if (ls.has_kv) keep(acts->k3, k.f32(), T * kd); }
+  if (S.qk_norm == QkNorm::PerHeadAfterRope) {
+    // k_n = g_k ⊙ rope(k)/rms(k), so q·k_n = (q ⊙ g_k)·(rope(k)/rms(k)). The cache keeps the gain-free
+    // rope(k)/rms(k) (rotation preserves rms), and each layer folds its own key gain g_k into q. This is what
+    // lets CLA layers share one cache entry: they reuse the raw k/v of their group's first layer, rotate them
+    // identically, and differ only in g_k.
+    be.rmsnorm(qh, qh, vec(L.q_norm.data(), hd), eps, acts ? mat(acts->qa_rstd.data(), T * Hq, 1) : none);
+    be.mul_cols(qh, vec(L.k_norm.data(), hd));
+    if (ls.has_kv) be.rmsnorm(kh, kh, none, eps, acts ? mat(acts->ka_rstd.data(), T * Hkv, 1) : none);
+  }
+  if (acts) { keep(acts->q4, q.f32(), T * qd); if (ls.has_kv) keep(acts->k4, k.f32(), T * kd); }
+  const size_t sl = size_t(ls.kv_slot);
+  const int64_t n_ctx = kv.ctx;
+  if (!kv.int8) {
+    const Tensor Kc = mat3(kv.k[sl].data(), n_ctx, Hkv, hd), Vc = mat3(kv.v[sl].data(), n_ctx, Hkv, hd);
+    if (ls.has_kv) {
+      std::copy(s.k.begin(), s.k.begin() + T * kd, kv.k[sl].data() + pos0 * kd);
+      std::copy(s.v.begin(), s.v.begin() + T * kd, kv.v[sl].data() + pos0 * kd);
+    }
+    be.attention(att, q3, Kc, Vc, pos0, scale, acts ? mat(acts->att.data(), T * Hq, pos0 + T) : none, scores);
+  } else {
+    if (acts) throw std::runtime_error("training needs the f32 KV cache");
+    if (ls.has_kv) {
+      be.kv_quantize(int8_rows(kv.k8[sl].data() + pos0 * kd, T * Hkv, hd), mat(kv.ks[sl].data() + pos0 * Hkv, T * Hkv, 1), kh);
+      be.kv_quantize(int8_rows(kv.v8[sl].data() + pos0 * kd, T * Hkv, hd), mat(kv.vs[sl].data() + pos0 * Hkv, T * Hkv, 1),
+                     mat(s.v.data(), T * Hkv, hd));
+    }
+    be.attention_kv8(att, q3, int8_cache(kv.k8[sl].data(), n_ctx, Hkv, hd), mat(kv.ks[sl].data(), n_ctx, Hkv),
+                     int8_cache(kv.v8[sl].data(), n_ctx, Hkv, hd), mat(kv.vs[sl].data(), n_ctx, Hkv), pos0, scale, scores);
+  }
+  const Tensor ao = mat(s.att.data(), T, qd);
+  if (acts) keep(acts->ao, ao.f32(), T * qd);
+  linear(mlp_out, ao, L.o);
+  if (lora && lora->o.present()) lora_add(mlp_out, ao, lora->o, 0, lora_u(s, acts ? &acts->lo : nullptr, 0, T, lora->o.r), false, s);
+  be.add(x, mlp_out);
+  // ---- MLP / MoE ----
+  if (acts) keep(acts->x_mid, x.f32(), T * D);
+  be.rmsnorm(h, x, vec(L.post_norm.data(), D), eps, rstd(acts ? acts->rstd2 : s.last));
+  if (acts) keep(acts->h2, h.f32(), T * D);
+  if (ls.moe) {
+    moe_block(ls, L, s, h, mlp_out, acts, lora);
+  } else {
+    MlpSite site{&L.gate, &L.up, &L.down, nullptr, lora ? &lora->gate : nullptr, lora ? &lora->up : nullptr,
+                 lora ? &lora->down : nullptr, acts ? &acts->lgate : nullptr, acts ? &acts->lup : nullptr,
+                 acts ? &acts->ldown : nullptr, 0};
+    if (acts) swiglu_mlp(site, s, h, mlp_out, acts->g.data(), acts->u.data(), acts->a.data());
+    else swiglu_mlp(site, s, h, mlp_out, s.gate.data(), s.up.data(), s.gate.data());
+  }
+  be.add(x, mlp_out);
+}
 
+void Model::rope_for(int64_t pos0, int64_t T, Scratch& s) const {
+  const ModelSpec& S = spec_;
+  const int64_t hd = S.head_dim;
   // RoPE tables for these positions (dynamic NTK recomputes inv_freq once the sequence outgrows max_position).
   const float* inv = inv_freq_.data();
   float rscale = rope_scaling_;
@@ -255,79 +396,30 @@ void Model::forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Sc
     inv = s.inv_freq.data();
   }
   rope_tables(inv, rscale, int(hd), pos0, T, s.cos.data(), s.sin.data());
-  const Tensor cos = mat(s.cos.data(), T, hd / 2), sin = mat(s.sin.data(), T, hd / 2);
+}
 
-  // Activations of this call: x [T, D] is the residual stream; q [T, Hq, hd], k/v [T, Hkv, hd].
-  const Tensor x = mat(s.x.data(), T, D), h = mat(s.h.data(), T, D), mlp_out = mat(s.mlp_out.data(), T, D);
-  const Tensor q = mat(s.q.data(), T, qd), k = mat(s.k.data(), T, kd), v = mat(s.v.data(), T, kd);
-  const Tensor q3 = mat3(s.q.data(), T, Hq, hd), k3 = mat3(s.k.data(), T, Hkv, hd), att = mat3(s.att.data(), T, Hq, hd);
-  const Tensor qh = mat(s.q.data(), T * Hq, hd), kh = mat(s.k.data(), T * Hkv, hd);  // one row per head
-  const Tensor scores = mat(s.scores.data(), be.scratch_rows(), s.ctx);
-  be.embedding(x, embed_.t(), ivec(ids, T));
-  const float scale = 1.0f / std::sqrt(float(hd));
-  for (int l = 0; l < S.num_layers; ++l) {
-    const LayerSpec& ls = S.layers[size_t(l)];
-    const LayerWeights& L = layers_[size_t(l)];
-    // ---- attention ----
-    be.rmsnorm(h, x, vec(L.in_norm.data(), D), eps, none);
-    linear(q, h, L.q);
-    if (ls.has_kv) { linear(k, h, L.k); linear(v, h, L.v); }
-    switch (S.qk_norm) {
-      case QkNorm::PerHeadBeforeRope:
-        be.rmsnorm(qh, qh, vec(L.q_norm.data(), hd), eps, none);
-        if (ls.has_kv) be.rmsnorm(kh, kh, vec(L.k_norm.data(), hd), eps, none);
-        break;
-      case QkNorm::FullBeforeRope:
-        be.rmsnorm(q, q, vec(L.q_norm.data(), qd), eps, none);
-        if (ls.has_kv) be.rmsnorm(k, k, vec(L.k_norm.data(), kd), eps, none);
-        break;
-      default: break;
-    }
-    if (S.clip_qkv > 0) {  // olmoe: q, k after their norms and v, clamped before RoPE
-      be.clamp(q, float(S.clip_qkv));
-      if (ls.has_kv) { be.clamp(k, float(S.clip_qkv)); be.clamp(v, float(S.clip_qkv)); }
-    }
-    be.rope(q3, cos, sin);
-    if (ls.has_kv) be.rope(k3, cos, sin);
-    if (S.qk_norm == QkNorm::PerHeadAfterRope) {
-      // k_n = g_k ⊙ rope(k)/rms(k), so q·k_n = (q ⊙ g_k)·(rope(k)/rms(k)). The cache keeps the gain-free
-      // rope(k)/rms(k) (rotation preserves rms), and each layer folds its own key gain g_k into q. This is what
-      // lets CLA layers share one cache entry: they reuse the raw k/v of their group's first layer, rotate them
-      // identically, and differ only in g_k.
-      be.rmsnorm(qh, qh, vec(L.q_norm.data(), hd), eps, none);
-      be.mul_cols(qh, vec(L.k_norm.data(), hd));
-      if (ls.has_kv) be.rmsnorm(kh, kh, none, eps, none);
-    }
-    const size_t sl = size_t(ls.kv_slot);
-    const int64_t n_ctx = kv.ctx;
-    if (!kv.int8) {
-      const Tensor Kc = mat3(kv.k[sl].data(), n_ctx, Hkv, hd), Vc = mat3(kv.v[sl].data(), n_ctx, Hkv, hd);
-      if (ls.has_kv) {
-        std::copy(s.k.begin(), s.k.begin() + T * kd, kv.k[sl].data() + pos0 * kd);
-        std::copy(s.v.begin(), s.v.begin() + T * kd, kv.v[sl].data() + pos0 * kd);
-      }
-      be.attention(att, q3, Kc, Vc, pos0, scale, none, scores);
-    } else {
-      if (ls.has_kv) {
-        be.kv_quantize(int8_rows(kv.k8[sl].data() + pos0 * kd, T * Hkv, hd), mat(kv.ks[sl].data() + pos0 * Hkv, T * Hkv, 1), kh);
-        be.kv_quantize(int8_rows(kv.v8[sl].data() + pos0 * kd, T * Hkv, hd), mat(kv.vs[sl].data() + pos0 * Hkv, T * Hkv, 1),
-                       mat(s.v.data(), T * Hkv, hd));
-      }
-      be.attention_kv8(att, q3, int8_cache(kv.k8[sl].data(), n_ctx, Hkv, hd), mat(kv.ks[sl].data(), n_ctx, Hkv),
-                       int8_cache(kv.v8[sl].data(), n_ctx, Hkv, hd), mat(kv.vs[sl].data(), n_ctx, Hkv), pos0, scale, scores);
-    }
-    linear(mlp_out, mat(s.att.data(), T, qd), L.o);
-    be.add(x, mlp_out);
-    // ---- MLP / MoE ----
-    be.rmsnorm(h, x, vec(L.post_norm.data(), D), eps, none);
-    if (ls.moe) moe_block(ls, L, s, h, mlp_out);
-    else swiglu_mlp(L.gate, L.up, L.down, s, h, mlp_out, false);
-    be.add(x, mlp_out);
-  }
+void Model::check_forward(int64_t T, int64_t pos0, const KvCache& kv, const Scratch& s) const {
+  if (closed_) throw std::runtime_error("the model was closed");
+  if (T <= 0) throw std::runtime_error("forward: no tokens");
+  if (T > s.max_t) throw std::runtime_error("forward: " + std::to_string(T) + " tokens exceed the scratch size " + std::to_string(s.max_t));
+  if (pos0 + T > kv.ctx) throw std::runtime_error("prompt has " + std::to_string(pos0 + T) + " tokens but the context is " + std::to_string(kv.ctx));
+}
+
+void Model::forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Scratch& s, float* logits, bool all_logits,
+                    const Adapter* lora) {
+  check_forward(T, pos0, kv, s);
+  const ModelSpec& S = spec_;
+  const int64_t D = S.hidden, V = S.vocab, hd = S.head_dim;
+  if (lora && int64_t(lora->layers.size()) != S.num_layers) throw std::runtime_error("the adapter was made for another model");
+  rope_for(pos0, T, s);
+  const Tensor cos = mat(s.cos.data(), T, hd / 2), sin = mat(s.sin.data(), T, hd / 2);
+  const Tensor x = mat(s.x.data(), T, D), h = mat(s.h.data(), T, D);
+  backend_->embedding(x, embed_.t(), ivec(ids, T));
+  for (int l = 0; l < S.num_layers; ++l) layer_forward(l, x, pos0, kv, s, cos, sin, nullptr, lora ? &lora->layers[size_t(l)] : nullptr);
   // logits = rmsnorm(x)·w_final · W_lmᵀ, for every position or only the last
   const Tensor xs = all_logits ? x : x.rows_view(T - 1, 1), hs = all_logits ? h : mat(s.last.data(), 1, D);
-  be.rmsnorm(hs, xs, vec(final_norm_.data(), D), eps, none);
-  be.matmul(mat(logits, hs.rows(), V), hs, lm_head_.t(), false);
+  backend_->rmsnorm(hs, xs, vec(final_norm_.data(), D), float(S.rms_eps), Tensor{});
+  backend_->matmul(mat(logits, hs.rows(), V), hs, lm_head_.t(), false);
 }
 
 void Model::close() {

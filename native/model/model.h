@@ -18,6 +18,8 @@
 #include "cpu/thread_pool.h"
 #include "format/config.h"
 #include "format/safetensors.h"
+#include "model/acts.h"
+#include "train/lora.h"
 
 namespace moe {
 
@@ -80,6 +82,28 @@ struct Scratch {
   std::vector<float> x, h, q, k, v, att, mlp_out, gate, up, router, probs, rw, gather, gout, cos, sin, inv_freq, scores, shg, last;
   std::vector<int32_t> ridx, counts, offsets, slot_tok;
   std::vector<float> slot_w;
+  std::vector<float> lu, lus;   // LoRA u = x·Aᵀ and s·u for inference (grown to the largest call once)
+};
+
+// Everything one training sequence of up to max_t tokens needs, sized once (Model::init_train): the step never allocates.
+struct TrainState {
+  int64_t max_t = 0;
+  KvCache kv;
+  Scratch s;
+  LayerActs acts;                                   // refilled per layer (gradient checkpointing)
+  std::vector<std::vector<float>> x_ckpt;           // [L][T, D]: every layer's input
+  std::vector<float> x_final, rstd_final, h_final, logits, dx, dh, dmid;
+  std::vector<std::vector<float>> dK, dV;           // [slots][T, kd]: gradients into each KV slot (CLA layers add in)
+  std::vector<float> bq, bk, bv, bI1, bI2, bD1, bD2, bE, bdw, bdl, bsig, bu, bus;
+};
+
+// One decoder MLP call site: the frozen projections, the LoRA pairs on them (any may be null or absent), and where
+// the LoRA intermediates are saved for backward (rows from row0 on; null: not saved).
+struct MlpSite {
+  const Linear *gate, *up, *down;
+  const LoraPair *gate_up, *lgate, *lup, *ldown;
+  std::vector<float> *save_gate, *save_up, *save_down;
+  int64_t row0;
 };
 
 struct LoadProgress { void (*fn)(void* ctx, int done, int total) = nullptr; void* ctx = nullptr; };
@@ -110,7 +134,18 @@ class Model {
 
   // Runs T tokens at positions pos0.. through the model, appending their K/V to the cache.
   //   logits: [T, V] when all_logits, else [V] for the last token
-  void forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Scratch& s, float* logits, bool all_logits);
+  // lora: an adapter applied unmerged (y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ at every adapted site), or null.
+  void forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Scratch& s, float* logits, bool all_logits,
+               const Adapter* lora = nullptr);
+
+  // Training: sizes a TrainState for sequences of up to max_t tokens with this adapter's ranks.
+  void init_train(TrainState& ts, int64_t max_t, const Adapter& lora) const;
+  // One sequence forward and backward with the adapter applied. targets[t] is the token position t predicts (-100:
+  // no loss there; transformers' labels shifted by one). Adds loss_scale · d(Σ_t CE_t)/dθ into grads (an Adapter of
+  // the same shapes whose A/B hold gradients) for every LoRA parameter; the base, router and embeddings are frozen.
+  // Returns Σ_t CE_t over counted positions (n_targets receives their number).
+  double forward_backward(const int32_t* ids, const int32_t* targets, int64_t T, const Adapter& lora, Adapter& grads,
+                          float loss_scale, TrainState& ts, int64_t* n_targets = nullptr);
 
   // The backend every op runs on (cpu today).
   Backend& backend() { return *backend_; }
@@ -124,8 +159,25 @@ class Model {
  private:
   void bind(const std::string& dir);
   void linear(const Tensor& y, const Tensor& x, const Linear& l);
-  void moe_block(const LayerSpec& ls, const LayerWeights& L, Scratch& s, const Tensor& h, const Tensor& out);
-  void swiglu_mlp(const Linear& g, const Linear& u, const Linear& d, Scratch& s, const Tensor& h, const Tensor& out, bool accumulate);
+  void lora_add(const Tensor& y, const Tensor& x, const LoraPair& p, int64_t b0, float* u, bool u_ready, Scratch& s);
+  static float* lora_u(Scratch& s, std::vector<float>* saved, int64_t offset_rows, int64_t M, int64_t r);
+  void swiglu_mlp(const MlpSite& m, Scratch& s, const Tensor& h, const Tensor& out, float* g, float* u, float* a);
+  void moe_block(const LayerSpec& ls, const LayerWeights& L, Scratch& s, const Tensor& h, const Tensor& out, LayerActs* acts,
+                 const LayerLora* lora);
+  void layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scratch& s, const Tensor& cos, const Tensor& sin,
+                     LayerActs* acts, const LayerLora* lora);
+  void rope_for(int64_t pos0, int64_t T, Scratch& s) const;
+  void check_forward(int64_t T, int64_t pos0, const KvCache& kv, const Scratch& s) const;
+  // backward (model/backward.cpp)
+  void layer_backward(int l, TrainState& ts, const LayerLora* lora, LayerLora* grads);
+  void mlp_site_backward(const MlpSite& m, LoraPair* g_gate_up, LoraPair* g_gate, LoraPair* g_up, LoraPair* g_down,
+                         TrainState& ts, const Tensor& dy, const Tensor& x, const float* g, const float* u, const float* a,
+                         const Tensor& dx, bool accumulate_dx);
+  void lora_backward_B(const Tensor& dy, const LoraPair& p, int64_t b0, const float* u, LoraPair& gp, const Tensor& du,
+                       bool accumulate_du, TrainState& ts);
+  void lora_backward_A(const Tensor& du, const Tensor& x, const LoraPair& p, LoraPair& gp, const Tensor& dx);
+  void linear_backward(const Tensor& dx, bool accumulate, const Tensor& dy, const Tensor& x, const Linear& W, const LoraPair* p,
+                       LoraPair* gp, const float* u, TrainState& ts);
 
   ModelSpec spec_;
   std::unique_ptr<ThreadPool> pool_;

@@ -12,6 +12,7 @@
 #include "cpu/thread_pool.h"
 #include "format/json.h"
 #include "format/safetensors.h"
+#include "model/model.h"
 #include "quant/quant.h"
 #if defined(__linux__) || defined(__APPLE__)
 #include <sys/mman.h>
@@ -116,7 +117,12 @@ QuantizeReport quantize_model(const std::string& src_dir, const std::string& out
   const bool emb_keep = opt.embeddings == "keep";
   if (!emb_keep) emb = qtype_from_name(opt.embeddings);
   if (!fs::is_directory(out_dir)) throw std::runtime_error(out_dir + ": not a directory");
-  TensorStore store(src_dir);
+  // The source is checked the way generate checks it before a byte is written: config.json against
+  // format/limits.h, every safetensors header (sizes, offsets, overlaps, shard names), and every weight the
+  // architecture needs bound with the engine's own shape rules (Model::load's binder, one thread, no session).
+  // A folder the engine could not run is refused here rather than quantized into one it cannot run either.
+  const std::shared_ptr<Model> model = Model::load(src_dir, 1);
+  const TensorStore& store = model->store();
   QuantizeReport rep;
   for (auto& f : store.files())
     for (auto& t : f->tensors()) {

@@ -13,7 +13,9 @@
 //     otherwise the stored dtype; Q8_0 / Q4_0 -> the stored dtype. Each such case is reported (fallbacks).
 // Memory: one chunk of rows (<= ~8 MiB of f32) plus its blocks at a time; the source pages of a finished tensor
 // are dropped from the mapping (madvise DONTNEED), so peak RSS stays ~constant in the model size.
-// Errors (a failed or short write, ENOSPC, a cancel) throw; the caller deletes out_dir. For tests, the environment
+// The source is validated first as Model::load validates it (config, headers, every weight bound against the config):
+// nothing is written for a folder the engine could not run. Errors (a failed or short write, ENOSPC, a cancel) throw;
+// the caller deletes out_dir. For tests, the environment
 // variable MOE_QUANT_FAIL_AFTER_BYTES=N makes the writer fail as a full disk would once N bytes are written.
 #pragma once
 #include <atomic>

@@ -17,6 +17,11 @@ inline int getpid_compat() { return getpid(); }
 
 namespace moe_test {
 
+// test/fixtures/models of this checkout (found from this header's own path, so no build-time definition is needed).
+inline std::filesystem::path fixture_models_dir() {
+  return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "test" / "fixtures" / "models";
+}
+
 inline std::string temp_dir(const std::string& name) {
   auto p = std::filesystem::temp_directory_path() / ("moe-native-tests-" + std::to_string(getpid_compat()) + "-" + name);
   std::filesystem::remove_all(p);

@@ -64,6 +64,16 @@ struct Adapter {
   template <class F> void for_each(F&& fn);
 };
 
+struct ModelSpec;
+// The pairs an adapter with this config has on a model (A and B zero): q/k/v/o and the dense/shared MLP's
+// gate/up/down by peft's module names (target_modules), fused routed experts by target_parameters
+// ("mlp.experts.gate_up_proj", "mlp.experts.down_proj"), per-expert pairs when gate/up/down_proj are target_modules
+// of a model whose experts are adapted module by module (Hunyuan-Large, transformers-4 checkpoints). CLA layers
+// without k/v projections get no k/v pair.
+Adapter make_adapter(const ModelSpec& spec, const LoraConfig& config);
+// Same shapes, every value 0 (gradient accumulators).
+Adapter zeros_like(const Adapter& a);
+
 // ---- inline ----
 
 inline float LoraConfig::scale() const {

@@ -37,6 +37,7 @@ const BY_CODE: Record<string, MessageKey> = {
   unknown_call: "error.unknownCall",
   not_found: "error.notFound",
   engine: "error.engine",
+  disk_full: "error.diskFull",
   internal: "error.internal",
 };
 

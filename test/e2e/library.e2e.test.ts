@@ -1,7 +1,9 @@
 // The model library end to end in Chromium: `moe-studio serve` with HF_ENDPOINT pointing at a local hub
 // (test/helpers/hub-server.ts, serving fixture models the way huggingface.co does). Discover shows the curated list
 // with fit badges; a search finds a model on the hub; its download shows progress, pauses and resumes, completes;
-// "Open in chat" loads it and it replies. A gated model asks for the token, and with it downloads.
+// "Open in chat" loads it and it replies. A gated model asks for the token, and with it downloads. A model whose
+// files the hub lists without a checksum is refused under "Require checksums" before any byte, and downloaded
+// without it, saying which files were only size-checked.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Page } from "playwright-core";
 import { existsSync } from "node:fs";
@@ -24,6 +26,7 @@ describe.runIf(run)("model library, end to end in Chromium", () => {
       repos: {
         "test/tiny-qwen3-moe": { dir: fixtureModel("qwen3_moe"), extra: { "README.md": "# tiny\n" } },
         "test/gated-olmoe": { dir: fixtureModel("olmoe"), gatedToken: TOKEN },
+        "test/unchecked-moe": { dir: fixtureModel("qwen2_moe"), noChecksum: ["config.json", "tokenizer.json"] },
       },
     });
     // the served app reads HF_ENDPOINT as huggingface-cli does (startServe passes this process's environment on)
@@ -127,6 +130,33 @@ describe.runIf(run)("model library, end to end in Chromium", () => {
     // the token is said to be set, but never shown
     await page.getByText("An access token is set (kept in memory until the app stops).").waitFor();
     expect(await page.locator("body").innerText()).not.toContain(TOKEN);
+    app.expectClean();
+  });
+
+  it("files without a checksum: refused under 'Require checksums' before any byte; without it, named as size-checked only", async () => {
+    await page.getByRole("tab", { name: "Discover", exact: true }).click();
+    const require = page.getByRole("checkbox", { name: "Require checksums" });
+    await require.check();
+    await page.getByRole("textbox", { name: "Search models by name" }).fill("unchecked");
+    await button("Search the hub").click();
+    hub.log.length = 0;
+    await button("Download test/unchecked-moe").click({ timeout: 15_000 });
+    const downloads = page.getByRole("region", { name: "Downloads" });
+    await downloads.getByText("The hub lists no checksum for some files, and checksums are required: nothing was downloaded.", { exact: false }).waitFor({ timeout: 15_000 });
+    await downloads.getByText(/lists no checksum for 2 files: config\.json, tokenizer\.json; checksums are required/).waitFor();
+    expect(hub.log.filter((e) => e.file !== null)).toEqual([]);
+    expect(existsSync(join(serve.dataDir, "models", "test--unchecked-moe.partial"))).toBe(false);
+
+    await require.uncheck();
+    await button("Resume test/unchecked-moe").click();
+    const note = downloads.getByRole("note");
+    await note.getByText("No checksum from the hub for config.json, tokenizer.json: checked by size only, not verified.").waitFor({ timeout: 30_000 });
+    await button("Open test/unchecked-moe in chat").first().waitFor({ timeout: 30_000 });
+    await app.screenshot("library-05-unchecked");
+    // the row stays, saying so, until dismissed
+    await button("Dismiss test/unchecked-moe").click();
+    await expect.poll(() => note.count()).toBe(0);
+    expect(existsSync(join(serve.dataDir, "models", "test--unchecked-moe", "config.json"))).toBe(true);
     app.expectClean();
   });
 });

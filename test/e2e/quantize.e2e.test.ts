@@ -1,7 +1,8 @@
 // The model card's Quantize action, end to end in Chromium against `moe-studio serve`: open a model, export it as a
 // GGUF file into the app's models folder with progress, see the comparison, find the file on disk (a real GGUF);
 // quantize it to a model folder and see memory, tokens/s, KL and top-1 of both; cancel a longer export midway;
-// a taken name gets a clear message. Screenshots go to test/artifacts/e2e/.
+// a taken name gets a clear message; an export cut off by a crash of the app is listed as interrupted at the next
+// start and Retry finishes it. Screenshots go to test/artifacts/e2e/.
 import { existsSync, openSync, readdirSync, readSync, closeSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
@@ -133,3 +134,61 @@ describe.runIf(run)("quantize and export, end to end in Chromium", () => {
     expect(button("Quantize…")).toBeTruthy();
   });
 });
+
+describe.runIf(run)("a quantize job cut off by a crash, end to end in Chromium", () => {
+  let dataDir: string;
+  const servers: Serve[] = [];
+  const apps: App[] = [];
+
+  beforeAll(() => {
+    dataDir = freshDir("quantize-crash-data");
+  });
+  afterAll(async () => {
+    for (const a of apps) await a.close().catch(() => undefined);
+    for (const [i, s] of servers.entries()) await s.stop(`serve-quantize-crash-${i}.log`);
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  async function start(model: string) {
+    const serve = await startServe({ model, dataDir });
+    servers.push(serve);
+    const app = await openApp(serve.url);
+    apps.push(app);
+    const page = app.page;
+    await page.getByRole("navigation", { name: "Main" }).getByRole("button", { name: "Models", exact: true }).click();
+    const card = page.getByRole("region", { name: "Current model" });
+    await card.getByText("large_llama", { exact: true }).first().waitFor({ state: "visible", timeout: 120_000 });
+    await card.getByRole("button", { name: "Quantize…" }).click();
+    return { serve, app, page, panel: page.getByRole("region", { name: "Quantize and export" }) };
+  }
+
+  it("after the app is killed mid-export, the next start lists the job as interrupted, nothing partial is left, and Retry finishes it", async () => {
+    const big = makeLargeLlama(join(dataDir, "src", "large_llama"));
+    const first = await start(big);
+    await first.panel.getByRole("combobox", { name: "Output" }).selectOption("gguf");
+    await first.panel.getByRole("combobox", { name: "Format" }).selectOption("q8_0");
+    await first.panel.getByRole("button", { name: "Start" }).click();
+    const bar = first.panel.getByRole("progressbar", { name: "Quantize progress" });
+    await expect.poll(async () => Number((await bar.getAttribute("aria-valuenow").catch(() => "0")) ?? 0), { timeout: 60_000 }).toBeGreaterThan(0);
+    // a crash of the whole app: the server, its engine worker and the export's CLI process die at once (SIGKILL)
+    const victims = [first.serve.pid, ...first.serve.children(/./)];
+    expect(first.serve.children(/export-gguf/)).toHaveLength(1);
+    for (const pid of victims) process.kill(pid, "SIGKILL");
+    await first.app.close();
+    const models = join(dataDir, "models");
+    expect(readdirSync(models).some((f) => /^large_llama-q8_0\.gguf\.tmp-\d+-\d+$/.test(f))).toBe(true); // what the crash left
+
+    const second = await start(big);
+    const row = second.panel.getByRole("list", { name: "Interrupted jobs" }).getByRole("status");
+    await row.getByText(/large_llama-q8_0\.gguf \(Q8_0\) was interrupted at \d+%: MoE Studio stopped while it was running/).waitFor({ state: "visible", timeout: 30_000 });
+    await row.first().scrollIntoViewIfNeeded();
+    await second.app.screenshot("25-quantize-interrupted");
+    expect(readdirSync(models)).toEqual([]); // the dead export's temporary file was swept at start
+    await second.panel.getByRole("button", { name: "Retry large_llama-q8_0.gguf" }).click();
+    await second.panel.getByText(`Done: ${join(models, "large_llama-q8_0.gguf")}`).waitFor({ state: "visible", timeout: 120_000 });
+    expect(await second.panel.getByRole("list", { name: "Interrupted jobs" }).count()).toBe(0);
+    expect(readdirSync(models)).toEqual(["large_llama-q8_0.gguf"]);
+    second.app.expectClean();
+  });
+});
+

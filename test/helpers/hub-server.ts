@@ -31,6 +31,8 @@ export interface HubRepo {
   gatedToken?: string;
   /** The listing leaves out sizes and LFS metadata (as a mirror without ?blobs=true support does). */
   noSizes?: boolean;
+  /** Files listed with their size but no checksum: no lfs / blobId (HF), no Sha256 (ModelScope). */
+  noChecksum?: string[];
 }
 
 export interface HubLogEntry {
@@ -166,7 +168,7 @@ export async function startHubServer(opts: { repos: Record<string, HubRepo>; chu
         id,
         sha: "0123456789abcdef0123456789abcdef01234567",
         gated: r.repo.gatedToken ? "manual" : false,
-        siblings: [...r.files.values()].map((f) => r.repo.noSizes ? { rfilename: f.path } : ({
+        siblings: [...r.files.values()].map((f) => r.repo.noSizes ? { rfilename: f.path } : r.repo.noChecksum?.includes(f.path) ? { rfilename: f.path, size: f.data.length } : ({
           rfilename: f.path,
           size: f.data.length,
           blobId: f.lfs ? "lfs-pointer-oid" : f.gitSha1,
@@ -183,7 +185,7 @@ export async function startHubServer(opts: { repos: Record<string, HubRepo>; chu
         return json(res, entry, 200, {
           Code: 200,
           Success: true,
-          Data: { Files: [...r.files.values()].map((f) => ({ Name: f.path, Path: f.path, Type: "blob", Size: f.data.length, Sha256: f.sha256, Revision: "master" })) },
+          Data: { Files: [...r.files.values()].map((f) => ({ Name: f.path, Path: f.path, Type: "blob", Size: f.data.length, Sha256: r.repo.noChecksum?.includes(f.path) ? "" : f.sha256, Revision: "master" })) },
         });
       }
       if (!r) return json(res, entry, 404, { Code: 404, Message: "not found" });

@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadModel } from "../../electron/engine/engine.js";
 import { fixtureNames, golden, modelDir } from "./fixtures.js";
+import { rawSafetensors, readHeader, writeHeader } from "./safetensors-surgery.js";
+import { loadAddon } from "../../electron/engine/addon.js";
 
 const names = fixtureNames();
 // a single-file fixture (for header surgery) and a sharded one (for the truncated shard), whichever exist
@@ -26,21 +28,6 @@ function editConfig(dir: string, f: (c: Record<string, unknown>) => void) {
   const c = JSON.parse(readFileSync(p, "utf8"));
   f(c);
   writeFileSync(p, JSON.stringify(c, null, 2));
-}
-
-/** safetensors: u64 little-endian header length, JSON header {name: {dtype, shape, data_offsets}}, then data. */
-function readHeader(file: string): { header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>; data: Buffer } {
-  const buf = readFileSync(file);
-  const n = Number(buf.readBigUInt64LE(0));
-  return { header: JSON.parse(buf.subarray(8, 8 + n).toString("utf8")), data: buf.subarray(8 + n) };
-}
-function writeHeader(file: string, header: object, data: Buffer) {
-  let json = Buffer.from(JSON.stringify(header), "utf8");
-  const pad = (8 - (json.length % 8)) % 8;
-  json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  writeFileSync(file, Buffer.concat([len, json, data]));
 }
 
 /** A 2-D weight that the engine must have: the first layer's q_proj (or any attention projection). */
@@ -147,7 +134,147 @@ describe("bad model folders give clear errors and the process survives", () => {
   });
 });
 
+describe("hostile model folders (hub input): bounds-checked everywhere, never echo other files", () => {
+  it("a shape whose element count overflows 64 bits is refused, not read as 0 elements", async () => {
+    const dir = copy(single);
+    const file = join(dir, "model.safetensors");
+    const { header, data } = readHeader(file);
+    const victim = pickWeight(header);
+    // [2^32, 2^32] elements wrap to 0 in unchecked u64 arithmetic and would match offsets [0, 0]
+    const text = JSON.stringify(header).replace(JSON.stringify(victim) + ":" + JSON.stringify(header[victim]),
+      JSON.stringify(victim) + ':{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}');
+    writeFileSync(file, rawSafetensors(text, data));
+    await expectLoadError(dir, /model\.safetensors/, new RegExp(victim.replace(/[.]/g, "\\.")), /more elements than 2\^64/);
+  });
+
+  it("offsets past the end, begin > end and overlapping tensors are refused", async () => {
+    for (const [edit, pattern] of [
+      [(h: Record<string, { data_offsets: [number, number] }>, v: string) => (h[v].data_offsets = [h[v].data_offsets[0] + 1e9, h[v].data_offsets[1] + 1e9]), /truncated/],
+      [(h: Record<string, { data_offsets: [number, number] }>, v: string) => (h[v].data_offsets = [h[v].data_offsets[1], h[v].data_offsets[0]]), /end before they begin/],
+    ] as const) {
+      const dir = copy(single);
+      const file = join(dir, "model.safetensors");
+      const { header, data } = readHeader(file);
+      const victim = pickWeight(header);
+      edit(header, victim);
+      writeHeader(file, header, data);
+      await expectLoadError(dir, /model\.safetensors/, pattern);
+    }
+    const dir = copy(single);
+    const file = join(dir, "model.safetensors");
+    const { header, data } = readHeader(file);
+    const names = Object.keys(header).filter((k) => k !== "__metadata__" && header[k].shape.length === 2);
+    const kind = (n: string) => `${header[n].dtype} ${header[n].shape.join()}`;
+    const a = names.find((n) => names.some((m) => m !== n && kind(m) === kind(n)))!;
+    const b = names.find((m) => m !== a && kind(m) === kind(a))!;
+    expect(b, "two same-shaped weights").toBeDefined();
+    header[b].data_offsets = [...header[a].data_offsets]; // b aliases a's bytes
+    writeHeader(file, header, data);
+    await expectLoadError(dir, /model\.safetensors: corrupt safetensors header: tensors .* overlap/);
+  });
+
+  it("an index naming ../../etc/passwd is refused without opening it (no file content in the error)", async () => {
+    const name = sharded ?? single;
+    const dir = copy(name);
+    const outside = join(dir, "..", `secret-${process.pid}.safetensors`);
+    writeFileSync(outside, "TOPSECRET".repeat(20));
+    temps.push(outside);
+    const idx = join(dir, "model.safetensors.index.json");
+    const { header } = readHeader(join(dir, readdirSync(dir).find((f) => f.endsWith(".safetensors"))!));
+    const shardOf = Object.keys(header).filter((k) => k !== "__metadata__");
+    for (const evil of ["../../etc/passwd", `../secret-${process.pid}.safetensors`, "/etc/passwd"]) {
+      const wm: Record<string, string> = existsSync(idx) ? JSON.parse(readFileSync(idx, "utf8")).weight_map : Object.fromEntries(shardOf.map((k) => [k, "model.safetensors"]));
+      wm[Object.keys(wm)[0]] = evil;
+      writeFileSync(idx, JSON.stringify({ metadata: {}, weight_map: wm }));
+      let err: Error | null = null;
+      try {
+        (await loadModel(dir, { threads: 1 })).close();
+      } catch (e) {
+        err = e as Error;
+      }
+      expect(err?.message).toMatch(/model\.safetensors\.index\.json: weight_map names shard .*not a plain file name inside the model folder/);
+      expect(err?.message).not.toMatch(/TOPSECRET|root:/);
+    }
+    await expectStillWorks();
+  });
+
+  it("an index naming a missing shard, or a tensor the shard lacks, is a clear error", async () => {
+    const name = sharded ?? single;
+    const dir = copy(name);
+    const idx = join(dir, "model.safetensors.index.json");
+    const shards = readdirSync(dir).filter((f) => f.endsWith(".safetensors")).sort();
+    const wm: Record<string, string> = existsSync(idx) ? JSON.parse(readFileSync(idx, "utf8")).weight_map
+      : Object.fromEntries(Object.keys(readHeader(join(dir, shards[0])).header).filter((k) => k !== "__metadata__").map((k) => [k, shards[0]]));
+    writeFileSync(idx, JSON.stringify({ weight_map: { ...wm, "model.extra.weight": "model-00009-of-00009.safetensors" } }));
+    await expectLoadError(dir, /model-00009-of-00009\.safetensors: missing/);
+    writeFileSync(idx, JSON.stringify({ weight_map: { ...wm, "model.extra.weight": shards[0] } }));
+    await expectLoadError(dir, new RegExp(`tensor model\\.extra\\.weight is listed in weight_map for ${shards[0].replace(/[.]/g, "\\.")} but is not in that file`));
+  });
+
+  it("config counts name the field, the value and the range", async () => {
+    for (const [field, value, pattern] of [
+      ["num_hidden_layers", 2147483647, /config\.json: num_hidden_layers = 2147483647 is not an integer in \[1, 4096\]/],
+      ["hidden_size", 1e300, /config\.json: hidden_size = 1e\+300 is not an integer in \[1, 1048576\]/],
+      ["vocab_size", -3, /config\.json: vocab_size = -3 is not an integer in \[1, 16777216\]/],
+      ["max_position_embeddings", 1e12, /max_position_embeddings = 1000000000000 is not an integer/],
+      ["rope_theta", -5, /rope_theta = -5 is not a finite number/],
+    ] as const) {
+      const dir = copy(single);
+      editConfig(dir, (c) => {
+        c[field] = value;
+        if (field === "rope_theta" && c.rope_parameters) (c.rope_parameters as Record<string, unknown>).rope_theta = value;
+      });
+      await expectLoadError(dir, pattern);
+    }
+  });
+
+  it("a context whose KV cache would not fit in memory is refused before allocating, naming context and bytes", async () => {
+    const dir = copy(single);
+    editConfig(dir, (c) => (c.max_position_embeddings = 16777216));
+    const m = await loadModel(dir, { threads: 1 });
+    // a 1 GiB cap (the 16M-token cache needs ~17 GB): the refusal must not depend on this machine's RAM, and a
+    // machine with that much free must not actually allocate it here
+    process.env.MOE_SESSION_MEMORY_LIMIT = String(2 ** 30);
+    try {
+      expect(() => m.native.createSession({ contextLength: 16777216 })).toThrow(/a context of 16777216 tokens needs \d+ bytes \(.* GiB\) of f32 KV cache and scratch.*more than the 1073741824 bytes \(1\.0 GiB\) of memory available/);
+      expect(() => m.native.createSession({ contextLength: 1.5 })).toThrow(/contextLength = 1.5 must be an integer in \[1, 16777216\]/);
+      expect(m.native.createSession({ contextLength: 64 }).contextLength).toBe(64);
+    } finally {
+      delete process.env.MOE_SESSION_MEMORY_LIMIT;
+      m.close();
+    }
+  });
+
+  it("threads 99999999 is a range error, not EAGAIN", async () => {
+    await expect(loadAddon().loadModel(modelDir(single), { threads: 99999999 })).rejects.toThrow(/threads must be an integer in \[0, 1024\] \(0 = one per core\), got 99999999/);
+    await expect(loadAddon().loadModel(modelDir(single), { threads: 2.5 })).rejects.toThrow(/threads must be an integer/);
+    await expectStillWorks();
+  });
+});
+
 describe("bad prompts", () => {
+  it("token ids outside [0, vocab) are refused before conversion: 2^32+5 does not become 5", async () => {
+    const m = await loadModel(modelDir(single), { threads: 2 });
+    try {
+      const s = m.native.createSession({ contextLength: 32 });
+      const V = m.info.vocabSize;
+      await expect(s.logits([1, 2 ** 32 + 5])).rejects.toThrow(`ids[1] = 4294967301 is not a token id: it must be an integer in [0, ${V})`);
+      await expect(s.logits([V])).rejects.toThrow(`ids[0] = ${V} is not a token id`);
+      await expect(s.logits([-1])).rejects.toThrow("ids[0] = -1 is not a token id");
+      await expect(s.logits([1.5])).rejects.toThrow("ids[0] = 1.5 is not a token id");
+      const params = { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, seed: 0, maxTokens: 1, eosIds: [] as number[] };
+      await expect(s.generate([2 ** 32 + 5], params, () => {})).rejects.toThrow("ids[0] = 4294967301 is not a token id");
+      await expect(s.generate([1], { ...params, eosIds: [2 ** 32 + 5] }, () => {})).rejects.toThrow("params.eosIds[0] = 4294967301 is not a token id");
+      await expect(s.generate([1], { ...params, maxTokens: 1e300 }, () => {})).rejects.toThrow("params.maxTokens = 1.0000000000000001e+300 must be an integer in [1, 2147483647]");
+      await expect(s.generate([1], { ...params, seed: -1 }, () => {})).rejects.toThrow("params.seed = -1 must be an integer in [0, 4294967295]");
+      const ok = await s.logits([1, 2]);
+      expect(ok.length).toBe(2 * V);
+      s.dispose();
+    } finally {
+      m.close();
+    }
+  });
+
   it("empty prompt and a prompt longer than the context, then a good prompt works", async () => {
     const m = await loadModel(modelDir(single), { threads: 2 });
     try {

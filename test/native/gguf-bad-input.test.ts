@@ -8,7 +8,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exportGguf, ExportCancelled } from "../../electron/gguf/export.js";
+import { checkPlanConsistency, planExport } from "../../electron/gguf/arch.js";
+import { SafetensorsFolder } from "../../electron/gguf/safetensors.js";
 import { MODELS, ROOT } from "./fixtures.js";
+import { rawSafetensors, readHeader, writeHeader } from "./safetensors-surgery.js";
 
 const BIN = join(ROOT, "electron/bin/moe-studio.mjs");
 let tmp: string;
@@ -69,7 +72,7 @@ describe("export-gguf bad input", () => {
     const b = readFileSync(st);
     b.writeBigUInt64LE(BigInt(b.length * 2), 0); // header length beyond the file
     writeFileSync(st, b);
-    expectCleanError(cli(["--model", bad, "--type", "f16", "--out", join(tmp, "b.gguf")]), /model\.safetensors: header length \d+ exceeds the file size/);
+    expectCleanError(cli(["--model", bad, "--type", "f16", "--out", join(tmp, "b.gguf")]), /model\.safetensors: corrupt safetensors header: header length exceeds the file size \d+/);
     expectCleanError(cli(["--model", join(tmp, "nope"), "--type", "f16", "--out", join(tmp, "b.gguf")]), /nope: model folder not found/);
     rmSync(bad, { recursive: true });
   });
@@ -116,5 +119,112 @@ describe("export-gguf bad input", () => {
     await expect(p).rejects.toBeInstanceOf(ExportCancelled);
     expect(existsSync(out)).toBe(false);
     expect(leftovers()).toEqual([]);
+  });
+
+  // Hostile folders: each refused before anything is written (no FILE.gguf, no FILE.gguf.tmp-*).
+  const hostile = (name: string) => {
+    const dir = join(tmp, `hostile-${name}`);
+    rmSync(dir, { recursive: true, force: true });
+    cpSync(join(MODELS, "qwen3"), dir, { recursive: true });
+    return dir;
+  };
+  const refused = (dir: string, pattern: RegExp) => {
+    const out = join(tmp, "hostile.gguf");
+    const r = cli(["--model", dir, "--type", "q8_0", "--out", out]);
+    expectCleanError(r, pattern);
+    expect(existsSync(out)).toBe(false);
+    expect(leftovers()).toEqual([]);
+    return r;
+  };
+
+  it("a shape whose element count overflows, overlapping tensors and offsets past the end are refused", () => {
+    const dir = hostile("shape");
+    const st = join(dir, "model.safetensors");
+    const { header, data } = readHeader(st);
+    const text = JSON.stringify(header).replace('"model.norm.weight":' + JSON.stringify(header["model.norm.weight"]),
+      '"model.norm.weight":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}');
+    writeFileSync(st, rawSafetensors(text, data));
+    refused(dir, /model\.safetensors: tensor "model\.norm\.weight": shape \[4294967296,4294967296\] F32 needs 73786976294838206464 bytes but data_offsets \[0, 0\] span 0/);
+    const { header: h2 } = readHeader(join(MODELS, "qwen3", "model.safetensors"));
+    h2["model.layers.0.self_attn.k_proj.weight"].data_offsets = [...h2["model.layers.0.self_attn.v_proj.weight"].data_offsets];
+    writeHeader(st, h2, data);
+    refused(dir, /model\.safetensors: corrupt safetensors header: tensors .* overlap/);
+    const { header: h3 } = readHeader(join(MODELS, "qwen3", "model.safetensors"));
+    h3["model.norm.weight"].data_offsets = [data.length + 64, data.length + 64 + h3["model.norm.weight"].shape[0] * 4];
+    writeHeader(st, h3, data);
+    refused(dir, /tensor "model\.norm\.weight": data_offsets .* reach past the end/);
+  });
+
+  it("an index naming ../../etc/passwd is refused without reading it", () => {
+    const dir = hostile("escape");
+    const { header } = readHeader(join(dir, "model.safetensors"));
+    const wm = Object.fromEntries(Object.keys(header).filter((k) => k !== "__metadata__").map((k) => [k, "model.safetensors"]));
+    wm["model.norm.weight"] = "../../../../../../etc/passwd";
+    writeFileSync(join(dir, "model.safetensors.index.json"), JSON.stringify({ weight_map: wm }));
+    const r = refused(dir, /model\.safetensors\.index\.json: weight_map names shard .*not a plain file name inside the model folder/);
+    expect(r.err).not.toMatch(/root:/);
+  });
+
+  it("a folder the engine would not load (config contradicting the weights, no tokenizer, broken tokenizer) writes nothing", () => {
+    let dir = hostile("vocab");
+    const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfg, vocab_size: cfg.vocab_size + 64 }));
+    refused(dir, /model\.embed_tokens\.weight has shape \[\d+,\d+\], expected/);
+    dir = hostile("hidden");
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfg, hidden_size: 1e300 }));
+    refused(dir, /hidden_size/);
+    dir = hostile("notok");
+    rmSync(join(dir, "tokenizer.json"));
+    refused(dir, /tokenizer\.json: file not found/);
+    dir = hostile("badtok");
+    writeFileSync(join(dir, "tokenizer.json"), '{"model": {"type": "BPE", "vocab": {');
+    refused(dir, /tokenizer\.json: invalid JSON/);
+    // a parseable tokenizer whose ids or merges could not make a GGUF token list
+    const tj = JSON.parse(readFileSync(join(MODELS, "qwen3", "tokenizer.json"), "utf8"));
+    const first = Object.keys(tj.model.vocab)[0];
+    for (const [edit, pattern] of [
+      [(t: typeof tj) => (t.model.vocab[first] = 1.5), /model\.vocab token .* has id 1\.5, not a token id/],
+      [(t: typeof tj) => (t.model.vocab[first] = 4294967296), /token id 4294967296 is outside config\.json vocab_size 576/],
+      [(t: typeof tj) => (t.model.merges = [42]), /model\.merges\[0\] is not "a b" or \["a", "b"\]/],
+    ] as const) {
+      dir = hostile("tokids");
+      const copy = JSON.parse(JSON.stringify(tj));
+      edit(copy);
+      writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(copy));
+      refused(dir, pattern);
+    }
+  });
+
+  it("metadata that contradicts the tensors is never written (checked on the plan itself)", () => {
+    const dir = join(MODELS, "qwen3");
+    const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+    const st = new SafetensorsFolder(dir);
+    try {
+      const good = () => planExport(dir, config, st, "f16");
+      checkPlanConsistency(good(), "config.json"); // the real plan agrees with itself
+      const tamper = (key: string, value: number) => {
+        const p = good();
+        const k = p.kvs.find((x) => x.key === key)!;
+        expect(k, key).toBeDefined();
+        (k as { value: number }).value = value;
+        return () => checkPlanConsistency(p, "config.json");
+      };
+      expect(tamper("qwen3.block_count", config.num_hidden_layers + 1)).toThrow(/qwen3\.block_count is \d+ but the tensors have blocks 0, 1/);
+      expect(tamper("qwen3.embedding_length", config.hidden_size * 2)).toThrow(/token_embd\.weight has ne \[\d+,\d+\] but qwen3\.embedding_length/);
+      expect(tamper("qwen3.attention.head_count", config.num_attention_heads * 2)).toThrow(/attn_q\.weight has ne/);
+      expect(tamper("qwen3.attention.head_count_kv", 1)).toThrow(/attn_k\.weight has ne/);
+      // the token list must have one entry per embedding row
+      const p = good();
+      const toks = p.kvs.find((x) => x.key === "tokenizer.ggml.tokens")! as { value: string[] };
+      toks.value = toks.value.slice(0, -1);
+      expect(() => checkPlanConsistency(p, "config.json")).toThrow(/tokenizer\.ggml\.token_type has \d+ entries but tokenizer\.ggml\.tokens has/);
+      // and the engine's reading of the same folder must agree
+      const view = { numLayers: config.num_hidden_layers, hiddenSize: config.hidden_size, vocabSize: config.vocab_size, numHeads: config.num_attention_heads,
+        numKvHeads: config.num_key_value_heads, headDim: config.head_dim, numExperts: 0 };
+      checkPlanConsistency(good(), "config.json", view);
+      expect(() => checkPlanConsistency(good(), "config.json", { ...view, vocabSize: view.vocabSize + 1 })).toThrow(/tokenizer\.ggml\.tokens \(count\) is \d+ but the engine reads/);
+    } finally {
+      st.close();
+    }
   });
 });

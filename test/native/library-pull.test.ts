@@ -3,11 +3,15 @@
 // disk — the server's log shows the Range it asked for and that nothing already on disk was sent twice. Then the
 // pulled folder loads in the engine. Also: HF_ENDPOINT/HF_TOKEN, a gated repo, a 404, and plain-line progress.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel } from "../../electron/engine/engine.js";
+import { quantizeTempName } from "../../electron/engine/quantize.js";
+import { atomicTempPath } from "../../electron/library/atomic-write.js";
+import { ModelDownload, sidecarPath } from "../../electron/library/downloader.js";
 import { startHubServer, type HubServer } from "../helpers/hub-server.js";
 import { MODELS, ROOT } from "./fixtures.js";
 
@@ -18,7 +22,9 @@ let hub: HubServer;
 let dir: string;
 
 beforeAll(async () => {
-  hub = await startHubServer({ repos: { "test/qwen2-moe": { dir: FIXTURE }, "test/gated": { dir: FIXTURE, gatedToken: "secret-token" } } });
+  hub = await startHubServer({
+    repos: { "test/qwen2-moe": { dir: FIXTURE }, "test/gated": { dir: FIXTURE, gatedToken: "secret-token" }, "test/no-checksum": { dir: FIXTURE, noChecksum: ["config.json", SHARD1] } },
+  });
   dir = mkdtempSync(join(tmpdir(), "moe-pull-"));
 });
 afterAll(async () => {
@@ -49,6 +55,8 @@ describe("moe-studio pull", () => {
     const onDisk = statSync(partial).size;
     expect(onDisk).toBeGreaterThan(0);
     expect(onDisk).toBeLessThan(statSync(join(FIXTURE, SHARD1)).size);
+    // what the app lists at its next start: interrupted (it was killed, not paused), resumable
+    expect(new ModelDownload({ modelsDir: models, repo: "test/qwen2-moe", source: "hf", endpoint: hub.url }).progress().state).toBe("interrupted");
     hub.log.length = 0;
 
     const r = await pull(["test/qwen2-moe", "--dir", models], { HF_ENDPOINT: hub.url });
@@ -89,5 +97,41 @@ describe("moe-studio pull", () => {
     expect(readdirSync(join(dir, "ms", "test--qwen2-moe")).sort()).toEqual(readdirSync(FIXTURE).sort());
     const bad = await pull(["not-a-repo"]);
     expect(bad.err.trim()).toBe(`moe-studio: "not-a-repo" is not a model id: expected owner/name, e.g. Qwen/Qwen3-0.6B`);
+  });
+
+  it("a file the hub lists without a checksum is 'size-checked', named at the end; --require-checksums refuses before any byte", async () => {
+    const models = join(dir, "unchecked");
+    hub.log.length = 0;
+    const strict = await pull(["test/no-checksum", "--dir", models, "--endpoint", hub.url, "--require-checksums"]);
+    expect(strict.code).toBe(1);
+    expect(strict.err.trim()).toBe(`moe-studio: test/no-checksum: ${new URL(hub.url).host} lists no checksum for 2 files: config.json, ${SHARD1}; checksums are required, so nothing was downloaded`);
+    expect(hub.log.filter((e) => e.file !== null)).toEqual([]);
+    expect(readdirSync(dir)).not.toContain("unchecked"); // not even the models folder was made
+
+    const r = await pull(["test/no-checksum", "--dir", models, "--endpoint", hub.url]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("size-checked config.json (");
+    expect(r.out).toContain(`size-checked ${SHARD1} (`);
+    expect(r.out).not.toContain("verified config.json");
+    expect(r.out).toContain("verified model-00002-of-00003.safetensors (");
+    expect(r.out).toContain(`no checksum from the hub (size-checked only): config.json, ${SHARD1}\n`);
+  });
+
+  it("pull first sweeps what killed writers left in its folder (dead pid, untouched for minutes), nothing else", async () => {
+    const models = join(dir, "sweep");
+    mkdirSync(models);
+    const dead = spawnSync(process.execPath, ["-e", ""]).pid;
+    const deadQuant = join(models, quantizeTempName(join(models, "m-q8"), dead));
+    mkdirSync(deadQuant);
+    writeFileSync(join(deadQuant, "model.safetensors"), "half");
+    const deadSidecarTmp = atomicTempPath(sidecarPath(models, "o/m"), dead);
+    writeFileSync(deadSidecarTmp, "{");
+    const foreign = join(models, `notes.txt.tmp-${dead}`);
+    writeFileSync(foreign, "not ours");
+    const old = (Date.now() - 10 * 60_000) / 1000;
+    for (const p of [join(deadQuant, "model.safetensors"), deadQuant, deadSidecarTmp, foreign]) utimesSync(p, old, old);
+    const r = await pull(["test/qwen2-moe", "--dir", models, "--endpoint", hub.url]);
+    expect(r.code).toBe(0);
+    expect(readdirSync(models).sort()).toEqual(["notes.txt.tmp-" + dead, "test--qwen2-moe"]);
   });
 });

@@ -23,7 +23,9 @@ beforeAll(async () => {
   bertDir = mkdtempSync(join(tmpdir(), "moe-bert-"));
   writeFileSync(join(bertDir, "config.json"), JSON.stringify({ model_type: "bert" }));
   writeFileSync(join(bertDir, "model.safetensors"), "x");
-  hub = await startHubServer({ repos: { "test/qwen2-moe": { dir: join(MODELS, "qwen2_moe") }, "test/qwen-bert": { dir: bertDir } } });
+  hub = await startHubServer({
+    repos: { "test/qwen2-moe": { dir: join(MODELS, "qwen2_moe") }, "test/qwen-bert": { dir: bertDir }, "test/unchecked": { dir: join(MODELS, "qwen2_moe"), noChecksum: ["config.json"] } },
+  });
 });
 afterAll(async () => {
   await hub?.close();
@@ -89,6 +91,30 @@ describe("library service", () => {
       const recent = (await app.dispatch("models.recent", {})) as { dir: string; architecture: string }[];
       expect(recent[0]).toMatchObject({ dir: join(dataDir, "models", "test--qwen2-moe"), architecture: "Qwen2MoeForCausalLM" });
       expect(await app.dispatch("library.downloads", {})).toEqual([expect.objectContaining({ state: "done" })]);
+    } finally {
+      await app.s.dispose();
+    }
+  });
+
+  it("a file listed without a checksum: requireChecksums refuses before any byte; without it the download says 'none' for that file", async () => {
+    const app = await open();
+    try {
+      await app.dispatch("settings.set", { hubEndpoint: hub.url });
+      hub.log.length = 0;
+      const refused = (await app.dispatch("library.download", { repo: "test/unchecked", requireChecksums: true })) as DownloadProgress;
+      expect(refused.id).toBe("test--unchecked");
+      await expect.poll(() => progressOf(app.events).filter((p) => p.id === "test--unchecked").at(-1)?.state, { timeout: 10_000 }).toBe("error");
+      const [listed] = ((await app.dispatch("library.downloads", {})) as DownloadProgress[]).filter((d) => d.id === "test--unchecked");
+      expect(listed.errorKind).toBe("no_checksum");
+      expect(listed.error).toMatch(/^test\/unchecked: 127\.0\.0\.1:\d+ lists no checksum for config\.json; checksums are required, so nothing was downloaded$/);
+      expect(hub.log.filter((e) => e.file !== null)).toEqual([]);
+
+      await app.dispatch("library.resume", { id: "test--unchecked" }); // without the requirement this time
+      await expect.poll(() => progressOf(app.events).filter((p) => p.id === "test--unchecked").at(-1)?.state, { timeout: 20_000 }).toBe("done");
+      // validated against the contract on the way out (validateOutput), with each file's checksum kind
+      const [done] = ((await app.dispatch("library.downloads", {})) as DownloadProgress[]).filter((d) => d.id === "test--unchecked");
+      expect(done.files.filter((f) => f.checksum === "none").map((f) => f.path)).toEqual(["config.json"]);
+      expect(done.files.filter((f) => f.checksum !== "none").length).toBe(done.files.length - 1);
     } finally {
       await app.s.dispose();
     }

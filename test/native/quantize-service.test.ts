@@ -2,13 +2,18 @@
 // progress and ends with the size comparison; Cancel mid-export leaves nothing; a taken name, a folder that is not a model and a path for a name
 // are refused; the comparison used for quantized model folders (bench + logits in separate processes, KL/top-1 on
 // a fixed token stream) measures an identical copy as KL 0 and top-1 100%.
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { calls, RpcError, type QuantizeJob } from "../../electron/contract.js";
 import { compareLogits, parseBench, QuantizeService } from "../../electron/services/quantize.js";
-import { MODELS } from "./fixtures.js";
+import { pidAlive } from "../../electron/services/leftovers.js";
+import { openDatabase } from "../../electron/store/db.js";
+import { JobsStore } from "../../electron/store/jobs.js";
+import { MODELS, ROOT } from "./fixtures.js";
 // @ts-expect-error plain ESM helper shared with check_gguf.py
 import { makeLargeLlama } from "../fixtures/gguf/make_models.mjs";
 
@@ -123,6 +128,84 @@ describe("QuantizeService", () => {
       expect(s.decodeTokensPerSecond).toBeGreaterThan(0);
       expect(s.prefillTokensPerSecond).toBeGreaterThan(0);
       expect(s.memoryBytes).toBeGreaterThan(1024 * 1024);
+    }
+  });
+});
+
+describe("QuantizeService across a crash", () => {
+  it("an export killed mid-way with its app (SIGKILL to the process group) is listed as interrupted after a restart; Retry and Remove", async () => {
+    const root = mkdtempSync(join(tmpdir(), "moe-quantize-crash-"));
+    const models = join(root, "models");
+    const dbFile = join(root, "moe-studio.db");
+    try {
+      const big = makeLargeLlama(join(root, "src", "large_llama"));
+      // the "app": a process that owns the database and runs the job through the compiled service, as the app does
+      const app = join(root, "app.mjs");
+      const out = (m: string) => JSON.stringify(pathToFileURL(join(ROOT, "out/electron", m)).href);
+      writeFileSync(
+        app,
+        `import { openDatabase } from ${out("store/db.js")};
+import { JobsStore } from ${out("store/jobs.js")};
+import { QuantizeService } from ${out("services/quantize.js")};
+const [dbFile, models, src] = process.argv.slice(2);
+const svc = new QuantizeService(() => models, (name, job) => { if (job.progress > 0) process.stdout.write("progress\\n"); }, new JobsStore(openDatabase(dbFile)));
+svc.start({ dir: src, target: "gguf", format: "q8_0", name: "large" });
+`,
+      );
+      const child = spawn(process.execPath, [app, dbFile, models, big], { detached: true, stdio: ["ignore", "pipe", "inherit"] });
+      await new Promise<void>((resolveP, reject) => {
+        child.stdout.on("data", () => resolveP());
+        child.once("exit", (code) => reject(new Error(`the app exited (${code}) before any progress`)));
+      });
+      process.kill(-child.pid!, "SIGKILL"); // the app and its CLI child, as a power cut or an OOM kill of the session would
+      await new Promise((r) => child.once("exit", r));
+
+      const db = openDatabase(dbFile);
+      try {
+        const [rec] = new JobsStore(db).list<{ pid: number }>("quantize");
+        expect(rec.status).toBe("running");
+        await expect.poll(() => pidAlive(rec.detail.pid), { timeout: 10_000 }).toBe(false);
+        const temp = readdirSync(models).filter((f) => f.startsWith(`large.gguf.tmp-${rec.detail.pid}-`));
+        expect(temp).toHaveLength(1); // what the killed CLI was writing
+
+        // "restart": a new service on the same database
+        const seen: QuantizeJob[] = [];
+        const again = new QuantizeService(() => models, ((n: string, j: QuantizeJob) => seen.push(j)) as never, new JobsStore(db));
+        const [job] = again.list();
+        expect(job.id).toBe(rec.id);
+        expect(job.state).toBe("interrupted");
+        expect(job.message).toMatch(/stopped while this job was running/);
+        expect(job.progress).toBeLessThan(1); // as last saved (progress is saved at most once a second)
+        expect(() => calls["quantize.list"].output.parse([job])).not.toThrow();
+        expect(readdirSync(models)).toEqual([]); // its dead CLI's temporary file went at once; no output either
+        expect(new JobsStore(db).list("quantize")[0].status).toBe("interrupted");
+        // a third start still lists it (interrupted is not active: not re-marked, not lost)
+        expect(new QuantizeService(() => models, (() => undefined) as never, new JobsStore(db)).list().map((j) => j.state)).toEqual(["interrupted"]);
+
+        // Retry: a new job with the same source, format and name, in place of the interrupted one
+        const retried = again.retry(job.id);
+        expect(retried).toMatchObject({ sourceDir: big, target: "gguf", format: "q8_0", output: join(models, "large.gguf"), state: "running" });
+        expect(again.list().map((j) => j.id)).toEqual([retried.id]);
+        expect(() => again.remove(retried.id)).toThrow(/running: cancel it first/);
+        expect(() => again.retry("nope")).toThrow(RpcError);
+        // the app quits while the retry runs: dispose() stops the CLI (SIGINT, it removes its temporary file) and the
+        // record stays "running", so the next start lists it as interrupted too
+        await expect.poll(() => new JobsStore(db).list<{ pid: number | null }>("quantize")[0]?.detail.pid ?? null, { timeout: 30_000 }).not.toBeNull();
+        const cliPid = new JobsStore(db).list<{ pid: number }>("quantize")[0].detail.pid;
+        again.dispose();
+        await expect.poll(() => pidAlive(cliPid), { timeout: 30_000 }).toBe(false);
+        const third = new QuantizeService(() => models, (() => undefined) as never, new JobsStore(db));
+        expect(third.list().map((j) => [j.id, j.state])).toEqual([[retried.id, "interrupted"]]);
+        expect(readdirSync(models)).toEqual([]);
+        // Remove forgets it, also for the next start
+        third.remove(retried.id);
+        expect(third.list()).toEqual([]);
+        expect(new JobsStore(db).list("quantize")).toEqual([]);
+      } finally {
+        db.close();
+      }
+    } finally {
+      rmSync(root, { recursive: true, force: true });
     }
   });
 });

@@ -2,13 +2,14 @@
 // fallback for rows that are not a multiple of the block, and bad input (already quantized, unsupported
 // format, existing destination, a disk that fills up mid-write, cancel and Ctrl-C): clear errors, nothing left.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadModel } from "../../electron/engine/engine.js";
 import { QuantizeCancelled, quantizeModelFolder } from "../../electron/engine/quantize.js";
 import { modelDir, ROOT } from "./fixtures.js";
+import { writeHeader } from "./safetensors-surgery.js";
 
 const BIN = join(ROOT, "electron/bin/moe-studio.mjs");
 const tmp = mkdtempSync(join(tmpdir(), "moe-quantize-"));
@@ -123,21 +124,33 @@ describe("rows that are not a multiple of the block (mixtral: f16, experts' down
   });
 });
 
-/** A model-like folder big enough that quantizing takes a moment: 24 f32 tensors of 1024 x 1024. */
+/**
+ * A llama big enough that quantizing takes a moment: hidden 1024, 3 layers, 23 f32 tensors of 1024 x 1024 (~96 MiB),
+ * with the llama fixture's tokenizer. It must be a model the engine loads: quantize validates its source first.
+ */
 function bigFolder(): string {
   const dir = join(tmp, "big");
   if (existsSync(dir)) return dir;
   mkdirSync(dir);
-  const n = 24, rows = 1024, cols = 1024, bytes = rows * cols * 4;
+  const D = 1024, L = 3, bytes = D * D * 4;
+  const names = ["model.embed_tokens.weight", "lm_head.weight"];
+  for (let i = 0; i < L; i++) {
+    for (const w of ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]) {
+      names.push(`model.layers.${i}.${w}.weight`);
+    }
+  }
+  const norms = ["model.norm.weight", ...[...Array(L).keys()].flatMap((i) => [`model.layers.${i}.input_layernorm.weight`, `model.layers.${i}.post_attention_layernorm.weight`])];
   const h: Record<string, unknown> = {};
-  for (let i = 0; i < n; i++) h[`model.layers.${i}.mlp.up_proj.weight`] = { dtype: "F32", shape: [rows, cols], data_offsets: [i * bytes, (i + 1) * bytes] };
-  const hs = Buffer.from(JSON.stringify(h));
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(hs.length));
-  const data = Buffer.alloc(n * bytes);
-  for (let i = 0; i < data.length / 4; i += 97) data.writeFloatLE(Math.sin(i) * 0.05, i * 4);
-  writeFileSync(join(dir, "model.safetensors"), Buffer.concat([len, hs, data]));
-  writeFileSync(join(dir, "config.json"), JSON.stringify({ model_type: "llama" }));
+  names.forEach((n, i) => (h[n] = { dtype: "F32", shape: [D, D], data_offsets: [i * bytes, (i + 1) * bytes] }));
+  const big = names.length * bytes;
+  norms.forEach((n, i) => (h[n] = { dtype: "F32", shape: [D], data_offsets: [big + i * D * 4, big + (i + 1) * D * 4] }));
+  const data = Buffer.alloc(big + norms.length * D * 4);
+  for (let i = 0; i < big / 4; i += 97) data.writeFloatLE(Math.sin(i) * 0.05, i * 4);
+  for (let i = big / 4; i < data.length / 4; i++) data.writeFloatLE(1, i * 4);
+  writeHeader(join(dir, "model.safetensors"), h, data);
+  writeFileSync(join(dir, "config.json"), JSON.stringify({ model_type: "llama", hidden_size: D, num_hidden_layers: L, num_attention_heads: 8,
+    num_key_value_heads: 8, vocab_size: D, intermediate_size: D, max_position_embeddings: 256, rms_norm_eps: 1e-5 }));
+  for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(modelDir("llama"), f), join(dir, f));
   return dir;
 }
 

@@ -109,7 +109,7 @@ describe("model download from a local hub", () => {
 
     hub.log.length = 0;
     const second = new ModelDownload({ modelsDir: models, repo: "test/qwen2-moe", source: "hf", endpoint: hub.url });
-    expect(second.progress().state).toBe("paused");
+    expect(second.progress().state).toBe("interrupted"); // it stopped without a pause: listed so, resumable
     expect(second.progress().doneBytes).toBeGreaterThanOrEqual(onDisk);
     const dir = await second.start();
     expectSameAsFixture(dir);
@@ -147,6 +147,8 @@ describe("model download from a local hub", () => {
     expect(d.progress().state).toBe("paused");
     const onDisk = statSync(join(models, "test--qwen2-moe.partial", `${SHARD2}.partial`)).size;
     expect(onDisk).toBeGreaterThan(100_000);
+    // a restart after a pause lists it as paused (the sidecar says so), not as interrupted
+    expect(new ModelDownload({ modelsDir: models, repo: "test/qwen2-moe", source: "hf", endpoint: hub.url }).progress().state).toBe("paused");
     hub.faults.bytesPerSecond = 0;
     hub.log.length = 0;
     const dir = await d.start();

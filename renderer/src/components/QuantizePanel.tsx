@@ -1,9 +1,10 @@
 // The model card's Quantize action: output kind (GGUF file for llama.cpp & co., or a quantized model folder for
-// this engine), format, a name inside the app's models folder; progress with Cancel; then the comparison.
+// this engine), format, a name inside the app's models folder; progress with Cancel; then the comparison. A job of
+// this model that an earlier run left unfinished (a crash, a forced quit) is listed as interrupted: Retry or Remove.
 import { useEffect, useState } from "react";
 import type { ModelCard } from "../api/types.js";
 import { useT } from "../hooks.js";
-import { formatBytes, useModels } from "../stores/models.js";
+import { folderName, formatBytes, useModels } from "../stores/models.js";
 import { defaultName, formatName, useQuantize, type Format, type Target } from "../stores/quantize.js";
 import { IconAlert } from "./icons.js";
 
@@ -19,7 +20,8 @@ export function QuantizePanel({ card, onClose }: { card: ModelCard; onClose: () 
   const folder = useQuantize((s) => s.folder);
   const error = useQuantize((s) => s.error);
   const starting = useQuantize((s) => s.starting);
-  const { start, cancel, load, clear } = useQuantize.getState();
+  const interrupted = useQuantize((s) => s.interrupted).filter((j) => j.sourceDir === card.dir);
+  const { start, cancel, load, clear, retry, remove } = useQuantize.getState();
   const [target, setTarget] = useState<Target>("gguf");
   const [format, setFormat] = useState<Format>("q8_0");
   const [name, setName] = useState(defaultName(card.name, "q8_0"));
@@ -93,6 +95,27 @@ export function QuantizePanel({ card, onClose }: { card: ModelCard; onClose: () 
         </button>
       </form>
       {folder && <p className="muted small-text">{t("quantize.folderHint", { dir: folder })}</p>}
+      {interrupted.length > 0 && (
+        <ul className="quantize-interrupted" aria-label={t("quantize.interruptedList")}>
+          {interrupted.map((j) => {
+            const name = folderName(j.output);
+            return (
+              <li key={j.id} className="open-error" role="status">
+                <IconAlert />
+                <div>
+                  {t("quantize.interrupted", { name, format: formatName(j.format), pct: Math.round(j.progress * 100) })}{" "}
+                  <button type="button" className="secondary" disabled={busy || starting} aria-label={t("quantize.retryNamed", { name })} onClick={() => void retry(j.id)}>
+                    {t("quantize.retry")}
+                  </button>{" "}
+                  <button type="button" className="ghost" aria-label={t("quantize.removeNamed", { name })} onClick={() => void remove(j.id)}>
+                    {t("quantize.remove")}
+                  </button>
+                </div>
+              </li>
+            );
+          })}
+        </ul>
+      )}
       {error && (
         <div className="open-error" role="alert">
           <IconAlert />

@@ -159,6 +159,7 @@ export const en = {
   "error.notFound": "It is not there any more (it may have been deleted).",
   "error.engine": "The engine reported an error.",
   "error.internal": "Something went wrong inside MoE Studio.",
+  "error.diskFull": "The disk is full. Free some space and try again.",
   "error.unexpected": "Something went wrong.",
   // ---------- library ----------
   "library.tabLocal": "On this machine",
@@ -201,6 +202,7 @@ export const en = {
   "library.state.queued": "Waiting",
   "library.state.downloading": "Downloading",
   "library.state.paused": "Paused",
+  "library.state.interrupted": "Interrupted (resume to continue)",
   "library.state.done": "Downloaded",
   "library.state.error": "Stopped",
   "library.state.cancelled": "Cancelled",
@@ -235,6 +237,12 @@ export const en = {
   "library.error.network": "The connection broke. Resume to continue where it stopped.",
   "library.error.http": "The hub answered with an error.",
   "library.error.invalid": "This repository cannot be downloaded as a model.",
+  "library.error.no_checksum": "The hub lists no checksum for some files, and checksums are required: nothing was downloaded. Turn off “Require checksums” to download them checked by size only.",
+  "library.unchecked": "No checksum from the hub for {files}: checked by size only, not verified.",
+  "library.requireChecksums": "Require checksums",
+  "library.requireChecksumsTitle": "Refuse a model when the hub lists a file without a checksum (sha256 or git blob id), before anything is downloaded",
+  "library.dismiss": "Dismiss",
+  "library.dismissNamed": "Dismiss {name}",
   // ---------- datasets ----------
   "nav.datasets": "Datasets",
   "datasets.title": "Datasets",
@@ -384,6 +392,12 @@ export const en = {
   "quantize.decode": "Decode tokens/s",
   "quantize.accuracy": "Accuracy vs original",
   "quantize.klTop1": "KL {kl}, top-1 {top1}%",
+  "quantize.interrupted": "{name} ({format}) was interrupted at {pct}%: MoE Studio stopped while it was running. Nothing partial was kept.",
+  "quantize.interruptedList": "Interrupted jobs",
+  "quantize.retry": "Retry",
+  "quantize.retryNamed": "Retry {name}",
+  "quantize.remove": "Remove",
+  "quantize.removeNamed": "Remove {name} from the list",
 } as const;
 
 export type MessageKey = keyof typeof en;

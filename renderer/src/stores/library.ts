@@ -1,8 +1,11 @@
 // The model library (Models → Discover): the curated catalogue with fit badges, hub search, downloads (library.progress
-// events), the access token for gated models, and "Open in chat" for a downloaded model.
+// events), the access token for gated models, and "Open in chat" for a downloaded model. "Require checksums" is a
+// preference of this window (kept in its storage) sent with each download; a download whose files the hub listed
+// without a checksum stays in the list once done, saying so, until dismissed.
 import { create } from "zustand";
 import { api } from "../api/index.js";
 import type { CatalogEntry, DownloadProgress, HubSearchResult, HubSource, LibraryStatus, MachineMemory, RepoDetails } from "../api/types.js";
+import { readLocal, writeLocal } from "../local.js";
 import { useConversations } from "./conversations.js";
 import { useModels } from "./models.js";
 import { useUi } from "./ui.js";
@@ -21,6 +24,11 @@ interface LibraryState {
   searchError: string | null;
   /** The download whose gated error asks for a token. */
   tokenFor: string | null;
+  /** Refuse (before any byte) a model with a file the hub lists without a checksum. */
+  requireChecksums: boolean;
+  setRequireChecksums(on: boolean): void;
+  /** Forgets a finished download's row (the model stays). */
+  dismiss(id: string): void;
   /** Live size and fit of search results, asked for one at a time (library.inspect). */
   details: Record<string, RepoDetails | { error: string }>;
   inspect(repo: string): Promise<void>;
@@ -41,6 +49,11 @@ interface LibraryState {
 /** "owner/name" -> the download id the service uses (its folder name). */
 export const downloadId = (repo: string) => repo.replace("/", "--");
 
+/** The files of a download the hub listed without a checksum (size-checked only). */
+export const uncheckedFiles = (d: DownloadProgress): string[] => d.files.filter((f) => f.checksum === "none").map((f) => f.path);
+
+const REQUIRE_CHECKSUMS_KEY = "library.requireChecksums";
+
 export const useLibrary = create<LibraryState>((set, get) => ({
   status: null,
   machine: null,
@@ -53,6 +66,15 @@ export const useLibrary = create<LibraryState>((set, get) => ({
   searchError: null,
   tokenFor: null,
   details: {},
+  requireChecksums: readLocal<boolean>(REQUIRE_CHECKSUMS_KEY, false) === true,
+  setRequireChecksums: (on) => {
+    writeLocal(REQUIRE_CHECKSUMS_KEY, on);
+    set({ requireChecksums: on });
+  },
+  dismiss: (id) => {
+    const { [id]: _gone, ...rest } = get().downloads;
+    set({ downloads: rest });
+  },
   inspect: async (repo) => {
     try {
       const d = await api().call("library.inspect", { repo, contextLength: get().contextLength });
@@ -95,7 +117,7 @@ export const useLibrary = create<LibraryState>((set, get) => ({
   },
   download: async (repo, source) => {
     try {
-      const p = await api().call("library.download", { repo, ...(source ? { source } : {}) });
+      const p = await api().call("library.download", { repo, ...(source ? { source } : {}), ...(get().requireChecksums ? { requireChecksums: true } : {}) });
       get().onProgress(p);
     } catch (e) {
       useUi.getState().notifyError(e);
@@ -110,7 +132,7 @@ export const useLibrary = create<LibraryState>((set, get) => ({
   },
   resume: async (id) => {
     try {
-      get().onProgress(await api().call("library.resume", { id }));
+      get().onProgress(await api().call("library.resume", { id, ...(get().requireChecksums ? { requireChecksums: true } : {}) }));
     } catch (e) {
       useUi.getState().notifyError(e);
     }

@@ -1,4 +1,5 @@
-// Quantize / GGUF export jobs (quantize.job events) and the panel's form state for the model card.
+// Quantize / GGUF export jobs (quantize.job events) and the panel's form state for the model card. Jobs cut off by a
+// crash or a forced quit come back from quantize.list as "interrupted", with Retry and Remove.
 import { create } from "zustand";
 import { api } from "../api/index.js";
 import type { QuantizeJob } from "../api/types.js";
@@ -12,7 +13,11 @@ interface QuantizeState {
   folder: string | null;
   error: string | null;
   starting: boolean;
+  /** Jobs an earlier run of the app left unfinished. */
+  interrupted: QuantizeJob[];
   load(): Promise<void>;
+  retry(id: string): Promise<void>;
+  remove(id: string): Promise<void>;
   start(input: { dir: string; target: Target; format: Format; name: string }): Promise<void>;
   cancel(): Promise<void>;
   onJob(job: QuantizeJob): void;
@@ -24,13 +29,31 @@ export const useQuantize = create<QuantizeState>((set, get) => ({
   folder: null,
   error: null,
   starting: false,
+  interrupted: [],
   load: async () => {
     try {
       const [{ dir }, jobs] = await Promise.all([api().call("quantize.folder", {}), api().call("quantize.list", {})]);
       const running = jobs.find((j) => j.state === "running" || j.state === "comparing");
-      set({ folder: dir, ...(running ? { job: running } : {}) });
+      set({ folder: dir, interrupted: jobs.filter((j) => j.state === "interrupted"), ...(running ? { job: running } : {}) });
     } catch {
       // the panel shows no folder hint; starting a job reports its own error
+    }
+  },
+  retry: async (id) => {
+    set({ starting: true, error: null });
+    try {
+      const job = await api().call("quantize.retry", { id });
+      set({ job, starting: false, interrupted: get().interrupted.filter((j) => j.id !== id) });
+    } catch (e) {
+      set({ starting: false, error: (e as Error)?.message ?? String(e) });
+    }
+  },
+  remove: async (id) => {
+    try {
+      await api().call("quantize.remove", { id });
+      set({ interrupted: get().interrupted.filter((j) => j.id !== id) });
+    } catch (e) {
+      set({ error: (e as Error)?.message ?? String(e) });
     }
   },
   start: async (input) => {

@@ -7,7 +7,7 @@ import { ErrorText } from "../components/ErrorText.js";
 import { IconAlert } from "../components/icons.js";
 import { useT, type T } from "../hooks.js";
 import type { MessageKey } from "../i18n/index.js";
-import { CONTEXT_CHOICES, downloadId, useLibrary } from "../stores/library.js";
+import { CONTEXT_CHOICES, downloadId, uncheckedFiles, useLibrary } from "../stores/library.js";
 import { folderName, formatBytes, formatParams, useModels } from "../stores/models.js";
 
 function formatEta(s: number | null): string {
@@ -88,7 +88,8 @@ function CatalogCard({ m, source }: { m: CatalogEntry; source: HubSource }) {
 }
 
 function DownloadRow({ d, t }: { d: DownloadProgress; t: T }) {
-  const { pause, resume, cancel } = useLibrary.getState();
+  const { pause, resume, cancel, dismiss } = useLibrary.getState();
+  const unchecked = uncheckedFiles(d);
   const pct = d.totalBytes > 0 ? Math.floor((d.doneBytes / d.totalBytes) * 100) : 0;
   const i = d.files.findIndex((f) => f.state === "downloading" || f.state === "verifying");
   return (
@@ -107,6 +108,11 @@ function DownloadRow({ d, t }: { d: DownloadProgress; t: T }) {
         {d.state === "downloading" && ` · ${t("library.speed", { speed: formatBytes(d.bytesPerSecond), eta: formatEta(d.etaSeconds) })}`}
         {i >= 0 && d.state === "downloading" && ` · ${t("library.file", { n: i + 1, count: d.files.length, name: d.files[i].path })}`}
       </div>
+      {unchecked.length > 0 && (
+        <p className="small-text unchecked" role="note">
+          <IconAlert /> {t("library.unchecked", { files: unchecked.join(", ") })}
+        </p>
+      )}
       {d.error && (
         <div className="open-error" role="alert">
           <IconAlert />
@@ -123,7 +129,7 @@ function DownloadRow({ d, t }: { d: DownloadProgress; t: T }) {
             {t("library.pause")}
           </button>
         )}
-        {(d.state === "paused" || d.state === "error") && (
+        {(d.state === "paused" || d.state === "interrupted" || d.state === "error") && (
           <button type="button" className="secondary" aria-label={t("library.resumeNamed", { name: d.repo })} onClick={() => void resume(d.id)}>
             {t("library.resume")}
           </button>
@@ -131,6 +137,11 @@ function DownloadRow({ d, t }: { d: DownloadProgress; t: T }) {
         {d.state !== "done" && (
           <button type="button" className="ghost" aria-label={t("library.cancelNamed", { name: d.repo })} onClick={() => void cancel(d.id)}>
             {t("library.cancel")}
+          </button>
+        )}
+        {d.state === "done" && (
+          <button type="button" className="ghost" aria-label={t("library.dismissNamed", { name: d.repo })} onClick={() => dismiss(d.id)}>
+            {t("library.dismiss")}
           </button>
         )}
       </div>
@@ -184,6 +195,7 @@ function TokenForm({ retry }: { retry: boolean }) {
 function SourceForm() {
   const t = useT();
   const status = useLibrary((s) => s.status);
+  const requireChecksums = useLibrary((s) => s.requireChecksums);
   const [source, setSource] = useState<HubSource>(status?.source ?? "hf");
   const [endpoint, setEndpoint] = useState("");
   useEffect(() => {
@@ -212,6 +224,9 @@ function SourceForm() {
         </button>
       </form>
       <p className="muted small-text">{t("library.using", { endpoint: status.endpoint })}</p>
+      <label className="small-text" title={t("library.requireChecksumsTitle")}>
+        <input type="checkbox" checked={requireChecksums} onChange={(e) => useLibrary.getState().setRequireChecksums(e.target.checked)} /> {t("library.requireChecksums")}
+      </label>
       <p className="muted small-text">
         {status.hasToken ? t("library.tokenSet", { where: t(`library.where.${status.tokenStorage}` as MessageKey) }) : t("library.tokenNotSet")}{" "}
         {status.hasToken && (
@@ -233,7 +248,8 @@ export function DiscoverPanel() {
   useEffect(() => {
     void useLibrary.getState().load();
   }, []);
-  const active = Object.values(downloads).filter((d) => d.state !== "cancelled" && d.state !== "done");
+  // a finished download stays listed when some of its files could only be size-checked: the user should know
+  const active = Object.values(downloads).filter((d) => d.state !== "cancelled" && (d.state !== "done" || uncheckedFiles(d).length > 0));
   const source = status?.source ?? "hf";
 
   return (
