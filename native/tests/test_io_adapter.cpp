@@ -546,3 +546,24 @@ TEST(adapter_save_derives_targets_and_replaces_atomically) {
   la.config.dropout = 0.05;
   CHECK(adapter_config_json(la, ls, "x").find("\"lora_dropout\": 0.05,") != std::string::npos);
 }
+
+// What the trainer builds (train/lora.h make_adapter from the run's LoraConfig) saves under exactly the names and
+// shapes peft wrote for that config, on every golden: the two sides agree on which pairs a config means.
+TEST(adapter_make_adapter_saves_under_peft_names) {
+  const fs::path root = fixtures_root();
+  if (root.empty()) { std::printf("  skipped: test/fixtures/goldens/train is absent\n"); return; }
+  for (const char* name : kGoldens) {
+    const ModelSpec spec = spec_of(root, name);
+    const fs::path g = root / "goldens/train" / name / "adapter";
+    const Adapter golden = load_adapter(g.string(), spec, name);
+    const Adapter made = make_adapter(spec, golden.config);
+    const auto want = read_tensors(g / "adapter_model.safetensors");
+    const auto got = adapter_tensors(made, spec);
+    bool same = want.size() == got.size();
+    for (size_t i = 0; same && i < got.size(); ++i) same = want[i].name == got[i].name && want[i].shape == got[i].shape;
+    if (!same) std::fprintf(stderr, "  %s: make_adapter's pairs (%zu tensors) are not peft's (%zu)\n", name, got.size(), want.size());
+    CHECK(same);
+    const std::string cfg = adapter_config_json(made, spec, "test/fixtures/models/" + std::string(name));
+    CHECK(json_equal(json_parse(cfg, "made"), json_parse_file((g / "adapter_config.json").string())));
+  }
+}
