@@ -232,21 +232,16 @@ std::vector<float> widen(const TensorView& t) {
 
 }  // namespace
 
-Adapter load_adapter(const std::string& dir, const ModelSpec& spec, const std::string& model_dir_for_messages) {
-  const fs::path d(dir);
-  const std::string model = "the model at " + (model_dir_for_messages.empty() ? spec.model_type : model_dir_for_messages) +
-                            " (" + spec.model_type + ")";
-  if (!fs::is_directory(d))
-    throw std::runtime_error(dir + ": not a folder (a peft adapter is a folder with adapter_config.json and adapter_model.safetensors)");
-  const std::string cfg_path = (d / "adapter_config.json").string(), st_path = (d / "adapter_model.safetensors").string();
-  if (!fs::exists(st_path)) {
-    if (fs::exists(d / "adapter_model.bin"))
-      throw std::runtime_error((d / "adapter_model.bin").string() + ": pickle adapters are not supported; convert with peft to safetensors");
-    throw std::runtime_error(st_path + ": missing (a peft adapter folder holds adapter_model.safetensors)");
-  }
-  if (!fs::exists(cfg_path)) throw std::runtime_error(cfg_path + ": missing (a peft adapter folder holds adapter_config.json)");
-  Adapter a;
-  a.config = parse_lora_config(json_parse_file(cfg_path), cfg_path);
+namespace {
+
+std::string model_words(const ModelSpec& spec, const std::string& model_dir) {
+  return "the model at " + (model_dir.empty() ? spec.model_type : model_dir) + " (" + spec.model_type + ")";
+}
+
+// The tensors of one safetensors file under peft's names -> a.layers, for a.config; every tensor placed and
+// shape-checked, every target of the config present (cfg_path names the config in messages).
+void read_adapter_tensors(const std::string& st_path, const std::string& cfg_path, const ModelSpec& spec, const std::string& model,
+                          Adapter& a) {
   const LoraConfig& cfg = a.config;
   SafeTensorsFile f(st_path);
 
@@ -383,7 +378,45 @@ Adapter load_adapter(const std::string& dir, const ModelSpec& spec, const std::s
     if (!tp_hit[t])
       throw std::runtime_error(cfg_path + ": target_parameters lists \"" + cfg.target_parameters[t] + "\" but " + st_path +
                                " has no tensors for it on " + model);
+}
+
+}  // namespace
+
+Adapter load_adapter(const std::string& dir, const ModelSpec& spec, const std::string& model_dir_for_messages) {
+  const fs::path d(dir);
+  const std::string model = model_words(spec, model_dir_for_messages);
+  if (!fs::is_directory(d))
+    throw std::runtime_error(dir + ": not a folder (a peft adapter is a folder with adapter_config.json and adapter_model.safetensors)");
+  const std::string cfg_path = (d / "adapter_config.json").string(), st_path = (d / "adapter_model.safetensors").string();
+  if (!fs::exists(st_path)) {
+    if (fs::exists(d / "adapter_model.bin"))
+      throw std::runtime_error((d / "adapter_model.bin").string() + ": pickle adapters are not supported; convert with peft to safetensors");
+    throw std::runtime_error(st_path + ": missing (a peft adapter folder holds adapter_model.safetensors)");
+  }
+  if (!fs::exists(cfg_path)) throw std::runtime_error(cfg_path + ": missing (a peft adapter folder holds adapter_config.json)");
+  Adapter a;
+  a.config = parse_lora_config(json_parse_file(cfg_path), cfg_path);
+  read_adapter_tensors(st_path, cfg_path, spec, model, a);
   return a;
+}
+
+Adapter load_adapter_tensors(const std::string& safetensors_path, const Adapter& layout, const ModelSpec& spec) {
+  Adapter b;
+  b.config = adapter_effective_config(layout, spec);
+  read_adapter_tensors(safetensors_path, "the adapter's config", spec, model_words(spec, ""), b);
+  // The same pairs as the layout's, no more, no fewer.
+  std::map<std::string, const LoraPair*> x, y;
+  const_cast<Adapter&>(layout).for_each([&](const std::string& n, LoraPair& p) { if (p.present()) x[n] = &p; });
+  b.for_each([&](const std::string& n, LoraPair& p) { if (p.present()) y[n] = &p; });
+  for (auto& [n, p] : x) {
+    auto it = y.find(n);
+    if (it == y.end()) throw std::runtime_error(safetensors_path + ": has no tensors for the adapter's pair " + n);
+    if (it->second->r != p->r) throw std::runtime_error(safetensors_path + ": pair " + n + " has rank " + std::to_string(it->second->r) +
+                                                        ", the adapter's " + std::to_string(p->r));
+  }
+  for (auto& [n, p] : y)
+    if (!x.count(n)) throw std::runtime_error(safetensors_path + ": has tensors for pair " + n + ", which the adapter does not have");
+  return b;
 }
 
 // ---- out ----

@@ -68,6 +68,11 @@ bool peft_target_matches(const std::string& key, const std::string& t);
 // file and the tensor or field; model_dir_for_messages names the model ("the model at <dir>").
 Adapter load_adapter(const std::string& dir, const ModelSpec& spec, const std::string& model_dir_for_messages);
 
+// Reads a safetensors file that holds a tensor for every tensor of `layout` under peft's names and shapes (e.g. the
+// goldens' grads.safetensors: d loss / d every adapter tensor) into an Adapter with layout's pairs: the inverse of
+// adapter_tensors(layout, spec, &payload). Errors name the file and the tensor or pair.
+Adapter load_adapter_tensors(const std::string& safetensors_path, const Adapter& layout, const ModelSpec& spec);
+
 // A tensor under peft's name, shape and packing.
 struct PeftTensor {
   std::string name;

@@ -213,6 +213,20 @@ TEST(adapter_gradients_print_under_peft_names) {
       same = out[i].name == want[i].name && out[i].shape == want[i].shape &&
              std::memcmp(out[i].data.data(), want[i].data.data(), out[i].data.size() * 4) == 0;
     CHECK(same);
+    // load_adapter_tensors reads the file straight into the layout's pairs, the same numbers.
+    const Adapter g2 = load_adapter_tensors((g / "grads.safetensors").string(), a, spec);
+    const auto out2 = adapter_tensors(a, spec, &g2);
+    bool same2 = out2.size() == want.size();
+    for (size_t i = 0; same2 && i < out2.size(); ++i) same2 = out2[i].name == want[i].name && out2[i].data == want[i].data;
+    CHECK(same2);
+    // ... and refuses a file with pairs the layout lacks (or lacking some)
+    auto partial = want;
+    std::erase_if(partial, [](const PeftTensor& t) { return t.name.find("layers.2.self_attn.o_proj") != std::string::npos; });
+    moe_test::write_file(d + "/partial.safetensors", safetensors_f32_bytes(partial));
+    CHECK_THROWS(load_adapter_tensors(d + "/partial.safetensors", a, spec), "partial.safetensors: has no tensors for the adapter's pair layers.2.o");
+    Adapter fewer = a;
+    fewer.layers[0].q = LoraPair{};
+    CHECK_THROWS(load_adapter_tensors((g / "grads.safetensors").string(), fewer, spec), "which the adapter does not have");
     // The same through a callback (gradients kept elsewhere): here each pair's numbers negated.
     std::map<const LoraPair*, std::pair<std::vector<float>, std::vector<float>>> neg;
     const_cast<Adapter&>(a).for_each([&](const std::string&, LoraPair& p) {
