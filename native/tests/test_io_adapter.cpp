@@ -9,6 +9,9 @@
 // 4. Hostile or mismatched folders are refused with the file and the tensor/field named.
 // 5. transformers-4 per-expert names (mlp.experts.N.*_proj, Mixtral's block_sparse_moe.experts.N.w1/w3/w2) load
 //    into the separate layout with the numbers in the right expert and site.
+// 6. The trainer's make_adapter pairs save under the golden's names; and end to end, the golden adapter through the
+//    engine's forward/backward gives peft's loss and, packed by adapter_tensors, grads.safetensors (to 1.2e-5 of
+//    each tensor's max: float32 noise).
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +22,7 @@
 #include "format/json.h"
 #include "format/safetensors.h"
 #include "io/adapter.h"
+#include "model/model.h"
 #include "tests/test.h"
 #include "tests/test_format_util.h"
 
@@ -579,5 +583,53 @@ TEST(adapter_make_adapter_saves_under_peft_names) {
     CHECK(same);
     const std::string cfg = adapter_config_json(made, spec, "test/fixtures/models/" + std::string(name));
     CHECK(json_equal(json_parse(cfg, "made"), json_parse_file((g / "adapter_config.json").string())));
+  }
+}
+
+// End to end: the golden adapter read by load_adapter, run through the engine's forward/backward, gives peft's loss,
+// and its gradients packed by adapter_tensors are grads.safetensors (torch autograd through peft) — so the unpacking
+// of every site (fused experts expert-major A / rank-major B included) is the one peft's forward uses.
+TEST(adapter_golden_gradients_through_the_engine) {
+  const fs::path root = fixtures_root();
+  if (root.empty()) { std::printf("  skipped: test/fixtures/goldens/train is absent\n"); return; }
+  for (const char* name : kGoldens) {
+    const fs::path g = root / "goldens/train" / name;
+    const Json gj = json_parse_file((g / "golden.json").string());
+    auto m = Model::load((root / "models" / name).string(), 1);
+    const ModelSpec& spec = m->spec();
+    const Adapter a = load_adapter((g / "adapter").string(), spec, name);
+    Adapter grads = zeros_like(a);
+    const Json& ids_j = *gj.find("ids");
+    const Json& labels_j = *gj.find("labels");
+    const int64_t T = int64_t(ids_j.size());
+    std::vector<int32_t> ids(static_cast<size_t>(T)), tg(static_cast<size_t>(T), -100);
+    for (int64_t t = 0; t < T; ++t) ids[size_t(t)] = int32_t(ids_j[size_t(t)].num);
+    for (int64_t t = 0; t + 1 < T; ++t) tg[size_t(t)] = int32_t(labels_j[size_t(t + 1)].num);
+    const double n_targets = gj.find("n_targets")->num;
+    TrainState ts;
+    m->init_train(ts, T, a);
+    int64_t n = 0;
+    const double loss = m->forward_backward(ids.data(), tg.data(), T, a, grads, float(1.0 / n_targets), ts, &n) / n_targets;
+    CHECK(double(n) == n_targets);
+    const double want_loss = gj.find("loss")->num;
+    if (!(std::fabs(loss - want_loss) <= 1e-4 * std::fabs(want_loss))) {
+      ++moe_test::failures();
+      std::fprintf(stderr, "  %s: loss %.8g, peft's %.8g\n", name, loss, want_loss);
+    }
+    const auto got = adapter_tensors(a, spec, &grads);
+    const auto want = read_tensors(g / "grads.safetensors");
+    CHECK(got.size() == want.size());
+    for (size_t i = 0; i < got.size() && i < want.size(); ++i) {
+      CHECK(got[i].name == want[i].name);
+      double mx = 0, err = 0;
+      for (size_t k = 0; k < want[i].data.size() && k < got[i].data.size(); ++k) {
+        mx = std::max(mx, std::fabs(double(want[i].data[k])));
+        err = std::max(err, std::fabs(double(got[i].data[k]) - double(want[i].data[k])));
+      }
+      if (!(err <= 1e-4 * mx + 1e-9)) {  // float32 noise is <= 1.2e-5 of the max; a packing error is O(1)
+        ++moe_test::failures();
+        std::fprintf(stderr, "  %s: %s: max |engine - peft| %.3g (max |peft| %.3g)\n", name, got[i].name.c_str(), err, mx);
+      }
+    }
   }
 }
