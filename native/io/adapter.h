@@ -51,8 +51,10 @@ struct PeftModule {
   bool fused() const { return experts > 0; }
 };
 
-// Every module peft could adapt on this model (both expert layouts are listed for MoE layers), in the order of
-// Adapter::for_each. target_parameters decides the nesting of the fused expert modules (see above).
+// Every module peft could adapt on this model, layer by layer: attention, dense MLP, the fused expert modules that
+// target_parameters target (their names depend on the nesting, see above), the per-expert modules of the separate
+// layout, the shared expert. Which layout a layer's ExpertLora::down belongs to is decided per layer: fused when the
+// experts have gate_up pairs (or no gate/up pairs and the config targets the layer's fused down_proj).
 std::vector<PeftModule> peft_modules(const ModelSpec& spec, const std::vector<std::string>& target_parameters);
 
 // The pair a module fills in a layer (for fused modules, expert e's); nullptr when the layer has no such expert.
