@@ -94,12 +94,19 @@ std::vector<PeftModule> peft_modules(const ModelSpec& S, const std::vector<std::
     const bool tgu = any_match(gu, target_parameters), tdn = any_match(dn, target_parameters);
     if (tgu) add(LoraSite::ExpertsGateUp, p + (tdn ? "mlp.experts.base_layer" : "mlp.experts"), "experts.gate_up_proj", D, 2 * F, -1, E, gu);
     if (tdn) add(LoraSite::ExpertsDown, p + "mlp.experts", "experts.down_proj", F, D, -1, E, dn);
+    // Separate layout: transformers 4's per-expert Linear names. Mixtral's are block_sparse_moe.experts.E.w1/w3/w2
+    // (written so, since peft 0.21 converts exactly those onto transformers 5's fused experts); the others'
+    // mlp.experts.E.gate/up/down_proj. Either spelling is read on any model.
+    const bool mixtral = S.model_type == "mixtral";
     for (int e = 0; e < E; ++e) {
       const std::string x = p + "mlp.experts." + std::to_string(e) + ".", w = p + "block_sparse_moe.experts." + std::to_string(e) + ".";
       const std::string xs = "experts." + std::to_string(e) + ".";
-      add(LoraSite::ExpertGate, x + "gate_proj", xs + "gate_proj", D, F, e, 0, "", w + "w1");
-      add(LoraSite::ExpertUp, x + "up_proj", xs + "up_proj", D, F, e, 0, "", w + "w3");
-      add(LoraSite::ExpertDown, x + "down_proj", xs + "down_proj", F, D, e, 0, "", w + "w2");
+      const char* names[3][2] = {{"gate_proj", "w1"}, {"up_proj", "w3"}, {"down_proj", "w2"}};
+      const LoraSite sites[3] = {LoraSite::ExpertGate, LoraSite::ExpertUp, LoraSite::ExpertDown};
+      for (int k = 0; k < 3; ++k) {
+        const std::string hf = x + names[k][0], v4 = w + names[k][1];
+        add(sites[k], mixtral ? v4 : hf, xs + (mixtral ? names[k][1] : names[k][0]), k == 2 ? F : D, k == 2 ? D : F, e, 0, "", mixtral ? hf : v4);
+      }
     }
     if (S.shared != SharedExpert::None && ls.shared_inter > 0) {
       const std::string sh = S.shared == SharedExpert::SigmoidGated ? "shared_expert." : "shared_mlp.";

@@ -7,7 +7,9 @@
 //   model.layers.N.mlp.shared_expert.{gate,up,down}_proj   qwen2_moe's shared expert
 //   model.layers.N.mlp.shared_mlp.{gate,up,down}_proj      hunyuan's shared MLP (target_modules or 2-D target_parameters)
 //   model.layers.N.mlp.experts.E.{gate,up,down}_proj   routed experts, separate layout (transformers 4, Hunyuan-Large);
-//       also read: model.layers.N.block_sparse_moe.experts.E.{w1,w3,w2} (Mixtral on transformers 4: gate, up, down)
+//   model.layers.N.block_sparse_moe.experts.E.{w1,w3,w2}   the same on Mixtral (transformers 4: gate, up, down; what
+//       peft 0.21 converts onto transformers 5's fused experts). Written as the model's family names them, read
+//       in either spelling.
 //   fused experts (peft target_parameters on transformers 5's 3-D mlp.experts.gate_up_proj [E, 2F, H] / down_proj
 //   [E, H, F]; peft's ParamWrapper, tuners/lora/layer.py):
 //       lora_A [E·r, in]  expert-major: rows e·r .. e·r+r-1 are expert e's A      (A.reshape(E, r, in))

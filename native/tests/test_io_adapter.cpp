@@ -488,12 +488,14 @@ TEST(adapter_reads_transformers4_per_expert_names) {
       }
     }
     CHECK(ok);
-    // Saved, the separate layout is written under mlp.experts.N.{gate,up,down}_proj and reads back the same.
+    // Saved, the separate layout is written under the names it was read from (Mixtral's w1/w3/w2: what peft 0.21
+    // converts onto transformers 5's fused experts) and reads back the same.
     const std::string out = scratch(std::string("tf4-save-") + c.model) + "/a";
     save_adapter(out, sep, spec, c.model);
+    CHECK(slurp(out + "/adapter_model.safetensors") == slurp(fs::path(d) / "adapter_model.safetensors"));
     const auto saved = read_tensors(out + "/adapter_model.safetensors");
     bool named = false;
-    for (auto& t : saved) named |= t.name == "base_model.model.model.layers.1.mlp.experts.7.up_proj.lora_B.weight";
+    for (auto& t : saved) named |= t.name == "base_model.model.model.layers.1." + std::string(c.mlp) + ".experts.7." + c.up + ".lora_B.weight";
     CHECK(named);
     const Adapter back = load_adapter(out, spec, c.model);
     CHECK(back.layers[1].experts[7].up.B == sep.layers[1].experts[7].up.B);
