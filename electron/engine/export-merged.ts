@@ -10,7 +10,7 @@
 //     tokenizer / chat template / generation config and every other non-weight file of the source;
 //   - the rename once complete; with force an existing destination is replaced only after the new one is whole.
 // Any failure or cancel removes every temporary folder: nothing partial is ever left under the destination name.
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { loadAddon, type MergeDType, type NativeMergeReport, type QuantType } from "./addon.js";
 import { readJsonFile } from "./model-folder.js";
@@ -77,18 +77,56 @@ function isCopied(name: string): boolean {
   return !name.endsWith(".safetensors") && name !== "model.safetensors.index.json" && name !== "config.json";
 }
 
-/** config.json with its dtype set in the file's own dialect (transformers 5: "dtype"; classic: "torch_dtype"). */
-export function withDType(config: Record<string, unknown>, dtype: MergeDType): Record<string, unknown> {
-  const c = { ...config };
-  const v = TORCH_DTYPE[dtype];
-  const hasNew = "dtype" in c, hasOld = "torch_dtype" in c;
-  if (hasNew) c.dtype = v;
-  if (hasOld) c.torch_dtype = v;
-  if (!hasNew && !hasOld) {
-    if ("rope_parameters" in c) c.dtype = v;
-    else c.torch_dtype = v;
+/**
+ * config.json's text with its dtype set in the file's own dialect (transformers 5: "dtype"; classic: "torch_dtype";
+ * both when both are there; neither: by the dialect, rope_parameters meaning transformers 5). Only that value's
+ * characters change: a re-serialised JSON.stringify would turn 0.0 into 0, which transformers' strict config
+ * classes refuse (router_jitter_noise "expected float, got int").
+ */
+export function withDType(text: string, dtype: MergeDType): string {
+  const config = JSON.parse(text) as Record<string, unknown>;
+  const v = JSON.stringify(TORCH_DTYPE[dtype]);
+  const keys = ["dtype", "torch_dtype"].filter((k) => k in config);
+  if (keys.length === 0) {
+    const k = "rope_parameters" in config ? "dtype" : "torch_dtype";
+    const end = text.lastIndexOf("}");
+    const body = text.slice(0, end).trimEnd();
+    const empty = body.endsWith("{");
+    return `${body}${empty ? "" : ","}\n  ${JSON.stringify(k)}: ${v}\n${text.slice(end)}`;
   }
-  return c;
+  // the top-level members' value spans, by a scan that skips strings and tracks nesting
+  let out = text;
+  for (const key of keys) {
+    let depth = 0, i = 0, found = -1, vend = -1;
+    while (i < out.length && found < 0) {
+      const c = out[i];
+      if (c === '"') {
+        let j = i + 1;
+        while (out[j] !== '"') j += out[j] === "\\" ? 2 : 1;
+        const str = JSON.parse(out.slice(i, j + 1)) as string;
+        let k = j + 1;
+        while (/\s/.test(out[k])) k++;
+        if (depth === 1 && out[k] === ":" && str === key) {
+          k++;
+          while (/\s/.test(out[k])) k++;
+          found = k;
+          // the value: a string, null, or another scalar
+          if (out[k] === '"') { let m = k + 1; while (out[m] !== '"') m += out[m] === "\\" ? 2 : 1; vend = m + 1; }
+          else { let m = k; while (m < out.length && !/[,}\s]/.test(out[m])) m++; vend = m; }
+          break;
+        }
+        i = j + 1;
+        continue;
+      }
+      if (c === "{" || c === "[") depth++;
+      else if (c === "}" || c === "]") depth--;
+      i++;
+    }
+    if (found < 0) throw new Error(`config.json: cannot locate "${key}"`);
+    out = out.slice(0, found) + v + out.slice(vend);
+  }
+  JSON.parse(out);
+  return out;
 }
 
 /** Moves the complete folder `tmp` to `out`; an existing `out` (force) is moved aside first and removed after. */
@@ -126,6 +164,7 @@ export async function exportMergedModel(o: ExportMergedOptions): Promise<ExportM
     throw new Error(`${adapter}: not an adapter folder (no such directory; a peft adapter is a folder with adapter_config.json and adapter_model.safetensors)`);
   const cfgPath = join(src, "config.json");
   const config = readJsonFile(cfgPath);
+  const configText = readFileSync(cfgPath, "utf8");
   const qc = config.quantization_config as Record<string, unknown> | undefined;
   if (qc !== undefined && qc !== null)
     throw new Error(`${cfgPath}: the model is quantized (quantization_config.quant_method "${String(qc.quant_method ?? "?")}"): ` +
@@ -169,7 +208,7 @@ export async function exportMergedModel(o: ExportMergedOptions): Promise<ExportM
     if (o.signal?.aborted) throw new ExportMergedCancelled();
     for (const e of readdirSync(src, { withFileTypes: true }))
       if (e.isFile() && isCopied(e.name)) copyFileSync(join(src, e.name), join(tmp, e.name));
-    writeFileSync(join(tmp, "config.json"), JSON.stringify(withDType(config, o.dtype), null, 2) + "\n");
+    writeFileSync(join(tmp, "config.json"), withDType(configText, o.dtype));
     const res: ExportMergedResult = { outDir: out, merge, ms: 0 };
     if (direct) {
       install(tmp, out, o.force === true);

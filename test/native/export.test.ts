@@ -94,7 +94,9 @@ describe.each(NAMES)("export: %s", (name) => {
     for (const f of readdirSync(modelDir(name)))
       if (!f.endsWith(".safetensors") && f !== "model.safetensors.index.json") expect(existsSync(join(out, f)), f).toBe(true);
     const cfgSrc = JSON.parse(readFileSync(join(modelDir(name), "config.json"), "utf8"));
-    const cfg = JSON.parse(readFileSync(join(out, "config.json"), "utf8"));
+    const cfgText = readFileSync(join(out, "config.json"), "utf8"), cfg = JSON.parse(cfgText);
+    if ("torch_dtype" in cfgSrc || "dtype" in cfgSrc)  // the source's text with one value changed
+      expect(cfgText.replace(/"(torch_dtype|dtype)": "[a-z0-9]+"/g, "")).toBe(readFileSync(join(modelDir(name), "config.json"), "utf8").replace(/"(torch_dtype|dtype)": "[a-z0-9]+"/g, ""));
     if ("torch_dtype" in cfgSrc) expect(cfg.torch_dtype).toBe("float32");
     if ("dtype" in cfgSrc) expect(cfg.dtype).toBe("float32");
     expect({ ...cfg, dtype: undefined, torch_dtype: undefined }).toEqual({ ...cfgSrc, dtype: undefined, torch_dtype: undefined });
@@ -182,10 +184,16 @@ describe("export: layouts and shards", () => {
   });
 
   it("config.json's dtype goes where the file's dialect keeps it", () => {
-    expect(withDType({ torch_dtype: "float16" }, "bf16")).toEqual({ torch_dtype: "bfloat16" });
-    expect(withDType({ dtype: "float32" }, "f16")).toEqual({ dtype: "float16" });
-    expect(withDType({ rope_parameters: {} }, "f32")).toEqual({ rope_parameters: {}, dtype: "float32" });
-    expect(withDType({ rope_theta: 1e4 }, "bf16")).toEqual({ rope_theta: 1e4, torch_dtype: "bfloat16" });
+    const w = (o: object, d: "f32" | "f16" | "bf16") => JSON.parse(withDType(JSON.stringify(o, null, 2), d));
+    expect(w({ torch_dtype: "float16" }, "bf16")).toEqual({ torch_dtype: "bfloat16" });
+    expect(w({ dtype: "float32", text: { dtype: "x" } }, "f16")).toEqual({ dtype: "float16", text: { dtype: "x" } });
+    expect(w({ "a\\\"dtype": 1, dtype: null }, "f16")).toEqual({ "a\\\"dtype": 1, dtype: "float16" });
+    expect(w({ rope_parameters: {} }, "f32")).toEqual({ rope_parameters: {}, dtype: "float32" });
+    expect(w({ rope_theta: 1e4 }, "bf16")).toEqual({ rope_theta: 1e4, torch_dtype: "bfloat16" });
+    expect(w({}, "bf16")).toEqual({ torch_dtype: "bfloat16" });
+    // only the value changes: 0.0 stays 0.0 (transformers' strict configs refuse an int where a float is declared)
+    expect(withDType('{\n  "router_jitter_noise": 0.0,\n  "torch_dtype": "float16"\n}\n', "f32"))
+      .toBe('{\n  "router_jitter_noise": 0.0,\n  "torch_dtype": "float32"\n}\n');
   });
 });
 
@@ -198,7 +206,9 @@ describe("export: through the quantizer and the GGUF exporter", () => {
     const r = cli(["export", "--model", modelDir("llama"), "--adapter", adapter, "--out", out, "--dtype", "bf16", "--quantize", "q8_0"]);
     expect(r.code, r.err).toBe(0);
     expect(readdirSync(parent)).toEqual(["q8"]);
-    const cfg = JSON.parse(readFileSync(join(out, "config.json"), "utf8"));
+    const cfgText = readFileSync(join(out, "config.json"), "utf8"), cfg = JSON.parse(cfgText);
+    if ("torch_dtype" in cfgSrc || "dtype" in cfgSrc)  // the source's text with one value changed
+      expect(cfgText.replace(/"(torch_dtype|dtype)": "[a-z0-9]+"/g, "")).toBe(readFileSync(join(modelDir(name), "config.json"), "utf8").replace(/"(torch_dtype|dtype)": "[a-z0-9]+"/g, ""));
     expect(cfg.quantization_config.format).toBe("q8_0");
     expect(cfg.torch_dtype ?? cfg.dtype).toBe("bfloat16");
     const d = maxDiff(logits(out, g.ids), g.logits);
