@@ -133,7 +133,7 @@ export interface NativeAddon {
    * (native/io/merge.h; electron/engine/export-merged.ts does the rest of the folder). Rejects with "cancelled"
    * after cancel(), or with an error naming the file; the caller removes outDir then.
    */
-  mergeAdapter(src: string, adapterDir: string, outDir: string, opts: { dtype: MergeDType; maxShardBytes?: number },
+  mergeAdapter(src: string, adapterDir: string, outDir: string, opts: { dtype: MergeDType; maxShardBytes?: number; threads?: number },
     onProgress?: (doneTensors: number, totalTensors: number, tensor: string) => void): { promise: Promise<NativeMergeReport>; cancel(): void };
 }
 

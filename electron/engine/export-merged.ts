@@ -192,7 +192,7 @@ export async function exportMergedModel(o: ExportMergedOptions): Promise<ExportM
   mkdirSync(tmp);
   try {
     if (o.signal?.aborted) throw new ExportMergedCancelled();
-    const job = loadAddon().mergeAdapter(src, adapter, tmp, { dtype: o.dtype, maxShardBytes: o.maxShardBytes },
+    const job = loadAddon().mergeAdapter(src, adapter, tmp, { dtype: o.dtype, maxShardBytes: o.maxShardBytes, threads: o.threads ?? 0 },
       (d, t, n) => o.onProgress?.("merge", d, t, n));
     const onAbort = () => job.cancel();
     o.signal?.addEventListener("abort", onAbort);

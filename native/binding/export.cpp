@@ -94,6 +94,12 @@ Napi::Value MergeAdapter(const Napi::CallbackInfo& info) {
     if (!(v >= 1) || v != std::floor(v) || v > 9.0e15) throw Napi::RangeError::New(env, "mergeAdapter: opts.maxShardBytes must be a positive integer");
     opt.max_shard_bytes = uint64_t(v);
   }
+  Napi::Value th = o.Get("threads");
+  if (!th.IsUndefined() && !th.IsNull()) {
+    const double v = th.IsNumber() ? th.As<Napi::Number>().DoubleValue() : -1;
+    if (!(v >= 0) || v != std::floor(v) || v > 1024) throw Napi::RangeError::New(env, "mergeAdapter: opts.threads must be an integer in [0, 1024]");
+    opt.threads = int(v);
+  }
   Napi::Function onp = (info.Length() > 4 && info[4].IsFunction()) ? info[4].As<Napi::Function>() : Napi::Function();
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   auto* w = new MergeWorker(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), info[0].As<Napi::String>().Utf8Value(),

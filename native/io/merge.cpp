@@ -11,6 +11,7 @@
 #include <set>
 #include <stdexcept>
 #include "cpu/matmul.h"
+#include "cpu/thread_pool.h"
 #include "format/safetensors.h"
 #include "format/safetensors_writer.h"
 #include "io/adapter.h"
@@ -216,7 +217,8 @@ MergeReport merge_adapter(const std::string& src_dir, const std::string& adapter
   uint64_t written = 0;
   std::vector<std::pair<std::string, std::string>> weight_map;
   std::vector<float> fbuf;
-  std::vector<double> acc;
+  ThreadPool pool(opt.threads);
+  std::vector<std::vector<double>> accs(size_t(pool.size()));
   std::vector<uint8_t> obuf;
   int64_t done = 0;
   for (size_t s = 0; s < shards.size(); ++s) {
@@ -245,38 +247,44 @@ MergeReport merge_adapter(const std::string& src_dir, const std::string& adapter
         const int64_t cr = std::min(chunk, it.rows);
         fbuf.resize(size_t(cr * K));
         obuf.resize(size_t(cr * K) * osz);
-        if (!it.adds.empty()) acc.resize(size_t(K));
         for (int64_t r0 = 0; r0 < it.rows; r0 += chunk) {
           if (cancel.load()) throw std::runtime_error("cancelled");
           const int64_t nr = std::min(chunk, it.rows - r0);
           for (int64_t r = 0; r < nr; ++r) row_to_f32(fbuf.data() + r * K, t.data, t.dtype, it.row0 + r0 + r, K);
-          for (int64_t r = 0; r < nr; ++r) {
-            float* w = fbuf.data() + r * K;
-            uint8_t* o = obuf.data() + size_t(r * K) * osz;
-            if (it.adds.empty()) {
-              if (it.out == DType::F32) std::memcpy(o, w, size_t(K) * 4);
-              else if (it.out == DType::BF16) for (int64_t i = 0; i < K; ++i) { uint16_t h = f32_to_bf16(w[i]); std::memcpy(o + 2 * i, &h, 2); }
-              else for (int64_t i = 0; i < K; ++i) { uint16_t h = f32_to_f16(w[i]); std::memcpy(o + 2 * i, &h, 2); }
-              continue;
-            }
-            for (int64_t i = 0; i < K; ++i) acc[size_t(i)] = double(w[i]);
-            for (const Add& a : it.adds) {
-              const LoraPair& p = *a.p;
-              const float* B = p.B.data() + size_t(a.b0 + r0 + r) * size_t(p.r);
-              for (int64_t k = 0; k < p.r; ++k) {
-                const double c = double(p.scale) * double(B[k]);
-                if (c == 0.0) continue;
-                const float* Ak = p.A.data() + size_t(k) * size_t(p.in);
-                for (int64_t i = 0; i < K; ++i) acc[size_t(i)] += c * double(Ak[i]);
+          std::atomic<int64_t> bad_row{-1};
+          pool.run(nr, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, K)), [&](int64_t rb, int64_t re, int ti) {
+            std::vector<double>& acc = accs[size_t(ti)];
+            if (!it.adds.empty() && int64_t(acc.size()) < K) acc.resize(size_t(K));
+            for (int64_t r = rb; r < re; ++r) {
+              float* w = fbuf.data() + r * K;
+              uint8_t* o = obuf.data() + size_t(r * K) * osz;
+              if (it.adds.empty()) {
+                if (it.out == DType::F32) std::memcpy(o, w, size_t(K) * 4);
+                else if (it.out == DType::BF16) for (int64_t i = 0; i < K; ++i) { uint16_t h = f32_to_bf16(w[i]); std::memcpy(o + 2 * i, &h, 2); }
+                else for (int64_t i = 0; i < K; ++i) { uint16_t h = f32_to_f16(w[i]); std::memcpy(o + 2 * i, &h, 2); }
+                continue;
               }
+              for (int64_t i = 0; i < K; ++i) acc[size_t(i)] = double(w[i]);
+              for (const Add& a : it.adds) {
+                const LoraPair& p = *a.p;
+                const float* B = p.B.data() + size_t(a.b0 + r0 + r) * size_t(p.r);
+                for (int64_t k = 0; k < p.r; ++k) {
+                  const double c = double(p.scale) * double(B[k]);
+                  if (c == 0.0) continue;
+                  const float* Ak = p.A.data() + size_t(k) * size_t(p.in);
+                  for (int64_t i = 0; i < K; ++i) acc[size_t(i)] += c * double(Ak[i]);
+                }
+              }
+              for (int64_t i = 0; i < K; ++i)
+                if (!std::isfinite(acc[size_t(i)])) { bad_row = r0 + r; break; }
+              if (it.out == DType::F32) for (int64_t i = 0; i < K; ++i) { float v = float(acc[size_t(i)]); std::memcpy(o + 4 * i, &v, 4); }
+              else if (it.out == DType::BF16) for (int64_t i = 0; i < K; ++i) { uint16_t h = f32_to_bf16(f64_to_f32_round_odd(acc[size_t(i)])); std::memcpy(o + 2 * i, &h, 2); }
+              else for (int64_t i = 0; i < K; ++i) { uint16_t h = f32_to_f16(f64_to_f32_round_odd(acc[size_t(i)])); std::memcpy(o + 2 * i, &h, 2); }
             }
-            if (it.out == DType::F32) for (int64_t i = 0; i < K; ++i) { float v = float(acc[size_t(i)]); std::memcpy(o + 4 * i, &v, 4); }
-            else if (it.out == DType::BF16) for (int64_t i = 0; i < K; ++i) { uint16_t h = f32_to_bf16(f64_to_f32_round_odd(acc[size_t(i)])); std::memcpy(o + 2 * i, &h, 2); }
-            else for (int64_t i = 0; i < K; ++i) { uint16_t h = f32_to_f16(f64_to_f32_round_odd(acc[size_t(i)])); std::memcpy(o + 2 * i, &h, 2); }
-            for (int64_t i = 0; i < K; ++i)
-              if (!std::isfinite(acc[size_t(i)]))
-                throw std::runtime_error(it.name + ": the merged weight is not finite at row " + std::to_string(r0 + r) + ", column " + std::to_string(i));
-          }
+          });
+          if (bad_row.load() >= 0)
+            throw std::runtime_error(it.name + ": the merged weight is not finite in row " + std::to_string(bad_row.load()) +
+                                     " (the base or the adapter holds values too large for their sum)");
           out.write(obuf.data(), size_t(nr * K) * osz);
         }
       }

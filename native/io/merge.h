@@ -32,6 +32,7 @@ namespace moe {
 struct MergeOptions {
   DType dtype = DType::BF16;                  // F32 | F16 | BF16
   uint64_t max_shard_bytes = 5000000000ull;   // save_pretrained's "5GB"
+  int threads = 0;                            // rows of a chunk in parallel; 0: hardware concurrency
 };
 
 struct MergeReport {
