@@ -63,6 +63,52 @@ MergeReport merge(const fs::path& root, const std::string& model, const std::str
 // ΔW from the peft tensors: plain pairs, and fused experts' (expert e, row block [o0, o0 + rows)).
 struct PeftPair { std::vector<float> A, B; int64_t r, in, out, E; };
 
+// A transformers-5 fused copy of a hub-layout model folder: <moe>.experts.E.{gate,up,down} -> mlp.experts.gate_up_proj
+// [E, 2F, H] (gate rows first) and mlp.experts.down_proj [E, H, F]; <moe>.gate -> mlp.gate (Mixtral's block_sparse_moe).
+void write_fused_copy(const fs::path& srcdir, const std::string& dst, const std::string& moe, const std::vector<std::string>& hub) {
+  for (auto& e : fs::directory_iterator(srcdir))
+    if (e.path().filename() != "model.safetensors") fs::copy_file(e.path(), fs::path(dst) / e.path().filename());
+  TensorStore st(srcdir.string());
+  std::vector<StEntry> entries;
+  std::vector<std::vector<uint8_t>> data;
+  std::set<std::string> done;
+  const std::string ex = "." + moe + ".experts.", gate = "." + moe + ".gate.weight";
+  for (auto& [n, t] : st.all()) {
+    const auto pos = n.find(ex);
+    if (pos == std::string::npos) {
+      std::string name = n;
+      if (const auto g = n.find(gate); g != std::string::npos) name = n.substr(0, g) + ".mlp.gate.weight";
+      entries.push_back({name, t.dtype, t.shape, t.nbytes});
+      const uint8_t* p = static_cast<const uint8_t*>(t.data);
+      data.emplace_back(p, p + t.nbytes);
+      continue;
+    }
+    const std::string base = n.substr(0, pos) + ex.substr(0, ex.size() - 1), out = n.substr(0, pos) + ".mlp.experts";
+    if (!done.insert(base).second) continue;
+    auto find = [&](int64_t e, int k) { return st.find(base + "." + std::to_string(e) + "." + hub[size_t(k)] + ".weight"); };
+    int64_t E = 0;
+    while (find(E, 0)) ++E;
+    const TensorView& g0 = *find(0, 0);
+    const TensorView& d0 = *find(0, 2);
+    const int64_t F = g0.shape[0], H = g0.shape[1];
+    std::vector<uint8_t> gu, dn;
+    for (int64_t e = 0; e < E; ++e) {
+      for (int k : {0, 1}) { const TensorView& t2 = *find(e, k); const uint8_t* p = static_cast<const uint8_t*>(t2.data); gu.insert(gu.end(), p, p + t2.nbytes); }
+      const TensorView& t3 = *find(e, 2);
+      const uint8_t* p = static_cast<const uint8_t*>(t3.data); dn.insert(dn.end(), p, p + t3.nbytes);
+    }
+    entries.push_back({out + ".gate_up_proj", g0.dtype, {E, 2 * F, H}, gu.size()});
+    data.push_back(std::move(gu));
+    entries.push_back({out + ".down_proj", d0.dtype, {E, H, F}, dn.size()});
+    data.push_back(std::move(dn));
+  }
+  uint64_t w = 0;
+  CheckedFile f((fs::path(dst) / "model.safetensors").string(), &w, nullptr);
+  f.write_header(safetensors_header(entries, {{"format", "pt"}}));
+  for (auto& d : data) f.write(d.data(), d.size());
+  f.close();
+}
+
 }  // namespace
 
 TEST(merge_weights_equal_base_plus_scaled_BA_from_peft_tensors) {
@@ -147,48 +193,7 @@ TEST(merge_splits_fused_experts_into_the_hub_layout) {
   // a transformers-5 fused copy of qwen3_moe: mlp.experts.gate_up_proj [E, 2F, H], mlp.experts.down_proj [E, H, F]
   const fs::path srcdir = root / "models/qwen3_moe";
   const std::string fused = scratch("fused-src");
-  for (auto& e : fs::directory_iterator(srcdir))
-    if (e.path().filename() != "model.safetensors") fs::copy_file(e.path(), fs::path(fused) / e.path().filename());
-  {
-    TensorStore st(srcdir.string());
-    std::vector<StEntry> entries;
-    std::vector<std::vector<uint8_t>> data;
-    std::set<std::string> done;
-    for (auto& [n, t] : st.all()) {
-      const auto pos = n.find(".mlp.experts.");
-      if (pos == std::string::npos) {
-        entries.push_back({n, t.dtype, t.shape, t.nbytes});
-        const uint8_t* p = static_cast<const uint8_t*>(t.data);
-        data.emplace_back(p, p + t.nbytes);
-        continue;
-      }
-      const std::string base = n.substr(0, pos) + ".mlp.experts";
-      if (!done.insert(base).second) continue;
-      int64_t E = 0;
-      while (st.find(base + "." + std::to_string(E) + ".gate_proj.weight")) ++E;
-      const TensorView& g0 = *st.find(base + ".0.gate_proj.weight");
-      const TensorView& d0 = *st.find(base + ".0.down_proj.weight");
-      const int64_t F = g0.shape[0], H = g0.shape[1];
-      std::vector<uint8_t> gu, dn;
-      for (int64_t e = 0; e < E; ++e) {
-        for (const char* k : {"gate_proj", "up_proj"}) {
-          const TensorView& t2 = *st.find(base + "." + std::to_string(e) + "." + k + ".weight");
-          const uint8_t* p = static_cast<const uint8_t*>(t2.data); gu.insert(gu.end(), p, p + t2.nbytes);
-        }
-        const TensorView& t3 = *st.find(base + "." + std::to_string(e) + ".down_proj.weight");
-        const uint8_t* p = static_cast<const uint8_t*>(t3.data); dn.insert(dn.end(), p, p + t3.nbytes);
-      }
-      entries.push_back({base + ".gate_up_proj", g0.dtype, {E, 2 * F, H}, gu.size()});
-      data.push_back(std::move(gu));
-      entries.push_back({base + ".down_proj", d0.dtype, {E, H, F}, dn.size()});
-      data.push_back(std::move(dn));
-    }
-    uint64_t w = 0;
-    CheckedFile f((fs::path(fused) / "model.safetensors").string(), &w, nullptr);
-    f.write_header(safetensors_header(entries, {{"format", "pt"}}));
-    for (auto& d : data) f.write(d.data(), d.size());
-    f.close();
-  }
+  write_fused_copy(srcdir, fused, "mlp", {"gate_proj", "up_proj", "down_proj"});
   const std::string a = scratch("fused-hub"), b = scratch("fused-fused");
   merge(root, "qwen3_moe", a, DType::BF16);
   const MergeReport rb = merge(root, "qwen3_moe", b, DType::BF16, 5000000000ull, fused);
@@ -205,14 +210,27 @@ TEST(merge_splits_fused_experts_into_the_hub_layout) {
   int split = 0;
   for (auto& e : rb.tensors) if (e.source.find("gate_up_proj") != std::string::npos) ++split;
   CHECK(split == 4 * 8 * 2);  // 4 MoE layers x 8 experts x (gate, up)
-  // Mixtral: the hub's block_sparse_moe.experts.E.w1/w3/w2 names stay
-  const std::string mx = scratch("mixtral");
+  // Mixtral: the hub's block_sparse_moe.experts.E.w1/w3/w2 names stay; a fused transformers-5 copy (mlp.gate,
+  // mlp.experts.gate_up_proj) is written back under them, to the same bytes
+  const std::string mx = scratch("mixtral"), mxf = scratch("mixtral-fused-src"), mxo = scratch("mixtral-fused");
   merge(root, "mixtral", mx, DType::F16);
-  TensorStore M(mx), MS((root / "models/mixtral").string());
+  write_fused_copy(root / "models/mixtral", mxf, "block_sparse_moe", {"w1", "w3", "w2"});
+  {
+    TensorStore F(mxf);
+    CHECK(F.find("model.layers.1.mlp.experts.gate_up_proj") != nullptr && F.find("model.layers.1.mlp.gate.weight") != nullptr);
+  }
+  merge(root, "mixtral", mxo, DType::F16, 5000000000ull, mxf);
+  TensorStore M(mx), MS((root / "models/mixtral").string()), MF(mxo);
   std::set<std::string> n1, n2;
-  for (auto& [n, t] : M.all()) { n1.insert(n); CHECK(t.dtype == DType::F16); }
+  for (auto& [n, t] : M.all()) {
+    n1.insert(n);
+    CHECK(t.dtype == DType::F16);
+    const TensorView* u = MF.find(n);
+    CHECK(u != nullptr && u->nbytes == t.nbytes && std::memcmp(u->data, t.data, t.nbytes) == 0);
+  }
   for (auto& [n, t] : MS.all()) n2.insert(n);
   CHECK(n1 == n2);
+  CHECK(MF.all().size() == M.all().size());
   CHECK(M.find("model.layers.1.block_sparse_moe.experts.7.w3.weight") != nullptr);
 }
 
