@@ -72,9 +72,16 @@ export class ExportMergedCancelled extends Error {
   }
 }
 
-/** Files copied unchanged: everything but the weights and config.json (tokenizer, template, generation config...). */
-function isCopied(name: string): boolean {
-  return !name.endsWith(".safetensors") && name !== "model.safetensors.index.json" && name !== "config.json";
+/**
+ * Files copied unchanged: everything but config.json and weights — the safetensors we replace, and any other format's
+ * copy of the unmerged weights (pytorch_model*.bin, *.pth, *.gguf ... and their *.index.json), which a loader that
+ * prefers them (or a converter globbing the folder) would read instead of the merged ones.
+ */
+export function isCopiedFile(name: string): boolean {
+  if (name === "config.json") return false;
+  if (/\.(safetensors|bin|pt|pth|ckpt|h5|msgpack|gguf|onnx|npz)$/i.test(name)) return false;
+  if (/\.index\.json$/i.test(name)) return false;
+  return true;
 }
 
 /**
@@ -207,7 +214,7 @@ export async function exportMergedModel(o: ExportMergedOptions): Promise<ExportM
     }
     if (o.signal?.aborted) throw new ExportMergedCancelled();
     for (const e of readdirSync(src, { withFileTypes: true }))
-      if (e.isFile() && isCopied(e.name)) copyFileSync(join(src, e.name), join(tmp, e.name));
+      if (e.isFile() && isCopiedFile(e.name)) copyFileSync(join(src, e.name), join(tmp, e.name));
     writeFileSync(join(tmp, "config.json"), withDType(configText, o.dtype));
     const res: ExportMergedResult = { outDir: out, merge, ms: 0 };
     if (direct) {

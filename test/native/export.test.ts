@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ExportMergedCancelled, exportMergedModel, withDType } from "../../electron/engine/export-merged.js";
+import { ExportMergedCancelled, exportMergedModel, isCopiedFile, withDType } from "../../electron/engine/export-merged.js";
 import { modelDir, ROOT } from "./fixtures.js";
 import { readHeader, writeHeader } from "./safetensors-surgery.js";
 
@@ -91,8 +91,8 @@ describe.each(NAMES)("export: %s", (name) => {
       expect(dt).toBe("F32");
     }
     // every non-weight file of the source, config.json's dtype in its own dialect
-    for (const f of readdirSync(modelDir(name)))
-      if (!f.endsWith(".safetensors") && f !== "model.safetensors.index.json") expect(existsSync(join(out, f)), f).toBe(true);
+    for (const f of readdirSync(modelDir(name))) if (isCopiedFile(f)) expect(existsSync(join(out, f)), f).toBe(true);
+    expect(readdirSync(modelDir(name)).filter(isCopiedFile).length).toBeGreaterThanOrEqual(3);  // tokenizer, its config, generation config
     const cfgSrc = JSON.parse(readFileSync(join(modelDir(name), "config.json"), "utf8"));
     const cfgText = readFileSync(join(out, "config.json"), "utf8"), cfg = JSON.parse(cfgText);
     if ("torch_dtype" in cfgSrc || "dtype" in cfgSrc)  // the source's text with one value changed
@@ -181,6 +181,15 @@ describe("export: layouts and shards", () => {
     expect(idx.metadata.total_size).toBe(total);
     const g = golden("qwen2_moe");
     expect(maxDiff(logits(out, g.ids), g.logits)).toBeLessThanOrEqual(1e-4);
+  });
+
+  it("other formats' copies of the unmerged weights are not copied; READMEs, tokenizer models and licenses are", () => {
+    for (const f of ["pytorch_model.bin", "pytorch_model-00001-of-00002.bin", "pytorch_model.bin.index.json", "consolidated.00.pth",
+      "model.gguf", "flax_model.msgpack", "tf_model.h5", "model.safetensors", "model.safetensors.index.json", "config.json"])
+      expect(isCopiedFile(f), f).toBe(false);
+    for (const f of ["tokenizer.json", "tokenizer.model", "tokenizer_config.json", "chat_template.jinja", "generation_config.json",
+      "special_tokens_map.json", "README.md", "LICENSE", "vocab.json", "merges.txt"])
+      expect(isCopiedFile(f), f).toBe(true);
   });
 
   it("config.json's dtype goes where the file's dialect keeps it", () => {
