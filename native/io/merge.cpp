@@ -251,7 +251,7 @@ MergeReport merge_adapter(const std::string& src_dir, const std::string& adapter
           if (cancel.load()) throw std::runtime_error("cancelled");
           const int64_t nr = std::min(chunk, it.rows - r0);
           for (int64_t r = 0; r < nr; ++r) row_to_f32(fbuf.data() + r * K, t.data, t.dtype, it.row0 + r0 + r, K);
-          std::atomic<int64_t> bad_row{-1};
+          std::atomic<int64_t> bad_row{-1}, f16_overflow_row{-1};
           pool.run(nr, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, K)), [&](int64_t rb, int64_t re, int ti) {
             std::vector<double>& acc = accs[size_t(ti)];
             if (!it.adds.empty() && int64_t(acc.size()) < K) acc.resize(size_t(K));
@@ -261,7 +261,11 @@ MergeReport merge_adapter(const std::string& src_dir, const std::string& adapter
               if (it.adds.empty()) {
                 if (it.out == DType::F32) std::memcpy(o, w, size_t(K) * 4);
                 else if (it.out == DType::BF16) for (int64_t i = 0; i < K; ++i) { uint16_t h = f32_to_bf16(w[i]); std::memcpy(o + 2 * i, &h, 2); }
-                else for (int64_t i = 0; i < K; ++i) { uint16_t h = f32_to_f16(w[i]); std::memcpy(o + 2 * i, &h, 2); }
+                else for (int64_t i = 0; i < K; ++i) {
+                  const uint16_t h = f32_to_f16(w[i]);
+                  if ((h & 0x7c00u) == 0x7c00u && std::isfinite(w[i])) f16_overflow_row = r0 + r;
+                  std::memcpy(o + 2 * i, &h, 2);
+                }
                 continue;
               }
               for (int64_t i = 0; i < K; ++i) acc[size_t(i)] = double(w[i]);
@@ -279,12 +283,19 @@ MergeReport merge_adapter(const std::string& src_dir, const std::string& adapter
                 if (!std::isfinite(acc[size_t(i)])) { bad_row = r0 + r; break; }
               if (it.out == DType::F32) for (int64_t i = 0; i < K; ++i) { float v = float(acc[size_t(i)]); std::memcpy(o + 4 * i, &v, 4); }
               else if (it.out == DType::BF16) for (int64_t i = 0; i < K; ++i) { uint16_t h = f32_to_bf16(f64_to_f32_round_odd(acc[size_t(i)])); std::memcpy(o + 2 * i, &h, 2); }
-              else for (int64_t i = 0; i < K; ++i) { uint16_t h = f32_to_f16(f64_to_f32_round_odd(acc[size_t(i)])); std::memcpy(o + 2 * i, &h, 2); }
+              else for (int64_t i = 0; i < K; ++i) {
+                const uint16_t h = f32_to_f16(f64_to_f32_round_odd(acc[size_t(i)]));
+                if ((h & 0x7c00u) == 0x7c00u && std::isfinite(acc[size_t(i)])) f16_overflow_row = r0 + r;
+                std::memcpy(o + 2 * i, &h, 2);
+              }
             }
           });
           if (bad_row.load() >= 0)
             throw std::runtime_error(it.name + ": the merged weight is not finite in row " + std::to_string(bad_row.load()) +
                                      " (the base or the adapter holds values too large for their sum)");
+          if (f16_overflow_row.load() >= 0)
+            throw std::runtime_error(it.name + ": row " + std::to_string(f16_overflow_row.load()) +
+                                     " holds a value beyond fp16's range (|x| > 65504): export as bf16 or fp32");
           out.write(obuf.data(), size_t(nr * K) * osz);
         }
       }

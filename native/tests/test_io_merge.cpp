@@ -281,3 +281,33 @@ TEST(merge_refusals_write_nothing) {
   std::atomic<bool> cancelled{true};
   CHECK_THROWS(merge_adapter((root / "models/llama").string(), (root / "goldens/train/llama/adapter").string(), out, o, {}, cancelled), "cancelled");
 }
+
+TEST(merge_refuses_values_beyond_fp16) {
+  const fs::path root = fixtures_root();
+  if (root.empty()) { std::printf("  skipped: fixtures absent\n"); return; }
+  // llama (f32) with one norm gain of 1e5: fine as bf16 / fp32, not representable in fp16
+  const fs::path srcdir = root / "models/llama";
+  const std::string big = scratch("f16-src");
+  for (auto& e : fs::directory_iterator(srcdir))
+    if (e.path().filename() != "model.safetensors") fs::copy_file(e.path(), fs::path(big) / e.path().filename());
+  {
+    TensorStore st(srcdir.string());
+    std::vector<StEntry> entries;
+    std::vector<std::vector<uint8_t>> data;
+    for (auto& [n, t] : st.all()) {
+      entries.push_back({n, t.dtype, t.shape, t.nbytes});
+      const uint8_t* p = static_cast<const uint8_t*>(t.data);
+      data.emplace_back(p, p + t.nbytes);
+      if (n == "model.norm.weight") { const float v = 1e5f; std::memcpy(data.back().data(), &v, 4); }
+    }
+    uint64_t w = 0;
+    CheckedFile f((fs::path(big) / "model.safetensors").string(), &w, nullptr);
+    f.write_header(safetensors_header(entries, {{"format", "pt"}}));
+    for (auto& d : data) f.write(d.data(), d.size());
+    f.close();
+  }
+  const std::string out = scratch("f16-out"), ok = scratch("f16-bf16");
+  CHECK_THROWS(merge(root, "llama", out, DType::F16, 5000000000ull, big), "beyond fp16's range");
+  merge(root, "llama", ok, DType::BF16, 5000000000ull, big);
+  CHECK(fs::exists(fs::path(ok) / "model.safetensors"));
+}
