@@ -31,6 +31,14 @@ Commands:
       Write a GGUF v3 file llama.cpp (Ollama, LM Studio, Jan) loads: llama.cpp's tensor names and metadata, the
       tokenizer and chat template. Norms and routers stay f32; with q4_* the embeddings and output stay Q8_0.
       An existing FILE is refused unless --force. Ctrl-C cancels; nothing partial is left behind.
+  export --model DIR --adapter DIR --out DIR2 --dtype bf16|fp16|fp32 [--quantize q8_0|q4_0|q4_k] [--gguf TYPE]
+         [--shard-size 5GB] [--force] [--json]
+      Fold a PEFT LoRA adapter into the base weights (W + scaling·B·A from the original checkpoint, rounded once to
+      --dtype) and write a Hugging Face folder transformers, vLLM and llama.cpp's converter load: safetensors
+      shards (save_pretrained's 5 GB default) + index, routed experts per expert, config.json with the dtype,
+      tokenizer, chat template and generation config. --quantize writes the quantized folder of the merged weights
+      instead; --gguf TYPE makes --out the FILE.gguf of the merged weights. An existing --out is refused unless
+      --force; Ctrl-C cancels and leaves nothing.
   serve [--port N] [--model DIR] [--data DIR] [--allow-dir DIR]... [--token T]
       The desktop app's UI for a browser, on 127.0.0.1 only (renderer + WebSocket API; needs
       "npm run build:renderer"). Prints "moe-studio serve: http://127.0.0.1:PORT/?token=..." when ready: open
@@ -66,6 +74,7 @@ const VALUE_FLAGS = new Set([
   "threads", "prompt-tokens", "gen-tokens", "stop", "min-p", "port", "data",
   "source", "endpoint", "dir", "revision", "token",
   "bits", "format", "embeddings", "out", "kv-cache", "type", "adapter", "labels",
+  "dtype", "quantize", "gguf", "shard-size",
 ]);
 /** Value flags that may be given more than once (parseArgs collects them in `lists`). */
 const LIST_FLAGS = new Set(["allow-dir"]);
@@ -464,8 +473,10 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import("./cli/quantize.js")).cmdQuantize(flags);
       case "export-gguf":
         return await (await import("./cli/export-gguf.js")).exportGgufCommand(flags);
+      case "export":
+        return await (await import("./cli/export.js")).cmdExport(flags);
       default:
-        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, grad, quantize, export-gguf, serve, pull, dataset; see --help)`);
+        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, grad, quantize, export-gguf, export, serve, pull, dataset; see --help)`);
     }
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);

@@ -26,6 +26,8 @@
 
 using namespace moe;
 
+void register_export(Napi::Env env, Napi::Object exports);  // binding/export.cpp
+
 namespace {
 
 struct AddonData {
@@ -738,6 +740,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("quantizeTensor", Napi::Function::New<QuantizeTensor>(env, "quantizeTensor"));
   exports.Set("dequantizeTensor", Napi::Function::New<DequantizeTensor>(env, "dequantizeTensor"));
   exports.Set("quantizeModel", Napi::Function::New<QuantizeModel>(env, "quantizeModel"));
+  register_export(env, exports);  // binding/export.cpp: mergeAdapter
   return exports;
 }
 
