@@ -46,8 +46,13 @@ Commands:
       such a model before downloading anything.
       Interrupted downloads resume where they stopped: run the same command again. Honours HF_ENDPOINT
       (e.g. https://hf-mirror.com) and HF_TOKEN (gated models) as huggingface-cli does.
+  grad --model DIR --adapter DIR --ids 1,2,3 [--labels l1,l2,...] [--threads N] --json
+      One forward + backward with a PEFT LoRA adapter: prints {"loss": x, "n_targets": n, "grads": {"<tensor name in
+      adapter_model.safetensors>": [row-major floats]}}. --labels follow transformers (aligned with --ids, -100 is
+      ignored, position t predicts labels[t+1]; default: the ids); loss is the mean over counted targets.
 ${DATASET_HELP}  generate, chat and bench also take --kv-cache f32|int8: int8 keeps the KV cache as int8 with one scale per
       head and token (about a quarter of the memory).
+  generate, logits, chat and bench also take --adapter DIR: a PEFT LoRA adapter folder applied unmerged.
   --help
       This text.
 `;
@@ -60,7 +65,7 @@ const VALUE_FLAGS = new Set([
   "model", "prompt", "system", "ids", "max-tokens", "temperature", "top-p", "top-k", "repetition-penalty", "seed",
   "threads", "prompt-tokens", "gen-tokens", "stop", "min-p", "port", "data",
   "source", "endpoint", "dir", "revision", "token",
-  "bits", "format", "embeddings", "out", "kv-cache", "type",
+  "bits", "format", "embeddings", "out", "kv-cache", "type", "adapter", "labels",
 ]);
 /** Value flags that may be given more than once (parseArgs collects them in `lists`). */
 const LIST_FLAGS = new Set(["allow-dir"]);
@@ -167,7 +172,36 @@ async function open(flags: Flags): Promise<LoadedModel> {
   const threads = number(flags, "threads", { int: true, min: 1 });
   const kv = str(flags, "kv-cache");
   if (kv !== undefined && kv !== "f32" && kv !== "int8") throw new UsageError(`--kv-cache must be f32 or int8, got "${kv}"`);
-  return loadModel(need(flags, "model"), { ...(threads ? { threads } : {}), ...(kv ? { kvCache: kv } : {}) });
+  const adapter = str(flags, "adapter");
+  return loadModel(need(flags, "model"), { ...(threads ? { threads } : {}), ...(kv ? { kvCache: kv } : {}), ...(adapter ? { adapter } : {}) });
+}
+
+/** --labels: comma-separated token ids or -100 (ignored positions), as transformers' labels. */
+function parseLabels(s: string): number[] {
+  return s.split(/[,\s]+/).filter((p) => p.length > 0).map((p) => {
+    if (p === "-100") return -100;
+    const n = Number(p);
+    if (!/^\d+$/.test(p) || !Number.isSafeInteger(n)) throw new UsageError(`--labels: "${p}" is not a token id or -100`);
+    return n;
+  });
+}
+
+async function cmdGrad(flags: Flags): Promise<number> {
+  need(flags, "adapter");
+  const ids = parseIds(need(flags, "ids"));
+  const labelsFlag = str(flags, "labels");
+  const labels = labelsFlag !== undefined ? parseLabels(labelsFlag) : undefined;
+  if (labels && labels.length !== ids.length) throw new UsageError(`--labels has ${labels.length} entries, --ids ${ids.length}`);
+  const model = await open(flags);
+  try {
+    const r = await model.native.grad(ids, labels);
+    // Float32 -> JSON via each float's exact double value (shortest repr), so nothing is lost
+    const grads = Object.entries(r.grads).map(([k, v]) => `${JSON.stringify(k)}:[${Array.from(v).join(",")}]`).join(",");
+    process.stdout.write(`{"loss":${r.loss},"n_targets":${r.nTargets},"grads":{${grads}}}\n`);
+    return 0;
+  } finally {
+    model.close();
+  }
 }
 
 async function cmdGenerate(flags: Flags): Promise<number> {
@@ -420,6 +454,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdChat(flags);
       case "bench":
         return await cmdBench(flags);
+      case "grad":
+        return await cmdGrad(flags);
       case "serve":
         return await cmdServe(flags, lists);
       case "pull":
@@ -429,7 +465,7 @@ export async function main(argv: string[]): Promise<number> {
       case "export-gguf":
         return await (await import("./cli/export-gguf.js")).exportGgufCommand(flags);
       default:
-        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, quantize, export-gguf, serve, pull, dataset; see --help)`);
+        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, grad, quantize, export-gguf, serve, pull, dataset; see --help)`);
     }
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);

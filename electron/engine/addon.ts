@@ -33,6 +33,16 @@ export interface NativeModelInfo {
   tieWordEmbeddings: boolean;
   backend: "cpu" | "cuda";
   threads: number;
+  /** The LoRA adapter every forward applies unmerged (loadModel opts.adapter), or null. */
+  adapter: { r: number; loraAlpha: number; useRslora: boolean; params: number } | null;
+}
+
+/** One forward + backward through the model's adapter (NativeModel.grad). */
+export interface NativeGradResult {
+  loss: number;                 // mean cross-entropy over the counted targets (transformers' causal-LM loss)
+  nTargets: number;
+  /** d loss / d tensor for every tensor of the adapter, under its name in adapter_model.safetensors (row-major). */
+  grads: Record<string, Float32Array>;
 }
 
 export interface NativeSamplingParams {
@@ -80,6 +90,11 @@ export interface NativeModel {
   createSession(opts?: { contextLength?: number }): NativeSession;
   /** Unmap the weights. Sessions of this model must not be used afterwards. */
   close(): void;
+  /**
+   * Loss and LoRA gradients of one sequence (needs loadModel opts.adapter). labels follow transformers: aligned with
+   * ids, -100 ignored, position t predicts labels[t + 1]; default labels = ids.
+   */
+  grad(ids: number[], labels?: number[]): Promise<NativeGradResult>;
 }
 
 export interface NativeSystemInfo {
@@ -95,7 +110,7 @@ export interface NativeAddon {
    * Map and validate a Hugging Face model folder (config.json, *.safetensors [+ index json]).
    * Rejects with an Error whose message names the file and field at fault.
    */
-  loadModel(dir: string, opts: { threads?: number; kvCache?: KvCacheType }, onProgress?: (done: number, total: number) => void): Promise<NativeModel>;
+  loadModel(dir: string, opts: { threads?: number; kvCache?: KvCacheType; adapter?: string }, onProgress?: (done: number, total: number) => void): Promise<NativeModel>;
   systemInfo(): NativeSystemInfo;
   /**
    * GGUF block quantization (native/quant/quant.h): Q8_0 and Q4_0 blocks of 32 weights (34 / 18 bytes), Q4_K

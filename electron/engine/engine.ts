@@ -45,6 +45,8 @@ export interface LoadOptions {
   threads?: number;
   /** KV cache storage: "f32" (default) or "int8" (per-head-per-token absmax; ~1/4 of the memory). */
   kvCache?: KvCacheType;
+  /** A PEFT LoRA adapter folder applied unmerged by every forward of this model. */
+  adapter?: string;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -146,8 +148,8 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Lo
   const folder = readModelFolder(dir);
   const tokenizer = TextTokenizer.fromFolder(dir);
   const template = ChatTemplate.fromFolder(dir);
-  const native = await loadAddon().loadModel(dir, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.kvCache ? { kvCache: opts.kvCache } : {}) },
-    opts.onProgress);
+  const native = await loadAddon().loadModel(dir, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.kvCache ? { kvCache: opts.kvCache } : {}),
+    ...(opts.adapter ? { adapter: opts.adapter } : {}) }, opts.onProgress);
   const ni = native.info();
   const info: ModelInfo = {
     ...ni,

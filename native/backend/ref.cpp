@@ -48,6 +48,14 @@ std::vector<float> dequantized(const Tensor& W) {
 
 inline double sigm(double g) { return 1.0 / (1.0 + std::exp(-g)); }
 
+// p[0, n) = softmax of the scores in p, in double (max-subtracted).
+void softmax_d(std::vector<double>& p, int64_t n) {
+  double m = -INFINITY, sum = 0;
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, p[size_t(j)]);
+  for (int64_t j = 0; j < n; ++j) { p[size_t(j)] = std::exp(p[size_t(j)] - m); sum += p[size_t(j)]; }
+  for (int64_t j = 0; j < n; ++j) p[size_t(j)] /= sum;
+}
+
 }  // namespace
 
 void RefBackend::matmul(const Tensor& y, const Tensor& x, const Tensor& W, bool accumulate) {
@@ -215,15 +223,12 @@ void RefBackend::attention(const Tensor& out, const Tensor& q, const Tensor& K, 
   for (int64_t t = 0; t < T; ++t)
     for (int64_t h = 0; h < Hq; ++h) {
       const float* qv = at(q, t, h); const int64_t kh = h / group, n = pos0 + t + 1;
-      double m = -INFINITY;
       for (int64_t j = 0; j < n; ++j) {
         double s = 0; const float* kv = at(K, j, kh);
         for (int64_t i = 0; i < hd; ++i) s += double(qv[i]) * kv[i];
-        p[size_t(j)] = double(scale) * s; m = std::max(m, p[size_t(j)]);
+        p[size_t(j)] = double(scale) * s;
       }
-      double sum = 0;
-      for (int64_t j = 0; j < n; ++j) { p[size_t(j)] = std::exp(p[size_t(j)] - m); sum += p[size_t(j)]; }
-      for (int64_t j = 0; j < n; ++j) p[size_t(j)] /= sum;
+      softmax_d(p, n);
       if (!att.empty()) {
         float* a = att.row(t * Hq + h);
         for (int64_t j = 0; j < n_all; ++j) a[j] = j < n ? float(p[size_t(j)]) : 0.0f;
@@ -273,22 +278,20 @@ void RefBackend::attention_kv8(const Tensor& out, const Tensor& q, const Tensor&
                                const Tensor& Vs, int64_t pos0, float scale, const Tensor& scratch) {
   const int64_t hd = q.ne[0], Hq = q.ne[1], T = q.ne[2], Hkv = K8.ne[1], group = Hq / Hkv;
   auto k8 = [&](const Tensor& t, int64_t j, int64_t h) { return static_cast<const int8_t*>(t.data) + j * t.nb[2] + h * t.nb[1]; };
-  std::vector<double> p(size_t(pos0 + T));
+  std::vector<double> p(static_cast<size_t>(pos0 + T));
   for (int64_t t = 0; t < T; ++t)
     for (int64_t h = 0; h < Hq; ++h) {
       const float* qv = at(q, t, h); const int64_t kh = h / group, n = pos0 + t + 1;
-      double m = -INFINITY;
       for (int64_t j = 0; j < n; ++j) {
         double s = 0; const int8_t* kr = k8(K8, j, kh);
         for (int64_t i = 0; i < hd; ++i) s += double(qv[i]) * double(kr[i]);
-        p[size_t(j)] = double(scale) * double(Ks.row(j)[kh]) * s; m = std::max(m, p[size_t(j)]);
+        p[size_t(j)] = double(scale) * double(Ks.row(j)[kh]) * s;
       }
-      double sum = 0;
-      for (int64_t j = 0; j < n; ++j) { p[size_t(j)] = std::exp(p[size_t(j)] - m); sum += p[size_t(j)]; }
+      softmax_d(p, n);
       float* o = at(out, t, h);
       for (int64_t i = 0; i < hd; ++i) {
         double s = 0;
-        for (int64_t j = 0; j < n; ++j) s += p[size_t(j)] / sum * double(Vs.row(j)[kh]) * double(k8(V8, j, kh)[i]);
+        for (int64_t j = 0; j < n; ++j) s += p[size_t(j)] * double(Vs.row(j)[kh]) * double(k8(V8, j, kh)[i]);
         o[i] = float(s);
       }
     }

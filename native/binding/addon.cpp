@@ -11,6 +11,7 @@
 #include <thread>
 #include "cpu/matmul.h"
 #include "format/limits.h"
+#include "io/adapter.h"
 #include "model/model.h"
 #include "quant/quant.h"
 #include "quant/writer.h"
@@ -287,6 +288,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       InstanceMethod<&ModelWrap::Info>("info"),
       InstanceMethod<&ModelWrap::CreateSession>("createSession"),
       InstanceMethod<&ModelWrap::Close>("close"),
+      InstanceMethod<&ModelWrap::Grad>("grad"),
     });
   }
   ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
@@ -328,7 +330,101 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     o.Set("tieWordEmbeddings", S.tie_embeddings);
     o.Set("backend", "cpu");
     o.Set("threads", m.pool().size());
+    if (const Adapter* a = m.adapter()) {
+      Napi::Object ad = Napi::Object::New(env);
+      ad.Set("r", double(a->config.r));
+      ad.Set("loraAlpha", a->config.alpha);
+      ad.Set("useRslora", a->config.use_rslora);
+      ad.Set("params", double(a->numel()));
+      o.Set("adapter", ad);
+    } else {
+      o.Set("adapter", env.Null());
+    }
     return o;
+  }
+
+  // One forward + backward with the model's adapter (transformers' labels: aligned with ids, -100 ignored, position t
+  // predicts labels[t+1]; loss = mean over counted targets) -> { loss, nTargets, grads: { peft tensor name: Float32Array } }.
+  class GradWorker : public Napi::AsyncWorker {
+   public:
+    GradWorker(Napi::Env env, std::shared_ptr<ModelHandle> h, std::vector<int32_t> ids, std::vector<int32_t> labels)
+        : Napi::AsyncWorker(env, "moe-grad"), h_(std::move(h)), model_(h_->model), ids_(std::move(ids)), labels_(std::move(labels)),
+          deferred_(Napi::Promise::Deferred::New(env)) {}
+    Napi::Promise promise() { return deferred_.Promise(); }
+    void Execute() override {
+      try {
+        const Adapter& a = *model_->adapter();
+        const int64_t T = int64_t(ids_.size());
+        std::vector<int32_t> targets(ids_.size(), -100);
+        for (int64_t t = 0; t + 1 < T; ++t) targets[size_t(t)] = labels_[size_t(t + 1)];
+        int64_t n = 0;
+        for (int32_t y : targets) n += y != -100;
+        if (n == 0) throw std::runtime_error("no label to learn from: every label after the first is -100");
+        TrainState ts;
+        model_->init_train(ts, T, a);
+        Adapter g = zeros_like(a);
+        loss_ = model_->forward_backward(ids_.data(), targets.data(), T, a, g, float(1.0 / double(n)), ts, &n_) / double(n);
+        grads_ = adapter_tensors(a, model_->spec(), &g);
+      } catch (const std::exception& e) { SetError(e.what()); }
+    }
+    void OnOK() override {
+      Napi::Env env = Env();
+      Napi::Object o = Napi::Object::New(env), gr = Napi::Object::New(env);
+      o.Set("loss", loss_);
+      o.Set("nTargets", double(n_));
+      for (auto& t : grads_) {
+        Napi::Float32Array arr = Napi::Float32Array::New(env, t.data.size());
+        std::copy(t.data.begin(), t.data.end(), arr.Data());
+        gr.Set(t.name, arr);
+      }
+      o.Set("grads", gr);
+      h_->job_end();
+      deferred_.Resolve(o);
+    }
+    void OnError(const Napi::Error& e) override { h_->job_end(); deferred_.Reject(e.Value()); }
+   private:
+    std::shared_ptr<ModelHandle> h_;
+    std::shared_ptr<Model> model_;
+    std::vector<int32_t> ids_, labels_;
+    double loss_ = 0;
+    int64_t n_ = 0;
+    std::vector<PeftTensor> grads_;
+    Napi::Promise::Deferred deferred_;
+  };
+
+  Napi::Value Grad(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto deferred = Napi::Promise::Deferred::New(env);
+    try {
+      Model& m = model(env);
+      if (!m.adapter()) throw Napi::Error::New(env, "grad needs an adapter: load the model with { adapter: DIR }");
+      const int64_t V = m.spec().vocab;
+      auto ids = ids_from(info[0], "ids", V);
+      if (ids.empty()) throw Napi::RangeError::New(env, "grad: ids is empty");
+      std::vector<int32_t> labels;
+      if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) {
+        if (!info[1].IsArray()) throw Napi::TypeError::New(env, "labels must be an array of token ids or -100");
+        Napi::Array a = info[1].As<Napi::Array>();
+        if (a.Length() != ids.size())
+          throw Napi::RangeError::New(env, "labels has " + std::to_string(a.Length()) + " entries, ids " + std::to_string(ids.size()));
+        for (uint32_t i = 0; i < a.Length(); ++i) {
+          Napi::Value e = a.Get(i);
+          const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1.5;
+          if (d != -100 && (!(d >= 0) || d >= double(V) || d != std::floor(d)))
+            throw Napi::RangeError::New(env, "labels[" + std::to_string(i) + "] = " + show_number(d) + " is not -100 or a token id in [0, " + std::to_string(V) + ")");
+          labels.push_back(int32_t(d));
+        }
+      } else {
+        labels = ids;
+      }
+      handle_->active_jobs++;
+      auto* w = new GradWorker(env, handle_, std::move(ids), std::move(labels));
+      w->Queue();
+      return w->promise();
+    } catch (const Napi::Error& e) {
+      deferred.Reject(e.Value());
+      return deferred.Promise();
+    }
   }
 
   Napi::Value CreateSession(const Napi::CallbackInfo& info) {
@@ -369,8 +465,9 @@ struct Progress { int done, total; };
 
 class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
  public:
-  LoadWorker(Napi::Env env, Napi::Function noop, std::string dir, int threads, bool kv_int8, Napi::Function on_progress)
-      : Napi::AsyncProgressQueueWorker<Progress>(noop, "moe-load"), dir_(std::move(dir)), threads_(threads), kv_int8_(kv_int8),
+  LoadWorker(Napi::Env env, Napi::Function noop, std::string dir, int threads, bool kv_int8, std::string adapter,
+             Napi::Function on_progress)
+      : Napi::AsyncProgressQueueWorker<Progress>(noop, "moe-load"), dir_(std::move(dir)), adapter_(std::move(adapter)), threads_(threads), kv_int8_(kv_int8),
         deferred_(Napi::Promise::Deferred::New(env)) {
     if (!on_progress.IsEmpty()) progress_ = Napi::Persistent(on_progress);
   }
@@ -384,6 +481,7 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
         static_cast<ExecutionProgress*>(ctx)->Send(&p, 1);
       };
       model_ = Model::load(dir_, threads_, lp, kv_int8_);
+      if (!adapter_.empty()) model_->set_adapter(std::make_shared<Adapter>(load_adapter(adapter_, model_->spec(), dir_)));
     } catch (const std::exception& e) {
       SetError(e.what());
     }
@@ -405,7 +503,7 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
  private:
-  std::string dir_;
+  std::string dir_, adapter_;
   int threads_;
   bool kv_int8_;
   Napi::Promise::Deferred deferred_;
@@ -422,6 +520,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   }
   int threads = 0;
   bool kv_int8 = false;
+  std::string adapter;
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Value t = info[1].As<Napi::Object>().Get("threads");
     if (!t.IsUndefined() && !t.IsNull()) {
@@ -442,10 +541,19 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
       }
       kv_int8 = k == "int8";
     }
+    Napi::Value ad = info[1].As<Napi::Object>().Get("adapter");
+    if (!ad.IsUndefined() && !ad.IsNull()) {
+      if (!ad.IsString() || ad.As<Napi::String>().Utf8Value().empty()) {
+        auto d = Napi::Promise::Deferred::New(env);
+        d.Reject(Napi::TypeError::New(env, "loadModel: adapter must be the path of a PEFT adapter folder").Value());
+        return d.Promise();
+      }
+      adapter = ad.As<Napi::String>().Utf8Value();
+    }
   }
   Napi::Function onp = (info.Length() > 2 && info[2].IsFunction()) ? info[2].As<Napi::Function>() : Napi::Function();
   Napi::Function noop = Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
-  auto* w = new LoadWorker(env, noop, info[0].As<Napi::String>().Utf8Value(), threads, kv_int8, onp);
+  auto* w = new LoadWorker(env, noop, info[0].As<Napi::String>().Utf8Value(), threads, kv_int8, adapter, onp);
   Napi::Promise p = w->promise();
   w->Queue();
   return p;

@@ -426,7 +426,6 @@ void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scr
     be.clamp(q, float(S.clip_qkv));
     if (ls.has_kv) { be.clamp(k, float(S.clip_qkv)); be.clamp(v, float(S.clip_qkv)); }
   }
-  if (acts) { keep(acts->q2, q.f32(), T * qd); if (ls.has_kv) { keep(acts->k2, k.f32(), T * kd); keep(acts->v2, v.f32(), T * kd); } }
   be.rope(q3, cos, sin);
   if (ls.has_kv) be.rope(k3, cos, sin);
   if (acts) { keep(acts->q3, q.f32(), T * qd); if (ls.has_kv) keep(acts->k3, k.f32(), T * kd); }
@@ -439,7 +438,7 @@ void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scr
     be.mul_cols(qh, vec(L.k_norm.data(), hd));
     if (ls.has_kv) be.rmsnorm(kh, kh, none, eps, acts ? mat(acts->ka_rstd.data(), T * Hkv, 1) : none);
   }
-  if (acts) { keep(acts->q4, q.f32(), T * qd); if (ls.has_kv) keep(acts->k4, k.f32(), T * kd); }
+  if (acts) keep(acts->q4, q.f32(), T * qd);  // (k's final form is in the cache)
   const size_t sl = size_t(ls.kv_slot);
   const int64_t n_ctx = kv.ctx;
   if (!kv.int8) {
@@ -505,6 +504,7 @@ void Model::forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Sc
   check_forward(T, pos0, kv, s);
   const ModelSpec& S = spec_;
   const int64_t D = S.hidden, V = S.vocab, hd = S.head_dim;
+  if (!lora) lora = adapter_.get();
   if (lora && int64_t(lora->layers.size()) != S.num_layers) throw std::runtime_error("the adapter was made for another model");
   rope_for(pos0, T, s);
   const Tensor cos = mat(s.cos.data(), T, hd / 2), sin = mat(s.sin.data(), T, hd / 2);

@@ -100,7 +100,7 @@ struct TrainState {
   std::vector<std::vector<float>> x_ckpt;           // [L][T, D]: every layer's input
   std::vector<float> x_final, rstd_final, h_final, logits, dx, dh, dmid;
   std::vector<std::vector<float>> dK, dV;           // [slots][T, kd]: gradients into each KV slot (CLA layers add in)
-  std::vector<float> bq, bk, bv, bI1, bI2, bD1, bD2, bE, bdw, bdl, bsig, bu, bus;
+  std::vector<float> bq, bI1, bI2, bD1, bD2, bE, bdw, bdl, bsig, bu, bus;  // backward scratch (backward.cpp says which is which)
 };
 
 // One decoder MLP call site: the frozen projections, the LoRA pairs on them (any may be null or absent), and where
@@ -161,6 +161,10 @@ class Model {
   double forward_backward(const int32_t* ids, const int32_t* targets, int64_t T, const Adapter& lora, Adapter& grads,
                           float loss_scale, TrainState& ts, int64_t* n_targets = nullptr);
 
+  // An adapter applied (unmerged) by every forward that is not given one: `--adapter DIR`. Null: none.
+  void set_adapter(std::shared_ptr<const Adapter> a) { adapter_ = std::move(a); }
+  const Adapter* adapter() const { return adapter_.get(); }
+
   // The backend every op runs on (cpu today).
   Backend& backend() { return *backend_; }
 
@@ -208,6 +212,7 @@ class Model {
   int64_t params_total_ = 0, params_active_ = 0, weight_bytes_ = 0;
   DType bulk_dtype_ = DType::F32;
   std::atomic<bool> closed_{false};
+  std::shared_ptr<const Adapter> adapter_;
   bool kv_int8_ = false;
   std::string base_quant_ = "none";
   std::vector<std::unique_ptr<NF4Tensor>> nf4_;     // the NF4 copies the projections' Linear::nf4 point to

@@ -2,13 +2,14 @@
 // keyed on the previous id, emitted asynchronously one per macrotask like the real threadsafe callback. It lets
 // the engine's TypeScript logic (streaming, stop strings, cancellation, prefix reuse, errors) be tested without
 // the native build.
-import type { NativeGenerateResult, NativeModel, NativeModelInfo, NativeSamplingParams, NativeSession } from "../../electron/engine/addon.js";
+import type { NativeGenerateResult, NativeGradResult, NativeModel, NativeModelInfo, NativeSamplingParams, NativeSession } from "../../electron/engine/addon.js";
 
 export function fakeInfo(vocabSize: number, contextLength = 64): NativeModelInfo {
   return {
     modelType: "fake", architecture: "FakeForCausalLM", numLayers: 1, hiddenSize: 8, vocabSize, numHeads: 1, numKvHeads: 1,
     headDim: 8, numExperts: 0, topK: 0, numSharedExperts: 0, contextLength, dtype: "f32", paramsTotal: 100, paramsActive: 100,
     weightBytes: 400, kvBytesPerToken: 64, kvCache: "f32", ropeType: "default", tieWordEmbeddings: false, backend: "cpu", threads: 1,
+    adapter: null,
   };
 }
 
@@ -64,4 +65,7 @@ export class FakeModel implements NativeModel {
     return s;
   }
   close(): void {}
+  grad(): Promise<NativeGradResult> {
+    return Promise.reject(new Error("the fake model has no adapter"));
+  }
 }
