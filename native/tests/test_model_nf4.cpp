@@ -245,3 +245,68 @@ TEST(model_nf4_lora_gradients_match_peft_goldens) {
                 name, loss, want, ours.size(), zeros, worst, gn, gn_want);
   }
 }
+
+// The fused transformers-5 expert layout ([E, 2I, D] gate_up_proj, [E, D, I] down_proj): each expert's gate rows,
+// up rows and down slice is quantized as its own hub-layout nn.Linear weight, so a fused copy of qwen3_moe gives the
+// goldens' per-expert hashes and the hub-layout NF4 model's logits bit for bit.
+TEST(model_nf4_fused_experts_quantize_per_expert) {
+  const fs::path models = repo_path("test/fixtures/models"), goldens = repo_path("test/fixtures/goldens/train");
+  if (models.empty() || goldens.empty()) return;
+  const std::string name = "qwen3_moe";
+  auto hub = Model::load((models / name).string(), 1, {}, false, "nf4");
+  const ModelSpec& S = hub->spec();
+  std::vector<moe_test::StTensor> ts;
+  std::map<std::string, std::vector<float>> widened;
+  for (const auto& [tn, tv] : hub->store().all()) {
+    std::vector<float> v(size_t(tv.numel()));
+    row_to_f32(v.data(), tv.data, tv.dtype, 0, tv.numel());
+    widened[tn] = std::move(v);
+  }
+  for (auto& [tn, v] : widened)
+    if (tn.find(".mlp.experts.") == std::string::npos) ts.push_back({tn, hub->store().find(tn)->shape, v});
+  for (int l = 0; l < S.num_layers; ++l) {
+    const LayerSpec& ls = S.layers[size_t(l)];
+    if (!ls.moe) continue;
+    const int64_t E = ls.num_experts, I = ls.expert_inter, D = S.hidden;
+    const std::string p = "model.layers." + std::to_string(l) + ".mlp.experts.";
+    moe_test::StTensor gu{p + "gate_up_proj", {E, 2 * I, D}, {}}, dn{p + "down_proj", {E, D, I}, {}};
+    for (int64_t e = 0; e < E; ++e) {
+      const std::string pe = p + std::to_string(e) + ".";
+      for (const char* part : {"gate_proj", "up_proj"}) { auto& w = widened.at(pe + part + ".weight"); gu.values.insert(gu.values.end(), w.begin(), w.end()); }
+      auto& w = widened.at(pe + "down_proj.weight");
+      dn.values.insert(dn.values.end(), w.begin(), w.end());
+    }
+    ts.push_back(std::move(gu)); ts.push_back(std::move(dn));
+  }
+  const std::string dir = moe_test::temp_dir("nf4-fused");
+  fs::copy_file(models / name / "config.json", fs::path(dir) / "config.json");
+  moe_test::write_file(dir + "/model.safetensors", moe_test::safetensors_bytes(ts));
+  auto fused = Model::load(dir, 1, {}, false, "nf4");
+  CHECK(fused->store().find("model.layers.0.mlp.experts.gate_up_proj") != nullptr);
+  const Json g = json_parse_file((goldens / name / "nf4" / "golden.json").string());
+  const Json& hashes = *g.find("nf4")->find("dequant_sha256_16");
+  const auto nf4 = fused->nf4_weights();
+  CHECK(nf4.size() == hashes.obj.size());
+  int bad = 0, checked = 0;
+  for (const auto& [wn, t] : nf4) {
+    // "model.layers.L.mlp.experts.gate_up_proj[e] rows r0..r1" -> the hub name of that slice
+    std::string hub_name = wn;
+    const size_t br = wn.find('[');
+    if (br != std::string::npos) {
+      const std::string base = wn.substr(0, br), pre = base.substr(0, base.rfind('.') + 1);
+      const int64_t e = std::stoll(wn.substr(br + 1));
+      const bool first = wn.find("rows 0..") != std::string::npos;
+      const std::string part = base.ends_with("down_proj") ? "down_proj" : first ? "gate_proj" : "up_proj";
+      hub_name = pre + std::to_string(e) + "." + part + ".weight";
+    }
+    const Json* h = hashes.find(hub_name);
+    ++checked;
+    if (!h || dequant_sha16(*t) != h->str) { ++bad; std::fprintf(stderr, "    fused %s (%s) differs\n", wn.c_str(), hub_name.c_str()); }
+  }
+  CHECK(bad == 0 && checked == int(hashes.obj.size()));
+  std::vector<int32_t> ids;
+  for (const Json& v : g.find("ids")->arr) ids.push_back(int32_t(v.num));
+  const std::vector<float> a = logits_of(*hub, ids), b = logits_of(*fused, ids);
+  CHECK(a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
+  fs::remove_all(dir);
+}
