@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <vector>
 #include "cpu/matmul.h"
+#include "cpu/nf4_matmul.h"
+#include "quant/nf4.h"
 #include "quant/quant.h"
 
 namespace moe {
@@ -17,6 +19,15 @@ void check_cols(const char* op, const Tensor& t, int64_t cols) {
 }
 void check_rows(const char* op, const Tensor& t, int64_t rows) {
   if (t.rows() != rows) throw std::invalid_argument(std::string(op) + ": " + shape_of(t) + " should have " + std::to_string(rows) + " rows");
+}
+
+const NF4Tensor& nf4_of(const char* op, const Tensor& W) {
+  if (W.type != DType::NF4 || !W.data) throw std::invalid_argument(std::string(op) + ": not an NF4 weight");
+  const NF4Tensor& t = *static_cast<const NF4Tensor*>(W.data);
+  if (t.rows != W.rows() || t.cols != W.cols())
+    throw std::invalid_argument(std::string(op) + ": NF4 weight " + shape_of(W) + " holds a [" + std::to_string(t.rows) + ", " +
+                                std::to_string(t.cols) + "] tensor");
+  return t;
 }
 
 namespace {
@@ -49,11 +60,16 @@ void softmax_d(std::vector<double>& p, int64_t n) {
 
 void RefBackend::matmul(const Tensor& y, const Tensor& x, const Tensor& W, bool accumulate) {
   check_cols("matmul", x, W.cols()); check_cols("matmul", y, W.rows()); check_rows("matmul", y, x.rows());
+  if (W.type == DType::NF4) { nf4_matmul_ref(y.f32(), y.ld(), x.f32(), x.ld(), nf4_of("matmul", W), x.rows(), accumulate); return; }
   matmul_ref(y.f32(), y.ld(), x.f32(), x.ld(), W.data, W.type, x.rows(), W.rows(), W.cols(), accumulate);
 }
 
 void RefBackend::matmul_dx(const Tensor& dx, const Tensor& dy, const Tensor& W, bool accumulate) {
   check_cols("matmul_dx", dy, W.rows()); check_cols("matmul_dx", dx, W.cols()); check_rows("matmul_dx", dx, dy.rows());
+  if (W.type == DType::NF4) {
+    nf4_matmul_dx_ref(dx.f32(), dx.ld(), dy.f32(), dy.ld(), nf4_of("matmul_dx", W), dy.rows(), accumulate);
+    return;
+  }
   const int64_t M = dy.rows(), N = W.rows(), K = W.cols();
   const std::vector<float> w = dequantized(W);
   for (int64_t m = 0; m < M; ++m) {
