@@ -54,13 +54,14 @@ Commands:
       such a model before downloading anything.
       Interrupted downloads resume where they stopped: run the same command again. Honours HF_ENDPOINT
       (e.g. https://hf-mirror.com) and HF_TOKEN (gated models) as huggingface-cli does.
-  grad --model DIR --adapter DIR --ids 1,2,3 [--labels l1,l2,...] [--threads N] --json
+  grad --model DIR --adapter DIR --ids 1,2,3 [--labels l1,l2,...] [--base-quant none|nf4] [--threads N] --json
       One forward + backward with a PEFT LoRA adapter: prints {"loss": x, "n_targets": n, "grads": {"<tensor name in
       adapter_model.safetensors>": [row-major floats]}}. --labels follow transformers (aligned with --ids, -100 is
       ignored, position t predicts labels[t+1]; default: the ids); loss is the mean over counted targets.
 ${DATASET_HELP}  generate, chat and bench also take --kv-cache f32|int8: int8 keeps the KV cache as int8 with one scale per
       head and token (about a quarter of the memory).
-  generate, logits, chat and bench also take --adapter DIR: a PEFT LoRA adapter folder applied unmerged.
+  generate, logits, chat and bench also take --adapter DIR (a PEFT LoRA adapter folder applied unmerged) and
+      --base-quant nf4 (the base's projections quantized to NF4 at load, as Q-LoRA trains on).
   --help
       This text.
 `;
@@ -73,7 +74,7 @@ const VALUE_FLAGS = new Set([
   "model", "prompt", "system", "ids", "max-tokens", "temperature", "top-p", "top-k", "repetition-penalty", "seed",
   "threads", "prompt-tokens", "gen-tokens", "stop", "min-p", "port", "data",
   "source", "endpoint", "dir", "revision", "token",
-  "bits", "format", "embeddings", "out", "kv-cache", "type", "adapter", "labels",
+  "bits", "format", "embeddings", "out", "kv-cache", "type", "adapter", "labels", "base-quant",
   "dtype", "quantize", "gguf", "shard-size",
 ]);
 /** Value flags that may be given more than once (parseArgs collects them in `lists`). */
@@ -182,7 +183,10 @@ async function open(flags: Flags): Promise<LoadedModel> {
   const kv = str(flags, "kv-cache");
   if (kv !== undefined && kv !== "f32" && kv !== "int8") throw new UsageError(`--kv-cache must be f32 or int8, got "${kv}"`);
   const adapter = str(flags, "adapter");
-  return loadModel(need(flags, "model"), { ...(threads ? { threads } : {}), ...(kv ? { kvCache: kv } : {}), ...(adapter ? { adapter } : {}) });
+  const bq = str(flags, "base-quant");
+  if (bq !== undefined && bq !== "none" && bq !== "nf4") throw new UsageError(`--base-quant must be none or nf4, got "${bq}"`);
+  return loadModel(need(flags, "model"), { ...(threads ? { threads } : {}), ...(kv ? { kvCache: kv } : {}), ...(adapter ? { adapter } : {}),
+    ...(bq ? { baseQuant: bq } : {}) });
 }
 
 /** --labels: comma-separated token ids or -100 (ignored positions), as transformers' labels. */

@@ -110,7 +110,8 @@ export interface NativeAddon {
    * Map and validate a Hugging Face model folder (config.json, *.safetensors [+ index json]).
    * Rejects with an Error whose message names the file and field at fault.
    */
-  loadModel(dir: string, opts: { threads?: number; kvCache?: KvCacheType; adapter?: string }, onProgress?: (done: number, total: number) => void): Promise<NativeModel>;
+  /** baseQuant "nf4": every attention/MLP projection quantized to NF4 at load as bitsandbytes does (Q-LoRA's base). */
+  loadModel(dir: string, opts: { threads?: number; kvCache?: KvCacheType; adapter?: string; baseQuant?: "none" | "nf4" }, onProgress?: (done: number, total: number) => void): Promise<NativeModel>;
   systemInfo(): NativeSystemInfo;
   /**
    * GGUF block quantization (native/quant/quant.h): Q8_0 and Q4_0 blocks of 32 weights (34 / 18 bytes), Q4_K
