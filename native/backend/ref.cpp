@@ -350,11 +350,12 @@ void RefBackend::moe_route_backward(const Tensor& dlogits, const Tensor& dw, con
                                     const Tensor& probs, bool renorm) {
   const int64_t T = probs.rows(), E = probs.cols(), k = w.cols();
   check_same("moe_route_backward", dlogits, probs); check_same("moe_route_backward dw", dw, w);
-  std::vector<double> dp(static_cast<size_t>(E));
+  thread_local std::vector<double> dp;  // grows once (the cpu backend runs this in the training step: no allocation)
+  if (dp.size() < size_t(E)) dp.resize(size_t(E));
   for (int64_t t = 0; t < T; ++t) {
     const float* p = probs.row(t); const float* g = dw.row(t); const float* wv = w.row(t);
     const int32_t* it = ints(idx) + t * k;
-    std::fill(dp.begin(), dp.end(), 0.0);
+    std::fill(dp.begin(), dp.begin() + E, 0.0);
     if (renorm) {
       double S = 0, gw = 0;
       for (int64_t j = 0; j < k; ++j) { S += p[it[j]]; gw += double(g[j]) * wv[j]; }
