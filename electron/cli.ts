@@ -35,6 +35,14 @@ Commands:
       Write a GGUF v3 file llama.cpp (Ollama, LM Studio, Jan) loads: llama.cpp's tensor names and metadata, the
       tokenizer and chat template. Norms and routers stay f32; with q4_* the embeddings and output stay Q8_0.
       An existing FILE is refused unless --force. Ctrl-C cancels; nothing partial is left behind.
+  export --model DIR --adapter DIR --out DIR2 --dtype bf16|fp16|fp32 [--quantize q8_0|q4_0|q4_k] [--gguf TYPE]
+         [--shard-size 5GB] [--force] [--json]
+      Fold a PEFT LoRA adapter into the base weights (W + scaling·B·A from the original checkpoint, rounded once to
+      --dtype) and write a Hugging Face folder transformers, vLLM and llama.cpp's converter load: safetensors
+      shards (save_pretrained's 5 GB default) + index, routed experts per expert, config.json with the dtype,
+      tokenizer, chat template and generation config. --quantize writes the quantized folder of the merged weights
+      instead; --gguf TYPE makes --out the FILE.gguf of the merged weights. An existing --out is refused unless
+      --force; Ctrl-C cancels and leaves nothing.
   serve [--port N] [--model DIR] [--data DIR] [--allow-dir DIR]... [--token T]
       The desktop app's UI for a browser, on 127.0.0.1 only (renderer + WebSocket API; needs
       "npm run build:renderer"). Prints "moe-studio serve: http://127.0.0.1:PORT/?token=..." when ready: open
@@ -50,13 +58,14 @@ Commands:
       such a model before downloading anything.
       Interrupted downloads resume where they stopped: run the same command again. Honours HF_ENDPOINT
       (e.g. https://hf-mirror.com) and HF_TOKEN (gated models) as huggingface-cli does.
-  grad --model DIR --adapter DIR --ids 1,2,3 [--labels l1,l2,...] [--threads N] --json
+  grad --model DIR --adapter DIR --ids 1,2,3 [--labels l1,l2,...] [--base-quant none|nf4] [--threads N] --json
       One forward + backward with a PEFT LoRA adapter: prints {"loss": x, "n_targets": n, "grads": {"<tensor name in
       adapter_model.safetensors>": [row-major floats]}}. --labels follow transformers (aligned with --ids, -100 is
       ignored, position t predicts labels[t+1]; default: the ids); loss is the mean over counted targets.
 ${DATASET_HELP}  generate, chat and bench also take --kv-cache f32|int8: int8 keeps the KV cache as int8 with one scale per
       head and token (about a quarter of the memory).
-  generate, logits, chat and bench also take --adapter DIR: a PEFT LoRA adapter folder applied unmerged.
+  generate, logits, chat and bench also take --adapter DIR (a PEFT LoRA adapter folder applied unmerged) and
+      --base-quant nf4 (the base's projections quantized to NF4 at load, as Q-LoRA trains on).
   --help
       This text.
 `;
@@ -69,7 +78,8 @@ const VALUE_FLAGS = new Set([
   "model", "prompt", "system", "ids", "max-tokens", "temperature", "top-p", "top-k", "repetition-penalty", "seed",
   "threads", "prompt-tokens", "gen-tokens", "stop", "min-p", "port", "data",
   "source", "endpoint", "dir", "revision", "token",
-  "bits", "format", "embeddings", "out", "kv-cache", "type", "adapter", "labels", "config", "resume", "dataset", "db",
+  "bits", "format", "embeddings", "out", "kv-cache", "type", "adapter", "labels", "base-quant",
+  "dtype", "quantize", "gguf", "shard-size", "config", "resume", "dataset", "db",
 ]);
 /** Value flags that may be given more than once (parseArgs collects them in `lists`). */
 const LIST_FLAGS = new Set(["allow-dir"]);
@@ -177,7 +187,10 @@ async function open(flags: Flags): Promise<LoadedModel> {
   const kv = str(flags, "kv-cache");
   if (kv !== undefined && kv !== "f32" && kv !== "int8") throw new UsageError(`--kv-cache must be f32 or int8, got "${kv}"`);
   const adapter = str(flags, "adapter");
-  return loadModel(need(flags, "model"), { ...(threads ? { threads } : {}), ...(kv ? { kvCache: kv } : {}), ...(adapter ? { adapter } : {}) });
+  const bq = str(flags, "base-quant");
+  if (bq !== undefined && bq !== "none" && bq !== "nf4") throw new UsageError(`--base-quant must be none or nf4, got "${bq}"`);
+  return loadModel(need(flags, "model"), { ...(threads ? { threads } : {}), ...(kv ? { kvCache: kv } : {}), ...(adapter ? { adapter } : {}),
+    ...(bq ? { baseQuant: bq } : {}) });
 }
 
 /** --labels: comma-separated token ids or -100 (ignored positions), as transformers' labels. */
@@ -470,8 +483,10 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import("./cli/quantize.js")).cmdQuantize(flags);
       case "export-gguf":
         return await (await import("./cli/export-gguf.js")).exportGgufCommand(flags);
+      case "export":
+        return await (await import("./cli/export.js")).cmdExport(flags);
       default:
-        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, grad, train, quantize, export-gguf, serve, pull, dataset; see --help)`);
+        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, grad, train, quantize, export-gguf, export, serve, pull, dataset; see --help)`);
     }
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);

@@ -161,7 +161,8 @@ export interface NativeAddon {
    * Map and validate a Hugging Face model folder (config.json, *.safetensors [+ index json]).
    * Rejects with an Error whose message names the file and field at fault.
    */
-  loadModel(dir: string, opts: { threads?: number; kvCache?: KvCacheType; adapter?: string }, onProgress?: (done: number, total: number) => void): Promise<NativeModel>;
+  /** baseQuant "nf4": every attention/MLP projection quantized to NF4 at load as bitsandbytes does (Q-LoRA's base). */
+  loadModel(dir: string, opts: { threads?: number; kvCache?: KvCacheType; adapter?: string; baseQuant?: "none" | "nf4" }, onProgress?: (done: number, total: number) => void): Promise<NativeModel>;
   systemInfo(): NativeSystemInfo;
   /**
    * GGUF block quantization (native/quant/quant.h): Q8_0 and Q4_0 blocks of 32 weights (34 / 18 bytes), Q4_K
@@ -178,6 +179,27 @@ export interface NativeAddon {
    */
   quantizeModel(src: string, outDir: string, opts: { format: QuantType; embeddings?: "keep" | QuantType; threads?: number },
     onProgress?: (doneBytes: number, totalBytes: number, tensor: string) => void): { promise: Promise<NativeQuantizeReport>; cancel(): void };
+  /**
+   * Fold the peft LoRA adapter at `adapterDir` into the weights of model folder `src` and write them, in the hub's
+   * per-expert layout and `dtype`, as safetensors shards into the existing folder `outDir` on a native thread
+   * (native/io/merge.h; electron/engine/export-merged.ts does the rest of the folder). Rejects with "cancelled"
+   * after cancel(), or with an error naming the file; the caller removes outDir then.
+   */
+  mergeAdapter(src: string, adapterDir: string, outDir: string, opts: { dtype: MergeDType; maxShardBytes?: number; threads?: number },
+    onProgress?: (doneTensors: number, totalTensors: number, tensor: string) => void): { promise: Promise<NativeMergeReport>; cancel(): void };
+}
+
+/** Output dtypes of a merged export. */
+export type MergeDType = "f32" | "f16" | "bf16";
+
+/** What mergeAdapter wrote: every tensor (hub name, its source tensor, shape, whether an adapter pair was added). */
+export interface NativeMergeReport {
+  tensors: Array<{ name: string; source: string; shape: number[]; merged: boolean }>;
+  files: string[];
+  mergedPairs: number;
+  bytesIn: number;
+  bytesOut: number;
+  params: number;
 }
 
 /** GGUF block formats the engine writes and runs. */

@@ -47,6 +47,8 @@ export interface LoadOptions {
   kvCache?: KvCacheType;
   /** A PEFT LoRA adapter folder applied unmerged by every forward of this model. */
   adapter?: string;
+  /** "nf4": the frozen base quantized to NF4 at load (Q-LoRA), as bitsandbytes quantizes an nn.Linear weight. */
+  baseQuant?: "none" | "nf4";
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -149,7 +151,7 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Lo
   const tokenizer = TextTokenizer.fromFolder(dir);
   const template = ChatTemplate.fromFolder(dir);
   const native = await loadAddon().loadModel(dir, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.kvCache ? { kvCache: opts.kvCache } : {}),
-    ...(opts.adapter ? { adapter: opts.adapter } : {}) }, opts.onProgress);
+    ...(opts.adapter ? { adapter: opts.adapter } : {}), ...(opts.baseQuant ? { baseQuant: opts.baseQuant } : {}) }, opts.onProgress);
   const ni = native.info();
   const info: ModelInfo = {
     ...ni,

@@ -17,7 +17,7 @@
 //       "modules_not_quantized": [...],          // float by rule: routers, norms, biases, kept embeddings
 //       "fallbacks": { "<tensor>": "q4_0" | "f32" | ... }   // rows not a multiple of the block
 //     }
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { loadAddon, type NativeQuantizeReport, type QuantType } from "./addon.js";
 import { readJsonFile } from "./model-folder.js";
@@ -75,6 +75,20 @@ export function bitsOf(format: QuantType): 8 | 4 {
   return format === "q8_0" ? 8 : 4;
 }
 
+/**
+ * The source's config.json text with "quantization_config" appended as its last key. Text, not JSON.parse +
+ * stringify: a round trip turns 0.0 into 0, and transformers 5's strict config classes then refuse the folder
+ * (Mixtral's router_jitter_noise must be a float).
+ */
+export function withQuantizationConfig(text: string, file: string, qc: QuantizationConfig): string {
+  const end = text.lastIndexOf("}");
+  if (end < 0) throw new Error(`${file}: not a JSON object`);
+  const body = text.slice(0, end).trimEnd();
+  const sep = body.endsWith("{") ? "" : ",";
+  const value = JSON.stringify(qc, null, 2).replace(/\n/g, "\n  ");
+  return `${body}${sep}\n  "quantization_config": ${value}\n}\n`;
+}
+
 /** Files copied unchanged: everything but the weights and config.json (tokenizer, template, generation config...). */
 function isCopied(name: string): boolean {
   return !name.endsWith(".safetensors") && name !== "model.safetensors.index.json" && name !== "config.json";
@@ -130,7 +144,7 @@ export async function quantizeModelFolder(o: QuantizeFolderOptions): Promise<Qua
       modules_not_quantized: rep.notQuantized,
       fallbacks: Object.fromEntries(rep.fallbacks.map((f) => [f.name, f.type])),
     };
-    writeFileSync(join(tmp, "config.json"), JSON.stringify({ ...config, quantization_config }, null, 2) + "\n");
+    writeFileSync(join(tmp, "config.json"), withQuantizationConfig(readFileSync(cfgPath, "utf8"), cfgPath, quantization_config));
     renameSync(tmp, out);
     return { outDir: out, config: quantization_config, bytesIn: rep.bytesIn, bytesOut: rep.bytesOut, params: rep.params,
       tensors: rep.tensors, ms: performance.now() - t0 };

@@ -8,7 +8,9 @@
 //   cuda  the same table on the GPU (kernels/), a later issue; its host code also runs under the SIMT emulator.
 //
 // Conventions. Shapes are written in PyTorch order ([T, D] = T rows of D); tensors are f32 unless named otherwise,
-// rows may be strided (nb[1]); weights W[N, K] are in their stored dtype (f32, f16, bf16, Q8_0, Q4_0, Q4_K) and frozen.
+// rows may be strided (nb[1]); weights W[N, K] are in their stored dtype (f32, f16, bf16, Q8_0, Q4_0, Q4_K, with
+// contiguous rows) or NF4 (a Q-LoRA base quantized at load: the Tensor points to the NF4Tensor, tensor/tensor.h) and
+// frozen.
 // Backward ops take the forward's inputs (and what it saved) and the output gradient, and write (or, where the
 // comment says so, accumulate) the input gradients. Every op is deterministic: the same inputs give the same bits
 // whatever the thread count (reductions are split by output element, never by summation order across threads).

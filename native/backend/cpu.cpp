@@ -1,6 +1,7 @@
 // The cpu backend: the ops with a multi-threaded / SIMD path on the host. Every other op is RefBackend's scalar
 // code (the op is cheap beside the matmuls around it, or memory-bound either way):
-//   fast here: matmul (cpu/matmul.cpp + cpu/qmatmul.cpp, every ISA), matmul_dx, matmul_dw, swiglu, attention,
+//   fast here: matmul (cpu/matmul.cpp + cpu/qmatmul.cpp, every ISA; NF4: cpu/nf4_matmul.cpp), matmul_dx
+//              (cpu/nf4_matmul.cpp, every weight dtype), matmul_dw, swiglu, attention,
 //              attention_kv8, attention_backward, cross_entropy
 //   from ref:  add_bias, rmsnorm(+backward), swiglu_backward, add, mul_cols, clamp(+backward), rope(+backward),
 //              moe_route(+backward), gather_rows, scatter_add_rows, row_dots, embedding, adamw
@@ -10,7 +11,9 @@
 #include <vector>
 #include "backend/ref.h"
 #include "cpu/matmul.h"
+#include "cpu/nf4_matmul.h"
 #include "cpu/thread_pool.h"
+#include "quant/nf4.h"
 
 namespace moe {
 
@@ -31,25 +34,23 @@ class CpuBackend final : public RefBackend {
 
   void matmul(const Tensor& y, const Tensor& x, const Tensor& W, bool accumulate) override {
     check_cols("matmul", x, W.cols()); check_cols("matmul", y, W.rows()); check_rows("matmul", y, x.rows());
+    if (W.type == DType::NF4) { nf4_matmul(&pool_, y.f32(), y.ld(), x.f32(), x.ld(), nf4_of("matmul", W), x.rows(), accumulate); return; }
     moe::matmul(pool_, y.f32(), y.ld(), x.f32(), x.ld(), W.data, W.type, x.rows(), W.rows(), W.cols(), accumulate);
   }
 
-  // dx[M, K] (+)= dy[M, N] · W[N, K]: rows of dx split over threads; each thread widens W one row at a time and
-  // adds dy[m, n] · W[n, :] into its rows (an axpy per (m, n)), so W is read once per thread in its stored dtype.
+  // dx[M, K] (+)= dy[M, N] · W[N, K] (cpu/nf4_matmul.h): threads own column chunks of dx and walk all of W in
+  // f32 tiles (the register-blocked kernel for M >= 4, an axpy per row below). Each element's sum runs over n in the
+  // same order whatever the chunking (chunks are multiples of the SIMD width, the tail is always dx's last columns),
+  // so the bits do not depend on the thread count (test_backend_ops checks 1, 2 and 3 threads).
   void matmul_dx(const Tensor& dx, const Tensor& dy, const Tensor& W, bool accumulate) override {
     check_cols("matmul_dx", dy, W.rows()); check_cols("matmul_dx", dx, W.cols()); check_rows("matmul_dx", dx, dy.rows());
-    const int64_t M = dy.rows(), N = W.rows(), K = W.cols();
-    pool_.run(M, std::max<int64_t>(1, M / (4 * pool_.size())), [&](int64_t m0, int64_t m1, int) {
-      float* w = thread_buffer(K);
-      if (!accumulate) for (int64_t m = m0; m < m1; ++m) std::fill(dx.row(m), dx.row(m) + K, 0.0f);
-      for (int64_t n = 0; n < N; ++n) {
-        row_to_f32(w, W.data, W.type, n, K);
-        for (int64_t m = m0; m < m1; ++m) {
-          const float g = dy.row(m)[n];
-          if (g != 0.0f) vec_axpy_f32(dx.row(m), g, w, K);
-        }
-      }
-    });
+    if (W.type == DType::NF4) {
+      nf4_matmul_dx(&pool_, dx.f32(), dx.ld(), dy.f32(), dy.ld(), nf4_of("matmul_dx", W), dy.rows(), accumulate);
+      return;
+    }
+    if (W.nb[1] != int64_t(dtype_row_bytes(W.type, W.cols())))
+      throw std::invalid_argument("matmul_dx: weight rows must be contiguous (" + shape_of(W) + ")");
+    moe::matmul_dx(&pool_, dx.f32(), dx.ld(), dy.f32(), dy.ld(), W.data, W.type, dy.rows(), W.rows(), W.cols(), accumulate);
   }
 
   // dW[N, K] (+)= dyᵀ · x: rows of dW split over threads, dW[n, :] += Σ_m dy[m, n] · x[m, :].

@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <vector>
 #include "cpu/matmul.h"
+#include "cpu/nf4_matmul.h"
+#include "quant/nf4.h"
 #include "quant/quant.h"
 
 namespace moe {
@@ -17,6 +19,15 @@ void check_cols(const char* op, const Tensor& t, int64_t cols) {
 }
 void check_rows(const char* op, const Tensor& t, int64_t rows) {
   if (t.rows() != rows) throw std::invalid_argument(std::string(op) + ": " + shape_of(t) + " should have " + std::to_string(rows) + " rows");
+}
+
+const NF4Tensor& nf4_of(const char* op, const Tensor& W) {
+  if (W.type != DType::NF4 || !W.data) throw std::invalid_argument(std::string(op) + ": not an NF4 weight");
+  const NF4Tensor& t = *static_cast<const NF4Tensor*>(W.data);
+  if (t.rows != W.rows() || t.cols != W.cols())
+    throw std::invalid_argument(std::string(op) + ": NF4 weight " + shape_of(W) + " holds a [" + std::to_string(t.rows) + ", " +
+                                std::to_string(t.cols) + "] tensor");
+  return t;
 }
 
 namespace {
@@ -37,15 +48,28 @@ std::vector<float> dequantized(const Tensor& W) {
 
 inline double sigm(double g) { return 1.0 / (1.0 + std::exp(-g)); }
 
+// p[0, n) = softmax of the scores in p, in double (max-subtracted).
+void softmax_d(std::vector<double>& p, int64_t n) {
+  double m = -INFINITY, sum = 0;
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, p[size_t(j)]);
+  for (int64_t j = 0; j < n; ++j) { p[size_t(j)] = std::exp(p[size_t(j)] - m); sum += p[size_t(j)]; }
+  for (int64_t j = 0; j < n; ++j) p[size_t(j)] /= sum;
+}
+
 }  // namespace
 
 void RefBackend::matmul(const Tensor& y, const Tensor& x, const Tensor& W, bool accumulate) {
   check_cols("matmul", x, W.cols()); check_cols("matmul", y, W.rows()); check_rows("matmul", y, x.rows());
+  if (W.type == DType::NF4) { nf4_matmul_ref(y.f32(), y.ld(), x.f32(), x.ld(), nf4_of("matmul", W), x.rows(), accumulate); return; }
   matmul_ref(y.f32(), y.ld(), x.f32(), x.ld(), W.data, W.type, x.rows(), W.rows(), W.cols(), accumulate);
 }
 
 void RefBackend::matmul_dx(const Tensor& dx, const Tensor& dy, const Tensor& W, bool accumulate) {
   check_cols("matmul_dx", dy, W.rows()); check_cols("matmul_dx", dx, W.cols()); check_rows("matmul_dx", dx, dy.rows());
+  if (W.type == DType::NF4) {
+    nf4_matmul_dx_ref(dx.f32(), dx.ld(), dy.f32(), dy.ld(), nf4_of("matmul_dx", W), dy.rows(), accumulate);
+    return;
+  }
   const int64_t M = dy.rows(), N = W.rows(), K = W.cols();
   const std::vector<float> w = dequantized(W);
   for (int64_t m = 0; m < M; ++m) {
@@ -199,15 +223,12 @@ void RefBackend::attention(const Tensor& out, const Tensor& q, const Tensor& K, 
   for (int64_t t = 0; t < T; ++t)
     for (int64_t h = 0; h < Hq; ++h) {
       const float* qv = at(q, t, h); const int64_t kh = h / group, n = pos0 + t + 1;
-      double m = -INFINITY;
       for (int64_t j = 0; j < n; ++j) {
         double s = 0; const float* kv = at(K, j, kh);
         for (int64_t i = 0; i < hd; ++i) s += double(qv[i]) * kv[i];
-        p[size_t(j)] = double(scale) * s; m = std::max(m, p[size_t(j)]);
+        p[size_t(j)] = double(scale) * s;
       }
-      double sum = 0;
-      for (int64_t j = 0; j < n; ++j) { p[size_t(j)] = std::exp(p[size_t(j)] - m); sum += p[size_t(j)]; }
-      for (int64_t j = 0; j < n; ++j) p[size_t(j)] /= sum;
+      softmax_d(p, n);
       if (!att.empty()) {
         float* a = att.row(t * Hq + h);
         for (int64_t j = 0; j < n_all; ++j) a[j] = j < n ? float(p[size_t(j)]) : 0.0f;
@@ -257,22 +278,20 @@ void RefBackend::attention_kv8(const Tensor& out, const Tensor& q, const Tensor&
                                const Tensor& Vs, int64_t pos0, float scale, const Tensor& scratch) {
   const int64_t hd = q.ne[0], Hq = q.ne[1], T = q.ne[2], Hkv = K8.ne[1], group = Hq / Hkv;
   auto k8 = [&](const Tensor& t, int64_t j, int64_t h) { return static_cast<const int8_t*>(t.data) + j * t.nb[2] + h * t.nb[1]; };
-  std::vector<double> p(size_t(pos0 + T));
+  std::vector<double> p(static_cast<size_t>(pos0 + T));
   for (int64_t t = 0; t < T; ++t)
     for (int64_t h = 0; h < Hq; ++h) {
       const float* qv = at(q, t, h); const int64_t kh = h / group, n = pos0 + t + 1;
-      double m = -INFINITY;
       for (int64_t j = 0; j < n; ++j) {
         double s = 0; const int8_t* kr = k8(K8, j, kh);
         for (int64_t i = 0; i < hd; ++i) s += double(qv[i]) * double(kr[i]);
-        p[size_t(j)] = double(scale) * double(Ks.row(j)[kh]) * s; m = std::max(m, p[size_t(j)]);
+        p[size_t(j)] = double(scale) * double(Ks.row(j)[kh]) * s;
       }
-      double sum = 0;
-      for (int64_t j = 0; j < n; ++j) { p[size_t(j)] = std::exp(p[size_t(j)] - m); sum += p[size_t(j)]; }
+      softmax_d(p, n);
       float* o = at(out, t, h);
       for (int64_t i = 0; i < hd; ++i) {
         double s = 0;
-        for (int64_t j = 0; j < n; ++j) s += p[size_t(j)] / sum * double(Vs.row(j)[kh]) * double(k8(V8, j, kh)[i]);
+        for (int64_t j = 0; j < n; ++j) s += p[size_t(j)] * double(Vs.row(j)[kh]) * double(k8(V8, j, kh)[i]);
         o[i] = float(s);
       }
     }
@@ -331,11 +350,12 @@ void RefBackend::moe_route_backward(const Tensor& dlogits, const Tensor& dw, con
                                     const Tensor& probs, bool renorm) {
   const int64_t T = probs.rows(), E = probs.cols(), k = w.cols();
   check_same("moe_route_backward", dlogits, probs); check_same("moe_route_backward dw", dw, w);
-  std::vector<double> dp(static_cast<size_t>(E));
+  thread_local std::vector<double> dp;  // grows once (the cpu backend runs this in the training step: no allocation)
+  if (dp.size() < size_t(E)) dp.resize(size_t(E));
   for (int64_t t = 0; t < T; ++t) {
     const float* p = probs.row(t); const float* g = dw.row(t); const float* wv = w.row(t);
     const int32_t* it = ints(idx) + t * k;
-    std::fill(dp.begin(), dp.end(), 0.0);
+    std::fill(dp.begin(), dp.begin() + E, 0.0);
     if (renorm) {
       double S = 0, gw = 0;
       for (int64_t j = 0; j < k; ++j) { S += p[it[j]]; gw += double(g[j]) * wv[j]; }

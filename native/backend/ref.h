@@ -53,6 +53,10 @@ void check_same(const char* op, const Tensor& a, const Tensor& b);
 void check_cols(const char* op, const Tensor& t, int64_t cols);
 void check_rows(const char* op, const Tensor& t, int64_t rows);
 
+// The NF4Tensor behind an NF4 weight Tensor (tensor/tensor.h), its shape checked against ne; throws otherwise.
+struct NF4Tensor;
+const NF4Tensor& nf4_of(const char* op, const Tensor& W);
+
 // In-place softmax over n floats (max-subtracted, f32 like torch's softmax(dtype=float)), the normaliser in double.
 void softmax_inplace(float* x, int64_t n);
 

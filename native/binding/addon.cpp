@@ -27,6 +27,8 @@
 
 using namespace moe;
 
+void register_export(Napi::Env env, Napi::Object exports);  // binding/export.cpp
+
 namespace {
 
 struct AddonData {
@@ -464,8 +466,9 @@ struct Progress { int done, total; };
 class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
  public:
   LoadWorker(Napi::Env env, Napi::Function noop, std::string dir, int threads, bool kv_int8, std::string adapter,
-             Napi::Function on_progress)
-      : Napi::AsyncProgressQueueWorker<Progress>(noop, "moe-load"), dir_(std::move(dir)), adapter_(std::move(adapter)), threads_(threads), kv_int8_(kv_int8),
+             std::string base_quant, Napi::Function on_progress)
+      : Napi::AsyncProgressQueueWorker<Progress>(noop, "moe-load"), dir_(std::move(dir)), adapter_(std::move(adapter)),
+        base_quant_(std::move(base_quant)), threads_(threads), kv_int8_(kv_int8),
         deferred_(Napi::Promise::Deferred::New(env)) {
     if (!on_progress.IsEmpty()) progress_ = Napi::Persistent(on_progress);
   }
@@ -478,7 +481,7 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
         Progress p{done, total};
         static_cast<ExecutionProgress*>(ctx)->Send(&p, 1);
       };
-      model_ = Model::load(dir_, threads_, lp, kv_int8_);
+      model_ = Model::load(dir_, threads_, lp, kv_int8_, base_quant_);
       if (!adapter_.empty()) model_->set_adapter(std::make_shared<Adapter>(load_adapter(adapter_, model_->spec(), dir_)));
     } catch (const std::exception& e) {
       SetError(e.what());
@@ -501,7 +504,7 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
  private:
-  std::string dir_, adapter_;
+  std::string dir_, adapter_, base_quant_;
   int threads_;
   bool kv_int8_;
   Napi::Promise::Deferred deferred_;
@@ -518,7 +521,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   }
   int threads = 0;
   bool kv_int8 = false;
-  std::string adapter;
+  std::string adapter, base_quant = "none";
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Value t = info[1].As<Napi::Object>().Get("threads");
     if (!t.IsUndefined() && !t.IsNull()) {
@@ -548,10 +551,19 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
       }
       adapter = ad.As<Napi::String>().Utf8Value();
     }
+    Napi::Value bq = info[1].As<Napi::Object>().Get("baseQuant");
+    if (!bq.IsUndefined() && !bq.IsNull()) {
+      base_quant = bq.IsString() ? bq.As<Napi::String>().Utf8Value() : "";
+      if (base_quant != "none" && base_quant != "nf4") {
+        auto d = Napi::Promise::Deferred::New(env);
+        d.Reject(Napi::TypeError::New(env, "loadModel: baseQuant must be \"none\" or \"nf4\"").Value());
+        return d.Promise();
+      }
+    }
   }
   Napi::Function onp = (info.Length() > 2 && info[2].IsFunction()) ? info[2].As<Napi::Function>() : Napi::Function();
   Napi::Function noop = Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
-  auto* w = new LoadWorker(env, noop, info[0].As<Napi::String>().Utf8Value(), threads, kv_int8, adapter, onp);
+  auto* w = new LoadWorker(env, noop, info[0].As<Napi::String>().Utf8Value(), threads, kv_int8, adapter, base_quant, onp);
   Napi::Promise p = w->promise();
   w->Queue();
   return p;
@@ -737,6 +749,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("quantizeTensor", Napi::Function::New<QuantizeTensor>(env, "quantizeTensor"));
   exports.Set("dequantizeTensor", Napi::Function::New<DequantizeTensor>(env, "dequantizeTensor"));
   exports.Set("quantizeModel", Napi::Function::New<QuantizeModel>(env, "quantizeModel"));
+  register_export(env, exports);  // binding/export.cpp: mergeAdapter
   return exports;
 }
 

@@ -9,7 +9,11 @@ namespace moe {
 
 // Q8_0 / Q4_0 / Q4_K are GGUF block types (native/quant/quant.h): a tensor of them has no per-element size, so
 // use dtype_row_bytes for their rows. On disk they are U8 tensors marked in the safetensors __metadata__.
-enum class DType : uint8_t { F32 = 0, F16 = 1, BF16 = 2, I32 = 3, I64 = 4, U8 = 5, I8 = 6, BOOL = 7, Q8_0 = 8, Q4_0 = 9, Q4_K = 10 };
+// NF4 is bitsandbytes' 4-bit NormalFloat (native/quant/nf4.h), the frozen base of a Q-LoRA run: not a GGUF block type
+// and never on disk (quantized at load); its blocks of 64 run over the flattened tensor and may straddle rows, so it
+// has no row bytes (dtype_row_bytes returns 0) and a Tensor of it points to the whole NF4Tensor (tensor/tensor.h).
+enum class DType : uint8_t { F32 = 0, F16 = 1, BF16 = 2, I32 = 3, I64 = 4, U8 = 5, I8 = 6, BOOL = 7, Q8_0 = 8, Q4_0 = 9, Q4_K = 10,
+                             NF4 = 11 };
 
 inline size_t dtype_size(DType t) {
   switch (t) {
@@ -25,6 +29,7 @@ inline size_t dtype_row_bytes(DType t, int64_t K) {
     case DType::Q8_0: return size_t(K / 32) * 34;
     case DType::Q4_0: return size_t(K / 32) * 18;
     case DType::Q4_K: return size_t(K / 256) * 144;
+    case DType::NF4: return 0;  // no rows of its own (see above)
     default: return size_t(K) * dtype_size(t);
   }
 }
@@ -33,7 +38,7 @@ inline const char* dtype_name(DType t) {
     case DType::F32: return "f32"; case DType::F16: return "f16"; case DType::BF16: return "bf16";
     case DType::I32: return "i32"; case DType::I64: return "i64"; case DType::U8: return "u8";
     case DType::I8: return "i8"; case DType::Q8_0: return "q8_0"; case DType::Q4_0: return "q4_0";
-    case DType::Q4_K: return "q4_k"; default: return "bool";
+    case DType::Q4_K: return "q4_k"; case DType::NF4: return "nf4"; default: return "bool";
   }
 }
 

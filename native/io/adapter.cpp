@@ -94,12 +94,19 @@ std::vector<PeftModule> peft_modules(const ModelSpec& S, const std::vector<std::
     const bool tgu = any_match(gu, target_parameters), tdn = any_match(dn, target_parameters);
     if (tgu) add(LoraSite::ExpertsGateUp, p + (tdn ? "mlp.experts.base_layer" : "mlp.experts"), "experts.gate_up_proj", D, 2 * F, -1, E, gu);
     if (tdn) add(LoraSite::ExpertsDown, p + "mlp.experts", "experts.down_proj", F, D, -1, E, dn);
+    // Separate layout: transformers 4's per-expert Linear names. Mixtral's are block_sparse_moe.experts.E.w1/w3/w2
+    // (written so, since peft 0.21 converts exactly those onto transformers 5's fused experts); the others'
+    // mlp.experts.E.gate/up/down_proj. Either spelling is read on any model.
+    const bool mixtral = S.model_type == "mixtral";
     for (int e = 0; e < E; ++e) {
       const std::string x = p + "mlp.experts." + std::to_string(e) + ".", w = p + "block_sparse_moe.experts." + std::to_string(e) + ".";
       const std::string xs = "experts." + std::to_string(e) + ".";
-      add(LoraSite::ExpertGate, x + "gate_proj", xs + "gate_proj", D, F, e, 0, "", w + "w1");
-      add(LoraSite::ExpertUp, x + "up_proj", xs + "up_proj", D, F, e, 0, "", w + "w3");
-      add(LoraSite::ExpertDown, x + "down_proj", xs + "down_proj", F, D, e, 0, "", w + "w2");
+      const char* names[3][2] = {{"gate_proj", "w1"}, {"up_proj", "w3"}, {"down_proj", "w2"}};
+      const LoraSite sites[3] = {LoraSite::ExpertGate, LoraSite::ExpertUp, LoraSite::ExpertDown};
+      for (int k = 0; k < 3; ++k) {
+        const std::string hf = x + names[k][0], v4 = w + names[k][1];
+        add(sites[k], mixtral ? v4 : hf, xs + (mixtral ? names[k][1] : names[k][0]), k == 2 ? F : D, k == 2 ? D : F, e, 0, "", mixtral ? hf : v4);
+      }
     }
     if (S.shared != SharedExpert::None && ls.shared_inter > 0) {
       const std::string sh = S.shared == SharedExpert::SigmoidGated ? "shared_expert." : "shared_mlp.";
@@ -232,21 +239,16 @@ std::vector<float> widen(const TensorView& t) {
 
 }  // namespace
 
-Adapter load_adapter(const std::string& dir, const ModelSpec& spec, const std::string& model_dir_for_messages) {
-  const fs::path d(dir);
-  const std::string model = "the model at " + (model_dir_for_messages.empty() ? spec.model_type : model_dir_for_messages) +
-                            " (" + spec.model_type + ")";
-  if (!fs::is_directory(d))
-    throw std::runtime_error(dir + ": not a folder (a peft adapter is a folder with adapter_config.json and adapter_model.safetensors)");
-  const std::string cfg_path = (d / "adapter_config.json").string(), st_path = (d / "adapter_model.safetensors").string();
-  if (!fs::exists(st_path)) {
-    if (fs::exists(d / "adapter_model.bin"))
-      throw std::runtime_error((d / "adapter_model.bin").string() + ": pickle adapters are not supported; convert with peft to safetensors");
-    throw std::runtime_error(st_path + ": missing (a peft adapter folder holds adapter_model.safetensors)");
-  }
-  if (!fs::exists(cfg_path)) throw std::runtime_error(cfg_path + ": missing (a peft adapter folder holds adapter_config.json)");
-  Adapter a;
-  a.config = parse_lora_config(json_parse_file(cfg_path), cfg_path);
+namespace {
+
+std::string model_words(const ModelSpec& spec, const std::string& model_dir) {
+  return "the model at " + (model_dir.empty() ? spec.model_type : model_dir) + " (" + spec.model_type + ")";
+}
+
+// The tensors of one safetensors file under peft's names -> a.layers, for a.config; every tensor placed and
+// shape-checked, every target of the config present (cfg_path names the config in messages).
+void read_adapter_tensors(const std::string& st_path, const std::string& cfg_path, const ModelSpec& spec, const std::string& model,
+                          Adapter& a) {
   const LoraConfig& cfg = a.config;
   SafeTensorsFile f(st_path);
 
@@ -383,28 +385,78 @@ Adapter load_adapter(const std::string& dir, const ModelSpec& spec, const std::s
     if (!tp_hit[t])
       throw std::runtime_error(cfg_path + ": target_parameters lists \"" + cfg.target_parameters[t] + "\" but " + st_path +
                                " has no tensors for it on " + model);
+}
+
+}  // namespace
+
+Adapter load_adapter(const std::string& dir, const ModelSpec& spec, const std::string& model_dir_for_messages) {
+  const fs::path d(dir);
+  const std::string model = model_words(spec, model_dir_for_messages);
+  if (!fs::is_directory(d))
+    throw std::runtime_error(dir + ": not a folder (a peft adapter is a folder with adapter_config.json and adapter_model.safetensors)");
+  const std::string cfg_path = (d / "adapter_config.json").string(), st_path = (d / "adapter_model.safetensors").string();
+  if (!fs::exists(st_path)) {
+    if (fs::exists(d / "adapter_model.bin"))
+      throw std::runtime_error((d / "adapter_model.bin").string() + ": pickle adapters are not supported; convert with peft to safetensors");
+    throw std::runtime_error(st_path + ": missing (a peft adapter folder holds adapter_model.safetensors)");
+  }
+  if (!fs::exists(cfg_path)) throw std::runtime_error(cfg_path + ": missing (a peft adapter folder holds adapter_config.json)");
+  Adapter a;
+  a.config = parse_lora_config(json_parse_file(cfg_path), cfg_path);
+  read_adapter_tensors(st_path, cfg_path, spec, model, a);
   return a;
 }
 
+Adapter load_adapter_tensors(const std::string& safetensors_path, const Adapter& layout, const ModelSpec& spec) {
+  Adapter b;
+  b.config = adapter_effective_config(layout, spec);
+  read_adapter_tensors(safetensors_path, "the adapter's config", spec, model_words(spec, ""), b);
+  // The same pairs as the layout's, no more, no fewer.
+  std::map<std::string, const LoraPair*> x, y;
+  const_cast<Adapter&>(layout).for_each([&](const std::string& n, LoraPair& p) { if (p.present()) x[n] = &p; });
+  b.for_each([&](const std::string& n, LoraPair& p) { if (p.present()) y[n] = &p; });
+  for (auto& [n, p] : x) {
+    auto it = y.find(n);
+    if (it == y.end()) throw std::runtime_error(safetensors_path + ": has no tensors for the adapter's pair " + n);
+    if (it->second->r != p->r) throw std::runtime_error(safetensors_path + ": pair " + n + " has rank " + std::to_string(it->second->r) +
+                                                        ", the adapter's " + std::to_string(p->r));
+  }
+  for (auto& [n, p] : y)
+    if (!x.count(n)) throw std::runtime_error(safetensors_path + ": has tensors for pair " + n + ", which the adapter does not have");
+  return b;
+}
+
 // ---- out ----
+
+namespace {
+
+// ExpertLora::down serves both layouts: on a layer it is the fused down_proj's when the experts have a gate_up pair,
+// or when they have no separate gate/up pair and the adapter's config targets the layer's fused down_proj; else
+// each expert's own down_proj. One decision, used for the config and the tensors alike.
+bool down_is_fused(const Adapter& a, int layer) {
+  if (layer < 0 || size_t(layer) >= a.layers.size()) return false;
+  const LayerLora& L = a.layers[size_t(layer)];
+  bool separate = false;
+  for (const ExpertLora& e : L.experts) {
+    if (e.gate_up.present()) return true;
+    separate |= e.gate.present() || e.up.present();
+  }
+  return !separate && any_match("model.layers." + std::to_string(layer) + ".mlp.experts.down_proj", a.config.target_parameters);
+}
+
+}  // namespace
 
 LoraConfig adapter_effective_config(const Adapter& a, const ModelSpec& spec) {
   LoraConfig c = a.config;
   // Every module with both fused targets in place, to see which pairs the adapter has.
   const std::vector<PeftModule> all = peft_modules(spec, {"mlp.experts.gate_up_proj", "mlp.experts.down_proj"});
-  // ExpertLora::down serves both layouts: it is the fused down_proj's when the layer's experts have a gate_up pair
-  // or the config targets the layer's fused down_proj; else each expert's own down_proj.
-  auto fused_down = [&](const LayerLora& L, int layer) {
-    return (!L.experts.empty() && L.experts[0].gate_up.present()) ||
-           any_match("model.layers." + std::to_string(layer) + ".mlp.experts.down_proj", a.config.target_parameters);
-  };
   std::vector<const PeftModule*> present;
   for (const PeftModule& m : all) {
     if (size_t(m.layer) >= a.layers.size()) continue;
     const LayerLora& L = a.layers[size_t(m.layer)];
     const LoraPair* p = module_pair(L, m, 0);
     if (!p || !p->present()) continue;
-    const bool fd = fused_down(L, m.layer);
+    const bool fd = down_is_fused(a, m.layer);
     if ((m.site == LoraSite::ExpertsDown && !fd) || (m.site == LoraSite::ExpertDown && fd)) continue;
     present.push_back(&m);
   }
@@ -453,41 +505,54 @@ LoraConfig adapter_effective_config(const Adapter& a, const ModelSpec& spec) {
   return c;
 }
 
-std::vector<PeftTensor> adapter_tensors(const Adapter& layout, const ModelSpec& spec, const PairPayload& payload) {
+namespace {
+
+// What adapter_tensors writes, without the numbers: every tensor's name and shape (sorted by name) and where its
+// numbers come from. Everything about the layout is checked here, before a byte is packed or written.
+struct PackItem {
+  std::string name;
+  std::vector<int64_t> shape;
+  size_t module;   // index into PackPlan::mods
+  bool is_B;
+};
+struct PackPlan {
+  std::vector<PeftModule> mods;
+  std::vector<PackItem> items;
+};
+
+PackPlan make_plan(const Adapter& layout, const ModelSpec& spec) {
   if (layout.layers.size() != size_t(spec.num_layers))
     throw std::runtime_error("adapter has " + std::to_string(layout.layers.size()) + " layers, the model (" + spec.model_type + ") has " +
                              std::to_string(spec.num_layers));
-  const LoraConfig cfg = adapter_effective_config(layout, spec);
-  const std::vector<PeftModule> mods = peft_modules(spec, cfg.target_parameters);
+  for (size_t l = 0; l < layout.layers.size(); ++l) {
+    bool fused = false, separate = false;
+    for (const ExpertLora& e : layout.layers[l].experts) { fused |= e.gate_up.present(); separate |= e.gate.present() || e.up.present(); }
+    if (fused && separate)
+      throw std::runtime_error("adapter layer " + std::to_string(l) + " mixes fused gate_up pairs and separate gate/up pairs; peft's files use one layout per layer");
+  }
+  PackPlan plan;
+  plan.mods = peft_modules(spec, adapter_effective_config(layout, spec).target_parameters);
   std::set<const LoraPair*> emitted;
-  std::vector<PeftTensor> out;
-  // ExpertLora::down is the fused down_proj's on layers where target_parameters take it, else the separate one's.
-  std::set<int> fused_down;
-  for (const PeftModule& m : mods) if (m.site == LoraSite::ExpertsDown) fused_down.insert(m.layer);
-  // The pair's numbers (checked), from the payload.
-  auto data = [&](const PeftModule& m, const LoraPair& p, int e) {
+  auto check = [&](const PeftModule& m, const LoraPair& p, int e) {
     const std::string where = "layer " + std::to_string(m.layer) + " " + m.short_name + (m.fused() ? " expert " + std::to_string(e) : "");
     if (p.in != m.in || p.out != m.out)
       throw std::runtime_error("adapter pair " + where + " is [" + std::to_string(p.out) + " x " + std::to_string(p.in) +
                                "], the model's weight is [" + std::to_string(m.out) + " x " + std::to_string(m.in) + "]");
-    const PairData d = payload(p);
-    if (!d.A || !d.B || d.A->size() != size_t(p.r * p.in) || d.B->size() != size_t(p.out * p.r))
-      throw std::runtime_error("adapter pair " + where + ": the numbers to write are not r x in = " + std::to_string(p.r * p.in) +
-                               " and out x r = " + std::to_string(p.out * p.r) + " floats (r = " + std::to_string(p.r) + ")");
-    return d;
+    emitted.insert(&p);
   };
-  for (const PeftModule& m : mods) {
+  for (size_t i = 0; i < plan.mods.size(); ++i) {
+    const PeftModule& m = plan.mods[i];
     const LayerLora& L = layout.layers[size_t(m.layer)];
     if (!m.fused()) {
-      if (m.site == LoraSite::ExpertDown && fused_down.count(m.layer)) continue;
+      if (m.site == LoraSite::ExpertDown && down_is_fused(layout, m.layer)) continue;
       const LoraPair* p = module_pair(L, m);
       if (!p || !p->present()) continue;
-      const PairData d = data(m, *p, 0);
-      emitted.insert(p);
-      out.push_back({m.name + kSuffixA, {p->r, p->in}, *d.A});
-      out.push_back({m.name + kSuffixB, {p->out, p->r}, *d.B});
+      check(m, *p, 0);
+      plan.items.push_back({m.name + kSuffixA, {p->r, p->in}, i, false});
+      plan.items.push_back({m.name + kSuffixB, {p->out, p->r}, i, true});
       continue;
     }
+    if (m.site == LoraSite::ExpertsDown && !down_is_fused(layout, m.layer)) continue;
     const int E = m.experts;
     int present = 0;
     for (int e = 0; e < E; ++e) { const LoraPair* p = module_pair(L, m, e); present += p && p->present(); }
@@ -495,21 +560,14 @@ std::vector<PeftTensor> adapter_tensors(const Adapter& layout, const ModelSpec& 
     if (present != E || L.experts.size() != size_t(E))
       throw std::runtime_error("adapter layer " + std::to_string(m.layer) + " " + m.short_name + ": " + std::to_string(present) + " of " +
                                std::to_string(E) + " experts have a pair; peft's fused layout needs all of them");
-    const int64_t r = module_pair(L, m, 0)->r, rE = r * E;
-    PeftTensor A{m.name + kSuffixA, {rE, m.in}, std::vector<float>(size_t(rE * m.in))};
-    PeftTensor B{m.name + kSuffixB, {m.out, rE}, std::vector<float>(size_t(m.out * rE))};
+    const int64_t r = module_pair(L, m, 0)->r;
     for (int e = 0; e < E; ++e) {
       const LoraPair* p = module_pair(L, m, e);
       if (p->r != r) throw std::runtime_error("adapter layer " + std::to_string(m.layer) + " " + m.short_name + ": experts have different ranks");
-      const PairData d = data(m, *p, e);
-      emitted.insert(p);
-      // A [E·r, in] expert-major; B [out, r·E] rank-major (column k·E + e).
-      std::memcpy(A.data.data() + size_t(e * r * m.in), d.A->data(), size_t(r * m.in) * 4);
-      for (int64_t o = 0; o < m.out; ++o)
-        for (int64_t k = 0; k < r; ++k) B.data[size_t(o * rE + k * E + e)] = (*d.B)[size_t(o * r + k)];
+      check(m, *p, e);
     }
-    out.push_back(std::move(A));
-    out.push_back(std::move(B));
+    plan.items.push_back({m.name + kSuffixA, {r * E, m.in}, i, false});
+    plan.items.push_back({m.name + kSuffixB, {m.out, r * E}, i, true});
   }
   // A pair the table did not take (k on a CLA layer, a fused pair target_parameters does not list) must not vanish.
   const_cast<Adapter&>(layout).for_each([&](const std::string& site, LoraPair& p) {
@@ -517,7 +575,53 @@ std::vector<PeftTensor> adapter_tensors(const Adapter& layout, const ModelSpec& 
       throw std::runtime_error("adapter pair " + site + " has no peft name on the model (" + spec.model_type +
                                "): not a weight of this layer, or not in target_parameters");
   });
-  std::sort(out.begin(), out.end(), [](const PeftTensor& x, const PeftTensor& y) { return x.name < y.name; });
+  std::sort(plan.items.begin(), plan.items.end(), [](const PackItem& x, const PackItem& y) { return x.name < y.name; });
+  return plan;
+}
+
+// One tensor's numbers in peft's packing: a pair's A or B as is; fused A [E·r, in] expert-major (rows e·r .. e·r+r-1
+// are expert e's A), fused B [out, r·E] rank-major (column k·E + e is expert e's column k).
+void pack(const PackPlan& plan, const PackItem& it, const Adapter& layout, const PairPayload& payload, std::vector<float>& out) {
+  const PeftModule& m = plan.mods[it.module];
+  const LayerLora& L = layout.layers[size_t(m.layer)];
+  auto numbers = [&](const LoraPair& p, int e) {
+    const PairData d = payload(p);
+    const std::vector<float>* v = it.is_B ? d.B : d.A;
+    const size_t want = size_t(it.is_B ? p.out * p.r : p.r * p.in);
+    if (!v || v->size() != want)
+      throw std::runtime_error("adapter pair layer " + std::to_string(m.layer) + " " + m.short_name + (m.fused() ? " expert " + std::to_string(e) : "") +
+                               ": the numbers to write for " + (it.is_B ? "B" : "A") + " are not " + std::to_string(want) + " floats (r = " +
+                               std::to_string(p.r) + ")");
+    return v;
+  };
+  out.resize(size_t(it.shape[0] * it.shape[1]));
+  if (!m.fused()) {
+    const std::vector<float>* v = numbers(*module_pair(L, m), 0);
+    std::memcpy(out.data(), v->data(), out.size() * 4);
+    return;
+  }
+  const int64_t E = m.experts, rE = it.is_B ? it.shape[1] : it.shape[0], r = rE / E;
+  for (int64_t e = 0; e < E; ++e) {
+    const std::vector<float>& v = *numbers(*module_pair(L, m, int(e)), int(e));
+    if (!it.is_B) {
+      std::memcpy(out.data() + size_t(e * r * m.in), v.data(), size_t(r * m.in) * 4);
+    } else {
+      for (int64_t o = 0; o < m.out; ++o)
+        for (int64_t k = 0; k < r; ++k) out[size_t(o * rE + k * E + e)] = v[size_t(o * r + k)];
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<PeftTensor> adapter_tensors(const Adapter& layout, const ModelSpec& spec, const PairPayload& payload) {
+  const PackPlan plan = make_plan(layout, spec);
+  std::vector<PeftTensor> out;
+  out.reserve(plan.items.size());
+  for (const PackItem& it : plan.items) {
+    out.push_back({it.name, it.shape, {}});
+    pack(plan, it, layout, payload, out.back().data);
+  }
   return out;
 }
 
@@ -654,35 +758,64 @@ std::string parent_library(const ModelSpec& s) {
   return "transformers.models." + s.model_type + ".modeling_" + s.model_type;
 }
 
-// Written and flushed to the disk (fsync on POSIX) before the folder is renamed into place.
-void write_file_checked(const fs::path& p, const std::string& bytes) {
+// A file written in pieces and flushed to the disk (fsync on POSIX) before the folder is renamed into place.
+class FileOut {
+ public:
+  explicit FileOut(const fs::path& p) : path_(p) {
 #ifdef _WIN32
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  if (!f) throw std::runtime_error(p.string() + ": cannot create");
-  f.write(bytes.data(), std::streamsize(bytes.size()));
-  f.flush();
-  if (!f) throw std::runtime_error(p.string() + ": write failed (disk full?)");
+    f_.open(p, std::ios::binary | std::ios::trunc);
+    if (!f_) throw std::runtime_error(p.string() + ": cannot create");
 #else
-  const int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::runtime_error(p.string() + ": cannot create: " + std::strerror(errno));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      throw std::runtime_error(p.string() + ": write failed: " + std::strerror(err));
-    }
-    done += size_t(n);
-  }
-  if (::fsync(fd) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw std::runtime_error(p.string() + ": fsync failed: " + std::strerror(err));
-  }
-  if (::close(fd) != 0) throw std::runtime_error(p.string() + ": close failed: " + std::strerror(errno));
+    fd_ = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw std::runtime_error(p.string() + ": cannot create: " + std::strerror(errno));
 #endif
+  }
+  ~FileOut() {
+#ifndef _WIN32
+    if (fd_ >= 0) ::close(fd_);
+#endif
+  }
+  FileOut(const FileOut&) = delete;
+  FileOut& operator=(const FileOut&) = delete;
+  void write(const void* data, size_t n) {
+#ifdef _WIN32
+    f_.write(static_cast<const char*>(data), std::streamsize(n));
+    if (!f_) throw std::runtime_error(path_.string() + ": write failed (disk full?)");
+#else
+    const char* p = static_cast<const char*>(data);
+    while (n > 0) {
+      const ssize_t k = ::write(fd_, p, n);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) throw std::runtime_error(path_.string() + ": write failed: " + std::strerror(errno));
+      p += k; n -= size_t(k);
+    }
+#endif
+  }
+  void finish() {
+#ifdef _WIN32
+    f_.flush();
+    if (!f_) throw std::runtime_error(path_.string() + ": write failed (disk full?)");
+    f_.close();
+#else
+    if (::fsync(fd_) != 0) throw std::runtime_error(path_.string() + ": fsync failed: " + std::strerror(errno));
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) throw std::runtime_error(path_.string() + ": close failed: " + std::strerror(errno));
+#endif
+  }
+ private:
+  fs::path path_;
+#ifdef _WIN32
+  std::ofstream f_;
+#else
+  int fd_ = -1;
+#endif
+};
+
+void write_file_checked(const fs::path& p, const std::string& bytes) {
+  FileOut f(p);
+  f.write(bytes.data(), bytes.size());
+  f.finish();
 }
 
 void sync_dir(const fs::path& d) {
@@ -741,22 +874,23 @@ std::string adapter_config_json(const Adapter& a, const ModelSpec& spec, const s
   return o;
 }
 
-std::string safetensors_f32_bytes(const std::vector<PeftTensor>& ts) {
-  std::vector<const PeftTensor*> order;
-  for (auto& t : ts) order.push_back(&t);
-  std::sort(order.begin(), order.end(), [](auto* x, auto* y) { return x->name < y->name; });
+namespace {
+
+// The `safetensors` package's header for f32 tensors in this order: 8-byte little-endian length, then
+// {"__metadata__":{"format":"pt"},"name":{"dtype":"F32","shape":[..],"data_offsets":[b,e]},...} padded with spaces
+// to a multiple of 8.
+std::string safetensors_f32_header(const std::vector<std::pair<const std::string*, const std::vector<int64_t>*>>& ts) {
   std::string header = "{\"__metadata__\":{\"format\":\"pt\"}";
   uint64_t off = 0;
-  for (const PeftTensor* t : order) {
+  for (auto& [name, shape] : ts) {
     int64_t n = 1;
-    std::string shape;
-    for (size_t k = 0; k < t->shape.size(); ++k) {
-      if (k) shape += ',';
-      shape += std::to_string(t->shape[k]);
-      n *= t->shape[k];
+    std::string sh;
+    for (size_t k = 0; k < shape->size(); ++k) {
+      if (k) sh += ',';
+      sh += std::to_string((*shape)[k]);
+      n *= (*shape)[k];
     }
-    if (size_t(n) != t->data.size()) throw std::runtime_error("tensor " + t->name + ": shape " + shape_str(t->shape) + " does not match its data");
-    header += ",\"" + t->name + "\":{\"dtype\":\"F32\",\"shape\":[" + shape + "],\"data_offsets\":[" + std::to_string(off) + "," +
+    header += ",\"" + *name + "\":{\"dtype\":\"F32\",\"shape\":[" + sh + "],\"data_offsets\":[" + std::to_string(off) + "," +
               std::to_string(off + uint64_t(n) * 4) + "]}";
     off += uint64_t(n) * 4;
   }
@@ -765,16 +899,42 @@ std::string safetensors_f32_bytes(const std::vector<PeftTensor>& ts) {
   std::string out(8, '\0');
   const uint64_t hn = header.size();
   for (int k = 0; k < 8; ++k) out[size_t(k)] = char((hn >> (8 * k)) & 0xff);
-  out += header;
-  out.reserve(out.size() + off);
+  return out + header;
+}
+
+}  // namespace
+
+std::string safetensors_f32_bytes(const std::vector<PeftTensor>& ts) {
+  std::vector<const PeftTensor*> order;
+  for (auto& t : ts) order.push_back(&t);
+  std::sort(order.begin(), order.end(), [](auto* x, auto* y) { return x->name < y->name; });
+  std::vector<std::pair<const std::string*, const std::vector<int64_t>*>> hs;
+  for (const PeftTensor* t : order) {
+    int64_t n = 1;
+    for (auto d : t->shape) n *= d;
+    if (size_t(n) != t->data.size()) throw std::runtime_error("tensor " + t->name + ": shape " + shape_str(t->shape) + " does not match its data");
+    hs.emplace_back(&t->name, &t->shape);
+  }
+  std::string out = safetensors_f32_header(hs);
   for (const PeftTensor* t : order) out.append(reinterpret_cast<const char*>(t->data.data()), t->data.size() * 4);
   return out;
 }
 
 void save_adapter(const std::string& dir, const Adapter& a, const ModelSpec& spec, const std::string& base_model_name_or_path) {
-  // Everything is built (and validated) before the disk is touched.
-  const std::string st = safetensors_f32_bytes(adapter_tensors(a, spec));
+  // Everything is validated before the disk is touched; the tensors are then packed and written one at a time (an
+  // adapter of a large MoE is gigabytes: never a second copy of all of it in memory).
+  const PackPlan plan = make_plan(a, spec);
   const std::string cfg = adapter_config_json(a, spec, base_model_name_or_path);
+  const PairPayload own = [](const LoraPair& p) { return PairData{&p.A, &p.B}; };
+  for (const PackItem& it : plan.items) {  // the numbers are there (sizes), so writing cannot fail half-way on them
+    const PeftModule& m = plan.mods[it.module];
+    const LayerLora& L = a.layers[size_t(m.layer)];
+    for (int e = 0; e < std::max(1, m.experts); ++e) {
+      const LoraPair& p = *module_pair(L, m, e);
+      if (p.A.size() != size_t(p.r * p.in) || p.B.size() != size_t(p.out * p.r))
+        throw std::runtime_error("adapter pair layer " + std::to_string(m.layer) + " " + m.short_name + ": A/B sizes do not match r = " + std::to_string(p.r));
+    }
+  }
   fs::path target = fs::path(dir);
   if (target.filename().empty()) target = target.parent_path();  // "out/adapter/"
   fs::path parent = target.parent_path();
@@ -787,7 +947,19 @@ void save_adapter(const std::string& dir, const Adapter& a, const ModelSpec& spe
     fs::create_directories(parent);
     fs::remove_all(tmp);
     fs::create_directory(tmp);
-    write_file_checked(tmp / "adapter_model.safetensors", st);
+    {
+      FileOut f(tmp / "adapter_model.safetensors");
+      std::vector<std::pair<const std::string*, const std::vector<int64_t>*>> hs;
+      for (const PackItem& it : plan.items) hs.emplace_back(&it.name, &it.shape);
+      const std::string header = safetensors_f32_header(hs);
+      f.write(header.data(), header.size());
+      std::vector<float> buf;
+      for (const PackItem& it : plan.items) {
+        pack(plan, it, a, own, buf);
+        f.write(buf.data(), buf.size() * 4);
+      }
+      f.finish();
+    }
     write_file_checked(tmp / "adapter_config.json", cfg);
     sync_dir(tmp);
     if (fs::exists(target)) {

@@ -7,7 +7,9 @@
 //   model.layers.N.mlp.shared_expert.{gate,up,down}_proj   qwen2_moe's shared expert
 //   model.layers.N.mlp.shared_mlp.{gate,up,down}_proj      hunyuan's shared MLP (target_modules or 2-D target_parameters)
 //   model.layers.N.mlp.experts.E.{gate,up,down}_proj   routed experts, separate layout (transformers 4, Hunyuan-Large);
-//       also read: model.layers.N.block_sparse_moe.experts.E.{w1,w3,w2} (Mixtral on transformers 4: gate, up, down)
+//   model.layers.N.block_sparse_moe.experts.E.{w1,w3,w2}   the same on Mixtral (transformers 4: gate, up, down; what
+//       peft 0.21 converts onto transformers 5's fused experts). Written as the model's family names them, read
+//       in either spelling.
 //   fused experts (peft target_parameters on transformers 5's 3-D mlp.experts.gate_up_proj [E, 2F, H] / down_proj
 //   [E, H, F]; peft's ParamWrapper, tuners/lora/layer.py):
 //       lora_A [E·r, in]  expert-major: rows e·r .. e·r+r-1 are expert e's A      (A.reshape(E, r, in))
@@ -51,8 +53,10 @@ struct PeftModule {
   bool fused() const { return experts > 0; }
 };
 
-// Every module peft could adapt on this model (both expert layouts are listed for MoE layers), in the order of
-// Adapter::for_each. target_parameters decides the nesting of the fused expert modules (see above).
+// Every module peft could adapt on this model, layer by layer: attention, dense MLP, the fused expert modules that
+// target_parameters target (their names depend on the nesting, see above), the per-expert modules of the separate
+// layout, the shared expert. Which layout a layer's ExpertLora::down belongs to is decided per layer: fused when the
+// experts have gate_up pairs (or no gate/up pairs and the config targets the layer's fused down_proj).
 std::vector<PeftModule> peft_modules(const ModelSpec& spec, const std::vector<std::string>& target_parameters);
 
 // The pair a module fills in a layer (for fused modules, expert e's); nullptr when the layer has no such expert.
@@ -67,6 +71,11 @@ bool peft_target_matches(const std::string& key, const std::string& t);
 // (DoRA, bias, rank/alpha patterns, modules_to_save, layers_to_transform, pickle .bin files, ...). Errors name the
 // file and the tensor or field; model_dir_for_messages names the model ("the model at <dir>").
 Adapter load_adapter(const std::string& dir, const ModelSpec& spec, const std::string& model_dir_for_messages);
+
+// Reads a safetensors file that holds a tensor for every tensor of `layout` under peft's names and shapes (e.g. the
+// goldens' grads.safetensors: d loss / d every adapter tensor) into an Adapter with layout's pairs: the inverse of
+// adapter_tensors(layout, spec, &payload). Errors name the file and the tensor or pair.
+Adapter load_adapter_tensors(const std::string& safetensors_path, const Adapter& layout, const ModelSpec& spec);
 
 // A tensor under peft's name, shape and packing.
 struct PeftTensor {

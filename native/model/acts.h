@@ -5,9 +5,9 @@
 //   attention  x_in [T, D] -> h1 = rmsnorm(x_in) [T, D] (rstd1 [T])
 //              q0/k0/v0  the projections (+ bias)                 [T, qd] / [T, kd] / [T, kd]
 //              q1/k1     after a q/k norm before RoPE (rstd per row in qn/kn_rstd)
-//              q2/k2/v2  after olmoe's clamp
-//              q3/k3     after RoPE
-//              q4/k4     after Hunyuan's per-head norm after RoPE (q4 also carries the folded key gain) = what attention saw
+//              q3/k3     after olmoe's clamp and RoPE (RoPE's backward needs no input; the clamp's needs q1/k1/v0)
+//              q4        after Hunyuan's per-head norm after RoPE and the folded key gain = what attention saw (k's
+//                        final form is the KV cache row)
 //              att [T·Hq, T] softmax probabilities, ao [T, qd] attention output (the o_proj input)
 //   MLP        x_mid [T, D] -> h2 = rmsnorm(x_mid) (rstd2 [T])
 //              dense: g/u/a [T, I] (gate and up projections, a = silu(g)·u)
@@ -23,7 +23,7 @@ namespace moe {
 struct LayerActs {
   int64_t T = 0;
   std::vector<float> x_in, h1, rstd1;
-  std::vector<float> q0, q1, q2, q3, q4, k0, k1, k2, k3, k4, v0, v2, qn_rstd, kn_rstd, qa_rstd, ka_rstd;
+  std::vector<float> q0, q1, q3, q4, k0, k1, k3, v0, qn_rstd, kn_rstd, qa_rstd, ka_rstd;
   std::vector<float> att, ao;
   std::vector<float> x_mid, h2, rstd2;
   std::vector<float> g, u, a;                    // dense MLP, or the routed pairs [T·K, I]

@@ -54,8 +54,8 @@ void Model::init_train(TrainState& ts, int64_t max_t, const Adapter& lora) const
   a.T = T;
   for (auto* v : {&a.x_in, &a.h1, &a.x_mid, &a.h2}) size_to(*v, T * D);
   for (auto* v : {&a.rstd1, &a.rstd2}) size_to(*v, T);
-  for (auto* v : {&a.q0, &a.q1, &a.q2, &a.q3, &a.q4, &a.ao}) size_to(*v, T * qd);
-  for (auto* v : {&a.k0, &a.k1, &a.k2, &a.k3, &a.k4, &a.v0, &a.v2}) size_to(*v, T * kd);
+  for (auto* v : {&a.q0, &a.q1, &a.q3, &a.q4, &a.ao}) size_to(*v, T * qd);
+  for (auto* v : {&a.k0, &a.k1, &a.k3, &a.v0}) size_to(*v, T * kd);
   for (auto* v : {&a.qn_rstd, &a.qa_rstd}) size_to(*v, T * S.num_heads);
   for (auto* v : {&a.kn_rstd, &a.ka_rstd}) size_to(*v, T * S.num_heads);
   size_to(a.att, T * S.num_heads * T);
@@ -73,7 +73,7 @@ void Model::init_train(TrainState& ts, int64_t max_t, const Adapter& lora) const
   size_to(ts.logits, ce_rows(S.vocab, T) * S.vocab);
   ts.dK.assign(size_t(S.num_kv_slots), std::vector<float>(size_t(T * kd)));
   ts.dV.assign(size_t(S.num_kv_slots), std::vector<float>(size_t(T * kd)));
-  size_to(ts.bq, T * qd); size_to(ts.bk, T * kd); size_to(ts.bv, T * kd);
+  size_to(ts.bq, T * qd);
   size_to(ts.bI1, P * I); size_to(ts.bI2, P * I); size_to(ts.bE, P * D);
   size_to(ts.bdw, P); size_to(ts.bdl, T * E); size_to(ts.bsig, T);
   size_to(ts.bu, P * r); size_to(ts.bus, P * r);
@@ -192,7 +192,6 @@ void Model::layer_backward(int l, TrainState& ts, const LayerLora* lora, LayerLo
     const int E = ls.num_experts, K = ls.top_k;
     const int64_t I = ls.expert_inter;
     zero(dh.f32(), T * D);
-    (void)K;
     const ExpertGroups grp{a.offsets.data(), a.slot_tok.data(), a.slot_w.data()};
     float* dslot_w = ts.bdw.data();
     for (int e = 0; e < E; ++e) {

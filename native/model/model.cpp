@@ -3,6 +3,10 @@
 #include <cmath>
 #include <filesystem>
 #include <stdexcept>
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 #include "backend/backend.h"
 #include "cpu/matmul.h"
 #include "format/json.h"
@@ -45,7 +49,7 @@ struct Binder {
     const std::string wn = weight_suffix ? base + ".weight" : base;
     const TensorView& t = get(wn);
     check_shape(t, {out, in});
-    Linear l; l.w = t.data; l.dtype = t.dtype; l.out = out; l.in = in;
+    Linear l; l.w = t.data; l.dtype = t.dtype; l.out = out; l.in = in; l.name = wn;
     if (weight_suffix && has(base + ".bias")) l.bias = vec(base + ".bias", out);
     return l;
   }
@@ -54,16 +58,54 @@ struct Binder {
     const TensorView& t = get(name);
     check_shape(t, {E, R, C});
     Linear l; l.dtype = t.dtype; l.out = rows; l.in = C;
+    l.name = name + "[" + std::to_string(e) + "] rows " + std::to_string(row0) + ".." + std::to_string(row0 + rows);
     l.w = static_cast<const uint8_t*>(t.data) + size_t(e * R + row0) * dtype_row_bytes(t.dtype, C);
     return l;
   }
 };
 
+// Projections base_quant "nf4" quantizes, counted from the spec (for the progress total before anything is bound).
+int count_projections(const ModelSpec& S) {
+  int n = 0;
+  for (const LayerSpec& ls : S.layers) {
+    n += 2 + (ls.has_kv ? 2 : 0);
+    n += ls.moe ? 3 * ls.num_experts + (ls.shared_inter > 0 ? 3 : 0) : 3;
+  }
+  return n;
+}
+
+// Progress over the shards (the store's callback) and then the quantized tensors, as one (done, total).
+struct LoadTotals {
+  LoadProgress outer;
+  int extra = 0, shards = 0;
+  static void on_shard(void* ctx, int done, int total) {
+    auto* t = static_cast<LoadTotals*>(ctx);
+    t->shards = total;
+    if (t->outer.fn) t->outer.fn(t->outer.ctx, done, total + t->extra);
+  }
+};
+
+// Drop a quantized tensor's source pages from this process once its NF4 copy exists (they stay in the page cache and
+// fault back in if an export reads them): the f32/bf16 original would otherwise stay resident beside its NF4 copy.
+void release_source(const void* p, size_t n) {
+#if defined(__linux__)
+  const uintptr_t ps = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + ps - 1) / ps * ps, e = (reinterpret_cast<uintptr_t>(p) + n) / ps * ps;
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);  // whole pages inside the tensor only
+#else
+  (void)p; (void)n;
+#endif
+}
+
 }  // namespace
 
-std::shared_ptr<Model> Model::load(const std::string& dir, int threads, LoadProgress progress, bool kv_int8) {
+std::shared_ptr<Model> Model::load(const std::string& dir, int threads, LoadProgress progress, bool kv_int8,
+                                   const std::string& base_quant) {
+  if (base_quant != "none" && base_quant != "nf4")
+    throw std::invalid_argument("base_quant must be \"none\" or \"nf4\", not \"" + base_quant + "\"");
   auto m = std::shared_ptr<Model>(new Model());
   m->kv_int8_ = kv_int8;
+  m->base_quant_ = base_quant;
   fs::path cfg = fs::path(dir) / "config.json";
   if (!fs::exists(cfg)) throw std::runtime_error(cfg.string() + ": missing (is " + dir + " a Hugging Face model folder?)");
   m->spec_ = parse_model_spec(json_parse_file(cfg.string()), cfg.string());
@@ -73,11 +115,64 @@ std::shared_ptr<Model> Model::load(const std::string& dir, int threads, LoadProg
     for (int id : parse_generation_eos(json_parse_file(gen.string())))
       if (std::find(m->eos_ids_.begin(), m->eos_ids_.end(), id) == m->eos_ids_.end()) m->eos_ids_.push_back(id);
   }
-  m->store_ = std::make_unique<TensorStore>(dir, progress.fn, progress.ctx);
+  LoadTotals totals{progress, base_quant == "nf4" ? count_projections(m->spec_) : 0, 0};
+  m->store_ = std::make_unique<TensorStore>(dir, progress.fn ? &LoadTotals::on_shard : nullptr, &totals);
   m->bind(dir);
   m->pool_ = std::make_unique<ThreadPool>(threads);
   m->backend_ = make_backend("cpu", m->pool_.get());
+  if (base_quant == "nf4") m->quantize_base(progress, totals.shards, totals.shards + totals.extra);
   return m;
+}
+
+std::vector<Linear*> Model::projections() {
+  std::vector<Linear*> v;
+  for (LayerWeights& L : layers_) {
+    for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) if (l->present()) v.push_back(l);
+    for (ExpertWeights& e : L.experts) for (Linear* l : {&e.gate, &e.up, &e.down}) v.push_back(l);
+    for (Linear* l : {&L.sh_gate, &L.sh_up, &L.sh_down}) if (l->present()) v.push_back(l);
+  }
+  return v;
+}
+
+// Each projection on its own, exactly as bitsandbytes quantizes an nn.Linear weight W[out, in] (flattened row-major;
+// a stacked expert's gate / up / down slice is that expert's hub-layout weight): rows streamed from the mapping in
+// chunks of ~64K values (no f32 copy of the tensor), blocks quantized on the pool.
+void Model::quantize_base(LoadProgress progress, int done0, int total) {
+  const std::vector<Linear*> ps = projections();
+  if (done0 + int(ps.size()) != total)
+    throw std::logic_error("quantize_base: " + std::to_string(ps.size()) + " projections, " + std::to_string(total - done0) + " expected");
+  nf4_.reserve(ps.size());
+  int done = done0;
+  for (Linear* l : ps) {
+    if (l->dtype != DType::F32 && l->dtype != DType::F16 && l->dtype != DType::BF16)
+      throw std::runtime_error(l->name + " is " + dtype_name(l->dtype) + ": an NF4 (Q-LoRA) base needs f32, f16 or bf16 weights (load the "
+                               "original checkpoint, not a quantized one)");
+    const size_t es = dtype_size(l->dtype), row = size_t(l->in) * es;
+    const int64_t chunk = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, l->in));
+    NF4Quantizer q(l->out, l->in);
+    try {
+      for (int64_t r = 0; r < l->out; r += chunk)
+        q.add_rows(static_cast<const uint8_t*>(l->w) + size_t(r) * row, l->dtype, std::min(chunk, l->out - r), pool_.get());
+    } catch (const std::exception& e) {
+      throw std::runtime_error(l->name + ": " + e.what());
+    }
+    nf4_.push_back(std::make_unique<NF4Tensor>(q.finish()));
+    l->nf4 = nf4_.back().get();
+    release_source(l->w, size_t(l->out) * row);
+    // sizes for info(): the NF4 copy replaces the stored bytes
+    weight_bytes_ += int64_t(nf4_bytes(l->nf4->n)) - int64_t(size_t(l->out) * row);
+    by_dtype_[l->dtype] -= l->out * l->in;
+    by_dtype_[DType::NF4] += l->out * l->in;
+    if (progress.fn) progress.fn(progress.ctx, ++done, total);
+  }
+  int64_t best = -1;
+  for (auto& [dt, b] : by_dtype_) if (b > best) { best = b; bulk_dtype_ = dt; }
+}
+
+std::vector<std::pair<std::string, const NF4Tensor*>> Model::nf4_weights() const {
+  std::vector<std::pair<std::string, const NF4Tensor*>> v;
+  for (Linear* l : const_cast<Model*>(this)->projections()) if (l->nf4) v.emplace_back(l->name, l->nf4);
+  return v;
 }
 
 void Model::bind(const std::string& dir) {
@@ -146,7 +241,7 @@ void Model::bind(const std::string& dir) {
     }
   }
   // Sizes for info(): every parameter, those a token touches, and the bulk dtype.
-  std::map<DType, int64_t> by_dtype;
+  std::map<DType, int64_t>& by_dtype = by_dtype_;
   // (numel() of a quantized tensor is its logical element count, so parameter counts do not change with bits)
   for (auto& [n, t] : store_->all()) { params_total_ += t.numel(); weight_bytes_ += int64_t(t.nbytes); by_dtype[t.dtype] += t.numel(); }
   params_active_ = params_total_;
@@ -347,7 +442,6 @@ void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scr
     be.clamp(q, float(S.clip_qkv));
     if (ls.has_kv) { be.clamp(k, float(S.clip_qkv)); be.clamp(v, float(S.clip_qkv)); }
   }
-  if (acts) { keep(acts->q2, q.f32(), T * qd); if (ls.has_kv) { keep(acts->k2, k.f32(), T * kd); keep(acts->v2, v.f32(), T * kd); } }
   be.rope(q3, cos, sin);
   if (ls.has_kv) be.rope(k3, cos, sin);
   if (acts) { keep(acts->q3, q.f32(), T * qd); if (ls.has_kv) keep(acts->k3, k.f32(), T * kd); }
@@ -360,7 +454,7 @@ void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scr
     be.mul_cols(qh, vec(L.k_norm.data(), hd));
     if (ls.has_kv) be.rmsnorm(kh, kh, none, eps, acts ? mat(acts->ka_rstd.data(), T * Hkv, 1) : none);
   }
-  if (acts) { keep(acts->q4, q.f32(), T * qd); if (ls.has_kv) keep(acts->k4, k.f32(), T * kd); }
+  if (acts) keep(acts->q4, q.f32(), T * qd);  // (k's final form is in the cache)
   const size_t sl = size_t(ls.kv_slot);
   const int64_t n_ctx = kv.ctx;
   if (!kv.int8) {
@@ -442,6 +536,7 @@ void Model::forward(const int32_t* ids, int64_t T, int64_t pos0, KvCache& kv, Sc
 void Model::close() {
   closed_ = true;
   layers_.clear();
+  nf4_.clear();
   store_.reset();
 }
 

@@ -19,18 +19,24 @@
 #include "format/config.h"
 #include "format/safetensors.h"
 #include "model/acts.h"
+#include "quant/nf4.h"
 #include "train/lora.h"
 
 namespace moe {
 
-// A weight matrix W[out, in] in its stored dtype, pointing into the mapped checkpoint.
+// A weight matrix W[out, in] in its stored dtype, pointing into the mapped checkpoint. With a Q-LoRA base (Model::load
+// base_quant "nf4") a projection also has its NF4 copy, owned by the Model, which is what the ops run (t()); the
+// stored weight stays mapped (stored()): an export merges into the original precision, never into the NF4 copy.
 struct Linear {
   const void* w = nullptr;
   DType dtype = DType::F32;
   int64_t out = 0, in = 0;
   std::vector<float> bias;  // [out] or empty
+  const NF4Tensor* nf4 = nullptr;
+  std::string name;         // the checkpoint tensor (a stacked expert slice: "name[e] rows r0..r1")
   bool present() const { return w != nullptr; }
-  Tensor t() const { return weight(w, dtype, out, in); }
+  Tensor t() const { return nf4 ? nf4_weight(nf4, out, in) : weight(w, dtype, out, in); }
+  Tensor stored() const { return weight(w, dtype, out, in); }
 };
 
 struct ExpertWeights { Linear gate, up, down; };
@@ -110,7 +116,7 @@ struct TrainState {
   std::vector<std::vector<float>> x_ckpt;           // [L][T, D]: every layer's input
   std::vector<float> x_final, rstd_final, h_final, logits, dx, dh, dmid;
   std::vector<std::vector<float>> dK, dV;           // [slots][T, kd]: gradients into each KV slot (CLA layers add in)
-  std::vector<float> bq, bk, bv, bI1, bI2, bD1, bD2, bE, bdw, bdl, bsig, bu, bus;
+  std::vector<float> bq, bI1, bI2, bD1, bD2, bE, bdw, bdl, bsig, bu, bus;  // backward scratch (backward.cpp says which is which)
 };
 
 // One decoder MLP call site: the frozen projections, the LoRA pairs on them (any may be null or absent), and where
@@ -128,7 +134,12 @@ class Model {
  public:
   // Reads dir/config.json (+ generation_config.json), maps the safetensors and binds every weight.
   // kv_int8: sessions of this model keep an int8 KV cache (see KvCache).
-  static std::shared_ptr<Model> load(const std::string& dir, int threads, LoadProgress progress = {}, bool kv_int8 = false);
+  // base_quant: "none" (weights as stored) or "nf4" (Q-LoRA: every attention and MLP projection -- q/k/v/o, routed,
+  // shared and dense gate/up/down, each expert's gate, up and down its own tensor in the hub layout -- quantized at
+  // load to bitsandbytes' NF4, quant/nf4.h, streaming from the mapping on the pool; embeddings, lm_head, routers and
+  // norms stay as stored). Needs f32/f16/bf16 projections. Progress counts the shards, then each quantized tensor.
+  static std::shared_ptr<Model> load(const std::string& dir, int threads, LoadProgress progress = {}, bool kv_int8 = false,
+                                     const std::string& base_quant = "none");
 
   const ModelSpec& spec() const { return spec_; }
   ThreadPool& pool() { return *pool_; }
@@ -144,6 +155,9 @@ class Model {
                     : int64_t(spec_.num_kv_slots) * 2 * spec_.num_kv_heads * spec_.head_dim * 4;
   }
   bool kv_int8() const { return kv_int8_; }
+  // "none" or "nf4" (see load); with nf4, every quantized projection (checkpoint name, NF4 tensor) in bind order.
+  const std::string& base_quant() const { return base_quant_; }
+  std::vector<std::pair<std::string, const NF4Tensor*>> nf4_weights() const;
 
   void init_cache(KvCache& kv, int64_t ctx) const;
   void init_scratch(Scratch& s, int64_t max_t, int64_t ctx) const;
@@ -178,6 +192,8 @@ class Model {
 
  private:
   void bind(const std::string& dir);
+  std::vector<Linear*> projections();               // every linear that base_quant "nf4" quantizes
+  void quantize_base(LoadProgress progress, int done0, int total);
   void linear(const Tensor& y, const Tensor& x, const Linear& l);
   void lora_add(const Tensor& y, const Tensor& x, const LoraPair& p, int64_t b0, float* u, bool u_ready, Scratch& s);
   static float* lora_u(Scratch& s, std::vector<float>* saved, int64_t offset_rows, int64_t M, int64_t r);
@@ -215,6 +231,9 @@ class Model {
   std::atomic<bool> closed_{false};
   std::shared_ptr<const Adapter> adapter_;
   bool kv_int8_ = false;
+  std::string base_quant_ = "none";
+  std::vector<std::unique_ptr<NF4Tensor>> nf4_;     // the NF4 copies the projections' Linear::nf4 point to
+  std::map<DType, int64_t> by_dtype_;               // parameters per dtype (bulk_dtype)
 };
 
 }  // namespace moe

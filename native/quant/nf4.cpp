@@ -1,17 +1,18 @@
 // NF4 quantization with double-quantized absmax (definitions in nf4.h).
 //
-// Rounding to the nearest code: bitsandbytes' torch backend takes argmin_j |s - c_j| over all codes in f32, the
-// first index on ties. Rounding is monotone, so for s in [c_{j-1}, c_j] every code outside that pair is at least as
-// far (strictly, at these spacings), and the argmin is decided by the two f32 distances of the bracketing pair:
-// upper code iff |s - c_j| < |s - c_{j-1}| (a tie keeps the lower index). The test checks this against the full
-// argmin over all 16 (and 256) codes.
+// Rounding to the nearest code, as bitsandbytes' torch backend does it (backends/default/ops.py at the commit named
+// in test/fixtures/goldens/nf4_blocks.json): code = torch.bucketize(s, mid) with mid_j = (c_j + c_{j+1}) / 2 in f32,
+// i.e. the number of midpoints m with !(s <= m): a value exactly on a midpoint keeps the lower code, NaN gets the
+// top code (15 / 255) as torch's bucketize gives it. Its CUDA kernel's decision tree compares `x > mid` against the
+// same f32 midpoints (the same codes; the goldens' script checks the tree). The scale: full blocks multiply by the
+// f32 reciprocal 1 / max(absmax, 1e-38) and store the unclamped absmax; a short last block (n % 64 values) divides
+// by max(absmax, 1e-38) and stores that clamped value. So an all-zero block gets codes 7 (0x77, exact zeros).
 //
-// Where bitsandbytes' own kernels differ from its torch backend (none of these matter for random weights, each is
-// a different rounding of the same value, and we follow the torch backend):
-//   - the CUDA 4-bit kernel rounds with a decision tree on f32 midpoints (same result except at exact ties) and, for
-//     an odd n with an all-zero last block, pads with NaN (code 0) instead of 0 (code 7);
-//   - the CPU library's 8-bit quantize_blockwise (used for the f32 absmax statistics when the library is loaded)
-//     divides by the absmax instead of multiplying by its reciprocal, and sets the map's first entry to -1.0.
+// Where bitsandbytes' other kernels differ from its torch backend (we follow the torch backend):
+//   - the CUDA 4-bit kernel computes 0 * (1/0) = NaN for an all-zero block, which its tree sends to code 0, and is
+//     built with fast math (an approximate reciprocal: a nibble may differ within ~2 ulp of a midpoint);
+//   - the CPU library's 8-bit quantize_blockwise (the absmax bytes when the library is loaded) uses a lookup table
+//     that can pick the neighbouring entry within ~1/32768 of a midpoint.
 //
 // The mean of the absmaxes (offset = absmax.mean()): its last bit decides absmax2 and, rarely, absmax_q, so we
 // reproduce torch's CPU f32 sum, then divide by n in f32 (torch's mean is sum(...).div_(n)). torch's sum kernel
@@ -31,6 +32,7 @@
 #include "quant/nf4.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -97,15 +99,32 @@ struct DynamicMap {
   }
 };
 const DynamicMap& dyn() { static const DynamicMap m; return m; }
+const float* dyn_code() { return dyn().v; }
 
-// Nearest of `count` ascending codes to s (argmin, lower index on ties); NaN -> 0, as torch's argmin over NaNs.
-inline uint8_t nearest(const float* code, int count, float s) {
-  if (!(s == s)) return 0;
-  const int j = int(std::upper_bound(code, code + count, s) - code);  // code[j-1] <= s < code[j]
-  if (j <= 0) return 0;
-  if (j >= count) return uint8_t(count - 1);
-  return std::fabs(s - code[j]) < std::fabs(s - code[j - 1]) ? uint8_t(j) : uint8_t(j - 1);
+// f32 midpoints of adjacent codes, (c_j + c_{j+1}) / 2, padded with +inf to a power of two (16 / 256 entries).
+struct Mids {
+  float nf4[16], dyn[256];
+  Mids() {
+    for (int j = 0; j < 15; ++j) nf4[j] = (kNF4[j] + kNF4[j + 1]) / 2.0f;
+    nf4[15] = INFINITY;
+    for (int j = 0; j < 255; ++j) dyn[j] = (dyn_code()[j] + dyn_code()[j + 1]) / 2.0f;
+    dyn[255] = INFINITY;
+  }
+};
+const Mids& mids() { static const Mids m; return m; }
+
+// torch.bucketize(s, mids[0 .. count-1]) (right=False): the number of midpoints m with !(s <= m) (binary search; the
+// predicate is monotone, and true for every m when s is NaN, so NaN -> count).
+inline uint8_t bucket(const float* mid, int count, float s) {
+  int lo = 0, hi = count;
+  while (lo < hi) {
+    const int m = (lo + hi) / 2;
+    if (!(s <= mid[m])) lo = m + 1; else hi = m;
+  }
+  return uint8_t(lo);
 }
+
+constexpr float kMinAbsmax = 1e-38f;  // absmax.clamp(min=1e-38) in f32 (a subnormal: the same value torch rounds to)
 
 // One stream of `items` items of L lanes (L = 8: vectors; L = 1: scalars), summed as torch's row_sum /
 // multi_row_sum do with 4 accumulators (ilp) and 4 cascade levels; returns the L lane sums in out[L].
@@ -158,22 +177,30 @@ inline float clamp1(float v) { return std::min(std::max(v, -1.0f), 1.0f); }  // 
 
 // One block of c <= 64 values (starting at an even element, as every block does): absmax, codes, c/2 rounded up
 // bytes. An odd c (only the last block of an odd n) pads one value s = 0 (code 7) into the last low nibble.
+// A full block: s = x * (1 / max(absmax, 1e-38)), the absmax stored as is; a short one (c < 64, the tensor's last):
+// s = x / max(absmax, 1e-38), that clamped absmax stored (bitsandbytes' torch backend, step for step).
 void quantize_block(const float* v, int c, uint8_t* bytes, float* absmax) {
   float amax = 0;
   for (int i = 0; i < c; ++i) amax = std::max(amax, std::fabs(v[i]));
-  const float inv = 1.0f / amax;  // inf for an all-zero block: every s is NaN -> code 0
+  const float* mid = mids().nf4;
   uint8_t q[NF4_BLOCK + 1];
-  for (int i = 0; i < c; ++i) q[i] = nearest(kNF4, 16, clamp1(v[i] * inv));
+  if (c == NF4_BLOCK) {
+    const float inv = 1.0f / std::max(amax, kMinAbsmax);
+    for (int i = 0; i < c; ++i) q[i] = bucket(mid, 15, clamp1(v[i] * inv));
+  } else {
+    amax = std::max(amax, kMinAbsmax);
+    for (int i = 0; i < c; ++i) q[i] = bucket(mid, 15, clamp1(v[i] / amax));
+  }
   q[c] = 7;
   for (int i = 0; i < (c + 1) / 2; ++i) bytes[i] = uint8_t(q[2 * i] << 4 | q[2 * i + 1]);
   *absmax = amax;
 }
 
 // ---- SIMD quantization of a whole block (64 values), bit-identical to quantize_block ----
-// Per lane: idx = the largest j with NF4[j] <= s (a 4-step binary search over the sorted table, NF4[0] = -1 <= s),
-// hi = min(idx + 1, 15), then the upper code iff |s - NF4[hi]| < |s - NF4[idx]|: the scalar rule exactly (same f32
-// operations: s = min(max(x * inv, -1), 1), one subtraction and one absolute value per distance). A NaN s (all-zero
-// block) becomes -1 in max(), whose code is 0, as the scalar NaN path gives.
+// Per lane: code = the number of midpoints m with !(s <= m), by a 4-step binary search over the 16-entry midpoint
+// table (idx += step where !(s <= mid[idx + step - 1]); the +inf pad is never read), the scalar rule exactly (same
+// f32 s = clamp(x * inv, -1, 1)). Non-finite values never get here: NF4Quantizer refuses them (bitsandbytes would
+// quietly turn a whole block into NaN codes), so no path has to agree with another on NaN.
 using Block64Fn = void (*)(const float* v, uint8_t* bytes, float* absmax);
 void quantize_block64_scalar(const float* v, uint8_t* bytes, float* absmax) { quantize_block(v, NF4_BLOCK, bytes, absmax); }
 
@@ -189,23 +216,18 @@ __attribute__((target("avx512f"))) void quantize_block64_avx512(const float* v, 
   __m512 m = _mm512_setzero_ps();
   for (int i = 0; i < 4; ++i) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(v + 16 * i)));
   const float amax = _mm512_reduce_max_ps(m);
-  const __m512 inv = _mm512_set1_ps(1.0f / amax), one = _mm512_set1_ps(1.0f), mone = _mm512_set1_ps(-1.0f);
-  const __m512 table = _mm512_loadu_ps(kNF4);
-  const __m512i i15 = _mm512_set1_epi32(15), i1 = _mm512_set1_epi32(1);
+  const __m512 inv = _mm512_set1_ps(1.0f / std::max(amax, kMinAbsmax)), one = _mm512_set1_ps(1.0f), mone = _mm512_set1_ps(-1.0f);
+  const __m512 table = _mm512_loadu_ps(mids().nf4);
   alignas(16) uint8_t q[NF4_BLOCK];
   for (int i = 0; i < 4; ++i) {
     const __m512 s = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_loadu_ps(v + 16 * i), inv), mone), one);
     __m512i idx = _mm512_setzero_si512();
     for (int step = 8; step >= 1; step >>= 1) {
       const __m512i cand = _mm512_add_epi32(idx, _mm512_set1_epi32(step));
-      const __mmask16 ge = _mm512_cmp_ps_mask(s, _mm512_permutexvar_ps(cand, table), _CMP_GE_OQ);
-      idx = _mm512_mask_mov_epi32(idx, ge, cand);
+      const __m512 mid = _mm512_permutexvar_ps(_mm512_sub_epi32(cand, _mm512_set1_epi32(1)), table);
+      idx = _mm512_mask_mov_epi32(idx, _mm512_cmp_ps_mask(s, mid, _CMP_NLE_UQ), cand);
     }
-    const __m512i hi = _mm512_min_epi32(_mm512_add_epi32(idx, i1), i15);
-    const __m512 dlo = _mm512_abs_ps(_mm512_sub_ps(s, _mm512_permutexvar_ps(idx, table)));
-    const __m512 dhi = _mm512_abs_ps(_mm512_sub_ps(s, _mm512_permutexvar_ps(hi, table)));
-    const __m512i code = _mm512_mask_mov_epi32(idx, _mm512_cmp_ps_mask(dhi, dlo, _CMP_LT_OQ), hi);
-    _mm_store_si128(reinterpret_cast<__m128i*>(q + 16 * i), _mm512_cvtepi32_epi8(code));
+    _mm_store_si128(reinterpret_cast<__m128i*>(q + 16 * i), _mm512_cvtepi32_epi8(idx));
   }
   pack_codes(q, bytes);
   *absmax = amax;
@@ -224,24 +246,19 @@ __attribute__((target("avx2,fma"))) void quantize_block64_avx2(const float* v, u
   h = _mm_max_ps(h, _mm_movehl_ps(h, h));
   h = _mm_max_ss(h, _mm_movehdup_ps(h));
   const float amax = _mm_cvtss_f32(h);
-  const __m256 inv = _mm256_set1_ps(1.0f / amax), one = _mm256_set1_ps(1.0f), mone = _mm256_set1_ps(-1.0f);
-  const __m256 tlo = _mm256_loadu_ps(kNF4), thi = _mm256_loadu_ps(kNF4 + 8);
-  const __m256i i15 = _mm256_set1_epi32(15), i1 = _mm256_set1_epi32(1);
+  const __m256 inv = _mm256_set1_ps(1.0f / std::max(amax, kMinAbsmax)), one = _mm256_set1_ps(1.0f), mone = _mm256_set1_ps(-1.0f);
+  const __m256 tlo = _mm256_loadu_ps(mids().nf4), thi = _mm256_loadu_ps(mids().nf4 + 8);
+  const __m256i i1 = _mm256_set1_epi32(1);
   alignas(32) int32_t q32[NF4_BLOCK];
   for (int i = 0; i < 8; ++i) {
     const __m256 s = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(v + 8 * i), inv), mone), one);
     __m256i idx = _mm256_setzero_si256();
     for (int step = 8; step >= 1; step >>= 1) {
       const __m256i cand = _mm256_add_epi32(idx, _mm256_set1_epi32(step));
-      const __m256 ge = _mm256_cmp_ps(s, nf4_lookup8(cand, tlo, thi), _CMP_GE_OQ);
-      idx = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(idx), _mm256_castsi256_ps(cand), ge));
+      const __m256 gt = _mm256_cmp_ps(s, nf4_lookup8(_mm256_sub_epi32(cand, i1), tlo, thi), _CMP_NLE_UQ);
+      idx = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(idx), _mm256_castsi256_ps(cand), gt));
     }
-    const __m256i hi = _mm256_min_epi32(_mm256_add_epi32(idx, i1), i15);
-    const __m256 dlo = _mm256_and_ps(_mm256_sub_ps(s, nf4_lookup8(idx, tlo, thi)), absmask);
-    const __m256 dhi = _mm256_and_ps(_mm256_sub_ps(s, nf4_lookup8(hi, tlo, thi)), absmask);
-    const __m256 up = _mm256_cmp_ps(dhi, dlo, _CMP_LT_OQ);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(q32 + 8 * i),
-                       _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(idx), _mm256_castsi256_ps(hi), up)));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q32 + 8 * i), idx);
   }
   uint8_t q[NF4_BLOCK];
   for (int i = 0; i < NF4_BLOCK; ++i) q[i] = uint8_t(q32[i]);
@@ -267,6 +284,16 @@ inline void widen(const void* src, DType dt, int64_t i0, int64_t count, float* o
     case DType::BF16: { const uint16_t* s = static_cast<const uint16_t*>(src) + i0; for (int64_t i = 0; i < count; ++i) out[i] = bf16_to_f32(s[i]); break; }
     default: throw std::invalid_argument(std::string("nf4: source dtype ") + dtype_name(dt) + " is not f32, f16 or bf16");
   }
+}
+
+// true when every value is finite (|v| <= FLT_MAX is false for inf and NaN); branch-free so it vectorises.
+inline bool all_finite(const float* v, int64_t n) {
+  bool ok = true;
+  for (int64_t i = 0; i < n; ++i) ok &= std::fabs(v[i]) <= 3.40282347e+38f;
+  return ok;
+}
+[[noreturn]] void non_finite(int64_t e0) {
+  throw std::invalid_argument("nf4: non-finite weight (inf or NaN) in the block of elements from " + std::to_string(e0));
 }
 
 }  // namespace
@@ -301,6 +328,7 @@ void NF4Quantizer::add_rows(const void* src, DType dt, int64_t nrows, ThreadPool
   if (carry_n_ > 0) {
     const int64_t take = std::min<int64_t>(NF4_BLOCK - carry_n_, cnt);
     widen(src, dt, 0, take, carry_ + carry_n_);
+    if (!all_finite(carry_ + carry_n_, take)) non_finite(e0 - carry_n_);
     carry_n_ += take; i = take;
     const int64_t b = (e0 + i - 1) / NF4_BLOCK, bstart = b * NF4_BLOCK;
     const int c = int(std::min<int64_t>(NF4_BLOCK, t_.n - bstart));
@@ -311,18 +339,25 @@ void NF4Quantizer::add_rows(const void* src, DType dt, int64_t nrows, ThreadPool
   if (carry_n_ == 0 && i < cnt) {
     const Block64Fn qb64 = block64_fn();
     const int64_t first_b = (e0 + i) / NF4_BLOCK, nfull = (e0 + cnt) / NF4_BLOCK - first_b;
+    std::atomic<int64_t> bad{-1};  // a block with a non-finite value (any one: the error names it)
     auto run = [&](int64_t b0, int64_t b1, int) {
       float v[NF4_BLOCK];
       for (int64_t b = first_b + b0; b < first_b + b1; ++b) {
         widen(src, dt, b * NF4_BLOCK - e0, NF4_BLOCK, v);
+        if (!all_finite(v, NF4_BLOCK)) { bad = b; return; }
         qb64(v, &t_.packed[size_t(b * NF4_BLOCK / 2)], &absmax_[size_t(b)]);
       }
     };
     if (pool && pool->size() > 1 && nfull >= 64) pool->run(nfull, 16, [&](int64_t a, int64_t b, int th) { run(a, b, th); });
     else run(0, nfull, 0);
+    if (bad >= 0) non_finite(bad * NF4_BLOCK);
     i += nfull * NF4_BLOCK;
     // 3. The tail starts a block that a later chunk (or the end of the tensor, below) completes.
-    if (i < cnt) { widen(src, dt, i, cnt - i, carry_); carry_n_ = cnt - i; }
+    if (i < cnt) {
+      widen(src, dt, i, cnt - i, carry_);
+      if (!all_finite(carry_, cnt - i)) non_finite(e0 + i);
+      carry_n_ = cnt - i;
+    }
   }
   // The tensor's last block is partial: it ends here.
   if (next_row_ == t_.rows && carry_n_ > 0) {
@@ -341,13 +376,20 @@ NF4Tensor NF4Quantizer::finish() {
   t_.offset = nb > 0 ? torch_sum_f32(absmax_.data(), nb) / float(nb) : 0.0f;
   t_.absmax_q.assign(size_t(nb), 0);
   t_.absmax2.assign(size_t(ng), 0.0f);
-  const float* code = dyn().v;
+  // quantize_blockwise(absmax - offset, blocksize=256) with the dynamic map: the same torch-backend steps as the 4-bit
+  // blocks (full groups: reciprocal, unclamped scale stored; a short last group: division by the clamped scale, stored).
+  const float* mid = mids().dyn;
   for (int64_t g = 0; g < ng; ++g) {
     const int64_t b0 = g * NF4_ABSMAX_GROUP, b1 = std::min(nb, b0 + NF4_ABSMAX_GROUP);
     float a[NF4_ABSMAX_GROUP], amax = 0;
     for (int64_t b = b0; b < b1; ++b) { a[b - b0] = absmax_[size_t(b)] - t_.offset; amax = std::max(amax, std::fabs(a[b - b0])); }
-    const float inv = 1.0f / amax;  // a group of equal absmaxes (amax 0): NaN -> index 0; it dequantizes to the offset
-    for (int64_t b = b0; b < b1; ++b) t_.absmax_q[size_t(b)] = nearest(code, 256, clamp1(a[b - b0] * inv));
+    if (b1 - b0 == NF4_ABSMAX_GROUP) {
+      const float inv = 1.0f / std::max(amax, kMinAbsmax);  // a group of equal absmaxes: s = 0 -> index 127 (value 0)
+      for (int64_t b = b0; b < b1; ++b) t_.absmax_q[size_t(b)] = bucket(mid, 255, clamp1(a[b - b0] * inv));
+    } else {
+      amax = std::max(amax, kMinAbsmax);
+      for (int64_t b = b0; b < b1; ++b) t_.absmax_q[size_t(b)] = bucket(mid, 255, clamp1(a[b - b0] / amax));
+    }
     t_.absmax2[size_t(g)] = amax;
   }
   absmax_.clear(); absmax_.shrink_to_fit();

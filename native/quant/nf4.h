@@ -1,24 +1,29 @@
 // NF4 (4-bit NormalFloat) with double-quantized statistics, byte for byte as bitsandbytes stores a frozen Q-LoRA
 // base weight (quantize_4bit(A, blocksize=64, compress_statistics=True, quant_type="nf4"), semantics of its
-// pure-torch "default" backend, which its CPU and CUDA kernels follow up to corner cases listed in nf4.cpp).
+// pure-torch "default" backend at the commit named in test/fixtures/goldens/nf4_blocks.json, which its CPU and CUDA
+// kernels follow up to corner cases listed in nf4.cpp).
 //
 // A tensor of n values (an nn.Linear weight W[rows = out, cols = in], flattened row-major: element e = r*cols + c)
 // is cut into blocks of 64 consecutive elements; with cols % 64 != 0 a block straddles rows, exactly as
 // bitsandbytes does (it quantizes the flattened tensor). The last block may be partial (n % 64 values).
 //
 //   absmax_b = max |x_e| over block b                                    (f32; nblocks = ceil(n / 64))
-//   s_e      = clamp(x_e * (1 / absmax_b), -1, 1)                         (f32: reciprocal, then multiply)
-//   q_e      = argmin_j |s_e - NF4[j]|, first j on ties                   (f32 distances)
+//   s_e      = clamp(x_e * (1 / max(absmax_b, 1e-38)), -1, 1)            (f32: reciprocal, then multiply)
+//   q_e      = #{j : !(s_e <= mid_j)},  mid_j = (NF4[j] + NF4[j+1]) / 2   (torch.bucketize on the f32 midpoints: a
+//              value on a midpoint keeps the lower code)
 //   packed   = (n + 1) / 2 bytes, byte i = q_{2i} << 4 | q_{2i+1}        (first element in the HIGH nibble; an odd n
 //              pads one element with s = 0, i.e. code 7)
-// An all-zero block has absmax 0: 1/0 = inf, 0 * inf = NaN, and argmin over NaN distances gives index 0, so all its
-// codes are 0 (the value -1); it dequantizes to -absmax', where absmax' is the double-quantized absmax (close to 0).
+// A short last block (n % 64 values) divides instead: s_e = clamp(x_e / a, -1, 1) with a = max(absmax_b, 1e-38),
+// and a is the absmax it stores. An all-zero block gets codes 7 (exact zeros), as bitsandbytes' torch backend writes
+// (its CUDA kernel writes code 0 there). Non-finite weights are refused (std::invalid_argument).
 //
 // Double quantization of the statistics (compress_statistics=True, 8-bit "dynamic" map, blocks of 256 absmaxes):
-//   offset   = mean_b absmax_b                                            (f32, summed as torch does: nf4.cpp)
+//   offset   = absmax.mean()                                              (torch's f32 mean: its CPU summation
+//                                                                          order, reproduced in nf4.cpp)
 //   a_b      = absmax_b - offset
 //   absmax2_g = max |a_b| over group g of 256 blocks                      (f32; ngroups = ceil(nblocks / 256))
-//   absmax_q_b = argmin_j |clamp(a_b * (1 / absmax2_g), -1, 1) - DYN[j]|  (uint8, first j on ties)
+//   absmax_q_b = #{j : !(clamp(a_b * (1 / max(absmax2_g, 1e-38)), -1, 1) <= dmid_j)}   (uint8; dmid: DYN midpoints;
+//              a short last group divides by, and stores, max(absmax2_g, 1e-38), as the 4-bit level does)
 // Dequantization (both levels in f32, two roundings each, no fused multiply-add):
 //   absmax'_b = DYN[absmax_q_b] * absmax2_g + offset
 //   w_e       = NF4[q_e] * absmax'_b

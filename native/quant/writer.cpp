@@ -12,12 +12,9 @@
 #include "cpu/thread_pool.h"
 #include "format/json.h"
 #include "format/safetensors.h"
+#include "format/safetensors_writer.h"
 #include "model/model.h"
 #include "quant/quant.h"
-#if defined(__linux__) || defined(__APPLE__)
-#include <sys/mman.h>
-#include <unistd.h>
-#endif
 
 namespace moe {
 
@@ -41,69 +38,6 @@ Role role_of(const TensorView& t) {
                         "shared_expert_gate.weight", ".mlp.gate.wg"})
     if (ends_with(n, r)) return Role::Float;
   return Role::Linear;
-}
-
-std::string json_str(const std::string& s) {
-  std::string o = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') { o += '\\'; o += char(c); }
-    else if (c < 0x20) { char b[8]; std::snprintf(b, sizeof b, "\\u%04x", c); o += b; }
-    else o += char(c);
-  }
-  return o + "\"";
-}
-
-const char* st_dtype(DType t) {
-  switch (t) {
-    case DType::F32: return "F32"; case DType::F16: return "F16"; case DType::BF16: return "BF16";
-    case DType::I32: return "I32"; case DType::I64: return "I64"; case DType::I8: return "I8";
-    case DType::BOOL: return "BOOL"; default: return "U8";
-  }
-}
-
-// A file written with checked writes; the env hook simulates a full disk.
-class Out {
- public:
-  Out(const std::string& path, uint64_t* written_total) : path_(path), total_(written_total) {
-    f_ = std::fopen(path.c_str(), "wb");
-    if (!f_) throw std::runtime_error(path + ": cannot create: " + std::strerror(errno));
-    if (const char* e = std::getenv("MOE_QUANT_FAIL_AFTER_BYTES"); e && *e) fail_after_ = std::strtoull(e, nullptr, 10);
-  }
-  ~Out() { if (f_) std::fclose(f_); }
-  void write(const void* p, size_t n) {
-    if (fail_after_ != UINT64_MAX && *total_ + n > fail_after_)
-      throw std::runtime_error(path_ + ": write failed: No space left on device (injected by MOE_QUANT_FAIL_AFTER_BYTES=" +
-                               std::to_string(fail_after_) + ")");
-    if (n && std::fwrite(p, 1, n, f_) != n) throw std::runtime_error(path_ + ": write failed: " + std::strerror(errno));
-    *total_ += n;
-  }
-  void close() {
-    if (std::fflush(f_) != 0) throw std::runtime_error(path_ + ": write failed: " + std::strerror(errno));
-#if defined(__linux__) || defined(__APPLE__)
-    if (::fsync(fileno(f_)) != 0) throw std::runtime_error(path_ + ": fsync failed: " + std::strerror(errno));
-#endif
-    int rc = std::fclose(f_); f_ = nullptr;
-    if (rc != 0) throw std::runtime_error(path_ + ": close failed: " + std::strerror(errno));
-  }
- private:
-  std::string path_;
-  FILE* f_ = nullptr;
-  uint64_t* total_;
-  uint64_t fail_after_ = UINT64_MAX;
-};
-
-// Drop a finished tensor's source pages from this process (they stay in the page cache).
-void release_pages(const MappedFile& map, const void* p, uint64_t n) {
-#if defined(__linux__)
-  const long ps = sysconf(_SC_PAGESIZE);
-  uintptr_t b = reinterpret_cast<uintptr_t>(p), e = b + n;
-  b = b / uintptr_t(ps) * uintptr_t(ps);
-  const uintptr_t lo = reinterpret_cast<uintptr_t>(map.data());
-  if (b < lo) b = lo;
-  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
-#else
-  (void)map; (void)p; (void)n;
-#endif
 }
 
 struct Plan { const TensorView* t; DType out; bool quant; uint64_t nbytes; std::vector<int64_t> disk_shape; };
@@ -165,28 +99,20 @@ QuantizeReport quantize_model(const std::string& src_dir, const std::string& out
       plan.push_back(std::move(p));
     }
     // header: tensors in source order, data packed back to back
-    std::string h = "{\"__metadata__\":{";
-    bool first = true;
-    auto meta = [&](const std::string& k, const std::string& v) { h += (first ? "" : ",") + json_str(k) + ":" + json_str(v); first = false; };
-    for (auto& [k, v] : f->metadata()) if (k.rfind(kQuantMetaPrefix, 0) != 0) meta(k, v);
-    meta("quantized_by", "moe-studio");
-    for (auto& p : plan) if (p.quant) meta(std::string(kQuantMetaPrefix) + p.t->name, dtype_name(p.out));
-    h += "}";
+    std::vector<std::pair<std::string, std::string>> meta;
+    for (auto& [k, v] : f->metadata()) if (k.rfind(kQuantMetaPrefix, 0) != 0) meta.push_back({k, v});
+    meta.push_back({"quantized_by", "moe-studio"});
+    for (auto& p : plan) if (p.quant) meta.push_back({std::string(kQuantMetaPrefix) + p.t->name, dtype_name(p.out)});
+    std::vector<StEntry> entries;
     uint64_t off = 0;
     for (auto& p : plan) {
-      h += "," + json_str(p.t->name) + ":{\"dtype\":\"" + st_dtype(p.quant ? DType::U8 : p.t->dtype) + "\",\"shape\":[";
-      for (size_t i = 0; i < p.disk_shape.size(); ++i) h += (i ? "," : "") + std::to_string(p.disk_shape[i]);
-      h += "],\"data_offsets\":[" + std::to_string(off) + "," + std::to_string(off + p.nbytes) + "]}";
+      entries.push_back({p.t->name, p.quant ? DType::U8 : p.t->dtype, p.disk_shape, p.nbytes});
       off += p.nbytes;
       weight_map.push_back({p.t->name, fname});
     }
-    h += "}";
-    while ((8 + h.size()) % 8) h += ' ';  // data section 8-byte aligned (spaces are valid JSON whitespace)
-    Out out((fs::path(out_dir) / fname).string(), &written);
-    uint8_t len[8];
-    for (int k = 0; k < 8; ++k) len[k] = uint8_t((uint64_t(h.size()) >> (8 * k)) & 0xff);
-    out.write(len, 8);
-    out.write(h.data(), h.size());
+    const std::string h = safetensors_header(entries, meta);
+    CheckedFile out((fs::path(out_dir) / fname).string(), &written, "MOE_QUANT_FAIL_AFTER_BYTES");
+    out.write_header(h);
     for (auto& p : plan) {
       const TensorView& t = *p.t;
       if (cancel.load()) throw std::runtime_error("cancelled");
@@ -220,12 +146,8 @@ QuantizeReport quantize_model(const std::string& src_dir, const std::string& out
   if (fs::exists(index)) {
     uint64_t total = 0;
     for (auto& f : rep.files) total += fs::file_size(fs::path(out_dir) / f);
-    std::string j = "{\n  \"metadata\": {\"total_size\": " + std::to_string(total) + ", \"quantized_by\": \"moe-studio\"},\n  \"weight_map\": {";
-    std::sort(weight_map.begin(), weight_map.end());
-    for (size_t i = 0; i < weight_map.size(); ++i)
-      j += std::string(i ? "," : "") + "\n    " + json_str(weight_map[i].first) + ": " + json_str(weight_map[i].second);
-    j += "\n  }\n}\n";
-    Out out((fs::path(out_dir) / "model.safetensors.index.json").string(), &written);
+    const std::string j = safetensors_index_json("\"total_size\": " + std::to_string(total) + ", \"quantized_by\": \"moe-studio\"", weight_map);
+    CheckedFile out((fs::path(out_dir) / "model.safetensors.index.json").string(), &written, "MOE_QUANT_FAIL_AFTER_BYTES");
     out.write(j.data(), j.size());
     out.close();
     rep.files.push_back("model.safetensors.index.json");

@@ -3,8 +3,11 @@
 //   ne[0] is the innermost (fastest) dimension, ne[1] the next, ... (ggml order, the reverse of PyTorch's shape):
 //   a PyTorch [T, D] activation is ne = {D, T, 1, 1}; a weight W[out, in] (nn.Linear) is ne = {in, out, 1, 1}.
 //   nb[i] is the stride of dimension i in BYTES, so a row-major f32 [T, D] has nb = {4, 4·D, 4·D·T, ...} and a view
-//   of its first k columns keeps nb[1] = 4·D. Block-quantized weights (Q8_0, Q4_0, Q4_K, NF4 rows) have no element
+//   of its first k columns keeps nb[1] = 4·D. Block-quantized weights (Q8_0, Q4_0, Q4_K) have no element
 //   stride: nb[0] is 0 and nb[1] is the bytes of one row of blocks (dtype_row_bytes).
+//   An NF4 weight (DType::NF4, quant/nf4.h) has no rows of bytes at all (its 64-blocks run over the flattened tensor
+//   and may straddle rows): `data` points to the NF4Tensor itself (codes, absmax bytes, scales, offset), ne = {in,
+//   out, 1, 1} as for any weight, and nb = {0, 0, 0, 0}. Ops take it whole (no row views); make it with nf4_weight().
 //
 // A Tensor does not own its memory: the caller (the model's scratch, the mapped checkpoint, a trainer's buffers) does.
 // `data` lives in the memory of the backend that the tensor is handed to (host memory for cpu and ref).
@@ -70,6 +73,12 @@ inline Tensor weight(const void* p, DType dt, int64_t out, int64_t in) {
   t.nb[0] = int64_t(dtype_row_bytes(dt, 1) == 0 ? 0 : dtype_size(dt));
   t.nb[1] = int64_t(dtype_row_bytes(dt, in)); t.nb[2] = t.nb[3] = t.nb[1] * out;
   return t;
+}
+
+// An NF4 weight W[out, in] = [t.rows, t.cols] (see the top of this file). The NF4Tensor must outlive the Tensor.
+struct NF4Tensor;
+inline Tensor nf4_weight(const NF4Tensor* nf4, int64_t out, int64_t in) {
+  Tensor t; t.data = const_cast<NF4Tensor*>(nf4); t.type = DType::NF4; t.ne[0] = in; t.ne[1] = out; return t;
 }
 
 inline std::string shape_of(const Tensor& t) {

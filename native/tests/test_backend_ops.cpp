@@ -19,6 +19,7 @@
 #include "cpu/matmul.h"
 #include "cpu/qmatmul.h"
 #include "cpu/thread_pool.h"
+#include "quant/nf4.h"
 #include "quant/quant.h"
 #include "tests/test.h"
 
@@ -97,19 +98,25 @@ const Tensor none;
 
 // ---- matmul: three forms, every weight dtype --------------------------------------------------------------
 
+// NF4 weights (Tensor data = the NF4Tensor, quant/nf4.h) run through the same matmul / matmul_dx entry points:
+// the cpu backend's NF4 kernels against ref's (nf4_matmul_ref / nf4_matmul_dx_ref: dequantise, double sums), on
+// shapes whose 64-blocks straddle rows (K = 77, 96) and an odd element count (13 x 77 = 1001). Same tolerance as the
+// other weights (only summation order differs), and the cpu result is bit-identical for 1, 2 and 3 threads.
 TEST(backend_ops_matmul_forms_every_dtype) {
   struct Shape { int64_t M, N, K; };
-  for (Shape sh : {Shape{1, 7, 64}, Shape{3, 33, 96}, Shape{17, 40, 256}, Shape{64, 9, 512}}) {
-    for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
+  for (Shape sh : {Shape{1, 7, 64}, Shape{3, 33, 96}, Shape{5, 13, 77}, Shape{17, 40, 256}, Shape{64, 9, 512}}) {
+    for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::NF4}) {
       if (is_quant(dt) && sh.K % qblock_size(dt) != 0) continue;
       const int64_t M = sh.M, N = sh.N, K = sh.K, ldx = K + 3;  // strided x rows
       Buf wf = rnd(size_t(N * K), 11);
       std::vector<uint8_t> wb(dtype_row_bytes(dt, K) * size_t(N));
+      NF4Tensor nf4;
       if (dt == DType::F32) std::memcpy(wb.data(), wf.data(), wb.size());
       else if (dt == DType::F16) for (size_t i = 0; i < wf.size(); ++i) { uint16_t h = f32_to_f16(wf[i]); std::memcpy(&wb[2 * i], &h, 2); }
       else if (dt == DType::BF16) for (size_t i = 0; i < wf.size(); ++i) { uint16_t h = f32_to_bf16(wf[i]); std::memcpy(&wb[2 * i], &h, 2); }
+      else if (dt == DType::NF4) nf4 = nf4_quantize(wf.data(), N, K);
       else quantize_tensor(dt, wf.data(), wb.data(), N * K);
-      const Tensor W = weight(wb.data(), dt, N, K);
+      const Tensor W = dt == DType::NF4 ? nf4_weight(&nf4, N, K) : weight(wb.data(), dt, N, K);
       Buf x = rnd(size_t(M * ldx), 12), dy = rnd(size_t(M * N), 13);
       Buf y_ref(size_t(M * N)), dx_ref(size_t(M * K)), y(size_t(M * N)), dx(size_t(M * K));
       B().ref->matmul(mat(y_ref.data(), M, N), mat(x.data(), M, K, ldx), W, false);
@@ -131,6 +138,20 @@ TEST(backend_ops_matmul_forms_every_dtype) {
           check_close(path + " matmul accumulate " + tag, acc, y_ref, tol);
           be.matmul_dx(mat(dx.data(), M, K), mat(dy.data(), M, N), W, false);
           check_close(path + " matmul_dx " + tag, dx, dx_ref, 1e-4);
+          Buf dacc = rnd(size_t(M * K), 15), dacc0 = dacc;
+          be.matmul_dx(mat(dacc.data(), M, K), mat(dy.data(), M, N), W, true);  // accumulate
+          for (size_t i = 0; i < dacc.size(); ++i) dacc[i] -= dacc0[i];
+          check_close(path + " matmul_dx accumulate " + tag, dacc, dx_ref, 1e-4);
+          // the thread count does not change a bit (forward and dX)
+          for (int threads : {1, 2}) {
+            ThreadPool p(threads);
+            const auto other = make_backend("cpu", &p);
+            Buf y2(y.size()), dx2(dx.size());
+            other->matmul(mat(y2.data(), M, N), mat(x.data(), M, K, ldx), W, false);
+            other->matmul_dx(mat(dx2.data(), M, K), mat(dy.data(), M, N), W, false);
+            CHECK(std::memcmp(y2.data(), y.data(), y.size() * 4) == 0);
+            CHECK(std::memcmp(dx2.data(), dx.data(), dx.size() * 4) == 0);
+          }
         });
         qmatmul_act_mode(prev);
       }

@@ -9,6 +9,9 @@
 // 4. Hostile or mismatched folders are refused with the file and the tensor/field named.
 // 5. transformers-4 per-expert names (mlp.experts.N.*_proj, Mixtral's block_sparse_moe.experts.N.w1/w3/w2) load
 //    into the separate layout with the numbers in the right expert and site.
+// 6. The trainer's make_adapter pairs save under the golden's names; and end to end, the golden adapter through the
+//    engine's forward/backward gives peft's loss and, packed by adapter_tensors, grads.safetensors (to 1.2e-5 of
+//    each tensor's max: float32 noise).
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +22,7 @@
 #include "format/json.h"
 #include "format/safetensors.h"
 #include "io/adapter.h"
+#include "model/model.h"
 #include "tests/test.h"
 #include "tests/test_format_util.h"
 
@@ -213,6 +217,20 @@ TEST(adapter_gradients_print_under_peft_names) {
       same = out[i].name == want[i].name && out[i].shape == want[i].shape &&
              std::memcmp(out[i].data.data(), want[i].data.data(), out[i].data.size() * 4) == 0;
     CHECK(same);
+    // load_adapter_tensors reads the file straight into the layout's pairs, the same numbers.
+    const Adapter g2 = load_adapter_tensors((g / "grads.safetensors").string(), a, spec);
+    const auto out2 = adapter_tensors(a, spec, &g2);
+    bool same2 = out2.size() == want.size();
+    for (size_t i = 0; same2 && i < out2.size(); ++i) same2 = out2[i].name == want[i].name && out2[i].data == want[i].data;
+    CHECK(same2);
+    // ... and refuses a file with pairs the layout lacks (or lacking some)
+    auto partial = want;
+    std::erase_if(partial, [](const PeftTensor& t) { return t.name.find("layers.2.self_attn.o_proj") != std::string::npos; });
+    moe_test::write_file(d + "/partial.safetensors", safetensors_f32_bytes(partial));
+    CHECK_THROWS(load_adapter_tensors(d + "/partial.safetensors", a, spec), "partial.safetensors: has no tensors for the adapter's pair layers.2.o");
+    Adapter fewer = a;
+    fewer.layers[0].q = LoraPair{};
+    CHECK_THROWS(load_adapter_tensors((g / "grads.safetensors").string(), fewer, spec), "which the adapter does not have");
     // The same through a callback (gradients kept elsewhere): here each pair's numbers negated.
     std::map<const LoraPair*, std::pair<std::vector<float>, std::vector<float>>> neg;
     const_cast<Adapter&>(a).for_each([&](const std::string&, LoraPair& p) {
@@ -357,6 +375,39 @@ TEST(adapter_refuses_hostile_and_mismatched_folders) {
   }
 }
 
+// Only one fused parameter targeted: peft does not nest, the wrapper is mlp.experts either way (checked with peft 0.21
+// get_peft_model_state_dict on the olmoe fixture: gate_up only -> mlp.experts.lora_A [32,64]; down only ->
+// mlp.experts.lora_A [32,48]; both, in either list order -> gate_up in mlp.experts.base_layer, down in mlp.experts).
+TEST(adapter_fused_single_target_is_not_nested) {
+  const fs::path root = fixtures_root();
+  if (root.empty()) { std::printf("  skipped: test/fixtures/goldens/train is absent\n"); return; }
+  const ModelSpec spec = spec_of(root, "olmoe");
+  const Adapter full = load_adapter((root / "goldens/train/olmoe/adapter").string(), spec, "olmoe");
+  // down_proj only: the golden's outer wrapper (mlp.experts) as is, the gate_up tensors dropped
+  const std::string d = copy_adapter(root, "olmoe", "down-only");
+  auto ts = read_tensors(fs::path(d) / "adapter_model.safetensors");
+  std::erase_if(ts, [](const PeftTensor& t) { return t.name.find("experts.base_layer") != std::string::npos; });
+  moe_test::write_file(d + "/adapter_model.safetensors", safetensors_f32_bytes(ts));
+  replace_in_file(fs::path(d) / "adapter_config.json", "\"mlp.experts.gate_up_proj\",\n", "");
+  const Adapter down = load_adapter(d, spec, "olmoe");
+  CHECK(!down.layers[2].experts[3].gate_up.present() && down.layers[2].experts[3].down.B == full.layers[2].experts[3].down.B);
+  const std::string out = scratch("adapter-down-only-save") + "/a";
+  save_adapter(out, down, spec, "x");
+  CHECK(slurp(out + "/adapter_model.safetensors") == slurp(fs::path(d) / "adapter_model.safetensors"));
+  // gate_up only: its tensors are then mlp.experts.lora_{A,B}.weight
+  Adapter gu = full;
+  for (auto& L : gu.layers) for (auto& e : L.experts) e.down = LoraPair{};
+  gu.config.target_parameters = {"mlp.experts.gate_up_proj"};
+  bool renamed = false;
+  for (auto& t : adapter_tensors(gu, spec))
+    if (t.name == "base_model.model.model.layers.0.mlp.experts.lora_B.weight") renamed = t.shape == std::vector<int64_t>{2 * 48, 4 * 8};
+  CHECK(renamed);
+  const std::string out2 = scratch("adapter-gu-only-save") + "/a";
+  save_adapter(out2, gu, spec, "x");
+  const Adapter back = load_adapter(out2, spec, "olmoe");
+  CHECK(back.layers[3].experts[7].gate_up.A == full.layers[3].experts[7].gate_up.A && !back.layers[3].experts[7].down.present());
+}
+
 TEST(adapter_reads_f16_and_bf16_tensors) {
   const fs::path root = fixtures_root();
   if (root.empty()) { std::printf("  skipped: test/fixtures/goldens/train is absent\n"); return; }
@@ -437,12 +488,14 @@ TEST(adapter_reads_transformers4_per_expert_names) {
       }
     }
     CHECK(ok);
-    // Saved, the separate layout is written under mlp.experts.N.{gate,up,down}_proj and reads back the same.
+    // Saved, the separate layout is written under the names it was read from (Mixtral's w1/w3/w2: what peft 0.21
+    // converts onto transformers 5's fused experts) and reads back the same.
     const std::string out = scratch(std::string("tf4-save-") + c.model) + "/a";
     save_adapter(out, sep, spec, c.model);
+    CHECK(slurp(out + "/adapter_model.safetensors") == slurp(fs::path(d) / "adapter_model.safetensors"));
     const auto saved = read_tensors(out + "/adapter_model.safetensors");
     bool named = false;
-    for (auto& t : saved) named |= t.name == "base_model.model.model.layers.1.mlp.experts.7.up_proj.lora_B.weight";
+    for (auto& t : saved) named |= t.name == "base_model.model.model.layers.1." + std::string(c.mlp) + ".experts.7." + c.up + ".lora_B.weight";
     CHECK(named);
     const Adapter back = load_adapter(out, spec, c.model);
     CHECK(back.layers[1].experts[7].up.B == sep.layers[1].experts[7].up.B);
@@ -504,9 +557,35 @@ TEST(adapter_save_derives_targets_and_replaces_atomically) {
     CHECK(slurp(out + "/adapter_model.safetensors") == slurp(g / "adapter_model.safetensors"));
     CHECK(load_adapter(out, hs, "hunyuan_v1_moe").numel() == h.numel());
   }
+  Adapter mixed = a;
+  mixed.layers[1].experts[4].gate.init(4, 64, 48, 2.0f);
+  CHECK_THROWS(adapter_tensors(mixed, spec), "adapter layer 1 mixes fused gate_up pairs and separate gate/up pairs");
   // A dense llama adapter keeps its trained dropout.
   const ModelSpec ls = spec_of(root, "llama");
   Adapter la = load_adapter((root / "goldens/train/llama/adapter").string(), ls, "llama");
   la.config.dropout = 0.05;
   CHECK(adapter_config_json(la, ls, "x").find("\"lora_dropout\": 0.05,") != std::string::npos);
 }
+
+// What the trainer builds (train/lora.h make_adapter from the run's LoraConfig) saves under exactly the names and
+// shapes peft wrote for that config, on every golden: the two sides agree on which pairs a config means.
+TEST(adapter_make_adapter_saves_under_peft_names) {
+  const fs::path root = fixtures_root();
+  if (root.empty()) { std::printf("  skipped: test/fixtures/goldens/train is absent\n"); return; }
+  for (const char* name : kGoldens) {
+    const ModelSpec spec = spec_of(root, name);
+    const fs::path g = root / "goldens/train" / name / "adapter";
+    const Adapter golden = load_adapter(g.string(), spec, name);
+    const Adapter made = make_adapter(spec, golden.config);
+    const auto want = read_tensors(g / "adapter_model.safetensors");
+    const auto got = adapter_tensors(made, spec);
+    bool same = want.size() == got.size();
+    for (size_t i = 0; same && i < got.size(); ++i) same = want[i].name == got[i].name && want[i].shape == got[i].shape;
+    if (!same) std::fprintf(stderr, "  %s: make_adapter's pairs (%zu tensors) are not peft's (%zu)\n", name, got.size(), want.size());
+    CHECK(same);
+    const std::string cfg = adapter_config_json(made, spec, "test/fixtures/models/" + std::string(name));
+    CHECK(json_equal(json_parse(cfg, "made"), json_parse_file((g / "adapter_config.json").string())));
+  }
+}
+
+// The golden adapters through the engine's forward/backward against peft's loss and gradients: test_train_goldens.cpp.

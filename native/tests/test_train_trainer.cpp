@@ -312,8 +312,8 @@ void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 TEST(train_step_allocates_nothing_when_warm) {
-  // llama: nothing of the trainer's or the model's. MoE models: the backend's moe_route_backward (native/backend, not the trainer's) still
-  // allocates one buffer per MoE layer and sequence; counted and printed so it shows when that is fixed.
+  // Nothing of the trainer's, the model's or the backend's (moe_route_backward's buffer is thread-local since main's
+  // 3d0e0ba), dense and MoE.
   for (const char* name : {"llama", "qwen3_moe"}) {
     const std::string dir = fixture(name);
     if (dir.empty()) continue;
@@ -325,14 +325,14 @@ TEST(train_step_allocates_nothing_when_warm) {
     for (int k = 0; k < 4; ++k) tr.step(batch);
     g_news = 0;
     g_count_news = true;
-    for (int k = 0; k < 3; ++k) tr.step(batch);
+    for (int k = 0; k < 10; ++k) tr.step(batch);
     g_count_news = false;
     const long n = g_news.load();
-    std::fprintf(stderr, "  %s: 3 warm steps, %ld allocations\n", name, n);
-    // + at most one per pool thread: the cpu backend's thread_buffer grows on a thread's first task of a new size,
-    // and which thread runs which chunk first is up to the scheduler
-    if (std::string(name) == "llama") CHECK(n <= 2);
-    else CHECK(n <= 3L * long(batch.size()) * model->spec().num_layers + 8);  // + thread_buffer growth, as above
+    std::fprintf(stderr, "  %s: 10 warm steps, %ld allocations\n", name, n);
+    // except the cpu backend's per-thread thread_buffer, which grows (monotonically, to a high-water mark) when a
+    // thread first gets a larger chunk than before — which thread runs which expert's chunk is up to the scheduler
+    // (measured 0-3 in 10 runs; an allocation per step would be ≥ 10)
+    CHECK(n <= 8);
   }
   // the counter works: one vector is one allocation
   g_news = 0;

@@ -51,6 +51,25 @@ describe.each(["llama", "qwen3_moe", "qwen2_moe", "hunyuan_large"].filter((n) =>
   });
 });
 
+// Q-LoRA: the base's projections quantized to NF4 at load (as bitsandbytes does); goldens/train/<name>/nf4/ are peft +
+// autograd on the same NF4-dequantized base. Same tolerances (the engine's NF4 bytes equal the goldens').
+describe.each(["qwen3_moe", "hunyuan_large"].filter((n) => existsSync(join(GOLDENS, n, "nf4"))))("grad --base-quant nf4: %s", (name) => {
+  it("peft's loss and gradient norm through the NF4 base", () => {
+    const g = golden(name);
+    const n = JSON.parse(readFileSync(join(GOLDENS, name, "nf4", "golden.json"), "utf8")) as TrainGolden;
+    const r = cli(["grad", "--model", modelDir(name), "--adapter", join(GOLDENS, name, "adapter"), "--base-quant", "nf4",
+      "--ids", g.ids.join(","), "--labels", g.labels.join(","), "--json"]);
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out) as { loss: number; grads: Record<string, number[]> };
+    expect(Math.abs(j.loss - n.loss)).toBeLessThanOrEqual(1e-5);
+    expect(Math.abs(j.loss - g.loss)).toBeGreaterThan(1e-4);  // the NF4 base is not the stored one
+    let sq = 0;
+    for (const v of Object.values(j.grads)) for (const x of v) sq += x * x;
+    expect(Math.abs(Math.sqrt(sq) - n.grad_norm) / n.grad_norm).toBeLessThanOrEqual(1e-5);
+  });
+});
+
 describe("grad: bad input", () => {
   it("an adapter for another model, labels of the wrong length, no adapter: one clear line each", () => {
     const other = cli(["grad", "--model", modelDir("qwen3_moe"), "--adapter", join(GOLDENS, "llama", "adapter"), "--ids", "1,2,3", "--json"]);
