@@ -23,7 +23,8 @@ Commands:
       Ctrl-C stops the reply (at the prompt it quits).
   bench --model DIR [--prompt-tokens N] [--gen-tokens N] [--threads N]
       Prefill and decode tokens/s and peak memory (default 128 prompt tokens, 64 generated).
-  train --model DIR --data FILE.jsonl --out RUN_DIR [--config train.json] [--resume RUN_DIR] [--threads N] [--progress]
+  train --model DIR (--data FILE.jsonl | --dataset ID [--db PATH]) --out RUN_DIR [--config train.json] [--resume RUN_DIR]
+        [--base-quant none|nf4] [--threads N] [--progress]
       LoRA finetuning (train.json: transformers/peft knob names, or {"preset": "hunyuan_lora"}). One JSON line per
       step on stdout; RUN_DIR/checkpoint-<step>/ and RUN_DIR/final/ are PEFT adapter folders (load with --adapter).
       --resume continues the run bit-identically; Ctrl-C saves a checkpoint and exits 130.

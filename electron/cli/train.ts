@@ -1,5 +1,5 @@
 // `moe-studio train --model DIR (--data FILE.jsonl | --dataset ID [--db PATH]) --out RUN_DIR [--config train.json]
-//  [--resume RUN_DIR] [--threads N] [--progress]`
+//  [--resume RUN_DIR] [--base-quant none|nf4] [--threads N] [--progress]`
 //
 // One JSON line per optimizer step on stdout {"step","loss","lr","grad_norm","tokens_per_s","elapsed_s","eta_s"} and per
 // evaluation {"step","eval_loss"} (--progress: readable lines on stderr instead). RUN_DIR/train_args.json holds the
@@ -89,7 +89,10 @@ export async function cmdTrain(flags: Flags): Promise<number> {
   const threads = threadsFlag !== undefined ? Number(threadsFlag) : undefined;
   if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new Error(`--threads must be an integer >= 1, got "${threadsFlag}"`);
 
-  const model = await loadModel(modelDir, threads ? { threads } : {});
+  const bq = str(flags, "base-quant");
+  if (bq !== undefined && bq !== "none" && bq !== "nf4") throw new Error(`--base-quant must be none or nf4, got "${bq}"`);
+  // --base-quant nf4: Q-LoRA (the frozen base's projections quantized to NF4 at load)
+  const model = await loadModel(modelDir, { ...(threads ? { threads } : {}), ...(bq ? { baseQuant: bq as "none" | "nf4" } : {}) });
   let trainer: NativeTrainer | null = null;
   try {
     const source = data ?? `dataset ${datasetId}`;

@@ -60,6 +60,15 @@ describe("moe-studio train", () => {
     expect(greedy([], "Name a fruit.")).not.toContain("Blue whales");
   }, 120_000);
 
+  it("--base-quant nf4 (Q-LoRA): trains on the NF4 base and the adapter reproduces the reply on it", () => {
+    const run = join(tmp, "qlora");
+    const r = cli(["train", "--model", MODEL, "--base-quant", "nf4", "--data", data, "--out", run, "--config", cfg("q.json", { ...BASE, max_steps: 30, save_steps: 0 })]);
+    expect(r.code, r.err).toBe(0);
+    const s = steps(r.out);
+    expect(s[29].loss).toBeLessThan(s[0].loss / 4);
+    expect(greedy(["--base-quant", "nf4", "--adapter", join(run, "final")], "Name a fruit.")).toBe(REPLY);
+  }, 120_000);
+
   it("--dataset ID --db PATH trains on a library dataset exactly as on its jsonl", () => {
     const db = join(tmp, "lib.db");
     const imp = cli(["dataset", "import", data, "--db", db]);
