@@ -23,6 +23,11 @@ Commands:
       Ctrl-C stops the reply (at the prompt it quits).
   bench --model DIR [--prompt-tokens N] [--gen-tokens N] [--threads N]
       Prefill and decode tokens/s and peak memory (default 128 prompt tokens, 64 generated).
+  train --model DIR (--data FILE.jsonl | --dataset ID [--db PATH]) --out RUN_DIR [--config train.json] [--resume RUN_DIR]
+        [--base-quant none|nf4] [--threads N] [--progress]
+      LoRA finetuning (train.json: transformers/peft knob names, or {"preset": "hunyuan_lora"}). One JSON line per
+      step on stdout; RUN_DIR/checkpoint-<step>/ and RUN_DIR/final/ are PEFT adapter folders (load with --adapter).
+      --resume continues the run bit-identically; Ctrl-C saves a checkpoint and exits 130.
   quantize --model DIR --bits 8|4 [--format q8_0|q4_0|q4_k] [--embeddings keep|q8_0|q4_0|q4_k] --out DIR2 [--threads N]
       Write a quantized copy of a model folder (GGUF block formats; --bits 4 defaults to q4_k, embeddings and
       lm_head default to q8_0; routers, norms and biases stay float). Written to a temporary folder beside DIR2
@@ -75,13 +80,13 @@ const VALUE_FLAGS = new Set([
   "threads", "prompt-tokens", "gen-tokens", "stop", "min-p", "port", "data",
   "source", "endpoint", "dir", "revision", "token",
   "bits", "format", "embeddings", "out", "kv-cache", "type", "adapter", "labels", "base-quant",
-  "dtype", "quantize", "gguf", "shard-size",
+  "dtype", "quantize", "gguf", "shard-size", "config", "resume", "dataset", "db",
 ]);
 /** Value flags that may be given more than once (parseArgs collects them in `lists`). */
 const LIST_FLAGS = new Set(["allow-dir"]);
 /** Commands that take one positional argument (pull REPO_ID). */
 const TAKES_ARGUMENT = new Set(["pull"]);
-const BOOL_FLAGS = new Set(["json", "help", "force", "require-checksums"]);
+const BOOL_FLAGS = new Set(["json", "help", "force", "require-checksums", "progress"]);
 
 export function parseArgs(argv: string[]): { command: string | null; flags: Flags; lists: Record<string, string[]>; args: string[] } {
   let command: string | null = null;
@@ -469,6 +474,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdBench(flags);
       case "grad":
         return await cmdGrad(flags);
+      case "train":
+        return await (await import("./cli/train.js")).cmdTrain(flags);
       case "serve":
         return await cmdServe(flags, lists);
       case "pull":
@@ -480,7 +487,7 @@ export async function main(argv: string[]): Promise<number> {
       case "export":
         return await (await import("./cli/export.js")).cmdExport(flags);
       default:
-        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, grad, quantize, export-gguf, export, serve, pull, dataset; see --help)`);
+        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, grad, train, quantize, export-gguf, export, serve, pull, dataset; see --help)`);
     }
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);

@@ -95,6 +95,57 @@ export interface NativeModel {
    * ids, -100 ignored, position t predicts labels[t + 1]; default labels = ids.
    */
   grad(ids: number[], labels?: number[]): Promise<NativeGradResult>;
+  /**
+   * A LoRA trainer over this model (native/train/trainer.h): a fresh adapter (peft's init from config.seed) or the
+   * checkpoint folder `resume` continued bit-identically. Throws when the run cannot fit in memory (the numbers).
+   */
+  createTrainer(config: NativeTrainConfig, opts?: { resume?: string }): NativeTrainer;
+}
+
+/** train.json's knobs by their names, as the engine takes them (the CLI resolves epochs into max_steps). */
+export interface NativeTrainConfig {
+  learning_rate?: number;
+  min_lr?: number;
+  warmup_ratio?: number;
+  warmup_steps?: number;
+  lr_scheduler_type?: "constant" | "constant_with_warmup" | "linear" | "cosine" | "cosine_with_min_lr";
+  max_steps: number;
+  lora_rank?: number;
+  lora_alpha?: number;
+  lora_dropout?: number;
+  use_rslora?: boolean;
+  target_modules?: string[];
+  target_parameters?: string[];
+  weight_decay?: number;
+  max_grad_norm?: number;
+  max_seq_length?: number;
+  seed?: number;
+  expert_lr_scale?: { routed?: number; shared?: number; attention?: number };
+  base_model_name_or_path?: string;
+}
+
+/** One training sequence: labels aligned with ids (-100: no loss); position t learns labels[t + 1]. */
+export interface NativeTrainSeq { ids: number[]; labels: number[] }
+
+export interface NativeStepResult {
+  step: number; loss: number; nTargets: number; lr: number; gradNorm: number; tokens: number; ms: number;
+}
+
+export interface NativeTrainMemory {
+  baseBytes: number; adapterBytes: number; activationBytes: number; totalBytes: number;
+  /** MemAvailable plus what the trainer already holds; -1 unknown */
+  availableBytes: number;
+  params: number; fits: boolean; summary: string; step: number;
+}
+
+export interface NativeTrainer {
+  /** One optimizer step over the whole (accumulated) batch: loss = mean over every counted target. */
+  step(batch: NativeTrainSeq[]): Promise<NativeStepResult>;
+  evaluate(batch: NativeTrainSeq[]): Promise<{ loss: number; nTargets: number }>;
+  /** A PEFT adapter folder + optimizer.safetensors + trainer_state.json + trainer_extra.json (extraJson verbatim). */
+  saveCheckpoint(dir: string, extraJson?: string): Promise<void>;
+  memory(): NativeTrainMemory;
+  dispose(): void;
 }
 
 export interface NativeSystemInfo {

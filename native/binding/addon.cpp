@@ -16,6 +16,7 @@
 #include "quant/quant.h"
 #include "quant/writer.h"
 #include "runtime/session.h"
+#include "binding/handle.h"
 #if __has_include("cuda/cuda_probe.h")
 #include "cuda/cuda_probe.h"
 #define MOE_HAVE_CUDA_PROBE 1
@@ -32,16 +33,6 @@ namespace {
 
 struct AddonData {
   Napi::FunctionReference model_ctor, session_ctor;
-};
-
-// Shared by a model object and its sessions (main-thread only): running jobs and a deferred close.
-struct ModelHandle {
-  std::shared_ptr<Model> model;
-  int active_jobs = 0;
-  bool close_pending = false;
-  void job_end() {
-    if (--active_jobs == 0 && close_pending && model) { model->close(); }
-  }
 };
 
 std::string show_number(double d) {
@@ -291,6 +282,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       InstanceMethod<&ModelWrap::CreateSession>("createSession"),
       InstanceMethod<&ModelWrap::Close>("close"),
       InstanceMethod<&ModelWrap::Grad>("grad"),
+      InstanceMethod<&ModelWrap::CreateTrainer>("createTrainer"),
     });
   }
   ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
@@ -427,6 +419,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       deferred.Reject(e.Value());
       return deferred.Promise();
     }
+  }
+
+  // createTrainer(config, { resume?: dir }) -> NativeTrainer (binding/trainer.cpp)
+  Napi::Value CreateTrainer(const Napi::CallbackInfo& info) {
+    model(info.Env());
+    return moe_binding::create_trainer(info, handle_);
   }
 
   Napi::Value CreateSession(const Napi::CallbackInfo& info) {
@@ -744,6 +742,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->model_ctor = Napi::Persistent(ModelWrap::Init(env));
   data->session_ctor = Napi::Persistent(SessionWrap::Init(env));
+  moe_binding::register_trainer(env, exports);
   env.SetInstanceData<AddonData>(data);
   exports.Set("loadModel", Napi::Function::New<LoadModel>(env, "loadModel"));
   exports.Set("systemInfo", Napi::Function::New<SystemInfo>(env, "systemInfo"));

@@ -97,9 +97,25 @@ void Model::lora_backward_B(const Tensor& dy, const LoraPair& p, int64_t b0, con
 }
 
 //   dA += duᵀ·x ;  dx += du·A
-void Model::lora_backward_A(const Tensor& du, const Tensor& x, const LoraPair& p, LoraPair& gp, const Tensor& dx) {
-  backend_->matmul_dw(mat(gp.A.data(), p.r, p.in), du, x, true);
-  backend_->matmul_dx(dx, du, weight(p.A.data(), DType::F32, p.r, p.in), true);
+// With LoRA dropout (s.dropout_p > 0): x̃ = x ⊙ mask / (1 − p) (the forward's mask, regenerated):
+//   dA += duᵀ·x̃ ;  dx += (du·A) ⊙ mask / (1 − p)
+void Model::lora_backward_A(const Tensor& du, const Tensor& x, const LoraPair& p, LoraPair& gp, const Tensor& dx, Scratch& s) {
+  Tensor holder;
+  backend_->matmul_dw(mat(gp.A.data(), p.r, p.in), du, lora_input(x, p, s, holder), true);
+  if (!(s.dropout_p > 0)) {
+    backend_->matmul_dx(dx, du, weight(p.A.data(), DType::F32, p.r, p.in), true);
+    return;
+  }
+  const int64_t M = du.rows(), K = p.in;
+  if (int64_t(s.ldx.size()) < M * K) s.ldx.resize(size_t(M * K));
+  backend_->matmul_dx(mat(s.ldx.data(), M, K), du, weight(p.A.data(), DType::F32, p.r, p.in), false);
+  const float keep = 1.0f / (1.0f - s.dropout_p);
+  for (int64_t m = 0; m < M; ++m) {
+    float* d = dx.row(m);
+    const float* g = s.ldx.data() + m * K;
+    for (int64_t j = 0; j < K; ++j)
+      if (lora_keep(s.dropout_seed, p.id, uint64_t(m * K + j), s.dropout_p)) d[j] += g[j] * keep;
+  }
 }
 
 // y = x·Wᵀ (+ b) + LoRA:  dx (+)= dy·W (+ LoRA's part); LoRA gradients into gp.
@@ -115,7 +131,7 @@ void Model::linear_backward(const Tensor& dx, bool accumulate, const Tensor& dy,
   backend_->matmul_dw(mat(gp->B.data(), p->out, r), dy, mat(us, M, r), true);
   backend_->matmul_dx(mat(du, M, r), dy, weight(p->B.data(), DType::F32, p->out, r), false);
   for (int64_t i = 0; i < M * r; ++i) du[i] *= p->scale;
-  lora_backward_A(mat(du, M, r), x, *p, *gp, dx);
+  lora_backward_A(mat(du, M, r), x, *p, *gp, dx, ts.s);
 }
 
 // One SwiGLU site (dense MLP, one expert's rows, or the shared expert):
@@ -139,17 +155,17 @@ void Model::mlp_site_backward(const MlpSite& m, LoraPair* g_gate_up, LoraPair* g
     const Tensor du = mat(ts.bE.data(), M, m.gate_up->r);  // bE is free here (expert outputs' gradient lives in bD*)
     lora_backward_B(dG, *m.gate_up, 0, ug, *g_gate_up, du, false, ts);
     lora_backward_B(dU, *m.gate_up, I, ug, *g_gate_up, du, true, ts);
-    lora_backward_A(du, x, *m.gate_up, *g_gate_up, dx);
+    lora_backward_A(du, x, *m.gate_up, *g_gate_up, dx, ts.s);
   }
   if (m.lgate && m.lgate->present()) {
     const Tensor du = mat(ts.bE.data(), M, m.lgate->r);
     lora_backward_B(dG, *m.lgate, 0, m.save_gate->data() + m.row0 * m.lgate->r, *g_gate, du, false, ts);
-    lora_backward_A(du, x, *m.lgate, *g_gate, dx);
+    lora_backward_A(du, x, *m.lgate, *g_gate, dx, ts.s);
   }
   if (m.lup && m.lup->present()) {
     const Tensor du = mat(ts.bE.data(), M, m.lup->r);
     lora_backward_B(dU, *m.lup, 0, m.save_up->data() + m.row0 * m.lup->r, *g_up, du, false, ts);
-    lora_backward_A(du, x, *m.lup, *g_up, dx);
+    lora_backward_A(du, x, *m.lup, *g_up, dx, ts.s);
   }
 }
 

@@ -289,10 +289,26 @@ void Model::linear(const Tensor& y, const Tensor& x, const Linear& l) {
 // `u_ready`, u already holds it (the second half of a fused pair reuses the first's).
 void Model::lora_add(const Tensor& y, const Tensor& x, const LoraPair& p, int64_t b0, float* u, bool u_ready, Scratch& s) {
   const int64_t M = x.rows(), r = p.r;
-  if (!u_ready) backend_->matmul(mat(u, M, r), x, weight(p.A.data(), DType::F32, r, p.in), false);
+  Tensor holder;
+  if (!u_ready) backend_->matmul(mat(u, M, r), lora_input(x, p, s, holder), weight(p.A.data(), DType::F32, r, p.in), false);
   if (int64_t(s.lus.size()) < M * r) s.lus.resize(size_t(M * r));  // grows to the largest call once, then reused
   for (int64_t i = 0; i < M * r; ++i) s.lus[size_t(i)] = p.scale * u[i];
   backend_->matmul(y, mat(s.lus.data(), M, r), weight(p.B.data() + b0 * r, DType::F32, y.cols(), r), true);
+}
+
+// Training with LoRA dropout: holder = x ⊙ mask / (1 − p) in s.ldrop (see Scratch); otherwise x itself.
+const Tensor& Model::lora_input(const Tensor& x, const LoraPair& p, Scratch& s, Tensor& holder) {
+  if (!(s.dropout_p > 0)) return x;
+  const int64_t M = x.rows(), K = p.in;
+  if (int64_t(s.ldrop.size()) < M * K) s.ldrop.resize(size_t(M * K));
+  const float keep = 1.0f / (1.0f - s.dropout_p);
+  for (int64_t m = 0; m < M; ++m) {
+    const float* xr = x.row(m);
+    float* d = s.ldrop.data() + m * K;
+    for (int64_t j = 0; j < K; ++j) d[j] = lora_keep(s.dropout_seed, p.id, uint64_t(m * K + j), s.dropout_p) ? xr[j] * keep : 0.0f;
+  }
+  holder = mat(s.ldrop.data(), M, K);
+  return holder;
 }
 
 float* Model::lora_u(Scratch& s, std::vector<float>* saved, int64_t offset_rows, int64_t M, int64_t r) {

@@ -89,7 +89,23 @@ struct Scratch {
   std::vector<int32_t> ridx, counts, offsets, slot_tok;
   std::vector<float> slot_w;
   std::vector<float> lu, lus;   // LoRA u = x·Aᵀ and s·u for inference (grown to the largest call once)
+  // LoRA dropout (training only; the Trainer sets both per sequence, sessions leave p = 0): every LoRA pair sees
+  // dropout(x) = x ⊙ mask / (1 − p), mask[m, j] drawn by lora_keep(seed, pair id, m·in + j), so the checkpointed
+  // recompute and the backward regenerate the same mask instead of storing it.
+  float dropout_p = 0;
+  uint64_t dropout_seed = 0;
+  std::vector<float> ldrop, ldx;  // dropped x [M, in] and du·A [M, in] (grown to the largest call once)
 };
+
+// The dropout mask bit: a splitmix64 hash of (seed, pair id, element index) compared with p.
+inline bool lora_keep(uint64_t seed, uint32_t id, uint64_t i, float p) {
+  uint64_t z = seed ^ (uint64_t(id) << 48) ^ i;
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return double(z >> 11) * (1.0 / 9007199254740992.0) >= double(p);
+}
 
 // Everything one training sequence of up to max_t tokens needs, sized once (Model::init_train): the step never allocates.
 struct TrainState {
@@ -195,7 +211,8 @@ class Model {
                          const Tensor& dx, bool accumulate_dx);
   void lora_backward_B(const Tensor& dy, const LoraPair& p, int64_t b0, const float* u, LoraPair& gp, const Tensor& du,
                        bool accumulate_du, TrainState& ts);
-  void lora_backward_A(const Tensor& du, const Tensor& x, const LoraPair& p, LoraPair& gp, const Tensor& dx);
+  void lora_backward_A(const Tensor& du, const Tensor& x, const LoraPair& p, LoraPair& gp, const Tensor& dx, Scratch& s);
+  const Tensor& lora_input(const Tensor& x, const LoraPair& p, Scratch& s, Tensor& holder);  // x, or dropout(x) when training
   void linear_backward(const Tensor& dx, bool accumulate, const Tensor& dy, const Tensor& x, const Linear& W, const LoraPair* p,
                        LoraPair* gp, const float* u, TrainState& ts);
 

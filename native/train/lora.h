@@ -23,6 +23,7 @@ namespace moe {
 struct LoraPair {
   int64_t r = 0, in = 0, out = 0;
   float scale = 0;             // s
+  uint32_t id = 0;             // the pair's index in Adapter::for_each order (the Trainer sets it; keys the dropout mask)
   std::vector<float> A, B;     // [r, in], [out, r] row-major
   bool present() const { return r > 0; }
   void init(int64_t r_, int64_t in_, int64_t out_, float scale_) {

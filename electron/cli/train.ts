@@ -1,0 +1,200 @@
+// `moe-studio train --model DIR (--data FILE.jsonl | --dataset ID [--db PATH]) --out RUN_DIR [--config train.json]
+//  [--resume RUN_DIR] [--base-quant none|nf4] [--threads N] [--progress]`
+//
+// One JSON line per optimizer step on stdout {"step","loss","lr","grad_norm","tokens_per_s","elapsed_s","eta_s"} and per
+// evaluation {"step","eval_loss"} (--progress: readable lines on stderr instead). RUN_DIR/train_args.json holds the
+// resolved arguments (what --resume continues with), RUN_DIR/checkpoint-<step>/ every save_steps and RUN_DIR/final/
+// at the end are PEFT adapter folders with the trainer's state beside (native/train/trainer.h). The batch of every
+// step follows from (seed, step) alone (a seeded shuffle per epoch), so --resume continues the same run and ends
+// bit-identical to an uninterrupted one. SIGINT / SIGTERM: the running step finishes, a checkpoint is written, exit
+// 130 / 143.
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { NativeTrainSeq, NativeTrainer } from "../engine/addon.js";
+import { loadModel } from "../engine/engine.js";
+import { nativeConfig, resolveTrainArgs, type TrainArgs } from "../train/config.js";
+import { databaseFile, defaultDataDir } from "../services/paths.js";
+import { DatasetRepo } from "../store/datasets.js";
+import { openDatabase } from "../store/db.js";
+import { epochOrder, parseJsonl, prepareSamples, readJsonl } from "../train/data.js";
+
+/** A library dataset's samples as messages-format jsonl (the app's database, or --db PATH). */
+function datasetText(id: string, dbPath: string | undefined): string {
+  const file = resolve(dbPath ?? databaseFile(defaultDataDir()));
+  if (!existsSync(file)) throw new Error(`--db ${file}: no such database`);
+  const db = openDatabase(file);
+  try {
+    const repo = new DatasetRepo(db);
+    if (!repo.exists(id)) throw new Error(`--dataset ${id}: no such dataset in ${file} (see moe-studio dataset list)`);
+    let text = "", after = -1;
+    for (;;) {
+      const page = repo.exportPage(id, after, 8 << 20);
+      text += page.text;
+      after = page.lastPosition;
+      if (page.done) return text;
+    }
+  } finally {
+    db.close();
+  }
+}
+
+type Flags = Record<string, string | true>;
+const str = (f: Flags, k: string) => (typeof f[k] === "string" ? (f[k] as string) : undefined);
+
+function writeAtomic(path: string, text: string) {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+function latestCheckpoint(runDir: string): { dir: string; step: number } | null {
+  let best: { dir: string; step: number } | null = null;
+  for (const e of existsSync(runDir) ? readdirSync(runDir) : []) {
+    const m = /^checkpoint-(\d+)$/.exec(e);
+    if (m && existsSync(join(runDir, e, "trainer_state.json")) && (!best || Number(m[1]) > best.step)) best = { dir: join(runDir, e), step: Number(m[1]) };
+  }
+  return best;
+}
+
+export async function cmdTrain(flags: Flags): Promise<number> {
+  const modelDir = str(flags, "model");
+  if (!modelDir) throw new Error("--model is required");
+  const resumeDir = str(flags, "resume");
+  const outDir = resolve(str(flags, "out") ?? resumeDir ?? "");
+  if (!str(flags, "out") && !resumeDir) throw new Error("--out RUN_DIR is required");
+  const data = str(flags, "data");
+  const datasetId = str(flags, "dataset");
+  if ((data === undefined) === (datasetId === undefined)) throw new Error("give one of --data FILE.jsonl or --dataset ID");
+  if (str(flags, "db") !== undefined && datasetId === undefined) throw new Error("--db is an option of --dataset");
+  const human = flags.progress === true;
+  // arguments: --config, or on --resume the run's own train_args.json
+  let args: TrainArgs;
+  const cfgPath = str(flags, "config");
+  const saved = resumeDir ? join(resumeDir, "train_args.json") : null;
+  const parse = (p: string) => {
+    try { return JSON.parse(readFileSync(p, "utf8")); } catch (e) { throw new Error(`${p}: ${(e as Error).message.split("\n")[0]}`); }
+  };
+  if (cfgPath) args = resolveTrainArgs(parse(cfgPath));
+  else if (saved && existsSync(saved)) args = resolveTrainArgs(parse(saved));
+  else args = resolveTrainArgs({});
+  // the run folder must be writable before anything is computed
+  try {
+    mkdirSync(outDir, { recursive: true });
+    accessSync(outDir, constants.W_OK);
+    writeAtomic(join(outDir, ".write-probe"), "");
+  } catch (e) {
+    throw new Error(`--out ${outDir}: cannot write there (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  const threadsFlag = str(flags, "threads");
+  const threads = threadsFlag !== undefined ? Number(threadsFlag) : undefined;
+  if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new Error(`--threads must be an integer >= 1, got "${threadsFlag}"`);
+
+  const bq = str(flags, "base-quant");
+  if (bq !== undefined && bq !== "none" && bq !== "nf4") throw new Error(`--base-quant must be none or nf4, got "${bq}"`);
+  // --base-quant nf4: Q-LoRA (the frozen base's projections quantized to NF4 at load)
+  const model = await loadModel(modelDir, { ...(threads ? { threads } : {}), ...(bq ? { baseQuant: bq as "none" | "nf4" } : {}) });
+  let trainer: NativeTrainer | null = null;
+  try {
+    const source = data ?? `dataset ${datasetId}`;
+    const read = data !== undefined ? readJsonl(data) : parseJsonl(datasetText(datasetId!, str(flags, "db")));
+    if (read.messages.length === 0)
+      throw new Error(`${source}: the dataset is empty: no sample in ${read.lines} line(s)${read.firstError ? ` (${read.firstError})` : ""}`);
+    const prep = await prepareSamples(model, read.messages, { maxLen: args.max_seq_length, lossOn: args.loss_on });
+    if (prep.samples.length === 0)
+      throw new Error(prep.tooLong > 0
+        ? `${source}: every sample is too long: ${prep.tooLong} sample(s) have no assistant token within max_seq_length ${args.max_seq_length}; raise max_seq_length`
+        : `${source}: no sample has a token to learn (${prep.unaligned} left out: assistant spans not found)`);
+    let train = prep.samples;
+    let val: NativeTrainSeq[] = [];
+    if (args.validation_file) {
+      const v = readJsonl(args.validation_file);
+      val = (await prepareSamples(model, v.messages, { maxLen: args.max_seq_length, lossOn: args.loss_on })).samples;
+    } else if (args.validation_split) {
+      const order = epochOrder(train.length, args.seed, -1);
+      const nVal = Math.max(1, Math.floor(train.length * args.validation_split));
+      if (nVal >= train.length) throw new Error(`validation_split ${args.validation_split} leaves no training sample of ${train.length}`);
+      const valSet = new Set(order.slice(0, nVal));
+      val = train.filter((_, i) => valSet.has(i));
+      train = train.filter((_, i) => !valSet.has(i));
+    }
+    const perStep = args.per_device_train_batch_size * args.gradient_accumulation_steps;
+    const stepsPerEpoch = Math.max(1, Math.ceil(train.length / perStep));
+    const totalSteps = args.max_steps ?? Math.max(1, Math.ceil((args.num_train_epochs ?? 1) * stepsPerEpoch));
+    const info = `${train.length} training sample(s)${val.length ? `, ${val.length} for validation` : ""}, ${read.rejected} line(s) rejected, ` +
+      `${prep.truncated} truncated to ${args.max_seq_length} tokens, ${prep.tooLong + prep.unaligned} left out; ${totalSteps} steps of ${perStep} sample(s)`;
+    process.stderr.write(`moe-studio train: ${info}\n`);
+
+    const ckpt = resumeDir ? latestCheckpoint(resumeDir) : null;
+    if (resumeDir && !ckpt) throw new Error(`--resume ${resumeDir}: no checkpoint-<step>/ folder with trainer_state.json there`);
+    // the data a checkpoint was trained on must be the data it continues on (same samples, same order rule)
+    let h = 0x811c9dc5;
+    for (const smp of train) for (const arr of [smp.ids, smp.labels, [-1]]) for (const v of arr) h = Math.imul(h ^ (v & 0xffff) ^ (v >>> 16), 0x01000193) >>> 0;
+    const dataHash = `${train.length}:${h.toString(16)}`;
+    if (ckpt) {
+      let prev: { data?: string } = {};
+      try { prev = JSON.parse(readFileSync(join(ckpt.dir, "trainer_extra.json"), "utf8")); } catch { /* checked below */ }
+      if (prev.data !== dataHash)
+        throw new Error(`--resume ${ckpt.dir}: it was trained on other data (${prev.data ?? "unknown"} vs ${dataHash} samples:hash); resume with the same --data/--dataset and config`);
+    }
+    const cfg = nativeConfig(args, totalSteps, resolve(modelDir));
+    try {
+      trainer = model.native.createTrainer(cfg, ckpt ? { resume: ckpt.dir } : {});
+    } catch (e) {
+      throw new Error(`cannot train: ${(e as Error).message}`);
+    }
+    const mem = trainer.memory();
+    if (human) process.stderr.write(`memory: ${mem.summary}\n`);
+    writeAtomic(join(outDir, "train_args.json"), JSON.stringify(args, null, 2) + "\n");
+
+    let stop: NodeJS.Signals | null = null;
+    const onSig = (s: NodeJS.Signals) => { if (stop) process.exit(s === "SIGINT" ? 130 : 143); stop = s; };
+    process.on("SIGINT", onSig);
+    process.on("SIGTERM", onSig);
+    const save = async (name: string, step: number) => {
+      await trainer!.saveCheckpoint(join(outDir, name), JSON.stringify({ step, epoch: Math.floor(step / stepsPerEpoch), samples_seen: step * perStep, train_samples: train.length, data: dataHash }));
+    };
+    const batchFor = (k: number): NativeTrainSeq[] => {   // step k (0-based): its samples in the epoch's order
+      const epoch = Math.floor(k / stepsPerEpoch), within = k % stepsPerEpoch;
+      const order = epochOrder(train.length, args.seed, epoch);
+      return order.slice(within * perStep, (within + 1) * perStep).map((i) => train[i]);
+    };
+    const evaluate = async (step: number) => {
+      if (!val.length) return;
+      const r = await trainer!.evaluate(val);
+      if (human) process.stderr.write(`step ${step}: eval_loss ${r.loss.toFixed(4)}\n`);
+      else process.stdout.write(JSON.stringify({ step, eval_loss: r.loss }) + "\n");
+    };
+    const t0 = Date.now();
+    let done = mem.step, tokens = 0;
+    try {
+      for (; done < totalSteps; ) {
+        const r = await trainer.step(batchFor(done));
+        done = r.step;
+        tokens += r.tokens;
+        const elapsed = (Date.now() - t0) / 1000;
+        const perStepS = elapsed / Math.max(1, done - mem.step);
+        const line = { step: r.step, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, tokens_per_s: tokens / Math.max(elapsed, 1e-9), elapsed_s: elapsed, eta_s: perStepS * (totalSteps - done) };
+        if (human) process.stderr.write(`step ${r.step}/${totalSteps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(3)}  grad_norm ${r.gradNorm.toFixed(3)}  ${line.tokens_per_s.toFixed(0)} tok/s  eta ${line.eta_s.toFixed(0)} s\n`);
+        else process.stdout.write(JSON.stringify(line) + "\n");
+        if (args.eval_steps > 0 && done % args.eval_steps === 0) await evaluate(done);
+        if (stop) {
+          await save(`checkpoint-${done}`, done);
+          process.stderr.write(`moe-studio train: ${stop}: saved ${join(outDir, `checkpoint-${done}`)}\n`);
+          return stop === "SIGINT" ? 130 : 143;
+        }
+        if (args.save_steps > 0 && done % args.save_steps === 0 && done < totalSteps) await save(`checkpoint-${done}`, done);
+      }
+    } finally {
+      process.off("SIGINT", onSig);
+      process.off("SIGTERM", onSig);
+    }
+    if (args.eval_steps > 0 && done % args.eval_steps !== 0) await evaluate(done);
+    await save(`checkpoint-${done}`, done);
+    await save("final", done);
+    process.stderr.write(`moe-studio train: done, ${done} steps; adapter in ${join(outDir, "final")}\n`);
+    return 0;
+  } finally {
+    trainer?.dispose();
+    model.close();
+  }
+}
