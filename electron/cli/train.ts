@@ -13,6 +13,7 @@ import { join, resolve } from "node:path";
 import type { NativeTrainSeq, NativeTrainer } from "../engine/addon.js";
 import { loadModel } from "../engine/engine.js";
 import { nativeConfig, resolveTrainArgs, type TrainArgs } from "../train/config.js";
+import { sweepLeftovers } from "../services/leftovers.js";
 import { databaseFile, defaultDataDir } from "../services/paths.js";
 import { DatasetRepo } from "../store/datasets.js";
 import { openDatabase } from "../store/db.js";
@@ -85,6 +86,9 @@ export async function cmdTrain(flags: Flags): Promise<number> {
   } catch (e) {
     throw new Error(`--out ${outDir}: cannot write there (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
+  // A checkpoint half-written by a run that was killed (a second Ctrl-C, a crash) is `.checkpoint-N.partial-PID`, the
+  // same `.NAME.partial-PID` form the quantizer and the merged export use: swept once its writer is gone.
+  sweepLeftovers([outDir], { match: (l) => l.kind === "quantize-temp" });
   const threadsFlag = str(flags, "threads");
   const threads = threadsFlag !== undefined ? Number(threadsFlag) : undefined;
   if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new Error(`--threads must be an integer >= 1, got "${threadsFlag}"`);

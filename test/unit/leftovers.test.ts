@@ -50,6 +50,26 @@ function file(path: string): string {
 }
 
 describe("leftovers sweep", () => {
+  it("a training run's half-written checkpoint (.checkpoint-N.partial-PID, written by native/train/trainer.cpp) goes once its writer is gone", () => {
+    const run = mkdtempSync(join(tmpdir(), "moe-run-"));
+    try {
+      const dead = deadPid();
+      const half = join(run, `.checkpoint-12.partial-${dead}`);
+      mkdirSync(half);
+      writeFileSync(join(half, "adapter_model.safetensors"), "half");
+      const live = join(run, `.checkpoint-13.partial-${process.pid}`);
+      mkdirSync(live);
+      mkdirSync(join(run, "checkpoint-10"));
+      age(half, 10 * 60_000);  // (a live writer's folder newer than its process start is kept whatever its age)
+      const r = sweepLeftovers([run], { match: (l) => l.kind === "quantize-temp" });
+      expect(r.removed.map((l) => l.path)).toEqual([half]);
+      expect(existsSync(half)).toBe(false);
+      expect(existsSync(live) && existsSync(join(run, "checkpoint-10"))).toBe(true);
+    } finally {
+      rmSync(run, { recursive: true, force: true });
+    }
+  });
+
   it("removes a dead writer's temporary outputs, keeps a live writer's, never touches a resumable download", () => {
     const dead = deadPid();
     const old = 10 * 60_000;
