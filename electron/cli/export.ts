@@ -9,6 +9,7 @@ import { QUANT_TYPES } from "../engine/quantize.js";
 import { EXPORT_TYPES, type ExportType } from "../gguf/quant.js";
 import { sweepLeftovers } from "../services/leftovers.js";
 import { ExportMergedCancelled, exportMergedModel, parseMergeDType, parseShardSize } from "../engine/export-merged.js";
+import { runCancellable } from "./cancel.js";
 
 type Flags = Record<string, string | true>;
 
@@ -42,18 +43,11 @@ export async function cmdExport(flags: Flags): Promise<number> {
   // an earlier export into the same folder that was killed left its .NAME.partial-<pid>/ (or FILE.tmp-*) there
   sweepLeftovers([dirname(resolve(out))], { match: (l) => l.kind === "quantize-temp" || l.kind === "gguf-temp" });
 
-  const ac = new AbortController();
-  const onSignal = () => {
-    if (!ac.signal.aborted) process.stderr.write("\ncancelling...\n");
-    ac.abort();
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
   let last = "";
-  try {
+  return runCancellable(async (signal) => {
     const r = await exportMergedModel({
       model, adapter, out, dtype, quantize: q as QuantType | undefined, gguf: g as ExportType | undefined,
-      force: flags.force === true, maxShardBytes, threads, signal: ac.signal,
+      force: flags.force === true, maxShardBytes, threads, signal,
       onProgress: (stage, done, total, tensor) => {
         const pct = total > 0 ? Math.floor((10 * done) / total) * 10 : 100;
         const key = `${stage}${pct}`;
@@ -80,14 +74,5 @@ export async function cmdExport(flags: Flags): Promise<number> {
       );
     }
     return 0;
-  } catch (e) {
-    if (e instanceof ExportMergedCancelled) {
-      process.stderr.write(`moe-studio: ${e.message}\n`);
-      return 130;
-    }
-    throw e;
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-  }
+  }, (e): e is Error => e instanceof ExportMergedCancelled);
 }

@@ -6,6 +6,7 @@ import { dirname, resolve } from "node:path";
 import { loadAddon, type QuantType } from "../engine/addon.js";
 import { sweepLeftovers } from "../services/leftovers.js";
 import { DEFAULT_INT4, QUANT_TYPES, bitsOf, QuantizeCancelled, quantizeModelFolder } from "../engine/quantize.js";
+import { runCancellable } from "./cancel.js";
 
 type Flags = Record<string, string | true>;
 
@@ -40,17 +41,10 @@ export async function cmdQuantize(flags: Flags): Promise<number> {
   // the engine's limit (native/format/limits.h): checked here so the message names the flag
   if (!Number.isInteger(threads) || threads < 0 || threads > 1024) throw new Error(`--threads must be an integer in [1, 1024], got "${threadsFlag}"`);
 
-  const ac = new AbortController();
-  const onSignal = () => {
-    if (!ac.signal.aborted) process.stderr.write("\ncancelling...\n");
-    ac.abort();
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
   let lastPct = -1;
-  try {
+  return runCancellable(async (signal) => {
     const r = await quantizeModelFolder({
-      model, out, format, embeddings: emb as "keep" | QuantType, threads, signal: ac.signal,
+      model, out, format, embeddings: emb as "keep" | QuantType, threads, signal,
       onProgress: (done, total, tensor) => {
         const pct = total > 0 ? Math.floor((100 * done) / total) : 100;
         if (pct !== lastPct) {
@@ -70,14 +64,5 @@ export async function cmdQuantize(flags: Flags): Promise<number> {
     );
     if (fb) process.stdout.write(`fallbacks (row length not a multiple of the block): ${Object.entries(r.config.fallbacks).map(([n, t]) => `${n}=${t}`).join(", ")}\n`);
     return 0;
-  } catch (e) {
-    if (e instanceof QuantizeCancelled) {
-      process.stderr.write(`moe-studio: ${e.message}\n`);
-      return 130;
-    }
-    throw e;
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-  }
+  }, (e): e is Error => e instanceof QuantizeCancelled);
 }
