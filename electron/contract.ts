@@ -439,6 +439,132 @@ export const QuantizeJob = z.object({
 });
 export type QuantizeJob = z.infer<typeof QuantizeJob>;
 
+// ---------- jobs ----------
+// One job system (electron/jobs/): every long task the app runs — dataset import, token counting, quantize, GGUF
+// export, download, training, merged export — is a Job the main process owns: its progress, cancel, pause where the
+// task allows, its state across restarts, and one event (jobs.job) for every change. Views read their own jobs from
+// one renderer store, filtered by kind and subject.
+export const JobKind = z.enum(["import", "tokens", "quantize", "gguf", "download", "train", "export"]);
+export type JobKind = z.infer<typeof JobKind>;
+/**
+ * queued → running → done | failed | cancelled; running → pausing → paused → (resume) running.
+ * interrupted: the app stopped (a crash, a forced quit) while the job ran; retry or (where the kind resumes) resume.
+ */
+export const JobStatus = z.enum(["queued", "running", "pausing", "paused", "done", "failed", "cancelled", "interrupted"]);
+export type JobStatus = z.infer<typeof JobStatus>;
+export const Job = z.object({
+  id: Id,
+  kind: JobKind,
+  /** What a person reads in the activity panel ("Quantize Qwen3-MoE to q4_k", "Finetune run 'support-bot'"). */
+  title: z.string(),
+  status: JobStatus,
+  /** done of total in unit; null until the task knows its size. */
+  progress: z.object({ done: z.number(), total: z.number(), unit: z.enum(["bytes", "steps", "samples", "tensors", "fraction"]) }).nullable(),
+  /** The latest line worth reading ("step 12/100, loss 1.93", "writing model-00002-of-00003.safetensors"). */
+  message: z.string().nullable(),
+  error: z.string().nullable(),
+  canPause: z.boolean(),
+  canResume: z.boolean(),
+  startedAt: z.number(),
+  updatedAt: z.number(),
+  /** What the job works on, for views that filter their jobs: a dataset id, a model folder, a finetune run id. */
+  subject: z.string().nullable(),
+  /** The kind's own outcome (a quantize comparison, an export's output folder); null until done. */
+  result: z.unknown().nullable(),
+});
+export type Job = z.infer<typeof Job>;
+
+// ---------- finetune ----------
+/** The training engine's knobs by the names train.json uses (electron/train/config.ts); every one optional. */
+export const LoraTarget = z.enum(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]);
+export const TrainKnobs = z.strictObject({
+  learning_rate: z.number().positive().max(1).optional(),
+  min_lr: z.number().min(0).max(1).optional(),
+  warmup_ratio: z.number().min(0).max(1).optional(),
+  warmup_steps: z.number().int().min(0).max(10_000_000).optional(),
+  lr_scheduler_type: z.enum(["cosine_with_min_lr", "cosine", "linear", "constant"]).optional(),
+  num_train_epochs: z.number().positive().max(10_000).optional(),
+  max_steps: z.number().int().min(1).max(100_000_000).optional(),
+  per_device_train_batch_size: z.number().int().min(1).max(4096).optional(),
+  gradient_accumulation_steps: z.number().int().min(1).max(4096).optional(),
+  max_seq_length: z.number().int().min(8).max(1_048_576).optional(),
+  lora_rank: z.number().int().min(1).max(1024).optional(),
+  lora_alpha: z.number().positive().max(100_000).optional(),
+  lora_dropout: z.number().min(0).max(0.95).optional(),
+  use_rslora: z.boolean().optional(),
+  target_modules: z.array(LoraTarget).min(1).max(7).optional(),
+  weight_decay: z.number().min(0).max(10).optional(),
+  max_grad_norm: z.number().min(0).max(1e6).optional(),
+  save_steps: z.number().int().min(0).max(100_000_000).optional(),
+  eval_steps: z.number().int().min(0).max(100_000_000).optional(),
+  seed: z.number().int().min(0).max(2 ** 31 - 1).optional(),
+  gradient_checkpointing: z.boolean().optional(),
+  validation_split: z.number().min(0).max(0.5).optional(),
+  loss_on: z.enum(["assistant", "all"]).optional(),
+  expert_lr_scale: z.strictObject({ routed: z.number().min(0).max(100), shared: z.number().min(0).max(100), attention: z.number().min(0).max(100) }).optional(),
+});
+export type TrainKnobs = z.infer<typeof TrainKnobs>;
+/** Quick / Balanced / Thorough for a first run; hunyuan_lora is Tencent's recipe (r 64, alpha 128, dropout 0.1, ...). */
+export const TrainPreset = z.enum(["quick", "balanced", "thorough", "hunyuan_lora"]);
+export const FinetuneSpec = z.strictObject({
+  modelDir: Text(4096).min(1),
+  datasetId: Id,
+  /** nf4: Q-LoRA (the frozen base quantized to NF4 at load); none: LoRA on the stored precision. */
+  baseQuant: z.enum(["none", "nf4"]),
+  preset: TrainPreset,
+  /** Advanced panel: overrides of the preset's values. */
+  knobs: TrainKnobs,
+  name: Text(200).optional(),
+});
+export type FinetuneSpec = z.infer<typeof FinetuneSpec>;
+/** The engine's estimate before step 1 against this machine's free memory. */
+export const MemoryEstimate = z.object({
+  baseBytes: z.number(), adapterBytes: z.number(), activationBytes: z.number(), totalBytes: z.number(),
+  /** Free RAM now (MemAvailable); -1 unknown. */
+  availableBytes: z.number(),
+  params: z.number(),
+  verdict: z.enum(["fits", "tight", "will_not_fit"]),
+  /** What to change when it is tight or will not fit. */
+  advice: z.string().nullable(),
+});
+export type MemoryEstimate = z.infer<typeof MemoryEstimate>;
+export const TrainPoint = z.object({
+  step: z.number(),
+  loss: z.number().nullable(),
+  evalLoss: z.number().nullable(),
+  lr: z.number().nullable(),
+  gradNorm: z.number().nullable(),
+  tokensPerS: z.number().nullable(),
+  elapsedS: z.number().nullable(),
+});
+export type TrainPoint = z.infer<typeof TrainPoint>;
+export const RunStatus = z.enum(["queued", "running", "paused", "done", "failed", "cancelled", "interrupted"]);
+export const FinetuneRun = z.object({
+  id: Id,
+  name: z.string(),
+  modelDir: z.string(),
+  datasetId: z.string(),
+  datasetName: z.string(),
+  baseQuant: z.enum(["none", "nf4"]),
+  preset: TrainPreset,
+  /** The resolved knobs the run trains with (preset + overrides + defaults). */
+  args: z.record(z.string(), z.unknown()),
+  status: RunStatus,
+  error: z.string().nullable(),
+  createdAt: z.number(),
+  updatedAt: z.number(),
+  step: z.number(),
+  totalSteps: z.number().nullable(),
+  finalLoss: z.number().nullable(),
+  finalEvalLoss: z.number().nullable(),
+  /** PEFT adapter folders: checkpoint-<step>/ and final/ (step of final = the last step). */
+  checkpoints: z.array(z.object({ step: z.number(), dir: z.string(), final: z.boolean() })),
+  runDir: z.string(),
+  /** The job that trains it now (pause, resume, cancel go through jobs.*); null when none runs. */
+  jobId: Id.nullable(),
+});
+export type FinetuneRun = z.infer<typeof FinetuneRun>;
+
 const Empty = z.strictObject({});
 const ById = z.strictObject({ id: Id });
 const Ok = z.object({ ok: z.literal(true) });
@@ -653,6 +779,44 @@ export const calls = {
   ),
   "datasets.tokens.cancel": call(z.strictObject({ jobId: Id }), Ok),
 
+  // ---------- jobs ----------
+  /** Every job the app knows (running, paused, interrupted and recent finished ones), oldest first; kind filters. */
+  "jobs.list": call(z.strictObject({ kind: JobKind.optional() }), z.array(Job)),
+  /** Cancels a job; nothing half-written is left behind and the previous state stays intact. */
+  "jobs.cancel": call(ById, Ok),
+  /** Pauses a job whose canPause is true (training: checkpoint, then stop). */
+  "jobs.pause": call(ById, Job),
+  /** Continues a paused or interrupted job whose canResume is true. */
+  "jobs.resume": call(ById, Job),
+  /** Starts a failed, cancelled or interrupted job again from the beginning with the same parameters; answers the new job. */
+  "jobs.retry": call(ById, Job),
+  /** Forgets a job that is not running (what it produced stays). */
+  "jobs.remove": call(ById, Ok),
+
+  // ---------- finetune ----------
+  /** The memory the run would need against this machine, before anything starts. */
+  "finetune.estimate": call(FinetuneSpec, MemoryEstimate),
+  /** Starts a run (a train job); refused with invalid_input when it will not fit, with the numbers. */
+  "finetune.start": call(FinetuneSpec, FinetuneRun),
+  "finetune.list": call(Empty, z.array(FinetuneRun)),
+  /** One run with every step's metrics. */
+  "finetune.get": call(ById, z.object({ run: FinetuneRun, points: z.array(TrainPoint) })),
+  /** Deletes a run that is not training, its files too. */
+  "finetune.delete": call(ById, Ok),
+  /** Exports a checkpoint: a PEFT adapter folder, or merged weights (optionally quantized / GGUF) into the models folder (an export job). */
+  "finetune.export": call(
+    z.strictObject({
+      id: Id,
+      /** a checkpoint's step, or "final" */
+      checkpoint: z.union([z.number().int().min(0), z.literal("final")]),
+      kind: z.enum(["adapter", "merged"]),
+      dtype: z.enum(["bf16", "fp16", "fp32"]).optional(),
+      quantize: z.enum(["q8_0", "q4_k"]).optional(),
+      gguf: z.enum(["f16", "q8_0", "q4_0", "q4_k"]).optional(),
+      name: Text(200).min(1).regex(/^[^/\\]+$/, "a name, not a path").refine((n) => n !== "." && n !== "..", "a name, not a path"),
+    }),
+    Job,
+  ),
   // ---------- quantize ----------
   /** Quantizes/exports a model folder into the app's models folder as `name` (progress: quantize.job events). */
   "quantize.start": call(
@@ -706,6 +870,17 @@ export const events = {
   }),
   /** A dataset was created, renamed, changed (samples), or deleted (deleted: true): refresh lists. */
   "datasets.changed": z.object({ id: Id, deleted: z.boolean() }),
+
+  // ---------- jobs ----------
+  /** A job was created or changed (state, progress, message, result). */
+  "jobs.job": Job,
+  /** A job was removed (jobs.remove, or a finished job aged out). */
+  "jobs.removed": z.object({ id: Id }),
+  // ---------- finetune ----------
+  /** A run changed (status, step, checkpoints, final metrics). */
+  "finetune.run": FinetuneRun,
+  /** A training step or evaluation of a run arrived (the chart appends it). */
+  "finetune.point": z.object({ runId: Id, point: TrainPoint }),
 
   // ---------- quantize ----------
   /** A quantize job changed (progress, state, result). */

@@ -1,8 +1,9 @@
 // `moe-studio train --model DIR (--data FILE.jsonl | --dataset ID [--db PATH]) --out RUN_DIR [--config train.json]
 //  [--resume RUN_DIR] [--base-quant none|nf4] [--threads N] [--progress]`
 //
-// One JSON line per optimizer step on stdout {"step","loss","lr","grad_norm","tokens_per_s","elapsed_s","eta_s"} and per
-// evaluation {"step","eval_loss"} (--progress: readable lines on stderr instead). RUN_DIR/train_args.json holds the
+// On stdout: one JSON line {"memory": {base_bytes, adapter_bytes, activation_bytes, total_bytes, available_bytes, params,
+// fits}} before step 1, one per optimizer step {"step","loss","lr","grad_norm","tokens_per_s","elapsed_s","eta_s"} and
+// one per evaluation {"step","eval_loss"} (--progress: readable lines on stderr instead). RUN_DIR/train_args.json holds the
 // resolved arguments (what --resume continues with), RUN_DIR/checkpoint-<step>/ every save_steps and RUN_DIR/final/
 // at the end are PEFT adapter folders with the trainer's state beside (native/train/trainer.h). The batch of every
 // step follows from (seed, step) alone (a seeded shuffle per epoch), so --resume continues the same run and ends
@@ -147,7 +148,11 @@ export async function cmdTrain(flags: Flags): Promise<number> {
       throw new Error(`cannot train: ${(e as Error).message}`);
     }
     const mem = trainer.memory();
+    // The estimate the trainer checked against free RAM, as one JSON line before step 1 (the app and
+    // test/bench/train_cli.mjs compare it with what the run really uses).
     if (human) process.stderr.write(`memory: ${mem.summary}\n`);
+    else process.stdout.write(JSON.stringify({ memory: { base_bytes: mem.baseBytes, adapter_bytes: mem.adapterBytes, activation_bytes: mem.activationBytes,
+      total_bytes: mem.totalBytes, available_bytes: mem.availableBytes, params: mem.params, fits: mem.fits } }) + "\n");
     writeAtomic(join(outDir, "train_args.json"), JSON.stringify(args, null, 2) + "\n");
 
     let stop: NodeJS.Signals | null = null;

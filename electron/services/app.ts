@@ -10,7 +10,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { AppInfo, TokenizerChoice } from "../contract.js";
+import { RpcError, type AppInfo, type TokenizerChoice } from "../contract.js";
 import { EngineHost, type WorkerSpawner } from "../engine/host.js";
 import { configureBoundedText, type TextProcessSpawner } from "../text/bounded-text.js";
 import type { AsyncHandlers } from "../rpc.js";
@@ -238,6 +238,15 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
       return quantize.retry(i.id);
     },
     "quantize.folder": async () => ({ dir: quantize.folder() }),
+    // The job system and the finetune service (issue 13) are being built against these contract entries; until they
+    // land each call answers unknown_call instead of pretending.
+    ...Object.fromEntries(
+      (["jobs.list", "jobs.cancel", "jobs.pause", "jobs.resume", "jobs.retry", "jobs.remove", "finetune.estimate", "finetune.start",
+        "finetune.list", "finetune.get", "finetune.delete", "finetune.export"] as const).map((n) => [n, async () => {
+        throw new RpcError("unknown_call", `${n} is not available in this build yet`);
+      }]),
+    ) as unknown as Pick<AsyncHandlers, "jobs.list" | "jobs.cancel" | "jobs.pause" | "jobs.resume" | "jobs.retry" | "jobs.remove" | "finetune.estimate" |
+      "finetune.start" | "finetune.list" | "finetune.get" | "finetune.delete" | "finetune.export">,
   };
 
   const initialLoad = opts.initialModel ? models.open(opts.initialModel).then(() => undefined, () => undefined) : Promise.resolve();
