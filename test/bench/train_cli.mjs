@@ -37,6 +37,8 @@ try {
   const med = dt[Math.floor(dt.length / 2)];
   const rss = Number(/MAXRSS_KB (\d+)/.exec(p.stderr)?.[1] ?? NaN) * 1024;
   console.log(JSON.stringify({ impl: "moe-studio train", threads: Number(threads), seq: Number(seq), r: Number(r), trainable_params: mem?.params,
+    // the tokens each step really trained on (from the CLI's own running tokens/s), to confirm every sample was cut to `seq`
+    tokens_per_step: Math.round((st.at(-1).tokens_per_s * st.at(-1).elapsed_s) / st.at(-1).step),
     step_s: +med.toFixed(3), tokens_per_s: +(Number(seq) / med).toFixed(2), first_loss: st[0]?.loss, last_loss: st.at(-1)?.loss,
     peak_rss_mb: Math.round(rss / 2 ** 20), estimate_mb: Math.round(mem.total_bytes / 2 ** 20),
     estimate_over_peak: +(mem.total_bytes / rss).toFixed(3) }));
