@@ -26,6 +26,8 @@
 //   Container::Gguf writes F32 for the not-quantized roles (llama.cpp keeps norms, biases and ffn_gate_inp in F32;
 //     widening bf16/f16 to f32 is exact) and F16 for a matrix that fell back (convert_hf_to_gguf's and
 //     llama-quantize's last fallback; GGUF target `f16` is every matrix F16).
+// One more difference, by option: a folder may keep embeddings and lm_head in their stored dtype (`--embeddings keep`);
+// a GGUF has no such option, so exporting that folder quantizes them to the GGUF default (Q8_0) from the kept floats.
 #pragma once
 #include <cstdint>
 #include <string>

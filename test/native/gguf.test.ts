@@ -132,10 +132,12 @@ const LLAMACPP = JSON.parse(readFileSync(join(ROOT, "test/fixtures/gguf/llamacpp
 describe("llama.cpp loads the exported files and agrees with transformers", () => {
   // Bounds on the mean KL(transformers ‖ llama.cpp) of the next-token distribution over the fixture's prompt
   // (54-65 positions). Measured: f16 3e-7..1.3e-6 (weights rounded to 11 bits); q8_0 2.0e-4..3.8e-3; q4_0
-  // 0.016..0.041; q4_k 0.004..0.015 (on these 64-wide fixtures most "q4_k" rows take the Q5_0 fallback). The random
+  // 0.016..0.041; q4_k the same 0.016..0.041: on these 64-wide fixtures every "q4_k" matrix takes the Q4_0 fallback
+  // (native/quant/plan.h), so its blocks are the q4_0 file's (with llama-quantize's Q5_0 fallback it was 0.004..0.015;
+  // Q4_K itself is exercised by llama_wide, whose rows fit 256). The random
   // fixtures' distributions are flat with tiny top-2 margins, so top-1 is only bounded for f16. Without the Q/K
   // permutation the llama fixture gives KL 0.06 and top-1 41/65 at f16: the check can fail.
-  const KL_BOUND: Record<string, number> = { f16: 1e-5, q8_0: 1e-2, q4_0: 6e-2, q4_k: 4e-2 };
+  const KL_BOUND: Record<string, number> = { f16: 1e-5, q8_0: 1e-2, q4_0: 6e-2, q4_k: 6e-2 };
   for (const r of LLAMACPP.cases) {
     it(`${r.model} ${r.type}: the file llama.cpp ran is the one this build writes, and ${r.meanKL !== undefined ? `KL ≤ ${KL_BOUND[r.type]}` : "it loads and runs"}`, () => {
       expect(files.get(`${r.model}.${r.type}`), "re-exported in beforeAll").toBeDefined();
