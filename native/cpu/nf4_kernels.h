@@ -41,15 +41,21 @@ extern const NKernels kNAvx2, kNAvx512;  // nf4_matmul_avx2.cpp, nf4_matmul_avx5
 // was there: inlined into an AVX2 function, its `d[k] += a * w` could be contracted into FMAs (GCC's default
 // -ffp-contract=fast) and round differently from the portable path's.
 // ---------------------------------------------------------------------------------------------------------------
+#if defined(__GNUC__)
+#define MOE_NF4_NOINLINE __attribute__((noinline))
+#else
+#define MOE_NF4_NOINLINE  // (no SIMD files there: nothing to keep it out of)
+#endif
 namespace {
+// [[maybe_unused]]: an ISA file compiled without the x86 dispatch (MOE_NX86 0) includes them and uses none.
 
 // y[0, len) = NF4[q] * scale for `len` (even) elements starting at an even element: bytes p[0, len/2).
-void dequant_pairs_portable(const uint8_t* p, float scale, int64_t len, float* y) {
+[[maybe_unused]] void dequant_pairs_portable(const uint8_t* p, float scale, int64_t len, float* y) {
   const float* c = nf4_code();
   for (int64_t i = 0; i < len / 2; ++i) { y[2 * i] = c[p[i] >> 4] * scale; y[2 * i + 1] = c[p[i] & 15] * scale; }
 }
 // Σ NF4[q_i] x_i over `len` (even) elements starting at an even element (unscaled).
-float dot_pairs_portable(const uint8_t* p, const float* x, int64_t len) {
+[[maybe_unused]] float dot_pairs_portable(const uint8_t* p, const float* x, int64_t len) {
   const float* c = nf4_code();
   float s0 = 0, s1 = 0;
   for (int64_t i = 0; i < len / 2; ++i) { s0 += c[p[i] >> 4] * x[2 * i]; s1 += c[p[i] & 15] * x[2 * i + 1]; }
@@ -65,8 +71,9 @@ inline float w_load(const void* W, DType dt, int64_t i) {
 }
 
 // dx[m, k] (+)= Σ_{j < nn} dy[m, j] W[j, k]  for m < M, k in [k0, kc): W rows ldw elements apart, dtype f32/f16/bf16.
-__attribute__((noinline)) void dx_cols_portable(float* dx, int64_t lddx, const float* dy, int64_t lddy, const void* W,
-                                                DType dt, int64_t ldw, int64_t M, int64_t nn, int64_t k0, int64_t kc, bool acc) {
+[[maybe_unused]] MOE_NF4_NOINLINE void dx_cols_portable(float* dx, int64_t lddx, const float* dy, int64_t lddy,
+                                                        const void* W, DType dt, int64_t ldw, int64_t M, int64_t nn,
+                                                        int64_t k0, int64_t kc, bool acc) {
   for (int64_t m = 0; m < M; ++m) {
     float* d = dx + m * lddx;
     if (!acc) for (int64_t k = k0; k < kc; ++k) d[k] = 0;
