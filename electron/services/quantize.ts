@@ -20,12 +20,9 @@ import { TextTokenizer } from "../text/tokenizer.js";
 import { pidGoneSince, sweepLeftovers } from "./leftovers.js";
 import type { Emit } from "./models.js";
 
-/** The `moe-studio` launcher next to this module (source tree or out/). */
-export function cliPath(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  for (const p of [join(here, "../bin/moe-studio.mjs"), join(here, "../../../electron/bin/moe-studio.mjs")]) if (existsSync(p)) return p;
-  throw new Error("moe-studio launcher (electron/bin/moe-studio.mjs) not found");
-}
+import { cliPath } from "../jobs/cli-process.js";
+
+export { cliPath };
 
 /** Bytes of a model's weights: a file's size, or the *.safetensors files of a folder. */
 export function modelBytes(path: string): number {
