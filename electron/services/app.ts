@@ -25,7 +25,7 @@ import { ModelService, type Emit } from "./models.js";
 import { engineMessages, withDiskFullIn } from "./errors.js";
 import { databaseFile } from "./paths.js";
 import { PresetService } from "./presets.js";
-import { QuantizeService, type QuantizeParams } from "./quantize.js";
+import { QuantizeService, upgradeLegacyQuantizeRows, type QuantizeParams } from "./quantize.js";
 import { SettingsService } from "./settings.js";
 import { LibraryService } from "./library.js";
 import { sweepLeftovers } from "./leftovers.js";
@@ -136,7 +136,9 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   // what a killed quantize, export, download or token write left in the models and data folders (services/leftovers.ts)
   for (const l of sweepLeftovers([library.modelsDir(), opts.dataDir]).removed) opts.log?.(`removed ${l.path} (left by pid ${l.pid ?? "?"}, which is gone)`);
   // every long task's state, progress, cancel and restart (electron/jobs/); the kinds register with it
-  const jobs = new JobService({ store: new JobsStore(db), emit: opts.emit });
+  const jobsStore = new JobsStore(db);
+  upgradeLegacyQuantizeRows(jobsStore);
+  const jobs = new JobService({ store: jobsStore, emit: opts.emit });
   const quantize = new QuantizeService(() => library.modelsDir(), jobs);
 
   // Paths from calls are checked here, once, where they enter; the services trust what they are given (the CLI

@@ -13,7 +13,8 @@ import { basename, dirname, join, resolve } from "node:path";
 import { RpcError, type Job, type QuantizeResult } from "../contract.js";
 import { cliJob, cliPath, type Cli } from "../jobs/cli-process.js";
 import type { JobKindHandler } from "../jobs/kind.js";
-import type { JobService } from "../jobs/service.js";
+import type { JobService, SavedDetail } from "../jobs/service.js";
+import type { JobsStore } from "../store/jobs.js";
 import { TextTokenizer } from "../text/tokenizer.js";
 import { pidGoneSince, sweepLeftovers } from "./leftovers.js";
 
@@ -94,6 +95,58 @@ interface CliDetail {
 
 const FORMAT_NAMES: Record<QuantizeParams["format"], string> = { f16: "F16", q8_0: "Q8_0", q4_0: "Q4_0", q4_k: "Q4_K" };
 
+/** A job's line in the activity panel: the output's name, as the Quantize panel and the models folder show it. */
+function title(p: QuantizeParams): string {
+  return p.target === "gguf" ? `Export ${basename(p.output)} (GGUF ${FORMAT_NAMES[p.format]})` : `Quantize ${basename(p.output)} (${FORMAT_NAMES[p.format]})`;
+}
+
+/** A row the quantize service wrote before the job system (detail: { job: the old QuantizeJob, pid }). */
+interface LegacyDetail {
+  job: {
+    id: string;
+    target: QuantizeParams["target"];
+    format: QuantizeParams["format"];
+    sourceDir: string;
+    output: string;
+    state: string;
+    progress: number;
+    message: string | null;
+    notes: string[];
+    result: Omit<QuantizeResult, "target" | "format" | "output" | "notes"> | null;
+  };
+  pid: number | null;
+}
+
+/**
+ * Rewrites the rows an earlier version's quantize service kept (kind "quantize", its own detail) into the job
+ * service's form, so that a job interrupted or finished before the update is still listed — and one that was
+ * running is turned into interrupted, its dead CLI's leftovers swept, like any other. Run before the JobService is
+ * constructed on the same store; rows already in the new form are left as they are.
+ */
+export function upgradeLegacyQuantizeRows(store: JobsStore): number {
+  let n = 0;
+  for (const r of store.list<LegacyDetail | SavedDetail>("quantize")) {
+    const d = r.detail as LegacyDetail;
+    if (!d || typeof d !== "object" || "params" in d || !d.job || d.job.id !== r.id) continue;
+    const j = d.job;
+    const params: QuantizeParams = { sourceDir: j.sourceDir, target: j.target, format: j.format, output: j.output };
+    const status = j.state === "comparing" ? "running" : j.state === "error" ? "failed" : j.state;
+    const detail: SavedDetail = {
+      params,
+      detail: j.state === "running" || j.state === "comparing" ? { ...(d.pid === null ? {} : { pid: d.pid }), pidSeenAt: r.updatedAt } : {},
+      title: title(params),
+      subject: params.sourceDir,
+      progress: { done: j.progress, total: 1, unit: "fraction" },
+      message: status === "failed" ? null : j.message,
+      result: j.result ? { ...j.result, target: j.target, format: j.format, output: j.output, notes: j.notes } : null,
+    };
+    store.delete(r.id);
+    store.save({ ...r, kind: j.target === "gguf" ? "gguf" : "quantize", status, detail, error: status === "failed" ? j.message : null });
+    n++;
+  }
+  return n;
+}
+
 export class QuantizeService {
   constructor(
     /** The app's models folder, the one downloads go to (LibraryService.modelsDir: a setting, else <data>/models). */
@@ -121,8 +174,7 @@ export class QuantizeService {
       kind,
       canPause: false,
       canResume: false,
-      // the output's name, as the panel's list and the models folder show it
-      title: (p) => (p.target === "gguf" ? `Export ${basename(p.output)} (GGUF ${FORMAT_NAMES[p.format]})` : `Quantize ${basename(p.output)} (${FORMAT_NAMES[p.format]})`),
+      title,
       subject: (p) => p.sourceDir,
       // at a start and at a retry (the source may be gone, the name taken since)
       validate: (p) => {

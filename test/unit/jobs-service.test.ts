@@ -298,3 +298,32 @@ describe("cli-process", () => {
     expect(rows()[0].detail.detail.pid).toEqual(expect.any(Number));
   });
 });
+
+describe("rows an earlier version's quantize service wrote", () => {
+  it("are listed by the job service after the upgrade: a running one interrupted, a done one with its comparison", async () => {
+    const { QuantizeService, upgradeLegacyQuantizeRows } = await import("../../electron/services/quantize.js");
+    const { QuantizeResult } = await import("../../electron/contract.js");
+    const db = openDatabase(dbFile);
+    dbs.push(db);
+    const store = new JobsStore(db);
+    const side = (path: string) => ({ path, fileBytes: 10, memoryBytes: null, prefillTokensPerSecond: null, decodeTokensPerSecond: null });
+    const legacy = (id: string, state: string, target: "gguf" | "model", result: unknown) => ({
+      id, kind: "quantize", status: state, startedAt: 1000, updatedAt: Date.now() - 1000, error: null,
+      detail: { job: { id, target, format: "q8_0", sourceDir: "/m/qwen3", output: `/models/${id}`, state, progress: 0.5, message: null, notes: ["n"], result }, pid: 999_999_999 },
+    });
+    store.save(legacy("a", "running", "gguf", null));
+    store.save(legacy("b", "done", "model", { source: side("/m/qwen3"), quantized: side("/models/b"), klDivergence: 0.001, top1Agreement: 1, seconds: 2 }));
+    store.save(legacy("c", "error", "gguf", null));
+    expect(upgradeLegacyQuantizeRows(store)).toBe(3);
+    expect(upgradeLegacyQuantizeRows(store)).toBe(0); // once
+    const jobs = new JobService({ store, emit: () => undefined });
+    services.push(jobs);
+    new QuantizeService(() => join(dir, "models"), jobs);
+    const byId = Object.fromEntries(jobs.list().map((j) => [j.id, j]));
+    expect(byId.a).toMatchObject({ kind: "gguf", status: "interrupted", title: "Export a (GGUF Q8_0)", subject: "/m/qwen3", progress: { done: 0.5, total: 1, unit: "fraction" } });
+    expect(byId.b).toMatchObject({ kind: "quantize", status: "done" });
+    expect(QuantizeResult.parse(byId.b.result)).toMatchObject({ target: "model", format: "q8_0", output: "/models/b", notes: ["n"], klDivergence: 0.001 });
+    expect(byId.c).toMatchObject({ kind: "gguf", status: "failed" });
+    for (const j of jobs.list()) expect(() => eventSchemas["jobs.job"].parse(j)).not.toThrow();
+  });
+});
