@@ -327,3 +327,57 @@ describe("rows an earlier version's quantize service wrote", () => {
     for (const j of jobs.list()) expect(() => eventSchemas["jobs.job"].parse(j)).not.toThrow();
   });
 });
+
+describe("jobs.* over the contract", () => {
+  it("quantize.start answers a Job; jobs.list / cancel / retry / remove validate their input and act on it; a restart of the app lists it", async () => {
+    const { createAppServices } = await import("../../electron/services/app.js");
+    const { createDispatcher } = await import("../../electron/rpc.js");
+    const dataDir = join(dir, "data");
+    const emitted: string[] = [];
+    let app = await createAppServices({ dataDir, emit: (name) => emitted.push(name), transport: "ws" });
+    try {
+      let call = createDispatcher(app.handlers, { validateOutput: true });
+      const model = join(ROOT, "test/fixtures/models/qwen3");
+      const job = (await call("quantize.start", { dir: model, target: "gguf", format: "q8_0", name: "q" })) as Job;
+      expect(job).toMatchObject({ kind: "gguf", status: "running", subject: model });
+      await expect(call("quantize.start", { dir: model, target: "gguf", format: "q8_0", name: "q2" })).rejects.toMatchObject({ code: "busy" });
+      await expect(call("jobs.list", { kind: "bogus" })).rejects.toMatchObject({ code: "invalid_input" });
+      await expect(call("jobs.cancel", { id: "nope" })).rejects.toMatchObject({ code: "not_found" });
+      await expect(call("jobs.pause", { id: job.id })).rejects.toMatchObject({ code: "invalid_input" }); // an export cannot pause
+      await expect(call("jobs.remove", { id: job.id })).rejects.toMatchObject({ code: "busy" });
+      await call("jobs.cancel", { id: job.id });
+      const t0 = Date.now();
+      let j = job;
+      while (!["cancelled", "done", "failed"].includes(j.status) && Date.now() - t0 < 60_000) {
+        await new Promise((r) => setTimeout(r, 50));
+        [j] = (await call("jobs.list", { kind: "gguf" })) as Job[];
+      }
+      expect(j.status).toBe("cancelled");
+      expect(existsSync(join(dataDir, "models", "q.gguf"))).toBe(false);
+      expect(emitted).toContain("jobs.job");
+      expect(emitted).not.toContain("quantize.job");
+
+      // the app restarts: the job is listed as it was; retry runs it to done in its place
+      await app.dispose();
+      app = await createAppServices({ dataDir, emit: () => undefined, transport: "ws" });
+      call = createDispatcher(app.handlers, { validateOutput: true });
+      expect(((await call("jobs.list", {})) as Job[]).map((x) => [x.id, x.status])).toEqual([[job.id, "cancelled"]]);
+      const again = (await call("jobs.retry", { id: job.id })) as Job;
+      for (;;) {
+        const cur = ((await call("jobs.list", {})) as Job[]).find((x) => x.id === again.id)!;
+        if (cur.status !== "running") {
+          expect(cur.status, cur.error ?? "").toBe("done");
+          expect((cur.result as { output: string }).output).toBe(join(dataDir, "models", "q.gguf"));
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(((await call("jobs.list", {})) as Job[]).map((x) => x.id)).toEqual([again.id]);
+      await call("jobs.remove", { id: again.id });
+      expect(await call("jobs.list", {})).toEqual([]);
+      expect(existsSync(join(dataDir, "models", "q.gguf"))).toBe(true);
+    } finally {
+      await app.dispose();
+    }
+  });
+});
