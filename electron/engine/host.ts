@@ -141,8 +141,10 @@ export class EngineHost extends EventEmitter {
     return this.generation;
   }
 
-  async loadModel(dir: string, opts: { threads?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<RemoteModel> {
-    const { promise } = this.request("load", { dir, ...(opts.threads ? { threads: opts.threads } : {}) }, (e) => opts.onProgress?.(e.done, e.total));
+  /** adapter: a PEFT adapter folder every session of the model applies unmerged unless it names its own. */
+  async loadModel(dir: string, opts: { threads?: number; adapter?: string; onProgress?: (done: number, total: number) => void } = {}): Promise<RemoteModel> {
+    const { promise } = this.request("load", { dir, ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.adapter ? { adapter: opts.adapter } : {}) },
+      (e) => opts.onProgress?.(e.done, e.total));
     const r = await promise;
     return new RemoteModel(this, this.generation, r.modelId, r.info);
   }
@@ -160,15 +162,16 @@ export class RemoteModel {
     if (this.host.workerGeneration() !== this.workerGen) throw new Error(`${this.info.dir}: the engine worker restarted since this model was loaded; load it again`);
   }
 
-  async chat(opts: { contextLength?: number } = {}): Promise<RemoteSession> {
+  /** adapter: the session applies this PEFT adapter folder unmerged (read once per model and folder in the worker). */
+  async chat(opts: { contextLength?: number; adapter?: string } = {}): Promise<RemoteSession> {
     this.alive();
     const r = await this.host.request("createSession", { modelId: this.modelId, ...opts }).promise;
     return new RemoteSession(this, r.sessionId, r.contextLength);
   }
 
-  async logits(ids: number[]): Promise<number[][]> {
+  async logits(ids: number[], opts: { adapter?: string } = {}): Promise<number[][]> {
     this.alive();
-    return this.host.request("logits", { modelId: this.modelId, ids }).promise;
+    return this.host.request("logits", { modelId: this.modelId, ids, ...opts }).promise;
   }
 
   async close(): Promise<void> {

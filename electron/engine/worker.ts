@@ -40,6 +40,7 @@ const handlers: Handlers = {
   async load(req, emit) {
     const m = await loadModel(req.dir, {
       ...(req.threads ? { threads: req.threads } : {}),
+      ...(req.adapter ? { adapter: req.adapter } : {}),
       onProgress: (done, total) => emit({ event: "progress", done, total }),
     });
     const modelId = nextId++;
@@ -56,7 +57,7 @@ const handlers: Handlers = {
     return null;
   },
   createSession(req) {
-    const s = model(req.modelId).chat(req.contextLength ? { contextLength: req.contextLength } : {});
+    const s = model(req.modelId).chat({ ...(req.contextLength ? { contextLength: req.contextLength } : {}), ...(req.adapter ? { adapter: req.adapter } : {}) });
     const sessionId = nextId++;
     sessions.set(sessionId, { session: s, modelId: req.modelId });
     return { sessionId, contextLength: s.contextLength };
@@ -71,7 +72,7 @@ const handlers: Handlers = {
     return null;
   },
   async logits(req) {
-    const rows = await model(req.modelId).logits(req.ids);
+    const rows = await model(req.modelId).logits(req.ids, req.adapter ? { adapter: req.adapter } : {});
     return rows.map((r) => Array.from(r));
   },
   async generate(req, emit) {
