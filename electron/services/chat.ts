@@ -22,7 +22,7 @@ import type { ChatMessage } from "../text/chat-template.js";
 import type { Repositories } from "../store/repositories.js";
 import type { ConversationService } from "./conversations.js";
 import { workerExitReason, type Emit, type LoadedModel, type ModelService } from "./models.js";
-import { busy, engineMessages, notFound } from "./errors.js";
+import { busy, engineMessages, noModel, notFound } from "./errors.js";
 import { boundedText } from "../text/bounded-text.js";
 import { RpcError } from "../contract.js";
 
@@ -77,12 +77,15 @@ export class ChatService {
     }
     this.starting = true;
     try {
-      let model = await this.models.ready();
-      // A conversation with an adapter belongs to the base it was trained on: open that base if another is loaded.
-      if (conv.adapterDir && conv.modelDir && resolve(conv.modelDir) !== resolve(model.dir)) {
-        await this.models.open(conv.modelDir);
+      // A conversation with an adapter belongs to the base it was trained on: open that base if another (or none)
+      // is loaded, so "Chat with checkpoint N" works from the Finetune view whatever Chat had open.
+      const base = conv.adapterDir && conv.modelDir ? resolve(conv.modelDir) : null;
+      let model = base ? await this.models.ready().catch(() => null) : await this.models.ready();
+      if (base && (!model || resolve(model.dir) !== base)) {
+        await this.models.open(base);
         model = await this.models.ready();
       }
+      if (!model) throw noModel();
       const { result, replies } = this.repos.db.transaction(() => prepare(this.conversations.require(conv.id), model))();
       this.start(this.conversations.require(conv.id), replies, model);
       return result;
