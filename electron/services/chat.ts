@@ -204,15 +204,18 @@ export class ChatService {
     const running: Running = { conversationId: conv.id, messageId: replies[0].assistant.id, abort, done: Promise.resolve() };
     this.running = running;
     const skip = new Set(replies.map((r) => r.assistant.id));
-    running.done = (async () => {
-      for (const r of replies) {
-        running.messageId = r.assistant.id;
-        if (abort.signal.aborted) this.finish(conv.id, { ...r.assistant, status: "stopped" });  // Stop ends the turn
-        else await this.generate(conv, r.assistant, model, abort.signal, r.adapter, skip);
-      }
-    })().finally(() => {
+    // The slot is free before the turn's last chat.done goes out: a client may send again the moment it sees it.
+    const release = () => {
       if (this.running === running) this.running = null;
-    });
+    };
+    running.done = (async () => {
+      for (const [i, r] of replies.entries()) {
+        running.messageId = r.assistant.id;
+        const last = i === replies.length - 1 ? release : undefined;
+        if (abort.signal.aborted) this.finish(conv.id, { ...r.assistant, status: "stopped" }, last);  // Stop ends the turn
+        else await this.generate(conv, r.assistant, model, abort.signal, r.adapter, skip, last);
+      }
+    })().finally(release);
   }
 
   /**
@@ -292,7 +295,7 @@ export class ChatService {
   }
 
   private async generate(conv: Conversation, assistant: Message, model: LoadedModel, signal: AbortSignal, adapter: string | null,
-    skip: ReadonlySet<string>): Promise<void> {
+    skip: ReadonlySet<string>, beforeDone?: () => void): Promise<void> {
     let content = "";
     let status: Message["status"] = "complete";
     let error: string | null = null;
@@ -344,15 +347,16 @@ export class ChatService {
       error = why ? crashMessage(why) : (e instanceof Error ? e.message : String(e)).split("\n")[0];
       if (why) for (const [k, s] of this.sessions) if (s.model === model.model) this.sessions.delete(k);
     }
-    this.finish(conv.id, { ...assistant, content, status, error, stats });
+    this.finish(conv.id, { ...assistant, content, status, error, stats }, beforeDone);
   }
 
-  private finish(conversationId: string, message: Message): void {
+  private finish(conversationId: string, message: Message, beforeDone?: () => void): void {
     try {
       this.repos.messages.finish(message);
     } catch {
       // the conversation was deleted while the reply was being written: nothing to save
     }
+    beforeDone?.();
     this.emit("chat.done", { conversationId, message });
   }
 
