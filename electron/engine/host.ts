@@ -162,14 +162,17 @@ export class RemoteModel {
     if (this.host.workerGeneration() !== this.workerGen) throw new Error(`${this.info.dir}: the engine worker restarted since this model was loaded; load it again`);
   }
 
-  /** adapter: the session applies this PEFT adapter folder unmerged (read once per model and folder in the worker). */
-  async chat(opts: { contextLength?: number; adapter?: string } = {}): Promise<RemoteSession> {
+  /**
+   * adapter: the session applies this PEFT adapter folder unmerged (read once per model and folder in the worker);
+   * null: the bare base even on a model loaded with an adapter; absent: the model as loaded.
+   */
+  async chat(opts: { contextLength?: number; adapter?: string | null } = {}): Promise<RemoteSession> {
     this.alive();
     const r = await this.host.request("createSession", { modelId: this.modelId, ...opts }).promise;
     return new RemoteSession(this, r.sessionId, r.contextLength);
   }
 
-  async logits(ids: number[], opts: { adapter?: string } = {}): Promise<number[][]> {
+  async logits(ids: number[], opts: { adapter?: string | null } = {}): Promise<number[][]> {
     this.alive();
     return this.host.request("logits", { modelId: this.modelId, ids, ...opts }).promise;
   }

@@ -22,11 +22,11 @@ export interface Ops {
   /** adapter: a PEFT adapter folder every forward of this model applies unmerged unless a session names its own. */
   load: { args: { dir: string; threads?: number; adapter?: string }; reply: LoadReply; event: ProgressEvent };
   closeModel: { args: { modelId: number }; reply: null; event: never };
-  /** adapter: the session runs with this PEFT adapter folder applied unmerged instead of the model's own. */
-  createSession: { args: { modelId: number; contextLength?: number; adapter?: string }; reply: { sessionId: number; contextLength: number }; event: never };
+  /** adapter: the session runs with this PEFT adapter folder applied unmerged instead of the model's own; null: the bare base. */
+  createSession: { args: { modelId: number; contextLength?: number; adapter?: string | null }; reply: { sessionId: number; contextLength: number }; event: never };
   disposeSession: { args: { sessionId: number }; reply: null; event: never };
   resetSession: { args: { sessionId: number }; reply: null; event: never };
-  logits: { args: { modelId: number; ids: number[]; adapter?: string }; reply: number[][]; event: never };
+  logits: { args: { modelId: number; ids: number[]; adapter?: string | null }; reply: number[][]; event: never };
   generate: { args: { sessionId: number; input: WorkerInput; options: WireGenerateOptions }; reply: GenerateReply; event: DeltaEvent };
   cancel: { args: { sessionId: number }; reply: null; event: never };
   systemInfo: { args: Record<string, never>; reply: SystemInfoReply; event: never };

@@ -57,7 +57,7 @@ const handlers: Handlers = {
     return null;
   },
   createSession(req) {
-    const s = model(req.modelId).chat({ ...(req.contextLength ? { contextLength: req.contextLength } : {}), ...(req.adapter ? { adapter: req.adapter } : {}) });
+    const s = model(req.modelId).chat({ ...(req.contextLength ? { contextLength: req.contextLength } : {}), ...(req.adapter !== undefined ? { adapter: req.adapter } : {}) });
     const sessionId = nextId++;
     sessions.set(sessionId, { session: s, modelId: req.modelId });
     return { sessionId, contextLength: s.contextLength };
@@ -72,7 +72,7 @@ const handlers: Handlers = {
     return null;
   },
   async logits(req) {
-    const rows = await model(req.modelId).logits(req.ids, req.adapter ? { adapter: req.adapter } : {});
+    const rows = await model(req.modelId).logits(req.ids, req.adapter !== undefined ? { adapter: req.adapter } : {});
     return rows.map((r) => Array.from(r));
   },
   async generate(req, emit) {

@@ -31,10 +31,10 @@ const SAVE_EVERY_MS = 1000;
 /** Engine sessions kept (each holds a KV cache): the base and an adapter side by side for Compare with base. */
 const SESSIONS_KEPT = 2;
 
-/** One reply to write: its message and the adapter it runs with (null: the model as loaded). */
+/** One reply to write: its message and the adapter it runs with (undefined: the model as loaded; null: the bare base). */
 interface Reply {
   assistant: Message;
-  adapter: string | null;
+  adapter: string | null | undefined;
 }
 
 interface Running {
@@ -106,7 +106,7 @@ export class ChatService {
 
   /** The replies of one ordinary turn: the conversation's adapter (or the model as loaded). */
   private reply(conv: Conversation): Reply[] {
-    return [{ assistant: this.newAssistant(conv.id), adapter: conv.adapterDir }];
+    return [{ assistant: this.newAssistant(conv.id), adapter: conv.adapterDir ?? undefined }];
   }
 
   private userMessage(conv: Conversation, content: string): Message {
@@ -148,6 +148,7 @@ export class ChatService {
       const adapted = this.newAssistant(conv.id, "adapter");
       return {
         result: { userMessage: user, baseMessage: base, adapterMessage: adapted },
+        // null: the bare base, even when the model was loaded with an adapter of its own (serve --adapter)
         replies: [{ assistant: base, adapter: null }, { assistant: adapted, adapter: conv.adapterDir }],
       };
     });
@@ -222,8 +223,8 @@ export class ChatService {
    * The session for this model and adapter, created on first use and kept across turns (its KV cache is the prefix
    * reuse). An adapter that does not fit the model fails here with the engine's message naming the file and tensor.
    */
-  private async sessionFor(model: RemoteModel, adapter: string | null): Promise<RemoteSession> {
-    const key = adapter ?? "";
+  private async sessionFor(model: RemoteModel, adapter: string | null | undefined): Promise<RemoteSession> {
+    const key = adapter === undefined ? "" : adapter === null ? "\0base" : adapter;
     for (const [k, s] of this.sessions) if (s.model !== model) {
       this.sessions.delete(k);
       await s.session.dispose().catch(() => undefined);
@@ -234,7 +235,7 @@ export class ChatService {
       this.sessions.set(key, kept);
       return kept.session;
     }
-    const session = await model.chat(adapter ? { adapter } : {});
+    const session = await model.chat(adapter !== undefined ? { adapter } : {});
     this.sessions.set(key, { model, session });
     for (const [k, s] of this.sessions) {
       if (this.sessions.size <= SESSIONS_KEPT) break;
@@ -294,7 +295,7 @@ export class ChatService {
     }
   }
 
-  private async generate(conv: Conversation, assistant: Message, model: LoadedModel, signal: AbortSignal, adapter: string | null,
+  private async generate(conv: Conversation, assistant: Message, model: LoadedModel, signal: AbortSignal, adapter: string | null | undefined,
     skip: ReadonlySet<string>, beforeDone?: () => void): Promise<void> {
     let content = "";
     let status: Message["status"] = "complete";

@@ -104,6 +104,17 @@ std::shared_ptr<const Adapter> cached_adapter(ModelHandle& h, const std::string&
   return a;
 }
 
+// An adapter with no pairs, for a session that must run the bare base on a model loaded with its own adapter
+// (`serve --adapter`'s Compare with base): forward applies the model's adapter only when it is given none.
+std::shared_ptr<const Adapter> bare_base(ModelHandle& h) {
+  auto it = h.adapters.find("");
+  if (it != h.adapters.end()) return it->second;
+  auto a = std::make_shared<Adapter>();
+  a->layers.resize(size_t(h.model->spec().num_layers));
+  h.adapters.emplace("", a);
+  return a;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
  public:
@@ -459,7 +470,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     std::shared_ptr<const Adapter> adapter;
     if (info.Length() > 0 && info[0].IsObject()) {
       Napi::Value ad = info[0].As<Napi::Object>().Get("adapter");
-      if (!ad.IsUndefined() && !ad.IsNull()) {
+      if (ad.IsNull()) adapter = bare_base(*handle_);
+      else if (!ad.IsUndefined()) {
         if (!ad.IsString() || ad.As<Napi::String>().Utf8Value().empty())
           throw Napi::TypeError::New(env, "createSession: adapter must be the path of a PEFT adapter folder");
         try { adapter = cached_adapter(*handle_, ad.As<Napi::String>().Utf8Value(), model_dir_); }

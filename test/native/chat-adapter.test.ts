@@ -133,6 +133,9 @@ describe("adapters in the engine worker", () => {
       expect(served.info.adapter).toMatchObject({ r: expect.any(Number) });
       const servedRows = await served.logits(ids);
       expect(Math.abs(servedRows[2][7] - want[2][7])).toBeLessThan(1e-5);
+      // ... and adapter null still runs the bare base on it (Compare with base under serve --adapter)
+      const bare = await served.logits(ids, { adapter: null });
+      for (let t = 0; t < ids.length; t++) for (let v = 0; v < base[t].length; v++) expect(Math.abs(bare[t][v] - base[t][v])).toBeLessThan(1e-5);
 
       // an adapter made for another model: the engine's message names the file and what has no place
       await expect(served.chat({ adapter: FOREIGN })).rejects.toThrow(/adapter_model\.safetensors: .*has no place for/);
@@ -149,6 +152,11 @@ describe("adapters in chat (services, real database)", () => {
     const r = await send(c.id);
     expect(r.status).toBe("complete");
     expect(r.content).toBe(adapterText);
+    // Compare with base on the served model: the base side is the bare base, not the served adapter
+    const ckpt = await greedyConversation({ adapterDir: ADAPTER });
+    const done = dones(ckpt.id, 2);
+    await call("chat.compare", { conversationId: ckpt.id, content: PROMPT });
+    expect((await done).map((m) => [m.compare, m.content])).toEqual([["base", baseText], ["adapter", adapterText]]);
     await stop();
   });
 
