@@ -29,6 +29,7 @@
 using namespace moe;
 
 void register_export(Napi::Env env, Napi::Object exports);  // binding/export.cpp
+void register_tensors(Napi::Env env, Napi::Object exports);  // binding/tensors.cpp
 
 namespace {
 
@@ -795,6 +796,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("dequantizeTensor", Napi::Function::New<DequantizeTensor>(env, "dequantizeTensor"));
   exports.Set("quantizeModel", Napi::Function::New<QuantizeModel>(env, "quantizeModel"));
   register_export(env, exports);  // binding/export.cpp: mergeAdapter
+  register_tensors(env, exports);  // binding/tensors.cpp: storageType, openSafetensors
   return exports;
 }
 
