@@ -1,7 +1,7 @@
 // `moe-studio <command>`: the engine from a terminal. electron/bin/moe-studio.mjs calls main(argv).
 // Errors print one line on stderr and return exit code 1 (no stack traces: the messages name the file/field).
 import { existsSync, statSync } from "node:fs";
-import { resolve as resolvePath } from "node:path";
+import { join, resolve as resolvePath } from "node:path";
 import { createInterface } from "node:readline";
 import { loadAddon } from "./engine/addon.js";
 import { loadModel, type ChatMessage, type GenerateOptions, type LoadedModel } from "./engine/engine.js";
@@ -44,11 +44,12 @@ Commands:
       tokenizer, chat template and generation config. --quantize writes the quantized folder of the merged weights
       instead; --gguf TYPE makes --out the FILE.gguf of the merged weights. An existing --out is refused unless
       --force; Ctrl-C cancels and leaves nothing.
-  serve [--port N] [--model DIR] [--data DIR] [--allow-dir DIR]... [--token T]
+  serve [--port N] [--model DIR [--adapter DIR]] [--data DIR] [--allow-dir DIR]... [--token T]
       The desktop app's UI for a browser, on 127.0.0.1 only (renderer + WebSocket API; needs
       "npm run build:renderer"). Prints "moe-studio serve: http://127.0.0.1:PORT/?token=..." when ready: open
       that URL (every request needs the token; the page keeps it in a cookie). --port 0 (the default is 8377)
-      picks a free port. --model loads a model folder at start; --data is the data folder (default: the desktop
+      picks a free port. --model loads a model folder at start (--adapter: with that PEFT adapter applied
+      unmerged to every chat that names none); --data is the data folder (default: the desktop
       app's). The browser may name files only under the data folder, the models folder, --model and each
       --allow-dir (repeatable). The token is random unless --token or MOE_STUDIO_TOKEN sets it (at least 16
       of A-Z a-z 0-9 . _ ~ -; the variable keeps it out of the process list). Ctrl-C or SIGTERM stops it.
@@ -399,6 +400,11 @@ async function cmdServe(flags: Flags, lists: Record<string, string[]>, env: Node
   const port = number(flags, "port", { int: true, min: 0 }) ?? DEFAULT_PORT;
   if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
   const model = str(flags, "model");
+  const adapter = str(flags, "adapter");
+  if (adapter !== undefined && model === undefined) throw new UsageError("--adapter needs --model DIR (the base model the adapter was trained on)");
+  if (adapter !== undefined && !existsSync(join(resolvePath(adapter), "adapter_config.json"))) {
+    throw new UsageError(`--adapter ${adapter}: not a PEFT adapter folder (${join(resolvePath(adapter), "adapter_config.json")} is missing)`);
+  }
   const allowDirs = (lists["allow-dir"] ?? []).map((d) => {
     const dir = resolvePath(d);
     if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--allow-dir ${d}: no such folder`);
@@ -420,6 +426,7 @@ async function cmdServe(flags: Flags, lists: Record<string, string[]>, env: Node
       dataDir: str(flags, "data") ?? defaultDataDir(),
       staticDir: defaultStaticDir(),
       ...(model !== undefined ? { model: resolvePath(model) } : {}),
+      ...(adapter !== undefined ? { adapter: resolvePath(adapter) } : {}),
       ...(allowDirs.length ? { allowDirs } : {}),
       ...(token !== undefined ? { token } : {}),
       log: (line) => process.stderr.write(`moe-studio serve: ${line}\n`),

@@ -53,6 +53,11 @@ export const Message = z.object({
   status: z.enum(["complete", "streaming", "stopped", "error"]),
   error: z.string().nullable(),
   stats: GenerationStats.nullable(),
+  /**
+   * One side of a "Compare with base" turn (chat.compare): the reply of the bare base model, or of the conversation's
+   * adapter; null for an ordinary message. A compared turn is a user message followed by its two replies.
+   */
+  compare: z.enum(["base", "adapter"]).nullable(),
 });
 export type Message = z.infer<typeof Message>;
 
@@ -65,6 +70,8 @@ export const Conversation = z.object({
   presetId: z.string().nullable(),
   sampling: SamplingSettings,
   modelDir: z.string().nullable(),
+  /** A PEFT adapter folder (e.g. a run's checkpoint-200) every reply applies unmerged on the base model; null: the base. */
+  adapterDir: z.string().nullable(),
 });
 export type Conversation = z.infer<typeof Conversation>;
 
@@ -573,7 +580,14 @@ export const calls = {
   "conversations.list": call(z.strictObject({ search: Text(500).optional() }), z.array(ConversationSummary)),
   "conversations.get": call(ById, z.object({ conversation: Conversation, messages: z.array(Message) })),
   "conversations.create": call(
-    z.strictObject({ title: Text(200).optional(), systemPrompt: Text(100_000).optional(), presetId: Id.nullable().optional() }),
+    z.strictObject({
+      title: Text(200).optional(),
+      systemPrompt: Text(100_000).optional(),
+      presetId: Id.nullable().optional(),
+      /** "Chat with checkpoint N": the base model folder (default: the loaded model) and the adapter folder it runs with. */
+      modelDir: NoNulText(4096).nullable().optional(),
+      adapterDir: NoNulText(4096).nullable().optional(),
+    }),
     Conversation,
   ),
   "conversations.rename": call(z.strictObject({ id: Id, title: Text(200).min(1) }), Conversation),
@@ -583,6 +597,8 @@ export const calls = {
       systemPrompt: Text(100_000).optional(),
       presetId: Id.nullable().optional(),
       sampling: SamplingSettings.partial().strict().optional(),
+      /** Run later replies with another adapter folder, or null: the base. */
+      adapterDir: NoNulText(4096).nullable().optional(),
     }),
     Conversation,
   ),
@@ -592,6 +608,15 @@ export const calls = {
   "chat.send": call(
     z.strictObject({ conversationId: Id, content: Text(1_000_000).min(1) }),
     z.object({ userMessage: Message, assistantMessage: Message }),
+  ),
+  /**
+   * "Compare with base": saves the user message, then answers it twice — with the bare base model and with the
+   * conversation's adapter — streamed one after the other as chat.delta events on their two messages (compare "base"
+   * / "adapter"), each ended by chat.done. The conversation must have an adapter.
+   */
+  "chat.compare": call(
+    z.strictObject({ conversationId: Id, content: Text(1_000_000).min(1) }),
+    z.object({ userMessage: Message, baseMessage: Message, adapterMessage: Message }),
   ),
   /** Stops the running reply of that conversation (takes effect within one token). */
   "chat.stop": call(z.strictObject({ conversationId: Id }), Ok),

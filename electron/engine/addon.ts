@@ -87,7 +87,12 @@ export interface NativeSession {
 
 export interface NativeModel {
   info(): NativeModelInfo;
-  createSession(opts?: { contextLength?: number }): NativeSession;
+  /**
+   * adapter: a PEFT adapter folder this session's forwards apply unmerged instead of the model's own; read once per
+   * model and folder and shared by every session naming it. Throws (naming the file and tensor) when it does not fit
+   * this model. null: the bare base, even on a model loaded with an adapter; absent: the model's own.
+   */
+  createSession(opts?: { contextLength?: number; adapter?: string | null }): NativeSession;
   /** Unmap the weights. Sessions of this model must not be used afterwards. */
   close(): void;
   /**

@@ -111,8 +111,13 @@ export class LoadedModel {
   ) {}
 
   /** A conversation with its own KV cache (of info.sessionContextLength tokens unless asked for another size). */
-  chat(opts: { contextLength?: number } = {}): ChatSession {
-    return new ChatSession(this, this.native.createSession({ contextLength: opts.contextLength || this.info.sessionContextLength }));
+  /**
+   * adapter: a PEFT adapter folder this session applies unmerged instead of the model's own (LoadOptions.adapter);
+   * null: the bare base even when the model was loaded with an adapter.
+   */
+  chat(opts: { contextLength?: number; adapter?: string | null } = {}): ChatSession {
+    return new ChatSession(this, this.native.createSession({ contextLength: opts.contextLength || this.info.sessionContextLength,
+      ...(opts.adapter !== undefined ? { adapter: opts.adapter } : {}) }));
   }
 
   /**
@@ -125,9 +130,9 @@ export class LoadedModel {
   }
 
   /** Logits of every position from a single prefill on a fresh cache: rows of vocabSize floats. */
-  async logits(ids: number[]): Promise<Float32Array[]> {
+  async logits(ids: number[], opts: { adapter?: string | null } = {}): Promise<Float32Array[]> {
     if (ids.length === 0) throw new Error("prompt is empty");
-    const s = this.native.createSession({});
+    const s = this.native.createSession(opts.adapter !== undefined ? { adapter: opts.adapter } : {});
     try {
       if (ids.length > s.contextLength) throw new Error(`prompt is ${ids.length} tokens, longer than the context of ${s.contextLength} tokens`);
       const flat = await s.logits(ids);

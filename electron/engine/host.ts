@@ -13,7 +13,7 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { GenerateInput, GenerateOptions, GenerateResult, Generation, ModelInfo } from "./engine.js";
-import type { HostRequest, LoadReply, SystemInfoReply, WorkerMessage } from "./protocol.js";
+import type { HostRequest, OpArgs, OpEvent, OpName, OpReply, SystemInfoReply, WorkerEvent, WorkerMessage } from "./protocol.js";
 
 /** A running worker process, whatever started it. */
 export interface WorkerProcess {
@@ -47,8 +47,6 @@ export function forkWorker(execArgv: string[] = []): WorkerSpawner {
   };
 }
 
-type DistributiveOmit<T, K extends keyof any> = T extends unknown ? Omit<T, K> : never;
-
 /** The compiled worker (out/electron/engine/worker.js), whether this module runs compiled or from source. */
 export function workerPath(): string {
   const here = dirname(fileURLToPath(import.meta.url));
@@ -60,7 +58,7 @@ export function workerPath(): string {
 interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
-  onEvent?: (m: WorkerMessage) => void;
+  onEvent?: (e: WorkerEvent) => void;
 }
 
 export class EngineHost extends EventEmitter {
@@ -93,7 +91,10 @@ export class EngineHost extends EventEmitter {
     child.on("message", (m: WorkerMessage) => {
       const p = this.pending.get(m.id);
       if (!p) return;
-      if ("event" in m) p.onEvent?.(m);
+      if ("event" in m) {
+        const { id: _id, ...e } = m;
+        p.onEvent?.(e as WorkerEvent);
+      }
       else {
         this.pending.delete(m.id);
         if (m.ok) p.resolve(m.value);
@@ -112,35 +113,38 @@ export class EngineHost extends EventEmitter {
     return child;
   }
 
-  /** Send a request; the worker answers once (and may send events before that). */
-  request<T>(req: DistributiveOmit<HostRequest, "id">, onEvent?: (m: WorkerMessage) => void): { id: number; promise: Promise<T> } {
+  /**
+   * Ask the worker to run one op of protocol.ts's table: it answers once, and may send the op's events (load's
+   * progress, generate's deltas) to onEvent before that. Starts a worker if none runs.
+   */
+  request<K extends OpName>(op: K, args: OpArgs<K>, onEvent?: (e: OpEvent<K>) => void): { id: number; promise: Promise<OpReply<K>> } {
     const child = this.ensure();
     const id = this.nextId++;
-    const promise = new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onEvent });
-      child.send({ ...req, id } as HostRequest);
+    const promise = new Promise<OpReply<K>>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onEvent: onEvent as ((e: WorkerEvent) => void) | undefined });
+      child.send({ ...args, op, id } as HostRequest);
     });
     return { id, promise };
   }
 
-  /** Fire-and-forget (cancel): never starts a worker. */
-  notify(req: DistributiveOmit<HostRequest, "id">): void {
-    this.child?.send({ ...req, id: this.nextId++ } as HostRequest);
+  /** Fire-and-forget (cancel): never starts a worker, expects no answer. */
+  notify<K extends OpName>(op: K, args: OpArgs<K>): void {
+    this.child?.send({ ...args, op, id: this.nextId++ } as HostRequest);
   }
 
   /** The worker's view of the machine: SIMD path, CUDA devices, threads (starts the worker if needed). */
   async systemInfo(): Promise<SystemInfoReply> {
-    return this.request<SystemInfoReply>({ op: "systemInfo" }).promise;
+    return this.request("systemInfo", {}).promise;
   }
 
   workerGeneration(): number {
     return this.generation;
   }
 
-  async loadModel(dir: string, opts: { threads?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<RemoteModel> {
-    const { promise } = this.request<LoadReply>({ op: "load", dir, ...(opts.threads ? { threads: opts.threads } : {}) }, (m) => {
-      if ("event" in m && m.event === "progress") opts.onProgress?.(m.done, m.total);
-    });
+  /** adapter: a PEFT adapter folder every session of the model applies unmerged unless it names its own. */
+  async loadModel(dir: string, opts: { threads?: number; adapter?: string; onProgress?: (done: number, total: number) => void } = {}): Promise<RemoteModel> {
+    const { promise } = this.request("load", { dir, ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.adapter ? { adapter: opts.adapter } : {}) },
+      (e) => opts.onProgress?.(e.done, e.total));
     const r = await promise;
     return new RemoteModel(this, this.generation, r.modelId, r.info);
   }
@@ -158,20 +162,24 @@ export class RemoteModel {
     if (this.host.workerGeneration() !== this.workerGen) throw new Error(`${this.info.dir}: the engine worker restarted since this model was loaded; load it again`);
   }
 
-  async chat(opts: { contextLength?: number } = {}): Promise<RemoteSession> {
+  /**
+   * adapter: the session applies this PEFT adapter folder unmerged (read once per model and folder in the worker);
+   * null: the bare base even on a model loaded with an adapter; absent: the model as loaded.
+   */
+  async chat(opts: { contextLength?: number; adapter?: string | null } = {}): Promise<RemoteSession> {
     this.alive();
-    const r = await this.host.request<{ sessionId: number; contextLength: number }>({ op: "createSession", modelId: this.modelId, ...opts }).promise;
+    const r = await this.host.request("createSession", { modelId: this.modelId, ...opts }).promise;
     return new RemoteSession(this, r.sessionId, r.contextLength);
   }
 
-  async logits(ids: number[]): Promise<number[][]> {
+  async logits(ids: number[], opts: { adapter?: string | null } = {}): Promise<number[][]> {
     this.alive();
-    return this.host.request<number[][]>({ op: "logits", modelId: this.modelId, ids }).promise;
+    return this.host.request("logits", { modelId: this.modelId, ids, ...opts }).promise;
   }
 
   async close(): Promise<void> {
     if (this.host.workerGeneration() !== this.workerGen) return;
-    await this.host.request({ op: "closeModel", modelId: this.modelId }).promise;
+    await this.host.request("closeModel", { modelId: this.modelId }).promise;
   }
 }
 
@@ -181,18 +189,16 @@ export class RemoteSession {
   generate(input: GenerateInput, options: GenerateOptions = {}): Generation {
     const { signal, ...wire } = options;
     const stream = new DeltaStream();
-    const cancel = () => this.model.host.notify({ op: "cancel", sessionId: this.sessionId });
+    const cancel = () => this.model.host.notify("cancel", { sessionId: this.sessionId });
     const onAbort = () => cancel();
     let result: Promise<GenerateResult>;
     try {
       this.model.alive();
       if (signal?.aborted) throw Object.assign(new Error("cancelled before start"), { cancelledBeforeStart: true });
       signal?.addEventListener("abort", onAbort, { once: true });
-      result = this.model.host.request<GenerateResult>({ op: "generate", sessionId: this.sessionId, input, options: wire }, (m) => {
-        if ("event" in m && m.event === "delta") {
-          stream.tokens = m.tokens;
-          stream.push(m.text);
-        }
+      result = this.model.host.request("generate", { sessionId: this.sessionId, input, options: wire }, (e) => {
+        stream.tokens = e.tokens;
+        stream.push(e.text);
       }).promise;
     } catch (e) {
       if ((e as { cancelledBeforeStart?: boolean }).cancelledBeforeStart) {
@@ -205,11 +211,11 @@ export class RemoteSession {
 
   async reset(): Promise<void> {
     this.model.alive();
-    await this.model.host.request({ op: "resetSession", sessionId: this.sessionId }).promise;
+    await this.model.host.request("resetSession", { sessionId: this.sessionId }).promise;
   }
 
   async dispose(): Promise<void> {
     if (this.model.host.workerGeneration() !== this.model.workerGen) return;
-    await this.model.host.request({ op: "disposeSession", sessionId: this.sessionId }).promise;
+    await this.model.host.request("disposeSession", { sessionId: this.sessionId }).promise;
   }
 }

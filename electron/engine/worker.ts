@@ -3,7 +3,7 @@
 // so this process's event loop stays free to pass tokens and cancellations through.
 import { loadModel, type ChatSession, type LoadedModel } from "./engine.js";
 import { loadAddon } from "./addon.js";
-import type { HostRequest, WorkerMessage } from "./protocol.js";
+import type { HostRequest, OpArgs, OpEvent, OpName, OpReply, WorkerMessage } from "./protocol.js";
 
 const models = new Map<number, LoadedModel>();
 const sessions = new Map<number, { session: ChatSession; modelId: number; cancel?: () => void }>();
@@ -33,63 +33,74 @@ function session(id: number) {
   return s;
 }
 
+/** One handler per op of protocol.ts's table; `emit` sends the op's events before its reply. */
+type Handlers = { [K in OpName]: (args: OpArgs<K>, emit: (e: OpEvent<K>) => void) => Promise<OpReply<K>> | OpReply<K> };
+
+const handlers: Handlers = {
+  async load(req, emit) {
+    const m = await loadModel(req.dir, {
+      ...(req.threads ? { threads: req.threads } : {}),
+      ...(req.adapter ? { adapter: req.adapter } : {}),
+      onProgress: (done, total) => emit({ event: "progress", done, total }),
+    });
+    const modelId = nextId++;
+    models.set(modelId, m);
+    return { modelId, info: m.info };
+  },
+  closeModel(req) {
+    for (const [sid, s] of sessions) if (s.modelId === req.modelId) {
+      s.session.dispose();
+      sessions.delete(sid);
+    }
+    models.get(req.modelId)?.close();
+    models.delete(req.modelId);
+    return null;
+  },
+  createSession(req) {
+    const s = model(req.modelId).chat({ ...(req.contextLength ? { contextLength: req.contextLength } : {}), ...(req.adapter !== undefined ? { adapter: req.adapter } : {}) });
+    const sessionId = nextId++;
+    sessions.set(sessionId, { session: s, modelId: req.modelId });
+    return { sessionId, contextLength: s.contextLength };
+  },
+  disposeSession(req) {
+    sessions.get(req.sessionId)?.session.dispose();
+    sessions.delete(req.sessionId);
+    return null;
+  },
+  resetSession(req) {
+    session(req.sessionId).session.reset();
+    return null;
+  },
+  async logits(req) {
+    const rows = await model(req.modelId).logits(req.ids, req.adapter !== undefined ? { adapter: req.adapter } : {});
+    return rows.map((r) => Array.from(r));
+  },
+  async generate(req, emit) {
+    const s = session(req.sessionId);
+    const gen = s.session.generate(req.input, req.options);
+    s.cancel = () => gen.cancel();
+    try {
+      for await (const text of gen) emit({ event: "delta", text, tokens: gen.tokens });
+      return await gen.result;
+    } finally {
+      s.cancel = undefined;
+    }
+  },
+  cancel(req) {
+    sessions.get(req.sessionId)?.cancel?.();
+    return null;
+  },
+  systemInfo() {
+    const { threads, simd, cuda } = loadAddon().systemInfo();
+    return { threads, simd, cuda };
+  },
+};
+
 async function handle(req: HostRequest): Promise<unknown> {
-  switch (req.op) {
-    case "load": {
-      const m = await loadModel(req.dir, {
-        ...(req.threads ? { threads: req.threads } : {}),
-        onProgress: (done, total) => send({ id: req.id, event: "progress", done, total }),
-      });
-      const modelId = nextId++;
-      models.set(modelId, m);
-      return { modelId, info: m.info };
-    }
-    case "closeModel": {
-      for (const [sid, s] of sessions) if (s.modelId === req.modelId) {
-        s.session.dispose();
-        sessions.delete(sid);
-      }
-      models.get(req.modelId)?.close();
-      models.delete(req.modelId);
-      return null;
-    }
-    case "createSession": {
-      const s = model(req.modelId).chat(req.contextLength ? { contextLength: req.contextLength } : {});
-      const sessionId = nextId++;
-      sessions.set(sessionId, { session: s, modelId: req.modelId });
-      return { sessionId, contextLength: s.contextLength };
-    }
-    case "disposeSession": {
-      sessions.get(req.sessionId)?.session.dispose();
-      sessions.delete(req.sessionId);
-      return null;
-    }
-    case "resetSession":
-      session(req.sessionId).session.reset();
-      return null;
-    case "logits": {
-      const rows = await model(req.modelId).logits(req.ids);
-      return rows.map((r) => Array.from(r));
-    }
-    case "generate": {
-      const s = session(req.sessionId);
-      const gen = s.session.generate(req.input, req.options);
-      s.cancel = () => gen.cancel();
-      try {
-        for await (const text of gen) send({ id: req.id, event: "delta", text, tokens: gen.tokens });
-        return await gen.result;
-      } finally {
-        s.cancel = undefined;
-      }
-    }
-    case "cancel":
-      sessions.get(req.sessionId)?.cancel?.();
-      return null;
-    case "systemInfo": {
-      const { threads, simd, cuda } = loadAddon().systemInfo();
-      return { threads, simd, cuda };
-    }
-  }
+  const { id, op, ...args } = req;
+  const h = (handlers as Record<string, ((a: unknown, emit: (e: object) => void) => unknown) | undefined>)[op];
+  if (!Object.hasOwn(handlers, op) || !h) throw new Error(`the engine worker has no op "${String(op)}"`);
+  return h(args, (e) => send({ id, ...e } as WorkerMessage));
 }
 
 function onRequest(req: HostRequest) {

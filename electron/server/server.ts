@@ -30,6 +30,8 @@ export interface ServerOptions {
   dataDir: string;
   /** A model folder to load at start (clients may also read files under it). */
   model?: string;
+  /** A PEFT adapter folder `model` runs with, applied unmerged (clients may read files under it). */
+  adapter?: string;
   /** Folders besides the data folder whose files clients may name (read and write). */
   allowDirs?: string[];
   /** The token clients must present (checkToken's rules); default: a new random one. */
@@ -69,10 +71,11 @@ async function appBackend(opts: ServerOptions, emit: (name: EventName, payload: 
     emit,
     transport: "ws",
     containPaths: {
-      dirs: [...(opts.model ? [{ dir: opts.model, write: false }] : []), ...(opts.allowDirs ?? []).map((dir) => ({ dir, write: true }))],
+      dirs: [...(opts.model ? [{ dir: opts.model, write: false }] : []), ...(opts.adapter ? [{ dir: opts.adapter, write: false }] : []), ...(opts.allowDirs ?? []).map((dir) => ({ dir, write: true }))],
       hint: "Start moe-studio serve with --allow-dir DIR to allow another folder.",
     },
     ...(opts.model ? { initialModel: opts.model } : {}),
+    ...(opts.model && opts.adapter ? { initialAdapter: opts.adapter } : {}),
     ...(opts.log ? { log: opts.log } : {}),
   });
   const dispatch = createDispatcher(services.handlers);

@@ -50,6 +50,8 @@ export interface AppServicesOptions {
   pickDatasetFile?: (purpose: "import" | "export", suggestedName?: string) => Promise<string | null>;
   /** A model folder to open at start (its errors show in engine.status, they do not stop the app). */
   initialModel?: string;
+  /** `serve --adapter DIR`: a PEFT adapter folder the initial model runs with, applied unmerged, whenever it is loaded. */
+  initialAdapter?: string;
   /** Engine threads (default: the engine's choice). */
   threads?: number;
   presetsDir?: string;
@@ -107,7 +109,8 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const conversations = new ConversationService(repos);
   const presets = new PresetService(repos, opts.presetsDir);
   const settings = new SettingsService(repos);
-  const models = new ModelService(host, repos, opts.emit, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.log ? { log: opts.log } : {}) });
+  const models = new ModelService(host, repos, opts.emit, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.log ? { log: opts.log } : {}),
+    ...(opts.initialModel && opts.initialAdapter ? { adapter: { modelDir: opts.initialModel, adapterDir: opts.initialAdapter } } : {}) });
   const chat = new ChatService(repos, conversations, models, opts.emit);
   const datasets = new DatasetService(db, opts.dataDir, opts.emit, { cleanStaleUploads: true, ...(opts.pickDatasetFile ? { pickFile: opts.pickDatasetFile } : {}) });
 
@@ -176,15 +179,22 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
 
     "conversations.list": async (i) => conversations.list(i),
     "conversations.get": async (i) => conversations.get(i),
-    "conversations.create": async (i) => conversations.create(i, models.current()?.dir ?? null),
+    "conversations.create": async (i) =>
+      conversations.create({
+        ...i,
+        ...(i.modelDir ? { modelDir: paths.checkRead(i.modelDir, "modelDir (the base model folder)") } : {}),
+        ...(i.adapterDir ? { adapterDir: paths.checkRead(i.adapterDir, "adapterDir (the adapter folder)") } : {}),
+      }, models.current()?.dir ?? null),
     "conversations.rename": async (i) => conversations.rename(i),
-    "conversations.update": async (i) => conversations.update(i),
+    "conversations.update": async (i) =>
+      conversations.update(i.adapterDir ? { ...i, adapterDir: paths.checkRead(i.adapterDir, "adapterDir (the adapter folder)") } : i),
     "conversations.delete": async (i) => {
       await chat.stop({ conversationId: i.id });
       return conversations.delete(i);
     },
 
     "chat.send": async (i) => chat.send(i),
+    "chat.compare": async (i) => chat.compare(i),
     "chat.stop": async (i) => chat.stop(i),
     "chat.regenerate": async (i) => chat.regenerate(i),
     "chat.edit": async (i) => chat.edit(i),

@@ -6,7 +6,14 @@
 // status "error" and a message saying the engine was restarted (ModelService reloads the model).
 // stats.contextLength is the session's context, the model card's sessionContextLength (the engine caps a chat session
 // at 8192 tokens), which can be less than the card's contextLength (config max_position_embeddings).
+//
+// Adapters: a conversation with adapterDir (a PEFT folder, e.g. a run's checkpoint-200) runs every reply with that
+// adapter applied unmerged on the loaded base; the worker reads an adapter once per (model, folder) and shares it, so
+// the base is never loaded twice. One session is kept per adapter (the base is one more), the least recently used
+// dropped beyond SESSIONS_KEPT. "Compare with base" (compare) answers one user message twice, base then adapter, into
+// two messages marked compare "base" / "adapter"; later turns continue from the adapter's reply.
 import { randomUUID } from "node:crypto";
+import { resolve } from "node:path";
 import type { CallOutput, Conversation, GenerationStats, Message } from "../contract.js";
 import type { HandlerInput } from "../rpc.js";
 import type { RemoteModel, RemoteSession } from "../engine/host.js";
@@ -15,12 +22,20 @@ import type { ChatMessage } from "../text/chat-template.js";
 import type { Repositories } from "../store/repositories.js";
 import type { ConversationService } from "./conversations.js";
 import { workerExitReason, type Emit, type LoadedModel, type ModelService } from "./models.js";
-import { busy, engineMessages, notFound } from "./errors.js";
+import { busy, engineMessages, noModel, notFound } from "./errors.js";
 import { boundedText } from "../text/bounded-text.js";
 import { RpcError } from "../contract.js";
 
 /** How often a streaming reply's text is written to the database (so a killed app keeps most of it). */
 const SAVE_EVERY_MS = 1000;
+/** Engine sessions kept (each holds a KV cache): the base and an adapter side by side for Compare with base. */
+const SESSIONS_KEPT = 2;
+
+/** One reply to write: its message and the adapter it runs with (undefined: the model as loaded; null: the bare base). */
+interface Reply {
+  assistant: Message;
+  adapter: string | null | undefined;
+}
 
 interface Running {
   conversationId: string;
@@ -36,7 +51,8 @@ export function crashMessage(reason: string): string {
 export class ChatService {
   private running: Running | null = null;
   private starting = false;
-  private session: { model: RemoteModel; session: RemoteSession } | null = null;
+  /** Sessions by adapter folder ("" the base), least recently used first. */
+  private sessions = new Map<string, { model: RemoteModel; session: RemoteSession }>();
 
   constructor(
     private readonly repos: Repositories,
@@ -53,7 +69,7 @@ export class ChatService {
   }
 
   /** Reserve the single generation slot, wait for the model, then run `prepare` (database changes) and generate. */
-  private async begin<T>(conversationId: string, prepare: (conv: Conversation, model: LoadedModel) => { result: T; assistant: Message }): Promise<T> {
+  private async begin<T>(conversationId: string, prepare: (conv: Conversation, model: LoadedModel) => { result: T; replies: Reply[] }): Promise<T> {
     const conv = this.conversations.require(conversationId);
     if (this.running || this.starting) {
       const here = this.running?.conversationId === conversationId;
@@ -61,23 +77,42 @@ export class ChatService {
     }
     this.starting = true;
     try {
-      const model = await this.models.ready();
-      const { result, assistant } = this.repos.db.transaction(() => prepare(this.conversations.require(conv.id), model))();
-      this.start(this.conversations.require(conv.id), assistant, model);
+      // A conversation with an adapter belongs to the base it was trained on: open that base if another (or none)
+      // is loaded, so "Chat with checkpoint N" works from the Finetune view whatever Chat had open.
+      const base = conv.adapterDir && conv.modelDir ? resolve(conv.modelDir) : null;
+      let model = base ? await this.models.ready().catch(() => null) : await this.models.ready();
+      if (base && (!model || resolve(model.dir) !== base)) {
+        await this.models.open(base);
+        model = await this.models.ready();
+      }
+      if (!model) throw noModel();
+      const { result, replies } = this.repos.db.transaction(() => prepare(this.conversations.require(conv.id), model))();
+      this.start(this.conversations.require(conv.id), replies, model);
       return result;
     } finally {
       this.starting = false;
     }
   }
 
-  private newAssistant(conversationId: string): Message {
-    const m: Message = { id: randomUUID(), conversationId, role: "assistant", content: "", createdAt: Date.now(), status: "streaming", error: null, stats: null };
+  private newAssistant(conversationId: string, compare: Message["compare"] = null): Message {
+    const m: Message = { id: randomUUID(), conversationId, role: "assistant", content: "", createdAt: Date.now(), status: "streaming", error: null, stats: null, compare };
     this.repos.messages.append(m);
     return m;
   }
 
   private touch(conv: Conversation, model: LoadedModel): void {
     this.repos.conversations.update({ ...conv, modelDir: model.dir, updatedAt: Date.now() });
+  }
+
+  /** The replies of one ordinary turn: the conversation's adapter (or the model as loaded). */
+  private reply(conv: Conversation): Reply[] {
+    return [{ assistant: this.newAssistant(conv.id), adapter: conv.adapterDir ?? undefined }];
+  }
+
+  private userMessage(conv: Conversation, content: string): Message {
+    const user: Message = { id: randomUUID(), conversationId: conv.id, role: "user", content, createdAt: Date.now(), status: "complete", error: null, stats: null, compare: null };
+    this.repos.messages.append(user);
+    return user;
   }
 
   /**
@@ -93,27 +128,42 @@ export class ChatService {
   async send(input: HandlerInput<"chat.send">): Promise<CallOutput<"chat.send">> {
     return this.begin(input.conversationId, (conv, model) => {
       this.refuseHopeless(input.content, conv, model);
-      const user: Message = { id: randomUUID(), conversationId: conv.id, role: "user", content: input.content, createdAt: Date.now(), status: "complete", error: null, stats: null };
-      this.repos.messages.append(user);
+      const user = this.userMessage(conv, input.content);
       const titled = this.conversations.titleFromFirstMessage(conv, input.content);
       this.touch(titled, model);
-      const assistant = this.newAssistant(conv.id);
-      return { result: { userMessage: user, assistantMessage: assistant }, assistant };
+      const replies = this.reply(conv);
+      return { result: { userMessage: user, assistantMessage: replies[0].assistant }, replies };
+    });
+  }
+
+  /** Compare with base: the user's message answered by the bare base, then by the conversation's adapter. */
+  async compare(input: HandlerInput<"chat.compare">): Promise<CallOutput<"chat.compare">> {
+    const conv = this.conversations.require(input.conversationId);
+    if (!conv.adapterDir) throw new RpcError("invalid_input", "This conversation runs on the base model: there is no adapter to compare it with.");
+    return this.begin(input.conversationId, (conv, model) => {
+      this.refuseHopeless(input.content, conv, model);
+      const user = this.userMessage(conv, input.content);
+      this.touch(this.conversations.titleFromFirstMessage(conv, input.content), model);
+      const base = this.newAssistant(conv.id, "base");
+      const adapted = this.newAssistant(conv.id, "adapter");
+      return {
+        result: { userMessage: user, baseMessage: base, adapterMessage: adapted },
+        // null: the bare base, even when the model was loaded with an adapter of its own (serve --adapter)
+        replies: [{ assistant: base, adapter: null }, { assistant: adapted, adapter: conv.adapterDir }],
+      };
     });
   }
 
   async regenerate(input: HandlerInput<"chat.regenerate">): Promise<CallOutput<"chat.regenerate">> {
     return this.begin(input.conversationId, (conv, model) => {
       const msgs = this.repos.messages.list(conv.id);
-      let last = msgs[msgs.length - 1];
-      if (last?.role === "assistant") {
-        this.repos.messages.delete(last.id);
-        last = msgs[msgs.length - 2];
-      }
+      // the last reply, or both replies of a compared turn
+      while (msgs[msgs.length - 1]?.role === "assistant") this.repos.messages.delete(msgs.pop()!.id);
+      const last = msgs[msgs.length - 1];
       if (!last || last.role !== "user") throw new RpcError("invalid_input", "There is no message to reply to in this conversation.");
       this.touch(conv, model);
-      const assistant = this.newAssistant(conv.id);
-      return { result: { assistantMessage: assistant }, assistant };
+      const replies = this.reply(conv);
+      return { result: { assistantMessage: replies[0].assistant }, replies };
     });
   }
 
@@ -126,8 +176,8 @@ export class ChatService {
       this.repos.messages.deleteAfter(m.id);
       this.repos.messages.setContent(m.id, input.content);
       this.touch(conv, model);
-      const assistant = this.newAssistant(conv.id);
-      return { result: { userMessage: { ...m, content: input.content }, assistantMessage: assistant }, assistant };
+      const replies = this.reply(conv);
+      return { result: { userMessage: { ...m, content: input.content }, assistantMessage: replies[0].assistant }, replies };
     });
   }
 
@@ -149,30 +199,57 @@ export class ChatService {
     }
   }
 
-  private start(conv: Conversation, assistant: Message, model: LoadedModel): void {
+  /** Write the replies one after the other (a stop ends them all); one generation slot for the whole turn. */
+  private start(conv: Conversation, replies: Reply[], model: LoadedModel): void {
     const abort = new AbortController();
-    const running: Running = { conversationId: conv.id, messageId: assistant.id, abort, done: Promise.resolve() };
+    const running: Running = { conversationId: conv.id, messageId: replies[0].assistant.id, abort, done: Promise.resolve() };
     this.running = running;
-    running.done = this.generate(conv, assistant, model, abort.signal).finally(() => {
+    const skip = new Set(replies.map((r) => r.assistant.id));
+    // The slot is free before the turn's last chat.done goes out: a client may send again the moment it sees it.
+    const release = () => {
       if (this.running === running) this.running = null;
-    });
+    };
+    running.done = (async () => {
+      for (const [i, r] of replies.entries()) {
+        running.messageId = r.assistant.id;
+        const last = i === replies.length - 1 ? release : undefined;
+        if (abort.signal.aborted) this.finish(conv.id, { ...r.assistant, status: "stopped" }, last);  // Stop ends the turn
+        else await this.generate(conv, r.assistant, model, abort.signal, r.adapter, skip, last);
+      }
+    })().finally(release);
   }
 
-  /** The session for this model, created on first use and kept across turns (its KV cache is the prefix reuse). */
-  private async sessionFor(model: RemoteModel): Promise<RemoteSession> {
-    if (this.session?.model === model) return this.session.session;
-    const old = this.session;
-    this.session = null;
-    if (old) await old.session.dispose().catch(() => undefined);
-    const session = await model.chat();
-    this.session = { model, session };
+  /**
+   * The session for this model and adapter, created on first use and kept across turns (its KV cache is the prefix
+   * reuse). An adapter that does not fit the model fails here with the engine's message naming the file and tensor.
+   */
+  private async sessionFor(model: RemoteModel, adapter: string | null | undefined): Promise<RemoteSession> {
+    const key = adapter === undefined ? "" : adapter === null ? "\0base" : adapter;
+    for (const [k, s] of this.sessions) if (s.model !== model) {
+      this.sessions.delete(k);
+      await s.session.dispose().catch(() => undefined);
+    }
+    const kept = this.sessions.get(key);
+    if (kept) {
+      this.sessions.delete(key);
+      this.sessions.set(key, kept);
+      return kept.session;
+    }
+    const session = await model.chat(adapter !== undefined ? { adapter } : {});
+    this.sessions.set(key, { model, session });
+    for (const [k, s] of this.sessions) {
+      if (this.sessions.size <= SESSIONS_KEPT) break;
+      this.sessions.delete(k);
+      await s.session.dispose().catch(() => undefined);
+    }
     return session;
   }
 
-  private history(conversationId: string, replyId: string): ChatMessage[] {
+  /** The turns a reply continues: failed replies, the replies being written and the base side of a compare left out. */
+  private history(conversationId: string, skip: ReadonlySet<string>): ChatMessage[] {
     return this.repos.messages
       .list(conversationId)
-      .filter((m) => m.id !== replyId && m.content.length > 0 && !(m.role === "assistant" && m.status === "error"))
+      .filter((m) => !skip.has(m.id) && m.content.length > 0 && !(m.role === "assistant" && (m.status === "error" || m.compare === "base")))
       .map((m) => ({ role: m.role, content: m.content }));
   }
 
@@ -218,20 +295,21 @@ export class ChatService {
     }
   }
 
-  private async generate(conv: Conversation, assistant: Message, model: LoadedModel, signal: AbortSignal): Promise<void> {
+  private async generate(conv: Conversation, assistant: Message, model: LoadedModel, signal: AbortSignal, adapter: string | null | undefined,
+    skip: ReadonlySet<string>, beforeDone?: () => void): Promise<void> {
     let content = "";
     let status: Message["status"] = "complete";
     let error: string | null = null;
     let stats: GenerationStats | null = null;
     let lastSave = Date.now();
     try {
-      const session = await this.sessionFor(model.model);
+      const session = await this.sessionFor(model.model, adapter);
       const d = model.card.sampling;
       const s = conv.sampling;
       const maxTokens = s.maxTokens ?? d.maxTokens;
       const ctx = session.contextLength;
       const reserve = Math.max(1, Math.min(maxTokens, Math.floor(ctx / 4)));
-      const ids = await this.promptIds(conv, this.history(conv.id, assistant.id), model, ctx, reserve);
+      const ids = await this.promptIds(conv, this.history(conv.id, skip), model, ctx, reserve);
       const options: GenerateOptions = {
         maxTokens,
         temperature: s.temperature ?? d.temperature,
@@ -268,21 +346,25 @@ export class ChatService {
       status = "error";
       const why = workerExitReason(e);
       error = why ? crashMessage(why) : (e instanceof Error ? e.message : String(e)).split("\n")[0];
-      if (why && this.session?.model === model.model) this.session = null;
+      if (why) for (const [k, s] of this.sessions) if (s.model === model.model) this.sessions.delete(k);
     }
-    const message: Message = { ...assistant, content, status, error, stats };
+    this.finish(conv.id, { ...assistant, content, status, error, stats }, beforeDone);
+  }
+
+  private finish(conversationId: string, message: Message, beforeDone?: () => void): void {
     try {
       this.repos.messages.finish(message);
     } catch {
       // the conversation was deleted while the reply was being written: nothing to save
     }
-    this.emit("chat.done", { conversationId: conv.id, message });
+    beforeDone?.();
+    this.emit("chat.done", { conversationId, message });
   }
 
   async dispose(): Promise<void> {
     await this.stopAll();
-    const s = this.session;
-    this.session = null;
-    if (s) await s.session.dispose().catch(() => undefined);
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const s of all) await s.session.dispose().catch(() => undefined);
   }
 }

@@ -1,10 +1,27 @@
 // Conversations: list (with search over titles and message content), create, rename, update the system prompt,
 // preset and sampling overrides, delete (messages go with it: ON DELETE CASCADE), get with its messages.
 import { randomUUID } from "node:crypto";
+import { existsSync, statSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
 import type { CallOutput, Conversation, Message } from "../contract.js";
 import type { HandlerInput } from "../rpc.js";
 import { NO_SAMPLING, type Repositories } from "../store/repositories.js";
 import { notFound } from "./errors.js";
+import { RpcError } from "../contract.js";
+
+/**
+ * An adapter folder a conversation may run with: a folder holding adapter_config.json (what peft writes). Whether it
+ * fits the model is the engine's to say, on the first reply (its error names the file and tensor).
+ */
+export function checkAdapterFolder(dir: string): string {
+  const abs = resolve(dir);
+  if (!existsSync(abs)) throw new RpcError("invalid_input", `The adapter folder ${abs} does not exist.`);
+  if (!statSync(abs).isDirectory()) throw new RpcError("invalid_input", `${abs} is a file, not an adapter folder.`);
+  if (!existsSync(join(abs, "adapter_config.json"))) {
+    throw new RpcError("invalid_input", `${basename(abs)} is not a PEFT adapter folder: ${join(abs, "adapter_config.json")} is missing.`);
+  }
+  return abs;
+}
 
 export const DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant.";
 export const DEFAULT_TITLE = "New chat";
@@ -27,7 +44,9 @@ export class ConversationService {
     return { conversation: this.require(input.id), messages: this.repos.messages.list(input.id) };
   }
 
+  /** modelDir: the loaded model's folder, unless the input names one (a checkpoint's base). */
   create(input: HandlerInput<"conversations.create">, modelDir: string | null = null): Conversation {
+    const adapterDir = input.adapterDir ? checkAdapterFolder(input.adapterDir) : null;
     let systemPrompt = input.systemPrompt;
     const presetId = input.presetId ?? null;
     if (systemPrompt === undefined && presetId) systemPrompt = this.repos.presets.get(presetId)?.content;
@@ -40,7 +59,8 @@ export class ConversationService {
       systemPrompt: systemPrompt ?? DEFAULT_SYSTEM_PROMPT,
       presetId,
       sampling: { ...NO_SAMPLING },
-      modelDir,
+      modelDir: input.modelDir ? resolve(input.modelDir) : modelDir,
+      adapterDir,
     };
     this.repos.conversations.insert(c);
     return c;
@@ -59,6 +79,7 @@ export class ConversationService {
       ...old,
       ...(input.systemPrompt !== undefined ? { systemPrompt: input.systemPrompt } : {}),
       ...(input.presetId !== undefined ? { presetId: input.presetId } : {}),
+      ...(input.adapterDir !== undefined ? { adapterDir: input.adapterDir ? checkAdapterFolder(input.adapterDir) : null } : {}),
       sampling: { ...old.sampling, ...(input.sampling ?? {}) },
       updatedAt: Date.now(),
     };

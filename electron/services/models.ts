@@ -92,7 +92,8 @@ export class ModelService {
     private readonly host: EngineHost,
     private readonly repos: Repositories,
     private readonly emit: Emit,
-    private readonly opts: { threads?: number; log?: (line: string) => void } = {},
+    /** adapter: the model at modelDir loads with adapterDir as its own adapter (`serve --adapter`). */
+    private readonly opts: { threads?: number; log?: (line: string) => void; adapter?: { modelDir: string; adapterDir: string } } = {},
   ) {
     host.on("exit", (e: { code: number | null; signal: string | null; pid?: number }) => this.onWorkerExit(e));
   }
@@ -161,8 +162,10 @@ export class ModelService {
     }
     this.setStatus({ state: "loading", model: null, dir, message: null });
     const p = (async () => {
+      const adapter = this.opts.adapter && resolve(this.opts.adapter.modelDir) === dir ? resolve(this.opts.adapter.adapterDir) : undefined;
       const model = await this.host.loadModel(dir, {
         ...(this.opts.threads ? { threads: this.opts.threads } : {}),
+        ...(adapter ? { adapter } : {}),
         onProgress: (done, total) => {
           if (!this.disposed) this.emit("models.progress", { dir, done, total });
         },

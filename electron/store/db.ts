@@ -173,6 +173,16 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 5,
+    description: "conversations.adapter_dir (chat with a checkpoint) and messages.compare (the two replies of Compare with base)",
+    up(db) {
+      db.exec(`
+        ALTER TABLE conversations ADD COLUMN adapter_dir TEXT;   -- a PEFT adapter folder applied unmerged; NULL: the base
+        ALTER TABLE messages ADD COLUMN compare TEXT CHECK (compare IN ('base', 'adapter'));  -- NULL: an ordinary message
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

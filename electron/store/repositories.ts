@@ -13,6 +13,7 @@ interface ConversationRow {
   preset_id: string | null;
   sampling: string;
   model_dir: string | null;
+  adapter_dir: string | null;
 }
 
 function toConversation(r: ConversationRow): Conversation {
@@ -31,6 +32,7 @@ function toConversation(r: ConversationRow): Conversation {
     presetId: r.preset_id,
     sampling,
     modelDir: r.model_dir,
+    adapterDir: r.adapter_dir,
   };
 }
 
@@ -55,10 +57,10 @@ export class ConversationRepo {
     this.s = {
       get: db.prepare<[string], ConversationRow>("SELECT * FROM conversations WHERE id = ?"),
       insert: db.prepare(
-        "INSERT INTO conversations (id, title, created_at, updated_at, system_prompt, preset_id, sampling, model_dir) VALUES (@id, @title, @createdAt, @updatedAt, @systemPrompt, @presetId, @sampling, @modelDir)",
+        "INSERT INTO conversations (id, title, created_at, updated_at, system_prompt, preset_id, sampling, model_dir, adapter_dir) VALUES (@id, @title, @createdAt, @updatedAt, @systemPrompt, @presetId, @sampling, @modelDir, @adapterDir)",
       ),
       update: db.prepare(
-        "UPDATE conversations SET title = @title, updated_at = @updatedAt, system_prompt = @systemPrompt, preset_id = @presetId, sampling = @sampling, model_dir = @modelDir WHERE id = @id",
+        "UPDATE conversations SET title = @title, updated_at = @updatedAt, system_prompt = @systemPrompt, preset_id = @presetId, sampling = @sampling, model_dir = @modelDir, adapter_dir = @adapterDir WHERE id = @id",
       ),
       touch: db.prepare("UPDATE conversations SET updated_at = ? WHERE id = ?"),
       delete: db.prepare("DELETE FROM conversations WHERE id = ?"),
@@ -83,11 +85,11 @@ export class ConversationRepo {
   }
 
   insert(c: Conversation): void {
-    this.s.insert.run({ ...c, sampling: JSON.stringify(c.sampling) });
+    this.s.insert.run({ ...c, sampling: JSON.stringify(c.sampling), adapterDir: c.adapterDir ?? null });
   }
 
   update(c: Conversation): void {
-    this.s.update.run({ ...c, sampling: JSON.stringify(c.sampling) });
+    this.s.update.run({ ...c, sampling: JSON.stringify(c.sampling), adapterDir: c.adapterDir ?? null });
   }
 
   touch(id: string, at: number): void {
@@ -120,6 +122,7 @@ interface MessageRow {
   status: Message["status"];
   error: string | null;
   stats: string | null;
+  compare: "base" | "adapter" | null;
 }
 
 function toMessage(r: MessageRow): Message {
@@ -132,6 +135,7 @@ function toMessage(r: MessageRow): Message {
     status: r.status,
     error: r.error,
     stats: r.stats ? (JSON.parse(r.stats) as GenerationStats) : null,
+    compare: r.compare,
   };
 }
 
@@ -143,7 +147,7 @@ export class MessageRepo {
       list: db.prepare<[string], MessageRow>("SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq"),
       nextSeq: db.prepare<[string], { n: number }>("SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM messages WHERE conversation_id = ?"),
       insert: db.prepare(
-        "INSERT INTO messages (id, conversation_id, seq, role, content, created_at, status, error, stats) VALUES (@id, @conversationId, @seq, @role, @content, @createdAt, @status, @error, @stats)",
+        "INSERT INTO messages (id, conversation_id, seq, role, content, created_at, status, error, stats, compare) VALUES (@id, @conversationId, @seq, @role, @content, @createdAt, @status, @error, @stats, @compare)",
       ),
       finish: db.prepare("UPDATE messages SET content = @content, status = @status, error = @error, stats = @stats WHERE id = @id"),
       setContent: db.prepare("UPDATE messages SET content = ? WHERE id = ?"),
@@ -166,7 +170,7 @@ export class MessageRepo {
   /** Append at the end of the conversation. */
   append(m: Message): void {
     const seq = this.s.nextSeq.get(m.conversationId)!.n;
-    this.s.insert.run({ ...m, seq, stats: m.stats ? JSON.stringify(m.stats) : null });
+    this.s.insert.run({ ...m, seq, stats: m.stats ? JSON.stringify(m.stats) : null, compare: m.compare ?? null });
   }
 
   finish(m: Pick<Message, "id" | "content" | "status" | "error" | "stats">): void {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <thread>
 #include "cpu/matmul.h"
@@ -83,6 +84,38 @@ Napi::Array to_array(Napi::Env env, const std::vector<int32_t>& ids) {
   return a;
 }
 
+// What ModelWrap::CreateSession hands the NativeSession constructor.
+struct SessionInit {
+  std::shared_ptr<ModelHandle> handle;
+  int64_t ctx = 0;
+  std::shared_ptr<const Adapter> adapter;  // null: the model's own adapter (if any)
+};
+
+// The adapter at `dir` for this model, read on first use and cached on the handle by canonical path. It is read on the
+// JS thread: an adapter is megabytes, not the base's gigabytes, and the engine worker (not the app) is what waits.
+// An adapter made for another model is refused by load_adapter with the file and tensor at fault.
+std::shared_ptr<const Adapter> cached_adapter(ModelHandle& h, const std::string& dir, const std::string& model_dir) {
+  std::error_code ec;
+  std::filesystem::path canon = std::filesystem::weakly_canonical(std::filesystem::path(dir), ec);
+  const std::string key = ec ? dir : canon.string();
+  auto it = h.adapters.find(key);
+  if (it != h.adapters.end()) return it->second;
+  auto a = std::make_shared<const Adapter>(load_adapter(dir, h.model->spec(), model_dir));
+  h.adapters.emplace(key, a);
+  return a;
+}
+
+// An adapter with no pairs, for a session that must run the bare base on a model loaded with its own adapter
+// (`serve --adapter`'s Compare with base): forward applies the model's adapter only when it is given none.
+std::shared_ptr<const Adapter> bare_base(ModelHandle& h) {
+  auto it = h.adapters.find("");
+  if (it != h.adapters.end()) return it->second;
+  auto a = std::make_shared<Adapter>();
+  a->layers.resize(size_t(h.model->spec().num_layers));
+  h.adapters.emplace("", a);
+  return a;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
  public:
@@ -98,9 +131,10 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     });
   }
   SessionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SessionWrap>(info) {
-    auto* init = info[0].As<Napi::External<std::pair<std::shared_ptr<ModelHandle>, int64_t>>>().Data();
-    handle_ = init->first;
-    session_ = std::make_shared<Session>(handle_->model, init->second);
+    auto* init = info[0].As<Napi::External<SessionInit>>().Data();
+    handle_ = init->handle;
+    session_ = std::make_shared<Session>(handle_->model, init->ctx);
+    session_->set_adapter(init->adapter);
     ctx_ = session_->context_length();
   }
 
@@ -289,8 +323,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
     handle_ = std::make_shared<ModelHandle>();
     handle_->model = *info[0].As<Napi::External<std::shared_ptr<Model>>>().Data();
+    if (info.Length() > 1 && info[1].IsString()) model_dir_ = info[1].As<Napi::String>().Utf8Value();
   }
   std::shared_ptr<ModelHandle> handle_;
+  std::string model_dir_;  // the folder it was loaded from (named in adapter errors: "the model at <dir>")
 
   Model& model(Napi::Env env) {
     if (!handle_->model || handle_->model->closed()) throw Napi::Error::New(env, "the model was closed");
@@ -432,7 +468,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     Model& m = model(env);
     int64_t ctx = std::min<int64_t>(m.spec().max_position, 8192);
+    std::shared_ptr<const Adapter> adapter;
     if (info.Length() > 0 && info[0].IsObject()) {
+      Napi::Value ad = info[0].As<Napi::Object>().Get("adapter");
+      if (ad.IsNull()) adapter = bare_base(*handle_);
+      else if (!ad.IsUndefined()) {
+        if (!ad.IsString() || ad.As<Napi::String>().Utf8Value().empty())
+          throw Napi::TypeError::New(env, "createSession: adapter must be the path of a PEFT adapter folder");
+        try { adapter = cached_adapter(*handle_, ad.As<Napi::String>().Utf8Value(), model_dir_); }
+        catch (const std::exception& e) { throw Napi::Error::New(env, e.what()); }
+      }
       Napi::Value c = info[0].As<Napi::Object>().Get("contextLength");
       if (c.IsNumber()) {
         const double d = c.As<Napi::Number>().DoubleValue();
@@ -444,10 +489,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     // The KV cache and scratch are allocated now: check what they take against the machine's memory first.
     try { check_session_memory(m.spec(), ctx, m.kv_int8(), m.pool().size()); }
     catch (const std::exception& e) { throw Napi::RangeError::New(env, std::string("createSession: ") + e.what()); }
-    std::pair<std::shared_ptr<ModelHandle>, int64_t> init{handle_, ctx};
+    SessionInit init{handle_, ctx, adapter};
     auto* data = env.GetInstanceData<AddonData>();
     try {
-      return data->session_ctor.New({Napi::External<std::pair<std::shared_ptr<ModelHandle>, int64_t>>::New(env, &init)});
+      return data->session_ctor.New({Napi::External<SessionInit>::New(env, &init)});
     } catch (const Napi::Error&) { throw; }
   }
 
@@ -499,7 +544,7 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
     Napi::Env env = Env();
     auto* data = env.GetInstanceData<AddonData>();
     try {
-      Napi::Object m = data->model_ctor.New({Napi::External<std::shared_ptr<Model>>::New(env, &model_)});
+      Napi::Object m = data->model_ctor.New({Napi::External<std::shared_ptr<Model>>::New(env, &model_), Napi::String::New(env, dir_)});
       deferred_.Resolve(m);
     } catch (const Napi::Error& e) { deferred_.Reject(e.Value()); }
   }

@@ -2,7 +2,9 @@
 #pragma once
 #define NAPI_CPP_EXCEPTIONS
 #include <napi.h>
+#include <map>
 #include <memory>
+#include <string>
 #include "model/model.h"
 
 // Shared by a model object, its sessions and trainers (main-thread only): running jobs and a deferred close.
@@ -10,6 +12,9 @@ struct ModelHandle {
   std::shared_ptr<moe::Model> model;
   int active_jobs = 0;
   bool close_pending = false;
+  // Adapters sessions of this model run with (createSession { adapter }), by the folder's canonical path: each is read
+  // once and shared by every session that names it (the sessions hold it too, so nothing is freed under them).
+  std::map<std::string, std::shared_ptr<const moe::Adapter>> adapters;
   void job_end() {
     if (--active_jobs == 0 && close_pending && model) { model->close(); }
   }

@@ -38,7 +38,7 @@ void Session::prefill(const std::vector<int32_t>& ids, int64_t from, float* all_
   for (int64_t p = from; p < n; p += chunk_) {
     int64_t T = std::min(chunk_, n - p);
     float* out = all_logits ? all_logits + (p - from) * V : last_logits_.data();
-    model_->forward(ids.data() + p, T, p, kv_, scratch_, out, all_logits != nullptr);
+    model_->forward(ids.data() + p, T, p, kv_, scratch_, out, all_logits != nullptr, adapter_.get());
     ids_.insert(ids_.end(), ids.begin() + p, ids.begin() + p + T);
   }
   if (all_logits) std::copy(all_logits + (n - from - 1) * V, all_logits + (n - from) * V, last_logits_.begin());
@@ -79,7 +79,7 @@ GenerateResult Session::generate(const std::vector<int32_t>& prompt, const Sampl
     if (on_token) on_token(id);
     // Decode: run the new id so the cache holds it (cachedIds() == prompt + generated) and its logits are next.
     if (int64_t(ids_.size()) >= kv_.ctx) break;  // context full: stop with "length"
-    model_->forward(&id, 1, int64_t(ids_.size()), kv_, scratch_, last_logits_.data(), false);
+    model_->forward(&id, 1, int64_t(ids_.size()), kv_, scratch_, last_logits_.data(), false, adapter_.get());
     ids_.push_back(id);
   }
   r.decode_ms = std::chrono::duration<double, std::milli>(clock::now() - t1).count();

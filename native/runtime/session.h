@@ -28,6 +28,10 @@ class Session {
   void reset() { ids_.clear(); }
   void release();  // frees the KV cache and scratch now
   Model& model() { return *model_; }
+  // The LoRA adapter this session's forwards apply unmerged (null: the model's own, set_adapter / `--adapter`), so one
+  // mapped base serves the base and any number of adapters side by side. Set it before generating.
+  void set_adapter(std::shared_ptr<const Adapter> a) { adapter_ = std::move(a); }
+  const Adapter* adapter() const { return adapter_.get(); }
 
   // Logits for every position of ids, prefilled from an empty cache: out [n, vocab].
   void logits(const std::vector<int32_t>& ids, std::vector<float>& out);
@@ -43,6 +47,7 @@ class Session {
   void prefill(const std::vector<int32_t>& ids, int64_t from, float* all_logits);
 
   std::shared_ptr<Model> model_;
+  std::shared_ptr<const Adapter> adapter_;
   KvCache kv_;
   Scratch scratch_;
   int64_t chunk_;

@@ -220,4 +220,14 @@ describe("moe-studio serve", () => {
     expect((await s.exited).code).toBe(1);
     expect(s.err()).toMatch(/--port must be an integer/);
   });
+
+  it("refuses --adapter without --model, and a folder that is not an adapter, before it listens", async () => {
+    const lone = serve(["--port", "0", "--adapter", join(ROOT, "test/fixtures/goldens/train/qwen3_moe/adapter")]);
+    expect((await lone.exited).code).toBe(1);
+    expect(lone.err()).toMatch(/--adapter needs --model DIR/);
+    const notOne = serve(["--port", "0", "--model", join(MODELS, "qwen3_moe"), "--adapter", join(MODELS, "qwen3_moe")]);
+    expect((await notOne.exited).code).toBe(1);
+    expect(notOne.err()).toMatch(/not a PEFT adapter folder \(.*adapter_config\.json is missing\)/);
+    expect(lone.out() + notOne.out()).toBe("");
+  });
 });

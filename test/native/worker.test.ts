@@ -59,4 +59,11 @@ describe("EngineHost (worker process)", () => {
   it("errors cross the process boundary with their message", async () => {
     await expect(host.loadModel("/nonexistent/model")).rejects.toThrow(/\/nonexistent\/model: model folder not found/);
   });
+
+  it("answers an op outside protocol.ts's table with an error naming it, and keeps serving", async () => {
+    const bogus = host.request("nosuchop" as "systemInfo", {}).promise;
+    await expect(bogus).rejects.toThrow(/no op "nosuchop"/);
+    const info = await host.request("systemInfo", {}).promise;
+    expect(info.threads).toBeGreaterThan(0);
+  });
 });

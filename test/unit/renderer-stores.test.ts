@@ -10,7 +10,7 @@ import type { Message } from "../../electron/contract.js";
 import { startServer, type RunningServer } from "../../electron/server/server.js";
 import { ipcTransport, setApi } from "../../renderer/src/api/index.js";
 import { WebSocketTransport, wsUrlFor } from "../../renderer/src/api/ws.js";
-import { appendDelta, applyDone, contextMeter, contextUsed, dropLastAssistant, isStreaming, truncateAfter, useChat } from "../../renderer/src/stores/chat.js";
+import { appendDelta, applyDone, contextMeter, contextUsed, dropLastAssistant, isStreaming, messageRows, truncateAfter, useChat } from "../../renderer/src/stores/chat.js";
 import { useConversations } from "../../renderer/src/stores/conversations.js";
 import { folderName, formatBytes, formatParams, useModels } from "../../renderer/src/stores/models.js";
 import { resolveLang, resolveTheme, useSettings } from "../../renderer/src/stores/settings.js";
@@ -20,7 +20,7 @@ import { connectStores, refreshAll } from "../../renderer/src/stores/wiring.js";
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
 function msg(id: string, role: "user" | "assistant", content: string, status: Message["status"] = "complete"): Message {
-  return { id, conversationId: "c1", role, content, createdAt: 0, status, error: null, stats: null };
+  return { id, conversationId: "c1", role, content, createdAt: 0, status, error: null, stats: null, compare: null };
 }
 
 /** A copy of a fixture with a long context and no EOS, so a reply runs until stopped (random weights are fast). */
@@ -120,6 +120,16 @@ describe("chat reducers", () => {
     expect(truncateAfter(conv, "missing", "x")).toBe(conv);
     expect(dropLastAssistant(conv).map((m) => m.id)).toEqual(["u1", "a1", "u2"]);
     expect(dropLastAssistant(conv.slice(0, 3))).toHaveLength(3);
+  });
+
+  it("a compared turn's two replies are one row, side by side; regenerate drops both", () => {
+    const base = { ...msg("b", "assistant", "base says"), compare: "base" as const };
+    const adapted = { ...msg("a", "assistant", "adapter says"), compare: "adapter" as const };
+    const conv = [msg("u1", "user", "one"), msg("a1", "assistant", "r1"), msg("u2", "user", "two"), base, adapted];
+    expect(messageRows(conv).map((r) => (r.kind === "one" ? r.message.id : `${r.base.id}|${r.adapter.id}`))).toEqual(["u1", "a1", "u2", "b|a"]);
+    // a base reply without its adapter side (not yet arrived) is shown alone
+    expect(messageRows(conv.slice(0, 4)).map((r) => r.kind)).toEqual(["one", "one", "one", "one"]);
+    expect(dropLastAssistant(conv).map((m) => m.id)).toEqual(["u1", "a1", "u2"]);
   });
 });
 

@@ -26,10 +26,10 @@ afterEach(() => {
 });
 
 function conv(id: string, title: string, at = 1000): Conversation {
-  return { id, title, createdAt: at, updatedAt: at, systemPrompt: "You are a helpful assistant.", presetId: null, sampling: { ...NO_SAMPLING }, modelDir: null };
+  return { id, title, createdAt: at, updatedAt: at, systemPrompt: "You are a helpful assistant.", presetId: null, sampling: { ...NO_SAMPLING }, modelDir: null, adapterDir: null };
 }
 function msg(id: string, conversationId: string, role: "user" | "assistant", content: string): Message {
-  return { id, conversationId, role, content, createdAt: 1, status: "complete", error: null, stats: null };
+  return { id, conversationId, role, content, createdAt: 1, status: "complete", error: null, stats: null, compare: null };
 }
 
 describe("openDatabase", () => {
@@ -64,6 +64,9 @@ describe("openDatabase", () => {
     expect(c.title).toBe("Trip to Hangzhou");
     expect(c.sampling).toEqual({ ...NO_SAMPLING, temperature: 0.3 });
     expect(c.modelDir).toBe("/models/x");
+    // v5: old conversations run on the base, old messages are ordinary ones
+    expect(c.adapterDir).toBeNull();
+    expect(repos.messages.list("c1").map((m) => m.compare)).toEqual([null, null]);
     expect(repos.messages.list("c1").map((m) => m.content)).toEqual(["西湖边有什么好吃的？", "Try the vinegar fish."]);
     expect(repos.settings.get("theme")).toBe("dark");
     expect(repos.recentModels.list()).toEqual([{ dir: "/models/x", name: "x", architecture: "MixtralForCausalLM", lastOpenedAt: 5 }]);

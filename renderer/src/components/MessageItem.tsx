@@ -49,9 +49,11 @@ interface Props {
   isLastReply: boolean;
   busy: boolean;
   liveTokens?: number;
+  /** Who wrote it, when not just "Assistant": a Compare with base side ("Base model", "With checkpoint-200"). */
+  label?: string;
 }
 
-export const MessageItem = memo(function MessageItem({ message, isLastReply, busy, liveTokens }: Props) {
+export const MessageItem = memo(function MessageItem({ message, isLastReply, busy, liveTokens, label }: Props) {
   const t = useT();
   const [copied, copy] = useCopied();
   const [editing, setEditing] = useState(false);
@@ -59,9 +61,10 @@ export const MessageItem = memo(function MessageItem({ message, isLastReply, bus
   const streaming = message.status === "streaming";
   const s = message.stats;
   return (
-    <article className={`msg ${user ? "msg-user" : "msg-assistant"} status-${message.status}`} data-role={message.role} aria-label={user ? t("chat.you") : t("chat.assistant")}>
+    <article className={`msg ${user ? "msg-user" : "msg-assistant"} status-${message.status}`} data-role={message.role}
+      {...(message.compare ? { "data-compare": message.compare } : {})} aria-label={user ? t("chat.you") : (label ?? t("chat.assistant"))}>
       <div className="msg-role" aria-hidden="true" title={new Date(message.createdAt).toLocaleString()}>
-        {user ? t("chat.you") : t("chat.assistant")}
+        {user ? t("chat.you") : (label ?? t("chat.assistant"))}
       </div>
       {editing ? (
         <EditBox message={message} onDone={() => setEditing(false)} />

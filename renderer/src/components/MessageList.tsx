@@ -1,8 +1,8 @@
 // The live region of messages; it follows the stream while the user is at the bottom.
 import { useEffect, useLayoutEffect, useRef, useState } from "react";
 import { useT } from "../hooks.js";
-import { isStreaming, useChat } from "../stores/chat.js";
-import { useModels } from "../stores/models.js";
+import { isStreaming, messageRows, useChat } from "../stores/chat.js";
+import { folderName, useModels } from "../stores/models.js";
 import { useUi } from "../stores/ui.js";
 import { MessageItem } from "./MessageItem.js";
 import { IconDown } from "./icons.js";
@@ -13,6 +13,7 @@ export function MessageList() {
   const liveTokens = useChat((s) => s.liveTokens);
   const sending = useChat((s) => s.sending);
   const conversationId = useChat((s) => s.conversation?.id);
+  const adapterDir = useChat((s) => s.conversation?.adapterDir ?? null);
   const model = useModels((s) => s.status.model);
   const ref = useRef<HTMLDivElement>(null);
   const stick = useRef(true);
@@ -63,9 +64,17 @@ export function MessageList() {
               )}
             </div>
           )}
-          {messages.map((m) => (
-            <MessageItem key={m.id} message={m} isLastReply={m.id === lastReply} busy={busy} liveTokens={liveTokens[m.id]} />
-          ))}
+          {messageRows(messages).map((row) =>
+            row.kind === "one" ? (
+              <MessageItem key={row.message.id} message={row.message} isLastReply={row.message.id === lastReply} busy={busy} liveTokens={liveTokens[row.message.id]} />
+            ) : (
+              <div key={row.base.id} className="compare-pair" role="group" aria-label={t("chat.compare")}>
+                <MessageItem message={row.base} isLastReply={false} busy={busy} liveTokens={liveTokens[row.base.id]} label={t("chat.compareBase")} />
+                <MessageItem message={row.adapter} isLastReply={row.adapter.id === lastReply} busy={busy} liveTokens={liveTokens[row.adapter.id]}
+                  label={t("chat.compareAdapter", { name: adapterDir ? folderName(adapterDir) : t("chat.assistant") })} />
+              </div>
+            ),
+          )}
         </div>
       </div>
       {away && (

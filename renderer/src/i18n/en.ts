@@ -77,6 +77,12 @@ export const en = {
   "chat.errorPrefix": "Error",
   "chat.toBottom": "Jump to the latest message",
   "chat.noConversation": "Start a new chat or pick one from the list.",
+  "chat.adapterLabel": "adapter: {name}",
+  "chat.adapterTitle": "Replies run on the base model with the adapter at {dir} applied (not merged)",
+  "chat.compare": "Compare with base",
+  "chat.compareTitle": "Answer each message twice: with the base model and with this conversation's adapter, side by side",
+  "chat.compareBase": "Base model",
+  "chat.compareAdapter": "With {name}",
 
   "panel.systemPrompt": "System prompt",
   "panel.preset": "Preset",

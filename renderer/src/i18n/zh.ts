@@ -79,6 +79,12 @@ export const zh: Record<MessageKey, string> = {
   "chat.errorPrefix": "错误",
   "chat.toBottom": "跳到最新消息",
   "chat.noConversation": "新建一个对话，或从列表中选择。",
+  "chat.adapterLabel": "适配器：{name}",
+  "chat.adapterTitle": "回复在基础模型上运行，并应用 {dir} 处的适配器（未合并）",
+  "chat.compare": "与基础模型比较",
+  "chat.compareTitle": "每条消息回答两次：用基础模型和用本对话的适配器，并排显示",
+  "chat.compareBase": "基础模型",
+  "chat.compareAdapter": "使用 {name}",
 
   "panel.systemPrompt": "系统提示词",
   "panel.preset": "预设",

@@ -37,10 +37,26 @@ export function truncateAfter(messages: Message[], messageId: string, content: s
   return [...messages.slice(0, i), { ...messages[i], content }];
 }
 
-/** Regenerate: the last assistant message goes (a new one will stream in its place). */
+/** Regenerate: the last reply goes, or both replies of a compared turn (a new one will stream in their place). */
 export function dropLastAssistant(messages: Message[]): Message[] {
-  const last = messages.at(-1);
-  return last && last.role === "assistant" ? messages.slice(0, -1) : messages;
+  let end = messages.length;
+  while (end > 0 && messages[end - 1].role === "assistant") end--;
+  return end === messages.length ? messages : messages.slice(0, end);
+}
+
+/** A message list in display rows: a compared turn's base and adapter replies share one row, side by side. */
+export type MessageRow = { kind: "one"; message: Message } | { kind: "compare"; base: Message; adapter: Message };
+export function messageRows(messages: Message[]): MessageRow[] {
+  const rows: MessageRow[] = [];
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i];
+    const next = messages[i + 1];
+    if (m.compare === "base" && next?.compare === "adapter") {
+      rows.push({ kind: "compare", base: m, adapter: next });
+      i++;
+    } else rows.push({ kind: "one", message: m });
+  }
+  return rows;
 }
 
 export function isStreaming(messages: Message[]): boolean {
@@ -83,6 +99,9 @@ interface ChatState {
   loading: boolean;
   /** A send/regenerate/edit call is in flight. */
   sending: boolean;
+  /** "Compare with base" is on: sends answer with the base and with the conversation's adapter (chat.compare). */
+  compareMode: boolean;
+  setCompareMode(on: boolean): void;
   stopping: boolean;
   load(id: string | null): Promise<void>;
   setConversation(conversation: Conversation | null, messages: Message[]): void;
@@ -120,6 +139,7 @@ function tempUserMessage(conversationId: string, content: string): Message {
     status: "complete",
     error: null,
     stats: null,
+    compare: null,
   };
 }
 
@@ -149,20 +169,23 @@ export const useChat = create<ChatState>((set, get) => {
     loading: false,
     sending: false,
     stopping: false,
+    compareMode: false,
+
+    setCompareMode: (on) => set({ compareMode: on }),
 
     load: async (id) => {
       const seq = ++loadSeq;
       early.clear();
       incoming.clear();
       if (!id) {
-        set({ conversation: null, messages: [], liveTokens: {}, loading: false, stopping: false });
+        set({ conversation: null, messages: [], liveTokens: {}, loading: false, stopping: false, compareMode: false });
         return;
       }
       set({ loading: true });
       try {
         const { conversation, messages } = await api().call("conversations.get", { id });
         if (seq !== loadSeq) return;
-        set({ conversation, messages, liveTokens: {}, loading: false, stopping: false });
+        set({ conversation, messages, liveTokens: {}, loading: false, stopping: false, compareMode: false });
       } catch (e) {
         if (seq !== loadSeq) return;
         set({ conversation: null, messages: [], loading: false });
@@ -221,12 +244,15 @@ export const useChat = create<ChatState>((set, get) => {
       const temp = tempUserMessage(conv.id, content);
       set({ messages: [...get().messages, temp], sending: true });
       try {
-        const { userMessage, assistantMessage } = await api().call("chat.send", { conversationId: conv.id, content });
+        const comparing = get().compareMode && conv.adapterDir !== null;
+        const { userMessage, replies } = comparing
+          ? await api().call("chat.compare", { conversationId: conv.id, content }).then((r) => ({ userMessage: r.userMessage, replies: [r.baseMessage, r.adapterMessage] }))
+          : await api().call("chat.send", { conversationId: conv.id, content }).then((r) => ({ userMessage: r.userMessage, replies: [r.assistantMessage] }));
         if (get().conversation?.id === conv.id) {
           const msgs = get().messages.map((m) => (m.id === temp.id ? userMessage : m));
-          const reply = withEarly(assistantMessage);
-          set({ messages: [...msgs, reply] });
-          if (reply.status !== "streaming") afterDone(reply);
+          const got = replies.map(withEarly);
+          set({ messages: [...msgs, ...got] });
+          for (const reply of got) if (reply.status !== "streaming") afterDone(reply);
         }
         return true;
       } catch (e) {

@@ -22,6 +22,30 @@ function ModelChip() {
   );
 }
 
+/** The adapter a conversation runs with ("adapter: checkpoint-200") and the Compare with base switch. */
+function AdapterControls() {
+  const t = useT();
+  const adapterDir = useChat((s) => s.conversation?.adapterDir ?? null);
+  const compareMode = useChat((s) => s.compareMode);
+  if (!adapterDir) return null;
+  return (
+    <>
+      <span className="chip adapter-chip" data-testid="adapter-chip" title={t("chat.adapterTitle", { dir: adapterDir })}>
+        {t("chat.adapterLabel", { name: folderName(adapterDir) })}
+      </span>
+      <button
+        type="button"
+        className={`ghost small${compareMode ? " active" : ""}`}
+        aria-pressed={compareMode}
+        title={t("chat.compareTitle")}
+        onClick={() => useChat.getState().setCompareMode(!compareMode)}
+      >
+        {t("chat.compare")}
+      </button>
+    </>
+  );
+}
+
 function ContextMeter() {
   const t = useT();
   const messages = useChat((s) => s.messages);
@@ -51,6 +75,7 @@ export function ChatView() {
         <header className="chat-header">
           <h1 className="chat-title">{conversation ? displayTitle(conversation.title, t) : t("app.name")}</h1>
           <div className="header-right">
+            <AdapterControls />
             <ContextMeter />
             <ModelChip />
             {conversation && (
