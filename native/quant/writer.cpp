@@ -11,6 +11,7 @@
 #include "cpu/matmul.h"
 #include "cpu/thread_pool.h"
 #include "format/json.h"
+#include "format/names.h"
 #include "format/safetensors.h"
 #include "format/safetensors_writer.h"
 #include "model/model.h"
@@ -22,21 +23,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suf) {
-  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
-}
-
 enum class Role { Linear, Embedding, Float };
 
-Role role_of(const TensorView& t) {
+Role role_of(const TensorView& t, const TensorNames& names) {
   if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16) return Role::Float;
   if (t.shape.size() < 2) return Role::Float;  // norms, biases, scalars
-  const std::string& n = t.name;
-  if (n.find("embed_tokens") != std::string::npos || n.rfind("lm_head", 0) == 0) return Role::Embedding;
-  // routers: [E, D] gates whose outputs pick experts
-  for (const char* r : {".mlp.gate.weight", ".block_sparse_moe.gate.weight", ".gate.wg.weight", ".router.weight",
-                        "shared_expert_gate.weight", ".mlp.gate.wg"})
-    if (ends_with(n, r)) return Role::Float;
+  const TensorRole r = names.classify(t.name).role;
+  if (r == TensorRole::Embedding || r == TensorRole::LmHead) return Role::Embedding;
+  // routers: [E, D] gates whose outputs pick experts (and qwen2_moe's shared-expert gate)
+  if (r == TensorRole::Router || r == TensorRole::SharedExpertGate) return Role::Float;
   return Role::Linear;
 }
 
@@ -57,6 +52,7 @@ QuantizeReport quantize_model(const std::string& src_dir, const std::string& out
   // A folder the engine could not run is refused here rather than quantized into one it cannot run either.
   const std::shared_ptr<Model> model = Model::load(src_dir, 1);
   const TensorStore& store = model->store();
+  const TensorNames names(model->spec());
   QuantizeReport rep;
   for (auto& f : store.files())
     for (auto& t : f->tensors()) {
@@ -76,7 +72,7 @@ QuantizeReport quantize_model(const std::string& src_dir, const std::string& out
     std::vector<Plan> plan;
     for (auto& t : f->tensors()) {
       Plan p{&t, t.dtype, false, t.nbytes, t.shape};
-      const Role r = role_of(t);
+      const Role r = role_of(t, names);
       DType want = r == Role::Linear ? opt.format : r == Role::Embedding && !emb_keep ? emb : t.dtype;
       if (is_quant(want)) {
         const int64_t K = t.shape.back();
