@@ -236,8 +236,9 @@ std::vector<TensorEntry> TensorNames::expected(const std::vector<ExpertForm>& fo
   for (int i = 0; i < int(S_.layers.size()); ++i) {
     const ExpertForm f = size_t(i) < forms.size() ? forms[size_t(i)] : ExpertForm::PerExpert;
     for (TensorRole r : {TensorRole::InputNorm, TensorRole::PostAttnNorm, TensorRole::Q, TensorRole::K, TensorRole::V, TensorRole::O,
-                         TensorRole::QNorm, TensorRole::KNorm, TensorRole::MlpGate, TensorRole::MlpUp, TensorRole::MlpDown, TensorRole::Router})
-      add(r, i, -1, f, false);
+                         TensorRole::QNorm, TensorRole::KNorm, TensorRole::MlpGate, TensorRole::MlpUp, TensorRole::MlpDown})
+      add(r, i, -1, ExpertForm::PerExpert, false);  // (the form only concerns the MoE block)
+    add(TensorRole::Router, i, -1, f, false);
     const LayerSpec& ls = S_.layers[size_t(i)];
     if (ls.moe && f == ExpertForm::PerExpert)
       for (int e = 0; e < ls.num_experts; ++e)
