@@ -36,6 +36,8 @@ const Family kFamilies[] = {
 
 // transformers 5 keeps every family's MoE block as "mlp" and names the stacked expert parameters alike.
 const char* kFusedBlock = "mlp";
+const char* kFusedGateUp = "experts.gate_up_proj";
+const char* kFusedDown = "experts.down_proj";
 
 bool is_linear(TensorRole r) {
   switch (r) {
@@ -146,10 +148,10 @@ std::string TensorNames::layer_rel(TensorRole role, int layer, ExpertForm form) 
   const bool shared = fam_->shared && S_.shared != SharedExpert::None && ls.shared_inter > 0;
   switch (role) {
     case TensorRole::Router: return b + fam_->router + ".weight";
-    case TensorRole::ExpertsGateUp: return form == ExpertForm::Fused ? b + "experts.gate_up_proj" : "";
+    case TensorRole::ExpertsGateUp: return form == ExpertForm::Fused ? b + kFusedGateUp : "";
     case TensorRole::ExpertsGate: return form == ExpertForm::Stacked ? b + "experts.gate_proj" : "";
     case TensorRole::ExpertsUp: return form == ExpertForm::Stacked ? b + "experts.up_proj" : "";
-    case TensorRole::ExpertsDown: return form != ExpertForm::PerExpert ? b + "experts.down_proj" : "";
+    case TensorRole::ExpertsDown: return form != ExpertForm::PerExpert ? b + kFusedDown : "";
     case TensorRole::SharedGate: return shared ? b + fam_->shared + ".gate_proj.weight" : "";
     case TensorRole::SharedUp: return shared ? b + fam_->shared + ".up_proj.weight" : "";
     case TensorRole::SharedDown: return shared ? b + fam_->shared + ".down_proj.weight" : "";
@@ -250,6 +252,10 @@ std::vector<TensorEntry> TensorNames::expected(const std::vector<ExpertForm>& fo
   add(TensorRole::FinalNorm, -1, -1, ExpertForm::PerExpert, false);
   add(TensorRole::LmHead, -1, -1, ExpertForm::PerExpert, S_.tie_embeddings);  // a tied model may still store a copy
   return out;
+}
+
+std::vector<std::string> TensorNames::fused_expert_params() {
+  return {std::string(kFusedBlock) + "." + kFusedGateUp, std::string(kFusedBlock) + "." + kFusedDown};
 }
 
 std::vector<TensorNames::ExpertSpelling> TensorNames::expert_spellings() const {

@@ -81,6 +81,10 @@ class TensorNames {
   struct ExpertSpelling { std::string block, proj[3]; };
   std::vector<ExpertSpelling> expert_spellings() const;
 
+  // The fused form's expert parameters relative to their layer, gate_up then down ("mlp.experts.gate_up_proj",
+  // "mlp.experts.down_proj"): what peft's target_parameters name on transformers 5.
+  static std::vector<std::string> fused_expert_params();
+
   const ModelSpec& spec() const { return S_; }
 
  private:

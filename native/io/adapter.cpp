@@ -444,7 +444,7 @@ namespace {
 // ExpertLora::down serves both layouts: on a layer it is the fused down_proj's when the experts have a gate_up pair,
 // or when they have no separate gate/up pair and the adapter's config targets the layer's fused down_proj; else
 // each expert's own down_proj. One decision, used for the config and the tensors alike.
-bool down_is_fused(const Adapter& a, int layer) {
+bool down_is_fused(const Adapter& a, const TensorNames& N, int layer) {
   if (layer < 0 || size_t(layer) >= a.layers.size()) return false;
   const LayerLora& L = a.layers[size_t(layer)];
   bool separate = false;
@@ -452,7 +452,7 @@ bool down_is_fused(const Adapter& a, int layer) {
     if (e.gate_up.present()) return true;
     separate |= e.gate.present() || e.up.present();
   }
-  return !separate && any_match("model.layers." + std::to_string(layer) + ".mlp.experts.down_proj", a.config.target_parameters);
+  return !separate && any_match(N.name(TensorRole::ExpertsDown, layer, -1, ExpertForm::Fused), a.config.target_parameters);
 }
 
 }  // namespace
@@ -460,20 +460,22 @@ bool down_is_fused(const Adapter& a, int layer) {
 LoraConfig adapter_effective_config(const Adapter& a, const ModelSpec& spec) {
   LoraConfig c = a.config;
   // Every module with both fused targets in place, to see which pairs the adapter has.
-  const std::vector<PeftModule> all = peft_modules(spec, {"mlp.experts.gate_up_proj", "mlp.experts.down_proj"});
+  const TensorNames N(spec);
+  const std::vector<std::string> fused_targets = TensorNames::fused_expert_params();
+  const std::vector<PeftModule> all = peft_modules(spec, fused_targets);
   std::vector<const PeftModule*> present;
   for (const PeftModule& m : all) {
     if (size_t(m.layer) >= a.layers.size()) continue;
     const LayerLora& L = a.layers[size_t(m.layer)];
     const LoraPair* p = module_pair(L, m, 0);
     if (!p || !p->present()) continue;
-    const bool fd = down_is_fused(a, m.layer);
+    const bool fd = down_is_fused(a, N, m.layer);
     if ((m.site == LoraSite::ExpertsDown && !fd) || (m.site == LoraSite::ExpertDown && fd)) continue;
     present.push_back(&m);
   }
   // target_parameters: as given, less entries that match no pair; derived (gate_up, down) when none are given.
   if (c.target_parameters.empty()) {
-    for (const char* t : {"mlp.experts.gate_up_proj", "mlp.experts.down_proj"})
+    for (const std::string& t : fused_targets)
       for (const PeftModule* m : present)
         if (m->fused() && peft_target_matches(m->adapts, t)) { c.target_parameters.push_back(t); break; }
   } else {
@@ -543,6 +545,7 @@ PackPlan make_plan(const Adapter& layout, const ModelSpec& spec) {
   }
   PackPlan plan;
   plan.mods = peft_modules(spec, adapter_effective_config(layout, spec).target_parameters);
+  const TensorNames N(spec);
   std::set<const LoraPair*> emitted;
   auto check = [&](const PeftModule& m, const LoraPair& p, int e) {
     const std::string where = "layer " + std::to_string(m.layer) + " " + m.short_name + (m.fused() ? " expert " + std::to_string(e) : "");
@@ -555,7 +558,7 @@ PackPlan make_plan(const Adapter& layout, const ModelSpec& spec) {
     const PeftModule& m = plan.mods[i];
     const LayerLora& L = layout.layers[size_t(m.layer)];
     if (!m.fused()) {
-      if (m.site == LoraSite::ExpertDown && down_is_fused(layout, m.layer)) continue;
+      if (m.site == LoraSite::ExpertDown && down_is_fused(layout, N, m.layer)) continue;
       const LoraPair* p = module_pair(L, m);
       if (!p || !p->present()) continue;
       check(m, *p, 0);
@@ -563,7 +566,7 @@ PackPlan make_plan(const Adapter& layout, const ModelSpec& spec) {
       plan.items.push_back({m.name + kSuffixB, {p->out, p->r}, i, true});
       continue;
     }
-    if (m.site == LoraSite::ExpertsDown && !down_is_fused(layout, m.layer)) continue;
+    if (m.site == LoraSite::ExpertsDown && !down_is_fused(layout, N, m.layer)) continue;
     const int E = m.experts;
     int present = 0;
     for (int e = 0; e < E; ++e) { const LoraPair* p = module_pair(L, m, e); present += p && p->present(); }
