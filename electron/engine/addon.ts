@@ -188,6 +188,17 @@ export interface NativeAddon {
   mergeAdapter(src: string, adapterDir: string, outDir: string, opts: { dtype: MergeDType; maxShardBytes?: number; threads?: number },
     onProgress?: (doneTensors: number, totalTensors: number, tensor: string) => void): { promise: Promise<NativeMergeReport>; cancel(): void };
   /**
+   * The one storage rule (native/quant/plan.h) the model-folder quantizer uses: the type a tensor of `role` with
+   * rows of `rowLength` is stored as for `format`, in a model folder ("folder": floats keep `stored`) or a GGUF file
+   * ("gguf": F32 for norms/biases/routers, F16 for matrices that fit no block). Throws a TypeError naming the field.
+   */
+  storageType(query: StorageQuery): StorageTypeName;
+  /**
+   * The engine's validated, memory-mapped safetensors reader (native/format/safetensors.h) over a model folder
+   * (model.safetensors, the index's shards, or every *.safetensors). Throws the reader's error naming the file and tensor.
+   */
+  openSafetensors(dir: string): NativeSafetensors;
+  /**
    * The engine's one table of Hugging Face tensor names (native/format/names.h) for a config.json's text: every tensor
    * the model has, by role, in the order embedding, layers, final norm, lm_head. `source` names the file in errors
    * (the config is checked as loadModel checks it). With `present` (the folder's tensor names) each MoE layer's
@@ -220,6 +231,42 @@ export interface NativeHubTensor {
 export interface NativeHubTensors {
   tensors: NativeHubTensor[];
   unknown: string[];
+}
+
+/** Roles of native/quant/plan.h. */
+export type StorageRole = "weight" | "embedding" | "output" | "router" | "norm" | "bias";
+
+export interface StorageQuery {
+  container: "folder" | "gguf";
+  format: QuantType | "f16";          // "f16": a GGUF whose matrices are all F16
+  role: StorageRole;
+  rank: number;                       // number of dimensions (< 2: never quantized)
+  rowLength: number;                  // K, the fastest dimension (shape[rank-1]; GGUF ne[0])
+  stored?: "f32" | "f16" | "bf16";    // the source dtype (default f32; a GGUF's floats do not depend on it)
+  embeddings?: "keep" | QuantType;    // embeddings and lm_head (default q8_0; "keep" for folders only)
+}
+
+export type StorageTypeName = QuantType | "f32" | "f16" | "bf16";
+
+/** One tensor of an open folder: dtype as the engine presents it (moe-studio blocks with their logical shape). */
+export interface NativeTensorInfo {
+  name: string;
+  dtype: "f32" | "f16" | "bf16" | "i32" | "i64" | "u8" | "i8" | "bool" | QuantType;
+  shape: number[];
+  file: string;       // the shard's path
+  offset: number;     // absolute byte offset of the tensor's data in `file`
+  nbytes: number;
+}
+
+export interface NativeSafetensors {
+  /** Every tensor, shards in the store's order, each in header order. */
+  tensors(): NativeTensorInfo[];
+  /** Elements [start, start+count) of a bf16/f16/f32 tensor (flattened row-major), widened to f32 exactly. */
+  readF32(name: string, start?: number, count?: number): Float32Array;
+  /** Stored bytes [start, start+count) of any tensor (blocks as they are). */
+  readBytes(name: string, start?: number, count?: number): Uint8Array;
+  /** Unmap the files; later calls throw. */
+  close(): void;
 }
 
 /** Output dtypes of a merged export. */

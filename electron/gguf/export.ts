@@ -78,14 +78,15 @@ export async function exportGguf(modelDir: string, outPath: string, opts: Export
     const engine = await validateModelFolder(modelDir);
     checkPlanConsistency(plan, resolve(modelDir, "config.json"), engine);
     const notes = [...plan.notes];
-    // Fallbacks llama-quantize would report: say which tensors did not get the requested block type.
+    // Fallbacks (the engine's rule, native/quant/plan.h, the one `moe-studio quantize` uses): say which tensors did
+    // not get the requested block type.
     const wanted: Record<ExportType, GGMLType> = { f16: GGMLType.F16, q8_0: GGMLType.Q8_0, q4_0: GGMLType.Q4_0, q4_k: GGMLType.Q4_K };
     const fell = plan.tensors.filter((t) => t.role === "weight" && t.type !== wanted[opts.type]);
     if (fell.length > 0) {
       const byType = new Map<string, number>();
       for (const t of fell) byType.set(GGML_TYPE_NAME[t.type], (byType.get(GGML_TYPE_NAME[t.type]) ?? 0) + 1);
       notes.push(
-        `${fell.length} weight tensor(s) have a row length that is not a multiple of ${GGML_BLOCK[wanted[opts.type]][0]} and fall back as llama.cpp does: ` +
+        `${fell.length} weight tensor(s) have a row length that is not a multiple of ${GGML_BLOCK[wanted[opts.type]][0]} and fall back as in a quantized model folder (native/quant/plan.h): ` +
           [...byType].map(([k, v]) => `${v} to ${k}`).join(", ") + ` (e.g. ${fell[0].name}, row length ${fell[0].ne[0]})`,
       );
     }

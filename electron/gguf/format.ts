@@ -18,7 +18,6 @@ export enum GGMLType {
   F32 = 0,
   F16 = 1,
   Q4_0 = 2,
-  Q5_0 = 6,
   Q8_0 = 8,
   Q4_K = 12,
 }
@@ -28,7 +27,6 @@ export const GGML_BLOCK: Record<GGMLType, [number, number]> = {
   [GGMLType.F32]: [1, 4],
   [GGMLType.F16]: [1, 2],
   [GGMLType.Q4_0]: [32, 18],   // f16 d + 16 bytes of nibbles
-  [GGMLType.Q5_0]: [32, 22],   // f16 d + u32 high bits + 16 bytes of nibbles
   [GGMLType.Q8_0]: [32, 34],   // f16 d + 32 int8
   [GGMLType.Q4_K]: [256, 144], // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
 };
@@ -37,7 +35,6 @@ export const GGML_TYPE_NAME: Record<GGMLType, string> = {
   [GGMLType.F32]: "F32",
   [GGMLType.F16]: "F16",
   [GGMLType.Q4_0]: "Q4_0",
-  [GGMLType.Q5_0]: "Q5_0",
   [GGMLType.Q8_0]: "Q8_0",
   [GGMLType.Q4_K]: "Q4_K",
 };

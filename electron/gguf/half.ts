@@ -1,5 +1,5 @@
 // IEEE half (f16) and bfloat16 <-> f32, element-wise over typed arrays. GGUF stores F16 tensors and the f16 scales
-// of Q8_0/Q4_0/Q5_0 blocks as IEEE half; safetensors sources may be bf16, f16 or f32.
+// of Q8_0/Q4_0/Q4_K blocks as IEEE half; safetensors sources may be bf16, f16 or f32.
 //
 // f32 -> f16 rounds to nearest, ties to even (what numpy's astype(float16) and ggml's GGML_FP32_TO_FP16 do), with
 // overflow to ±inf, gradual underflow to subnormals and NaN kept NaN.

@@ -1,11 +1,13 @@
 // Which ggml type each exported tensor gets, and the encoders from f32 rows to those types' bytes.
 //
-// Q8_0 / Q4_0 / Q4_K bytes come from the engine (addon.quantizeTensor: the same block formats our engine runs, with
-// its error-minimising scale search). Q5_0 is only a fallback for Q4_K rows that are not a multiple of 256 (what
-// llama.cpp's quantizer does); the engine does not run it, so its plain reference encoder lives here.
-import { loadAddon, type NativeAddon, type QuantType } from "../engine/addon.js";
-import { GGMLType, GGML_BLOCK } from "./format.js";
-import { f32ToF16, f32ToF16Bits } from "./half.js";
+// The type is not decided here: chooseType asks the engine's one storage rule (native/quant/plan.h, through
+// addon.storageType), the rule `moe-studio quantize` writes model folders with, so a folder's blocks and the GGUF
+// exported from the same checkpoint agree tensor by tensor (and exporting the folder, which copies its blocks, gives
+// the same file). Q8_0 / Q4_0 / Q4_K bytes come from the engine too (addon.quantizeTensor: the block formats the
+// engine runs, with its error-minimising scale search); F32/F16 are converted here.
+import { loadAddon, type NativeAddon, type QuantType, type StorageRole } from "../engine/addon.js";
+import { GGMLType } from "./format.js";
+import { f32ToF16 } from "./half.js";
 
 export type ExportType = "f16" | "q8_0" | "q4_0" | "q4_k";
 export const EXPORT_TYPES: ExportType[] = ["f16", "q8_0", "q4_0", "q4_k"];
@@ -20,32 +22,34 @@ export type TensorRole =
   | "output"
   | "weight";     // every other matrix: attention projections, dense MLP, experts, shared experts
 
+/** The engine's role (native/quant/plan.h) for each GGUF role: rope_freqs is a 1-D vector of factors, like a norm. */
+const ENGINE_ROLE: Record<TensorRole, StorageRole> = {
+  norm: "norm",
+  bias: "bias",
+  router: "router",
+  rope_freqs: "norm",
+  token_embd: "embedding",
+  output: "output",
+  weight: "weight",
+};
+
+const GGML_OF: Record<string, GGMLType> = { f32: GGMLType.F32, f16: GGMLType.F16, q8_0: GGMLType.Q8_0, q4_0: GGMLType.Q4_0, q4_k: GGMLType.Q4_K };
+
 /**
- * The type of one tensor for an export type, following llama.cpp (convert_hf_to_gguf --outtype and llama-quantize):
- * - 1-D tensors, norms, biases, routers and rope_freqs stay F32.
+ * The type of one tensor (ne in GGUF order: ne[0] is the row length) for an export type, by the engine's rule
+ * (native/quant/plan.h has the table and the reasons):
+ * - 1-D tensors, norms, biases, routers and rope_freqs stay F32 (llama.cpp's convention).
  * - f16: every other tensor F16.
- * - q8_0: Q8_0; a row length that is not a multiple of 32 falls back to F16 (convert_hf_to_gguf's fallback).
- * - q4_0 / q4_k: token_embd and output are kept at Q8_0 (the issue's default: embeddings and lm_head at 8 bits or
- *   better; llama.cpp's own default is Q6_K for output, a type our engine does not have, and Q8_0 is the next
- *   better one). Other matrices Q4_0 / Q4_K. A Q4_K row that is not a multiple of 256 falls back to Q5_0 and,
- *   when not even a multiple of 32, to F16 — exactly llama-quantize's fallback chain. Q4_0 rows not a multiple of
- *   32 fall back to F16.
+ * - q8_0 / q4_0 / q4_k: token_embd and output Q8_0 (8 bits or better; llama.cpp would use Q6_K, which the engine
+ *   does not run), every other matrix the requested type.
+ * - Rows that do not fit the block: Q4_K -> Q4_0 (not llama-quantize's Q5_0: Q4_0 is what an int4 model folder
+ *   holds, so both routes to a GGUF write the same blocks) -> F16 when not even a multiple of 32.
  */
 export function chooseType(target: ExportType, role: TensorRole, ne: number[]): GGMLType {
-  if (role === "norm" || role === "bias" || role === "router" || role === "rope_freqs" || ne.length < 2) return GGMLType.F32;
-  const fits = (t: GGMLType) => ne[0] % GGML_BLOCK[t][0] === 0;
-  const orF16 = (t: GGMLType) => (fits(t) ? t : GGMLType.F16);
-  switch (target) {
-    case "f16":
-      return GGMLType.F16;
-    case "q8_0":
-      return orF16(GGMLType.Q8_0);
-    case "q4_0":
-      return role === "token_embd" || role === "output" ? orF16(GGMLType.Q8_0) : orF16(GGMLType.Q4_0);
-    case "q4_k":
-      if (role === "token_embd" || role === "output") return orF16(GGMLType.Q8_0);
-      return fits(GGMLType.Q4_K) ? GGMLType.Q4_K : orF16(GGMLType.Q5_0);
-  }
+  const name = quantAddon().storageType({ container: "gguf", format: target, role: ENGINE_ROLE[role], rank: ne.length, rowLength: ne.length > 0 ? ne[0] : 1 });
+  const t = GGML_OF[name];
+  if (t === undefined) throw new Error(`gguf: the engine chose type "${name}" for a ${role} tensor, which a GGUF file cannot hold`);
+  return t;
 }
 
 /** general.file_type (llama_ftype) of a file exported as `target`. */
@@ -57,8 +61,8 @@ export function fileType(target: ExportType): number {
 /** The engine's block quantizer; a clear error when the built addon predates it. */
 export function quantAddon(): NativeAddon {
   const a = loadAddon();
-  if (typeof a.quantizeTensor !== "function" || typeof a.dequantizeTensor !== "function") {
-    throw new Error("this build of the engine has no quantizeTensor/dequantizeTensor: rebuild it (npm run build:native)");
+  if (typeof a.quantizeTensor !== "function" || typeof a.dequantizeTensor !== "function" || typeof a.storageType !== "function") {
+    throw new Error("this build of the engine has no quantizeTensor/dequantizeTensor/storageType: rebuild it (npm run build:native)");
   }
   return a;
 }
@@ -83,54 +87,10 @@ export function encodeRows(x: Float32Array, type: GGMLType): Uint8Array {
       const h = f32ToF16(x);
       return new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
     }
-    case GGMLType.Q5_0:
-      return quantizeQ5_0(x);
     default: {
       const name = ENGINE_NAME[type];
       if (!name) throw new Error(`gguf: no encoder for ggml type ${type}`);
       return quantAddon().quantizeTensor(x, name);
     }
   }
-}
-
-/**
- * Q5_0 (ggml's reference algorithm): per block of 32, d = m / -16 where m is the value of largest magnitude
- * (sign kept, so m maps to q = 0), q_i = min(31, trunc(x_i/d + 16.5)) in [0, 31]; x ≈ (q - 16)·d. Layout per block:
- * f16 d, u32 qh (bit j = bit 4 of q_j), 16 bytes qs (low nibble q_j, high nibble q_{j+16}). Arithmetic is rounded to
- * f32 at every step (Math.fround) like the C reference.
- */
-export function quantizeQ5_0(x: Float32Array): Uint8Array {
-  const QK = 32;
-  if (x.length % QK !== 0) throw new Error(`Q5_0: ${x.length} values is not a multiple of ${QK}`);
-  const nb = x.length / QK;
-  const out = new Uint8Array(nb * 22);
-  const dv = new DataView(out.buffer);
-  for (let b = 0; b < nb; b++) {
-    const base = b * QK;
-    let amax = 0;
-    let max = 0;
-    for (let j = 0; j < QK; j++) {
-      const v = x[base + j];
-      if (amax < Math.abs(v)) {
-        amax = Math.abs(v);
-        max = v;
-      }
-    }
-    const d = Math.fround(max / -16);
-    const id = d !== 0 ? Math.fround(1 / d) : 0;
-    const o = b * 22;
-    dv.setUint16(o, f32ToF16Bits(d), true);
-    let qh = 0;
-    for (let j = 0; j < QK / 2; j++) {
-      const x0 = Math.fround(x[base + j] * id);
-      const x1 = Math.fround(x[base + QK / 2 + j] * id);
-      const xi0 = Math.min(31, Math.trunc(Math.fround(x0 + 16.5)));
-      const xi1 = Math.min(31, Math.trunc(Math.fround(x1 + 16.5)));
-      out[o + 6 + j] = (xi0 & 0x0f) | ((xi1 & 0x0f) << 4);
-      qh |= ((xi0 & 0x10) >> 4) << j;
-      qh |= ((xi1 & 0x10) >> 4) << (j + QK / 2);
-    }
-    dv.setUint32(o + 2, qh >>> 0, true);
-  }
-  return out;
 }

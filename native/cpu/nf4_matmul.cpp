@@ -6,6 +6,7 @@
 //   AVX-512: vpermps with a 16-float table register (_mm512_permutexvar_ps) — one instruction per 16 codes;
 //   AVX2:    two 8-float halves (_mm256_permutevar8x32_ps uses the low 3 bits) blended on bit 3 of the code.
 // A dequantised value is NF4[q] * scale with one f32 multiply (exactly the reference's), so tiles are bit-exact.
+// The SIMD kernels are in nf4_matmul_avx2.cpp / nf4_matmul_avx512.cpp (table and shared parts: cpu/nf4_kernels.h).
 #include "cpu/nf4_matmul.h"
 
 #include <algorithm>
@@ -15,34 +16,25 @@
 #include <string>
 #include <vector>
 #include "cpu/matmul.h"
+#include "cpu/nf4_kernels.h"
 #include "quant/quant.h"
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define MOE_NX86 1
-#else
-#define MOE_NX86 0
-#endif
 
 namespace moe {
 
 namespace {
 
-// ---------------------------------------------------------------------------------------------------------------
-// Portable kernels (also the tails of the SIMD ones).
-// ---------------------------------------------------------------------------------------------------------------
+using cpu_nf4::NKernels;
+#if MOE_NX86
+using cpu_nf4::kNAvx2;
+using cpu_nf4::kNAvx512;
+#endif
+using cpu_nf4::dequant_pairs_portable;
+using cpu_nf4::dot_pairs_portable;
+using cpu_nf4::dx_cols_portable;
 
-// y[0, len) = NF4[q] * scale for `len` (even) elements starting at an even element: bytes p[0, len/2).
-void dequant_pairs_portable(const uint8_t* p, float scale, int64_t len, float* y) {
-  const float* c = nf4_code();
-  for (int64_t i = 0; i < len / 2; ++i) { y[2 * i] = c[p[i] >> 4] * scale; y[2 * i + 1] = c[p[i] & 15] * scale; }
-}
-// Σ NF4[q_i] x_i over `len` (even) elements starting at an even element (unscaled).
-float dot_pairs_portable(const uint8_t* p, const float* x, int64_t len) {
-  const float* c = nf4_code();
-  float s0 = 0, s1 = 0;
-  for (int64_t i = 0; i < len / 2; ++i) { s0 += c[p[i] >> 4] * x[2 * i]; s1 += c[p[i] & 15] * x[2 * i + 1]; }
-  return s0 + s1;
-}
+// ---------------------------------------------------------------------------------------------------------------
+// Portable kernels (the ones that are also the tails of the SIMD ones are in cpu/nf4_kernels.h).
+// ---------------------------------------------------------------------------------------------------------------
 
 // Σ_b scale_b Σ_{i<64} NF4[q_{64b+i}] x_{64b+i} over nb whole blocks (a row that starts on a block boundary).
 float dot_blocks_portable(const uint8_t* p, const float* x, const float* scales, int64_t nb) {
@@ -51,298 +43,12 @@ float dot_blocks_portable(const uint8_t* p, const float* x, const float* scales,
   return acc;
 }
 
-inline float w_load(const void* W, DType dt, int64_t i) {
-  switch (dt) {
-    case DType::F32: return static_cast<const float*>(W)[i];
-    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(W)[i]);
-    default: return bf16_to_f32(static_cast<const uint16_t*>(W)[i]);
-  }
-}
-
-// dx[m, k] (+)= Σ_{j < nn} dy[m, j] W[j, k]  for m < M, k in [k0, kc): W rows ldw elements apart, dtype f32/f16/bf16.
-void dx_cols_portable(float* dx, int64_t lddx, const float* dy, int64_t lddy, const void* W, DType dt, int64_t ldw,
-                      int64_t M, int64_t nn, int64_t k0, int64_t kc, bool acc) {
-  for (int64_t m = 0; m < M; ++m) {
-    float* d = dx + m * lddx;
-    if (!acc) for (int64_t k = k0; k < kc; ++k) d[k] = 0;
-    for (int64_t j = 0; j < nn; ++j) {
-      const float a = dy[m * lddy + j];
-      for (int64_t k = k0; k < kc; ++k) d[k] += a * w_load(W, dt, j * ldw + k);
-    }
-  }
-}
 void dx_block_portable(float* dx, int64_t lddx, const float* dy, int64_t lddy, const void* W, DType dt, int64_t ldw,
                        int64_t M, int64_t nn, int64_t kc, bool acc) {
   dx_cols_portable(dx, lddx, dy, lddy, W, dt, ldw, M, nn, 0, kc, acc);
 }
 
-struct NKernels {
-  const char* name;
-  void (*dequant_pairs)(const uint8_t* p, float scale, int64_t len, float* y);
-  float (*dot_pairs)(const uint8_t* p, const float* x, int64_t len);
-  float (*dot_blocks)(const uint8_t* p, const float* x, const float* scales, int64_t nb);
-  // dx[M, kc] (+)= dy[M, nn] · W[nn, kc]
-  void (*dx_block)(float* dx, int64_t lddx, const float* dy, int64_t lddy, const void* W, DType dt, int64_t ldw,
-                   int64_t M, int64_t nn, int64_t kc, bool acc);
-};
 const NKernels kNPortable{"portable", dequant_pairs_portable, dot_pairs_portable, dot_blocks_portable, dx_block_portable};
-
-#if MOE_NX86
-// ---------------------------------------------------------------------------------------------------------------
-// AVX2 + FMA + F16C
-// ---------------------------------------------------------------------------------------------------------------
-#define MOE_NAVX2 __attribute__((target("avx2,fma,f16c")))
-
-// 16 packed bytes -> codes of elements 0..15 (first) and 16..31 (second), one byte each, in element order.
-MOE_NAVX2 inline void split16(const uint8_t* p, __m128i& first, __m128i& second) {
-  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m128i m4 = _mm_set1_epi8(15);
-  const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4), lo = _mm_and_si128(v, m4);
-  first = _mm_unpacklo_epi8(hi, lo);
-  second = _mm_unpackhi_epi8(hi, lo);
-}
-// 8 codes (low 8 bytes of c) -> 8 NF4 values.
-MOE_NAVX2 inline __m256 lookup8(__m128i c, __m256 tlo, __m256 thi) {
-  const __m256i idx = _mm256_cvtepu8_epi32(c);
-  const __m256 a = _mm256_permutevar8x32_ps(tlo, idx), b = _mm256_permutevar8x32_ps(thi, idx);
-  return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));  // bit 3 -> sign bit selects b
-}
-MOE_NAVX2 inline float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-MOE_NAVX2 void dequant_pairs_avx2(const uint8_t* p, float scale, int64_t len, float* y) {
-  const __m256 tlo = _mm256_loadu_ps(nf4_code()), thi = _mm256_loadu_ps(nf4_code() + 8), s = _mm256_set1_ps(scale);
-  int64_t i = 0;
-  for (; i + 32 <= len; i += 32, p += 16, y += 32) {
-    __m128i a, b;
-    split16(p, a, b);
-    _mm256_storeu_ps(y, _mm256_mul_ps(lookup8(a, tlo, thi), s));
-    _mm256_storeu_ps(y + 8, _mm256_mul_ps(lookup8(_mm_srli_si128(a, 8), tlo, thi), s));
-    _mm256_storeu_ps(y + 16, _mm256_mul_ps(lookup8(b, tlo, thi), s));
-    _mm256_storeu_ps(y + 24, _mm256_mul_ps(lookup8(_mm_srli_si128(b, 8), tlo, thi), s));
-  }
-  dequant_pairs_portable(p, scale, len - i, y);
-}
-
-MOE_NAVX2 float dot_pairs_avx2(const uint8_t* p, const float* x, int64_t len) {
-  const __m256 tlo = _mm256_loadu_ps(nf4_code()), thi = _mm256_loadu_ps(nf4_code() + 8);
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= len; i += 32, p += 16, x += 32) {
-    __m128i a, b;
-    split16(p, a, b);
-    acc0 = _mm256_fmadd_ps(lookup8(a, tlo, thi), _mm256_loadu_ps(x), acc0);
-    acc1 = _mm256_fmadd_ps(lookup8(_mm_srli_si128(a, 8), tlo, thi), _mm256_loadu_ps(x + 8), acc1);
-    acc0 = _mm256_fmadd_ps(lookup8(b, tlo, thi), _mm256_loadu_ps(x + 16), acc0);
-    acc1 = _mm256_fmadd_ps(lookup8(_mm_srli_si128(b, 8), tlo, thi), _mm256_loadu_ps(x + 24), acc1);
-  }
-  return hsum8(_mm256_add_ps(acc0, acc1)) + dot_pairs_portable(p, x, len - i);
-}
-
-// Whole blocks: per block two partial vectors (no horizontal sum), scaled into the row accumulator once.
-MOE_NAVX2 float dot_blocks_avx2(const uint8_t* p, const float* x, const float* scales, int64_t nb) {
-  const __m256 tlo = _mm256_loadu_ps(nf4_code()), thi = _mm256_loadu_ps(nf4_code() + 8);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b, p += 32, x += 64) {
-    __m128i a0, b0, a1, b1;
-    split16(p, a0, b0);
-    split16(p + 16, a1, b1);
-    __m256 s0 = _mm256_mul_ps(lookup8(a0, tlo, thi), _mm256_loadu_ps(x));
-    __m256 s1 = _mm256_mul_ps(lookup8(_mm_srli_si128(a0, 8), tlo, thi), _mm256_loadu_ps(x + 8));
-    s0 = _mm256_fmadd_ps(lookup8(b0, tlo, thi), _mm256_loadu_ps(x + 16), s0);
-    s1 = _mm256_fmadd_ps(lookup8(_mm_srli_si128(b0, 8), tlo, thi), _mm256_loadu_ps(x + 24), s1);
-    s0 = _mm256_fmadd_ps(lookup8(a1, tlo, thi), _mm256_loadu_ps(x + 32), s0);
-    s1 = _mm256_fmadd_ps(lookup8(_mm_srli_si128(a1, 8), tlo, thi), _mm256_loadu_ps(x + 40), s1);
-    s0 = _mm256_fmadd_ps(lookup8(b1, tlo, thi), _mm256_loadu_ps(x + 48), s0);
-    s1 = _mm256_fmadd_ps(lookup8(_mm_srli_si128(b1, 8), tlo, thi), _mm256_loadu_ps(x + 56), s1);
-    acc = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), _mm256_set1_ps(scales[b]), acc);
-  }
-  return hsum8(acc);
-}
-
-MOE_NAVX2 inline __m256 wload8(const void* W, DType dt, int64_t i) {
-  switch (dt) {
-    case DType::F32: return _mm256_loadu_ps(static_cast<const float*>(W) + i);
-    case DType::F16: return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(W) + i)));
-    default: {
-      const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(W) + i)));
-      return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
-    }
-  }
-}
-
-// R rows of dx x NV vectors of 8 columns at column k: acc[r][v] = Σ_j dy[r, j] W[j, k + 8v ..].
-// U = 2 for R <= 2: two accumulator sets over rows j, j + 1 of W (enough independent FMA chains; see the AVX-512 one).
-template <int R, int NV, int U = (R <= 2 ? 2 : 1)>
-MOE_NAVX2 void dx_micro_avx2(float* dx, int64_t lddx, const float* dy, int64_t lddy, const void* W, DType dt,
-                             int64_t ldw, int64_t nn, int64_t k, bool acc) {
-  __m256 c[U][R][NV];
-  for (int u = 0; u < U; ++u) for (int r = 0; r < R; ++r) for (int v = 0; v < NV; ++v) c[u][r][v] = _mm256_setzero_ps();
-  int64_t j = 0;
-  for (; j + U <= nn; j += U)
-    for (int u = 0; u < U; ++u) {
-      __m256 w[NV];
-      for (int v = 0; v < NV; ++v) w[v] = wload8(W, dt, (j + u) * ldw + k + 8 * v);
-      for (int r = 0; r < R; ++r) {
-        const __m256 a = _mm256_broadcast_ss(dy + r * lddy + j + u);
-        for (int v = 0; v < NV; ++v) c[u][r][v] = _mm256_fmadd_ps(a, w[v], c[u][r][v]);
-      }
-    }
-  for (; j < nn; ++j) {
-    __m256 w[NV];
-    for (int v = 0; v < NV; ++v) w[v] = wload8(W, dt, j * ldw + k + 8 * v);
-    for (int r = 0; r < R; ++r) {
-      const __m256 a = _mm256_broadcast_ss(dy + r * lddy + j);
-      for (int v = 0; v < NV; ++v) c[0][r][v] = _mm256_fmadd_ps(a, w[v], c[0][r][v]);
-    }
-  }
-  for (int u = 1; u < U; ++u) for (int r = 0; r < R; ++r) for (int v = 0; v < NV; ++v) c[0][r][v] = _mm256_add_ps(c[0][r][v], c[u][r][v]);
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) {
-      float* d = dx + r * lddx + k + 8 * v;
-      _mm256_storeu_ps(d, acc ? _mm256_add_ps(_mm256_loadu_ps(d), c[0][r][v]) : c[0][r][v]);
-    }
-}
-template <int R>
-MOE_NAVX2 void dx_rows_avx2(float* dx, int64_t lddx, const float* dy, int64_t lddy, const void* W, DType dt,
-                            int64_t ldw, int64_t nn, int64_t kc, bool acc) {
-  int64_t k = 0;
-  for (; k + 16 <= kc; k += 16) dx_micro_avx2<R, 2>(dx, lddx, dy, lddy, W, dt, ldw, nn, k, acc);
-  for (; k + 8 <= kc; k += 8) dx_micro_avx2<R, 1>(dx, lddx, dy, lddy, W, dt, ldw, nn, k, acc);
-  if (k < kc) dx_cols_portable(dx, lddx, dy, lddy, W, dt, ldw, R, nn, k, kc, acc);
-}
-MOE_NAVX2 void dx_block_avx2(float* dx, int64_t lddx, const float* dy, int64_t lddy, const void* W, DType dt,
-                             int64_t ldw, int64_t M, int64_t nn, int64_t kc, bool acc) {
-  int64_t m = 0;
-  for (; m + 4 <= M; m += 4) dx_rows_avx2<4>(dx + m * lddx, lddx, dy + m * lddy, lddy, W, dt, ldw, nn, kc, acc);
-  switch (M - m) {
-    case 3: dx_rows_avx2<3>(dx + m * lddx, lddx, dy + m * lddy, lddy, W, dt, ldw, nn, kc, acc); break;
-    case 2: dx_rows_avx2<2>(dx + m * lddx, lddx, dy + m * lddy, lddy, W, dt, ldw, nn, kc, acc); break;
-    case 1: dx_rows_avx2<1>(dx + m * lddx, lddx, dy + m * lddy, lddy, W, dt, ldw, nn, kc, acc); break;
-    default: break;
-  }
-}
-const NKernels kNAvx2{"avx2", dequant_pairs_avx2, dot_pairs_avx2, dot_blocks_avx2, dx_block_avx2};
-
-// ---------------------------------------------------------------------------------------------------------------
-// AVX-512F (same structure, 16 lanes; the whole NF4 table fits one register)
-// ---------------------------------------------------------------------------------------------------------------
-// GCC 12 flags its own _mm512_undefined_*() (inside cvtepu8/16, permutexvar, cvtph) as maybe-uninitialized.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#define MOE_NAVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
-
-MOE_NAVX512 void dequant_pairs_avx512(const uint8_t* p, float scale, int64_t len, float* y) {
-  const __m512 t = _mm512_loadu_ps(nf4_code()), s = _mm512_set1_ps(scale);
-  int64_t i = 0;
-  for (; i + 32 <= len; i += 32, p += 16, y += 32) {
-    __m128i a, b;
-    split16(p, a, b);
-    _mm512_storeu_ps(y, _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(a), t), s));
-    _mm512_storeu_ps(y + 16, _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(b), t), s));
-  }
-  dequant_pairs_portable(p, scale, len - i, y);
-}
-
-MOE_NAVX512 float dot_pairs_avx512(const uint8_t* p, const float* x, int64_t len) {
-  const __m512 t = _mm512_loadu_ps(nf4_code());
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= len; i += 32, p += 16, x += 32) {
-    __m128i a, b;
-    split16(p, a, b);
-    acc0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(a), t), _mm512_loadu_ps(x), acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(b), t), _mm512_loadu_ps(x + 16), acc1);
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + dot_pairs_portable(p, x, len - i);
-}
-
-MOE_NAVX512 float dot_blocks_avx512(const uint8_t* p, const float* x, const float* scales, int64_t nb) {
-  const __m512 t = _mm512_loadu_ps(nf4_code());
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b, p += 32, x += 64) {
-    __m128i a0, b0, a1, b1;
-    split16(p, a0, b0);
-    split16(p + 16, a1, b1);
-    __m512 s0 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(a0), t), _mm512_loadu_ps(x));
-    __m512 s1 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(b0), t), _mm512_loadu_ps(x + 16));
-    s0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(a1), t), _mm512_loadu_ps(x + 32), s0);
-    s1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(b1), t), _mm512_loadu_ps(x + 48), s1);
-    // two row accumulators (even / odd blocks) halve the dependency chain through the scaling FMA
-    if (b & 1) acc1 = _mm512_fmadd_ps(_mm512_add_ps(s0, s1), _mm512_set1_ps(scales[b]), acc1);
-    else acc0 = _mm512_fmadd_ps(_mm512_add_ps(s0, s1), _mm512_set1_ps(scales[b]), acc0);
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-}
-
-MOE_NAVX512 inline __m512 wload16(const void* W, DType dt, int64_t i) {
-  switch (dt) {
-    case DType::F32: return _mm512_loadu_ps(static_cast<const float*>(W) + i);
-    case DType::F16: return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(W) + i)));
-    default: {
-      const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(W) + i)));
-      return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
-    }
-  }
-}
-// U = 2 (for R <= 2): rows j and j + 1 of W go to two accumulator sets, so that 2 * R * NV >= 8 independent FMA
-// chains cover the FMA latency (4 cycles x 2 ports); with R = 1 a single set of 4 chains measured ~2x slower.
-template <int R, int NV, int U = (R <= 2 ? 2 : 1)>
-MOE_NAVX512 void dx_micro_avx512(float* dx, int64_t lddx, const float* dy, int64_t lddy, const void* W, DType dt,
-                                 int64_t ldw, int64_t nn, int64_t k, bool acc) {
-  __m512 c[U][R][NV];
-  for (int u = 0; u < U; ++u) for (int r = 0; r < R; ++r) for (int v = 0; v < NV; ++v) c[u][r][v] = _mm512_setzero_ps();
-  int64_t j = 0;
-  for (; j + U <= nn; j += U)
-    for (int u = 0; u < U; ++u) {
-      __m512 w[NV];
-      for (int v = 0; v < NV; ++v) w[v] = wload16(W, dt, (j + u) * ldw + k + 16 * v);
-      for (int r = 0; r < R; ++r) {
-        const __m512 a = _mm512_set1_ps(dy[r * lddy + j + u]);
-        for (int v = 0; v < NV; ++v) c[u][r][v] = _mm512_fmadd_ps(a, w[v], c[u][r][v]);
-      }
-    }
-  for (; j < nn; ++j) {
-    __m512 w[NV];
-    for (int v = 0; v < NV; ++v) w[v] = wload16(W, dt, j * ldw + k + 16 * v);
-    for (int r = 0; r < R; ++r) {
-      const __m512 a = _mm512_set1_ps(dy[r * lddy + j]);
-      for (int v = 0; v < NV; ++v) c[0][r][v] = _mm512_fmadd_ps(a, w[v], c[0][r][v]);
-    }
-  }
-  for (int u = 1; u < U; ++u) for (int r = 0; r < R; ++r) for (int v = 0; v < NV; ++v) c[0][r][v] = _mm512_add_ps(c[0][r][v], c[u][r][v]);
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) {
-      float* d = dx + r * lddx + k + 16 * v;
-      _mm512_storeu_ps(d, acc ? _mm512_add_ps(_mm512_loadu_ps(d), c[0][r][v]) : c[0][r][v]);
-    }
-}
-template <int R>
-MOE_NAVX512 void dx_rows_avx512(float* dx, int64_t lddx, const float* dy, int64_t lddy, const void* W, DType dt,
-                                int64_t ldw, int64_t nn, int64_t kc, bool acc) {
-  int64_t k = 0;
-  for (; k + 64 <= kc; k += 64) dx_micro_avx512<R, 4>(dx, lddx, dy, lddy, W, dt, ldw, nn, k, acc);
-  for (; k + 32 <= kc; k += 32) dx_micro_avx512<R, 2>(dx, lddx, dy, lddy, W, dt, ldw, nn, k, acc);
-  for (; k + 16 <= kc; k += 16) dx_micro_avx512<R, 1>(dx, lddx, dy, lddy, W, dt, ldw, nn, k, acc);
-  if (k < kc) dx_cols_portable(dx, lddx, dy, lddy, W, dt, ldw, R, nn, k, kc, acc);
-}
-MOE_NAVX512 void dx_block_avx512(float* dx, int64_t lddx, const float* dy, int64_t lddy, const void* W, DType dt,
-                                 int64_t ldw, int64_t M, int64_t nn, int64_t kc, bool acc) {
-  int64_t m = 0;
-  for (; m + 4 <= M; m += 4) dx_rows_avx512<4>(dx + m * lddx, lddx, dy + m * lddy, lddy, W, dt, ldw, nn, kc, acc);
-  switch (M - m) {
-    case 3: dx_rows_avx512<3>(dx + m * lddx, lddx, dy + m * lddy, lddy, W, dt, ldw, nn, kc, acc); break;
-    case 2: dx_rows_avx512<2>(dx + m * lddx, lddx, dy + m * lddy, lddy, W, dt, ldw, nn, kc, acc); break;
-    case 1: dx_rows_avx512<1>(dx + m * lddx, lddx, dy + m * lddy, lddy, W, dt, ldw, nn, kc, acc); break;
-    default: break;
-  }
-}
-const NKernels kNAvx512{"avx512", dequant_pairs_avx512, dot_pairs_avx512, dot_blocks_avx512, dx_block_avx512};
-#endif  // MOE_NX86
 
 // Follow the dense kernels' choice (simd_use_path / MOE_SIMD): the names there are "amx-bf16+avx512f",
 // "avx512f+fma+f16c", "avx2+fma+f16c", "portable" — each implies the CPU has what the matching path here needs.

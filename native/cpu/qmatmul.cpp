@@ -4,6 +4,7 @@
 // and dotted with every row of x (prefill reuses the row from L1; expert-grouped MoE already batches the tokens
 // of one expert into one call). In q8 mode x is quantised once per call on the calling thread into a
 // thread-local buffer that only grows (no allocation in the token loop once it has reached its size).
+// The AVX2 kernels are in qmatmul_avx2.cpp (cpu/qmatmul_kernels.h).
 #include "cpu/qmatmul.h"
 
 #include <atomic>
@@ -14,20 +15,18 @@
 #include <string>
 #include <vector>
 #include "cpu/matmul.h"
+#include "cpu/qmatmul_kernels.h"
 #include "quant/quant.h"
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define MOE_QX86 1
-#else
-#define MOE_QX86 0
-#endif
 
 namespace moe {
 
 namespace {
 
-// One quantised activation block: x_i ≈ d * q_i, s = Σ q_i (for the Q4_0 offset and the Q4_K mins).
-struct BlockQ8X { float d; int32_t s; int8_t q[32]; };
+using cpu_qmatmul::BlockQ8X;
+using cpu_qmatmul::QKernels;
+#if MOE_QX86
+using cpu_qmatmul::kQAvx2;
+#endif
 
 void quantize_act_row(const float* x, BlockQ8X* out, int64_t K) {
   for (int64_t b = 0; b < K / 32; ++b) {
@@ -112,170 +111,11 @@ float dot_q8_portable(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t K) 
   return acc;
 }
 
-#if MOE_QX86
-#define MOE_QAVX2 __attribute__((target("avx2,fma,f16c")))
-
-MOE_QAVX2 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }  // F16C: one instruction, exact
-MOE_QAVX2 inline float hsum8q(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-// 32 nibbles of a 16-byte Q4_0 payload as bytes 0..15 (low nibbles = weights 0..15, then high = 16..31).
-MOE_QAVX2 inline __m256i unpack_q4_0(const uint8_t* qs) {
-  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m128i m = _mm_set1_epi8(15);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
-}
-// Σ u_i * s_i over 32 bytes (u unsigned <= 255 paired sums fit in i16 for our ranges) as 8 int32 lanes.
-MOE_QAVX2 inline __m256i dot_u8i8(__m256i u, __m256i s) {
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
-MOE_QAVX2 inline __m256 widen8(const int8_t* p) {  // 8 int8 -> 8 floats
-  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-}
-MOE_QAVX2 inline __m256 widen8u(__m128i v8) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v8)); }
-
-// R rows of quantised activations (R <= 4, rows `stride` blocks apart) against one weight row: each weight block
-// is loaded and unpacked once and used R times (prefill; decode is R = 1).
-template <int R>
-MOE_QAVX2 void dot_q8_rows_avx2_t(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t stride, int64_t K, float* out) {
-  __m256 acc[R];
-  float corr[R];
-  for (int r = 0; r < R; ++r) { acc[r] = _mm256_setzero_ps(); corr[r] = 0; }
-  if (t == DType::Q8_0) {
-    const BlockQ8_0* B = reinterpret_cast<const BlockQ8_0*>(w);
-    for (int64_t b = 0; b < K / 32; ++b) {
-      const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B[b].qs));
-      const __m256i aw = _mm256_sign_epi8(qw, qw);
-      const float d = h2f(B[b].d);
-      for (int r = 0; r < R; ++r) {
-        const BlockQ8X& X = xq[r * stride + b];
-        const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(X.q));
-        const __m256i p = dot_u8i8(aw, _mm256_sign_epi8(qx, qw));
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * X.d), acc[r]);
-      }
-    }
-  } else if (t == DType::Q4_0) {
-    const BlockQ4_0* B = reinterpret_cast<const BlockQ4_0*>(w);
-    for (int64_t b = 0; b < K / 32; ++b) {
-      const __m256i qw = unpack_q4_0(B[b].qs);
-      const float d = h2f(B[b].d);
-      for (int r = 0; r < R; ++r) {
-        const BlockQ8X& X = xq[r * stride + b];
-        const float dd = d * X.d;
-        const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(X.q));
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8i8(qw, qx)), _mm256_set1_ps(dd), acc[r]);
-        corr[r] -= 8.0f * dd * float(X.s);
-      }
-    }
-  } else {
-    const BlockQ4_K* B = reinterpret_cast<const BlockQ4_K*>(w);
-    const __m256i m4 = _mm256_set1_epi8(15);
-    for (int64_t b = 0; b < K / 256; ++b) {
-      const float d = h2f(B[b].d), dmin = h2f(B[b].dmin);
-      for (int g = 0; g < 4; ++g) {
-        uint8_t sc0, m0, sc1, m1;
-        q4k_scale_min(2 * g, B[b].scales, sc0, m0); q4k_scale_min(2 * g + 1, B[b].scales, sc1, m1);
-        const float ds0 = d * float(sc0), ds1 = d * float(sc1), dm0 = dmin * float(m0), dm1 = dmin * float(m1);
-        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B[b].qs + 32 * g));
-        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-        for (int r = 0; r < R; ++r) {
-          const BlockQ8X* xb = xq + r * stride + b * 8;
-          const __m256i p0 = dot_u8i8(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[2 * g].q)));
-          const __m256i p1 = dot_u8i8(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[2 * g + 1].q)));
-          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(ds0 * xb[2 * g].d), acc[r]);
-          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(ds1 * xb[2 * g + 1].d), acc[r]);
-          corr[r] -= dm0 * xb[2 * g].d * float(xb[2 * g].s) + dm1 * xb[2 * g + 1].d * float(xb[2 * g + 1].s);
-        }
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r) out[r] = hsum8q(acc[r]) + corr[r];
-}
-
-MOE_QAVX2 void dot_q8_rows_avx2(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t stride, int R, int64_t K, float* out) {
-  switch (R) {
-    case 4: dot_q8_rows_avx2_t<4>(t, w, xq, stride, K, out); break;
-    case 3: dot_q8_rows_avx2_t<3>(t, w, xq, stride, K, out); break;
-    case 2: dot_q8_rows_avx2_t<2>(t, w, xq, stride, K, out); break;
-    default: dot_q8_rows_avx2_t<1>(t, w, xq, stride, K, out); break;
-  }
-}
-
-MOE_QAVX2 float dot_f32_avx2(DType t, const uint8_t* w, const float* x, int64_t K) {
-  __m256 acc = _mm256_setzero_ps();
-  float corr = 0;
-  if (t == DType::Q8_0) {
-    const BlockQ8_0* B = reinterpret_cast<const BlockQ8_0*>(w);
-    for (int64_t b = 0; b < K / 32; ++b) {
-      const float* xb = x + b * 32;
-      __m256 s = _mm256_mul_ps(widen8(B[b].qs), _mm256_loadu_ps(xb));
-      s = _mm256_fmadd_ps(widen8(B[b].qs + 8), _mm256_loadu_ps(xb + 8), s);
-      s = _mm256_fmadd_ps(widen8(B[b].qs + 16), _mm256_loadu_ps(xb + 16), s);
-      s = _mm256_fmadd_ps(widen8(B[b].qs + 24), _mm256_loadu_ps(xb + 24), s);
-      acc = _mm256_fmadd_ps(s, _mm256_set1_ps(h2f(B[b].d)), acc);
-    }
-  } else if (t == DType::Q4_0) {
-    const BlockQ4_0* B = reinterpret_cast<const BlockQ4_0*>(w);
-    const __m128i m4 = _mm_set1_epi8(15);
-    const __m256 eight = _mm256_set1_ps(8.0f);
-    for (int64_t b = 0; b < K / 32; ++b) {
-      const float* xb = x + b * 32;
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(B[b].qs));
-      const __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
-      __m256 s = _mm256_mul_ps(_mm256_sub_ps(widen8u(lo), eight), _mm256_loadu_ps(xb));
-      s = _mm256_fmadd_ps(_mm256_sub_ps(widen8u(_mm_srli_si128(lo, 8)), eight), _mm256_loadu_ps(xb + 8), s);
-      s = _mm256_fmadd_ps(_mm256_sub_ps(widen8u(hi), eight), _mm256_loadu_ps(xb + 16), s);
-      s = _mm256_fmadd_ps(_mm256_sub_ps(widen8u(_mm_srli_si128(hi, 8)), eight), _mm256_loadu_ps(xb + 24), s);
-      acc = _mm256_fmadd_ps(s, _mm256_set1_ps(h2f(B[b].d)), acc);
-    }
-  } else {
-    const BlockQ4_K* B = reinterpret_cast<const BlockQ4_K*>(w);
-    const __m128i m4 = _mm_set1_epi8(15);
-    for (int64_t b = 0; b < K / 256; ++b) {
-      const float d = h2f(B[b].d), dmin = h2f(B[b].dmin);
-      const float* xb = x + b * 256;
-      for (int g = 0; g < 4; ++g) {
-        uint8_t sc0, m0, sc1, m1;
-        q4k_scale_min(2 * g, B[b].scales, sc0, m0); q4k_scale_min(2 * g + 1, B[b].scales, sc1, m1);
-        const float* xa = xb + 64 * g; const float* xc = xa + 32;
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, xs0 = s0, xs1 = s0;
-        for (int h = 0; h < 2; ++h) {
-          const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(B[b].qs + 32 * g + 16 * h));
-          const __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
-          const __m256 a0 = _mm256_loadu_ps(xa + 16 * h), a1 = _mm256_loadu_ps(xa + 16 * h + 8);
-          const __m256 c0 = _mm256_loadu_ps(xc + 16 * h), c1 = _mm256_loadu_ps(xc + 16 * h + 8);
-          s0 = _mm256_fmadd_ps(widen8u(lo), a0, s0); s0 = _mm256_fmadd_ps(widen8u(_mm_srli_si128(lo, 8)), a1, s0);
-          s1 = _mm256_fmadd_ps(widen8u(hi), c0, s1); s1 = _mm256_fmadd_ps(widen8u(_mm_srli_si128(hi, 8)), c1, s1);
-          xs0 = _mm256_add_ps(xs0, _mm256_add_ps(a0, a1)); xs1 = _mm256_add_ps(xs1, _mm256_add_ps(c0, c1));
-        }
-        acc = _mm256_fmadd_ps(s0, _mm256_set1_ps(d * float(sc0)), acc);
-        acc = _mm256_fmadd_ps(s1, _mm256_set1_ps(d * float(sc1)), acc);
-        acc = _mm256_fnmadd_ps(xs0, _mm256_set1_ps(dmin * float(m0)), acc);
-        acc = _mm256_fnmadd_ps(xs1, _mm256_set1_ps(dmin * float(m1)), acc);
-      }
-    }
-  }
-  return hsum8q(acc) + corr;
-}
-#endif
-
 void dot_q8_rows_portable(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t stride, int R, int64_t K, float* out) {
   for (int r = 0; r < R; ++r) out[r] = dot_q8_portable(t, w, xq + r * stride, K);
 }
 
-struct QKernels {
-  const char* name;
-  // out[r] = W_row · x_r for R <= 4 quantised activation rows `stride` blocks apart
-  void (*dot_q8_rows)(DType, const uint8_t*, const BlockQ8X*, int64_t stride, int R, int64_t K, float* out);
-  float (*dot_f32)(DType, const uint8_t*, const float*, int64_t);
-};
 const QKernels kQPortable{"portable", dot_q8_rows_portable, dot_f32_portable};
-#if MOE_QX86
-const QKernels kQAvx2{"avx2", dot_q8_rows_avx2, dot_f32_avx2};
-#endif
 
 const QKernels* best_qkernels() {
 #if MOE_QX86

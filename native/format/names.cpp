@@ -39,12 +39,12 @@ const char* kFusedBlock = "mlp";
 const char* kFusedGateUp = "experts.gate_up_proj";
 const char* kFusedDown = "experts.down_proj";
 
-bool is_linear(TensorRole r) {
+bool is_linear(HubRole r) {
   switch (r) {
-    case TensorRole::LmHead: case TensorRole::Q: case TensorRole::K: case TensorRole::V: case TensorRole::O:
-    case TensorRole::MlpGate: case TensorRole::MlpUp: case TensorRole::MlpDown: case TensorRole::Router:
-    case TensorRole::ExpertGate: case TensorRole::ExpertUp: case TensorRole::ExpertDown:
-    case TensorRole::SharedGate: case TensorRole::SharedUp: case TensorRole::SharedDown: case TensorRole::SharedExpertGate:
+    case HubRole::LmHead: case HubRole::Q: case HubRole::K: case HubRole::V: case HubRole::O:
+    case HubRole::MlpGate: case HubRole::MlpUp: case HubRole::MlpDown: case HubRole::Router:
+    case HubRole::ExpertGate: case HubRole::ExpertUp: case HubRole::ExpertDown:
+    case HubRole::SharedGate: case HubRole::SharedUp: case HubRole::SharedDown: case HubRole::SharedExpertGate:
       return true;
     default:
       return false;
@@ -66,35 +66,35 @@ const char* kLayerPrefix = "model.layers.";
 
 }  // namespace
 
-const char* role_name(TensorRole r) {
+const char* role_name(HubRole r) {
   switch (r) {
-    case TensorRole::Unknown: return "unknown";
-    case TensorRole::Embedding: return "embedding";
-    case TensorRole::FinalNorm: return "final_norm";
-    case TensorRole::LmHead: return "lm_head";
-    case TensorRole::InputNorm: return "input_norm";
-    case TensorRole::PostAttnNorm: return "post_attention_norm";
-    case TensorRole::Q: return "q_proj";
-    case TensorRole::K: return "k_proj";
-    case TensorRole::V: return "v_proj";
-    case TensorRole::O: return "o_proj";
-    case TensorRole::QNorm: return "q_norm";
-    case TensorRole::KNorm: return "k_norm";
-    case TensorRole::MlpGate: return "gate_proj";
-    case TensorRole::MlpUp: return "up_proj";
-    case TensorRole::MlpDown: return "down_proj";
-    case TensorRole::Router: return "router";
-    case TensorRole::ExpertGate: return "expert.gate_proj";
-    case TensorRole::ExpertUp: return "expert.up_proj";
-    case TensorRole::ExpertDown: return "expert.down_proj";
-    case TensorRole::ExpertsGateUp: return "experts.gate_up_proj";
-    case TensorRole::ExpertsGate: return "experts.gate_proj";
-    case TensorRole::ExpertsUp: return "experts.up_proj";
-    case TensorRole::ExpertsDown: return "experts.down_proj";
-    case TensorRole::SharedGate: return "shared.gate_proj";
-    case TensorRole::SharedUp: return "shared.up_proj";
-    case TensorRole::SharedDown: return "shared.down_proj";
-    case TensorRole::SharedExpertGate: return "shared_expert_gate";
+    case HubRole::Unknown: return "unknown";
+    case HubRole::Embedding: return "embedding";
+    case HubRole::FinalNorm: return "final_norm";
+    case HubRole::LmHead: return "lm_head";
+    case HubRole::InputNorm: return "input_norm";
+    case HubRole::PostAttnNorm: return "post_attention_norm";
+    case HubRole::Q: return "q_proj";
+    case HubRole::K: return "k_proj";
+    case HubRole::V: return "v_proj";
+    case HubRole::O: return "o_proj";
+    case HubRole::QNorm: return "q_norm";
+    case HubRole::KNorm: return "k_norm";
+    case HubRole::MlpGate: return "gate_proj";
+    case HubRole::MlpUp: return "up_proj";
+    case HubRole::MlpDown: return "down_proj";
+    case HubRole::Router: return "router";
+    case HubRole::ExpertGate: return "expert.gate_proj";
+    case HubRole::ExpertUp: return "expert.up_proj";
+    case HubRole::ExpertDown: return "expert.down_proj";
+    case HubRole::ExpertsGateUp: return "experts.gate_up_proj";
+    case HubRole::ExpertsGate: return "experts.gate_proj";
+    case HubRole::ExpertsUp: return "experts.up_proj";
+    case HubRole::ExpertsDown: return "experts.down_proj";
+    case HubRole::SharedGate: return "shared.gate_proj";
+    case HubRole::SharedUp: return "shared.up_proj";
+    case HubRole::SharedDown: return "shared.down_proj";
+    case HubRole::SharedExpertGate: return "shared_expert_gate";
   }
   return "unknown";
 }
@@ -106,7 +106,7 @@ TensorNames::TensorNames(const ModelSpec& spec) : S_(spec), fam_(nullptr) {
   layer_names_.resize(S_.layers.size());
   for (int i = 0; i < int(S_.layers.size()); ++i) {
     auto& m = layer_names_[size_t(i)];
-    auto put = [&](TensorRole role, ExpertForm form) {
+    auto put = [&](HubRole role, ExpertForm form) {
       const std::string rel = layer_rel(role, i, form);
       if (rel.empty()) return;
       TensorRef r{role, i, -1, false, form};
@@ -114,65 +114,65 @@ TensorNames::TensorNames(const ModelSpec& spec) : S_(spec), fam_(nullptr) {
       m.emplace(rel, r);  // a name two forms share (mlp.gate.weight) keeps the first: PerExpert
       if (weight && is_linear(role)) { r.bias = true; m.emplace(rel.substr(0, rel.size() - 7) + ".bias", r); }
     };
-    for (TensorRole r : {TensorRole::InputNorm, TensorRole::PostAttnNorm, TensorRole::Q, TensorRole::K, TensorRole::V, TensorRole::O,
-                         TensorRole::QNorm, TensorRole::KNorm, TensorRole::MlpGate, TensorRole::MlpUp, TensorRole::MlpDown})
+    for (HubRole r : {HubRole::InputNorm, HubRole::PostAttnNorm, HubRole::Q, HubRole::K, HubRole::V, HubRole::O,
+                         HubRole::QNorm, HubRole::KNorm, HubRole::MlpGate, HubRole::MlpUp, HubRole::MlpDown})
       put(r, ExpertForm::PerExpert);
     for (ExpertForm f : {ExpertForm::PerExpert, ExpertForm::Fused, ExpertForm::Stacked})
-      for (TensorRole r : {TensorRole::Router, TensorRole::ExpertsGateUp, TensorRole::ExpertsGate, TensorRole::ExpertsUp, TensorRole::ExpertsDown,
-                           TensorRole::SharedGate, TensorRole::SharedUp, TensorRole::SharedDown, TensorRole::SharedExpertGate})
+      for (HubRole r : {HubRole::Router, HubRole::ExpertsGateUp, HubRole::ExpertsGate, HubRole::ExpertsUp, HubRole::ExpertsDown,
+                           HubRole::SharedGate, HubRole::SharedUp, HubRole::SharedDown, HubRole::SharedExpertGate})
         put(r, f);
   }
 }
 
 // A layer's tensor relative to "model.layers.N.", "" when that layer has none in that form.
-std::string TensorNames::layer_rel(TensorRole role, int layer, ExpertForm form) const {
+std::string TensorNames::layer_rel(HubRole role, int layer, ExpertForm form) const {
   if (layer < 0 || size_t(layer) >= S_.layers.size()) return "";
   const LayerSpec& ls = S_.layers[size_t(layer)];
   const std::string a = "self_attn.";
   switch (role) {
-    case TensorRole::InputNorm: return "input_layernorm.weight";
-    case TensorRole::PostAttnNorm: return "post_attention_layernorm.weight";
-    case TensorRole::Q: return a + "q_proj.weight";
-    case TensorRole::K: return ls.has_kv ? a + "k_proj.weight" : "";   // CLA layers reuse another layer's k/v
-    case TensorRole::V: return ls.has_kv ? a + "v_proj.weight" : "";
-    case TensorRole::O: return a + "o_proj.weight";
-    case TensorRole::QNorm: return S_.qk_norm == QkNorm::None ? "" : a + fam_->q_norm + ".weight";
-    case TensorRole::KNorm: return S_.qk_norm == QkNorm::None ? "" : a + fam_->k_norm + ".weight";
-    case TensorRole::MlpGate: return ls.moe ? "" : "mlp.gate_proj.weight";
-    case TensorRole::MlpUp: return ls.moe ? "" : "mlp.up_proj.weight";
-    case TensorRole::MlpDown: return ls.moe ? "" : "mlp.down_proj.weight";
+    case HubRole::InputNorm: return "input_layernorm.weight";
+    case HubRole::PostAttnNorm: return "post_attention_layernorm.weight";
+    case HubRole::Q: return a + "q_proj.weight";
+    case HubRole::K: return ls.has_kv ? a + "k_proj.weight" : "";   // CLA layers reuse another layer's k/v
+    case HubRole::V: return ls.has_kv ? a + "v_proj.weight" : "";
+    case HubRole::O: return a + "o_proj.weight";
+    case HubRole::QNorm: return S_.qk_norm == QkNorm::None ? "" : a + fam_->q_norm + ".weight";
+    case HubRole::KNorm: return S_.qk_norm == QkNorm::None ? "" : a + fam_->k_norm + ".weight";
+    case HubRole::MlpGate: return ls.moe ? "" : "mlp.gate_proj.weight";
+    case HubRole::MlpUp: return ls.moe ? "" : "mlp.up_proj.weight";
+    case HubRole::MlpDown: return ls.moe ? "" : "mlp.down_proj.weight";
     default: break;
   }
   if (!ls.moe) return "";
   const std::string b = std::string(form == ExpertForm::PerExpert ? fam_->block : kFusedBlock) + ".";
   const bool shared = fam_->shared && S_.shared != SharedExpert::None && ls.shared_inter > 0;
   switch (role) {
-    case TensorRole::Router: return b + fam_->router + ".weight";
-    case TensorRole::ExpertsGateUp: return form == ExpertForm::Fused ? b + kFusedGateUp : "";
-    case TensorRole::ExpertsGate: return form == ExpertForm::Stacked ? b + "experts.gate_proj" : "";
-    case TensorRole::ExpertsUp: return form == ExpertForm::Stacked ? b + "experts.up_proj" : "";
-    case TensorRole::ExpertsDown: return form != ExpertForm::PerExpert ? b + kFusedDown : "";
-    case TensorRole::SharedGate: return shared ? b + fam_->shared + ".gate_proj.weight" : "";
-    case TensorRole::SharedUp: return shared ? b + fam_->shared + ".up_proj.weight" : "";
-    case TensorRole::SharedDown: return shared ? b + fam_->shared + ".down_proj.weight" : "";
-    case TensorRole::SharedExpertGate:
+    case HubRole::Router: return b + fam_->router + ".weight";
+    case HubRole::ExpertsGateUp: return form == ExpertForm::Fused ? b + kFusedGateUp : "";
+    case HubRole::ExpertsGate: return form == ExpertForm::Stacked ? b + "experts.gate_proj" : "";
+    case HubRole::ExpertsUp: return form == ExpertForm::Stacked ? b + "experts.up_proj" : "";
+    case HubRole::ExpertsDown: return form != ExpertForm::PerExpert ? b + kFusedDown : "";
+    case HubRole::SharedGate: return shared ? b + fam_->shared + ".gate_proj.weight" : "";
+    case HubRole::SharedUp: return shared ? b + fam_->shared + ".up_proj.weight" : "";
+    case HubRole::SharedDown: return shared ? b + fam_->shared + ".down_proj.weight" : "";
+    case HubRole::SharedExpertGate:
       return shared && fam_->shared_gate && S_.shared == SharedExpert::SigmoidGated ? b + fam_->shared_gate + ".weight" : "";
     default: return "";
   }
 }
 
-std::string TensorNames::name(TensorRole role, int layer, int expert, ExpertForm form, bool bias) const {
+std::string TensorNames::name(HubRole role, int layer, int expert, ExpertForm form, bool bias) const {
   std::string n;
   switch (role) {
-    case TensorRole::Unknown: return "";
-    case TensorRole::Embedding: return bias ? "" : "model.embed_tokens.weight";
-    case TensorRole::FinalNorm: return bias ? "" : "model.norm.weight";
-    case TensorRole::LmHead: n = "lm_head.weight"; break;
-    case TensorRole::ExpertGate: case TensorRole::ExpertUp: case TensorRole::ExpertDown: {
+    case HubRole::Unknown: return "";
+    case HubRole::Embedding: return bias ? "" : "model.embed_tokens.weight";
+    case HubRole::FinalNorm: return bias ? "" : "model.norm.weight";
+    case HubRole::LmHead: n = "lm_head.weight"; break;
+    case HubRole::ExpertGate: case HubRole::ExpertUp: case HubRole::ExpertDown: {
       if (form != ExpertForm::PerExpert || layer < 0 || size_t(layer) >= S_.layers.size()) return "";
       const LayerSpec& ls = S_.layers[size_t(layer)];
       if (!ls.moe || expert < 0 || expert >= ls.num_experts) return "";
-      const int k = role == TensorRole::ExpertGate ? 0 : role == TensorRole::ExpertUp ? 1 : 2;
+      const int k = role == HubRole::ExpertGate ? 0 : role == HubRole::ExpertUp ? 1 : 2;
       n = kLayerPrefix + std::to_string(layer) + "." + fam_->block + ".experts." + std::to_string(expert) + "." + fam_->expert[k] + ".weight";
       break;
     }
@@ -189,9 +189,9 @@ std::string TensorNames::name(TensorRole role, int layer, int expert, ExpertForm
 
 TensorRef TensorNames::classify(const std::string& n) const {
   TensorRef r;
-  if (n == "model.embed_tokens.weight") { r.role = TensorRole::Embedding; return r; }
-  if (n == "model.norm.weight") { r.role = TensorRole::FinalNorm; return r; }
-  if (n == "lm_head.weight" || n == "lm_head.bias") { r.role = TensorRole::LmHead; r.bias = n.back() == 's'; return r; }
+  if (n == "model.embed_tokens.weight") { r.role = HubRole::Embedding; return r; }
+  if (n == "model.norm.weight") { r.role = HubRole::FinalNorm; return r; }
+  if (n == "lm_head.weight" || n == "lm_head.bias") { r.role = HubRole::LmHead; r.bias = n.back() == 's'; return r; }
   const size_t lp = std::char_traits<char>::length(kLayerPrefix);
   if (n.compare(0, lp, kLayerPrefix) != 0) return r;
   const size_t dot = n.find('.', lp);
@@ -210,7 +210,7 @@ TensorRef TensorNames::classify(const std::string& n) const {
   const int e = parse_index(rest, x.size(), ed, ls.num_experts);
   if (e < 0) return r;
   const std::string tail = rest.substr(ed + 1);
-  static const TensorRole roles[3] = {TensorRole::ExpertGate, TensorRole::ExpertUp, TensorRole::ExpertDown};
+  static const HubRole roles[3] = {HubRole::ExpertGate, HubRole::ExpertUp, HubRole::ExpertDown};
   for (int k = 0; k < 3; ++k) {
     const std::string p = fam_->expert[k];
     if (tail == p + ".weight" || tail == p + ".bias") return TensorRef{roles[k], layer, e, tail.back() == 's', ExpertForm::PerExpert};
@@ -219,38 +219,38 @@ TensorRef TensorNames::classify(const std::string& n) const {
 }
 
 ExpertForm TensorNames::expert_form(int layer, const std::function<bool(const std::string&)>& has) const {
-  if (has(name(TensorRole::ExpertsGateUp, layer, -1, ExpertForm::Fused))) return ExpertForm::Fused;
-  const std::string g = name(TensorRole::ExpertsGate, layer, -1, ExpertForm::Stacked);
+  if (has(name(HubRole::ExpertsGateUp, layer, -1, ExpertForm::Fused))) return ExpertForm::Fused;
+  const std::string g = name(HubRole::ExpertsGate, layer, -1, ExpertForm::Stacked);
   if (!g.empty() && has(g)) return ExpertForm::Stacked;
   return ExpertForm::PerExpert;
 }
 
 std::vector<TensorEntry> TensorNames::expected(const std::vector<ExpertForm>& forms) const {
   std::vector<TensorEntry> out;
-  auto add = [&](TensorRole role, int layer, int expert, ExpertForm form, bool optional) {
+  auto add = [&](HubRole role, int layer, int expert, ExpertForm form, bool optional) {
     const std::string n = name(role, layer, expert, form);
     if (n.empty()) return;
     out.push_back({n, TensorRef{role, layer, expert, false, form}, optional});
     const std::string b = name(role, layer, expert, form, true);
     if (!b.empty()) out.push_back({b, TensorRef{role, layer, expert, true, form}, true});
   };
-  add(TensorRole::Embedding, -1, -1, ExpertForm::PerExpert, false);
+  add(HubRole::Embedding, -1, -1, ExpertForm::PerExpert, false);
   for (int i = 0; i < int(S_.layers.size()); ++i) {
     const ExpertForm f = size_t(i) < forms.size() ? forms[size_t(i)] : ExpertForm::PerExpert;
-    for (TensorRole r : {TensorRole::InputNorm, TensorRole::PostAttnNorm, TensorRole::Q, TensorRole::K, TensorRole::V, TensorRole::O,
-                         TensorRole::QNorm, TensorRole::KNorm, TensorRole::MlpGate, TensorRole::MlpUp, TensorRole::MlpDown})
+    for (HubRole r : {HubRole::InputNorm, HubRole::PostAttnNorm, HubRole::Q, HubRole::K, HubRole::V, HubRole::O,
+                         HubRole::QNorm, HubRole::KNorm, HubRole::MlpGate, HubRole::MlpUp, HubRole::MlpDown})
       add(r, i, -1, ExpertForm::PerExpert, false);  // (the form only concerns the MoE block)
-    add(TensorRole::Router, i, -1, f, false);
+    add(HubRole::Router, i, -1, f, false);
     const LayerSpec& ls = S_.layers[size_t(i)];
     if (ls.moe && f == ExpertForm::PerExpert)
       for (int e = 0; e < ls.num_experts; ++e)
-        for (TensorRole r : {TensorRole::ExpertGate, TensorRole::ExpertUp, TensorRole::ExpertDown}) add(r, i, e, f, false);
-    for (TensorRole r : {TensorRole::ExpertsGateUp, TensorRole::ExpertsGate, TensorRole::ExpertsUp, TensorRole::ExpertsDown,
-                         TensorRole::SharedGate, TensorRole::SharedUp, TensorRole::SharedDown, TensorRole::SharedExpertGate})
+        for (HubRole r : {HubRole::ExpertGate, HubRole::ExpertUp, HubRole::ExpertDown}) add(r, i, e, f, false);
+    for (HubRole r : {HubRole::ExpertsGateUp, HubRole::ExpertsGate, HubRole::ExpertsUp, HubRole::ExpertsDown,
+                         HubRole::SharedGate, HubRole::SharedUp, HubRole::SharedDown, HubRole::SharedExpertGate})
       add(r, i, -1, f, false);
   }
-  add(TensorRole::FinalNorm, -1, -1, ExpertForm::PerExpert, false);
-  add(TensorRole::LmHead, -1, -1, ExpertForm::PerExpert, S_.tie_embeddings);  // a tied model may still store a copy
+  add(HubRole::FinalNorm, -1, -1, ExpertForm::PerExpert, false);
+  add(HubRole::LmHead, -1, -1, ExpertForm::PerExpert, S_.tie_embeddings);  // a tied model may still store a copy
   return out;
 }
 

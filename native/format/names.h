@@ -21,7 +21,7 @@
 
 namespace moe {
 
-enum class TensorRole : uint8_t {
+enum class HubRole : uint8_t {
   Unknown,
   Embedding, FinalNorm, LmHead,
   InputNorm, PostAttnNorm,
@@ -38,16 +38,16 @@ enum class TensorRole : uint8_t {
 enum class ExpertForm : uint8_t { PerExpert, Fused, Stacked };
 
 // "q_proj", "router", "experts.gate_up_proj", ...: the role's name in messages and in the addon's answer.
-const char* role_name(TensorRole r);
+const char* role_name(HubRole r);
 
 // What a tensor name is. `bias`: the ".bias" of the role's nn.Linear (only Linear roles have one).
 struct TensorRef {
-  TensorRole role = TensorRole::Unknown;
+  HubRole role = HubRole::Unknown;
   int layer = -1;     // -1: not in a layer
   int expert = -1;    // PerExpert experts only
   bool bias = false;
   ExpertForm form = ExpertForm::PerExpert;  // expert tensors and the router/shared expert: the form they belong to
-  bool known() const { return role != TensorRole::Unknown; }
+  bool known() const { return role != HubRole::Unknown; }
 };
 
 // One tensor the model has (or may have).
@@ -64,7 +64,7 @@ class TensorNames {
 
   // The name of a role ("model.layers.3.self_attn.q_proj.weight"); "" when the model (or that layer, or that form)
   // has no such tensor. Expert roles take `expert` (PerExpert) or name the whole layer's tensor (Fused/Stacked).
-  std::string name(TensorRole role, int layer = -1, int expert = -1, ExpertForm form = ExpertForm::PerExpert, bool bias = false) const;
+  std::string name(HubRole role, int layer = -1, int expert = -1, ExpertForm form = ExpertForm::PerExpert, bool bias = false) const;
 
   // The role of a name in any form; Unknown for a name this model has no place for.
   TensorRef classify(const std::string& name) const;
@@ -92,7 +92,7 @@ class TensorNames {
   const Family* fam_;
   // per layer: layer-relative name -> ref (PerExpert expert names are parsed, not listed)
   std::vector<std::unordered_map<std::string, TensorRef>> layer_names_;
-  std::string layer_rel(TensorRole role, int layer, ExpertForm form) const;
+  std::string layer_rel(HubRole role, int layer, ExpertForm form) const;
 };
 
 }  // namespace moe

@@ -65,7 +65,7 @@ std::vector<PeftModule> peft_modules(const ModelSpec& S, const std::vector<std::
   // peft's module paths are the model's parameter names (format/names.h) less ".weight"; a fused parameter's module is
   // its parent, mlp.experts.
   const TensorNames N(S);
-  using R = TensorRole;
+  using R = HubRole;
   auto module_of = [](const std::string& weight) { return weight.substr(0, weight.size() - std::strlen(".weight")); };
   auto parent_of = [](const std::string& param) { return param.substr(0, param.rfind('.')); };
   const int64_t D = S.hidden, hd = S.head_dim, qd = int64_t(S.num_heads) * hd, kd = int64_t(S.num_kv_heads) * hd;
@@ -452,7 +452,7 @@ bool down_is_fused(const Adapter& a, const TensorNames& N, int layer) {
     if (e.gate_up.present()) return true;
     separate |= e.gate.present() || e.up.present();
   }
-  return !separate && any_match(N.name(TensorRole::ExpertsDown, layer, -1, ExpertForm::Fused), a.config.target_parameters);
+  return !separate && any_match(N.name(HubRole::ExpertsDown, layer, -1, ExpertForm::Fused), a.config.target_parameters);
 }
 
 }  // namespace

@@ -108,7 +108,7 @@ MergeReport merge_adapter(const std::string& src_dir, const std::string& adapter
   Planner P{S, adapter, {}};
   MergeReport rep;
   std::vector<Item> items;
-  using R = TensorRole;
+  using R = HubRole;
   for (auto& f : store.files())
     for (auto& t : f->tensors()) {
       rep.bytes_in += t.nbytes;

@@ -57,10 +57,10 @@ struct Binder {
     return l;
   }
   // The weight of a role from the names table (format/names.h), with its bias when present.
-  Linear linear(TensorRole r, int layer, int64_t out, int64_t in, int expert = -1) const {
+  Linear linear(HubRole r, int layer, int64_t out, int64_t in, int expert = -1) const {
     return linear(N.name(r, layer, expert), N.name(r, layer, expert, ExpertForm::PerExpert, true), out, in);
   }
-  std::vector<float> vec(TensorRole r, int layer, int64_t n) const { return vec(N.name(r, layer), n); }
+  std::vector<float> vec(HubRole r, int layer, int64_t n) const { return vec(N.name(r, layer), n); }
   // Slice `rows` rows starting at row0 of expert e of a stacked [E, R, C] tensor (zero copy).
   Linear stacked(const std::string& name, int64_t E, int64_t R, int64_t C, int64_t e, int64_t row0, int64_t rows) const {
     const TensorView& t = get(name);
@@ -188,7 +188,7 @@ void Model::bind(const std::string& dir) {
   const TensorNames N(S);
   Binder B{*store_, dir, N};
   const int64_t D = S.hidden, V = S.vocab, hd = S.head_dim, qd = int64_t(S.num_heads) * hd, kd = int64_t(S.num_kv_heads) * hd;
-  using R = TensorRole;
+  using R = HubRole;
   embed_ = B.linear(N.name(R::Embedding), "", V, D);
   final_norm_ = B.vec(R::FinalNorm, -1, D);
   // tie_word_embeddings: the output projection is the embedding table (lm_head.weight may then be absent).

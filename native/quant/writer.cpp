@@ -15,6 +15,7 @@
 #include "format/safetensors.h"
 #include "format/safetensors_writer.h"
 #include "model/model.h"
+#include "quant/plan.h"
 #include "quant/quant.h"
 
 namespace moe {
@@ -23,16 +24,30 @@ namespace fs = std::filesystem;
 
 namespace {
 
+bool ends_with(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+
 enum class Role { Linear, Embedding, Float };
 
 Role role_of(const TensorView& t, const TensorNames& names) {
   if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16) return Role::Float;
   if (t.shape.size() < 2) return Role::Float;  // norms, biases, scalars
-  const TensorRole r = names.classify(t.name).role;
-  if (r == TensorRole::Embedding || r == TensorRole::LmHead) return Role::Embedding;
-  // routers: [E, D] gates whose outputs pick experts (and qwen2_moe's shared-expert gate)
-  if (r == TensorRole::Router || r == TensorRole::SharedExpertGate) return Role::Float;
+  const HubRole r = names.classify(t.name).role;
+  if (r == HubRole::Embedding || r == HubRole::LmHead) return Role::Embedding;
+  // routers (format/names.h): [E, D] gates whose outputs pick experts, and qwen2_moe's shared-expert gate
+  if (r == HubRole::Router || r == HubRole::SharedExpertGate) return Role::Float;
   return Role::Linear;
+}
+
+// role_of's answer in the shared rule's terms (quant/plan.h). Role::Float is every tensor kept float by name or shape:
+// of those, a float tensor of rank >= 2 can only be a router (the names table's); the rest are 1-D gains or biases
+// (or integer data, which the rule never converts).
+TensorRole plan_role(const TensorView& t, Role r, const TensorNames& names) {
+  if (r == Role::Linear) return TensorRole::Weight;
+  if (r == Role::Embedding) return names.classify(t.name).role == HubRole::LmHead ? TensorRole::Output : TensorRole::Embedding;
+  if (t.shape.size() >= 2 && (t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16)) return TensorRole::Router;
+  return ends_with(t.name, ".bias") ? TensorRole::Bias : TensorRole::Norm;
 }
 
 struct Plan { const TensorView* t; DType out; bool quant; uint64_t nbytes; std::vector<int64_t> disk_shape; };
@@ -42,9 +57,11 @@ struct Plan { const TensorView* t; DType out; bool quant; uint64_t nbytes; std::
 QuantizeReport quantize_model(const std::string& src_dir, const std::string& out_dir, const QuantizeOptions& opt,
                               QuantizeProgress progress, const std::atomic<bool>& cancel) {
   if (!is_quant(opt.format)) throw std::invalid_argument(std::string("unsupported quantization format '") + dtype_name(opt.format) + "'");
-  DType emb = DType::F32;
-  const bool emb_keep = opt.embeddings == "keep";
-  if (!emb_keep) emb = qtype_from_name(opt.embeddings);
+  StorageTarget target;
+  target.container = Container::Folder;
+  target.format = opt.format;
+  target.keep_embeddings = opt.embeddings == "keep";
+  if (!target.keep_embeddings) target.embeddings = qtype_from_name(opt.embeddings);
   if (!fs::is_directory(out_dir)) throw std::runtime_error(out_dir + ": not a directory");
   // The source is checked the way generate checks it before a byte is written: config.json against
   // format/limits.h, every safetensors header (sizes, offsets, overlaps, shard names), and every weight the
@@ -72,18 +89,14 @@ QuantizeReport quantize_model(const std::string& src_dir, const std::string& out
     std::vector<Plan> plan;
     for (auto& t : f->tensors()) {
       Plan p{&t, t.dtype, false, t.nbytes, t.shape};
-      const Role r = role_of(t, names);
-      DType want = r == Role::Linear ? opt.format : r == Role::Embedding && !emb_keep ? emb : t.dtype;
+      // the one storage rule (quant/plan.h), shared with the GGUF exporter
+      const TensorRole role = plan_role(t, role_of(t, names), names);
+      const int rank = int(t.shape.size());
+      const int64_t K = rank ? t.shape.back() : 1;
+      const DType wanted = wanted_type(target, role, rank, t.dtype);
+      DType want = storage_type(target, role, rank, K, t.dtype);
+      if (is_quant(wanted) && want != wanted) rep.fallbacks.push_back({t.name, dtype_name(want)});
       if (is_quant(want)) {
-        const int64_t K = t.shape.back();
-        DType got = want;
-        if (K % qblock_size(got) != 0 && got == DType::Q4_K) got = DType::Q4_0;
-        if (K % qblock_size(got) != 0) got = t.dtype;
-        if (got != want) rep.fallbacks.push_back({t.name, dtype_name(got)});
-        want = got;
-      }
-      if (is_quant(want)) {
-        const int64_t K = t.shape.back();
         p.out = want; p.quant = true;
         p.nbytes = uint64_t(t.numel() / K) * dtype_row_bytes(want, K);
         p.disk_shape.back() = int64_t(dtype_row_bytes(want, K));

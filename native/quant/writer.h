@@ -11,6 +11,8 @@
 //     every 1-D tensor -> copied unchanged (routing decisions are precision-sensitive);
 //   - a weight whose row length is not a multiple of the block: Q4_K -> Q4_0 if the row is a multiple of 32,
 //     otherwise the stored dtype; Q8_0 / Q4_0 -> the stored dtype. Each such case is reported (fallbacks).
+//   These types are quant/plan.h's storage_type (Container::Folder): the GGUF exporter asks the same rule, so a
+//   folder's blocks are the blocks its GGUF export holds. This file only names the roles.
 // Memory: one chunk of rows (<= ~8 MiB of f32) plus its blocks at a time; the source pages of a finished tensor
 // are dropped from the mapping (madvise DONTNEED), so peak RSS stays ~constant in the model size.
 // The source is validated first as Model::load validates it (config, headers, every weight bound against the config):

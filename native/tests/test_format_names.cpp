@@ -75,13 +75,13 @@ TEST(names_per_family_spellings_and_the_fused_form) {
   {
     const ModelSpec S = spec_of(root / "mixtral");
     const TensorNames N(S);
-    CHECK(N.name(TensorRole::Router, 1) == "model.layers.1.block_sparse_moe.gate.weight");
-    CHECK(N.name(TensorRole::ExpertUp, 1, 7) == "model.layers.1.block_sparse_moe.experts.7.w3.weight");
+    CHECK(N.name(HubRole::Router, 1) == "model.layers.1.block_sparse_moe.gate.weight");
+    CHECK(N.name(HubRole::ExpertUp, 1, 7) == "model.layers.1.block_sparse_moe.experts.7.w3.weight");
     // transformers 5 moves Mixtral's block to mlp and fuses the experts
-    CHECK(N.name(TensorRole::Router, 1, -1, ExpertForm::Fused) == "model.layers.1.mlp.gate.weight");
+    CHECK(N.name(HubRole::Router, 1, -1, ExpertForm::Fused) == "model.layers.1.mlp.gate.weight");
     const TensorRef gu = N.classify("model.layers.1.mlp.experts.gate_up_proj");
-    CHECK(gu.role == TensorRole::ExpertsGateUp && gu.layer == 1 && gu.form == ExpertForm::Fused);
-    CHECK(N.classify("model.layers.1.mlp.gate.weight").role == TensorRole::Router);
+    CHECK(gu.role == HubRole::ExpertsGateUp && gu.layer == 1 && gu.form == ExpertForm::Fused);
+    CHECK(N.classify("model.layers.1.mlp.gate.weight").role == HubRole::Router);
     CHECK(N.expert_form(1, [](const std::string& n) { return n == "model.layers.1.mlp.experts.gate_up_proj"; }) == ExpertForm::Fused);
     // another family's spelling, an expert past the config's count, a layer past the last, a non-canonical index
     CHECK(!N.classify("model.layers.1.mlp.experts.0.gate_proj.weight").known());
@@ -97,38 +97,38 @@ TEST(names_per_family_spellings_and_the_fused_form) {
     int dense = -1, moe = -1;
     for (int i = 0; i < S.num_layers; ++i) (S.layers[size_t(i)].moe ? moe : dense) = i;
     CHECK(dense >= 0 && moe >= 0);
-    CHECK(N.name(TensorRole::SharedExpertGate, moe) == "model.layers." + std::to_string(moe) + ".mlp.shared_expert_gate.weight");
-    CHECK(N.name(TensorRole::SharedExpertGate, dense).empty());
-    CHECK(N.classify("model.layers." + std::to_string(dense) + ".mlp.gate_proj.weight").role == TensorRole::MlpGate);
+    CHECK(N.name(HubRole::SharedExpertGate, moe) == "model.layers." + std::to_string(moe) + ".mlp.shared_expert_gate.weight");
+    CHECK(N.name(HubRole::SharedExpertGate, dense).empty());
+    CHECK(N.classify("model.layers." + std::to_string(dense) + ".mlp.gate_proj.weight").role == HubRole::MlpGate);
     CHECK(!N.classify("model.layers." + std::to_string(moe) + ".mlp.gate_proj.weight").known());  // not in a MoE layer
-    CHECK(N.classify("model.layers." + std::to_string(moe) + ".mlp.gate.weight").role == TensorRole::Router);
+    CHECK(N.classify("model.layers." + std::to_string(moe) + ".mlp.gate.weight").role == HubRole::Router);
     CHECK(N.expert_spellings()[0].block == "mlp");
   }
   {
     const ModelSpec S = spec_of(root / "hunyuan_large");
     const TensorNames N(S);
-    CHECK(N.name(TensorRole::Router, 0) == "model.layers.0.mlp.gate.wg.weight");
-    CHECK(N.name(TensorRole::SharedDown, 0) == "model.layers.0.mlp.shared_mlp.down_proj.weight");
-    CHECK(N.name(TensorRole::QNorm, 0) == "model.layers.0.self_attn.query_layernorm.weight");
+    CHECK(N.name(HubRole::Router, 0) == "model.layers.0.mlp.gate.wg.weight");
+    CHECK(N.name(HubRole::SharedDown, 0) == "model.layers.0.mlp.shared_mlp.down_proj.weight");
+    CHECK(N.name(HubRole::QNorm, 0) == "model.layers.0.self_attn.query_layernorm.weight");
     // CLA: layers that reuse another layer's k/v have no k_proj / v_proj of their own
     int cla = -1;
     for (int i = 0; i < S.num_layers; ++i) if (!S.layers[size_t(i)].has_kv) cla = i;
     CHECK(cla > 0);
     if (cla > 0) {
-      CHECK(N.name(TensorRole::K, cla).empty() && N.name(TensorRole::V, cla).empty());
+      CHECK(N.name(HubRole::K, cla).empty() && N.name(HubRole::V, cla).empty());
       CHECK(!N.classify("model.layers." + std::to_string(cla) + ".self_attn.k_proj.weight").known());
-      CHECK(N.name(TensorRole::KNorm, cla) == "model.layers." + std::to_string(cla) + ".self_attn.key_layernorm.weight");
+      CHECK(N.name(HubRole::KNorm, cla) == "model.layers." + std::to_string(cla) + ".self_attn.key_layernorm.weight");
     }
     // tied: lm_head is listed, but optional
     bool lm = false;
-    for (auto& e : N.expected()) if (e.ref.role == TensorRole::LmHead && !e.ref.bias) lm = e.optional;
+    for (auto& e : N.expected()) if (e.ref.role == HubRole::LmHead && !e.ref.bias) lm = e.optional;
     CHECK(S.tie_embeddings && lm);
   }
   {
     const ModelSpec S = spec_of(root / "qwen2");
     const TensorNames N(S);
     const TensorRef b = N.classify("model.layers.0.self_attn.q_proj.bias");
-    CHECK(b.role == TensorRole::Q && b.bias && b.layer == 0);
+    CHECK(b.role == HubRole::Q && b.bias && b.layer == 0);
     CHECK(!N.classify("model.embed_tokens.bias").known());
     CHECK(!N.classify("model.layers.0.self_attn.q_norm.weight").known());
     CHECK(!N.classify("transformer.h.0.attn.c_attn.weight").known());

@@ -1,5 +1,6 @@
 // The shell: navigation rail, banners, the current view, and a window-wide drop target (datasets, model folders).
 import { useEffect, type ReactElement } from "react";
+import { ActivityIndicator } from "./components/ActivityPanel.js";
 import { Banners } from "./components/Banners.js";
 import { DropTarget } from "./components/DropTarget.js";
 import { IconChat, IconCube, IconDatabase, IconGear } from "./components/icons.js";
@@ -35,6 +36,7 @@ function Rail() {
           {v === "models" && <span className={`rail-dot state-${state}`} aria-hidden="true" />}
         </button>
       ))}
+      <ActivityIndicator />
     </nav>
   );
 }

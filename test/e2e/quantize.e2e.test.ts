@@ -133,6 +133,49 @@ describe.runIf(run)("quantize and export, end to end in Chromium", () => {
     app.expectClean([/quantize/i]);
     expect(button("Quantize…")).toBeTruthy();
   });
+
+  it("the activity indicator counts the running export; its panel lists it with progress and cancels it", async () => {
+    const big = join(dataDir, "src", "large_llama"); // written by the Cancel test above
+    await page.getByRole("textbox", { name: "Model folder path" }).fill(big);
+    await button("Open").click();
+    const card = page.getByRole("region", { name: "Current model" });
+    await visible(card.getByText("large_llama", { exact: true }), 120_000);
+    const panel = await openPanel();
+    await panel.getByRole("combobox", { name: "Output" }).selectOption("gguf");
+    await panel.getByRole("combobox", { name: "Format" }).selectOption("q8_0");
+    await panel.getByRole("button", { name: "Start" }).click();
+
+    const activity = page.getByRole("navigation", { name: "Main" }).getByRole("button", { name: "Activity", exact: true });
+    await expect.poll(() => activity.innerText(), { timeout: 30_000 }).toMatch(/1/);
+    await activity.click();
+    const dialog = page.getByRole("dialog", { name: "Activity" });
+    // the Cancel test above left its cancelled export of the same name in the list; the newest is on top
+    const rows = dialog.getByRole("listitem", { name: "Export large_llama-q8_0.gguf (GGUF Q8_0)" });
+    const row = rows.first();
+    await visible(row.getByText("Running"));
+    const before = await rows.count();
+    expect(before).toBe(2);
+    const bar = row.getByRole("progressbar");
+    await expect.poll(async () => Number((await bar.getAttribute("aria-valuenow")) ?? 0), { timeout: 60_000 }).toBeGreaterThan(0);
+    await app.screenshot("26-activity-panel");
+    // an export cannot pause: only Cancel is offered while it runs
+    expect(await row.getByRole("button", { name: "Pause" }).count()).toBe(0);
+    await row.getByRole("button", { name: "Cancel", exact: true }).click();
+    await visible(row.getByText("Cancelled"), 60_000);
+    // the view reads the same job: the Quantize panel says so too, and nothing was written
+    await visible(panel.getByText("Cancelled. Nothing was written."));
+    expect(readdirSync(join(dataDir, "models")).filter((f) => f.startsWith("large_llama"))).toEqual([]);
+    await expect.poll(() => activity.innerText()).not.toMatch(/\d/);
+    // Remove forgets it
+    await row.getByRole("button", { name: "Remove", exact: true }).click();
+    await expect.poll(() => rows.count()).toBe(before - 1);
+    await app.screenshot("27-activity-cancelled");
+    app.expectClean();
+    await page.keyboard.press("Escape");
+    await page.getByRole("textbox", { name: "Model folder path" }).fill(fixtureModel("qwen3"));
+    await button("Open").click();
+    await visible(card.getByText("qwen3", { exact: true }), 60_000);
+  });
 });
 
 describe.runIf(run)("a quantize job cut off by a crash, end to end in Chromium", () => {
@@ -180,11 +223,11 @@ describe.runIf(run)("a quantize job cut off by a crash, end to end in Chromium",
 
     const second = await start(big);
     const row = second.panel.getByRole("list", { name: "Interrupted jobs" }).getByRole("status");
-    await row.getByText(/large_llama-q8_0\.gguf \(Q8_0\) was interrupted at \d+%: MoE Studio stopped while it was running/).waitFor({ state: "visible", timeout: 30_000 });
+    await row.getByText(/Export large_llama-q8_0\.gguf \(GGUF Q8_0\) was interrupted at \d+%: MoE Studio stopped while it was running/).waitFor({ state: "visible", timeout: 30_000 });
     await row.first().scrollIntoViewIfNeeded();
     await second.app.screenshot("25-quantize-interrupted");
     expect(readdirSync(models)).toEqual([]); // the dead export's temporary file was swept at start
-    await second.panel.getByRole("button", { name: "Retry large_llama-q8_0.gguf" }).click();
+    await second.panel.getByRole("button", { name: "Retry Export large_llama-q8_0.gguf (GGUF Q8_0)" }).click();
     await second.panel.getByText(`Done: ${join(models, "large_llama-q8_0.gguf")}`).waitFor({ state: "visible", timeout: 120_000 });
     expect(await second.panel.getByRole("list", { name: "Interrupted jobs" }).count()).toBe(0);
     expect(readdirSync(models)).toEqual(["large_llama-q8_0.gguf"]);

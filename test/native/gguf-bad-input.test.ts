@@ -72,7 +72,7 @@ describe("export-gguf bad input", () => {
     const b = readFileSync(st);
     b.writeBigUInt64LE(BigInt(b.length * 2), 0); // header length beyond the file
     writeFileSync(st, b);
-    expectCleanError(cli(["--model", bad, "--type", "f16", "--out", join(tmp, "b.gguf")]), /model\.safetensors: corrupt safetensors header: header length exceeds the file size \d+/);
+    expectCleanError(cli(["--model", bad, "--type", "f16", "--out", join(tmp, "b.gguf")]), /model\.safetensors: corrupt safetensors header: header length does not fit in the file of \d+ bytes/);
     expectCleanError(cli(["--model", join(tmp, "nope"), "--type", "f16", "--out", join(tmp, "b.gguf")]), /nope: model folder not found/);
     rmSync(bad, { recursive: true });
   });
@@ -144,7 +144,7 @@ describe("export-gguf bad input", () => {
     const text = JSON.stringify(header).replace('"model.norm.weight":' + JSON.stringify(header["model.norm.weight"]),
       '"model.norm.weight":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}');
     writeFileSync(st, rawSafetensors(text, data));
-    refused(dir, /model\.safetensors: tensor "model\.norm\.weight": shape \[4294967296,4294967296\] F32 needs 73786976294838206464 bytes but data_offsets \[0, 0\] span 0/);
+    refused(dir, /model\.safetensors: tensor model\.norm\.weight: shape \[4294967296,4294967296\] has more elements than 2\^64/);
     const { header: h2 } = readHeader(join(MODELS, "qwen3", "model.safetensors"));
     h2["model.layers.0.self_attn.k_proj.weight"].data_offsets = [...h2["model.layers.0.self_attn.v_proj.weight"].data_offsets];
     writeHeader(st, h2, data);
@@ -152,7 +152,7 @@ describe("export-gguf bad input", () => {
     const { header: h3 } = readHeader(join(MODELS, "qwen3", "model.safetensors"));
     h3["model.norm.weight"].data_offsets = [data.length + 64, data.length + 64 + h3["model.norm.weight"].shape[0] * 4];
     writeHeader(st, h3, data);
-    refused(dir, /tensor "model\.norm\.weight": data_offsets .* reach past the end/);
+    refused(dir, /model\.safetensors: tensor model\.norm\.weight needs bytes \[\d+,\d+\) but the file has \d+ bytes \(truncated\?\)/);
   });
 
   it("an index naming ../../etc/passwd is refused without reading it", () => {

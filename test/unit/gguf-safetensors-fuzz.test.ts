@@ -1,4 +1,4 @@
-// Fuzzing the exporter's safetensors reader (electron/gguf/safetensors.ts) with seeded mutations of the fixture
+// Fuzzing the exporter's safetensors reader (electron/gguf/safetensors.ts over the engine's native reader) with seeded mutations of the fixture
 // files: byte flips in the header, truncations, a lying length prefix, huge / negative / fractional numbers, wrong
 // types, deleted and duplicated keys, aliased offsets, and hostile shard names in an index. Every case either opens
 // (and then every tensor lies inside its file with a byte size equal to its shape's) or throws a plain Error that
