@@ -203,6 +203,39 @@ export interface NativeAddon {
    * (model.safetensors, the index's shards, or every *.safetensors). Throws the reader's error naming the file and tensor.
    */
   openSafetensors(dir: string): NativeSafetensors;
+  /**
+   * The engine's one table of Hugging Face tensor names (native/format/names.h) for a config.json's text: every tensor
+   * the model has, by role, in the order embedding, layers, final norm, lm_head. `source` names the file in errors
+   * (the config is checked as loadModel checks it). With `present` (the folder's tensor names) each MoE layer's
+   * experts are listed in the form the folder stores them, and `unknown` holds the present names the table has no
+   * place for. Synchronous; reads no file.
+   */
+  hubTensors(configJson: string, source: string, present?: string[]): NativeHubTensors;
+}
+
+/** A tensor role of the names table: native/format/names.cpp role_name(). */
+export type HubTensorRole =
+  | "embedding" | "final_norm" | "lm_head" | "input_norm" | "post_attention_norm"
+  | "q_proj" | "k_proj" | "v_proj" | "o_proj" | "q_norm" | "k_norm"
+  | "gate_proj" | "up_proj" | "down_proj"                              // dense MLP
+  | "router"
+  | "expert.gate_proj" | "expert.up_proj" | "expert.down_proj"         // one routed expert (per-expert form)
+  | "experts.gate_up_proj" | "experts.gate_proj" | "experts.up_proj" | "experts.down_proj"  // all experts of a layer (fused / stacked)
+  | "shared.gate_proj" | "shared.up_proj" | "shared.down_proj" | "shared_expert_gate";
+
+export interface NativeHubTensor {
+  name: string;                 // "model.layers.0.self_attn.q_proj.weight"
+  role: HubTensorRole;
+  layer: number;                // -1 outside the layers
+  expert: number;               // per-expert tensors' expert, else -1
+  bias: boolean;                // the ".bias" of the role's Linear
+  optional: boolean;            // biases, and lm_head of a tied model
+  form: "per_expert" | "fused" | "stacked";
+}
+
+export interface NativeHubTensors {
+  tensors: NativeHubTensor[];
+  unknown: string[];
 }
 
 /** Roles of native/quant/plan.h. */

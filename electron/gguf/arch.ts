@@ -13,6 +13,7 @@
 // | hunyuan_v1_moe  | hunyuan-moe          | Hunyuan-A13B: shared MLP -> ffn_*_shexp; NTK-alpha folded into the base |
 // | hunyuan (Large) | —                    | llama.cpp has no architecture for it: a clear error                 |
 import { basename, resolve } from "node:path";
+import { loadAddon, type HubTensorRole, type NativeHubTensor } from "../engine/addon.js";
 import { GGMLType, kv, type GGUFKV } from "./format.js";
 import { chooseType, fileType, type ExportType, type TensorRole } from "./quant.js";
 import type { SafetensorsFolder, SourceTensor } from "./safetensors.js";
@@ -270,9 +271,6 @@ export function planExport(dir: string, config: Json, st: SafetensorsFolder, tar
     if (permuteHeads && s.shape[0] % (permuteHeads * 2) !== 0) throw new Error(`${hf}: ${s.shape[0]} rows do not split into ${permuteHeads} heads of even size`);
     tensors.push({ name, role, ne, type: s.quant ? STORED_TYPE[s.quant] : chooseType(target, role, ne), sources: [s], permuteHeads });
   };
-  const addIf = (name: string, role: TensorRole, hf: string, permuteHeads?: number) => {
-    if (st.has(hf)) add(name, role, hf, permuteHeads);
-  };
   const addExperts = (name: string, hfOf: (e: number) => string) => {
     const parts = [...Array(nExpert).keys()].map((e) => src(hfOf(e)));
     const shape = parts[0].shape;
@@ -284,64 +282,69 @@ export function planExport(dir: string, config: Json, st: SafetensorsFolder, tar
     tensors.push({ name, role: "weight", ne, type: parts[0].quant ? STORED_TYPE[parts[0].quant] : chooseType(target, "weight", ne), sources: parts });
   };
 
+  // Hugging Face names come from the engine's one table (native/format/names.h), by role; only the GGUF side is spelled here.
+  const table = loadAddon().hubTensors(JSON.stringify(config), file, [...st.tensors.keys()]);
+  const hubName = new Map<string, NativeHubTensor>();
+  const key = (role: HubTensorRole, layer: number, expert: number, bias: boolean) => `${role}/${layer}/${expert}/${bias ? "b" : "w"}`;
+  for (const t of table.tensors) hubName.set(key(t.role, t.layer, t.expert, t.bias), t);
+  /** The tensor of a role, or undefined when the model has none. */
+  const hf = (role: HubTensorRole, layer = -1, expert = -1, bias = false) => hubName.get(key(role, layer, expert, bias))?.name;
+  const req = (role: HubTensorRole, layer = -1, expert = -1): string => {
+    const n = hf(role, layer, expert);
+    if (n === undefined) throw new Error(`${file}: the engine's names table has no ${role}${layer >= 0 ? ` in layer ${layer}` : ""} for model_type ${modelType}`);
+    return n;
+  };
+  const addIfAny = (name: string, role: TensorRole, hubTensor: string | undefined, permuteHeads?: number) => {
+    if (hubTensor !== undefined && st.has(hubTensor)) add(name, role, hubTensor, permuteHeads);
+  };
+
   if (ropeFreqs) tensors.push({ name: "rope_freqs.weight", role: "rope_freqs", ne: [ropeFreqs.length], type: chooseType(target, "rope_freqs", [ropeFreqs.length]), sources: [], data: ropeFreqs });
-  add("token_embd.weight", "token_embd", "model.embed_tokens.weight");
+  add("token_embd.weight", "token_embd", req("embedding"));
   const permute = A === "llama";
   for (let i = 0; i < L; i++) {
-    const p = `model.layers.${i}.`;
     const b = `blk.${i}.`;
-    add(`${b}attn_norm.weight`, "norm", `${p}input_layernorm.weight`);
-    add(`${b}attn_q.weight`, "weight", `${p}self_attn.q_proj.weight`, permute ? nHead : undefined);
-    add(`${b}attn_k.weight`, "weight", `${p}self_attn.k_proj.weight`, permute ? nKv : undefined);
-    add(`${b}attn_v.weight`, "weight", `${p}self_attn.v_proj.weight`);
-    add(`${b}attn_output.weight`, "weight", `${p}self_attn.o_proj.weight`);
-    addIf(`${b}attn_q.bias`, "bias", `${p}self_attn.q_proj.bias`, permute ? nHead : undefined);
-    addIf(`${b}attn_k.bias`, "bias", `${p}self_attn.k_proj.bias`, permute ? nKv : undefined);
-    addIf(`${b}attn_v.bias`, "bias", `${p}self_attn.v_proj.bias`);
-    addIf(`${b}attn_output.bias`, "bias", `${p}self_attn.o_proj.bias`);
-    if (modelType === "hunyuan_v1_moe") {
-      add(`${b}attn_q_norm.weight`, "norm", `${p}self_attn.query_layernorm.weight`);
-      add(`${b}attn_k_norm.weight`, "norm", `${p}self_attn.key_layernorm.weight`);
-    } else {
-      addIf(`${b}attn_q_norm.weight`, "norm", `${p}self_attn.q_norm.weight`);
-      addIf(`${b}attn_k_norm.weight`, "norm", `${p}self_attn.k_norm.weight`);
-    }
-    add(`${b}ffn_norm.weight`, "norm", `${p}post_attention_layernorm.weight`);
+    add(`${b}attn_norm.weight`, "norm", req("input_norm", i));
+    add(`${b}attn_q.weight`, "weight", req("q_proj", i), permute ? nHead : undefined);
+    add(`${b}attn_k.weight`, "weight", req("k_proj", i), permute ? nKv : undefined);
+    add(`${b}attn_v.weight`, "weight", req("v_proj", i));
+    add(`${b}attn_output.weight`, "weight", req("o_proj", i));
+    addIfAny(`${b}attn_q.bias`, "bias", hf("q_proj", i, -1, true), permute ? nHead : undefined);
+    addIfAny(`${b}attn_k.bias`, "bias", hf("k_proj", i, -1, true), permute ? nKv : undefined);
+    addIfAny(`${b}attn_v.bias`, "bias", hf("v_proj", i, -1, true));
+    addIfAny(`${b}attn_output.bias`, "bias", hf("o_proj", i, -1, true));
+    // per-head (qwen3, hunyuan's query_layernorm/key_layernorm) or whole-projection (olmoe) q/k norms, where the family has them
+    const qn = hf("q_norm", i), kn = hf("k_norm", i);
+    if (qn !== undefined) add(`${b}attn_q_norm.weight`, "norm", qn);
+    if (kn !== undefined) add(`${b}attn_k_norm.weight`, "norm", kn);
+    add(`${b}ffn_norm.weight`, "norm", req("post_attention_norm", i));
     if (!isMoe) {
-      add(`${b}ffn_gate.weight`, "weight", `${p}mlp.gate_proj.weight`);
-      add(`${b}ffn_up.weight`, "weight", `${p}mlp.up_proj.weight`);
-      add(`${b}ffn_down.weight`, "weight", `${p}mlp.down_proj.weight`);
+      add(`${b}ffn_gate.weight`, "weight", req("gate_proj", i));
+      add(`${b}ffn_up.weight`, "weight", req("up_proj", i));
+      add(`${b}ffn_down.weight`, "weight", req("down_proj", i));
       continue;
     }
-    if (st.has(`${p}mlp.experts.gate_up_proj`) || st.has(`${p}mlp.experts.gate_up_proj.weight`)) {
-      throw new Error(`${dir}: ${p}mlp.experts.gate_up_proj: fused expert tensors are not supported by the GGUF export yet (save with per-expert tensors)`);
+    const stacked = table.tensors.find((t) => t.layer === i && (t.role === "experts.gate_up_proj" || t.role === "experts.gate_proj"));
+    if (stacked) {
+      throw new Error(`${dir}: ${stacked.name}: fused expert tensors are not supported by the GGUF export yet (save with per-expert tensors)`);
     }
-    if (modelType === "mixtral") {
-      add(`${b}ffn_gate_inp.weight`, "router", `${p}block_sparse_moe.gate.weight`);
-      addExperts(`${b}ffn_gate_exps.weight`, (e) => `${p}block_sparse_moe.experts.${e}.w1.weight`);
-      addExperts(`${b}ffn_down_exps.weight`, (e) => `${p}block_sparse_moe.experts.${e}.w2.weight`);
-      addExperts(`${b}ffn_up_exps.weight`, (e) => `${p}block_sparse_moe.experts.${e}.w3.weight`);
-      continue;
-    }
-    add(`${b}ffn_gate_inp.weight`, "router", modelType === "hunyuan_v1_moe" ? `${p}mlp.gate.wg.weight` : `${p}mlp.gate.weight`);
-    addExperts(`${b}ffn_gate_exps.weight`, (e) => `${p}mlp.experts.${e}.gate_proj.weight`);
-    addExperts(`${b}ffn_down_exps.weight`, (e) => `${p}mlp.experts.${e}.down_proj.weight`);
-    addExperts(`${b}ffn_up_exps.weight`, (e) => `${p}mlp.experts.${e}.up_proj.weight`);
-    if (modelType === "qwen2_moe") {
-      add(`${b}ffn_gate_inp_shexp.weight`, "router", `${p}mlp.shared_expert_gate.weight`);
-      add(`${b}ffn_gate_shexp.weight`, "weight", `${p}mlp.shared_expert.gate_proj.weight`);
-      add(`${b}ffn_up_shexp.weight`, "weight", `${p}mlp.shared_expert.up_proj.weight`);
-      add(`${b}ffn_down_shexp.weight`, "weight", `${p}mlp.shared_expert.down_proj.weight`);
-    } else if (modelType === "hunyuan_v1_moe") {
-      add(`${b}ffn_gate_shexp.weight`, "weight", `${p}mlp.shared_mlp.gate_proj.weight`);
-      add(`${b}ffn_up_shexp.weight`, "weight", `${p}mlp.shared_mlp.up_proj.weight`);
-      add(`${b}ffn_down_shexp.weight`, "weight", `${p}mlp.shared_mlp.down_proj.weight`);
+    add(`${b}ffn_gate_inp.weight`, "router", req("router", i));
+    addExperts(`${b}ffn_gate_exps.weight`, (e) => req("expert.gate_proj", i, e));
+    addExperts(`${b}ffn_down_exps.weight`, (e) => req("expert.down_proj", i, e));
+    addExperts(`${b}ffn_up_exps.weight`, (e) => req("expert.up_proj", i, e));
+    // qwen2_moe's shared expert and its sigmoid gate; Hunyuan-A13B's ungated shared MLP
+    const shGate = hf("shared_expert_gate", i);
+    if (shGate !== undefined) add(`${b}ffn_gate_inp_shexp.weight`, "router", shGate);
+    if (hf("shared.gate_proj", i) !== undefined) {
+      add(`${b}ffn_gate_shexp.weight`, "weight", req("shared.gate_proj", i));
+      add(`${b}ffn_up_shexp.weight`, "weight", req("shared.up_proj", i));
+      add(`${b}ffn_down_shexp.weight`, "weight", req("shared.down_proj", i));
     }
   }
-  add("output_norm.weight", "norm", "model.norm.weight");
-  if (st.has("lm_head.weight")) {
-    if (tied) used.add("lm_head.weight"); // a tied copy: llama.cpp uses token_embd when output is absent
-    else add("output.weight", "output", "lm_head.weight");
+  add("output_norm.weight", "norm", req("final_norm"));
+  const lmHead = req("lm_head");
+  if (st.has(lmHead)) {
+    if (tied) used.add(lmHead); // a tied copy: llama.cpp uses token_embd when output is absent
+    else add("output.weight", "output", lmHead);
   } else if (!tied) {
     notes.push("no lm_head.weight and tie_word_embeddings is false: llama.cpp will use token_embd as the output");
   }

@@ -30,6 +30,7 @@ using namespace moe;
 
 void register_export(Napi::Env env, Napi::Object exports);  // binding/export.cpp
 void register_tensors(Napi::Env env, Napi::Object exports);  // binding/tensors.cpp
+void register_names(Napi::Env env, Napi::Object exports);   // binding/names.cpp
 
 namespace {
 
@@ -797,6 +798,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("quantizeModel", Napi::Function::New<QuantizeModel>(env, "quantizeModel"));
   register_export(env, exports);  // binding/export.cpp: mergeAdapter
   register_tensors(env, exports);  // binding/tensors.cpp: storageType, openSafetensors
+  register_names(env, exports);   // binding/names.cpp: hubTensors
   return exports;
 }
 

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include "format/dtype.h"
 #include "format/json.h"
+#include "format/names.h"
 #include "format/safetensors.h"
 #ifdef _WIN32
 #include <process.h>
@@ -61,58 +62,68 @@ bool peft_target_matches(const std::string& key, const std::string& t) {
 
 std::vector<PeftModule> peft_modules(const ModelSpec& S, const std::vector<std::string>& target_parameters) {
   std::vector<PeftModule> out;
+  // peft's module paths are the model's parameter names (format/names.h) less ".weight"; a fused parameter's module is
+  // its parent, mlp.experts.
+  const TensorNames N(S);
+  using R = HubRole;
+  auto module_of = [](const std::string& weight) { return weight.substr(0, weight.size() - std::strlen(".weight")); };
+  auto parent_of = [](const std::string& param) { return param.substr(0, param.rfind('.')); };
   const int64_t D = S.hidden, hd = S.head_dim, qd = int64_t(S.num_heads) * hd, kd = int64_t(S.num_kv_heads) * hd;
   for (int i = 0; i < S.num_layers && size_t(i) < S.layers.size(); ++i) {
     const LayerSpec& ls = S.layers[size_t(i)];
-    const std::string p = "model.layers." + std::to_string(i) + ".";
     auto add = [&](LoraSite site, const std::string& path, const std::string& short_name, int64_t in, int64_t o,
-                   int expert = -1, int experts = 0, const std::string& adapts = "", const std::string& alias = "") {
+                   int expert = -1, int experts = 0, const std::string& adapts = "", const std::vector<std::string>& aliases = {}) {
       PeftModule m;
       m.name = kRoot + path;
-      if (!alias.empty()) m.aliases.push_back(kRoot + alias);
+      for (auto& a : aliases) m.aliases.push_back(kRoot + a);
       m.adapts = adapts.empty() ? path + ".weight" : adapts;
       m.short_name = short_name;
       m.layer = i; m.site = site; m.expert = expert; m.experts = experts; m.in = in; m.out = o;
       out.push_back(std::move(m));
     };
-    add(LoraSite::Q, p + "self_attn.q_proj", "q_proj", D, qd);
+    add(LoraSite::Q, module_of(N.name(R::Q, i)), "q_proj", D, qd);
     if (ls.has_kv) {
-      add(LoraSite::K, p + "self_attn.k_proj", "k_proj", D, kd);
-      add(LoraSite::V, p + "self_attn.v_proj", "v_proj", D, kd);
+      add(LoraSite::K, module_of(N.name(R::K, i)), "k_proj", D, kd);
+      add(LoraSite::V, module_of(N.name(R::V, i)), "v_proj", D, kd);
     }
-    add(LoraSite::O, p + "self_attn.o_proj", "o_proj", qd, D);
+    add(LoraSite::O, module_of(N.name(R::O, i)), "o_proj", qd, D);
     if (!ls.moe) {
-      add(LoraSite::Gate, p + "mlp.gate_proj", "gate_proj", D, S.intermediate);
-      add(LoraSite::Up, p + "mlp.up_proj", "up_proj", D, S.intermediate);
-      add(LoraSite::Down, p + "mlp.down_proj", "down_proj", S.intermediate, D);
+      add(LoraSite::Gate, module_of(N.name(R::MlpGate, i)), "gate_proj", D, S.intermediate);
+      add(LoraSite::Up, module_of(N.name(R::MlpUp, i)), "up_proj", D, S.intermediate);
+      add(LoraSite::Down, module_of(N.name(R::MlpDown, i)), "down_proj", S.intermediate, D);
       continue;
     }
     const int E = ls.num_experts;
     const int64_t F = ls.expert_inter;
     // Fused experts (peft ParamWrapper): listed only when targeted, since the module name depends on the nesting.
-    const std::string gu = p + "mlp.experts.gate_up_proj", dn = p + "mlp.experts.down_proj";
+    const std::string gu = N.name(R::ExpertsGateUp, i, -1, ExpertForm::Fused), dn = N.name(R::ExpertsDown, i, -1, ExpertForm::Fused);
     const bool tgu = any_match(gu, target_parameters), tdn = any_match(dn, target_parameters);
-    if (tgu) add(LoraSite::ExpertsGateUp, p + (tdn ? "mlp.experts.base_layer" : "mlp.experts"), "experts.gate_up_proj", D, 2 * F, -1, E, gu);
-    if (tdn) add(LoraSite::ExpertsDown, p + "mlp.experts", "experts.down_proj", F, D, -1, E, dn);
-    // Separate layout: transformers 4's per-expert Linear names. Mixtral's are block_sparse_moe.experts.E.w1/w3/w2
-    // (written so, since peft 0.21 converts exactly those onto transformers 5's fused experts); the others'
-    // mlp.experts.E.gate/up/down_proj. Either spelling is read on any model.
-    const bool mixtral = S.model_type == "mixtral";
+    if (tgu) add(LoraSite::ExpertsGateUp, parent_of(gu) + (tdn ? ".base_layer" : ""), "experts.gate_up_proj", D, 2 * F, -1, E, gu);
+    if (tdn) add(LoraSite::ExpertsDown, parent_of(dn), "experts.down_proj", F, D, -1, E, dn);
+    // Separate layout: transformers 4's per-expert Linear names, written as the family spells them (Mixtral's
+    // block_sparse_moe.experts.E.w1/w3/w2, which peft 0.21 converts onto transformers 5's fused experts; the others'
+    // mlp.experts.E.gate/up/down_proj). Every other family's spelling is read on any model.
+    const std::vector<TensorNames::ExpertSpelling> sp = N.expert_spellings();
+    const std::string layer_prefix = "model.layers." + std::to_string(i) + ".";
+    const LoraSite sites[3] = {LoraSite::ExpertGate, LoraSite::ExpertUp, LoraSite::ExpertDown};
+    const R roles[3] = {R::ExpertGate, R::ExpertUp, R::ExpertDown};
     for (int e = 0; e < E; ++e) {
-      const std::string x = p + "mlp.experts." + std::to_string(e) + ".", w = p + "block_sparse_moe.experts." + std::to_string(e) + ".";
       const std::string xs = "experts." + std::to_string(e) + ".";
-      const char* names[3][2] = {{"gate_proj", "w1"}, {"up_proj", "w3"}, {"down_proj", "w2"}};
-      const LoraSite sites[3] = {LoraSite::ExpertGate, LoraSite::ExpertUp, LoraSite::ExpertDown};
       for (int k = 0; k < 3; ++k) {
-        const std::string hf = x + names[k][0], v4 = w + names[k][1];
-        add(sites[k], mixtral ? v4 : hf, xs + (mixtral ? names[k][1] : names[k][0]), k == 2 ? F : D, k == 2 ? D : F, e, 0, "", mixtral ? hf : v4);
+        std::vector<std::string> aliases;
+        for (size_t a = 1; a < sp.size(); ++a) aliases.push_back(layer_prefix + sp[a].block + "." + xs + sp[a].proj[k]);
+        add(sites[k], module_of(N.name(roles[k], i, e)), xs + sp[0].proj[k], k == 2 ? F : D, k == 2 ? D : F, e, 0, "", aliases);
       }
     }
-    if (S.shared != SharedExpert::None && ls.shared_inter > 0) {
-      const std::string sh = S.shared == SharedExpert::SigmoidGated ? "shared_expert." : "shared_mlp.";
-      add(LoraSite::SharedGate, p + "mlp." + sh + "gate_proj", sh + "gate_proj", D, ls.shared_inter);
-      add(LoraSite::SharedUp, p + "mlp." + sh + "up_proj", sh + "up_proj", D, ls.shared_inter);
-      add(LoraSite::SharedDown, p + "mlp." + sh + "down_proj", sh + "down_proj", ls.shared_inter, D);
+    if (ls.shared_inter > 0 && !N.name(R::SharedGate, i).empty()) {
+      // short names "shared_expert.gate_proj", "shared_mlp.gate_proj": the last two components of the module path
+      auto short_of = [](const std::string& m) { return m.substr(m.rfind('.', m.rfind('.') - 1) + 1); };
+      const LoraSite ss[3] = {LoraSite::SharedGate, LoraSite::SharedUp, LoraSite::SharedDown};
+      const R sr[3] = {R::SharedGate, R::SharedUp, R::SharedDown};
+      for (int k = 0; k < 3; ++k) {
+        const std::string m = module_of(N.name(sr[k], i));
+        add(ss[k], m, short_of(m), k == 2 ? ls.shared_inter : D, k == 2 ? D : ls.shared_inter);
+      }
     }
   }
   return out;
@@ -433,7 +444,7 @@ namespace {
 // ExpertLora::down serves both layouts: on a layer it is the fused down_proj's when the experts have a gate_up pair,
 // or when they have no separate gate/up pair and the adapter's config targets the layer's fused down_proj; else
 // each expert's own down_proj. One decision, used for the config and the tensors alike.
-bool down_is_fused(const Adapter& a, int layer) {
+bool down_is_fused(const Adapter& a, const TensorNames& N, int layer) {
   if (layer < 0 || size_t(layer) >= a.layers.size()) return false;
   const LayerLora& L = a.layers[size_t(layer)];
   bool separate = false;
@@ -441,7 +452,7 @@ bool down_is_fused(const Adapter& a, int layer) {
     if (e.gate_up.present()) return true;
     separate |= e.gate.present() || e.up.present();
   }
-  return !separate && any_match("model.layers." + std::to_string(layer) + ".mlp.experts.down_proj", a.config.target_parameters);
+  return !separate && any_match(N.name(HubRole::ExpertsDown, layer, -1, ExpertForm::Fused), a.config.target_parameters);
 }
 
 }  // namespace
@@ -449,20 +460,22 @@ bool down_is_fused(const Adapter& a, int layer) {
 LoraConfig adapter_effective_config(const Adapter& a, const ModelSpec& spec) {
   LoraConfig c = a.config;
   // Every module with both fused targets in place, to see which pairs the adapter has.
-  const std::vector<PeftModule> all = peft_modules(spec, {"mlp.experts.gate_up_proj", "mlp.experts.down_proj"});
+  const TensorNames N(spec);
+  const std::vector<std::string> fused_targets = TensorNames::fused_expert_params();
+  const std::vector<PeftModule> all = peft_modules(spec, fused_targets);
   std::vector<const PeftModule*> present;
   for (const PeftModule& m : all) {
     if (size_t(m.layer) >= a.layers.size()) continue;
     const LayerLora& L = a.layers[size_t(m.layer)];
     const LoraPair* p = module_pair(L, m, 0);
     if (!p || !p->present()) continue;
-    const bool fd = down_is_fused(a, m.layer);
+    const bool fd = down_is_fused(a, N, m.layer);
     if ((m.site == LoraSite::ExpertsDown && !fd) || (m.site == LoraSite::ExpertDown && fd)) continue;
     present.push_back(&m);
   }
   // target_parameters: as given, less entries that match no pair; derived (gate_up, down) when none are given.
   if (c.target_parameters.empty()) {
-    for (const char* t : {"mlp.experts.gate_up_proj", "mlp.experts.down_proj"})
+    for (const std::string& t : fused_targets)
       for (const PeftModule* m : present)
         if (m->fused() && peft_target_matches(m->adapts, t)) { c.target_parameters.push_back(t); break; }
   } else {
@@ -532,6 +545,7 @@ PackPlan make_plan(const Adapter& layout, const ModelSpec& spec) {
   }
   PackPlan plan;
   plan.mods = peft_modules(spec, adapter_effective_config(layout, spec).target_parameters);
+  const TensorNames N(spec);
   std::set<const LoraPair*> emitted;
   auto check = [&](const PeftModule& m, const LoraPair& p, int e) {
     const std::string where = "layer " + std::to_string(m.layer) + " " + m.short_name + (m.fused() ? " expert " + std::to_string(e) : "");
@@ -544,7 +558,7 @@ PackPlan make_plan(const Adapter& layout, const ModelSpec& spec) {
     const PeftModule& m = plan.mods[i];
     const LayerLora& L = layout.layers[size_t(m.layer)];
     if (!m.fused()) {
-      if (m.site == LoraSite::ExpertDown && down_is_fused(layout, m.layer)) continue;
+      if (m.site == LoraSite::ExpertDown && down_is_fused(layout, N, m.layer)) continue;
       const LoraPair* p = module_pair(L, m);
       if (!p || !p->present()) continue;
       check(m, *p, 0);
@@ -552,7 +566,7 @@ PackPlan make_plan(const Adapter& layout, const ModelSpec& spec) {
       plan.items.push_back({m.name + kSuffixB, {p->out, p->r}, i, true});
       continue;
     }
-    if (m.site == LoraSite::ExpertsDown && !down_is_fused(layout, m.layer)) continue;
+    if (m.site == LoraSite::ExpertsDown && !down_is_fused(layout, N, m.layer)) continue;
     const int E = m.experts;
     int present = 0;
     for (int e = 0; e < E; ++e) { const LoraPair* p = module_pair(L, m, e); present += p && p->present(); }

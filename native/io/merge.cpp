@@ -7,11 +7,11 @@
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <regex>
 #include <set>
 #include <stdexcept>
 #include "cpu/matmul.h"
 #include "cpu/thread_pool.h"
+#include "format/names.h"
 #include "format/safetensors.h"
 #include "format/safetensors_writer.h"
 #include "io/adapter.h"
@@ -83,11 +83,6 @@ struct Planner {
   }
 };
 
-int kind_of(const std::string& proj) {
-  if (proj == "gate_proj" || proj == "w1") return 0;
-  if (proj == "up_proj" || proj == "w3") return 1;
-  return 2;  // down_proj, w2
-}
 
 }  // namespace
 
@@ -107,19 +102,13 @@ MergeReport merge_adapter(const std::string& src_dir, const std::string& adapter
         throw std::runtime_error(*t.file + ": tensor " + t.name + " is quantized (" + dtype_name(t.dtype) +
                                  "): merge the adapter into the original float checkpoint instead");
   Adapter adapter = load_adapter(adapter_dir, S, src_dir);
-  const bool mixtral = S.model_type == "mixtral";
+  const TensorNames N(S);
 
   // ---- plan: every output tensor, its source rows and the pairs it gets ----
   Planner P{S, adapter, {}};
-  static const std::regex layer_re(R"(^model\.layers\.(\d+)\.(.+)$)");
-  static const std::regex attn_re(R"(^self_attn\.(q|k|v|o)_proj\.weight$)");
-  static const std::regex dense_re(R"(^mlp\.(gate|up|down)_proj\.weight$)");
-  static const std::regex shared_re(R"(^mlp\.(shared_expert|shared_mlp)\.(gate|up|down)_proj\.weight$)");
-  static const std::regex expert_re(R"(^(mlp|block_sparse_moe)\.experts\.(\d+)\.(gate_proj|up_proj|down_proj|w1|w3|w2)\.weight$)");
-  static const std::regex stacked_re(R"(^(mlp|block_sparse_moe)\.experts\.(gate_up_proj|gate_proj|up_proj|down_proj)$)");
-  static const std::regex moe_other_re(R"(^mlp\.(gate\.weight|experts\..*)$)");
   MergeReport rep;
   std::vector<Item> items;
+  using R = HubRole;
   for (auto& f : store.files())
     for (auto& t : f->tensors()) {
       rep.bytes_in += t.nbytes;
@@ -129,53 +118,52 @@ MergeReport merge_adapter(const std::string& src_dir, const std::string& adapter
       it.K = t.shape.empty() ? 1 : t.shape.back();
       it.rows = it.K > 0 ? t.numel() / it.K : 0;
       it.out = is_float(t.dtype) ? opt.dtype : t.dtype;
-      std::smatch m;
-      if (!std::regex_match(t.name, m, layer_re)) { items.push_back(std::move(it)); continue; }
-      const int l = std::stoi(m[1].str());
-      const std::string rest = m[2].str();
-      const std::string pre = "model.layers." + m[1].str() + ".";
-      const bool moe = l >= 0 && l < S.num_layers && S.layers[size_t(l)].moe;
-      // the MoE block's hub prefix: Mixtral's block_sparse_moe, the others' mlp
-      const std::string mp = pre + (mixtral ? "block_sparse_moe" : "mlp");
-      std::smatch x;
-      LayerLora* L = P.layer(l);
-      if (std::regex_match(rest, x, attn_re)) {
-        if (L) { const char c = x[1].str()[0]; P.add(it, c == 'q' ? L->q : c == 'k' ? L->k : c == 'v' ? L->v : L->o, 0); }
-      } else if (!moe && std::regex_match(rest, x, dense_re)) {
-        if (L) { const int k = kind_of(x[1].str() + "_proj"); P.add(it, k == 0 ? L->gate : k == 1 ? L->up : L->down, 0); }
-      } else if (moe && std::regex_match(rest, x, shared_re)) {
-        if (L) { const int k = kind_of(x[2].str() + "_proj"); P.add(it, k == 0 ? L->sh_gate : k == 1 ? L->sh_up : L->sh_down, 0); }
-      } else if (moe && std::regex_match(rest, x, expert_re)) {
-        const int64_t e = std::stoll(x[2].str());
-        const int k = kind_of(x[3].str());
-        static const char* mx[] = {"w1", "w3", "w2"};
-        static const char* hf[] = {"gate_proj", "up_proj", "down_proj"};
-        it.name = mp + ".experts." + x[2].str() + "." + (mixtral ? mx[k] : hf[k]) + ".weight";
-        P.expert_adds(it, l, e, k);
-      } else if (moe && std::regex_match(rest, x, stacked_re)) {
+      // Every tensor is written under its hub name (format/names.h): a transformers-5 Mixtral's mlp.gate becomes the
+      // hub's block_sparse_moe.gate, fused experts become per-expert tensors; names the table does not know pass as they are.
+      const TensorRef ref = N.classify(t.name);
+      if (!ref.known() || ref.layer < 0) { items.push_back(std::move(it)); continue; }
+      const int l = ref.layer;
+      if (ref.role == R::ExpertsGateUp || ref.role == R::ExpertsGate || ref.role == R::ExpertsUp || ref.role == R::ExpertsDown) {
         if (t.shape.size() != 3) throw std::runtime_error(t.name + " has shape " + shape_str(t.shape) + ", expected [experts, rows, cols] (in " + *t.file + ")");
-        const int64_t E = t.shape[0], R = t.shape[1], C = t.shape[2];
-        const std::string what = x[2].str();
+        const int64_t E = t.shape[0], Rw = t.shape[1], C = t.shape[2];
         const int64_t I = S.layers[size_t(l)].expert_inter;
-        // (part, kind, row offset inside the expert's block, rows)
+        // (kind, row offset inside the expert's block, rows)
         std::vector<std::tuple<int, int64_t, int64_t>> parts;
-        if (what == "gate_up_proj") parts = {{0, 0, I}, {1, I, R - I}};
-        else parts = {{kind_of(what), 0, R}};
-        static const char* mx[] = {"w1", "w3", "w2"};
-        static const char* hf[] = {"gate_proj", "up_proj", "down_proj"};
+        if (ref.role == R::ExpertsGateUp) parts = {{0, 0, I}, {1, I, Rw - I}};
+        else parts = {{ref.role == R::ExpertsGate ? 0 : ref.role == R::ExpertsUp ? 1 : 2, 0, Rw}};
+        static const R per[3] = {R::ExpertGate, R::ExpertUp, R::ExpertDown};
         for (int64_t e = 0; e < E; ++e)
           for (auto& [k, r0, nr] : parts) {
             Item s;
-            s.name = mp + ".experts." + std::to_string(e) + "." + (mixtral ? mx[k] : hf[k]) + ".weight";
-            s.src = &t; s.file = f.get(); s.shape = {nr, C}; s.K = C; s.rows = nr; s.row0 = e * R + r0;
+            s.name = N.name(per[k], l, int(e));
+            if (s.name.empty()) throw std::runtime_error(t.name + " has " + std::to_string(E) + " experts, the config " + std::to_string(S.layers[size_t(l)].num_experts) + " (in " + *t.file + ")");
+            s.src = &t; s.file = f.get(); s.shape = {nr, C}; s.K = C; s.rows = nr; s.row0 = e * Rw + r0;
             s.out = it.out; s.last_of_src = false;
             P.expert_adds(s, l, e, k);
             items.push_back(std::move(s));
           }
         items.back().last_of_src = true;
         continue;
-      } else if (moe && mixtral && std::regex_match(rest, x, moe_other_re)) {
-        it.name = mp + "." + x[1].str();  // transformers-5 Mixtral's mlp.gate -> the hub's block_sparse_moe.gate
+      }
+      it.name = N.name(ref.role, l, ref.expert, ExpertForm::PerExpert, ref.bias);
+      LayerLora* L = P.layer(l);
+      if (!ref.bias) {
+        switch (ref.role) {
+          case R::Q: if (L) P.add(it, L->q, 0); break;
+          case R::K: if (L) P.add(it, L->k, 0); break;
+          case R::V: if (L) P.add(it, L->v, 0); break;
+          case R::O: if (L) P.add(it, L->o, 0); break;
+          case R::MlpGate: if (L) P.add(it, L->gate, 0); break;
+          case R::MlpUp: if (L) P.add(it, L->up, 0); break;
+          case R::MlpDown: if (L) P.add(it, L->down, 0); break;
+          case R::SharedGate: if (L) P.add(it, L->sh_gate, 0); break;
+          case R::SharedUp: if (L) P.add(it, L->sh_up, 0); break;
+          case R::SharedDown: if (L) P.add(it, L->sh_down, 0); break;
+          case R::ExpertGate: P.expert_adds(it, l, ref.expert, 0); break;
+          case R::ExpertUp: P.expert_adds(it, l, ref.expert, 1); break;
+          case R::ExpertDown: P.expert_adds(it, l, ref.expert, 2); break;
+          default: break;
+        }
       }
       items.push_back(std::move(it));
     }

@@ -11,6 +11,7 @@
 #include "cpu/matmul.h"
 #include "cpu/thread_pool.h"
 #include "format/json.h"
+#include "format/names.h"
 #include "format/safetensors.h"
 #include "format/safetensors_writer.h"
 #include "model/model.h"
@@ -29,24 +30,22 @@ bool ends_with(const std::string& s, const std::string& suf) {
 
 enum class Role { Linear, Embedding, Float };
 
-Role role_of(const TensorView& t) {
+Role role_of(const TensorView& t, const TensorNames& names) {
   if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16) return Role::Float;
   if (t.shape.size() < 2) return Role::Float;  // norms, biases, scalars
-  const std::string& n = t.name;
-  if (n.find("embed_tokens") != std::string::npos || n.rfind("lm_head", 0) == 0) return Role::Embedding;
-  // routers: [E, D] gates whose outputs pick experts
-  for (const char* r : {".mlp.gate.weight", ".block_sparse_moe.gate.weight", ".gate.wg.weight", ".router.weight",
-                        "shared_expert_gate.weight", ".mlp.gate.wg"})
-    if (ends_with(n, r)) return Role::Float;
+  const HubRole r = names.classify(t.name).role;
+  if (r == HubRole::Embedding || r == HubRole::LmHead) return Role::Embedding;
+  // routers (format/names.h): [E, D] gates whose outputs pick experts, and qwen2_moe's shared-expert gate
+  if (r == HubRole::Router || r == HubRole::SharedExpertGate) return Role::Float;
   return Role::Linear;
 }
 
 // role_of's answer in the shared rule's terms (quant/plan.h). Role::Float is every tensor kept float by name or shape:
-// of those, a float tensor of rank >= 2 can only be a router (the name list above); the rest are 1-D gains or biases
+// of those, a float tensor of rank >= 2 can only be a router (the names table's); the rest are 1-D gains or biases
 // (or integer data, which the rule never converts).
-TensorRole plan_role(const TensorView& t, Role r) {
+TensorRole plan_role(const TensorView& t, Role r, const TensorNames& names) {
   if (r == Role::Linear) return TensorRole::Weight;
-  if (r == Role::Embedding) return t.name.rfind("lm_head", 0) == 0 ? TensorRole::Output : TensorRole::Embedding;
+  if (r == Role::Embedding) return names.classify(t.name).role == HubRole::LmHead ? TensorRole::Output : TensorRole::Embedding;
   if (t.shape.size() >= 2 && (t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16)) return TensorRole::Router;
   return ends_with(t.name, ".bias") ? TensorRole::Bias : TensorRole::Norm;
 }
@@ -70,6 +69,7 @@ QuantizeReport quantize_model(const std::string& src_dir, const std::string& out
   // A folder the engine could not run is refused here rather than quantized into one it cannot run either.
   const std::shared_ptr<Model> model = Model::load(src_dir, 1);
   const TensorStore& store = model->store();
+  const TensorNames names(model->spec());
   QuantizeReport rep;
   for (auto& f : store.files())
     for (auto& t : f->tensors()) {
@@ -90,7 +90,7 @@ QuantizeReport quantize_model(const std::string& src_dir, const std::string& out
     for (auto& t : f->tensors()) {
       Plan p{&t, t.dtype, false, t.nbytes, t.shape};
       // the one storage rule (quant/plan.h), shared with the GGUF exporter
-      const TensorRole role = plan_role(t, role_of(t));
+      const TensorRole role = plan_role(t, role_of(t, names), names);
       const int rank = int(t.shape.size());
       const int64_t K = rank ? t.shape.back() : 1;
       const DType wanted = wanted_type(target, role, rank, t.dtype);
