@@ -32,7 +32,7 @@ const ACTIVE: readonly JobStatus[] = ["queued", "running", "pausing"];
 const FINISHED: readonly JobStatus[] = ["done", "failed", "cancelled"];
 
 /** The jobs table's detail column, as this service writes it. */
-interface SavedDetail {
+export interface SavedDetail {
   params: unknown;
   detail: Record<string, unknown>;
   title: string;
