@@ -10,7 +10,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { TrainPoint } from "../contract.js";
-import { cliJob } from "../jobs/cli-process.js";
+import { CliError, cliJob } from "../jobs/cli-process.js";
 import { PAUSED, type JobExecution, type JobKindHandler } from "../jobs/kind.js";
 
 export interface TrainParams {
@@ -102,13 +102,16 @@ export function trainKind(sink: TrainSink): JobKindHandler<TrainParams> {
         },
         { report, pauseSignal: "SIGINT", pausedExitCode: 130 },
       );
-      let cancelled = false;
+      let cancelled = false, pausing = false;
       sink.settled(p.runId, "running", null);
       const wrapped: JobExecution = {
-        ...exec,
         cancel() {
           cancelled = true;
           exec.cancel();
+        },
+        pause() {
+          pausing = true;
+          exec.pause!();
         },
         done: exec.done.then(
           (v) => {
@@ -116,6 +119,12 @@ export function trainKind(sink: TrainSink): JobKindHandler<TrainParams> {
             return v;
           },
           (e: unknown) => {
+            // SIGINT before the trainer's handler is installed (still loading the model, tokenizing): it dies of the
+            // signal with nothing trained since its last checkpoint, so a pause (or the app quitting) then is a pause
+            if (pausing && e instanceof CliError && e.signal === "SIGINT") {
+              sink.settled(p.runId, "paused", null);
+              return PAUSED;
+            }
             sink.settled(p.runId, cancelled ? "cancelled" : "failed", cancelled ? null : e instanceof Error ? e.message : String(e));
             throw e;
           },
