@@ -15,6 +15,7 @@ import { openDatabase, type Db } from "../../electron/store/db.js";
 import { DatasetRepo } from "../../electron/store/datasets.js";
 import { JobsStore } from "../../electron/store/jobs.js";
 import { modelDir, ROOT } from "./fixtures.js";
+import { readHeader, writeHeader } from "./safetensors-surgery.js";
 
 const BIN = join(ROOT, "electron/bin/moe-studio.mjs");
 const MODEL = modelDir("qwen3_moe");
@@ -177,6 +178,24 @@ describe("FinetuneService", () => {
     expect(existsSync(r.runDir)).toBe(false);
     await expect(async () => h.ft.get(run.id)).rejects.toMatchObject({ code: "not_found" });
   }, 180_000);
+
+  it("a NaN loss fails the run with the trainer's reason (from its stderr), nothing trained kept", async () => {
+    // a copy of the model whose final norm is NaN: every loss is NaN; the estimate cannot see it, step 1 does
+    const m = join(tmp, "nan-model");
+    cpSync(MODEL, m, { recursive: true });
+    const st = join(m, "model.safetensors");
+    const { header, data: bytes } = readHeader(st);
+    const e = header["model.norm.weight"];
+    const nanBytes = e.dtype === "BF16" ? [0xc0, 0x7f] : e.dtype === "F16" ? [0x00, 0x7e] : [0x00, 0x00, 0xc0, 0x7f];
+    for (let o = e.data_offsets[0]; o < e.data_offsets[1]; o += nanBytes.length) nanBytes.forEach((b, i) => (bytes[o + i] = b));
+    writeHeader(st, header, bytes);
+    const run = await h.ft.start(spec({ modelDir: m, name: "nan" }));
+    expect((await settledJob(h, run.jobId!)).status).toBe("failed");
+    const r = h.ft.get(run.id).run;
+    expect(r.status).toBe("failed");
+    expect(r.error).toMatch(/step 1 refused: the loss is -?nan/);
+    expect(r.checkpoints).toEqual([]);
+  }, 120_000);
 
   it("export adapter and merged: folders in the models folder; the merged one loads and equals base + adapter", async () => {
     const a = h.ft.export({ id: full.id, checkpoint: "final", kind: "adapter", name: "whales-adapter" });
