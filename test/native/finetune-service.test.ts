@@ -14,6 +14,9 @@ import { JobService } from "../../electron/jobs/service.js";
 import { openDatabase, type Db } from "../../electron/store/db.js";
 import { DatasetRepo } from "../../electron/store/datasets.js";
 import { JobsStore } from "../../electron/store/jobs.js";
+import { createDispatcher } from "../../electron/rpc.js";
+import { createAppServices } from "../../electron/services/app.js";
+import { databaseFile } from "../../electron/services/paths.js";
 import { modelDir, ROOT } from "./fixtures.js";
 import { readHeader, writeHeader } from "./safetensors-surgery.js";
 
@@ -280,6 +283,47 @@ describe("a quit mid-run", () => {
     } finally {
       await close(b);
       await a.jobs.dispose();
+    }
+  }, 240_000);
+});
+
+describe("through the app's calls (createAppServices, the contract's validation of input and output)", () => {
+  it("finetune.estimate / start / get / list / export / delete, and jobs.* on the run's job", async () => {
+    const appDir = join(tmp, "app");
+    const imp = cli(["dataset", "import", join(tmp, "data.jsonl"), "--db", databaseFile(appDir), "--name", "whales"]);
+    expect(imp.code, imp.err).toBe(0);
+    const id = JSON.parse(imp.out).dataset as string;
+    const s = await createAppServices({ dataDir: appDir, emit: () => undefined, transport: "ws" });
+    const dispatch = createDispatcher(s.handlers, { validateOutput: true });
+    const call = <T = any>(name: string, input: unknown) => dispatch(name, input) as Promise<T>;  // eslint-disable-line @typescript-eslint/no-explicit-any
+    try {
+      const input = { modelDir: MODEL, datasetId: id, baseQuant: "none", preset: "quick", knobs: { ...KNOBS } };
+      await expect(call("finetune.start", { ...input, knobs: { lr: 1 } })).rejects.toMatchObject({ code: "invalid_input" });
+      expect((await call("finetune.estimate", input)).verdict).toBe("fits");
+      const run = (await call("finetune.start", input)) as FinetuneRun;
+      expect((await call("jobs.list", { kind: "train" })).map((j: Job) => j.id)).toEqual([run.jobId]);
+      let lastRun: FinetuneRun;
+      for (;;) {
+        lastRun = (await call("finetune.get", { id: run.id })).run;
+        if (lastRun.status !== "running") break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(lastRun.status, lastRun.error ?? "").toBe("done");
+      expect((await call("finetune.list", {})).map((r: FinetuneRun) => r.id)).toEqual([run.id]);
+      const job = (await call("finetune.export", { id: run.id, checkpoint: "final", kind: "adapter", name: "a1" })) as Job;
+      for (;;) {
+        const j = (await call("jobs.list", { kind: "export" })).find((x: Job) => x.id === job.id) as Job;
+        if (j.status !== "running") {
+          expect(j.status, j.error ?? "").toBe("done");
+          expect(existsSync(join((j.result as { path: string }).path, "adapter_model.safetensors"))).toBe(true);
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(await call("finetune.delete", { id: run.id })).toEqual({ ok: true });
+      expect(await call("finetune.list", {})).toEqual([]);
+    } finally {
+      await s.dispose();
     }
   }, 240_000);
 });
