@@ -182,6 +182,20 @@ describe("FinetuneService", () => {
     await expect(async () => h.ft.get(run.id)).rejects.toMatchObject({ code: "not_found" });
   }, 180_000);
 
+  it("cancel: the run is cancelled, the trainer's checkpoint stays listed", async () => {
+    const run = await h.ft.start(spec({ name: "cancelled", knobs: { ...KNOBS, max_steps: 100000, save_steps: 0 } }));
+    await until("a first step", () => h.ft.get(run.id).points.length > 0);
+    h.jobs.cancel(run.jobId!);
+    expect((await settledJob(h, run.jobId!)).status).toBe("cancelled");
+    const r = h.ft.get(run.id).run;
+    expect(r.status).toBe("cancelled");
+    expect(r.error).toBeNull();
+    expect(r.checkpoints.some((c) => c.final)).toBe(false);
+    // the trainer answers SIGINT with a whole checkpoint of where it stopped (never a half-written one)
+    expect(r.checkpoints.filter((c) => !c.final).length).toBe(1);
+    expect(existsSync(join(r.checkpoints[0].dir, "trainer_state.json"))).toBe(true);
+  }, 120_000);
+
   it("a NaN loss fails the run with the trainer's reason (from its stderr), nothing trained kept", async () => {
     // a copy of the model whose final norm is NaN: every loss is NaN; the estimate cannot see it, step 1 does
     const m = join(tmp, "nan-model");
@@ -221,6 +235,11 @@ describe("FinetuneService", () => {
     let err = 0;
     x.forEach((row, t) => row.forEach((v, i) => (err = Math.max(err, Math.abs(v - y[t][i])))));
     expect(err).toBeLessThan(1e-3);
+    // merged and quantized (the quantizer's folder of the merged weights) loads too
+    const qj = await settledJob(h, h.ft.export({ id: full.id, checkpoint: 8, kind: "merged", dtype: "fp32", quantize: "q8_0", name: "whales-q8" }).id);
+    expect(qj.status, qj.error ?? "").toBe("done");
+    const q = cli(["logits", "--model", join(modelsDir, "whales-q8"), "--ids", ids]);
+    expect(q.code, q.err).toBe(0);
     // the name is taken now: refused before any job starts
     expect(() => h.ft.export({ id: full.id, checkpoint: "final", kind: "adapter", name: "whales-adapter" })).toThrow(/already exists/);
   }, 240_000);
