@@ -4,7 +4,8 @@
 //   merged:  `moe-studio export --model BASE --adapter CKPT --out DEST --dtype D [--quantize Q] [--gguf G]`, which writes
 //            to its own temporary name and renames (and removes it on SIGINT, i.e. cancel).
 // Job.result: { path } of what was written.
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { existsSync } from "node:fs";
+import { copyFile, mkdir, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { RpcError } from "../contract.js";
 import { CliCancelled, cliJob } from "../jobs/cli-process.js";
@@ -41,19 +42,21 @@ export const exportKind: JobKindHandler<ExportParams> = {
       let cancelled = false;
       const done = (async () => {
         const tmp = join(p.out, "..", `.${p.out.split(/[\\/]/).pop()}.partial-${process.pid}`);
-        mkdirSync(tmp, { recursive: true });
+        // asynchronous copies: a large adapter (r 64 on every expert is gigabytes) must not hold the main process
+        await mkdir(tmp, { recursive: true });
         try {
-          const files = readdirSync(p.checkpointDir).filter((f) => PEFT_FILES.includes(f));
+          const files = (await readdir(p.checkpointDir)).filter((f) => PEFT_FILES.includes(f));
           report.progress(0, files.length, "tensors");
-          files.forEach((f, i) => {
+          for (const [i, f] of files.entries()) {
             if (cancelled) throw new CliCancelled();
-            copyFileSync(join(p.checkpointDir, f), join(tmp, f));
+            await copyFile(join(p.checkpointDir, f), join(tmp, f));
             report.progress(i + 1, files.length, "tensors");
-          });
+          }
+          if (cancelled) throw new CliCancelled();
           if (existsSync(p.out)) throw new Error(`${p.out} appeared while the adapter was copied: nothing replaced`);
-          renameSync(tmp, p.out);
+          await rename(tmp, p.out);
         } catch (e) {
-          rmSync(tmp, { recursive: true, force: true });
+          await rm(tmp, { recursive: true, force: true });
           throw e;
         }
         return { path: p.out };

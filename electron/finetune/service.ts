@@ -82,6 +82,7 @@ export class FinetuneService {
       }),
     );
     opts.jobs.register(exportKind);
+    this.sweep();
     // A run left "running" by a process that stopped: its job says what it is now (the job service restored it as
     // interrupted, or dispose() paused it); a run whose job is gone was cut off before its job was saved.
     for (const r of this.runs.list()) {
@@ -93,6 +94,23 @@ export class FinetuneService {
         // no such job: interrupted
       }
       this.runs.update(r.id, { status }, this.now());
+    }
+  }
+
+  /**
+   * What an earlier process left in the runs folder: an estimate's config, a run folder being made
+   * (.ID.partial-PID) or being deleted (.ID.deleting-PID). This process has none of them in flight yet.
+   */
+  private sweep(): void {
+    const dir = this.runsDir();
+    for (const e of existsSync(dir) ? readdirSync(dir) : []) {
+      if (/^\.estimate-.*\.json$/.test(e) || /^\..+\.(partial|deleting)-\d+$/.test(e)) {
+        try {
+          rmSync(join(dir, e), { recursive: true, force: true });
+        } catch {
+          // left for the next start
+        }
+      }
     }
   }
 

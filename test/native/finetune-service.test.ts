@@ -4,7 +4,7 @@
 // loss and adapter bytes as an uninterrupted run, a killed trainer, a quit mid-run and a new service on the same
 // database, exports (adapter and merged, the merged folder loading), and bad input that starts nothing.
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -264,8 +264,13 @@ describe("a quit mid-run", () => {
     const run = await a.ft.start(spec({ name: "quit", knobs: { ...KNOBS, save_steps: 0 } }));
     await until("a first step", () => a.ft.get(run.id).points.length > 0);
     await close(a);  // the app quitting: pausable jobs pause (a checkpoint)
+    // what a process killed mid-estimate, mid-start or mid-delete leaves in the runs folder
+    const runs = join(dataDir, "runs");
+    writeFileSync(join(runs, ".estimate-dead.json"), "{}");
+    for (const d of [".x.partial-999999", ".y.deleting-999999"]) { mkdirSync(join(runs, d)); writeFileSync(join(runs, d, "train.json"), "{}"); }
     const b = open();
     try {
+      expect(readdirSync(runs).filter((e) => e.startsWith("."))).toEqual([]);
       const r = b.ft.get(run.id).run;
       expect(r.status).toBe("paused");
       expect(r.checkpoints.length).toBeGreaterThan(0);
