@@ -101,11 +101,13 @@ describe("FinetuneService", () => {
     expect(e.params).toBeGreaterThan(0);
     expect(e.totalBytes).toBe(e.baseBytes + e.adapterBytes + (e.optimizerBytes ?? 0) + e.activationBytes);
     expect(e.availableBytes).toBeGreaterThan(e.totalBytes);
-    // MOE_TRAIN_MEMORY_LIMIT is the trainer's budget (a shared machine): just above the need is tight, far below will not fit
-    process.env.MOE_TRAIN_MEMORY_LIMIT = String(Math.round(e.totalBytes * 1.05));
+    // MOE_TRAIN_MEMORY_LIMIT is the trainer's budget (a shared machine): the need at 92.5% of it is tight (the middle of
+    // the 85-100% band: the activations are measured as heap bytes, which other threads' allocations move a little),
+    // far below will not fit
+    process.env.MOE_TRAIN_MEMORY_LIMIT = String(Math.round(e.totalBytes / 0.925));
     try {
       const t = await h.ft.estimate(spec());
-      expect(t.verdict).toBe("tight");
+      expect(t.verdict, `${t.totalBytes} of ${t.availableBytes} (first estimate ${e.totalBytes})`).toBe("tight");
       expect(t.advice).toMatch(/within 15% of free memory/);
       process.env.MOE_TRAIN_MEMORY_LIMIT = String(Math.round(e.totalBytes / 2));
       const n = await h.ft.estimate(spec());
@@ -240,6 +242,11 @@ describe("FinetuneService", () => {
     expect(qj.status, qj.error ?? "").toBe("done");
     const q = cli(["logits", "--model", join(modelsDir, "whales-q8"), "--ids", ids]);
     expect(q.code, q.err).toBe(0);
+    // merged into one GGUF file (<name>.gguf in the models folder)
+    const gj = await settledJob(h, h.ft.export({ id: full.id, checkpoint: "final", kind: "merged", dtype: "fp32", gguf: "f16", name: "whales" }).id);
+    expect(gj.status, gj.error ?? "").toBe("done");
+    expect((gj.result as { path: string }).path).toBe(join(modelsDir, "whales.gguf"));
+    expect(readFileSync(join(modelsDir, "whales.gguf")).subarray(0, 4).toString("latin1")).toBe("GGUF");
     // the name is taken now: refused before any job starts
     expect(() => h.ft.export({ id: full.id, checkpoint: "final", kind: "adapter", name: "whales-adapter" })).toThrow(/already exists/);
   }, 240_000);
