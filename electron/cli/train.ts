@@ -108,6 +108,7 @@ export async function cmdTrain(flags: Flags): Promise<number> {
   // --base-quant nf4: Q-LoRA (the frozen base's projections quantized to NF4 at load)
   const model = await loadModel(modelDir, { ...(threads ? { threads } : {}), ...(bq ? { baseQuant: bq as "none" | "nf4" } : {}) });
   let trainer: NativeTrainer | null = null;
+  let offSignals = () => {};
   try {
     const source = data ?? `dataset ${datasetId}`;
     const read = data !== undefined ? readJsonl(data) : parseJsonl(datasetText(datasetId!, str(flags, "db")));
@@ -169,6 +170,13 @@ export async function cmdTrain(flags: Flags): Promise<number> {
     } catch (e) {
       throw new Error(`cannot train: ${(e as Error).message}`);
     }
+    // SIGINT / SIGTERM are caught from here on, before the first line a parent can react to (the memory line): a
+    // signal sent on that line must still end in a checkpoint, not the default death
+    let stop: NodeJS.Signals | null = null;
+    const onSig = (s: NodeJS.Signals) => { if (stop) process.exit(s === "SIGINT" ? 130 : 143); stop = s; };
+    process.on("SIGINT", onSig);
+    process.on("SIGTERM", onSig);
+    offSignals = () => { process.off("SIGINT", onSig); process.off("SIGTERM", onSig); };
     const mem = trainer.memory();
     // The estimate the trainer checked against free RAM, as one JSON line before step 1 (the app and
     // test/bench/train_cli.mjs compare it with what the run really uses).
@@ -176,11 +184,6 @@ export async function cmdTrain(flags: Flags): Promise<number> {
     else process.stdout.write(JSON.stringify({ memory: { base_bytes: mem.baseBytes, adapter_bytes: mem.adapterBytes, activation_bytes: mem.activationBytes,
       total_bytes: mem.totalBytes, available_bytes: mem.availableBytes, params: mem.params, fits: mem.fits, total_steps: totalSteps, step: mem.step } }) + "\n");
     writeAtomic(join(outDir, "train_args.json"), JSON.stringify(args, null, 2) + "\n");
-
-    let stop: NodeJS.Signals | null = null;
-    const onSig = (s: NodeJS.Signals) => { if (stop) process.exit(s === "SIGINT" ? 130 : 143); stop = s; };
-    process.on("SIGINT", onSig);
-    process.on("SIGTERM", onSig);
     const save = async (name: string, step: number) => {
       await trainer!.saveCheckpoint(join(outDir, name), JSON.stringify({ step, epoch: Math.floor(step / stepsPerEpoch), samples_seen: step * perStep, train_samples: train.length, data: dataHash }));
     };
@@ -197,34 +200,31 @@ export async function cmdTrain(flags: Flags): Promise<number> {
     };
     const t0 = Date.now();
     let done = mem.step, tokens = 0;
-    try {
-      for (; done < totalSteps; ) {
-        const r = await trainer.step(batchFor(done));
-        done = r.step;
-        tokens += r.tokens;
-        const elapsed = (Date.now() - t0) / 1000;
-        const perStepS = elapsed / Math.max(1, done - mem.step);
-        const line = { step: r.step, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, tokens_per_s: tokens / Math.max(elapsed, 1e-9), elapsed_s: elapsed, eta_s: perStepS * (totalSteps - done) };
-        if (human) process.stderr.write(`step ${r.step}/${totalSteps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(3)}  grad_norm ${r.gradNorm.toFixed(3)}  ${line.tokens_per_s.toFixed(0)} tok/s  eta ${line.eta_s.toFixed(0)} s\n`);
-        else process.stdout.write(JSON.stringify(line) + "\n");
-        if (args.eval_steps > 0 && done % args.eval_steps === 0) await evaluate(done);
-        if (stop) {
-          await save(`checkpoint-${done}`, done);
-          process.stderr.write(`moe-studio train: ${stop}: saved ${join(outDir, `checkpoint-${done}`)}\n`);
-          return stop === "SIGINT" ? 130 : 143;
-        }
-        if (args.save_steps > 0 && done % args.save_steps === 0 && done < totalSteps) await save(`checkpoint-${done}`, done);
+    for (; done < totalSteps; ) {
+      const r = await trainer.step(batchFor(done));
+      done = r.step;
+      tokens += r.tokens;
+      const elapsed = (Date.now() - t0) / 1000;
+      const perStepS = elapsed / Math.max(1, done - mem.step);
+      const line = { step: r.step, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, tokens_per_s: tokens / Math.max(elapsed, 1e-9), elapsed_s: elapsed, eta_s: perStepS * (totalSteps - done) };
+      if (human) process.stderr.write(`step ${r.step}/${totalSteps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(3)}  grad_norm ${r.gradNorm.toFixed(3)}  ${line.tokens_per_s.toFixed(0)} tok/s  eta ${line.eta_s.toFixed(0)} s\n`);
+      else process.stdout.write(JSON.stringify(line) + "\n");
+      if (args.eval_steps > 0 && done % args.eval_steps === 0) await evaluate(done);
+      if (stop) {
+        await save(`checkpoint-${done}`, done);
+        process.stderr.write(`moe-studio train: ${stop}: saved ${join(outDir, `checkpoint-${done}`)}\n`);
+        return stop === "SIGINT" ? 130 : 143;
       }
-    } finally {
-      process.off("SIGINT", onSig);
-      process.off("SIGTERM", onSig);
+      if (args.save_steps > 0 && done % args.save_steps === 0 && done < totalSteps) await save(`checkpoint-${done}`, done);
     }
+    offSignals();
     if (args.eval_steps > 0 && done % args.eval_steps !== 0) await evaluate(done);
     await save(`checkpoint-${done}`, done);
     await save("final", done);
     process.stderr.write(`moe-studio train: done, ${done} steps; adapter in ${join(outDir, "final")}\n`);
     return 0;
   } finally {
+    offSignals();
     trainer?.dispose();
     model.close();
   }
