@@ -518,6 +518,8 @@ export type FinetuneSpec = z.infer<typeof FinetuneSpec>;
 /** The engine's estimate before step 1 against this machine's free memory. */
 export const MemoryEstimate = z.object({
   baseBytes: z.number(), adapterBytes: z.number(), activationBytes: z.number(), totalBytes: z.number(),
+  /** AdamW's two moments (8 bytes per LoRA parameter); adapterBytes is then the parameters and their gradients. */
+  optimizerBytes: z.number().optional(),
   /** Free RAM now (MemAvailable); -1 unknown. */
   availableBytes: z.number(),
   params: z.number(),

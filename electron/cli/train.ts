@@ -1,5 +1,10 @@
 // `moe-studio train --model DIR (--data FILE.jsonl | --dataset ID [--db PATH]) --out RUN_DIR [--config train.json]
-//  [--resume RUN_DIR] [--base-quant none|nf4] [--threads N] [--progress]`
+//  [--resume RUN_DIR] [--base-quant none|nf4] [--threads N] [--progress] [--estimate]`
+//
+// --estimate: no training and no run folder (--out may be left out): the data is read and prepared as for a run (so an
+// empty dataset or a model without a chat template fails the same way), then one JSON line {"memory": {...,
+// activations_lower_bound, total_steps, train_samples, validation_samples}} and exit 0, also when it would not fit
+// (fits false): the app asks this before it starts a run, in a child process.
 //
 // On stdout: one JSON line {"memory": {base_bytes, adapter_bytes, activation_bytes, total_bytes, available_bytes, params,
 // fits}} before step 1, one per optimizer step {"step","loss","lr","grad_norm","tokens_per_s","elapsed_s","eta_s"} and
@@ -62,8 +67,10 @@ export async function cmdTrain(flags: Flags): Promise<number> {
   const modelDir = str(flags, "model");
   if (!modelDir) throw new Error("--model is required");
   const resumeDir = str(flags, "resume");
+  const estimateOnly = flags.estimate === true;
+  if (estimateOnly && resumeDir) throw new Error("--estimate is for a fresh run, not --resume (a resumed run already fitted)");
   const outDir = resolve(str(flags, "out") ?? resumeDir ?? "");
-  if (!str(flags, "out") && !resumeDir) throw new Error("--out RUN_DIR is required");
+  if (!str(flags, "out") && !resumeDir && !estimateOnly) throw new Error("--out RUN_DIR is required");
   const data = str(flags, "data");
   const datasetId = str(flags, "dataset");
   if ((data === undefined) === (datasetId === undefined)) throw new Error("give one of --data FILE.jsonl or --dataset ID");
@@ -80,16 +87,18 @@ export async function cmdTrain(flags: Flags): Promise<number> {
   else if (saved && existsSync(saved)) args = resolveTrainArgs(parse(saved));
   else args = resolveTrainArgs({});
   // the run folder must be writable before anything is computed
-  try {
-    mkdirSync(outDir, { recursive: true });
-    accessSync(outDir, constants.W_OK);
-    writeAtomic(join(outDir, ".write-probe"), "");
-  } catch (e) {
-    throw new Error(`--out ${outDir}: cannot write there (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  if (!estimateOnly) {
+    try {
+      mkdirSync(outDir, { recursive: true });
+      accessSync(outDir, constants.W_OK);
+      writeAtomic(join(outDir, ".write-probe"), "");
+    } catch (e) {
+      throw new Error(`--out ${outDir}: cannot write there (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    // A checkpoint half-written by a run that was killed (a second Ctrl-C, a crash) is `.checkpoint-N.partial-PID`, the
+    // same `.NAME.partial-PID` form the quantizer and the merged export use: swept once its writer is gone.
+    sweepLeftovers([outDir], { match: (l) => l.kind === "quantize-temp" });
   }
-  // A checkpoint half-written by a run that was killed (a second Ctrl-C, a crash) is `.checkpoint-N.partial-PID`, the
-  // same `.NAME.partial-PID` form the quantizer and the merged export use: swept once its writer is gone.
-  sweepLeftovers([outDir], { match: (l) => l.kind === "quantize-temp" });
   const threadsFlag = str(flags, "threads");
   const threads = threadsFlag !== undefined ? Number(threadsFlag) : undefined;
   if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new Error(`--threads must be an integer >= 1, got "${threadsFlag}"`);
@@ -99,6 +108,7 @@ export async function cmdTrain(flags: Flags): Promise<number> {
   // --base-quant nf4: Q-LoRA (the frozen base's projections quantized to NF4 at load)
   const model = await loadModel(modelDir, { ...(threads ? { threads } : {}), ...(bq ? { baseQuant: bq as "none" | "nf4" } : {}) });
   let trainer: NativeTrainer | null = null;
+  let offSignals = () => {};
   try {
     const source = data ?? `dataset ${datasetId}`;
     const read = data !== undefined ? readJsonl(data) : parseJsonl(datasetText(datasetId!, str(flags, "db")));
@@ -128,6 +138,19 @@ export async function cmdTrain(flags: Flags): Promise<number> {
     const info = `${train.length} training sample(s)${val.length ? `, ${val.length} for validation` : ""}, ${read.rejected} line(s) rejected, ` +
       `${prep.truncated} truncated to ${args.max_seq_length} tokens, ${prep.tooLong + prep.unaligned} left out; ${totalSteps} steps of ${perStep} sample(s)`;
     process.stderr.write(`moe-studio train: ${info}\n`);
+    if (estimateOnly) {
+      let est;
+      try {
+        est = model.native.createTrainer(nativeConfig(args, totalSteps, resolve(modelDir)), { estimate: true });
+      } catch (e) {
+        throw new Error(`cannot train: ${(e as Error).message}`);
+      }
+      if (human) process.stderr.write(`memory: ${est.summary}\n`);
+      process.stdout.write(JSON.stringify({ memory: { base_bytes: est.baseBytes, adapter_bytes: est.adapterBytes, activation_bytes: est.activationBytes,
+        total_bytes: est.totalBytes, available_bytes: est.availableBytes, params: est.params, fits: est.fits, activations_lower_bound: est.activationsLowerBound,
+        total_steps: totalSteps, train_samples: train.length, validation_samples: val.length } }) + "\n");
+      return 0;
+    }
 
     const ckpt = resumeDir ? latestCheckpoint(resumeDir) : null;
     if (resumeDir && !ckpt) throw new Error(`--resume ${resumeDir}: no checkpoint-<step>/ folder with trainer_state.json there`);
@@ -147,18 +170,20 @@ export async function cmdTrain(flags: Flags): Promise<number> {
     } catch (e) {
       throw new Error(`cannot train: ${(e as Error).message}`);
     }
+    // SIGINT / SIGTERM are caught from here on, before the first line a parent can react to (the memory line): a
+    // signal sent on that line must still end in a checkpoint, not the default death
+    let stop: NodeJS.Signals | null = null;
+    const onSig = (s: NodeJS.Signals) => { if (stop) process.exit(s === "SIGINT" ? 130 : 143); stop = s; };
+    process.on("SIGINT", onSig);
+    process.on("SIGTERM", onSig);
+    offSignals = () => { process.off("SIGINT", onSig); process.off("SIGTERM", onSig); };
     const mem = trainer.memory();
     // The estimate the trainer checked against free RAM, as one JSON line before step 1 (the app and
     // test/bench/train_cli.mjs compare it with what the run really uses).
     if (human) process.stderr.write(`memory: ${mem.summary}\n`);
     else process.stdout.write(JSON.stringify({ memory: { base_bytes: mem.baseBytes, adapter_bytes: mem.adapterBytes, activation_bytes: mem.activationBytes,
-      total_bytes: mem.totalBytes, available_bytes: mem.availableBytes, params: mem.params, fits: mem.fits } }) + "\n");
+      total_bytes: mem.totalBytes, available_bytes: mem.availableBytes, params: mem.params, fits: mem.fits, total_steps: totalSteps, step: mem.step } }) + "\n");
     writeAtomic(join(outDir, "train_args.json"), JSON.stringify(args, null, 2) + "\n");
-
-    let stop: NodeJS.Signals | null = null;
-    const onSig = (s: NodeJS.Signals) => { if (stop) process.exit(s === "SIGINT" ? 130 : 143); stop = s; };
-    process.on("SIGINT", onSig);
-    process.on("SIGTERM", onSig);
     const save = async (name: string, step: number) => {
       await trainer!.saveCheckpoint(join(outDir, name), JSON.stringify({ step, epoch: Math.floor(step / stepsPerEpoch), samples_seen: step * perStep, train_samples: train.length, data: dataHash }));
     };
@@ -175,34 +200,31 @@ export async function cmdTrain(flags: Flags): Promise<number> {
     };
     const t0 = Date.now();
     let done = mem.step, tokens = 0;
-    try {
-      for (; done < totalSteps; ) {
-        const r = await trainer.step(batchFor(done));
-        done = r.step;
-        tokens += r.tokens;
-        const elapsed = (Date.now() - t0) / 1000;
-        const perStepS = elapsed / Math.max(1, done - mem.step);
-        const line = { step: r.step, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, tokens_per_s: tokens / Math.max(elapsed, 1e-9), elapsed_s: elapsed, eta_s: perStepS * (totalSteps - done) };
-        if (human) process.stderr.write(`step ${r.step}/${totalSteps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(3)}  grad_norm ${r.gradNorm.toFixed(3)}  ${line.tokens_per_s.toFixed(0)} tok/s  eta ${line.eta_s.toFixed(0)} s\n`);
-        else process.stdout.write(JSON.stringify(line) + "\n");
-        if (args.eval_steps > 0 && done % args.eval_steps === 0) await evaluate(done);
-        if (stop) {
-          await save(`checkpoint-${done}`, done);
-          process.stderr.write(`moe-studio train: ${stop}: saved ${join(outDir, `checkpoint-${done}`)}\n`);
-          return stop === "SIGINT" ? 130 : 143;
-        }
-        if (args.save_steps > 0 && done % args.save_steps === 0 && done < totalSteps) await save(`checkpoint-${done}`, done);
+    for (; done < totalSteps; ) {
+      const r = await trainer.step(batchFor(done));
+      done = r.step;
+      tokens += r.tokens;
+      const elapsed = (Date.now() - t0) / 1000;
+      const perStepS = elapsed / Math.max(1, done - mem.step);
+      const line = { step: r.step, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, tokens_per_s: tokens / Math.max(elapsed, 1e-9), elapsed_s: elapsed, eta_s: perStepS * (totalSteps - done) };
+      if (human) process.stderr.write(`step ${r.step}/${totalSteps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(3)}  grad_norm ${r.gradNorm.toFixed(3)}  ${line.tokens_per_s.toFixed(0)} tok/s  eta ${line.eta_s.toFixed(0)} s\n`);
+      else process.stdout.write(JSON.stringify(line) + "\n");
+      if (args.eval_steps > 0 && done % args.eval_steps === 0) await evaluate(done);
+      if (stop) {
+        await save(`checkpoint-${done}`, done);
+        process.stderr.write(`moe-studio train: ${stop}: saved ${join(outDir, `checkpoint-${done}`)}\n`);
+        return stop === "SIGINT" ? 130 : 143;
       }
-    } finally {
-      process.off("SIGINT", onSig);
-      process.off("SIGTERM", onSig);
+      if (args.save_steps > 0 && done % args.save_steps === 0 && done < totalSteps) await save(`checkpoint-${done}`, done);
     }
+    offSignals();
     if (args.eval_steps > 0 && done % args.eval_steps !== 0) await evaluate(done);
     await save(`checkpoint-${done}`, done);
     await save("final", done);
     process.stderr.write(`moe-studio train: done, ${done} steps; adapter in ${join(outDir, "final")}\n`);
     return 0;
   } finally {
+    offSignals();
     trainer?.dispose();
     model.close();
   }

@@ -53,4 +53,34 @@ describe("NativeTrainer", () => {
       m.close();
     }
   }, 60_000);
+
+  it("createTrainer(cfg, { estimate: true }): the trainer's own sizing, answered (not thrown) when it does not fit", async () => {
+    const m = await loadModel(modelDir("qwen3_moe"), { threads: 1 });
+    try {
+      const cfg = { max_steps: 5, lora_rank: 4, lora_alpha: 8, max_seq_length: 32, learning_rate: 1e-2, seed: 3 };
+      const t = m.native.createTrainer(cfg);
+      const mem = t.memory();
+      t.dispose();
+      const e = m.native.createTrainer(cfg, { estimate: true });
+      // the same sizing as a trainer's (the TrainState init_train allocates, measured as heap bytes: the allocator's
+      // bookkeeping moves it by a few KiB between two measurements), not a second formula
+      expect(e).toMatchObject({ baseBytes: mem.baseBytes, adapterBytes: mem.adapterBytes, params: mem.params, fits: true, activationsLowerBound: false });
+      expect(Math.abs(e.activationBytes - mem.activationBytes)).toBeLessThan(0.01 * mem.activationBytes);
+      expect("step" in e).toBe(false);
+      process.env.MOE_TRAIN_MEMORY_LIMIT = String(mem.baseBytes + mem.adapterBytes);  // not even the attention probabilities
+      try {
+        expect(() => m.native.createTrainer(cfg)).toThrow(/training needs ~.* against .* available/);
+        const n = m.native.createTrainer(cfg, { estimate: true });
+        expect(n).toMatchObject({ fits: false, activationsLowerBound: true, availableBytes: mem.baseBytes + mem.adapterBytes });
+        expect(n.totalBytes).toBeGreaterThan(n.availableBytes);
+        expect(n.summary).toMatch(/lower max_seq_length/);
+      } finally {
+        delete process.env.MOE_TRAIN_MEMORY_LIMIT;
+      }
+      // config errors are still errors
+      expect(() => m.native.createTrainer({ ...cfg, lora_rank: 0 }, { estimate: true })).toThrow(/lora_rank = 0/);
+    } finally {
+      m.close();
+    }
+  });
 });
