@@ -117,6 +117,20 @@ export function RunDetail({ run }: { run: FinetuneRun }) {
 
       <RunChart points={points} />
 
+      {Object.keys(run.args).length > 0 && (
+        <details className="finetune-args">
+          <summary>{t("finetune.settings")}</summary>
+          <dl className="facts">
+            {Object.entries(run.args).map(([k, v]) => (
+              <div key={k}>
+                <dt className="mono">{k}</dt>
+                <dd className="mono">{typeof v === "object" ? JSON.stringify(v) : String(v)}</dd>
+              </div>
+            ))}
+          </dl>
+        </details>
+      )}
+
       <section className="finetune-checkpoints" aria-label={t("finetune.checkpoints")}>
         <h3>{t("finetune.checkpoints")}</h3>
         {run.checkpoints.length === 0 ? (
