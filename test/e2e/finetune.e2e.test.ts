@@ -83,6 +83,7 @@ describe.runIf(run)("finetune, end to end in Chromium", () => {
     const dataset = region().getByLabel("Dataset", { exact: true });
     await expect.poll(async () => (await dataset.locator("option:checked").innerText()).trim(), { timeout: 15_000 }).toBe(`whales (${QUESTIONS.length} samples)`);
     await expect.poll(() => region().getByLabel("Base model", { exact: true }).inputValue(), { timeout: 15_000 }).toMatch(/qwen3_moe$/);
+    await app.screenshot("finetune-00-dataset-selected");
     app.expectClean();
   });
 

@@ -164,3 +164,16 @@ describe("the Finetune view's accessible names", () => {
     expect(keys.map((k) => zh[k])).toEqual(["微调", "开始", "暂停", "继续", "取消", "导出", "用检查点对话"]);
   });
 });
+
+describe("the chart's axes", () => {
+  it("ticks are round 1/2/5 steps inside the range", async () => {
+    const { ticks, fmtTick } = await import("../../renderer/src/components/finetune/LineChart.js");
+    expect(ticks(0, 10, 4)).toEqual([0, 5, 10]);
+    // the smallest 1/2/5 step no finer than range / n: 2.6 / 4 = 0.65 -> 1
+    expect(ticks(0.3, 2.9, 4)).toEqual([1, 2]);
+    expect(ticks(0.3, 2.9, 8)).toEqual([0.5, 1, 1.5, 2, 2.5]);
+    expect(ticks(1, 1)).toEqual([1]);
+    expect(fmtTick(0.0002)).toBe("2e-4");
+    expect(fmtTick(1.5)).toBe("1.5");
+  });
+});
