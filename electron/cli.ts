@@ -24,10 +24,11 @@ Commands:
   bench --model DIR [--prompt-tokens N] [--gen-tokens N] [--threads N]
       Prefill and decode tokens/s and peak memory (default 128 prompt tokens, 64 generated).
   train --model DIR (--data FILE.jsonl | --dataset ID [--db PATH]) --out RUN_DIR [--config train.json] [--resume RUN_DIR]
-        [--base-quant none|nf4] [--threads N] [--progress]
+        [--base-quant none|nf4] [--threads N] [--progress] [--estimate]
       LoRA finetuning (train.json: transformers/peft knob names, or {"preset": "hunyuan_lora"}). One JSON line per
       step on stdout; RUN_DIR/checkpoint-<step>/ and RUN_DIR/final/ are PEFT adapter folders (load with --adapter).
-      --resume continues the run bit-identically; Ctrl-C saves a checkpoint and exits 130.
+      --resume continues the run bit-identically; Ctrl-C saves a checkpoint and exits 130. --estimate: one JSON line
+      with the memory the run needs (fits true/false) and exit 0, nothing trained.
   quantize --model DIR --bits 8|4 [--format q8_0|q4_0|q4_k] [--embeddings keep|q8_0|q4_0|q4_k] --out DIR2 [--threads N]
       Write a quantized copy of a model folder (GGUF block formats; --bits 4 defaults to q4_k, embeddings and
       lm_head default to q8_0; routers, norms and biases stay float). Written to a temporary folder beside DIR2
@@ -86,7 +87,7 @@ const VALUE_FLAGS = new Set([
 const LIST_FLAGS = new Set(["allow-dir"]);
 /** Commands that take one positional argument (pull REPO_ID). */
 const TAKES_ARGUMENT = new Set(["pull"]);
-const BOOL_FLAGS = new Set(["json", "help", "force", "require-checksums", "progress"]);
+const BOOL_FLAGS = new Set(["json", "help", "force", "require-checksums", "progress", "estimate"]);
 
 export function parseArgs(argv: string[]): { command: string | null; flags: Flags; lists: Record<string, string[]>; args: string[] } {
   let command: string | null = null;

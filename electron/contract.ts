@@ -414,30 +414,21 @@ export const QuantizeSide = z.object({
   prefillTokensPerSecond: z.number().nullable(),
   decodeTokensPerSecond: z.number().nullable(),
 });
-export const QuantizeJob = z.object({
-  id: Id,
+/** A quantize or gguf job's result (Job.result): the output and the comparison measured after it was written. */
+export const QuantizeResult = z.object({
   target: QuantizeTarget,
   format: QuantizeFormat,
-  sourceDir: z.string(),
   output: z.string(),
-  /** interrupted: the app stopped (a crash, a forced quit) while the job ran; it can be retried or removed. */
-  state: z.enum(["running", "comparing", "done", "error", "cancelled", "interrupted"]),
-  /** Progress as a fraction of the output written, 0..1. */
-  progress: z.number(),
-  message: z.string().nullable(),
+  /** What the writer noted (tensors kept at higher precision, …) and what was not measured and why. */
   notes: z.array(z.string()),
-  result: z
-    .object({
-      source: QuantizeSide,
-      quantized: QuantizeSide,
-      /** Accuracy on a fixed token stream: mean KL(float ‖ quantized) of the next-token distribution, top-1 agreement. */
-      klDivergence: z.number().nullable(),
-      top1Agreement: z.number().nullable(),
-      seconds: z.number(),
-    })
-    .nullable(),
+  source: QuantizeSide,
+  quantized: QuantizeSide,
+  /** Accuracy on a fixed token stream: mean KL(float ‖ quantized) of the next-token distribution, top-1 agreement. */
+  klDivergence: z.number().nullable(),
+  top1Agreement: z.number().nullable(),
+  seconds: z.number(),
 });
-export type QuantizeJob = z.infer<typeof QuantizeJob>;
+export type QuantizeResult = z.infer<typeof QuantizeResult>;
 
 // ---------- jobs ----------
 // One job system (electron/jobs/): every long task the app runs — dataset import, token counting, quantize, GGUF
@@ -520,6 +511,8 @@ export type FinetuneSpec = z.infer<typeof FinetuneSpec>;
 /** The engine's estimate before step 1 against this machine's free memory. */
 export const MemoryEstimate = z.object({
   baseBytes: z.number(), adapterBytes: z.number(), activationBytes: z.number(), totalBytes: z.number(),
+  /** AdamW's two moments (8 bytes per LoRA parameter); adapterBytes is then the parameters and their gradients. */
+  optimizerBytes: z.number().optional(),
   /** Free RAM now (MemAvailable); -1 unknown. */
   availableBytes: z.number(),
   params: z.number(),
@@ -818,7 +811,7 @@ export const calls = {
     Job,
   ),
   // ---------- quantize ----------
-  /** Quantizes/exports a model folder into the app's models folder as `name` (progress: quantize.job events). */
+  /** Quantizes/exports a model folder into the app's models folder as `name` (a "quantize" or "gguf" job: progress, cancel, retry and remove through jobs.*; the comparison is its result, a QuantizeResult). */
   "quantize.start": call(
     z.strictObject({
       dir: Text(4096).min(1),
@@ -826,15 +819,8 @@ export const calls = {
       format: QuantizeFormat,
       name: Text(200).min(1).regex(/^[^/\\]+$/, "a name, not a path").refine((n) => n !== "." && n !== "..", "a name, not a path"),
     }),
-    QuantizeJob,
+    Job,
   ),
-  /** Cancels a running job; nothing partial is left behind. */
-  "quantize.cancel": call(ById, Ok),
-  "quantize.list": call(Empty, z.array(QuantizeJob)),
-  /** Forgets a job that is not running (its output, if any, stays). */
-  "quantize.remove": call(ById, Ok),
-  /** Starts an interrupted, failed or cancelled job again with the same model, format and name; answers the new job. */
-  "quantize.retry": call(ById, QuantizeJob),
   /** The folder quantized models and GGUF files are written to. */
   "quantize.folder": call(Empty, z.object({ dir: z.string() })),
 } as const;
@@ -881,10 +867,6 @@ export const events = {
   "finetune.run": FinetuneRun,
   /** A training step or evaluation of a run arrived (the chart appends it). */
   "finetune.point": z.object({ runId: Id, point: TrainPoint }),
-
-  // ---------- quantize ----------
-  /** A quantize job changed (progress, state, result). */
-  "quantize.job": QuantizeJob,
 } as const;
 
 // ---------- types both sides use ----------

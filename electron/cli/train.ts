@@ -1,5 +1,10 @@
 // `moe-studio train --model DIR (--data FILE.jsonl | --dataset ID [--db PATH]) --out RUN_DIR [--config train.json]
-//  [--resume RUN_DIR] [--base-quant none|nf4] [--threads N] [--progress]`
+//  [--resume RUN_DIR] [--base-quant none|nf4] [--threads N] [--progress] [--estimate]`
+//
+// --estimate: no training and no run folder (--out may be left out): the data is read and prepared as for a run (so an
+// empty dataset or a model without a chat template fails the same way), then one JSON line {"memory": {...,
+// activations_lower_bound, total_steps, train_samples, validation_samples}} and exit 0, also when it would not fit
+// (fits false): the app asks this before it starts a run, in a child process.
 //
 // On stdout: one JSON line {"memory": {base_bytes, adapter_bytes, activation_bytes, total_bytes, available_bytes, params,
 // fits}} before step 1, one per optimizer step {"step","loss","lr","grad_norm","tokens_per_s","elapsed_s","eta_s"} and
@@ -62,8 +67,10 @@ export async function cmdTrain(flags: Flags): Promise<number> {
   const modelDir = str(flags, "model");
   if (!modelDir) throw new Error("--model is required");
   const resumeDir = str(flags, "resume");
+  const estimateOnly = flags.estimate === true;
+  if (estimateOnly && resumeDir) throw new Error("--estimate is for a fresh run, not --resume (a resumed run already fitted)");
   const outDir = resolve(str(flags, "out") ?? resumeDir ?? "");
-  if (!str(flags, "out") && !resumeDir) throw new Error("--out RUN_DIR is required");
+  if (!str(flags, "out") && !resumeDir && !estimateOnly) throw new Error("--out RUN_DIR is required");
   const data = str(flags, "data");
   const datasetId = str(flags, "dataset");
   if ((data === undefined) === (datasetId === undefined)) throw new Error("give one of --data FILE.jsonl or --dataset ID");
@@ -80,16 +87,18 @@ export async function cmdTrain(flags: Flags): Promise<number> {
   else if (saved && existsSync(saved)) args = resolveTrainArgs(parse(saved));
   else args = resolveTrainArgs({});
   // the run folder must be writable before anything is computed
-  try {
-    mkdirSync(outDir, { recursive: true });
-    accessSync(outDir, constants.W_OK);
-    writeAtomic(join(outDir, ".write-probe"), "");
-  } catch (e) {
-    throw new Error(`--out ${outDir}: cannot write there (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  if (!estimateOnly) {
+    try {
+      mkdirSync(outDir, { recursive: true });
+      accessSync(outDir, constants.W_OK);
+      writeAtomic(join(outDir, ".write-probe"), "");
+    } catch (e) {
+      throw new Error(`--out ${outDir}: cannot write there (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    // A checkpoint half-written by a run that was killed (a second Ctrl-C, a crash) is `.checkpoint-N.partial-PID`, the
+    // same `.NAME.partial-PID` form the quantizer and the merged export use: swept once its writer is gone.
+    sweepLeftovers([outDir], { match: (l) => l.kind === "quantize-temp" });
   }
-  // A checkpoint half-written by a run that was killed (a second Ctrl-C, a crash) is `.checkpoint-N.partial-PID`, the
-  // same `.NAME.partial-PID` form the quantizer and the merged export use: swept once its writer is gone.
-  sweepLeftovers([outDir], { match: (l) => l.kind === "quantize-temp" });
   const threadsFlag = str(flags, "threads");
   const threads = threadsFlag !== undefined ? Number(threadsFlag) : undefined;
   if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new Error(`--threads must be an integer >= 1, got "${threadsFlag}"`);
@@ -128,6 +137,19 @@ export async function cmdTrain(flags: Flags): Promise<number> {
     const info = `${train.length} training sample(s)${val.length ? `, ${val.length} for validation` : ""}, ${read.rejected} line(s) rejected, ` +
       `${prep.truncated} truncated to ${args.max_seq_length} tokens, ${prep.tooLong + prep.unaligned} left out; ${totalSteps} steps of ${perStep} sample(s)`;
     process.stderr.write(`moe-studio train: ${info}\n`);
+    if (estimateOnly) {
+      let est;
+      try {
+        est = model.native.createTrainer(nativeConfig(args, totalSteps, resolve(modelDir)), { estimate: true });
+      } catch (e) {
+        throw new Error(`cannot train: ${(e as Error).message}`);
+      }
+      if (human) process.stderr.write(`memory: ${est.summary}\n`);
+      process.stdout.write(JSON.stringify({ memory: { base_bytes: est.baseBytes, adapter_bytes: est.adapterBytes, activation_bytes: est.activationBytes,
+        total_bytes: est.totalBytes, available_bytes: est.availableBytes, params: est.params, fits: est.fits, activations_lower_bound: est.activationsLowerBound,
+        total_steps: totalSteps, train_samples: train.length, validation_samples: val.length } }) + "\n");
+      return 0;
+    }
 
     const ckpt = resumeDir ? latestCheckpoint(resumeDir) : null;
     if (resumeDir && !ckpt) throw new Error(`--resume ${resumeDir}: no checkpoint-<step>/ folder with trainer_state.json there`);
@@ -152,7 +174,7 @@ export async function cmdTrain(flags: Flags): Promise<number> {
     // test/bench/train_cli.mjs compare it with what the run really uses).
     if (human) process.stderr.write(`memory: ${mem.summary}\n`);
     else process.stdout.write(JSON.stringify({ memory: { base_bytes: mem.baseBytes, adapter_bytes: mem.adapterBytes, activation_bytes: mem.activationBytes,
-      total_bytes: mem.totalBytes, available_bytes: mem.availableBytes, params: mem.params, fits: mem.fits } }) + "\n");
+      total_bytes: mem.totalBytes, available_bytes: mem.availableBytes, params: mem.params, fits: mem.fits, total_steps: totalSteps, step: mem.step } }) + "\n");
     writeAtomic(join(outDir, "train_args.json"), JSON.stringify(args, null, 2) + "\n");
 
     let stop: NodeJS.Signals | null = null;

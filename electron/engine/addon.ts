@@ -100,6 +100,8 @@ export interface NativeModel {
    * checkpoint folder `resume` continued bit-identically. Throws when the run cannot fit in memory (the numbers).
    */
   createTrainer(config: NativeTrainConfig, opts?: { resume?: string }): NativeTrainer;
+  /** The memory a fresh run of `config` would need (the same sizing), answered even when it does not fit; no trainer is made. */
+  createTrainer(config: NativeTrainConfig, opts: { estimate: true }): NativeTrainEstimate;
 }
 
 /** train.json's knobs by their names, as the engine takes them (the CLI resolves epochs into max_steps). */
@@ -137,6 +139,10 @@ export interface NativeTrainMemory {
   availableBytes: number;
   params: number; fits: boolean; summary: string; step: number;
 }
+
+/** createTrainer(config, { estimate: true }): activationsLowerBound when even the attention probabilities (and the
+ *  base and adapters) exceed the budget, so the rest of the training state was not sized. */
+export interface NativeTrainEstimate extends Omit<NativeTrainMemory, "step"> { activationsLowerBound: boolean }
 
 export interface NativeTrainer {
   /** One optimizer step over the whole (accumulated) batch: loss = mean over every counted target. */

@@ -16,6 +16,7 @@ import { configureBoundedText, type TextProcessSpawner } from "../text/bounded-t
 import type { AsyncHandlers } from "../rpc.js";
 import { openDatabase, type Db } from "../store/db.js";
 import { JobsStore } from "../store/jobs.js";
+import { JobService } from "../jobs/service.js";
 import { repositories, type Repositories } from "../store/repositories.js";
 import { ChatService } from "./chat.js";
 import { ConversationService } from "./conversations.js";
@@ -24,7 +25,7 @@ import { ModelService, type Emit } from "./models.js";
 import { engineMessages, withDiskFullIn } from "./errors.js";
 import { databaseFile } from "./paths.js";
 import { PresetService } from "./presets.js";
-import { QuantizeService } from "./quantize.js";
+import { QuantizeService, upgradeLegacyQuantizeRows, type QuantizeParams } from "./quantize.js";
 import { SettingsService } from "./settings.js";
 import { LibraryService } from "./library.js";
 import { sweepLeftovers } from "./leftovers.js";
@@ -134,7 +135,11 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   });
   // what a killed quantize, export, download or token write left in the models and data folders (services/leftovers.ts)
   for (const l of sweepLeftovers([library.modelsDir(), opts.dataDir]).removed) opts.log?.(`removed ${l.path} (left by pid ${l.pid ?? "?"}, which is gone)`);
-  const quantize = new QuantizeService(() => library.modelsDir(), opts.emit, new JobsStore(db));
+  // every long task's state, progress, cancel and restart (electron/jobs/); the kinds register with it
+  const jobsStore = new JobsStore(db);
+  upgradeLegacyQuantizeRows(jobsStore);
+  const jobs = new JobService({ store: jobsStore, emit: opts.emit });
+  const quantize = new QuantizeService(() => library.modelsDir(), jobs);
 
   // Paths from calls are checked here, once, where they enter; the services trust what they are given (the CLI
   // and the app's own start-up, e.g. initialModel, call them directly).
@@ -149,6 +154,11 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
         ...(opts.containPaths.hint ? { hint: opts.containPaths.hint } : {}),
       })
     : anyPath;
+  /** The paths a job's parameters name, checked again before it runs again (retry, resume). */
+  const checkJobPaths = (id: string) => {
+    const j = jobs.get(id);
+    if (j.kind === "quantize" || j.kind === "gguf") paths.checkRead((jobs.paramsOf(id) as QuantizeParams).sourceDir, "model folder to quantize");
+  };
   const tokenizerIn = (t: TokenizerChoice | undefined): TokenizerChoice | undefined =>
     t && { ...t, modelDir: paths.checkRead(t.modelDir, "tokenizer.modelDir (a model folder)") };
 
@@ -228,24 +238,29 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "datasets.tokens.cancel": async (i) => datasets.cancelTokens(i.jobId),
     // ---------- quantize ----------
     "quantize.start": async (i) => quantize.start({ ...i, dir: paths.checkRead(i.dir, "model folder to quantize") }),
-    "quantize.cancel": async (i) => quantize.cancel(i.id),
-    "quantize.list": async () => quantize.list(),
-    "quantize.remove": async (i) => quantize.remove(i.id),
-    // a retry reads the job's model folder again: it is checked like a new start's (the allowed folders may differ now)
-    "quantize.retry": async (i) => {
-      const job = quantize.list().find((j) => j.id === i.id);
-      if (job) paths.checkRead(job.sourceDir, "model folder to quantize");
-      return quantize.retry(i.id);
-    },
     "quantize.folder": async () => ({ dir: quantize.folder() }),
-    // The job system and the finetune service (issue 13) are being built against these contract entries; until they
+    // ---------- jobs ----------
+    "jobs.list": async (i) => jobs.list(i.kind),
+    "jobs.cancel": async (i) => jobs.cancel(i.id),
+    "jobs.pause": async (i) => jobs.pause(i.id),
+    "jobs.resume": async (i) => {
+      checkJobPaths(i.id);
+      return jobs.resume(i.id);
+    },
+    // a retry reads the job's inputs again: they are checked like a new start's (the allowed folders may differ now)
+    "jobs.retry": async (i) => {
+      checkJobPaths(i.id);
+      return jobs.retry(i.id);
+    },
+    "jobs.remove": async (i) => jobs.remove(i.id),
+    // The finetune service (issue 13) is being built against these contract entries; until they
     // land each call answers unknown_call instead of pretending.
     ...Object.fromEntries(
-      (["jobs.list", "jobs.cancel", "jobs.pause", "jobs.resume", "jobs.retry", "jobs.remove", "finetune.estimate", "finetune.start",
+      (["finetune.estimate", "finetune.start",
         "finetune.list", "finetune.get", "finetune.delete", "finetune.export"] as const).map((n) => [n, async () => {
         throw new RpcError("unknown_call", `${n} is not available in this build yet`);
       }]),
-    ) as unknown as Pick<AsyncHandlers, "jobs.list" | "jobs.cancel" | "jobs.pause" | "jobs.resume" | "jobs.retry" | "jobs.remove" | "finetune.estimate" |
+    ) as unknown as Pick<AsyncHandlers, "finetune.estimate" |
       "finetune.start" | "finetune.list" | "finetune.get" | "finetune.delete" | "finetune.export">,
   };
 
@@ -264,7 +279,8 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
         await chat.dispose().catch(() => undefined);
         await library.dispose().catch(() => undefined);
         await datasets.dispose().catch(() => undefined);
-        quantize.dispose();
+        // pausable jobs pause (training checkpoints), the rest are cancelled; awaited before the database closes
+        await jobs.dispose().catch(() => undefined);
         const queued = models.dispose();
         host.shutdown();
         await queued.catch(() => undefined);

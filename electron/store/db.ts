@@ -173,6 +173,50 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 6,
+    description: "finetune runs and every step's metrics (the Finetune view's list and chart outlive the app)",
+    up(db) {
+      // A run's files (train.json, checkpoints, final/) are in its run folder; the row says what it trains and where it
+      // stands, and run_points keeps each step's numbers, so the chart is whole after a restart. dataset_name is kept
+      // beside the id: a deleted dataset still names the runs trained on it.
+      db.exec(`
+        CREATE TABLE runs (
+          id TEXT PRIMARY KEY,
+          name TEXT NOT NULL,
+          model_dir TEXT NOT NULL,
+          dataset_id TEXT NOT NULL,
+          dataset_name TEXT NOT NULL,
+          base_quant TEXT NOT NULL CHECK (base_quant IN ('none', 'nf4')),
+          preset TEXT NOT NULL,
+          args TEXT NOT NULL,              -- JSON: the resolved train.json the run trains with
+          status TEXT NOT NULL,            -- queued | running | paused | done | failed | cancelled | interrupted
+          error TEXT,
+          run_dir TEXT NOT NULL,
+          job_id TEXT,                     -- the train job (jobs table); its state drives status
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL,
+          step INTEGER NOT NULL DEFAULT 0,
+          total_steps INTEGER,
+          final_loss REAL,
+          final_eval_loss REAL
+        );
+        CREATE INDEX runs_created ON runs(created_at);
+        CREATE TABLE run_points (
+          run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+          step INTEGER NOT NULL,
+          kind TEXT NOT NULL CHECK (kind IN ('train', 'eval')),
+          loss REAL,
+          eval_loss REAL,
+          lr REAL,
+          grad_norm REAL,
+          tokens_per_s REAL,
+          elapsed_s REAL,
+          PRIMARY KEY (run_id, kind, step)
+        );
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

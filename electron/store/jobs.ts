@@ -1,6 +1,6 @@
 // The jobs table (migration 4): one row per long task, written when it starts, changes state, and now and then while
-// it runs, so that a crash leaves a row saying "running" that the next start turns into "interrupted". Today only
-// the quantize service keeps its jobs here (downloads keep their state in sidecar files beside the models).
+// it runs, so that a crash leaves a row saying "running" that the next start turns into "interrupted". The job
+// service (electron/jobs/service.ts) is its one writer: every kind's jobs live here, their detail is the service's.
 import type { Db } from "./db.js";
 
 export interface JobRecord<D = unknown> {
@@ -32,6 +32,7 @@ export class JobsStore {
         INSERT INTO jobs (id, kind, status, started_at, updated_at, detail, error) VALUES (@id, @kind, @status, @startedAt, @updatedAt, @detail, @error)
         ON CONFLICT(id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at, detail = excluded.detail, error = excluded.error`),
       list: db.prepare(`SELECT * FROM jobs WHERE kind = ? ORDER BY started_at, id`),
+      all: db.prepare(`SELECT * FROM jobs ORDER BY started_at, id`),
       delete: db.prepare(`DELETE FROM jobs WHERE id = ?`),
     };
   }
@@ -40,10 +41,10 @@ export class JobsStore {
     this.s.upsert.run({ ...r, detail: JSON.stringify(r.detail) });
   }
 
-  /** A kind's jobs, oldest first. A row whose detail is not JSON is skipped (and left for a person to look at). */
-  list<D>(kind: string): JobRecord<D>[] {
+  /** A kind's jobs (every job without one), oldest first. A row whose detail is not JSON is skipped (and left for a person to look at). */
+  list<D>(kind?: string): JobRecord<D>[] {
     const out: JobRecord<D>[] = [];
-    for (const row of this.s.list.all(kind) as JobRow[]) {
+    for (const row of (kind === undefined ? this.s.all.all() : this.s.list.all(kind)) as JobRow[]) {
       let detail: D;
       try {
         detail = JSON.parse(row.detail) as D;

@@ -1,4 +1,5 @@
-// NativeTrainer (electron/engine/addon.ts): model.createTrainer(config, { resume? }) and its step / evaluate /
+// NativeTrainer (electron/engine/addon.ts): model.createTrainer(config, { resume? }) (or { estimate: true }: the
+// memory a run would need, as an object, no trainer) and its step / evaluate /
 // saveCheckpoint as AsyncWorkers (one at a time per trainer; each counts as a job of the model so close() waits).
 // The config holds train.json's knobs by their names (the CLI resolves epochs into max_steps).
 #include <cmath>
@@ -254,9 +255,24 @@ Napi::Value create_trainer(const Napi::CallbackInfo& info, std::shared_ptr<Model
   std::shared_ptr<Model> model = handle->model;
   TrainConfig c = config_from(info[0].As<Napi::Object>(), model->spec());
   std::string resume;
+  bool estimate = false;
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Value r = info[1].As<Napi::Object>().Get("resume");
     if (r.IsString()) resume = r.As<Napi::String>().Utf8Value();
+    Napi::Value e = info[1].As<Napi::Object>().Get("estimate");
+    estimate = e.IsBoolean() && e.As<Napi::Boolean>().Value();
+  }
+  // { estimate: true }: the memory a fresh run would need (Trainer::estimate), never refused; no trainer is made
+  if (estimate) {
+    MemoryEstimate m;
+    try { m = Trainer::estimate(model, c); } catch (const std::exception& e) { throw Napi::Error::New(env, e.what()); }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("baseBytes", double(m.base_bytes)); o.Set("adapterBytes", double(m.adapter_bytes));
+    o.Set("activationBytes", double(m.activation_bytes)); o.Set("totalBytes", double(m.total_bytes));
+    o.Set("availableBytes", double(m.available_bytes)); o.Set("params", double(m.params));
+    o.Set("fits", m.fits()); o.Set("summary", m.describe());
+    o.Set("activationsLowerBound", m.activations_lower_bound);
+    return o;
   }
   std::shared_ptr<Trainer> t;
   try {

@@ -200,6 +200,13 @@ std::unique_ptr<Trainer> Trainer::resume(std::shared_ptr<Model> model, const Tra
   return t;
 }
 
+MemoryEstimate Trainer::estimate(std::shared_ptr<Model> model, const TrainConfig& cfg) {
+  Trainer t(std::move(model), cfg, Resume{});
+  t.estimate_only_ = true;
+  t.setup();
+  return t.mem_;
+}
+
 void Trainer::setup() {
   Model& m = *model_;
   grads_ = zeros_like(lora_);
@@ -247,7 +254,10 @@ void Trainer::setup() {
   mem_.activations_lower_bound = true;
   mem_.total_bytes = mem_.base_bytes + mem_.adapter_bytes + mem_.activation_bytes;
   mem_.available_bytes = available(mem_.adapter_bytes);
-  if (!mem_.fits()) throw std::runtime_error(mem_.describe());
+  if (!mem_.fits()) {
+    if (estimate_only_) return;
+    throw std::runtime_error(mem_.describe());
+  }
   const int64_t h0 = heap_in_use();
   m.init_train(ts_, T, lora_);
   // evaluate's logits: a chunk of rows at a time (≤ 8 MiB, as the training loss chunks them)
@@ -258,7 +268,7 @@ void Trainer::setup() {
   if (h1 > h0) { mem_.activation_bytes = h1 - h0; mem_.activations_lower_bound = false; }
   mem_.total_bytes = mem_.base_bytes + mem_.adapter_bytes + mem_.activation_bytes;
   mem_.available_bytes = available(mem_.adapter_bytes + mem_.activation_bytes);
-  if (!mem_.fits()) throw std::runtime_error(mem_.describe());
+  if (!mem_.fits() && !estimate_only_) throw std::runtime_error(mem_.describe());
   targets_.assign(size_t(T), -100);
 }
 

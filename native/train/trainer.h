@@ -107,6 +107,11 @@ class Trainer {
   // Resume from a checkpoint folder written by save_checkpoint (adapter, moments, step, RNG): bit-identical
   // continuation. The config's LoRA shape must match the checkpoint's.
   static std::unique_ptr<Trainer> resume(std::shared_ptr<Model> model, const TrainConfig& cfg, const std::string& dir);
+  // The memory a fresh run of this config would need, without refusing when it does not fit (a planner asks before it
+  // starts anything): the same sizing as the constructor (the TrainState init_train allocates, measured), except that
+  // when even the lower bound (base + adapters + attention probabilities) exceeds the budget, nothing more is
+  // allocated and the lower bound is answered (activations_lower_bound).
+  static MemoryEstimate estimate(std::shared_ptr<Model> model, const TrainConfig& cfg);
 
   StepResult step(const std::vector<TrainSeq>& batch);
   // Mean CE over the batch's counted targets, forward only (dropout off, no update). Returns {Σ CE / N, N}.
@@ -131,6 +136,7 @@ class Trainer {
   struct Resume {};
   Trainer(std::shared_ptr<Model> model, const TrainConfig& cfg, Resume);
   void setup();
+  bool estimate_only_ = false;  // setup() measures and returns instead of refusing (Trainer::estimate)
   int64_t count_targets(const TrainSeq& s, std::vector<int32_t>& targets) const;
 
   std::shared_ptr<Model> model_;

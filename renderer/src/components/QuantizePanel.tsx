@@ -4,8 +4,9 @@
 import { useEffect, useState } from "react";
 import type { ModelCard } from "../api/types.js";
 import { useT } from "../hooks.js";
-import { folderName, formatBytes, useModels } from "../stores/models.js";
-import { defaultName, formatName, useQuantize, type Format, type Target } from "../stores/quantize.js";
+import { jobsOf, percent, useJobs } from "../stores/jobs.js";
+import { formatBytes, useModels } from "../stores/models.js";
+import { defaultName, formatName, QUANTIZE_KINDS, quantizeResult, useQuantize, type Format, type Target } from "../stores/quantize.js";
 import { IconAlert } from "./icons.js";
 
 const FORMATS: Record<Target, Format[]> = { gguf: ["f16", "q8_0", "q4_0", "q4_k"], model: ["q8_0", "q4_k", "q4_0"] };
@@ -16,12 +17,18 @@ function num(v: number | null, digits: number, unit = "") {
 
 export function QuantizePanel({ card, onClose }: { card: ModelCard; onClose: () => void }) {
   const t = useT();
-  const job = useQuantize((s) => s.job);
+  const jobId = useQuantize((s) => s.jobId);
   const folder = useQuantize((s) => s.folder);
   const error = useQuantize((s) => s.error);
   const starting = useQuantize((s) => s.starting);
-  const interrupted = useQuantize((s) => s.interrupted).filter((j) => j.sourceDir === card.dir);
-  const { start, cancel, load, clear, retry, remove } = useQuantize.getState();
+  const all = useJobs((s) => s.jobs);
+  const { start, load, clear, retry } = useQuantize.getState();
+  const { cancel, remove } = useJobs.getState();
+  // this model's quantize/export jobs; one runs at a time across the app (the service refuses a second)
+  const mineAll = jobsOf(all, QUANTIZE_KINDS, card.dir);
+  const interrupted = mineAll.filter((j) => j.status === "interrupted");
+  const running = jobsOf(all, QUANTIZE_KINDS).find((j) => j.status === "running" || j.status === "pausing") ?? null;
+  const job = (jobId ? all[jobId] : null) ?? running;
   const [target, setTarget] = useState<Target>("gguf");
   const [format, setFormat] = useState<Format>("q8_0");
   const [name, setName] = useState(defaultName(card.name, "q8_0"));
@@ -31,10 +38,12 @@ export function QuantizePanel({ card, onClose }: { card: ModelCard; onClose: () 
     if (!edited) setName(defaultName(card.name, format));
   }, [card.name, format, edited]);
 
-  const busy = job !== null && (job.state === "running" || job.state === "comparing");
-  const mine = job !== null && job.sourceDir === card.dir;
-  const pct = job ? Math.round(job.progress * 100) : 0;
-  const r = mine && job?.state === "done" ? job.result : null;
+  const busy = running !== null;
+  const mine = job !== null && job.subject === card.dir;
+  const pct = job ? (percent(job) ?? 0) : 0;
+  const r = mine ? quantizeResult(job) : null;
+  // after the output is written the kind measures both models; its message says so
+  const comparing = job !== null && job.status === "running" && job.message !== null;
 
   return (
     <section className="card quantize-panel" aria-label={t("quantize.title")}>
@@ -98,12 +107,12 @@ export function QuantizePanel({ card, onClose }: { card: ModelCard; onClose: () 
       {interrupted.length > 0 && (
         <ul className="quantize-interrupted" aria-label={t("quantize.interruptedList")}>
           {interrupted.map((j) => {
-            const name = folderName(j.output);
+            const name = j.title;
             return (
               <li key={j.id} className="open-error" role="status">
                 <IconAlert />
                 <div>
-                  {t("quantize.interrupted", { name, format: formatName(j.format), pct: Math.round(j.progress * 100) })}{" "}
+                  {t("quantize.interrupted", { name, pct: percent(j) ?? 0 })}{" "}
                   <button type="button" className="secondary" disabled={busy || starting} aria-label={t("quantize.retryNamed", { name })} onClick={() => void retry(j.id)}>
                     {t("quantize.retry")}
                   </button>{" "}
@@ -122,33 +131,33 @@ export function QuantizePanel({ card, onClose }: { card: ModelCard; onClose: () 
           <div>{error}</div>
         </div>
       )}
-      {mine && busy && job && (
+      {mine && job && job.status === "running" && (
         <div className="progress" role="status">
           <div className="progress-label">
-            <span>{job.state === "comparing" ? t("quantize.comparing") : t("quantize.running", { format: formatName(job.format) })}</span>
+            <span>{comparing ? t("quantize.comparing") : t("quantize.running")}</span>
             <span>{pct}%</span>
           </div>
           <div className="bar" role="progressbar" aria-valuemin={0} aria-valuemax={100} aria-valuenow={pct} aria-label={t("quantize.progress")}>
             <span style={{ width: `${pct}%` }} />
           </div>
-          <button type="button" className="secondary" onClick={() => void cancel()}>
+          <button type="button" className="secondary" onClick={() => void cancel(job.id)}>
             {t("quantize.cancel")}
           </button>
         </div>
       )}
-      {mine && job?.state === "cancelled" && <p role="status">{t("quantize.cancelled")}</p>}
-      {mine && job?.state === "error" && (
+      {mine && job?.status === "cancelled" && <p role="status">{t("quantize.cancelled")}</p>}
+      {mine && job?.status === "failed" && (
         <div className="open-error" role="alert">
           <IconAlert />
-          <div>{job.message}</div>
+          <div>{job.error}</div>
         </div>
       )}
       {r && job && (
         <div className="quantize-result" role="status">
           <p>
-            {t("quantize.done", { path: job.output })}{" "}
-            {job.target === "model" && (
-              <button type="button" className="secondary" onClick={() => void useModels.getState().open(job.output)}>
+            {t("quantize.done", { path: r.output })}{" "}
+            {r.target === "model" && (
+              <button type="button" className="secondary" onClick={() => void useModels.getState().open(r.output)}>
                 {t("quantize.openResult")}
               </button>
             )}{" "}
@@ -161,7 +170,7 @@ export function QuantizePanel({ card, onClose }: { card: ModelCard; onClose: () 
               <tr>
                 <th />
                 <th>{t("quantize.original")}</th>
-                <th>{formatName(job.format)}</th>
+                <th>{formatName(r.format)}</th>
               </tr>
             </thead>
             <tbody>
@@ -189,7 +198,7 @@ export function QuantizePanel({ card, onClose }: { card: ModelCard; onClose: () 
               </tr>
             </tbody>
           </table>
-          {job.notes.map((n) => (
+          {r.notes.map((n) => (
             <p key={n} className="muted small-text">
               {n}
             </p>

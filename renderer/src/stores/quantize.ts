@@ -1,85 +1,66 @@
-// Quantize / GGUF export jobs (quantize.job events) and the panel's form state for the model card. Jobs cut off by a
-// crash or a forced quit come back from quantize.list as "interrupted", with Retry and Remove.
+// The Quantize panel's form state for the model card. The jobs themselves ("quantize" and "gguf") live in the one
+// jobs store (stores/jobs.ts), fed by jobs.job events; this store remembers which job the panel started so that it
+// shows that job's comparison when it is done.
 import { create } from "zustand";
 import { api } from "../api/index.js";
-import type { QuantizeJob } from "../api/types.js";
+import type { CallInput, Job, QuantizeResult } from "../api/types.js";
+import { useJobs } from "./jobs.js";
 
-export type Target = QuantizeJob["target"];
-export type Format = QuantizeJob["format"];
+export type Target = CallInput<"quantize.start">["target"];
+export type Format = CallInput<"quantize.start">["format"];
+
+export const QUANTIZE_KINDS = ["quantize", "gguf"] as const;
 
 interface QuantizeState {
-  /** The job the panel shows (the latest one started from this window, or the one running). */
-  job: QuantizeJob | null;
+  /** The job the panel shows (the latest one started from this window); its state is in the jobs store. */
+  jobId: string | null;
   folder: string | null;
   error: string | null;
   starting: boolean;
-  /** Jobs an earlier run of the app left unfinished. */
-  interrupted: QuantizeJob[];
   load(): Promise<void>;
-  retry(id: string): Promise<void>;
-  remove(id: string): Promise<void>;
   start(input: { dir: string; target: Target; format: Format; name: string }): Promise<void>;
-  cancel(): Promise<void>;
-  onJob(job: QuantizeJob): void;
+  /** A Retry from the panel: the new job becomes the one it shows. */
+  retry(id: string): Promise<void>;
   clear(): void;
 }
 
-export const useQuantize = create<QuantizeState>((set, get) => ({
-  job: null,
+export const useQuantize = create<QuantizeState>((set) => ({
+  jobId: null,
   folder: null,
   error: null,
   starting: false,
-  interrupted: [],
   load: async () => {
     try {
-      const [{ dir }, jobs] = await Promise.all([api().call("quantize.folder", {}), api().call("quantize.list", {})]);
-      const running = jobs.find((j) => j.state === "running" || j.state === "comparing");
-      set({ folder: dir, interrupted: jobs.filter((j) => j.state === "interrupted"), ...(running ? { job: running } : {}) });
+      const [{ dir }] = await Promise.all([api().call("quantize.folder", {}), useJobs.getState().load()]);
+      set({ folder: dir });
     } catch {
       // the panel shows no folder hint; starting a job reports its own error
-    }
-  },
-  retry: async (id) => {
-    set({ starting: true, error: null });
-    try {
-      const job = await api().call("quantize.retry", { id });
-      set({ job, starting: false, interrupted: get().interrupted.filter((j) => j.id !== id) });
-    } catch (e) {
-      set({ starting: false, error: (e as Error)?.message ?? String(e) });
-    }
-  },
-  remove: async (id) => {
-    try {
-      await api().call("quantize.remove", { id });
-      set({ interrupted: get().interrupted.filter((j) => j.id !== id) });
-    } catch (e) {
-      set({ error: (e as Error)?.message ?? String(e) });
     }
   },
   start: async (input) => {
     set({ starting: true, error: null });
     try {
       const job = await api().call("quantize.start", input);
-      set({ job, starting: false });
+      useJobs.getState().onJob(job);
+      set({ jobId: job.id, starting: false });
     } catch (e) {
       set({ starting: false, error: (e as Error)?.message ?? String(e) });
     }
   },
-  cancel: async () => {
-    const j = get().job;
-    if (!j) return;
-    try {
-      await api().call("quantize.cancel", { id: j.id });
-    } catch (e) {
-      set({ error: (e as Error)?.message ?? String(e) });
-    }
+  retry: async (id) => {
+    set({ starting: true, error: null });
+    const job = await useJobs.getState().retry(id);
+    set({ starting: false, ...(job ? { jobId: job.id } : { error: useJobs.getState().error }) });
   },
-  onJob: (job) => {
-    const cur = get().job;
-    if (!cur || cur.id === job.id || job.state === "running") set({ job });
-  },
-  clear: () => set({ job: null, error: null }),
+  clear: () => set({ jobId: null, error: null }),
 }));
+
+/** A done quantize/gguf job's comparison (Job.result), or null. */
+export function quantizeResult(j: Job | null | undefined): QuantizeResult | null {
+  if (!j || j.status !== "done" || !j.result || typeof j.result !== "object") return null;
+  const r = j.result as Partial<QuantizeResult>;
+  return r.source && r.quantized && typeof r.output === "string" ? (r as QuantizeResult) : null;
+}
 
 /** "q4_k" -> "Q4_K" */
 export function formatName(f: Format): string {

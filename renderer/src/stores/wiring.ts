@@ -7,12 +7,12 @@ import { useFinetune } from "./finetune.js";
 import { useModels } from "./models.js";
 import { useLibrary } from "./library.js";
 import { useSamples } from "./samples.js";
-import { useQuantize } from "./quantize.js";
+import { useJobs } from "./jobs.js";
 import { useSettings } from "./settings.js";
 import { useUi } from "./ui.js";
 
 export async function refreshAll(): Promise<void> {
-  await Promise.all([useSettings.getState().load(), useModels.getState().refresh(), useConversations.getState().refresh()]);
+  await Promise.all([useSettings.getState().load(), useModels.getState().refresh(), useConversations.getState().refresh(), useJobs.getState().load()]);
   // Datasets load when their view first opens; after a reconnect, what was loaded is loaded again.
   if (useDatasets.getState().loaded) {
     await useDatasets.getState().refresh();
@@ -38,7 +38,8 @@ export function connectStores(transport: Transport): () => void {
     transport.on("datasets.import.status", (s) => useDatasets.getState().onImportStatus(s)),
     transport.on("datasets.tokens.progress", (p) => useSamples.getState().onTokens(p)),
     transport.on("datasets.changed", (e) => useDatasets.getState().onChanged(e)),
-    transport.on("quantize.job", (j) => useQuantize.getState().onJob(j)),
+    transport.on("jobs.job", (j) => useJobs.getState().onJob(j)),
+    transport.on("jobs.removed", (e) => useJobs.getState().onRemoved(e)),
     transport.on("finetune.run", (r) => useFinetune.getState().onRun(r)),
     transport.on("finetune.point", (p) => useFinetune.getState().onPoint(p)),
     transport.on("jobs.job", (j) => useFinetune.getState().onJob(j)),

@@ -1,0 +1,82 @@
+// The "export" job kind: a run's checkpoint into the models folder, where the model library lists it.
+//   adapter: the checkpoint's PEFT files (adapter_config.json, adapter_model.safetensors) copied to `.NAME.partial-PID`
+//            beside the destination, then renamed onto it (the leftovers sweep removes a copy a crash cut short);
+//   merged:  `moe-studio export --model BASE --adapter CKPT --out DEST --dtype D [--quantize Q] [--gguf G]`, which writes
+//            to its own temporary name and renames (and removes it on SIGINT, i.e. cancel).
+// Job.result: { path } of what was written.
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { RpcError } from "../contract.js";
+import { CliCancelled, cliJob } from "../jobs/cli-process.js";
+import type { JobKindHandler } from "../jobs/kind.js";
+
+export interface ExportParams {
+  runId: string;
+  runName: string;
+  modelDir: string;
+  checkpointDir: string;
+  kind: "adapter" | "merged";
+  dtype: "bf16" | "fp16" | "fp32";
+  quantize?: "q8_0" | "q4_k";
+  gguf?: "f16" | "q8_0" | "q4_0" | "q4_k";
+  /** The destination: <models folder>/<name> (a .gguf file with gguf). */
+  out: string;
+}
+
+/** What peft needs of an adapter folder; the optimizer moments and trainer state stay with the run. */
+const PEFT_FILES = ["adapter_config.json", "adapter_model.safetensors", "README.md"];
+
+export const exportKind: JobKindHandler<ExportParams> = {
+  kind: "export",
+  canPause: false,
+  canResume: false,
+  title: (p) => `Export run '${p.runName}' (${p.kind === "adapter" ? "adapter" : `merged ${p.dtype}${p.quantize ? ` ${p.quantize}` : ""}${p.gguf ? ` gguf ${p.gguf}` : ""}`})`,
+  subject: (p) => p.runId,
+  validate(p) {
+    if (!existsSync(join(p.checkpointDir, "adapter_config.json"))) throw new RpcError("not_found", `${p.checkpointDir}: no adapter there (the checkpoint is gone)`);
+    if (existsSync(p.out)) throw new RpcError("invalid_input", `${p.out} already exists: choose another name`);
+  },
+  start(p, report) {
+    if (p.kind === "adapter") {
+      let cancelled = false;
+      const done = (async () => {
+        const tmp = join(p.out, "..", `.${p.out.split(/[\\/]/).pop()}.partial-${process.pid}`);
+        mkdirSync(tmp, { recursive: true });
+        try {
+          const files = readdirSync(p.checkpointDir).filter((f) => PEFT_FILES.includes(f));
+          report.progress(0, files.length, "tensors");
+          files.forEach((f, i) => {
+            if (cancelled) throw new CliCancelled();
+            copyFileSync(join(p.checkpointDir, f), join(tmp, f));
+            report.progress(i + 1, files.length, "tensors");
+          });
+          if (existsSync(p.out)) throw new Error(`${p.out} appeared while the adapter was copied: nothing replaced`);
+          renameSync(tmp, p.out);
+        } catch (e) {
+          rmSync(tmp, { recursive: true, force: true });
+          throw e;
+        }
+        return { path: p.out };
+      })();
+      return { done, cancel: () => void (cancelled = true) };
+    }
+    return cliJob(
+      async (cli) => {
+        await cli(["export", "--model", p.modelDir, "--adapter", p.checkpointDir, "--out", p.out, "--dtype", p.dtype,
+          ...(p.quantize ? ["--quantize", p.quantize] : []), ...(p.gguf ? ["--gguf", p.gguf] : []), "--json"], {
+          // progress lines on stderr ("export: 42%") are not the error
+          onLine(line, stream, r) {
+            const m = /(\d+(?:\.\d+)?)%/.exec(line);
+            if (stream === "stderr" && m) {
+              r.progress(Number(m[1]) / 100, 1, "fraction");
+              return true;
+            }
+            return false;
+          },
+        });
+        return { path: p.out };
+      },
+      { report },
+    );
+  },
+};
