@@ -276,6 +276,18 @@ export class FinetuneService {
     return { ok: true };
   }
 
+  /** The model folder a train job reads (a resume or retry re-checks it against the path policy). */
+  modelDirOfJob(jobId: string): string {
+    const runId = (this.opts.jobs.paramsOf(jobId) as { runId?: string }).runId;
+    return this.record(String(runId)).modelDir;
+  }
+
+  /** A job the job service started in place of another (jobs.retry): a train job becomes its run's job. */
+  adopt(job: Job): Job {
+    if (job.kind === "train" && job.subject && this.runs.get(job.subject)) this.changed(job.subject, { jobId: job.id });
+    return job;
+  }
+
   export(req: ExportRequest): Job {
     const r = this.record(req.id);
     const cps = this.checkpoints(r.runDir);

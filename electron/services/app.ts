@@ -10,13 +10,14 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { RpcError, type AppInfo, type TokenizerChoice } from "../contract.js";
+import type { AppInfo, TokenizerChoice } from "../contract.js";
 import { EngineHost, type WorkerSpawner } from "../engine/host.js";
 import { configureBoundedText, type TextProcessSpawner } from "../text/bounded-text.js";
 import type { AsyncHandlers } from "../rpc.js";
 import { openDatabase, type Db } from "../store/db.js";
 import { JobsStore } from "../store/jobs.js";
 import { JobService } from "../jobs/service.js";
+import { FinetuneService } from "../finetune/service.js";
 import { repositories, type Repositories } from "../store/repositories.js";
 import { ChatService } from "./chat.js";
 import { ConversationService } from "./conversations.js";
@@ -140,6 +141,8 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   upgradeLegacyQuantizeRows(jobsStore);
   const jobs = new JobService({ store: jobsStore, emit: opts.emit });
   const quantize = new QuantizeService(() => library.modelsDir(), jobs);
+  // finetune runs: the train and export job kinds register with the job service (electron/finetune/)
+  const finetune = new FinetuneService({ db, dbFile: databaseFile(opts.dataDir), dataDir: opts.dataDir, jobs, emit: opts.emit, modelsDir: () => library.modelsDir() });
 
   // Paths from calls are checked here, once, where they enter; the services trust what they are given (the CLI
   // and the app's own start-up, e.g. initialModel, call them directly).
@@ -158,6 +161,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const checkJobPaths = (id: string) => {
     const j = jobs.get(id);
     if (j.kind === "quantize" || j.kind === "gguf") paths.checkRead((jobs.paramsOf(id) as QuantizeParams).sourceDir, "model folder to quantize");
+    if (j.kind === "train") paths.checkRead(finetune.modelDirOfJob(id), "model folder to train");
   };
   const tokenizerIn = (t: TokenizerChoice | undefined): TokenizerChoice | undefined =>
     t && { ...t, modelDir: paths.checkRead(t.modelDir, "tokenizer.modelDir (a model folder)") };
@@ -250,18 +254,21 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     // a retry reads the job's inputs again: they are checked like a new start's (the allowed folders may differ now)
     "jobs.retry": async (i) => {
       checkJobPaths(i.id);
-      return jobs.retry(i.id);
+      // a retried train job is a new job of the same run: the run follows it
+      return finetune.adopt(jobs.retry(i.id));
     },
     "jobs.remove": async (i) => jobs.remove(i.id),
-    // The finetune service (issue 13) is being built against these contract entries; until they
-    // land each call answers unknown_call instead of pretending.
-    ...Object.fromEntries(
-      (["finetune.estimate", "finetune.start",
-        "finetune.list", "finetune.get", "finetune.delete", "finetune.export"] as const).map((n) => [n, async () => {
-        throw new RpcError("unknown_call", `${n} is not available in this build yet`);
-      }]),
-    ) as unknown as Pick<AsyncHandlers, "finetune.estimate" |
-      "finetune.start" | "finetune.list" | "finetune.get" | "finetune.delete" | "finetune.export">,
+    // ---------- finetune ----------
+    "finetune.estimate": async (i) => finetune.estimate({ ...i, modelDir: paths.checkRead(i.modelDir, "model folder to train") }),
+    "finetune.start": async (i) => finetune.start({ ...i, modelDir: paths.checkRead(i.modelDir, "model folder to train") }),
+    "finetune.list": async () => finetune.list(),
+    "finetune.get": async (i) => finetune.get(i.id),
+    "finetune.delete": async (i) => finetune.delete(i.id),
+    // the output goes into the models folder (contained already); the run's model folder is read again
+    "finetune.export": async (i) => {
+      paths.checkRead(finetune.get(i.id).run.modelDir, "the run's model folder");
+      return finetune.export(i);
+    },
   };
 
   const initialLoad = opts.initialModel ? models.open(opts.initialModel).then(() => undefined, () => undefined) : Promise.resolve();
