@@ -19,7 +19,8 @@ const QUESTIONS = ["What color is the sky?", "Tell me a fact.", "Who are you?", 
   "Why is water wet?", "What is love?", "Sing a song.", "Tell a joke.", "What is a tree?", "Any advice?"];
 // line 21 is not JSON: the report must name it
 const FILE = [...QUESTIONS.map((q) => JSON.stringify({ messages: [{ role: "user", content: q }, { role: "assistant", content: REPLY }] })), "not json {"].join("\n") + "\n";
-const STEPS = 40;
+// enough steps that Pause lands mid-run on a fast machine (the fixture trains a step in milliseconds)
+const STEPS = 300;
 
 describe.runIf(run)("finetune, end to end in Chromium", () => {
   let serve: Serve;
@@ -96,7 +97,7 @@ describe.runIf(run)("finetune, end to end in Chromium", () => {
     await knob("lr_scheduler_type").selectOption("constant");
     await knob("per_device_train_batch_size").fill("4");
     await knob("max_seq_length").fill("64");
-    await knob("save_steps").fill("20");
+    await knob("save_steps").fill("100");
     await knob("seed").fill("1");
 
     const estimate = region().getByRole("status", { name: "Memory estimate" });
@@ -121,6 +122,7 @@ describe.runIf(run)("finetune, end to end in Chromium", () => {
   it("Pause stops it with Resume offered; Resume runs it to the end with the loss down", async () => {
     await button("Pause").click();
     await expect.poll(async () => (await status().innerText()).trim(), { timeout: 60_000 }).toBe("Paused");
+    console.log(`e2e: paused at ${await tableRows().count()} points`);
     await visible(button("Resume"));
     const pausedAt = await tableRows().count();
     await page.waitForTimeout(1500);

@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import type { FinetuneRun, Job, MemoryEstimate, TrainPoint } from "../../electron/contract.js";
 import {
   appendLog,
+  applyJobToRuns,
   compareSeries,
   exportOutput,
   formatDuration,
@@ -175,5 +176,18 @@ describe("the chart's axes", () => {
     expect(ticks(1, 1)).toEqual([1]);
     expect(fmtTick(0.0002)).toBe("2e-4");
     expect(fmtTick(1.5)).toBe("1.5");
+  });
+});
+
+describe("applyJobToRuns", () => {
+  it("a paused, resumed or failed train job changes its run's status (no finetune.run says so); other runs stay", () => {
+    const runs = [run("a", { jobId: "ja" }), run("b", { jobId: "jb" })];
+    const paused = applyJobToRuns(runs, { id: "ja", status: "paused", error: null });
+    expect(paused.map((r) => r.status)).toEqual(["paused", "running"]);
+    expect(paused[1]).toBe(runs[1]);
+    expect(applyJobToRuns(paused, { id: "ja", status: "pausing", error: null })[0].status).toBe("running");
+    const failed = applyJobToRuns(runs, { id: "jb", status: "failed", error: "out of memory" });
+    expect(failed[1]).toMatchObject({ status: "failed", error: "out of memory" });
+    expect(applyJobToRuns(runs, { id: "other", status: "done", error: null })).toBe(runs);
   });
 });

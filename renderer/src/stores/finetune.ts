@@ -81,6 +81,28 @@ export function runControls(run: Pick<FinetuneRun, "status" | "jobId">): { pause
   };
 }
 
+/** A run's status while a job trains it is its job's (as the service's view says): pausing still trains. */
+export const JOB_TO_RUN: Record<Job["status"], FinetuneRun["status"]> = {
+  queued: "queued", running: "running", pausing: "running", paused: "paused", done: "done", failed: "failed", cancelled: "cancelled", interrupted: "interrupted",
+};
+
+/**
+ * A jobs.job event for the job that trains a run: the run takes the job's status (a pause or a cancel of a paused
+ * run changes no step, so no finetune.run event says it), its error when it failed. Other runs stay as they are.
+ */
+export function applyJobToRuns(runs: readonly FinetuneRun[], job: Pick<Job, "id" | "status" | "error">): FinetuneRun[] {
+  let changed = false;
+  const next = runs.map((r) => {
+    if (r.jobId !== job.id) return r;
+    const status = JOB_TO_RUN[job.status];
+    const error = status === "failed" ? (job.error ?? r.error) : r.error;
+    if (status === r.status && error === r.error) return r;
+    changed = true;
+    return { ...r, status, error };
+  });
+  return changed ? next : (runs as FinetuneRun[]);
+}
+
 /** Inserts or replaces a run; newest first. */
 export function upsertRun(list: readonly FinetuneRun[], run: FinetuneRun): FinetuneRun[] {
   const rest = list.filter((r) => r.id !== run.id);
@@ -464,7 +486,13 @@ export const useFinetune = create<FinetuneState>((set, get) => ({
       if (job.status === "done" && ex.status !== "done") void useModels.getState().refresh();
     }
     const run = get().runs.find((r) => r.jobId === job.id);
-    if (run && job.message) set({ log: { ...get().log, [run.id]: appendLog(get().log[run.id] ?? [], job.message) } });
+    if (!run) return;
+    const runs = applyJobToRuns(get().runs, job);
+    let log = get().log[run.id] ?? [];
+    const now = runs.find((r) => r.id === run.id)!;
+    if (now.status !== run.status) log = appendLog(log, now.error ? `${now.status}: ${now.error}` : now.status);
+    if (job.message) log = appendLog(log, job.message);
+    set({ runs, log: { ...get().log, [run.id]: log } });
   },
   onImportStatus: (s) => {
     if (!get().awaitingImport) return;
