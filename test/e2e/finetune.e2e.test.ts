@@ -160,6 +160,23 @@ describe.runIf(run)("finetune, end to end in Chromium", () => {
     app.expectClean();
   });
 
+  it("Export writes the final checkpoint's merged weights with a progress bar from its job", async () => {
+    await runCard().getByRole("button", { name: /^Export Final/ }).click();
+    const dialog = page.getByRole("dialog", { name: "Export" });
+    await visible(dialog);
+    await dialog.getByRole("radio", { name: /Merged weights/ }).check();
+    await dialog.getByLabel("Precision", { exact: true }).selectOption("fp32");
+    await dialog.getByLabel("Name in the models folder", { exact: true }).fill("whales-merged");
+    await app.screenshot("finetune-08-export-en-light");
+    await expectNamed("the export dialog");
+    await dialog.getByRole("button", { name: "Export", exact: true }).click();
+    await expect.poll(async () => (await dialog.getByRole("status").innerText().catch(() => "")), { timeout: 180_000 }).toMatch(/Done: .*whales-merged/);
+    expect(await dialog.getByRole("progressbar", { name: "Export progress" }).getAttribute("aria-valuenow")).toBe("100");
+    await visible(dialog.getByRole("button", { name: "Open in chat" }));
+    await dialog.getByRole("button", { name: "Close" }).click();
+    app.expectClean();
+  });
+
   it("the Chinese UI and the dark theme", async () => {
     await nav("Settings").click();
     await page.getByLabel("Language", { exact: true }).selectOption({ label: "中文" });

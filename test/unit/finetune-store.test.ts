@@ -176,6 +176,7 @@ describe("the chart's axes", () => {
     expect(ticks(1, 1)).toEqual([1]);
     expect(fmtTick(0.0002)).toBe("2e-4");
     expect(fmtTick(1.5)).toBe("1.5");
+    expect(fmtTick(0.0095)).toBe("9.5e-3");
   });
 });
 

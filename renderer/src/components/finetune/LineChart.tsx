@@ -17,7 +17,8 @@ export interface ChartSeries {
 
 const W = 640;
 const H = 260;
-const PAD = { l: 52, r: 52, t: 12, b: 28 };
+// the top margin holds the axis names, so the highest tick never sits on them
+const PAD = { l: 52, r: 56, t: 24, b: 28 };
 
 /** Round tick values over [lo, hi]: 1, 2 or 5 × 10^k steps, about `n` of them. */
 export function ticks(lo: number, hi: number, n = 4): number[] {
@@ -33,7 +34,8 @@ export function ticks(lo: number, hi: number, n = 4): number[] {
 export function fmtTick(v: number): string {
   if (v === 0) return "0";
   const a = Math.abs(v);
-  return a >= 1e4 || a < 1e-2 ? v.toExponential(0) : String(Number(v.toPrecision(3)));
+  // small learning rates: as many digits as the tick needs (9.5e-3 beside 1e-2), never two ticks reading the same
+  return a >= 1e4 || a < 1e-2 ? Number(v.toPrecision(3)).toExponential() : String(Number(v.toPrecision(3)));
 }
 
 function extent(series: ChartSeries[], axis: "left" | "right"): [number, number] | null {
@@ -87,11 +89,11 @@ export function LineChart({ series, label, xLabel, leftLabel, rightLabel }: { se
       <text className="finetune-axis" x={W / 2} y={H - 2} textAnchor="middle">
         {xLabel}
       </text>
-      <text className="finetune-axis" x={4} y={PAD.t + 2} textAnchor="start" dominantBaseline="hanging">
+      <text className="finetune-axis" x={4} y={2} textAnchor="start" dominantBaseline="hanging">
         {leftLabel}
       </text>
       {rightLabel && right && (
-        <text className="finetune-axis" x={W - 4} y={PAD.t + 2} textAnchor="end" dominantBaseline="hanging">
+        <text className="finetune-axis" x={W - 4} y={2} textAnchor="end" dominantBaseline="hanging">
           {rightLabel}
         </text>
       )}
