@@ -1,7 +1,7 @@
 // Finetune runs: the new-run form (dataset, base model, preset, base precision, Advanced knobs) with the engine's
 // memory estimate re-asked as it changes, the list of runs (finetune.run events), each run's points (finetune.point
 // events, merged with finetune.get after a reload), Pause/Resume/Cancel through jobs.* with the run's jobId, the
-// export of a checkpoint (its Job's progress from jobs.job events) and "chat with checkpoint N".
+// export of a checkpoint (its Job lives in the one jobs store, stores/jobs.ts) and "chat with checkpoint N".
 import { create } from "zustand";
 import { api } from "../api/index.js";
 import type { CallInput, Conversation, EventPayload } from "../api/types.js";
@@ -9,6 +9,7 @@ import type { FinetuneRun, FinetuneSpec, Job, MemoryEstimate, TrainKnobs, TrainP
 import { useConversations } from "./conversations.js";
 import { useChat } from "./chat.js";
 import { useDatasets } from "./datasets.js";
+import { useJobs } from "./jobs.js";
 import { useModels } from "./models.js";
 import { useUi } from "./ui.js";
 
@@ -258,8 +259,6 @@ interface FinetuneState {
   estimates: Record<BaseQuant, EstimateState>;
   starting: boolean;
   startError: string | null;
-  /** Export jobs started from this window, by id (progress from jobs.job events). */
-  exports: Record<string, Job & { runId: string }>;
   /** An import started from the Finetune view: its dataset is selected here once committed. */
   awaitingImport: boolean;
   refresh(): Promise<void>;
@@ -290,6 +289,8 @@ interface FinetuneState {
 const idle: EstimateState = { state: "idle", value: null, error: null };
 let estimateTimer: ReturnType<typeof setTimeout> | null = null;
 let estimateSeq = 0;
+/** Export jobs started from this window that have not finished yet. */
+const exportsStarted = new Set<string>();
 /** Debounce of the estimate: typing a knob re-asks once the typing pauses. */
 export const ESTIMATE_DEBOUNCE_MS = 300;
 
@@ -324,7 +325,6 @@ export const useFinetune = create<FinetuneState>((set, get) => ({
   estimates: { none: idle, nf4: idle },
   starting: false,
   startError: null,
-  exports: {},
   awaitingImport: false,
   refresh: async () => {
     try {
@@ -443,7 +443,9 @@ export const useFinetune = create<FinetuneState>((set, get) => ({
   exportCheckpoint: async (input) => {
     try {
       const job = await api().call("finetune.export", input);
-      set({ exports: { ...get().exports, [job.id]: { ...job, runId: input.id } } });
+      // the one jobs store holds its progress (jobs.job events); it knows the job from its first answer
+      useJobs.getState().onJob(job);
+      exportsStarted.add(job.id);
       return job;
     } catch (e) {
       useUi.getState().notifyError(e);
@@ -480,10 +482,10 @@ export const useFinetune = create<FinetuneState>((set, get) => ({
     set({ points: { ...get().points, [runId]: mergePoints(get().points[runId] ?? [], [point]) } });
   },
   onJob: (job) => {
-    const ex = get().exports[job.id];
-    if (ex) {
-      set({ exports: { ...get().exports, [job.id]: { ...job, runId: ex.runId } } });
-      if (job.status === "done" && ex.status !== "done") void useModels.getState().refresh();
+    if (exportsStarted.has(job.id) && job.status === "done") {
+      // the merged model is in the models folder now: Models lists it
+      exportsStarted.delete(job.id);
+      void useModels.getState().refresh();
     }
     const run = get().runs.find((r) => r.jobId === job.id);
     if (!run) return;

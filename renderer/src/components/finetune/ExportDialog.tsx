@@ -4,6 +4,7 @@
 import { useEffect, useRef, useState } from "react";
 import { useT } from "../../hooks.js";
 import { exportOutput, useFinetune, type FinetuneRun } from "../../stores/finetune.js";
+import { useJobs } from "../../stores/jobs.js";
 import { folderName, useModels } from "../../stores/models.js";
 import { useUi } from "../../stores/ui.js";
 import { IconAlert } from "../icons.js";
@@ -21,7 +22,7 @@ export function ExportDialog({ run, checkpoint, onClose }: { run: FinetuneRun; c
   const [gguf, setGguf] = useState<Gguf>("");
   const [name, setName] = useState(`${folderName(run.modelDir)}-${run.name}-${checkpoint.final ? "final" : `step${checkpoint.step}`}`.replace(/[/\\]/g, "-"));
   const [jobId, setJobId] = useState<string | null>(null);
-  const job = useFinetune((s) => (jobId ? (s.exports[jobId] ?? null) : null));
+  const job = useJobs((s) => (jobId ? (s.jobs[jobId] ?? null) : null));
   const dialog = useRef<HTMLDivElement>(null);
   useEffect(() => dialog.current?.querySelector<HTMLElement>("input, select")?.focus(), []);
   const running = job !== null && (job.status === "queued" || job.status === "running");
