@@ -3,7 +3,7 @@ import { useEffect, type ReactElement } from "react";
 import { ActivityIndicator } from "./components/ActivityPanel.js";
 import { Banners } from "./components/Banners.js";
 import { DropTarget } from "./components/DropTarget.js";
-import { IconChat, IconCube, IconDatabase, IconGear } from "./components/icons.js";
+import { IconChat, IconCube, IconDatabase, IconGear, IconSliders } from "./components/icons.js";
 import { useLang, useResolvedTheme, useT } from "./hooks.js";
 import { useChat } from "./stores/chat.js";
 import { displayTitle, useConversations } from "./stores/conversations.js";
@@ -11,6 +11,7 @@ import { useModels } from "./stores/models.js";
 import { useUi, type View } from "./stores/ui.js";
 import { ChatView } from "./views/ChatView.js";
 import { DatasetsView } from "./views/DatasetsView.js";
+import { FinetuneView } from "./views/FinetuneView.js";
 import { ModelsView } from "./views/ModelsView.js";
 import { SettingsView } from "./views/SettingsView.js";
 
@@ -22,6 +23,7 @@ function Rail() {
     ["chat", t("nav.chat"), IconChat],
     ["models", t("nav.models"), IconCube],
     ["datasets", t("nav.datasets"), IconDatabase],
+    ["finetune", t("finetune.nav"), IconSliders],
     ["settings", t("nav.settings"), IconGear],
   ];
   return (
@@ -81,7 +83,7 @@ export function App() {
       <Rail />
       <main className="main">
         <Banners />
-        <div className="view">{view === "chat" ? <ChatView /> : view === "models" ? <ModelsView /> : view === "datasets" ? <DatasetsView /> : <SettingsView />}</div>
+        <div className="view">{view === "chat" ? <ChatView /> : view === "models" ? <ModelsView /> : view === "datasets" ? <DatasetsView /> : view === "finetune" ? <FinetuneView /> : <SettingsView />}</div>
       </main>
       <DropTarget />
     </div>

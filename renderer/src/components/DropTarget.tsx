@@ -5,6 +5,7 @@ import { useEffect, useRef, useState } from "react";
 import { api } from "../api/index.js";
 import { useT } from "../hooks.js";
 import { classifyDrop, useDatasets } from "../stores/datasets.js";
+import { useFinetune } from "../stores/finetune.js";
 import { useModels } from "../stores/models.js";
 import { useUi } from "../stores/ui.js";
 import { IconFolder, IconUpload } from "./icons.js";
@@ -20,6 +21,11 @@ function handleDrop(dt: DataTransfer): void {
   // webkitGetAsEntry tells a folder from a file on a real drop (null for a DataTransfer a script built)
   const entry = dt.items?.[0]?.webkitGetAsEntry?.() ?? null;
   const kind = classifyDrop(file.name, entry?.isDirectory ?? false);
+  if (kind === "dataset" && ui.view === "finetune") {
+    // on the Finetune view the import's report shows there, and the new dataset is selected for the run
+    void useFinetune.getState().importForFinetune(file);
+    return;
+  }
   if (kind === "dataset") {
     ui.setView("datasets");
     void useDatasets.getState().importFile(file);
@@ -84,7 +90,7 @@ export function DropTarget() {
     <div className="drop-overlay" role="status">
       <div>
         {view === "models" ? <IconFolder /> : <IconUpload />}
-        <span>{view === "datasets" ? t("datasets.dropHere") : view === "models" ? t("models.dropHere") : t("datasets.dropHereAny")}</span>
+        <span>{view === "datasets" ? t("datasets.dropHere") : view === "finetune" ? t("finetune.dropHere") : view === "models" ? t("models.dropHere") : t("datasets.dropHereAny")}</span>
       </div>
     </div>
   );

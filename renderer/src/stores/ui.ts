@@ -5,7 +5,7 @@ import type { MessageKey } from "../i18n/index.js";
 import { readLocal, writeLocal } from "../local.js";
 import { describeError } from "../errors.js";
 
-export type View = "chat" | "models" | "datasets" | "settings";
+export type View = "chat" | "models" | "datasets" | "finetune" | "settings";
 
 export interface Banner {
   id: number;

@@ -3,6 +3,7 @@ import type { Transport } from "../api/types.js";
 import { useChat } from "./chat.js";
 import { rememberedConversation, useConversations } from "./conversations.js";
 import { useDatasets } from "./datasets.js";
+import { useFinetune } from "./finetune.js";
 import { useModels } from "./models.js";
 import { useLibrary } from "./library.js";
 import { useSamples } from "./samples.js";
@@ -17,6 +18,7 @@ export async function refreshAll(): Promise<void> {
     await useDatasets.getState().refresh();
     useSamples.getState().reload();
   }
+  if (useFinetune.getState().loaded) await useFinetune.getState().refresh();
   const conv = useConversations.getState();
   const current = conv.currentId ?? rememberedConversation();
   if (current && conv.list.some((c) => c.id === current)) await conv.select(current, { show: false });
@@ -38,6 +40,10 @@ export function connectStores(transport: Transport): () => void {
     transport.on("datasets.changed", (e) => useDatasets.getState().onChanged(e)),
     transport.on("jobs.job", (j) => useJobs.getState().onJob(j)),
     transport.on("jobs.removed", (e) => useJobs.getState().onRemoved(e)),
+    transport.on("finetune.run", (r) => useFinetune.getState().onRun(r)),
+    transport.on("finetune.point", (p) => useFinetune.getState().onPoint(p)),
+    transport.on("jobs.job", (j) => useFinetune.getState().onJob(j)),
+    transport.on("datasets.import.status", (s) => useFinetune.getState().onImportStatus(s)),
   ];
   let wasOpen = transport.connection() === "open";
   useUi.getState().setConnection(transport.connection());

@@ -6,9 +6,10 @@ import type { DatasetSummary } from "../api/types.js";
 import { ImportDialog } from "../components/ImportDialog.js";
 import { SampleEditor } from "../components/SampleEditor.js";
 import { SamplesGrid } from "../components/SamplesGrid.js";
-import { IconDatabase, IconDownload, IconEdit, IconLayers, IconPlus, IconSearch, IconSplit, IconTrash, IconUndo, IconUpload } from "../components/icons.js";
+import { IconDatabase, IconDownload, IconEdit, IconLayers, IconPlus, IconSearch, IconSliders, IconSplit, IconTrash, IconUndo, IconUpload } from "../components/icons.js";
 import { useT } from "../hooks.js";
 import { formatCount, useDatasets } from "../stores/datasets.js";
+import { useFinetune } from "../stores/finetune.js";
 import { folderName, useModels } from "../stores/models.js";
 import { useSamples } from "../stores/samples.js";
 
@@ -167,6 +168,10 @@ function DatasetHeader({ d }: { d: DatasetSummary }) {
         <button type="button" className={`ghost small${splitting ? " active" : ""}`} aria-expanded={splitting} title={t("datasets.splitTitle")} onClick={() => setSplitting(!splitting)}>
           <IconSplit />
           <span>{t("datasets.split")}</span>
+        </button>
+        <button type="button" className="ghost small" onClick={() => useFinetune.getState().pickDataset(d.id)}>
+          <IconSliders />
+          <span>{t("finetune.withDataset")}</span>
         </button>
         <button type="button" className="ghost small" onClick={() => void exportDataset(d.id)}>
           <IconDownload />
