@@ -53,6 +53,8 @@ interface Entry {
   /** Resolves when the current execution has settled and its final state is saved. */
   settled: Promise<void> | null;
   timer: ReturnType<typeof setTimeout> | null;
+  /** performance.now() of the last write + event (0: none yet), for the leading edge of the coalescing. */
+  lastFlush?: number;
   /** Interrupted at construction; its kind's sweep runs when the kind is registered. */
   needsSweep: boolean;
 }
@@ -349,19 +351,25 @@ export class JobService {
   }
 
   /** Progress or a message: written and announced within FLUSH_MS, once for however many came. */
+  // Leading and trailing edge: the first report after a quiet FLUSH_MS goes out at once (a short task still shows
+  // its progress before it is done), later ones within the window are folded into one at its end.
   private later(e: Entry): void {
     if (e.timer) return;
-    e.timer = setTimeout(() => {
+    const wait = (e.lastFlush ?? -Infinity) + FLUSH_MS - performance.now();
+    const go = () => {
       e.timer = null;
       if (this.entries.get(e.job.id) !== e) return;
       e.job = { ...e.job, updatedAt: this.now() };
       this.flush(e);
-    }, FLUSH_MS);
+    };
+    if (wait <= 0) go();
+    else e.timer = setTimeout(go, wait);
   }
 
   private flush(e: Entry): void {
     if (e.timer) clearTimeout(e.timer);
     e.timer = null;
+    e.lastFlush = performance.now();
     this.save(e);
     if (this.entries.get(e.job.id) === e) this.emit("jobs.job", e.job);
   }

@@ -104,11 +104,22 @@ describe("FinetuneService", () => {
     // MOE_TRAIN_MEMORY_LIMIT is the trainer's budget (a shared machine): the need at 92.5% of it is tight (the middle of
     // the 85-100% band: the activations are measured as heap bytes, which other threads' allocations move a little),
     // far below will not fit
-    process.env.MOE_TRAIN_MEMORY_LIMIT = String(Math.round(e.totalBytes / 0.925));
+    // On this tiny fixture that noise is up to ~15% of the need between two estimates, so each try aims the budget at
+    // the previous figure and checks the verdict against its own numbers; one of a few tries must land in the band.
     try {
-      const t = await h.ft.estimate(spec());
-      expect(t.verdict, `${t.totalBytes} of ${t.availableBytes} (first estimate ${e.totalBytes})`).toBe("tight");
-      expect(t.advice).toMatch(/within 15% of free memory/);
+      let ref = e.totalBytes, sawTight = false;
+      for (let i = 0; i < 5 && !sawTight; i++) {
+        process.env.MOE_TRAIN_MEMORY_LIMIT = String(Math.round(ref / 0.925));
+        const t = await h.ft.estimate(spec());
+        const ratio = t.totalBytes / t.availableBytes;
+        expect(t.verdict, `${t.totalBytes} of ${t.availableBytes}`).toBe(ratio > 1 ? "will_not_fit" : ratio > 0.85 ? "tight" : "fits");
+        if (t.verdict === "tight") {
+          sawTight = true;
+          expect(t.advice).toMatch(/within 15% of free memory/);
+        }
+        ref = t.totalBytes;
+      }
+      expect(sawTight).toBe(true);
       process.env.MOE_TRAIN_MEMORY_LIMIT = String(Math.round(e.totalBytes / 2));
       const n = await h.ft.estimate(spec());
       expect(n.verdict).toBe("will_not_fit");
