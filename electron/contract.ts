@@ -450,11 +450,22 @@ export type JobKind = z.infer<typeof JobKind>;
  */
 export const JobStatus = z.enum(["queued", "running", "pausing", "paused", "done", "failed", "cancelled", "interrupted"]);
 export type JobStatus = z.infer<typeof JobStatus>;
+/**
+ * A job's title as a key of the renderer's message tables (renderer/src/i18n: "jobs.title.<key>") and the values it
+ * names, so the activity panel reads in the user's language; Job.title is the same line in English (logs, the CLI,
+ * and the fallback for a row whose key this version does not know).
+ */
+export const JobTitleKey = z.enum(["quantize", "gguf", "download", "train", "exportAdapter", "exportMerged", "import", "tokens"]);
+export type JobTitleKey = z.infer<typeof JobTitleKey>;
+export const JobLabel = z.object({ key: JobTitleKey, args: z.record(z.string(), z.string()) });
+export type JobLabel = z.infer<typeof JobLabel>;
 export const Job = z.object({
   id: Id,
   kind: JobKind,
-  /** What a person reads in the activity panel ("Quantize Qwen3-MoE to q4_k", "Finetune run 'support-bot'"). */
+  /** What a person reads in the activity panel ("Quantize Qwen3-MoE to q4_k", "Finetune run 'support-bot'"), in English. */
   title: z.string(),
+  /** The same title for the renderer to translate; null for a kind that has none (its title is shown as it is). */
+  label: JobLabel.nullable(),
   status: JobStatus,
   /** done of total in unit; null until the task knows its size. */
   progress: z.object({ done: z.number(), total: z.number(), unit: z.enum(["bytes", "steps", "samples", "tensors", "fraction"]) }).nullable(),

@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { RpcError } from "../contract.js";
+import { RpcError, type JobLabel } from "../contract.js";
 import { CliCancelled, cliJob } from "../jobs/cli-process.js";
 import type { JobKindHandler } from "../jobs/kind.js";
 
@@ -32,6 +32,10 @@ export const exportKind: JobKindHandler<ExportParams> = {
   canPause: false,
   canResume: false,
   title: (p) => `Export run '${p.runName}' (${p.kind === "adapter" ? "adapter" : `merged ${p.dtype}${p.quantize ? ` ${p.quantize}` : ""}${p.gguf ? ` gguf ${p.gguf}` : ""}`})`,
+  label: (p): JobLabel =>
+    p.kind === "adapter"
+      ? { key: "exportAdapter", args: { name: p.runName } }
+      : { key: "exportMerged", args: { name: p.runName, format: [p.dtype, p.quantize, p.gguf && `gguf ${p.gguf}`].filter(Boolean).join(" ") } },
   subject: (p) => p.runId,
   validate(p) {
     if (!existsSync(join(p.checkpointDir, "adapter_config.json"))) throw new RpcError("not_found", `${p.checkpointDir}: no adapter there (the checkpoint is gone)`);

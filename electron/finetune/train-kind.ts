@@ -46,6 +46,7 @@ export function trainKind(sink: TrainSink): JobKindHandler<TrainParams> {
     canPause: true,
     canResume: true,
     title: (p) => `Finetune run '${sink.run(p.runId)?.name ?? p.runId}'`,
+    label: (p) => ({ key: "train", args: { name: sink.run(p.runId)?.name ?? p.runId } }),
     subject: (p) => p.runId,
     // The app died while this run trained. Its trainer is a child that may have outlived it (a forced quit of the
     // main process alone): stop it the way a pause does (SIGINT: a checkpoint, then exit), so that a resume does not

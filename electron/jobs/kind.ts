@@ -7,7 +7,7 @@
 // Lifecycle of one job:  start → running → done | failed | cancelled
 //                        running → pausing (pause() asked) → paused (the execution settled with PAUSED) → resume → running
 //                        running at a restart → interrupted → resume (canResume) | retry (from the beginning)
-import type { Job, JobKind } from "../contract.js";
+import type { Job, JobKind, JobLabel } from "../contract.js";
 
 export type JobUnit = NonNullable<Job["progress"]>["unit"];
 
@@ -41,8 +41,10 @@ export interface JobKindHandler<P = unknown> {
   /** Whether a running job of this kind can be paused, and a paused or interrupted one resumed. */
   readonly canPause: boolean;
   readonly canResume: boolean;
-  /** The activity panel's line for it. */
+  /** The activity panel's line for it, in English (logs, the CLI, a fallback). */
   title(params: P): string;
+  /** The same line as a message key and its values, which the renderer shows in the user's language. */
+  label?(params: P): JobLabel;
   /** What views filter their jobs by (a dataset id, a model folder, a finetune run id), or null. */
   subject(params: P): string | null;
   /** Checks params (throwing RpcError invalid_input with a clear message) before a job row exists. */

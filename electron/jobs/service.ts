@@ -15,7 +15,7 @@
 // A job the table says is running when the service starts belongs to a process that died: it becomes
 // "interrupted" and its kind's interrupted() sweep cleans what that process left (once the kind is registered).
 import { randomUUID } from "node:crypto";
-import { JobKind as JobKindSchema, RpcError, type Job, type JobKind, type JobStatus } from "../contract.js";
+import { JobKind as JobKindSchema, JobLabel as JobLabelSchema, RpcError, type Job, type JobKind, type JobStatus } from "../contract.js";
 import type { JobsStore } from "../store/jobs.js";
 import type { Emit } from "../services/models.js";
 import { PAUSED, type JobExecution, type JobKindHandler, type JobReporter } from "./kind.js";
@@ -36,6 +36,8 @@ export interface SavedDetail {
   params: unknown;
   detail: Record<string, unknown>;
   title: string;
+  /** Absent in rows written before titles were translated. */
+  label?: Job["label"];
   subject: string | null;
   progress: Job["progress"];
   message: string | null;
@@ -102,6 +104,8 @@ export class JobService {
         id: r.id,
         kind: kind.data,
         title: typeof d.title === "string" ? d.title : r.kind,
+        // a key a later version added (or a row from before labels) shows its English title
+        label: JobLabelSchema.safeParse(d.label).data ?? null,
         status: wasActive ? "interrupted" : status,
         progress: d.progress ?? null,
         message: wasActive ? "MoE Studio stopped while this job was running (a crash or a forced quit)" : (d.message ?? null),
@@ -182,6 +186,7 @@ export class JobService {
       id: randomUUID(),
       kind,
       title: h.title(params),
+      label: h.label?.(params) ?? null,
       status: "running",
       progress: null,
       message: null,
@@ -377,7 +382,7 @@ export class JobService {
   private save(e: Entry): void {
     if (this.entries.get(e.job.id) !== e) return;
     const j = e.job;
-    const detail: SavedDetail = { params: e.params, detail: e.detail, title: j.title, subject: j.subject, progress: j.progress, message: j.message, result: j.result };
+    const detail: SavedDetail = { params: e.params, detail: e.detail, title: j.title, label: j.label, subject: j.subject, progress: j.progress, message: j.message, result: j.result };
     try {
       this.store.save({ id: j.id, kind: j.kind, status: j.status, startedAt: j.startedAt, updatedAt: j.updatedAt, detail, error: j.error });
     } catch {

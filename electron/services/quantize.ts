@@ -10,7 +10,7 @@
 // kind's interrupted() sweep removes the dead CLI's temporary output at once (its pid is in the job's detail).
 import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { RpcError, type Job, type QuantizeResult } from "../contract.js";
+import { RpcError, type Job, type JobLabel, type QuantizeResult } from "../contract.js";
 import { cliJob, cliPath, type Cli } from "../jobs/cli-process.js";
 import type { JobKindHandler } from "../jobs/kind.js";
 import type { JobService, SavedDetail } from "../jobs/service.js";
@@ -100,6 +100,10 @@ function title(p: QuantizeParams): string {
   return p.target === "gguf" ? `Export ${basename(p.output)} (GGUF ${FORMAT_NAMES[p.format]})` : `Quantize ${basename(p.output)} (${FORMAT_NAMES[p.format]})`;
 }
 
+function label(p: QuantizeParams): JobLabel {
+  return { key: p.target === "gguf" ? "gguf" : "quantize", args: { name: basename(p.output), format: FORMAT_NAMES[p.format] } };
+}
+
 /** A row the quantize service wrote before the job system (detail: { job: the old QuantizeJob, pid }). */
 interface LegacyDetail {
   job: {
@@ -135,6 +139,7 @@ export function upgradeLegacyQuantizeRows(store: JobsStore): number {
       params,
       detail: j.state === "running" || j.state === "comparing" ? { ...(d.pid === null ? {} : { pid: d.pid }), pidSeenAt: r.updatedAt } : {},
       title: title(params),
+      label: label(params),
       subject: params.sourceDir,
       progress: { done: j.progress, total: 1, unit: "fraction" },
       message: status === "failed" ? null : j.message,
@@ -175,6 +180,7 @@ export class QuantizeService {
       canPause: false,
       canResume: false,
       title,
+      label,
       subject: (p) => p.sourceDir,
       // at a start and at a retry (the source may be gone, the name taken since)
       validate: (p) => {

@@ -5,22 +5,23 @@
 import { useEffect, useState } from "react";
 import type { Job } from "../api/types.js";
 import { useT } from "../hooks.js";
-import { isActive, percent, runningCount, sortedJobs, useJobs } from "../stores/jobs.js";
+import { isActive, jobTitle, percent, runningCount, sortedJobs, useJobs } from "../stores/jobs.js";
 
 function JobRow({ job }: { job: Job }) {
   const t = useT();
   const { pause, resume, cancel, retry, remove } = useJobs.getState();
   const pct = percent(job);
+  const title = jobTitle(job, t);
   const active = isActive(job);
   const canRetry = job.status === "failed" || job.status === "cancelled" || job.status === "interrupted";
   return (
-    <li className={`job-row status-${job.status}`} aria-label={job.title}>
+    <li className={`job-row status-${job.status}`} aria-label={title}>
       <div className="job-head">
-        <span className="job-title">{job.title}</span>
+        <span className="job-title">{title}</span>
         <span className="job-status">{t(`jobs.status.${job.status}` as const)}</span>
       </div>
       {(active || job.status === "paused" || job.status === "interrupted") && (
-        <div className="bar" role="progressbar" aria-label={t("jobs.progress", { name: job.title })} aria-valuemin={0} aria-valuemax={100} {...(pct === null ? {} : { "aria-valuenow": pct })}>
+        <div className="bar" role="progressbar" aria-label={t("jobs.progress", { name: title })} aria-valuemin={0} aria-valuemax={100} {...(pct === null ? {} : { "aria-valuenow": pct })}>
           <span className={pct === null && active ? "indeterminate" : undefined} style={pct === null ? undefined : { width: `${pct}%` }} />
         </div>
       )}

@@ -4,7 +4,7 @@
 import { useEffect, useState } from "react";
 import type { ModelCard } from "../api/types.js";
 import { useT } from "../hooks.js";
-import { jobsOf, percent, useJobs } from "../stores/jobs.js";
+import { jobsOf, jobTitle, percent, useJobs } from "../stores/jobs.js";
 import { formatBytes, useModels } from "../stores/models.js";
 import { defaultName, formatName, QUANTIZE_KINDS, quantizeResult, useQuantize, type Format, type Target } from "../stores/quantize.js";
 import { IconAlert } from "./icons.js";
@@ -107,7 +107,7 @@ export function QuantizePanel({ card, onClose }: { card: ModelCard; onClose: () 
       {interrupted.length > 0 && (
         <ul className="quantize-interrupted" aria-label={t("quantize.interruptedList")}>
           {interrupted.map((j) => {
-            const name = j.title;
+            const name = jobTitle(j, t);
             return (
               <li key={j.id} className="open-error" role="status">
                 <IconAlert />

@@ -4,6 +4,7 @@
 import { create } from "zustand";
 import { api } from "../api/index.js";
 import type { Job, JobKind } from "../api/types.js";
+import type { MessageKey } from "../i18n/en.js";
 
 interface JobsState {
   /** By id. */
@@ -100,6 +101,11 @@ export function isActive(j: Job): boolean {
 /** How many jobs are running (what the activity indicator shows). */
 export function runningCount(jobs: Record<string, Job>): number {
   return Object.values(jobs).filter(isActive).length;
+}
+
+/** A job's title in the UI's language: its label's message, or the English title a label-less (older) row has. */
+export function jobTitle(j: Job, t: (key: MessageKey, vars?: Record<string, string | number>) => string): string {
+  return j.label ? t(`jobs.title.${j.label.key}`, j.label.args) : j.title;
 }
 
 /** 0..100 of a job's progress, or null when it has no size yet. */
