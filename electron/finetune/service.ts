@@ -82,6 +82,15 @@ export class FinetuneService {
       }),
     );
     opts.jobs.register(exportKind);
+    // A run's status and error are its job's (statusOf): announce the run whenever its job's status changes, by any
+    // path (a Pause that is still "pausing", a retry from the Activity panel), not only where the train kind settles.
+    const seen = new Map<string, Job["status"]>();
+    opts.jobs.onJob((j) => {
+      if (j.kind !== "train" || !j.subject || seen.get(j.id) === j.status) return;
+      seen.set(j.id, j.status);
+      const r = this.runs.get(j.subject);
+      if (r && r.jobId === j.id) this.opts.emit("finetune.run", this.view(r));
+    });
     this.sweep();
     // A run left "running" by a process that stopped: its job says what it is now (the job service restored it as
     // interrupted, or dispose() paused it); a run whose job is gone was cut off before its job was saved.

@@ -81,6 +81,7 @@ export class JobService {
   private readonly handlers = new Map<JobKind, JobKindHandler<unknown>>();
   private readonly entries = new Map<string, Entry>();
   private disposed = false;
+  private readonly listeners = new Set<(job: Job) => void>();
 
   constructor(opts: JobServiceOptions) {
     this.store = opts.store;
@@ -376,7 +377,25 @@ export class JobService {
     e.timer = null;
     e.lastFlush = performance.now();
     this.save(e);
-    if (this.entries.get(e.job.id) === e) this.emit("jobs.job", e.job);
+    if (this.entries.get(e.job.id) !== e) return;
+    this.emit("jobs.job", e.job);
+    for (const f of this.listeners) {
+      try {
+        f(e.job);
+      } catch {
+        // a listener's failure is its own; the job and the other listeners go on
+      }
+    }
+  }
+
+  /**
+   * Calls `f` with every job change the renderer hears of (jobs.job), in the main process: a service whose own
+   * records follow a job (a finetune run's status) re-announces them from here rather than from each kind's code
+   * path. Returns the unsubscribe.
+   */
+  onJob(f: (job: Job) => void): () => void {
+    this.listeners.add(f);
+    return () => void this.listeners.delete(f);
   }
 
   private save(e: Entry): void {

@@ -209,6 +209,46 @@ jobs.start("export", { src, out });
     expect(readFileSync(out).equals(data)).toBe(true);
   });
 
+  it("a label (the title's message key) is announced, kept across a restart, and a key this version does not know falls back to the title", async () => {
+    const labelled = { ...kindOf(), label: (p: CopyParams) => ({ key: "download" as const, args: { name: p.out } }) };
+    const a = open({ kinds: [labelled] });
+    const { src } = source(64 * 1024);
+    const out = join(dir, "labelled.bin");
+    const job = a.jobs.start("export", { src, out });
+    expect(job.label).toEqual({ key: "download", args: { name: out } });
+    await until(a.jobs, job.id, settled);
+    // a row a later version wrote with a key this one has no message for
+    const store = new JobsStore(a.db);
+    const row = store.list<{ label: unknown }>().find((r) => r.id === job.id)!;
+    expect(row.detail.label).toEqual({ key: "download", args: { name: out } });
+    store.save({ ...row, id: "later-version-row", detail: { ...row.detail, label: { key: "not-a-key-yet", args: {} } } });
+    const b = open({ kinds: [kindOf()] });
+    expect(b.jobs.get(job.id).label).toEqual({ key: "download", args: { name: out } });
+    expect(b.jobs.get("later-version-row")).toMatchObject({ label: null, title: `Copy ${src}` });
+    expect(() => eventSchemas["jobs.job"].parse(b.jobs.get(job.id))).not.toThrow();
+  });
+
+  it("onJob: a main-process listener hears every change the renderer does, and one that throws harms nothing", async () => {
+    const { jobs, events } = open();
+    const heard: string[] = [];
+    jobs.onJob(() => {
+      throw new Error("a broken listener");
+    });
+    const off = jobs.onJob((j) => heard.push(j.status));
+    const { src } = source(256 * 1024);
+    const job = jobs.start("export", { src, out: join(dir, "heard.bin") });
+    const done = await until(jobs, job.id, settled);
+    expect(done.status).toBe("done");
+    const sent = events.filter((e) => e.name === "jobs.job").map((e) => (e.payload as Job).status);
+    expect(heard).toEqual(sent);
+    expect(heard.at(-1)).toBe("done");
+    off();
+    const n = heard.length;
+    const again = jobs.start("export", { src, out: join(dir, "unheard.bin") });
+    await until(jobs, again.id, settled);
+    expect(heard.length).toBe(n);
+  });
+
   it("coalesces progress: at most one write and one event per job every FLUSH_MS, state changes at once", async () => {
     class CountingStore extends JobsStore {
       saves = 0;
