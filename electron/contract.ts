@@ -549,6 +549,20 @@ export const TrainPoint = z.object({
   elapsedS: z.number().nullable(),
 });
 export type TrainPoint = z.infer<typeof TrainPoint>;
+/**
+ * Expert routing telemetry (the engine's Model::routing_counts): how many (token, expert) pairs each expert of each
+ * MoE layer received — every routed token counts top-k times, so Σ counts of a layer = tokens · its topK (Hunyuan's
+ * varies by layer; the outer topK is the largest). Dense layers
+ * are not listed (a dense model has no layers here).
+ */
+export const RoutingLayer = z.object({ layer: z.number().int().min(0), topK: z.number().int().min(1), counts: z.array(z.number().min(0)) });
+export type RoutingLayer = z.infer<typeof RoutingLayer>;
+/** The loaded model's routing since it was loaded (a restarted engine worker starts again from 0). */
+export const ModelRouting = z.object({ dir: z.string(), topK: z.number().int(), layers: z.array(RoutingLayer) });
+export type ModelRouting = z.infer<typeof ModelRouting>;
+/** One window of a training run's routing: the steps (fromStep, step] (training forwards only, not validation). */
+export const RunRouting = z.object({ step: z.number().int(), fromStep: z.number().int(), topK: z.number().int(), layers: z.array(RoutingLayer) });
+export type RunRouting = z.infer<typeof RunRouting>;
 export const RunStatus = z.enum(["queued", "running", "paused", "done", "failed", "cancelled", "interrupted"]);
 export const FinetuneRun = z.object({
   id: Id,
@@ -653,6 +667,8 @@ export const calls = {
   "models.recent": call(Empty, z.array(RecentModel)),
   "models.forget": call(z.strictObject({ dir: Text(4096).min(1) }), Ok),
   "models.status": call(Empty, EngineStatus),
+  /** The loaded model's expert routing counts since it loaded (chat prefill and decode); null: no model loaded. */
+  "models.routing": call(Empty, ModelRouting.nullable()),
   /** Native folder dialog (Electron); { dir: null } when cancelled or unavailable (web). */
   "models.pickFolder": call(Empty, z.object({ dir: z.string().nullable() })),
   // ---------- library ----------
@@ -829,7 +845,7 @@ export const calls = {
   "finetune.start": call(FinetuneSpec, FinetuneRun),
   "finetune.list": call(Empty, z.array(FinetuneRun)),
   /** One run with every step's metrics. */
-  "finetune.get": call(ById, z.object({ run: FinetuneRun, points: z.array(TrainPoint) })),
+  "finetune.get": call(ById, z.object({ run: FinetuneRun, points: z.array(TrainPoint), routing: z.array(RunRouting) })),
   /** Deletes a run that is not training, its files too. */
   "finetune.delete": call(ById, Ok),
   /** Exports a checkpoint: a PEFT adapter folder, or merged weights (optionally quantized / GGUF) into the models folder (an export job). */
@@ -903,6 +919,8 @@ export const events = {
   "finetune.run": FinetuneRun,
   /** A training step or evaluation of a run arrived (the chart appends it). */
   "finetune.point": z.object({ runId: Id, point: TrainPoint }),
+  /** A window of the run's expert routing arrived (the heatmap shows the newest). */
+  "finetune.routing": z.object({ runId: Id, window: RunRouting }),
 } as const;
 
 // ---------- types both sides use ----------

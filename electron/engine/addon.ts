@@ -107,6 +107,19 @@ export interface NativeModel {
   createTrainer(config: NativeTrainConfig, opts?: { resume?: string }): NativeTrainer;
   /** The memory a fresh run of `config` would need (the same sizing), answered even when it does not fit; no trainer is made. */
   createTrainer(config: NativeTrainConfig, opts: { estimate: true }): NativeTrainEstimate;
+  /**
+   * Expert routing telemetry: the (token, expert) pairs each expert of each MoE layer received since load or the last
+   * reset — chat prefill and decode and training's forwards, each token once (not backward's recompute nor
+   * validation). reset: the counters restart from 0 after this snapshot.
+   */
+  routing(opts?: { reset?: boolean }): NativeRouting;
+}
+
+/** model.routing(): MoE layers only (a dense model has none); Σ counts of a layer = tokens · its topK (Hunyuan's varies by layer). */
+export interface NativeRouting {
+  /** The largest layer's. */
+  topK: number;
+  layers: { layer: number; topK: number; counts: number[] }[];
 }
 
 /** train.json's knobs by their names, as the engine takes them (the CLI resolves epochs into max_steps). */

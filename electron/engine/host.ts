@@ -14,6 +14,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { GenerateInput, GenerateOptions, GenerateResult, Generation, ModelInfo } from "./engine.js";
 import type { HostRequest, OpArgs, OpEvent, OpName, OpReply, SystemInfoReply, WorkerEvent, WorkerMessage } from "./protocol.js";
+import type { NativeRouting } from "./addon.js";
 
 /** A running worker process, whatever started it. */
 export interface WorkerProcess {
@@ -175,6 +176,12 @@ export class RemoteModel {
   async logits(ids: number[], opts: { adapter?: string | null } = {}): Promise<number[][]> {
     this.alive();
     return this.host.request("logits", { modelId: this.modelId, ids, ...opts }).promise;
+  }
+
+  /** Tokens routed to each expert since the load (a restarted worker's model starts again from 0). */
+  async routing(opts: { reset?: boolean } = {}): Promise<NativeRouting> {
+    this.alive();
+    return this.host.request("routing", { modelId: this.modelId, ...opts }).promise;
   }
 
   async close(): Promise<void> {

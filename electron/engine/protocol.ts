@@ -6,6 +6,7 @@
 // before replying. The worker serves it with one handler per op (worker.ts), the host asks with one typed
 // request(op, args) (host.ts). Adding an op is an entry here, its handler, and its native binding.
 import type { GenerateOptions, GenerateResult, ModelInfo, ChatMessage } from "./engine.js";
+import type { NativeRouting } from "./addon.js";
 
 export type WorkerInput = readonly ChatMessage[] | { ids: number[] } | { prompt: string };
 export type WireGenerateOptions = Omit<GenerateOptions, "signal">;
@@ -30,6 +31,8 @@ export interface Ops {
   generate: { args: { sessionId: number; input: WorkerInput; options: WireGenerateOptions }; reply: GenerateReply; event: DeltaEvent };
   cancel: { args: { sessionId: number }; reply: null; event: never };
   systemInfo: { args: Record<string, never>; reply: SystemInfoReply; event: never };
+  /** Expert routing counts of a model since its load (or the last reset: the counters restart after the snapshot). */
+  routing: { args: { modelId: number; reset?: boolean }; reply: NativeRouting; event: never };
 }
 
 export type OpName = keyof Ops;

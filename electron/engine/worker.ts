@@ -90,6 +90,9 @@ const handlers: Handlers = {
     sessions.get(req.sessionId)?.cancel?.();
     return null;
   },
+  routing(req) {
+    return model(req.modelId).native.routing({ reset: req.reset === true });
+  },
   systemInfo() {
     const { threads, simd, cuda } = loadAddon().systemInfo();
     return { threads, simd, cuda };

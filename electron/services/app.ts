@@ -211,6 +211,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "models.recent": async () => models.recent(),
     "models.forget": async (i) => models.forget(i.dir),
     "models.status": async () => models.status(),
+    "models.routing": async () => models.routing(),
     "models.pickFolder": async () => ({ dir: opts.pickFolder ? await opts.pickFolder() : null }),
 
     "library.status": async () => library.status(),

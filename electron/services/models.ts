@@ -4,7 +4,7 @@
 // (native crash, OOM kill), the status goes crashed -> loading -> ready as a fresh worker loads the model again.
 import { basename, join, resolve, sep } from "node:path";
 import { existsSync, statSync } from "node:fs";
-import type { EngineStatus, EventName, EventPayload, ModelCard, RecentModel } from "../contract.js";
+import type { EngineStatus, EventName, EventPayload, ModelCard, ModelRouting, RecentModel } from "../contract.js";
 import type { EngineHost, RemoteModel } from "../engine/host.js";
 import type { ModelInfo } from "../engine/engine.js";
 import { readModelFolder } from "../engine/model-folder.js";
@@ -125,6 +125,19 @@ export class ModelService {
 
   current(): LoadedModel | null {
     return this.loaded;
+  }
+
+  /** The loaded model's expert routing since it loaded (null: none loaded, or its worker is reloading it). */
+  async routing(): Promise<ModelRouting | null> {
+    const m = this.loaded;
+    if (!m) return null;
+    try {
+      const r = await m.model.routing();
+      return { dir: m.dir, topK: r.topK, layers: r.layers };
+    } catch (e) {
+      if (this.loaded !== m) return null;  // unloaded or crashed meanwhile: nothing to show yet
+      throw e;
+    }
   }
 
   /** Open a model folder (one load at a time; a second open waits for the first). */

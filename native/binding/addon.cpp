@@ -319,6 +319,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       InstanceMethod<&ModelWrap::Close>("close"),
       InstanceMethod<&ModelWrap::Grad>("grad"),
       InstanceMethod<&ModelWrap::CreateTrainer>("createTrainer"),
+      InstanceMethod<&ModelWrap::Routing>("routing"),
     });
   }
   ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
@@ -373,6 +374,40 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       o.Set("adapter", env.Null());
     }
     return o;
+  }
+
+  // routing({ reset? }) -> { topK (the largest), layers: [{ layer, topK, counts: number[E_l] }] } for the MoE layers only: the (token,
+  // expert) pairs each expert received since load or the last reset (Model::routing_counts). Synchronous: it reads
+  // L·E atomics.
+  Napi::Value Routing(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = model(env);
+    bool reset = false;
+    if (info.Length() > 0 && info[0].IsObject()) {
+      Napi::Value r = info[0].As<Napi::Object>().Get("reset");
+      if (!r.IsUndefined() && !r.IsBoolean()) throw Napi::TypeError::New(env, "routing: reset must be a boolean");
+      reset = r.IsBoolean() && r.As<Napi::Boolean>().Value();
+    }
+    const ModelSpec& S = m.spec();
+    const std::vector<uint64_t> c = m.routing_counts(reset);
+    const int stride = S.max_experts();
+    Napi::Array layers = Napi::Array::New(env);
+    uint32_t n = 0;
+    for (int l = 0; l < S.num_layers; ++l) {
+      const LayerSpec& ls = S.layers[size_t(l)];
+      if (!ls.moe || ls.num_experts <= 0) continue;
+      Napi::Object o = Napi::Object::New(env);
+      Napi::Array counts = Napi::Array::New(env, size_t(ls.num_experts));
+      for (int e = 0; e < ls.num_experts; ++e) counts.Set(uint32_t(e), double(c[size_t(l) * size_t(stride) + size_t(e)]));
+      o.Set("layer", l);
+      o.Set("topK", ls.top_k);
+      o.Set("counts", counts);
+      layers.Set(n++, o);
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("topK", S.max_top_k());
+    out.Set("layers", layers);
+    return out;
   }
 
   // One forward + backward with the model's adapter (transformers' labels: aligned with ids, -100 ignored, position t

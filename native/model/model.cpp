@@ -194,6 +194,11 @@ void Model::bind(const std::string& dir) {
   // tie_word_embeddings: the output projection is the embedding table (lm_head.weight may then be absent).
   lm_head_ = S.tie_embeddings ? embed_ : B.linear(R::LmHead, -1, V, D);
   layers_.resize(size_t(S.num_layers));
+  {
+    const size_t n = size_t(S.num_layers) * size_t(S.max_experts());
+    route_counts_ = std::make_unique<std::atomic<uint64_t>[]>(n);
+    for (size_t i = 0; i < n; ++i) route_counts_[i].store(0, std::memory_order_relaxed);
+  }
   for (int i = 0; i < S.num_layers; ++i) {
     const LayerSpec& ls = S.layers[size_t(i)];
     LayerWeights& L = layers_[size_t(i)];
@@ -347,7 +352,7 @@ void Model::swiglu_mlp(const MlpSite& m, Scratch& s, const Tensor& h, const Tens
 //   route: idx, w [T, k];  for each expert e with tokens S_e: Y = SwiGLU_e(h[S_e]) (one matmul with M = |S_e|);
 //   out[t] += w[t, e] · Y[t]   (+ shared MLP, sigmoid-gated for qwen2_moe)
 // With acts, the routing, the grouped pairs' projections and outputs, and the shared MLP's are kept for backward.
-void Model::moe_block(const LayerSpec& ls, const LayerWeights& L, Scratch& s, const Tensor& h, const Tensor& out,
+void Model::moe_block(int l, const LayerSpec& ls, const LayerWeights& L, Scratch& s, const Tensor& h, const Tensor& out,
                       LayerActs* acts, const LayerLora* lora) {
   const int64_t T = h.rows(), D = spec_.hidden;
   const int E = ls.num_experts, K = ls.top_k;
@@ -364,6 +369,10 @@ void Model::moe_block(const LayerSpec& ls, const LayerWeights& L, Scratch& s, co
   backend_->moe_route(ivec(idx, T * K), w, mat(probs, T, E), logits, ls.renorm_topk);
   const ExpertGroups grp = group_by_expert(idx, rw, T, K, E, counts, offsets, slot_tok, slot_w,
                                            acts ? acts->slot_pair.data() : nullptr);
+  if (!acts && s.count_routing) {  // telemetry (routing_counts): with acts this is backward's recompute
+    std::atomic<uint64_t>* c = route_counts_.get() + int64_t(l) * spec_.max_experts();
+    for (int e = 0; e < E; ++e) if (grp.count(e)) c[e].fetch_add(uint64_t(grp.count(e)), std::memory_order_relaxed);
+  }
   std::fill(out.f32(), out.f32() + T * D, 0.0f);
   for (int e = 0; e < E; ++e) {
     const int64_t m = grp.count(e), o0 = grp.offsets[e];
@@ -491,7 +500,7 @@ void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scr
   be.rmsnorm(h, x, vec(L.post_norm.data(), D), eps, rstd(acts ? acts->rstd2 : s.last));
   if (acts) keep(acts->h2, h.f32(), T * D);
   if (ls.moe) {
-    moe_block(ls, L, s, h, mlp_out, acts, lora);
+    moe_block(l, ls, L, s, h, mlp_out, acts, lora);
   } else {
     MlpSite site{&L.gate, &L.up, &L.down, nullptr, lora ? &lora->gate : nullptr, lora ? &lora->up : nullptr,
                  lora ? &lora->down : nullptr, acts ? &acts->lgate : nullptr, acts ? &acts->lup : nullptr,
@@ -500,6 +509,14 @@ void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scr
     else swiglu_mlp(site, s, h, mlp_out, s.gate.data(), s.up.data(), s.gate.data());
   }
   be.add(x, mlp_out);
+}
+
+std::vector<uint64_t> Model::routing_counts(bool reset) {
+  const size_t n = size_t(spec_.num_layers) * size_t(spec_.max_experts());
+  std::vector<uint64_t> out(n);
+  for (size_t i = 0; i < n; ++i)
+    out[i] = reset ? route_counts_[i].exchange(0, std::memory_order_relaxed) : route_counts_[i].load(std::memory_order_relaxed);
+  return out;
 }
 
 void Model::rope_for(int64_t pos0, int64_t T, Scratch& s) const {

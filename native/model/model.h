@@ -94,6 +94,9 @@ struct Scratch {
   // recompute and the backward regenerate the same mask instead of storing it.
   float dropout_p = 0;
   uint64_t dropout_seed = 0;
+  // Whether this scratch's forwards add to the model's routing telemetry (Model::routing_counts). Trainer::evaluate
+  // turns it off for its forwards: the run's routing shows what trained, not the validation passes.
+  bool count_routing = true;
   std::vector<float> ldrop, ldx;  // dropped x [M, in] and du·A [M, in] (grown to the largest call once)
 };
 
@@ -181,6 +184,14 @@ class Model {
   void set_adapter(std::shared_ptr<const Adapter> a) { adapter_ = std::move(a); }
   const Adapter* adapter() const { return adapter_.get(); }
 
+  // Expert routing telemetry: how many (token, expert) pairs each expert of each layer received since load or the
+  // last reset, [num_layers][max_experts] row-major (a dense layer's row, and the experts past a layer's own count,
+  // stay 0). Each routed token is counted once: forwards (chat prefill and decode, training's first forward), never
+  // training's checkpointed recompute (it routes the same tokens again) nor forwards whose Scratch says
+  // count_routing = false. Relaxed atomics: sessions on other threads add in; a snapshot is a consistent-enough
+  // view (a forward in flight may be half in it). reset: the counters restart from 0 after the snapshot.
+  std::vector<uint64_t> routing_counts(bool reset);
+
   // The backend every op runs on (cpu today).
   Backend& backend() { return *backend_; }
 
@@ -198,7 +209,7 @@ class Model {
   void lora_add(const Tensor& y, const Tensor& x, const LoraPair& p, int64_t b0, float* u, bool u_ready, Scratch& s);
   static float* lora_u(Scratch& s, std::vector<float>* saved, int64_t offset_rows, int64_t M, int64_t r);
   void swiglu_mlp(const MlpSite& m, Scratch& s, const Tensor& h, const Tensor& out, float* g, float* u, float* a);
-  void moe_block(const LayerSpec& ls, const LayerWeights& L, Scratch& s, const Tensor& h, const Tensor& out, LayerActs* acts,
+  void moe_block(int l, const LayerSpec& ls, const LayerWeights& L, Scratch& s, const Tensor& h, const Tensor& out, LayerActs* acts,
                  const LayerLora* lora);
   void layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scratch& s, const Tensor& cos, const Tensor& sin,
                      LayerActs* acts, const LayerLora* lora);
@@ -233,7 +244,8 @@ class Model {
   bool kv_int8_ = false;
   std::string base_quant_ = "none";
   std::vector<std::unique_ptr<NF4Tensor>> nf4_;     // the NF4 copies the projections' Linear::nf4 point to
-  std::map<DType, int64_t> by_dtype_;               // parameters per dtype (bulk_dtype)
+  std::map<DType, int64_t> by_dtype_;
+  std::unique_ptr<std::atomic<uint64_t>[]> route_counts_;  // routing_counts(): [num_layers][max_experts]               // parameters per dtype (bulk_dtype)
 };
 
 }  // namespace moe

@@ -358,6 +358,9 @@ std::pair<double, int64_t> Trainer::evaluate(const std::vector<TrainSeq>& batch)
   int64_t N = 0;
   double sum = 0;
   const int64_t V = model_->spec().vocab;
+  // validation forwards stay out of the routing telemetry (the run's heatmap is what trained)
+  struct NoCount { Scratch& s; ~NoCount() { s.count_routing = true; } } no_count{ts_.s};
+  ts_.s.count_routing = false;
   for (auto& s : batch) {
     const int64_t n = count_targets(s, targets_);
     if (n == 0) continue;
