@@ -8,7 +8,10 @@
 //
 // On stdout: one JSON line {"memory": {base_bytes, adapter_bytes, activation_bytes, total_bytes, available_bytes, params,
 // fits}} before step 1, one per optimizer step {"step","loss","lr","grad_norm","tokens_per_s","elapsed_s","eta_s"} and
-// one per evaluation {"step","eval_loss"} (--progress: readable lines on stderr instead). RUN_DIR/train_args.json holds the
+// one per evaluation {"step","eval_loss"}, and for an MoE model one per routing window {"routing": {"step", "from_step",
+// "top_k", "layers": [{"layer", "counts"}]}}: the tokens each expert received over training steps (from_step, step]
+// (about 40 windows a run, and one at a pause and at the end; validation is not counted) (--progress: readable lines
+// on stderr instead, no routing). RUN_DIR/train_args.json holds the
 // resolved arguments (what --resume continues with), RUN_DIR/checkpoint-<step>/ every save_steps and RUN_DIR/final/
 // at the end are PEFT adapter folders with the trainer's state beside (native/train/trainer.h). The batch of every
 // step follows from (seed, step) alone (a seeded shuffle per epoch), so --resume continues the same run and ends
@@ -198,6 +201,16 @@ export async function cmdTrain(flags: Flags): Promise<number> {
       if (human) process.stderr.write(`step ${step}: eval_loss ${r.loss.toFixed(4)}\n`);
       else process.stdout.write(JSON.stringify({ step, eval_loss: r.loss }) + "\n");
     };
+    // routing telemetry: the counters restart at every window, so each line is that window's own load
+    const routingEvery = Math.max(1, Math.ceil(totalSteps / 40));
+    let routingFrom = mem.step;
+    model.native.routing({ reset: true });
+    const routingWindow = (step: number) => {
+      const r = model.native.routing({ reset: true });
+      if (human || !r.layers.length || step <= routingFrom) return;
+      process.stdout.write(JSON.stringify({ routing: { step, from_step: routingFrom, top_k: r.topK, layers: r.layers } }) + "\n");
+      routingFrom = step;
+    };
     const t0 = Date.now();
     let done = mem.step, tokens = 0;
     for (; done < totalSteps; ) {
@@ -209,6 +222,7 @@ export async function cmdTrain(flags: Flags): Promise<number> {
       const line = { step: r.step, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, tokens_per_s: tokens / Math.max(elapsed, 1e-9), elapsed_s: elapsed, eta_s: perStepS * (totalSteps - done) };
       if (human) process.stderr.write(`step ${r.step}/${totalSteps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(3)}  grad_norm ${r.gradNorm.toFixed(3)}  ${line.tokens_per_s.toFixed(0)} tok/s  eta ${line.eta_s.toFixed(0)} s\n`);
       else process.stdout.write(JSON.stringify(line) + "\n");
+      if (done % routingEvery === 0 || stop) routingWindow(done);
       if (args.eval_steps > 0 && done % args.eval_steps === 0) await evaluate(done);
       if (stop) {
         await save(`checkpoint-${done}`, done);
@@ -218,6 +232,7 @@ export async function cmdTrain(flags: Flags): Promise<number> {
       if (args.save_steps > 0 && done % args.save_steps === 0 && done < totalSteps) await save(`checkpoint-${done}`, done);
     }
     offSignals();
+    routingWindow(done);
     if (args.eval_steps > 0 && done % args.eval_steps !== 0) await evaluate(done);
     await save(`checkpoint-${done}`, done);
     await save("final", done);

@@ -12,7 +12,7 @@
 import { randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { RpcError, type FinetuneRun, type FinetuneSpec, type Job, type MemoryEstimate, type TrainPoint } from "../contract.js";
+import { RpcError, type FinetuneRun, type FinetuneSpec, type Job, type MemoryEstimate, type RunRouting, type TrainPoint } from "../contract.js";
 import { CliError, cliProcess } from "../jobs/cli-process.js";
 import type { JobReporter } from "../jobs/kind.js";
 import type { JobService } from "../jobs/service.js";
@@ -78,6 +78,14 @@ export class FinetuneService {
           this.changed(id, { totalSteps, step: fromStep });
         },
         point: (id, p) => this.addPoint(id, p),
+        routing: (id, w) => {
+          try {
+            this.runs.addRouting(id, w);
+          } catch {
+            // see changed()
+          }
+          this.opts.emit("finetune.routing", { runId: id, window: w });
+        },
         settled: (id, status, error) => this.changed(id, { status, error }),
       }),
     );
@@ -276,8 +284,8 @@ export class FinetuneService {
     return this.runs.list().map((r) => this.view(r));
   }
 
-  get(id: string): { run: FinetuneRun; points: TrainPoint[] } {
-    return { run: this.view(this.record(id)), points: this.runs.points(id) };
+  get(id: string): { run: FinetuneRun; points: TrainPoint[]; routing: RunRouting[] } {
+    return { run: this.view(this.record(id)), points: this.runs.points(id), routing: this.runs.routing(id) };
   }
 
   /** A run that is not training, with its files (its folder is renamed aside first: it is whole or gone). */

@@ -5,11 +5,12 @@
 //   resume = train --model M --dataset ID --db APP_DB --resume RUN_DIR            (from its newest checkpoint-N/)
 //   pause  = SIGINT: the trainer finishes the step, writes checkpoint-N/ and exits 130 → PAUSED
 //
-// Every JSON line the trainer prints becomes a run point (the runs store and a finetune.point event) through `sink`;
+// Every JSON line the trainer prints becomes a run point (the runs store and a finetune.point event), or a routing
+// window (finetune.routing), through `sink`;
 // the run's status follows the job (FinetuneService.onJob).
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { TrainPoint } from "../contract.js";
+import { RoutingLayer, type RunRouting, type TrainPoint } from "../contract.js";
 import { CliError, cliJob } from "../jobs/cli-process.js";
 import { PAUSED, type JobExecution, type JobKindHandler } from "../jobs/kind.js";
 
@@ -24,6 +25,8 @@ export interface TrainSink {
   /** The trainer's first line: how many optimizer steps the run has, and the step it starts from. */
   started(runId: string, totalSteps: number, fromStep: number): void;
   point(runId: string, p: TrainPoint): void;
+  /** A window of the run's expert routing (the trainer's {"routing": ...} lines). */
+  routing(runId: string, w: RunRouting): void;
   /** Where the execution ended: the run's own record follows (the job's row may age out; the run stays). */
   settled(runId: string, outcome: "running" | "paused" | "done" | "cancelled" | "failed", error: string | null): void;
 }
@@ -81,6 +84,13 @@ export function trainKind(sink: TrainSink): JobKindHandler<TrainParams> {
                 const from = num(m.step) ?? 0;
                 sink.started(p.runId, total, from);
                 if (total) report.progress(from, total, "steps");
+                return;
+              }
+              if (v.routing && typeof v.routing === "object") {
+                const r = v.routing as Record<string, unknown>;
+                const layers = RoutingLayer.array().safeParse(r.layers);
+                const step = num(r.step), from = num(r.from_step), topK = num(r.top_k);
+                if (layers.success && step !== null && from !== null && topK !== null) sink.routing(p.runId, { step, fromStep: from, topK, layers: layers.data });
                 return;
               }
               const step = num(v.step);

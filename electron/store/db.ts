@@ -227,6 +227,24 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 7,
+    description: "a finetune run's expert routing, window by window (the run view's heatmap outlives the app)",
+    up(db) {
+      // One row per routing window the trainer reports: the (token, expert) pairs of training steps (from_step, step].
+      // layers is the JSON the trainer printed ([{layer, topK, counts}]): read whole, never queried by expert.
+      db.exec(`
+        CREATE TABLE run_routing (
+          run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+          step INTEGER NOT NULL,
+          from_step INTEGER NOT NULL,
+          top_k INTEGER NOT NULL,
+          layers TEXT NOT NULL,
+          PRIMARY KEY (run_id, step)
+        );
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -1,7 +1,8 @@
-// Finetune runs (migration 6): one row per run and one run_points row per training step or evaluation. The finetune
+// Finetune runs (migration 6): one row per run and one run_points row per training step or evaluation; run_routing
+// (migration 7) one row per routing window. The finetune
 // service (electron/finetune/service.ts) is the one writer; a run's files live in its run folder, not here.
 import type { Db } from "./db.js";
-import type { TrainPoint } from "../contract.js";
+import type { RunRouting, TrainPoint } from "../contract.js";
 
 export type RunStatus = "queued" | "running" | "paused" | "done" | "failed" | "cancelled" | "interrupted";
 
@@ -61,6 +62,11 @@ export class RunsStore {
           grad_norm = excluded.grad_norm, tokens_per_s = excluded.tokens_per_s, elapsed_s = excluded.elapsed_s`),
       points: db.prepare(`SELECT * FROM run_points WHERE run_id = ? ORDER BY step, kind DESC`),
       dropAfter: db.prepare(`DELETE FROM run_points WHERE run_id = ? AND step > ?`),
+      routing: db.prepare(`
+        INSERT INTO run_routing (run_id, step, from_step, top_k, layers) VALUES (@runId, @step, @fromStep, @topK, @layers)
+        ON CONFLICT(run_id, step) DO UPDATE SET from_step = excluded.from_step, top_k = excluded.top_k, layers = excluded.layers`),
+      routings: db.prepare(`SELECT * FROM run_routing WHERE run_id = ? ORDER BY step`),
+      dropRoutingAfter: db.prepare(`DELETE FROM run_routing WHERE run_id = ? AND step > ?`),
     };
   }
 
@@ -102,6 +108,18 @@ export class RunsStore {
    */
   dropPointsAfter(runId: string, step: number): void {
     this.s.dropAfter.run(runId, step);
+    this.s.dropRoutingAfter.run(runId, step);
+  }
+
+  /** A routing window of the run (the same window end again, from a resume, replaces the first). */
+  addRouting(runId: string, w: RunRouting): void {
+    this.s.routing.run({ runId, step: w.step, fromStep: w.fromStep, topK: w.topK, layers: JSON.stringify(w.layers) });
+  }
+
+  routing(runId: string): RunRouting[] {
+    return (this.s.routings.all(runId) as { step: number; from_step: number; top_k: number; layers: string }[]).map(
+      (r) => ({ step: r.step, fromStep: r.from_step, topK: r.top_k, layers: JSON.parse(r.layers) as RunRouting["layers"] }),
+    );
   }
 
   points(runId: string): TrainPoint[] {

@@ -8,7 +8,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { FinetuneRun, FinetuneSpec, Job, TrainPoint } from "../../electron/contract.js";
+import type { FinetuneRun, FinetuneSpec, Job, RunRouting, TrainPoint } from "../../electron/contract.js";
 import { FinetuneService } from "../../electron/finetune/service.js";
 import { JobService } from "../../electron/jobs/service.js";
 import { openDatabase, type Db } from "../../electron/store/db.js";
@@ -73,6 +73,13 @@ const STEPS = 20;
 const KNOBS = { learning_rate: 0.01, lr_scheduler_type: "constant", per_device_train_batch_size: 4, max_seq_length: 64, seed: 1, max_steps: STEPS,
   save_steps: 8, warmup_steps: 0, lora_dropout: 0.1 } as const;
 const ALL = Array.from({ length: STEPS }, (_, i) => i + 1);
+/** A run's routing windows cover steps (0, total] with no gap or overlap, each with every MoE layer's counts. */
+function expectTiles(w: RunRouting[], total: number) {
+  expect(w.length).toBeGreaterThan(0);
+  expect(w.map((x) => x.fromStep)).toEqual([0, ...w.slice(0, -1).map((x) => x.step)]);
+  expect(w.at(-1)!.step).toBe(total);
+  for (const x of w) expect(x.layers.length).toBeGreaterThan(0);
+}
 const spec = (over: Partial<FinetuneSpec> = {}): FinetuneSpec => ({ modelDir: MODEL, datasetId, baseQuant: "none", preset: "quick", knobs: { ...KNOBS }, ...over });
 
 async function until<T>(what: string, f: () => T | null | undefined | false, ms = 120_000): Promise<T> {
@@ -153,6 +160,10 @@ describe("FinetuneService", () => {
     expect((job.result as { finalDir: string }).finalDir).toBe(join(full.runDir, "final"));
     const live = h.events.filter((e) => e.name === "finetune.point" && (e.payload as { runId: string }).runId === full.id);
     expect(live.length).toBe(STEPS);
+    // routing windows: stored as they arrived (one event each), tiling steps 0..STEPS
+    const { routing } = h.ft.get(full.id);
+    expectTiles(routing, STEPS);
+    expect(h.events.filter((e) => e.name === "finetune.routing" && (e.payload as { runId: string }).runId === full.id).length).toBe(routing.length);
   }, 180_000);
 
   it("pause → paused with a checkpoint → resume → done, the same final loss and adapter bytes as the uninterrupted run", async () => {
@@ -172,6 +183,8 @@ describe("FinetuneService", () => {
     const { run: done, points } = h.ft.get(run.id);
     expect(points.filter((p) => p.loss !== null).map((p) => p.step)).toEqual(ALL);
     expect(lastLoss(points)).toBe(h.ft.get(full.id).run.finalLoss);
+    // the windows still tile the run: the one ending at the pause's checkpoint, then the resumed ones
+    expectTiles(h.ft.get(run.id).routing, STEPS);
     expect(readFileSync(join(done.runDir, "final/adapter_model.safetensors")).equals(readFileSync(join(full.runDir, "final/adapter_model.safetensors")))).toBe(true);
   }, 240_000);
 

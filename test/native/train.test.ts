@@ -35,6 +35,23 @@ function cli(args: string[], env: Record<string, string> = {}) {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 120_000, maxBuffer: 64 << 20, env: { ...process.env, ...env } });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
+/** The {"routing": ...} lines: each a window of steps (from_step, step] with every MoE layer's expert counts. */
+const routing = (out: string) =>
+  out.trim().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l)).filter((o) => "routing" in o)
+    .map((o) => o.routing as { step: number; from_step: number; top_k: number; layers: { layer: number; topK: number; counts: number[] }[] });
+/** Windows tile the steps (from → to) with no gap, and in each one every MoE layer saw the same tokens (Σ counts / topK). */
+function expectRoutingWindows(out: string, from: number, to: number) {
+  const w = routing(out);
+  expect(w.length).toBeGreaterThan(0);
+  expect(w.map((x) => x.from_step)).toEqual([from, ...w.slice(0, -1).map((x) => x.step)]);
+  expect(w.at(-1)!.step).toBe(to);
+  for (const x of w) {
+    const tokens = x.layers.map((l) => l.counts.reduce((a, b) => a + b, 0) / l.topK);
+    expect(tokens[0]).toBeGreaterThan(0);
+    for (const t of tokens) expect(t).toBe(tokens[0]);
+  }
+  return w;
+}
 const steps = (out: string) => out.trim().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l)).filter((o) => "loss" in o);
 const greedy = (extra: string[], prompt: string) => {
   const r = cli(["generate", "--model", MODEL, "--prompt", prompt, "--max-tokens", "16", "--temperature", "0", "--json", ...extra]);
@@ -52,6 +69,7 @@ describe("moe-studio train", () => {
     expect(s[0].step).toBe(1);
     for (const k of ["loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s", "eta_s"]) expect(Number.isFinite(s[29][k])).toBe(true);
     expect(s[29].loss).toBeLessThan(s[0].loss / 4);
+    expect(expectRoutingWindows(r.out, 0, 30).length).toBe(30);  // ≤ 40 steps: a window per step
     for (const d of ["checkpoint-10", "checkpoint-20", "checkpoint-30", "final"])
       for (const f of ["adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors", "trainer_state.json"]) expect(existsSync(join(run, d, f))).toBe(true);
     const adapter = ["--adapter", join(run, "final")];
@@ -103,6 +121,7 @@ describe("moe-studio train", () => {
     const r = cli(["train", "--model", MODEL, "--data", data, "--resume", half]);
     expect(r.code, r.err).toBe(0);
     expect(steps(r.out).map((x) => x.step)).toEqual([7, 8, 9, 10, 11, 12]);
+    expectRoutingWindows(r.out, 6, 12);  // the resumed part only
     for (const f of ["adapter_model.safetensors", "optimizer.safetensors", "trainer_state.json"])
       expect(readFileSync(join(half, "final", f)).equals(readFileSync(join(full, "final", f)))).toBe(true);
     // other data cannot continue this run
