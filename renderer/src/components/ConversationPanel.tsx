@@ -7,6 +7,7 @@ import { useChat } from "../stores/chat.js";
 import { useModels } from "../stores/models.js";
 import { useUi } from "../stores/ui.js";
 import { IconX } from "./icons.js";
+import { ModelRoutingPanel } from "./routing/RoutingPanels.js";
 
 type Field = keyof SamplingSettings;
 const FIELDS: { key: Field; label: Parameters<ReturnType<typeof useT>>[0]; min: number; max: number; step: number; int: boolean }[] = [
@@ -78,6 +79,9 @@ export function ConversationPanel() {
   const [naming, setNaming] = useState(false);
   const [presetName, setPresetName] = useState("");
   const saveTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  const model = useModels((s) => s.status.model);
+  const [routingOpen, setRoutingOpen] = useState(false);
+  const replies = useChat((s) => s.messages.filter((m) => m.role === "assistant" && m.status !== "streaming").length);
 
   const loadPresets = () =>
     api()
@@ -221,6 +225,13 @@ export function ConversationPanel() {
           </button>
         )}
       </section>
+      {model && model.numExperts > 0 && (
+        <details className="panel-section" onToggle={(e) => setRoutingOpen((e.target as HTMLDetailsElement).open)}>
+          <summary>{t("routing.modelTitle")}</summary>
+          {/* asked again whenever a reply finishes: the counts grow with every prefill and decode */}
+          {routingOpen && <ModelRoutingPanel refreshKey={`${model.dir}:${replies}`} />}
+        </details>
+      )}
     </aside>
   );
 }

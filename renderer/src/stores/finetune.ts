@@ -5,7 +5,8 @@
 import { create } from "zustand";
 import { api } from "../api/index.js";
 import type { CallInput, Conversation, EventPayload } from "../api/types.js";
-import type { FinetuneRun, FinetuneSpec, Job, MemoryEstimate, TrainKnobs, TrainPoint } from "../../../electron/contract.js";
+import type { FinetuneRun, FinetuneSpec, Job, MemoryEstimate, RunRouting, TrainKnobs, TrainPoint } from "../../../electron/contract.js";
+import { mergeWindows } from "../routing.js";
 import { useConversations } from "./conversations.js";
 import { useChat } from "./chat.js";
 import { useDatasets } from "./datasets.js";
@@ -251,6 +252,8 @@ interface FinetuneState {
   /** The run the view shows; null: the new-run form. */
   openId: string | null;
   points: Record<string, TrainPoint[]>;
+  /** Each run's routing windows (finetune.routing events, merged with finetune.get's). */
+  routing: Record<string, RunRouting[]>;
   log: Record<string, string[]>;
   /** Runs ticked for "compare" (at most two). */
   compare: string[];
@@ -282,6 +285,7 @@ interface FinetuneState {
   importForFinetune(file: File): Promise<void>;
   onRun(run: FinetuneRun): void;
   onPoint(e: EventPayload<"finetune.point">): void;
+  onRouting(e: EventPayload<"finetune.routing">): void;
   onJob(job: Job): void;
   onImportStatus(s: EventPayload<"datasets.import.status">): void;
 }
@@ -319,6 +323,7 @@ export const useFinetune = create<FinetuneState>((set, get) => ({
   loaded: false,
   openId: null,
   points: {},
+  routing: {},
   log: {},
   compare: [],
   draft: { modelDir: "", datasetId: "", baseQuant: "nf4", preset: "quick", name: "", knobs: { values: {}, targets: null } },
@@ -343,8 +348,12 @@ export const useFinetune = create<FinetuneState>((set, get) => ({
     set({ openId: id });
     if (!id) return;
     try {
-      const { run, points } = await api().call("finetune.get", { id });
-      set({ runs: upsertRun(get().runs, run), points: { ...get().points, [id]: mergePoints(get().points[id] ?? [], points) } });
+      const { run, points, routing } = await api().call("finetune.get", { id });
+      set({
+        runs: upsertRun(get().runs, run),
+        points: { ...get().points, [id]: mergePoints(get().points[id] ?? [], points) },
+        routing: { ...get().routing, [id]: mergeWindows(get().routing[id] ?? [], routing) },
+      });
     } catch (e) {
       useUi.getState().notifyError(e);
     }
@@ -480,6 +489,9 @@ export const useFinetune = create<FinetuneState>((set, get) => ({
   },
   onPoint: ({ runId, point }) => {
     set({ points: { ...get().points, [runId]: mergePoints(get().points[runId] ?? [], [point]) } });
+  },
+  onRouting: ({ runId, window }) => {
+    set({ routing: { ...get().routing, [runId]: mergeWindows(get().routing[runId] ?? [], [window]) } });
   },
   onJob: (job) => {
     if (exportsStarted.has(job.id) && job.status === "done") {

@@ -42,6 +42,7 @@ export function connectStores(transport: Transport): () => void {
     transport.on("jobs.removed", (e) => useJobs.getState().onRemoved(e)),
     transport.on("finetune.run", (r) => useFinetune.getState().onRun(r)),
     transport.on("finetune.point", (p) => useFinetune.getState().onPoint(p)),
+    transport.on("finetune.routing", (p) => useFinetune.getState().onRouting(p)),
     transport.on("jobs.job", (j) => useFinetune.getState().onJob(j)),
     transport.on("datasets.import.status", (s) => useFinetune.getState().onImportStatus(s)),
   ];

@@ -5,6 +5,7 @@ import type { ModelCard } from "../api/types.js";
 import { ErrorText } from "../components/ErrorText.js";
 import { IconAlert, IconFolder, IconX } from "../components/icons.js";
 import { QuantizePanel } from "../components/QuantizePanel.js";
+import { ModelRoutingPanel } from "../components/routing/RoutingPanels.js";
 import { useT } from "../hooks.js";
 import { folderName, formatBytes, formatParams, useModels } from "../stores/models.js";
 import { useUi } from "../stores/ui.js";
@@ -13,6 +14,7 @@ import { DiscoverPanel } from "./DiscoverPanel.js";
 function Card({ card }: { card: ModelCard }) {
   const t = useT();
   const [quantizing, setQuantizing] = useState(false);
+  const [routing, setRouting] = useState(false);
   const experts =
     card.numExperts > 0
       ? card.numSharedExperts > 0
@@ -66,6 +68,12 @@ function Card({ card }: { card: ModelCard }) {
         </button>
       </div>
       {quantizing && <QuantizePanel card={card} onClose={() => setQuantizing(false)} />}
+      {card.numExperts > 0 && (
+        <details className="model-routing-details" onToggle={(e) => setRouting((e.target as HTMLDetailsElement).open)}>
+          <summary>{t("routing.modelTitle")}</summary>
+          {routing && <ModelRoutingPanel refreshKey={card.dir} />}
+        </details>
+      )}
     </section>
   );
 }

@@ -1,5 +1,5 @@
 // One run: its status with Pause / Resume / Cancel (jobs.* with the run's jobId), progress, tokens/s, elapsed and
-// ETA, the chart (with its table), the log, the checkpoints (chat with one, export one) and Delete (files too,
+// ETA, the chart (with its table), the expert routing heatmap, the log, the checkpoints (chat with one, export one) and Delete (files too,
 // after a confirmation).
 import { useState } from "react";
 import { useT } from "../../hooks.js";
@@ -9,6 +9,7 @@ import { folderName } from "../../stores/models.js";
 import { IconAlert, IconTrash } from "../icons.js";
 import { ExportDialog } from "./ExportDialog.js";
 import { RunChart } from "./RunChart.js";
+import { RunRoutingPanel } from "../routing/RoutingPanels.js";
 
 const EMPTY: never[] = [];
 
@@ -16,6 +17,7 @@ export function RunDetail({ run }: { run: FinetuneRun }) {
   const t = useT();
   const points = useFinetune((s) => s.points[run.id] ?? EMPTY);
   const log = useFinetune((s) => s.log[run.id] ?? EMPTY);
+  const routing = useFinetune((s) => s.routing[run.id] ?? EMPTY);
   const [confirming, setConfirming] = useState(false);
   const [exporting, setExporting] = useState<FinetuneRun["checkpoints"][number] | null>(null);
   const { pause, resume, cancel, remove, chatWithCheckpoint } = useFinetune.getState();
@@ -116,6 +118,7 @@ export function RunDetail({ run }: { run: FinetuneRun }) {
       </dl>
 
       <RunChart points={points} />
+      <RunRoutingPanel windows={routing} />
 
       {Object.keys(run.args).length > 0 && (
         <details className="finetune-args">
