@@ -44,6 +44,8 @@ describe.runIf(run)("finetune, end to end in Chromium", () => {
   const visible = (l: Locator, timeout = 15_000) => l.first().waitFor({ state: "visible", timeout });
   const runCard = () => region().getByRole("region", { name: /^(Run|训练) / });
   const status = () => runCard().locator(".card-head [role=status]");
+  const chart = () => runCard().getByRole("region", { name: /^(Training chart|训练图表)$/ });
+  const routing = () => runCard().getByRole("region", { name: /^(Expert routing|专家路由)$/ });
   const tableRows = () => runCard().getByRole("table", { name: /^(Training points|训练数据点)$/ }).locator("tbody tr");
 
   async function drop(name: string, text: string) {
@@ -111,7 +113,7 @@ describe.runIf(run)("finetune, end to end in Chromium", () => {
 
     await button("Start").click();
     await visible(runCard(), 30_000);
-    await runCard().getByRole("button", { name: "Table" }).click();
+    await chart().getByRole("button", { name: "Table" }).click();
     await expect.poll(() => tableRows().count(), { timeout: 120_000 }).toBeGreaterThanOrEqual(2);
     const first = await tableRows().first().locator("td").allInnerTexts();
     expect(first[0]).toBe("1");
@@ -155,8 +157,17 @@ describe.runIf(run)("finetune, end to end in Chromium", () => {
     await visible(entry, 15_000);
     expect(await entry.first().innerText()).toMatch(/loss \d/);
     await entry.first().click();
-    await runCard().getByRole("button", { name: "Table" }).click();
+    await chart().getByRole("button", { name: "Table" }).click();
     await expect.poll(() => tableRows().count(), { timeout: 15_000 }).toBe(STEPS);
+    // the run's expert routing outlives the reload too: the heatmap with its load balance, and its table per layer
+    await visible(routing());
+    expect(await routing().getByTestId("routing-summary").innerText()).toMatch(/^Load balance \(mean CV\): \d+\.\d\d — \d+ tokens, 4 MoE layers × \d+ experts$/);
+    await routing().getByLabel("Window").selectOption("all");
+    await visible(routing().getByRole("img"));
+    await routing().scrollIntoViewIfNeeded();
+    await app.screenshot("finetune-09-routing-en-light");
+    await routing().getByRole("button", { name: "Table" }).click();
+    await expect.poll(() => routing().locator("table tbody tr").count()).toBe(4);
     app.expectClean();
   });
 
