@@ -178,6 +178,15 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     // after a reply: its token count and speed, and the context it now uses out of the session's
     await expect.poll(() => lastReply().innerText()).toMatch(new RegExp(`\\b${SHORT} tokens\\b[\\s\\S]*tok/s`));
     await expect.poll(() => page.getByRole("main").innerText()).toMatch(/Context [1-9][\d,]* \/ 8,192\b/);
+    // the model's expert routing since it loaded, in the conversation's panel: the tokens of both replies and their
+    // prompts, a load-balance figure, one heatmap row per MoE layer (qwen3_moe: 4)
+    const routing = page.getByRole("complementary", { name: "Conversation settings" }).locator("details").filter({ hasText: "Expert routing of this model" });
+    await routing.locator("summary").click();
+    const summary = routing.getByTestId("routing-summary");
+    await expect.poll(() => summary.innerText(), { timeout: 15_000 }).toMatch(/^Load balance \(mean CV\): \d+\.\d\d — [1-9][\d,]* tokens, 4 MoE layers × 8 experts$/);
+    const tokens = Number((await summary.innerText()).match(/— ([\d,]+) tokens/)![1].replace(/,/g, ""));
+    await routing.locator("summary").click();  // closed again, as the later steps expect the panel
+    expect(tokens).toBeGreaterThan(SHORT);
     app.expectClean();
   });
 
