@@ -188,6 +188,36 @@ describe.runIf(run)("finetune, end to end in Chromium", () => {
     app.expectClean();
   });
 
+  it("Chat with checkpoint (final): the trained reply, and Compare with base shows the base does not give it", async () => {
+    await runCard().getByRole("button", { name: /^Chat with checkpoint:? Final/ }).click();
+    const composer = page.getByRole("textbox", { name: "Message", exact: true });
+    await visible(composer, 30_000);
+    await expect.poll(async () => (await page.getByTestId("adapter-chip").innerText()).trim(), { timeout: 15_000 }).toBe("adapter: final");
+    // greedy and short, so the reply is the adapter's most likely text (the one test/native/train.test.ts checks)
+    const toggle = page.getByRole("button", { name: "Conversation settings", exact: true });
+    if ((await toggle.getAttribute("aria-expanded")) !== "true") await toggle.click();
+    for (const [label, v] of [["Temperature", "0"], ["Max tokens", "16"]] as const) {
+      const f = page.getByLabel(label, { exact: true }).first();
+      await f.fill(v);
+      await f.blur();
+    }
+    const compare = page.getByRole("button", { name: "Compare with base", exact: true });
+    await compare.click();
+    await composer.fill("Name a fruit.");
+    await page.getByRole("button", { name: "Send", exact: true }).click();
+    const pair = page.getByRole("log", { name: "Messages" }).getByRole("group", { name: "Compare with base" });
+    await visible(pair, 30_000);
+    const side = (k: "base" | "adapter") => pair.locator(`[data-compare="${k}"]`);
+    await expect.poll(() => side("adapter").getAttribute("class"), { timeout: 60_000 }).toMatch(/status-complete/);
+    await expect.poll(() => side("base").getAttribute("class"), { timeout: 60_000 }).toMatch(/status-complete/);
+    const text = async (k: "base" | "adapter") => (await side(k).locator(".msg-body").innerText()).trim();
+    expect(await text("adapter")).toBe(REPLY);
+    expect(await text("base")).not.toContain("Blue whales");
+    await app.screenshot("finetune-10-chat-checkpoint-en-light");
+    await nav("Finetune").click();
+    app.expectClean();
+  });
+
   it("the Chinese UI and the dark theme", async () => {
     await nav("Settings").click();
     await page.getByLabel("Language", { exact: true }).selectOption({ label: "中文" });
