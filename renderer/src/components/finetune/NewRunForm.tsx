@@ -273,6 +273,8 @@ export function NewRunForm() {
   const startError = useFinetune((s) => s.startError);
   const est = useFinetune((s) => s.estimates[s.draft.baseQuant]);
   const spec = specOf(draft);
+  // the estimate prepares the data and the model exactly as the run would: when it fails (an empty dataset, no chat
+  // template, a bad knob) the run would fail the same way, so Start waits for an estimate that answered
   const blocked = est.value !== null && !verdictView(est.value).canStart;
   useEffect(() => {
     useFinetune.getState().requestEstimate();
@@ -307,7 +309,7 @@ export function NewRunForm() {
       )}
       <div className="row-actions end">
         {blocked && <span className="field-error">{t("finetune.wontStart")}</span>}
-        <button type="submit" className="primary" disabled={!spec || starting || blocked || est.state === "loading" || est.state === "idle"}>
+        <button type="submit" className="primary" disabled={!spec || starting || blocked || est.state !== "ready"}>
           {t("finetune.start")}
         </button>
       </div>
