@@ -10,7 +10,7 @@
 // The memory estimate runs `moe-studio train --estimate` in a child process: loading a model and sizing a trainer is
 // seconds of work and gigabytes of mapping that the main process must never hold.
 import { randomUUID } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { RpcError, type FinetuneRun, type FinetuneSpec, type Job, type MemoryEstimate, type RunRouting, type TrainPoint } from "../contract.js";
 import { CliError, cliProcess } from "../jobs/cli-process.js";
@@ -215,6 +215,12 @@ export class FinetuneService {
     } catch (e) {
       throw new RpcError("invalid_input", (e as Error).message);
     }
+    // A preset's max_seq_length (512 / 1024) past the model's context would be refused by the engine: the preset
+    // adapts to the model. A max_seq_length the user typed is theirs, and its error says the limit.
+    if (!("max_seq_length" in spec.knobs)) {
+      const ctx = modelContext(spec.modelDir);
+      if (ctx !== null && args.max_seq_length > ctx) args = { ...args, max_seq_length: ctx };
+    }
     return { args, datasetName: name };
   }
 
@@ -337,6 +343,17 @@ export class FinetuneService {
       out: join(models, req.gguf && !req.name.endsWith(".gguf") ? `${req.name}.gguf` : req.name),
     };
     return this.opts.jobs.start("export", params);
+  }
+}
+
+/** config.json's max_position_embeddings (or its text_config's), or null when it does not say. */
+function modelContext(modelDir: string): number | null {
+  try {
+    const c = JSON.parse(readFileSync(join(modelDir, "config.json"), "utf8")) as { max_position_embeddings?: unknown; text_config?: { max_position_embeddings?: unknown } };
+    const v = c.max_position_embeddings ?? c.text_config?.max_position_embeddings;
+    return typeof v === "number" && Number.isInteger(v) && v >= 2 ? v : null;
+  } catch {
+    return null;  // the trainer reads it again and says what is wrong with it
   }
 }
 

@@ -163,3 +163,41 @@ describe.runIf(run)("finetune runs that crash, quit and compare", () => {
     app.expectClean();
   });
 });
+
+describe.runIf(run)("a run that will not fit", () => {
+  it("the estimate says Will not fit with the numbers and what to change; Start stays off", async () => {
+    // a memory budget far below what any run needs (MOE_TRAIN_MEMORY_LIMIT: the trainer's budget for a shared
+    // machine, native/train/trainer.cpp), so the verdict does not depend on this machine's free memory
+    const dataDir = freshDir("data-nofit");
+    const data = join(freshDir("ds"), "whales.jsonl");
+    writeFileSync(data, QUESTIONS.map((q) => JSON.stringify({ messages: [{ role: "user", content: q }, { role: "assistant", content: REPLY }] })).join("\n") + "\n");
+    expect(spawnSync(process.execPath, [BIN, "dataset", "import", data, "--db", join(dataDir, "moe-studio.db")]).status).toBe(0);
+    process.env.MOE_TRAIN_MEMORY_LIMIT = "1000000";
+    let serve: Serve | null = null;
+    let app: App | null = null;
+    try {
+      serve = await startServe({ model: fixtureModel("qwen3_moe"), dataDir });
+      delete process.env.MOE_TRAIN_MEMORY_LIMIT;
+      app = await openApp(serve.url);
+      const page = app.page;
+      const region = page.getByRole("region", { name: "Finetune" });
+      await page.getByRole("navigation", { name: "Main" }).getByRole("button", { name: "Finetune", exact: true }).click();
+      const form = region.getByRole("form", { name: "New run" });
+      await form.waitFor({ state: "visible", timeout: 30_000 });
+      await form.getByLabel("Dataset", { exact: true }).selectOption({ label: DATASET });
+      const estimate = form.getByRole("status", { name: "Memory estimate" });
+      await expect.poll(() => form.innerText(), { timeout: 30_000 }).toMatch(/Will not fit/);
+      expect(await estimate.innerText()).toMatch(/Needs [\d.]+ [KMG]?B/);
+      expect(await form.innerText()).toMatch(/lower max_seq_length|Q-LoRA|batch/i);
+      expect(await region.getByRole("button", { name: "Start", exact: true }).isDisabled()).toBe(true);
+      await estimate.scrollIntoViewIfNeeded();
+      await app.screenshot("finetune-life-05-will-not-fit");
+      app.expectClean();
+    } finally {
+      delete process.env.MOE_TRAIN_MEMORY_LIMIT;
+      await app?.close();
+      await serve?.stop("serve-finetune-nofit.log");
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});

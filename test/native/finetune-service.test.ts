@@ -102,6 +102,13 @@ describe("FinetuneService", () => {
   beforeAll(() => { h = open(); });
   afterAll(async () => { await close(h); });
 
+  it("a preset's max_seq_length past the model's context is the context (the fixture's is 256; quick says 512); a typed one is checked", async () => {
+    const { max_seq_length: _typed, ...knobs } = KNOBS;
+    const e = await h.ft.estimate(spec({ knobs }));
+    expect(e.verdict).toBe("fits");
+    await expect(h.ft.estimate(spec({ knobs: { ...knobs, max_seq_length: 512 } }))).rejects.toThrow(/max_seq_length = 512 must be an integer in \[2, 256\]/);
+  });
+
   it("estimate: fits on this machine; tight and will_not_fit against a budget, with the numbers and advice", async () => {
     const e = await h.ft.estimate(spec());
     expect(e.verdict).toBe("fits");
