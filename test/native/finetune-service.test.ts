@@ -296,6 +296,32 @@ describe("FinetuneService", () => {
   }, 180_000);
 });
 
+describe("an export cancelled midway", () => {
+  it("leaves nothing in the models folder; after a restart the job is still cancelled and nothing is there", async () => {
+    const h = open();
+    try {
+      const run = h.ft.list().find((r) => r.status === "done")!;
+      const job = h.ft.export({ id: run.id, checkpoint: "final", kind: "merged", dtype: "fp32", gguf: "f16", name: "cut-short" });
+      expect(job.status).toBe("running");
+      h.jobs.cancel(job.id);  // while its CLI starts and loads: it stops there, or at its next tensor
+      expect((await settledJob(h, job.id)).status).toBe("cancelled");
+      const leftovers = () => readdirSync(modelsDir).filter((f) => f.includes("cut-short"));
+      expect(leftovers()).toEqual([]);
+      await close(h);
+      const again = open();
+      try {
+        expect(again.jobs.get(job.id)).toMatchObject({ status: "cancelled", kind: "export", result: null });
+        expect(leftovers()).toEqual([]);
+      } finally {
+        await close(again);
+      }
+    } catch (e) {
+      await close(h).catch(() => undefined);
+      throw e;
+    }
+  }, 120_000);
+});
+
 describe("a quit mid-run", () => {
   it("dispose pauses the run; a new JobService + FinetuneService on the same database shows it paused, and resume finishes it", async () => {
     const a = open();
