@@ -74,8 +74,8 @@ describe("listLocal", () => {
   it("leaves out hidden entries, downloads in progress, temporary files and folders that are not models", () => {
     folder("real", { "config.json": "{}" });
     // what the writers leave while they work, named by their own helpers
-    mkdirSync(quantizeTempName(join(models, "q4")));
-    writeFileSync(join(quantizeTempName(join(models, "q4")), "config.json"), "{}");
+    mkdirSync(join(models, quantizeTempName("q4"))); // a name, not a path
+    writeFileSync(join(models, quantizeTempName("q4"), "config.json"), "{}");
     writeFileSync(ggufTempPath(join(models, "x.gguf")), "GGUF");
     mkdirSync(stagingPath(models, "owner/repo"));
     writeFileSync(join(stagingPath(models, "owner/repo"), "config.json"), "{}");
