@@ -283,6 +283,44 @@ export const RepoDetails = z.object({
   fit: FitEstimate,
 });
 export type RepoDetails = z.infer<typeof RepoDetails>;
+// ---------- library: what the models folder holds ----------
+/**
+ * Where a file in the models folder came from, as the app recorded it when it wrote it: a sidecar `moe-studio.json`
+ * inside a folder, or `<file>.moe-studio.json` beside a .gguf (electron/library/local.ts). Other programs' folders
+ * have none (origin null). format: the output's weights: "adapter" (a PEFT folder), a merged dtype (bf16/fp16/fp32),
+ * a quantized folder's or GGUF file's type (q8_0/q4_0/q4_k; f16 for an f16 GGUF).
+ */
+export const LocalFormat = z.enum(["adapter", "bf16", "fp16", "fp32", "f16", "q8_0", "q4_0", "q4_k"]);
+export type LocalFormat = z.infer<typeof LocalFormat>;
+export const LocalOrigin = z.discriminatedUnion("origin", [
+  z.object({
+    origin: z.literal("finetune"),
+    run: z.object({ id: z.string(), name: z.string() }),
+    /** The checkpoint's step; null for the run's final adapter. */
+    checkpoint: z.number().int().min(0).nullable(),
+    /** The base model folder the run trained. */
+    base: z.string(),
+    format: LocalFormat,
+  }),
+  z.object({ origin: z.literal("quantize"), /** the model folder it was made from */ source: z.string(), format: LocalFormat }),
+  z.object({ origin: z.literal("download"), repo: z.string() }),
+]);
+export type LocalOrigin = z.infer<typeof LocalOrigin>;
+
+export const LocalModel = z.object({
+  /** The folder's or file's name in the models folder. */
+  name: z.string(),
+  path: z.string(),
+  /** model: a folder with config.json (our engine opens it); adapter: a PEFT folder (adapter_config.json); gguf: a file for llama.cpp & co. */
+  kind: z.enum(["model", "adapter", "gguf"]),
+  sizeBytes: z.number(),
+  /** config.json's model_type; an adapter's base model (adapter_config.json base_model_name_or_path); null if unknown. */
+  architecture: z.string().nullable(),
+  modifiedAt: z.number(),
+  origin: LocalOrigin.nullable(),
+});
+export type LocalModel = z.infer<typeof LocalModel>;
+
 // ---------- datasets: shapes ----------
 // A dataset is a list of samples; a sample is one conversation normalised to the messages form. The semantics of
 // every datasets/samples call (errors, jobs, events, limits) are written up in electron/datasets/README.md.
@@ -673,6 +711,8 @@ export const calls = {
   "models.pickFolder": call(Empty, z.object({ dir: z.string().nullable() })),
   // ---------- library ----------
   "library.status": call(Empty, LibraryStatus),
+  /** What the models folder holds (models, adapters, GGUF files; temporary and hidden entries left out), newest first, with their origin. */
+  "library.local": call(Empty, z.array(LocalModel)),
   /** The curated catalogue with a fit estimate per precision at `contextLength` (default 4096) for this machine. */
   "library.catalog": call(
     z.strictObject({ contextLength: z.number().int().min(256).max(1_048_576).optional() }),

@@ -3,13 +3,16 @@
 //            beside the destination, then renamed onto it (the leftovers sweep removes a copy a crash cut short);
 //   merged:  `moe-studio export --model BASE --adapter CKPT --out DEST --dtype D [--quantize Q] [--gguf G]`, which writes
 //            to its own temporary name and renames (and removes it on SIGINT, i.e. cancel).
+// Each output gets an origin sidecar (library/local.ts: the run, the checkpoint, the base, the format) before the job
+// settles done, so the Models view names what it is when the job's end makes it refresh.
 // Job.result: { path } of what was written.
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, readdir, rename, rm } from "node:fs/promises";
-import { join } from "node:path";
-import { RpcError, type JobLabel } from "../contract.js";
+import { basename, join } from "node:path";
+import { RpcError, type JobLabel, type LocalOrigin } from "../contract.js";
 import { CliCancelled, cliJob } from "../jobs/cli-process.js";
 import type { JobKindHandler } from "../jobs/kind.js";
+import { recordOrigin, writeOrigin } from "../library/local.js";
 
 export interface ExportParams {
   runId: string;
@@ -22,6 +25,21 @@ export interface ExportParams {
   gguf?: "f16" | "q8_0" | "q4_0" | "q4_k";
   /** The destination: <models folder>/<name> (a .gguf file with gguf). */
   out: string;
+}
+
+/**
+ * The origin an export's output records. The checkpoint's step is read from its folder's name (checkpoint-N; the
+ * final adapter is final/), so jobs saved before this field existed describe their output the same way on a retry.
+ */
+export function exportOrigin(p: ExportParams): LocalOrigin {
+  const step = /^checkpoint-(\d+)$/.exec(basename(p.checkpointDir));
+  return {
+    origin: "finetune",
+    run: { id: p.runId, name: p.runName },
+    checkpoint: step ? Number(step[1]) : null,
+    base: p.modelDir,
+    format: p.kind === "adapter" ? "adapter" : (p.gguf ?? p.quantize ?? p.dtype),
+  };
 }
 
 /** What peft needs of an adapter folder; the optimizer moments and trainer state stay with the run. */
@@ -57,6 +75,8 @@ export const exportKind: JobKindHandler<ExportParams> = {
             report.progress(i + 1, files.length, "tensors");
           }
           if (cancelled) throw new CliCancelled();
+          // inside the copy, so the folder appears with its origin or not at all
+          writeOrigin(tmp, exportOrigin(p));
           if (existsSync(p.out)) throw new Error(`${p.out} appeared while the adapter was copied: nothing replaced`);
           await rename(tmp, p.out);
         } catch (e) {
@@ -81,6 +101,9 @@ export const exportKind: JobKindHandler<ExportParams> = {
             return false;
           },
         });
+        // the CLI renamed its output into place, whole: a sidecar that cannot be written is a note, not a failure
+        const why = recordOrigin(p.out, exportOrigin(p));
+        if (why) report.message(`Exported ${p.out}; ${why}`);
         return { path: p.out };
       },
       { report },

@@ -30,6 +30,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { HubClient, HubError, type HubSource, type RemoteFile } from "./hub.js";
 import { writeFileAtomic } from "./atomic-write.js";
+import { writeOrigin } from "./local.js";
 import { selectFiles, stagedFilePath, unsafeHubPathReason } from "./files.js";
 
 /** interrupted: found at start-up unfinished and not paused (the app or `pull` was killed, or it failed). */
@@ -334,6 +335,9 @@ export class ModelDownload {
         if (this.fileState.get(f.path) === "done") continue;
         await this.fetchVerified(f, signal);
       }
+      // where it came from, for the Models view's list (library/local.ts): inside the staging folder, so the model
+      // folder appears with its origin or not at all
+      writeOrigin(this.stagingDir, { origin: "download", repo: this.repo });
       renameSync(this.stagingDir, this.dir);
       rmSync(this.sidecarFile, { force: true });
       this.setState("done");

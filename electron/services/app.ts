@@ -30,6 +30,7 @@ import { QuantizeService, upgradeLegacyQuantizeRows, type QuantizeParams } from 
 import { SettingsService } from "./settings.js";
 import { LibraryService } from "./library.js";
 import { sweepLeftovers } from "./leftovers.js";
+import { listLocal } from "../library/local.js";
 import { MemoryTokenStore, type TokenStore } from "../library/token-store.js";
 import { anyPath, ContainedPaths, type AllowedDir, type PathPolicy } from "./path-policy.js";
 
@@ -215,6 +216,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "models.pickFolder": async () => ({ dir: opts.pickFolder ? await opts.pickFolder() : null }),
 
     "library.status": async () => library.status(),
+    "library.local": async () => listLocal(library.modelsDir()),
     "library.catalog": async (i) => library.listCatalog(i),
     "library.search": async (i) => library.search(i.query),
     "library.inspect": async (i) => library.inspect(i),

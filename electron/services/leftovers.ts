@@ -3,8 +3,9 @@
 // module knows those names only through the writers' own exports:
 //   .NAME.partial-<pid>/      a quantize's output folder            (engine/quantize.ts: quantizeTempName)
 //   FILE.tmp-<pid>-<ms>       a GGUF export                          (gguf/format.ts: ggufTempPath)
-//   PATH.tmp-<pid>            a small file written whole: the download sidecar, the hub token (library/atomic-write.ts);
-//                             only for those two names: another program's "x.tmp-123" beside them is not ours
+//   PATH.tmp-<pid>            a small file written whole: the download sidecar, the hub token, a GGUF file's origin
+//                             sidecar FILE.gguf.moe-studio.json (library/atomic-write.ts, library/local.ts); only for
+//                             those names: another program's "x.tmp-123" beside them is not ours
 //   <id>.partial/             a download's staging folder WITHOUT its <id>.download.json sidecar (library/downloader.ts)
 // A staging folder with its sidecar, and the <file>.partial files inside it, are a resumable download: never swept.
 //
@@ -26,6 +27,7 @@ import { QUANTIZE_TEMP_RE } from "../engine/quantize.js";
 import { GGUF_TEMP_RE } from "../gguf/format.js";
 import { ATOMIC_TEMP_RE } from "../library/atomic-write.js";
 import { SIDECAR_SUFFIX, STAGING_SUFFIX } from "../library/downloader.js";
+import { ORIGIN_SUFFIX } from "../library/local.js";
 import { TOKEN_FILE } from "../library/token-store.js";
 
 /** <owner>--<name>.partial, as downloader.ts's stagingPath makes it: a user's own "x.partial" folder is not one. */
@@ -86,7 +88,7 @@ export function findLeftovers(dir: string): Leftover[] {
     let m: RegExpExecArray | null;
     if ((m = QUANTIZE_TEMP_RE.exec(name))) out.push({ path, kind: "quantize-temp", pid: Number(m[2]), target: join(dir, m[1]) });
     else if ((m = GGUF_TEMP_RE.exec(name))) out.push({ path, kind: "gguf-temp", pid: Number(m[2]), target: join(dir, m[1]) });
-    else if ((m = ATOMIC_TEMP_RE.exec(name)) && (m[1].endsWith(SIDECAR_SUFFIX) || m[1] === TOKEN_FILE)) out.push({ path, kind: "atomic-temp", pid: Number(m[2]), target: join(dir, m[1]) });
+    else if ((m = ATOMIC_TEMP_RE.exec(name)) && (m[1].endsWith(SIDECAR_SUFFIX) || m[1] === TOKEN_FILE || m[1].endsWith(ORIGIN_SUFFIX))) out.push({ path, kind: "atomic-temp", pid: Number(m[2]), target: join(dir, m[1]) });
     else if (STAGING_RE.test(name)) out.push({ path, kind: "download-staging", pid: null, target: join(dir, name.slice(0, -STAGING_SUFFIX.length)) });
   }
   return out;

@@ -3,7 +3,7 @@
 // child process (electron/jobs/cli-process.ts), so a slow or crashing job never blocks the main process or the engine
 // worker, and a cancel is a SIGINT the command already handles (it removes its temporary output).
 // Outputs go to the app's models folder (<models>/<name>, where downloads go too): the browser can only name a destination there.
-// When the output is written the kind measures both models — file size always; memory, tokens/s and accuracy when
+// When the output is written it gets an origin sidecar (library/local.ts) and the kind measures both models — file size always; memory, tokens/s and accuracy when
 // the engine can run the output (a quantized model folder) — and that comparison is the job's result.
 //
 // States, persistence, cancel, retry and remove are the job service's (electron/jobs/service.ts). After a crash the
@@ -15,6 +15,7 @@ import { cliJob, cliPath, type Cli } from "../jobs/cli-process.js";
 import type { JobKindHandler } from "../jobs/kind.js";
 import type { JobService, SavedDetail } from "../jobs/service.js";
 import type { JobsStore } from "../store/jobs.js";
+import { recordOrigin } from "../library/local.js";
 import { TextTokenizer } from "../text/tokenizer.js";
 import { pidGoneSince, sweepLeftovers } from "./leftovers.js";
 
@@ -212,6 +213,10 @@ export class QuantizeService {
             await cli(["quantize", "--model", p.sourceDir, "--bits", bits, "--format", p.format, "--out", p.output], { onLine });
           }
           report.progress(1, 1, "fraction");
+          // the Models view names it "Quantized … from <source>" (library/local.ts); written before the comparison, which
+          // takes a while, so the listing has it as soon as the output exists. Not recorded: a note, the output stays.
+          const why = recordOrigin(p.output, { origin: "quantize", source: p.sourceDir, format: p.format });
+          if (why) notes.push(why);
           if (p.target === "gguf") {
             const side = (path: string) => ({ path, fileBytes: modelBytes(path), memoryBytes: null, prefillTokensPerSecond: null, decodeTokensPerSecond: null });
             notes.push("GGUF files run in llama.cpp, Ollama, LM Studio and Jan; MoE Studio's engine runs quantized model folders, so only the sizes are compared here.");

@@ -3,7 +3,8 @@
 // (its report names the bad line), the new dataset is selected; the loaded model is the base; the memory estimate
 // shows its verdict with the numbers; Start with the Quick preset and a few steps; points arrive (read through the
 // chart's table toggle); Pause, then Resume; the run finishes with the loss down; after a reload the run is still
-// listed with its points. Screenshots (light/dark, English/Chinese) go to test/artifacts/e2e/finetune-*.png.
+// listed with its points; the merged export appears in Models → "In your models folder" with its origin and opens in
+// chat. Screenshots (light/dark, English/Chinese) go to test/artifacts/e2e/finetune-*.png.
 //
 // The dataset is the one test/native/train.test.ts learns: 20 questions that all get one fixed reply, which the
 // fixture learns at lr 1e-2 (loss 6.5 -> ~0.4 in 30 steps there).
@@ -215,6 +216,22 @@ describe.runIf(run)("finetune, end to end in Chromium", () => {
     expect(await text("base")).not.toContain("Blue whales");
     await app.screenshot("finetune-10-chat-checkpoint-en-light");
     await nav("Finetune").click();
+    app.expectClean();
+  });
+
+  it("the export is listed in Models with its origin, and Open in chat loads it in a new conversation", async () => {
+    await nav("Models").click();
+    const local = page.getByRole("region", { name: "In your models folder" });
+    const row = local.getByRole("listitem").filter({ hasText: "whales-merged" });
+    await visible(row, 30_000);
+    expect(await row.innerText()).toMatch(/Finetuned from qwen3_moe — run '.+', final/);
+    await row.scrollIntoViewIfNeeded();
+    await app.screenshot("finetune-11-models-folder-en-light");
+    await row.getByRole("button", { name: "Open whales-merged in chat" }).click();
+    // Chat, with the export loaded (the model chip names its folder) and a fresh conversation
+    const chip = page.locator("button.chip");
+    await expect.poll(() => chip.getAttribute("title"), { timeout: 60_000 }).toMatch(/whales-merged$/);
+    await visible(page.getByRole("textbox", { name: "Message", exact: true }));
     app.expectClean();
   });
 

@@ -230,7 +230,7 @@ describe.runIf(run)("a quantize job cut off by a crash, end to end in Chromium",
     await second.panel.getByRole("button", { name: "Retry Export large_llama-q8_0.gguf (GGUF Q8_0)" }).click();
     await second.panel.getByText(`Done: ${join(models, "large_llama-q8_0.gguf")}`).waitFor({ state: "visible", timeout: 120_000 });
     expect(await second.panel.getByRole("list", { name: "Interrupted jobs" }).count()).toBe(0);
-    expect(readdirSync(models)).toEqual(["large_llama-q8_0.gguf"]);
+    expect(readdirSync(models).sort()).toEqual(["large_llama-q8_0.gguf", "large_llama-q8_0.gguf.moe-studio.json"]); // the file and its origin
     second.app.expectClean();
   });
 });

@@ -4,13 +4,14 @@
 // loss and adapter bytes as an uninterrupted run, a killed trainer, a quit mid-run and a new service on the same
 // database, exports (adapter and merged, the merged folder loading), and bad input that starts nothing.
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FinetuneRun, FinetuneSpec, Job, RunRouting, TrainPoint } from "../../electron/contract.js";
 import { FinetuneService } from "../../electron/finetune/service.js";
 import { JobService } from "../../electron/jobs/service.js";
+import { listLocal } from "../../electron/library/local.js";
 import { openDatabase, type Db } from "../../electron/store/db.js";
 import { DatasetRepo } from "../../electron/store/datasets.js";
 import { JobsStore } from "../../electron/store/jobs.js";
@@ -253,7 +254,8 @@ describe("FinetuneService", () => {
     expect(aj.status, aj.error ?? "").toBe("done");
     const adir = join(modelsDir, "whales-adapter");
     expect((aj.result as { path: string }).path).toBe(adir);
-    expect(readdirSync(adir).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors"]);
+    // the PEFT files and the origin sidecar the Models view reads (library/local.ts)
+    expect(readdirSync(adir).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors", "moe-studio.json"]);
     const m = h.ft.export({ id: full.id, checkpoint: "final", kind: "merged", dtype: "fp32", name: "whales-merged" });
     const mj = await settledJob(h, m.id);
     expect(mj.status, mj.error ?? "").toBe("done");
@@ -280,6 +282,19 @@ describe("FinetuneService", () => {
     expect(readFileSync(join(modelsDir, "whales.gguf")).subarray(0, 4).toString("latin1")).toBe("GGUF");
     // the name is taken now: refused before any job starts
     expect(() => h.ft.export({ id: full.id, checkpoint: "final", kind: "adapter", name: "whales-adapter" })).toThrow(/already exists/);
+    // the models folder lists all four with where they came from: the run, the checkpoint (null: final), base, format
+    const origin = (checkpoint: number | null, format: string) => ({ origin: "finetune", run: { id: full.id, name: "full" }, checkpoint, base: MODEL, format });
+    const local = listLocal(modelsDir).filter((e) => e.name.startsWith("whales"));
+    expect(local.map((e) => [e.name, e.kind, e.origin]).sort()).toEqual([
+      ["whales-adapter", "adapter", origin(null, "adapter")],
+      ["whales-merged", "model", origin(null, "fp32")],
+      ["whales-q8", "model", origin(8, "q8_0")],
+      ["whales.gguf", "gguf", origin(null, "f16")],
+    ]);
+    expect(local.find((e) => e.name === "whales-merged")).toMatchObject({ architecture: "qwen3_moe", path: mdir });
+    expect(local.find((e) => e.name === "whales.gguf")!.sizeBytes).toBe(statSync(join(modelsDir, "whales.gguf")).size);
+    // the merged folder with its sidecar still loads (above); so does the adapter beside its sidecar
+    expect(unmerged.code).toBe(0);
   }, 240_000);
 
   it("bad input: an empty dataset, a model without a chat template, an unknown dataset — clear errors, nothing started", async () => {
@@ -404,6 +419,11 @@ describe("through the app's calls (createAppServices, the contract's validation 
         if (j.status !== "running") {
           expect(j.status, j.error ?? "").toBe("done");
           expect(existsSync(join((j.result as { path: string }).path, "adapter_model.safetensors"))).toBe(true);
+          // library.local (its output validated against the contract) lists it with the run it came from
+          expect(await call("library.local", {})).toMatchObject([
+            { name: "a1", kind: "adapter", path: (j.result as { path: string }).path, architecture: expect.stringMatching(/qwen3_moe$/),
+              origin: { origin: "finetune", run: { id: run.id }, checkpoint: null, base: MODEL, format: "adapter" } },
+          ]);
           break;
         }
         await new Promise((r) => setTimeout(r, 100));

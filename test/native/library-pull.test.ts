@@ -72,7 +72,8 @@ describe("moe-studio pull", () => {
     expect(t[0].sent).toBe(statSync(join(FIXTURE, SHARD1)).size - onDisk);
 
     const out = join(models, "test--qwen2-moe");
-    expect(readdirSync(out).sort()).toEqual(readdirSync(FIXTURE).sort());
+    // the repo's files and the origin sidecar (library/local.ts), which loading ignores
+    expect(readdirSync(out).sort()).toEqual([...readdirSync(FIXTURE), "moe-studio.json"].sort());
     const m = await loadModel(out, { threads: 1 });
     try {
       const ref = JSON.parse(readFileSync(join(FIXTURE, "config.json"), "utf8")) as { model_type: string };
@@ -94,7 +95,7 @@ describe("moe-studio pull", () => {
     expect(missing.err).toMatch(/^moe-studio: nobody\/nothing was not found on 127\.0\.0\.1:\d+/);
     const ms = await pull(["test/qwen2-moe", "--dir", join(dir, "ms"), "--source", "modelscope", "--endpoint", hub.url]);
     expect(ms.code).toBe(0);
-    expect(readdirSync(join(dir, "ms", "test--qwen2-moe")).sort()).toEqual(readdirSync(FIXTURE).sort());
+    expect(readdirSync(join(dir, "ms", "test--qwen2-moe")).sort()).toEqual([...readdirSync(FIXTURE), "moe-studio.json"].sort());
     const bad = await pull(["not-a-repo"]);
     expect(bad.err.trim()).toBe(`moe-studio: "not-a-repo" is not a model id: expected owner/name, e.g. Qwen/Qwen3-0.6B`);
   });

@@ -17,6 +17,7 @@ import { pidAlive } from "../../electron/services/leftovers.js";
 import { openDatabase } from "../../electron/store/db.js";
 import { JobsStore } from "../../electron/store/jobs.js";
 import { MODELS, ROOT } from "./fixtures.js";
+import { listLocal, readOrigin } from "../../electron/library/local.js";
 // @ts-expect-error plain ESM helper shared with check_gguf.py
 import { makeLargeLlama } from "../fixtures/gguf/make_models.mjs";
 
@@ -66,6 +67,8 @@ describe("QuantizeService", () => {
     // f32 source -> Q8_0 (8.5 bits) and f32 norms: well under a third of the bytes
     expect(r.quantized.fileBytes / r.source.fileBytes).toBeLessThan(0.4);
     expect(r.klDivergence).toBeNull(); // the engine does not run GGUF files: not measured, not invented
+    // the Models view's listing names where it came from (the sidecar beside the file: a GGUF has no folder)
+    expect(readOrigin(r.output, false)).toEqual({ origin: "quantize", source: join(MODELS, "qwen3"), format: "q8_0" });
     const mine = events.filter((e) => e.id === job.id);
     expect(mine.some((e) => e.status === "running" && (e.progress?.done ?? 0) > 0 && e.progress!.done < 1)).toBe(true);
     expect(mine.at(-1)!.status).toBe("done");
@@ -82,6 +85,7 @@ describe("QuantizeService", () => {
     expect(done.status, done.error ?? "").toBe("done");
     const r = resultOf(done);
     expect(existsSync(join(r.output, "config.json"))).toBe(true);
+    expect(listLocal(join(data, "models")).find((e) => e.path === r.output)).toMatchObject({ kind: "model", architecture: "qwen3_moe", origin: { origin: "quantize", source: join(MODELS, "qwen3_moe"), format: "q8_0" } });
     // bf16 -> Q8_0 (8.5 bits/weight) with f32 norms/routers kept: a bit over half the bytes
     expect(r.quantized.fileBytes / r.source.fileBytes).toBeLessThan(0.7);
     for (const side of [r.source, r.quantized]) {

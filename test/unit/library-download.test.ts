@@ -47,7 +47,9 @@ function fresh(): string {
 const fixtureFiles = () => readdirSync(FIXTURE).sort();
 
 function expectSameAsFixture(dir: string) {
-  expect(readdirSync(dir).sort()).toEqual(fixtureFiles());
+  // the repo's files, and the origin the Models view reads (library/local.ts)
+  expect(readdirSync(dir).sort()).toEqual([...fixtureFiles(), "moe-studio.json"].sort());
+  expect(JSON.parse(readFileSync(join(dir, "moe-studio.json"), "utf8"))).toMatchObject({ origin: "download", repo: expect.stringMatching(/\//) });
   for (const f of fixtureFiles()) expect(readFileSync(join(dir, f)).equals(readFileSync(join(FIXTURE, f))), f).toBe(true);
 }
 

@@ -9,6 +9,8 @@ export type {
   HubSearchResult,
   HubSource,
   LibraryStatus,
+  LocalModel,
+  LocalOrigin,
   MachineMemory,
   RepoDetails,
   CallName,

@@ -318,6 +318,21 @@ export async function createAdapterConversation(title: string, modelDir: string,
   return api().call("conversations.create", { title, modelDir, adapterDir });
 }
 
+/**
+ * A new conversation on `adapterDir` over its base `modelDir`, opened in Chat: "Chat with checkpoint" here and "Open
+ * in chat" on an exported adapter in Models. The base loads on the first send (the chat service opens it).
+ */
+export async function chatWithAdapter(title: string, modelDir: string, adapterDir: string): Promise<void> {
+  try {
+    const conv = await createAdapterConversation(title, modelDir, adapterDir);
+    useChat.getState().setConversation(conv, []);
+    await useConversations.getState().refresh();
+    await useConversations.getState().select(conv.id);
+  } catch (e) {
+    useUi.getState().notifyError(e);
+  }
+}
+
 export const useFinetune = create<FinetuneState>((set, get) => ({
   runs: [],
   loaded: false,
@@ -461,16 +476,7 @@ export const useFinetune = create<FinetuneState>((set, get) => ({
       return null;
     }
   },
-  chatWithCheckpoint: async (run, checkpoint, title) => {
-    try {
-      const conv = await createAdapterConversation(title, run.modelDir, checkpoint.dir);
-      useChat.getState().setConversation(conv, []);
-      await useConversations.getState().refresh();
-      await useConversations.getState().select(conv.id);
-    } catch (e) {
-      useUi.getState().notifyError(e);
-    }
-  },
+  chatWithCheckpoint: (run, checkpoint, title) => chatWithAdapter(title, run.modelDir, checkpoint.dir),
   pickDataset: (id) => {
     set({ openId: null, awaitingImport: false });
     get().setDraft({ datasetId: id });

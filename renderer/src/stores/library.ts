@@ -1,13 +1,17 @@
 // The model library (Models → Discover): the curated catalogue with fit badges, hub search, downloads (library.progress
 // events), the access token for gated models, and "Open in chat" for a downloaded model. "Require checksums" is a
 // preference of this window (kept in its storage) sent with each download; a download whose files the hub listed
-// without a checksum stays in the list once done, saying so, until dismissed.
+// without a checksum stays in the list once done, saying so, until dismissed. Models → Local lists what the models folder
+// holds (library.local: models, adapters, GGUF files with their origin); it is read again when a job that writes there
+// finishes (wiring.ts watches the jobs store) or a download completes, and on Refresh (a folder copied in by hand).
 import { create } from "zustand";
 import { api } from "../api/index.js";
-import type { CatalogEntry, DownloadProgress, HubSearchResult, HubSource, LibraryStatus, MachineMemory, RepoDetails } from "../api/types.js";
+import type { CatalogEntry, DownloadProgress, HubSearchResult, HubSource, Job, LibraryStatus, LocalModel, MachineMemory, RepoDetails } from "../api/types.js";
 import { readLocal, writeLocal } from "../local.js";
 import { useConversations } from "./conversations.js";
-import { useModels } from "./models.js";
+import { chatWithAdapter } from "./finetune.js";
+import { folderName, useModels } from "./models.js";
+import type { T } from "../hooks.js";
 import { useUi } from "./ui.js";
 
 export const CONTEXT_CHOICES = [2048, 4096, 8192, 32768] as const;
@@ -44,6 +48,53 @@ interface LibraryState {
   setSource(source: HubSource, endpoint: string): Promise<void>;
   onProgress(p: DownloadProgress): void;
   openInChat(dir: string): Promise<void>;
+  /** The models folder's entries, newest first; null until first loaded. */
+  local: LocalModel[] | null;
+  localError: string | null;
+  loadLocal(): Promise<void>;
+  /** Open in chat: a model folder is opened and a new conversation starts; an adapter gets a conversation on its base. */
+  openLocal(entry: LocalModel): Promise<void>;
+}
+
+/** The job kinds whose output lands in the models folder: when one finishes, the local list is read again. */
+export const LOCAL_WRITER_KINDS: readonly Job["kind"][] = ["export", "quantize", "gguf", "download"];
+
+/**
+ * Whether the jobs store's change means the models folder changed: a writer kind's job that is done now and was not
+ * before (or was not known: a job that ran and ended between two looks). A jobs.list after a reconnect can count
+ * old jobs that way: one extra read of the folder, never a missed one.
+ */
+export function finishedWriters(prev: Record<string, Job>, next: Record<string, Job>): boolean {
+  if (prev === next) return false;
+  return Object.values(next).some((j) => j.status === "done" && LOCAL_WRITER_KINDS.includes(j.kind) && prev[j.id]?.status !== "done");
+}
+
+/** "int4 (q4_k)" for the quantized types; a dtype as it is. */
+export function formatName(f: string): string {
+  return f === "q8_0" ? "int8 (q8_0)" : f === "q4_0" || f === "q4_k" ? `int4 (${f})` : f;
+}
+
+/** Where an entry came from, in a line: "Finetuned from <base> — run 'x', step 200", "Quantized int4 (q4_k) from <source>". */
+export function originLine(e: LocalModel, t: T): string | null {
+  const o = e.origin;
+  if (!o) return null;
+  if (o.origin === "finetune") {
+    const vars = { base: folderName(o.base), run: o.run.name };
+    return o.checkpoint === null ? t("models.local.fromRunFinal", vars) : t("models.local.fromRun", { ...vars, step: o.checkpoint });
+  }
+  if (o.origin === "quantize") return t(e.kind === "gguf" ? "models.local.ggufFrom" : "models.local.quantized", { format: formatName(o.format), source: folderName(o.source) });
+  return t("models.local.downloaded", { repo: o.repo });
+}
+
+/**
+ * The base model folder an adapter runs on: the one its export recorded, else adapter_config.json's
+ * base_model_name_or_path when that is a folder path (a hub id such as "Qwen/Qwen3-30B-A3B" is not one to open).
+ */
+export function adapterBase(e: LocalModel): string | null {
+  if (e.kind !== "adapter") return null;
+  if (e.origin?.origin === "finetune") return e.origin.base;
+  const b = e.architecture;
+  return b && (b.startsWith("/") || /^[A-Za-z]:[\\/]/.test(b) || b.startsWith("\\\\")) ? b : null;
 }
 
 /** "owner/name" -> the download id the service uses (its folder name). */
@@ -171,8 +222,24 @@ export const useLibrary = create<LibraryState>((set, get) => ({
       // it is a model now: Models lists it (recent) and the catalogue marks it downloaded
       void useModels.getState().refresh();
       void get().setContext(get().contextLength);
+      // and it is in the models folder now
+      if (get().local) void get().loadLocal();
       if (get().results) set({ results: get().results!.map((r) => (downloadId(r.repo) === p.id ? { ...r, localDir: p.dir } : r)) });
     }
+  },
+  local: null,
+  localError: null,
+  loadLocal: async () => {
+    try {
+      set({ local: await api().call("library.local", {}), localError: null });
+    } catch (e) {
+      set({ localError: (e as Error)?.message ?? String(e) });
+    }
+  },
+  openLocal: async (entry) => {
+    if (entry.kind === "model") return get().openInChat(entry.path);
+    const base = adapterBase(entry);
+    if (base) await chatWithAdapter(entry.name, base, entry.path);
   },
   openInChat: async (dir) => {
     const card = await useModels.getState().open(dir);

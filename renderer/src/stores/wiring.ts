@@ -5,7 +5,7 @@ import { rememberedConversation, useConversations } from "./conversations.js";
 import { useDatasets } from "./datasets.js";
 import { useFinetune } from "./finetune.js";
 import { useModels } from "./models.js";
-import { useLibrary } from "./library.js";
+import { finishedWriters, useLibrary } from "./library.js";
 import { useSamples } from "./samples.js";
 import { useJobs } from "./jobs.js";
 import { useSettings } from "./settings.js";
@@ -19,6 +19,7 @@ export async function refreshAll(): Promise<void> {
     useSamples.getState().reload();
   }
   if (useFinetune.getState().loaded) await useFinetune.getState().refresh();
+  if (useLibrary.getState().local) await useLibrary.getState().loadLocal();
   const conv = useConversations.getState();
   const current = conv.currentId ?? rememberedConversation();
   if (current && conv.list.some((c) => c.id === current)) await conv.select(current, { show: false });
@@ -46,6 +47,13 @@ export function connectStores(transport: Transport): () => void {
     transport.on("jobs.job", (j) => useFinetune.getState().onJob(j)),
     transport.on("datasets.import.status", (s) => useFinetune.getState().onImportStatus(s)),
   ];
+  // an export, quantize, GGUF or download job that finishes wrote into the models folder: the local list reads it
+  // again (once it has been shown; the Models view loads it when it opens)
+  offs.push(
+    useJobs.subscribe((next, prev) => {
+      if (useLibrary.getState().local && finishedWriters(prev.jobs, next.jobs)) void useLibrary.getState().loadLocal();
+    }),
+  );
   let wasOpen = transport.connection() === "open";
   useUi.getState().setConnection(transport.connection());
   offs.push(

@@ -1,13 +1,16 @@
 // Models: open a folder (dialog in Electron, a path field in the browser, or drop it anywhere), recent models,
-// the loaded model's card, load progress, and a clear message when a folder is not a loadable model.
-import { useState } from "react";
+// the loaded model's card, load progress, and a clear message when a folder is not a loadable model; and what the
+// models folder holds (downloads, finetune exports, quantized models and GGUF files) with where each came from.
+import { useEffect, useState } from "react";
 import type { ModelCard } from "../api/types.js";
+import { api } from "../api/index.js";
 import { ErrorText } from "../components/ErrorText.js";
 import { IconAlert, IconFolder, IconX } from "../components/icons.js";
 import { QuantizePanel } from "../components/QuantizePanel.js";
 import { ModelRoutingPanel } from "../components/routing/RoutingPanels.js";
 import { useT } from "../hooks.js";
 import { folderName, formatBytes, formatParams, useModels } from "../stores/models.js";
+import { adapterBase, originLine, useLibrary } from "../stores/library.js";
 import { useUi } from "../stores/ui.js";
 import { DiscoverPanel } from "./DiscoverPanel.js";
 
@@ -73,6 +76,65 @@ function Card({ card }: { card: ModelCard }) {
           <summary>{t("routing.modelTitle")}</summary>
           {routing && <ModelRoutingPanel refreshKey={card.dir} />}
         </details>
+      )}
+    </section>
+  );
+}
+
+/** Models → Local: "In your models folder", each entry with its kind, size, origin and Open in chat. */
+function LocalModels({ busy }: { busy: boolean }) {
+  const t = useT();
+  const local = useLibrary((s) => s.local);
+  const error = useLibrary((s) => s.localError);
+  const status = useLibrary((s) => s.status);
+  const current = useModels((s) => s.status.model?.dir ?? null);
+  const { loadLocal, openLocal } = useLibrary.getState();
+  useEffect(() => {
+    void loadLocal();
+    // the folder it names (library.status): loaded once, the Discover tab keeps it fresh
+    if (!useLibrary.getState().status) void api().call("library.status", {}).then((st) => useLibrary.setState({ status: st }), () => undefined);
+  }, [loadLocal]);
+  return (
+    <section className="recent local-models" aria-label={t("models.local.title")}>
+      <div className="local-head">
+        <h2>{t("models.local.title")}</h2>
+        <button type="button" className="ghost" onClick={() => void loadLocal()}>
+          {t("models.local.refresh")}
+        </button>
+      </div>
+      {status && <p className="muted small-text">{t("models.local.hint", { dir: status.modelsDir })}</p>}
+      {error && (
+        <div className="open-error" role="alert">
+          <IconAlert />
+          <div className="open-error-text">{error}</div>
+        </div>
+      )}
+      {local && local.length === 0 && <p className="muted">{t("models.local.empty")}</p>}
+      {local && local.length > 0 && (
+        <ul className="recent-list local-list">
+          {local.map((e) => {
+            const origin = originLine(e, t);
+            const canOpen = e.kind === "model" || (e.kind === "adapter" && adapterBase(e) !== null);
+            return (
+              <li key={e.path} className={current === e.path ? "current" : ""}>
+                <div className="local-entry">
+                  <span className="recent-name">
+                    {e.name} <span className="badge kind">{t(`models.local.kind.${e.kind}`)}</span>
+                  </span>
+                  <span className="muted small-text">
+                    {[formatBytes(e.sizeBytes), e.kind === "model" ? e.architecture : null, origin].filter(Boolean).join(" · ")}
+                  </span>
+                  {e.kind === "gguf" && <span className="muted small-text">{t("models.local.ggufNote")}</span>}
+                </div>
+                {canOpen && (
+                  <button type="button" className="secondary" aria-label={t("models.local.openNamed", { name: e.name })} disabled={busy} onClick={() => void openLocal(e)}>
+                    {t("models.local.open")}
+                  </button>
+                )}
+              </li>
+            );
+          })}
+        </ul>
       )}
     </section>
   );
@@ -185,6 +247,7 @@ export function ModelsView() {
             </ul>
           )}
         </section>
+        <LocalModels busy={!!loadingDir} />
         </>}
       </div>
     </div>

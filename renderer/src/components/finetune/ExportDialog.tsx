@@ -3,7 +3,7 @@
 // progress (jobs.job events); when done, the model opens in chat.
 import { useEffect, useRef, useState } from "react";
 import { useT } from "../../hooks.js";
-import { exportOutput, useFinetune, type FinetuneRun } from "../../stores/finetune.js";
+import { chatWithAdapter, exportOutput, useFinetune, type FinetuneRun } from "../../stores/finetune.js";
 import { useJobs } from "../../stores/jobs.js";
 import { folderName, useModels } from "../../stores/models.js";
 import { useUi } from "../../stores/ui.js";
@@ -135,6 +135,19 @@ export function ExportDialog({ run, checkpoint, onClose }: { run: FinetuneRun; c
                     .getState()
                     .open(out)
                     .then((card) => card && useUi.getState().setView("chat"));
+                }}
+              >
+                {t("finetune.export.openInChat")}
+              </button>
+            )}
+            {out && kind === "adapter" && (
+              // an adapter opens the way Models lists it: a conversation on the run's base with this folder
+              <button
+                type="button"
+                className="secondary"
+                onClick={() => {
+                  onClose();
+                  void chatWithAdapter(folderName(out), run.modelDir, out);
                 }}
               >
                 {t("finetune.export.openInChat")}
