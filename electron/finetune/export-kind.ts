@@ -87,18 +87,19 @@ export const exportKind: JobKindHandler<ExportParams> = {
       })();
       return { done, cancel: () => void (cancelled = true) };
     }
+    let stage = "";
     return cliJob(
       async (cli) => {
         await cli(["export", "--model", p.modelDir, "--adapter", p.checkpointDir, "--out", p.out, "--dtype", p.dtype,
           ...(p.quantize ? ["--quantize", p.quantize] : []), ...(p.gguf ? ["--gguf", p.gguf] : []), "--json"], {
-          // progress lines on stderr ("export: 42%") are not the error
+          // --json progress lines on stderr ("progress <stage> <done> <total>": merge, then quantize / gguf when asked)
+          // are the bar, not the error; each stage fills it again with its own tensors and says its name
           onLine(line, stream, r) {
-            const m = /(\d+(?:\.\d+)?)%/.exec(line);
-            if (stream === "stderr" && m) {
-              r.progress(Number(m[1]) / 100, 1, "fraction");
-              return true;
-            }
-            return false;
+            const m = /^progress (\S+) (\d+) (\d+)$/.exec(line);
+            if (stream !== "stderr" || !m) return false;
+            r.progress(Number(m[2]), Number(m[3]), "tensors");
+            if (m[1] !== stage) r.message((stage = m[1]));
+            return true;
           },
         });
         // the CLI renamed its output into place, whole: a sidecar that cannot be written is a note, not a failure

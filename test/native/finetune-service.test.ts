@@ -259,6 +259,10 @@ describe("FinetuneService", () => {
     const m = h.ft.export({ id: full.id, checkpoint: "final", kind: "merged", dtype: "fp32", name: "whales-merged" });
     const mj = await settledJob(h, m.id);
     expect(mj.status, mj.error ?? "").toBe("done");
+    // the CLI's --json progress lines drove the bar: tensors merged of all, to the end
+    expect(mj.progress).toMatchObject({ unit: "tensors" });
+    expect(mj.progress!.done).toBe(mj.progress!.total);
+    expect(mj.progress!.total).toBeGreaterThan(0);
     const mdir = join(modelsDir, "whales-merged");
     expect(existsSync(join(mdir, "config.json"))).toBe(true);
     const ids = "1,2,3,4,5";
