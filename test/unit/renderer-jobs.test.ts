@@ -2,58 +2,23 @@
 // server (real services, a real database file): a quantize job started from the Quantize store arrives in the jobs
 // store through jobs.job events, the selectors find it by kind and subject, Cancel and Remove act on it, and a
 // reconnect's load() agrees with what the events said.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import WebSocket from "ws";
 import { afterAll, describe, expect, it } from "vitest";
+import { rendererOnServer, until } from "../helpers/renderer-server.js";
 import type { Job } from "../../electron/contract.js";
-import { startServer, type RunningServer } from "../../electron/server/server.js";
-import { setApi } from "../../renderer/src/api/index.js";
-import { WebSocketTransport, wsUrlFor } from "../../renderer/src/api/ws.js";
 import { isActive, jobsOf, percent, runningCount, useJobs } from "../../renderer/src/stores/jobs.js";
 import { QUANTIZE_KINDS, useQuantize } from "../../renderer/src/stores/quantize.js";
-import { connectStores } from "../../renderer/src/stores/wiring.js";
 
-const root = fileURLToPath(new URL("../../", import.meta.url));
-const dirs: string[] = [];
-let server: RunningServer | null = null;
-let off: (() => void) | null = null;
+let live: Awaited<ReturnType<typeof rendererOnServer>> | null = null;
 
 afterAll(async () => {
-  off?.();
-  await server?.close();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  await live?.close();
 });
-
-async function until(cond: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe("the jobs store", () => {
   it("follows a quantize job from start to cancel through jobs.job events; selectors by kind and subject; remove", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "moe-renderer-jobs-"));
-    const staticDir = mkdtempSync(join(tmpdir(), "moe-renderer-static-"));
-    dirs.push(dataDir, staticDir);
-    writeFileSync(join(staticDir, "index.html"), "<!doctype html><title>t</title>");
-    const models = join(root, "test/fixtures/models");
-    server = await startServer({ port: 0, dataDir, staticDir, allowDirs: [models] });
-    const origin = `http://127.0.0.1:${server.port}`;
-    const token = server.token;
-    class OriginWebSocket extends WebSocket {
-      constructor(url: string) {
-        super(url, { origin, headers: { authorization: `Bearer ${token}` } });
-      }
-    }
-    const transport = new WebSocketTransport(wsUrlFor({ protocol: "http:", host: `127.0.0.1:${server.port}` }), { WebSocketImpl: OriginWebSocket as unknown as typeof globalThis.WebSocket });
-    setApi(transport);
-    off = connectStores(transport);
-    await until(() => transport.connection() === "open", "the socket");
+    live = await rendererOnServer("moe-renderer-jobs-");
+    const { dataDir } = live;
 
     await useJobs.getState().load();
     expect(useJobs.getState()).toMatchObject({ loaded: true, jobs: {} });

@@ -2,40 +2,20 @@
 // server: the list loads through library.local, and a GGUF export started from the Quantize store shows up in it
 // with its origin when its job finishes — through the jobs store's events, nothing asked again by the test. And the
 // pure helpers: which job changes mean the folder changed, an adapter's base, the origin line in both languages.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import WebSocket from "ws";
 import { afterAll, describe, expect, it } from "vitest";
+import { ROOT, rendererOnServer, until } from "../helpers/renderer-server.js";
 import type { Job, LocalModel } from "../../electron/contract.js";
-import { startServer, type RunningServer } from "../../electron/server/server.js";
-import { setApi } from "../../renderer/src/api/index.js";
-import { WebSocketTransport, wsUrlFor } from "../../renderer/src/api/ws.js";
 import { translate } from "../../renderer/src/i18n/index.js";
 import { useJobs } from "../../renderer/src/stores/jobs.js";
 import { adapterBase, finishedWriters, originLine, useLibrary } from "../../renderer/src/stores/library.js";
 import { useQuantize } from "../../renderer/src/stores/quantize.js";
-import { connectStores } from "../../renderer/src/stores/wiring.js";
 
-const root = fileURLToPath(new URL("../../", import.meta.url));
-const dirs: string[] = [];
-let server: RunningServer | null = null;
-let off: (() => void) | null = null;
+let live: Awaited<ReturnType<typeof rendererOnServer>> | null = null;
 
 afterAll(async () => {
-  off?.();
-  await server?.close();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  await live?.close();
 });
-
-async function until(cond: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 const job = (id: string, kind: Job["kind"], status: Job["status"]): Job => ({
   id, kind, status, title: id, label: null, progress: null, message: null, error: null, canPause: false, canResume: false, startedAt: 1, updatedAt: 1, subject: null, result: null,
@@ -79,23 +59,9 @@ describe("the models folder list", () => {
   });
 
   it("loads through library.local; a GGUF export appears with its origin when its job finishes (jobs events, no polling)", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "moe-renderer-local-"));
-    const staticDir = mkdtempSync(join(tmpdir(), "moe-renderer-static-"));
-    dirs.push(dataDir, staticDir);
-    writeFileSync(join(staticDir, "index.html"), "<!doctype html><title>t</title>");
-    const models = join(root, "test/fixtures/models");
-    server = await startServer({ port: 0, dataDir, staticDir, allowDirs: [models] });
-    const origin = `http://127.0.0.1:${server.port}`;
-    const token = server.token;
-    class OriginWebSocket extends WebSocket {
-      constructor(url: string) {
-        super(url, { origin, headers: { authorization: `Bearer ${token}` } });
-      }
-    }
-    const transport = new WebSocketTransport(wsUrlFor({ protocol: "http:", host: `127.0.0.1:${server.port}` }), { WebSocketImpl: OriginWebSocket as unknown as typeof globalThis.WebSocket });
-    setApi(transport);
-    off = connectStores(transport);
-    await until(() => transport.connection() === "open", "the socket");
+    live = await rendererOnServer("moe-renderer-local-");
+    const { dataDir } = live;
+    const models = join(ROOT, "test/fixtures/models");
     await useJobs.getState().load();
 
     await useLibrary.getState().loadLocal();
