@@ -194,11 +194,8 @@ void Model::bind(const std::string& dir) {
   // tie_word_embeddings: the output projection is the embedding table (lm_head.weight may then be absent).
   lm_head_ = S.tie_embeddings ? embed_ : B.linear(R::LmHead, -1, V, D);
   layers_.resize(size_t(S.num_layers));
-  {
-    const size_t n = size_t(S.num_layers) * size_t(S.max_experts());
-    route_counts_ = std::make_unique<std::atomic<uint64_t>[]>(n);
-    for (size_t i = 0; i < n; ++i) route_counts_[i].store(0, std::memory_order_relaxed);
-  }
+  route_stride_ = S.max_experts();  // make_unique<T[]> value-initialises: every counter starts at 0
+  route_counts_ = std::make_unique<std::atomic<uint64_t>[]>(size_t(S.num_layers) * size_t(route_stride_));
   for (int i = 0; i < S.num_layers; ++i) {
     const LayerSpec& ls = S.layers[size_t(i)];
     LayerWeights& L = layers_[size_t(i)];
@@ -370,7 +367,7 @@ void Model::moe_block(int l, const LayerSpec& ls, const LayerWeights& L, Scratch
   const ExpertGroups grp = group_by_expert(idx, rw, T, K, E, counts, offsets, slot_tok, slot_w,
                                            acts ? acts->slot_pair.data() : nullptr);
   if (!acts && s.count_routing) {  // telemetry (routing_counts): with acts this is backward's recompute
-    std::atomic<uint64_t>* c = route_counts_.get() + int64_t(l) * spec_.max_experts();
+    std::atomic<uint64_t>* c = route_counts_.get() + int64_t(l) * route_stride_;
     for (int e = 0; e < E; ++e) if (grp.count(e)) c[e].fetch_add(uint64_t(grp.count(e)), std::memory_order_relaxed);
   }
   std::fill(out.f32(), out.f32() + T * D, 0.0f);
@@ -512,7 +509,7 @@ void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scr
 }
 
 std::vector<uint64_t> Model::routing_counts(bool reset) {
-  const size_t n = size_t(spec_.num_layers) * size_t(spec_.max_experts());
+  const size_t n = size_t(spec_.num_layers) * size_t(route_stride_);
   std::vector<uint64_t> out(n);
   for (size_t i = 0; i < n; ++i)
     out[i] = reset ? route_counts_[i].exchange(0, std::memory_order_relaxed) : route_counts_[i].load(std::memory_order_relaxed);

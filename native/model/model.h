@@ -245,7 +245,8 @@ class Model {
   std::string base_quant_ = "none";
   std::vector<std::unique_ptr<NF4Tensor>> nf4_;     // the NF4 copies the projections' Linear::nf4 point to
   std::map<DType, int64_t> by_dtype_;
-  std::unique_ptr<std::atomic<uint64_t>[]> route_counts_;  // routing_counts(): [num_layers][max_experts]               // parameters per dtype (bulk_dtype)
+  std::unique_ptr<std::atomic<uint64_t>[]> route_counts_;  // routing_counts(): [num_layers][route_stride_]
+  int route_stride_ = 0;                                      // spec_.max_experts(), kept out of moe_block               // parameters per dtype (bulk_dtype)
 };
 
 }  // namespace moe
