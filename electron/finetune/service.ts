@@ -10,9 +10,10 @@
 // The memory estimate runs `moe-studio train --estimate` in a child process: loading a model and sizing a trainer is
 // seconds of work and gigabytes of mapping that the main process must never hold.
 import { randomUUID } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { RpcError, type FinetuneRun, type FinetuneSpec, type Job, type MemoryEstimate, type RunRouting, type TrainPoint } from "../contract.js";
+import { readJsonFile } from "../engine/model-folder.js";
 import { CliError, cliProcess } from "../jobs/cli-process.js";
 import type { JobReporter } from "../jobs/kind.js";
 import type { JobService } from "../jobs/service.js";
@@ -349,7 +350,7 @@ export class FinetuneService {
 /** config.json's max_position_embeddings (or its text_config's), or null when it does not say. */
 function modelContext(modelDir: string): number | null {
   try {
-    const c = JSON.parse(readFileSync(join(modelDir, "config.json"), "utf8")) as { max_position_embeddings?: unknown; text_config?: { max_position_embeddings?: unknown } };
+    const c = readJsonFile(join(modelDir, "config.json")) as { max_position_embeddings?: unknown; text_config?: { max_position_embeddings?: unknown } };
     const v = c.max_position_embeddings ?? c.text_config?.max_position_embeddings;
     return typeof v === "number" && Number.isInteger(v) && v >= 2 ? v : null;
   } catch {

@@ -103,8 +103,9 @@ export class RunsStore {
   }
 
   /**
-   * Points past `step` (what a run trained after its last checkpoint, before a kill): a resume repeats those steps
-   * from the checkpoint, and the chart should show the steps the adapter really went through.
+   * Points and routing windows past `step` (what a run trained after its last checkpoint, before a kill): a resume
+   * repeats those steps from the checkpoint, and the chart and heatmap should show the steps the adapter really went
+   * through.
    */
   dropPointsAfter(runId: string, step: number): void {
     this.s.dropAfter.run(runId, step);
