@@ -509,6 +509,8 @@ export const Job = z.object({
   progress: z.object({ done: z.number(), total: z.number(), unit: z.enum(["bytes", "steps", "samples", "tensors", "fraction"]) }).nullable(),
   /** The latest line worth reading ("step 12/100, loss 1.93", "writing model-00002-of-00003.safetensors"). */
   message: z.string().nullable(),
+  /** Counts the kind reports while it runs, which views show in their own words (an import scan: records, valid, rejected). */
+  figures: z.record(z.string(), z.number()).nullable().optional(),
   error: z.string().nullable(),
   canPause: z.boolean(),
   canResume: z.boolean(),

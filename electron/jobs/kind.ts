@@ -16,6 +16,8 @@ export type JobUnit = NonNullable<Job["progress"]>["unit"];
 export interface JobReporter {
   progress(done: number, total: number, unit: JobUnit): void;
   message(text: string): void;
+  /** Counts the view shows while the task runs (an import scan: records, valid, rejected); merged into the last. */
+  figures(f: Record<string, number>): void;
   /**
    * Kind-specific state saved with the job (JSON): what a resume or the start-up sweep needs, e.g. the pid of the
    * process doing the work, its temporary output, a run folder. Merged into what was saved before.

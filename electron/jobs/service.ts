@@ -22,6 +22,8 @@ import { PAUSED, type JobExecution, type JobKindHandler, type JobReporter } from
 
 /** At most one coalesced write and jobs.job event per job this often while only progress / message change. */
 export const FLUSH_MS = 250;
+/** How soon a job's row is written again when another connection held the write lock. */
+const SAVE_RETRY_MS = 100;
 /** Finished jobs kept: the newest KEEP_FINISHED, none older than KEEP_FINISHED_MS. */
 export const KEEP_FINISHED = 200;
 export const KEEP_FINISHED_MS = 14 * 24 * 3600 * 1000;
@@ -41,6 +43,8 @@ export interface SavedDetail {
   subject: string | null;
   progress: Job["progress"];
   message: string | null;
+  /** Absent in rows written before jobs had figures. */
+  figures?: Job["figures"];
   result: unknown;
 }
 
@@ -55,6 +59,8 @@ interface Entry {
   /** Resolves when the current execution has settled and its final state is saved. */
   settled: Promise<void> | null;
   timer: ReturnType<typeof setTimeout> | null;
+  /** A write that found the database locked by another connection, tried again after SAVE_RETRY_MS. */
+  retry?: ReturnType<typeof setTimeout> | null;
   /** performance.now() of the last write + event (0: none yet), for the leading edge of the coalescing. */
   lastFlush?: number;
   /** Interrupted at construction; its kind's sweep runs when the kind is registered. */
@@ -109,6 +115,7 @@ export class JobService {
         label: JobLabelSchema.safeParse(d.label).data ?? null,
         status: wasActive ? "interrupted" : status,
         progress: d.progress ?? null,
+        figures: d.figures ?? null,
         message: wasActive ? "MoE Studio stopped while this job was running (a crash or a forced quit)" : (d.message ?? null),
         error: r.error,
         canPause: false,
@@ -169,6 +176,24 @@ export class JobService {
     return this.entry(id).params;
   }
 
+  /** The kind's saved detail of a job (what reporter.detail merged; not in the contract). */
+  detailOf(id: string): Record<string, unknown> {
+    return this.entry(id).detail;
+  }
+
+  /** Resolves with the job once it is no longer queued, running or pausing (at once if it is not). */
+  settled(id: string): Promise<Job> {
+    const now = this.entry(id).job;
+    if (!ACTIVE.includes(now.status)) return Promise.resolve(now);
+    return new Promise((resolve) => {
+      const off = this.onJob((j) => {
+        if (j.id !== id || ACTIVE.includes(j.status)) return;
+        off();
+        resolve(j);
+      });
+    });
+  }
+
   /** Every job (or a kind's), oldest first. */
   list(kind?: JobKind): Job[] {
     return [...this.entries.values()]
@@ -190,6 +215,7 @@ export class JobService {
       label: h.label?.(params) ?? null,
       status: "running",
       progress: null,
+      figures: null,
       message: null,
       error: null,
       ...this.abilities(h, "running"),
@@ -268,7 +294,9 @@ export class JobService {
 
   private forget(e: Entry): void {
     if (e.timer) clearTimeout(e.timer);
+    if (e.retry) clearTimeout(e.retry);
     e.timer = null;
+    e.retry = null;
     this.entries.delete(e.job.id);
     try {
       this.store.delete(e.job.id);
@@ -308,6 +336,11 @@ export class JobService {
       message: (text) => {
         if (!live) return;
         e.job = { ...e.job, message: text };
+        this.later(e);
+      },
+      figures: (f) => {
+        if (!live) return;
+        e.job = { ...e.job, figures: { ...e.job.figures, ...f } };
         this.later(e);
       },
       detail: (d) => {
@@ -398,12 +431,22 @@ export class JobService {
     return () => void this.listeners.delete(f);
   }
 
-  private save(e: Entry): void {
+  /** Writes the job's row; `wait`: through the busy timeout (at shutdown), else never blocking (trySave). */
+  private save(e: Entry, wait = false): void {
     if (this.entries.get(e.job.id) !== e) return;
     const j = e.job;
-    const detail: SavedDetail = { params: e.params, detail: e.detail, title: j.title, label: j.label, subject: j.subject, progress: j.progress, message: j.message, result: j.result };
+    const detail: SavedDetail = { params: e.params, detail: e.detail, title: j.title, label: j.label, subject: j.subject, progress: j.progress, message: j.message, figures: j.figures ?? null, result: j.result };
     try {
-      this.store.save({ id: j.id, kind: j.kind, status: j.status, startedAt: j.startedAt, updatedAt: j.updatedAt, detail, error: j.error });
+      const row = { id: j.id, kind: j.kind, status: j.status, startedAt: j.startedAt, updatedAt: j.updatedAt, detail, error: j.error };
+      const saved = wait ? (this.store.save(row), true) : this.store.trySave(row);
+      // the write lock is held elsewhere (a bulk import commits on its worker): the latest state is written later
+      if (!saved && !e.retry) {
+        e.retry = setTimeout(() => {
+          e.retry = null;
+          this.save(e);
+        }, SAVE_RETRY_MS);
+        e.retry.unref?.();
+      }
     } catch {
       // a full or read-only disk (or a closed database after dispose): the job goes on, its record is behind until
       // the next write; a row left "running" is listed as interrupted at the next start, which it then was
@@ -430,6 +473,13 @@ export class JobService {
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([Promise.all(waits), new Promise<void>((r) => (timer = setTimeout(r, DISPOSE_WAIT_MS)))]);
     clearTimeout(timer);
-    for (const e of this.entries.values()) if (e.timer) clearTimeout(e.timer);
+    for (const e of this.entries.values()) {
+      if (e.timer) clearTimeout(e.timer);
+      if (!e.retry) continue;
+      // a state that could not be written while a lock was held elsewhere: written now, waiting for the lock
+      clearTimeout(e.retry);
+      e.retry = null;
+      this.save(e, true);
+    }
   }
 }

@@ -41,6 +41,25 @@ export class JobsStore {
     this.s.upsert.run({ ...r, detail: JSON.stringify(r.detail) });
   }
 
+  /**
+   * save() unless another connection holds the write lock (an import's transaction on its worker thread, a CLI):
+   * then false at once instead of the connection's busy timeout. The job service writes progress from the main
+   * thread, which must never wait seconds for a lock; it tries again a little later.
+   */
+  trySave<D>(r: JobRecord<D>): boolean {
+    const timeout = this.db.pragma("busy_timeout", { simple: true }) as number;
+    this.db.pragma("busy_timeout = 0");
+    try {
+      this.save(r);
+      return true;
+    } catch (e) {
+      if ((e as { code?: unknown }).code === "SQLITE_BUSY") return false;
+      throw e;
+    } finally {
+      this.db.pragma(`busy_timeout = ${timeout}`);
+    }
+  }
+
   /** A kind's jobs (every job without one), oldest first. A row whose detail is not JSON is skipped (and left for a person to look at). */
   list<D>(kind?: string): JobRecord<D>[] {
     const out: JobRecord<D>[] = [];

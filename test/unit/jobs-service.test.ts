@@ -274,6 +274,26 @@ jobs.start("export", { src, out });
     expect(mine.length).toBeGreaterThan(2); // and progress did come through while it ran
   });
 
+  it("never waits for a write lock another connection holds (an import's worker): the row is written once it is free", async () => {
+    const { jobs, rows } = open({ kinds: [kindOf({ chunk: 64 * 1024, delayMs: 5 })] });
+    const other = openDatabase(dbFile);
+    dbs.push(other);
+    other.exec("BEGIN IMMEDIATE"); // the write lock, as a bulk import's transaction holds it
+    const { src } = source(1024 * 1024);
+    const t0 = performance.now();
+    const job = jobs.start("export", { src, out: join(dir, "out.bin") });
+    await until(jobs, job.id, midway);
+    // the busy timeout is 5 s: a start, a detail write and progress writes that waited for it would take that long
+    expect(performance.now() - t0).toBeLessThan(2500);
+    expect(rows().map((r) => r.id)).not.toContain(job.id); // nothing could be written yet
+    other.exec("COMMIT");
+    expect((await until(jobs, job.id, settled)).status).toBe("done");
+    for (let t = Date.now(); Date.now() - t < 5000 && rows().find((r) => r.id === job.id)?.status !== "done"; ) await new Promise((r) => setTimeout(r, 20));
+    expect(rows().find((r) => r.id === job.id)).toMatchObject({ status: "done" });
+    expect(other.pragma("busy_timeout", { simple: true })).toBe(5000);
+    expect((jobs as unknown as { store: JobsStore }).store.db.pragma("busy_timeout", { simple: true })).toBe(5000); // restored after each try
+  });
+
   it("dispose(): a pausable job pauses, the others are cancelled; both awaited and saved", async () => {
     const a = open({ kinds: [kindOf(), kindOf({ kind: "import", canPause: false })] });
     const one = source(8 * 1024 * 1024);
