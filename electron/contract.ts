@@ -441,7 +441,6 @@ export const TokenizerChoice = z.strictObject({
 });
 export type TokenizerChoice = z.infer<typeof TokenizerChoice>;
 
-export const TokenJobState = z.enum(["running", "done", "failed", "cancelled"]);
 
 /** Largest decoded chunk datasets.upload.chunk accepts (its base64 text stays under the WebSocket's 16 MiB cap). */
 export const UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024;
@@ -480,7 +479,7 @@ export type QuantizeResult = z.infer<typeof QuantizeResult>;
 // export, download, training, merged export — is a Job the main process owns: its progress, cancel, pause where the
 // task allows, its state across restarts, and one event (jobs.job) for every change. Views read their own jobs from
 // one renderer store, filtered by kind and subject.
-export const JobKind = z.enum(["import", "tokens", "quantize", "gguf", "download", "train", "export"]);
+export const JobKind = z.enum(["scan", "import", "tokens", "quantize", "gguf", "download", "train", "export"]);
 export type JobKind = z.infer<typeof JobKind>;
 /**
  * queued → running → done | failed | cancelled; running → pausing → paused → (resume) running.
@@ -493,7 +492,7 @@ export type JobStatus = z.infer<typeof JobStatus>;
  * names, so the activity panel reads in the user's language; Job.title is the same line in English (logs, the CLI,
  * and the fallback for a row whose key this version does not know).
  */
-export const JobTitleKey = z.enum(["quantize", "gguf", "download", "train", "exportAdapter", "exportMerged", "import", "tokens"]);
+export const JobTitleKey = z.enum(["quantize", "gguf", "download", "train", "exportAdapter", "exportMerged", "scan", "import", "tokens"]);
 export type JobTitleKey = z.infer<typeof JobTitleKey>;
 export const JobLabel = z.object({ key: JobTitleKey, args: z.record(z.string(), z.string()) });
 export type JobLabel = z.infer<typeof JobLabel>;
@@ -792,9 +791,9 @@ export const calls = {
   "datasets.upload.abort": call(z.strictObject({ uploadId: Id }), Ok),
 
   /**
-   * Starts scanning a file (Electron/CLI: a path; browser: a complete upload). Returns at once; progress arrives
-   * as datasets.import.progress events and the end as datasets.import.status (state ready with the report, or
-   * failed). Nothing is written to the database by a scan.
+   * Starts scanning a file (Electron/CLI: a path; browser: a complete upload) as a "scan" job whose id is the
+   * importId. Returns at once; its progress (bytes; figures records / valid / rejected) and end arrive as jobs.job
+   * events. Nothing is written to the database by a scan.
    */
   "datasets.import.scan": call(
     z.strictObject({
@@ -805,15 +804,18 @@ export const calls = {
     }),
     z.object({ importId: Id, fileName: z.string(), totalBytes: z.number() }),
   ),
-  /** The import's current state (also after a page reload, as long as the app runs). */
+  /**
+   * The import's state, a view of its scan job and the import job that commits it (after a reload and a restart
+   * too): the report with its rejected lines once the scan is done. not_found once discarded.
+   */
   "datasets.import.status": call(z.strictObject({ importId: Id }), ImportStatus),
   /**
-   * The user chose "import the valid rows": one transaction inserts every valid sample into a new dataset
-   * (name default: the file name without extension). Resolves when committed. busy unless state is ready;
+   * The user chose "import the valid rows": an "import" job (subject: the importId) inserts every valid sample into
+   * a new dataset in one transaction (name default: the file name without extension). Resolves when committed. busy unless state is ready;
    * invalid_input if no line is valid or the file changed since the scan. "Import nothing" = datasets.import.cancel.
    */
   "datasets.import.commit": call(z.strictObject({ importId: Id, name: NoNulText(200).min(1).optional() }), DatasetSummary),
-  /** Cancels a scan or a running commit (rolled back) or discards a ready report; deletes its upload. No trace left. */
+  /** Cancels a scan or a running commit (rolled back) or discards a ready report; deletes its upload and the scan job. */
   "datasets.import.cancel": call(z.strictObject({ importId: Id }), Ok),
 
   /**
@@ -857,14 +859,14 @@ export const calls = {
 
   /**
    * Counts tokens for every sample of the dataset not yet counted for this tokenizer (cached per tokenizer
-   * identity and sample revision) in the background; progress/end: datasets.tokens.progress events. Returns
-   * at once; `pending` 0 means everything was cached (a done event still follows).
+   * identity and sample revision) as a "tokens" job (subject: the dataset; jobId is its id; cancel: jobs.cancel;
+   * progress in samples through jobs.job). A count already running for the dataset is cancelled. Returns at once;
+   * `pending` 0 means everything was cached (the job still ends done).
    */
   "datasets.tokens.count": call(
     z.strictObject({ datasetId: Id, tokenizer: TokenizerChoice }),
     z.object({ jobId: Id, total: z.number(), pending: z.number() }),
   ),
-  "datasets.tokens.cancel": call(z.strictObject({ jobId: Id }), Ok),
 
   // ---------- jobs ----------
   /** Every job the app knows (running, paused, interrupted and recent finished ones), oldest first; kind filters. */
@@ -928,26 +930,6 @@ export const events = {
   // ---------- library ----------
   "library.progress": DownloadProgress,
   // ---------- datasets ----------
-  /** A scan's progress (about 10 a second): bytes read of the file and the counts so far. */
-  "datasets.import.progress": z.object({
-    importId: Id,
-    bytesRead: z.number(),
-    totalBytes: z.number(),
-    records: z.number(),
-    valid: z.number(),
-    rejectedCount: z.number(),
-  }),
-  /** An import changed state (ready with its report, committing, committed, failed, cancelled). */
-  "datasets.import.status": ImportStatus,
-  /** Token counting: done of total samples; state running until the last event (done, failed with error, cancelled). */
-  "datasets.tokens.progress": z.object({
-    jobId: Id,
-    datasetId: Id,
-    done: z.number(),
-    total: z.number(),
-    state: TokenJobState,
-    error: z.string().nullable(),
-  }),
   /** A dataset was created, renamed, changed (samples), or deleted (deleted: true): refresh lists. */
   "datasets.changed": z.object({ id: Id, deleted: z.boolean() }),
 

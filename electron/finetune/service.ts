@@ -55,7 +55,7 @@ export interface ExportRequest {
 }
 
 const MiB = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
-const silent: JobReporter = { progress() {}, message() {}, detail() {} };
+const silent: JobReporter = { progress() {}, message() {}, figures() {}, detail() {} };
 const JOB_TO_RUN: Record<Job["status"], RunStatus> = {
   queued: "queued", running: "running", pausing: "running", paused: "paused", done: "done", failed: "failed", cancelled: "cancelled", interrupted: "interrupted",
 };

@@ -114,7 +114,6 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const models = new ModelService(host, repos, opts.emit, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.log ? { log: opts.log } : {}),
     ...(opts.initialModel && opts.initialAdapter ? { adapter: { modelDir: opts.initialModel, adapterDir: opts.initialAdapter } } : {}) });
   const chat = new ChatService(repos, conversations, models, opts.emit);
-  const datasets = new DatasetService(db, opts.dataDir, opts.emit, { cleanStaleUploads: true, ...(opts.pickDatasetFile ? { pickFile: opts.pickDatasetFile } : {}) });
 
   let info: Promise<Pick<AppInfo, "simd" | "cuda">> | null = null;
   const engineInfo = () =>
@@ -144,6 +143,8 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const jobsStore = new JobsStore(db);
   upgradeLegacyQuantizeRows(jobsStore);
   const jobs = new JobService({ store: jobsStore, emit: opts.emit });
+  // datasets: the scan, import and tokens job kinds register with the job service
+  const datasets = new DatasetService(db, opts.dataDir, opts.emit, { cleanStaleUploads: true, jobs, ...(opts.pickDatasetFile ? { pickFile: opts.pickDatasetFile } : {}) });
   const quantize = new QuantizeService(() => library.modelsDir(), jobs);
   // finetune runs: the train and export job kinds register with the job service (electron/finetune/)
   const finetune = new FinetuneService({ db, dbFile: databaseFile(opts.dataDir), dataDir: opts.dataDir, jobs, emit: opts.emit, modelsDir: () => library.modelsDir() });
@@ -252,7 +253,6 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "samples.delete": async (i) => datasets.deleteSample(i.id),
     "samples.undo": async (i) => datasets.undo(i.datasetId),
     "datasets.tokens.count": async (i) => datasets.countTokens(i.datasetId, tokenizerIn(i.tokenizer)!),
-    "datasets.tokens.cancel": async (i) => datasets.cancelTokens(i.jobId),
     // ---------- quantize ----------
     "quantize.start": async (i) => quantize.start({ ...i, dir: paths.checkRead(i.dir, "model folder to quantize") }),
     "quantize.folder": async () => ({ dir: quantize.folder() }),

@@ -16,6 +16,7 @@ import {
   type DatasetSummary,
   type ImportReport,
   type ImportStatus,
+  type Job,
   type RejectedLine,
   type Sample,
   type SampleMessage,
@@ -25,10 +26,13 @@ import {
 import { validateMessages } from "../datasets/formats.js";
 import { formatLimit, MAX_RECORD_BYTES } from "../datasets/records.js";
 import { CommitCancelled, runBulk, type BulkMessage, type BulkResult, type BulkTask, type CommitRequest } from "../datasets/bulk.js";
-import { scanFile, ScanCancelled, type ImportLimits, type ScanProgress, type ScanResult } from "../datasets/scan.js";
+import { scanFile, ScanCancelled, type ImportLimits, type ScanResult } from "../datasets/scan.js";
 import { SampleTokenCounter } from "../datasets/tokens.js";
 import { DatasetRepo, type SampleDbRow, type SampleQuery } from "../store/datasets.js";
-import type { Db } from "../store/db.js";
+import { openDatabase, type Db } from "../store/db.js";
+import { JobsStore } from "../store/jobs.js";
+import { JobService } from "../jobs/service.js";
+import type { JobKindHandler } from "../jobs/kind.js";
 import { asDiskFull, busy, diskFull, isDiskFull, notFound } from "./errors.js";
 import type { Emit } from "./models.js";
 
@@ -42,35 +46,38 @@ interface Upload {
   path: string;
 }
 
-interface ImportJob {
-  id: string;
-  /** The file read: the user's path, or the upload's temp file. */
+/** A scan job's parameters: the file read (the user's path, or an upload's temp file) and what the dataset records. */
+interface ScanParams {
   path: string;
   fileName: string;
   /** What the dataset records as its source: the user's path, or the uploaded file's name. */
   sourceFile: string;
-  upload: Upload | null;
-  state: ImportStatus["state"];
-  progress: ScanProgress;
-  scan: ScanResult | null;
-  report: ImportReport | null;
-  datasetId: string | null;
-  error: string | null;
-  abort: AbortController;
-  scanning: Promise<void>;
-  /** Set while committing: 1 = cancel (read by the commit worker). */
-  cancelFlag?: Int32Array<SharedArrayBuffer>;
-  committing?: Promise<void>;
+  /** The upload's temp file, which goes when the import ends (null for a path). */
+  uploadPath: string | null;
 }
 
-interface TokenJob {
-  id: string;
+/** A scan job's result: the report without its rejected lines (those are in the job's saved detail). */
+type ScanOutcome = Omit<ScanResult, "rejected" | "bytesRead"> & { fileName: string };
+
+interface ImportParams {
+  /** The scan job whose valid rows are committed. */
+  scanId: string;
+  name: string;
+}
+
+interface ImportOutcome {
   datasetId: string;
-  cancelled: boolean;
+  name: string;
+  samples: number;
 }
 
-/** Finished imports kept for import.status (a reloaded page asks); older ones are forgotten. */
-const KEEP_FINISHED_IMPORTS = 50;
+interface TokensParams {
+  datasetId: string;
+  /** For the job's title. */
+  datasetName: string;
+  modelDir: string;
+}
+
 /** Samples per text-worker job when counting tokens (a cancel takes effect between jobs). */
 const TOKEN_BATCH = 64;
 
@@ -81,13 +88,19 @@ export interface DatasetServiceOptions {
   cleanStaleUploads?: boolean;
   /** Line and file size limits of an import (defaults: 16 MiB per line, 64 GiB per file; tests use small ones). */
   importLimits?: ImportLimits;
+  /**
+   * The app's job service, which the scan, import and tokens kinds register with. Absent (the CLI, which may run
+   * beside the app on the same database): a job service of its own on an in-memory table.
+   */
+  jobs?: JobService;
 }
 
 export class DatasetService {
   readonly repo: DatasetRepo;
   private readonly uploads = new Map<string, Upload>();
-  private readonly imports = new Map<string, ImportJob>();
-  private readonly tokenJobs = new Map<string, TokenJob>();
+  private readonly jobs: JobService;
+  /** The in-memory database of a job service this service made for itself (closed by dispose). */
+  private readonly ownJobs: Db | null = null;
   private readonly counters = new Map<string, { mtimeMs: number; counter: SampleTokenCounter }>();
   private readonly uploadDir: string;
   /** Bulk writes running on worker threads (token counts wait: their writes would queue behind that lock). */
@@ -101,6 +114,14 @@ export class DatasetService {
   ) {
     this.repo = new DatasetRepo(db);
     this.uploadDir = join(dataDir, "uploads");
+    if (opts.jobs) this.jobs = opts.jobs;
+    else {
+      this.ownJobs = openDatabase(":memory:");
+      this.jobs = new JobService({ store: new JobsStore(this.ownJobs), emit });
+    }
+    this.jobs.register(this.scanKind);
+    this.jobs.register(this.importKind);
+    this.jobs.register(this.tokensKind);
     // uploads do not outlive the app that received them: leftovers of a crash go (only the app does this, not
     // the CLI, which may run beside an app that is receiving an upload)
     if (opts.cleanStaleUploads && existsSync(this.uploadDir)) for (const f of readdirSync(this.uploadDir)) rmSync(join(this.uploadDir, f), { force: true });
@@ -127,7 +148,7 @@ export class DatasetService {
   /** Deleting 100k samples updates the full-text index row by row: on the bulk worker. */
   async delete(id: string): Promise<{ ok: true }> {
     this.mustExist(id);
-    for (const j of this.tokenJobs.values()) if (j.datasetId === id) j.cancelled = true;
+    this.cancelTokenJobs(id);
     const r = (await this.runBulkTask({ kind: "delete", datasetId: id })) as { deleted: boolean };
     if (!r.deleted) throw notFound(`dataset ${id} not found`);
     this.emit("datasets.changed", { id, deleted: true });
@@ -239,141 +260,200 @@ export class DatasetService {
     rmSync(u.path, { force: true });
   }
 
-  // ---------- import ----------
+  // ---------- import: a "scan" job, then an "import" job ----------
+  //
+  // A scan job reads the file (progress in bytes, figures records / valid / rejected) and ends done with the
+  // report (ScanOutcome; the rejected lines in its saved detail, not in every jobs.job event). The user's choice
+  // then either starts an "import" job (subject: the scan's id) that commits the valid rows in one transaction, or
+  // discards the scan (its job is removed: no trace). datasets.import.status is a view of those two jobs.
 
   scan(source: { kind: "path"; path: string } | { kind: "upload"; uploadId: string }): { importId: string; fileName: string; totalBytes: number } {
-    let path: string;
-    let fileName: string;
-    let sourceFile: string;
-    let upload: Upload | null = null;
+    let params: ScanParams;
     if (source.kind === "upload") {
-      upload = this.uploads.get(source.uploadId) ?? null;
+      const upload = this.uploads.get(source.uploadId) ?? null;
       if (!upload) throw notFound(`upload ${source.uploadId} not found`);
       if (upload.received !== upload.size) throw busy(`the upload of ${upload.fileName} is incomplete (${upload.received} of ${upload.size} bytes)`);
-      this.uploads.delete(upload.id); // the import owns its file now
-      path = upload.path;
-      fileName = upload.fileName;
-      sourceFile = upload.fileName;
+      this.uploads.delete(upload.id); // the scan job owns its file now
+      params = { path: upload.path, fileName: upload.fileName, sourceFile: upload.fileName, uploadPath: upload.path };
     } else {
-      path = resolve(source.path);
-      fileName = basename(path);
-      sourceFile = path;
+      const path = resolve(source.path);
+      params = { path, fileName: basename(path), sourceFile: path, uploadPath: null };
     }
     let totalBytes = 0;
     try {
-      totalBytes = statSync(path).size;
+      totalBytes = statSync(params.path).size;
     } catch {
-      // scanFile reports it as the import's error ("x.jsonl: file not found")
+      // the scan reports it as the job's error ("x.jsonl: file not found")
     }
-    const job: ImportJob = {
-      id: randomUUID(),
-      path,
-      fileName,
-      sourceFile,
-      upload,
+    const job = this.jobs.start("scan", params);
+    return { importId: job.id, fileName: params.fileName, totalBytes };
+  }
+
+  private readonly scanKind: JobKindHandler<ScanParams> = {
+    kind: "scan",
+    canPause: false,
+    canResume: false,
+    title: (p) => `Check ${p.fileName}`,
+    label: (p) => ({ key: "scan", args: { name: p.fileName } }),
+    subject: () => null,
+    start: (p, report) => {
+      const abort = new AbortController();
+      const done = (async (): Promise<ScanOutcome> => {
+        try {
+          const scan = await scanFile(p.path, {
+            signal: abort.signal,
+            limits: this.opts.importLimits ?? {},
+            onProgress: (pr) => {
+              report.progress(pr.bytesRead, pr.totalBytes, "bytes");
+              report.figures({ records: pr.records, valid: pr.valid, rejected: pr.rejectedCount });
+            },
+          });
+          report.progress(scan.bytesRead, scan.totalBytes, "bytes");
+          report.figures({ records: scan.records, valid: scan.valid, rejected: scan.rejectedCount });
+          report.detail({ rejected: scan.rejected });
+          const { rejected: _r, bytesRead: _b, ...outcome } = scan;
+          return { ...outcome, fileName: p.fileName };
+        } catch (e) {
+          // an uploaded file the user cannot fix in place is of no further use
+          if (p.uploadPath) rmSync(p.uploadPath, { force: true });
+          if (e instanceof ScanCancelled) throw e;
+          const message = e instanceof Error ? e.message : String(e);
+          // an upload's temp file means nothing to the user: the error names the file they chose
+          throw new Error(p.uploadPath ? message.split(p.path).join(p.fileName) : message);
+        }
+      })();
+      return { done, cancel: () => abort.abort() };
+    },
+  };
+
+  /** The import's state, from its scan job and the import job that commits it (after a reload, after a restart). */
+  status(importId: string): ImportStatus {
+    const scan = this.scanJob(importId);
+    const out = scan.result as ScanOutcome | null;
+    const f = scan.figures ?? {};
+    const commit = this.commitJobOf(importId);
+    const base: ImportStatus = {
+      importId,
       state: "scanning",
-      progress: { bytesRead: 0, totalBytes, records: 0, valid: 0, rejectedCount: 0 },
-      scan: null,
+      bytesRead: scan.progress?.done ?? 0,
+      totalBytes: scan.progress?.total ?? out?.totalBytes ?? 0,
+      records: f.records ?? 0,
+      valid: f.valid ?? 0,
+      rejectedCount: f.rejected ?? 0,
       report: null,
       datasetId: null,
       error: null,
-      abort: new AbortController(),
-      scanning: Promise.resolve(),
     };
-    this.imports.set(job.id, job);
-    this.forgetOldImports();
-    job.scanning = this.runScan(job);
-    return { importId: job.id, fileName, totalBytes };
-  }
-
-  private async runScan(job: ImportJob): Promise<void> {
-    // let the caller receive the importId before the first event
-    await new Promise((r) => setImmediate(r));
-    try {
-      const scan = await scanFile(job.path, {
-        signal: job.abort.signal,
-        limits: this.opts.importLimits ?? {},
-        onProgress: (p) => {
-          job.progress = p;
-          this.emit("datasets.import.progress", { importId: job.id, ...p });
-        },
-      });
-      if (job.state !== "scanning") return;
-      job.scan = scan;
-      job.progress = { bytesRead: scan.bytesRead, totalBytes: scan.totalBytes, records: scan.records, valid: scan.valid, rejectedCount: scan.rejectedCount };
-      job.report = {
-        importId: job.id,
-        fileName: job.fileName,
-        container: scan.container,
-        totalBytes: scan.totalBytes,
-        records: scan.records,
-        valid: scan.valid,
-        formats: scan.formats,
-        rejectedCount: scan.rejectedCount,
-        rejected: scan.rejected,
-      };
-      this.setState(job, "ready");
-    } catch (e) {
-      if (e instanceof ScanCancelled || job.state === "cancelled") return;
-      const message = e instanceof Error ? e.message : String(e);
-      // an upload's temp file means nothing to the user: the error names the file they chose
-      job.error = job.upload ? message.split(job.path).join(job.fileName) : message;
-      // an uploaded file the user cannot fix in place is of no further use
-      this.dropJobFile(job);
-      this.setState(job, "failed");
+    if (scan.status === "failed" || scan.status === "interrupted") return { ...base, state: "failed", error: scan.error ?? scan.message ?? "the scan stopped" };
+    if (scan.status === "cancelled") return { ...base, state: "cancelled" };
+    if (scan.status !== "done" || !out) return base;
+    const report: ImportReport = {
+      importId,
+      fileName: out.fileName,
+      container: out.container,
+      totalBytes: out.totalBytes,
+      records: out.records,
+      valid: out.valid,
+      formats: out.formats,
+      rejectedCount: out.rejectedCount,
+      rejected: (this.jobs.detailOf(importId).rejected as RejectedLine[] | undefined) ?? [],
+    };
+    const ready = { ...base, report, records: out.records, valid: out.valid, rejectedCount: out.rejectedCount };
+    if (!commit) return { ...ready, state: "ready" };
+    switch (commit.status) {
+      case "done":
+        return { ...ready, state: "committed", datasetId: (commit.result as ImportOutcome).datasetId };
+      case "failed":
+      case "interrupted":
+        return { ...ready, state: "failed", error: commit.error ?? commit.message };
+      case "cancelled":
+        return { ...ready, state: "cancelled" };
+      default:
+        return { ...ready, state: "committing", records: commit.progress?.done ?? 0, valid: commit.progress?.done ?? 0 };
     }
   }
 
-  status(importId: string): ImportStatus {
-    return this.statusOf(this.job(importId));
+  private scanJob(importId: string): Job {
+    let job: Job;
+    try {
+      job = this.jobs.get(importId);
+    } catch {
+      throw notFound(`import ${importId} not found`);
+    }
+    if (job.kind !== "scan") throw notFound(`import ${importId} not found`);
+    return job;
+  }
+
+  private commitJobOf(importId: string): Job | null {
+    const all = this.jobs.list("import").filter((j) => j.subject === importId);
+    return all[all.length - 1] ?? null;
   }
 
   /**
-   * The user chose "import the valid rows": one transaction creates the dataset and inserts every valid sample
-   * (read again from the file, which must be the one scanned), on a worker thread with its own connection so this
-   * process keeps answering (electron/datasets/commit.ts). Progress: datasets.import.progress (records = samples
-   * inserted so far). Cancelled while committing: rolled back, and this call fails with code "busy".
+   * The user chose "import the valid rows": an import job runs one transaction that creates the dataset and
+   * inserts every valid sample (read again from the file, which must be the one scanned), on a worker thread
+   * with its own connection so this process keeps answering (electron/datasets/bulk.ts). Resolves when committed;
+   * cancelled while committing: rolled back, and this call fails with code "busy".
    */
   async commit(importId: string, name?: string): Promise<DatasetSummary> {
-    const job = this.job(importId);
-    if (job.state !== "ready") throw busy(`the import is ${job.state}; only a scanned import (ready) can be committed`);
-    const scan = job.scan!;
-    if (scan.valid === 0) throw invalid(`nothing to import: no line of ${job.fileName} is valid`);
-    const request: CommitRequest = {
-      path: job.path,
-      expect: { size: scan.size, mtimeMs: scan.mtimeMs, valid: scan.valid },
-      dataset: {
-        name: (name !== undefined ? checkName(name) : "") || basename(job.fileName, extname(job.fileName)) || job.fileName,
-        sourceFile: job.sourceFile,
-        rejectedCount: scan.rejectedCount,
-        rejected: scan.rejected,
-      },
-      limits: this.opts.importLimits ?? {},
-    };
-    job.cancelFlag = new Int32Array(new SharedArrayBuffer(4));
-    this.setState(job, "committing");
-    const onProgress = (inserted: number) => this.emit("datasets.import.progress", { importId: job.id, ...job.progress, records: inserted, valid: inserted });
-    const running = this.runBulkTask({ kind: "import", request }, onProgress, job.cancelFlag);
-    job.committing = running.then(() => undefined, () => undefined);
-    let datasetId: string;
-    try {
-      datasetId = ((await running) as { datasetId: string }).datasetId;
-    } catch (e) {
-      if (e instanceof CommitCancelled) throw busy("the import was cancelled");
-      // the transaction rolled back; a full disk says so (with the room left where the database is)
-      const full = asDiskFull(e, this.databaseFolder());
-      const message = full ? full.message : e instanceof Error ? e.message : String(e);
-      job.error = message;
-      this.dropJobFile(job);
-      this.setState(job, "failed");
-      throw full ?? invalid(message);
-    }
-    job.datasetId = datasetId;
-    this.dropJobFile(job);
-    this.setState(job, "committed");
-    this.changed(datasetId);
-    return this.summary(datasetId);
+    const st = this.status(importId);
+    if (st.state !== "ready") throw busy(`the import is ${st.state}; only a scanned import (ready) can be committed`);
+    if (st.report!.valid === 0) throw invalid(`nothing to import: no line of ${st.report!.fileName} is valid`);
+    const fileName = st.report!.fileName;
+    const chosen = name !== undefined ? checkName(name) : "";
+    const job = this.jobs.start<ImportParams>("import", { scanId: importId, name: chosen || basename(fileName, extname(fileName)) || fileName });
+    const end = await this.jobs.settled(job.id);
+    if (end.status === "done") return this.summary((end.result as ImportOutcome).datasetId);
+    if (end.status === "cancelled") throw busy("the import was cancelled");
+    // the job keeps its error as text; a full disk (asDiskFull in the kind, with the room left) keeps its code
+    const message = end.error ?? "the import failed";
+    throw message.startsWith("disk full: ") ? new RpcError("disk_full", message) : invalid(message);
   }
+
+  private readonly importKind: JobKindHandler<ImportParams> = {
+    kind: "import",
+    canPause: false,
+    canResume: false,
+    title: (p) => `Import ${p.name}`,
+    label: (p) => ({ key: "import", args: { name: p.name } }),
+    subject: (p) => p.scanId,
+    start: (p, report) => {
+      const scan = this.scanJob(p.scanId);
+      const sp = this.jobs.paramsOf(p.scanId) as ScanParams;
+      const out = scan.result as ScanOutcome | null;
+      if (scan.status !== "done" || !out) throw new Error(`${sp.fileName}: the file's check did not finish; drop the file again`);
+      const request: CommitRequest = {
+        path: sp.path,
+        expect: { size: out.size, mtimeMs: out.mtimeMs, valid: out.valid },
+        dataset: {
+          name: p.name,
+          sourceFile: sp.sourceFile,
+          rejectedCount: out.rejectedCount,
+          rejected: (this.jobs.detailOf(p.scanId).rejected as RejectedLine[] | undefined) ?? [],
+        },
+        limits: this.opts.importLimits ?? {},
+      };
+      const flag = new Int32Array(new SharedArrayBuffer(4));
+      report.progress(0, out.valid, "samples");
+      const done = this.runBulkTask({ kind: "import", request }, (n) => report.progress(n, out.valid, "samples"), flag).then(
+        (r): ImportOutcome => {
+          const datasetId = (r as { datasetId: string }).datasetId;
+          this.changed(datasetId);
+          return { datasetId, name: p.name, samples: out.valid };
+        },
+        (e: unknown) => {
+          if (e instanceof CommitCancelled) throw e;
+          // the transaction rolled back; a full disk says so (with the room left where the database is)
+          throw asDiskFull(e, this.databaseFolder()) ?? e;
+        },
+      );
+      // an upload's temp file goes once its rows are in (or will never be)
+      const settled = done.finally(() => {
+        if (sp.uploadPath) rmSync(sp.uploadPath, { force: true });
+      });
+      return { done: settled, cancel: () => Atomics.store(flag, 0, 1) };
+    },
+  };
 
   /** A whole-dataset write on the bulk worker thread (or in-process for an in-memory database). */
   private runBulkTask(task: BulkTask, onProgress: (n: number) => void = () => undefined, flag = new Int32Array(new SharedArrayBuffer(4))): Promise<BulkResult> {
@@ -411,57 +491,33 @@ export class DatasetService {
     }));
   }
 
-  /** Cancel a scan or a commit (rolled back), or discard a scanned report; an upload's temp file goes. */
+  /**
+   * "Import nothing": cancels a running scan or commit (rolled back) or discards a scanned report; the scan's job
+   * and its upload go. A commit's import job stays in the activity list as cancelled.
+   */
   async cancel(importId: string): Promise<{ ok: true }> {
-    const job = this.job(importId);
-    if (job.state === "committed") throw busy(`the import is already committed (dataset ${job.datasetId}); delete the dataset instead`);
-    if (job.state === "cancelled") return { ok: true };
-    const was = job.state;
-    this.setState(job, "cancelled");
-    job.abort.abort();
-    if (job.cancelFlag) Atomics.store(job.cancelFlag, 0, 1);
-    if (was === "scanning") await job.scanning;
-    if (was === "committing") await job.committing;
-    this.dropJobFile(job);
+    const st = this.status(importId);
+    if (st.state === "committed") throw busy(`the import is already committed (dataset ${st.datasetId}); delete the dataset instead`);
+    const commit = this.commitJobOf(importId);
+    if (commit && (commit.status === "running" || commit.status === "pausing")) {
+      this.jobs.cancel(commit.id);
+      await this.jobs.settled(commit.id);
+    }
+    if (st.state === "scanning") {
+      this.jobs.cancel(importId);
+      await this.jobs.settled(importId);
+    }
+    const upload = (this.jobs.paramsOf(importId) as ScanParams).uploadPath;
+    if (upload) rmSync(upload, { force: true });
+    this.jobs.remove(importId);
     return { ok: true };
   }
 
   /** For tests and the CLI: resolves when the import's scan has ended (ready, failed or cancelled). */
   async scanned(importId: string): Promise<ImportStatus> {
-    const job = this.job(importId);
-    await job.scanning;
-    return this.statusOf(job);
-  }
-
-  private job(importId: string): ImportJob {
-    const job = this.imports.get(importId);
-    if (!job) throw notFound(`import ${importId} not found`);
-    return job;
-  }
-
-  private statusOf(job: ImportJob): ImportStatus {
-    return {
-      importId: job.id,
-      state: job.state,
-      ...job.progress,
-      report: job.report,
-      datasetId: job.datasetId,
-      error: job.error,
-    };
-  }
-
-  private setState(job: ImportJob, state: ImportStatus["state"]): void {
-    job.state = state;
-    this.emit("datasets.import.status", this.statusOf(job));
-  }
-
-  private dropJobFile(job: ImportJob): void {
-    if (job.upload) rmSync(job.upload.path, { force: true });
-  }
-
-  private forgetOldImports(): void {
-    const finished = [...this.imports.values()].filter((j) => j.state === "committed" || j.state === "cancelled" || j.state === "failed");
-    for (const j of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED_IMPORTS))) this.imports.delete(j.id);
+    this.scanJob(importId);
+    await this.jobs.settled(importId);
+    return this.status(importId);
   }
 
   // ---------- samples ----------
@@ -562,69 +618,77 @@ export class DatasetService {
     return counter;
   }
 
+  /**
+   * Counts tokens of every sample not yet counted for this tokenizer, as a "tokens" job (subject: the dataset); a
+   * count already running for the dataset is cancelled. Checks the tokenizer before any job exists.
+   */
   countTokens(datasetId: string, tokenizer: TokenizerChoice): { jobId: string; total: number; pending: number } {
     this.mustExist(datasetId);
     const total = this.repo.sampleCount(datasetId);
     const counter = this.counter(tokenizer.modelDir);
-    for (const j of this.tokenJobs.values()) if (j.datasetId === datasetId) j.cancelled = true;
-    const job: TokenJob = { id: randomUUID(), datasetId, cancelled: false };
-    this.tokenJobs.set(job.id, job);
+    this.cancelTokenJobs(datasetId);
     const pending = this.repo.countUncounted(datasetId, counter.key);
-    void this.runTokenJob(job, counter, total, pending);
+    const job = this.jobs.start<TokensParams>("tokens", { datasetId, datasetName: this.repo.name(datasetId) ?? datasetId, modelDir: resolve(tokenizer.modelDir) });
     return { jobId: job.id, total, pending };
   }
 
-  cancelTokens(jobId: string): { ok: true } {
-    const job = this.tokenJobs.get(jobId);
-    if (!job) throw notFound(`token count ${jobId} not found (it may have finished)`);
-    job.cancelled = true;
-    return { ok: true };
+  private cancelTokenJobs(datasetId: string): void {
+    for (const j of this.jobs.list("tokens")) if (j.subject === datasetId && (j.status === "running" || j.status === "pausing")) this.jobs.cancel(j.id);
   }
 
   /**
-   * Counts TOKEN_BATCH samples per text-worker job (the template and tokenizer never run on this thread); each
-   * job's counts are written in one transaction. Progress at most every 100 ms.
+   * Counts TOKEN_BATCH samples per text-worker call (the template and tokenizer never run on this thread); each
+   * batch's counts are written in one transaction, so a cancel, a crash or a resume loses at most one batch.
    */
-  private async runTokenJob(job: TokenJob, counter: SampleTokenCounter, total: number, pending: number): Promise<void> {
-    let done = total - pending;
-    let lastEmit = 0;
-    const progress = (state: "running" | "done" | "failed" | "cancelled", error: string | null = null) =>
-      this.emit("datasets.tokens.progress", { jobId: job.id, datasetId: job.datasetId, done, total, state, error });
-    await new Promise((r) => setImmediate(r));
-    try {
-      let after = 0;
-      for (;;) {
-        if (job.cancelled) return progress("cancelled");
-        while (this.bulkWrites > 0 && !job.cancelled) await new Promise((r) => setTimeout(r, 50));
-        const rows = this.repo.uncounted(job.datasetId, counter.key, after, 512);
-        if (rows.length === 0) break;
-        for (let i = 0; i < rows.length; i += TOKEN_BATCH) {
-          const part = rows.slice(i, i + TOKEN_BATCH);
-          // Rendered and tokenized in the text worker: this thread only parses and writes.
-          const counts = await counter.countMany(part.map((r) => JSON.parse(r.messages) as SampleMessage[]));
-          if (job.cancelled) return progress("cancelled");
-          this.repo.putTokens(part.map((r, k) => ({ sampleId: r.id, revision: r.revision, tokens: counts[k] })), counter.key);
-          after = part[part.length - 1].rowid;
-          done += part.length;
-          if (Date.now() - lastEmit >= 100) {
-            lastEmit = Date.now();
-            progress("running");
+  private readonly tokensKind: JobKindHandler<TokensParams> = {
+    kind: "tokens",
+    canPause: false,
+    // what is counted is kept: a resume counts the rest
+    canResume: true,
+    title: (p) => `Count tokens of ${p.datasetName}`,
+    label: (p) => ({ key: "tokens", args: { name: p.datasetName } }),
+    subject: (p) => p.datasetId,
+    start: (p, report) => {
+      this.mustExist(p.datasetId);
+      const counter = this.counter(p.modelDir);
+      let cancelled = false;
+      const done = (async () => {
+        const total = this.repo.sampleCount(p.datasetId);
+        let counted = total - this.repo.countUncounted(p.datasetId, counter.key);
+        report.progress(counted, total, "samples");
+        await new Promise((r) => setImmediate(r));
+        let after = 0;
+        for (;;) {
+          if (cancelled) return null;
+          const rows = this.repo.uncounted(p.datasetId, counter.key, after, 512);
+          if (rows.length === 0) break;
+          for (let i = 0; i < rows.length; i += TOKEN_BATCH) {
+            const part = rows.slice(i, i + TOKEN_BATCH);
+            // Rendered and tokenized in the text worker: this thread only parses and writes.
+            const counts = await counter.countMany(part.map((r) => JSON.parse(r.messages) as SampleMessage[]));
+            // a bulk write (an import's transaction on its worker) holds the database's write lock: writing now
+            // would block this thread until it commits, so the counts wait for it instead
+            while (this.bulkWrites > 0 && !cancelled) await new Promise((r) => setTimeout(r, 50));
+            if (cancelled) return null;
+            try {
+              this.repo.putTokens(part.map((r, k) => ({ sampleId: r.id, revision: r.revision, tokens: counts[k] })), counter.key);
+            } catch (e) {
+              throw asDiskFull(e, this.databaseFolder()) ?? e;
+            }
+            after = part[part.length - 1].rowid;
+            counted = Math.min(counted + part.length, total);
+            report.progress(counted, total, "samples");
           }
         }
-      }
-      done = Math.min(done, total);
-      progress("done");
-    } catch (e) {
-      const full = asDiskFull(e, this.databaseFolder());
-      progress("failed", full ? full.message : e instanceof Error ? e.message : String(e));
-    } finally {
-      this.tokenJobs.delete(job.id);
-    }
-  }
+        return { counted: total, total };
+      })();
+      return { done, cancel: () => void (cancelled = true) };
+    },
+  };
 
   /** For tests and the CLI: resolves when no token count of this dataset runs. */
   async tokensIdle(datasetId: string): Promise<void> {
-    while ([...this.tokenJobs.values()].some((j) => j.datasetId === datasetId)) await new Promise((r) => setTimeout(r, 5));
+    for (const j of this.jobs.list("tokens")) if (j.subject === datasetId) await this.jobs.settled(j.id);
   }
 
   // ---------- helpers ----------
@@ -650,12 +714,13 @@ export class DatasetService {
     this.emit("datasets.changed", { id, deleted: false });
   }
 
-  /** Cancel running scans and token counts (the app is closing). */
+  /** The app is closing: uploads not yet scanned go; the jobs (scans, imports, counts) stop with the job service. */
   async dispose(): Promise<void> {
-    for (const j of this.tokenJobs.values()) j.cancelled = true;
-    const scans = [...this.imports.values()].filter((j) => j.state === "scanning" || j.state === "committing");
-    await Promise.all(scans.map((j) => this.cancel(j.id).catch(() => undefined)));
     for (const u of [...this.uploads.values()]) this.dropUpload(u);
+    if (this.ownJobs) {
+      await this.jobs.dispose();
+      this.ownJobs.close();
+    }
   }
 }
 

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { UPLOAD_CHUNK_BYTES, type CallInput, type CallName, type CallOutput, type EventName, type ImportStatus, type SampleMessage } from "../../electron/contract.js";
+import { UPLOAD_CHUNK_BYTES, type CallInput, type CallName, type CallOutput, type EventName, type ImportStatus, type Job, type SampleMessage } from "../../electron/contract.js";
 import { createDispatcher } from "../../electron/rpc.js";
 import { createAppServices, type AppServices } from "../../electron/services/app.js";
 import { databaseFile } from "../../electron/services/paths.js";
@@ -38,6 +38,14 @@ async function app(dataDir = tempDir()) {
 }
 type App = Awaited<ReturnType<typeof app>>;
 
+/** The jobs.job events of one job (or of every job of a kind), oldest first. */
+function jobEvents(a: App, pred: (j: Job) => boolean): Job[] {
+  return a.events.filter((e) => e.name === "jobs.job" && pred(e.payload as Job)).map((e) => e.payload as Job);
+}
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setTimeout(r, 2));
+}
+
 async function scanned(a: App, importId: string): Promise<ImportStatus> {
   for (;;) {
     const st = await a.call("datasets.import.status", { importId });
@@ -54,9 +62,10 @@ async function importFile(a: App, path: string, name?: string) {
 }
 
 /** Every row of every table, in a stable order: "the database's content". */
-function dump(db: Db): string {
+/** Every table's rows; `data` leaves out the job system's activity record (jobs), which tests check by jobs.list. */
+function dump(db: Db, which: "all" | "data" = "all"): string {
   const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>;
-  return JSON.stringify(tables.map((t) => [t.name, db.prepare(`SELECT * FROM "${t.name}"`).all()]));
+  return JSON.stringify(tables.filter((t) => which === "all" || t.name !== "jobs").map((t) => [t.name, db.prepare(`SELECT * FROM "${t.name}"`).all()]));
 }
 
 async function allSamples(a: App, datasetId: string) {
@@ -94,23 +103,34 @@ describe("import", () => {
       { role: "assistant", content: "你好！有什么可以帮你的吗？😊" },
     ]);
     expect(zh.map((s) => [s.index, s.format, s.sourceLine])).toEqual([[0, "messages", 1], [1, "conversations", 2], [2, "instruction", 3]]);
-    expect(a.events.some((e) => e.name === "datasets.import.status" && (e.payload as ImportStatus).state === "ready")).toBe(true);
-    expect(a.events.some((e) => e.name === "datasets.import.progress")).toBe(true);
+    // each import was a scan job (progress in bytes, figures) and an import job (samples), both on the job system
+    const scans = jobEvents(a, (j) => j.kind === "scan");
+    expect(scans.filter((j) => j.status === "done")).toHaveLength(7);
+    expect(scans.find((j) => j.status === "done" && j.title === "Check mixed-invalid.jsonl")).toMatchObject({
+      label: { key: "scan", args: { name: "mixed-invalid.jsonl" } },
+      figures: { records: 13, valid: 3, rejected: 10 },
+      progress: { unit: "bytes", done: readFileSync(join(FIX, "mixed-invalid.jsonl")).length },
+    });
+    const imports = await a.call("jobs.list", { kind: "import" });
+    expect(imports.map((j) => [j.status, (j.result as { name: string }).name]).sort()).toEqual(list.map((d) => ["done", d.name]).sort());
   });
 
   it("the report first, then valid rows or nothing; a file with no valid line cannot be committed", async () => {
     const a = await app();
+    const before = dump(a.s.db);
+    const beforeData = dump(a.s.db, "data");
     const { importId, fileName, totalBytes } = await a.call("datasets.import.scan", { source: { kind: "path", path: join(FIX, "mixed-invalid.jsonl") } });
     expect(fileName).toBe("mixed-invalid.jsonl");
     expect(totalBytes).toBe(readFileSync(join(FIX, "mixed-invalid.jsonl")).length);
     const st = await scanned(a, importId);
     expect(st.report).toMatchObject({ container: "jsonl", records: 13, valid: 3, rejectedCount: 10, formats: { messages: 1, conversations: 1, instruction: 1 } });
     expect(st.report!.rejected[0]).toEqual({ line: 2, reason: "not_json", error: expect.stringMatching(/^not JSON: /) });
-    // "nothing": cancel the ready report
-    const before = dump(a.s.db);
+    // "nothing": cancel the ready report; no trace of it is left, not even its job
     await a.call("datasets.import.cancel", { importId });
-    expect((await a.call("datasets.import.status", { importId })).state).toBe("cancelled");
-    await expect(a.call("datasets.import.commit", { importId })).rejects.toMatchObject({ code: "busy" });
+    // discarded: the scan job is gone with it
+    await expect(a.call("datasets.import.status", { importId })).rejects.toMatchObject({ code: "not_found" });
+    await expect(a.call("datasets.import.commit", { importId })).rejects.toMatchObject({ code: "not_found" });
+    expect((await a.call("jobs.list", {})).map((j) => j.id)).not.toContain(importId);
     expect(dump(a.s.db)).toBe(before);
 
     const dir = tempDir();
@@ -121,7 +141,8 @@ describe("import", () => {
     const missing = await a.call("datasets.import.scan", { source: { kind: "path", path: join(dir, "missing.jsonl") } });
     expect(await scanned(a, missing.importId)).toMatchObject({ state: "failed", error: `${join(dir, "missing.jsonl")}: file not found` });
     await expect(a.call("datasets.import.status", { importId: "nope" })).rejects.toMatchObject({ code: "not_found" });
-    expect(dump(a.s.db)).toBe(before);
+    // the two scans above stay in the activity list (done, failed) until discarded; no data was written
+    expect(dump(a.s.db, "data")).toBe(beforeData);
   });
 
   it("cancelling mid-scan or mid-commit leaves the database content exactly as it was, and the upload's temp file gone", async () => {
@@ -131,29 +152,40 @@ describe("import", () => {
     const file = join(dir, "big.jsonl");
     writeFileSync(file, jsonl([turn("q".repeat(400), "a".repeat(400))]).repeat(30_000)); // ~25 MB
     const before = dump(a.s.db);
+    const beforeData = dump(a.s.db, "data");
     const { importId } = await a.call("datasets.import.scan", { source: { kind: "path", path: file } });
-    while (!a.events.some((e) => e.name === "datasets.import.progress" && (e.payload as { importId: string }).importId === importId)) await new Promise((r) => setTimeout(r, 2));
+    // status reads the job as it is (jobs.job events are coalesced to a few a second)
+    for (let st = await a.call("datasets.import.status", { importId }); st.bytesRead === 0; st = await a.call("datasets.import.status", { importId })) {
+      expect(st.state).toBe("scanning");
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    expect((await a.call("datasets.import.status", { importId })).state).toBe("scanning");
     await a.call("datasets.import.cancel", { importId });
-    const st = await a.call("datasets.import.status", { importId });
-    expect(st.state).toBe("cancelled");
-    expect(st.bytesRead).toBeLessThan(st.totalBytes);
+    const last = jobEvents(a, (j) => j.id === importId).at(-1)!;
+    expect(last.status).toBe("cancelled");
+    expect(last.progress!.done).toBeLessThan(last.progress!.total);
+    expect(a.events.at(-1)).toEqual({ name: "jobs.removed", payload: { id: importId } });
+    await expect(a.call("datasets.import.status", { importId })).rejects.toMatchObject({ code: "not_found" });
     expect(dump(a.s.db)).toBe(before);
 
     // cancelled while committing (on the worker thread): rolled back, the commit call fails with "busy"
     const again = await a.call("datasets.import.scan", { source: { kind: "path", path: file } });
     expect((await scanned(a, again.importId)).state).toBe("ready");
-    const mark = a.events.length;
     const committing = a.call("datasets.import.commit", { importId: again.importId }).catch((e) => e);
-    const committingProgress = () =>
-      a.events.slice(mark).some((e) => e.name === "datasets.import.progress" && (e.payload as { importId: string; records: number }).importId === again.importId && (e.payload as { records: number }).records > 0);
-    while (!committingProgress()) await new Promise((r) => setTimeout(r, 2));
-    expect((await a.call("datasets.import.status", { importId: again.importId })).state).toBe("committing");
+    for (;;) {
+      const st = await a.call("datasets.import.status", { importId: again.importId });
+      if (st.state === "committing" && st.records > 0) break;
+      expect(st.state).toMatch(/^(ready|committing)$/);
+      await new Promise((r) => setTimeout(r, 1));
+    }
     // the main thread answers while the worker writes
     expect((await a.call("datasets.list", {})).map((d) => d.name)).toEqual(["messages"]);
     await a.call("datasets.import.cancel", { importId: again.importId });
     expect(await committing).toMatchObject({ code: "busy", message: "the import was cancelled" });
-    expect((await a.call("datasets.import.status", { importId: again.importId })).state).toBe("cancelled");
-    expect(dump(a.s.db)).toBe(before);
+    // the import job stays listed as cancelled (the activity panel shows it); the scan it committed is discarded
+    expect((await a.call("jobs.list", { kind: "import" })).filter((j) => j.subject === again.importId)).toMatchObject([{ status: "cancelled", result: null }]);
+    await expect(a.call("datasets.import.status", { importId: again.importId })).rejects.toMatchObject({ code: "not_found" });
+    expect(dump(a.s.db, "data")).toBe(beforeData);
 
     // the same from a browser upload
     const bytes = readFileSync(file);
@@ -165,7 +197,7 @@ describe("import", () => {
     const up = await a.call("datasets.import.scan", { source: { kind: "upload", uploadId } });
     await a.call("datasets.import.cancel", { importId: up.importId });
     expect(readdirSync(join(a.dataDir, "uploads"))).toHaveLength(0);
-    expect(dump(a.s.db)).toBe(before);
+    expect(dump(a.s.db, "data")).toBe(beforeData);
   });
 
   it("a browser upload in chunks imports like the file; chunks must come in order and fit the size", async () => {
@@ -404,7 +436,6 @@ describe("token counts", () => {
       const tokenizer = { modelDir: join(MODELS, model) };
       const job = await a.call("datasets.tokens.count", { datasetId: d.id, tokenizer });
       expect(job).toMatchObject({ total: counts.length, pending: counts.length });
-      await a.s.handlers["datasets.tokens.cancel"]({ jobId: "x" }).catch(() => undefined);
       await waitDone(a, job.jobId);
       const rows = (await a.call("samples.list", { datasetId: d.id, offset: 0, limit: 100, tokenizer })).items;
       expect(rows.map((r) => r.tokens)).toEqual(counts); // exact: integer counts from the same tokenizer and template
@@ -447,24 +478,103 @@ describe("token counts", () => {
     clearInterval(timer);
     expect(end.state).toBe("done");
     expect(end.done).toBe(1500);
-    const progress = a.events.filter((e) => e.name === "datasets.tokens.progress" && (e.payload as { jobId: string }).jobId === job.jobId);
+    const progress = jobEvents(a, (j) => j.id === job.jobId && j.status === "running" && j.progress !== null);
     expect(progress.length).toBeGreaterThan(1);
+    expect(progress.at(-1)).toMatchObject({ kind: "tokens", subject: id, title: "Count tokens of many", progress: { unit: "samples", total: 1500 } });
     expect(ticks).toBeGreaterThan(0); // timers ran while it counted: the loop was not held for the whole job
     // cancel: a new tokenizer, cancelled right away, leaves counts pending
     const other = { modelDir: join(MODELS, "llama") };
     const j2 = await a.call("datasets.tokens.count", { datasetId: id, tokenizer: other });
-    await a.call("datasets.tokens.cancel", { jobId: j2.jobId });
+    await a.call("jobs.cancel", { id: j2.jobId });
     expect((await waitDone(a, j2.jobId)).state).toBe("cancelled");
     expect((await a.call("datasets.tokens.count", { datasetId: id, tokenizer: other })).pending).toBeGreaterThan(0);
   });
 
   async function waitDone(a: App, jobId: string) {
     for (;;) {
-      const end = a.events.find((e) => e.name === "datasets.tokens.progress" && (e.payload as { jobId: string; state: string }).jobId === jobId && (e.payload as { state: string }).state !== "running");
-      if (end) return end.payload as { state: string; done: number; total: number };
+      const end = jobEvents(a, (j) => j.id === jobId && j.status !== "running" && j.status !== "queued").at(0);
+      if (end) return { state: end.status, done: end.progress?.done ?? 0, total: end.progress?.total ?? 0 };
       await new Promise((r) => setTimeout(r, 5));
     }
   }
+});
+
+describe("dataset jobs across a crash", () => {
+  // The crash: the database file exactly as it is at one instant mid-job (serialize() is SQLite's consistent
+  // image of it, committed transactions only), opened by a new app in another folder, as a restart after a kill
+  // would open it.
+  it("a count cut off resumes counting only the rest; a cut-off scan is failed and a cut-off commit wrote nothing", async () => {
+    const a = await app();
+    const repo = new DatasetRepo(a.s.db);
+    const id = repo.createDataset({ name: "many", sourceFile: null });
+    const insert = repo.inserter(id);
+    a.s.db.transaction(() => {
+      for (let i = 0; i < 1500; i++) insert({ format: "messages", messages: turn(`问题 ${i}: ${"why is the sky blue? ".repeat(10)}`, `answer ${i} ${"because of scattering. ".repeat(10)}`), sourceLine: null });
+    })();
+    const tokenizer = { modelDir: join(MODELS, "qwen2") };
+    const dir = tempDir();
+    const file = join(dir, "big.jsonl");
+    writeFileSync(file, jsonl([turn("q".repeat(400), "a".repeat(400))]).repeat(30_000)); // ~25 MB
+    const ready = await a.call("datasets.import.scan", { source: { kind: "path", path: file } });
+    expect((await scanned(a, ready.importId)).state).toBe("ready");
+
+    // image 1: a count past two batches (it then waits while the commit writes) and a commit that has inserted
+    // rows in its open transaction (less than half of them: the commit is far from its end)
+    const job = async (jobId: string) => (await a.call("jobs.list", {})).find((j) => j.id === jobId)!;
+    const poll = async (done: () => Promise<boolean>) => {
+      while (!(await done())) await new Promise((r) => setTimeout(r, 1));
+    };
+    const count = await a.call("datasets.tokens.count", { datasetId: id, tokenizer });
+    await poll(async () => ((await job(count.jobId)).progress?.done ?? 0) >= 128);
+    const committing = a.call("datasets.import.commit", { importId: ready.importId }).catch((e) => e);
+    await poll(async () => {
+      const st = await a.call("datasets.import.status", { importId: ready.importId });
+      expect(st.state).toMatch(/^(ready|committing)$/);
+      return st.state === "committing" && st.records > 0 && st.records < 15_000;
+    });
+    const image1 = a.s.db.serialize();
+    expect((await job(count.jobId)).status).toBe("running");
+    await a.call("jobs.cancel", { id: count.jobId });
+    await committing; // the first app's commit ends either way: the image was taken mid-way
+    // image 2: a scan that has read some bytes
+    const scan = await a.call("datasets.import.scan", { source: { kind: "path", path: file } });
+    await poll(async () => (await a.call("datasets.import.status", { importId: scan.importId })).bytesRead > 0);
+    const image2 = a.s.db.serialize();
+    expect((await a.call("datasets.import.status", { importId: scan.importId })).state).toBe("scanning");
+    await a.call("datasets.import.cancel", { importId: scan.importId });
+
+    const restart = async (image: Buffer) => {
+      const dataDir = tempDir();
+      writeFileSync(databaseFile(dataDir), image);
+      return app(dataDir);
+    };
+    const c = await restart(image2);
+    expect(await c.call("datasets.import.status", { importId: scan.importId })).toMatchObject({ state: "failed", report: null, error: expect.stringContaining("MoE Studio stopped") });
+    await c.call("datasets.import.cancel", { importId: scan.importId }); // the user dismisses it: gone
+    await expect(c.call("datasets.import.status", { importId: scan.importId })).rejects.toMatchObject({ code: "not_found" });
+
+    const b = await restart(image1);
+    const jobs = await b.call("jobs.list", {});
+    expect(jobs.find((j) => j.id === count.jobId)).toMatchObject({ kind: "tokens", subject: id, status: "interrupted", canResume: true });
+    expect(jobs.filter((j) => j.kind === "import")).toMatchObject([{ subject: ready.importId, status: "interrupted", canResume: false }]);
+    // the commit's transaction never committed: no dataset but "many"; the import reads failed, with the reason
+    expect((await b.call("datasets.list", {})).map((d) => d.name)).toEqual(["many"]);
+    expect(await b.call("datasets.import.status", { importId: ready.importId })).toMatchObject({ state: "failed", error: expect.stringContaining("MoE Studio stopped") });
+
+    // what the image holds was counted in whole batches of 64; a resume counts the rest and nothing twice
+    const counted = (b.s.db.prepare("SELECT COUNT(*) AS n FROM sample_tokens").get() as { n: number }).n;
+    expect(counted % 64).toBe(0);
+    expect(counted).toBeGreaterThanOrEqual(128);
+    expect(counted).toBeLessThan(1500);
+    for (let j = await b.call("jobs.resume", { id: count.jobId }); j.status === "running"; await new Promise((r) => setTimeout(r, 5))) {
+      j = (await b.call("jobs.list", { kind: "tokens" })).find((x) => x.id === count.jobId)!;
+    }
+    const resumed = jobEvents(b, (j) => j.id === count.jobId);
+    expect(resumed.find((j) => j.status === "running" && j.progress)!.progress).toEqual({ done: counted, total: 1500, unit: "samples" });
+    expect(resumed.at(-1)).toMatchObject({ status: "done", progress: { done: 1500, total: 1500 } });
+    expect((b.s.db.prepare("SELECT COUNT(*) AS n FROM sample_tokens").get() as { n: number }).n).toBe(1500);
+    expect((await b.call("datasets.tokens.count", { datasetId: id, tokenizer })).pending).toBe(0);
+  });
 });
 
 describe("migration v3", () => {

@@ -5,7 +5,7 @@ import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CallInput, CallName, CallOutput, EventName, SampleMessage } from "../../electron/contract.js";
+import type { CallInput, CallName, CallOutput, EventName, Job, SampleMessage } from "../../electron/contract.js";
 import { createDispatcher } from "../../electron/rpc.js";
 import { createAppServices, type AppServices } from "../../electron/services/app.js";
 import { DatasetRepo } from "../../electron/store/datasets.js";
@@ -33,8 +33,8 @@ afterAll(async () => {
 
 async function waitDone(jobId: string) {
   for (;;) {
-    const end = events.find((e) => e.name === "datasets.tokens.progress" && (e.payload as { jobId: string; state: string }).jobId === jobId && (e.payload as { state: string }).state !== "running");
-    if (end) return end.payload as { state: string; done: number; error: string | null };
+    const end = events.find((e) => e.name === "jobs.job" && (e.payload as Job).id === jobId && !["queued", "running"].includes((e.payload as Job).status))?.payload as Job | undefined;
+    if (end) return { state: end.status, done: end.progress?.done ?? 0, error: end.error };
     await new Promise((r) => setTimeout(r, 5));
   }
 }

@@ -36,6 +36,7 @@ export const en = {
   "jobs.title.train": "Finetune run '{name}'",
   "jobs.title.exportAdapter": "Export run '{name}' (adapter)",
   "jobs.title.exportMerged": "Export run '{name}' (merged {format})",
+  "jobs.title.scan": "Check {name}",
   "jobs.title.import": "Import {name}",
   "jobs.title.tokens": "Count tokens of {name}",
 

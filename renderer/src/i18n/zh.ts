@@ -38,6 +38,7 @@ export const zh: Record<MessageKey, string> = {
   "jobs.title.train": "微调运行「{name}」",
   "jobs.title.exportAdapter": "导出运行「{name}」（适配器）",
   "jobs.title.exportMerged": "导出运行「{name}」（合并 {format}）",
+  "jobs.title.scan": "检查 {name}",
   "jobs.title.import": "导入 {name}",
   "jobs.title.tokens": "统计 {name} 的词元数",
 

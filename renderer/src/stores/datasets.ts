@@ -3,7 +3,7 @@
 // then "import the valid samples" or "import nothing". The samples table and editor live in stores/samples.ts.
 import { create } from "zustand";
 import { api } from "../api/index.js";
-import type { DatasetSummary, ImportReport, ImportStatus } from "../api/types.js";
+import type { DatasetSummary, ImportReport, ImportStatus, Job } from "../api/types.js";
 import { readLocal, writeLocal } from "../local.js";
 import { useUi } from "./ui.js";
 
@@ -85,7 +85,8 @@ interface DatasetsState {
   commitImport(): Promise<void>;
   /** Cancel during upload/scan, or "Import nothing" on the report: nothing stays behind. */
   cancelImport(): Promise<void>;
-  onImportProgress(p: { importId: string; bytesRead: number; totalBytes: number; records: number; valid: number; rejectedCount: number }): void;
+  /** A job changed (jobs.job): the import's scan job moves its progress, and its end brings the report. */
+  onJob(job: Job): void;
   onImportStatus(s: ImportStatus): void;
   onChanged(e: { id: string; deleted: boolean }): void;
 }
@@ -300,10 +301,22 @@ export const useDatasets = create<DatasetsState>((set, get) => ({
       /* already gone (finished, failed or cleaned up): nothing is left either way */
     }
   },
-  onImportProgress: (p) => {
+  onJob: (job) => {
     const cur = get().import;
-    if (!cur || cur.importId !== p.importId || cur.phase !== "scanning") return;
-    set({ import: { ...cur, done: p.bytesRead, total: p.totalBytes, records: p.records, valid: p.valid, rejectedCount: p.rejectedCount } });
+    if (job.kind !== "scan" || !cur || cur.importId !== job.id || cur.phase !== "scanning") return;
+    if (job.status === "running") {
+      const f = job.figures ?? {};
+      set({ import: { ...cur, done: job.progress?.done ?? cur.done, total: job.progress?.total ?? cur.total, records: f.records ?? 0, valid: f.valid ?? 0, rejectedCount: f.rejected ?? 0 } });
+      return;
+    }
+    // the scan ended: its report (with the rejected lines) comes from the import's status
+    void api()
+      .call("datasets.import.status", { importId: job.id })
+      .then((s) => get().onImportStatus(s))
+      .catch((e: unknown) => {
+        const now = get().import;
+        if (now && now.importId === job.id && now.phase === "scanning") set({ import: { ...now, phase: "failed", error: message(e) } });
+      });
   },
   onImportStatus: (s) => {
     const cur = get().import;

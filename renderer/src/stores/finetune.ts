@@ -287,7 +287,6 @@ interface FinetuneState {
   onPoint(e: EventPayload<"finetune.point">): void;
   onRouting(e: EventPayload<"finetune.routing">): void;
   onJob(job: Job): void;
-  onImportStatus(s: EventPayload<"datasets.import.status">): void;
 }
 
 const idle: EstimateState = { state: "idle", value: null, error: null };
@@ -500,6 +499,12 @@ export const useFinetune = create<FinetuneState>((set, get) => ({
     set({ routing: { ...get().routing, [runId]: mergeWindows(get().routing[runId] ?? [], [window]) } });
   },
   onJob: (job) => {
+    // a dataset dropped on the Finetune view: its import job's end picks the new dataset (or gives up waiting)
+    if (get().awaitingImport && (job.kind === "import" || job.kind === "scan")) {
+      const result = job.result as { datasetId?: string } | null;
+      if (job.kind === "import" && job.status === "done" && result?.datasetId) get().pickDataset(result.datasetId);
+      else if (job.status === "failed" || job.status === "cancelled" || job.status === "interrupted") set({ awaitingImport: false });
+    }
     if (exportsStarted.has(job.id) && job.status === "done") {
       // the merged model is in the models folder now: Models lists it
       exportsStarted.delete(job.id);
@@ -513,10 +518,5 @@ export const useFinetune = create<FinetuneState>((set, get) => ({
     if (now.status !== run.status) log = appendLog(log, now.error ? `${now.status}: ${now.error}` : now.status);
     if (job.message) log = appendLog(log, job.message);
     set({ runs, log: { ...get().log, [run.id]: log } });
-  },
-  onImportStatus: (s) => {
-    if (!get().awaitingImport) return;
-    if (s.state === "committed" && s.datasetId) get().pickDataset(s.datasetId);
-    else if (s.state === "cancelled" || s.state === "failed") set({ awaitingImport: false });
   },
 }));

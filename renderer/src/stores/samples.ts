@@ -3,7 +3,7 @@
 // of one sample (its messages as a draft; save, add, duplicate, delete, and the dataset's one-level undo).
 import { create } from "zustand";
 import { api } from "../api/index.js";
-import type { CallInput, Sample, SampleMessage, SampleRow } from "../api/types.js";
+import type { CallInput, Job, Sample, SampleMessage, SampleRow } from "../api/types.js";
 import { readLocal, writeLocal } from "../local.js";
 import { pagesFor, type RowWindow } from "../virtual.js";
 import { useDatasets } from "./datasets.js";
@@ -37,6 +37,12 @@ export interface TokenJob {
   total: number;
   state: "running" | "done" | "failed" | "cancelled";
   error: string | null;
+}
+
+/** The view's figures of a tokens job (subject: the dataset). */
+export function tokenJobOf(job: Job): TokenJob {
+  const state = job.status === "done" ? "done" : job.status === "failed" ? "failed" : job.status === "cancelled" || job.status === "interrupted" || job.status === "paused" ? "cancelled" : "running";
+  return { jobId: job.id, datasetId: job.subject ?? "", done: job.progress?.done ?? 0, total: job.progress?.total ?? 0, state, error: job.error };
 }
 
 export interface Editor {
@@ -135,7 +141,8 @@ interface SamplesState {
   duplicateSample(): Promise<void>;
   deleteSample(): Promise<void>;
   undo(): Promise<void>;
-  onTokens(p: TokenJob): void;
+  /** A job changed (jobs.job): the dataset's token count, if it is one. */
+  onJob(job: Job): void;
 }
 
 const inflight = new Set<string>();
@@ -333,7 +340,9 @@ export const useSamples = create<SamplesState>((set, get) => {
         useUi.getState().notifyError(e);
       }
     },
-    onTokens: (p) => {
+    onJob: (job) => {
+      if (job.kind !== "tokens") return;
+      const p = tokenJobOf(job);
       const cur = get().tokenJob;
       if (p.datasetId !== get().datasetId) return;
       if (cur && cur.jobId !== p.jobId && cur.state === "running" && p.state !== "running") return;

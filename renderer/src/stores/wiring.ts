@@ -35,18 +35,24 @@ export function connectStores(transport: Transport): () => void {
     transport.on("engine.status", (s) => useModels.getState().setStatus(s)),
     transport.on("models.progress", (p) => useModels.getState().setProgress(p)),
     transport.on("library.progress", (p) => useLibrary.getState().onProgress(p)),
-    transport.on("datasets.import.progress", (p) => useDatasets.getState().onImportProgress(p)),
-    transport.on("datasets.import.status", (s) => useDatasets.getState().onImportStatus(s)),
-    transport.on("datasets.tokens.progress", (p) => useSamples.getState().onTokens(p)),
     transport.on("datasets.changed", (e) => useDatasets.getState().onChanged(e)),
     transport.on("jobs.job", (j) => useJobs.getState().onJob(j)),
     transport.on("jobs.removed", (e) => useJobs.getState().onRemoved(e)),
     transport.on("finetune.run", (r) => useFinetune.getState().onRun(r)),
     transport.on("finetune.point", (p) => useFinetune.getState().onPoint(p)),
     transport.on("finetune.routing", (p) => useFinetune.getState().onRouting(p)),
+    // views that follow their own jobs: an import's scan, a dataset's token count, a run's training and export
+    transport.on("jobs.job", (j) => useDatasets.getState().onJob(j)),
+    transport.on("jobs.job", (j) => useSamples.getState().onJob(j)),
     transport.on("jobs.job", (j) => useFinetune.getState().onJob(j)),
-    transport.on("datasets.import.status", (s) => useFinetune.getState().onImportStatus(s)),
   ];
+  // an import dropped on the Finetune view that ends without a dataset ("Import nothing", a failed scan)
+  offs.push(
+    useDatasets.subscribe((next, prev) => {
+      const gone = prev.import && (!next.import || next.import.phase === "failed");
+      if (gone && useFinetune.getState().awaitingImport && next.import?.phase !== "committing") useFinetune.setState({ awaitingImport: false });
+    }),
+  );
   // an export, quantize, GGUF or download job that finishes wrote into the models folder: the local list reads it
   // again (once it has been shown; the Models view loads it when it opens)
   offs.push(
