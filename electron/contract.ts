@@ -726,8 +726,13 @@ export const calls = {
     z.strictObject({ repo: RepoId, source: HubSource.optional(), contextLength: z.number().int().min(256).max(1_048_576).optional() }),
     RepoDetails,
   ),
-  /** Starts a download (progress: library.progress events). */
-  /** requireChecksums: refuse (before fetching anything) a model with a file the hub lists without a checksum. */
+  /**
+   * Starts a download as a "download" job (subject: its id; progress in bytes, figures bytesPerSecond / etaSeconds
+   * (-1 unknown) / file / files, message the file being fetched, all through jobs.job; pause, resume and cancel
+   * through these calls or jobs.*), or goes on with the repo's unfinished one. The answer and library.downloads
+   * give each download's files. requireChecksums: refuse (before fetching anything) a model with a file the hub
+   * lists without a checksum.
+   */
   "library.download": call(z.strictObject({ repo: RepoId, source: HubSource.optional(), revision: Text(200).min(1).optional(), requireChecksums: z.boolean().optional() }), DownloadProgress),
   "library.downloads": call(Empty, z.array(DownloadProgress)),
   "library.pause": call(z.strictObject({ id: DownloadId }), DownloadProgress),
@@ -927,8 +932,6 @@ export const events = {
   "chat.done": z.object({ conversationId: Id, message: Message }),
   "engine.status": EngineStatus,
   "models.progress": z.object({ dir: z.string(), done: z.number(), total: z.number() }),
-  // ---------- library ----------
-  "library.progress": DownloadProgress,
   // ---------- datasets ----------
   /** A dataset was created, renamed, changed (samples), or deleted (deleted: true): refresh lists. */
   "datasets.changed": z.object({ id: Id, deleted: z.boolean() }),

@@ -58,4 +58,9 @@ export interface JobKindHandler<P = unknown> {
   start(params: P, report: JobReporter, resume: Record<string, unknown> | null): JobExecution;
   /** At start-up, for a job the previous process left "running": clean what its dead worker left behind. */
   interrupted?(params: P, detail: Record<string, unknown>): void;
+  /**
+   * A paused or interrupted job was cancelled (nothing runs): drop what was kept for its resume when that is of no
+   * use without it (a download's partial files). Absent: it stays (a training run's checkpoints are results).
+   */
+  discarded?(params: P, detail: Record<string, unknown>): void;
 }

@@ -237,7 +237,12 @@ export class JobService {
       e.stopping = "cancel";
       e.exec?.cancel();
     } else if (s === "paused" || s === "interrupted" || s === "queued") {
-      // nothing runs: what the kind kept for a resume stays on disk until the job is removed; the job is over
+      // nothing runs: what the kind kept for a resume stays on disk (unless the kind discards it); the job is over
+      try {
+        this.handlers.get(e.job.kind)?.discarded?.(e.params, e.detail);
+      } catch {
+        // what could not be removed stays; the job is cancelled all the same
+      }
       this.change(e, { status: "cancelled", message: null });
       this.prune(true);
     } else if (s !== "cancelled") {

@@ -126,23 +126,24 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     ));
   const version = appVersion();
 
-  // ---------- library ----------
+  // every long task's state, progress, cancel and restart (electron/jobs/); the kinds register with it
+  const jobsStore = new JobsStore(db);
+  upgradeLegacyQuantizeRows(jobsStore);
+  const jobs = new JobService({ store: jobsStore, emit: opts.emit });
+
+  // ---------- library (the download kind) ----------
   const stallEnv = Number(process.env.MOE_STUDIO_STALL_MS);
   const library = new LibraryService({
     dataDir: opts.dataDir,
     settings,
     repos,
     tokens: opts.tokenStore ?? new MemoryTokenStore(),
-    emit: opts.emit,
+    jobs,
     vramBytes: () => host.systemInfo().then((s) => (s.cuda.devices > 0 ? (s.cuda.memoryBytes ?? 0) : 0)),
     ...(opts.downloadStallMs ? { stallMs: opts.downloadStallMs } : stallEnv > 0 ? { stallMs: stallEnv } : {}),
   });
   // what a killed quantize, export, download or token write left in the models and data folders (services/leftovers.ts)
   for (const l of sweepLeftovers([library.modelsDir(), opts.dataDir]).removed) opts.log?.(`removed ${l.path} (left by pid ${l.pid ?? "?"}, which is gone)`);
-  // every long task's state, progress, cancel and restart (electron/jobs/); the kinds register with it
-  const jobsStore = new JobsStore(db);
-  upgradeLegacyQuantizeRows(jobsStore);
-  const jobs = new JobService({ store: jobsStore, emit: opts.emit });
   // datasets: the scan, import and tokens job kinds register with the job service
   const datasets = new DatasetService(db, opts.dataDir, opts.emit, { cleanStaleUploads: true, jobs, ...(opts.pickDatasetFile ? { pickFile: opts.pickDatasetFile } : {}) });
   const quantize = new QuantizeService(() => library.modelsDir(), jobs);
@@ -297,9 +298,8 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     dispose: () =>
       (disposed ??= (async () => {
         await chat.dispose().catch(() => undefined);
-        await library.dispose().catch(() => undefined);
         await datasets.dispose().catch(() => undefined);
-        // pausable jobs pause (training checkpoints), the rest are cancelled; awaited before the database closes
+        // pausable jobs pause (training checkpoints, downloads), the rest are cancelled; awaited before the database closes
         await jobs.dispose().catch(() => undefined);
         const queued = models.dispose();
         host.shutdown();

@@ -1,13 +1,18 @@
 // The model library: the curated catalogue with fit estimates for this machine, hub search, and downloads into the
-// models folder (<data>/models unless the modelsDir setting says otherwise). Download state lives in files next to
-// the models (electron/library/downloader.ts), so unfinished downloads found at start-up are listed as paused and
-// resume where they stopped. A finished download is added to the recent models, which is how it appears in Models.
+// models folder (<data>/models unless the modelsDir setting says otherwise). A download is a "download" job on the
+// one job system (its progress, pause, resume, cancel, its row across restarts); the files it fetches and where it
+// stands in each are the downloader's (electron/library/downloader.ts: a sidecar and a staging folder beside the
+// models), so unfinished downloads found at start-up are listed paused or interrupted and resume where they stopped,
+// and library.downloads gives each one's files for the Discover panel. A finished download is added to the recent
+// models, which is how it appears in Models.
 import { existsSync, readFileSync } from "node:fs";
 import { freemem, totalmem } from "node:os";
 import { join } from "node:path";
-import type { CatalogEntry, DownloadProgress, HubSearchResult, LibraryStatus, MachineMemory, RepoDetails } from "../contract.js";
+import type { CatalogEntry, DownloadProgress, HubSearchResult, Job, LibraryStatus, MachineMemory, RepoDetails } from "../contract.js";
+import { PAUSED, type JobKindHandler, type JobReporter } from "../jobs/kind.js";
+import type { JobService } from "../jobs/service.js";
 import { loadCatalog, type CatalogModel } from "../library/catalog.js";
-import { folderName, listSidecars, ModelDownload } from "../library/downloader.js";
+import { DownloadStopped, folderName, listSidecars, ModelDownload } from "../library/downloader.js";
 import { selectFiles } from "../library/files.js";
 import { fitEstimate, fitFromShape } from "../library/fit.js";
 import { DEFAULT_ENDPOINTS, HubClient, type HubSource } from "../library/hub.js";
@@ -16,7 +21,6 @@ import type { TokenStore } from "../library/token-store.js";
 import type { HandlerInput } from "../rpc.js";
 import type { Repositories } from "../store/repositories.js";
 import { notFound } from "./errors.js";
-import type { Emit } from "./models.js";
 import type { SettingsService } from "./settings.js";
 
 export const DEFAULT_CONTEXT = 4096;
@@ -26,7 +30,8 @@ export interface LibraryOptions {
   settings: SettingsService;
   repos: Repositories;
   tokens: TokenStore;
-  emit: Emit;
+  /** The app's job service, which the download kind registers with. */
+  jobs: JobService;
   /** Device 0's memory in bytes (the engine's CUDA probe); 0 without a GPU. */
   vramBytes: () => Promise<number>;
   /** HF_ENDPOINT and friends (default process.env). */
@@ -35,8 +40,21 @@ export interface LibraryOptions {
   stallMs?: number;
 }
 
+/** A download job's parameters (its subject is the download id, the repo's folder name). */
+interface DownloadParams {
+  repo: string;
+  source: HubSource;
+  revision?: string;
+  requireChecksums?: boolean;
+}
+
+const ACTIVE: readonly Job["status"][] = ["queued", "running", "pausing"];
+
 export class LibraryService {
+  /** Each download's files and where it stands in them, by id (also the ones found on disk at start-up). */
   private readonly downloads = new Map<string, ModelDownload>();
+  /** The reporter of each download's running job. */
+  private readonly reporters = new Map<string, JobReporter>();
   private catalog: CatalogModel[] | null = null;
   private readonly env: NodeJS.ProcessEnv;
 
@@ -44,6 +62,7 @@ export class LibraryService {
     this.env = opts.env ?? process.env;
     // unfinished downloads from an earlier run: listed as paused, resumed on request
     for (const s of listSidecars(this.modelsDir())) this.track(new ModelDownload(this.downloadOptions(s.repo, s.source)));
+    opts.jobs.register(this.downloadKind);
   }
 
   modelsDir(): string {
@@ -140,6 +159,7 @@ export class LibraryService {
   }
 
   private downloadOptions(repo: string, source: HubSource, revision?: string, requireChecksums?: boolean) {
+    const id = folderName(repo);
     return {
       modelsDir: this.modelsDir(),
       repo,
@@ -149,7 +169,15 @@ export class LibraryService {
       ...(revision ? { revision } : {}),
       ...(requireChecksums ? { requireChecksums } : {}),
       ...(this.opts.stallMs ? { stallMs: this.opts.stallMs } : {}),
-      onProgress: (p: DownloadProgress) => this.opts.emit("library.progress", p),
+      // the running job's reporter (the job service coalesces what reaches the UI and the database)
+      onProgress: (p: DownloadProgress) => {
+        const report = this.reporters.get(id);
+        if (!report) return;
+        report.progress(p.doneBytes, p.totalBytes, "bytes");
+        const i = p.files.findIndex((f) => f.state === "downloading" || f.state === "verifying");
+        report.figures({ bytesPerSecond: p.bytesPerSecond, etaSeconds: p.etaSeconds ?? -1, file: i + 1, files: p.files.length });
+        if (i >= 0) report.message(p.files[i].path);
+      },
     };
   }
 
@@ -164,15 +192,58 @@ export class LibraryService {
     return d;
   }
 
-  /** Runs a download in the background; its end (done, error, paused) arrives as library.progress events. */
-  private run(d: ModelDownload): DownloadProgress {
-    // A failure is not lost: it is the download's state (error, errorKind) and its last library.progress event.
-    d.start().then(
-      (dir) => this.finished(d, dir),
-      () => undefined,
-    );
-    return d.progress();
+  /** The newest job of a download (null: none, e.g. one found on disk that `pull` or an older version started). */
+  private jobOf(id: string): Job | null {
+    return this.opts.jobs.list("download").filter((j) => j.subject === id).at(-1) ?? null;
   }
+
+  /**
+   * One execution of a download job: the downloader's start() (which resumes from what is on disk), settled with
+   * the model folder, PAUSED after pause() (once the sidecar says paused), or the hub's error.
+   */
+  private readonly downloadKind: JobKindHandler<DownloadParams> = {
+    kind: "download",
+    canPause: true,
+    canResume: true,
+    title: (p) => `Download ${p.repo}`,
+    label: (p) => ({ key: "download", args: { name: p.repo } }),
+    subject: (p) => folderName(p.repo),
+    start: (p, report) => {
+      const id = folderName(p.repo);
+      let d = this.downloads.get(id);
+      const state = d?.progress().state;
+      if (!d || state === "done" || state === "cancelled") d = this.track(new ModelDownload(this.downloadOptions(p.repo, p.source, p.revision, p.requireChecksums)));
+      else d.setToken(this.token());
+      const dl = d;
+      this.reporters.set(id, report);
+      let pausing: Promise<void> | null = null;
+      const done = dl.start().then(
+        (dir) => {
+          this.finished(dl, dir);
+          return { dir, repo: dl.repo };
+        },
+        async (e: unknown) => {
+          if (e instanceof DownloadStopped && e.how === "pause") {
+            await pausing;
+            return PAUSED;
+          }
+          throw e;
+        },
+      );
+      return {
+        done: done.finally(() => {
+          if (this.reporters.get(id) === report) this.reporters.delete(id);
+        }),
+        cancel: () => void dl.cancel(),
+        pause: () => void (pausing = dl.pause()),
+      };
+    },
+    // a paused or interrupted download cancelled: its partial files and sidecar go
+    discarded: (p) => {
+      const d = this.downloads.get(folderName(p.repo));
+      if (d) void d.cancel();
+    },
+  };
 
   private finished(d: ModelDownload, dir: string): void {
     let architecture: string | null = null;
@@ -185,42 +256,63 @@ export class LibraryService {
     this.opts.repos.recentModels.upsert({ dir, name: d.repo.split("/")[1] ?? d.repo, architecture, lastOpenedAt: Date.now() });
   }
 
+  /** Starts a download job, or goes on with the repo's unfinished one (a paused or interrupted job resumes). */
   download(input: HandlerInput<"library.download">): DownloadProgress {
     const id = folderName(input.repo);
     const existing = this.downloads.get(id);
-    if (existing && existing.progress().state !== "done" && existing.progress().state !== "cancelled") {
-      existing.setRequireChecksums(!!input.requireChecksums);
-      return this.run(existing);
-    }
-    return this.run(this.track(new ModelDownload(this.downloadOptions(input.repo, input.source ?? this.source(), input.revision, input.requireChecksums))));
+    const state = existing?.progress().state;
+    if (existing && state !== "done" && state !== "cancelled") return this.resume(id, !!input.requireChecksums);
+    this.start({ repo: input.repo, source: input.source ?? this.source(), ...(input.revision ? { revision: input.revision } : {}), ...(input.requireChecksums ? { requireChecksums: true } : {}) });
+    return this.get(id).progress();
   }
 
+  private start(p: DownloadParams): void {
+    const old = this.jobOf(folderName(p.repo));
+    this.opts.jobs.start<DownloadParams>("download", p);
+    // the repo's finished job (failed, cancelled) is replaced by the new one in the activity list
+    if (old && !ACTIVE.includes(old.status) && old.status !== "paused") this.opts.jobs.remove(old.id);
+  }
+
+  /** Every download the library knows (its files), as the Discover panel lists them. */
   list(): DownloadProgress[] {
     return [...this.downloads.values()].map((d) => d.progress()).filter((p) => p.state !== "cancelled");
   }
 
   async pause(id: string): Promise<DownloadProgress> {
     const d = this.get(id);
-    await d.pause();
+    const job = this.jobOf(id);
+    if (job && (job.status === "running" || job.status === "pausing")) {
+      this.opts.jobs.pause(job.id);
+      await this.opts.jobs.settled(job.id);
+    }
     return d.progress();
   }
 
+  /**
+   * Goes on with a paused, interrupted or failed download from what is on disk: its paused or interrupted job
+   * resumes; a failed one, or one without a job, starts a new job. requireChecksums applies from this run on.
+   */
   resume(id: string, requireChecksums = false): DownloadProgress {
     const d = this.get(id);
     d.setToken(this.token());
     d.setRequireChecksums(requireChecksums);
-    return this.run(d);
-  }
-
-  async cancel(id: string): Promise<DownloadProgress> {
-    const d = this.get(id);
-    await d.cancel();
-    this.downloads.delete(id);
+    const job = this.jobOf(id);
+    if (job && ACTIVE.includes(job.status)) return d.progress();
+    if (job && (job.status === "paused" || job.status === "interrupted")) this.opts.jobs.resume(job.id);
+    else this.start({ repo: d.repo, source: d.source, ...(requireChecksums ? { requireChecksums } : {}) });
     return d.progress();
   }
 
-  /** Pauses every running download (its partial files stay for the next start). */
-  async dispose(): Promise<void> {
-    await Promise.all([...this.downloads.values()].map((d) => d.pause().catch(() => undefined)));
+  /** Stops the download and removes its partial files (the job ends cancelled). */
+  async cancel(id: string): Promise<DownloadProgress> {
+    const d = this.get(id);
+    const job = this.jobOf(id);
+    if (job && (ACTIVE.includes(job.status) || job.status === "paused" || job.status === "interrupted")) {
+      this.opts.jobs.cancel(job.id);
+      await this.opts.jobs.settled(job.id);
+    }
+    await d.cancel();
+    this.downloads.delete(id);
+    return d.progress();
   }
 }

@@ -83,7 +83,15 @@ describe.runIf(run)("model library, end to end in Chromium", () => {
     const bar = page.getByRole("progressbar", { name: "Download of test/tiny-qwen3-moe" });
     await expect.poll(async () => Number(await bar.getAttribute("aria-valuenow")), { timeout: 20_000 }).toBeGreaterThan(10);
     await app.screenshot("library-02-downloading", { fullPage: false });
-    await button("Pause test/tiny-qwen3-moe").click();
+    // the download is a job: the Activity panel lists it with its progress and pauses it; the Discover row follows
+    const activity = page.getByRole("navigation", { name: "Main" }).getByRole("button", { name: "Activity", exact: true });
+    await activity.click();
+    const job = page.getByRole("dialog", { name: "Activity" }).getByRole("listitem", { name: "Download test/tiny-qwen3-moe" });
+    await job.getByText("Running").waitFor({ timeout: 15_000 });
+    await expect.poll(async () => Number((await job.getByRole("progressbar").getAttribute("aria-valuenow")) ?? 0), { timeout: 15_000 }).toBeGreaterThan(0);
+    await job.getByRole("button", { name: "Pause", exact: true }).click();
+    await job.getByText("Paused").waitFor({ timeout: 15_000 });
+    await page.keyboard.press("Escape");
     await button("Resume test/tiny-qwen3-moe").waitFor({ timeout: 15_000 });
     const pausedAt = Number(await bar.getAttribute("aria-valuenow"));
     expect(pausedAt).toBeLessThan(100);

@@ -1,5 +1,5 @@
-// The model library (Models → Discover): the curated catalogue with fit badges, hub search, downloads (library.progress
-// events), the access token for gated models, and "Open in chat" for a downloaded model. "Require checksums" is a
+// The model library (Models → Discover): the curated catalogue with fit badges, hub search, downloads (jobs of kind
+// "download": each change of one reads library.downloads again for its files), the access token for gated models, and "Open in chat" for a downloaded model. "Require checksums" is a
 // preference of this window (kept in its storage) sent with each download; a download whose files the hub listed
 // without a checksum stays in the list once done, saying so, until dismissed. Models → Local lists what the models folder
 // holds (library.local: models, adapters, GGUF files with their origin); it is read again when a job that writes there
@@ -46,7 +46,10 @@ interface LibraryState {
   cancel(id: string): Promise<void>;
   setToken(token: string | null): Promise<void>;
   setSource(source: HubSource, endpoint: string): Promise<void>;
+  /** A download's state as the library gives it (a call's answer, or library.downloads after its job changed). */
   onProgress(p: DownloadProgress): void;
+  /** A job changed (jobs.job): a download's one reads the downloads again (their files and state). */
+  onJob(job: Job): void;
   openInChat(dir: string): Promise<void>;
   /** The models folder's entries, newest first; null until first loaded. */
   local: LocalModel[] | null;
@@ -105,6 +108,10 @@ export const uncheckedFiles = (d: DownloadProgress): string[] => d.files.filter(
 
 const REQUIRE_CHECKSUMS_KEY = "library.requireChecksums";
 
+/** library.downloads in flight (one at a time; a change meanwhile reads once more), and the rows the user dismissed. */
+const downloadsRead = { busy: false, again: false };
+const dismissed = new Set<string>();
+
 export const useLibrary = create<LibraryState>((set, get) => ({
   status: null,
   machine: null,
@@ -123,6 +130,7 @@ export const useLibrary = create<LibraryState>((set, get) => ({
     set({ requireChecksums: on });
   },
   dismiss: (id) => {
+    dismissed.add(id);
     const { [id]: _gone, ...rest } = get().downloads;
     set({ downloads: rest });
   },
@@ -215,7 +223,33 @@ export const useLibrary = create<LibraryState>((set, get) => ({
       useUi.getState().notifyError(e);
     }
   },
+  onJob: (job) => {
+    if (job.kind !== "download") return;
+    if (downloadsRead.busy) {
+      downloadsRead.again = true;
+      return;
+    }
+    downloadsRead.busy = true;
+    void (async () => {
+      try {
+        do {
+          downloadsRead.again = false;
+          const list = await api().call("library.downloads", {});
+          // one the library no longer lists was cancelled (here or from the activity panel)
+          const listed = new Set(list.map((p) => p.id));
+          const kept = Object.fromEntries(Object.entries(get().downloads).filter(([id]) => listed.has(id)));
+          set({ downloads: kept });
+          for (const p of list) if (!(p.state === "done" && dismissed.has(p.id))) get().onProgress(p);
+        } while (downloadsRead.again);
+      } catch {
+        // the connection went: the store reloads everything when it is back
+      } finally {
+        downloadsRead.busy = false;
+      }
+    })();
+  },
   onProgress: (p) => {
+    if (p.state !== "done") dismissed.delete(p.id);
     const prev = get().downloads[p.id];
     set({ downloads: { ...get().downloads, [p.id]: p }, ...(p.state === "error" && p.errorKind === "gated" ? { tokenFor: p.id } : {}) });
     if (p.state === "done" && prev?.state !== "done") {

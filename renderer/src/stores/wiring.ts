@@ -34,14 +34,14 @@ export function connectStores(transport: Transport): () => void {
     transport.on("chat.done", (e) => useChat.getState().onDone(e)),
     transport.on("engine.status", (s) => useModels.getState().setStatus(s)),
     transport.on("models.progress", (p) => useModels.getState().setProgress(p)),
-    transport.on("library.progress", (p) => useLibrary.getState().onProgress(p)),
     transport.on("datasets.changed", (e) => useDatasets.getState().onChanged(e)),
     transport.on("jobs.job", (j) => useJobs.getState().onJob(j)),
     transport.on("jobs.removed", (e) => useJobs.getState().onRemoved(e)),
     transport.on("finetune.run", (r) => useFinetune.getState().onRun(r)),
     transport.on("finetune.point", (p) => useFinetune.getState().onPoint(p)),
     transport.on("finetune.routing", (p) => useFinetune.getState().onRouting(p)),
-    // views that follow their own jobs: an import's scan, a dataset's token count, a run's training and export
+    // views that follow their own jobs: a download, an import's scan, a dataset's token count, a run's training and export
+    transport.on("jobs.job", (j) => useLibrary.getState().onJob(j)),
     transport.on("jobs.job", (j) => useDatasets.getState().onJob(j)),
     transport.on("jobs.job", (j) => useSamples.getState().onJob(j)),
     transport.on("jobs.job", (j) => useFinetune.getState().onJob(j)),
