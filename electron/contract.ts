@@ -576,6 +576,10 @@ export const MemoryEstimate = z.object({
   verdict: z.enum(["fits", "tight", "will_not_fit"]),
   /** What to change when it is tight or will not fit. */
   advice: z.string().nullable(),
+  /** The max_seq_length the run uses: the knob, or the preset's cut to the model's context (max_position_embeddings). */
+  maxSeqLength: z.number().optional(),
+  /** True when that is the preset's max_seq_length cut to the model's context (the preset card names the uncut one). */
+  seqCut: z.boolean().optional(),
 });
 export type MemoryEstimate = z.infer<typeof MemoryEstimate>;
 export const TrainPoint = z.object({

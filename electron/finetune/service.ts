@@ -205,7 +205,7 @@ export class FinetuneService {
 
   // ---------- spec → train.json, estimate ----------
 
-  private checkSpec(spec: FinetuneSpec): { args: TrainArgs; datasetName: string } {
+  private checkSpec(spec: FinetuneSpec): { args: TrainArgs; datasetName: string; seqCut: boolean } {
     const name = this.datasets.name(spec.datasetId);
     if (name === null) throw new RpcError("not_found", `no dataset ${spec.datasetId}`);
     if (this.datasets.sampleCount(spec.datasetId) === 0) throw new RpcError("invalid_input", `the dataset '${name}' is empty: add or import samples first`);
@@ -218,11 +218,15 @@ export class FinetuneService {
     }
     // A preset's max_seq_length (512 / 1024) past the model's context would be refused by the engine: the preset
     // adapts to the model. A max_seq_length the user typed is theirs, and its error says the limit.
+    let seqCut = false;
     if (!("max_seq_length" in spec.knobs)) {
       const ctx = modelContext(spec.modelDir);
-      if (ctx !== null && args.max_seq_length > ctx) args = { ...args, max_seq_length: ctx };
+      if (ctx !== null && args.max_seq_length > ctx) {
+        args = { ...args, max_seq_length: ctx };
+        seqCut = true;
+      }
     }
-    return { args, datasetName: name };
+    return { args, datasetName: name, seqCut };
   }
 
   private async measure(spec: FinetuneSpec, args: TrainArgs): Promise<{ estimate: MemoryEstimate; totalSteps: number }> {
@@ -251,8 +255,8 @@ export class FinetuneService {
   }
 
   async estimate(spec: FinetuneSpec): Promise<MemoryEstimate> {
-    const { args } = this.checkSpec(spec);
-    return (await this.measure(spec, args)).estimate;
+    const { args, seqCut } = this.checkSpec(spec);
+    return { ...(await this.measure(spec, args)).estimate, maxSeqLength: args.max_seq_length, seqCut };
   }
 
   // ---------- runs ----------

@@ -4,7 +4,8 @@
 //   - serve is stopped mid-run (the app quitting) and started again on the same data folder: the run is listed
 //     as paused with Resume (quitting checkpoints it), and Resume trains it to the end from that checkpoint;
 //   - two runs' loss curves on one chart (Compare);
-//   - a base model without a chat template: the form says so and Start stays off, nothing is started.
+//   - a base model without a chat template: the form says so and Start stays off, nothing is started;
+//   - an empty dataset (its one sample deleted in the Datasets view): the form says so, Start stays off.
 // The dataset is imported with the CLI into serve's database before serve starts (the import UI has its own e2e).
 // Screenshots: test/artifacts/e2e/finetune-life-*.png.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -34,6 +35,10 @@ describe.runIf(run)("finetune runs that crash, quit and compare", () => {
     writeFileSync(data, QUESTIONS.map((q) => JSON.stringify({ messages: [{ role: "user", content: q }, { role: "assistant", content: REPLY }] })).join("\n") + "\n");
     const imp = spawnSync(process.execPath, [BIN, "dataset", "import", data, "--db", join(dataDir, "moe-studio.db")], { encoding: "utf8" });
     expect(imp.status, imp.stderr).toBe(0);
+    const lonely = join(freshDir("ds"), "lonely.jsonl");
+    writeFileSync(lonely, JSON.stringify({ messages: [{ role: "user", content: "Only me?" }, { role: "assistant", content: "Only you." }] }) + "\n");
+    const imp2 = spawnSync(process.execPath, [BIN, "dataset", "import", lonely, "--db", join(dataDir, "moe-studio.db")], { encoding: "utf8" });
+    expect(imp2.status, imp2.stderr).toBe(0);
     // the same model without a chat template (tokenizer_config.json's chat_template and any chat_template.jinja gone)
     noTemplate = join(freshDir("models"), "no_template");
     cpSync(fixtureModel("qwen3_moe"), noTemplate, { recursive: true });
@@ -162,6 +167,32 @@ describe.runIf(run)("finetune runs that crash, quit and compare", () => {
     await app.screenshot("finetune-life-04-no-template");
     app.expectClean();
   });
+
+  it("an empty dataset (its last sample deleted in Datasets): the form says it is empty, Start stays off", async () => {
+    await nav("Datasets").click();
+    const list = page.getByRole("navigation", { name: "Dataset list" });
+    await list.locator("li").filter({ has: page.locator(".conv-title").getByText("lonely", { exact: true }) }).getByRole("button").first().click();
+    const grid = page.getByRole("grid", { name: "Samples" });
+    const rows = grid.locator(".sgrid-body [role=row]:not(.placeholder)");
+    await expect.poll(() => rows.count(), { timeout: 15_000 }).toBe(1);
+    await rows.first().click();
+    await page.getByRole("complementary", { name: "Sample #1" }).getByRole("button", { name: "Delete sample" }).click();
+    await expect.poll(() => rows.count(), { timeout: 15_000 }).toBe(0);
+
+    await nav("Finetune").click();
+    await visible(runs());
+    const before = await runs().getByRole("button").count();
+    if (await runCard().count()) await region().getByRole("button", { name: "New run" }).click();
+    const form = region().getByRole("form", { name: "New run" });
+    await form.getByLabel("Base model", { exact: true }).selectOption({ label: "qwen3_moe" });
+    await form.getByLabel("Dataset", { exact: true }).selectOption({ label: "lonely (0 samples)" });
+    await expect.poll(() => form.innerText(), { timeout: 30_000 }).toMatch(/the dataset 'lonely' is empty: add or import samples first/);
+    expect(await button("Start").isDisabled()).toBe(true);
+    expect(await runs().getByRole("button").count()).toBe(before);
+    await form.getByText(/is empty/).first().scrollIntoViewIfNeeded();
+    await app.screenshot("finetune-life-06-empty-dataset");
+    app.expectClean();
+  });
 });
 
 describe.runIf(run)("a run that will not fit", () => {
@@ -188,6 +219,8 @@ describe.runIf(run)("a run that will not fit", () => {
       const estimate = form.getByRole("status", { name: "Memory estimate" });
       await expect.poll(() => form.innerText(), { timeout: 30_000 }).toMatch(/Will not fit/);
       expect(await estimate.innerText()).toMatch(/Needs [\d.]+ [KMG]?B/);
+      // Quick's 512 tokens are cut to the fixture's context (max_position_embeddings 256), and the form says so
+      expect(await estimate.innerText()).toMatch(/Tokens per sample \(max\)\s*256: the preset's, cut to the model's context/);
       expect(await form.innerText()).toMatch(/lower max_seq_length|Q-LoRA|batch/i);
       expect(await region.getByRole("button", { name: "Start", exact: true }).isDisabled()).toBe(true);
       await estimate.scrollIntoViewIfNeeded();

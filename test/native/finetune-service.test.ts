@@ -107,6 +107,9 @@ describe("FinetuneService", () => {
     const { max_seq_length: _typed, ...knobs } = KNOBS;
     const e = await h.ft.estimate(spec({ knobs }));
     expect(e.verdict).toBe("fits");
+    // the estimate says so, for the form's "tokens per sample" (the preset card names the uncut 512)
+    expect(e).toMatchObject({ maxSeqLength: 256, seqCut: true });
+    expect(await h.ft.estimate(spec({ knobs: { ...knobs, max_seq_length: 64 } }))).toMatchObject({ maxSeqLength: 64, seqCut: false });
     await expect(h.ft.estimate(spec({ knobs: { ...knobs, max_seq_length: 512 } }))).rejects.toThrow(/max_seq_length = 512 must be an integer in \[2, 256\]/);
   });
 

@@ -260,6 +260,12 @@ function EstimatePanel() {
           <dt>{t("finetune.est.params")}</dt>
           <dd>{m.params.toLocaleString()}</dd>
         </div>
+        {m.maxSeqLength !== undefined && (
+          <div>
+            <dt>{t("finetune.est.seq")}</dt>
+            <dd>{m.seqCut ? t("finetune.est.seqCut", { n: m.maxSeqLength.toLocaleString() }) : m.maxSeqLength.toLocaleString()}</dd>
+          </div>
+        )}
       </dl>
       {m.advice && <p className="finetune-advice">{t("finetune.advice", { advice: m.advice })}</p>}
     </section>
