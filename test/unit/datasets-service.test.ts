@@ -54,6 +54,17 @@ async function scanned(a: App, importId: string): Promise<ImportStatus> {
   }
 }
 
+/** A dataset "many" of 1500 two-turn samples (Chinese and English), written straight into the app's database. */
+function manySamples(a: App): string {
+  const repo = new DatasetRepo(a.s.db);
+  const id = repo.createDataset({ name: "many", sourceFile: null });
+  const insert = repo.inserter(id);
+  a.s.db.transaction(() => {
+    for (let i = 0; i < 1500; i++) insert({ format: "messages", messages: turn(`问题 ${i}: ${"why is the sky blue? ".repeat(10)}`, `answer ${i} ${"because of scattering. ".repeat(10)}`), sourceLine: null });
+  })();
+  return id;
+}
+
 async function importFile(a: App, path: string, name?: string) {
   const { importId } = await a.call("datasets.import.scan", { source: { kind: "path", path } });
   const st = await scanned(a, importId);
@@ -464,12 +475,7 @@ describe("token counts", () => {
 
   it("counting many samples yields to the event loop between slices and can be cancelled", async () => {
     const a = await app();
-    const repo = new DatasetRepo(a.s.db);
-    const id = repo.createDataset({ name: "many", sourceFile: null });
-    const insert = repo.inserter(id);
-    a.s.db.transaction(() => {
-      for (let i = 0; i < 1500; i++) insert({ format: "messages", messages: turn(`问题 ${i}: ${"why is the sky blue? ".repeat(10)}`, `answer ${i} ${"because of scattering. ".repeat(10)}`), sourceLine: null });
-    })();
+    const id = manySamples(a);
     const tokenizer = { modelDir: join(MODELS, "qwen2") };
     let ticks = 0;
     const timer = setInterval(() => ticks++, 1);
@@ -505,12 +511,7 @@ describe("dataset jobs across a crash", () => {
   // would open it.
   it("a count cut off resumes counting only the rest; a cut-off scan is failed and a cut-off commit wrote nothing", async () => {
     const a = await app();
-    const repo = new DatasetRepo(a.s.db);
-    const id = repo.createDataset({ name: "many", sourceFile: null });
-    const insert = repo.inserter(id);
-    a.s.db.transaction(() => {
-      for (let i = 0; i < 1500; i++) insert({ format: "messages", messages: turn(`问题 ${i}: ${"why is the sky blue? ".repeat(10)}`, `answer ${i} ${"because of scattering. ".repeat(10)}`), sourceLine: null });
-    })();
+    const id = manySamples(a);
     const tokenizer = { modelDir: join(MODELS, "qwen2") };
     const dir = tempDir();
     const file = join(dir, "big.jsonl");
