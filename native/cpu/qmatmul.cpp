@@ -7,6 +7,7 @@
 // The AVX2 kernels are in qmatmul_avx2.cpp (cpu/qmatmul_kernels.h).
 #include "cpu/qmatmul.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -26,6 +27,7 @@ using cpu_qmatmul::BlockQ8X;
 using cpu_qmatmul::QKernels;
 #if MOE_QX86
 using cpu_qmatmul::kQAvx2;
+using cpu_qmatmul::kQAvx512Vnni;
 #endif
 
 void quantize_act_row(const float* x, BlockQ8X* out, int64_t K) {
@@ -34,8 +36,9 @@ void quantize_act_row(const float* x, BlockQ8X* out, int64_t K) {
     float amax = 0;
     for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
     const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    int8_t* q = out[b].q;
     int32_t s = 0;
-    for (int i = 0; i < 32; ++i) { int v = int(std::lrintf(xb[i] * id)); out[b].q[i] = int8_t(v); s += v; }
+    for (int i = 0; i < 32; ++i) { const int v = int(std::lrintf(xb[i] * id)); q[i] = int8_t(v); s += v; }
     out[b].d = d; out[b].s = s;
   }
 }
@@ -115,16 +118,39 @@ void dot_q8_rows_portable(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t
   for (int r = 0; r < R; ++r) out[r] = dot_q8_portable(t, w, xq + r * stride, K);
 }
 
-const QKernels kQPortable{"portable", dot_q8_rows_portable, dot_f32_portable};
+const QKernels kQPortable{"portable", dot_q8_rows_portable, dot_f32_portable, 4, nullptr, 0, nullptr};
 
-const QKernels* best_qkernels() {
+// The tables this CPU can run, best first (portable last).
+int available(const QKernels** out) {
+  int n = 0;
 #if MOE_QX86
   __builtin_cpu_init();
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  const char* env = std::getenv("MOE_SIMD");
-  if (avx2 && !(env && std::strncmp(env, "portable", std::strlen(env)) == 0 && *env)) return &kQAvx2;
+  const bool vnni = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
+  if (vnni) out[n++] = &kQAvx512Vnni;
+  if (avx2) out[n++] = &kQAvx2;
 #endif
-  return &kQPortable;
+  out[n++] = &kQPortable;
+  return n;
+}
+
+const QKernels* by_name(const char* name) {
+  const QKernels* all[3];
+  const int n = available(all);
+  for (int i = 0; i < n; ++i)
+    if (std::strncmp(all[i]->name, name, std::strlen(name)) == 0) return all[i];
+  return nullptr;
+}
+
+// The best table, unless MOE_SIMD names another this CPU has by a prefix of its name (avx512 → avx512vnni,
+// avx2, portable), as for the dense kernels; a name only the dense kernels have (amx) keeps the best.
+const QKernels* best_qkernels() {
+  const QKernels* all[3];
+  available(all);
+  if (const char* env = std::getenv("MOE_SIMD"); env && *env)
+    if (const QKernels* k = by_name(env)) return k;
+  return all[0];
 }
 
 std::atomic<const QKernels*> g_qk{nullptr};
@@ -147,7 +173,13 @@ int act_mode() {
   if (v < 0) { v = mode_from_env(); g_q8.store(v); }
   return v;
 }
-bool use_q8_for(DType t) { const int m = act_mode(); return m == 2 ? t != DType::Q8_0 : m == 1; }
+// Auto: int8 for Q4_0 / Q4_K; for Q8_0 only with a vectorised quantisation of x (VNNI's table): with the scalar
+// one, its cost ate the gain of the integer dot (native/README.md "Quantization").
+bool use_q8_for(DType t, const QKernels& kr) { const int m = act_mode(); return m == 2 ? t != DType::Q8_0 || kr.quantize : m == 1; }
+// Prefill on int8 activations (tables with a gemm: VNNI) unless the mode is f32: measured faster than the
+// dequantised f32 tiles for every block type (native/README.md "Quantization").
+bool use_q8_prefill() { return act_mode() != 0; }
+thread_local std::vector<uint8_t> t_xu;
 
 thread_local std::vector<BlockQ8X> t_xq;
 // Prefill with many rows of x: dequantise kTileRows weight rows once into an f32 tile (per thread, grows only)
@@ -172,6 +204,19 @@ bool qmatmul_force_portable(bool on) {
   g_qk.store(on ? &kQPortable : best_qkernels(), std::memory_order_release);
   return prev;
 }
+int qmatmul_paths(const char** names, int max_names) {
+  const QKernels* all[3];
+  const int n = available(all);
+  for (int i = 0; i < n && i < max_names; ++i) names[i] = all[i]->name;
+  return std::min(n, max_names);
+}
+bool qmatmul_use_path(const char* name) {
+  const QKernels* k = name && *name ? by_name(name) : best_qkernels();
+  if (!k) return false;
+  g_qk.store(k, std::memory_order_release);
+  return true;
+}
+const char* qmatmul_path() { return QK().name; }
 
 void qmatmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType t, int64_t M, int64_t N,
                  int64_t K, bool accumulate) {
@@ -195,6 +240,30 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
   const QKernels& kr = QK();
   const size_t rb = dtype_row_bytes(t, K);
   const uint8_t* Wb = static_cast<const uint8_t*>(W);
+  if (M >= kTileMinM && kr.gemm && use_q8_prefill()) {
+    // int8 activations, quantised once on this thread: blocks (scale, sum) and the unsigned bytes the GEMM reads
+    const int64_t nbx = K / 32;
+    std::vector<BlockQ8X>& xqv = t_xq;  // thread_local: looked up once, not in the loops (a call under -fPIC)
+    std::vector<uint8_t>& xuv = t_xu;
+    if (xqv.size() < size_t(M * nbx)) xqv.resize(size_t(M * nbx));
+    if (xuv.size() < size_t(M * K)) xuv.resize(size_t(M * K));
+    BlockQ8X* xq = xqv.data();
+    uint8_t* xu = xuv.data();
+    if (kr.quantize) kr.quantize(x, ldx, M, K, xq, xu);
+    else
+      for (int64_t m = 0; m < M; ++m) {
+        BlockQ8X* row = xq + m * nbx;
+        quantize_act_row(x + m * ldx, row, K);
+        uint8_t* u = xu + m * K;
+        for (int64_t b = 0; b < nbx; ++b)
+          for (int i = 0; i < 32; ++i) u[b * 32 + i] = uint8_t(row[b].q[i] ^ 0x80);  // q + 128 as a byte
+      }
+    const int64_t nt = (N + kr.gemm_rows - 1) / kr.gemm_rows;
+    auto tiles = [&](int64_t a, int64_t b, int) { kr.gemm(t, Wb, rb, N, K, xu, xq, M, y, ldy, accumulate, a, b); };
+    if (!pool || pool->size() <= 1 || nt < 2) tiles(0, nt, 0);
+    else pool->run(nt, 1, [&](int64_t a, int64_t b, int th) { tiles(a, b, th); });
+    return;
+  }
   if (M >= kTileMinM) {
     auto tiles = [&](int64_t b0, int64_t b1, int) {
       if (t_tile.size() < size_t(kTileRows * K)) t_tile.resize(size_t(kTileRows * K));
@@ -209,21 +278,23 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
     else pool->run(nb, 1, [&](int64_t a, int64_t b, int th) { tiles(a, b, th); });
     return;
   }
-  const bool q8 = use_q8_for(t);
+  const bool q8 = use_q8_for(t, kr);
   const int64_t nbx = K / 32;  // activation blocks per row
   const BlockQ8X* xq = nullptr;
   if (q8) {
-    if (t_xq.size() < size_t(M * nbx)) t_xq.resize(size_t(M * nbx));
-    for (int64_t m = 0; m < M; ++m) quantize_act_row(x + m * ldx, t_xq.data() + m * nbx, K);
-    xq = t_xq.data();
+    std::vector<BlockQ8X>& xqv = t_xq;
+    if (xqv.size() < size_t(M * nbx)) xqv.resize(size_t(M * nbx));
+    if (kr.quantize) kr.quantize(x, ldx, M, K, xqv.data(), nullptr);
+    else for (int64_t m = 0; m < M; ++m) quantize_act_row(x + m * ldx, xqv.data() + m * nbx, K);
+    xq = xqv.data();
   }
   auto rows = [&](int64_t n0, int64_t n1, int) {
     for (int64_t n = n0; n < n1; ++n) {
       const uint8_t* wr = Wb + size_t(n) * rb;
       if (q8) {
-        for (int64_t m = 0; m < M; m += 4) {
-          const int R = int(std::min<int64_t>(4, M - m));
-          float s[4];
+        for (int64_t m = 0; m < M; m += kr.max_rows) {
+          const int R = int(std::min<int64_t>(kr.max_rows, M - m));
+          float s[8];
           kr.dot_q8_rows(t, wr, xq + m * nbx, nbx, R, K, s);
           for (int r = 0; r < R; ++r) { float& o = y[(m + r) * ldy + n]; o = accumulate ? o + s[r] : s[r]; }
         }

@@ -2,18 +2,23 @@
 //   y[M, N] (+)= x[M, K] · W[N, K]^T     W rows are K/block blocks each; K % block == 0.
 // matmul() in cpu/matmul.h forwards here when the weight dtype is a block type, so the model code is unchanged.
 //
-// M >= 8 (prefill, expert groups of >= 8 tokens): kTileRows weight rows are dequantised once into an f32 tile
-// and multiplied by the dense f32 kernels (cpu/matmul.h), which reuse the tile for every row of x.
-// M < 8 (decode, small expert groups), two activation modes (MOE_QUANT_ACT=f32|q8|auto; default auto = q8 for Q4_0/Q4_K weights, f32 for Q8_0 weights,
-// chosen by measurement, see native/README.md "Quantization"):
-//   f32  each weight block is widened to 32 floats in registers and dotted with the f32 activations.
-//   q8   the activation row is quantised once per call to int8 blocks of 32 (f32 scale + the block's integer
-//        sum), and each block dot is an integer dot (AVX2: vpmaddubsw + vpmaddwd), scaled once per block:
-//          Q8_0: d_w*d_x * Σ q_w q_x
-//          Q4_0: d_w*d_x * (Σ q_w q_x - 8 Σ q_x)
-//          Q4_K: Σ_j [ d*sc_j*d_xj * Σ q_w q_x  -  dmin*m_j*d_xj * Σ q_x ]     (sub-block j of 32)
-// Paths: scalar reference (qmatmul_ref, dequantise then double dot), portable (both modes), AVX2 (both modes),
-// chosen with the dense kernels' dispatch (MOE_SIMD).
+// x is quantised to int8 blocks of 32 (f32 scale d = absmax/127 + the block's integer sum s), and each block dot
+// is an integer dot scaled once per block:
+//     Q8_0: d_w*d_x * Σ q_w q_x
+//     Q4_0: d_w*d_x * (Σ q_w q_x - 8 Σ q_x)
+//     Q4_K: Σ_j [ d*sc_j*d_xj * Σ q_w q_x  -  dmin*m_j*d_xj * Σ q_x ]     (sub-block j of 32)
+// or, with f32 activations, each weight block is widened to floats and dotted with x (MOE_QUANT_ACT=f32|q8|auto).
+//
+// M >= 8 (prefill, expert groups of >= 8 tokens):
+//   AVX-512 VNNI  a GEMM over 16-row weight tiles repacked for vpdpbusd (16 outputs per instruction), int8
+//                 activations (qmatmul_avx512.cpp); MOE_QUANT_ACT=f32 takes the tiles below instead.
+//   otherwise     kTileRows weight rows dequantised once into an f32 tile and multiplied by the dense f32
+//                 kernels (cpu/matmul.h), which reuse the tile for every row of x.
+// M < 8 (decode, small expert groups): per-row dots over up to 4 (VNNI: 8) rows of x per weight row; auto = int8
+// for Q4_0 / Q4_K, and for Q8_0 where x is quantised with SIMD (VNNI's table), f32 otherwise (measured, see
+// native/README.md "Quantization").
+// Tables: portable (both modes), AVX2 (vpmaddubsw + vpmaddwd), AVX-512 VNNI (vpdpbusd), chosen at run time;
+// MOE_SIMD picks one by a prefix of its name; qmatmul_ref (dequantise, then a double dot) is the oracle.
 #pragma once
 #include <cstdint>
 #include "cpu/thread_pool.h"
@@ -30,5 +35,11 @@ void qmatmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const void*
 int qmatmul_act_mode(int mode);
 // Force the portable (true) or the best SIMD (false) quantized kernels; returns the previous setting.
 bool qmatmul_force_portable(bool on);
+// Names of the quantized kernel tables this CPU can run, best first ("portable" last); returns how many.
+int qmatmul_paths(const char** names, int max_names);
+// Use the named table (nullptr or "": the default, the best one or MOE_SIMD's choice); false if this CPU has none.
+bool qmatmul_use_path(const char* name);
+// The table in use ("avx512vnni", "avx2", "portable").
+const char* qmatmul_path();
 
 }  // namespace moe

@@ -100,6 +100,8 @@ MOE_QAVX2 void dot_q8_rows_avx2(DType t, const uint8_t* w, const BlockQ8X* xq, i
   }
 }
 
+}  // namespace
+
 MOE_QAVX2 float dot_f32_avx2(DType t, const uint8_t* w, const float* x, int64_t K) {
   __m256 acc = _mm256_setzero_ps();
   float corr = 0;
@@ -157,9 +159,7 @@ MOE_QAVX2 float dot_f32_avx2(DType t, const uint8_t* w, const float* x, int64_t 
   return hsum8q(acc) + corr;
 }
 
-}  // namespace
-
-const QKernels kQAvx2{"avx2", dot_q8_rows_avx2, dot_f32_avx2};
+const QKernels kQAvx2{"avx2", dot_q8_rows_avx2, dot_f32_avx2, 4, nullptr, 0, nullptr};
 
 }  // namespace moe::cpu_qmatmul
 #endif  // MOE_QX86

@@ -1,6 +1,7 @@
 // Internal to cpu/ (not part of qmatmul.h): the quantized kernels' table and the activation block its files share.
 //   qmatmul.cpp       qmatmul / qmatmul_ref, the portable kernels, the choice of a table (cpuid, MOE_SIMD), threads
 //   qmatmul_avx2.cpp  kQAvx2: AVX2 + FMA + F16C (integer dots via vpmaddubsw / vpmaddwd), per-function targets
+//   qmatmul_avx512.cpp kQAvx512Vnni: AVX-512 VNNI (vpdpbusd: 32 u8·s8 products summed into 8 int32 in one op)
 #pragma once
 #include <cstdint>
 #include "format/dtype.h"
@@ -22,13 +23,24 @@ struct BlockQ8X { float d; int32_t s; int8_t q[32]; };
 
 struct QKernels {
   const char* name;
-  // out[r] = W_row · x_r for R <= 4 quantised activation rows `stride` blocks apart
+  // out[r] = W_row · x_r for R <= max_rows quantised activation rows `stride` blocks apart
   void (*dot_q8_rows)(DType, const uint8_t*, const BlockQ8X*, int64_t stride, int R, int64_t K, float* out);
   float (*dot_f32)(DType, const uint8_t*, const float*, int64_t);
+  int max_rows;
+  // Prefill (M >= 8) on int8 activations, or null (dequantised f32 tiles through the dense kernels): y[:, tiles
+  // [tile0, tile1) of gemm_rows weight rows] for all M rows. xu: the activations as unsigned bytes (q + 128, K
+  // per row); xq: their blocks (scale, integer sum), K/32 per row.
+  void (*gemm)(DType, const uint8_t* W, size_t row_bytes, int64_t N, int64_t K, const uint8_t* xu, const BlockQ8X* xq,
+               int64_t M, float* y, int64_t ldy, bool accumulate, int64_t tile0, int64_t tile1);
+  int gemm_rows;
+  // x rows → int8 blocks (and, with xu, the unsigned bytes q + 128 the GEMM reads); null: the portable loop
+  void (*quantize)(const float* x, int64_t ldx, int64_t M, int64_t K, BlockQ8X* xq, uint8_t* xu);
 };
 
 #if MOE_QX86
-extern const QKernels kQAvx2;  // qmatmul_avx2.cpp
+extern const QKernels kQAvx2;        // qmatmul_avx2.cpp
+extern const QKernels kQAvx512Vnni;  // qmatmul_avx512.cpp
+float dot_f32_avx2(DType t, const uint8_t* w, const float* x, int64_t K);  // shared by both tables
 #endif
 
 }  // namespace moe::cpu_qmatmul

@@ -8,6 +8,7 @@
 // prefill (M = 9: dequantised f32 tiles through the dense kernels), threaded and not.
 #include <cmath>
 #include <cstdlib>
+#include <string>
 #include <vector>
 #include "cpu/matmul.h"
 #include "cpu/qmatmul.h"
@@ -26,7 +27,7 @@ double max_rel(const std::vector<float>& a, const std::vector<float>& b, const s
   return m;
 }
 
-void check_case(const Case& c, int64_t M, bool q8, bool portable, ThreadPool& pool) {
+void check_case(const Case& c, int64_t M, bool q8, const char* path, ThreadPool& pool) {
   const auto w = moe_test::randn(size_t(c.N * c.K), uint32_t(c.N + c.K), 0.05f);
   const auto x = moe_test::randn(size_t(M * c.K), uint32_t(M + 3), 1.0f);
   std::vector<uint8_t> q(qbytes(c.t, c.N * c.K));
@@ -43,19 +44,20 @@ void check_case(const Case& c, int64_t M, bool q8, bool portable, ThreadPool& po
       scale[size_t(m * c.N + n)] = s;
     }
   const int prev_q8 = qmatmul_act_mode(q8 ? 1 : 0);
-  const bool prev_p = qmatmul_force_portable(portable);
+  CHECK(qmatmul_use_path(path));
   matmul(pool, got.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K);
   matmul_st(got_st.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K);
   // accumulate: y += ...
   std::vector<float> acc(ref.size(), 2.0f);
   matmul(pool, acc.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, true);
-  qmatmul_force_portable(prev_p);
+  qmatmul_use_path(nullptr);
   qmatmul_act_mode(prev_q8);
-  const double tol = q8 && M < 8 ? 1e-2 : 1e-4;  // M >= 8: dequantised f32 tiles, whatever the activation mode
+  // q8 at M >= 8: dequantised f32 tiles (1e-4 holds), or int8 dots where the table prefills on them (VNNI)
+  const double tol = q8 ? 1e-2 : 1e-4;
   const double e = max_rel(got, ref, scale), e_st = max_rel(got_st, ref, scale);
   if (std::getenv("QDEBUG") || !(e <= tol) || !(e_st <= tol))
-    std::fprintf(stderr, "    %s N=%lld K=%lld M=%lld q8=%d portable=%d: rel err %.3g / %.3g\n", dtype_name(c.t),
-                 (long long)c.N, (long long)c.K, (long long)M, int(q8), int(portable), e, e_st);
+    std::fprintf(stderr, "    %s N=%lld K=%lld M=%lld q8=%d path=%s: rel err %.3g / %.3g\n", dtype_name(c.t),
+                 (long long)c.N, (long long)c.K, (long long)M, int(q8), path, e, e_st);
   CHECK(e <= tol);
   CHECK(e_st <= tol);
   for (size_t i = 0; i < acc.size(); ++i) CHECK_NEAR(acc[i] - 2.0f, got[i], 1e-5 * scale[i] + 1e-6);
@@ -66,30 +68,79 @@ TEST(qmatmul_matches_reference_all_paths) {
   ThreadPool pool(2);
   const Case cases[] = {{DType::Q8_0, 37, 96}, {DType::Q4_0, 64, 160}, {DType::Q4_K, 19, 512}, {DType::Q8_0, 300, 1024},
                         {DType::Q4_K, 260, 1024}};
+  const char* paths[4];
+  const int np = qmatmul_paths(paths, 4);
+  CHECK(np >= 1);
+  // M: decode; per-row dots; 8 and 9 (the tiles, or VNNI's 8 rows per pass and one left over); 17 (8 + 8 + 1)
   for (const Case& c : cases)
-    for (int64_t M : {1, 5, 9})
+    for (int64_t M : {1, 5, 8, 9, 17})
       for (bool q8 : {false, true})
-        for (bool portable : {true, false}) check_case(c, M, q8, portable, pool);
+        for (int p = 0; p < np; ++p) check_case(c, M, q8, paths[p], pool);
 }
 
-// The int8 activation path is an integer dot: portable and AVX2 agree to float rounding of the per-block scaling.
+// MOE_SIMD's prefix rule picks the tables by name; a name this CPU lacks is refused.
+TEST(qmatmul_paths_by_name) {
+  const char* paths[4];
+  const int np = qmatmul_paths(paths, 4);
+  CHECK(std::string(paths[np - 1]) == "portable");
+  for (int p = 0; p < np; ++p) {
+    CHECK(qmatmul_use_path(paths[p]));
+    CHECK(std::string(qmatmul_path()) == paths[p]);
+  }
+  CHECK(!qmatmul_use_path("sve2"));
+  CHECK(qmatmul_use_path(nullptr));
+}
+
+// The int8 activation path is an integer dot: every SIMD table agrees with portable to float rounding of the
+// per-block scaling, also with several rows per pass (R = 8 on VNNI).
 TEST(qmatmul_q8_portable_equals_simd) {
+  const char* paths[4];
+  const int np = qmatmul_paths(paths, 4);
   const int64_t N = 8, K = 512;
   const auto w = moe_test::randn(size_t(N * K), 3, 0.05f);
-  const auto x = moe_test::randn(size_t(K), 4, 1.0f);
+  const auto xs = moe_test::randn(size_t(7 * K), 4, 1.0f);
   for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
     std::vector<uint8_t> q(qbytes(t, N * K));
     quantize_tensor(t, w.data(), q.data(), N * K);
-    std::vector<float> a(static_cast<size_t>(N)), b(static_cast<size_t>(N));
-    const int p8 = qmatmul_act_mode(1);
-    bool pp = qmatmul_force_portable(true);
-    matmul_st(a.data(), N, x.data(), K, q.data(), t, 1, N, K);
-    qmatmul_force_portable(false);
-    matmul_st(b.data(), N, x.data(), K, q.data(), t, 1, N, K);
-    qmatmul_force_portable(pp);
-    qmatmul_act_mode(p8);
-    for (int64_t n = 0; n < N; ++n) CHECK_NEAR(a[size_t(n)], b[size_t(n)], 1e-5 * (std::fabs(a[size_t(n)]) + 1));
+    for (int64_t M : {1, 7}) {
+      std::vector<float> a(static_cast<size_t>(M * N)), b(static_cast<size_t>(M * N));
+      const int p8 = qmatmul_act_mode(1);
+      CHECK(qmatmul_use_path("portable"));
+      matmul_st(a.data(), N, xs.data(), K, q.data(), t, M, N, K);
+      for (int p = 0; p < np; ++p) {
+        CHECK(qmatmul_use_path(paths[p]));
+        matmul_st(b.data(), N, xs.data(), K, q.data(), t, M, N, K);
+        for (size_t i = 0; i < a.size(); ++i) CHECK_NEAR(a[i], b[i], 1e-5 * (std::fabs(a[i]) + 1));
+      }
+      qmatmul_use_path(nullptr);
+      qmatmul_act_mode(p8);
+    }
   }
+}
+
+// VNNI's prefill GEMM (repacked 16-row tiles, M >= 8) computes what its row dots compute on the same int8
+// activations: integer block dots, scaled per block; only the float summation order differs. N = 37 leaves a
+// partial tile; M = 19 = 4 + 4 + 4 + 4 + 3 rows.
+TEST(qmatmul_vnni_gemm_equals_row_dots) {
+  if (!qmatmul_use_path("avx512vnni")) return;  // this CPU has no VNNI
+  const int64_t N = 37, K = 512, M = 19;
+  const auto w = moe_test::randn(size_t(N * K), 5, 0.05f);
+  const auto x = moe_test::randn(size_t(M * K), 6, 1.0f);
+  const int p8 = qmatmul_act_mode(1);
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
+    std::vector<uint8_t> q(qbytes(t, N * K));
+    quantize_tensor(t, w.data(), q.data(), N * K);
+    std::vector<float> gemm(size_t(M * N)), rows(size_t(M * N)), acc(size_t(M * N), 3.0f);
+    matmul_st(gemm.data(), N, x.data(), K, q.data(), t, M, N, K);
+    for (int64_t m = 0; m < M; ++m) matmul_st(rows.data() + m * N, N, x.data() + m * K, K, q.data(), t, 1, N, K);
+    matmul_st(acc.data(), N, x.data(), K, q.data(), t, M, N, K, true);
+    for (size_t i = 0; i < gemm.size(); ++i) {
+      CHECK_NEAR(gemm[i], rows[i], 1e-5 * (std::fabs(rows[i]) + 1));
+      CHECK_NEAR(acc[i] - 3.0f, gemm[i], 1e-5 * (std::fabs(gemm[i]) + 1));
+    }
+  }
+  qmatmul_act_mode(p8);
+  qmatmul_use_path(nullptr);
 }
 
 TEST(qmatmul_rejects_bad_rows) {

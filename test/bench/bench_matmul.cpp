@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "cpu/matmul.h"
+#include "cpu/qmatmul.h"
+#include "quant/quant.h"
 
 using namespace moe;
 using Clock = std::chrono::steady_clock;
@@ -36,6 +38,34 @@ static double bench(ThreadPool& pool, const void* W, DType dt, int64_t M, int64_
 
 int main(int argc, char** argv) {
   double min_s = argc > 1 ? std::atof(argv[1]) : 0.5;
+  if (argc > 5 && (!std::strcmp(argv[5], "q8_0") || !std::strcmp(argv[5], "q4_0") || !std::strcmp(argv[5], "q4_k"))) {
+    // one quantized shape: bench_matmul SECONDS M N K q8_0|q4_0|q4_k [threads]: every quantized table, with f32
+    // and int8 activations (at M >= 8 the f32 mode is the dequantised-tile path)
+    const int64_t M = std::atoll(argv[2]), N = std::atoll(argv[3]), K = std::atoll(argv[4]);
+    const DType dt = !std::strcmp(argv[5], "q8_0") ? DType::Q8_0 : !std::strcmp(argv[5], "q4_0") ? DType::Q4_0 : DType::Q4_K;
+    const int thr = argc > 6 ? std::atoi(argv[6]) : 1;
+    std::mt19937 rng(1);
+    std::uniform_real_distribution<float> u(-1, 1);
+    std::vector<float> wf(size_t(N * K)), x(size_t(M * K)), y(size_t(M * N));
+    for (auto& v : wf) v = u(rng) * 0.05f;
+    for (auto& v : x) v = u(rng);
+    std::vector<uint8_t> W(qbytes(dt, N * K));
+    quantize_tensor(dt, wf.data(), W.data(), N * K);
+    ThreadPool pool(thr);
+    const char* paths[4];
+    const int n_paths = qmatmul_paths(paths, 4);
+    for (int p = 0; p < n_paths; ++p)
+      for (int act : {0, 1}) {
+        qmatmul_use_path(paths[p]);
+        const int prev = qmatmul_act_mode(act);
+        double sec = bench(pool, W.data(), dt, M, N, K, y.data(), x.data(), min_s);
+        qmatmul_act_mode(prev);
+        std::printf("M=%lld N=%lld K=%lld %s thr=%d %-11s act=%-4s %9.3f ms %8.2f GB/s %8.2f GFLOP/s\n", (long long)M, (long long)N,
+                    (long long)K, dtype_name(dt), thr, paths[p], act ? "q8" : "f32", sec * 1e3, double(W.size()) / sec / 1e9,
+                    2.0 * M * N * K / sec / 1e9);
+      }
+    return 0;
+  }
   if (argc > 4) {  // one custom shape: bench_matmul SECONDS M N K [bf16|f16|f32] [threads]
     const int64_t M = std::atoll(argv[2]), N = std::atoll(argv[3]), K = std::atoll(argv[4]);
     const DType dt = argc > 5 && !std::strcmp(argv[5], "f32") ? DType::F32 : argc > 5 && !std::strcmp(argv[5], "f16") ? DType::F16 : DType::BF16;

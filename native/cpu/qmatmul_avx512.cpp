@@ -1,0 +1,280 @@
+// AVX-512 VNNI kernels for Q8_0 / Q4_0 / Q4_K weights with int8 activations (math in qmatmul.h, the driver in
+// qmatmul.cpp). Used only when cpuid says the CPU has AVX512F + VL + BW + VNNI (Ice Lake and later, Zen 4 and later).
+//
+// What VNNI changes against the AVX2 kernels: one vpdpbusd sums 32 u8·s8 products into 8 int32 lanes, where AVX2
+// needs vpmaddubsw (pairs into saturating i16) + vpmaddwd (into i32). The blocks stay 32 wide on 256-bit registers:
+// Zen 4 runs a 512-bit op as two 256-bit halves, so a wider register buys no throughput there, and each 32-block has
+// its own scale, which one ymm holds exactly. More activation rows per pass (up to 8: 8 accumulators + the weight
+// block + temporaries fit the 32 vector registers) make each unpacked weight block serve 8 rows of x, which is what
+// lets prefill (M >= 8) run on integer dots instead of dequantised f32 tiles.
+//
+// Signed × signed (Q8_0): vpdpbusd multiplies unsigned by signed bytes, so the weight's magnitude |w| is the
+// unsigned operand and its sign moves onto x (vpsignb): |w| · sign(w)·x = w·x. Exact: Q8_0 weights and the
+// activation blocks are in [-127, 127] (absmax / 127 scaling), so no byte is -128.
+// Unsigned nibbles (Q4_0, Q4_K): q in [0, 15] is the unsigned operand as it is; the offset (Q4_0: -8 Σx) and the
+// mins (Q4_K: -dmin·m·Σx) use the activation block's precomputed integer sum, as in the AVX2 kernels.
+#include "cpu/qmatmul_kernels.h"
+
+#if MOE_QX86
+#include <algorithm>
+#include <cstring>
+#include <vector>
+#include "quant/quant.h"
+
+#define MOE_QVNNI __attribute__((target("avx512f,avx512vl,avx512bw,avx512vnni,avx2,fma,f16c")))
+
+namespace moe::cpu_qmatmul {
+
+namespace {
+
+MOE_QVNNI inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+MOE_QVNNI inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+MOE_QVNNI inline __m256i load32(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+// Σ over 32 bytes of u_i · s_i, as 8 int32 lanes (each lane 4 products)
+MOE_QVNNI inline __m256i dot_u8i8(__m256i u, __m256i s) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s); }
+// a Q4_0 payload's 32 nibbles as bytes: low nibbles are weights 0..15, high nibbles 16..31
+MOE_QVNNI inline __m256i unpack_q4_0(const uint8_t* qs) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i m = _mm_set1_epi8(15);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
+}
+
+// out[r] = W_row · x_r for R rows of quantised activations `stride` blocks apart; each weight block is loaded and
+// unpacked once for all R rows.
+template <int R>
+MOE_QVNNI void rows_t(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t stride, int64_t K, float* out) {
+  __m256 acc[R];
+  float corr[R];
+  for (int r = 0; r < R; ++r) { acc[r] = _mm256_setzero_ps(); corr[r] = 0; }
+  if (t == DType::Q8_0) {
+    const BlockQ8_0* B = reinterpret_cast<const BlockQ8_0*>(w);
+    for (int64_t b = 0; b < K / 32; ++b) {
+      const __m256i qw = load32(B[b].qs);
+      const __m256i aw = _mm256_sign_epi8(qw, qw);  // |w|
+      const float d = h2f(B[b].d);
+      for (int r = 0; r < R; ++r) {
+        const BlockQ8X& X = xq[r * stride + b];
+        const __m256i p = dot_u8i8(aw, _mm256_sign_epi8(load32(X.q), qw));
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * X.d), acc[r]);
+      }
+    }
+  } else if (t == DType::Q4_0) {
+    const BlockQ4_0* B = reinterpret_cast<const BlockQ4_0*>(w);
+    for (int64_t b = 0; b < K / 32; ++b) {
+      const __m256i qw = unpack_q4_0(B[b].qs);
+      const float d = h2f(B[b].d);
+      for (int r = 0; r < R; ++r) {
+        const BlockQ8X& X = xq[r * stride + b];
+        const float dd = d * X.d;
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8i8(qw, load32(X.q))), _mm256_set1_ps(dd), acc[r]);
+        corr[r] -= 8.0f * dd * float(X.s);
+      }
+    }
+  } else {
+    const BlockQ4_K* B = reinterpret_cast<const BlockQ4_K*>(w);
+    const __m256i m4 = _mm256_set1_epi8(15);
+    for (int64_t b = 0; b < K / 256; ++b) {
+      const float d = h2f(B[b].d), dmin = h2f(B[b].dmin);
+      for (int g = 0; g < 4; ++g) {
+        uint8_t sc0, m0, sc1, m1;
+        q4k_scale_min(2 * g, B[b].scales, sc0, m0); q4k_scale_min(2 * g + 1, B[b].scales, sc1, m1);
+        const float ds0 = d * float(sc0), ds1 = d * float(sc1), dm0 = dmin * float(m0), dm1 = dmin * float(m1);
+        const __m256i q = load32(B[b].qs + 32 * g);
+        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        for (int r = 0; r < R; ++r) {
+          const BlockQ8X* xb = xq + r * stride + b * 8;
+          const __m256i p0 = dot_u8i8(lo, load32(xb[2 * g].q));
+          const __m256i p1 = dot_u8i8(hi, load32(xb[2 * g + 1].q));
+          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(ds0 * xb[2 * g].d), acc[r]);
+          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(ds1 * xb[2 * g + 1].d), acc[r]);
+          corr[r] -= dm0 * xb[2 * g].d * float(xb[2 * g].s) + dm1 * xb[2 * g + 1].d * float(xb[2 * g + 1].s);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum8(acc[r]) + corr[r];
+}
+
+MOE_QVNNI void dot_q8_rows_vnni(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t stride, int R, int64_t K, float* out) {
+  switch (R) {
+    case 8: rows_t<8>(t, w, xq, stride, K, out); break;
+    case 7: rows_t<7>(t, w, xq, stride, K, out); break;
+    case 6: rows_t<6>(t, w, xq, stride, K, out); break;
+    case 5: rows_t<5>(t, w, xq, stride, K, out); break;
+    case 4: rows_t<4>(t, w, xq, stride, K, out); break;
+    case 3: rows_t<3>(t, w, xq, stride, K, out); break;
+    case 2: rows_t<2>(t, w, xq, stride, K, out); break;
+    default: rows_t<1>(t, w, xq, stride, K, out); break;
+  }
+}
+
+// ---- prefill: a GEMM over 16-row tiles of weights repacked for vpdpbusd ----
+//
+// Row dots (above) reduce 8 int32 lanes of one (weight row, x row) pair per block, then convert and scale them:
+// ~7 instructions per 32 multiply-adds, slower than the f32 tiles. Here 16 weight rows are interleaved so that one
+// vpdpbusd multiplies 4 bytes of one x row (broadcast) by 4 bytes of each of the 16 rows: its 16 int32 lanes are
+// 16 outputs, and a block's scale, offset and conversion are paid once per 16 outputs.
+//
+// Tile layout, per block b of 32 (per tile: nb blocks):
+//   bytes[b][g][j][4]  g = 0..7 (4-byte groups of the block), j = 0..15 (row in the tile): 512 bytes
+//   sw[b][j]   f32  the row's scale for the block (Q8_0 / Q4_0: d; Q4_K: d·sc of the sub-block)
+//   c[b][j]    i32  128 · Σ w (undoes the +128 that makes x unsigned, exactly, in integers)
+//   mw[b][j]   f32  Q4_K only: dmin·m of the sub-block (the mins term, with the x block's sum)
+// Weights are stored as signed bytes: Q8_0 as is, Q4_0 as q - 8, Q4_K as q (0..15, its offset is the mins term).
+// Activations: x_u = q_x + 128 (unsigned), so Σ x_u·w = Σ q_x·w + 128 Σ w:
+//   y[m, n] = Σ_b  d_x[m,b] · ( sw[b,n] · (dp[m,n,b] − c[b,n])  −  mw[b,n] · Σq_x[m,b] )
+constexpr int kT = 16;
+
+MOE_QVNNI inline int32_t hsum_i32x8(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// Block by block (the 512 bytes of a block are written while they are in L1), each row's 32 weights as signed
+// bytes in one register, their sum (vpmaddubsw with ones, vpmaddwd), and the eight 4-byte groups stored 64 apart.
+MOE_QVNNI void repack_tile(DType t, const uint8_t* W, size_t row_bytes, int64_t n0, int nrows, int64_t K, int8_t* bytes, float* sw,
+                           int32_t* c, float* mw) {
+  const int64_t nb = K / 32;
+  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+  for (int64_t b = 0; b < nb; ++b) {
+    int8_t* out = bytes + b * 512;
+    for (int j = 0; j < kT; ++j) {
+      __m256i q = _mm256_setzero_si256();  // padding rows: zero weights and scales, outputs not stored
+      float s = 0, m = 0;
+      if (j < nrows) {
+        const uint8_t* w = W + size_t(n0 + j) * row_bytes;
+        if (t == DType::Q8_0) {
+          const BlockQ8_0& B = reinterpret_cast<const BlockQ8_0*>(w)[b];
+          q = load32(B.qs);
+          s = _cvtsh_ss(B.d);
+        } else if (t == DType::Q4_0) {
+          const BlockQ4_0& B = reinterpret_cast<const BlockQ4_0*>(w)[b];
+          q = _mm256_sub_epi8(unpack_q4_0(B.qs), eight);
+          s = _cvtsh_ss(B.d);
+        } else {
+          const BlockQ4_K& B = reinterpret_cast<const BlockQ4_K*>(w)[b / 8];
+          const int sub = int(b % 8);
+          uint8_t sc, mn;
+          q4k_scale_min(sub, B.scales, sc, mn);
+          const __m256i v = load32(B.qs + 32 * (sub / 2));
+          q = sub % 2 ? _mm256_and_si256(_mm256_srli_epi16(v, 4), m4) : _mm256_and_si256(v, m4);
+          s = _cvtsh_ss(B.d) * float(sc);
+          m = _cvtsh_ss(B.dmin) * float(mn);
+        }
+      }
+      alignas(32) int32_t g4[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(g4), q);
+      for (int g = 0; g < 8; ++g) std::memcpy(out + g * 64 + j * 4, &g4[g], 4);
+      sw[b * kT + j] = s;
+      c[b * kT + j] = 128 * hsum_i32x8(_mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16));
+      mw[b * kT + j] = m;
+    }
+  }
+}
+
+// y[r, 0:16] for R rows of x against one repacked tile (xu: unsigned activations, K bytes per row; xq: their
+// blocks' scale and integer sum).
+template <int R, bool kMins>
+MOE_QVNNI void tile_rows(const int8_t* bytes, const float* sw, const int32_t* c, const float* mw, int64_t nb, const uint8_t* xu,
+                         const BlockQ8X* xq, int64_t K, float* y, int64_t ldy, int nvalid, bool accumulate) {
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i w[8];
+    for (int g = 0; g < 8; ++g) w[g] = _mm512_loadu_si512(bytes + (b * 8 + g) * 64);
+    const __m512 s = _mm512_loadu_ps(sw + b * kT);
+    const __m512i cc = _mm512_loadu_si512(c + b * kT);
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* xb = xu + r * K + b * 32;
+      __m512i p = _mm512_setzero_si512();
+      for (int g = 0; g < 8; ++g) {
+        int32_t four;
+        std::memcpy(&four, xb + 4 * g, 4);
+        p = _mm512_dpbusd_epi32(p, _mm512_set1_epi32(four), w[g]);
+      }
+      const BlockQ8X& X = xq[r * nb + b];
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(p, cc)), _mm512_mul_ps(s, _mm512_set1_ps(X.d)), acc[r]);
+      if constexpr (kMins) acc[r] = _mm512_fnmadd_ps(_mm512_loadu_ps(mw + b * kT), _mm512_set1_ps(X.d * float(X.s)), acc[r]);
+    }
+  }
+  const __mmask16 k = __mmask16((1u << nvalid) - 1);
+  for (int r = 0; r < R; ++r) {
+    float* o = y + r * ldy;
+    __m512 v = acc[r];
+    if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, o));
+    _mm512_mask_storeu_ps(o, k, v);
+  }
+}
+
+template <bool kMins>
+MOE_QVNNI void tile_all_rows(const int8_t* bytes, const float* sw, const int32_t* c, const float* mw, int64_t nb, const uint8_t* xu,
+                             const BlockQ8X* xq, int64_t M, int64_t K, float* y, int64_t ldy, int nvalid, bool accumulate) {
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) tile_rows<4, kMins>(bytes, sw, c, mw, nb, xu + m * K, xq + m * nb, K, y + m * ldy, ldy, nvalid, accumulate);
+  for (; m < M; ++m) tile_rows<1, kMins>(bytes, sw, c, mw, nb, xu + m * K, xq + m * nb, K, y + m * ldy, ldy, nvalid, accumulate);
+}
+
+thread_local std::vector<int8_t> t_bytes;
+thread_local std::vector<float> t_sw, t_mw;
+thread_local std::vector<int32_t> t_c;
+
+// Tiles [tile0, tile1) of 16 weight rows: each repacked once (per thread, buffers that only grow) and multiplied
+// with all M rows of x.
+MOE_QVNNI void gemm_tiles_vnni(DType t, const uint8_t* W, size_t row_bytes, int64_t N, int64_t K, const uint8_t* xu,
+                               const BlockQ8X* xq, int64_t M, float* y, int64_t ldy, bool accumulate, int64_t tile0,
+                               int64_t tile1) {
+  const int64_t nb = K / 32;
+  if (t_bytes.size() < size_t(nb * 512)) t_bytes.resize(size_t(nb * 512));
+  if (t_sw.size() < size_t(nb * kT)) { t_sw.resize(size_t(nb * kT)); t_mw.resize(size_t(nb * kT)); t_c.resize(size_t(nb * kT)); }
+  for (int64_t tile = tile0; tile < tile1; ++tile) {
+    const int64_t n0 = tile * kT;
+    const int nrows = int(std::min<int64_t>(kT, N - n0));
+    repack_tile(t, W, row_bytes, n0, nrows, K, t_bytes.data(), t_sw.data(), t_c.data(), t_mw.data());
+    if (t == DType::Q4_K)
+      tile_all_rows<true>(t_bytes.data(), t_sw.data(), t_c.data(), t_mw.data(), nb, xu, xq, M, K, y + n0, ldy, nrows, accumulate);
+    else
+      tile_all_rows<false>(t_bytes.data(), t_sw.data(), t_c.data(), t_mw.data(), nb, xu, xq, M, K, y + n0, ldy, nrows, accumulate);
+  }
+}
+
+// Activation rows to int8 blocks of 32: d = absmax / 127, q = round-half-even(x / d) (vcvtps2dq under the default
+// rounding mode, as lrintf in the portable loop), s = Σ q; xu (optional) = q + 128 as bytes.
+MOE_QVNNI void quantize_rows_avx512(const float* x, int64_t ldx, int64_t M, int64_t K, BlockQ8X* xq, uint8_t* xu) {
+  const int64_t nb = K / 32;
+  const __m128i flip = _mm_set1_epi8(char(0x80));
+  for (int64_t m = 0; m < M; ++m) {
+    const float* xr = x + m * ldx;
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m512 a = _mm512_loadu_ps(xr + b * 32), c = _mm512_loadu_ps(xr + b * 32 + 16);
+      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(c)));
+      const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+      const __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, _mm512_set1_ps(id)));
+      const __m512i qc = _mm512_cvtps_epi32(_mm512_mul_ps(c, _mm512_set1_ps(id)));
+      BlockQ8X& X = xq[m * nb + b];
+      const __m128i ba = _mm512_cvtsepi32_epi8(qa), bc = _mm512_cvtsepi32_epi8(qc);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(X.q), ba);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(X.q + 16), bc);
+      X.d = d;
+      X.s = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qc));
+      if (xu) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(xu + m * K + b * 32), _mm_xor_si128(ba, flip));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(xu + m * K + b * 32 + 16), _mm_xor_si128(bc, flip));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+// f32-activation dots stay the AVX2 ones (they are f32 FMAs either way).
+const QKernels kQAvx512Vnni{"avx512vnni", dot_q8_rows_vnni, dot_f32_avx2, 8, gemm_tiles_vnni, kT, quantize_rows_avx512};
+
+}  // namespace moe::cpu_qmatmul
+#endif  // MOE_QX86
