@@ -12,7 +12,7 @@ namespace moe::cpu_qmatmul {
 namespace {
 
 MOE_QAVX2 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }  // F16C: one instruction, exact
-MOE_QAVX2 inline float hsum8q(__m256 v) {
+MOE_QAVX2 inline float hsum8(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -33,70 +33,18 @@ MOE_QAVX2 inline __m256 widen8(const int8_t* p) {  // 8 int8 -> 8 floats
 }
 MOE_QAVX2 inline __m256 widen8u(__m128i v8) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v8)); }
 
-// R rows of quantised activations (R <= 4, rows `stride` blocks apart) against one weight row: each weight block
-// is loaded and unpacked once and used R times (prefill; decode is R = 1).
-template <int R>
-MOE_QAVX2 void dot_q8_rows_avx2_t(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t stride, int64_t K, float* out) {
-  __m256 acc[R];
-  float corr[R];
-  for (int r = 0; r < R; ++r) { acc[r] = _mm256_setzero_ps(); corr[r] = 0; }
-  if (t == DType::Q8_0) {
-    const BlockQ8_0* B = reinterpret_cast<const BlockQ8_0*>(w);
-    for (int64_t b = 0; b < K / 32; ++b) {
-      const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B[b].qs));
-      const __m256i aw = _mm256_sign_epi8(qw, qw);
-      const float d = h2f(B[b].d);
-      for (int r = 0; r < R; ++r) {
-        const BlockQ8X& X = xq[r * stride + b];
-        const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(X.q));
-        const __m256i p = dot_u8i8(aw, _mm256_sign_epi8(qx, qw));
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * X.d), acc[r]);
-      }
-    }
-  } else if (t == DType::Q4_0) {
-    const BlockQ4_0* B = reinterpret_cast<const BlockQ4_0*>(w);
-    for (int64_t b = 0; b < K / 32; ++b) {
-      const __m256i qw = unpack_q4_0(B[b].qs);
-      const float d = h2f(B[b].d);
-      for (int r = 0; r < R; ++r) {
-        const BlockQ8X& X = xq[r * stride + b];
-        const float dd = d * X.d;
-        const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(X.q));
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8i8(qw, qx)), _mm256_set1_ps(dd), acc[r]);
-        corr[r] -= 8.0f * dd * float(X.s);
-      }
-    }
-  } else {
-    const BlockQ4_K* B = reinterpret_cast<const BlockQ4_K*>(w);
-    const __m256i m4 = _mm256_set1_epi8(15);
-    for (int64_t b = 0; b < K / 256; ++b) {
-      const float d = h2f(B[b].d), dmin = h2f(B[b].dmin);
-      for (int g = 0; g < 4; ++g) {
-        uint8_t sc0, m0, sc1, m1;
-        q4k_scale_min(2 * g, B[b].scales, sc0, m0); q4k_scale_min(2 * g + 1, B[b].scales, sc1, m1);
-        const float ds0 = d * float(sc0), ds1 = d * float(sc1), dm0 = dmin * float(m0), dm1 = dmin * float(m1);
-        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B[b].qs + 32 * g));
-        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-        for (int r = 0; r < R; ++r) {
-          const BlockQ8X* xb = xq + r * stride + b * 8;
-          const __m256i p0 = dot_u8i8(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[2 * g].q)));
-          const __m256i p1 = dot_u8i8(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[2 * g + 1].q)));
-          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(ds0 * xb[2 * g].d), acc[r]);
-          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(ds1 * xb[2 * g + 1].d), acc[r]);
-          corr[r] -= dm0 * xb[2 * g].d * float(xb[2 * g].s) + dm1 * xb[2 * g + 1].d * float(xb[2 * g + 1].s);
-        }
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r) out[r] = hsum8q(acc[r]) + corr[r];
-}
+MOE_QAVX2 inline __m256i load32(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+
+#define QROWS_TARGET MOE_QAVX2
+#include "cpu/qmatmul_rows.inc"
+#undef QROWS_TARGET
 
 MOE_QAVX2 void dot_q8_rows_avx2(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t stride, int R, int64_t K, float* out) {
   switch (R) {
-    case 4: dot_q8_rows_avx2_t<4>(t, w, xq, stride, K, out); break;
-    case 3: dot_q8_rows_avx2_t<3>(t, w, xq, stride, K, out); break;
-    case 2: dot_q8_rows_avx2_t<2>(t, w, xq, stride, K, out); break;
-    default: dot_q8_rows_avx2_t<1>(t, w, xq, stride, K, out); break;
+    case 4: rows_t<4>(t, w, xq, stride, K, out); break;
+    case 3: rows_t<3>(t, w, xq, stride, K, out); break;
+    case 2: rows_t<2>(t, w, xq, stride, K, out); break;
+    default: rows_t<1>(t, w, xq, stride, K, out); break;
   }
 }
 
@@ -156,7 +104,7 @@ MOE_QAVX2 float dot_f32_avx2(DType t, const uint8_t* w, const float* x, int64_t 
       }
     }
   }
-  return hsum8q(acc) + corr;
+  return hsum8(acc) + corr;
 }
 
 const QKernels kQAvx2{"avx2", dot_q8_rows_avx2, dot_f32_avx2, 4, nullptr, 0, nullptr};

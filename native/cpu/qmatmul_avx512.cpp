@@ -44,61 +44,9 @@ MOE_QVNNI inline __m256i unpack_q4_0(const uint8_t* qs) {
   return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
 }
 
-// out[r] = W_row · x_r for R rows of quantised activations `stride` blocks apart; each weight block is loaded and
-// unpacked once for all R rows.
-template <int R>
-MOE_QVNNI void rows_t(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t stride, int64_t K, float* out) {
-  __m256 acc[R];
-  float corr[R];
-  for (int r = 0; r < R; ++r) { acc[r] = _mm256_setzero_ps(); corr[r] = 0; }
-  if (t == DType::Q8_0) {
-    const BlockQ8_0* B = reinterpret_cast<const BlockQ8_0*>(w);
-    for (int64_t b = 0; b < K / 32; ++b) {
-      const __m256i qw = load32(B[b].qs);
-      const __m256i aw = _mm256_sign_epi8(qw, qw);  // |w|
-      const float d = h2f(B[b].d);
-      for (int r = 0; r < R; ++r) {
-        const BlockQ8X& X = xq[r * stride + b];
-        const __m256i p = dot_u8i8(aw, _mm256_sign_epi8(load32(X.q), qw));
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * X.d), acc[r]);
-      }
-    }
-  } else if (t == DType::Q4_0) {
-    const BlockQ4_0* B = reinterpret_cast<const BlockQ4_0*>(w);
-    for (int64_t b = 0; b < K / 32; ++b) {
-      const __m256i qw = unpack_q4_0(B[b].qs);
-      const float d = h2f(B[b].d);
-      for (int r = 0; r < R; ++r) {
-        const BlockQ8X& X = xq[r * stride + b];
-        const float dd = d * X.d;
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8i8(qw, load32(X.q))), _mm256_set1_ps(dd), acc[r]);
-        corr[r] -= 8.0f * dd * float(X.s);
-      }
-    }
-  } else {
-    const BlockQ4_K* B = reinterpret_cast<const BlockQ4_K*>(w);
-    const __m256i m4 = _mm256_set1_epi8(15);
-    for (int64_t b = 0; b < K / 256; ++b) {
-      const float d = h2f(B[b].d), dmin = h2f(B[b].dmin);
-      for (int g = 0; g < 4; ++g) {
-        uint8_t sc0, m0, sc1, m1;
-        q4k_scale_min(2 * g, B[b].scales, sc0, m0); q4k_scale_min(2 * g + 1, B[b].scales, sc1, m1);
-        const float ds0 = d * float(sc0), ds1 = d * float(sc1), dm0 = dmin * float(m0), dm1 = dmin * float(m1);
-        const __m256i q = load32(B[b].qs + 32 * g);
-        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-        for (int r = 0; r < R; ++r) {
-          const BlockQ8X* xb = xq + r * stride + b * 8;
-          const __m256i p0 = dot_u8i8(lo, load32(xb[2 * g].q));
-          const __m256i p1 = dot_u8i8(hi, load32(xb[2 * g + 1].q));
-          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(ds0 * xb[2 * g].d), acc[r]);
-          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(ds1 * xb[2 * g + 1].d), acc[r]);
-          corr[r] -= dm0 * xb[2 * g].d * float(xb[2 * g].s) + dm1 * xb[2 * g + 1].d * float(xb[2 * g + 1].s);
-        }
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r) out[r] = hsum8(acc[r]) + corr[r];
-}
+#define QROWS_TARGET MOE_QVNNI
+#include "cpu/qmatmul_rows.inc"
+#undef QROWS_TARGET
 
 MOE_QVNNI void dot_q8_rows_vnni(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t stride, int R, int64_t K, float* out) {
   switch (R) {
