@@ -31,6 +31,8 @@ export const KEEP_FINISHED_MS = 14 * 24 * 3600 * 1000;
 const DISPOSE_WAIT_MS = 60_000;
 
 const ACTIVE: readonly JobStatus[] = ["queued", "running", "pausing"];
+/** Whether the job is queued, running or pausing (not yet settled into a state that stays). */
+export const isActive = (j: Job): boolean => ACTIVE.includes(j.status);
 const FINISHED: readonly JobStatus[] = ["done", "failed", "cancelled"];
 
 /** The jobs table's detail column, as this service writes it. */

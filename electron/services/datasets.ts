@@ -31,7 +31,7 @@ import { SampleTokenCounter } from "../datasets/tokens.js";
 import { DatasetRepo, type SampleDbRow, type SampleQuery } from "../store/datasets.js";
 import { openDatabase, type Db } from "../store/db.js";
 import { JobsStore } from "../store/jobs.js";
-import { JobService } from "../jobs/service.js";
+import { isActive, JobService } from "../jobs/service.js";
 import type { JobKindHandler } from "../jobs/kind.js";
 import { asDiskFull, busy, diskFull, isDiskFull, notFound } from "./errors.js";
 import type { Emit } from "./models.js";
@@ -499,7 +499,7 @@ export class DatasetService {
     const st = this.status(importId);
     if (st.state === "committed") throw busy(`the import is already committed (dataset ${st.datasetId}); delete the dataset instead`);
     const commit = this.commitJobOf(importId);
-    if (commit && (commit.status === "running" || commit.status === "pausing")) {
+    if (commit && isActive(commit)) {
       this.jobs.cancel(commit.id);
       await this.jobs.settled(commit.id);
     }
@@ -633,7 +633,7 @@ export class DatasetService {
   }
 
   private cancelTokenJobs(datasetId: string): void {
-    for (const j of this.jobs.list("tokens")) if (j.subject === datasetId && (j.status === "running" || j.status === "pausing")) this.jobs.cancel(j.id);
+    for (const j of this.jobs.list("tokens")) if (j.subject === datasetId && isActive(j)) this.jobs.cancel(j.id);
   }
 
   /**

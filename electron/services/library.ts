@@ -10,7 +10,7 @@ import { freemem, totalmem } from "node:os";
 import { join } from "node:path";
 import type { CatalogEntry, DownloadProgress, HubSearchResult, Job, LibraryStatus, MachineMemory, RepoDetails } from "../contract.js";
 import { PAUSED, type JobKindHandler, type JobReporter } from "../jobs/kind.js";
-import type { JobService } from "../jobs/service.js";
+import { isActive, type JobService } from "../jobs/service.js";
 import { loadCatalog, type CatalogModel } from "../library/catalog.js";
 import { DownloadStopped, folderName, listSidecars, ModelDownload } from "../library/downloader.js";
 import { selectFiles } from "../library/files.js";
@@ -47,8 +47,6 @@ interface DownloadParams {
   revision?: string;
   requireChecksums?: boolean;
 }
-
-const ACTIVE: readonly Job["status"][] = ["queued", "running", "pausing"];
 
 export class LibraryService {
   /** Each download's files and where it stands in them, by id (also the ones found on disk at start-up). */
@@ -270,7 +268,7 @@ export class LibraryService {
     const old = this.jobOf(folderName(p.repo));
     this.opts.jobs.start<DownloadParams>("download", p);
     // the repo's finished job (failed, cancelled) is replaced by the new one in the activity list
-    if (old && !ACTIVE.includes(old.status) && old.status !== "paused") this.opts.jobs.remove(old.id);
+    if (old && !isActive(old) && old.status !== "paused") this.opts.jobs.remove(old.id);
   }
 
   /** Every download the library knows (its files), as the Discover panel lists them. */
@@ -297,7 +295,7 @@ export class LibraryService {
     d.setToken(this.token());
     d.setRequireChecksums(requireChecksums);
     const job = this.jobOf(id);
-    if (job && ACTIVE.includes(job.status)) return d.progress();
+    if (job && isActive(job)) return d.progress();
     if (job && (job.status === "paused" || job.status === "interrupted")) this.opts.jobs.resume(job.id);
     else this.start({ repo: d.repo, source: d.source, ...(requireChecksums ? { requireChecksums } : {}) });
     return d.progress();
@@ -307,7 +305,7 @@ export class LibraryService {
   async cancel(id: string): Promise<DownloadProgress> {
     const d = this.get(id);
     const job = this.jobOf(id);
-    if (job && (ACTIVE.includes(job.status) || job.status === "paused" || job.status === "interrupted")) {
+    if (job && (isActive(job) || job.status === "paused" || job.status === "interrupted")) {
       this.opts.jobs.cancel(job.id);
       await this.opts.jobs.settled(job.id);
     }

@@ -4,7 +4,8 @@
 // and dotted with every row of x (prefill reuses the row from L1; expert-grouped MoE already batches the tokens
 // of one expert into one call). In q8 mode x is quantised once per call on the calling thread into a
 // thread-local buffer that only grows (no allocation in the token loop once it has reached its size).
-// The AVX2 kernels are in qmatmul_avx2.cpp (cpu/qmatmul_kernels.h).
+// The AVX2 kernels are in qmatmul_avx2.cpp, the AVX-512 VNNI ones (and the prefill GEMM) in qmatmul_avx512.cpp
+// (cpu/qmatmul_kernels.h).
 #include "cpu/qmatmul.h"
 
 #include <algorithm>
@@ -36,9 +37,8 @@ void quantize_act_row(const float* x, BlockQ8X* out, int64_t K) {
     float amax = 0;
     for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
     const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
-    int8_t* q = out[b].q;
     int32_t s = 0;
-    for (int i = 0; i < 32; ++i) { const int v = int(std::lrintf(xb[i] * id)); q[i] = int8_t(v); s += v; }
+    for (int i = 0; i < 32; ++i) { int v = int(std::lrintf(xb[i] * id)); out[b].q[i] = int8_t(v); s += v; }
     out[b].d = d; out[b].s = s;
   }
 }
@@ -181,6 +181,20 @@ bool use_q8_for(DType t, const QKernels& kr) { const int m = act_mode(); return 
 bool use_q8_prefill() { return act_mode() != 0; }
 thread_local std::vector<uint8_t> t_xu;
 
+// x rows → int8 blocks (and, with xu, the unsigned bytes q + 128 the GEMM reads): the table's SIMD loop, else
+// the portable one.
+void quantize_x(const QKernels& kr, const float* x, int64_t ldx, int64_t M, int64_t K, BlockQ8X* xq, uint8_t* xu) {
+  if (kr.quantize) return kr.quantize(x, ldx, M, K, xq, xu);
+  const int64_t nbx = K / 32;
+  for (int64_t m = 0; m < M; ++m) {
+    BlockQ8X* row = xq + m * nbx;
+    quantize_act_row(x + m * ldx, row, K);
+    if (!xu) continue;
+    for (int64_t b = 0; b < nbx; ++b)
+      for (int i = 0; i < 32; ++i) xu[m * K + b * 32 + i] = uint8_t(row[b].q[i] ^ 0x80);
+  }
+}
+
 thread_local std::vector<BlockQ8X> t_xq;
 // Prefill with many rows of x: dequantise kTileRows weight rows once into an f32 tile (per thread, grows only)
 // and hand it to the dense f32 kernels (matmul_st), which reuse it for all M rows. Exact weights and f32
@@ -199,11 +213,6 @@ void check_args(DType t, int64_t K) {
 }  // namespace
 
 int qmatmul_act_mode(int mode) { int prev = act_mode(); g_q8.store(mode); return prev; }
-bool qmatmul_force_portable(bool on) {
-  bool prev = &QK() == &kQPortable;
-  g_qk.store(on ? &kQPortable : best_qkernels(), std::memory_order_release);
-  return prev;
-}
 int qmatmul_paths(const char** names, int max_names) {
   const QKernels* all[3];
   const int n = available(all);
@@ -249,15 +258,7 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
     if (xuv.size() < size_t(M * K)) xuv.resize(size_t(M * K));
     BlockQ8X* xq = xqv.data();
     uint8_t* xu = xuv.data();
-    if (kr.quantize) kr.quantize(x, ldx, M, K, xq, xu);
-    else
-      for (int64_t m = 0; m < M; ++m) {
-        BlockQ8X* row = xq + m * nbx;
-        quantize_act_row(x + m * ldx, row, K);
-        uint8_t* u = xu + m * K;
-        for (int64_t b = 0; b < nbx; ++b)
-          for (int i = 0; i < 32; ++i) u[b * 32 + i] = uint8_t(row[b].q[i] ^ 0x80);  // q + 128 as a byte
-      }
+    quantize_x(kr, x, ldx, M, K, xq, xu);
     const int64_t nt = (N + kr.gemm_rows - 1) / kr.gemm_rows;
     auto tiles = [&](int64_t a, int64_t b, int) { kr.gemm(t, Wb, rb, N, K, xu, xq, M, y, ldy, accumulate, a, b); };
     if (!pool || pool->size() <= 1 || nt < 2) tiles(0, nt, 0);
@@ -284,8 +285,7 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
   if (q8) {
     std::vector<BlockQ8X>& xqv = t_xq;
     if (xqv.size() < size_t(M * nbx)) xqv.resize(size_t(M * nbx));
-    if (kr.quantize) kr.quantize(x, ldx, M, K, xqv.data(), nullptr);
-    else for (int64_t m = 0; m < M; ++m) quantize_act_row(x + m * ldx, xqv.data() + m * nbx, K);
+    quantize_x(kr, x, ldx, M, K, xqv.data(), nullptr);
     xq = xqv.data();
   }
   auto rows = [&](int64_t n0, int64_t n1, int) {

@@ -33,8 +33,6 @@ void qmatmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const void*
 
 // Activation mode: 0 = f32, 1 = int8, 2 = auto (the default). Returns the previous mode (tests, benches).
 int qmatmul_act_mode(int mode);
-// Force the portable (true) or the best SIMD (false) quantized kernels; returns the previous setting.
-bool qmatmul_force_portable(bool on);
 // Names of the quantized kernel tables this CPU can run, best first ("portable" last); returns how many.
 int qmatmul_paths(const char** names, int max_names);
 // Use the named table (nullptr or "": the default, the best one or MOE_SIMD's choice); false if this CPU has none.

@@ -1,12 +1,12 @@
 // AVX-512 VNNI kernels for Q8_0 / Q4_0 / Q4_K weights with int8 activations (math in qmatmul.h, the driver in
 // qmatmul.cpp). Used only when cpuid says the CPU has AVX512F + VL + BW + VNNI (Ice Lake and later, Zen 4 and later).
 //
-// What VNNI changes against the AVX2 kernels: one vpdpbusd sums 32 u8·s8 products into 8 int32 lanes, where AVX2
-// needs vpmaddubsw (pairs into saturating i16) + vpmaddwd (into i32). The blocks stay 32 wide on 256-bit registers:
-// Zen 4 runs a 512-bit op as two 256-bit halves, so a wider register buys no throughput there, and each 32-block has
-// its own scale, which one ymm holds exactly. More activation rows per pass (up to 8: 8 accumulators + the weight
-// block + temporaries fit the 32 vector registers) make each unpacked weight block serve 8 rows of x, which is what
-// lets prefill (M >= 8) run on integer dots instead of dequantised f32 tiles.
+// Decode's row dots (M < 8): one vpdpbusd sums 32 u8·s8 products into 8 int32 lanes, where AVX2 needs vpmaddubsw
+// (pairs into saturating i16) + vpmaddwd (into i32); the body is the AVX2 one (qmatmul_rows.inc). The blocks stay
+// 32 wide on 256-bit registers: Zen 4 runs a 512-bit op as two 256-bit halves, so a wider register buys no
+// throughput there, and each 32-block has its own scale, which one ymm holds exactly. Up to 8 x rows per pass
+// (8 accumulators + the weight block + temporaries fit the 32 vector registers).
+// Prefill (M >= 8) is the GEMM below, over repacked 16-row tiles; x is quantised with SIMD (quantize_rows_avx512).
 //
 // Signed × signed (Q8_0): vpdpbusd multiplies unsigned by signed bytes, so the weight's magnitude |w| is the
 // unsigned operand and its sign moves onto x (vpsignb): |w| · sign(w)·x = w·x. Exact: Q8_0 weights and the
