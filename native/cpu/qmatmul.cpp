@@ -250,14 +250,16 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
   const size_t rb = dtype_row_bytes(t, K);
   const uint8_t* Wb = static_cast<const uint8_t*>(W);
   if (M >= kTileMinM && kr.gemm && use_q8_prefill()) {
-    // int8 activations, quantised once on this thread: blocks (scale, sum) and the unsigned bytes the GEMM reads
+    // int8 activations, quantised once on this thread: blocks (scale, sum) and, for Q8_0's signed weights, the
+    // unsigned bytes q + 128 the GEMM reads (the nibble types read the signed q of the blocks)
     const int64_t nbx = K / 32;
     std::vector<BlockQ8X>& xqv = t_xq;  // thread_local: looked up once, not in the loops (a call under -fPIC)
     std::vector<uint8_t>& xuv = t_xu;
     if (xqv.size() < size_t(M * nbx)) xqv.resize(size_t(M * nbx));
-    if (xuv.size() < size_t(M * K)) xuv.resize(size_t(M * K));
+    const bool want_xu = t == DType::Q8_0;
+    if (want_xu && xuv.size() < size_t(M * K)) xuv.resize(size_t(M * K));
     BlockQ8X* xq = xqv.data();
-    uint8_t* xu = xuv.data();
+    uint8_t* xu = want_xu ? xuv.data() : nullptr;
     quantize_x(kr, x, ldx, M, K, xq, xu);
     const int64_t nt = (N + kr.gemm_rows - 1) / kr.gemm_rows;
     auto tiles = [&](int64_t a, int64_t b, int) { kr.gemm(t, Wb, rb, N, K, xu, xq, M, y, ldy, accumulate, a, b); };

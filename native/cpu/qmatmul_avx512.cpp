@@ -16,7 +16,13 @@
 #include "cpu/qmatmul_kernels.h"
 
 #if MOE_QX86
+// GCC 12's AVX-512 headers build "undefined" registers as `__m512 __Y = __Y;` (reductions, gathers, conversions),
+// which -Wmaybe-uninitialized reports at every use; nothing here reads an uninitialised value.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <vector>
 #include "quant/quant.h"
@@ -69,67 +75,101 @@ MOE_QVNNI void dot_q8_rows_vnni(DType t, const uint8_t* w, const BlockQ8X* xq, i
 // 16 outputs, and a block's scale, offset and conversion are paid once per 16 outputs.
 //
 // Tile layout, per block b of 32 (per tile: nb blocks):
-//   bytes[b][g][j][4]  g = 0..7 (4-byte groups of the block), j = 0..15 (row in the tile): 512 bytes
+//   bytes[b][g][j][4]  g = 0..7 (4-byte groups of the block), j = 0..15 (row in the tile): 512 bytes, one zmm per g
 //   sw[b][j]   f32  the row's scale for the block (Q8_0 / Q4_0: d; Q4_K: d·sc of the sub-block)
-//   c[b][j]    i32  128 · Σ w (undoes the +128 that makes x unsigned, exactly, in integers)
-//   mw[b][j]   f32  Q4_K only: dmin·m of the sub-block (the mins term, with the x block's sum)
-// Weights are stored as signed bytes: Q8_0 as is, Q4_0 as q - 8, Q4_K as q (0..15, its offset is the mins term).
-// Activations: x_u = q_x + 128 (unsigned), so Σ x_u·w = Σ q_x·w + 128 Σ w:
-//   y[m, n] = Σ_b  d_x[m,b] · ( sw[b,n] · (dp[m,n,b] − c[b,n])  −  mw[b,n] · Σq_x[m,b] )
+//   c[b][j]    i32  Q8_0 only: 128 · Σ w (undoes the +128 that makes x unsigned, exactly, in integers)
+//   mw[b][j]   f32  Q4_0: 8·d (its offset); Q4_K: dmin·m of the sub-block (its mins); times the x block's Σq_x
+// Two forms, as vpdpbusd needs one unsigned operand:
+//   Q8_0 (signed weights): x_u = q_x + 128 unsigned, w signed:   Σ x_u·w = Σ q_x·w + 128 Σ w
+//       y[m, n] = Σ_b  d_x[m,b] · sw[b,n] · (dp[m,n,b] − c[b,n])
+//   Q4_0 / Q4_K (nibbles 0..15): w unsigned as it is, x signed (q_x): no +128, no c
+//       y[m, n] = Σ_b  d_x[m,b] · ( sw[b,n] · dp[m,n,b]  −  mw[b,n] · Σq_x[m,b] )
+//
+// The repack is a gather per (block, 4-byte group): lane j reads row n0+j's 4 bytes at the same offset
+// (row_bytes apart), which is exactly bytes[b][g][·]; a Q4 gather yields groups g (low nibbles) and g+4 (high)
+// at once. For the small expert GEMMs of prefill (~16 tokens per expert) the repack runs once per 16 rows and is
+// reused by only a few x rows, so its cost is of the order of the GEMM's: as a byte-by-byte loop it was half the
+// Q4_0 prefill (measured, native/README.md "Quantization").
 constexpr int kT = 16;
 
-MOE_QVNNI inline int32_t hsum_i32x8(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-  return _mm_cvtsi128_si32(s);
+// vindex for a tile's gathers: lane j = j · row_bytes
+MOE_QVNNI inline __m512i row_offsets(size_t row_bytes) {
+  return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                            _mm512_set1_epi32(int32_t(row_bytes)));
+}
+// lane j: the dword at p + j·row_bytes (rows past nrows: 0)
+MOE_QVNNI inline __m512i gather_rows(__mmask16 live, __m512i idx, const uint8_t* p) {
+  return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, p, 1);
+}
+// lane j: the f16 at p + j·row_bytes as f32 (the low half of the gathered dword)
+MOE_QVNNI inline __m512 gather_f16(__mmask16 live, __m512i idx, const uint8_t* p) {
+  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(gather_rows(live, idx, p)));
 }
 
-// Block by block (the 512 bytes of a block are written while they are in L1), each row's 32 weights as signed
-// bytes in one register, their sum (vpmaddubsw with ones, vpmaddwd), and the eight 4-byte groups stored 64 apart.
+// group g of block b in the tile's bytes
+MOE_QVNNI inline void put(int8_t* bytes, int64_t b, int g, __m512i v) { _mm512_storeu_si512(bytes + (b * 8 + g) * 64, v); }
+
 MOE_QVNNI void repack_tile(DType t, const uint8_t* W, size_t row_bytes, int64_t n0, int nrows, int64_t K, int8_t* bytes, float* sw,
                            int32_t* c, float* mw) {
   const int64_t nb = K / 32;
-  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
-  for (int64_t b = 0; b < nb; ++b) {
-    int8_t* out = bytes + b * 512;
-    for (int j = 0; j < kT; ++j) {
-      __m256i q = _mm256_setzero_si256();  // padding rows: zero weights and scales, outputs not stored
-      float s = 0, m = 0;
-      if (j < nrows) {
-        const uint8_t* w = W + size_t(n0 + j) * row_bytes;
-        if (t == DType::Q8_0) {
-          const BlockQ8_0& B = reinterpret_cast<const BlockQ8_0*>(w)[b];
-          q = load32(B.qs);
-          s = _cvtsh_ss(B.d);
-        } else if (t == DType::Q4_0) {
-          const BlockQ4_0& B = reinterpret_cast<const BlockQ4_0*>(w)[b];
-          q = _mm256_sub_epi8(unpack_q4_0(B.qs), eight);
-          s = _cvtsh_ss(B.d);
-        } else {
-          const BlockQ4_K& B = reinterpret_cast<const BlockQ4_K*>(w)[b / 8];
-          const int sub = int(b % 8);
-          uint8_t sc, mn;
-          q4k_scale_min(sub, B.scales, sc, mn);
-          const __m256i v = load32(B.qs + 32 * (sub / 2));
-          q = sub % 2 ? _mm256_and_si256(_mm256_srli_epi16(v, 4), m4) : _mm256_and_si256(v, m4);
-          s = _cvtsh_ss(B.d) * float(sc);
-          m = _cvtsh_ss(B.dmin) * float(mn);
-        }
+  const __mmask16 live = __mmask16((1u << nrows) - 1);  // padding rows: zero weights and scales, outputs not stored
+  const __m512i idx = row_offsets(row_bytes), m4 = _mm512_set1_epi8(15);
+  const uint8_t* tile = W + size_t(n0) * row_bytes;
+  if (t == DType::Q8_0) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = tile + b * sizeof(BlockQ8_0);
+      __m512i sum = _mm512_setzero_si512();
+      for (int g = 0; g < 8; ++g) {
+        const __m512i v = gather_rows(live, idx, blk + 2 + 4 * g);
+        put(bytes, b, g, v);
+        sum = _mm512_dpbusd_epi32(sum, ones, v);  // Σ w per row
       }
-      alignas(32) int32_t g4[8];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(g4), q);
-      for (int g = 0; g < 8; ++g) std::memcpy(out + g * 64 + j * 4, &g4[g], 4);
-      sw[b * kT + j] = s;
-      c[b * kT + j] = 128 * hsum_i32x8(_mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16));
-      mw[b * kT + j] = m;
+      _mm512_storeu_si512(c + b * kT, _mm512_slli_epi32(sum, 7));
+      _mm512_storeu_ps(sw + b * kT, gather_f16(live, idx, blk));
+    }
+  } else if (t == DType::Q4_0) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = tile + b * sizeof(BlockQ4_0);
+      for (int g = 0; g < 4; ++g) {
+        const __m512i v = gather_rows(live, idx, blk + 2 + 4 * g);
+        put(bytes, b, g, _mm512_and_si512(v, m4));
+        put(bytes, b, g + 4, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+      }
+      const __m512 d = gather_f16(live, idx, blk);
+      _mm512_storeu_ps(sw + b * kT, d);
+      _mm512_storeu_ps(mw + b * kT, _mm512_mul_ps(d, _mm512_set1_ps(8.0f)));
+    }
+  } else {
+    for (int64_t sb = 0; sb < K / 256; ++sb) {
+      const uint8_t* blk = tile + sb * sizeof(BlockQ4_K);
+      // sub-blocks 2p (low nibbles) and 2p+1 (high) share the 32 bytes qs[32p, 32p+32)
+      for (int p = 0; p < 4; ++p)
+        for (int g = 0; g < 8; ++g) {
+          const __m512i v = gather_rows(live, idx, blk + offsetof(BlockQ4_K, qs) + 32 * p + 4 * g);
+          put(bytes, sb * 8 + 2 * p, g, _mm512_and_si512(v, m4));
+          put(bytes, sb * 8 + 2 * p + 1, g, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+        }
+      const __m512 d = gather_f16(live, idx, blk), dmin = gather_f16(live, idx, blk + 2);
+      alignas(64) float scs[8][kT], mns[8][kT];  // the 6-bit scales and mins of each sub-block, per row
+      for (int j = 0; j < kT; ++j)
+        for (int sub = 0; sub < 8; ++sub) {
+          uint8_t sc = 0, mn = 0;
+          if (j < nrows) q4k_scale_min(sub, reinterpret_cast<const BlockQ4_K*>(blk + size_t(j) * row_bytes)->scales, sc, mn);
+          scs[sub][j] = sc;
+          mns[sub][j] = mn;
+        }
+      for (int sub = 0; sub < 8; ++sub) {
+        _mm512_storeu_ps(sw + (sb * 8 + sub) * kT, _mm512_mul_ps(d, _mm512_load_ps(scs[sub])));
+        _mm512_storeu_ps(mw + (sb * 8 + sub) * kT, _mm512_mul_ps(dmin, _mm512_load_ps(mns[sub])));
+      }
     }
   }
 }
 
-// y[r, 0:16] for R rows of x against one repacked tile (xu: unsigned activations, K bytes per row; xq: their
-// blocks' scale and integer sum).
-template <int R, bool kMins>
+// y[r, 0:16] for R rows of x against one repacked tile. kQ4: the nibble form (w unsigned, x signed from xq[].q,
+// the mw term); else Q8_0's (x unsigned from xu, K bytes per row; minus c).
+template <int R, bool kQ4>
 MOE_QVNNI void tile_rows(const int8_t* bytes, const float* sw, const int32_t* c, const float* mw, int64_t nb, const uint8_t* xu,
                          const BlockQ8X* xq, int64_t K, float* y, int64_t ldy, int nvalid, bool accumulate) {
   __m512 acc[R];
@@ -138,18 +178,18 @@ MOE_QVNNI void tile_rows(const int8_t* bytes, const float* sw, const int32_t* c,
     __m512i w[8];
     for (int g = 0; g < 8; ++g) w[g] = _mm512_loadu_si512(bytes + (b * 8 + g) * 64);
     const __m512 s = _mm512_loadu_ps(sw + b * kT);
-    const __m512i cc = _mm512_loadu_si512(c + b * kT);
     for (int r = 0; r < R; ++r) {
-      const uint8_t* xb = xu + r * K + b * 32;
+      const BlockQ8X& X = xq[r * nb + b];
+      const uint8_t* xb = kQ4 ? reinterpret_cast<const uint8_t*>(X.q) : xu + r * K + b * 32;
       __m512i p = _mm512_setzero_si512();
       for (int g = 0; g < 8; ++g) {
         int32_t four;
         std::memcpy(&four, xb + 4 * g, 4);
-        p = _mm512_dpbusd_epi32(p, _mm512_set1_epi32(four), w[g]);
+        p = kQ4 ? _mm512_dpbusd_epi32(p, w[g], _mm512_set1_epi32(four)) : _mm512_dpbusd_epi32(p, _mm512_set1_epi32(four), w[g]);
       }
-      const BlockQ8X& X = xq[r * nb + b];
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(p, cc)), _mm512_mul_ps(s, _mm512_set1_ps(X.d)), acc[r]);
-      if constexpr (kMins) acc[r] = _mm512_fnmadd_ps(_mm512_loadu_ps(mw + b * kT), _mm512_set1_ps(X.d * float(X.s)), acc[r]);
+      if constexpr (!kQ4) p = _mm512_sub_epi32(p, _mm512_loadu_si512(c + b * kT));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(s, _mm512_set1_ps(X.d)), acc[r]);
+      if constexpr (kQ4) acc[r] = _mm512_fnmadd_ps(_mm512_loadu_ps(mw + b * kT), _mm512_set1_ps(X.d * float(X.s)), acc[r]);
     }
   }
   const __mmask16 k = __mmask16((1u << nvalid) - 1);
@@ -161,12 +201,25 @@ MOE_QVNNI void tile_rows(const int8_t* bytes, const float* sw, const int32_t* c,
   }
 }
 
-template <bool kMins>
+// All M rows of x against one tile, 8 per pass (8 accumulators + 8 weight registers + temporaries fit the 32
+// vector registers; each pass reloads the tile from L1), the rest in one pass of M % 8.
+template <bool kQ4>
 MOE_QVNNI void tile_all_rows(const int8_t* bytes, const float* sw, const int32_t* c, const float* mw, int64_t nb, const uint8_t* xu,
                              const BlockQ8X* xq, int64_t M, int64_t K, float* y, int64_t ldy, int nvalid, bool accumulate) {
   int64_t m = 0;
-  for (; m + 4 <= M; m += 4) tile_rows<4, kMins>(bytes, sw, c, mw, nb, xu + m * K, xq + m * nb, K, y + m * ldy, ldy, nvalid, accumulate);
-  for (; m < M; ++m) tile_rows<1, kMins>(bytes, sw, c, mw, nb, xu + m * K, xq + m * nb, K, y + m * ldy, ldy, nvalid, accumulate);
+#define MOE_TILE_PASS(R) tile_rows<R, kQ4>(bytes, sw, c, mw, nb, xu + m * K, xq + m * nb, K, y + m * ldy, ldy, nvalid, accumulate)
+  for (; m + 8 <= M; m += 8) MOE_TILE_PASS(8);
+  switch (M - m) {
+    case 7: MOE_TILE_PASS(7); break;
+    case 6: MOE_TILE_PASS(6); break;
+    case 5: MOE_TILE_PASS(5); break;
+    case 4: MOE_TILE_PASS(4); break;
+    case 3: MOE_TILE_PASS(3); break;
+    case 2: MOE_TILE_PASS(2); break;
+    case 1: MOE_TILE_PASS(1); break;
+    default: break;
+  }
+#undef MOE_TILE_PASS
 }
 
 thread_local std::vector<int8_t> t_bytes;
@@ -174,21 +227,25 @@ thread_local std::vector<float> t_sw, t_mw;
 thread_local std::vector<int32_t> t_c;
 
 // Tiles [tile0, tile1) of 16 weight rows: each repacked once (per thread, buffers that only grow) and multiplied
-// with all M rows of x.
+// with all M rows of x. xu (the unsigned bytes) is read for Q8_0 only.
 MOE_QVNNI void gemm_tiles_vnni(DType t, const uint8_t* W, size_t row_bytes, int64_t N, int64_t K, const uint8_t* xu,
                                const BlockQ8X* xq, int64_t M, float* y, int64_t ldy, bool accumulate, int64_t tile0,
                                int64_t tile1) {
   const int64_t nb = K / 32;
-  if (t_bytes.size() < size_t(nb * 512)) t_bytes.resize(size_t(nb * 512));
-  if (t_sw.size() < size_t(nb * kT)) { t_sw.resize(size_t(nb * kT)); t_mw.resize(size_t(nb * kT)); t_c.resize(size_t(nb * kT)); }
+  std::vector<int8_t>& tb = t_bytes;  // thread_local: looked up once, not per tile
+  std::vector<float>& tsw = t_sw;
+  std::vector<float>& tmw = t_mw;
+  std::vector<int32_t>& tc = t_c;
+  if (tb.size() < size_t(nb * 512)) tb.resize(size_t(nb * 512));
+  if (tsw.size() < size_t(nb * kT)) { tsw.resize(size_t(nb * kT)); tmw.resize(size_t(nb * kT)); tc.resize(size_t(nb * kT)); }
   for (int64_t tile = tile0; tile < tile1; ++tile) {
     const int64_t n0 = tile * kT;
     const int nrows = int(std::min<int64_t>(kT, N - n0));
-    repack_tile(t, W, row_bytes, n0, nrows, K, t_bytes.data(), t_sw.data(), t_c.data(), t_mw.data());
-    if (t == DType::Q4_K)
-      tile_all_rows<true>(t_bytes.data(), t_sw.data(), t_c.data(), t_mw.data(), nb, xu, xq, M, K, y + n0, ldy, nrows, accumulate);
+    repack_tile(t, W, row_bytes, n0, nrows, K, tb.data(), tsw.data(), tc.data(), tmw.data());
+    if (t == DType::Q8_0)
+      tile_all_rows<false>(tb.data(), tsw.data(), tc.data(), tmw.data(), nb, xu, xq, M, K, y + n0, ldy, nrows, accumulate);
     else
-      tile_all_rows<false>(t_bytes.data(), t_sw.data(), t_c.data(), t_mw.data(), nb, xu, xq, M, K, y + n0, ldy, nrows, accumulate);
+      tile_all_rows<true>(tb.data(), tsw.data(), tc.data(), tmw.data(), nb, xu, xq, M, K, y + n0, ldy, nrows, accumulate);
   }
 }
 

@@ -120,23 +120,25 @@ TEST(qmatmul_q8_portable_equals_simd) {
 
 // VNNI's prefill GEMM (repacked 16-row tiles, M >= 8) computes what its row dots compute on the same int8
 // activations: integer block dots, scaled per block; only the float summation order differs. N = 37 leaves a
-// partial tile; M = 19 = 4 + 4 + 4 + 4 + 3 rows.
+// partial tile; M = 8 + 8 + the remainder in one pass, for every remainder.
 TEST(qmatmul_vnni_gemm_equals_row_dots) {
   if (!qmatmul_use_path("avx512vnni")) return;  // this CPU has no VNNI
-  const int64_t N = 37, K = 512, M = 19;
+  const int64_t N = 37, K = 512;
   const auto w = moe_test::randn(size_t(N * K), 5, 0.05f);
-  const auto x = moe_test::randn(size_t(M * K), 6, 1.0f);
+  const auto x = moe_test::randn(size_t(24 * K), 6, 1.0f);
   const int p8 = qmatmul_act_mode(1);
   for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
     std::vector<uint8_t> q(qbytes(t, N * K));
     quantize_tensor(t, w.data(), q.data(), N * K);
-    std::vector<float> gemm(size_t(M * N)), rows(size_t(M * N)), acc(size_t(M * N), 3.0f);
-    matmul_st(gemm.data(), N, x.data(), K, q.data(), t, M, N, K);
-    for (int64_t m = 0; m < M; ++m) matmul_st(rows.data() + m * N, N, x.data() + m * K, K, q.data(), t, 1, N, K);
-    matmul_st(acc.data(), N, x.data(), K, q.data(), t, M, N, K, true);
-    for (size_t i = 0; i < gemm.size(); ++i) {
-      CHECK_NEAR(gemm[i], rows[i], 1e-5 * (std::fabs(rows[i]) + 1));
-      CHECK_NEAR(acc[i] - 3.0f, gemm[i], 1e-5 * (std::fabs(gemm[i]) + 1));
+    for (int64_t M = 16; M <= 24; ++M) {
+      std::vector<float> gemm(size_t(M * N)), rows(size_t(M * N)), acc(size_t(M * N), 3.0f);
+      matmul_st(gemm.data(), N, x.data(), K, q.data(), t, M, N, K);
+      for (int64_t m = 0; m < M; ++m) matmul_st(rows.data() + m * N, N, x.data() + m * K, K, q.data(), t, 1, N, K);
+      matmul_st(acc.data(), N, x.data(), K, q.data(), t, M, N, K, true);
+      for (size_t i = 0; i < gemm.size(); ++i) {
+        CHECK_NEAR(gemm[i], rows[i], 1e-5 * (std::fabs(rows[i]) + 1));
+        CHECK_NEAR(acc[i] - 3.0f, gemm[i], 1e-5 * (std::fabs(gemm[i]) + 1));
+      }
     }
   }
   qmatmul_act_mode(p8);
