@@ -40,7 +40,12 @@ namespace {
 // ~2000 pauses is ~10-100 us depending on the CPU's pause latency: longer than the gap between the matmuls of
 // one token, much shorter than the gap between tokens of a slow consumer.
 constexpr int kSpinIters = 2000;
-constexpr int64_t kChunksPerThread = 4;
+// Two chunks per thread: a thread the OS delays leaves at most half its share to the others, and the claims stay
+// few. Decode's matmuls are short (an expert's 512 rows of Q4_0 are ~15 us on one core) and each chunk costs two
+// atomic operations on lines the threads share plus a restart of the weight stream; measured on the 2-thread
+// decode of test/bench (Zen 4): 16 chunks per thread 115 tok/s, 4: 154-165, 2: 172-194, 1: 196-202; with a
+// competing busy process 4: 109, 2: 107, 1: 102.
+constexpr int64_t kChunksPerThread = 2;
 constexpr int64_t kMaxChunks = 0xffff;
 
 inline uint32_t gen_of(uint64_t s) { return uint32_t(s >> 32); }
@@ -140,7 +145,7 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, RangeFn fn, void* ctx) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
   Impl& p = *impl_;
-  // Chunks of at least `grain` items (floor, so ceil(n / n_chunks) >= grain), a few per thread for balance.
+  // Chunks of at least `grain` items (floor, so ceil(n / n_chunks) >= grain), two per thread for balance.
   int64_t nch = n / grain;
   const int64_t cap = p.n_threads > 1 ? p.n_threads * kChunksPerThread : 1;
   if (nch > cap) nch = cap;

@@ -16,7 +16,7 @@ class ThreadPool {
   int size() const;
 
   // Calls fn(ctx, begin, end, thread_index) over [0, n) split into contiguous chunks of at least `grain`
-  // items (a few per thread, claimed dynamically so a thread the OS delays does not hold the others up);
+  // items (up to two per thread, claimed dynamically so a thread the OS delays does not hold the others up);
   // returns when all chunks are done. thread_index (0 = the caller) names the executing thread: calls running
   // at the same time have distinct indices, so it can index per-thread scratch; one thread may run several
   // chunks. Not reentrant (do not nest parallel_for).
