@@ -36,6 +36,12 @@ class Backend {
   virtual void matmul_dx(const Tensor& dx, const Tensor& dy, const Tensor& W, bool accumulate) = 0;
   // dW[N, K] (+)= dy[M, N]ᵀ · x[M, K]                    f32 (LoRA's A and B; never a base weight)
   virtual void matmul_dw(const Tensor& dW, const Tensor& dy, const Tensor& x, bool accumulate) = 0;
+  // Several independent products y_i (+)= x_i · W_iᵀ, each with matmul's contract (the experts of a MoE layer,
+  // ggml's mul_mat_id): a backend may run them as one parallel job instead of one per product. Default: in order.
+  struct MatmulJob { Tensor y, x, W; bool accumulate; };
+  virtual void matmul_batch(const MatmulJob* jobs, int n) {
+    for (int i = 0; i < n; ++i) matmul(jobs[i].y, jobs[i].x, jobs[i].W, jobs[i].accumulate);
+  }
   // y[M, N] += b[N]
   virtual void add_bias(const Tensor& y, const Tensor& b) = 0;
 

@@ -1,6 +1,6 @@
 // The cpu backend: the ops with a multi-threaded / SIMD path on the host. Every other op is RefBackend's scalar
 // code (the op is cheap beside the matmuls around it, or memory-bound either way):
-//   fast here: matmul (cpu/matmul.cpp + cpu/qmatmul.cpp, every ISA; NF4: cpu/nf4_matmul.cpp), matmul_dx
+//   fast here: matmul (cpu/matmul.cpp + cpu/qmatmul.cpp, every ISA; NF4: cpu/nf4_matmul.cpp), matmul_batch, matmul_dx
 //              (cpu/nf4_matmul.cpp, every weight dtype), matmul_dw, swiglu, attention,
 //              attention_kv8, attention_backward, cross_entropy
 //   from ref:  add_bias, rmsnorm(+backward), swiglu_backward, add, mul_cols, clamp(+backward), rope(+backward),
@@ -12,8 +12,10 @@
 #include "backend/ref.h"
 #include "cpu/matmul.h"
 #include "cpu/nf4_matmul.h"
+#include "cpu/qmatmul.h"
 #include "cpu/thread_pool.h"
 #include "quant/nf4.h"
+#include "quant/quant.h"
 
 namespace moe {
 
@@ -36,6 +38,22 @@ class CpuBackend final : public RefBackend {
     check_cols("matmul", x, W.cols()); check_cols("matmul", y, W.rows()); check_rows("matmul", y, x.rows());
     if (W.type == DType::NF4) { nf4_matmul(&pool_, y.f32(), y.ld(), x.f32(), x.ld(), nf4_of("matmul", W), x.rows(), accumulate); return; }
     moe::matmul(pool_, y.f32(), y.ld(), x.f32(), x.ld(), W.data, W.type, x.rows(), W.rows(), W.cols(), accumulate);
+  }
+
+  // Quantized weights: one parallel job over all the products' rows (cpu/qmatmul.h); anything else one by one.
+  void matmul_batch(const MatmulJob* jobs, int n) override {
+    constexpr int kMax = 64;
+    QMatmulJob q[kMax];
+    int nq = 0;
+    auto flush = [&] { qmatmul_batch(&pool_, q, nq); nq = 0; };
+    for (int i = 0; i < n; ++i) {
+      const MatmulJob& j = jobs[i];
+      if (!is_quant(j.W.type)) { matmul(j.y, j.x, j.W, j.accumulate); continue; }
+      check_cols("matmul", j.x, j.W.cols()); check_cols("matmul", j.y, j.W.rows()); check_rows("matmul", j.y, j.x.rows());
+      q[nq++] = {j.y.f32(), j.y.ld(), j.x.f32(), j.x.ld(), j.W.data, j.W.type, j.x.rows(), j.W.rows(), j.W.cols(), j.accumulate};
+      if (nq == kMax) flush();
+    }
+    if (nq) flush();
   }
 
   // dx[M, K] (+)= dy[M, N] · W[N, K] (cpu/nf4_matmul.h): threads own column chunks of dx and walk all of W in

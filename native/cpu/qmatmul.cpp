@@ -210,6 +210,31 @@ void check_args(DType t, int64_t K) {
                                 dtype_name(t) + " block of " + std::to_string(qblock_size(t)));
 }
 
+// Rows [n0, n1) of one product with M < kTileMinM: each weight row dotted with every row of x, up to max_rows
+// rows of x per pass. xq: x quantised (int8 mode), or null (f32 activations).
+void row_dots(const QKernels& kr, const QMatmulJob& j, const BlockQ8X* xq, int64_t n0, int64_t n1) {
+  const size_t rb = dtype_row_bytes(j.t, j.K);
+  const uint8_t* Wb = static_cast<const uint8_t*>(j.W);
+  const int64_t nbx = j.K / 32;  // activation blocks per row
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* wr = Wb + size_t(n) * rb;
+    if (xq) {
+      for (int64_t m = 0; m < j.M; m += kr.max_rows) {
+        const int R = int(std::min<int64_t>(kr.max_rows, j.M - m));
+        float s[8];
+        kr.dot_q8_rows(j.t, wr, xq + m * nbx, nbx, R, j.K, s);
+        for (int r = 0; r < R; ++r) { float& o = j.y[(m + r) * j.ldy + n]; o = j.accumulate ? o + s[r] : s[r]; }
+      }
+    } else {
+      for (int64_t m = 0; m < j.M; ++m) {
+        const float s = kr.dot_f32(j.t, wr, j.x + m * j.ldx, j.K);
+        float& o = j.y[m * j.ldy + n];
+        o = j.accumulate ? o + s : s;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int qmatmul_act_mode(int mode) { int prev = act_mode(); g_q8.store(mode); return prev; }
@@ -282,37 +307,69 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
     return;
   }
   const bool q8 = use_q8_for(t, kr);
-  const int64_t nbx = K / 32;  // activation blocks per row
   const BlockQ8X* xq = nullptr;
   if (q8) {
     std::vector<BlockQ8X>& xqv = t_xq;
-    if (xqv.size() < size_t(M * nbx)) xqv.resize(size_t(M * nbx));
+    if (xqv.size() < size_t(M * (K / 32))) xqv.resize(size_t(M * (K / 32)));
     quantize_x(kr, x, ldx, M, K, xqv.data(), nullptr);
     xq = xqv.data();
   }
-  auto rows = [&](int64_t n0, int64_t n1, int) {
-    for (int64_t n = n0; n < n1; ++n) {
-      const uint8_t* wr = Wb + size_t(n) * rb;
-      if (q8) {
-        for (int64_t m = 0; m < M; m += kr.max_rows) {
-          const int R = int(std::min<int64_t>(kr.max_rows, M - m));
-          float s[8];
-          kr.dot_q8_rows(t, wr, xq + m * nbx, nbx, R, K, s);
-          for (int r = 0; r < R; ++r) { float& o = y[(m + r) * ldy + n]; o = accumulate ? o + s[r] : s[r]; }
-        }
-      } else {
-        for (int64_t m = 0; m < M; ++m) {
-          const float s = kr.dot_f32(t, wr, x + m * ldx, K);
-          float& o = y[m * ldy + n];
-          o = accumulate ? o + s : s;
-        }
-      }
-    }
-  };
+  const QMatmulJob job{y, ldy, x, ldx, W, t, M, N, K, accumulate};
   // ~64K weights per chunk dwarfs the cost of waking a worker (as in matmul()).
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, M * K));
-  if (!pool || pool->size() <= 1 || N * M * K < 2 * 65536) rows(0, N, 0);
-  else pool->run(N, grain, [&](int64_t a, int64_t b, int t) { rows(a, b, t); });
+  if (!pool || pool->size() <= 1 || N * M * K < 2 * 65536) row_dots(kr, job, xq, 0, N);
+  else pool->run(N, grain, [&](int64_t a, int64_t b, int) { row_dots(kr, job, xq, a, b); });
+}
+
+void qmatmul_batch(ThreadPool* pool, const QMatmulJob* jobs, int n) {
+  const QKernels& kr = QK();
+  // Products with M >= 8 take the GEMM or the tiles, one by one; the rest are batched, kMaxBatch at a time.
+  constexpr int kMaxBatch = 256;
+  const QMatmulJob* small[kMaxBatch];
+  const BlockQ8X* xqs[kMaxBatch];
+  int64_t row_end[kMaxBatch];  // the batch's weight rows laid end to end: job i owns [row_end[i-1], row_end[i])
+  for (int i0 = 0; i0 < n; i0 += kMaxBatch) {
+    const int i1 = std::min(n, i0 + kMaxBatch);
+    int ns = 0;
+    int64_t blocks = 0, work_max = 1, work = 0;
+    for (int i = i0; i < i1; ++i) {
+      const QMatmulJob& j = jobs[i];
+      check_args(j.t, j.K);
+      if (j.M <= 0 || j.N <= 0) continue;
+      if (j.M >= kTileMinM) { qmatmul(pool, j.y, j.ldy, j.x, j.ldx, j.W, j.t, j.M, j.N, j.K, j.accumulate); continue; }
+      if (use_q8_for(j.t, kr)) blocks += j.M * (j.K / 32);
+      small[ns++] = &j;
+    }
+    if (ns == 0) continue;
+    // x of every product quantised once, on this thread, into one buffer
+    std::vector<BlockQ8X>& xqv = t_xq;
+    if (xqv.size() < size_t(blocks)) xqv.resize(size_t(blocks));
+    int64_t at = 0, rows = 0;
+    for (int i = 0; i < ns; ++i) {
+      const QMatmulJob& j = *small[i];
+      xqs[i] = nullptr;
+      if (use_q8_for(j.t, kr)) {
+        quantize_x(kr, j.x, j.ldx, j.M, j.K, xqv.data() + at, nullptr);
+        xqs[i] = xqv.data() + at;
+        at += j.M * (j.K / 32);
+      }
+      rows += j.N;
+      row_end[i] = rows;
+      work += j.N * j.M * j.K;
+      work_max = std::max(work_max, j.M * j.K);
+    }
+    // A chunk of global rows [a, b) runs the pieces of it each product owns.
+    auto chunk = [&](int64_t a, int64_t b, int) {
+      int i = int(std::upper_bound(row_end, row_end + ns, a) - row_end);
+      for (; i < ns && a < b; ++i) {
+        const int64_t first = i ? row_end[i - 1] : 0, last = std::min(b, row_end[i]);
+        row_dots(kr, *small[i], xqs[i], a - first, last - first);
+        a = last;
+      }
+    };
+    if (!pool || pool->size() <= 1 || work < 2 * 65536) chunk(0, rows, 0);
+    else pool->run(rows, std::max<int64_t>(1, 65536 / work_max), [&](int64_t a, int64_t b, int t) { chunk(a, b, t); });
+  }
 }
 
 }  // namespace moe

@@ -28,6 +28,13 @@ namespace moe {
 
 void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType w_dtype,
              int64_t M, int64_t N, int64_t K, bool accumulate);
+// Several independent products at once (the experts of a MoE layer in decode): those with M < 8 run as ONE
+// parallel job over all their weight rows (one wake-up and one tail instead of one per product); those with
+// M >= 8 run one by one through qmatmul. Each product as qmatmul, bit for bit.
+struct QMatmulJob {
+  float* y; int64_t ldy; const float* x; int64_t ldx; const void* W; DType t; int64_t M, N, K; bool accumulate;
+};
+void qmatmul_batch(ThreadPool* pool, const QMatmulJob* jobs, int n);
 void qmatmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType w_dtype, int64_t M,
                  int64_t N, int64_t K, bool accumulate);
 

@@ -133,6 +133,8 @@ struct MlpSite {
 
 struct LoadProgress { void (*fn)(void* ctx, int done, int total) = nullptr; void* ctx = nullptr; };
 
+struct ExpertGroups;  // model/experts.h
+
 class Model {
  public:
   // Reads dir/config.json (+ generation_config.json), maps the safetensors and binds every weight.
@@ -209,6 +211,8 @@ class Model {
   void lora_add(const Tensor& y, const Tensor& x, const LoraPair& p, int64_t b0, float* u, bool u_ready, Scratch& s);
   static float* lora_u(Scratch& s, std::vector<float>* saved, int64_t offset_rows, int64_t M, int64_t r);
   void swiglu_mlp(const MlpSite& m, Scratch& s, const Tensor& h, const Tensor& out, float* g, float* u, float* a);
+  void moe_experts_batched(const LayerWeights& L, Scratch& s, const Tensor& h, const Tensor& out, const ExpertGroups& grp, int E,
+                           int64_t I);
   void moe_block(int l, const LayerSpec& ls, const LayerWeights& L, Scratch& s, const Tensor& h, const Tensor& out, LayerActs* acts,
                  const LayerLora* lora);
   void layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scratch& s, const Tensor& cos, const Tensor& sin,

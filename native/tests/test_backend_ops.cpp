@@ -174,6 +174,66 @@ TEST(backend_ops_matmul_forms_every_dtype) {
   }
 }
 
+// matmul_batch (the experts of a MoE layer in one call) is each product's matmul, bit for bit, on every backend
+// and path: decode-sized products (M < 8: one parallel job over all their rows on cpu), a prefill-sized one
+// (M = 9: its own GEMM), a dense bf16 one (one by one), accumulate on one of them, mixed K, chunks that cut
+// through products; and the same bits for 1, 2 and 3 threads. Against ref as matmul (1e-4 with f32 activations, 2e-2 with int8: see above).
+TEST(backend_ops_matmul_batch_is_each_matmul) {
+  struct Job { DType t; int64_t M, N, K; bool acc; };
+  const Job js[] = {{DType::Q4_0, 1, 70, 96, false}, {DType::Q4_0, 1, 33, 96, false}, {DType::Q8_0, 3, 40, 64, true},
+                    {DType::Q4_K, 2, 19, 256, false}, {DType::Q4_0, 9, 21, 128, false}, {DType::BF16, 1, 12, 64, false},
+                    {DType::Q4_K, 1, 300, 512, false}};  // the last one makes the work worth threads
+  constexpr int n = int(sizeof(js) / sizeof(js[0]));
+  std::vector<std::vector<uint8_t>> wb(n);
+  std::vector<Buf> xs(n), y0(n);
+  for (int i = 0; i < n; ++i) {
+    const Job& j = js[i];
+    Buf wf = rnd(size_t(j.N * j.K), uint32_t(20 + i));
+    wb[size_t(i)].resize(dtype_row_bytes(j.t, j.K) * size_t(j.N));
+    if (j.t == DType::BF16) for (size_t k = 0; k < wf.size(); ++k) { uint16_t h = f32_to_bf16(wf[k]); std::memcpy(&wb[size_t(i)][2 * k], &h, 2); }
+    else quantize_tensor(j.t, wf.data(), wb[size_t(i)].data(), j.N * j.K);
+    xs[size_t(i)] = rnd(size_t(j.M * j.K), uint32_t(40 + i));
+    y0[size_t(i)] = rnd(size_t(j.M * j.N), uint32_t(60 + i));  // what accumulate adds to
+  }
+  auto jobs_for = [&](std::vector<Buf>& ys) {
+    std::vector<Backend::MatmulJob> out;
+    for (int i = 0; i < n; ++i) {
+      const Job& j = js[i];
+      ys[size_t(i)] = y0[size_t(i)];
+      out.push_back({mat(ys[size_t(i)].data(), j.M, j.N), mat(xs[size_t(i)].data(), j.M, j.K),
+                     weight(wb[size_t(i)].data(), j.t, j.N, j.K), j.acc});
+    }
+    return out;
+  };
+  for (int act : {0, 1}) {
+    const int prev = qmatmul_act_mode(act);
+    std::vector<Buf> ref_y(n);
+    auto ref_jobs = jobs_for(ref_y);
+    B().ref->matmul_batch(ref_jobs.data(), n);
+    for_each_fast([&](Backend& be, const std::string& path) {
+      std::vector<Buf> one(n), all(n);
+      auto singles = jobs_for(one);
+      for (auto& j : singles) be.matmul(j.y, j.x, j.W, j.accumulate);
+      auto batch = jobs_for(all);
+      be.matmul_batch(batch.data(), n);
+      for (int i = 0; i < n; ++i) {
+        const std::string tag = path + " matmul_batch job " + std::to_string(i) + " act " + std::to_string(act);
+        CHECK(std::memcmp(one[size_t(i)].data(), all[size_t(i)].data(), all[size_t(i)].size() * 4) == 0);
+        check_close(tag, all[size_t(i)], ref_y[size_t(i)], act == 1 ? 2e-2 : 1e-4);
+      }
+      for (int threads : {1, 2, 3}) {
+        ThreadPool p(threads);
+        const auto other = make_backend("cpu", &p);
+        std::vector<Buf> again(n);
+        auto b2 = jobs_for(again);
+        other->matmul_batch(b2.data(), n);
+        for (int i = 0; i < n; ++i) CHECK(std::memcmp(again[size_t(i)].data(), all[size_t(i)].data(), all[size_t(i)].size() * 4) == 0);
+      }
+    });
+    qmatmul_act_mode(prev);
+  }
+}
+
 // ---- norms and elementwise ----------------------------------------------------------------------------------
 
 TEST(backend_ops_rmsnorm_forward_backward) {
