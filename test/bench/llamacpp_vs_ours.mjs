@@ -8,9 +8,9 @@
 //                                      depth d with -d), the figures to compare; or
 //   NODE_LLAMA_CPP=/tmp/nlc            node-llama-cpp's prebuilt build, through its JS API: prefill only (its decode
 //                                      is a per-token JS loop with sampling, not llama.cpp's decode speed).
-// Ours: the engine in one process; the first generation of a process pays the page faults of the mapping and is
-// not counted (llama-bench's warm-up run does the same); at depth d a first generation fills d tokens of context,
-// then the measured one reuses them (prefix cache) and prefills 128 more, then decodes 64.
+// Ours: the engine in one process; its first generation (128 tokens, no depth) pays the page faults of the mapping
+// and is not counted (llama-bench's warm-up run does the same); at depth d the measured run first fills d tokens
+// of context, then reuses them (prefix cache), prefills 128 more and decodes 64. COMPETE=1 adds a busy process.
 //
 // Setup (all outside git; see test/bench/README.md):
 //   .venv-ref/bin/python test/bench/make_bench_model.py --layers 16 --vocab 8000   (max_position 4096; both engines run past it)
@@ -20,7 +20,7 @@
 //   llama-bench: git clone node_modules/node-llama-cpp/llama/gitRelease.bundle (the llama.cpp source node-llama-cpp
 //     ships) and `cmake -B build -DGGML_NATIVE=ON -DLLAMA_CURL=OFF && cmake --build build --target llama-bench`
 //   LLAMA_BENCH=/tmp/llama.cpp/build/bin/llama-bench node test/bench/llamacpp_vs_ours.mjs [bf16,q8_0,q4_0,q4_k] [rounds] [threads] [depths, e.g. 0,4096]
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -68,10 +68,11 @@ async function child(side, path, threads, depth) {
   let res;
   for (let run = 0; run < 2; run++) {
     const session = model.chat({ contextLength: depth + PROMPT + GEN + 8 });
-    const all = ids(model.info.vocabSize, 12345 + run, depth + PROMPT);
-    if (depth) await session.generate({ ids: all.slice(0, depth) }, { ...opts, maxTokens: 1 }).result;
+    const d = run ? depth : 0;  // the warm-up run only maps the weights in
+    const all = ids(model.info.vocabSize, 12345 + run, d + PROMPT);
+    if (d) await session.generate({ ids: all.slice(0, d) }, { ...opts, maxTokens: 1 }).result;
     const r = await session.generate({ ids: all }, { ...opts, maxTokens: GEN }).result;
-    if (r.stats.reusedTokens < depth) throw new Error(`depth ${depth}: the measured run reused ${r.stats.reusedTokens} tokens`);
+    if (r.stats.reusedTokens < d) throw new Error(`depth ${d}: the measured run reused ${r.stats.reusedTokens} tokens`);
     session.dispose();
     res = { prefill: r.stats.prefillTokensPerSecond, decode: r.stats.decodeTokensPerSecond };
   }
@@ -87,7 +88,15 @@ function timed(argv) {
   return [p.stdout, Number(rss[1]) / 1024];
 }
 
+// COMPETE=1: a busy process (one spinning thread, as a build or a browser tab would be) runs beside each side, so
+// the table shows how each engine's threads behave on a loaded machine (llama.cpp's spin at their barriers).
 function runSide(side, f, threads, depth) {
+  if (!process.env.COMPETE) return runSideOnce(side, f, threads, depth);
+  const hog = spawn(process.execPath, ["-e", "for (;;);"], { stdio: "ignore" });
+  try { return runSideOnce(side, f, threads, depth); } finally { hog.kill("SIGKILL"); }
+}
+
+function runSideOnce(side, f, threads, depth) {
   if (side === "llama-bench") {
     const [out, rss] = timed([process.env.LLAMA_BENCH, "-m", gguf(f), "-p", String(PROMPT), "-n", String(GEN), "-t", String(threads),
       "-r", "1", "-d", String(depth), "-o", "json"]);
@@ -125,7 +134,7 @@ if (process.argv[2] === "--child") {
       const [lp, ld, lr, op, od, or] = [m(peer, "prefill"), m(peer, "decode"), m(peer, "rss"), m("ours", "prefill"), m("ours", "decode"), m("ours", "rss")];
       table.push(`| ${f} | ${depth} | ${lp.toFixed(0)} / ${ld.toFixed(1)} | ${op.toFixed(0)} / ${od.toFixed(1)} | ${(op / lp).toFixed(2)}x / ${(od / ld).toFixed(2)}x | ${lr.toFixed(0)} / ${or.toFixed(0)} MiB |`);
     }
-  console.log(`\n${peer}, ${threads} threads, prompt ${PROMPT}, ${GEN} new tokens, median of ${rounds} interleaved rounds`);
+  console.log(`\n${peer}, ${threads} threads, prompt ${PROMPT}, ${GEN} new tokens, median of ${rounds} interleaved rounds${process.env.COMPETE ? ", beside a busy process" : ""}`);
   console.log(`| format | depth | ${peer} prefill / decode tok/s | ours prefill / decode tok/s | ours ÷ ${peer} | peak RSS ${peer} / ours |`);
   console.log("|---|---|---|---|---|---|");
   for (const row of table) console.log(row);
