@@ -71,9 +71,10 @@ TEST(qmatmul_matches_reference_all_paths) {
   const char* paths[4];
   const int np = qmatmul_paths(paths, 4);
   CHECK(np >= 1);
-  // M: decode; per-row dots; 8 and 9 (the tiles, or VNNI's 8 rows per pass and one left over); 17 (8 + 8 + 1)
+  // M: decode (1, 2: two accumulator sets, Q4_K's vector scales); per-row dots; 8 and 9 (the tiles, or VNNI's
+  // 8 rows per pass and one left over); 17 (8 + 8 + 1)
   for (const Case& c : cases)
-    for (int64_t M : {1, 5, 8, 9, 17})
+    for (int64_t M : {1, 2, 5, 8, 9, 17})
       for (bool q8 : {false, true})
         for (int p = 0; p < np; ++p) check_case(c, M, q8, paths[p], pool);
 }
