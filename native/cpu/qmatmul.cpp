@@ -118,7 +118,7 @@ void dot_q8_rows_portable(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t
   for (int r = 0; r < R; ++r) out[r] = dot_q8_portable(t, w, xq + r * stride, K);
 }
 
-const QKernels kQPortable{"portable", dot_q8_rows_portable, dot_f32_portable, 4, nullptr, 0, nullptr};
+const QKernels kQPortable{"portable", dot_q8_rows_portable, dot_f32_portable, 4, nullptr, 0, nullptr, nullptr};
 
 // The tables this CPU can run, best first (portable last).
 int available(const QKernels** out) {
@@ -203,6 +203,10 @@ thread_local std::vector<BlockQ8X> t_xq;
 constexpr int64_t kTileMinM = 8, kTileRows = 8;
 thread_local std::vector<float> t_tile;
 
+// Which path a product with M rows of x takes: the table's int8 GEMM, the f32 tiles, or (neither) the row dots.
+bool takes_gemm(const QKernels& kr, DType t, int64_t M) { return kr.gemm && use_q8_prefill() && M >= kr.gemm_min_rows(t); }
+bool takes_rows(const QKernels& kr, DType t, int64_t M) { return !takes_gemm(kr, t, M) && M < kTileMinM; }
+
 void check_args(DType t, int64_t K) {
   if (!is_quant(t)) throw std::invalid_argument(std::string("qmatmul: ") + dtype_name(t) + " is not a block-quantized type");
   if (K % qblock_size(t) != 0)
@@ -210,7 +214,7 @@ void check_args(DType t, int64_t K) {
                                 dtype_name(t) + " block of " + std::to_string(qblock_size(t)));
 }
 
-// Rows [n0, n1) of one product with M < kTileMinM: each weight row dotted with every row of x, up to max_rows
+// Rows [n0, n1) of one product on the row dots (takes_rows): each weight row dotted with every row of x, up to max_rows
 // rows of x per pass. xq: x quantised (int8 mode), or null (f32 activations).
 void row_dots(const QKernels& kr, const QMatmulJob& j, const BlockQ8X* xq, int64_t n0, int64_t n1) {
   const size_t rb = dtype_row_bytes(j.t, j.K);
@@ -274,7 +278,7 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
   const QKernels& kr = QK();
   const size_t rb = dtype_row_bytes(t, K);
   const uint8_t* Wb = static_cast<const uint8_t*>(W);
-  if (M >= kTileMinM && kr.gemm && use_q8_prefill()) {
+  if (takes_gemm(kr, t, M)) {
     // int8 activations, quantised once on this thread: blocks (scale, sum) and, for Q8_0's signed weights, the
     // unsigned bytes q + 128 the GEMM reads (the nibble types read the signed q of the blocks)
     const int64_t nbx = K / 32;
@@ -323,7 +327,7 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
 
 void qmatmul_batch(ThreadPool* pool, const QMatmulJob* jobs, int n) {
   const QKernels& kr = QK();
-  // Products with M >= 8 take the GEMM or the tiles, one by one; the rest are batched, kMaxBatch at a time.
+  // Products on the GEMM or the tiles run one by one; the row dots are batched, kMaxBatch at a time.
   constexpr int kMaxBatch = 256;
   const QMatmulJob* small[kMaxBatch];
   const BlockQ8X* xqs[kMaxBatch];
@@ -336,7 +340,10 @@ void qmatmul_batch(ThreadPool* pool, const QMatmulJob* jobs, int n) {
       const QMatmulJob& j = jobs[i];
       check_args(j.t, j.K);
       if (j.M <= 0 || j.N <= 0) continue;
-      if (j.M >= kTileMinM) { qmatmul(pool, j.y, j.ldy, j.x, j.ldx, j.W, j.t, j.M, j.N, j.K, j.accumulate); continue; }
+      if (!takes_rows(kr, j.t, j.M)) {
+        qmatmul(pool, j.y, j.ldy, j.x, j.ldx, j.W, j.t, j.M, j.N, j.K, j.accumulate);
+        continue;
+      }
       if (use_q8_for(j.t, kr)) blocks += j.M * (j.K / 32);
       small[ns++] = &j;
     }

@@ -9,14 +9,15 @@
 //     Q4_K: Σ_j [ d*sc_j*d_xj * Σ q_w q_x  -  dmin*m_j*d_xj * Σ q_x ]     (sub-block j of 32)
 // or, with f32 activations, each weight block is widened to floats and dotted with x (MOE_QUANT_ACT=f32|q8|auto).
 //
-// M >= 8 (prefill, expert groups of >= 8 tokens):
-//   AVX-512 VNNI  a GEMM over 16-row weight tiles repacked for vpdpbusd (16 outputs per instruction), int8
-//                 activations (qmatmul_avx512.cpp); MOE_QUANT_ACT=f32 takes the tiles below instead.
-//   otherwise     kTileRows weight rows dequantised once into an f32 tile and multiplied by the dense f32
-//                 kernels (cpu/matmul.h), which reuse the tile for every row of x.
-// M < 8 (decode, small expert groups): per-row dots over up to 4 (VNNI: 8) rows of x per weight row; auto = int8
-// for Q4_0 / Q4_K, and for Q8_0 where x is quantised with SIMD (VNNI's table), f32 otherwise (measured, see
-// native/README.md "Quantization").
+// Paths, by M (rows of x):
+//   AVX-512 VNNI, M >= 2 (Q4_0, Q4_K) or 3 (Q8_0): a GEMM over 16-row weight tiles repacked for vpdpbusd (16
+//                 outputs per instruction), int8 activations (qmatmul_avx512.cpp; the crossovers are measured
+//                 there); MOE_QUANT_ACT=f32 takes the paths below instead.
+//   other tables, M >= 8: kTileRows weight rows dequantised once into an f32 tile and multiplied by the dense
+//                 f32 kernels (cpu/matmul.h), which reuse the tile for every row of x.
+//   the rest (decode, small expert groups): per-row dots over up to 4 (VNNI: 8) rows of x per weight row; auto
+//                 = int8 for Q4_0 / Q4_K, and for Q8_0 where x is quantised with SIMD (VNNI's table), f32
+//                 otherwise (measured, see native/README.md "Quantization").
 // Tables: portable (both modes), AVX2 (vpmaddubsw + vpmaddwd), AVX-512 VNNI (vpdpbusd), chosen at run time;
 // MOE_SIMD picks one by a prefix of its name; qmatmul_ref (dequantise, then a double dot) is the oracle.
 #pragma once
@@ -28,9 +29,9 @@ namespace moe {
 
 void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType w_dtype,
              int64_t M, int64_t N, int64_t K, bool accumulate);
-// Several independent products at once (the experts of a MoE layer in decode): those with M < 8 run as ONE
-// parallel job over all their weight rows (one wake-up and one tail instead of one per product); those with
-// M >= 8 run one by one through qmatmul. Each product as qmatmul, bit for bit.
+// Several independent products at once (the experts of a MoE layer): those on the row dots run as ONE parallel
+// job over all their weight rows (one wake-up and one tail instead of one per product); the others (GEMM,
+// tiles) run one by one through qmatmul. Each product as qmatmul, bit for bit.
 struct QMatmulJob {
   float* y; int64_t ldy; const float* x; int64_t ldx; const void* W; DType t; int64_t M, N, K; bool accumulate;
 };

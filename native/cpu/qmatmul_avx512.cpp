@@ -1,12 +1,13 @@
 // AVX-512 VNNI kernels for Q8_0 / Q4_0 / Q4_K weights with int8 activations (math in qmatmul.h, the driver in
 // qmatmul.cpp). Used only when cpuid says the CPU has AVX512F + VL + BW + VNNI (Ice Lake and later, Zen 4 and later).
 //
-// Decode's row dots (M < 8): one vpdpbusd sums 32 u8·s8 products into 8 int32 lanes, where AVX2 needs vpmaddubsw
-// (pairs into saturating i16) + vpmaddwd (into i32); the body is the AVX2 one (qmatmul_rows.inc). The blocks stay
+// Decode's row dots (M = 1, and M = 2 for Q8_0): one vpdpbusd sums 32 u8·s8 products into 8 int32 lanes, where
+// AVX2 needs vpmaddubsw (pairs into saturating i16) + vpmaddwd (into i32); the body is the AVX2 one (qmatmul_rows.inc). The blocks stay
 // 32 wide on 256-bit registers: Zen 4 runs a 512-bit op as two 256-bit halves, so a wider register buys no
 // throughput there, and each 32-block has its own scale, which one ymm holds exactly. Up to 8 x rows per pass
 // (8 accumulators + the weight block + temporaries fit the 32 vector registers).
-// Prefill (M >= 8) is the GEMM below, over repacked 16-row tiles; x is quantised with SIMD (quantize_rows_avx512).
+// Prefill (M >= gemm_min_rows_vnni) is the GEMM below, over repacked 16-row tiles; x is quantised with SIMD
+// (quantize_rows_avx512).
 //
 // Signed × signed (Q8_0): vpdpbusd multiplies unsigned by signed bytes, so the weight's magnitude |w| is the
 // unsigned operand and its sign moves onto x (vpsignb): |w| · sign(w)·x = w·x. Exact: Q8_0 weights and the
@@ -85,11 +86,11 @@ MOE_QVNNI void dot_q8_rows_vnni(DType t, const uint8_t* w, const BlockQ8X* xq, i
 //   Q4_0 / Q4_K (nibbles 0..15): w unsigned as it is, x signed (q_x): no +128, no c
 //       y[m, n] = Σ_b  d_x[m,b] · ( sw[b,n] · dp[m,n,b]  −  mw[b,n] · Σq_x[m,b] )
 //
-// The repack is a gather per (block, 4-byte group): lane j reads row n0+j's 4 bytes at the same offset
-// (row_bytes apart), which is exactly bytes[b][g][·]; a Q4 gather yields groups g (low nibbles) and g+4 (high)
-// at once. For the small expert GEMMs of prefill (~16 tokens per expert) the repack runs once per 16 rows and is
-// reused by only a few x rows, so its cost is of the order of the GEMM's: as a byte-by-byte loop it was half the
-// Q4_0 prefill (measured, native/README.md "Quantization").
+// The repack reads 4-byte group g of the 16 rows into one register, lane j = row n0+j (groups4: loads and
+// permutes; the scales by gather), which is exactly bytes[b][g][·]; a Q4 group yields groups g (low nibbles)
+// and g+4 (high) at once. For the small expert GEMMs of prefill (~16 tokens per expert) the repack runs once per
+// 16 rows and is reused by only a few x rows, so its cost is of the order of the GEMM's: as a byte-by-byte loop it
+// was half the Q4_0 prefill, by gathers still ~45% (perf, native/README.md "Quantization").
 constexpr int kT = 16;
 
 // vindex for a tile's gathers: lane j = j · row_bytes
@@ -106,6 +107,35 @@ MOE_QVNNI inline __m512 gather_f16(__mmask16 live, __m512i idx, const uint8_t* p
   return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(gather_rows(live, idx, p)));
 }
 
+// out[g] lane j = the g-th 4 bytes of the 16 bytes at p + j·row_bytes (g = 0..3, j = 0..15): what four gathers
+// give, from 16 loads and 8 permutes (a gather of 16 lanes is ~8x slower on Zen 4 than a load; with gathers the
+// repack was ~half the GEMM's time on the expert groups of a prefill). Rows past nrows: gathers, masked.
+MOE_QVNNI inline __m128i load16(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+MOE_QVNNI inline void groups4(__mmask16 live, int nrows, __m512i idx, const uint8_t* p, size_t row_bytes, __m512i out[4]) {
+  if (nrows < kT) {
+    for (int g = 0; g < 4; ++g) out[g] = gather_rows(live, idx, p + 4 * g);
+    return;
+  }
+  __m512i z[4];  // z[k] lane 4i + g = dword g of row 4k + i
+  for (int k = 0; k < 4; ++k) {
+    const uint8_t* r = p + size_t(4 * k) * row_bytes;
+    z[k] = _mm512_castsi128_si512(load16(r));
+    z[k] = _mm512_inserti32x4(z[k], load16(r + row_bytes), 1);
+    z[k] = _mm512_inserti32x4(z[k], load16(r + 2 * row_bytes), 2);
+    z[k] = _mm512_inserti32x4(z[k], load16(r + 3 * row_bytes), 3);
+  }
+  // from rows 0..7 (z0, z1): lane 8h + r = dword (g0 + h) of row r, for g0 = 0 (ia) and 2 (ib)
+  const __m512i ia = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+  const __m512i ib = _mm512_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31);
+  const __m512i a01 = _mm512_permutex2var_epi32(z[0], ia, z[1]), a23 = _mm512_permutex2var_epi32(z[2], ia, z[3]);
+  const __m512i b01 = _mm512_permutex2var_epi32(z[0], ib, z[1]), b23 = _mm512_permutex2var_epi32(z[2], ib, z[3]);
+  // rows 0..7 from the first, 8..15 from the second
+  out[0] = _mm512_shuffle_i64x2(a01, a23, _MM_SHUFFLE(1, 0, 1, 0));
+  out[1] = _mm512_shuffle_i64x2(a01, a23, _MM_SHUFFLE(3, 2, 3, 2));
+  out[2] = _mm512_shuffle_i64x2(b01, b23, _MM_SHUFFLE(1, 0, 1, 0));
+  out[3] = _mm512_shuffle_i64x2(b01, b23, _MM_SHUFFLE(3, 2, 3, 2));
+}
+
 // group g of block b in the tile's bytes
 MOE_QVNNI inline void put(int8_t* bytes, int64_t b, int g, __m512i v) { _mm512_storeu_si512(bytes + (b * 8 + g) * 64, v); }
 
@@ -119,11 +149,12 @@ MOE_QVNNI void repack_tile(DType t, const uint8_t* W, size_t row_bytes, int64_t 
     const __m512i ones = _mm512_set1_epi8(1);
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* blk = tile + b * sizeof(BlockQ8_0);
-      __m512i sum = _mm512_setzero_si512();
+      __m512i sum = _mm512_setzero_si512(), v[8];
+      groups4(live, nrows, idx, blk + 2, row_bytes, v);
+      groups4(live, nrows, idx, blk + 18, row_bytes, v + 4);
       for (int g = 0; g < 8; ++g) {
-        const __m512i v = gather_rows(live, idx, blk + 2 + 4 * g);
-        put(bytes, b, g, v);
-        sum = _mm512_dpbusd_epi32(sum, ones, v);  // Σ w per row
+        put(bytes, b, g, v[g]);
+        sum = _mm512_dpbusd_epi32(sum, ones, v[g]);  // Σ w per row
       }
       _mm512_storeu_si512(c + b * kT, _mm512_slli_epi32(sum, 7));
       _mm512_storeu_ps(sw + b * kT, gather_f16(live, idx, blk));
@@ -131,10 +162,11 @@ MOE_QVNNI void repack_tile(DType t, const uint8_t* W, size_t row_bytes, int64_t 
   } else if (t == DType::Q4_0) {
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* blk = tile + b * sizeof(BlockQ4_0);
+      __m512i v[4];
+      groups4(live, nrows, idx, blk + 2, row_bytes, v);
       for (int g = 0; g < 4; ++g) {
-        const __m512i v = gather_rows(live, idx, blk + 2 + 4 * g);
-        put(bytes, b, g, _mm512_and_si512(v, m4));
-        put(bytes, b, g + 4, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+        put(bytes, b, g, _mm512_and_si512(v[g], m4));
+        put(bytes, b, g + 4, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), m4));
       }
       const __m512 d = gather_f16(live, idx, blk);
       _mm512_storeu_ps(sw + b * kT, d);
@@ -144,24 +176,36 @@ MOE_QVNNI void repack_tile(DType t, const uint8_t* W, size_t row_bytes, int64_t 
     for (int64_t sb = 0; sb < K / 256; ++sb) {
       const uint8_t* blk = tile + sb * sizeof(BlockQ4_K);
       // sub-blocks 2p (low nibbles) and 2p+1 (high) share the 32 bytes qs[32p, 32p+32)
-      for (int p = 0; p < 4; ++p)
+      for (int p = 0; p < 4; ++p) {
+        __m512i v[8];
+        groups4(live, nrows, idx, blk + offsetof(BlockQ4_K, qs) + 32 * p, row_bytes, v);
+        groups4(live, nrows, idx, blk + offsetof(BlockQ4_K, qs) + 32 * p + 16, row_bytes, v + 4);
         for (int g = 0; g < 8; ++g) {
-          const __m512i v = gather_rows(live, idx, blk + offsetof(BlockQ4_K, qs) + 32 * p + 4 * g);
-          put(bytes, sb * 8 + 2 * p, g, _mm512_and_si512(v, m4));
-          put(bytes, sb * 8 + 2 * p + 1, g, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+          put(bytes, sb * 8 + 2 * p, g, _mm512_and_si512(v[g], m4));
+          put(bytes, sb * 8 + 2 * p + 1, g, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), m4));
         }
+      }
+      // the 6-bit scales and mins of the 16 rows at once: scales[12] as words a, b, c per row (lane), unpacked
+      // bytewise as in q4k_scale_min: sc_0..3 = a & 63, m_0..3 = b & 63, sc_4..7 = (c & 15) | (a >> 6) << 4,
+      // m_4..7 = (c >> 4) | (b >> 6) << 4, where (a >> 2) & 0x30 per byte is (a >> 6) << 4
       const __m512 d = gather_f16(live, idx, blk), dmin = gather_f16(live, idx, blk + 2);
-      alignas(64) float scs[8][kT], mns[8][kT];  // the 6-bit scales and mins of each sub-block, per row
-      for (int j = 0; j < kT; ++j)
-        for (int sub = 0; sub < 8; ++sub) {
-          uint8_t sc = 0, mn = 0;
-          if (j < nrows) q4k_scale_min(sub, reinterpret_cast<const BlockQ4_K*>(blk + size_t(j) * row_bytes)->scales, sc, mn);
-          scs[sub][j] = sc;
-          mns[sub][j] = mn;
-        }
+      const uint8_t* scales = blk + offsetof(BlockQ4_K, scales);
+      const __m512i a = gather_rows(live, idx, scales), bw = gather_rows(live, idx, scales + 4),
+                    c = gather_rows(live, idx, scales + 8);
+      const __m512i k3f = _mm512_set1_epi32(0x3f3f3f3f), k0f = _mm512_set1_epi32(0x0f0f0f0f),
+                    k30 = _mm512_set1_epi32(0x30303030);
+      const __m512i sc4[2] = {_mm512_and_si512(a, k3f),
+                              _mm512_or_si512(_mm512_and_si512(c, k0f), _mm512_and_si512(_mm512_srli_epi32(a, 2), k30))};
+      const __m512i mn4[2] = {_mm512_and_si512(bw, k3f),
+                              _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(c, 4), k0f),
+                                              _mm512_and_si512(_mm512_srli_epi32(bw, 2), k30))};
+      const __m512i ff = _mm512_set1_epi32(0xff);
       for (int sub = 0; sub < 8; ++sub) {
-        _mm512_storeu_ps(sw + (sb * 8 + sub) * kT, _mm512_mul_ps(d, _mm512_load_ps(scs[sub])));
-        _mm512_storeu_ps(mw + (sb * 8 + sub) * kT, _mm512_mul_ps(dmin, _mm512_load_ps(mns[sub])));
+        const __m128i shift = _mm_cvtsi32_si128(8 * (sub % 4));
+        const __m512 scf = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srl_epi32(sc4[sub / 4], shift), ff));
+        const __m512 mnf = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srl_epi32(mn4[sub / 4], shift), ff));
+        _mm512_storeu_ps(sw + (sb * 8 + sub) * kT, _mm512_mul_ps(d, scf));
+        _mm512_storeu_ps(mw + (sb * 8 + sub) * kT, _mm512_mul_ps(dmin, mnf));
       }
     }
   }
@@ -222,6 +266,15 @@ MOE_QVNNI void tile_all_rows(const int8_t* bytes, const float* sw, const int32_t
 #undef MOE_TILE_PASS
 }
 
+// From how many rows of x the GEMM beats the row dots, per weight type (`run_bench_matmul.sh 0.3 M 512 1024 T 1`,
+// Zen 4, weights hot, ms; rows -> GEMM): Q4_0 M=2 0.017 -> 0.017, M=4 0.019 -> 0.018 (with the repack by
+// gathers, M=4 was 0.059 on the rows); Q8_0 (8 groups to repack per block, where a Q4 group yields two) M=2
+// 0.022 -> 0.022, M=3 0.031 -> 0.026, M=4 0.041 -> 0.023. Decode (M = 1) stays on the row dots although hot in
+// cache the GEMM is faster (Q4_0 0.020 -> 0.013): in the engine the weights come from DRAM, where the row dots
+// stream each row in order and batch all experts into one parallel job (qmatmul_batch), and decode through the
+// GEMM fell from 211 to 119 tok/s.
+int gemm_min_rows_vnni(DType t) { return t == DType::Q8_0 ? 3 : 2; }
+
 thread_local std::vector<int8_t> t_bytes;
 thread_local std::vector<float> t_sw, t_mw;
 thread_local std::vector<int32_t> t_c;
@@ -279,7 +332,8 @@ MOE_QVNNI void quantize_rows_avx512(const float* x, int64_t ldx, int64_t M, int6
 }  // namespace
 
 // f32-activation dots stay the AVX2 ones (they are f32 FMAs either way).
-const QKernels kQAvx512Vnni{"avx512vnni", dot_q8_rows_vnni, dot_f32_avx2, 8, gemm_tiles_vnni, kT, quantize_rows_avx512};
+const QKernels kQAvx512Vnni{"avx512vnni", dot_q8_rows_vnni, dot_f32_avx2, 8, gemm_tiles_vnni, kT, gemm_min_rows_vnni,
+                            quantize_rows_avx512};
 
 }  // namespace moe::cpu_qmatmul
 #endif  // MOE_QX86

@@ -27,12 +27,14 @@ struct QKernels {
   void (*dot_q8_rows)(DType, const uint8_t*, const BlockQ8X*, int64_t stride, int R, int64_t K, float* out);
   float (*dot_f32)(DType, const uint8_t*, const float*, int64_t);
   int max_rows;
-  // Prefill (M >= 8) on int8 activations, or null (dequantised f32 tiles through the dense kernels): y[:, tiles
+  // Prefill (M >= gemm_min_rows) on int8 activations, or null (dequantised f32 tiles through the dense kernels): y[:, tiles
   // [tile0, tile1) of gemm_rows weight rows] for all M rows. xq: the activation blocks (scale, integer sum, q),
   // K/32 per row; xu (Q8_0 weights only, else null): the activations as unsigned bytes (q + 128, K per row).
   void (*gemm)(DType, const uint8_t* W, size_t row_bytes, int64_t N, int64_t K, const uint8_t* xu, const BlockQ8X* xq,
                int64_t M, float* y, int64_t ldy, bool accumulate, int64_t tile0, int64_t tile1);
   int gemm_rows;
+  // the gemm takes products of this weight type with M >= this many rows of x (fewer: the row dots)
+  int (*gemm_min_rows)(DType);
   // x rows → int8 blocks (and, with xu, the unsigned bytes q + 128 the GEMM reads); null: the portable loop
   void (*quantize)(const float* x, int64_t ldx, int64_t M, int64_t K, BlockQ8X* xq, uint8_t* xu);
 };

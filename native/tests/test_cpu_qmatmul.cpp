@@ -119,7 +119,7 @@ TEST(qmatmul_q8_portable_equals_simd) {
   }
 }
 
-// VNNI's prefill GEMM (repacked 16-row tiles, M >= 8) computes what its row dots compute on the same int8
+// VNNI's prefill GEMM (repacked 16-row tiles, M >= 2 or 3) computes what its row dots compute on the same int8
 // activations: integer block dots, scaled per block; only the float summation order differs. N = 37 leaves a
 // partial tile; M = 8 + 8 + the remainder in one pass, for every remainder.
 TEST(qmatmul_vnni_gemm_equals_row_dots) {
