@@ -327,55 +327,89 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
 
 void qmatmul_batch(ThreadPool* pool, const QMatmulJob* jobs, int n) {
   const QKernels& kr = QK();
-  // Products on the GEMM or the tiles run one by one; the row dots are batched, kMaxBatch at a time.
+  // Two parallel jobs per batch of kMaxBatch products: the 16-row tiles of every product on the GEMM, then the
+  // weight rows of every product on the row dots; a product's x is quantised once, on this thread, into one
+  // buffer for all. Products on the f32 tiles (tables without a GEMM, M >= 8) run one by one.
   constexpr int kMaxBatch = 256;
-  const QMatmulJob* small[kMaxBatch];
-  const BlockQ8X* xqs[kMaxBatch];
-  int64_t row_end[kMaxBatch];  // the batch's weight rows laid end to end: job i owns [row_end[i-1], row_end[i])
+  struct Part { const QMatmulJob* j; const BlockQ8X* xq; const uint8_t* xu; int64_t end; };  // units [prev end, end)
+  Part gem[kMaxBatch], row[kMaxBatch];
+  // Units [a, b) of parts laid end to end: fn(part, first unit, last unit) for each piece.
+  auto walk = [](const Part* parts, int np, int64_t a, int64_t b, auto&& fn) {
+    int i = 0;
+    while (i < np && parts[i].end <= a) ++i;
+    for (; i < np && a < b; ++i) {
+      const int64_t first = i ? parts[i - 1].end : 0, last = std::min(b, parts[i].end);
+      fn(parts[i], a - first, last - first);
+      a = last;
+    }
+  };
   for (int i0 = 0; i0 < n; i0 += kMaxBatch) {
     const int i1 = std::min(n, i0 + kMaxBatch);
-    int ns = 0;
-    int64_t blocks = 0, work_max = 1, work = 0;
+    int ng = 0, nr = 0;
+    int64_t blocks = 0, ubytes = 0;
     for (int i = i0; i < i1; ++i) {
       const QMatmulJob& j = jobs[i];
       check_args(j.t, j.K);
       if (j.M <= 0 || j.N <= 0) continue;
-      if (!takes_rows(kr, j.t, j.M)) {
+      if (takes_gemm(kr, j.t, j.M)) {
+        blocks += j.M * (j.K / 32);
+        if (j.t == DType::Q8_0) ubytes += j.M * j.K;
+        gem[ng++].j = &j;
+      } else if (takes_rows(kr, j.t, j.M)) {
+        if (use_q8_for(j.t, kr)) blocks += j.M * (j.K / 32);
+        row[nr++].j = &j;
+      } else {
         qmatmul(pool, j.y, j.ldy, j.x, j.ldx, j.W, j.t, j.M, j.N, j.K, j.accumulate);
-        continue;
       }
-      if (use_q8_for(j.t, kr)) blocks += j.M * (j.K / 32);
-      small[ns++] = &j;
     }
-    if (ns == 0) continue;
-    // x of every product quantised once, on this thread, into one buffer
-    std::vector<BlockQ8X>& xqv = t_xq;
+    std::vector<BlockQ8X>& xqv = t_xq;  // thread_local: looked up once
+    std::vector<uint8_t>& xuv = t_xu;
     if (xqv.size() < size_t(blocks)) xqv.resize(size_t(blocks));
-    int64_t at = 0, rows = 0;
-    for (int i = 0; i < ns; ++i) {
-      const QMatmulJob& j = *small[i];
-      xqs[i] = nullptr;
+    if (xuv.size() < size_t(ubytes)) xuv.resize(size_t(ubytes));
+    int64_t at = 0, uat = 0, tiles = 0, rows = 0, work = 0, work_max = 1;
+    for (int i = 0; i < ng; ++i) {
+      const QMatmulJob& j = *gem[i].j;
+      uint8_t* xu = j.t == DType::Q8_0 ? xuv.data() + uat : nullptr;
+      quantize_x(kr, j.x, j.ldx, j.M, j.K, xqv.data() + at, xu);
+      gem[i].xq = xqv.data() + at;
+      gem[i].xu = xu;
+      at += j.M * (j.K / 32);
+      if (xu) uat += j.M * j.K;
+      tiles += (j.N + kr.gemm_rows - 1) / kr.gemm_rows;
+      gem[i].end = tiles;
+    }
+    for (int i = 0; i < nr; ++i) {
+      const QMatmulJob& j = *row[i].j;
+      row[i].xq = nullptr;
+      row[i].xu = nullptr;
       if (use_q8_for(j.t, kr)) {
         quantize_x(kr, j.x, j.ldx, j.M, j.K, xqv.data() + at, nullptr);
-        xqs[i] = xqv.data() + at;
+        row[i].xq = xqv.data() + at;
         at += j.M * (j.K / 32);
       }
       rows += j.N;
-      row_end[i] = rows;
+      row[i].end = rows;
       work += j.N * j.M * j.K;
       work_max = std::max(work_max, j.M * j.K);
     }
-    // A chunk of global rows [a, b) runs the pieces of it each product owns.
-    auto chunk = [&](int64_t a, int64_t b, int) {
-      int i = int(std::upper_bound(row_end, row_end + ns, a) - row_end);
-      for (; i < ns && a < b; ++i) {
-        const int64_t first = i ? row_end[i - 1] : 0, last = std::min(b, row_end[i]);
-        row_dots(kr, *small[i], xqs[i], a - first, last - first);
-        a = last;
-      }
-    };
-    if (!pool || pool->size() <= 1 || work < 2 * 65536) chunk(0, rows, 0);
-    else pool->run(rows, std::max<int64_t>(1, 65536 / work_max), [&](int64_t a, int64_t b, int t) { chunk(a, b, t); });
+    if (ng) {
+      auto run_tiles = [&](int64_t a, int64_t b, int) {
+        walk(gem, ng, a, b, [&](const Part& p, int64_t t0, int64_t t1) {
+          const QMatmulJob& j = *p.j;
+          kr.gemm(j.t, static_cast<const uint8_t*>(j.W), dtype_row_bytes(j.t, j.K), j.N, j.K, p.xu, p.xq, j.M, j.y, j.ldy,
+                  j.accumulate, t0, t1);
+        });
+      };
+      if (!pool || pool->size() <= 1 || tiles < 2) run_tiles(0, tiles, 0);
+      else pool->run(tiles, 1, [&](int64_t a, int64_t b, int t) { run_tiles(a, b, t); });
+    }
+    if (nr) {
+      auto run_rows = [&](int64_t a, int64_t b, int) {
+        walk(row, nr, a, b, [&](const Part& p, int64_t r0, int64_t r1) { row_dots(kr, *p.j, p.xq, r0, r1); });
+      };
+      if (!pool || pool->size() <= 1 || work < 2 * 65536) run_rows(0, rows, 0);
+      else pool->run(rows, std::max<int64_t>(1, 65536 / work_max), [&](int64_t a, int64_t b, int t) { run_rows(a, b, t); });
+    }
   }
 }
 

@@ -29,9 +29,9 @@ namespace moe {
 
 void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType w_dtype,
              int64_t M, int64_t N, int64_t K, bool accumulate);
-// Several independent products at once (the experts of a MoE layer): those on the row dots run as ONE parallel
-// job over all their weight rows (one wake-up and one tail instead of one per product); the others (GEMM,
-// tiles) run one by one through qmatmul. Each product as qmatmul, bit for bit.
+// Several independent products at once (the experts of a MoE layer): those on the GEMM run as ONE parallel job
+// over all their 16-row tiles, those on the row dots as one over all their weight rows (one wake-up and one tail
+// instead of one per product); the f32 tiles run one by one through qmatmul. Each product as qmatmul, bit for bit.
 struct QMatmulJob {
   float* y; int64_t ldy; const float* x; int64_t ldx; const void* W; DType t; int64_t M, N, K; bool accumulate;
 };

@@ -18,12 +18,6 @@ MOE_QAVX2 inline float hsum8(__m256 v) {
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
-// 32 nibbles of a 16-byte Q4_0 payload as bytes 0..15 (low nibbles = weights 0..15, then high = 16..31).
-MOE_QAVX2 inline __m256i unpack_q4_0(const uint8_t* qs) {
-  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m128i m = _mm_set1_epi8(15);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
-}
 // Σ u_i * s_i over 32 bytes (u unsigned <= 255 paired sums fit in i16 for our ranges) as 8 int32 lanes.
 MOE_QAVX2 inline __m256i dot_u8i8(__m256i u, __m256i s) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));

@@ -44,12 +44,6 @@ MOE_QVNNI inline float hsum8(__m256 v) {
 MOE_QVNNI inline __m256i load32(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 // Σ over 32 bytes of u_i · s_i, as 8 int32 lanes (each lane 4 products)
 MOE_QVNNI inline __m256i dot_u8i8(__m256i u, __m256i s) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s); }
-// a Q4_0 payload's 32 nibbles as bytes: low nibbles are weights 0..15, high nibbles 16..31
-MOE_QVNNI inline __m256i unpack_q4_0(const uint8_t* qs) {
-  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m128i m = _mm_set1_epi8(15);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
-}
 
 #define QROWS_TARGET MOE_QVNNI
 #include "cpu/qmatmul_rows.inc"
