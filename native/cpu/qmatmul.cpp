@@ -328,8 +328,8 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
 void qmatmul_batch(ThreadPool* pool, const QMatmulJob* jobs, int n) {
   const QKernels& kr = QK();
   // Two parallel jobs per batch of kMaxBatch products: the 16-row tiles of every product on the GEMM, then the
-  // weight rows of every product on the row dots; a product's x is quantised once, on this thread, into one
-  // buffer for all. Products on the f32 tiles (tables without a GEMM, M >= 8) run one by one.
+  // weight rows of every product on the row dots; a product's x is quantised once (once for consecutive products
+  // of the same x), on this thread, into one buffer for all. Products on the f32 tiles (tables without a GEMM, M >= 8) run one by one.
   constexpr int kMaxBatch = 256;
   struct Part { const QMatmulJob* j; const BlockQ8X* xq; const uint8_t* xu; int64_t end; };  // units [prev end, end)
   Part gem[kMaxBatch], row[kMaxBatch];
@@ -367,14 +367,22 @@ void qmatmul_batch(ThreadPool* pool, const QMatmulJob* jobs, int n) {
     if (xqv.size() < size_t(blocks)) xqv.resize(size_t(blocks));
     if (xuv.size() < size_t(ubytes)) xuv.resize(size_t(ubytes));
     int64_t at = 0, uat = 0, tiles = 0, rows = 0, work = 0, work_max = 1;
+    // the same x as the product before (q, k, v of one h; an expert's gate and up) is quantised once
+    auto same_x = [](const QMatmulJob& a, const QMatmulJob& b) { return a.x == b.x && a.ldx == b.ldx && a.M == b.M && a.K == b.K; };
     for (int i = 0; i < ng; ++i) {
       const QMatmulJob& j = *gem[i].j;
-      uint8_t* xu = j.t == DType::Q8_0 ? xuv.data() + uat : nullptr;
-      quantize_x(kr, j.x, j.ldx, j.M, j.K, xqv.data() + at, xu);
-      gem[i].xq = xqv.data() + at;
-      gem[i].xu = xu;
-      at += j.M * (j.K / 32);
-      if (xu) uat += j.M * j.K;
+      const bool want_xu = j.t == DType::Q8_0;
+      if (i > 0 && same_x(j, *gem[i - 1].j) && (!want_xu || gem[i - 1].xu)) {
+        gem[i].xq = gem[i - 1].xq;
+        gem[i].xu = gem[i - 1].xu;
+      } else {
+        uint8_t* xu = want_xu ? xuv.data() + uat : nullptr;
+        quantize_x(kr, j.x, j.ldx, j.M, j.K, xqv.data() + at, xu);
+        gem[i].xq = xqv.data() + at;
+        gem[i].xu = xu;
+        at += j.M * (j.K / 32);
+        if (xu) uat += j.M * j.K;
+      }
       tiles += (j.N + kr.gemm_rows - 1) / kr.gemm_rows;
       gem[i].end = tiles;
     }
@@ -382,7 +390,9 @@ void qmatmul_batch(ThreadPool* pool, const QMatmulJob* jobs, int n) {
       const QMatmulJob& j = *row[i].j;
       row[i].xq = nullptr;
       row[i].xu = nullptr;
-      if (use_q8_for(j.t, kr)) {
+      if (use_q8_for(j.t, kr) && i > 0 && row[i - 1].xq && same_x(j, *row[i - 1].j)) {
+        row[i].xq = row[i - 1].xq;
+      } else if (use_q8_for(j.t, kr)) {
         quantize_x(kr, j.x, j.ldx, j.M, j.K, xqv.data() + at, nullptr);
         row[i].xq = xqv.data() + at;
         at += j.M * (j.K / 32);

@@ -2,10 +2,11 @@
 // qmatmul.cpp). Used only when cpuid says the CPU has AVX512F + VL + BW + VNNI (Ice Lake and later, Zen 4 and later).
 //
 // Decode's row dots (M = 1, and M = 2 for Q8_0): one vpdpbusd sums 32 u8·s8 products into 8 int32 lanes, where
-// AVX2 needs vpmaddubsw (pairs into saturating i16) + vpmaddwd (into i32); the body is the AVX2 one (qmatmul_rows.inc). The blocks stay
-// 32 wide on 256-bit registers: Zen 4 runs a 512-bit op as two 256-bit halves, so a wider register buys no
-// throughput there, and each 32-block has its own scale, which one ymm holds exactly. Up to 8 x rows per pass
-// (8 accumulators + the weight block + temporaries fit the 32 vector registers).
+// AVX2 needs vpmaddubsw (pairs into saturating i16) + vpmaddwd (into i32); the body is the AVX2 one
+// (qmatmul_rows.inc). The blocks stay 32 wide on 256-bit registers, each 32-block having its own scale, which
+// one ymm holds exactly (Zen 4 runs a 512-bit op as two 256-bit halves; on Zen 5 and Intel, full width, two
+// blocks per zmm are not tried yet). Up to 8 x rows per pass (8 accumulators + the weight block + temporaries
+// fit the 32 vector registers).
 // Prefill (M >= gemm_min_rows_vnni) is the GEMM below, over repacked 16-row tiles; x is quantised with SIMD
 // (quantize_rows_avx512).
 //
@@ -102,8 +103,8 @@ MOE_QVNNI inline __m512 gather_f16(__mmask16 live, __m512i idx, const uint8_t* p
 }
 
 // out[g] lane j = the g-th 4 bytes of the 16 bytes at p + j·row_bytes (g = 0..3, j = 0..15): what four gathers
-// give, from 16 loads and 8 permutes (a gather of 16 lanes is ~8x slower on Zen 4 than a load; with gathers the
-// repack was ~half the GEMM's time on the expert groups of a prefill). Rows past nrows: gathers, masked.
+// give, from 16 loads and 8 permutes (a 16-lane gather costs far more than 16 loads on the Zen 5 EPYC measured;
+// with gathers the repack was ~half the GEMM's time on the expert groups of a prefill). Rows past nrows: gathers, masked.
 MOE_QVNNI inline __m128i load16(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
 MOE_QVNNI inline void groups4(__mmask16 live, int nrows, __m512i idx, const uint8_t* p, size_t row_bytes, __m512i out[4]) {
   if (nrows < kT) {
@@ -261,7 +262,7 @@ MOE_QVNNI void tile_all_rows(const int8_t* bytes, const float* sw, const int32_t
 }
 
 // From how many rows of x the GEMM beats the row dots, per weight type (`run_bench_matmul.sh 0.3 M 512 1024 T 1`,
-// Zen 4, weights hot, ms; rows -> GEMM): Q4_0 M=2 0.017 -> 0.017, M=4 0.019 -> 0.018 (with the repack by
+// Zen 5 EPYC, weights hot, ms; rows -> GEMM): Q4_0 M=2 0.017 -> 0.017, M=4 0.019 -> 0.018 (with the repack by
 // gathers, M=4 was 0.059 on the rows); Q8_0 (8 groups to repack per block, where a Q4 group yields two) M=2
 // 0.022 -> 0.022, M=3 0.031 -> 0.026, M=4 0.041 -> 0.023. Decode (M = 1) stays on the row dots although hot in
 // cache the GEMM is faster (Q4_0 0.020 -> 0.013): in the engine the weights come from DRAM, where the row dots

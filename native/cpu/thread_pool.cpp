@@ -43,7 +43,7 @@ constexpr int kSpinIters = 2000;
 // Two chunks per thread: a thread the OS delays leaves at most half its share to the others, and the claims stay
 // few. Decode's matmuls are short (an expert's 512 rows of Q4_0 are ~15 us on one core) and each chunk costs two
 // atomic operations on lines the threads share plus a restart of the weight stream; measured on the 2-thread
-// decode of test/bench (Zen 4): 16 chunks per thread 115 tok/s, 4: 154-165, 2: 172-194, 1: 196-202; with a
+// decode of test/bench (Zen 5 EPYC): 16 chunks per thread 115 tok/s, 4: 154-165, 2: 172-194, 1: 196-202; with a
 // competing busy process 4: 109, 2: 107, 1: 102.
 constexpr int64_t kChunksPerThread = 2;
 constexpr int64_t kMaxChunks = 0xffff;

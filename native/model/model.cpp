@@ -512,10 +512,17 @@ void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scr
   if (acts) keep(acts->x_in, x.f32(), T * D);
   be.rmsnorm(h, x, vec(L.in_norm.data(), D), eps, rstd(acts ? acts->rstd1 : s.last));
   if (acts) keep(acts->h1, h.f32(), T * D);
-  linear(q, h, L.q);
+  // q, k and v read the same h: one matmul_batch (one parallel job and one quantisation of h on the cpu backend)
+  if (ls.has_kv) {
+    const Backend::MatmulJob qkv[3] = {{q, h, L.q.t(), false}, {k, h, L.k.t(), false}, {v, h, L.v.t(), false}};
+    be.matmul_batch(qkv, 3);
+    for (auto [y, l] : {std::pair{&q, &L.q}, {&k, &L.k}, {&v, &L.v}})
+      if (!l->bias.empty()) be.add_bias(*y, vec(l->bias.data(), l->out));
+  } else {
+    linear(q, h, L.q);
+  }
   if (lora && lora->q.present()) lora_add(q, h, lora->q, 0, lora_u(s, acts ? &acts->lq : nullptr, 0, T, lora->q.r), false, s);
   if (ls.has_kv) {
-    linear(k, h, L.k); linear(v, h, L.v);
     if (lora && lora->k.present()) lora_add(k, h, lora->k, 0, lora_u(s, acts ? &acts->lk : nullptr, 0, T, lora->k.r), false, s);
     if (lora && lora->v.present()) lora_add(v, h, lora->v, 0, lora_u(s, acts ? &acts->lv : nullptr, 0, T, lora->v.r), false, s);
   }
