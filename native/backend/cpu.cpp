@@ -12,10 +12,8 @@
 #include "backend/ref.h"
 #include "cpu/matmul.h"
 #include "cpu/nf4_matmul.h"
-#include "cpu/qmatmul.h"
 #include "cpu/thread_pool.h"
 #include "quant/nf4.h"
-#include "quant/quant.h"
 
 namespace moe {
 
@@ -40,20 +38,19 @@ class CpuBackend final : public RefBackend {
     moe::matmul(pool_, y.f32(), y.ld(), x.f32(), x.ld(), W.data, W.type, x.rows(), W.rows(), W.cols(), accumulate);
   }
 
-  // Quantized weights: one parallel job over all the products' rows (cpu/qmatmul.h); anything else one by one.
+  // Fewer parallel jobs for several products (cpu/matmul.h matmul_batch); NF4 weights one by one.
   void matmul_batch(const MatmulJob* jobs, int n) override {
     constexpr int kMax = 64;
-    QMatmulJob q[kMax];
-    int nq = 0;
-    auto flush = [&] { qmatmul_batch(&pool_, q, nq); nq = 0; };
+    moe::MatmulJob b[kMax];
+    int nb = 0;
     for (int i = 0; i < n; ++i) {
       const MatmulJob& j = jobs[i];
-      if (!is_quant(j.W.type)) { matmul(j.y, j.x, j.W, j.accumulate); continue; }
+      if (j.W.type == DType::NF4) { matmul(j.y, j.x, j.W, j.accumulate); continue; }
       check_cols("matmul", j.x, j.W.cols()); check_cols("matmul", j.y, j.W.rows()); check_rows("matmul", j.y, j.x.rows());
-      q[nq++] = {j.y.f32(), j.y.ld(), j.x.f32(), j.x.ld(), j.W.data, j.W.type, j.x.rows(), j.W.rows(), j.W.cols(), j.accumulate};
-      if (nq == kMax) flush();
+      b[nb++] = {j.y.f32(), j.y.ld(), j.x.f32(), j.x.ld(), j.W.data, j.W.type, j.x.rows(), j.W.rows(), j.W.cols(), j.accumulate};
+      if (nb == kMax) { moe::matmul_batch(pool_, b, nb); nb = 0; }
     }
-    if (nq) flush();
+    if (nb) moe::matmul_batch(pool_, b, nb);
   }
 
   // dx[M, K] (+)= dy[M, N] · W[N, K] (cpu/nf4_matmul.h): threads own column chunks of dx and walk all of W in

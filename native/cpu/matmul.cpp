@@ -22,6 +22,7 @@
 #include "cpu/qmatmul.h"
 #include "quant/quant.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -165,6 +166,47 @@ void matmul(ThreadPool& pool, float* y, int64_t ldy, const float* x, int64_t ldx
     int64_t n0 = b0 * NR, n1 = b1 * NR < N ? b1 * NR : N;
     run_block(kr, y, ldy, x, ldx, W, w_dtype, 0, M, n0, n1, K, accumulate);
   });
+}
+
+void matmul_batch(ThreadPool& pool, const MatmulJob* jobs, int n) {
+  constexpr int kMax = 256;
+  MatmulJob q[kMax];
+  const MatmulJob* dense[kMax];
+  int64_t end[kMax];  // dense products' NR-row blocks laid end to end: product i owns [end[i-1], end[i])
+  const Kernels& kr = K_();
+  for (int i0 = 0; i0 < n; i0 += kMax) {
+    const int i1 = std::min(n, i0 + kMax);
+    int nq = 0, nd = 0;
+    int64_t blocks = 0, work = 0, kmax = 1;
+    for (int i = i0; i < i1; ++i) {
+      const MatmulJob& j = jobs[i];
+      if (is_quant(j.t)) { q[nq++] = j; continue; }
+      check_dtype("matmul", j.t);
+      if (j.M <= 0 || j.N <= 0) continue;
+      if (j.M != 1) { matmul(pool, j.y, j.ldy, j.x, j.ldx, j.W, j.t, j.M, j.N, j.K, j.accumulate); continue; }
+      dense[nd] = &j;
+      blocks += (j.N + NR - 1) / NR;
+      end[nd++] = blocks;
+      work += j.N * j.K;
+      kmax = std::max(kmax, j.K);
+    }
+    if (nq) qmatmul_batch(&pool, q, nq);
+    if (!nd) continue;
+    // the same NR-row block boundaries as matmul's split, so each product's bits are matmul's
+    auto run = [&](int64_t a, int64_t b, int) {
+      int i = 0;
+      while (i < nd && end[i] <= a) ++i;
+      for (; i < nd && a < b; ++i) {
+        const MatmulJob& j = *dense[i];
+        const int64_t first = i ? end[i - 1] : 0, last = std::min(b, end[i]);
+        const int64_t n0 = (a - first) * NR, n1 = std::min(j.N, (last - first) * NR);
+        run_block(kr, j.y, j.ldy, j.x, j.ldx, j.W, j.t, 0, 1, n0, n1, j.K, j.accumulate);
+        a = last;
+      }
+    };
+    if (pool.size() <= 1 || work < 2 * 65536) run(0, blocks, 0);
+    else pool.run(blocks, std::max<int64_t>(1, 65536 / (NR * kmax)), [&](int64_t a, int64_t b, int t) { run(a, b, t); });
+  }
 }
 
 void row_to_f32(float* out, const void* W, DType w_dtype, int64_t row, int64_t K) {

@@ -216,7 +216,7 @@ void check_args(DType t, int64_t K) {
 
 // Rows [n0, n1) of one product on the row dots (takes_rows): each weight row dotted with every row of x, up to max_rows
 // rows of x per pass. xq: x quantised (int8 mode), or null (f32 activations).
-void row_dots(const QKernels& kr, const QMatmulJob& j, const BlockQ8X* xq, int64_t n0, int64_t n1) {
+void row_dots(const QKernels& kr, const MatmulJob& j, const BlockQ8X* xq, int64_t n0, int64_t n1) {
   const size_t rb = dtype_row_bytes(j.t, j.K);
   const uint8_t* Wb = static_cast<const uint8_t*>(j.W);
   const int64_t nbx = j.K / 32;  // activation blocks per row
@@ -318,20 +318,20 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
     quantize_x(kr, x, ldx, M, K, xqv.data(), nullptr);
     xq = xqv.data();
   }
-  const QMatmulJob job{y, ldy, x, ldx, W, t, M, N, K, accumulate};
+  const MatmulJob job{y, ldy, x, ldx, W, t, M, N, K, accumulate};
   // ~64K weights per chunk dwarfs the cost of waking a worker (as in matmul()).
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, M * K));
   if (!pool || pool->size() <= 1 || N * M * K < 2 * 65536) row_dots(kr, job, xq, 0, N);
   else pool->run(N, grain, [&](int64_t a, int64_t b, int) { row_dots(kr, job, xq, a, b); });
 }
 
-void qmatmul_batch(ThreadPool* pool, const QMatmulJob* jobs, int n) {
+void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
   const QKernels& kr = QK();
   // Two parallel jobs per batch of kMaxBatch products: the 16-row tiles of every product on the GEMM, then the
   // weight rows of every product on the row dots; a product's x is quantised once (once for consecutive products
   // of the same x), on this thread, into one buffer for all. Products on the f32 tiles (tables without a GEMM, M >= 8) run one by one.
   constexpr int kMaxBatch = 256;
-  struct Part { const QMatmulJob* j; const BlockQ8X* xq; const uint8_t* xu; int64_t end; };  // units [prev end, end)
+  struct Part { const MatmulJob* j; const BlockQ8X* xq; const uint8_t* xu; int64_t end; };  // units [prev end, end)
   Part gem[kMaxBatch], row[kMaxBatch];
   // Units [a, b) of parts laid end to end: fn(part, first unit, last unit) for each piece.
   auto walk = [](const Part* parts, int np, int64_t a, int64_t b, auto&& fn) {
@@ -348,7 +348,7 @@ void qmatmul_batch(ThreadPool* pool, const QMatmulJob* jobs, int n) {
     int ng = 0, nr = 0;
     int64_t blocks = 0, ubytes = 0;
     for (int i = i0; i < i1; ++i) {
-      const QMatmulJob& j = jobs[i];
+      const MatmulJob& j = jobs[i];
       check_args(j.t, j.K);
       if (j.M <= 0 || j.N <= 0) continue;
       if (takes_gemm(kr, j.t, j.M)) {
@@ -368,9 +368,9 @@ void qmatmul_batch(ThreadPool* pool, const QMatmulJob* jobs, int n) {
     if (xuv.size() < size_t(ubytes)) xuv.resize(size_t(ubytes));
     int64_t at = 0, uat = 0, tiles = 0, rows = 0, work = 0, work_max = 1;
     // the same x as the product before (q, k, v of one h; an expert's gate and up) is quantised once
-    auto same_x = [](const QMatmulJob& a, const QMatmulJob& b) { return a.x == b.x && a.ldx == b.ldx && a.M == b.M && a.K == b.K; };
+    auto same_x = [](const MatmulJob& a, const MatmulJob& b) { return a.x == b.x && a.ldx == b.ldx && a.M == b.M && a.K == b.K; };
     for (int i = 0; i < ng; ++i) {
-      const QMatmulJob& j = *gem[i].j;
+      const MatmulJob& j = *gem[i].j;
       const bool want_xu = j.t == DType::Q8_0;
       if (i > 0 && same_x(j, *gem[i - 1].j) && (!want_xu || gem[i - 1].xu)) {
         gem[i].xq = gem[i - 1].xq;
@@ -387,7 +387,7 @@ void qmatmul_batch(ThreadPool* pool, const QMatmulJob* jobs, int n) {
       gem[i].end = tiles;
     }
     for (int i = 0; i < nr; ++i) {
-      const QMatmulJob& j = *row[i].j;
+      const MatmulJob& j = *row[i].j;
       row[i].xq = nullptr;
       row[i].xu = nullptr;
       if (use_q8_for(j.t, kr) && i > 0 && row[i - 1].xq && same_x(j, *row[i - 1].j)) {
@@ -405,7 +405,7 @@ void qmatmul_batch(ThreadPool* pool, const QMatmulJob* jobs, int n) {
     if (ng) {
       auto run_tiles = [&](int64_t a, int64_t b, int) {
         walk(gem, ng, a, b, [&](const Part& p, int64_t t0, int64_t t1) {
-          const QMatmulJob& j = *p.j;
+          const MatmulJob& j = *p.j;
           kr.gemm(j.t, static_cast<const uint8_t*>(j.W), dtype_row_bytes(j.t, j.K), j.N, j.K, p.xu, p.xq, j.M, j.y, j.ldy,
                   j.accumulate, t0, t1);
         });

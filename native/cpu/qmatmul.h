@@ -22,6 +22,7 @@
 // MOE_SIMD picks one by a prefix of its name; qmatmul_ref (dequantise, then a double dot) is the oracle.
 #pragma once
 #include <cstdint>
+#include "cpu/matmul.h"
 #include "cpu/thread_pool.h"
 #include "format/dtype.h"
 
@@ -32,10 +33,7 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
 // Several independent products at once (the experts of a MoE layer): those on the GEMM run as ONE parallel job
 // over all their 16-row tiles, those on the row dots as one over all their weight rows (one wake-up and one tail
 // instead of one per product); the f32 tiles run one by one through qmatmul. Each product as qmatmul, bit for bit.
-struct QMatmulJob {
-  float* y; int64_t ldy; const float* x; int64_t ldx; const void* W; DType t; int64_t M, N, K; bool accumulate;
-};
-void qmatmul_batch(ThreadPool* pool, const QMatmulJob* jobs, int n);
+void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n);
 void qmatmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType w_dtype, int64_t M,
                  int64_t N, int64_t K, bool accumulate);
 

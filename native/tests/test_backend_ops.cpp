@@ -175,9 +175,9 @@ TEST(backend_ops_matmul_forms_every_dtype) {
 }
 
 // matmul_batch (the experts of a MoE layer in one call) is each product's matmul, bit for bit, on every backend
-// and path: decode-sized products (M < 8: one parallel job over all their rows on cpu), a prefill-sized one
-// (M = 9: its own GEMM), a dense bf16 one (one by one), accumulate on one of them, mixed K, chunks that cut
-// through products; and the same bits for 1, 2 and 3 threads. Against ref as matmul (1e-4 with f32 activations, 2e-2 with int8: see above).
+// and path: quantized products on the row dots and on the GEMM (one parallel job each on cpu), products sharing
+// an x, dense M = 1 products (one job) and an M = 2 one (alone), accumulate, mixed K, chunks that cut through
+// products; and the same bits for 1, 2 and 3 threads. Against ref as matmul (1e-4 with f32 activations, 2e-2 with int8: see above).
 TEST(backend_ops_matmul_batch_is_each_matmul) {
   // xfrom: the job whose x this one reads (the cpu backend quantises a run of products of one x once; a Q8_0
   // GEMM also needs x's unsigned bytes, which a Q4 product before it did not make)
@@ -185,7 +185,8 @@ TEST(backend_ops_matmul_batch_is_each_matmul) {
   const Job js[] = {{DType::Q4_0, 1, 70, 96, false, -1}, {DType::Q4_0, 1, 33, 96, false, 0}, {DType::Q4_0, 3, 17, 64, false, -1},
                     {DType::Q8_0, 3, 40, 64, true, 2}, {DType::Q8_0, 3, 18, 64, false, 2},
                     {DType::Q4_K, 2, 19, 256, false, -1}, {DType::Q4_0, 9, 21, 128, false, -1}, {DType::BF16, 1, 12, 64, false, -1},
-                    {DType::Q4_K, 1, 300, 512, false, -1}};  // the last one makes the work worth threads
+                    {DType::F16, 1, 50, 64, true, -1}, {DType::BF16, 2, 9, 64, false, -1}, {DType::BF16, 1, 300, 512, false, -1},
+                    {DType::Q4_K, 1, 300, 512, false, 10}};  // the 300 x 512 ones make the work worth threads
   constexpr int n = int(sizeof(js) / sizeof(js[0]));
   std::vector<std::vector<uint8_t>> wb(n);
   std::vector<Buf> xs(n), y0(n);
@@ -194,6 +195,7 @@ TEST(backend_ops_matmul_batch_is_each_matmul) {
     Buf wf = rnd(size_t(j.N * j.K), uint32_t(20 + i));
     wb[size_t(i)].resize(dtype_row_bytes(j.t, j.K) * size_t(j.N));
     if (j.t == DType::BF16) for (size_t k = 0; k < wf.size(); ++k) { uint16_t h = f32_to_bf16(wf[k]); std::memcpy(&wb[size_t(i)][2 * k], &h, 2); }
+    else if (j.t == DType::F16) for (size_t k = 0; k < wf.size(); ++k) { uint16_t h = f32_to_f16(wf[k]); std::memcpy(&wb[size_t(i)][2 * k], &h, 2); }
     else quantize_tensor(j.t, wf.data(), wb[size_t(i)].data(), j.N * j.K);
     xs[size_t(i)] = j.xfrom >= 0 ? xs[size_t(j.xfrom)] : rnd(size_t(j.M * j.K), uint32_t(40 + i));
     y0[size_t(i)] = rnd(size_t(j.M * j.N), uint32_t(60 + i));  // what accumulate adds to
