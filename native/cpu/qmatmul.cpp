@@ -114,7 +114,7 @@ float dot_q8_portable(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t K) 
   return acc;
 }
 
-void dot_q8_rows_portable(DType t, const uint8_t* w, const BlockQ8X* xq, int64_t stride, int R, int64_t K, float* out) {
+void dot_q8_rows_portable(DType t, const uint8_t* w, const BlockQ8X* xq, const float*, int64_t stride, int R, int64_t K, float* out) {
   for (int r = 0; r < R; ++r) out[r] = dot_q8_portable(t, w, xq + r * stride, K);
 }
 
@@ -214,9 +214,22 @@ void check_args(DType t, int64_t K) {
                                 dtype_name(t) + " block of " + std::to_string(qblock_size(t)));
 }
 
+// x's block scales as two float runs per row, [d_0 .. d_{nb-1}, d_0·s_0 .. d_{nb-1}·s_{nb-1}]: Q4_K's row dots
+// read 8 of each per 256-block as vectors (for the sub-block factors and the mins term) once per call, where
+// gathering them from the blocks cost two gathers per weight row and block.
+thread_local std::vector<float> t_xds;
+void x_scales(const BlockQ8X* xq, int64_t M, int64_t nbx, float* out) {
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t b = 0; b < nbx; ++b) {
+      const BlockQ8X& X = xq[m * nbx + b];
+      out[m * 2 * nbx + b] = X.d;
+      out[m * 2 * nbx + nbx + b] = X.d * float(X.s);
+    }
+}
+
 // Rows [n0, n1) of one product on the row dots (takes_rows): each weight row dotted with every row of x, up to max_rows
 // rows of x per pass. xq: x quantised (int8 mode), or null (f32 activations).
-void row_dots(const QKernels& kr, const MatmulJob& j, const BlockQ8X* xq, int64_t n0, int64_t n1) {
+void row_dots(const QKernels& kr, const MatmulJob& j, const BlockQ8X* xq, const float* xds, int64_t n0, int64_t n1) {
   const size_t rb = dtype_row_bytes(j.t, j.K);
   const uint8_t* Wb = static_cast<const uint8_t*>(j.W);
   const int64_t nbx = j.K / 32;  // activation blocks per row
@@ -226,7 +239,7 @@ void row_dots(const QKernels& kr, const MatmulJob& j, const BlockQ8X* xq, int64_
       for (int64_t m = 0; m < j.M; m += kr.max_rows) {
         const int R = int(std::min<int64_t>(kr.max_rows, j.M - m));
         float s[8];
-        kr.dot_q8_rows(j.t, wr, xq + m * nbx, nbx, R, j.K, s);
+        kr.dot_q8_rows(j.t, wr, xq + m * nbx, xds ? xds + m * 2 * nbx : nullptr, nbx, R, j.K, s);
         for (int r = 0; r < R; ++r) { float& o = j.y[(m + r) * j.ldy + n]; o = j.accumulate ? o + s[r] : s[r]; }
       }
     } else {
@@ -318,11 +331,18 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
     quantize_x(kr, x, ldx, M, K, xqv.data(), nullptr);
     xq = xqv.data();
   }
+  const float* xds = nullptr;
+  if (q8 && t == DType::Q4_K) {
+    std::vector<float>& v = t_xds;
+    if (v.size() < size_t(2 * M * (K / 32))) v.resize(size_t(2 * M * (K / 32)));
+    x_scales(xq, M, K / 32, v.data());
+    xds = v.data();
+  }
   const MatmulJob job{y, ldy, x, ldx, W, t, M, N, K, accumulate};
   // ~64K weights per chunk dwarfs the cost of waking a worker (as in matmul()).
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, M * K));
-  if (!pool || pool->size() <= 1 || N * M * K < 2 * 65536) row_dots(kr, job, xq, 0, N);
-  else pool->run(N, grain, [&](int64_t a, int64_t b, int) { row_dots(kr, job, xq, a, b); });
+  if (!pool || pool->size() <= 1 || N * M * K < 2 * 65536) row_dots(kr, job, xq, xds, 0, N);
+  else pool->run(N, grain, [&](int64_t a, int64_t b, int) { row_dots(kr, job, xq, xds, a, b); });
 }
 
 void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
@@ -331,7 +351,7 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
   // weight rows of every product on the row dots; a product's x is quantised once (once for consecutive products
   // of the same x), on this thread, into one buffer for all. Products on the f32 tiles (tables without a GEMM, M >= 8) run one by one.
   constexpr int kMaxBatch = 256;
-  struct Part { const MatmulJob* j; const BlockQ8X* xq; const uint8_t* xu; int64_t end; };  // units [prev end, end)
+  struct Part { const MatmulJob* j; const BlockQ8X* xq; const uint8_t* xu; const float* xds; int64_t end; };  // units [prev end, end)
   Part gem[kMaxBatch], row[kMaxBatch];
   // Units [a, b) of parts laid end to end: fn(part, first unit, last unit) for each piece.
   auto walk = [](const Part* parts, int np, int64_t a, int64_t b, auto&& fn) {
@@ -346,7 +366,7 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
   for (int i0 = 0; i0 < n; i0 += kMaxBatch) {
     const int i1 = std::min(n, i0 + kMaxBatch);
     int ng = 0, nr = 0;
-    int64_t blocks = 0, ubytes = 0;
+    int64_t blocks = 0, ubytes = 0, scales = 0;
     for (int i = i0; i < i1; ++i) {
       const MatmulJob& j = jobs[i];
       check_args(j.t, j.K);
@@ -357,6 +377,7 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
         gem[ng++].j = &j;
       } else if (takes_rows(kr, j.t, j.M)) {
         if (use_q8_for(j.t, kr)) blocks += j.M * (j.K / 32);
+        if (use_q8_for(j.t, kr) && j.t == DType::Q4_K) scales += 2 * j.M * (j.K / 32);
         row[nr++].j = &j;
       } else {
         qmatmul(pool, j.y, j.ldy, j.x, j.ldx, j.W, j.t, j.M, j.N, j.K, j.accumulate);
@@ -366,6 +387,9 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
     std::vector<uint8_t>& xuv = t_xu;
     if (xqv.size() < size_t(blocks)) xqv.resize(size_t(blocks));
     if (xuv.size() < size_t(ubytes)) xuv.resize(size_t(ubytes));
+    std::vector<float>& xdsv = t_xds;
+    if (xdsv.size() < size_t(scales)) xdsv.resize(size_t(scales));
+    int64_t sat = 0;
     int64_t at = 0, uat = 0, tiles = 0, rows = 0, work = 0, work_max = 1;
     // the same x as the product before (q, k, v of one h; an expert's gate and up) is quantised once
     auto same_x = [](const MatmulJob& a, const MatmulJob& b) { return a.x == b.x && a.ldx == b.ldx && a.M == b.M && a.K == b.K; };
@@ -390,12 +414,20 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
       const MatmulJob& j = *row[i].j;
       row[i].xq = nullptr;
       row[i].xu = nullptr;
-      if (use_q8_for(j.t, kr) && i > 0 && row[i - 1].xq && same_x(j, *row[i - 1].j)) {
+      row[i].xds = nullptr;
+      const bool shared = i > 0 && row[i - 1].xq && same_x(j, *row[i - 1].j);
+      if (use_q8_for(j.t, kr) && shared) {
         row[i].xq = row[i - 1].xq;
+        row[i].xds = row[i - 1].xds;
       } else if (use_q8_for(j.t, kr)) {
         quantize_x(kr, j.x, j.ldx, j.M, j.K, xqv.data() + at, nullptr);
         row[i].xq = xqv.data() + at;
         at += j.M * (j.K / 32);
+      }
+      if (row[i].xq && j.t == DType::Q4_K && !row[i].xds) {
+        x_scales(row[i].xq, j.M, j.K / 32, xdsv.data() + sat);
+        row[i].xds = xdsv.data() + sat;
+        sat += 2 * j.M * (j.K / 32);
       }
       rows += j.N;
       row[i].end = rows;
@@ -415,7 +447,7 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
     }
     if (nr) {
       auto run_rows = [&](int64_t a, int64_t b, int) {
-        walk(row, nr, a, b, [&](const Part& p, int64_t r0, int64_t r1) { row_dots(kr, *p.j, p.xq, r0, r1); });
+        walk(row, nr, a, b, [&](const Part& p, int64_t r0, int64_t r1) { row_dots(kr, *p.j, p.xq, p.xds, r0, r1); });
       };
       if (!pool || pool->size() <= 1 || work < 2 * 65536) run_rows(0, rows, 0);
       else pool->run(rows, std::max<int64_t>(1, 65536 / work_max), [&](int64_t a, int64_t b, int t) { run_rows(a, b, t); });

@@ -23,8 +23,9 @@ struct BlockQ8X { float d; int32_t s; int8_t q[32]; };
 
 struct QKernels {
   const char* name;
-  // out[r] = W_row · x_r for R <= max_rows quantised activation rows `stride` blocks apart
-  void (*dot_q8_rows)(DType, const uint8_t*, const BlockQ8X*, int64_t stride, int R, int64_t K, float* out);
+  // out[r] = W_row · x_r for R <= max_rows quantised activation rows `stride` blocks apart. xds (Q4_K only, else
+  // may be null): per x row, 2·stride floats: its blocks' d, then their d·s (x_scales in qmatmul.cpp)
+  void (*dot_q8_rows)(DType, const uint8_t*, const BlockQ8X*, const float* xds, int64_t stride, int R, int64_t K, float* out);
   float (*dot_f32)(DType, const uint8_t*, const float*, int64_t);
   int max_rows;
   // Prefill (M >= gemm_min_rows) on int8 activations, or null (dequantised f32 tiles through the dense kernels): y[:, tiles
