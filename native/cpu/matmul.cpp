@@ -194,15 +194,10 @@ void matmul_batch(ThreadPool& pool, const MatmulJob* jobs, int n) {
     if (!nd) continue;
     // the same NR-row block boundaries as matmul's split, so each product's bits are matmul's
     auto run = [&](int64_t a, int64_t b, int) {
-      int i = 0;
-      while (i < nd && end[i] <= a) ++i;
-      for (; i < nd && a < b; ++i) {
+      for_each_piece(nd, [&](int i) { return end[i]; }, a, b, [&](int i, int64_t b0, int64_t b1) {
         const MatmulJob& j = *dense[i];
-        const int64_t first = i ? end[i - 1] : 0, last = std::min(b, end[i]);
-        const int64_t n0 = (a - first) * NR, n1 = std::min(j.N, (last - first) * NR);
-        run_block(kr, j.y, j.ldy, j.x, j.ldx, j.W, j.t, 0, 1, n0, n1, j.K, j.accumulate);
-        a = last;
-      }
+        run_block(kr, j.y, j.ldy, j.x, j.ldx, j.W, j.t, 0, 1, b0 * NR, std::min(j.N, b1 * NR), j.K, j.accumulate);
+      });
     };
     if (pool.size() <= 1 || work < 2 * 65536) run(0, blocks, 0);
     else pool.run(blocks, std::max<int64_t>(1, 65536 / (NR * kmax)), [&](int64_t a, int64_t b, int t) { run(a, b, t); });

@@ -353,16 +353,6 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
   constexpr int kMaxBatch = 256;
   struct Part { const MatmulJob* j; const BlockQ8X* xq; const uint8_t* xu; const float* xds; int64_t end; };  // units [prev end, end)
   Part gem[kMaxBatch], row[kMaxBatch];
-  // Units [a, b) of parts laid end to end: fn(part, first unit, last unit) for each piece.
-  auto walk = [](const Part* parts, int np, int64_t a, int64_t b, auto&& fn) {
-    int i = 0;
-    while (i < np && parts[i].end <= a) ++i;
-    for (; i < np && a < b; ++i) {
-      const int64_t first = i ? parts[i - 1].end : 0, last = std::min(b, parts[i].end);
-      fn(parts[i], a - first, last - first);
-      a = last;
-    }
-  };
   for (int i0 = 0; i0 < n; i0 += kMaxBatch) {
     const int i1 = std::min(n, i0 + kMaxBatch);
     int ng = 0, nr = 0;
@@ -436,7 +426,8 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
     }
     if (ng) {
       auto run_tiles = [&](int64_t a, int64_t b, int) {
-        walk(gem, ng, a, b, [&](const Part& p, int64_t t0, int64_t t1) {
+        for_each_piece(ng, [&](int i) { return gem[i].end; }, a, b, [&](int i, int64_t t0, int64_t t1) {
+          const Part& p = gem[i];
           const MatmulJob& j = *p.j;
           kr.gemm(j.t, static_cast<const uint8_t*>(j.W), dtype_row_bytes(j.t, j.K), j.N, j.K, p.xu, p.xq, j.M, j.y, j.ldy,
                   j.accumulate, t0, t1);
@@ -447,7 +438,8 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
     }
     if (nr) {
       auto run_rows = [&](int64_t a, int64_t b, int) {
-        walk(row, nr, a, b, [&](const Part& p, int64_t r0, int64_t r1) { row_dots(kr, *p.j, p.xq, p.xds, r0, r1); });
+        for_each_piece(nr, [&](int i) { return row[i].end; }, a, b,
+                       [&](int i, int64_t r0, int64_t r1) { row_dots(kr, *row[i].j, row[i].xq, row[i].xds, r0, r1); });
       };
       if (!pool || pool->size() <= 1 || work < 2 * 65536) run_rows(0, rows, 0);
       else pool->run(rows, std::max<int64_t>(1, 65536 / work_max), [&](int64_t a, int64_t b, int t) { run_rows(a, b, t); });

@@ -34,4 +34,17 @@ class ThreadPool {
   Impl* impl_;
 };
 
+// Ranges laid end to end (item i owns units [end(i-1), end(i)), end(-1) = 0), as batched jobs cut one parallel_for
+// over several products: fn(i, first, last) for each piece of [a, b), in item-local units.
+template <class End, class F>
+void for_each_piece(int n, End end, int64_t a, int64_t b, F&& fn) {
+  int i = 0;
+  while (i < n && end(i) <= a) ++i;
+  for (; i < n && a < b; ++i) {
+    const int64_t first = i ? end(i - 1) : 0, last = b < end(i) ? b : end(i);
+    fn(i, a - first, last - first);
+    a = last;
+  }
+}
+
 }  // namespace moe
