@@ -349,9 +349,11 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
   const QKernels& kr = QK();
   // Two parallel jobs per batch of kMaxBatch products: the 16-row tiles of every product on the GEMM, then the
   // weight rows of every product on the row dots; a product's x is quantised once (once for consecutive products
-  // of the same x), on this thread, into one buffer for all. Products on the f32 tiles (tables without a GEMM, M >= 8) run one by one.
+  // of the same x), on this thread, into one buffer for all. Products on the f32 tiles (tables without a GEMM,
+  // M >= 8) run one by one.
   constexpr int kMaxBatch = 256;
-  struct Part { const MatmulJob* j; const BlockQ8X* xq; const uint8_t* xu; const float* xds; int64_t end; };  // units [prev end, end)
+  // a product of the batch: its x as the kernels read it, and the end of its units (tiles or rows) laid end to end
+  struct Part { const MatmulJob* j; const BlockQ8X* xq; const uint8_t* xu; const float* xds; int64_t end; };
   Part gem[kMaxBatch], row[kMaxBatch];
   for (int i0 = 0; i0 < n; i0 += kMaxBatch) {
     const int i1 = std::min(n, i0 + kMaxBatch);
@@ -379,10 +381,11 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
     if (xuv.size() < size_t(ubytes)) xuv.resize(size_t(ubytes));
     std::vector<float>& xdsv = t_xds;
     if (xdsv.size() < size_t(scales)) xdsv.resize(size_t(scales));
-    int64_t sat = 0;
-    int64_t at = 0, uat = 0, tiles = 0, rows = 0, work = 0, work_max = 1;
+    int64_t at = 0, uat = 0, sat = 0, tiles = 0, rows = 0, work = 0, work_max = 1;
     // the same x as the product before (q, k, v of one h; an expert's gate and up) is quantised once
-    auto same_x = [](const MatmulJob& a, const MatmulJob& b) { return a.x == b.x && a.ldx == b.ldx && a.M == b.M && a.K == b.K; };
+    auto same_x = [](const MatmulJob& a, const MatmulJob& b) {
+      return a.x == b.x && a.ldx == b.ldx && a.M == b.M && a.K == b.K;
+    };
     for (int i = 0; i < ng; ++i) {
       const MatmulJob& j = *gem[i].j;
       const bool want_xu = j.t == DType::Q8_0;
