@@ -35,12 +35,7 @@ MOE_QAVX2 inline __m256i load32(const void* p) { return _mm256_loadu_si256(reint
 
 MOE_QAVX2 void dot_q8_rows_avx2(DType t, const uint8_t* w, const BlockQ8X* xq, const float* xds, int64_t stride, int R, int64_t K,
                                 float* out) {
-  switch (R) {
-    case 4: rows_t<4>(t, w, xq, xds, stride, K, out); break;
-    case 3: rows_t<3>(t, w, xq, xds, stride, K, out); break;
-    case 2: rows_t<2>(t, w, xq, xds, stride, K, out); break;
-    default: rows_t<1>(t, w, xq, xds, stride, K, out); break;
-  }
+  rows_upto<4>(t, w, xq, xds, stride, R, K, out);
 }
 
 }  // namespace

@@ -52,16 +52,7 @@ MOE_QVNNI inline __m256i dot_u8i8(__m256i u, __m256i s) { return _mm256_dpbusd_e
 
 MOE_QVNNI void dot_q8_rows_vnni(DType t, const uint8_t* w, const BlockQ8X* xq, const float* xds, int64_t stride, int R, int64_t K,
                                 float* out) {
-  switch (R) {
-    case 8: rows_t<8>(t, w, xq, xds, stride, K, out); break;
-    case 7: rows_t<7>(t, w, xq, xds, stride, K, out); break;
-    case 6: rows_t<6>(t, w, xq, xds, stride, K, out); break;
-    case 5: rows_t<5>(t, w, xq, xds, stride, K, out); break;
-    case 4: rows_t<4>(t, w, xq, xds, stride, K, out); break;
-    case 3: rows_t<3>(t, w, xq, xds, stride, K, out); break;
-    case 2: rows_t<2>(t, w, xq, xds, stride, K, out); break;
-    default: rows_t<1>(t, w, xq, xds, stride, K, out); break;
-  }
+  rows_upto<8>(t, w, xq, xds, stride, R, K, out);
 }
 
 // ---- prefill: a GEMM over 16-row tiles of weights repacked for vpdpbusd ----
