@@ -1,8 +1,8 @@
 // The cpu backend: the ops with a multi-threaded / SIMD path on the host. Every other op is RefBackend's scalar
 // code (the op is cheap beside the matmuls around it, or memory-bound either way):
 //   fast here: matmul (cpu/matmul.cpp + cpu/qmatmul.cpp, every ISA; NF4: cpu/nf4_matmul.cpp), matmul_batch, matmul_dx
-//              (cpu/nf4_matmul.cpp, every weight dtype), matmul_dw, swiglu, attention,
-//              attention_kv8, attention_backward, cross_entropy
+//              (cpu/nf4_matmul.cpp, every weight dtype), matmul_dw, swiglu, attention and
+//              attention_kv8 (cpu/attention.cpp), attention_backward, cross_entropy
 //   from ref:  add_bias, rmsnorm(+backward), swiglu_backward, add, mul_cols, clamp(+backward), rope(+backward),
 //              moe_route(+backward), gather_rows, scatter_add_rows, row_dots, embedding, adamw
 // Parallel loops split work by output rows, so results do not depend on the thread count.
@@ -10,6 +10,7 @@
 #include <cmath>
 #include <vector>
 #include "backend/ref.h"
+#include "cpu/attention.h"
 #include "cpu/matmul.h"
 #include "cpu/nf4_matmul.h"
 #include "cpu/thread_pool.h"
@@ -18,6 +19,9 @@
 namespace moe {
 
 namespace {
+
+// f32 [d2, d1, hd] with its d1 rows (heads) packed: the layout the attention kernels index.
+bool heads_packed(const Tensor& t, int64_t hd) { return t.ne[0] == hd && t.nb[1] == 4 * hd; }
 
 // A per-thread f32 buffer that grows to the largest size asked for and is then reused (no allocation once warm).
 float* thread_buffer(int64_t n) {
@@ -96,51 +100,26 @@ class CpuBackend final : public RefBackend {
   void attention(const Tensor& out, const Tensor& q, const Tensor& K, const Tensor& V, int64_t pos0, float scale,
                  const Tensor& att, const Tensor& scratch) override {
     const int64_t hd = q.ne[0], Hq = q.ne[1], T = q.ne[2], Hkv = K.ne[1], n_all = pos0 + T;
-    if (K.ne[2] < n_all || K.ne[0] != hd || Hq % Hkv != 0 || scratch.rows() < pool_.size() || scratch.cols() < n_all)
+    if (K.ne[2] < n_all || K.ne[0] != hd || Hq % Hkv != 0 || scratch.rows() < pool_.size() || scratch.cols() < n_all ||
+        !heads_packed(q, hd) || !heads_packed(out, hd) || !heads_packed(K, hd) || V.nb[1] != K.nb[1] || V.nb[2] != K.nb[2])
       throw std::invalid_argument("attention: q " + shape_of(q) + ", cache " + shape_of(K) + ", scratch " + shape_of(scratch));
-    const int64_t group = Hq / Hkv, ldk = K.nb[2] / 4, ldv = V.nb[2] / 4;
-    pool_.run(T * Hq, 1, [&](int64_t b, int64_t e, int tid) {
-      float* sc = scratch.row(tid);
-      for (int64_t th = b; th < e; ++th) {
-        const int64_t t = th / Hq, h = th % Hq, kh = h / group, n = pos0 + t + 1;
-        vec_dot_rows_f32(sc, at(q, t, h), at(K, 0, kh), ldk, n, hd, scale);  // sc[j] = scale · q·K[j]
-        softmax_inplace(sc, n);
-        if (!att.empty()) { float* a = att.row(t * Hq + h); std::copy(sc, sc + n, a); std::fill(a + n, a + n_all, 0.0f); }
-        float* o = at(out, t, h);
-        std::fill(o, o + hd, 0.0f);
-        vec_axpy_rows_f32(o, sc, at(V, 0, kh), ldv, n, hd);  // o = Σ_j sc[j] V[j]
-      }
-    });
+    KvCacheView kv;
+    kv.k = K.f32(); kv.v = V.f32(); kv.ld = K.nb[2] / 4; kv.Hkv = Hkv;
+    attention_causal(pool_, out.f32(), out.nb[2] / 4, q.f32(), q.nb[2] / 4, T, Hq, hd, kv, pos0, scale,
+                     att.empty() ? nullptr : att.f32(), att.empty() ? 0 : att.ld(), scratch.f32(), scratch.ld());
   }
 
   void attention_kv8(const Tensor& out, const Tensor& q, const Tensor& K8, const Tensor& Ks, const Tensor& V8, const Tensor& Vs,
                      int64_t pos0, float scale, const Tensor& scratch) override {
-    const int64_t hd = q.ne[0], Hq = q.ne[1], T = q.ne[2], Hkv = K8.ne[1], group = Hq / Hkv;
-    const int64_t kv_stride = K8.nb[2];  // int8: bytes = elements
-    if (scratch.rows() < pool_.size() || scratch.cols() < pos0 + T) throw std::invalid_argument("attention_kv8: scratch " + shape_of(scratch));
-    const int8_t* k8 = static_cast<const int8_t*>(K8.data); const int8_t* v8 = static_cast<const int8_t*>(V8.data);
-    const float* ks = Ks.f32(); const float* vs = Vs.f32();
-    pool_.run(T * Hq, 1, [&](int64_t b, int64_t e, int tid) {
-      float* sc = scratch.row(tid);
-      for (int64_t th = b; th < e; ++th) {
-        const int64_t t = th / Hq, h = th % Hq, kh = h / group, n = pos0 + t + 1;
-        const float* qv = at(q, t, h);
-        for (int64_t j = 0; j < n; ++j) {
-          const int8_t* kr = k8 + j * kv_stride + kh * hd;
-          float d = 0;
-          for (int64_t i = 0; i < hd; ++i) d += qv[i] * float(kr[i]);  // vectorised by the compiler (int8 -> f32)
-          sc[j] = scale * ks[j * Hkv + kh] * d;
-        }
-        softmax_inplace(sc, n);
-        float* o = at(out, t, h);
-        std::fill(o, o + hd, 0.0f);
-        for (int64_t j = 0; j < n; ++j) {
-          const int8_t* vr = v8 + j * kv_stride + kh * hd;
-          const float w = sc[j] * vs[j * Hkv + kh];
-          for (int64_t i = 0; i < hd; ++i) o[i] += w * float(vr[i]);
-        }
-      }
-    });
+    const int64_t hd = q.ne[0], Hq = q.ne[1], T = q.ne[2], Hkv = K8.ne[1];
+    if (scratch.rows() < pool_.size() || scratch.cols() < pos0 + T || Hq % Hkv != 0 || K8.ne[2] < pos0 + T ||
+        !heads_packed(q, hd) || !heads_packed(out, hd) || K8.nb[1] != hd || V8.nb[2] != K8.nb[2])
+      throw std::invalid_argument("attention_kv8: q " + shape_of(q) + ", cache " + shape_of(K8) + ", scratch " + shape_of(scratch));
+    KvCacheView kv;
+    kv.k8 = static_cast<const int8_t*>(K8.data); kv.v8 = static_cast<const int8_t*>(V8.data);  // int8: bytes = elements
+    kv.ks = Ks.f32(); kv.vs = Vs.f32(); kv.ld = K8.nb[2]; kv.Hkv = Hkv;
+    attention_causal(pool_, out.f32(), out.nb[2] / 4, q.f32(), q.nb[2] / 4, T, Hq, hd, kv, pos0, scale, nullptr, 0,
+                     scratch.f32(), scratch.ld());
   }
 
   // Split by KV head: every query head of a group and every position write only that head's dK/dV rows, so

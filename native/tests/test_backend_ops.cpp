@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 #include "backend/backend.h"
+#include "cpu/attention.h"
 #include "cpu/matmul.h"
 #include "cpu/qmatmul.h"
 #include "cpu/thread_pool.h"
@@ -369,6 +370,58 @@ TEST(backend_ops_attention_forward_backward) {
     check_fd("ref attention dq" + tag, q, L, dq_ref);
     check_fd("ref attention dK" + tag, K, L, dK_ref, 80);
     check_fd("ref attention dV" + tag, V, L, dV_ref, 80);
+  }
+}
+
+// The inference forward (no probabilities kept) on both cpu paths, the blocked (flash-style) one forced where the
+// shape alone would pick rows, over f32 and int8 caches, against ref (double sums, one softmax per row). Cases: blocks
+// that end mid-tile, the causal edge inside and across 64-key tiles, a group larger than a block's rows (64 query
+// heads on one KV head), group sizes that do not divide the block, head dims that are not a multiple of the lanes,
+// q scores spread over [−6, 6] so the softmax is far from flat. Tolerance 5e-6 of the outputs' scale (measured
+// ≤ 9e-7): float sums of up to ~330 terms (the ref's are double) and a ~1 ulp exp. Blocked results are each
+// block's own arithmetic, so they must be bit-identical for 1, 2 and 3 threads.
+TEST(backend_ops_attention_blocked_matches_ref) {
+  struct Case { int64_t T, pos0, Hq, Hkv, hd; };
+  ThreadPool p1(1), p2(2);
+  auto cpu1 = make_backend("cpu", &p1), cpu2 = make_backend("cpu", &p2);
+  for (Case c : {Case{16, 0, 8, 2, 64}, Case{37, 70, 16, 4, 64}, Case{5, 130, 4, 4, 8}, Case{3, 200, 64, 1, 16},
+                 Case{9, 63, 6, 2, 80}, Case{70, 250, 4, 2, 128}, Case{1, 40, 4, 1, 32}}) {
+    const int64_t n_all = c.pos0 + c.T, ctx = n_all + 3, kd = c.Hkv * c.hd;
+    const float scale = 1.0f / std::sqrt(float(c.hd));
+    const float qs = 6.0f * std::sqrt(float(c.hd)) / float(c.hd);  // scale·q·k over about ±6
+    Buf q = rnd(size_t(c.T * c.Hq * c.hd), 61, -qs, qs), K = rnd(size_t(ctx * kd), 62, -1, 1), V = rnd(K.size(), 63);
+    Buf out_ref(q.size()), out8_ref(q.size()), scr(size_t(3 * ctx));
+    std::vector<int8_t> K8(K.size()), V8(V.size());
+    Buf Ks(size_t(ctx * c.Hkv)), Vs(Ks.size());
+    B().ref->kv_quantize(int8_rows(K8.data(), ctx * c.Hkv, c.hd), mat(Ks.data(), ctx * c.Hkv, 1), mat(K.data(), ctx * c.Hkv, c.hd));
+    B().ref->kv_quantize(int8_rows(V8.data(), ctx * c.Hkv, c.hd), mat(Vs.data(), ctx * c.Hkv, 1), mat(V.data(), ctx * c.Hkv, c.hd));
+    const Tensor Kt = mat3(K.data(), ctx, c.Hkv, c.hd), Vt = mat3(V.data(), ctx, c.Hkv, c.hd), qt = mat3(q.data(), c.T, c.Hq, c.hd);
+    const Tensor K8t = int8_cache(K8.data(), ctx, c.Hkv, c.hd), V8t = int8_cache(V8.data(), ctx, c.Hkv, c.hd);
+    const Tensor Kst = mat(Ks.data(), ctx, c.Hkv), Vst = mat(Vs.data(), ctx, c.Hkv);
+    B().ref->attention(mat3(out_ref.data(), c.T, c.Hq, c.hd), qt, Kt, Vt, c.pos0, scale, none, mat(scr.data(), 1, ctx));
+    B().ref->attention_kv8(mat3(out8_ref.data(), c.T, c.Hq, c.hd), qt, K8t, Kst, V8t, Vst, c.pos0, scale, mat(scr.data(), 1, ctx));
+    const std::string tag = " T" + std::to_string(c.T) + " pos0 " + std::to_string(c.pos0) + " Hq" + std::to_string(c.Hq) +
+                            " Hkv" + std::to_string(c.Hkv) + " hd" + std::to_string(c.hd);
+    for (int path : {1, 2}) {
+      const int prev = attention_force_path(path);
+      const std::string how = path == 1 ? " rows" : " blocked";
+      for_each_fast([&](Backend& be, const std::string& name) {
+        Buf out(q.size(), 7.0f), out8(q.size(), 7.0f);
+        be.attention(mat3(out.data(), c.T, c.Hq, c.hd), qt, Kt, Vt, c.pos0, scale, none, mat(scr.data(), 3, ctx));
+        check_close(name + how + " attention" + tag, out, out_ref, 5e-6);
+        be.attention_kv8(mat3(out8.data(), c.T, c.Hq, c.hd), qt, K8t, Kst, V8t, Vst, c.pos0, scale, mat(scr.data(), 3, ctx));
+        check_close(name + how + " attention_kv8" + tag, out8, out8_ref, 5e-6);
+        if (path != 2) return;
+        for (Backend* other : {cpu1.get(), cpu2.get()}) {
+          Buf o2(q.size()), o8(q.size());
+          other->attention(mat3(o2.data(), c.T, c.Hq, c.hd), qt, Kt, Vt, c.pos0, scale, none, mat(scr.data(), 3, ctx));
+          other->attention_kv8(mat3(o8.data(), c.T, c.Hq, c.hd), qt, K8t, Kst, V8t, Vst, c.pos0, scale, mat(scr.data(), 3, ctx));
+          CHECK(std::memcmp(o2.data(), out.data(), out.size() * 4) == 0);
+          CHECK(std::memcmp(o8.data(), out8.data(), out8.size() * 4) == 0);
+        }
+      });
+      attention_force_path(prev);
+    }
   }
 }
 

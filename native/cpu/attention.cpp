@@ -1,0 +1,155 @@
+// attention.h's API: the row path, the blocked path's threading, the table of the SIMD path in use, and the portable
+// table of the blocked kernels (plain arrays of 8 floats, which the compiler maps onto whatever vectors it has).
+#include "cpu/attention.h"
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+#include "cpu/attention_kernels.h"
+#include "cpu/matmul.h"
+
+namespace moe {
+namespace cpu_attention {
+namespace {
+
+#define ATTN_TARGET
+
+struct Vec {
+  struct V { float x[8]; };
+  static constexpr const char* name = "portable";
+  static constexpr int L = 8, KB = 4, DC = 4;
+  static V zero() { return V{}; }
+  static V load(const float* p) { V r; std::memcpy(r.x, p, sizeof r.x); return r; }
+  static void store(float* p, V v) { std::memcpy(p, v.x, sizeof v.x); }
+  static V set1(float a) { V r; for (float& e : r.x) e = a; return r; }
+  static V fma(V a, V b, V c) { for (int i = 0; i < L; ++i) c.x[i] += a.x[i] * b.x[i]; return c; }  // (std::fma is a libm call without FMA)
+  static V mul(V a, V b) { for (int i = 0; i < L; ++i) a.x[i] *= b.x[i]; return a; }
+  static V add(V a, V b) { for (int i = 0; i < L; ++i) a.x[i] += b.x[i]; return a; }
+  static V max(V a, V b) { for (int i = 0; i < L; ++i) a.x[i] = std::max(a.x[i], b.x[i]); return a; }
+  static V select_le(V a, V b, V x, V fill) { for (int i = 0; i < L; ++i) if (a.x[i] > b.x[i]) x.x[i] = fill.x[i]; return x; }
+  static V exp(V a) { for (float& e : a.x) e = std::exp(e); return a; }
+  static float hmax(V v) { float m = v.x[0]; for (float e : v.x) m = std::max(m, e); return m; }
+  static float hsum(V v) { float s = 0; for (float e : v.x) s += e; return s; }
+};
+
+#include "cpu/attention_tile.inc"
+
+}  // namespace
+const AttnKernels kAttnPortable = kTable;
+}  // namespace cpu_attention
+
+namespace {
+using cpu_attention::AttnBlock;
+using cpu_attention::AttnKernels;
+
+// The blocked kernels of the SIMD path the dense matmul uses (simd_name(): MOE_SIMD and simd_use_path apply).
+const AttnKernels& kernels() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  const char* n = simd_name();
+  if (std::strstr(n, "avx512")) return cpu_attention::kAttnAvx512;
+  if (std::strncmp(n, "avx2", 4) == 0) return cpu_attention::kAttnAvx2;
+#endif
+  return cpu_attention::kAttnPortable;
+}
+
+int path_from_env() {
+  const char* e = std::getenv("MOE_ATTN");
+  if (e && std::strcmp(e, "rows") == 0) return 1;
+  if (e && std::strcmp(e, "blocked") == 0) return 2;
+  return 0;
+}
+std::atomic<int> g_path{path_from_env()};
+
+// A per-thread buffer that grows to the largest size asked for and is then reused (no allocation once warm).
+float* thread_scratch(int64_t n) {
+  thread_local std::vector<float> buf;
+  if (int64_t(buf.size()) < n) buf.resize(size_t(n));
+  return buf.data();
+}
+
+void rows_path(ThreadPool& pool, const AttnKernels& kr, float* out, int64_t ldo, const float* q, int64_t ldq, int64_t T,
+               int64_t Hq, int64_t hd, const KvCacheView& kv, int64_t pos0, float scale, float* att, int64_t ld_att,
+               float* scratch, int64_t ld_scratch) {
+  const int64_t group = Hq / kv.Hkv, n_all = pos0 + T;
+  pool.run(T * Hq, 1, [&](int64_t b, int64_t e, int tid) {
+    float* sc = scratch + tid * ld_scratch;
+    for (int64_t th = b; th < e; ++th) {
+      const int64_t t = th / Hq, h = th % Hq, kh = h / group, n = pos0 + t + 1;
+      const float* qv = q + t * ldq + h * hd;
+      float* o = out + t * ldo + h * hd;
+      if (kv.k) {
+        vec_dot_rows_f32(sc, qv, kv.k + kh * hd, kv.ld, n, hd, scale);  // sc[j] = scale · q·K[j]
+        kr.softmax(sc, n);
+        if (att) { float* a = att + (t * Hq + h) * ld_att; std::copy(sc, sc + n, a); std::fill(a + n, a + n_all, 0.0f); }
+        std::fill(o, o + hd, 0.0f);
+        vec_axpy_rows_f32(o, sc, kv.v + kh * hd, kv.ld, n, hd);  // o = Σ_j sc[j] V[j]
+        continue;
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        const int8_t* kr8 = kv.k8 + j * kv.ld + kh * hd;
+        float d = 0;
+        for (int64_t i = 0; i < hd; ++i) d += qv[i] * float(kr8[i]);  // vectorised by the compiler (int8 -> f32)
+        sc[j] = scale * kv.ks[j * kv.Hkv + kh] * d;
+      }
+      kr.softmax(sc, n);
+      std::fill(o, o + hd, 0.0f);
+      for (int64_t j = 0; j < n; ++j) {
+        const int8_t* vr = kv.v8 + j * kv.ld + kh * hd;
+        const float w = sc[j] * kv.vs[j * kv.Hkv + kh];
+        for (int64_t i = 0; i < hd; ++i) o[i] += w * float(vr[i]);
+      }
+    }
+  });
+}
+
+// Blocks of nt tokens × ng heads of one KV head's group; tasks ordered so any contiguous run of them mixes early
+// blocks (few keys under the causal mask) with late ones (the pool hands out contiguous chunks).
+void blocked_path(ThreadPool& pool, const AttnKernels& kr, float* out, int64_t ldo, const float* q, int64_t ldq,
+                  int64_t T, int64_t Hq, int64_t hd, const KvCacheView& kv, int64_t pos0, float scale) {
+  const int64_t G = Hq / kv.Hkv, ng = std::min<int64_t>(G, kr.rows), nhc = (G + ng - 1) / ng;
+  const int64_t nt = std::max<int64_t>(1, kr.rows / ng), nb = (T + nt - 1) / nt, per_block = kv.Hkv * nhc;
+  const int64_t need = cpu_attention::scratch_floats(kr, hd);
+  pool.run(nb * per_block, 1, [&](int64_t b, int64_t e, int) {
+    float* scratch = thread_scratch(need);
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t zi = i / per_block, rest = i % per_block;
+      const int64_t bi = zi % 2 == 0 ? zi / 2 : nb - 1 - zi / 2;  // 0, nb−1, 1, nb−2, …
+      const int64_t kh = rest / nhc, c = rest % nhc, t0 = bi * nt, h0 = kh * G + c * ng;
+      AttnBlock a{};
+      a.q = q + t0 * ldq + h0 * hd; a.q_t = ldq; a.q_h = hd;
+      a.o = out + t0 * ldo + h0 * hd; a.o_t = ldo; a.o_h = hd;
+      a.nt = std::min(nt, T - t0); a.ng = std::min(ng, G - c * ng);  // (a short last head chunk only when nt = 1)
+      a.hd = hd; a.scale = scale; a.p0 = pos0 + t0;
+      a.ld = kv.ld; a.lds = kv.Hkv;
+      if (kv.k) { a.k = kv.k + kh * hd; a.v = kv.v + kh * hd; }
+      else { a.k8 = kv.k8 + kh * hd; a.v8 = kv.v8 + kh * hd; a.ks = kv.ks + kh; a.vs = kv.vs + kh; }
+      a.scratch = scratch;
+      kr.block(a);
+    }
+  });
+}
+
+}  // namespace
+
+int attention_force_path(int path) { return g_path.exchange(path); }
+
+void attention_causal(ThreadPool& pool, float* out, int64_t ldo, const float* q, int64_t ldq, int64_t T, int64_t Hq,
+                      int64_t hd, const KvCacheView& kv, int64_t pos0, float scale, float* att, int64_t ld_att,
+                      float* scratch, int64_t ld_scratch) {
+  if (kv.Hkv <= 0 || Hq % kv.Hkv != 0 || (!kv.k && !kv.k8) || (att && !kv.k))
+    throw std::invalid_argument("attention_causal: bad cache view");
+  if (T <= 0) return;
+  const AttnKernels& kr = kernels();
+  const int path = g_path.load(std::memory_order_relaxed);
+  // By shape: blocked where a block fills at least half of its rows (prefill; decode's one token × a group of
+  // heads usually does not, and the row path reads each key once per head from cache just as well).
+  const int64_t rows = std::min<int64_t>(T * (Hq / kv.Hkv), kr.rows);
+  const bool blocked = !att && (path == 2 || (path == 0 && 2 * rows >= kr.rows));
+  if (blocked) blocked_path(pool, kr, out, ldo, q, ldq, T, Hq, hd, kv, pos0, scale);
+  else rows_path(pool, kr, out, ldo, q, ldq, T, Hq, hd, kv, pos0, scale, att, ld_att, scratch, ld_scratch);
+}
+
+}  // namespace moe

@@ -1,0 +1,49 @@
+// Internal to cpu/ (not part of attention.h): the blocked attention's per-ISA kernel table.
+//   attention.cpp          attention.h's API: the row path, the blocked path's threading, the choice of a table
+//   attention_tile.inc     the kernels, written once (included by every ISA file)
+//   attention_avx512.cpp   16 lanes (also the AMX table's: AMX tiles are for the bf16 weight products)
+//   attention_avx2.cpp     8 lanes
+//   attention.cpp          the portable table (8 lanes as plain arrays)
+#pragma once
+#include <cstdint>
+
+#if defined(__GNUC__)
+#pragma GCC visibility push(hidden)
+#endif
+namespace moe::cpu_attention {
+
+// One pass of the blocked kernel: nt tokens × ng query heads of one KV head's group (nt·ng ≤ the table's rows).
+struct AttnBlock {
+  const float* q; int64_t q_t, q_h;  // row (t, g) at q + t·q_t + g·q_h  (hd floats)
+  float* o; int64_t o_t, o_h;        // its output, the same way
+  int64_t nt, ng, hd;
+  float scale;
+  int64_t p0;                        // position of the first token: token t sees keys 0 .. p0 + t
+  // The KV head's rows, key j at k + j·ld (f32 cache), or k8 + j·ld with scale ks[j·lds] (int8 cache; k = null)
+  const float *k, *v;
+  const int8_t *k8, *v8;
+  const float *ks, *vs;
+  int64_t ld, lds;
+  float* scratch;                    // scratch_floats(rows, keys, hd) of this thread
+};
+
+struct AttnKernels {
+  const char* name;
+  int rows;                          // query rows per block (RL)
+  int64_t keys;                      // keys per tile (BK)
+  void (*block)(const AttnBlock& b);
+  void (*softmax)(float* x, int64_t n);
+};
+
+// QT, OT [hd][rows], S [keys][rows], m, l, lim [rows], K and V tiles [keys][hd] (int8 cache)
+inline int64_t scratch_floats(const AttnKernels& k, int64_t hd) { return 2 * hd * k.rows + k.keys * k.rows + 3 * k.rows + 2 * k.keys * hd; }
+
+extern const AttnKernels kAttnPortable;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+extern const AttnKernels kAttnAvx2, kAttnAvx512;
+#endif
+
+}  // namespace moe::cpu_attention
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
