@@ -1,6 +1,7 @@
 // Micro-benchmark of native/cpu/matmul: GB/s (weight bytes streamed) and GFLOP/s (2*M*N*K) for the decode
 // matrix-vector case (M = 1) and the prefill case (M = 128), per weight dtype, at 1 and 2 threads, for the
 // selected SIMD path and the portable one.  Build and run: bash test/bench/run_bench_matmul.sh
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +11,11 @@
 #include <cstring>
 #include <random>
 #include <vector>
+
+#include <thread>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "cpu/matmul.h"
 #include "cpu/qmatmul.h"
@@ -36,8 +42,86 @@ static double bench(ThreadPool& pool, const void* W, DType dt, int64_t M, int64_
   return best;
 }
 
+// ---- the machine's arithmetic peak, the figure kernel efficiencies are stated against ----
+// 12 independent accumulator chains (more than FMA latency × FMA ports: 4 × 2 on current x86), no memory operands,
+// `iters` steps; returns GFLOP/s (an FMA or a multiply-add of a dot instruction counts 2 flops per product).
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+template <class Body>
+static double peak_run(int threads, double ops_per_iter, Body body) {
+  const long iters = 20000000;
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    auto t0 = Clock::now();
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t) ts.emplace_back([&] { body(iters); });
+    for (auto& t : ts) t.join();
+    const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+    best = std::max(best, threads * ops_per_iter * double(iters) / sec / 1e9);
+  }
+  return best;
+}
+volatile float g_sink;
+__attribute__((target("avx512f"))) static void fma512(long iters) {
+  __m512 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(float(i));
+  const __m512 b = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-3f);
+  for (long k = 0; k < iters; ++k)
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], b, c);
+  __m512 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
+  g_sink = _mm512_reduce_add_ps(s);
+}
+__attribute__((target("avx2,fma"))) static void fma256(long iters) {
+  __m256 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(float(i));
+  const __m256 b = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-3f);
+  for (long k = 0; k < iters; ++k)
+    for (int i = 0; i < 12; ++i) a[i] = _mm256_fmadd_ps(a[i], b, c);
+  __m256 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, a[i]);
+  float o[8]; _mm256_storeu_ps(o, s); g_sink = o[0];
+}
+__attribute__((target("avx512f,avx512vnni"))) static void vnni512(long iters) {
+  __m512i a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_epi32(i);
+  const __m512i b = _mm512_set1_epi8(3), c = _mm512_set1_epi8(-2);
+  for (long k = 0; k < iters; ++k)
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_dpbusd_epi32(a[i], b, c);
+  __m512i s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_epi32(s, a[i]);
+  g_sink = float(_mm512_reduce_add_epi32(s));
+}
+__attribute__((target("avx512f,avx512bf16"))) static void bf16dp512(long iters) {
+  __m512 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(float(i));
+  const __m512bh b = (__m512bh)_mm512_set1_epi16(0x3f80), c = (__m512bh)_mm512_set1_epi16(0x3a83);
+  for (long k = 0; k < iters; ++k)
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_dpbf16_ps(a[i], b, c);
+  __m512 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
+  g_sink = _mm512_reduce_add_ps(s);
+}
+static void print_peaks() {
+  __builtin_cpu_init();
+  struct P { const char* what; bool ok; double ops; void (*fn)(long); };
+  const P ps[] = {
+      {"f32 FMA, AVX-512 (16 lanes x 2 flops)", __builtin_cpu_supports("avx512f") != 0, 12 * 32.0, fma512},
+      {"f32 FMA, AVX2 (8 lanes x 2 flops)", __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"), 12 * 16.0, fma256},
+      {"int8 vpdpbusd, AVX-512 VNNI (64 products x 2 ops)", __builtin_cpu_supports("avx512vnni") != 0, 12 * 128.0, vnni512},
+      {"bf16 vdpbf16ps, AVX-512 BF16 (32 products x 2 flops)", __builtin_cpu_supports("avx512bf16") != 0, 12 * 64.0, bf16dp512},
+  };
+  for (const P& p : ps) {
+    if (!p.ok) { std::printf("peak %-55s not on this CPU\n", p.what); continue; }
+    std::printf("peak %-55s 1 thread %8.1f G/s   2 threads %8.1f G/s\n", p.what, peak_run(1, p.ops, p.fn), peak_run(2, p.ops, p.fn));
+  }
+}
+#else
+static void print_peaks() { std::printf("peak: x86-64 only\n"); }
+#endif
+
 int main(int argc, char** argv) {
   double min_s = argc > 1 ? std::atof(argv[1]) : 0.5;
+  if (argc > 2 && !std::strcmp(argv[2], "peak")) { print_peaks(); return 0; }  // bench_matmul SECONDS peak
   if (argc > 5 && (!std::strcmp(argv[5], "q8_0") || !std::strcmp(argv[5], "q4_0") || !std::strcmp(argv[5], "q4_k"))) {
     // one quantized shape: bench_matmul SECONDS M N K q8_0|q4_0|q4_k [threads]: every quantized table, with f32
     // and int8 activations (at M >= 8 the f32 mode is the dequantised-tile path)
