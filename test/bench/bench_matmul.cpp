@@ -17,7 +17,10 @@
 #include <immintrin.h>
 #endif
 
+#include "backend/backend.h"
 #include "cpu/matmul.h"
+#include "cpu/nf4_matmul.h"
+#include "quant/nf4.h"
 #include "cpu/qmatmul.h"
 #include "quant/quant.h"
 
@@ -119,8 +122,88 @@ static void print_peaks() {
 static void print_peaks() { std::printf("peak: x86-64 only\n"); }
 #endif
 
+// ---- the training step's kernels (issue 14): GFLOP/s and the share of the FMA peak measured in the same run ----
+// Shapes of the bench model (hidden 1024, experts of 512, LoRA rank 16) in a 512-token step: a dense projection's
+// dX through its frozen weight (M = 512), an expert's (M = 64 routed tokens), in bf16, NF4 (Q-LoRA) and Q4_0; the
+// LoRA pieces on the same tokens: u = x·Aᵀ, dB = dYᵀ·u, dA = (dY·B)ᵀ·x (the cpu backend's matmul_dw).
+template <class F>
+static double best_of(double min_s, F&& f) {
+  f();
+  double best = 1e30, el = 0;
+  auto t0 = Clock::now();
+  do {
+    auto t1 = Clock::now();
+    f();
+    auto t2 = Clock::now();
+    best = std::min(best, std::chrono::duration<double>(t2 - t1).count());
+    el = std::chrono::duration<double>(t2 - t0).count();
+  } while (el < min_s);
+  return best;
+}
+static void print_train(double min_s) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1, 1);
+  auto rnd = [&](int64_t n, float s) { std::vector<float> v(static_cast<size_t>(n)); for (auto& e : v) e = u(rng) * s; return v; };
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  const bool z = __builtin_cpu_supports("avx512f");
+  const double peak1 = z ? peak_run(1, 12 * 32.0, fma512) : peak_run(1, 12 * 16.0, fma256);
+  const double peak2 = z ? peak_run(2, 12 * 32.0, fma512) : peak_run(2, 12 * 16.0, fma256);
+#else
+  const double peak1 = 0, peak2 = 0;
+#endif
+  std::printf("f32 FMA peak (%s): 1 thread %.1f, 2 threads %.1f GFLOP/s; simd path %s, nf4 path %s\n",
+              simd_name(), peak1, peak2, simd_name(), nf4_simd_name());
+  std::printf("%-44s %3s %9s %9s %7s\n", "kernel", "thr", "ms(min)", "GFLOP/s", "% peak");
+  struct Dx { const char* what; int64_t M, N, K; };
+  for (Dx s : {Dx{"dX = dY·W, dense proj", 512, 1024, 1024}, Dx{"dX = dY·W, expert (64 routed tokens)", 64, 512, 1024},
+               Dx{"dX = dY·W, expert down (64 routed tokens)", 64, 1024, 512}}) {
+    const auto wf = rnd(s.N * s.K, 0.05f), dy = rnd(s.M * s.N, 1.0f);
+    std::vector<float> dx(size_t(s.M * s.K));
+    std::vector<uint16_t> wb(size_t(s.N * s.K));
+    for (size_t i = 0; i < wb.size(); ++i) wb[i] = f32_to_bf16(wf[i]);
+    std::vector<uint8_t> wq(qbytes(DType::Q4_0, s.N * s.K));
+    quantize_tensor(DType::Q4_0, wf.data(), wq.data(), s.N * s.K);
+    const NF4Tensor w4 = nf4_quantize(wf.data(), s.N, s.K);
+    for (int thr : {1, 2}) {
+      ThreadPool pool(thr);
+      const double flop = 2.0 * s.M * s.N * s.K, peak = thr == 1 ? peak1 : peak2;
+      auto row = [&](const char* dt, double sec) {
+        std::printf("%-38s %-5s %3d %9.3f %9.1f %6.0f%%\n", s.what, dt, thr, sec * 1e3, flop / sec / 1e9, 100 * flop / sec / 1e9 / peak);
+      };
+      row("bf16", best_of(min_s, [&] { matmul_dx(&pool, dx.data(), s.K, dy.data(), s.N, wb.data(), DType::BF16, s.M, s.N, s.K, false); }));
+      row("nf4", best_of(min_s, [&] { nf4_matmul_dx(&pool, dx.data(), s.K, dy.data(), s.N, w4, s.M, false); }));
+      row("q4_0", best_of(min_s, [&] { matmul_dx(&pool, dx.data(), s.K, dy.data(), s.N, wq.data(), DType::Q4_0, s.M, s.N, s.K, false); }));
+      if (s.M == 64 && s.N == 512) {
+        std::vector<float> y(size_t(s.M * s.N));
+        const auto x = rnd(s.M * s.K, 1.0f);
+        row("nf4 fwd", best_of(min_s, [&] { nf4_matmul(&pool, y.data(), s.N, x.data(), s.K, w4, s.M, false); }));
+      }
+    }
+  }
+  {  // LoRA, rank 16, on an expert's 64 routed tokens (gate: K = 1024 in, N = 512 out) and on 512 tokens of a dense proj
+    for (int64_t M : {64, 512}) {
+      const int64_t K = 1024, N = M == 64 ? 512 : 1024, r = 16;
+      const auto x = rnd(M * K, 1.0f), A = rnd(r * K, 0.05f), dy = rnd(M * N, 1.0f), uu = rnd(M * r, 1.0f);
+      std::vector<float> uo(size_t(M * r)), dB(size_t(N * r)), dA(size_t(r * K));
+      for (int thr : {1, 2}) {
+        ThreadPool pool(thr);
+        auto be = make_backend("cpu", &pool);
+        const double peak = thr == 1 ? peak1 : peak2;
+        auto row = [&](const char* what, double flop, double sec) {
+          std::printf("%-38s M=%-3lld %3d %9.3f %9.1f %6.0f%%\n", what, (long long)M, thr, sec * 1e3, flop / sec / 1e9, 100 * flop / sec / 1e9 / peak);
+        };
+        row("LoRA u = x·Aᵀ (r 16)", 2.0 * M * r * K, best_of(min_s, [&] { matmul(pool, uo.data(), r, x.data(), K, A.data(), DType::F32, M, r, K); }));
+        row("LoRA dB = dYᵀ·u (r 16)", 2.0 * M * N * r, best_of(min_s, [&] { be->matmul_dw(mat(dB.data(), N, r), mat(const_cast<float*>(dy.data()), M, N), mat(const_cast<float*>(uu.data()), M, r), false); }));
+        row("LoRA dA = (dY·B)ᵀ·x (r 16)", 2.0 * M * r * K, best_of(min_s, [&] { be->matmul_dw(mat(dA.data(), r, K), mat(const_cast<float*>(uu.data()), M, r), mat(const_cast<float*>(x.data()), M, K), false); }));
+      }
+    }
+  }
+}
+
 int main(int argc, char** argv) {
   double min_s = argc > 1 ? std::atof(argv[1]) : 0.5;
+  if (argc > 2 && !std::strcmp(argv[2], "train")) { print_train(min_s); return 0; }  // bench_matmul SECONDS train
   if (argc > 2 && !std::strcmp(argv[2], "peak")) { print_peaks(); return 0; }  // bench_matmul SECONDS peak
   if (argc > 5 && (!std::strcmp(argv[5], "q8_0") || !std::strcmp(argv[5], "q4_0") || !std::strcmp(argv[5], "q4_k"))) {
     // one quantized shape: bench_matmul SECONDS M N K q8_0|q4_0|q4_k [threads]: every quantized table, with f32
