@@ -25,6 +25,7 @@ struct Vec {
   static V load(const float* p) { V r; std::memcpy(r.x, p, sizeof r.x); return r; }
   static void store(float* p, V v) { std::memcpy(p, v.x, sizeof v.x); }
   static V set1(float a) { V r; for (float& e : r.x) e = a; return r; }
+  static V load_i8(const int8_t* p) { V r; for (int i = 0; i < L; ++i) r.x[i] = float(p[i]); return r; }
   static V fma(V a, V b, V c) { for (int i = 0; i < L; ++i) c.x[i] += a.x[i] * b.x[i]; return c; }  // (std::fma is a libm call without FMA)
   static V mul(V a, V b) { for (int i = 0; i < L; ++i) a.x[i] *= b.x[i]; return a; }
   static V add(V a, V b) { for (int i = 0; i < L; ++i) a.x[i] += b.x[i]; return a; }
@@ -33,6 +34,7 @@ struct Vec {
   static V exp(V a) { for (float& e : a.x) e = std::exp(e); return a; }
   static float hmax(V v) { float m = v.x[0]; for (float e : v.x) m = std::max(m, e); return m; }
   static float hsum(V v) { float s = 0; for (float e : v.x) s += e; return s; }
+  static void hsum4(V a, V b, V c, V d, float* out) { out[0] = hsum(a); out[1] = hsum(b); out[2] = hsum(c); out[3] = hsum(d); }
 };
 
 #include "cpu/attention_tile.inc"
@@ -88,19 +90,10 @@ void rows_path(ThreadPool& pool, const AttnKernels& kr, float* out, int64_t ldo,
         vec_axpy_rows_f32(o, sc, kv.v + kh * hd, kv.ld, n, hd);  // o = Σ_j sc[j] V[j]
         continue;
       }
-      for (int64_t j = 0; j < n; ++j) {
-        const int8_t* kr8 = kv.k8 + j * kv.ld + kh * hd;
-        float d = 0;
-        for (int64_t i = 0; i < hd; ++i) d += qv[i] * float(kr8[i]);  // vectorised by the compiler (int8 -> f32)
-        sc[j] = scale * kv.ks[j * kv.Hkv + kh] * d;
-      }
+      kr.dot_rows_i8(sc, qv, kv.k8 + kh * hd, kv.ld, kv.ks + kh, kv.Hkv, n, hd, scale);  // sc[j] = scale · ks_j · q·K8[j]
       kr.softmax(sc, n);
       std::fill(o, o + hd, 0.0f);
-      for (int64_t j = 0; j < n; ++j) {
-        const int8_t* vr = kv.v8 + j * kv.ld + kh * hd;
-        const float w = sc[j] * kv.vs[j * kv.Hkv + kh];
-        for (int64_t i = 0; i < hd; ++i) o[i] += w * float(vr[i]);
-      }
+      kr.axpy_rows_i8(o, sc, kv.v8 + kh * hd, kv.ld, kv.vs + kh, kv.Hkv, n, hd);  // o = Σ_j sc[j] vs_j V8[j]
     }
   });
 }

@@ -21,6 +21,7 @@ struct Vec {
   ATTN_TARGET static V load(const float* p) { return _mm256_loadu_ps(p); }
   ATTN_TARGET static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
   ATTN_TARGET static V set1(float x) { return _mm256_set1_ps(x); }
+  ATTN_TARGET static V load_i8(const int8_t* p) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)))); }
   ATTN_TARGET static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   ATTN_TARGET static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   ATTN_TARGET static V add(V a, V b) { return _mm256_add_ps(a, b); }
@@ -35,6 +36,10 @@ struct Vec {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
+  ATTN_TARGET static void hsum4(V a, V b, V c, V d, float* out) {
+    const __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1)));
   }
   // As the AVX-512 exp (attention_avx512.cpp), with 2^n built in the exponent field: x is clamped to [−87.3, 88]
   // first, so n + 127 stays in 1 .. 254 (the attention's arguments are ≤ 0; 88 only guards the field).

@@ -24,6 +24,7 @@ struct Vec {
   ATTN_TARGET static V load(const float* p) { return _mm512_loadu_ps(p); }
   ATTN_TARGET static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
   ATTN_TARGET static V set1(float x) { return _mm512_set1_ps(x); }
+  ATTN_TARGET static V load_i8(const int8_t* p) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))); }
   ATTN_TARGET static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   ATTN_TARGET static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   ATTN_TARGET static V add(V a, V b) { return _mm512_add_ps(a, b); }
@@ -31,6 +32,15 @@ struct Vec {
   ATTN_TARGET static V select_le(V a, V b, V x, V fill) { return _mm512_mask_mov_ps(fill, _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ), x); }
   ATTN_TARGET static float hmax(V v) { return _mm512_reduce_max_ps(v); }
   ATTN_TARGET static float hsum(V v) { return _mm512_reduce_add_ps(v); }
+  ATTN_TARGET static __m256 fold(V v) {  // 16 lanes -> 8 (pairwise sums of the halves)
+    return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  }
+  // [Σa, Σb, Σc, Σd] to out[0..3]: halves folded, then three rounds of pairwise adds for all four at once
+  ATTN_TARGET static void hsum4(V a, V b, V c, V d, float* out) {
+    const __m256 ab = _mm256_hadd_ps(fold(a), fold(b)), cd = _mm256_hadd_ps(fold(c), fold(d));
+    const __m256 abcd = _mm256_hadd_ps(ab, cd);
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1)));
+  }
   // e^x = 2^n · e^r, n = round(x·log2 e), r = x − n·ln 2 in two parts (|r| ≤ ln2/2), e^r by Cephes' expf polynomial
   // (~1 ulp); vscalefps applies 2^n. Inputs under −87.3 (e^x below FLT_MIN, −inf included) give 0.
   ATTN_TARGET static V exp(V x) {

@@ -33,6 +33,12 @@ struct AttnKernels {
   int64_t keys;                      // keys per tile (BK)
   void (*block)(const AttnBlock& b);
   void (*softmax)(float* x, int64_t n);
+  // The row path over an int8 cache (rows ld apart, scales lds apart):
+  //   out[j] = scale · s_j · q·K8[j]  (j < n)            o += Σ_j w[j] · s_j · V8[j]
+  void (*dot_rows_i8)(float* out, const float* q, const int8_t* K8, int64_t ld, const float* s, int64_t lds, int64_t n,
+                      int64_t hd, float scale);
+  void (*axpy_rows_i8)(float* o, const float* w, const int8_t* V8, int64_t ld, const float* s, int64_t lds, int64_t n,
+                       int64_t hd);
 };
 
 // QT, OT [hd][rows], S [keys][rows], m, l, lim [rows], K and V tiles [keys][hd] (int8 cache)

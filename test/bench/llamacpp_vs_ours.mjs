@@ -10,7 +10,8 @@
 //                                      is a per-token JS loop with sampling, not llama.cpp's decode speed).
 // Ours: the engine in one process; its first generation (128 tokens, no depth) pays the page faults of the mapping
 // and is not counted (llama-bench's warm-up run does the same); at depth d the measured run first fills d tokens
-// of context, then reuses them (prefix cache), prefills 128 more and decodes 64. COMPETE=1 adds a busy process.
+// of context, then reuses them (prefix cache), prefills 128 more and decodes 64. COMPETE=1 adds a busy process;
+// KV_CACHE=int8 runs ours on its int8 KV cache (llama.cpp keeps its default f16 cache).
 //
 // Setup (all outside git; see test/bench/README.md):
 //   .venv-ref/bin/python test/bench/make_bench_model.py --layers 16 --vocab 8000   (max_position 4096; both engines run past it)
@@ -63,7 +64,7 @@ async function child(side, path, threads, depth) {
     process.exit(0);
   }
   const { loadModel } = await import(pathToFileURL(join(ROOT, "out/electron/engine/engine.js")).href);
-  const model = await loadModel(path, { threads });
+  const model = await loadModel(path, { threads, ...(process.env.KV_CACHE ? { kvCache: process.env.KV_CACHE } : {}) });
   const opts = { temperature: 0, eosIds: [], repetitionPenalty: 1 };
   let res;
   for (let run = 0; run < 2; run++) {
@@ -134,7 +135,7 @@ if (process.argv[2] === "--child") {
       const [lp, ld, lr, op, od, or] = [m(peer, "prefill"), m(peer, "decode"), m(peer, "rss"), m("ours", "prefill"), m("ours", "decode"), m("ours", "rss")];
       table.push(`| ${f} | ${depth} | ${lp.toFixed(0)} / ${ld.toFixed(1)} | ${op.toFixed(0)} / ${od.toFixed(1)} | ${(op / lp).toFixed(2)}x / ${(od / ld).toFixed(2)}x | ${lr.toFixed(0)} / ${or.toFixed(0)} MiB |`);
     }
-  console.log(`\n${peer}, ${threads} threads, prompt ${PROMPT}, ${GEN} new tokens, median of ${rounds} interleaved rounds${process.env.COMPETE ? ", beside a busy process" : ""}`);
+  console.log(`\n${peer}, ${threads} threads, prompt ${PROMPT}, ${GEN} new tokens, median of ${rounds} interleaved rounds${process.env.COMPETE ? ", beside a busy process" : ""}${process.env.KV_CACHE ? `, ours with the ${process.env.KV_CACHE} KV cache` : ""}`);
   console.log(`| format | depth | ${peer} prefill / decode tok/s | ours prefill / decode tok/s | ours ÷ ${peer} | peak RSS ${peer} / ours |`);
   console.log("|---|---|---|---|---|---|");
   for (const row of table) console.log(row);
