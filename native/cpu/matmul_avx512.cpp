@@ -2,6 +2,7 @@
 // doubles it on CPUs with two 512-bit FMA ports (Sapphire Rapids and later); decode gains on cache-resident
 // experts. K tails use masked loads (x) / zero-padded tiles (weights); no reads past a row.
 #include "cpu/matmul_kernels.h"
+#include <algorithm>
 
 #if MOE_HAVE_X86_DISPATCH
 #if defined(__GNUC__) && !defined(__clang__)
@@ -143,6 +144,16 @@ MOE_AVX512 void matmul_rows_avx512_t(float* y, int64_t ldy, const float* x, int6
         float* tr = tile + r * kbp;
         if (r < nr) convert_avx512<DT>(tr, W + (n + r) * K + k0, kb);
         for (int64_t k = r < nr ? kb : 0; k < kbp; ++k) tr[k] = 0.f;
+      }
+      // The next tile's weights are fetched while this one is multiplied: in prefill an expert's rows come from DRAM
+      // once per call, and the widening stalls on them where the hardware prefetcher has not ramped up.
+      const int64_t nk0 = k0 + KB_AVX512 < K ? k0 + KB_AVX512 : 0, nn = nk0 ? n : n + 4;
+      if (nn < n1) {
+        const int64_t bytes = std::min<int64_t>(KB_AVX512, K - nk0) * int64_t(sizeof(T));
+        for (int r = 0; r < 4 && nn + r < n1; ++r) {
+          const char* p = reinterpret_cast<const char*>(W + (nn + r) * K + nk0);
+          for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+        }
       }
       int64_t m = 0;
       for (; m + 4 <= M; m += 4) micro_avx512<4>(y + m * ldy + n, ldy, x + m * ldx + k0, ldx, tile, kbp, kb, nr);
