@@ -16,7 +16,7 @@ namespace {
 struct Vec {
   using V = __m256;
   static constexpr const char* name = "avx2";
-  static constexpr int L = 8, KB = 4, DC = 4;
+  static constexpr int L = 8, KB = 4, DC = 4, GV = 2;
   ATTN_TARGET static V zero() { return _mm256_setzero_ps(); }
   ATTN_TARGET static V load(const float* p) { return _mm256_loadu_ps(p); }
   ATTN_TARGET static void store(float* p, V v) { _mm256_storeu_ps(p, v); }

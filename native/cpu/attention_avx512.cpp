@@ -19,7 +19,7 @@ namespace {
 struct Vec {
   using V = __m512;
   static constexpr const char* name = "avx512";
-  static constexpr int L = 16, KB = 8, DC = 8;
+  static constexpr int L = 16, KB = 8, DC = 8, GV = 4;
   ATTN_TARGET static V zero() { return _mm512_setzero_ps(); }
   ATTN_TARGET static V load(const float* p) { return _mm512_loadu_ps(p); }
   ATTN_TARGET static void store(float* p, V v) { _mm512_storeu_ps(p, v); }

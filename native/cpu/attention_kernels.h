@@ -39,6 +39,12 @@ struct AttnKernels {
                       int64_t hd, float scale);
   void (*axpy_rows_i8)(float* o, const float* w, const int8_t* V8, int64_t ld, const float* s, int64_t lds, int64_t n,
                        int64_t hd);
+  // Decode over an f32 cache with the gc ≤ 4 query heads of one KV head at once (q_g, o_g hd apart; hd % lanes == 0):
+  //   sc[g·lds + j] = scale · q_g·K[j]               o_g += Σ_j sc[g·lds + j] · V[j]
+  int lanes;
+  void (*group_scores)(float* sc, int64_t lds, const float* q, const float* K, int64_t ldk, int64_t n, int64_t hd,
+                       float scale, int gc);
+  void (*group_values)(float* o, const float* sc, int64_t lds, const float* V, int64_t ldv, int64_t n, int64_t hd, int gc);
 };
 
 // QT, OT [hd][rows], S [keys][rows], m, l, lim [rows], K and V tiles [keys][hd] (int8 cache)
