@@ -72,8 +72,8 @@ float* thread_scratch(int64_t n) {
   return buf.data();
 }
 
-// Decode (and short blocks) over an f32 cache, probabilities not kept: the query heads of a group in chunks of 4 read
-// each key and value row once (group_scores / group_values); tasks are (token, KV head, chunk).
+// Decode (and short blocks), probabilities not kept: the query heads of a group in chunks of 4 read each key and value
+// row once (group_scores / group_values, f32 or int8 cache); tasks are (token, KV head, chunk).
 void grouped_rows(ThreadPool& pool, const AttnKernels& kr, float* out, int64_t ldo, const float* q, int64_t ldq, int64_t T,
                   int64_t Hq, int64_t hd, const KvCacheView& kv, int64_t pos0, float scale) {
   const int64_t G = Hq / kv.Hkv, nch = (G + 3) / 4, n_all = pos0 + T;
@@ -82,11 +82,14 @@ void grouped_rows(ThreadPool& pool, const AttnKernels& kr, float* out, int64_t l
     for (int64_t i = b; i < e; ++i) {
       const int64_t t = i / (kv.Hkv * nch), kh = i / nch % kv.Hkv, c = i % nch, h0 = kh * G + 4 * c, n = pos0 + t + 1;
       const int gc = int(std::min<int64_t>(4, G - 4 * c));
-      kr.group_scores(sc, n, q + t * ldq + h0 * hd, kv.k + kh * hd, kv.ld, n, hd, scale, gc);
+      const float* qh = q + t * ldq + h0 * hd;
+      if (kv.k) kr.group_scores(sc, n, qh, kv.k + kh * hd, kv.ld, n, hd, scale, gc);
+      else kr.group_scores_i8(sc, n, qh, kv.k8 + kh * hd, kv.ld, kv.ks + kh, kv.Hkv, n, hd, scale, gc);
       for (int g = 0; g < gc; ++g) kr.softmax(sc + g * n, n);
       float* o = out + t * ldo + h0 * hd;
       std::fill(o, o + gc * hd, 0.0f);
-      kr.group_values(o, sc, n, kv.v + kh * hd, kv.ld, n, hd, gc);
+      if (kv.k) kr.group_values(o, sc, n, kv.v + kh * hd, kv.ld, n, hd, gc);
+      else kr.group_values_i8(o, sc, n, kv.v8 + kh * hd, kv.ld, kv.vs + kh, kv.Hkv, n, hd, gc);
     }
   });
 }
@@ -94,7 +97,7 @@ void grouped_rows(ThreadPool& pool, const AttnKernels& kr, float* out, int64_t l
 void rows_path(ThreadPool& pool, const AttnKernels& kr, float* out, int64_t ldo, const float* q, int64_t ldq, int64_t T,
                int64_t Hq, int64_t hd, const KvCacheView& kv, int64_t pos0, float scale, float* att, int64_t ld_att,
                float* scratch, int64_t ld_scratch) {
-  if (kv.k && !att && hd % kr.lanes == 0 && Hq / kv.Hkv > 1) {
+  if (!att && hd % kr.lanes == 0 && Hq / kv.Hkv > 1) {
     grouped_rows(pool, kr, out, ldo, q, ldq, T, Hq, hd, kv, pos0, scale);
     return;
   }

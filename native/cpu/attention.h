@@ -2,8 +2,8 @@
 // f32 or an int8 KV cache. Two paths:
 //   rows     per query: scores against every key, a softmax, the weighted sum of values; the only path that writes
 //            the probabilities (training keeps them, one head at a time) and the one decode takes (a block of one
-//            token would leave most of a vector's lanes idle). Over an f32 cache without probabilities the query
-//            heads of a KV group go four at a time, so each cache row is read once per group, not once per head.
+//            token would leave most of a vector's lanes idle). Without probabilities the query heads of a KV group
+//            go four at a time, so each cache row (f32 or int8) is read once per group, not once per head.
 //   blocked  flash-style (cpu/attention_tile.inc): a block of query rows of one KV head against tiles of keys with
 //            an online softmax, so each K and V row is read once per block rather than once per query and head;
 //            prefill, most of all at long context, where the row path streams the whole cache per query

@@ -45,6 +45,11 @@ struct AttnKernels {
   void (*group_scores)(float* sc, int64_t lds, const float* q, const float* K, int64_t ldk, int64_t n, int64_t hd,
                        float scale, int gc);
   void (*group_values)(float* o, const float* sc, int64_t lds, const float* V, int64_t ldv, int64_t n, int64_t hd, int gc);
+  // The same over the int8 cache (K8/V8 rows ld apart, scale of row j at s[j·ldsc])
+  void (*group_scores_i8)(float* sc, int64_t lds, const float* q, const int8_t* K8, int64_t ld, const float* s,
+                          int64_t ldsc, int64_t n, int64_t hd, float scale, int gc);
+  void (*group_values_i8)(float* o, const float* sc, int64_t lds, const int8_t* V8, int64_t ld, const float* s,
+                          int64_t ldsc, int64_t n, int64_t hd, int gc);
 };
 
 // QT, OT [hd][rows], S [keys][rows], m, l, lim [rows], K and V tiles [keys][hd] (int8 cache)
