@@ -1,13 +1,17 @@
-// Decode attention: one query token per head over n_ctx cached positions, grouped-query (GQA), online softmax.
-//   q, out: [Hq, Dh]     K, V: element (t, kh, d) at base + t*stride_t + kh*stride_h + d, t < n_ctx
-//   head h reads kv head kh = h / (Hq / Hkv)
-//   out[h] = sum_t a_t V[t],   a = softmax_t(s),   s_t = scale * q[h]·K[t]
-// One block (4 warps) per query head. Warp w takes positions t = w, w+4, ...: its lanes split Dh (lane L owns
-// dims L, L+32, ..., at most 8, so Dh <= 256), a warp_sum gives s_t to all lanes, and the warp keeps a running
+// Causal attention over a KV cache, grouped-query (GQA), online softmax; the same kernel serves prefill (T query
+// tokens at positions pos0 .. pos0+T-1) and decode (T = 1), over an f32 cache or an int8 one (per-row scales).
+//   q: token t, head h at q + t*q_stride_t + h*Dh        out: at out + t*o_stride_t + h*Dh
+//   K, V: element (j, kh, d) at base + j*kv_stride_t + kh*kv_stride_h + d;  int8: value = s[j*s_stride_t + kh] * q8
+//   head h reads kv head kh = h / (Hq / Hkv); query t sees keys j <= pos0 + t
+//   out[t, h] = sum_j a_j V[j],   a = softmax_j(s),   s_j = scale * q[t, h]·K[j]
+//   att (optional, for backward): row t*Hq + h of [T*Hq, ld_att] gets a_j for j < pos0+t+1 and 0 up to pos0+T
+// One block (4 warps) per (query head, token). Warp w takes positions j = w, w+4, ...: its lanes split Dh (lane L
+// owns dims L, L+32, ..., at most 8, so Dh <= 256), a warp_sum gives s_j to all lanes, and the warp keeps a running
 // (max m, denominator l, accumulator acc[Dh]) updated flash-attention style:
-//   m' = max(m, s);  l' = l*e^(m-m') + e^(s-m');  acc' = acc*e^(m-m') + e^(s-m') V[t]
+//   m' = max(m, s);  l' = l*e^(m-m') + e^(s-m');  acc' = acc*e^(m-m') + e^(s-m') V[j]
 // The 4 partial states are merged through shared memory: M = max m_w, out = sum_w e^(m_w-M) acc_w / sum_w e^(m_w-M) l_w.
-// Long contexts would want the positions split over several blocks too (flash-decoding); not yet needed.
+// This is the plain form (each block reads its keys once; a block of queries sharing K/V tiles in shared memory
+// and split-K decode for long contexts are the fast forms still to come).
 #pragma once
 #include "kernels/kernel_common.cuh"
 
@@ -17,49 +21,68 @@ namespace MOE_KERNEL_NS {
 constexpr int kAttnWarps = 4;
 constexpr int kAttnMaxDimsPerLane = 8;  // head_dim <= 32 * 8 = 256
 
+// One cache element as f32: an f32 cache, or int8 values with one scale per (position, kv head).
+struct KvF32 {
+  const float* base;
+  __device__ __forceinline__ float at(int64_t off) const { return base[off]; }
+  __device__ __forceinline__ float scale(int64_t) const { return 1.0f; }
+};
+struct KvI8 {
+  const int8_t* base; const float* s;
+  __device__ __forceinline__ float at(int64_t off) const { return float(base[off]); }
+  __device__ __forceinline__ float scale(int64_t si) const { return s[si]; }
+};
+
+template <class KV>
 __global__ void __launch_bounds__(kAttnWarps * 32)
-attention_decode_kernel(float* out, const float* q, const float* kc, const float* vc, int group, int Dh, int n_ctx,
-                        int64_t stride_t, int64_t stride_h, float scale) {
+attention_kernel(float* out, const float* q, KV kc, KV vc, AttnShape sh) {
   __shared__ float sm_m[kAttnWarps], sm_l[kAttnWarps];
   __shared__ float sm_acc[kAttnWarps][32 * kAttnMaxDimsPerLane];
   const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
-  const int h = blockIdx.x, kh = h / group;
+  const int h = blockIdx.x, t = blockIdx.y;
+  const int Dh = int(sh.head_dim), group = int(sh.n_heads / sh.n_kv_heads), kh = h / group;
+  const int n = int(sh.pos0) + t + 1;
+  const float* qt = q + int64_t(t) * sh.q_stride_t + int64_t(h) * Dh;
   float qr[kAttnMaxDimsPerLane], acc[kAttnMaxDimsPerLane];
 MOE_UNROLL
   for (int j = 0; j < kAttnMaxDimsPerLane; ++j) {
     const int d = lane + 32 * j;
-    qr[j] = d < Dh ? q[int64_t(h) * Dh + d] * scale : 0.0f;
+    qr[j] = d < Dh ? qt[d] * sh.scale : 0.0f;
     acc[j] = 0.0f;
   }
-  float m = -INFINITY, l = 0.0f;
-  const float* kb = kc + int64_t(kh) * stride_h;
-  const float* vb = vc + int64_t(kh) * stride_h;
-  for (int t = wid; t < n_ctx; t += kAttnWarps) {
-    const float* kt = kb + int64_t(t) * stride_t;
+  const int64_t kvh = int64_t(kh) * sh.kv_stride_h;
+  // s_j = scale * q·K[j] (scale folded into qr), the same in both passes
+  auto score = [&](int j) {
+    const int64_t off = int64_t(j) * sh.kv_stride_t + kvh;
     float s = 0.0f;
 MOE_UNROLL
-    for (int j = 0; j < kAttnMaxDimsPerLane; ++j) {
-      const int d = lane + 32 * j;
-      if (d < Dh) s += qr[j] * kt[d];
+    for (int i = 0; i < kAttnMaxDimsPerLane; ++i) {
+      const int d = lane + 32 * i;
+      if (d < Dh) s += qr[i] * kc.at(off + d);
     }
-    s = warp_sum(s);
+    return warp_sum(s) * kc.scale(int64_t(j) * sh.s_stride_t + kh);
+  };
+  float m = -INFINITY, l = 0.0f;
+  for (int j = wid; j < n; j += kAttnWarps) {
+    const float s = score(j);
     const float m_new = fmaxf(m, s);
     const float corr = expf(m - m_new);  // first step: e^(-inf) = 0
     const float pt = expf(s - m_new);
     l = l * corr + pt;
-    const float* vt = vb + int64_t(t) * stride_t;
+    const int64_t off = int64_t(j) * sh.kv_stride_t + kvh;
+    const float pv = pt * vc.scale(int64_t(j) * sh.s_stride_t + kh);
 MOE_UNROLL
-    for (int j = 0; j < kAttnMaxDimsPerLane; ++j) {
-      const int d = lane + 32 * j;
-      if (d < Dh) acc[j] = acc[j] * corr + pt * vt[d];
+    for (int i = 0; i < kAttnMaxDimsPerLane; ++i) {
+      const int d = lane + 32 * i;
+      if (d < Dh) acc[i] = acc[i] * corr + pv * vc.at(off + d);
     }
     m = m_new;
   }
   if (lane == 0) { sm_m[wid] = m; sm_l[wid] = l; }
 MOE_UNROLL
-  for (int j = 0; j < kAttnMaxDimsPerLane; ++j) {
-    const int d = lane + 32 * j;
-    if (d < Dh) sm_acc[wid][d] = acc[j];
+  for (int i = 0; i < kAttnMaxDimsPerLane; ++i) {
+    const int d = lane + 32 * i;
+    if (d < Dh) sm_acc[wid][d] = acc[i];
   }
   __syncthreads();
   float M = -INFINITY;
@@ -67,26 +90,65 @@ MOE_UNROLL
   float L = 0.0f, c[kAttnWarps];
   for (int w = 0; w < kAttnWarps; ++w) { c[w] = sm_m[w] == -INFINITY ? 0.0f : expf(sm_m[w] - M); L += c[w] * sm_l[w]; }
   const float invL = 1.0f / L;
+  float* ot = out + int64_t(t) * sh.o_stride_t + int64_t(h) * Dh;
   for (int d = threadIdx.x; d < Dh; d += blockDim.x) {
     float o = 0.0f;
     for (int w = 0; w < kAttnWarps; ++w) o += c[w] * sm_acc[w][d];
-    out[int64_t(h) * Dh + d] = o * invL;
+    ot[d] = o * invL;
   }
+  if (sh.att != nullptr) {
+    float* a = sh.att + (int64_t(t) * sh.n_heads + h) * sh.ld_att;
+    for (int j = wid; j < n; j += kAttnWarps) {
+      const float p = expf(score(j) - M) * invL;
+      if (lane == 0) a[j] = p;
+    }
+    for (int j = n + int(threadIdx.x); j < int(sh.pos0 + sh.T); j += int(blockDim.x)) a[j] = 0.0f;
+  }
+}
+
+inline void check_attention(const char* name, const AttnShape& sh) {
+  MOE_KCHECK(name, sh.n_heads > 0 && sh.n_kv_heads > 0 && sh.n_heads % sh.n_kv_heads == 0,
+             "n_heads (" + std::to_string(sh.n_heads) + ") must be a positive multiple of n_kv_heads (" + std::to_string(sh.n_kv_heads) + ")");
+  MOE_KCHECK(name, sh.head_dim > 0 && sh.head_dim <= 32 * kAttnMaxDimsPerLane,
+             "head_dim must be in 1..256 (got " + std::to_string(sh.head_dim) + ")");
+  MOE_KCHECK(name, sh.T >= 0 && sh.T <= 65535 && sh.pos0 >= 0 && sh.pos0 + sh.T < (int64_t(1) << 31),
+             "T must be in 0..65535 and pos0 >= 0 (got T " + std::to_string(sh.T) + ", pos0 " + std::to_string(sh.pos0) + ")");
+  MOE_KCHECK(name, sh.n_heads < (int64_t(1) << 31), "n_heads out of range");
+  MOE_KCHECK(name, sh.kv_stride_h >= sh.head_dim && sh.kv_stride_t >= sh.kv_stride_h * sh.n_kv_heads,
+             "kv strides too small for [n_ctx, n_kv_heads, head_dim]");
+  MOE_KCHECK(name, sh.q_stride_t >= sh.n_heads * sh.head_dim && sh.o_stride_t >= sh.n_heads * sh.head_dim,
+             "q / out token strides must be >= n_heads*head_dim");
+  MOE_KCHECK(name, sh.att == nullptr || sh.ld_att >= sh.pos0 + sh.T, "ld_att must be >= pos0 + T");
+}
+
+void attention(float* out, const float* q, const float* k_cache, const float* v_cache, const AttnShape& sh, void* stream) {
+  check_attention("attention", sh);
+  MOE_KCHECK("attention", out && q && k_cache && v_cache, "null pointer");
+  if (sh.T == 0) return;
+  MOE_LAUNCH("attention<f32>", attention_kernel<KvF32>, dim3(unsigned(sh.n_heads), unsigned(sh.T)), dim3(kAttnWarps * 32), 0, stream,
+             out, q, KvF32{k_cache}, KvF32{v_cache}, sh);
+}
+
+void attention_kv8(float* out, const float* q, const int8_t* k8, const float* k_scales, const int8_t* v8, const float* v_scales,
+                   const AttnShape& sh, void* stream) {
+  check_attention("attention_kv8", sh);
+  MOE_KCHECK("attention_kv8", sh.att == nullptr, "the int8 cache keeps no probabilities (training needs the f32 cache)");
+  MOE_KCHECK("attention_kv8", sh.s_stride_t >= sh.n_kv_heads, "s_stride_t must be >= n_kv_heads");
+  MOE_KCHECK("attention_kv8", out && q && k8 && k_scales && v8 && v_scales, "null pointer");
+  if (sh.T == 0) return;
+  MOE_LAUNCH("attention<int8>", attention_kernel<KvI8>, dim3(unsigned(sh.n_heads), unsigned(sh.T)), dim3(kAttnWarps * 32), 0, stream,
+             out, q, KvI8{k8, k_scales}, KvI8{v8, v_scales}, sh);
 }
 
 void attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache, int64_t n_heads,
                       int64_t n_kv_heads, int64_t head_dim, int64_t n_ctx, int64_t kv_stride_t, int64_t kv_stride_h,
                       float scale, void* stream) {
-  MOE_KCHECK("attention_decode", n_heads > 0 && n_kv_heads > 0 && n_heads % n_kv_heads == 0,
-             "n_heads (" + std::to_string(n_heads) + ") must be a positive multiple of n_kv_heads (" + std::to_string(n_kv_heads) + ")");
-  MOE_KCHECK("attention_decode", head_dim > 0 && head_dim <= 32 * kAttnMaxDimsPerLane,
-             "head_dim must be in 1..256 (got " + std::to_string(head_dim) + ")");
   MOE_KCHECK("attention_decode", n_ctx >= 1 && n_ctx < (int64_t(1) << 31), "n_ctx must be >= 1 (got " + std::to_string(n_ctx) + ")");
-  MOE_KCHECK("attention_decode", kv_stride_h >= head_dim && kv_stride_t >= kv_stride_h * n_kv_heads,
-             "kv strides too small for [n_ctx, n_kv_heads, head_dim]");
-  MOE_KCHECK("attention_decode", out && q && k_cache && v_cache, "null pointer");
-  MOE_LAUNCH("attention_decode", attention_decode_kernel, dim3(unsigned(n_heads)), dim3(kAttnWarps * 32), 0, stream, out,
-             q, k_cache, v_cache, int(n_heads / n_kv_heads), int(head_dim), int(n_ctx), kv_stride_t, kv_stride_h, scale);
+  AttnShape sh;
+  sh.T = 1; sh.pos0 = n_ctx - 1; sh.n_heads = n_heads; sh.n_kv_heads = n_kv_heads; sh.head_dim = head_dim;
+  sh.q_stride_t = sh.o_stride_t = n_heads * head_dim; sh.kv_stride_t = kv_stride_t; sh.kv_stride_h = kv_stride_h; sh.scale = scale;
+  check_attention("attention_decode", sh);
+  attention(out, q, k_cache, v_cache, sh, stream);
 }
 
 }  // namespace MOE_KERNEL_NS

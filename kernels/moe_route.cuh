@@ -1,6 +1,7 @@
 // MoE router: softmax over E experts, top-k, optional renormalisation (transformers' Mixtral / Qwen-MoE / OLMoE
 // routing; Hunyuan-Large top-1 without renormalisation is k = 1, renormalize = false).
-//   logits: [T, E]  ->  weights: [T, k] f32, ids: [T, k] int32, in descending order of probability
+//   logits: [T, E]  ->  weights: [T, k] f32, ids: [T, k] int32, in descending order of probability;
+//   probs: [T, E] the softmax (kept for the router's backward), or null
 //   p_e = exp(l_e - max l) / sum_e' exp(l_e' - max l)       (f32, as transformers' softmax(dtype=float))
 //   top-k: k rounds of a warp argmax; ties go to the lower expert id
 //   renormalize: w_j = p_j / sum_{selected} p
@@ -16,7 +17,7 @@ namespace MOE_KERNEL_NS {
 constexpr int kRouteWarps = 4;
 
 __global__ void __launch_bounds__(kRouteWarps * 32)
-moe_route_kernel(float* weights, int32_t* ids, const float* logits, int T, int E, int k, int renormalize) {
+moe_route_kernel(float* weights, int32_t* ids, float* probs, const float* logits, int T, int E, int k, int renormalize) {
   SIMT_DYNAMIC_SHARED(float, smem);
   const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
   const int t = blockIdx.x * kRouteWarps + wid;
@@ -30,6 +31,7 @@ moe_route_kernel(float* weights, int32_t* ids, const float* logits, int T, int E
   for (int e = lane; e < E; e += 32) { const float v = expf(l[e] - m); p[e] = v; s += v; }
   const float inv = 1.0f / warp_sum(s);
   for (int e = lane; e < E; e += 32) p[e] *= inv;
+  if (probs != nullptr) for (int e = lane; e < E; e += 32) probs[int64_t(t) * E + e] = p[e];
   float* wt = weights + int64_t(t) * k;
   int32_t* it = ids + int64_t(t) * k;
   float picked = 0.0f;
@@ -54,7 +56,7 @@ moe_route_kernel(float* weights, int32_t* ids, const float* logits, int T, int E
   }
 }
 
-void moe_route(float* weights, int32_t* ids, const float* logits, int64_t T, int64_t E, int64_t k, bool renormalize,
+void moe_route(float* weights, int32_t* ids, float* probs, const float* logits, int64_t T, int64_t E, int64_t k, bool renormalize,
                void* stream) {
   MOE_KCHECK("moe_route", T >= 0 && T < (int64_t(1) << 31), "T out of range");
   MOE_KCHECK("moe_route", E >= 1 && E <= 4096, "E must be in 1..4096 (got " + std::to_string(E) + ")");
@@ -63,7 +65,7 @@ void moe_route(float* weights, int32_t* ids, const float* logits, int64_t T, int
   if (T == 0) return;
   const size_t smem = sizeof(float) * size_t(kRouteWarps) * size_t(E);
   MOE_LAUNCH("moe_route", moe_route_kernel, dim3(unsigned((T + kRouteWarps - 1) / kRouteWarps)), dim3(kRouteWarps * 32),
-             smem, stream, weights, ids, logits, int(T), int(E), int(k), int(renormalize));
+             smem, stream, weights, ids, probs, logits, int(T), int(E), int(k), int(renormalize));
 }
 
 }  // namespace MOE_KERNEL_NS

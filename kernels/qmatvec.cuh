@@ -5,20 +5,12 @@
 // 34 / 18 / 144 bytes (not 16-byte aligned), so they are read bytewise; each lane dequantises its block in
 // registers and dots it with x (f32, from L1/L2). Lane partials are summed with the warp butterfly.
 #pragma once
-#include "kernels/kernel_common.cuh"
+#include "kernels/qblock.cuh"
 
 namespace moe {
 namespace MOE_KERNEL_NS {
 
 constexpr int kQMatvecWarps = 4;
-
-__device__ __forceinline__ float q_f16_at(const uint8_t* p) { return f16_bits_to_f32(uint32_t(p[0]) | (uint32_t(p[1]) << 8)); }
-
-// 6-bit scale and min of Q4_K sub-block j (GGUF's get_scale_min_k4).
-__device__ __forceinline__ void q4k_sm(int j, const uint8_t* s, int& sc, int& m) {
-  if (j < 4) { sc = s[j] & 63; m = s[j + 4] & 63; }
-  else { sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4); m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4); }
-}
 
 // QT: 0 = Q8_0, 1 = Q4_0, 2 = Q4_K.   dot of one block (at blk) with its x (at xb)
 template <int QT>

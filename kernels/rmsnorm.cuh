@@ -1,6 +1,8 @@
 // RMSNorm (HF LlamaRMSNorm), one block per row.
-//   x, y: [T, D]   w: [D]   rstd: [T] (optional, saved for backward: dx needs rstd)
+//   x, y: [T, D], rows ldx / ldy floats apart   w: [D] or null (no gain: y = x * rstd)
+//   rstd: [T] (optional, saved for backward: dx needs rstd)
 //   rstd = 1 / sqrt(mean_d(x^2) + eps);   y = w * (x * rstd)
+// Per-head q/k norms are T·H rows of head_dim.
 // A block of 256 threads strides over the row; partial sums of squares are reduced with warp shuffles, then
 // across warps through 32 floats of shared memory. The row is read twice (sum of squares, then scale): for
 // D <= 8192 the second read hits L1/L2.
@@ -13,26 +15,30 @@ namespace MOE_KERNEL_NS {
 constexpr int kRmsnormThreads = 256;
 
 __global__ void __launch_bounds__(kRmsnormThreads)
-rmsnorm_kernel(float* y, float* rstd, const float* x, const float* w, int D, float eps) {
+rmsnorm_kernel(float* y, int64_t ldy, float* rstd, const float* x, int64_t ldx, const float* w, int D, float eps) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
-  const float* xr = x + row * D;
-  float* yr = y + row * D;
+  const float* xr = x + row * ldx;
+  float* yr = y + row * ldy;
   float ss = 0.0f;
   for (int i = threadIdx.x; i < D; i += blockDim.x) { const float v = xr[i]; ss += v * v; }
   ss = block_sum(ss, scratch);
   const float r = rsqrtf(ss / float(D) + eps);
   if (rstd != nullptr && threadIdx.x == 0) rstd[row] = r;
   // y may alias x: each element is read then written by the same thread, after the reduction's barriers.
-  for (int i = threadIdx.x; i < D; i += blockDim.x) yr[i] = w[i] * (xr[i] * r);
+  for (int i = threadIdx.x; i < D; i += blockDim.x) yr[i] = w != nullptr ? w[i] * (xr[i] * r) : xr[i] * r;
 }
 
-void rmsnorm(float* y, float* rstd, const float* x, const float* w, int64_t T, int64_t D, float eps, void* stream) {
+void rmsnorm(float* y, int64_t ldy, float* rstd, const float* x, int64_t ldx, const float* w, int64_t T, int64_t D, float eps,
+             void* stream) {
   MOE_KCHECK("rmsnorm", T >= 0 && T < (int64_t(1) << 31), "T out of range (got " + std::to_string(T) + ")");
   MOE_KCHECK("rmsnorm", D > 0 && D < (int64_t(1) << 31), "D must be > 0 (got " + std::to_string(D) + ")");
-  MOE_KCHECK("rmsnorm", y && x && w, "null pointer");
+  MOE_KCHECK("rmsnorm", y && x, "null pointer");
+  MOE_KCHECK("rmsnorm", ldx >= D && ldy >= D, "ldx and ldy must be >= D");
   if (T == 0) return;
-  MOE_LAUNCH("rmsnorm", rmsnorm_kernel, dim3(unsigned(T)), dim3(kRmsnormThreads), 0, stream, y, rstd, x, w, int(D), eps);
+  // a warp per 32 columns up to 8 warps: a head_dim-64 row of a per-head norm gets 2 warps, not 8 idle ones
+  const unsigned threads = unsigned(std::min<int64_t>(kRmsnormThreads, (D + 31) / 32 * 32));
+  MOE_LAUNCH("rmsnorm", rmsnorm_kernel, dim3(unsigned(T)), dim3(threads), 0, stream, y, ldy, rstd, x, ldx, w, int(D), eps);
 }
 
 }  // namespace MOE_KERNEL_NS

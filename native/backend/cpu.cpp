@@ -14,6 +14,7 @@
 #include "cpu/matmul.h"
 #include "cpu/nf4_matmul.h"
 #include "cpu/thread_pool.h"
+#include "cuda/kernel_backend.h"
 #include "quant/nf4.h"
 
 namespace moe {
@@ -235,7 +236,8 @@ std::unique_ptr<Backend> make_backend(const std::string& name, ThreadPool* pool)
     if (!pool) throw std::invalid_argument("the cpu backend needs a thread pool");
     return std::make_unique<CpuBackend>(*pool);
   }
-  throw std::invalid_argument("unknown backend \"" + name + "\" (this build has: cpu, ref)");
+  if (name == "emu") return make_emu_backend();
+  throw std::invalid_argument("unknown backend \"" + name + "\" (this build has: cpu, ref, emu)");
 }
 
 }  // namespace moe

@@ -30,7 +30,7 @@ TEST(kernels_cuda_without_device_fails_cleanly) {
 #ifdef MOE_HAVE_CUDA
   // The launch itself fails (no driver/device) before any pointer is touched; the error names the kernel.
   float* fake = reinterpret_cast<float*>(uintptr_t(256));
-  CHECK_THROWS(moe::cuda::swiglu(fake, fake, fake, 10), "CUDA kernel swiglu failed to launch");
+  CHECK_THROWS(moe::cuda::swiglu(fake, 10, fake, 10, fake, 10, 1, 10), "CUDA kernel swiglu failed to launch");
   CHECK_THROWS(moe::cuda::matvec(fake, fake, moe::DType::BF16, fake, nullptr, 4, 8), "CUDA kernel matvec<bf16>");
 #endif
 }

@@ -40,7 +40,7 @@ TEST(kernels_rmsnorm_matches_reference) {
   const float eps = 1e-6f;
   auto x = randn(size_t(T * D), 1, 2.0f), w = randn(size_t(D), 2);
   std::vector<float> y(sz(T * D)), rstd(sz(T));
-  moe::emu::rmsnorm(y.data(), rstd.data(), x.data(), w.data(), T, D, eps);
+  moe::emu::rmsnorm(y.data(), D, rstd.data(), x.data(), D, w.data(), T, D, eps);
   std::vector<double> ref(sz(T * D)), rref(sz(T));
   for (int64_t t = 0; t < T; ++t) {
     double ss = 0; for (int64_t d = 0; d < D; ++d) ss += double(x[size_t(t * D + d)]) * x[size_t(t * D + d)];
@@ -51,7 +51,7 @@ TEST(kernels_rmsnorm_matches_reference) {
   CHECK(close_all(rstd, rref, 0, 1e-5, "rmsnorm rstd"));
   // in place (y aliases x), no rstd
   std::vector<float> xi = x;
-  moe::emu::rmsnorm(xi.data(), nullptr, xi.data(), w.data(), T, D, eps);
+  moe::emu::rmsnorm(xi.data(), D, nullptr, xi.data(), D, w.data(), T, D, eps);
   CHECK(close_all(xi, ref, 1e-6, 1e-5, "rmsnorm in place"));
 }
 
@@ -76,7 +76,7 @@ TEST(kernels_rope_neox_matches_reference) {
           ref[a] = double(x[a]) * c - double(x[b]) * s;
           ref[b] = double(x[b]) * c + double(x[a]) * s;
         }
-    moe::emu::rope_neox(x.data(), cs.data(), sn.data(), pos.data(), T, H, Dh, rot, stride);
+    moe::emu::rope_neox(x.data(), cs.data(), sn.data(), pos.data(), T, H, Dh, rot, stride, Dh, false);
     CHECK(close_all(x, ref, 1e-6, 1e-6, "rope"));  // untouched tail columns compare exactly
   }
 }
@@ -123,7 +123,7 @@ TEST(kernels_swiglu_matches_reference) {
   const int64_t n = 1000;
   auto g = randn(size_t(n), 9, 3.0f), u = randn(size_t(n), 10);
   std::vector<float> out(sz(n));
-  moe::emu::swiglu(out.data(), g.data(), u.data(), n);
+  moe::emu::swiglu(out.data(), n, g.data(), n, u.data(), n, 1, n);
   std::vector<double> ref(sz(n));
   for (size_t i = 0; i < size_t(n); ++i) ref[i] = double(g[i]) / (1.0 + std::exp(-double(g[i]))) * u[i];
   CHECK(close_all(out, ref, 1e-7, 1e-6, "swiglu"));
@@ -135,7 +135,7 @@ TEST(kernels_moe_route_matches_reference) {
     auto logits = randn(size_t(c.T * c.E), uint32_t(11 + c.E + c.k), 2.0f);
     std::vector<float> w(sz(c.T * c.k));
     std::vector<int32_t> ids(sz(c.T * c.k));
-    moe::emu::moe_route(w.data(), ids.data(), logits.data(), c.T, c.E, c.k, c.renorm);
+    moe::emu::moe_route(w.data(), ids.data(), nullptr, logits.data(), c.T, c.E, c.k, c.renorm);
     bool ids_ok = true;
     std::vector<float> got; std::vector<double> want;
     for (int64_t t = 0; t < c.T; ++t) {
@@ -159,7 +159,7 @@ TEST(kernels_moe_route_matches_reference) {
   }
   // ties: all-equal logits pick experts 0..k-1 with weight 1/E (1/k renormalised)
   std::vector<float> flat(2 * 10, 0.5f), w(2 * 3); std::vector<int32_t> ids(2 * 3);
-  moe::emu::moe_route(w.data(), ids.data(), flat.data(), 2, 10, 3, true);
+  moe::emu::moe_route(w.data(), ids.data(), nullptr, flat.data(), 2, 10, 3, true);
   for (int j = 0; j < 6; ++j) { CHECK(ids[size_t(j)] == j % 3); CHECK_NEAR(w[size_t(j)], 1.0 / 3.0, 1e-6); }
 }
 
@@ -193,9 +193,9 @@ TEST(kernels_launchers_reject_bad_shapes) {
   CHECK_THROWS(moe::emu::matvec(&f, &f, moe::DType::I8, &f, nullptr, 1, 1), "weight dtype i8");
   CHECK_THROWS(moe::emu::attention_decode(&f, &f, &f, &f, 2, 1, 300, 1, 300, 300, 1.0f), "kernel attention_decode: head_dim");
   CHECK_THROWS(moe::emu::attention_decode(&f, &f, &f, &f, 3, 2, 64, 1, 128, 64, 1.0f), "multiple of n_kv_heads");
-  CHECK_THROWS(moe::emu::moe_route(&f, &i, &f, 1, 4, 5, true), "kernel moe_route: k must be in 1..E");
-  CHECK_THROWS(moe::emu::rope_neox(&f, &f, &f, &i, 1, 1, 8, 7, 8), "rot_dim must be even");
-  CHECK_THROWS(moe::emu::rmsnorm(&f, nullptr, &f, &f, 1, 0, 1e-6f), "kernel rmsnorm: D must be > 0");
+  CHECK_THROWS(moe::emu::moe_route(&f, &i, nullptr, &f, 1, 4, 5, true), "kernel moe_route: k must be in 1..E");
+  CHECK_THROWS(moe::emu::rope_neox(&f, &f, &f, &i, 1, 1, 8, 7, 8, 8, false), "rot_dim must be even");
+  CHECK_THROWS(moe::emu::rmsnorm(&f, 1, nullptr, &f, 1, &f, 1, 0, 1e-6f), "kernel rmsnorm: D must be > 0");
 }
 
 TEST(kernels_matmul_matches_reference) {
@@ -212,7 +212,7 @@ TEST(kernels_matmul_matches_reference) {
     }
     const void* W = dt == moe::DType::F32 ? static_cast<const void*>(wf.data()) : static_cast<const void*>(w16.data());
     std::vector<float> y(sz(M * ldy), -7.0f);
-    moe::emu::matmul(y.data(), ldy, x.data(), ldx, W, dt, bias.data(), M, N, K);
+    moe::emu::matmul(y.data(), ldy, x.data(), ldx, W, dt, bias.data(), M, N, K, false);
     std::vector<float> got; std::vector<double> want;
     bool pad_untouched = true;
     for (int64_t m = 0; m < M; ++m) {
@@ -228,7 +228,7 @@ TEST(kernels_matmul_matches_reference) {
     // blocks spread over 2 OS threads (each with its own __shared__ tiles) give bit-identical results
     std::vector<float> y2(sz(M * ldy), -7.0f);
     moe::emu::set_workers(2);
-    moe::emu::matmul(y2.data(), ldy, x.data(), ldx, W, dt, bias.data(), M, N, K);
+    moe::emu::matmul(y2.data(), ldy, x.data(), ldx, W, dt, bias.data(), M, N, K, false);
     moe::emu::set_workers(1);
     CHECK(y2 == y);
   }

@@ -1,0 +1,90 @@
+// Elementwise ops over row-strided f32 matrices [R, C] (row r at base + r·ld): the cheap glue between the
+// matmuls. Each is one kernel over a 2-D grid: blockIdx.y strides over rows, blockIdx.x·256 + threadIdx.x over
+// columns, so consecutive threads touch consecutive floats of a row (coalesced) and no thread depends on another.
+//   add        y[r, c] += x[r, c]                          (residual adds)
+//   add_bias   y[r, c] += b[c]
+//   sigmoid    x[r, c]  = 1 / (1 + e^(−x[r, c]))           (qwen2_moe's shared-expert gate)
+//   mul_cols   x[r, c] *= g[c]                             (a per-head gain folded into q)
+//   clamp      x[r, c]  = min(max(x[r, c], −lim), lim)     (olmoe's clip_qkv)
+//   swiglu     out[r, c] = silu(g[r, c]) · u[r, c],  silu(v) = v / (1 + e^(−v));  out may alias g or u
+// expf (not __expf) keeps sigmoid and silu within a few ulp of the CPU reference; these ops are memory-bound.
+#pragma once
+#include "kernels/kernel_common.cuh"
+
+namespace moe {
+namespace MOE_KERNEL_NS {
+
+constexpr int kEwThreads = 256;
+
+struct EwAdd {
+  float* y; int64_t ldy; const float* x; int64_t ldx;
+  __device__ __forceinline__ void operator()(int64_t r, int64_t c) const { y[r * ldy + c] += x[r * ldx + c]; }
+};
+struct EwAddBias {
+  float* y; int64_t ldy; const float* b;
+  __device__ __forceinline__ void operator()(int64_t r, int64_t c) const { y[r * ldy + c] += b[c]; }
+};
+struct EwSigmoid {
+  float* x; int64_t ldx;
+  __device__ __forceinline__ void operator()(int64_t r, int64_t c) const { float& v = x[r * ldx + c]; v = 1.0f / (1.0f + expf(-v)); }
+};
+struct EwMulCols {
+  float* x; int64_t ldx; const float* g;
+  __device__ __forceinline__ void operator()(int64_t r, int64_t c) const { x[r * ldx + c] *= g[c]; }
+};
+struct EwClamp {
+  float* x; int64_t ldx; float lim;
+  __device__ __forceinline__ void operator()(int64_t r, int64_t c) const { float& v = x[r * ldx + c]; v = fminf(fmaxf(v, -lim), lim); }
+};
+struct EwSwiglu {
+  float* out; int64_t ldo; const float* g; int64_t ldg; const float* u; int64_t ldu;
+  __device__ __forceinline__ void operator()(int64_t r, int64_t c) const {
+    const float gv = g[r * ldg + c];
+    out[r * ldo + c] = gv / (1.0f + expf(-gv)) * u[r * ldu + c];
+  }
+};
+
+template <class Op>
+__global__ void __launch_bounds__(kEwThreads) elementwise_kernel(Op op, int64_t R, int64_t C) {
+  for (int64_t r = blockIdx.y; r < R; r += gridDim.y)
+    for (int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) op(r, c);
+}
+
+// grid: enough column blocks for one row (at most 64), rows over grid.y (at most 65535, the rest strided).
+template <class Op>
+void launch_elementwise(const char* name, const Op& op, int64_t R, int64_t C, void* stream) {
+  MOE_KCHECK(name, R >= 0 && C >= 0, "R and C must be >= 0");
+  if (R == 0 || C == 0) return;
+  const dim3 grid(unsigned(std::min<int64_t>((C + kEwThreads - 1) / kEwThreads, 64)), unsigned(std::min<int64_t>(R, 65535)));
+  MOE_LAUNCH(name, elementwise_kernel<Op>, grid, dim3(kEwThreads), 0, stream, op, R, C);
+}
+
+void add(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t R, int64_t C, void* stream) {
+  MOE_KCHECK("add", y && x && ldy >= C && ldx >= C, "null pointer or a leading dimension < C");
+  launch_elementwise("add", EwAdd{y, ldy, x, ldx}, R, C, stream);
+}
+void add_bias(float* y, int64_t ldy, const float* b, int64_t R, int64_t C, void* stream) {
+  MOE_KCHECK("add_bias", y && b && ldy >= C, "null pointer or ldy < C");
+  launch_elementwise("add_bias", EwAddBias{y, ldy, b}, R, C, stream);
+}
+void sigmoid(float* x, int64_t ldx, int64_t R, int64_t C, void* stream) {
+  MOE_KCHECK("sigmoid", x && ldx >= C, "null pointer or ldx < C");
+  launch_elementwise("sigmoid", EwSigmoid{x, ldx}, R, C, stream);
+}
+void mul_cols(float* x, int64_t ldx, const float* g, int64_t R, int64_t C, void* stream) {
+  MOE_KCHECK("mul_cols", x && g && ldx >= C, "null pointer or ldx < C");
+  launch_elementwise("mul_cols", EwMulCols{x, ldx, g}, R, C, stream);
+}
+void clamp(float* x, int64_t ldx, float lim, int64_t R, int64_t C, void* stream) {
+  MOE_KCHECK("clamp", x && ldx >= C, "null pointer or ldx < C");
+  MOE_KCHECK("clamp", lim >= 0, "the limit must be >= 0");
+  launch_elementwise("clamp", EwClamp{x, ldx, lim}, R, C, stream);
+}
+void swiglu(float* out, int64_t ldo, const float* g, int64_t ldg, const float* u, int64_t ldu, int64_t R, int64_t C, void* stream) {
+  MOE_KCHECK("swiglu", out && g && u, "null pointer");
+  MOE_KCHECK("swiglu", ldo >= C && ldg >= C && ldu >= C, "a leading dimension < C");
+  launch_elementwise("swiglu", EwSwiglu{out, ldo, g, ldg, u, ldu}, R, C, stream);
+}
+
+}  // namespace MOE_KERNEL_NS
+}  // namespace moe

@@ -1,4 +1,0 @@
-// nvcc build of kernels/swiglu.cuh (the CPU emulation build of the same body is kernels/emu/kernels_emu.cpp).
-#define MOE_KERNEL_NS cuda
-#include "kernels/kernels.h"
-#include "kernels/swiglu.cuh"

@@ -1,0 +1,229 @@
+// The kernel backend (cuda/kernel_backend.h) under the SIMT emulator: every forward op against ref, on the shapes
+// users hit (odd sizes, 1 token, strided rows, an expert with no tokens, repeated rows, pos0 > 0, GQA, the int8
+// cache), and the ops not on kernels yet failing by name. The same host code and kernel text run on a GPU.
+// Tolerances, relative to the output's scale (as test_backend_ops.cpp):
+//   1e-4  matmul over long dots: f32 sums (the kernel) vs double (ref) over K ≤ 512 terms of widened weights;
+//   1e-5  attention: f32 online softmax (expf, rescaled partial sums over 4 warps) vs ref's double softmax;
+//   2e-6  norms and elementwise ops: a few ulp of expf / rsqrtf against double;
+//   exact kv_quantize, embedding, gather, routing ids: the same float operations in the same order.
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+#include "backend/backend.h"
+#include "quant/nf4.h"
+#include "quant/quant.h"
+#include "tests/test.h"
+
+using namespace moe;
+
+namespace {
+
+using Buf = std::vector<float>;
+
+Buf rnd(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  Buf b(n);
+  for (auto& v : b) v = u(g);
+  return b;
+}
+
+void close(const std::string& what, const Buf& got, const Buf& want, double tol) {
+  CHECK(got.size() == want.size());
+  double s = 1e-3, worst = 0; size_t at = 0;
+  for (float v : want) s = std::max(s, double(std::fabs(v)));
+  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
+    const double e = std::fabs(double(got[i]) - want[i]) / s;
+    if (!(e <= worst)) { worst = e; at = i; }
+  }
+  if (!(worst <= tol)) {
+    ++moe_test::failures();
+    std::fprintf(stderr, "  %s: max rel err %.3g at %zu (got %g, want %g), tol %.3g\n", what.c_str(), worst, at, double(got[at]),
+                 double(want[at]), tol);
+  }
+}
+
+struct Pair {
+  std::unique_ptr<Backend> ref = make_backend("ref"), emu = make_backend("emu");
+};
+Pair& B() { static Pair p; return p; }
+const Tensor none;
+
+}  // namespace
+
+TEST(backend_kernels_matmul_every_dtype) {
+  struct Shape { int64_t M, N, K; };
+  for (Shape sh : {Shape{1, 7, 64}, Shape{1, 33, 256}, Shape{3, 33, 96}, Shape{70, 40, 256}, Shape{5, 13, 77}}) {
+    for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
+      if (is_quant(dt) && sh.K % qblock_size(dt) != 0) continue;
+      const int64_t M = sh.M, N = sh.N, K = sh.K, ldx = K + 3, ldy = N + 2;
+      Buf wf = rnd(size_t(N * K), 11);
+      std::vector<uint8_t> wb(dtype_row_bytes(dt, K) * size_t(N));
+      if (dt == DType::F32) std::memcpy(wb.data(), wf.data(), wb.size());
+      else if (dt == DType::F16) for (size_t i = 0; i < wf.size(); ++i) { uint16_t h = f32_to_f16(wf[i]); std::memcpy(&wb[2 * i], &h, 2); }
+      else if (dt == DType::BF16) for (size_t i = 0; i < wf.size(); ++i) { uint16_t h = f32_to_bf16(wf[i]); std::memcpy(&wb[2 * i], &h, 2); }
+      else quantize_tensor(dt, wf.data(), wb.data(), N * K);
+      const Tensor W = weight(wb.data(), dt, N, K);
+      const Buf x = rnd(size_t(M * ldx), 12), y0 = rnd(size_t(M * ldy), 13);
+      const std::string tag = std::string(dtype_name(dt)) + " M" + std::to_string(M) + " N" + std::to_string(N) + " K" + std::to_string(K);
+      for (bool acc : {false, true}) {
+        Buf want = y0, got = y0;
+        B().ref->matmul(mat(want.data(), M, N, ldy), mat(x.data(), M, K, ldx), W, acc);
+        B().emu->matmul(mat(got.data(), M, N, ldy), mat(x.data(), M, K, ldx), W, acc);
+        close("emu matmul " + tag + (acc ? " accumulate" : ""), got, want, 1e-4);  // (the padding columns too: untouched)
+      }
+    }
+  }
+  NF4Tensor nf4 = nf4_quantize(rnd(64 * 8, 3).data(), 8, 64);
+  Buf x(64), y(8);
+  CHECK_THROWS(B().emu->matmul(mat(y.data(), 1, 8), mat(x.data(), 1, 64), nf4_weight(&nf4, 8, 64), false),
+               "matmul over an NF4 (Q-LoRA) base: not on the emu backend yet");
+}
+
+TEST(backend_kernels_norms_and_elementwise) {
+  const int64_t R = 5, C = 37, ld = 41;  // strided rows, C not a multiple of a warp
+  const Buf x = rnd(size_t(R * ld), 21, -3, 3), u = rnd(size_t(R * ld), 22), w = rnd(size_t(C), 23, 0.5f, 1.5f);
+  auto both = [&](const std::string& name, const std::function<void(Backend&, float*)>& op, const Buf& start, double tol) {
+    Buf a = start, b = start;
+    op(*B().ref, a.data());
+    op(*B().emu, b.data());
+    close("emu " + name, b, a, tol);
+  };
+  for (bool gain : {true, false}) {
+    Buf r1(static_cast<size_t>(R)), r2(static_cast<size_t>(R)), o1(x.size()), o2(x.size());
+    B().ref->rmsnorm(mat(o1.data(), R, C, ld), mat(x.data(), R, C, ld), gain ? vec(w.data(), C) : none, 1e-6f, mat(r1.data(), R, 1));
+    B().emu->rmsnorm(mat(o2.data(), R, C, ld), mat(x.data(), R, C, ld), gain ? vec(w.data(), C) : none, 1e-6f, mat(r2.data(), R, 1));
+    close(std::string("emu rmsnorm") + (gain ? " gain" : ""), o2, o1, 2e-6);
+    close("emu rmsnorm rstd", r2, r1, 2e-6);
+  }
+  both("rmsnorm in place, per head (40 rows of 4)", [&](Backend& be, float* p) { be.rmsnorm(mat(p, 40, 4), mat(p, 40, 4), vec(w.data(), 4), 1e-5f, none); }, x, 2e-6);
+  both("add", [&](Backend& be, float* p) { be.add(mat(p, R, C, ld), mat(u.data(), R, C, ld)); }, x, 0);
+  both("add_bias", [&](Backend& be, float* p) { be.add_bias(mat(p, R, C, ld), vec(w.data(), C)); }, x, 0);
+  both("sigmoid", [&](Backend& be, float* p) { be.sigmoid(mat(p, R, C, ld)); }, x, 2e-6);
+  both("mul_cols", [&](Backend& be, float* p) { be.mul_cols(mat(p, R, C, ld), vec(w.data(), C)); }, x, 0);
+  both("clamp", [&](Backend& be, float* p) { be.clamp(mat(p, R, C, ld), 1.25f); }, x, 0);
+  both("swiglu (out aliases gate)", [&](Backend& be, float* p) { be.swiglu(mat(p, R, C, ld), mat(p, R, C, ld), mat(u.data(), R, C, ld)); }, x, 2e-6);
+}
+
+TEST(backend_kernels_rope_and_inverse) {
+  // heads packed and heads strided inside a fused row ([T, H, hd] view with a wider token stride)
+  const int64_t T = 3, H = 2, hd = 8, half = hd / 2, row = H * hd + 6;
+  Buf cs(size_t(T * half)), sn(size_t(T * half));
+  for (int64_t t = 0; t < T; ++t) for (int64_t j = 0; j < half; ++j) {
+    const double a = double(t + 5) / std::pow(100.0, double(j) / half);
+    cs[size_t(t * half + j)] = float(std::cos(a)); sn[size_t(t * half + j)] = float(std::sin(a));
+  }
+  const Buf x = rnd(size_t(T * row), 41);
+  Tensor v = mat3(nullptr, T, H, hd);
+  v.nb[2] = 4 * row;
+  for (bool inv : {false, true}) {
+    Buf a = x, b = x;
+    Tensor ta = v, tb = v; ta.data = a.data(); tb.data = b.data();
+    if (inv) { B().ref->rope_backward(ta, mat(cs.data(), T, half), mat(sn.data(), T, half)); B().emu->rope_backward(tb, mat(cs.data(), T, half), mat(sn.data(), T, half)); }
+    else { B().ref->rope(ta, mat(cs.data(), T, half), mat(sn.data(), T, half)); B().emu->rope(tb, mat(cs.data(), T, half), mat(sn.data(), T, half)); }
+    close(inv ? "emu rope_backward" : "emu rope", b, a, 1e-6);
+  }
+}
+
+TEST(backend_kernels_attention_f32_int8_probs) {
+  struct Case { int64_t T, pos0, Hq, Hkv, hd; };
+  for (Case c : {Case{1, 0, 2, 1, 4}, Case{4, 0, 4, 2, 8}, Case{3, 5, 4, 4, 6}, Case{1, 40, 6, 2, 64}, Case{9, 63, 8, 2, 80},
+                 Case{2, 3, 2, 1, 256}}) {
+    const int64_t n_all = c.pos0 + c.T, ctx = n_all + 3, kd = c.Hkv * c.hd;
+    const float scale = 1.0f / std::sqrt(float(c.hd));
+    const float qs = 6.0f / std::sqrt(float(c.hd));  // scale·q·k over about ±6: a softmax far from flat
+    Buf q = rnd(size_t(c.T * c.Hq * c.hd), 61, -qs, qs), K = rnd(size_t(ctx * kd), 62), V = rnd(K.size(), 63), scr(static_cast<size_t>(ctx));
+    const Tensor qt = mat3(q.data(), c.T, c.Hq, c.hd), Kt = mat3(K.data(), ctx, c.Hkv, c.hd), Vt = mat3(V.data(), ctx, c.Hkv, c.hd);
+    const std::string tag = " T" + std::to_string(c.T) + " pos0 " + std::to_string(c.pos0) + " Hq" + std::to_string(c.Hq) +
+                            " Hkv" + std::to_string(c.Hkv) + " hd" + std::to_string(c.hd);
+    Buf o1(q.size()), o2(q.size(), 7.0f), a1(size_t(c.T * c.Hq * n_all)), a2(a1.size(), 7.0f);
+    B().ref->attention(mat3(o1.data(), c.T, c.Hq, c.hd), qt, Kt, Vt, c.pos0, scale, mat(a1.data(), c.T * c.Hq, n_all), mat(scr.data(), 1, ctx));
+    B().emu->attention(mat3(o2.data(), c.T, c.Hq, c.hd), qt, Kt, Vt, c.pos0, scale, mat(a2.data(), c.T * c.Hq, n_all), mat(scr.data(), 1, ctx));
+    close("emu attention" + tag, o2, o1, 1e-5);
+    close("emu attention probs (zero past the causal edge)" + tag, a2, a1, 1e-5);
+    // the int8 cache, quantised by each backend: the same int8 rows and scales, bit for bit
+    std::vector<int8_t> K8a(K.size()), K8b(K.size()), V8(V.size());
+    Buf Ksa(size_t(ctx * c.Hkv)), Ksb(Ksa.size()), Vs(Ksa.size());
+    B().ref->kv_quantize(int8_rows(K8a.data(), ctx * c.Hkv, c.hd), mat(Ksa.data(), ctx * c.Hkv, 1), mat(K.data(), ctx * c.Hkv, c.hd));
+    B().emu->kv_quantize(int8_rows(K8b.data(), ctx * c.Hkv, c.hd), mat(Ksb.data(), ctx * c.Hkv, 1), mat(K.data(), ctx * c.Hkv, c.hd));
+    CHECK(K8a == K8b);
+    CHECK(Ksa == Ksb);
+    B().ref->kv_quantize(int8_rows(V8.data(), ctx * c.Hkv, c.hd), mat(Vs.data(), ctx * c.Hkv, 1), mat(V.data(), ctx * c.Hkv, c.hd));
+    const Tensor K8t = int8_cache(K8a.data(), ctx, c.Hkv, c.hd), V8t = int8_cache(V8.data(), ctx, c.Hkv, c.hd);
+    B().ref->attention_kv8(mat3(o1.data(), c.T, c.Hq, c.hd), qt, K8t, mat(Ksa.data(), ctx, c.Hkv), V8t, mat(Vs.data(), ctx, c.Hkv), c.pos0, scale,
+                           mat(scr.data(), 1, ctx));
+    B().emu->attention_kv8(mat3(o2.data(), c.T, c.Hq, c.hd), qt, K8t, mat(Ksa.data(), ctx, c.Hkv), V8t, mat(Vs.data(), ctx, c.Hkv), c.pos0, scale,
+                           mat(scr.data(), 1, ctx));
+    close("emu attention_kv8" + tag, o2, o1, 1e-5);
+  }
+}
+
+TEST(backend_kernels_routing_and_expert_rows) {
+  const int64_t T = 7, E = 40;  // E > 32: lanes own several experts
+  for (int64_t k : {1, 4}) for (bool renorm : {false, true}) {
+    Buf logits = rnd(size_t(T * E), 71, -3, 3);
+    logits[5] = logits[6];  // a tie: the lower expert id first
+    std::vector<int32_t> i1(size_t(T * k)), i2(i1.size());
+    Buf w1(size_t(T * k)), w2(w1.size()), p1(logits.size()), p2(logits.size());
+    B().ref->moe_route(ivec(i1.data(), T * k), mat(w1.data(), T, k), mat(p1.data(), T, E), mat(logits.data(), T, E), renorm);
+    B().emu->moe_route(ivec(i2.data(), T * k), mat(w2.data(), T, k), mat(p2.data(), T, E), mat(logits.data(), T, E), renorm);
+    CHECK(i1 == i2);
+    close("emu moe_route w", w2, w1, 2e-6);
+    close("emu moe_route probs", p2, p1, 2e-6);
+  }
+  const int64_t D = 300;  // more columns than one block of threads
+  const Buf src = rnd(size_t(T * D), 72);
+  for (std::vector<int32_t> rows : {std::vector<int32_t>{}, std::vector<int32_t>{4}, std::vector<int32_t>{0, 2, 2, 6, 2}}) {
+    const int64_t n = int64_t(rows.size());
+    const std::string tag = " n" + std::to_string(n);
+    Buf g1(size_t(std::max<int64_t>(n, 1) * D)), g2(g1.size());
+    B().ref->gather_rows(mat(g1.data(), n, D), mat(src.data(), T, D), ivec(rows.data(), n));
+    B().emu->gather_rows(mat(g2.data(), n, D), mat(src.data(), T, D), ivec(rows.data(), n));
+    CHECK(g1 == g2);
+    const Buf y = rnd(size_t(std::max<int64_t>(n, 1) * D), 73), w = rnd(size_t(std::max<int64_t>(n, 1)), 74);
+    Buf d1 = src, d2 = src;  // repeated rows: added in index order, the same bits
+    B().ref->scatter_add_rows(mat(d1.data(), T, D), mat(y.data(), n, D), ivec(rows.data(), n), vec(w.data(), n));
+    B().emu->scatter_add_rows(mat(d2.data(), T, D), mat(y.data(), n, D), ivec(rows.data(), n), vec(w.data(), n));
+    CHECK(d1 == d2);
+    Buf r1(size_t(std::max<int64_t>(n, 1))), r2(r1.size());
+    B().ref->row_dots(vec(r1.data(), n), mat(src.data(), T, D), ivec(rows.data(), n), mat(y.data(), n, D));
+    B().emu->row_dots(vec(r2.data(), n), mat(src.data(), T, D), ivec(rows.data(), n), mat(y.data(), n, D));
+    close("emu row_dots" + tag, r2, r1, 2e-6);
+  }
+  // no rows: the shared expert's weighted add (dst[i] += w[i] · src[i])
+  {
+    const Buf y = rnd(size_t(T * D), 75), w = rnd(size_t(T), 76);
+    Buf d1 = src, d2 = src;
+    B().ref->scatter_add_rows(mat(d1.data(), T, D), mat(y.data(), T, D), none, vec(w.data(), T));
+    B().emu->scatter_add_rows(mat(d2.data(), T, D), mat(y.data(), T, D), none, vec(w.data(), T));
+    CHECK(d1 == d2);
+  }
+  std::vector<int32_t> bad{int32_t(T)};
+  Buf g(static_cast<size_t>(D));
+  CHECK_THROWS(B().emu->gather_rows(mat(g.data(), 1, D), mat(src.data(), T, D), ivec(bad.data(), 1)), "row 7 of 7");
+}
+
+TEST(backend_kernels_embedding_and_training_ops_by_name) {
+  const int64_t V = 9, D = 70;
+  const Buf tf = rnd(size_t(V * D), 81);
+  std::vector<uint16_t> tb(tf.size()), th(tf.size());
+  for (size_t i = 0; i < tf.size(); ++i) { tb[i] = f32_to_bf16(tf[i]); th[i] = f32_to_f16(tf[i]); }
+  std::vector<int32_t> ids{3, 0, 8, 3};
+  for (auto [data, dt] : {std::pair<const void*, DType>{tf.data(), DType::F32}, {tb.data(), DType::BF16}, {th.data(), DType::F16}}) {
+    Buf x1(size_t(4 * D)), x2(x1.size());
+    B().ref->embedding(mat(x1.data(), 4, D), weight(data, dt, V, D), ivec(ids.data(), 4));
+    B().emu->embedding(mat(x2.data(), 4, D), weight(data, dt, V, D), ivec(ids.data(), 4));
+    CHECK(x1 == x2);
+  }
+  ids[1] = int32_t(V);
+  Buf x(size_t(4 * D));
+  CHECK_THROWS(B().emu->embedding(mat(x.data(), 4, D), weight(tb.data(), DType::BF16, V, D), ivec(ids.data(), 4)), "token id 9 is out of range [0, 9)");
+  Buf a(16), b(16);
+  CHECK_THROWS(B().emu->matmul_dx(mat(a.data(), 4, 4), mat(b.data(), 4, 4), weight(a.data(), DType::F32, 4, 4), false),
+               "matmul_dx: not on the emu backend yet");
+  CHECK_THROWS(B().emu->adamw(vec(a.data(), 4), vec(b.data(), 4), vec(a.data(), 4), vec(b.data(), 4), 1e-3f, 0.9f, 0.999f, 1e-8f, 0, 1),
+               "adamw: not on the emu backend yet");
+  CHECK(std::string(B().emu->name()) == "emu");
+}
