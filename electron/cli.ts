@@ -3,7 +3,7 @@
 import { existsSync, statSync } from "node:fs";
 import { join, resolve as resolvePath } from "node:path";
 import { createInterface } from "node:readline";
-import { loadAddon } from "./engine/addon.js";
+import { DEVICE_KINDS, loadAddon, type DeviceKind } from "./engine/addon.js";
 import { loadModel, type ChatMessage, type GenerateOptions, type LoadedModel } from "./engine/engine.js";
 import { cmdDataset, DATASET_HELP } from "./cli/dataset.js";
 
@@ -69,6 +69,9 @@ ${DATASET_HELP}  generate, chat and bench also take --kv-cache f32|int8: int8 ke
       head and token (about a quarter of the memory).
   generate, logits, chat and bench also take --adapter DIR (a PEFT LoRA adapter folder applied unmerged) and
       --base-quant nf4 (the base's projections quantized to NF4 at load, as Q-LoRA trains on).
+  generate, logits, chat, bench and grad also take --device auto|cpu|cuda|emu: emu runs every op on the CUDA
+      kernels under the SIMT emulator on the CPU (slow; how the GPU code is tested without a GPU; inference only so
+      far); cuda is refused, saying why, until the CUDA backend runs whole models; auto and the default are cpu.
   --help
       This text.
 `;
@@ -82,7 +85,7 @@ const VALUE_FLAGS = new Set([
   "threads", "prompt-tokens", "gen-tokens", "stop", "min-p", "port", "data",
   "source", "endpoint", "dir", "revision", "token",
   "bits", "format", "embeddings", "out", "kv-cache", "type", "adapter", "labels", "base-quant",
-  "dtype", "quantize", "gguf", "shard-size", "config", "resume", "dataset", "db",
+  "dtype", "quantize", "gguf", "shard-size", "config", "resume", "dataset", "db", "device",
 ]);
 /** Value flags that may be given more than once (parseArgs collects them in `lists`). */
 const LIST_FLAGS = new Set(["allow-dir"]);
@@ -192,8 +195,11 @@ async function open(flags: Flags): Promise<LoadedModel> {
   const adapter = str(flags, "adapter");
   const bq = str(flags, "base-quant");
   if (bq !== undefined && bq !== "none" && bq !== "nf4") throw new UsageError(`--base-quant must be none or nf4, got "${bq}"`);
+  const device = str(flags, "device");
+  if (device !== undefined && !(DEVICE_KINDS as readonly string[]).includes(device))
+    throw new UsageError(`--device must be one of ${DEVICE_KINDS.join(", ")}, got "${device}"`);
   return loadModel(need(flags, "model"), { ...(threads ? { threads } : {}), ...(kv ? { kvCache: kv } : {}), ...(adapter ? { adapter } : {}),
-    ...(bq ? { baseQuant: bq } : {}) });
+    ...(bq ? { baseQuant: bq } : {}), ...(device ? { device: device as DeviceKind } : {}) });
 }
 
 /** --labels: comma-separated token ids or -100 (ignored positions), as transformers' labels. */

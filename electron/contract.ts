@@ -119,7 +119,7 @@ export const ModelCard = z.object({
   dtype: z.string(),
   weightBytes: z.number(),
   estimatedMemoryBytes: z.number(),
-  device: z.enum(["cpu", "cuda"]),
+  device: z.enum(["cpu", "emu", "cuda"]),
   threads: z.number(),
   hasChatTemplate: z.boolean(),
   sampling: SamplingDefaults,

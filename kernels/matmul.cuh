@@ -15,14 +15,6 @@ namespace MOE_KERNEL_NS {
 
 constexpr int kMmTile = 64, kMmK = 16, kMmThreads = 256, kMmPad = 4;  // pad keeps rows 16-byte aligned
 
-// Element k of weight row `row` (row_bytes apart): a stored float type (WF32/WF16/WBF16) or a block type.
-template <class WT> struct MmTyped {
-  __device__ __forceinline__ static float at(const uint8_t* row, int k) { return WT::get(reinterpret_cast<const typename WT::T*>(row)[k]); }
-};
-template <int QT> struct MmBlocks {
-  __device__ __forceinline__ static float at(const uint8_t* row, int k) { return qblock_at<QT>(row, k); }
-};
-
 template <class WL>
 __global__ void __launch_bounds__(kMmThreads)
 matmul_kernel(float* y, int64_t ldy, const float* x, int64_t ldx, const uint8_t* W, int64_t row_bytes, const float* bias, int M,
@@ -89,12 +81,12 @@ void matmul(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, D
   const int acc = accumulate ? 1 : 0;
 #define MOE_MM(name, WL) MOE_LAUNCH(name, matmul_kernel<WL>, grid, block, 0, stream, y, ldy, x, ldx, w, rb, bias, int(M), int(N), int(K), acc)
   switch (w_dtype) {
-    case DType::F32: MOE_MM("matmul<f32>", MmTyped<WF32>); break;
-    case DType::F16: MOE_MM("matmul<f16>", MmTyped<WF16>); break;
-    case DType::BF16: MOE_MM("matmul<bf16>", MmTyped<WBF16>); break;
-    case DType::Q8_0: MOE_MM("matmul<q8_0>", MmBlocks<0>); break;
-    case DType::Q4_0: MOE_MM("matmul<q4_0>", MmBlocks<1>); break;
-    default: MOE_MM("matmul<q4_k>", MmBlocks<2>); break;
+    case DType::F32: MOE_MM("matmul<f32>", RowTyped<WF32>); break;
+    case DType::F16: MOE_MM("matmul<f16>", RowTyped<WF16>); break;
+    case DType::BF16: MOE_MM("matmul<bf16>", RowTyped<WBF16>); break;
+    case DType::Q8_0: MOE_MM("matmul<q8_0>", RowBlocks<0>); break;
+    case DType::Q4_0: MOE_MM("matmul<q4_0>", RowBlocks<1>); break;
+    default: MOE_MM("matmul<q4_k>", RowBlocks<2>); break;
   }
 #undef MOE_MM
 }

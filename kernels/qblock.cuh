@@ -39,5 +39,14 @@ __device__ __forceinline__ float qblock_at(const uint8_t* row, int k) {
   }
 }
 
+// Element k of a weight row (`row` points at its first byte) as f32: a stored float type (WF32 / WF16 / WBF16 of
+// kernel_common.cuh) or a block type. Lets one kernel body serve every dtype (matmul's tiles, embedding rows).
+template <class WT> struct RowTyped {
+  __device__ __forceinline__ static float at(const uint8_t* row, int k) { return WT::get(reinterpret_cast<const typename WT::T*>(row)[k]); }
+};
+template <int QT> struct RowBlocks {
+  __device__ __forceinline__ static float at(const uint8_t* row, int k) { return qblock_at<QT>(row, k); }
+};
+
 }  // namespace MOE_KERNEL_NS
 }  // namespace moe

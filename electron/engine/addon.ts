@@ -10,6 +10,10 @@ export type KvCacheType = "f32" | "int8";
 export type WeightDType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0" | "q4_k";
 
 /** What the engine learned from config.json + the safetensors headers. */
+/** `--device`: auto (cpu until the CUDA backend runs whole models), cpu, cuda (refused, saying why, until then), emu. */
+export type DeviceKind = "auto" | "cpu" | "cuda" | "emu";
+export const DEVICE_KINDS: readonly DeviceKind[] = ["auto", "cpu", "cuda", "emu"];
+
 export interface NativeModelInfo {
   modelType: string;            // config.model_type, e.g. "qwen2_moe", "hunyuan" (Hunyuan-Large)
   architecture: string;         // config.architectures[0] when present, else modelType
@@ -31,7 +35,7 @@ export interface NativeModelInfo {
   kvCache: KvCacheType;         // "int8": per-head-per-token absmax int8 K/V (loadModel opts.kvCache)
   ropeType: string;             // "default" | "linear" | "dynamic" | "ntk_alpha" | "llama3" | "yarn"
   tieWordEmbeddings: boolean;
-  backend: "cpu" | "cuda";
+  backend: "cpu" | "emu";       // the backend every op runs on (loadModel opts.device; "emu": the CUDA kernels under the SIMT emulator)
   threads: number;
   /** The LoRA adapter every forward applies unmerged (loadModel opts.adapter), or null. */
   adapter: { r: number; loraAlpha: number; useRslora: boolean; params: number } | null;
@@ -186,7 +190,7 @@ export interface NativeAddon {
    * Rejects with an Error whose message names the file and field at fault.
    */
   /** baseQuant "nf4": every attention/MLP projection quantized to NF4 at load as bitsandbytes does (Q-LoRA's base). */
-  loadModel(dir: string, opts: { threads?: number; kvCache?: KvCacheType; adapter?: string; baseQuant?: "none" | "nf4" }, onProgress?: (done: number, total: number) => void): Promise<NativeModel>;
+  loadModel(dir: string, opts: { threads?: number; kvCache?: KvCacheType; adapter?: string; baseQuant?: "none" | "nf4"; device?: DeviceKind }, onProgress?: (done: number, total: number) => void): Promise<NativeModel>;
   systemInfo(): NativeSystemInfo;
   /**
    * GGUF block quantization (native/quant/quant.h): Q8_0 and Q4_0 blocks of 32 weights (34 / 18 bytes), Q4_K

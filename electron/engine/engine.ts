@@ -9,7 +9,7 @@
 // Text lives here, ids live in the addon: the chat template renders messages to a prompt, the tokenizer turns
 // it into ids, the native session generates ids on its own thread (prefilling only what its KV cache lacks),
 // and an incremental detokenizer turns the ids back into text deltas.
-import { loadAddon, type KvCacheType, type NativeModel, type NativeModelInfo, type NativeSession, type NativeSamplingParams } from "./addon.js";
+import { loadAddon, type DeviceKind, type KvCacheType, type NativeModel, type NativeModelInfo, type NativeSession, type NativeSamplingParams } from "./addon.js";
 import { readModelFolder, type ModelFolder, type SamplingDefaults } from "./model-folder.js";
 import { TextTokenizer } from "../text/tokenizer.js";
 import { ChatTemplate, type ChatMessage } from "../text/chat-template.js";
@@ -49,6 +49,8 @@ export interface LoadOptions {
   adapter?: string;
   /** "nf4": the frozen base quantized to NF4 at load (Q-LoRA), as bitsandbytes quantizes an nn.Linear weight. */
   baseQuant?: "none" | "nf4";
+  /** The backend: "cpu" (default), "emu" (the CUDA kernels under the SIMT emulator: slow, for tests), "auto", "cuda". */
+  device?: DeviceKind;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -156,7 +158,7 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Lo
   const tokenizer = TextTokenizer.fromFolder(dir);
   const template = ChatTemplate.fromFolder(dir);
   const native = await loadAddon().loadModel(dir, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.kvCache ? { kvCache: opts.kvCache } : {}),
-    ...(opts.adapter ? { adapter: opts.adapter } : {}), ...(opts.baseQuant ? { baseQuant: opts.baseQuant } : {}) }, opts.onProgress);
+    ...(opts.adapter ? { adapter: opts.adapter } : {}), ...(opts.baseQuant ? { baseQuant: opts.baseQuant } : {}), ...(opts.device ? { device: opts.device } : {}) }, opts.onProgress);
   const ni = native.info();
   const info: ModelInfo = {
     ...ni,

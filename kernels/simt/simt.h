@@ -15,6 +15,11 @@
 //     other workers get their own. Dynamic shared memory (extern __shared__) is SIMT_DYNAMIC_SHARED(T, name);
 //   - atomics are std::atomic_ref, so they are correct across workers too;
 //   - a barrier that can never release (divergent __syncthreads) is reported as an exception, not a hang.
+// Switching fibers is most of the emulator's time (a barrier or shuffle is one switch per thread). glibc's
+// swapcontext saves and restores the signal mask with a system call each time (~80% of a whole-model emu run in
+// perf); on x86-64 the switch is instead 16 instructions below (callee-saved registers, MXCSR and the x87 control
+// word: what the SysV ABI says survives a call), and ucontext is kept only where that is not available. Fiber
+// stacks are kept per OS thread across launches (a launch used to map and unmap 128 KiB per thread).
 #pragma once
 #include <ucontext.h>
 #include <algorithm>
@@ -47,6 +52,42 @@ inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z,
 inline float2 make_float2(float x, float y) { return {x, y}; }
 constexpr int warpSize = 32;
 
+#if defined(__x86_64__) && !defined(SIMT_USE_UCONTEXT)
+#define SIMT_FAST_SWITCH 1
+// moe_simt_switch(&save, to): pushes the callee-saved registers and the FP control words on the current stack,
+// stores the stack pointer in *save, loads `to` and pops the same from there. Weak: every file including this
+// header emits it, the linker keeps one.
+extern "C" void moe_simt_switch(void** save_sp, void* to_sp);
+asm(R"(
+  .text
+  .weak moe_simt_switch
+  .type moe_simt_switch,@function
+moe_simt_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size moe_simt_switch, .-moe_simt_switch
+)");
+#endif
+
 namespace simt {
 
 constexpr int kWarp = 32;
@@ -57,7 +98,11 @@ namespace detail {
 enum class Wait : uint8_t { None, Block, Warp };
 
 struct Fiber {
+#ifdef SIMT_FAST_SWITCH
+  void* sp = nullptr;   // saved stack pointer while switched out
+#else
   ucontext_t ctx;
+#endif
   uint3 tid;
   int lane = 0, warp = 0;
   unsigned parity = 0;  // which shuffle slot buffer the next shuffle uses
@@ -73,7 +118,11 @@ struct Block {
   std::vector<int> warp_alive, warp_arrived;
   std::vector<uint64_t> slots;      // [nwarps][2][32] shuffle exchange
   std::vector<unsigned char> dyn;   // dynamic shared memory
+#ifdef SIMT_FAST_SWITCH
+  void* sched_sp = nullptr;
+#else
   ucontext_t sched;
+#endif
   const std::function<void()>* body = nullptr;
   std::string error;
 };
@@ -84,7 +133,11 @@ inline thread_local Fiber* g_fiber = nullptr;
 inline Block& cur_block() { return *g_block; }
 inline Fiber& cur_fiber() { return *g_fiber; }
 
+#ifdef SIMT_FAST_SWITCH
+inline void yield() { moe_simt_switch(&g_fiber->sp, g_block->sched_sp); }
+#else
 inline void yield() { swapcontext(&g_fiber->ctx, &g_block->sched); }
+#endif
 
 inline void release_block(Block& b) {
   if (b.block_arrived == 0 || b.block_arrived < b.alive) return;
@@ -137,11 +190,22 @@ inline void fiber_entry() {
   --b.alive; --b.warp_alive[f.warp];
   release_warp(b, f.warp);
   release_block(b);
-  // returning resumes uc_link == &b.sched
+#ifdef SIMT_FAST_SWITCH
+  yield();  // never resumed: the scheduler skips done fibers
+  std::abort();
+#endif
+  // (ucontext) returning resumes uc_link == &b.sched
 }
 
-// Runs one block to completion on the calling OS thread. Stacks are reused across blocks.
-inline void run_block(Block& b, std::vector<std::unique_ptr<char[]>>& stacks) {
+// Fiber stacks of this OS thread, grown to the largest block seen and reused by every later block and launch.
+inline std::vector<std::unique_ptr<char[]>>& thread_stacks() {
+  static thread_local std::vector<std::unique_ptr<char[]>> stacks;
+  return stacks;
+}
+
+// Runs one block to completion on the calling OS thread.
+inline void run_block(Block& b) {
+  std::vector<std::unique_ptr<char[]>>& stacks = thread_stacks();
   size_t n = size_t(b.bdim.x) * b.bdim.y * b.bdim.z, nw = (n + kWarp - 1) / kWarp;
   b.fibers.assign(n, Fiber{});
   b.alive = int(n); b.block_arrived = 0;
@@ -154,11 +218,26 @@ inline void run_block(Block& b, std::vector<std::unique_ptr<char[]>>& stacks) {
     f.tid = {unsigned(i % b.bdim.x), unsigned(i / b.bdim.x % b.bdim.y), unsigned(i / (size_t(b.bdim.x) * b.bdim.y))};
     f.lane = int(i % kWarp); f.warp = int(i / kWarp);
     ++b.warp_alive[f.warp];
+#ifdef SIMT_FAST_SWITCH
+    // The frame moe_simt_switch pops, from the 16-aligned top down: a null return address for fiber_entry (it
+    // never returns), fiber_entry as the address `ret` jumps to (leaving rsp ≡ 8 mod 16, as after a call), six
+    // zeroed callee-saved registers, then this thread's MXCSR and x87 control word.
+    auto* top = reinterpret_cast<uint64_t*>((reinterpret_cast<uintptr_t>(stacks[i].get()) + kFiberStack) & ~uintptr_t(15));
+    top[-1] = 0;
+    top[-2] = reinterpret_cast<uint64_t>(&fiber_entry);
+    for (int r = 3; r <= 8; ++r) top[-r] = 0;
+    uint32_t mxcsr; uint16_t fpcw;
+    asm volatile("stmxcsr %0" : "=m"(mxcsr));
+    asm volatile("fnstcw %0" : "=m"(fpcw));
+    top[-9] = uint64_t(mxcsr) | (uint64_t(fpcw) << 32);
+    f.sp = &top[-9];
+#else
     getcontext(&f.ctx);
     f.ctx.uc_stack.ss_sp = stacks[i].get();
     f.ctx.uc_stack.ss_size = kFiberStack;
     f.ctx.uc_link = &b.sched;
     makecontext(&f.ctx, fiber_entry, 0);
+#endif
   }
   g_block = &b;
   while (b.alive > 0) {
@@ -167,7 +246,11 @@ inline void run_block(Block& b, std::vector<std::unique_ptr<char[]>>& stacks) {
       if (f.done || f.wait != Wait::None) continue;
       ran = true;
       g_fiber = &f;
+#ifdef SIMT_FAST_SWITCH
+      moe_simt_switch(&b.sched_sp, f.sp);
+#else
       swapcontext(&b.sched, &f.ctx);
+#endif
     }
     if (!ran) {  // every live thread waits at a barrier that cannot release: divergent barrier
       b.error = "simt: deadlock in block (" + std::to_string(b.bid.x) + "," + std::to_string(b.bid.y) + "," +
@@ -198,13 +281,12 @@ void launch(dim3 grid, dim3 block, size_t shared_bytes, void (*kernel)(P...), A&
   int nworkers = int(std::min<size_t>(size_t(detail::workers_setting()), nblocks));
   std::vector<std::string> errors(static_cast<size_t>(nworkers));
   auto work = [&](int wi) {
-    std::vector<std::unique_ptr<char[]>> stacks;
     detail::Block b;
     b.bdim = block; b.gdim = dim3(grid.x, grid.y, grid.z); b.body = &body;
     b.dyn.assign(shared_bytes + 16, 0);
     for (size_t i = size_t(wi); i < nblocks; i += size_t(nworkers)) {
       b.bid = {unsigned(i % grid.x), unsigned(i / grid.x % grid.y), unsigned(i / (size_t(grid.x) * grid.y))};
-      detail::run_block(b, stacks);
+      detail::run_block(b);
       if (!b.error.empty()) { errors[size_t(wi)] = b.error; return; }
     }
   };

@@ -361,7 +361,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     o.Set("kvCache", m.kv_int8() ? "int8" : "f32");
     o.Set("ropeType", S.rope.type);
     o.Set("tieWordEmbeddings", S.tie_embeddings);
-    o.Set("backend", "cpu");
+    o.Set("backend", m.backend().name());  // cpu | emu
     o.Set("threads", m.pool().size());
     if (const Adapter* a = m.adapter()) {
       Napi::Object ad = Napi::Object::New(env);
@@ -548,9 +548,9 @@ struct Progress { int done, total; };
 class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
  public:
   LoadWorker(Napi::Env env, Napi::Function noop, std::string dir, int threads, bool kv_int8, std::string adapter,
-             std::string base_quant, Napi::Function on_progress)
+             std::string base_quant, std::string device, Napi::Function on_progress)
       : Napi::AsyncProgressQueueWorker<Progress>(noop, "moe-load"), dir_(std::move(dir)), adapter_(std::move(adapter)),
-        base_quant_(std::move(base_quant)), threads_(threads), kv_int8_(kv_int8),
+        base_quant_(std::move(base_quant)), device_(std::move(device)), threads_(threads), kv_int8_(kv_int8),
         deferred_(Napi::Promise::Deferred::New(env)) {
     if (!on_progress.IsEmpty()) progress_ = Napi::Persistent(on_progress);
   }
@@ -563,7 +563,7 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
         Progress p{done, total};
         static_cast<ExecutionProgress*>(ctx)->Send(&p, 1);
       };
-      model_ = Model::load(dir_, threads_, lp, kv_int8_, base_quant_);
+      model_ = Model::load(dir_, threads_, lp, kv_int8_, base_quant_, device_);
       if (!adapter_.empty()) model_->set_adapter(std::make_shared<Adapter>(load_adapter(adapter_, model_->spec(), dir_)));
     } catch (const std::exception& e) {
       SetError(e.what());
@@ -586,7 +586,7 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
  private:
-  std::string dir_, adapter_, base_quant_;
+  std::string dir_, adapter_, base_quant_, device_;
   int threads_;
   bool kv_int8_;
   Napi::Promise::Deferred deferred_;
@@ -603,7 +603,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   }
   int threads = 0;
   bool kv_int8 = false;
-  std::string adapter, base_quant = "none";
+  std::string adapter, base_quant = "none", device = "cpu";
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Value t = info[1].As<Napi::Object>().Get("threads");
     if (!t.IsUndefined() && !t.IsNull()) {
@@ -642,10 +642,19 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
         return d.Promise();
       }
     }
+    Napi::Value dv = info[1].As<Napi::Object>().Get("device");
+    if (!dv.IsUndefined() && !dv.IsNull()) {
+      device = dv.IsString() ? dv.As<Napi::String>().Utf8Value() : "";
+      if (device != "auto" && device != "cpu" && device != "cuda" && device != "emu") {
+        auto d = Napi::Promise::Deferred::New(env);
+        d.Reject(Napi::TypeError::New(env, "loadModel: device must be \"auto\", \"cpu\", \"cuda\" or \"emu\"").Value());
+        return d.Promise();
+      }
+    }
   }
   Napi::Function onp = (info.Length() > 2 && info[2].IsFunction()) ? info[2].As<Napi::Function>() : Napi::Function();
   Napi::Function noop = Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
-  auto* w = new LoadWorker(env, noop, info[0].As<Napi::String>().Utf8Value(), threads, kv_int8, adapter, base_quant, onp);
+  auto* w = new LoadWorker(env, noop, info[0].As<Napi::String>().Utf8Value(), threads, kv_int8, adapter, base_quant, device, onp);
   Napi::Promise p = w->promise();
   w->Queue();
   return p;

@@ -10,10 +10,20 @@
 // halves, cross-entropy, AdamW) and NF4 weights throw a clear error naming the op: they are not on kernels yet.
 #pragma once
 #include <memory>
+#include <string>
 #include "backend/backend.h"
 
 namespace moe {
 
 std::unique_ptr<Backend> make_emu_backend();
+
+}  // namespace moe
+
+namespace moe {
+
+// `--device` to the backend a model runs on: "cpu", "emu" as asked; "auto" is cpu until the CUDA backend runs whole
+// models (then: cuda when cuda_probe() finds a device). "cuda" throws, saying why (no device, or not yet). Unknown
+// names throw listing the choices.
+std::string resolve_device(const std::string& requested);
 
 }  // namespace moe

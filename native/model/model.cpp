@@ -13,6 +13,7 @@
 #endif
 #include "backend/backend.h"
 #include "cpu/matmul.h"
+#include "cuda/kernel_backend.h"
 #include "format/json.h"
 #include "format/names.h"
 #include "model/experts.h"
@@ -148,9 +149,12 @@ void populate_weights(const TensorStore& store) {
 }  // namespace
 
 std::shared_ptr<Model> Model::load(const std::string& dir, int threads, LoadProgress progress, bool kv_int8,
-                                   const std::string& base_quant) {
+                                   const std::string& base_quant, const std::string& device) {
   if (base_quant != "none" && base_quant != "nf4")
     throw std::invalid_argument("base_quant must be \"none\" or \"nf4\", not \"" + base_quant + "\"");
+  const std::string dev = resolve_device(device);
+  if (dev != "cpu" && base_quant == "nf4")
+    throw std::invalid_argument("an NF4 (Q-LoRA) base runs on --device cpu only: its kernels are not on the " + dev + " backend yet");
   auto m = std::shared_ptr<Model>(new Model());
   m->kv_int8_ = kv_int8;
   m->base_quant_ = base_quant;
@@ -168,7 +172,7 @@ std::shared_ptr<Model> Model::load(const std::string& dir, int threads, LoadProg
   m->bind(dir);
   if (base_quant != "nf4") populate_weights(*m->store_);  // an NF4 base reads each source once and drops it
   m->pool_ = std::make_unique<ThreadPool>(threads);
-  m->backend_ = make_backend("cpu", m->pool_.get());
+  m->backend_ = make_backend(dev, m->pool_.get());
   if (base_quant == "nf4") m->quantize_base(progress, totals.shards, totals.shards + totals.extra);
   return m;
 }

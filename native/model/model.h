@@ -143,8 +143,9 @@ class Model {
   // shared and dense gate/up/down, each expert's gate, up and down its own tensor in the hub layout -- quantized at
   // load to bitsandbytes' NF4, quant/nf4.h, streaming from the mapping on the pool; embeddings, lm_head, routers and
   // norms stay as stored). Needs f32/f16/bf16 projections. Progress counts the shards, then each quantized tensor.
+  // device: "auto" | "cpu" | "emu" | "cuda" (cuda/kernel_backend.h resolve_device): the backend every op runs on.
   static std::shared_ptr<Model> load(const std::string& dir, int threads, LoadProgress progress = {}, bool kv_int8 = false,
-                                     const std::string& base_quant = "none");
+                                     const std::string& base_quant = "none", const std::string& device = "cpu");
 
   const ModelSpec& spec() const { return spec_; }
   ThreadPool& pool() { return *pool_; }
@@ -194,7 +195,7 @@ class Model {
   // view (a forward in flight may be half in it). reset: the counters restart from 0 after the snapshot.
   std::vector<uint64_t> routing_counts(bool reset);
 
-  // The backend every op runs on (cpu today).
+  // The backend every op runs on: cpu, or emu (the CUDA kernels under the SIMT emulator).
   Backend& backend() { return *backend_; }
 
   // Unmaps the weights; any later forward throws. mark_closed() only makes later forwards throw (used while a

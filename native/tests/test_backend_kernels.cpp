@@ -217,6 +217,17 @@ TEST(backend_kernels_embedding_and_training_ops_by_name) {
     B().emu->embedding(mat(x2.data(), 4, D), weight(data, dt, V, D), ivec(ids.data(), 4));
     CHECK(x1 == x2);
   }
+  // a quantized model's embedding table (the quantizer's default keeps it at q8_0)
+  for (DType dt : {DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
+    const int64_t Dq = 256;
+    const Buf tq = rnd(size_t(V * Dq), 82);
+    std::vector<uint8_t> wb(dtype_row_bytes(dt, Dq) * size_t(V));
+    quantize_tensor(dt, tq.data(), wb.data(), V * Dq);
+    Buf x1(size_t(4 * Dq)), x2(x1.size());
+    B().ref->embedding(mat(x1.data(), 4, Dq), weight(wb.data(), dt, V, Dq), ivec(ids.data(), 4));
+    B().emu->embedding(mat(x2.data(), 4, Dq), weight(wb.data(), dt, V, Dq), ivec(ids.data(), 4));
+    close(std::string("emu embedding ") + dtype_name(dt), x2, x1, 1e-6);  // d·q vs ref's dequantisation (d·sc·q − dmin·m order)
+  }
   ids[1] = int32_t(V);
   Buf x(size_t(4 * D));
   CHECK_THROWS(B().emu->embedding(mat(x.data(), 4, D), weight(tb.data(), DType::BF16, V, D), ivec(ids.data(), 4)), "token id 9 is out of range [0, 9)");
