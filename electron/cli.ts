@@ -3,7 +3,7 @@
 import { existsSync, statSync } from "node:fs";
 import { join, resolve as resolvePath } from "node:path";
 import { createInterface } from "node:readline";
-import { DEVICE_KINDS, loadAddon, type DeviceKind } from "./engine/addon.js";
+import { loadAddon, parseDevice, type DeviceKind } from "./engine/addon.js";
 import { loadModel, type ChatMessage, type GenerateOptions, type LoadedModel } from "./engine/engine.js";
 import { cmdDataset, DATASET_HELP } from "./cli/dataset.js";
 
@@ -24,7 +24,7 @@ Commands:
   bench --model DIR [--prompt-tokens N] [--gen-tokens N] [--threads N]
       Prefill and decode tokens/s and peak memory (default 128 prompt tokens, 64 generated).
   train --model DIR (--data FILE.jsonl | --dataset ID [--db PATH]) --out RUN_DIR [--config train.json] [--resume RUN_DIR]
-        [--base-quant none|nf4] [--threads N] [--progress] [--estimate]
+        [--base-quant none|nf4] [--device D] [--threads N] [--progress] [--estimate]
       LoRA finetuning (train.json: transformers/peft knob names, or {"preset": "hunyuan_lora"}). One JSON line per
       step on stdout; RUN_DIR/checkpoint-<step>/ and RUN_DIR/final/ are PEFT adapter folders (load with --adapter).
       --resume continues the run bit-identically; Ctrl-C saves a checkpoint and exits 130. --estimate: one JSON line
@@ -69,9 +69,9 @@ ${DATASET_HELP}  generate, chat and bench also take --kv-cache f32|int8: int8 ke
       head and token (about a quarter of the memory).
   generate, logits, chat and bench also take --adapter DIR (a PEFT LoRA adapter folder applied unmerged) and
       --base-quant nf4 (the base's projections quantized to NF4 at load, as Q-LoRA trains on).
-  generate, logits, chat, bench and grad also take --device auto|cpu|cuda|emu: emu runs every op on the CUDA
-      kernels under the SIMT emulator on the CPU (slow; how the GPU code is tested without a GPU; inference only so
-      far); cuda is refused, saying why, until the CUDA backend runs whole models; auto and the default are cpu.
+  generate, logits, chat, bench, grad and train also take --device auto|cpu|cuda|emu: emu runs every op on the
+      CUDA kernels under the SIMT emulator on the CPU (slow; how the GPU code is tested without a GPU); cuda is
+      refused, saying why, until the CUDA backend runs whole models; auto and the default are cpu.
   --help
       This text.
 `;
@@ -195,11 +195,10 @@ async function open(flags: Flags): Promise<LoadedModel> {
   const adapter = str(flags, "adapter");
   const bq = str(flags, "base-quant");
   if (bq !== undefined && bq !== "none" && bq !== "nf4") throw new UsageError(`--base-quant must be none or nf4, got "${bq}"`);
-  const device = str(flags, "device");
-  if (device !== undefined && !(DEVICE_KINDS as readonly string[]).includes(device))
-    throw new UsageError(`--device must be one of ${DEVICE_KINDS.join(", ")}, got "${device}"`);
+  let device: DeviceKind | undefined;
+  try { device = parseDevice(str(flags, "device")); } catch (e) { throw new UsageError((e as Error).message); }
   return loadModel(need(flags, "model"), { ...(threads ? { threads } : {}), ...(kv ? { kvCache: kv } : {}), ...(adapter ? { adapter } : {}),
-    ...(bq ? { baseQuant: bq } : {}), ...(device ? { device: device as DeviceKind } : {}) });
+    ...(bq ? { baseQuant: bq } : {}), ...(device ? { device } : {}) });
 }
 
 /** --labels: comma-separated token ids or -100 (ignored positions), as transformers' labels. */

@@ -106,6 +106,65 @@ MOE_UNROLL
   }
 }
 
+// ---- backward, from the probabilities the forward kept (att rows t*Hq + h) -------------------------------------
+//   dp_j = dout[t,h]·V[j];  ds_j = p_j (dp_j − Σ_j p_j dp_j);  dq[t,h] = scale Σ_j ds_j K[j]
+//   dK[j,kh] += scale Σ_{t,h ∈ kh} ds[t,h,j] q[t,h];   dV[j,kh] += Σ_{t,h ∈ kh} p[t,h,j] dout[t,h]
+// Two kernels, so every sum has one owner (no atomics: the same bits at every launch): one block per (head, token)
+// writes ds into `ds` ([T*Hq, ld_att], scratch) and dq; then one block per (kv head, position) sums dK and dV over
+// the (token, head) pairs that saw that position.
+__global__ void __launch_bounds__(kAttnWarps * 32)
+attention_ds_kernel(float* dq, float* ds, const float* dout, const float* kc, const float* vc, const float* att, AttnShape sh) {
+  __shared__ float sm_sum[kAttnWarps];
+  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+  const int h = blockIdx.x, t = blockIdx.y;
+  const int Dh = int(sh.head_dim), kh = h / int(sh.n_heads / sh.n_kv_heads), n = int(sh.pos0) + t + 1;
+  const int64_t row = int64_t(t) * sh.n_heads + h;
+  const float* p = att + row * sh.ld_att;
+  float* dsr = ds + row * sh.ld_att;
+  const float* go = dout + int64_t(t) * sh.o_stride_t + int64_t(h) * Dh;
+  float part = 0.0f;
+  for (int j = wid; j < n; j += kAttnWarps) {
+    const float* vj = vc + int64_t(j) * sh.kv_stride_t + int64_t(kh) * sh.kv_stride_h;
+    float dp = 0.0f;
+    for (int d = lane; d < Dh; d += 32) dp += go[d] * vj[d];
+    dp = warp_sum(dp);
+    if (lane == 0) dsr[j] = dp;
+    part += p[j] * dp;
+  }
+  if (lane == 0) sm_sum[wid] = part;
+  __syncthreads();
+  float sum = 0.0f;
+  for (int w = 0; w < kAttnWarps; ++w) sum += sm_sum[w];
+  for (int j = threadIdx.x; j < n; j += blockDim.x) dsr[j] = p[j] * (dsr[j] - sum);
+  for (int j = n + int(threadIdx.x); j < int(sh.pos0 + sh.T); j += int(blockDim.x)) dsr[j] = 0.0f;
+  __syncthreads();
+  float* g = dq + int64_t(t) * sh.q_stride_t + int64_t(h) * Dh;
+  for (int d = threadIdx.x; d < Dh; d += blockDim.x) {
+    float a = 0.0f;
+    for (int j = 0; j < n; ++j) a += dsr[j] * kc[int64_t(j) * sh.kv_stride_t + int64_t(kh) * sh.kv_stride_h + d];
+    g[d] = sh.scale * a;
+  }
+}
+
+__global__ void __launch_bounds__(kAttnWarps * 32)
+attention_dkv_kernel(float* dK, float* dV, const float* ds, const float* att, const float* q, const float* dout, AttnShape sh) {
+  const int kh = blockIdx.x, j = blockIdx.y;
+  const int Dh = int(sh.head_dim), group = int(sh.n_heads / sh.n_kv_heads);
+  const int t0 = j > sh.pos0 ? int(j - sh.pos0) : 0;  // the first query token that sees position j
+  const int64_t off = int64_t(j) * sh.kv_stride_t + int64_t(kh) * sh.kv_stride_h;
+  for (int d = threadIdx.x; d < Dh; d += blockDim.x) {
+    float gk = 0.0f, gv = 0.0f;
+    for (int t = t0; t < int(sh.T); ++t)
+      for (int h = kh * group; h < (kh + 1) * group; ++h) {
+        const int64_t row = int64_t(t) * sh.n_heads + h;
+        gk += ds[row * sh.ld_att + j] * q[int64_t(t) * sh.q_stride_t + int64_t(h) * Dh + d];
+        gv += att[row * sh.ld_att + j] * dout[int64_t(t) * sh.o_stride_t + int64_t(h) * Dh + d];
+      }
+    dK[off + d] += sh.scale * gk;
+    dV[off + d] += gv;
+  }
+}
+
 inline void check_attention(const char* name, const AttnShape& sh) {
   MOE_KCHECK(name, sh.n_heads > 0 && sh.n_kv_heads > 0 && sh.n_heads % sh.n_kv_heads == 0,
              "n_heads (" + std::to_string(sh.n_heads) + ") must be a positive multiple of n_kv_heads (" + std::to_string(sh.n_kv_heads) + ")");
@@ -138,6 +197,19 @@ void attention_kv8(float* out, const float* q, const int8_t* k8, const float* k_
   if (sh.T == 0) return;
   MOE_LAUNCH("attention<int8>", attention_kernel<KvI8>, dim3(unsigned(sh.n_heads), unsigned(sh.T)), dim3(kAttnWarps * 32), 0, stream,
              out, q, KvI8{k8, k_scales}, KvI8{v8, v_scales}, sh);
+}
+
+void attention_backward(float* dq, float* dK, float* dV, float* ds, const float* dout, const float* q, const float* k_cache,
+                        const float* v_cache, const float* att, const AttnShape& sh, void* stream) {
+  check_attention("attention_backward", sh);
+  MOE_KCHECK("attention_backward", ds != nullptr && att != nullptr && sh.ld_att >= sh.pos0 + sh.T, "ds and att [T*n_heads, ld_att] are required");
+  MOE_KCHECK("attention_backward", dq && dK && dV && dout && q && k_cache && v_cache, "null pointer");
+  if (sh.T == 0) return;
+  MOE_LAUNCH("attention_backward ds", attention_ds_kernel, dim3(unsigned(sh.n_heads), unsigned(sh.T)), dim3(kAttnWarps * 32), 0, stream,
+             dq, ds, dout, k_cache, v_cache, att, sh);
+  MOE_KCHECK("attention_backward", sh.pos0 + sh.T <= 65535, "pos0 + T must be <= 65535 (grid.y)");
+  MOE_LAUNCH("attention_backward dkv", attention_dkv_kernel, dim3(unsigned(sh.n_kv_heads), unsigned(sh.pos0 + sh.T)), dim3(kAttnWarps * 32),
+             0, stream, dK, dV, ds, att, q, dout, sh);
 }
 
 void attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache, int64_t n_heads,

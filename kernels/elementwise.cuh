@@ -7,6 +7,11 @@
 //   mul_cols   x[r, c] *= g[c]                             (a per-head gain folded into q)
 //   clamp      x[r, c]  = min(max(x[r, c], −lim), lim)     (olmoe's clip_qkv)
 //   swiglu     out[r, c] = silu(g[r, c]) · u[r, c],  silu(v) = v / (1 + e^(−v));  out may alias g or u
+// and their backward halves (backend/backend.h gives the math):
+//   swiglu_backward   dg = d·u·σ(g)(1 + g(1 − σ(g))),  du = d·silu(g)      (dg may alias d)
+//   sigmoid_backward  dx *= y(1 − y)                          (from the forward's output y)
+//   clamp_backward    dx = 0 where |x_pre| > lim
+//   adamw             torch.optim.AdamW's update of p, m, v from g (the bias corrections come from the host)
 // expf (not __expf) keeps sigmoid and silu within a few ulp of the CPU reference; these ops are memory-bound.
 #pragma once
 #include "kernels/kernel_common.cuh"
@@ -41,6 +46,40 @@ struct EwSwiglu {
   __device__ __forceinline__ void operator()(int64_t r, int64_t c) const {
     const float gv = g[r * ldg + c];
     out[r * ldo + c] = gv / (1.0f + expf(-gv)) * u[r * ldu + c];
+  }
+};
+
+struct EwSwigluBack {
+  float* dg; int64_t lddg; float* du; int64_t lddu; const float* d; int64_t ldd; const float* g; int64_t ldg; const float* u; int64_t ldu;
+  __device__ __forceinline__ void operator()(int64_t r, int64_t c) const {
+    const float gv = g[r * ldg + c], uv = u[r * ldu + c], dv = d[r * ldd + c];
+    const float sg = 1.0f / (1.0f + expf(-gv));
+    du[r * lddu + c] = dv * gv * sg;
+    dg[r * lddg + c] = dv * uv * sg * (1.0f + gv * (1.0f - sg));
+  }
+};
+struct EwSigmoidBack {
+  float* dx; int64_t lddx; const float* y; int64_t ldy;
+  __device__ __forceinline__ void operator()(int64_t r, int64_t c) const { const float a = y[r * ldy + c]; dx[r * lddx + c] *= a * (1.0f - a); }
+};
+struct EwClampBack {
+  float* dx; int64_t lddx; const float* x; int64_t ldx; float lim;
+  __device__ __forceinline__ void operator()(int64_t r, int64_t c) const {
+    const float a = x[r * ldx + c];
+    if (a > lim || a < -lim) dx[r * lddx + c] = 0.0f;
+  }
+};
+// p *= 1 − lr·wd;  m += (1 − β1)(g − m);  v = β2 v + (1 − β2) g²;  p −= step_size · m / (sqrt(v) / bc2_sqrt + eps)
+struct EwAdamw {
+  float* p; const float* g; float* m; float* v; int64_t ld; AdamwScalars k;
+  __device__ __forceinline__ void operator()(int64_t r, int64_t c) const {
+    const int64_t i = r * ld + c;
+    const float gv = g[i];
+    float pv = p[i] * (1.0f - k.lr * k.weight_decay), mv = m[i], vv = v[i];
+    mv += (1.0f - k.beta1) * (gv - mv);
+    vv = k.beta2 * vv + (1.0f - k.beta2) * gv * gv;
+    pv -= k.step_size * mv / (sqrtf(vv) / k.bc2_sqrt + k.eps);
+    p[i] = pv; m[i] = mv; v[i] = vv;
   }
 };
 
@@ -84,6 +123,24 @@ void swiglu(float* out, int64_t ldo, const float* g, int64_t ldg, const float* u
   MOE_KCHECK("swiglu", out && g && u, "null pointer");
   MOE_KCHECK("swiglu", ldo >= C && ldg >= C && ldu >= C, "a leading dimension < C");
   launch_elementwise("swiglu", EwSwiglu{out, ldo, g, ldg, u, ldu}, R, C, stream);
+}
+
+void swiglu_backward(float* dg, int64_t lddg, float* du, int64_t lddu, const float* d, int64_t ldd, const float* g, int64_t ldg,
+                     const float* u, int64_t ldu, int64_t R, int64_t C, void* stream) {
+  MOE_KCHECK("swiglu_backward", dg && du && d && g && u, "null pointer");
+  launch_elementwise("swiglu_backward", EwSwigluBack{dg, lddg, du, lddu, d, ldd, g, ldg, u, ldu}, R, C, stream);
+}
+void sigmoid_backward(float* dx, int64_t lddx, const float* y, int64_t ldy, int64_t R, int64_t C, void* stream) {
+  MOE_KCHECK("sigmoid_backward", dx && y, "null pointer");
+  launch_elementwise("sigmoid_backward", EwSigmoidBack{dx, lddx, y, ldy}, R, C, stream);
+}
+void clamp_backward(float* dx, int64_t lddx, const float* x_pre, int64_t ldx, float lim, int64_t R, int64_t C, void* stream) {
+  MOE_KCHECK("clamp_backward", dx && x_pre, "null pointer");
+  launch_elementwise("clamp_backward", EwClampBack{dx, lddx, x_pre, ldx, lim}, R, C, stream);
+}
+void adamw(float* p, const float* g, float* m, float* v, int64_t ld, int64_t R, int64_t C, const AdamwScalars& k, void* stream) {
+  MOE_KCHECK("adamw", p && g && m && v && ld >= C, "null pointer or ld < C");
+  launch_elementwise("adamw", EwAdamw{p, g, m, v, ld, k}, R, C, stream);
 }
 
 }  // namespace MOE_KERNEL_NS

@@ -50,10 +50,16 @@ inline void check_launch(const char* kernel) {
 __device__ __forceinline__ float f16_bits_to_f32(uint32_t h) { return __half2float(__ushort_as_half((unsigned short)h)); }
 __device__ __forceinline__ float bf16_bits_to_f32(uint32_t h) { return __uint_as_float(h << 16); }
 __device__ __forceinline__ float bits_to_f32(uint32_t u) { return __uint_as_float(u); }
+// One rounding per operation, never fused into an FMA (nvcc contracts a*b+c by default).
+__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
 #else
 inline float f16_bits_to_f32(uint32_t h) { return ::moe::f16_to_f32(uint16_t(h)); }
 inline float bf16_bits_to_f32(uint32_t h) { return ::moe::bf16_to_f32(uint16_t(h)); }
 inline float bits_to_f32(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+// (the host build is compiled without FMA contraction for the baseline ISA these bodies use)
+inline float mul_rn(float a, float b) { return a * b; }
+inline float add_rn(float a, float b) { return a + b; }
 #endif
 
 // ---- reductions. All lanes of the warp must participate (blockDim.x is a multiple of 32). ----

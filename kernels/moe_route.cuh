@@ -56,6 +56,42 @@ moe_route_kernel(float* weights, int32_t* ids, float* probs, const float* logits
   }
 }
 
+// Backward (the router is frozen; this carries the loss into what feeds it), one warp per token:
+//   renorm: dp_sel = (dw − Σ_k dw·w) / Σ_k p_sel;  else dp_sel = dw;  dp = scatter(dp_sel) over idx (repeats add)
+//   dlogits = p ⊙ (dp − Σ_e p·dp)
+__global__ void __launch_bounds__(kRouteWarps * 32)
+moe_route_backward_kernel(float* dlogits, const float* dw, const int32_t* idx, const float* w, const float* probs, int T, int E, int k,
+                          int renormalize) {
+  const int lane = threadIdx.x & 31;
+  const int t = blockIdx.x * kRouteWarps + (threadIdx.x >> 5);
+  if (t >= T) return;  // whole warp
+  const float* p = probs + int64_t(t) * E;
+  const float* g = dw + int64_t(t) * k;
+  const float* wt = w + int64_t(t) * k;
+  const int32_t* it = idx + int64_t(t) * k;
+  float S = 0.0f, gw = 0.0f;  // every lane the same: k is small
+  for (int j = 0; j < k; ++j) { S += p[it[j]]; gw += g[j] * wt[j]; }
+  auto dp_of = [&](int e) {
+    float a = 0.0f;
+    for (int j = 0; j < k; ++j) if (it[j] == e) a += renormalize ? (g[j] - gw) / S : g[j];
+    return a;
+  };
+  float pd = 0.0f;
+  for (int e = lane; e < E; e += 32) pd += p[e] * dp_of(e);
+  pd = warp_sum(pd);
+  float* o = dlogits + int64_t(t) * E;
+  for (int e = lane; e < E; e += 32) o[e] = p[e] * (dp_of(e) - pd);
+}
+
+void moe_route_backward(float* dlogits, const float* dw, const int32_t* ids, const float* weights, const float* probs, int64_t T, int64_t E,
+                        int64_t k, bool renormalize, void* stream) {
+  MOE_KCHECK("moe_route_backward", T >= 0 && T < (int64_t(1) << 31) && E >= 1 && E <= 4096 && k >= 1 && k <= E, "bad shape");
+  MOE_KCHECK("moe_route_backward", dlogits && dw && ids && weights && probs, "null pointer");
+  if (T == 0) return;
+  MOE_LAUNCH("moe_route_backward", moe_route_backward_kernel, dim3(unsigned((T + kRouteWarps - 1) / kRouteWarps)), dim3(kRouteWarps * 32), 0,
+             stream, dlogits, dw, ids, weights, probs, int(T), int(E), int(k), int(renormalize));
+}
+
 void moe_route(float* weights, int32_t* ids, float* probs, const float* logits, int64_t T, int64_t E, int64_t k, bool renormalize,
                void* stream) {
   MOE_KCHECK("moe_route", T >= 0 && T < (int64_t(1) << 31), "T out of range");

@@ -1,5 +1,5 @@
 // `moe-studio train --model DIR (--data FILE.jsonl | --dataset ID [--db PATH]) --out RUN_DIR [--config train.json]
-//  [--resume RUN_DIR] [--base-quant none|nf4] [--threads N] [--progress] [--estimate]`
+//  [--resume RUN_DIR] [--base-quant none|nf4] [--device D] [--threads N] [--progress] [--estimate]`
 //
 // --estimate: no training and no run folder (--out may be left out): the data is read and prepared as for a run (so an
 // empty dataset or a model without a chat template fails the same way), then one JSON line {"memory": {...,
@@ -21,6 +21,7 @@ import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync
 import { join, resolve } from "node:path";
 import type { NativeTrainSeq, NativeTrainer } from "../engine/addon.js";
 import { loadModel } from "../engine/engine.js";
+import { parseDevice } from "../engine/addon.js";
 import { nativeConfig, resolveTrainArgs, type TrainArgs } from "../train/config.js";
 import { sweepLeftovers } from "../services/leftovers.js";
 import { databaseFile, defaultDataDir } from "../services/paths.js";
@@ -109,7 +110,9 @@ export async function cmdTrain(flags: Flags): Promise<number> {
   const bq = str(flags, "base-quant");
   if (bq !== undefined && bq !== "none" && bq !== "nf4") throw new Error(`--base-quant must be none or nf4, got "${bq}"`);
   // --base-quant nf4: Q-LoRA (the frozen base's projections quantized to NF4 at load)
-  const model = await loadModel(modelDir, { ...(threads ? { threads } : {}), ...(bq ? { baseQuant: bq as "none" | "nf4" } : {}) });
+  const device = parseDevice(str(flags, "device"));
+  const model = await loadModel(modelDir, { ...(threads ? { threads } : {}), ...(bq ? { baseQuant: bq as "none" | "nf4" } : {}),
+    ...(device ? { device } : {}) });
   let trainer: NativeTrainer | null = null;
   let offSignals = () => {};
   try {

@@ -13,6 +13,12 @@ export type WeightDType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0" | "q4_k";
 /** `--device`: auto (cpu until the CUDA backend runs whole models), cpu, cuda (refused, saying why, until then), emu. */
 export type DeviceKind = "auto" | "cpu" | "cuda" | "emu";
 export const DEVICE_KINDS: readonly DeviceKind[] = ["auto", "cpu", "cuda", "emu"];
+/** A `--device` flag's value checked (undefined stays undefined: the default, cpu). */
+export function parseDevice(value: string | undefined): DeviceKind | undefined {
+  if (value === undefined) return undefined;
+  if (!(DEVICE_KINDS as readonly string[]).includes(value)) throw new Error(`--device must be one of ${DEVICE_KINDS.join(", ")}, got "${value}"`);
+  return value as DeviceKind;
+}
 
 export interface NativeModelInfo {
   modelType: string;            // config.model_type, e.g. "qwen2_moe", "hunyuan" (Hunyuan-Large)

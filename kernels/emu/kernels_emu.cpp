@@ -14,5 +14,6 @@
 #include "kernels/matmul.cuh"
 #include "kernels/sampling.cuh"
 #include "kernels/embedding.cuh"
+#include "kernels/loss.cuh"
 
 void moe::emu::set_workers(int n) { simt::set_workers(n); }

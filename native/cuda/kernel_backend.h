@@ -4,10 +4,10 @@
 //          Slow by design: it is how the GPU code path is tested on machines without a GPU (`--device emu`).
 //   cuda   the same host code over moe::cuda (nvcc builds) once the model's memory lives on the device (a later
 //          step of the CUDA issue: arena, upload, device KV cache); not constructed yet.
-// What runs on kernels today: every forward op a model's inference uses (matmul of every stored dtype but NF4,
-// norms, elementwise, rope and its inverse, attention over f32 and int8 caches with the softmax kept for backward,
-// routing, row gather/scatter/dots, embedding, int8 KV rows). The training ops (matmul_dx/dw, the other backward
-// halves, cross-entropy, AdamW) and NF4 weights throw a clear error naming the op: they are not on kernels yet.
+// Every op of the seam, forward and backward, runs on kernels: the three matmul forms over every stored dtype and
+// NF4, norms, elementwise ops, rope, attention over f32 and int8 caches, routing, expert rows, embedding, int8 KV
+// rows, cross-entropy and AdamW. This is the plain form of each (tiled f32 GEMM, one block per row or head); the
+// tensor-core, split-K and fused forms come next, checked against these.
 #pragma once
 #include <memory>
 #include <string>

@@ -153,8 +153,6 @@ std::shared_ptr<Model> Model::load(const std::string& dir, int threads, LoadProg
   if (base_quant != "none" && base_quant != "nf4")
     throw std::invalid_argument("base_quant must be \"none\" or \"nf4\", not \"" + base_quant + "\"");
   const std::string dev = resolve_device(device);
-  if (dev != "cpu" && base_quant == "nf4")
-    throw std::invalid_argument("an NF4 (Q-LoRA) base runs on --device cpu only: its kernels are not on the " + dev + " backend yet");
   auto m = std::shared_ptr<Model>(new Model());
   m->kv_int8_ = kv_int8;
   m->base_quant_ = base_quant;

@@ -1,6 +1,6 @@
 // The kernel backend (cuda/kernel_backend.h) under the SIMT emulator: every forward op against ref, on the shapes
 // users hit (odd sizes, 1 token, strided rows, an expert with no tokens, repeated rows, pos0 > 0, GQA, the int8
-// cache), and the ops not on kernels yet failing by name. The same host code and kernel text run on a GPU.
+// cache), forward and backward. The same host code and kernel text run on a GPU.
 // Tolerances, relative to the output's scale (as test_backend_ops.cpp):
 //   1e-4  matmul over long dots: f32 sums (the kernel) vs double (ref) over K ≤ 512 terms of widened weights;
 //   1e-5  attention: f32 online softmax (expf, rescaled partial sums over 4 warps) vs ref's double softmax;
@@ -76,10 +76,120 @@ TEST(backend_kernels_matmul_every_dtype) {
       }
     }
   }
-  NF4Tensor nf4 = nf4_quantize(rnd(64 * 8, 3).data(), 8, 64);
-  Buf x(64), y(8);
-  CHECK_THROWS(B().emu->matmul(mat(y.data(), 1, 8), mat(x.data(), 1, 64), nf4_weight(&nf4, 8, 64), false),
-               "matmul over an NF4 (Q-LoRA) base: not on the emu backend yet");
+}
+
+// dx = dy·W over every weight dtype and NF4 (64-blocks straddling rows at K = 77 and 96), dW = dyᵀ·x, and NF4's forward.
+TEST(backend_kernels_matmul_backward_forms_and_nf4) {
+  struct Shape { int64_t M, N, K; };
+  for (Shape sh : {Shape{1, 7, 64}, Shape{3, 33, 96}, Shape{70, 40, 256}, Shape{5, 13, 77}}) {
+    const int64_t M = sh.M, N = sh.N, K = sh.K;
+    const Buf wf = rnd(size_t(N * K), 31), dy = rnd(size_t(M * N), 32), x = rnd(size_t(M * K), 33);
+    const std::string shape = " M" + std::to_string(M) + " N" + std::to_string(N) + " K" + std::to_string(K);
+    for (DType dt : {DType::F32, DType::BF16, DType::Q8_0, DType::Q4_K, DType::NF4}) {
+      if (is_quant(dt) && K % qblock_size(dt) != 0) continue;
+      std::vector<uint8_t> wb(dt == DType::NF4 ? 0 : dtype_row_bytes(dt, K) * size_t(N));
+      NF4Tensor nf4;
+      if (dt == DType::F32) std::memcpy(wb.data(), wf.data(), wb.size());
+      else if (dt == DType::BF16) for (size_t i = 0; i < wf.size(); ++i) { uint16_t h = f32_to_bf16(wf[i]); std::memcpy(&wb[2 * i], &h, 2); }
+      else if (dt == DType::NF4) nf4 = nf4_quantize(wf.data(), N, K);
+      else quantize_tensor(dt, wf.data(), wb.data(), N * K);
+      const Tensor W = dt == DType::NF4 ? nf4_weight(&nf4, N, K) : weight(wb.data(), dt, N, K);
+      const std::string tag = std::string(dtype_name(dt)) + shape;
+      for (bool acc : {false, true}) {
+        Buf a = rnd(size_t(M * K), 34), b = a;
+        B().ref->matmul_dx(mat(a.data(), M, K), mat(dy.data(), M, N), W, acc);
+        B().emu->matmul_dx(mat(b.data(), M, K), mat(dy.data(), M, N), W, acc);
+        close("emu matmul_dx " + tag + (acc ? " accumulate" : ""), b, a, 1e-4);
+      }
+      if (dt == DType::NF4) {
+        Buf a(size_t(M * N)), b(a.size());
+        B().ref->matmul(mat(a.data(), M, N), mat(x.data(), M, K), W, false);
+        B().emu->matmul(mat(b.data(), M, N), mat(x.data(), M, K), W, false);
+        close("emu matmul " + tag, b, a, 1e-4);
+      }
+    }
+    for (bool acc : {false, true}) {
+      Buf a = rnd(size_t(N * K), 35), b = a;
+      B().ref->matmul_dw(mat(a.data(), N, K), mat(dy.data(), M, N), mat(x.data(), M, K), acc);
+      B().emu->matmul_dw(mat(b.data(), N, K), mat(dy.data(), M, N), mat(x.data(), M, K), acc);
+      close("emu matmul_dw" + shape + (acc ? " accumulate" : ""), b, a, 1e-4);
+    }
+  }
+}
+
+TEST(backend_kernels_backward_of_norms_elementwise_routing_loss_adamw) {
+  // rmsnorm: saved rstd or recomputed, gain or none, dw, dx aliasing dout
+  for (bool saved : {true, false}) for (bool gain : {true, false}) {
+    const int64_t R = 6, D = 37;
+    const Buf x = rnd(size_t(R * D), 41, -2, 2), w = rnd(size_t(D), 42, 0.5f, 1.5f), g = rnd(size_t(R * D), 43);
+    Buf out(x.size()), rstd(static_cast<size_t>(R));
+    B().ref->rmsnorm(mat(out.data(), R, D), mat(x.data(), R, D), gain ? vec(w.data(), D) : none, 1e-6f, mat(rstd.data(), R, 1));
+    Buf d1 = g, d2 = g, dw1(static_cast<size_t>(D), 0.5f), dw2 = dw1;
+    const Tensor wt = gain ? vec(w.data(), D) : none, rt = saved ? mat(rstd.data(), R, 1) : none;
+    B().ref->rmsnorm_backward(mat(d1.data(), R, D), vec(dw1.data(), D), mat(d1.data(), R, D), mat(x.data(), R, D), wt, rt);
+    B().emu->rmsnorm_backward(mat(d2.data(), R, D), vec(dw2.data(), D), mat(d2.data(), R, D), mat(x.data(), R, D), wt, rt);
+    const std::string tag = std::string(saved ? " rstd saved" : " rstd recomputed") + (gain ? " gain" : "");
+    close("emu rmsnorm_backward dx (aliased)" + tag, d2, d1, 2e-5);
+    close("emu rmsnorm_backward dw" + tag, dw2, dw1, 2e-5);
+  }
+  const int64_t R = 3, C = 11;
+  const size_t n = size_t(R * C);
+  const Buf g = rnd(n, 51, -4, 4), u = rnd(n, 52), r = rnd(n, 53);
+  {
+    Buf dg1 = r, dg2 = r, du1(n), du2(n);
+    B().ref->swiglu_backward(mat(dg1.data(), R, C), mat(du1.data(), R, C), mat(dg1.data(), R, C), mat(g.data(), R, C), mat(u.data(), R, C));
+    B().emu->swiglu_backward(mat(dg2.data(), R, C), mat(du2.data(), R, C), mat(dg2.data(), R, C), mat(g.data(), R, C), mat(u.data(), R, C));
+    close("emu swiglu_backward dgate (aliased)", dg2, dg1, 2e-6);
+    close("emu swiglu_backward dup", du2, du1, 2e-6);
+  }
+  {
+    Buf y = g, d1 = r, d2 = r;
+    B().ref->sigmoid(mat(y.data(), R, C));
+    B().ref->sigmoid_backward(mat(d1.data(), R, C), mat(y.data(), R, C));
+    B().emu->sigmoid_backward(mat(d2.data(), R, C), mat(y.data(), R, C));
+    close("emu sigmoid_backward", d2, d1, 0);
+    Buf c1 = r, c2 = r;
+    B().ref->clamp_backward(mat(c1.data(), R, C), mat(g.data(), R, C), 1.5f);
+    B().emu->clamp_backward(mat(c2.data(), R, C), mat(g.data(), R, C), 1.5f);
+    CHECK(c1 == c2);
+  }
+  // routing backward: k 1..3, renormalised or not, E > 32
+  for (int k : {1, 3}) for (bool renorm : {false, true}) {
+    const int64_t T = 5, E = 40;
+    const Buf logits = rnd(size_t(T * E), 61, -2, 2), dw = rnd(size_t(T * k), 62);
+    std::vector<int32_t> idx(size_t(T * k));
+    Buf w(size_t(T * k)), probs(logits.size()), a(logits.size()), b(logits.size());
+    B().ref->moe_route(ivec(idx.data(), T * k), mat(w.data(), T, k), mat(probs.data(), T, E), mat(logits.data(), T, E), renorm);
+    B().ref->moe_route_backward(mat(a.data(), T, E), mat(dw.data(), T, k), ivec(idx.data(), T * k), mat(w.data(), T, k), mat(probs.data(), T, E), renorm);
+    B().emu->moe_route_backward(mat(b.data(), T, E), mat(dw.data(), T, k), ivec(idx.data(), T * k), mat(w.data(), T, k), mat(probs.data(), T, E), renorm);
+    close("emu moe_route_backward k" + std::to_string(k) + (renorm ? " renorm" : ""), b, a, 1e-5);
+  }
+  // cross-entropy of a chunk with an ignored row; a label out of range is an error
+  {
+    const int64_t rows = 4, V = 300;
+    const Buf logits = rnd(size_t(rows * V), 71, -3, 3);
+    std::vector<int32_t> labels{5, -100, 0, 299};
+    Buf a = logits, b = logits;
+    const double la = B().ref->cross_entropy(mat(a.data(), rows, V), ivec(labels.data(), rows), 0.25f);
+    const double lb = B().emu->cross_entropy(mat(b.data(), rows, V), ivec(labels.data(), rows), 0.25f);
+    CHECK_NEAR(lb, la, 1e-5 * std::fabs(la));
+    close("emu cross_entropy dlogits", b, a, 1e-6);
+    labels[0] = int32_t(V);
+    CHECK_THROWS(B().emu->cross_entropy(mat(b.data(), rows, V), ivec(labels.data(), rows), 0.25f), "label 300 is out of range");
+  }
+  // AdamW, 3 steps: the same f32 operations in the same order as ref, so the same bits
+  {
+    const int64_t N = 4, D = 10;
+    Buf p1 = rnd(size_t(N * D), 81), m1(p1.size(), 0.0f), v1(p1.size(), 0.0f), p2 = p1, m2 = m1, v2 = v1;
+    for (int64_t step = 1; step <= 3; ++step) {
+      const Buf gr = rnd(p1.size(), uint32_t(82 + step));
+      B().ref->adamw(mat(p1.data(), N, D), mat(gr.data(), N, D), mat(m1.data(), N, D), mat(v1.data(), N, D), 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, step);
+      B().emu->adamw(mat(p2.data(), N, D), mat(gr.data(), N, D), mat(m2.data(), N, D), mat(v2.data(), N, D), 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, step);
+    }
+    CHECK(p1 == p2);
+    CHECK(m1 == m2);
+    CHECK(v1 == v2);
+  }
 }
 
 TEST(backend_kernels_norms_and_elementwise) {
@@ -143,6 +253,18 @@ TEST(backend_kernels_attention_f32_int8_probs) {
     B().emu->attention(mat3(o2.data(), c.T, c.Hq, c.hd), qt, Kt, Vt, c.pos0, scale, mat(a2.data(), c.T * c.Hq, n_all), mat(scr.data(), 1, ctx));
     close("emu attention" + tag, o2, o1, 1e-5);
     close("emu attention probs (zero past the causal edge)" + tag, a2, a1, 1e-5);
+    // backward from ref's probabilities: dq written, dK / dV accumulated onto what is there (grouped heads add in)
+    {
+      const Buf r = rnd(q.size(), 64);
+      Buf dq1(q.size()), dq2(q.size(), 7.0f), dK1 = rnd(K.size(), 65), dK2 = dK1, dV1 = rnd(V.size(), 66), dV2 = dV1;
+      B().ref->attention_backward(mat3(dq1.data(), c.T, c.Hq, c.hd), mat3(dK1.data(), ctx, c.Hkv, c.hd), mat3(dV1.data(), ctx, c.Hkv, c.hd),
+                                  mat3(const_cast<float*>(r.data()), c.T, c.Hq, c.hd), qt, Kt, Vt, mat(a1.data(), c.T * c.Hq, n_all), c.pos0, scale);
+      B().emu->attention_backward(mat3(dq2.data(), c.T, c.Hq, c.hd), mat3(dK2.data(), ctx, c.Hkv, c.hd), mat3(dV2.data(), ctx, c.Hkv, c.hd),
+                                  mat3(const_cast<float*>(r.data()), c.T, c.Hq, c.hd), qt, Kt, Vt, mat(a1.data(), c.T * c.Hq, n_all), c.pos0, scale);
+      close("emu attention_backward dq" + tag, dq2, dq1, 2e-5);
+      close("emu attention_backward dK" + tag, dK2, dK1, 2e-5);
+      close("emu attention_backward dV" + tag, dV2, dV1, 2e-5);
+    }
     // the int8 cache, quantised by each backend: the same int8 rows and scales, bit for bit
     std::vector<int8_t> K8a(K.size()), K8b(K.size()), V8(V.size());
     Buf Ksa(size_t(ctx * c.Hkv)), Ksb(Ksa.size()), Vs(Ksa.size());
@@ -205,7 +327,7 @@ TEST(backend_kernels_routing_and_expert_rows) {
   CHECK_THROWS(B().emu->gather_rows(mat(g.data(), 1, D), mat(src.data(), T, D), ivec(bad.data(), 1)), "row 7 of 7");
 }
 
-TEST(backend_kernels_embedding_and_training_ops_by_name) {
+TEST(backend_kernels_embedding_every_table_dtype) {
   const int64_t V = 9, D = 70;
   const Buf tf = rnd(size_t(V * D), 81);
   std::vector<uint16_t> tb(tf.size()), th(tf.size());
@@ -231,10 +353,5 @@ TEST(backend_kernels_embedding_and_training_ops_by_name) {
   ids[1] = int32_t(V);
   Buf x(size_t(4 * D));
   CHECK_THROWS(B().emu->embedding(mat(x.data(), 4, D), weight(tb.data(), DType::BF16, V, D), ivec(ids.data(), 4)), "token id 9 is out of range [0, 9)");
-  Buf a(16), b(16);
-  CHECK_THROWS(B().emu->matmul_dx(mat(a.data(), 4, 4), mat(b.data(), 4, 4), weight(a.data(), DType::F32, 4, 4), false),
-               "matmul_dx: not on the emu backend yet");
-  CHECK_THROWS(B().emu->adamw(vec(a.data(), 4), vec(b.data(), 4), vec(a.data(), 4), vec(b.data(), 4), 1e-3f, 0.9f, 0.999f, 1e-8f, 0, 1),
-               "adamw: not on the emu backend yet");
   CHECK(std::string(B().emu->name()) == "emu");
 }

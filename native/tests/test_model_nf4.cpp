@@ -170,7 +170,8 @@ TEST(model_nf4_base_errors) {
   CHECK(t && u && t->nbytes == u->nbytes && std::memcmp(t->data, u->data, t->nbytes) == 0);
 }
 
-TEST(model_nf4_lora_gradients_match_peft_goldens) {
+// Q-LoRA's step on the cpu backend and on the kernel backend under the SIMT emulator (the NF4 GEMMs of kernels/matmul.cuh).
+static void check_nf4_goldens(const char* device) {
   const fs::path models = repo_path("test/fixtures/models"), goldens = repo_path("test/fixtures/goldens/train");
   CHECK(!models.empty() && !goldens.empty());
   if (models.empty() || goldens.empty()) return;
@@ -183,7 +184,8 @@ TEST(model_nf4_lora_gradients_match_peft_goldens) {
   for (const char* name : kFixtures) {
     const fs::path gdir = goldens / name;
     const Json g = json_parse_file((gdir / "nf4" / "golden.json").string());
-    auto m = Model::load((models / name).string(), 2, {}, false, "nf4");
+    auto m = Model::load((models / name).string(), 2, {}, false, "nf4", device);
+    CHECK(std::string(m->backend().name()) == device);
     const ModelSpec& S = m->spec();
     const Adapter a = load_adapter((gdir / "adapter").string(), S, name);
     const std::vector<int32_t> ids = ints(*g.find("ids")), targets = shifted(ints(*g.find("labels")));
@@ -241,10 +243,13 @@ TEST(model_nf4_lora_gradients_match_peft_goldens) {
         std::fprintf(stderr, "  %s: nf4 batch2 loss %.8f, peft %.8f\n", name, sum / nb, b2->find("loss")->num);
       }
     }
-    std::printf("  %s: nf4 loss %.7f (peft %.7f), %zu tensors (%d exactly 0), worst grad error %.2e of the tensor's max, |g| %.6f (peft %.6f)\n",
-                name, loss, want, ours.size(), zeros, worst, gn, gn_want);
+    std::printf("  %s %s: nf4 loss %.7f (peft %.7f), %zu tensors (%d exactly 0), worst grad error %.2e of the tensor's max, |g| %.6f (peft %.6f)\n",
+                device, name, loss, want, ours.size(), zeros, worst, gn, gn_want);
   }
 }
+
+TEST(model_nf4_lora_gradients_match_peft_goldens) { check_nf4_goldens("cpu"); }
+TEST(model_nf4_lora_gradients_match_peft_goldens_on_emu) { check_nf4_goldens("emu"); }
 
 // The fused transformers-5 expert layout ([E, 2I, D] gate_up_proj, [E, D, I] down_proj): each expert's gate rows,
 // up rows and down slice is quantized as its own hub-layout nn.Linear weight, so a fused copy of qwen3_moe gives the

@@ -47,7 +47,9 @@ std::vector<int32_t> shifted(const std::vector<int32_t>& labels) {
 
 }  // namespace
 
-TEST(train_gradients_match_peft_goldens) {
+// On the cpu backend, and on the kernel backend under the SIMT emulator (cuda/kernel_backend.h: the same host code and
+// kernels a GPU runs), against the same goldens and tolerances.
+static void check_train_goldens(const char* device) {
   const fs::path root = repo_root();
   if (root.empty()) { std::printf("  skipped: test/fixtures/goldens/train not found\n"); return; }
   int fixtures = 0;
@@ -56,7 +58,8 @@ TEST(train_gradients_match_peft_goldens) {
     if (!fs::exists(gdir / "golden.json")) continue;
     ++fixtures;
     const Json g = json_parse_file((gdir / "golden.json").string());
-    auto m = Model::load((root / "test/fixtures/models" / name).string(), 2);
+    auto m = Model::load((root / "test/fixtures/models" / name).string(), 2, {}, false, "none", device);
+    CHECK(std::string(m->backend().name()) == device);
     const ModelSpec& S = m->spec();
     const Adapter a = load_adapter((gdir / "adapter").string(), S, name);
     const std::vector<int32_t> ids = ints(*g.find("ids")), targets = shifted(ints(*g.find("labels")));
@@ -128,7 +131,11 @@ TEST(train_gradients_match_peft_goldens) {
         std::fprintf(stderr, "  %s: batch2 loss %.8f, peft %.8f\n", name, sum / nb, b2->find("loss")->num);
       }
     }
-    std::printf("  %s: loss %.7f (peft %.7f), %zu tensors, worst grad error %.2e of the tensor's max\n", name, loss, want, ours.size(), worst);
+    std::printf("  %s %s: loss %.7f (peft %.7f), %zu tensors, worst grad error %.2e of the tensor's max\n", device, name, loss, want,
+                ours.size(), worst);
   }
   CHECK(fixtures == 9);
 }
+
+TEST(train_gradients_match_peft_goldens) { check_train_goldens("cpu"); }
+TEST(train_gradients_match_peft_goldens_on_emu) { check_train_goldens("emu"); }

@@ -101,8 +101,7 @@ describe("emu: a quantized model and the int8 KV cache", () => {
     } finally { emu.close(); cpu.close(); }
   });
 
-  it("cuda is refused saying why; an NF4 base is cpu-only so far", async () => {
+  it("cuda is refused saying why", async () => {
     await expect(loadModel(modelDir("qwen3"), { device: "cuda" })).rejects.toThrow(/--device cuda: .*(no CUDA device|does not run whole models yet)/);
-    await expect(loadModel(modelDir("qwen3"), { device: "emu", baseQuant: "nf4" })).rejects.toThrow(/NF4 \(Q-LoRA\) base runs on --device cpu only/);
   });
 });

@@ -78,6 +78,26 @@ describe("moe-studio train", () => {
     expect(greedy([], "Name a fruit.")).not.toContain("Blue whales");
   }, 120_000);
 
+  // The same run on the kernel backend under the SIMT emulator (the CUDA kernels: forward, backward, cross-entropy and
+  // AdamW): each step's loss within 1e-4 of the cpu run's and grad_norm within 1e-4 relative (float sums in another
+  // order, ~1e-6 per step, carried through 3 AdamW steps), Q-LoRA too.
+  it.each([["none"], ["nf4"]])("--device emu, base-quant %s: the same losses as --device cpu", (bq) => {
+    const conf = cfg(`emu-${bq}.json`, { ...BASE, max_steps: 3 });
+    const run = (device: string) => {
+      const r = cli(["train", "--model", MODEL, "--data", data, "--out", join(tmp, `dev-${bq}-${device}`), "--config", conf, "--base-quant", bq,
+                     "--device", device]);
+      expect(r.code, r.err).toBe(0);
+      return steps(r.out);
+    };
+    const cpu = run("cpu"), emu = run("emu");
+    expect(emu.length).toBe(3);
+    for (let i = 0; i < 3; i++) {
+      expect(Math.abs(emu[i].loss - cpu[i].loss)).toBeLessThanOrEqual(1e-4);
+      expect(Math.abs(emu[i].grad_norm - cpu[i].grad_norm)).toBeLessThanOrEqual(1e-4 * cpu[i].grad_norm);
+    }
+    expect(emu[2].loss).toBeLessThan(emu[0].loss);
+  }, 120_000);
+
   it("--base-quant nf4 (Q-LoRA): trains on the NF4 base and the adapter reproduces the reply on it", () => {
     const run = join(tmp, "qlora");
     const r = cli(["train", "--model", MODEL, "--base-quant", "nf4", "--data", data, "--out", run, "--config", cfg("q.json", { ...BASE, max_steps: 30, save_steps: 0 })]);
