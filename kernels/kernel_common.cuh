@@ -17,6 +17,7 @@
 #ifdef __CUDACC__
 #include <cuda_runtime.h>
 #include <cuda_fp16.h>
+#include <cuda_bf16.h>
 #define SIMT_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) unsigned char name##_raw[]; T* name = reinterpret_cast<T*>(name##_raw)
 // kernel<<<grid, block, smem, stream>>>(args...) then a launch check that names the kernel.
 #define MOE_UNROLL _Pragma("unroll")
@@ -60,6 +61,25 @@ inline float bits_to_f32(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f
 // (the host build is compiled without FMA contraction for the baseline ISA these bodies use)
 inline float mul_rn(float a, float b) { return a * b; }
 inline float add_rn(float a, float b) { return a + b; }
+#endif
+
+// ---- tensor cores: D = A·B + C on a 16x16 bf16 A (row), 16x8 bf16 B (col), f32 C/D, one warp (sm_80+). Fragment
+// layouts: kernels/simt/simt.h mma_m16n8k16_bf16 (the PTX ISA's, which the emulator implements). ----
+#ifdef __CUDACC__
+__device__ __forceinline__ void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+               : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+#endif
+}
+// f32 -> bf16 bits, round to nearest even (NaN kept quiet)
+__device__ __forceinline__ uint32_t f32_to_bf16_bits(float x) { return uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(x))); }
+#else
+inline void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]) {
+  ::simt::detail::mma_m16n8k16_bf16(d, a, b, c);
+}
+inline uint32_t f32_to_bf16_bits(float x) { return uint32_t(::moe::f32_to_bf16(x)); }
 #endif
 
 // ---- reductions. All lanes of the warp must participate (blockDim.x is a multiple of 32). ----

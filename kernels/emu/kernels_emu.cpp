@@ -12,6 +12,7 @@
 #include "kernels/moe_route.cuh"
 #include "kernels/attention.cuh"
 #include "kernels/matmul.cuh"
+#include "kernels/matmul_tc.cuh"
 #include "kernels/sampling.cuh"
 #include "kernels/embedding.cuh"
 #include "kernels/loss.cuh"

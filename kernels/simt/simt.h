@@ -95,7 +95,7 @@ constexpr size_t kFiberStack = 128 * 1024;  // bytes per fiber; kernels keep sma
 
 namespace detail {
 
-enum class Wait : uint8_t { None, Block, Warp };
+enum class Wait : uint8_t { None, Block, Warp, Failed };  // Failed: stopped by fail(), never resumed
 
 struct Fiber {
 #ifdef SIMT_FAST_SWITCH
@@ -106,6 +106,7 @@ struct Fiber {
   uint3 tid;
   int lane = 0, warp = 0;
   unsigned parity = 0;  // which shuffle slot buffer the next shuffle uses
+  unsigned mparity = 0; // the same for the next mma
   Wait wait = Wait::None;
   bool done = false;
 };
@@ -117,6 +118,7 @@ struct Block {
   int alive = 0, block_arrived = 0;
   std::vector<int> warp_alive, warp_arrived;
   std::vector<uint64_t> slots;      // [nwarps][2][32] shuffle exchange
+  std::vector<uint32_t> mslots;     // [nwarps][2][32][10] mma.sync fragments (4 A words, 2 B words, 4 C floats)
   std::vector<unsigned char> dyn;   // dynamic shared memory
 #ifdef SIMT_FAST_SWITCH
   void* sched_sp = nullptr;
@@ -151,6 +153,15 @@ inline void release_warp(Block& b, int w) {
   for (size_t i = lo; i < hi; ++i) if (b.fibers[i].wait == Wait::Warp) b.fibers[i].wait = Wait::None;
 }
 
+// A kernel misuse found inside a fiber (which cannot throw: nothing unwinds across a fiber switch): the block stops
+// and the launch throws `msg` from the host.
+inline void fail(const std::string& msg) {
+  Block& b = *g_block; Fiber& f = *g_fiber;
+  if (b.error.empty()) b.error = msg;
+  f.wait = Wait::Failed;
+  yield();
+}
+
 inline void block_barrier() {
   Block& b = *g_block; Fiber& f = *g_fiber;
   ++b.block_arrived;
@@ -183,6 +194,64 @@ inline T shuffle(T v, SrcLane src_of) {
   return r;
 }
 
+// Votes: every live lane publishes its predicate (one lockstep exchange, as a shuffle), then reads all of them.
+inline unsigned ballot(bool pred) {
+  Block& b = *g_block; Fiber& f = *g_fiber;
+  uint64_t* slot = &b.slots[(size_t(f.warp) * 2 + f.parity) * kWarp];
+  f.parity ^= 1u;
+  slot[f.lane] = pred ? 1 : 0;
+  warp_barrier();
+  const size_t live = std::min<size_t>(kWarp, b.fibers.size() - size_t(f.warp) * kWarp);
+  unsigned m = 0;
+  for (size_t l = 0; l < live; ++l) if (slot[l]) m |= 1u << l;
+  return m;
+}
+inline unsigned live_mask() {
+  const Block& b = *g_block; const Fiber& f = *g_fiber;
+  const size_t live = std::min<size_t>(kWarp, b.fibers.size() - size_t(f.warp) * kWarp);
+  return live == 32 ? 0xffffffffu : (1u << live) - 1u;
+}
+
+inline float bf16_lo(uint32_t w) { uint32_t u = w << 16; float f; std::memcpy(&f, &u, 4); return f; }
+inline float bf16_hi(uint32_t w) { uint32_t u = w & 0xffff0000u; float f; std::memcpy(&f, &u, 4); return f; }
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32: D[16x8] = A[16x16] · B[16x8] + C, one warp, with the PTX ISA's
+// fragment layouts (g = lane / 4, t = lane % 4; the lower-indexed bf16 of a pair in the low half of its word):
+//   A  a0 = (A[g][2t], A[g][2t+1])  a1 = (A[g+8][2t], ..)  a2 = (A[g][2t+8], ..)  a3 = (A[g+8][2t+8], ..)
+//   B  b0 = (B[2t][g], B[2t+1][g])  b1 = (B[2t+8][g], B[2t+9][g])
+//   C, D  c0, c1 = C[g][2t], C[g][2t+1]   c2, c3 = C[g+8][2t], C[g+8][2t+1]
+// Every lane publishes its fragments, the warp meets, and each lane computes its four outputs in f32 (products of
+// bf16 values are exact in f32; sums in k order). All 32 lanes must be live, as on the device.
+inline void mma_m16n8k16_bf16(float d[4], const uint32_t a[4], const uint32_t bb[2], const float c[4]) {
+  Block& b = *g_block; Fiber& f = *g_fiber;
+  if (b.fibers.size() < size_t(f.warp + 1) * kWarp || b.warp_alive[f.warp] != kWarp) fail("simt: mma.sync needs the warp's 32 lanes");
+  uint32_t* base = &b.mslots[(size_t(f.warp) * 2 + f.mparity) * kWarp * 10];
+  f.mparity ^= 1u;
+  uint32_t* mine = base + size_t(f.lane) * 10;
+  for (int i = 0; i < 4; ++i) mine[i] = a[i];
+  mine[4] = bb[0]; mine[5] = bb[1];
+  std::memcpy(mine + 6, c, 16);
+  warp_barrier();
+  auto A = [&](int r, int k) {  // element (r, k) of the 16x16 A
+    const uint32_t* l = base + size_t((r & 7) * 4 + ((k & 7) >> 1)) * 10;
+    const uint32_t w = l[(r >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)];
+    return (k & 1) ? bf16_hi(w) : bf16_lo(w);
+  };
+  auto B = [&](int k, int n) {  // element (k, n) of the 16x8 B
+    const uint32_t* l = base + size_t(n * 4 + ((k & 7) >> 1)) * 10;
+    const uint32_t w = l[4 + (k >= 8 ? 1 : 0)];
+    return (k & 1) ? bf16_hi(w) : bf16_lo(w);
+  };
+  const int g = f.lane >> 2, t = f.lane & 3;
+  for (int i = 0; i < 4; ++i) {
+    const int r = g + (i >= 2 ? 8 : 0), n = 2 * t + (i & 1);
+    float s = 0.0f;
+    for (int k = 0; k < 16; ++k) s += A(r, k) * B(k, n);
+    d[i] = c[i] + s;
+  }
+  warp_barrier();  // every lane has read the fragments before any lane's next mma may overwrite this buffer's slots
+}
+
 inline void fiber_entry() {
   Block& b = *g_block; Fiber& f = *g_fiber;
   (*b.body)();
@@ -211,6 +280,7 @@ inline void run_block(Block& b) {
   b.alive = int(n); b.block_arrived = 0;
   b.warp_alive.assign(nw, 0); b.warp_arrived.assign(nw, 0);
   b.slots.assign(nw * 2 * kWarp, 0);
+  b.mslots.assign(nw * 2 * kWarp * 10, 0);
   while (stacks.size() < n) stacks.emplace_back(new char[kFiberStack]);
   for (size_t i = 0; i < n; ++i) {
     Fiber& f = b.fibers[i];
@@ -240,7 +310,7 @@ inline void run_block(Block& b) {
 #endif
   }
   g_block = &b;
-  while (b.alive > 0) {
+  while (b.alive > 0 && b.error.empty()) {
     bool ran = false;
     for (auto& f : b.fibers) {
       if (f.done || f.wait != Wait::None) continue;
@@ -252,7 +322,7 @@ inline void run_block(Block& b) {
       swapcontext(&b.sched, &f.ctx);
 #endif
     }
-    if (!ran) {  // every live thread waits at a barrier that cannot release: divergent barrier
+    if (!ran && b.error.empty()) {  // every live thread waits at a barrier that cannot release: divergent barrier
       b.error = "simt: deadlock in block (" + std::to_string(b.bid.x) + "," + std::to_string(b.bid.y) + "," +
                 std::to_string(b.bid.z) + "): a barrier or shuffle was not reached by every live thread";
       break;
@@ -334,6 +404,9 @@ template <class T> inline T __shfl_down_sync(unsigned, T v, unsigned delta, int 
 template <class T> inline T __shfl_sync(unsigned, T v, int src_lane, int width = 32) {
   return ::simt::detail::shuffle(v, [&](int lane) { return (lane & ~(width - 1)) + (src_lane & (width - 1)); });
 }
+inline unsigned __ballot_sync(unsigned, bool pred) { return ::simt::detail::ballot(pred); }
+inline bool __any_sync(unsigned, bool pred) { return ::simt::detail::ballot(pred) != 0; }
+inline bool __all_sync(unsigned, bool pred) { return ::simt::detail::ballot(pred) == ::simt::detail::live_mask(); }
 template <class T> inline T atomicAdd(T* addr, T v) { return std::atomic_ref<T>(*addr).fetch_add(v); }
 template <class T> inline T atomicMax(T* addr, T v) {
   std::atomic_ref<T> a(*addr); T old = a.load();

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <random>
 #include <vector>
+#include "format/dtype.h"
 #include "cuda/cuda_probe.h"
 #include "cuda/device.h"
 #include "kernels/kernels.h"
@@ -55,5 +56,24 @@ TEST(kernels_cuda_device_matches_emulation) {
   dy.download(y_dev.data(), dy.bytes()); da.download(a_dev.data(), da.bytes());
   for (size_t i = 0; i < y_dev.size(); ++i) CHECK_NEAR(y_dev[i], y_emu[i], 1e-3);
   for (size_t i = 0; i < a_dev.size(); ++i) CHECK_NEAR(a_dev[i], a_emu[i], 1e-4);
+}
+
+// The tensor-core kernel on the device against the emulator's mma.sync (whose fragment layouts are the PTX ISA's as
+// the emulator reads them: this is the test that they agree with the hardware). Only summation order differs.
+TEST(kernels_cuda_tensor_core_matches_emulation) {
+  if (moe::cuda_probe().devices == 0) return;
+  std::mt19937 g(2);
+  std::normal_distribution<float> d;
+  const int64_t M = 70, N = 45, K = 112;
+  std::vector<float> x(sz(M * K)), y_emu(sz(M * N)), y_dev(sz(M * N));
+  std::vector<uint16_t> W(sz(N * K));
+  for (auto& e : x) e = d(g);
+  for (auto& e : W) e = moe::f32_to_bf16(0.1f * d(g));
+  moe::emu::matmul_tc_bf16(y_emu.data(), N, x.data(), K, W.data(), M, N, K, false);
+  moe::cuda::DeviceBuffer dW(W.size() * 2), dx(x.size() * 4), dy(y_dev.size() * 4);
+  dW.upload(W.data(), dW.bytes()); dx.upload(x.data(), dx.bytes());
+  moe::cuda::matmul_tc_bf16(dy.as<float>(), N, dx.as<float>(), K, dW.data(), M, N, K, false);
+  dy.download(y_dev.data(), dy.bytes());
+  for (size_t i = 0; i < y_dev.size(); ++i) CHECK_NEAR(y_dev[i], y_emu[i], 1e-4);
 }
 #endif

@@ -2,7 +2,10 @@
 // double-precision reference written here. Tolerances: the kernels accumulate in f32 in a different order
 // (warp butterflies), so the bound is a few f32 ulps times the sum of |terms|, stated per test.
 #ifdef MOE_HAVE_SIMT_EMU  // defined by kernels/kernels.cmake where ucontext fibers exist
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <tuple>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -268,3 +271,38 @@ TEST(kernels_argmax_and_embedding_match_reference) {
 }
 
 #endif  // MOE_HAVE_SIMT_EMU
+
+// The tensor-core product (kernels/matmul_tc.cuh) against the double reference on the same bf16 weights and f32 x:
+// x's hi + lo split leaves |x − hi − lo| ≤ 2^-16 |x|, so ~2^-17 relative per term; tolerance 1e-4 of the output's
+// scale (measured below, printed). Tails: M, N not multiples of the 32-tile, K not of the 16-deep step; strided
+// rows; accumulate.
+TEST(kernels_matmul_tc_bf16_matches_reference) {
+  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{70, 37, 100}, {1, 8, 16}, {33, 64, 256}}) {
+    const int64_t ldx = K + 3, ldy = N + 5;
+    auto wf = randn(sz(N * K), 40, 0.1f), x = randn(sz(M * ldx), 41), y0 = randn(sz(M * ldy), 42);
+    std::vector<uint16_t> w16(wf.size());
+    for (size_t i = 0; i < wf.size(); ++i) w16[i] = moe::f32_to_bf16(wf[i]);
+    for (bool acc : {false, true}) {
+      std::vector<float> y = y0;
+      moe::emu::matmul_tc_bf16(y.data(), ldy, x.data(), ldx, w16.data(), M, N, K, acc);
+      double worst = 0, scale = 1e-3;
+      std::vector<double> want(sz(M * N));
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          double s = acc ? y0[sz(m * ldy + n)] : 0.0;
+          for (int64_t k = 0; k < K; ++k) s += double(moe::bf16_to_f32(w16[sz(n * K + k)])) * x[sz(m * ldx + k)];
+          want[sz(m * N + n)] = s;
+          scale = std::max(scale, std::fabs(s));
+        }
+      bool pad_untouched = true;
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t n = 0; n < N; ++n) worst = std::max(worst, std::fabs(y[sz(m * ldy + n)] - want[sz(m * N + n)]) / scale);
+        for (int64_t n = N; n < ldy; ++n) pad_untouched &= y[sz(m * ldy + n)] == y0[sz(m * ldy + n)];
+      }
+      std::printf("  matmul_tc_bf16 M%lld N%lld K%lld%s: max error %.2e of the output's scale\n", (long long)M, (long long)N, (long long)K,
+                  acc ? " accumulate" : "", worst);
+      CHECK(worst <= 1e-4);
+      CHECK(pad_untouched);
+    }
+  }
+}

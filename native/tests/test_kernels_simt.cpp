@@ -2,6 +2,9 @@
 // dynamic shared memory, atomics across parallel workers, multi-dimensional grids, divergent-barrier detection.
 // The kernels under test are tiny CUDA bodies written right here.
 #ifdef MOE_HAVE_SIMT_EMU  // defined by kernels/kernels.cmake where ucontext fibers exist
+#include <cmath>
+#include <vector>
+#include "format/dtype.h"
 #include "kernels/simt/simt.h"
 #include "tests/test.h"
 
@@ -62,7 +65,61 @@ __global__ void k_early_exit(int* out) {
   out[threadIdx.x] = sh[39 - threadIdx.x];
 }
 
+__global__ void k_votes(unsigned* ballot, int* any, int* all) {
+  const int t = threadIdx.x;
+  ballot[t] = __ballot_sync(0xffffffffu, (t % 3) == 0);
+  any[t] = __any_sync(0xffffffffu, t == 7);
+  all[t] = __all_sync(0xffffffffu, t < 1000) + 2 * __all_sync(0xffffffffu, t != 5);
+}
+
+// One warp: A (16x16) and B (16x8) handed out as the PTX ISA's m16n8k16 fragments, D read back by its layout.
+__global__ void k_mma(float* D, const uint16_t* A, const uint16_t* B, const float* C) {
+  const int lane = threadIdx.x, g = lane >> 2, t = lane & 3;
+  auto pk = [](uint16_t lo, uint16_t hi) { return uint32_t(lo) | (uint32_t(hi) << 16); };
+  const uint32_t a[4] = {pk(A[g * 16 + 2 * t], A[g * 16 + 2 * t + 1]), pk(A[(g + 8) * 16 + 2 * t], A[(g + 8) * 16 + 2 * t + 1]),
+                         pk(A[g * 16 + 2 * t + 8], A[g * 16 + 2 * t + 9]), pk(A[(g + 8) * 16 + 2 * t + 8], A[(g + 8) * 16 + 2 * t + 9])};
+  const uint32_t b[2] = {pk(B[(2 * t) * 8 + g], B[(2 * t + 1) * 8 + g]), pk(B[(2 * t + 8) * 8 + g], B[(2 * t + 9) * 8 + g])};
+  const float c[4] = {C[g * 8 + 2 * t], C[g * 8 + 2 * t + 1], C[(g + 8) * 8 + 2 * t], C[(g + 8) * 8 + 2 * t + 1]};
+  float d[4];
+  ::simt::detail::mma_m16n8k16_bf16(d, a, b, c);
+  D[g * 8 + 2 * t] = d[0]; D[g * 8 + 2 * t + 1] = d[1]; D[(g + 8) * 8 + 2 * t] = d[2]; D[(g + 8) * 8 + 2 * t + 1] = d[3];
+}
+
 }  // namespace
+
+TEST(kernels_simt_votes) {
+  unsigned ballot[64]; int any[64], all[64];
+  simt::launch(dim3(1), dim3(40), 0, k_votes, ballot, any, all);  // a full warp and a partial one of 8 lanes
+  unsigned want0 = 0, want1 = 0;
+  for (int l = 0; l < 32; ++l) if (l % 3 == 0) want0 |= 1u << l;
+  for (int l = 0; l < 8; ++l) if ((32 + l) % 3 == 0) want1 |= 1u << l;
+  for (int t = 0; t < 40; ++t) {
+    CHECK(ballot[t] == (t < 32 ? want0 : want1));
+    CHECK(any[t] == (t < 32 ? 1 : 0));
+    CHECK(all[t] == (t < 32 ? 1 : 3));  // t != 5 fails only in the first warp
+  }
+}
+
+// D = A·B + C through the fragment layouts; bf16 products are exact in f32, so only the f32 sums differ from the
+// double reference (|D| ~ 4: ≤ 1e-5).
+TEST(kernels_simt_mma_m16n8k16_bf16) {
+  std::vector<uint16_t> A(256), B(128);
+  std::vector<float> C(128), D(128, 0.0f);
+  for (int i = 0; i < 256; ++i) A[size_t(i)] = moe::f32_to_bf16(std::sin(0.37f * float(i)));
+  for (int i = 0; i < 128; ++i) { B[size_t(i)] = moe::f32_to_bf16(std::cos(0.23f * float(i))); C[size_t(i)] = 0.01f * float(i); }
+  simt::launch(dim3(1), dim3(32), 0, k_mma, D.data(), static_cast<const uint16_t*>(A.data()), static_cast<const uint16_t*>(B.data()),
+               static_cast<const float*>(C.data()));
+  for (int r = 0; r < 16; ++r)
+    for (int n = 0; n < 8; ++n) {
+      double s = C[size_t(r * 8 + n)];
+      for (int k = 0; k < 16; ++k) s += double(moe::bf16_to_f32(A[size_t(r * 16 + k)])) * moe::bf16_to_f32(B[size_t(k * 8 + n)]);
+      CHECK_NEAR(D[size_t(r * 8 + n)], s, 1e-5);
+    }
+  // fewer than 32 live lanes is an error, as on the device
+  CHECK_THROWS(simt::launch(dim3(1), dim3(16), 0, k_mma, D.data(), static_cast<const uint16_t*>(A.data()),
+                            static_cast<const uint16_t*>(B.data()), static_cast<const float*>(C.data())),
+               "mma.sync needs the warp's 32 lanes");
+}
 
 TEST(kernels_simt_block_barrier) {
   std::vector<int> out(2 * 96, -1);
