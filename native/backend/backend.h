@@ -106,6 +106,12 @@ class Backend {
   //   dlogits = p ⊙ (dp − Σ_e p·dp)
   virtual void moe_route_backward(const Tensor& dlogits, const Tensor& dw, const Tensor& idx, const Tensor& w,
                                   const Tensor& probs, bool renorm) = 0;
+  // Token-to-expert grouping (ggml's mul_mat_id bookkeeping): the pairs (t, j) of idx [T, k] sorted by expert, stable in
+  // token order, so each expert's rows, and every sum over them, come in a fixed order:
+  //   offsets [E + 1] i32: expert e's pairs are [offsets[e], offsets[e+1]);  slot_tok [T·k] i32: each pair's token t;
+  //   slot_w [T·k] f32: its routing weight w[t, j];  slot_pair [T·k] i32 (empty: not written): its index t·k + j.
+  virtual void moe_group(const Tensor& offsets, const Tensor& slot_tok, const Tensor& slot_w, const Tensor& slot_pair,
+                         const Tensor& idx, const Tensor& w, int E) = 0;
   // dst[i, :] = src[rows[i], :]           dst [n, D], src [T, D], rows [n] i32
   virtual void gather_rows(const Tensor& dst, const Tensor& src, const Tensor& rows) = 0;
   // dst[rows[i], :] += w[i] · src[i, :]   dst [T, D], src [n, D], rows [n] i32 (empty: i), w [n] (empty: 1)

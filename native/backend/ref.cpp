@@ -5,6 +5,7 @@
 #include <vector>
 #include "cpu/matmul.h"
 #include "cpu/nf4_matmul.h"
+#include "model/experts.h"
 #include "quant/nf4.h"
 #include "quant/quant.h"
 
@@ -368,6 +369,22 @@ void RefBackend::moe_route_backward(const Tensor& dlogits, const Tensor& dw, con
     float* o = dlogits.row(t);
     for (int64_t e = 0; e < E; ++e) o[e] = float(double(p[e]) * (dp[size_t(e)] - pd));
   }
+}
+
+void RefBackend::moe_group(const Tensor& offsets, const Tensor& slot_tok, const Tensor& slot_w, const Tensor& slot_pair, const Tensor& idx,
+                           const Tensor& w, int E) {
+  const int64_t T = w.rows(), k = w.cols();
+  if (idx.numel() < T * k || offsets.numel() < E + 1 || slot_tok.numel() < T * k || slot_w.numel() < T * k ||
+      (!slot_pair.empty() && slot_pair.numel() < T * k))
+    throw std::invalid_argument("moe_group: idx " + shape_of(idx) + " / outputs too small for " + std::to_string(T) + " x " + std::to_string(k) +
+                                " pairs over " + std::to_string(E) + " experts");
+  const int32_t* ix = ints(idx);
+  for (int64_t i = 0; i < T * k; ++i)
+    if (ix[i] < 0 || ix[i] >= E) throw std::out_of_range("moe_group: expert " + std::to_string(ix[i]) + " of " + std::to_string(E));
+  thread_local std::vector<int32_t> counts;  // grows once
+  if (counts.size() < size_t(E)) counts.resize(size_t(E));
+  group_by_expert(ix, w.f32(), T, int(k), E, counts.data(), static_cast<int32_t*>(offsets.data), static_cast<int32_t*>(slot_tok.data),
+                  slot_w.f32(), slot_pair.empty() ? nullptr : static_cast<int32_t*>(slot_pair.data));
 }
 
 void RefBackend::gather_rows(const Tensor& dst, const Tensor& src, const Tensor& rows) {

@@ -39,6 +39,8 @@ class RefBackend : public Backend {
   void moe_route(const Tensor& idx, const Tensor& w, const Tensor& probs, const Tensor& logits, bool renorm) override;
   void moe_route_backward(const Tensor& dlogits, const Tensor& dw, const Tensor& idx, const Tensor& w, const Tensor& probs,
                           bool renorm) override;
+  void moe_group(const Tensor& offsets, const Tensor& slot_tok, const Tensor& slot_w, const Tensor& slot_pair, const Tensor& idx,
+                 const Tensor& w, int E) override;
   void gather_rows(const Tensor& dst, const Tensor& src, const Tensor& rows) override;
   void scatter_add_rows(const Tensor& dst, const Tensor& src, const Tensor& rows, const Tensor& w) override;
   void row_dots(const Tensor& out, const Tensor& a, const Tensor& rows, const Tensor& b) override;

@@ -28,7 +28,7 @@ struct LayerActs {
   std::vector<float> x_mid, h2, rstd2;
   std::vector<float> g, u, a;                    // dense MLP, or the routed pairs [T·K, I]
   std::vector<float> probs, w, y;                // routing and the routed pairs' outputs
-  std::vector<int32_t> idx, offsets, slot_tok, slot_pair, counts;
+  std::vector<int32_t> idx, offsets, slot_tok, slot_pair;
   std::vector<float> slot_w;
   std::vector<float> sg, su, sa, sy, sig;        // shared expert
   // LoRA intermediates u = x·Aᵀ per site

@@ -61,7 +61,7 @@ void Model::init_train(TrainState& ts, int64_t max_t, const Adapter& lora) const
   size_to(a.att, T * S.num_heads * T);
   for (auto* v : {&a.g, &a.u, &a.a}) size_to(*v, P * I);
   size_to(a.probs, T * E); size_to(a.w, P); size_to(a.slot_w, P); size_to(a.y, P * D);
-  size_to(a.idx, P); size_to(a.slot_tok, P); size_to(a.slot_pair, P); size_to(a.offsets, E + 1); size_to(a.counts, E);
+  size_to(a.idx, P); size_to(a.slot_tok, P); size_to(a.slot_pair, P); size_to(a.offsets, E + 1);
   for (auto* v : {&a.sg, &a.su, &a.sa}) size_to(*v, T * I);
   size_to(a.sy, T * D); size_to(a.sig, T);
   for (auto* v : {&a.lq, &a.lk, &a.lv, &a.lo, &a.lsg, &a.lsu, &a.lsd}) size_to(*v, T * r);

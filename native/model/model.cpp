@@ -322,7 +322,7 @@ void Model::init_scratch(Scratch& s, int64_t max_t, int64_t ctx) const {
   s.gate.assign(size_t(max_t * inter), 0); s.up.assign(size_t(max_t * inter), 0);
   s.router.assign(size_t(max_t * E), 0); s.probs.assign(size_t(max_t * E), 0);
   s.rw.assign(size_t(max_t * K), 0); s.ridx.assign(size_t(max_t * K), 0);
-  s.counts.assign(size_t(E), 0); s.offsets.assign(size_t(E + 1), 0);
+  s.offsets.assign(size_t(E + 1), 0);
   s.slot_tok.assign(size_t(max_t * K), 0); s.slot_w.assign(size_t(max_t * K), 0);
   s.gather.assign(size_t(max_t * D), 0); s.gout.assign(size_t(max_t * D), 0);
   s.cos.assign(size_t(max_t * hd / 2), 0); s.sin.assign(size_t(max_t * hd / 2), 0); s.inv_freq.assign(size_t(hd / 2), 0);
@@ -442,12 +442,12 @@ void Model::moe_block(int l, const LayerSpec& ls, const LayerWeights& L, Scratch
   int32_t* offsets = acts ? acts->offsets.data() : s.offsets.data();
   int32_t* slot_tok = acts ? acts->slot_tok.data() : s.slot_tok.data();
   float* slot_w = acts ? acts->slot_w.data() : s.slot_w.data();
-  int32_t* counts = acts ? acts->counts.data() : s.counts.data();
   const Tensor logits = mat(s.router.data(), T, E), w = mat(rw, T, K);
   backend_->matmul(logits, h, L.router.t(), false);
   backend_->moe_route(ivec(idx, T * K), w, mat(probs, T, E), logits, ls.renorm_topk);
-  const ExpertGroups grp = group_by_expert(idx, rw, T, K, E, counts, offsets, slot_tok, slot_w,
-                                           acts ? acts->slot_pair.data() : nullptr);
+  backend_->moe_group(ivec(offsets, E + 1), ivec(slot_tok, T * K), vec(slot_w, T * K), acts ? ivec(acts->slot_pair.data(), T * K) : Tensor{},
+                      ivec(idx, T * K), w, E);
+  const ExpertGroups grp{offsets, slot_tok, slot_w};  // (read on the host: the per-expert row counts drive the loop below)
   if (!acts && s.count_routing) {  // telemetry (routing_counts): with acts this is backward's recompute
     std::atomic<uint64_t>* c = route_counts_.get() + int64_t(l) * route_stride_;
     for (int e = 0; e < E; ++e) if (grp.count(e)) c[e].fetch_add(uint64_t(grp.count(e)), std::memory_order_relaxed);

@@ -86,7 +86,7 @@ struct KvCache {
 struct Scratch {
   int64_t max_t = 0, ctx = 0;
   std::vector<float> x, h, q, k, v, att, mlp_out, gate, up, router, probs, rw, gather, gout, cos, sin, inv_freq, scores, shg, last;
-  std::vector<int32_t> ridx, counts, offsets, slot_tok;
+  std::vector<int32_t> ridx, offsets, slot_tok;
   std::vector<float> slot_w;
   std::vector<float> lu, lus;   // LoRA u = x·Aᵀ and s·u for inference (grown to the largest call once)
   // LoRA dropout (training only; the Trainer sets both per sequence, sessions leave p = 0): every LoRA pair sees

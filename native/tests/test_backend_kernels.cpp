@@ -10,6 +10,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 #include "backend/backend.h"
 #include "quant/nf4.h"
@@ -294,6 +295,20 @@ TEST(backend_kernels_routing_and_expert_rows) {
     CHECK(i1 == i2);
     close("emu moe_route w", w2, w1, 2e-6);
     close("emu moe_route probs", p2, p1, 2e-6);
+  }
+  // grouping by expert: the same pairs in the same order (stable in token order), an expert with no tokens, E > 256
+  for (auto [T2, k, E2] : {std::tuple<int64_t, int64_t, int>{7, 2, 5}, {33, 4, 300}, {1, 1, 3}}) {
+    std::vector<int32_t> idx(size_t(T2 * k));
+    for (size_t i = 0; i < idx.size(); ++i) idx[i] = int32_t((i * 7 + i / 3) % size_t(E2 > 4 ? E2 - 1 : E2));  // expert E-1 gets none
+    const Buf w = rnd(idx.size(), 77);
+    std::vector<int32_t> o1(size_t(E2 + 1)), o2(o1.size(), -1), t1(idx.size()), t2(idx.size(), -1), p1(idx.size()), p2(idx.size(), -1);
+    Buf s1(idx.size()), s2(idx.size(), 7.0f);
+    B().ref->moe_group(ivec(o1.data(), E2 + 1), ivec(t1.data(), T2 * k), vec(s1.data(), T2 * k), ivec(p1.data(), T2 * k), ivec(idx.data(), T2 * k),
+                       mat(const_cast<float*>(w.data()), T2, k), E2);
+    B().emu->moe_group(ivec(o2.data(), E2 + 1), ivec(t2.data(), T2 * k), vec(s2.data(), T2 * k), ivec(p2.data(), T2 * k), ivec(idx.data(), T2 * k),
+                       mat(const_cast<float*>(w.data()), T2, k), E2);
+    CHECK(o1 == o2); CHECK(t1 == t2); CHECK(s1 == s2); CHECK(p1 == p2);
+    CHECK(o1[size_t(E2)] == int32_t(T2 * k));
   }
   const int64_t D = 300;  // more columns than one block of threads
   const Buf src = rnd(size_t(T * D), 72);
