@@ -1,6 +1,7 @@
 // Elementwise ops over row-strided f32 matrices [R, C] (row r at base + r·ld): the cheap glue between the
 // matmuls. Each is one kernel over a 2-D grid: blockIdx.y strides over rows, blockIdx.x·256 + threadIdx.x over
 // columns, so consecutive threads touch consecutive floats of a row (coalesced) and no thread depends on another.
+//   copy_rows  y[r, c]  = x[r, c];  zero_rows  y[r, c] = 0   (the model's moves between buffers)
 //   add        y[r, c] += x[r, c]                          (residual adds)
 //   add_bias   y[r, c] += b[c]
 //   sigmoid    x[r, c]  = 1 / (1 + e^(−x[r, c]))           (qwen2_moe's shared-expert gate)
@@ -21,6 +22,14 @@ namespace MOE_KERNEL_NS {
 
 constexpr int kEwThreads = 256;
 
+struct EwCopy {
+  float* y; int64_t ldy; const float* x; int64_t ldx;
+  __device__ __forceinline__ void operator()(int64_t r, int64_t c) const { y[r * ldy + c] = x[r * ldx + c]; }
+};
+struct EwZero {
+  float* y; int64_t ldy;
+  __device__ __forceinline__ void operator()(int64_t r, int64_t c) const { y[r * ldy + c] = 0.0f; }
+};
 struct EwAdd {
   float* y; int64_t ldy; const float* x; int64_t ldx;
   __device__ __forceinline__ void operator()(int64_t r, int64_t c) const { y[r * ldy + c] += x[r * ldx + c]; }
@@ -98,6 +107,14 @@ void launch_elementwise(const char* name, const Op& op, int64_t R, int64_t C, vo
   MOE_LAUNCH(name, elementwise_kernel<Op>, grid, dim3(kEwThreads), 0, stream, op, R, C);
 }
 
+void copy_rows(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t R, int64_t C, void* stream) {
+  MOE_KCHECK("copy_rows", y && x && ldy >= C && ldx >= C, "null pointer or a leading dimension < C");
+  launch_elementwise("copy_rows", EwCopy{y, ldy, x, ldx}, R, C, stream);
+}
+void zero_rows(float* y, int64_t ldy, int64_t R, int64_t C, void* stream) {
+  MOE_KCHECK("zero_rows", y && ldy >= C, "null pointer or ldy < C");
+  launch_elementwise("zero_rows", EwZero{y, ldy}, R, C, stream);
+}
 void add(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t R, int64_t C, void* stream) {
   MOE_KCHECK("add", y && x && ldy >= C && ldx >= C, "null pointer or a leading dimension < C");
   launch_elementwise("add", EwAdd{y, ldy, x, ldx}, R, C, stream);

@@ -54,6 +54,11 @@ class Backend {
   virtual void rmsnorm_backward(const Tensor& dx, const Tensor& dw, const Tensor& dout, const Tensor& x, const Tensor& w,
                                 const Tensor& rstd) = 0;
 
+  // ---- memory: the model's moves between its buffers go through the backend (on a device they are device copies) ----
+  // dst = src (same shape; rows of either may be strided);  x = 0
+  virtual void copy(const Tensor& dst, const Tensor& src) = 0;
+  virtual void zero(const Tensor& x) = 0;
+
   // ---- elementwise ------------------------------------------------------------------------------------------
   // out = silu(gate) ⊙ up,  silu(g) = g·σ(g).   out may alias gate.
   virtual void swiglu(const Tensor& out, const Tensor& gate, const Tensor& up) = 0;

@@ -1,6 +1,7 @@
 #include "backend/ref.h"
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <vector>
 #include "cpu/matmul.h"
@@ -136,6 +137,15 @@ void RefBackend::rmsnorm_backward(const Tensor& dx, const Tensor& dw, const Tens
       o[i] = float(s * (gw - double(xr[i]) * s * mean));
     }
   }
+}
+
+void RefBackend::copy(const Tensor& dst, const Tensor& src) {
+  check_same("copy", dst, src);
+  for (int64_t r = 0; r < src.rows(); ++r) std::memcpy(row_of(dst, r), row_of(src, r), size_t(src.cols()) * sizeof(float));
+}
+
+void RefBackend::zero(const Tensor& x) {
+  for (int64_t r = 0; r < x.rows(); ++r) std::memset(row_of(x, r), 0, size_t(x.cols()) * sizeof(float));
 }
 
 void RefBackend::swiglu(const Tensor& out, const Tensor& gate, const Tensor& up) {

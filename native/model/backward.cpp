@@ -16,7 +16,6 @@ namespace moe {
 
 namespace {
 
-void zero(float* p, int64_t n) { std::fill(p, p + n, 0.0f); }
 void size_to(std::vector<float>& v, int64_t n) { v.assign(size_t(std::max<int64_t>(n, 1)), 0.0f); }
 void size_to(std::vector<int32_t>& v, int64_t n) { v.assign(size_t(std::max<int64_t>(n, 1)), 0); }
 
@@ -191,7 +190,7 @@ void Model::layer_backward(int l, TrainState& ts, const LayerLora* lora, LayerLo
   } else {
     const int E = ls.num_experts, K = ls.top_k;
     const int64_t I = ls.expert_inter;
-    zero(dh.f32(), T * D);
+    be.zero(dh);
     const ExpertGroups grp{a.offsets.data(), a.slot_tok.data(), a.slot_w.data()};
     float* dslot_w = ts.bdw.data();
     for (int e = 0; e < E; ++e) {
@@ -202,7 +201,7 @@ void Model::layer_backward(int l, TrainState& ts, const LayerLora* lora, LayerLo
       // dy_e[i] = w_i · dout[tok_i];  dw_i = dout[tok_i] · y_e[i]
       const Tensor gathered = mat(ts.bD1.data(), m, D), dy = mat(ts.bD2.data(), m, D), xe = mat(ts.s.gather.data(), m, D);
       be.gather_rows(gathered, dx, rows);
-      zero(dy.f32(), m * D);
+      be.zero(dy);
       be.scatter_add_rows(dy, gathered, Tensor{}, vec(grp.slot_w + o0, m));
       be.row_dots(vec(dslot_w + o0, m), dx, rows, y);
       be.gather_rows(xe, h2, rows);
@@ -233,10 +232,10 @@ void Model::layer_backward(int l, TrainState& ts, const LayerLora* lora, LayerLo
         be.row_dots(vec(ts.bsig.data(), T), dx, Tensor{}, sy);
         be.sigmoid_backward(dsig, mat(a.sig.data(), T, 1));
         be.matmul_dx(dh, dsig, L.sh_expert_gate.t(), true);
-        zero(dsy.f32(), T * D);
+        be.zero(dsy);
         be.scatter_add_rows(dsy, dx, Tensor{}, vec(a.sig.data(), T));
       } else {
-        std::copy(dx.f32(), dx.f32() + T * D, dsy.f32());
+        be.copy(dsy, dx);
       }
       MlpSite site{&L.sh_gate, &L.sh_up, &L.sh_down, nullptr, lz ? &lz->sh_gate : nullptr, lz ? &lz->sh_up : nullptr,
                    lz ? &lz->sh_down : nullptr, &a.lsg, &a.lsu, &a.lsd, 0};
@@ -313,11 +312,11 @@ double Model::forward_backward(const int32_t* ids, const int32_t* targets, int64
   be.embedding(x, embed_.t(), ivec(ids, T));
   // forward, keeping each layer's input
   for (int l = 0; l < S.num_layers; ++l) {
-    std::copy(x.f32(), x.f32() + T * D, ts.x_ckpt[size_t(l)].data());
+    be.copy(mat(ts.x_ckpt[size_t(l)].data(), T, D), x);
     layer_forward(l, x, 0, ts.kv, s, cos, sin, nullptr, &lora.layers[size_t(l)]);
   }
   // loss over vocab chunks: logits_c = h_final[c]·W_lmᵀ -> dlogits in place -> dh_final[c] = dlogits·W_lm
-  std::copy(x.f32(), x.f32() + T * D, ts.x_final.data());
+  be.copy(mat(ts.x_final.data(), T, D), x);
   const Tensor hf = mat(ts.h_final.data(), T, D), dhf = mat(ts.dh.data(), T, D);
   be.rmsnorm(hf, x, vec(final_norm_.data(), D), float(S.rms_eps), mat(ts.rstd_final.data(), T, 1));
   int64_t counted = 0;
@@ -339,11 +338,11 @@ double Model::forward_backward(const int32_t* ids, const int32_t* targets, int64
   if (n_targets) *n_targets = counted;
   const Tensor dx = mat(ts.dx.data(), T, D);
   be.rmsnorm_backward(dx, Tensor{}, dhf, mat(ts.x_final.data(), T, D), vec(final_norm_.data(), D), mat(ts.rstd_final.data(), T, 1));
-  for (auto& v : ts.dK) std::fill(v.begin(), v.end(), 0.0f);
-  for (auto& v : ts.dV) std::fill(v.begin(), v.end(), 0.0f);
+  for (auto& v : ts.dK) be.zero(vec(v.data(), int64_t(v.size())));
+  for (auto& v : ts.dV) be.zero(vec(v.data(), int64_t(v.size())));
   // backward, recomputing each layer's forward from its input
   for (int l = S.num_layers - 1; l >= 0; --l) {
-    std::copy(ts.x_ckpt[size_t(l)].begin(), ts.x_ckpt[size_t(l)].begin() + T * D, x.f32());
+    be.copy(x, mat(ts.x_ckpt[size_t(l)].data(), T, D));
     ts.acts.T = T;
     layer_forward(l, x, 0, ts.kv, s, cos, sin, &ts.acts, &lora.layers[size_t(l)]);
     layer_backward(l, ts, &lora.layers[size_t(l)], &grads.layers[size_t(l)]);

@@ -452,7 +452,7 @@ void Model::moe_block(int l, const LayerSpec& ls, const LayerWeights& L, Scratch
     std::atomic<uint64_t>* c = route_counts_.get() + int64_t(l) * route_stride_;
     for (int e = 0; e < E; ++e) if (grp.count(e)) c[e].fetch_add(uint64_t(grp.count(e)), std::memory_order_relaxed);
   }
-  std::fill(out.f32(), out.f32() + T * D, 0.0f);
+  backend_->zero(out);
   if (!acts && !(lora && !lora->experts.empty())) moe_experts_batched(L, s, h, out, grp, E, I);
   else for (int e = 0; e < E; ++e) {
     const int64_t m = grp.count(e), o0 = grp.offsets[e];
@@ -490,7 +490,8 @@ void Model::moe_block(int l, const LayerSpec& ls, const LayerWeights& L, Scratch
 }
 
 namespace {
-inline void keep(std::vector<float>& dst, const float* src, int64_t n) { std::copy(src, src + n, dst.data()); }
+// Saves n floats of an activation for backward (training's acts), through the backend: its buffers may be a device's.
+inline void keep(Backend& be, std::vector<float>& dst, const float* src, int64_t n) { be.copy(vec(dst.data(), n), vec(src, n)); }
 }  // namespace
 
 void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scratch& s, const Tensor& cos, const Tensor& sin,
@@ -511,9 +512,9 @@ void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scr
   const float scale = 1.0f / std::sqrt(float(hd));
   auto rstd = [&](std::vector<float>& v) { return acts ? mat(v.data(), int64_t(v.size()), 1) : none; };
   // ---- attention ----
-  if (acts) keep(acts->x_in, x.f32(), T * D);
+  if (acts) keep(be, acts->x_in, x.f32(), T * D);
   be.rmsnorm(h, x, vec(L.in_norm.data(), D), eps, rstd(acts ? acts->rstd1 : s.last));
-  if (acts) keep(acts->h1, h.f32(), T * D);
+  if (acts) keep(be, acts->h1, h.f32(), T * D);
   // q, k and v read the same h: one matmul_batch (one parallel job and one quantisation of h on the cpu backend)
   if (ls.has_kv) {
     const Backend::MatmulJob qkv[3] = {{q, h, L.q.t(), false}, {k, h, L.k.t(), false}, {v, h, L.v.t(), false}};
@@ -528,7 +529,7 @@ void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scr
     if (lora && lora->k.present()) lora_add(k, h, lora->k, 0, lora_u(s, acts ? &acts->lk : nullptr, 0, T, lora->k.r), false, s);
     if (lora && lora->v.present()) lora_add(v, h, lora->v, 0, lora_u(s, acts ? &acts->lv : nullptr, 0, T, lora->v.r), false, s);
   }
-  if (acts) { keep(acts->q0, q.f32(), T * qd); if (ls.has_kv) { keep(acts->k0, k.f32(), T * kd); keep(acts->v0, v.f32(), T * kd); } }
+  if (acts) { keep(be, acts->q0, q.f32(), T * qd); if (ls.has_kv) { keep(be, acts->k0, k.f32(), T * kd); keep(be, acts->v0, v.f32(), T * kd); } }
   switch (S.qk_norm) {
     case QkNorm::PerHeadBeforeRope:
       be.rmsnorm(qh, qh, vec(L.q_norm.data(), hd), eps, acts ? mat(acts->qn_rstd.data(), T * Hq, 1) : none);
@@ -540,14 +541,14 @@ void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scr
       break;
     default: break;
   }
-  if (acts) { keep(acts->q1, q.f32(), T * qd); if (ls.has_kv) keep(acts->k1, k.f32(), T * kd); }
+  if (acts) { keep(be, acts->q1, q.f32(), T * qd); if (ls.has_kv) keep(be, acts->k1, k.f32(), T * kd); }
   if (S.clip_qkv > 0) {  // olmoe: q, k after their norms and v, clamped before RoPE
     be.clamp(q, float(S.clip_qkv));
     if (ls.has_kv) { be.clamp(k, float(S.clip_qkv)); be.clamp(v, float(S.clip_qkv)); }
   }
   be.rope(q3, cos, sin);
   if (ls.has_kv) be.rope(k3, cos, sin);
-  if (acts) { keep(acts->q3, q.f32(), T * qd); if (ls.has_kv) keep(acts->k3, k.f32(), T * kd); }
+  if (acts) { keep(be, acts->q3, q.f32(), T * qd); if (ls.has_kv) keep(be, acts->k3, k.f32(), T * kd); }
   if (S.qk_norm == QkNorm::PerHeadAfterRope) {
     // k_n = g_k ⊙ rope(k)/rms(k), so q·k_n = (q ⊙ g_k)·(rope(k)/rms(k)). The cache keeps the gain-free
     // rope(k)/rms(k) (rotation preserves rms), and each layer folds its own key gain g_k into q. This is what
@@ -557,14 +558,14 @@ void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scr
     be.mul_cols(qh, vec(L.k_norm.data(), hd));
     if (ls.has_kv) be.rmsnorm(kh, kh, none, eps, acts ? mat(acts->ka_rstd.data(), T * Hkv, 1) : none);
   }
-  if (acts) keep(acts->q4, q.f32(), T * qd);  // (k's final form is in the cache)
+  if (acts) keep(be, acts->q4, q.f32(), T * qd);  // (k's final form is in the cache)
   const size_t sl = size_t(ls.kv_slot);
   const int64_t n_ctx = kv.ctx;
   if (!kv.int8) {
     const Tensor Kc = mat3(kv.k[sl].data(), n_ctx, Hkv, hd), Vc = mat3(kv.v[sl].data(), n_ctx, Hkv, hd);
     if (ls.has_kv) {
-      std::copy(s.k.begin(), s.k.begin() + T * kd, kv.k[sl].data() + pos0 * kd);
-      std::copy(s.v.begin(), s.v.begin() + T * kd, kv.v[sl].data() + pos0 * kd);
+      be.copy(mat(kv.k[sl].data() + pos0 * kd, T, kd), k);
+      be.copy(mat(kv.v[sl].data() + pos0 * kd, T, kd), v);
     }
     be.attention(att, q3, Kc, Vc, pos0, scale, acts ? mat(acts->att.data(), T * Hq, pos0 + T) : none, scores);
   } else {
@@ -578,14 +579,14 @@ void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scr
                      int8_cache(kv.v8[sl].data(), n_ctx, Hkv, hd), mat(kv.vs[sl].data(), n_ctx, Hkv), pos0, scale, scores);
   }
   const Tensor ao = mat(s.att.data(), T, qd);
-  if (acts) keep(acts->ao, ao.f32(), T * qd);
+  if (acts) keep(be, acts->ao, ao.f32(), T * qd);
   linear(mlp_out, ao, L.o);
   if (lora && lora->o.present()) lora_add(mlp_out, ao, lora->o, 0, lora_u(s, acts ? &acts->lo : nullptr, 0, T, lora->o.r), false, s);
   be.add(x, mlp_out);
   // ---- MLP / MoE ----
-  if (acts) keep(acts->x_mid, x.f32(), T * D);
+  if (acts) keep(be, acts->x_mid, x.f32(), T * D);
   be.rmsnorm(h, x, vec(L.post_norm.data(), D), eps, rstd(acts ? acts->rstd2 : s.last));
-  if (acts) keep(acts->h2, h.f32(), T * D);
+  if (acts) keep(be, acts->h2, h.f32(), T * D);
   if (ls.moe) {
     moe_block(l, ls, L, s, h, mlp_out, acts, lora);
   } else {

@@ -211,6 +211,8 @@ TEST(backend_kernels_norms_and_elementwise) {
   }
   both("rmsnorm in place, per head (40 rows of 4)", [&](Backend& be, float* p) { be.rmsnorm(mat(p, 40, 4), mat(p, 40, 4), vec(w.data(), 4), 1e-5f, none); }, x, 2e-6);
   both("add", [&](Backend& be, float* p) { be.add(mat(p, R, C, ld), mat(u.data(), R, C, ld)); }, x, 0);
+  both("copy (strided rows, padding untouched)", [&](Backend& be, float* p) { be.copy(mat(p, R, C, ld), mat(u.data(), R, C, ld)); }, x, 0);
+  both("zero", [&](Backend& be, float* p) { be.zero(mat(p, R, C, ld)); }, x, 0);
   both("add_bias", [&](Backend& be, float* p) { be.add_bias(mat(p, R, C, ld), vec(w.data(), C)); }, x, 0);
   both("sigmoid", [&](Backend& be, float* p) { be.sigmoid(mat(p, R, C, ld)); }, x, 2e-6);
   both("mul_cols", [&](Backend& be, float* p) { be.mul_cols(mat(p, R, C, ld), vec(w.data(), C)); }, x, 0);
