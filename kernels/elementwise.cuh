@@ -2,6 +2,7 @@
 // matmuls. Each is one kernel over a 2-D grid: blockIdx.y strides over rows, blockIdx.x·256 + threadIdx.x over
 // columns, so consecutive threads touch consecutive floats of a row (coalesced) and no thread depends on another.
 //   copy_rows  y[r, c]  = x[r, c];  zero_rows  y[r, c] = 0   (the model's moves between buffers)
+//   lora_dropout  y (+)= x ⊙ mask / (1 − p), the mask from train/dropout.h (the same bits as the CPU's)
 //   add        y[r, c] += x[r, c]                          (residual adds)
 //   add_bias   y[r, c] += b[c]
 //   sigmoid    x[r, c]  = 1 / (1 + e^(−x[r, c]))           (qwen2_moe's shared-expert gate)
@@ -16,6 +17,7 @@
 // expf (not __expf) keeps sigmoid and silu within a few ulp of the CPU reference; these ops are memory-bound.
 #pragma once
 #include "kernels/kernel_common.cuh"
+#include "train/dropout.h"
 
 namespace moe {
 namespace MOE_KERNEL_NS {
@@ -29,6 +31,14 @@ struct EwCopy {
 struct EwZero {
   float* y; int64_t ldy;
   __device__ __forceinline__ void operator()(int64_t r, int64_t c) const { y[r * ldy + c] = 0.0f; }
+};
+struct EwDropout {  // y (+)= keep(r·cols + c) ? x / (1 − p) : 0
+  float* y; int64_t ldy; const float* x; int64_t ldx; uint64_t seed; uint32_t id; float p, keep; int64_t cols; int accumulate;
+  __device__ __forceinline__ void operator()(int64_t r, int64_t c) const {
+    const float v = lora_keep(seed, id, uint64_t(r * cols + c), p) ? x[r * ldx + c] * keep : 0.0f;
+    float& o = y[r * ldy + c];
+    o = accumulate ? o + v : v;
+  }
 };
 struct EwAdd {
   float* y; int64_t ldy; const float* x; int64_t ldx;
@@ -114,6 +124,12 @@ void copy_rows(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t R, in
 void zero_rows(float* y, int64_t ldy, int64_t R, int64_t C, void* stream) {
   MOE_KCHECK("zero_rows", y && ldy >= C, "null pointer or ldy < C");
   launch_elementwise("zero_rows", EwZero{y, ldy}, R, C, stream);
+}
+void lora_dropout(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t R, int64_t C, uint64_t seed, uint32_t id, float p,
+                  bool accumulate, void* stream) {
+  MOE_KCHECK("lora_dropout", y && x && ldy >= C && ldx >= C, "null pointer or a leading dimension < C");
+  MOE_KCHECK("lora_dropout", p >= 0.0f && p < 1.0f, "p must be in [0, 1)");
+  launch_elementwise("lora_dropout", EwDropout{y, ldy, x, ldx, seed, id, p, 1.0f / (1.0f - p), C, accumulate ? 1 : 0}, R, C, stream);
 }
 void add(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t R, int64_t C, void* stream) {
   MOE_KCHECK("add", y && x && ldy >= C && ldx >= C, "null pointer or a leading dimension < C");

@@ -70,6 +70,9 @@ class Backend {
   // x = σ(x) = 1 / (1 + e^−x) in place (qwen2_moe's shared-expert gate); backward from the output y: dx *= y(1 − y)
   virtual void sigmoid(const Tensor& x) = 0;
   virtual void sigmoid_backward(const Tensor& dx, const Tensor& y) = 0;
+  // LoRA dropout (train/dropout.h): y[m, j] (+)= keep(m·cols + j) ? x[m, j] / (1 − p) : 0,  keep = lora_keep(seed, id, ·, p).
+  // The forward writes x̃ = dropout(x); the backward accumulates dx += dx̃ ⊙ mask / (1 − p) with the same mask.
+  virtual void lora_dropout(const Tensor& y, const Tensor& x, uint64_t seed, uint32_t id, float p, bool accumulate) = 0;
   // x[r, i] *= g[i]      (g: [D]; folds a per-head gain into q)
   virtual void mul_cols(const Tensor& x, const Tensor& g) = 0;
   // x = clamp(x, −c, c)  (olmoe's clip_qkv); backward: dx[i] = 0 where |x_pre[i]| > c

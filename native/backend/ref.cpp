@@ -7,6 +7,7 @@
 #include "cpu/matmul.h"
 #include "cpu/nf4_matmul.h"
 #include "model/experts.h"
+#include "train/dropout.h"
 #include "quant/nf4.h"
 #include "quant/quant.h"
 
@@ -142,6 +143,19 @@ void RefBackend::rmsnorm_backward(const Tensor& dx, const Tensor& dw, const Tens
 void RefBackend::copy(const Tensor& dst, const Tensor& src) {
   check_same("copy", dst, src);
   for (int64_t r = 0; r < src.rows(); ++r) std::memcpy(row_of(dst, r), row_of(src, r), size_t(src.cols()) * sizeof(float));
+}
+
+void RefBackend::lora_dropout(const Tensor& y, const Tensor& x, uint64_t seed, uint32_t id, float p, bool accumulate) {
+  check_same("lora_dropout", y, x);
+  const int64_t K = x.cols();
+  const float keep = 1.0f / (1.0f - p);
+  for (int64_t m = 0; m < x.rows(); ++m) {
+    const float* xr = row_of(x, m); float* o = row_of(y, m);
+    for (int64_t j = 0; j < K; ++j) {
+      const float v = lora_keep(seed, id, uint64_t(m * K + j), p) ? xr[j] * keep : 0.0f;
+      o[j] = accumulate ? o[j] + v : v;
+    }
+  }
 }
 
 void RefBackend::zero(const Tensor& x) {

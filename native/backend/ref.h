@@ -20,6 +20,7 @@ class RefBackend : public Backend {
   void rmsnorm_backward(const Tensor& dx, const Tensor& dw, const Tensor& dout, const Tensor& x, const Tensor& w,
                         const Tensor& rstd) override;
   void copy(const Tensor& dst, const Tensor& src) override;
+  void lora_dropout(const Tensor& y, const Tensor& x, uint64_t seed, uint32_t id, float p, bool accumulate) override;
   void zero(const Tensor& x) override;
   void swiglu(const Tensor& out, const Tensor& gate, const Tensor& up) override;
   void swiglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout, const Tensor& gate, const Tensor& up) override;

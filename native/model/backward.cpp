@@ -108,13 +108,7 @@ void Model::lora_backward_A(const Tensor& du, const Tensor& x, const LoraPair& p
   const int64_t M = du.rows(), K = p.in;
   if (int64_t(s.ldx.size()) < M * K) s.ldx.resize(size_t(M * K));
   backend_->matmul_dx(mat(s.ldx.data(), M, K), du, weight(p.A.data(), DType::F32, p.r, p.in), false);
-  const float keep = 1.0f / (1.0f - s.dropout_p);
-  for (int64_t m = 0; m < M; ++m) {
-    float* d = dx.row(m);
-    const float* g = s.ldx.data() + m * K;
-    for (int64_t j = 0; j < K; ++j)
-      if (lora_keep(s.dropout_seed, p.id, uint64_t(m * K + j), s.dropout_p)) d[j] += g[j] * keep;
-  }
+  backend_->lora_dropout(dx, mat(s.ldx.data(), M, K), s.dropout_seed, p.id, s.dropout_p, true);
 }
 
 // y = x·Wᵀ (+ b) + LoRA:  dx (+)= dy·W (+ LoRA's part); LoRA gradients into gp.

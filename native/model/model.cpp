@@ -353,13 +353,8 @@ const Tensor& Model::lora_input(const Tensor& x, const LoraPair& p, Scratch& s, 
   if (!(s.dropout_p > 0)) return x;
   const int64_t M = x.rows(), K = p.in;
   if (int64_t(s.ldrop.size()) < M * K) s.ldrop.resize(size_t(M * K));
-  const float keep = 1.0f / (1.0f - s.dropout_p);
-  for (int64_t m = 0; m < M; ++m) {
-    const float* xr = x.row(m);
-    float* d = s.ldrop.data() + m * K;
-    for (int64_t j = 0; j < K; ++j) d[j] = lora_keep(s.dropout_seed, p.id, uint64_t(m * K + j), s.dropout_p) ? xr[j] * keep : 0.0f;
-  }
   holder = mat(s.ldrop.data(), M, K);
+  backend_->lora_dropout(holder, x, s.dropout_seed, p.id, s.dropout_p, false);
   return holder;
 }
 

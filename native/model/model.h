@@ -20,6 +20,7 @@
 #include "format/safetensors.h"
 #include "model/acts.h"
 #include "quant/nf4.h"
+#include "train/dropout.h"
 #include "train/lora.h"
 
 namespace moe {
@@ -100,15 +101,7 @@ struct Scratch {
   std::vector<float> ldrop, ldx;  // dropped x [M, in] and du·A [M, in] (grown to the largest call once)
 };
 
-// The dropout mask bit: a splitmix64 hash of (seed, pair id, element index) compared with p.
-inline bool lora_keep(uint64_t seed, uint32_t id, uint64_t i, float p) {
-  uint64_t z = seed ^ (uint64_t(id) << 48) ^ i;
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return double(z >> 11) * (1.0 / 9007199254740992.0) >= double(p);
-}
+// The dropout mask bit: lora_keep (train/dropout.h), shared with the kernels.
 
 // Everything one training sequence of up to max_t tokens needs, sized once (Model::init_train): the step never allocates.
 struct TrainState {

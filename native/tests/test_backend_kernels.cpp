@@ -213,6 +213,11 @@ TEST(backend_kernels_norms_and_elementwise) {
   both("add", [&](Backend& be, float* p) { be.add(mat(p, R, C, ld), mat(u.data(), R, C, ld)); }, x, 0);
   both("copy (strided rows, padding untouched)", [&](Backend& be, float* p) { be.copy(mat(p, R, C, ld), mat(u.data(), R, C, ld)); }, x, 0);
   both("zero", [&](Backend& be, float* p) { be.zero(mat(p, R, C, ld)); }, x, 0);
+  // LoRA dropout's mask: the same hash on both sides, so the same bits (forward: write; backward: accumulate)
+  for (bool acc : {false, true})
+    both(std::string("lora_dropout") + (acc ? " accumulate" : ""), [&](Backend& be, float* p) {
+      be.lora_dropout(mat(p, R, C, ld), mat(u.data(), R, C, ld), 0x1234abcdull, 7, 0.3f, acc);
+    }, x, 0);
   both("add_bias", [&](Backend& be, float* p) { be.add_bias(mat(p, R, C, ld), vec(w.data(), C)); }, x, 0);
   both("sigmoid", [&](Backend& be, float* p) { be.sigmoid(mat(p, R, C, ld)); }, x, 2e-6);
   both("mul_cols", [&](Backend& be, float* p) { be.mul_cols(mat(p, R, C, ld), vec(w.data(), C)); }, x, 0);
