@@ -45,7 +45,7 @@ Commands:
       tokenizer, chat template and generation config. --quantize writes the quantized folder of the merged weights
       instead; --gguf TYPE makes --out the FILE.gguf of the merged weights. An existing --out is refused unless
       --force; Ctrl-C cancels and leaves nothing.
-  serve [--port N] [--model DIR [--adapter DIR]] [--data DIR] [--allow-dir DIR]... [--token T]
+  serve [--port N] [--model DIR [--adapter DIR]] [--data DIR] [--allow-dir DIR]... [--token T] [--device D]
       The desktop app's UI for a browser, on 127.0.0.1 only (renderer + WebSocket API; needs
       "npm run build:renderer"). Prints "moe-studio serve: http://127.0.0.1:PORT/?token=..." when ready: open
       that URL (every request needs the token; the page keeps it in a cookie). --port 0 (the default is 8377)
@@ -69,7 +69,7 @@ ${DATASET_HELP}  generate, chat and bench also take --kv-cache f32|int8: int8 ke
       head and token (about a quarter of the memory).
   generate, logits, chat and bench also take --adapter DIR (a PEFT LoRA adapter folder applied unmerged) and
       --base-quant nf4 (the base's projections quantized to NF4 at load, as Q-LoRA trains on).
-  generate, logits, chat, bench, grad and train also take --device auto|cpu|cuda|emu: emu runs every op on the
+  generate, logits, chat, bench, grad, train and serve also take --device auto|cpu|cuda|emu: emu runs every op on the
       CUDA kernels under the SIMT emulator on the CPU (slow; how the GPU code is tested without a GPU); cuda is
       refused, saying why, until the CUDA backend runs whole models; auto and the default are cpu.
   --help
@@ -411,6 +411,8 @@ async function cmdServe(flags: Flags, lists: Record<string, string[]>, env: Node
   if (adapter !== undefined && !existsSync(join(resolvePath(adapter), "adapter_config.json"))) {
     throw new UsageError(`--adapter ${adapter}: not a PEFT adapter folder (${join(resolvePath(adapter), "adapter_config.json")} is missing)`);
   }
+  let device: DeviceKind | undefined;
+  try { device = parseDevice(str(flags, "device")); } catch (e) { throw new UsageError((e as Error).message); }
   const allowDirs = (lists["allow-dir"] ?? []).map((d) => {
     const dir = resolvePath(d);
     if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--allow-dir ${d}: no such folder`);
@@ -434,6 +436,7 @@ async function cmdServe(flags: Flags, lists: Record<string, string[]>, env: Node
       ...(model !== undefined ? { model: resolvePath(model) } : {}),
       ...(adapter !== undefined ? { adapter: resolvePath(adapter) } : {}),
       ...(allowDirs.length ? { allowDirs } : {}),
+      ...(device ? { device } : {}),
       ...(token !== undefined ? { token } : {}),
       log: (line) => process.stderr.write(`moe-studio serve: ${line}\n`),
     });

@@ -14,7 +14,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { GenerateInput, GenerateOptions, GenerateResult, Generation, ModelInfo } from "./engine.js";
 import type { HostRequest, OpArgs, OpEvent, OpName, OpReply, SystemInfoReply, WorkerEvent, WorkerMessage } from "./protocol.js";
-import type { NativeRouting } from "./addon.js";
+import type { DeviceKind, NativeRouting } from "./addon.js";
 
 /** A running worker process, whatever started it. */
 export interface WorkerProcess {
@@ -143,8 +143,9 @@ export class EngineHost extends EventEmitter {
   }
 
   /** adapter: a PEFT adapter folder every session of the model applies unmerged unless it names its own. */
-  async loadModel(dir: string, opts: { threads?: number; adapter?: string; onProgress?: (done: number, total: number) => void } = {}): Promise<RemoteModel> {
-    const { promise } = this.request("load", { dir, ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.adapter ? { adapter: opts.adapter } : {}) },
+  async loadModel(dir: string, opts: { threads?: number; adapter?: string; device?: DeviceKind; onProgress?: (done: number, total: number) => void } = {}): Promise<RemoteModel> {
+    const { promise } = this.request("load", { dir, ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.adapter ? { adapter: opts.adapter } : {}),
+      ...(opts.device ? { device: opts.device } : {}) },
       (e) => opts.onProgress?.(e.done, e.total));
     const r = await promise;
     return new RemoteModel(this, this.generation, r.modelId, r.info);

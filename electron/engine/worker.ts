@@ -41,6 +41,7 @@ const handlers: Handlers = {
     const m = await loadModel(req.dir, {
       ...(req.threads ? { threads: req.threads } : {}),
       ...(req.adapter ? { adapter: req.adapter } : {}),
+      ...(req.device ? { device: req.device } : {}),
       onProgress: (done, total) => emit({ event: "progress", done, total }),
     });
     const modelId = nextId++;

@@ -12,6 +12,7 @@ import { hasIndex, readStatic } from "./static.js";
 import { checkToken, newToken, TOKEN_PARAM, TokenAuth } from "./auth.js";
 import { DEFAULT_MAX_PAYLOAD, WsTransport, type Dispatch, type ToWireError } from "./ws-transport.js";
 import type { EventName } from "../contract.js";
+import type { DeviceKind } from "../engine/addon.js";
 
 export const API_PATH = "/api";
 
@@ -32,6 +33,8 @@ export interface ServerOptions {
   model?: string;
   /** A PEFT adapter folder `model` runs with, applied unmerged (clients may read files under it). */
   adapter?: string;
+  /** The backend models load on (`--device`; default cpu). */
+  device?: DeviceKind;
   /** Folders besides the data folder whose files clients may name (read and write). */
   allowDirs?: string[];
   /** The token clients must present (checkToken's rules); default: a new random one. */
@@ -76,6 +79,7 @@ async function appBackend(opts: ServerOptions, emit: (name: EventName, payload: 
     },
     ...(opts.model ? { initialModel: opts.model } : {}),
     ...(opts.model && opts.adapter ? { initialAdapter: opts.adapter } : {}),
+    ...(opts.device ? { device: opts.device } : {}),
     ...(opts.log ? { log: opts.log } : {}),
   });
   const dispatch = createDispatcher(services.handlers);

@@ -33,6 +33,7 @@ import { sweepLeftovers } from "./leftovers.js";
 import { listLocal } from "../library/local.js";
 import { MemoryTokenStore, type TokenStore } from "../library/token-store.js";
 import { anyPath, ContainedPaths, type AllowedDir, type PathPolicy } from "./path-policy.js";
+import type { DeviceKind } from "../engine/addon.js";
 
 export type { Emit } from "./models.js";
 
@@ -56,6 +57,8 @@ export interface AppServicesOptions {
   initialAdapter?: string;
   /** Engine threads (default: the engine's choice). */
   threads?: number;
+  /** The backend models load on (`serve --device`; default cpu). */
+  device?: DeviceKind;
   presetsDir?: string;
   systemLocale?: string;
   /** The compiled engine worker module (default: next to host.js / out/electron/engine/worker.js). */
@@ -111,7 +114,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const conversations = new ConversationService(repos);
   const presets = new PresetService(repos, opts.presetsDir);
   const settings = new SettingsService(repos);
-  const models = new ModelService(host, repos, opts.emit, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.log ? { log: opts.log } : {}),
+  const models = new ModelService(host, repos, opts.emit, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.device ? { device: opts.device } : {}), ...(opts.log ? { log: opts.log } : {}),
     ...(opts.initialModel && opts.initialAdapter ? { adapter: { modelDir: opts.initialModel, adapterDir: opts.initialAdapter } } : {}) });
   const chat = new ChatService(repos, conversations, models, opts.emit);
 

@@ -215,6 +215,35 @@ describe("moe-studio serve", () => {
     }
   });
 
+  it("--device emu: the model loads on the kernel backend under the emulator; a bad --device is refused before it listens", async () => {
+    const bad = serve(["--port", "0", "--device", "gpu"]);
+    expect((await bad.exited).code).toBe(1);
+    expect(bad.err()).toMatch(/--device must be one of auto, cpu, cuda, emu, got "gpu"/);
+    const s = serve(["--port", "0", "--data", join(tmp, "data-emu"), "--model", join(MODELS, "qwen3_moe"), "--device", "emu"]);
+    const m = LINE.exec(await s.ready)!;
+    const port = Number(m[1]);
+    const signIn = await fetch(`http://127.0.0.1:${port}/?token=${m[2]}`, { redirect: "manual" });
+    const cookie = signIn.headers.get("set-cookie")!.split(";")[0];
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/api`, { origin: `http://127.0.0.1:${port}`, headers: { cookie } });
+    await new Promise((r, j) => (ws.once("open", r), ws.once("error", j)));
+    const status = async () =>
+      new Promise<{ state: string; model: { device: string } | null }>((resolve) => {
+        ws.once("message", (d) => resolve(JSON.parse(d.toString()).output));
+        ws.send(JSON.stringify({ t: "call", id: 1, name: "models.status", input: {} }));
+      });
+    const end = Date.now() + 60_000;
+    let st = await status();
+    while (st.state !== "ready" && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 200));
+      st = await status();
+    }
+    expect(st.state).toBe("ready");
+    expect(st.model?.device).toBe("emu");
+    ws.close();
+    s.child.kill("SIGTERM");
+    expect((await s.exited).code).toBe(0);
+  });
+
   it("rejects a bad --port", async () => {
     const s = serve(["--port", "http"]);
     expect((await s.exited).code).toBe(1);
