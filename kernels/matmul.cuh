@@ -131,28 +131,29 @@ void with_weight_loader(DType w_dtype, F&& f) {
   }
 }
 
-void matmul(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType w_dtype, const float* bias,
-            int64_t M, int64_t N, int64_t K, bool accumulate, void* stream) {
-  check_gemm("matmul", M, N, K, w_dtype);
-  MOE_KCHECK("matmul", ldx >= K && ldy >= N, "ldx must be >= K and ldy >= N");
-  MOE_KCHECK("matmul", y && x && W, "null pointer");
+// The two products through a stored weight W[N, K]: forward out[M, N] = a[M, K]·Wᵀ, or dx out[M, K] = a[M, N]·W.
+template <bool DX>
+void weight_gemm(const char* name, float* out, int64_t ldo, const float* a, int64_t lda, const void* W, DType w_dtype, const float* bias,
+                 int64_t M, int64_t N, int64_t K, bool accumulate, void* stream) {
+  check_gemm(name, M, N, K, w_dtype);
+  MOE_KCHECK(name, lda >= (DX ? N : K) && ldo >= (DX ? K : N), "a leading dimension is too small");
+  MOE_KCHECK(name, out && a && W, "null pointer");
   const uint8_t* w = static_cast<const uint8_t*>(W);
   const int64_t rb = int64_t(dtype_row_bytes(w_dtype, K));
   with_weight_loader(w_dtype, [&](auto wl, const char*) {
-    launch_gemm("matmul", y, ldy, LdRowsF32{x, ldx}, LdW<decltype(wl)>{w, rb}, bias, M, N, K, accumulate, stream);
+    if (DX) launch_gemm(name, out, ldo, LdRowsF32{a, lda}, LdWt<decltype(wl)>{w, rb}, nullptr, M, K, N, accumulate, stream);
+    else launch_gemm(name, out, ldo, LdRowsF32{a, lda}, LdW<decltype(wl)>{w, rb}, bias, M, N, K, accumulate, stream);
   });
+}
+
+void matmul(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType w_dtype, const float* bias,
+            int64_t M, int64_t N, int64_t K, bool accumulate, void* stream) {
+  weight_gemm<false>("matmul", y, ldy, x, ldx, W, w_dtype, bias, M, N, K, accumulate, stream);
 }
 
 void matmul_dx(float* dx, int64_t lddx, const float* dy, int64_t lddy, const void* W, DType w_dtype, int64_t M, int64_t N, int64_t K,
                bool accumulate, void* stream) {
-  check_gemm("matmul_dx", M, N, K, w_dtype);
-  MOE_KCHECK("matmul_dx", lddy >= N && lddx >= K, "lddy must be >= N and lddx >= K");
-  MOE_KCHECK("matmul_dx", dx && dy && W, "null pointer");
-  const uint8_t* w = static_cast<const uint8_t*>(W);
-  const int64_t rb = int64_t(dtype_row_bytes(w_dtype, K));
-  with_weight_loader(w_dtype, [&](auto wl, const char*) {
-    launch_gemm("matmul_dx", dx, lddx, LdRowsF32{dy, lddy}, LdWt<decltype(wl)>{w, rb}, nullptr, M, K, N, accumulate, stream);
-  });
+  weight_gemm<true>("matmul_dx", dx, lddx, dy, lddy, W, w_dtype, nullptr, M, N, K, accumulate, stream);
 }
 
 void matmul_dw(float* dW, int64_t lddw, const float* dy, int64_t lddy, const float* x, int64_t ldx, int64_t M, int64_t N, int64_t K,

@@ -16,35 +16,16 @@
 #include "quant/nf4.h"
 #include "quant/quant.h"
 #include "tests/test.h"
+#include "tests/test_buffers.h"
 
 using namespace moe;
 
 namespace {
 
-using Buf = std::vector<float>;
-
-Buf rnd(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  Buf b(n);
-  for (auto& v : b) v = u(g);
-  return b;
-}
-
-void close(const std::string& what, const Buf& got, const Buf& want, double tol) {
-  CHECK(got.size() == want.size());
-  double s = 1e-3, worst = 0; size_t at = 0;
-  for (float v : want) s = std::max(s, double(std::fabs(v)));
-  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
-    const double e = std::fabs(double(got[i]) - want[i]) / s;
-    if (!(e <= worst)) { worst = e; at = i; }
-  }
-  if (!(worst <= tol)) {
-    ++moe_test::failures();
-    std::fprintf(stderr, "  %s: max rel err %.3g at %zu (got %g, want %g), tol %.3g\n", what.c_str(), worst, at, double(got[at]),
-                 double(want[at]), tol);
-  }
-}
+using moe_test::Buf;
+using moe_test::rnd;
+// (tolerances relative to the output's scale, as test_backend_ops.cpp)
+void close(const std::string& what, const Buf& got, const Buf& want, double tol) { moe_test::check_close(what, got, want, tol); }
 
 struct Pair {
   std::unique_ptr<Backend> ref = make_backend("ref"), emu = make_backend("emu");

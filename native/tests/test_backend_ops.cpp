@@ -23,39 +23,18 @@
 #include "quant/nf4.h"
 #include "quant/quant.h"
 #include "tests/test.h"
+#include "tests/test_buffers.h"
 
 using namespace moe;
 
 namespace {
 
-using Buf = std::vector<float>;
-
-Buf rnd(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  Buf b(n);
-  for (auto& v : b) v = u(g);
-  return b;
-}
+using moe_test::Buf;
+using moe_test::check_close;
+using moe_test::rnd;
+using moe_test::scale_of;
 
 double dot(const Buf& a, const Buf& b) { double s = 0; for (size_t i = 0; i < a.size(); ++i) s += double(a[i]) * b[i]; return s; }
-double scale_of(const Buf& a) { double m = 0; for (float v : a) m = std::max(m, double(std::fabs(v))); return std::max(m, 1e-3); }
-
-// max |a - b| / scale(b) <= tol, reporting the op on failure.
-void check_close(const std::string& what, const Buf& got, const Buf& want, double tol) {
-  CHECK(got.size() == want.size());
-  double worst = 0; size_t at = 0;
-  const double s = scale_of(want);
-  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
-    const double e = std::fabs(double(got[i]) - want[i]) / s;
-    if (!(e <= worst)) { worst = e; at = i; }
-  }
-  if (!(worst <= tol)) {
-    ++moe_test::failures();
-    std::fprintf(stderr, "  %s: max rel err %.3g at %zu (got %g, want %g), tol %.3g\n", what.c_str(), worst, at,
-                 double(got[at]), double(want[at]), tol);
-  }
-}
 
 // Central differences of f(x) = L at `n` coordinates of x (all when n == 0), against the analytic gradient g.
 void check_fd(const std::string& what, Buf& x, const std::function<double()>& L, const Buf& g, size_t n = 0,

@@ -43,6 +43,22 @@ function serve(args: string[], env: Record<string, string> = { MOE_STUDIO_RENDER
   return { child, ready, exited, out: () => out, err: () => err };
 }
 
+/** models.status over the app's WebSocket API, asked every 200 ms until the model is ready (or 60 s pass). */
+async function readyStatus(ws: WebSocket): Promise<{ state: string; model: { device: string } | null }> {
+  const status = async () =>
+    new Promise<{ state: string; model: { device: string } | null }>((resolve) => {
+      ws.once("message", (d) => resolve(JSON.parse(d.toString()).output));
+      ws.send(JSON.stringify({ t: "call", id: 1, name: "models.status", input: {} }));
+    });
+  const end = Date.now() + 60_000;
+  let st = await status();
+  while (st.state !== "ready" && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 200));
+    st = await status();
+  }
+  return st;
+}
+
 /** Every descendant pid of `pid` (Linux /proc). */
 function descendants(pid: number): number[] {
   const found: number[] = [];
@@ -105,18 +121,7 @@ describe("moe-studio serve", () => {
       // the model loads in an engine worker (a child process of the server)
       const ws = new WebSocket(`ws://127.0.0.1:${port}/api`, { origin: `http://127.0.0.1:${port}`, headers: { cookie } });
       await new Promise((r, j) => (ws.once("open", r), ws.once("error", j)));
-      const status = async () =>
-        new Promise<{ state: string }>((resolve) => {
-          ws.once("message", (d) => resolve(JSON.parse(d.toString()).output));
-          ws.send(JSON.stringify({ t: "call", id: 1, name: "models.status", input: {} }));
-        });
-      const end = Date.now() + 60_000;
-      let st = await status();
-      while (st.state !== "ready" && Date.now() < end) {
-        await new Promise((r) => setTimeout(r, 200));
-        st = await status();
-      }
-      expect(st.state).toBe("ready");
+      expect((await readyStatus(ws)).state).toBe("ready");
       const workers = descendants(s.child.pid!);
       expect(workers.length).toBeGreaterThan(0);
 
@@ -226,17 +231,7 @@ describe("moe-studio serve", () => {
     const cookie = signIn.headers.get("set-cookie")!.split(";")[0];
     const ws = new WebSocket(`ws://127.0.0.1:${port}/api`, { origin: `http://127.0.0.1:${port}`, headers: { cookie } });
     await new Promise((r, j) => (ws.once("open", r), ws.once("error", j)));
-    const status = async () =>
-      new Promise<{ state: string; model: { device: string } | null }>((resolve) => {
-        ws.once("message", (d) => resolve(JSON.parse(d.toString()).output));
-        ws.send(JSON.stringify({ t: "call", id: 1, name: "models.status", input: {} }));
-      });
-    const end = Date.now() + 60_000;
-    let st = await status();
-    while (st.state !== "ready" && Date.now() < end) {
-      await new Promise((r) => setTimeout(r, 200));
-      st = await status();
-    }
+    const st = await readyStatus(ws);
     expect(st.state).toBe("ready");
     expect(st.model?.device).toBe("emu");
     ws.close();
