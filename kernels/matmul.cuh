@@ -53,13 +53,13 @@ struct LdNf4t {                      // NF4 W[r, j] (dx)
   __device__ __forceinline__ float operator()(int64_t j, int64_t r) const { return nf4_at(w, r * cols + j); }
 };
 
+// One 64 x 64 tile of out at (i0, j0), by the whole block (every thread must call it: it has barriers).
 template <class LA, class LB>
-__global__ void __launch_bounds__(kMmThreads)
-gemm_kernel(float* out, int64_t ldo, LA A, LB B, const float* bias, int I, int J, int R, int accumulate) {
+__device__ __forceinline__ void gemm_tile(float* out, int64_t ldo, const LA& A, const LB& B, const float* bias, int I, int J, int R,
+                                          int accumulate, int i0, int j0) {
   __shared__ __align__(16) float as[kMmK][kMmTile + kMmPad];  // [r][i]
   __shared__ __align__(16) float bs[kMmK][kMmTile + kMmPad];  // [r][j]
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;  // 16 x 16 threads, 4 x 4 outputs each
-  const int i0 = blockIdx.y * kMmTile, j0 = blockIdx.x * kMmTile;
   float acc[4][4];
   for (int a = 0; a < 4; ++a) for (int b = 0; b < 4; ++b) acc[a][b] = 0.0f;
   for (int r0 = 0; r0 < R; r0 += kMmK) {
@@ -94,6 +94,25 @@ gemm_kernel(float* out, int64_t ldo, LA A, LB B, const float* bias, int I, int J
       o = accumulate ? o + v : v;
     }
   }
+}
+
+template <class LA, class LB>
+__global__ void __launch_bounds__(kMmThreads)
+gemm_kernel(float* out, int64_t ldo, LA A, LB B, const float* bias, int I, int J, int R, int accumulate) {
+  gemm_tile(out, ldo, A, B, bias, I, J, R, accumulate, int(blockIdx.y) * kMmTile, int(blockIdx.x) * kMmTile);
+}
+
+// Several independent products y_g (+)= x_g · W_gᵀ of one weight dtype in one launch (the experts of a MoE layer:
+// ggml's mul_mat_id): blockIdx.z picks the product, the grid covers the largest one, and blocks past a smaller
+// product's edge return at once (the whole block: it has not reached a barrier). The table travels as the kernel's
+// parameter (≤ 4 KiB), so nothing is copied to the device first.
+template <class WL>
+__global__ void __launch_bounds__(kMmThreads) gemm_group_kernel(GemmGroup g) {
+  const GemmGroupJob& jb = g.job[blockIdx.z];
+  const int i0 = int(blockIdx.y) * kMmTile, j0 = int(blockIdx.x) * kMmTile;
+  if (i0 >= jb.M || j0 >= jb.N) return;
+  gemm_tile(jb.y, jb.ldy, LdRowsF32{jb.x, jb.ldx}, LdW<WL>{static_cast<const uint8_t*>(jb.w), jb.row_bytes}, nullptr, jb.M, jb.N, jb.K,
+            jb.accumulate, i0, j0);
 }
 
 template <class LA, class LB>
@@ -154,6 +173,24 @@ void matmul(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, D
 void matmul_dx(float* dx, int64_t lddx, const float* dy, int64_t lddy, const void* W, DType w_dtype, int64_t M, int64_t N, int64_t K,
                bool accumulate, void* stream) {
   weight_gemm<true>("matmul_dx", dx, lddx, dy, lddy, W, w_dtype, nullptr, M, N, K, accumulate, stream);
+}
+
+void matmul_group(const GemmGroup& g, DType w_dtype, void* stream) {
+  MOE_KCHECK("matmul_group", g.n >= 0 && g.n <= kGemmGroupMax, "at most " + std::to_string(kGemmGroupMax) + " products per launch");
+  int maxM = 0, maxN = 0;
+  for (int i = 0; i < g.n; ++i) {
+    const GemmGroupJob& j = g.job[i];
+    check_gemm("matmul_group", j.M, j.N, j.K, w_dtype);
+    MOE_KCHECK("matmul_group", j.ldx >= j.K && j.ldy >= j.N && j.y && j.x && j.w, "a product's pointers or leading dimensions");
+    MOE_KCHECK("matmul_group", j.row_bytes == int64_t(dtype_row_bytes(w_dtype, j.K)), "a product's row_bytes does not match its K");
+    maxM = std::max(maxM, j.M); maxN = std::max(maxN, j.N);
+  }
+  if (g.n == 0 || maxM == 0 || maxN == 0) return;
+  MOE_KCHECK("matmul_group", maxM <= 65535 * kMmTile, "too many rows for one launch (grid.y <= 65535)");
+  const dim3 grid(unsigned((maxN + kMmTile - 1) / kMmTile), unsigned((maxM + kMmTile - 1) / kMmTile), unsigned(g.n));
+  with_weight_loader(w_dtype, [&](auto wl, const char*) {
+    MOE_LAUNCH("matmul_group", gemm_group_kernel<decltype(wl)>, grid, dim3(kMmThreads), 0, stream, g);
+  });
 }
 
 void matmul_dw(float* dW, int64_t lddw, const float* dy, int64_t lddy, const float* x, int64_t ldx, int64_t M, int64_t N, int64_t K,

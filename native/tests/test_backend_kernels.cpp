@@ -60,6 +60,37 @@ TEST(backend_kernels_matmul_every_dtype) {
   }
 }
 
+// matmul_batch as grouped launches (runs of one dtype, ≤ 16 per launch): 20 expert-like products of mixed M (1, 0,
+// 3, 70), mixed dtypes breaking the runs, accumulate, a product sharing another's x; each against ref's matmul.
+TEST(backend_kernels_matmul_batch_grouped) {
+  struct J { DType t; int64_t M, N, K; bool acc; };
+  std::vector<J> js;
+  for (int i = 0; i < 20; ++i) js.push_back({i < 17 ? DType::Q4_0 : (i == 17 ? DType::BF16 : DType::Q8_0), int64_t(i % 4 == 0 ? 1 : i % 4 == 1 ? 0 : i % 4 == 2 ? 3 : 70),
+                                             int64_t(20 + 3 * i), 64, i % 3 == 0});
+  const size_t n = js.size();
+  std::vector<std::vector<uint8_t>> wb(n);
+  std::vector<Buf> xs(n), y0(n), ya(n), yb(n);
+  std::vector<Backend::MatmulJob> ja, jb;
+  for (size_t i = 0; i < n; ++i) {
+    const J& j = js[i];
+    const Buf wf = rnd(size_t(j.N * j.K), uint32_t(90 + i));
+    wb[i].resize(dtype_row_bytes(j.t, j.K) * size_t(j.N));
+    if (j.t == DType::BF16) for (size_t k = 0; k < wf.size(); ++k) { uint16_t h = f32_to_bf16(wf[k]); std::memcpy(&wb[i][2 * k], &h, 2); }
+    else quantize_tensor(j.t, wf.data(), wb[i].data(), j.N * j.K);
+    xs[i] = rnd(size_t(std::max<int64_t>(j.M, 1) * j.K), uint32_t(120 + i));
+    y0[i] = rnd(size_t(std::max<int64_t>(j.M, 1) * j.N), uint32_t(150 + i));
+    ya[i] = y0[i]; yb[i] = y0[i];
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const J& j = js[i];
+    ja.push_back({mat(ya[i].data(), j.M, j.N), mat(xs[i].data(), j.M, j.K), weight(wb[i].data(), j.t, j.N, j.K), j.acc});
+    jb.push_back({mat(yb[i].data(), j.M, j.N), mat(xs[i].data(), j.M, j.K), weight(wb[i].data(), j.t, j.N, j.K), j.acc});
+  }
+  for (size_t i = 0; i < n; ++i) B().ref->matmul(ja[i].y, ja[i].x, ja[i].W, ja[i].accumulate);
+  B().emu->matmul_batch(jb.data(), int(n));
+  for (size_t i = 0; i < n; ++i) close("emu matmul_batch job " + std::to_string(i), yb[i], ya[i], 1e-4);
+}
+
 // dx = dy·W over every weight dtype and NF4 (64-blocks straddling rows at K = 77 and 96), dW = dyᵀ·x, and NF4's forward.
 TEST(backend_kernels_matmul_backward_forms_and_nf4) {
   struct Shape { int64_t M, N, K; };
