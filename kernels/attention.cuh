@@ -10,8 +10,9 @@
 // (max m, denominator l, accumulator acc[Dh]) updated flash-attention style:
 //   m' = max(m, s);  l' = l*e^(m-m') + e^(s-m');  acc' = acc*e^(m-m') + e^(s-m') V[j]
 // The 4 partial states are merged through shared memory: M = max m_w, out = sum_w e^(m_w-M) acc_w / sum_w e^(m_w-M) l_w.
-// This is the plain form (each block reads its keys once; a block of queries sharing K/V tiles in shared memory
-// and split-K decode for long contexts are the fast forms still to come).
+// This per-(head, token) form serves decode, short prompts and training (it can keep the probabilities); prefill of
+// 8 tokens or more takes the flash-style kernel below (a block of queries sharing K/V tiles). Split-K decode for
+// long contexts is still to come.
 #pragma once
 #include "kernels/kernel_common.cuh"
 
@@ -106,6 +107,82 @@ MOE_UNROLL
   }
 }
 
+// ---- prefill, flash-style: a block of 16 query tokens of one head shares each K/V tile ----------------------------
+// The kernel above reads every key once per (query, head); this one stages 16 keys of K and V (f32, an int8 cache
+// widened on the way in) in shared memory once per 16 queries, so the cache is read T/16 times instead of T.
+// 4 warps x 4 query rows each; lanes split head_dim as above; the online softmax per row is the same update. Rows
+// past T and keys past a row's causal edge take no part in the sums. Used for inference prefill (no probabilities
+// kept); T < 8 and training keep the kernel above.
+constexpr int kFlashQ = 16, kFlashKeys = 16, kFlashRowsPerWarp = kFlashQ / kAttnWarps, kFlashMinT = 8;
+
+template <class KV>
+__global__ void __launch_bounds__(kAttnWarps * 32)
+attention_flash_kernel(float* out, const float* q, KV kc, KV vc, AttnShape sh) {
+  __shared__ float ks[kFlashKeys][32 * kAttnMaxDimsPerLane], vs[kFlashKeys][32 * kAttnMaxDimsPerLane];
+  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+  const int h = blockIdx.x, t0 = blockIdx.y * kFlashQ;
+  const int Dh = int(sh.head_dim), kh = h / int(sh.n_heads / sh.n_kv_heads), T = int(sh.T), pos0 = int(sh.pos0);
+  float qr[kFlashRowsPerWarp][kAttnMaxDimsPerLane], acc[kFlashRowsPerWarp][kAttnMaxDimsPerLane], m[kFlashRowsPerWarp], l[kFlashRowsPerWarp];
+  for (int r = 0; r < kFlashRowsPerWarp; ++r) {
+    const int t = t0 + wid * kFlashRowsPerWarp + r;
+    const float* qt = q + int64_t(t < T ? t : 0) * sh.q_stride_t + int64_t(h) * Dh;
+MOE_UNROLL
+    for (int i = 0; i < kAttnMaxDimsPerLane; ++i) {
+      const int d = lane + 32 * i;
+      qr[r][i] = (t < T && d < Dh) ? qt[d] * sh.scale : 0.0f;
+      acc[r][i] = 0.0f;
+    }
+    m[r] = -INFINITY; l[r] = 0.0f;
+  }
+  const int t_last = t0 + kFlashQ - 1 < T - 1 ? t0 + kFlashQ - 1 : T - 1;
+  const int n_keys = pos0 + t_last + 1;  // the block's last row sees keys [0, n_keys)
+  const int64_t kvh = int64_t(kh) * sh.kv_stride_h;
+  for (int j0 = 0; j0 < n_keys; j0 += kFlashKeys) {
+    for (int e = threadIdx.x; e < kFlashKeys * Dh; e += blockDim.x) {
+      const int jj = e / Dh, d = e - jj * Dh, j = j0 + jj;
+      const int64_t off = int64_t(j) * sh.kv_stride_t + kvh + d;
+      ks[jj][d] = j < n_keys ? kc.at(off) * kc.scale(int64_t(j) * sh.s_stride_t + kh) : 0.0f;
+      vs[jj][d] = j < n_keys ? vc.at(off) * vc.scale(int64_t(j) * sh.s_stride_t + kh) : 0.0f;
+    }
+    __syncthreads();
+    for (int r = 0; r < kFlashRowsPerWarp; ++r) {
+      const int t = t0 + wid * kFlashRowsPerWarp + r;
+      const int n = pos0 + t + 1;  // this row's keys (a row past T sees none: it is skipped below)
+      for (int jj = 0; jj < kFlashKeys; ++jj) {
+        const int j = j0 + jj;
+        if (t >= T || j >= n) break;  // uniform across the warp: t and j are
+        float s = 0.0f;
+MOE_UNROLL
+        for (int i = 0; i < kAttnMaxDimsPerLane; ++i) {
+          const int d = lane + 32 * i;
+          if (d < Dh) s += qr[r][i] * ks[jj][d];
+        }
+        s = warp_sum(s);
+        const float m_new = fmaxf(m[r], s), corr = expf(m[r] - m_new), pt = expf(s - m_new);
+        l[r] = l[r] * corr + pt;
+MOE_UNROLL
+        for (int i = 0; i < kAttnMaxDimsPerLane; ++i) {
+          const int d = lane + 32 * i;
+          if (d < Dh) acc[r][i] = acc[r][i] * corr + pt * vs[jj][d];
+        }
+        m[r] = m_new;
+      }
+    }
+    __syncthreads();  // the next tile overwrites ks, vs
+  }
+  for (int r = 0; r < kFlashRowsPerWarp; ++r) {
+    const int t = t0 + wid * kFlashRowsPerWarp + r;
+    if (t >= T) continue;
+    float* ot = out + int64_t(t) * sh.o_stride_t + int64_t(h) * Dh;
+    const float inv = 1.0f / l[r];
+MOE_UNROLL
+    for (int i = 0; i < kAttnMaxDimsPerLane; ++i) {
+      const int d = lane + 32 * i;
+      if (d < Dh) ot[d] = acc[r][i] * inv;
+    }
+  }
+}
+
 // ---- backward, from the probabilities the forward kept (att rows t*Hq + h) -------------------------------------
 //   dp_j = dout[t,h]·V[j];  ds_j = p_j (dp_j − Σ_j p_j dp_j);  dq[t,h] = scale Σ_j ds_j K[j]
 //   dK[j,kh] += scale Σ_{t,h ∈ kh} ds[t,h,j] q[t,h];   dV[j,kh] += Σ_{t,h ∈ kh} p[t,h,j] dout[t,h]
@@ -184,8 +261,12 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
   check_attention("attention", sh);
   MOE_KCHECK("attention", out && q && k_cache && v_cache, "null pointer");
   if (sh.T == 0) return;
-  MOE_LAUNCH("attention<f32>", attention_kernel<KvF32>, dim3(unsigned(sh.n_heads), unsigned(sh.T)), dim3(kAttnWarps * 32), 0, stream,
-             out, q, KvF32{k_cache}, KvF32{v_cache}, sh);
+  if (sh.T >= kFlashMinT && sh.att == nullptr)
+    MOE_LAUNCH("attention_flash<f32>", attention_flash_kernel<KvF32>, dim3(unsigned(sh.n_heads), unsigned((sh.T + kFlashQ - 1) / kFlashQ)),
+               dim3(kAttnWarps * 32), 0, stream, out, q, KvF32{k_cache}, KvF32{v_cache}, sh);
+  else
+    MOE_LAUNCH("attention<f32>", attention_kernel<KvF32>, dim3(unsigned(sh.n_heads), unsigned(sh.T)), dim3(kAttnWarps * 32), 0, stream,
+               out, q, KvF32{k_cache}, KvF32{v_cache}, sh);
 }
 
 void attention_kv8(float* out, const float* q, const int8_t* k8, const float* k_scales, const int8_t* v8, const float* v_scales,
@@ -195,8 +276,12 @@ void attention_kv8(float* out, const float* q, const int8_t* k8, const float* k_
   MOE_KCHECK("attention_kv8", sh.s_stride_t >= sh.n_kv_heads, "s_stride_t must be >= n_kv_heads");
   MOE_KCHECK("attention_kv8", out && q && k8 && k_scales && v8 && v_scales, "null pointer");
   if (sh.T == 0) return;
-  MOE_LAUNCH("attention<int8>", attention_kernel<KvI8>, dim3(unsigned(sh.n_heads), unsigned(sh.T)), dim3(kAttnWarps * 32), 0, stream,
-             out, q, KvI8{k8, k_scales}, KvI8{v8, v_scales}, sh);
+  if (sh.T >= kFlashMinT)
+    MOE_LAUNCH("attention_flash<int8>", attention_flash_kernel<KvI8>, dim3(unsigned(sh.n_heads), unsigned((sh.T + kFlashQ - 1) / kFlashQ)),
+               dim3(kAttnWarps * 32), 0, stream, out, q, KvI8{k8, k_scales}, KvI8{v8, v_scales}, sh);
+  else
+    MOE_LAUNCH("attention<int8>", attention_kernel<KvI8>, dim3(unsigned(sh.n_heads), unsigned(sh.T)), dim3(kAttnWarps * 32), 0, stream,
+               out, q, KvI8{k8, k_scales}, KvI8{v8, v_scales}, sh);
 }
 
 void attention_backward(float* dq, float* dK, float* dV, float* ds, const float* dout, const float* q, const float* k_cache,
