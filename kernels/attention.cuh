@@ -21,6 +21,7 @@ namespace MOE_KERNEL_NS {
 
 constexpr int kAttnWarps = 4;
 constexpr int kAttnMaxDimsPerLane = 8;  // head_dim <= 32 * 8 = 256
+constexpr int64_t kAttnSplitKeys = 512, kAttnMaxSplits = 64;  // split-K decode: one block per 512 keys, at most 64
 
 // One cache element as f32: an f32 cache, or int8 values with one scale per (position, kv head).
 struct KvF32 {
@@ -43,6 +44,10 @@ attention_kernel(float* out, const float* q, KV kc, KV vc, AttnShape sh) {
   const int h = blockIdx.x, t = blockIdx.y;
   const int Dh = int(sh.head_dim), group = int(sh.n_heads / sh.n_kv_heads), kh = h / group;
   const int n = int(sh.pos0) + t + 1;
+  // split-K (sh.splits > 1, decode over a long context): this block takes keys [j_begin, j_end) and leaves its
+  // unnormalised partial (m, l, acc) for attention_merge_kernel; otherwise it takes them all and writes out
+  const int j_begin = sh.splits > 1 ? int(blockIdx.z) * int(sh.split_keys) : 0;
+  const int j_end = sh.splits > 1 ? (j_begin + int(sh.split_keys) < n ? j_begin + int(sh.split_keys) : n) : n;
   const float* qt = q + int64_t(t) * sh.q_stride_t + int64_t(h) * Dh;
   float qr[kAttnMaxDimsPerLane], acc[kAttnMaxDimsPerLane];
 MOE_UNROLL
@@ -64,7 +69,7 @@ MOE_UNROLL
     return warp_sum(s) * kc.scale(int64_t(j) * sh.s_stride_t + kh);
   };
   float m = -INFINITY, l = 0.0f;
-  for (int j = wid; j < n; j += kAttnWarps) {
+  for (int j = j_begin + wid; j < j_end; j += kAttnWarps) {
     const float s = score(j);
     const float m_new = fmaxf(m, s);
     const float corr = expf(m - m_new);  // first step: e^(-inf) = 0
@@ -87,14 +92,24 @@ MOE_UNROLL
   }
   __syncthreads();
   float M = -INFINITY;
-  for (int w = 0; w < kAttnWarps; ++w) M = fmaxf(M, sm_m[w]);
+  MOE_UNROLL for (int w = 0; w < kAttnWarps; ++w) M = fmaxf(M, sm_m[w]);
   float L = 0.0f, c[kAttnWarps];
-  for (int w = 0; w < kAttnWarps; ++w) { c[w] = sm_m[w] == -INFINITY ? 0.0f : expf(sm_m[w] - M); L += c[w] * sm_l[w]; }
+  MOE_UNROLL for (int w = 0; w < kAttnWarps; ++w) { c[w] = sm_m[w] == -INFINITY ? 0.0f : expf(sm_m[w] - M); L += c[w] * sm_l[w]; }
+  if (sh.splits > 1) {  // partial [(t·Hq + h)·splits + split][Dh + 2]: acc (not yet divided), then m and l
+    float* pp = sh.split_ws + ((int64_t(t) * sh.n_heads + h) * sh.splits + blockIdx.z) * (Dh + 2);
+    for (int d = threadIdx.x; d < Dh; d += blockDim.x) {
+      float o = 0.0f;
+      MOE_UNROLL for (int w = 0; w < kAttnWarps; ++w) o += c[w] * sm_acc[w][d];
+      pp[d] = o;
+    }
+    if (threadIdx.x == 0) { pp[Dh] = M; pp[Dh + 1] = L; }
+    return;  // (the whole block; no probabilities with splits)
+  }
   const float invL = 1.0f / L;
   float* ot = out + int64_t(t) * sh.o_stride_t + int64_t(h) * Dh;
   for (int d = threadIdx.x; d < Dh; d += blockDim.x) {
     float o = 0.0f;
-    for (int w = 0; w < kAttnWarps; ++w) o += c[w] * sm_acc[w][d];
+    MOE_UNROLL for (int w = 0; w < kAttnWarps; ++w) o += c[w] * sm_acc[w][d];
     ot[d] = o * invL;
   }
   if (sh.att != nullptr) {
@@ -107,6 +122,29 @@ MOE_UNROLL
   }
 }
 
+// Split-K merge, one block per (head, token): M = max_s m_s, out = Σ_s e^(m_s − M) acc_s / Σ_s e^(m_s − M) l_s (a split
+// whose keys lie past the causal edge has m = −inf, l = 0 and drops out).
+__global__ void __launch_bounds__(128) attention_merge_kernel(float* out, AttnShape sh) {
+  const int h = blockIdx.x, t = blockIdx.y, Dh = int(sh.head_dim), S = int(sh.splits);
+  const float* pp = sh.split_ws + (int64_t(t) * sh.n_heads + h) * S * (Dh + 2);
+  float M = -INFINITY;
+  for (int k = 0; k < S; ++k) M = fmaxf(M, pp[int64_t(k) * (Dh + 2) + Dh]);
+  float L = 0.0f;
+  for (int k = 0; k < S; ++k) {
+    const float mk = pp[int64_t(k) * (Dh + 2) + Dh];
+    if (mk != -INFINITY) L += expf(mk - M) * pp[int64_t(k) * (Dh + 2) + Dh + 1];
+  }
+  float* ot = out + int64_t(t) * sh.o_stride_t + int64_t(h) * Dh;
+  for (int d = threadIdx.x; d < Dh; d += blockDim.x) {
+    float o = 0.0f;
+    for (int k = 0; k < S; ++k) {
+      const float mk = pp[int64_t(k) * (Dh + 2) + Dh];
+      if (mk != -INFINITY) o += expf(mk - M) * pp[int64_t(k) * (Dh + 2) + d];
+    }
+    ot[d] = o / L;
+  }
+}
+
 // ---- prefill, flash-style: a block of 16 query tokens of one head shares each K/V tile ----------------------------
 // The kernel above reads every key once per (query, head); this one stages 16 keys of K and V (f32, an int8 cache
 // widened on the way in) in shared memory once per 16 queries, so the cache is read T/16 times instead of T.
@@ -116,7 +154,7 @@ MOE_UNROLL
 constexpr int kFlashQ = 16, kFlashKeys = 16, kFlashRowsPerWarp = kFlashQ / kAttnWarps, kFlashMinT = 8;
 
 template <class KV>
-__global__ void __launch_bounds__(kAttnWarps * 32)
+__global__ void __launch_bounds__(kAttnWarps * 32, 1)
 attention_flash_kernel(float* out, const float* q, KV kc, KV vc, AttnShape sh) {
   __shared__ float ks[kFlashKeys][32 * kAttnMaxDimsPerLane], vs[kFlashKeys][32 * kAttnMaxDimsPerLane];
   const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
@@ -211,7 +249,7 @@ attention_ds_kernel(float* dq, float* ds, const float* dout, const float* kc, co
   if (lane == 0) sm_sum[wid] = part;
   __syncthreads();
   float sum = 0.0f;
-  for (int w = 0; w < kAttnWarps; ++w) sum += sm_sum[w];
+  MOE_UNROLL for (int w = 0; w < kAttnWarps; ++w) sum += sm_sum[w];
   for (int j = threadIdx.x; j < n; j += blockDim.x) dsr[j] = p[j] * (dsr[j] - sum);
   for (int j = n + int(threadIdx.x); j < int(sh.pos0 + sh.T); j += int(blockDim.x)) dsr[j] = 0.0f;
   __syncthreads();
@@ -257,6 +295,24 @@ inline void check_attention(const char* name, const AttnShape& sh) {
   MOE_KCHECK(name, sh.att == nullptr || sh.ld_att >= sh.pos0 + sh.T, "ld_att must be >= pos0 + T");
 }
 
+// The per-(head, token) kernel, its keys split over several blocks (then merged) when a short query run meets a long
+// context and the caller gave scratch (split_ws): decode's Hq blocks alone would leave most of a GPU idle.
+template <class KV>
+void launch_rows_or_split(const char* name, float* out, const float* q, KV kc, KV vc, AttnShape sh, void* stream) {
+  const int64_t n_max = sh.pos0 + sh.T;
+  const int64_t splits = (sh.split_ws == nullptr || sh.att != nullptr || sh.T > 4) ? 1 : std::min<int64_t>(kAttnMaxSplits, (n_max + kAttnSplitKeys - 1) / kAttnSplitKeys);
+  if (splits > 1 && sh.split_ws_floats >= sh.T * sh.n_heads * splits * (sh.head_dim + 2)) {
+    sh.splits = splits;
+    sh.split_keys = (n_max + splits - 1) / splits;
+    MOE_LAUNCH(name, attention_kernel<KV>, dim3(unsigned(sh.n_heads), unsigned(sh.T), unsigned(splits)), dim3(kAttnWarps * 32), 0, stream,
+               out, q, kc, vc, sh);
+    MOE_LAUNCH("attention merge", attention_merge_kernel, dim3(unsigned(sh.n_heads), unsigned(sh.T)), dim3(128), 0, stream, out, sh);
+    return;
+  }
+  sh.splits = 1;
+  MOE_LAUNCH(name, attention_kernel<KV>, dim3(unsigned(sh.n_heads), unsigned(sh.T)), dim3(kAttnWarps * 32), 0, stream, out, q, kc, vc, sh);
+}
+
 void attention(float* out, const float* q, const float* k_cache, const float* v_cache, const AttnShape& sh, void* stream) {
   check_attention("attention", sh);
   MOE_KCHECK("attention", out && q && k_cache && v_cache, "null pointer");
@@ -264,9 +320,7 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
   if (sh.T >= kFlashMinT && sh.att == nullptr)
     MOE_LAUNCH("attention_flash<f32>", attention_flash_kernel<KvF32>, dim3(unsigned(sh.n_heads), unsigned((sh.T + kFlashQ - 1) / kFlashQ)),
                dim3(kAttnWarps * 32), 0, stream, out, q, KvF32{k_cache}, KvF32{v_cache}, sh);
-  else
-    MOE_LAUNCH("attention<f32>", attention_kernel<KvF32>, dim3(unsigned(sh.n_heads), unsigned(sh.T)), dim3(kAttnWarps * 32), 0, stream,
-               out, q, KvF32{k_cache}, KvF32{v_cache}, sh);
+  else launch_rows_or_split("attention<f32>", out, q, KvF32{k_cache}, KvF32{v_cache}, sh, stream);
 }
 
 void attention_kv8(float* out, const float* q, const int8_t* k8, const float* k_scales, const int8_t* v8, const float* v_scales,
@@ -279,9 +333,7 @@ void attention_kv8(float* out, const float* q, const int8_t* k8, const float* k_
   if (sh.T >= kFlashMinT)
     MOE_LAUNCH("attention_flash<int8>", attention_flash_kernel<KvI8>, dim3(unsigned(sh.n_heads), unsigned((sh.T + kFlashQ - 1) / kFlashQ)),
                dim3(kAttnWarps * 32), 0, stream, out, q, KvI8{k8, k_scales}, KvI8{v8, v_scales}, sh);
-  else
-    MOE_LAUNCH("attention<int8>", attention_kernel<KvI8>, dim3(unsigned(sh.n_heads), unsigned(sh.T)), dim3(kAttnWarps * 32), 0, stream,
-               out, q, KvI8{k8, k_scales}, KvI8{v8, v_scales}, sh);
+  else launch_rows_or_split("attention<int8>", out, q, KvI8{k8, k_scales}, KvI8{v8, v_scales}, sh, stream);
 }
 
 void attention_backward(float* dq, float* dK, float* dV, float* ds, const float* dout, const float* q, const float* k_cache,

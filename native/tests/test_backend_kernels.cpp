@@ -259,10 +259,11 @@ TEST(backend_kernels_rope_and_inverse) {
 
 TEST(backend_kernels_attention_f32_int8_probs) {
   struct Case { int64_t T, pos0, Hq, Hkv, hd; };
-  // (T >= 8 without probabilities: the flash-style prefill kernel, query blocks of 16 ending mid-block, causal edges
+  // (T >= 8 without probabilities: the flash-style prefill kernel; T <= 4 past 512 keys without probabilities: split-K;, query blocks of 16 ending mid-block, causal edges
   // inside and across 16-key tiles, groups of 4 and 8; the rest: the per-(head, token) kernel)
   for (Case c : {Case{1, 0, 2, 1, 4}, Case{4, 0, 4, 2, 8}, Case{3, 5, 4, 4, 6}, Case{1, 40, 6, 2, 64}, Case{9, 63, 8, 2, 80},
-                 Case{2, 3, 2, 1, 256}, Case{37, 70, 16, 4, 64}, Case{70, 0, 4, 2, 128}, Case{17, 5, 2, 1, 256}}) {
+                 Case{2, 3, 2, 1, 256}, Case{37, 70, 16, 4, 64}, Case{70, 0, 4, 2, 128}, Case{17, 5, 2, 1, 256},
+                 Case{1, 1500, 8, 2, 64}, Case{3, 1030, 4, 1, 32}}) {  // decode past 512 keys: split-K (3 splits, the last ragged)
     const int64_t n_all = c.pos0 + c.T, ctx = n_all + 3, kd = c.Hkv * c.hd;
     const float scale = 1.0f / std::sqrt(float(c.hd));
     const float qs = 6.0f / std::sqrt(float(c.hd));  // scale·q·k over about ±6: a softmax far from flat
