@@ -11,8 +11,9 @@
 //   m' = max(m, s);  l' = l*e^(m-m') + e^(s-m');  acc' = acc*e^(m-m') + e^(s-m') V[j]
 // The 4 partial states are merged through shared memory: M = max m_w, out = sum_w e^(m_w-M) acc_w / sum_w e^(m_w-M) l_w.
 // This per-(head, token) form serves decode, short prompts and training (it can keep the probabilities); prefill of
-// 8 tokens or more takes the flash-style kernel below (a block of queries sharing K/V tiles). Split-K decode for
-// long contexts is still to come.
+// 8 tokens or more takes the flash-style kernel below (a block of queries sharing K/V tiles). Decode past 512 keys
+// splits each (head, token)'s keys over several blocks (blockIdx.z), which leave unnormalised partials for
+// attention_merge_kernel: the same flash merge, across blocks instead of warps.
 #pragma once
 #include "kernels/kernel_common.cuh"
 
