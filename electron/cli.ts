@@ -188,6 +188,11 @@ function samplingFlags(flags: Flags): GenerateOptions {
   return o;
 }
 
+/** --device, checked (a usage error names the choices). */
+function deviceFlag(flags: Flags): DeviceKind | undefined {
+  try { return parseDevice(str(flags, "device")); } catch (e) { throw new UsageError((e as Error).message); }
+}
+
 async function open(flags: Flags): Promise<LoadedModel> {
   const threads = number(flags, "threads", { int: true, min: 1 });
   const kv = str(flags, "kv-cache");
@@ -195,8 +200,7 @@ async function open(flags: Flags): Promise<LoadedModel> {
   const adapter = str(flags, "adapter");
   const bq = str(flags, "base-quant");
   if (bq !== undefined && bq !== "none" && bq !== "nf4") throw new UsageError(`--base-quant must be none or nf4, got "${bq}"`);
-  let device: DeviceKind | undefined;
-  try { device = parseDevice(str(flags, "device")); } catch (e) { throw new UsageError((e as Error).message); }
+  const device = deviceFlag(flags);
   return loadModel(need(flags, "model"), { ...(threads ? { threads } : {}), ...(kv ? { kvCache: kv } : {}), ...(adapter ? { adapter } : {}),
     ...(bq ? { baseQuant: bq } : {}), ...(device ? { device } : {}) });
 }
@@ -411,8 +415,7 @@ async function cmdServe(flags: Flags, lists: Record<string, string[]>, env: Node
   if (adapter !== undefined && !existsSync(join(resolvePath(adapter), "adapter_config.json"))) {
     throw new UsageError(`--adapter ${adapter}: not a PEFT adapter folder (${join(resolvePath(adapter), "adapter_config.json")} is missing)`);
   }
-  let device: DeviceKind | undefined;
-  try { device = parseDevice(str(flags, "device")); } catch (e) { throw new UsageError((e as Error).message); }
+  const device = deviceFlag(flags);
   const allowDirs = (lists["allow-dir"] ?? []).map((d) => {
     const dir = resolvePath(d);
     if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--allow-dir ${d}: no such folder`);

@@ -298,11 +298,21 @@ inline void check_attention(const char* name, const AttnShape& sh) {
 
 // The per-(head, token) kernel, its keys split over several blocks (then merged) when a short query run meets a long
 // context and the caller gave scratch (split_ws): decode's Hq blocks alone would leave most of a GPU idle.
+inline int64_t attention_splits(const AttnShape& sh) {
+  if (sh.att != nullptr || sh.T > 4) return 1;
+  return std::min<int64_t>(kAttnMaxSplits, (sh.pos0 + sh.T + kAttnSplitKeys - 1) / kAttnSplitKeys);
+}
+
+int64_t attention_split_floats(const AttnShape& sh) {
+  const int64_t splits = attention_splits(sh);
+  return splits > 1 ? sh.T * sh.n_heads * splits * (sh.head_dim + 2) : 0;
+}
+
 template <class KV>
 void launch_rows_or_split(const char* name, float* out, const float* q, KV kc, KV vc, AttnShape sh, void* stream) {
   const int64_t n_max = sh.pos0 + sh.T;
-  const int64_t splits = (sh.split_ws == nullptr || sh.att != nullptr || sh.T > 4) ? 1 : std::min<int64_t>(kAttnMaxSplits, (n_max + kAttnSplitKeys - 1) / kAttnSplitKeys);
-  if (splits > 1 && sh.split_ws_floats >= sh.T * sh.n_heads * splits * (sh.head_dim + 2)) {
+  const int64_t splits = sh.split_ws == nullptr ? 1 : attention_splits(sh);
+  if (splits > 1 && sh.split_ws_floats >= attention_split_floats(sh)) {
     sh.splits = splits;
     sh.split_keys = (n_max + splits - 1) / splits;
     MOE_LAUNCH(name, attention_kernel<KV>, dim3(unsigned(sh.n_heads), unsigned(sh.T), unsigned(splits)), dim3(kAttnWarps * 32), 0, stream,

@@ -203,18 +203,25 @@ void matmul_dw(float* dW, int64_t lddw, const float* dy, int64_t lddy, const flo
   launch_gemm("matmul_dw", dW, lddw, LdColsF32{dy, lddy}, LdColsF32{x, ldx}, nullptr, N, K, M, accumulate, stream);
 }
 
+// The same two products through an NF4 W[N, K] (Q-LoRA's frozen base).
+template <bool DX>
+void nf4_gemm(const char* name, float* out, int64_t ldo, const float* a, int64_t lda, const Nf4View& W, int64_t M, int64_t N, int64_t K,
+              bool accumulate, void* stream) {
+  MOE_KCHECK(name, M >= 0 && M < (int64_t(1) << 31) && N > 0 && K > 0 && N * K < (int64_t(1) << 40), "bad shape");
+  MOE_KCHECK(name, lda >= (DX ? N : K) && ldo >= (DX ? K : N) && out && a && W.packed && W.absmax_q && W.absmax2 && W.code && W.dyn,
+             "bad arguments");
+  if (DX) launch_gemm(name, out, ldo, LdRowsF32{a, lda}, LdNf4t{W, K}, nullptr, M, K, N, accumulate, stream);
+  else launch_gemm(name, out, ldo, LdRowsF32{a, lda}, LdNf4{W, K}, nullptr, M, N, K, accumulate, stream);
+}
+
 void matmul_nf4(float* y, int64_t ldy, const float* x, int64_t ldx, const Nf4View& W, int64_t M, int64_t N, int64_t K, bool accumulate,
                 void* stream) {
-  MOE_KCHECK("matmul_nf4", M >= 0 && M < (int64_t(1) << 31) && N > 0 && K > 0 && N * K < (int64_t(1) << 40), "bad shape");
-  MOE_KCHECK("matmul_nf4", ldx >= K && ldy >= N && y && x && W.packed && W.absmax_q && W.absmax2 && W.code && W.dyn, "bad arguments");
-  launch_gemm("matmul_nf4", y, ldy, LdRowsF32{x, ldx}, LdNf4{W, K}, nullptr, M, N, K, accumulate, stream);
+  nf4_gemm<false>("matmul_nf4", y, ldy, x, ldx, W, M, N, K, accumulate, stream);
 }
 
 void matmul_dx_nf4(float* dx, int64_t lddx, const float* dy, int64_t lddy, const Nf4View& W, int64_t M, int64_t N, int64_t K,
                    bool accumulate, void* stream) {
-  MOE_KCHECK("matmul_dx_nf4", M >= 0 && M < (int64_t(1) << 31) && N > 0 && K > 0 && N * K < (int64_t(1) << 40), "bad shape");
-  MOE_KCHECK("matmul_dx_nf4", lddx >= K && lddy >= N && dx && dy && W.packed && W.absmax_q && W.absmax2 && W.code && W.dyn, "bad arguments");
-  launch_gemm("matmul_dx_nf4", dx, lddx, LdRowsF32{dy, lddy}, LdNf4t{W, K}, nullptr, M, K, N, accumulate, stream);
+  nf4_gemm<true>("matmul_dx_nf4", dx, lddx, dy, lddy, W, M, N, K, accumulate, stream);
 }
 
 }  // namespace MOE_KERNEL_NS

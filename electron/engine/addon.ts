@@ -9,7 +9,6 @@ import { fileURLToPath } from "node:url";
 export type KvCacheType = "f32" | "int8";
 export type WeightDType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0" | "q4_k";
 
-/** What the engine learned from config.json + the safetensors headers. */
 /** `--device`: auto (cpu until the CUDA backend runs whole models), cpu, cuda (refused, saying why, until then), emu. */
 export type DeviceKind = "auto" | "cpu" | "cuda" | "emu";
 export const DEVICE_KINDS: readonly DeviceKind[] = ["auto", "cpu", "cuda", "emu"];
@@ -20,6 +19,7 @@ export function parseDevice(value: string | undefined): DeviceKind | undefined {
   return value as DeviceKind;
 }
 
+/** What the engine learned from config.json + the safetensors headers. */
 export interface NativeModelInfo {
   modelType: string;            // config.model_type, e.g. "qwen2_moe", "hunyuan" (Hunyuan-Large)
   architecture: string;         // config.architectures[0] when present, else modelType

@@ -24,6 +24,14 @@ void check_rows(const char* op, const Tensor& t, int64_t rows) {
   if (t.rows() != rows) throw std::invalid_argument(std::string(op) + ": " + shape_of(t) + " should have " + std::to_string(rows) + " rows");
 }
 
+void check_moe_group(const Tensor& offsets, const Tensor& slot_tok, const Tensor& slot_w, const Tensor& slot_pair, const Tensor& idx,
+                     const Tensor& w, int E) {
+  const int64_t n = w.rows() * w.cols();
+  if (idx.numel() < n || offsets.numel() < E + 1 || slot_tok.numel() < n || slot_w.numel() < n || (!slot_pair.empty() && slot_pair.numel() < n))
+    throw std::invalid_argument("moe_group: idx " + shape_of(idx) + " / outputs too small for " + std::to_string(w.rows()) + " x " +
+                                std::to_string(w.cols()) + " pairs over " + std::to_string(E) + " experts");
+}
+
 const NF4Tensor& nf4_of(const char* op, const Tensor& W) {
   if (W.type != DType::NF4 || !W.data) throw std::invalid_argument(std::string(op) + ": not an NF4 weight");
   const NF4Tensor& t = *static_cast<const NF4Tensor*>(W.data);
@@ -397,11 +405,8 @@ void RefBackend::moe_route_backward(const Tensor& dlogits, const Tensor& dw, con
 
 void RefBackend::moe_group(const Tensor& offsets, const Tensor& slot_tok, const Tensor& slot_w, const Tensor& slot_pair, const Tensor& idx,
                            const Tensor& w, int E) {
+  check_moe_group(offsets, slot_tok, slot_w, slot_pair, idx, w, E);
   const int64_t T = w.rows(), k = w.cols();
-  if (idx.numel() < T * k || offsets.numel() < E + 1 || slot_tok.numel() < T * k || slot_w.numel() < T * k ||
-      (!slot_pair.empty() && slot_pair.numel() < T * k))
-    throw std::invalid_argument("moe_group: idx " + shape_of(idx) + " / outputs too small for " + std::to_string(T) + " x " + std::to_string(k) +
-                                " pairs over " + std::to_string(E) + " experts");
   const int32_t* ix = ints(idx);
   for (int64_t i = 0; i < T * k; ++i)
     if (ix[i] < 0 || ix[i] >= E) throw std::out_of_range("moe_group: expert " + std::to_string(ix[i]) + " of " + std::to_string(E));

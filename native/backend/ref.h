@@ -57,6 +57,9 @@ class RefBackend : public Backend {
 void check_same(const char* op, const Tensor& a, const Tensor& b);
 void check_cols(const char* op, const Tensor& t, int64_t cols);
 void check_rows(const char* op, const Tensor& t, int64_t rows);
+// moe_group's outputs hold the T·k pairs of w [T, k] over E experts (backend.h), and idx holds T·k ids.
+void check_moe_group(const Tensor& offsets, const Tensor& slot_tok, const Tensor& slot_w, const Tensor& slot_pair, const Tensor& idx,
+                     const Tensor& w, int E);
 
 // The NF4Tensor behind an NF4 weight Tensor (tensor/tensor.h), its shape checked against ne; throws otherwise.
 struct NF4Tensor;
