@@ -61,9 +61,22 @@ export interface NativeSamplingParams {
   topP: number;                 // >= 1 disables
   minP: number;                 // <= 0 disables
   repetitionPenalty: number;    // 1 disables; HF semantics: logit>0 ? logit/r : logit*r over ids seen in prompt+output
+  presencePenalty?: number;     // [-2, 2], 0 disables; OpenAI semantics over the generated ids: l -= (count > 0) * p
+  frequencyPenalty?: number;    // [-2, 2], 0 disables; l -= count * f
+  logitBias?: Record<number, number>;  // OpenAI's logit_bias: id -> [-100, 100] added to its logit
+  /**
+   * Constrained generation (needs setTokenBytes): the output spells one of oneOf (when given), then one JSON object,
+   * and stops (stopReason "eos") when the object closes; "length" if it runs out of tokens or nothing is allowed.
+   */
+  constraint?: NativeConstraint;
   seed: number;                 // uint32; same seed + same prompt => same ids
   maxTokens: number;            // new tokens to generate, >= 1
   eosIds: number[];             // stop (the eos id is not emitted to onToken, it is reported as stopReason "eos")
+}
+
+export interface NativeConstraint {
+  jsonObject: true;
+  oneOf?: string[];             // at most 64 non-empty literals, one of which comes before the object
 }
 
 export interface NativeGenerateResult {
@@ -123,6 +136,8 @@ export interface NativeModel {
    * validation). reset: the counters restart from 0 after this snapshot.
    */
   routing(opts?: { reset?: boolean }): NativeRouting;
+  /** The bytes of every token id (text/token-bytes.ts), for params.constraint: offsets has vocabSize + 1 entries. */
+  setTokenBytes(data: Uint8Array, offsets: Uint32Array): void;
 }
 
 /** model.routing(): MoE layers only (a dense model has none); Σ counts of a layer = tokens · its topK (Hunyuan's varies by layer). */

@@ -9,9 +9,10 @@
 // Text lives here, ids live in the addon: the chat template renders messages to a prompt, the tokenizer turns
 // it into ids, the native session generates ids on its own thread (prefilling only what its KV cache lacks),
 // and an incremental detokenizer turns the ids back into text deltas.
-import { loadAddon, type DeviceKind, type KvCacheType, type NativeModel, type NativeModelInfo, type NativeSession, type NativeSamplingParams } from "./addon.js";
+import { loadAddon, type DeviceKind, type KvCacheType, type NativeModel, type NativeModelInfo, type NativeSession, type NativeSamplingParams, type NativeConstraint } from "./addon.js";
 import { readModelFolder, type ModelFolder, type SamplingDefaults } from "./model-folder.js";
 import { TextTokenizer } from "../text/tokenizer.js";
+import { tokenBytes } from "../text/token-bytes.js";
 import { ChatTemplate, type ChatMessage } from "../text/chat-template.js";
 import { DeltaStream } from "./delta-stream.js";
 import { boundedText } from "../text/bounded-text.js";
@@ -61,6 +62,16 @@ export interface GenerateOptions {
   topK?: number;
   minP?: number;
   repetitionPenalty?: number;
+  /** OpenAI's, over the generated tokens: logit -= (count > 0) * presencePenalty + count * frequencyPenalty; [-2, 2]. */
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  /** Token id -> bias in [-100, 100] added to its logit before sampling (OpenAI's logit_bias; -100 bans it). */
+  logitBias?: Record<number, number>;
+  /**
+   * Only text that spells one of `oneOf` (when given) and then one JSON object; generation ends (stopReason "eos")
+   * when the object closes. Used for response_format json_object and forced tool calls.
+   */
+  constraint?: NativeConstraint;
   seed?: number;
   /** Stop when the text contains one of these; the stop string is not emitted. */
   stop?: string[];
@@ -112,8 +123,18 @@ export class LoadedModel {
     readonly folder: ModelFolder,
   ) {}
 
-  /** A conversation with its own KV cache (of info.sessionContextLength tokens unless asked for another size). */
+  private tokenBytesSet = false;
+
+  /** Hands the addon every token's bytes, once, before the first constrained generation (text/token-bytes.ts). */
+  ensureTokenBytes(): void {
+    if (this.tokenBytesSet) return;
+    const t = tokenBytes(this.tokenizer, this.info.vocabSize);
+    this.native.setTokenBytes(t.data, t.offsets);
+    this.tokenBytesSet = true;
+  }
+
   /**
+   * A conversation with its own KV cache (of info.sessionContextLength tokens unless asked for another size).
    * adapter: a PEFT adapter folder this session applies unmerged instead of the model's own (LoadOptions.adapter);
    * null: the bare base even when the model was loaded with an adapter.
    */
@@ -239,12 +260,17 @@ export class ChatSession {
         const d = this.model.info.sampling;
         const maxTokens = Math.min(options.maxTokens ?? d.maxTokens, ctx - promptIds.length);
         if (!(maxTokens >= 1)) throw new Error(`maxTokens must be >= 1, got ${options.maxTokens}`);
+        if (options.constraint) this.model.ensureTokenBytes();
         const params: NativeSamplingParams = {
           temperature: options.temperature ?? d.temperature,
           topK: options.topK ?? d.topK,
           topP: options.topP ?? d.topP,
           minP: options.minP ?? d.minP,
           repetitionPenalty: options.repetitionPenalty ?? d.repetitionPenalty,
+          ...(options.presencePenalty ? { presencePenalty: options.presencePenalty } : {}),
+          ...(options.frequencyPenalty ? { frequencyPenalty: options.frequencyPenalty } : {}),
+          ...(options.logitBias && Object.keys(options.logitBias).length ? { logitBias: options.logitBias } : {}),
+          ...(options.constraint ? { constraint: options.constraint } : {}),
           seed: (options.seed ?? Math.floor(Math.random() * 0x100000000)) >>> 0,
           maxTokens,
           eosIds: options.eosIds ?? this.model.info.eosIds,

@@ -28,6 +28,8 @@ export class TextTokenizer {
   readonly specialIds: Set<number>;
   /** How few tokens a text can possibly encode to, from its length (null: this tokenizer has no such bound). */
   readonly bound: TokenBound | null;
+  /** tokenizer.json's "decoder" (token-bytes.ts reads which kind it is). */
+  readonly decoder: unknown;
 
   constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown> = {}) {
     // The library reads additional_special_tokens as strings; newer configs may write objects.
@@ -44,6 +46,7 @@ export class TextTokenizer {
     this.specialIds = new Set();
     for (const [id, tok] of this.tokenizer.get_added_tokens_decoder()) if (tok.special) this.specialIds.add(id);
     this.bound = tokenBound(tokenizerJson);
+    this.decoder = tokenizerJson.decoder ?? null;
   }
 
   /**

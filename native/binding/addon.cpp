@@ -203,6 +203,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     Napi::Promise::Deferred deferred;
     std::vector<int32_t> prompt;
     SamplingParams params;
+    std::unique_ptr<JsonConstraint> constraint;  // params.constraint, null when absent
     GenerateResult result;
     std::string error;
     std::thread th;
@@ -231,13 +232,61 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     p.top_p = float(num("topP", 1));
     p.min_p = float(num("minP", 0));
     p.repetition_penalty = float(num("repetitionPenalty", 1));
+    p.presence_penalty = float(num("presencePenalty", 0));
+    p.frequency_penalty = float(num("frequencyPenalty", 0));
+    if (std::fabs(p.presence_penalty) > 2 || std::fabs(p.frequency_penalty) > 2)
+      throw Napi::RangeError::New(env, "params.presencePenalty and params.frequencyPenalty must be in [-2, 2]");
     p.seed = uint32_t(integer("seed", 0, 0, 4294967295.0));
     p.max_tokens = int(integer("maxTokens", 16, 1, 2147483647.0));
+    // logitBias: { [id]: bias } with bias in [-100, 100] (OpenAI's logit_bias, keys already checked to be ids)
+    Napi::Value lb = o.Get("logitBias");
+    if (!lb.IsUndefined() && !lb.IsNull()) {
+      if (!lb.IsObject()) throw Napi::TypeError::New(env, "params.logitBias must be an object of token id -> bias");
+      Napi::Object b = lb.As<Napi::Object>();
+      Napi::Array keys = b.GetPropertyNames();
+      for (uint32_t i = 0; i < keys.Length(); ++i) {
+        const std::string k = keys.Get(i).ToString().Utf8Value();
+        char* end = nullptr;
+        const long id = std::strtol(k.c_str(), &end, 10);
+        if (k.empty() || *end != '\0' || id < 0 || id >= vocab)
+          throw Napi::RangeError::New(env, "params.logitBias: '" + k + "' is not a token id in [0, " + std::to_string(vocab) + ")");
+        Napi::Value v = b.Get(keys.Get(i));
+        if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue()) || std::fabs(v.As<Napi::Number>().DoubleValue()) > 100)
+          throw Napi::RangeError::New(env, "params.logitBias[" + k + "] must be a number in [-100, 100]");
+        p.logit_bias.emplace_back(int32_t(id), float(v.As<Napi::Number>().DoubleValue()));
+      }
+    }
     Napi::Value eos = o.Get("eosIds");
     if (eos.IsArray()) p.eos_ids = ids_from(eos, "params.eosIds", vocab);
     if (p.max_tokens < 1) throw Napi::RangeError::New(env, "params.maxTokens must be >= 1");
     if (p.repetition_penalty <= 0) throw Napi::RangeError::New(env, "params.repetitionPenalty must be > 0");
     return p;
+  }
+
+  // params.constraint: { jsonObject: true, oneOf?: string[] } -> the JSON-object constraint over the model's token bytes.
+  std::unique_ptr<JsonConstraint> constraint_from(Napi::Env env, const Napi::Value& params) {
+    Napi::Value v = params.As<Napi::Object>().Get("constraint");
+    if (v.IsUndefined() || v.IsNull()) return nullptr;
+    if (!v.IsObject()) throw Napi::TypeError::New(env, "params.constraint must be an object");
+    Napi::Object o = v.As<Napi::Object>();
+    if (!o.Get("jsonObject").IsBoolean() || !o.Get("jsonObject").As<Napi::Boolean>().Value())
+      throw Napi::TypeError::New(env, "params.constraint.jsonObject must be true (the only constraint there is)");
+    std::vector<std::string> one_of;
+    Napi::Value oo = o.Get("oneOf");
+    if (!oo.IsUndefined() && !oo.IsNull()) {
+      if (!oo.IsArray()) throw Napi::TypeError::New(env, "params.constraint.oneOf must be an array of strings");
+      Napi::Array a = oo.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); ++i) {
+        if (!a.Get(i).IsString()) throw Napi::TypeError::New(env, "params.constraint.oneOf[" + std::to_string(i) + "] must be a string");
+        one_of.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+      }
+    }
+    if (!handle_->token_bytes) throw Napi::Error::New(env, "params.constraint needs the token bytes: call model.setTokenBytes first");
+    try {
+      return std::make_unique<JsonConstraint>(handle_->token_bytes, std::move(one_of));
+    } catch (const std::exception& e) {
+      throw Napi::RangeError::New(env, std::string("params.") + e.what());
+    }
   }
 
   Napi::Value Generate(const Napi::CallbackInfo& info) {
@@ -246,7 +295,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     try {
       usable(env);
       const int64_t vocab = handle_->model->spec().vocab;
-      auto* job = new GenJob{this, session_, deferred, ids_from(info[0], "ids", vocab), params_from(env, info[1], vocab), {}, {}, {}, {}};
+      auto* job = new GenJob{this, session_, deferred, ids_from(info[0], "ids", vocab), params_from(env, info[1], vocab), nullptr, {}, {}, {}, {}};
+      try { job->constraint = constraint_from(env, info[1]); } catch (...) { delete job; throw; }
       if (job->prompt.empty()) { delete job; throw Napi::Error::New(env, "prompt is empty (need at least one token id)"); }
       Napi::Function cb = info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
       job->tsfn = Napi::ThreadSafeFunction::New(env, cb, "moe-generate", /*maxQueueSize: at most one id waits for JS, so a cancel from JS lands within one token*/ 1, 1, job, [](Napi::Env env, GenJob* job) {
@@ -276,7 +326,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
               int32_t v = *p; delete p;
               try { fn.Call({Napi::Number::New(env, v)}); } catch (const Napi::Error&) { *cancel = true; }
             });
-          }, *cancel);
+          }, *cancel, job->constraint.get());
         } catch (const std::exception& e) {
           job->error = e.what();
           if (job->error.empty()) job->error = "generate failed";
@@ -320,6 +370,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       InstanceMethod<&ModelWrap::Grad>("grad"),
       InstanceMethod<&ModelWrap::CreateTrainer>("createTrainer"),
       InstanceMethod<&ModelWrap::Routing>("routing"),
+      InstanceMethod<&ModelWrap::SetTokenBytes>("setTokenBytes"),
     });
   }
   ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
@@ -374,6 +425,29 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       o.Set("adapter", env.Null());
     }
     return o;
+  }
+
+  // setTokenBytes(data: Uint8Array, offsets: Uint32Array [vocab + 1]): token i is data[offsets[i], offsets[i+1]) (empty:
+  // never allowed under a constraint). Copied, so the JS buffers may be reused; sessions already generating keep theirs.
+  Napi::Value SetTokenBytes(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const int64_t vocab = model(env).spec().vocab;
+    if (info.Length() < 2 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+        !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+      throw Napi::TypeError::New(env, "setTokenBytes(data: Uint8Array, offsets: Uint32Array)");
+    Napi::Uint8Array d = info[0].As<Napi::Uint8Array>();
+    Napi::Uint32Array o = info[1].As<Napi::Uint32Array>();
+    if (int64_t(o.ElementLength()) != vocab + 1)
+      throw Napi::RangeError::New(env, "setTokenBytes: offsets has " + std::to_string(o.ElementLength()) + " entries, the vocabulary needs " + std::to_string(vocab + 1));
+    auto tb = std::make_shared<TokenBytes>();
+    tb->data.assign(d.Data(), d.Data() + d.ElementLength());
+    tb->offsets.assign(o.Data(), o.Data() + o.ElementLength());
+    if (tb->offsets[0] != 0) throw Napi::RangeError::New(env, "setTokenBytes: offsets[0] must be 0");
+    for (int64_t i = 0; i < vocab; ++i)
+      if (tb->offsets[size_t(i) + 1] < tb->offsets[size_t(i)] || tb->offsets[size_t(i) + 1] > tb->data.size())
+        throw Napi::RangeError::New(env, "setTokenBytes: offsets[" + std::to_string(i + 1) + "] is out of order or past the data");
+    handle_->token_bytes = std::move(tb);
+    return env.Undefined();
   }
 
   // routing({ reset? }) -> { topK (the largest), layers: [{ layer, topK, counts: number[E_l] }] } for the MoE layers only: the (token,

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include "model/model.h"
+#include "runtime/json_constraint.h"
 
 // Shared by a model object, its sessions and trainers (main-thread only): running jobs and a deferred close.
 struct ModelHandle {
@@ -15,6 +16,8 @@ struct ModelHandle {
   // Adapters sessions of this model run with (createSession { adapter }), by the folder's canonical path: each is read
   // once and shared by every session that names it (the sessions hold it too, so nothing is freed under them).
   std::map<std::string, std::shared_ptr<const moe::Adapter>> adapters;
+  // Each token id's bytes (model.setTokenBytes), for constrained generation (params.constraint); null until set.
+  std::shared_ptr<const moe::TokenBytes> token_bytes;
   void job_end() {
     if (--active_jobs == 0 && close_pending && model) { model->close(); }
   }

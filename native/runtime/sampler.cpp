@@ -41,6 +41,22 @@ void Sampler::apply_repetition_penalty(float* logits, int64_t n, const int32_t* 
   }
 }
 
+// OpenAI's presence / frequency penalties: l_j -= c_j * frequency + (c_j > 0) * presence, c_j = count of j among
+// the generated ids. Sorting a copy counts runs without a vocab-sized table.
+void Sampler::apply_presence_frequency(float* logits, int64_t n, const int32_t* gen, int64_t n_gen, float presence,
+                                       float frequency, std::vector<int32_t>& ids) {
+  if ((presence == 0.0f && frequency == 0.0f) || n_gen == 0) return;
+  ids.assign(gen, gen + n_gen);
+  std::sort(ids.begin(), ids.end());
+  for (size_t i = 0; i < ids.size();) {
+    size_t j = i;
+    while (j < ids.size() && ids[j] == ids[i]) ++j;
+    const int32_t id = ids[i];
+    if (id >= 0 && id < n) logits[id] -= float(j - i) * frequency + presence;
+    i = j;
+  }
+}
+
 // HF TopKLogitsWarper: remove tokens whose logit < the k-th largest logit (ties at the threshold are kept).
 void Sampler::apply_top_k(float* logits, int64_t n, int k, std::vector<float>& work) {
   if (k <= 0 || k >= n) return;
@@ -87,10 +103,28 @@ int Sampler::argmax(const float* logits, int64_t n) {
   return best;
 }
 
-int Sampler::sample(float* logits, const SamplingParams& p, const int32_t* seen, int64_t n_seen, Rng& rng) {
+int Sampler::sample(float* logits, const SamplingParams& p, const int32_t* seen, int64_t n_seen, Rng& rng,
+                    const int32_t* generated, int64_t n_generated, const TokenConstraint* constraint) {
   const int64_t n = vocab_;
   apply_repetition_penalty(logits, n, seen, n_seen, p.repetition_penalty, seen_tmp_);
-  if (p.temperature <= 0.0f) return argmax(logits, n);
+  apply_presence_frequency(logits, n, generated, n_generated, p.presence_penalty, p.frequency_penalty, seen_tmp_);
+  for (const auto& [id, bias] : p.logit_bias)
+    if (id >= 0 && id < n) logits[id] += bias;
+  if (p.temperature <= 0.0f) {
+    if (constraint) {
+      // Greedy: the best allowed token. Try the leaders first (usually the first is allowed), then mask all.
+      for (int tries = 0; tries < 8; ++tries) {
+        const int id = argmax(logits, n);
+        if (logits[id] == NEG_INF) return -1;
+        if (constraint->allows(id)) return id;
+        logits[id] = NEG_INF;
+      }
+      constraint->mask(logits, n);
+    }
+    const int id = argmax(logits, n);
+    return constraint && logits[id] == NEG_INF ? -1 : id;
+  }
+  if (constraint) constraint->mask(logits, n);
   for (int64_t i = 0; i < n; ++i) logits[i] /= p.temperature;
   apply_top_k(logits, n, p.top_k, work_);
   apply_top_p(logits, n, p.top_p, order_, work_);
@@ -99,6 +133,7 @@ int Sampler::sample(float* logits, const SamplingParams& p, const int32_t* seen,
   for (int64_t i = 0; i < n; ++i) mx = std::max(mx, logits[i]);
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) { double e = logits[i] == NEG_INF ? 0.0 : std::exp(double(logits[i] - mx)); work_[size_t(i)] = float(e); sum += e; }
+  if (!(sum > 0)) return -1;  // everything masked
   double u = rng.uniform() * sum, c = 0;
   int last = 0;
   for (int64_t i = 0; i < n; ++i) {

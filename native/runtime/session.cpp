@@ -52,7 +52,8 @@ void Session::logits(const std::vector<int32_t>& ids, std::vector<float>& out) {
 }
 
 GenerateResult Session::generate(const std::vector<int32_t>& prompt, const SamplingParams& p,
-                                 const std::function<void(int32_t)>& on_token, const std::atomic<bool>& cancel) {
+                                 const std::function<void(int32_t)>& on_token, const std::atomic<bool>& cancel,
+                                 TokenConstraint* constraint) {
   using clock = std::chrono::steady_clock;
   check_ids(prompt);
   if (p.max_tokens < 1) throw std::runtime_error("maxTokens must be >= 1");
@@ -73,14 +74,18 @@ GenerateResult Session::generate(const std::vector<int32_t>& prompt, const Sampl
   r.stop = GenerateResult::Stop::Length;
   for (int i = 0; i < p.max_tokens; ++i) {
     if (cancel.load()) { r.stop = GenerateResult::Stop::Cancelled; break; }
-    int32_t id = sampler_.sample(last_logits_.data(), p, ids_.data(), int64_t(ids_.size()), rng);
+    int32_t id = sampler_.sample(last_logits_.data(), p, ids_.data(), int64_t(ids_.size()), rng, r.ids.data(),
+                                 int64_t(r.ids.size()), constraint);
+    if (id < 0) break;  // the constraint allows nothing: "length"
     if (std::find(p.eos_ids.begin(), p.eos_ids.end(), id) != p.eos_ids.end()) { r.stop = GenerateResult::Stop::Eos; break; }
+    if (constraint) constraint->advance(id);
     r.ids.push_back(id);
     if (on_token) on_token(id);
     // Decode: run the new id so the cache holds it (cachedIds() == prompt + generated) and its logits are next.
     if (int64_t(ids_.size()) >= kv_.ctx) break;  // context full: stop with "length"
     model_->forward(&id, 1, int64_t(ids_.size()), kv_, scratch_, last_logits_.data(), false, adapter_.get());
     ids_.push_back(id);
+    if (constraint && constraint->done()) { r.stop = GenerateResult::Stop::Eos; break; }
   }
   r.decode_ms = std::chrono::duration<double, std::milli>(clock::now() - t1).count();
   return r;

@@ -37,9 +37,11 @@ class Session {
   void logits(const std::vector<int32_t>& ids, std::vector<float>& out);
 
   // Generate up to p.max_tokens ids after `prompt`. on_token is called for each new id (not for the eos).
-  // cancel is checked before every token.
+  // cancel is checked before every token. constraint (optional): only tokens it allows are drawn; the generation
+  // stops with Eos once it is done, and with Length when it allows nothing.
   GenerateResult generate(const std::vector<int32_t>& prompt, const SamplingParams& p,
-                          const std::function<void(int32_t)>& on_token, const std::atomic<bool>& cancel);
+                          const std::function<void(int32_t)>& on_token, const std::atomic<bool>& cancel,
+                          TokenConstraint* constraint = nullptr);
 
  private:
   void check_ids(const std::vector<int32_t>& ids) const;

@@ -63,3 +63,21 @@ TEST(runtime_sampler_seed_reproducible_and_greedy) {
   // xoshiro256** seeded by splitmix64 gives fixed numbers everywhere
   Rng a(1), b(1); CHECK(a.next() == b.next()); double u = a.uniform(); CHECK(u >= 0 && u < 1);
 }
+
+TEST(runtime_sampler_presence_frequency_openai_semantics) {
+  // OpenAI: l_j -= c_j * frequency + (c_j > 0) * presence over the generated ids.
+  float l[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+  int32_t gen[] = {2, 1, 2, 2, 9};  // id 2 three times, id 1 once; 9 is out of range and ignored
+  std::vector<int32_t> tmp;
+  Sampler::apply_presence_frequency(l, 4, gen, 5, 0.5f, 0.25f, tmp);
+  CHECK(l[0] == 1.0f && l[1] == 1.0f - 0.25f - 0.5f && l[2] == 1.0f - 0.75f - 0.5f && l[3] == 1.0f);
+  float m[2] = {1.0f, 2.0f};
+  int32_t g2[] = {1};
+  Sampler::apply_presence_frequency(m, 2, g2, 1, -1.0f, 0.0f, tmp);  // a negative presence penalty favours repeats
+  CHECK(m[1] == 3.0f);
+  // In sample(): greedy switches away from a token generated often enough.
+  Sampler s(3); Rng r(0); SamplingParams p; p.frequency_penalty = 1.0f;
+  float k[3] = {2.0f, 1.5f, 0.0f};
+  int32_t g3[] = {0};
+  CHECK(s.sample(k, p, g3, 1, r, g3, 1) == 1);  // 2 - 1 < 1.5
+}
