@@ -4,6 +4,7 @@ import { existsSync, statSync } from "node:fs";
 import { join, resolve as resolvePath } from "node:path";
 import { createInterface } from "node:readline";
 import { loadAddon, parseDevice, type DeviceKind } from "./engine/addon.js";
+import { checkApiKey, DEFAULT_API_PORT, isLoopback } from "./server/openai/http.js";
 import { loadModel, type ChatMessage, type GenerateOptions, type LoadedModel } from "./engine/engine.js";
 import { cmdDataset, DATASET_HELP } from "./cli/dataset.js";
 
@@ -46,6 +47,7 @@ Commands:
       instead; --gguf TYPE makes --out the FILE.gguf of the merged weights. An existing --out is refused unless
       --force; Ctrl-C cancels and leaves nothing.
   serve [--port N] [--model DIR [--adapter DIR]] [--data DIR] [--allow-dir DIR]... [--token T] [--device D]
+        [--api [--api-port N] [--api-host H] [--api-key KEY]]
       The desktop app's UI for a browser, on 127.0.0.1 only (renderer + WebSocket API; needs
       "npm run build:renderer"). Prints "moe-studio serve: http://127.0.0.1:PORT/?token=..." when ready: open
       that URL (every request needs the token; the page keeps it in a cookie). --port 0 (the default is 8377)
@@ -54,6 +56,11 @@ Commands:
       app's). The browser may name files only under the data folder, the models folder, --model and each
       --allow-dir (repeatable). The token is random unless --token or MOE_STUDIO_TOKEN sets it (at least 16
       of A-Z a-z 0-9 . _ ~ -; the variable keeps it out of the process list). Ctrl-C or SIGTERM stops it.
+      --api also serves the OpenAI-compatible API (GET /v1/models, POST /v1/chat/completions and /v1/completions,
+      streaming, tool calls, JSON mode; documented at /docs) on --api-port (default 8378; 0: a free port) of
+      --api-host (default 127.0.0.1). --api-key KEY (or MOE_STUDIO_API_KEY) makes every request need
+      "Authorization: Bearer KEY"; without one, any program on this machine may use it, and --api-host other
+      than 127.0.0.1 is refused.
   pull REPO_ID [--source hf|modelscope] [--endpoint URL] [--dir DIR] [--revision R] [--token T] [--require-checksums]
       Download a model (config, safetensors weights, tokenizer, chat template; nothing else) into
       DIR/<owner>--<name> (default DIR: the desktop app's models folder), verifying every file's checksum;
@@ -86,12 +93,13 @@ const VALUE_FLAGS = new Set([
   "source", "endpoint", "dir", "revision", "token",
   "bits", "format", "embeddings", "out", "kv-cache", "type", "adapter", "labels", "base-quant",
   "dtype", "quantize", "gguf", "shard-size", "config", "resume", "dataset", "db", "device",
+  "api-host", "api-port", "api-key",
 ]);
 /** Value flags that may be given more than once (parseArgs collects them in `lists`). */
 const LIST_FLAGS = new Set(["allow-dir"]);
 /** Commands that take one positional argument (pull REPO_ID). */
 const TAKES_ARGUMENT = new Set(["pull"]);
-const BOOL_FLAGS = new Set(["json", "help", "force", "require-checksums", "progress", "estimate"]);
+const BOOL_FLAGS = new Set(["json", "help", "force", "require-checksums", "progress", "estimate", "api"]);
 
 export function parseArgs(argv: string[]): { command: string | null; flags: Flags; lists: Record<string, string[]>; args: string[] } {
   let command: string | null = null;
@@ -401,6 +409,30 @@ async function cmdBench(flags: Flags): Promise<number> {
 }
 
 export const DEFAULT_PORT = 8377;
+/** The environment variable `serve --api` reads its key from (`--api-key` wins). */
+export const API_KEY_ENV = "MOE_STUDIO_API_KEY";
+
+/** serve's --api, --api-host, --api-port, --api-key (null without --api). */
+function apiFlags(flags: Flags, env: NodeJS.ProcessEnv): { host: string; port: number; key: string | null } | null {
+  const named = ["api-host", "api-port", "api-key"].filter((f) => flags[f] !== undefined);
+  if (!flags.api) {
+    if (named.length) throw new UsageError(`--${named[0]} needs --api`);
+    return null;
+  }
+  const port = number(flags, "api-port", { int: true, min: 0 }) ?? DEFAULT_API_PORT;
+  if (port > 65535) throw new UsageError(`--api-port must be at most 65535, got ${port}`);
+  const host = str(flags, "api-host") ?? "127.0.0.1";
+  const keyFlag = str(flags, "api-key");
+  let key: string | null = null;
+  try {
+    if (keyFlag !== undefined) key = checkApiKey(keyFlag, "--api-key");
+    else if (env[API_KEY_ENV]) key = checkApiKey(env[API_KEY_ENV], API_KEY_ENV);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (!isLoopback(host) && !key) throw new UsageError(`--api-host ${host} needs --api-key KEY (or ${API_KEY_ENV}): any machine that can reach it could use the model`);
+  return { host, port, key };
+}
 
 async function cmdServe(flags: Flags, lists: Record<string, string[]>, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const { startServer, MissingRendererError } = await import("./server/server.js");
@@ -421,6 +453,7 @@ async function cmdServe(flags: Flags, lists: Record<string, string[]>, env: Node
     if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--allow-dir ${d}: no such folder`);
     return dir;
   });
+  const api = apiFlags(flags, env);
   const tokenFlag = str(flags, "token");
   let token: string | undefined;
   try {
@@ -441,14 +474,22 @@ async function cmdServe(flags: Flags, lists: Record<string, string[]>, env: Node
       ...(allowDirs.length ? { allowDirs } : {}),
       ...(device ? { device } : {}),
       ...(token !== undefined ? { token } : {}),
+      ...(api ? { api } : {}),
       log: (line) => process.stderr.write(`moe-studio serve: ${line}\n`),
     });
   } catch (e) {
     if (e instanceof MissingRendererError) throw new UsageError(e.message);
-    if ((e as NodeJS.ErrnoException).code === "EADDRINUSE") throw new UsageError(`port ${port} is in use; pick another with --port N (0: any free port)`);
+    if ((e as NodeJS.ErrnoException).code === "EADDRINUSE") {
+      const apiInUse = api && (e as Error).message.includes(`port ${api.port}`);
+      throw new UsageError(apiInUse ? `API port ${api.port} is in use; pick another with --api-port N (0: any free port)` : `port ${port} is in use; pick another with --port N (0: any free port)`);
+    }
     throw e;
   }
   process.stdout.write(`moe-studio serve: ${server.urlWithToken}\n`);
+  if (server.api) {
+    const keyNote = api!.key ? "clients send the key as Authorization: Bearer KEY" : "no key: any program on this machine may use it (set one with --api-key)";
+    process.stdout.write(`moe-studio serve: OpenAI-compatible API at ${server.api.baseUrl} (${keyNote}; docs at ${server.api.baseUrl.replace(/\/v1$/, "/docs")})\n`);
+  }
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     const stop = (s: NodeJS.Signals) => {
       process.off("SIGINT", stop);

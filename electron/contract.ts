@@ -633,6 +633,22 @@ export const FinetuneRun = z.object({
 });
 export type FinetuneRun = z.infer<typeof FinetuneRun>;
 
+/** The OpenAI-compatible API server (Settings): where it listens and the key clients send. */
+export const ApiServerStatus = z.object({
+  running: z.boolean(),
+  /** What an OpenAI client takes as its base URL (http://127.0.0.1:PORT/v1); null while stopped. */
+  baseUrl: z.string().nullable(),
+  host: z.string(),
+  port: z.number().int(),
+  /** Shown for the user to copy into their client; null until the server was first switched on. */
+  key: z.string().nullable(),
+  /** Where the key is kept: the OS keychain (safeStorage) or memory only (gone when the app quits). */
+  keyStorage: z.enum(["safeStorage", "memory"]),
+  /** Why the last start failed (a port in use), or null. */
+  error: z.string().nullable(),
+});
+export type ApiServerStatus = z.infer<typeof ApiServerStatus>;
+
 const Empty = z.strictObject({});
 const ById = z.strictObject({ id: Id });
 const Ok = z.object({ ok: z.literal(true) });
@@ -646,6 +662,9 @@ export const calls = {
   "app.info": call(Empty, AppInfo),
   "settings.get": call(Empty, Settings),
   "settings.set": call(Settings.partial().strict(), Settings),
+  "api.status": call(Empty, ApiServerStatus),
+  /** Switch the API server on (on 127.0.0.1: `port`, a fresh key with newKey) or off; remembered across starts. */
+  "api.set": call(z.strictObject({ enabled: z.boolean(), port: z.number().int().min(1024).max(65535).optional(), newKey: z.boolean().optional() }), ApiServerStatus),
 
   "conversations.list": call(z.strictObject({ search: Text(500).optional() }), z.array(ConversationSummary)),
   "conversations.get": call(ById, z.object({ conversation: Conversation, messages: z.array(Message) })),

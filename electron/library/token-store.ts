@@ -5,6 +5,8 @@
 //   CLI `pull`: --token or HF_TOKEN, never stored
 /** The encrypted token's file in the data folder (Electron); its atomic-write leftovers are swept by services/leftovers.ts. */
 export const TOKEN_FILE = "hub-token.bin";
+/** The API server's key, kept the same way (electron/server/openai/control.ts). */
+export const API_KEY_FILE = "api-key.bin";
 
 export interface TokenStore {
   readonly kind: "safeStorage" | "memory";

@@ -13,6 +13,8 @@ import { checkToken, newToken, TOKEN_PARAM, TokenAuth } from "./auth.js";
 import { DEFAULT_MAX_PAYLOAD, WsTransport, type Dispatch, type ToWireError } from "./ws-transport.js";
 import type { EventName } from "../contract.js";
 import type { DeviceKind } from "../engine/addon.js";
+import type { ApiServerControl } from "./openai/control.js";
+import type { RunningApiServer } from "./openai/http.js";
 
 export const API_PATH = "/api";
 
@@ -21,6 +23,8 @@ export interface ServerBackend {
   dispatch: Dispatch;
   toWireError: ToWireError;
   dispose: () => Promise<void> | void;
+  /** The OpenAI-compatible API's switch (the app's services have one). */
+  api?: ApiServerControl;
 }
 
 export interface ServerOptions {
@@ -43,6 +47,8 @@ export interface ServerOptions {
   log?: (line: string) => void;
   /** renderer/dist */
   staticDir: string;
+  /** `--api`: the OpenAI-compatible API on its own port (host other than 127.0.0.1 needs a key). */
+  api?: { host?: string; port: number; key: string | null };
   maxPayload?: number;
   /** Builds the services; the default is the app's own (electron/services). Receives the event sink. */
   backend?: (emit: (name: EventName, payload: unknown) => void) => Promise<ServerBackend> | ServerBackend;
@@ -55,6 +61,8 @@ export interface RunningServer {
   urlWithToken: string;
   token: string;
   port: number;
+  /** The OpenAI-compatible API, when started with `api`. */
+  api: RunningApiServer | null;
   /** Stops accepting connections, closes the WebSockets, and disposes the services (worker killed, db closed). */
   close(): Promise<void>;
 }
@@ -83,7 +91,7 @@ async function appBackend(opts: ServerOptions, emit: (name: EventName, payload: 
     ...(opts.log ? { log: opts.log } : {}),
   });
   const dispatch = createDispatcher(services.handlers);
-  return { dispatch: (name, input) => dispatch(name, input), toWireError, dispose: () => services.dispose() };
+  return { dispatch: (name, input) => dispatch(name, input), toWireError, dispose: () => services.dispose(), api: services.api };
 }
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
@@ -180,6 +188,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     throw e;
   }
   port = (server.address() as AddressInfo).port;
+  let api: RunningApiServer | null = null;
+  if (opts.api) {
+    try {
+      if (!backend.api) throw new Error("these services have no API server");
+      api = await backend.api.start(opts.api);
+    } catch (e) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await transport.close();
+      await backend.dispose();
+      throw e;
+    }
+  }
   auth = new TokenAuth(token, port);
   headers = securityHeaders({ connectSrc: [`ws://127.0.0.1:${port}`, `ws://localhost:${port}`] });
 
@@ -190,6 +210,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     urlWithToken: `${url}?${TOKEN_PARAM}=${encodeURIComponent(token)}`,
     token,
     port,
+    api,
     close() {
       closing ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -34,6 +34,11 @@ import { listLocal } from "../library/local.js";
 import { MemoryTokenStore, type TokenStore } from "../library/token-store.js";
 import { anyPath, ContainedPaths, type AllowedDir, type PathPolicy } from "./path-policy.js";
 import type { DeviceKind } from "../engine/addon.js";
+import { GenerationQueue } from "./generation-queue.js";
+import { SessionPool } from "./session-pool.js";
+import { SESSIONS_KEPT } from "./chat.js";
+import { OpenAiService, type AdapterEntry } from "../server/openai/service.js";
+import { ApiServerControl } from "../server/openai/control.js";
 
 export type { Emit } from "./models.js";
 
@@ -67,6 +72,10 @@ export interface AppServicesOptions {
   log?: (line: string) => void;
   /** Where the hub access token is kept (Electron: safeStorage); default in memory only. */
   tokenStore?: TokenStore;
+  /** Where the API server's key is kept (Electron: safeStorage); default in memory only. */
+  apiKeyStore?: TokenStore;
+  /** Switch the API server on at start if it was on when the app last quit (the desktop app; `serve` uses --api). */
+  restoreApiServer?: boolean;
   /** Model library: stall timeout of a download in ms (default 30 s; MOE_STUDIO_STALL_MS for tests). */
   downloadStallMs?: number;
   /**
@@ -85,6 +94,8 @@ export interface AppServices {
   initialLoad: Promise<void>;
   repos: Repositories;
   db: Db;
+  /** The OpenAI-compatible API server's switch (`serve --api` starts it with its flags). */
+  api: ApiServerControl;
   dispose(): Promise<void>;
 }
 
@@ -116,7 +127,10 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const settings = new SettingsService(repos);
   const models = new ModelService(host, repos, opts.emit, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.device ? { device: opts.device } : {}), ...(opts.log ? { log: opts.log } : {}),
     ...(opts.initialModel && opts.initialAdapter ? { adapter: { modelDir: opts.initialModel, adapterDir: opts.initialAdapter } } : {}) });
-  const chat = new ChatService(repos, conversations, models, opts.emit);
+  // one generation at a time and one set of KV caches, shared by the chat and the API (services/generation-queue.ts)
+  const queue = new GenerationQueue();
+  const sessions = new SessionPool(SESSIONS_KEPT + 1);
+  const chat = new ChatService(repos, conversations, models, opts.emit, sessions, queue);
 
   let info: Promise<Pick<AppInfo, "simd" | "cuda">> | null = null;
   const engineInfo = () =>
@@ -153,6 +167,19 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   // finetune runs: the train and export job kinds register with the job service (electron/finetune/)
   const finetune = new FinetuneService({ db, dbFile: databaseFile(opts.dataDir), dataDir: opts.dataDir, jobs, emit: opts.emit, modelsDir: () => library.modelsDir() });
 
+  // the OpenAI-compatible API: the loaded model and every adapter its finetune runs wrote
+  const adapters = (): AdapterEntry[] =>
+    finetune.list().flatMap((r) => {
+      const cps = r.checkpoints;
+      const last = cps.find((c) => c.final) ?? cps.filter((c) => !c.final).at(-1);
+      return [
+        ...(last ? [{ modelDir: r.modelDir, run: r.name, step: null, dir: last.dir, createdAt: r.updatedAt }] : []),
+        ...cps.filter((c) => !c.final).map((c) => ({ modelDir: r.modelDir, run: r.name, step: c.step, dir: c.dir, createdAt: r.updatedAt })),
+      ];
+    });
+  const openai = new OpenAiService({ models, adapters, queue, sessions, ...(opts.log ? { log: opts.log } : {}) });
+  const api = new ApiServerControl(openai, repos, opts.apiKeyStore ?? new MemoryTokenStore(), opts.log);
+
   // Paths from calls are checked here, once, where they enter; the services trust what they are given (the CLI
   // and the app's own start-up, e.g. initialModel, call them directly).
   const paths: PathPolicy = opts.containPaths
@@ -186,6 +213,8 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     }),
     "settings.get": async () => settings.get(),
     "settings.set": async (i) => settings.set(i.modelsDir ? { ...i, modelsDir: paths.checkWrite(i.modelsDir, "modelsDir (the models folder)") } : i),
+    "api.status": async () => api.status(),
+    "api.set": async (i) => api.set(i),
 
     "conversations.list": async (i) => conversations.list(i),
     "conversations.get": async (i) => conversations.get(i),
@@ -288,6 +317,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     },
   };
 
+  if (opts.restoreApiServer) void api.restore();
   const initialLoad = opts.initialModel ? models.open(opts.initialModel).then(() => undefined, () => undefined) : Promise.resolve();
 
   let disposed: Promise<void> | null = null;
@@ -298,8 +328,10 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     initialLoad,
     repos,
     db,
+    api,
     dispose: () =>
       (disposed ??= (async () => {
+        await api.stop().catch(() => undefined);
         await chat.dispose().catch(() => undefined);
         await datasets.dispose().catch(() => undefined);
         // pausable jobs pause (training checkpoints, downloads), the rest are cancelled; awaited before the database closes

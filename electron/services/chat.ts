@@ -16,7 +16,6 @@ import { randomUUID } from "node:crypto";
 import { resolve } from "node:path";
 import type { CallOutput, Conversation, GenerationStats, Message } from "../contract.js";
 import type { HandlerInput } from "../rpc.js";
-import type { RemoteModel, RemoteSession } from "../engine/host.js";
 import type { GenerateOptions } from "../engine/engine.js";
 import type { ChatMessage } from "../text/chat-template.js";
 import type { Repositories } from "../store/repositories.js";
@@ -25,11 +24,14 @@ import { workerExitReason, type Emit, type LoadedModel, type ModelService } from
 import { busy, engineMessages, noModel, notFound } from "./errors.js";
 import { boundedText } from "../text/bounded-text.js";
 import { RpcError } from "../contract.js";
+import { SessionPool } from "./session-pool.js";
+import { GenerationQueue } from "./generation-queue.js";
+
+/** Engine sessions the chat keeps (each holds a KV cache): the base and an adapter side by side for Compare with base. */
+export const SESSIONS_KEPT = 2;
 
 /** How often a streaming reply's text is written to the database (so a killed app keeps most of it). */
 const SAVE_EVERY_MS = 1000;
-/** Engine sessions kept (each holds a KV cache): the base and an adapter side by side for Compare with base. */
-const SESSIONS_KEPT = 2;
 
 /** One reply to write: its message and the adapter it runs with (undefined: the model as loaded; null: the bare base). */
 interface Reply {
@@ -51,14 +53,18 @@ export function crashMessage(reason: string): string {
 export class ChatService {
   private running: Running | null = null;
   private starting = false;
-  /** Sessions by adapter folder ("" the base), least recently used first. */
-  private sessions = new Map<string, { model: RemoteModel; session: RemoteSession }>();
 
+  /**
+   * sessions: shared with the API (the chat's sessions are keyed "chat"); queue: the one generation slot, shared with
+   * the API too. A send while the API answers is refused as busy, never queued behind it without a word.
+   */
   constructor(
     private readonly repos: Repositories,
     private readonly conversations: ConversationService,
     private readonly models: ModelService,
     private readonly emit: Emit,
+    private readonly sessions: SessionPool = new SessionPool(SESSIONS_KEPT),
+    private readonly queue: GenerationQueue = new GenerationQueue(),
   ) {
     models.beforeUnload = () => this.stopAll();
   }
@@ -75,7 +81,10 @@ export class ChatService {
       const here = this.running?.conversationId === conversationId;
       throw busy(here ? engineMessages.busyHere() : engineMessages.busyOther());
     }
+    const slot = this.queue.tryAcquire("chat");
+    if (!slot) throw busy(engineMessages.busyApi());
     this.starting = true;
+    let started = false;
     try {
       // A conversation with an adapter belongs to the base it was trained on: open that base if another (or none)
       // is loaded, so "Chat with checkpoint N" works from the Finetune view whatever Chat had open.
@@ -87,10 +96,12 @@ export class ChatService {
       }
       if (!model) throw noModel();
       const { result, replies } = this.repos.db.transaction(() => prepare(this.conversations.require(conv.id), model))();
-      this.start(this.conversations.require(conv.id), replies, model);
+      this.start(this.conversations.require(conv.id), replies, model, slot);
+      started = true;
       return result;
     } finally {
       this.starting = false;
+      if (!started) slot();
     }
   }
 
@@ -200,7 +211,7 @@ export class ChatService {
   }
 
   /** Write the replies one after the other (a stop ends them all); one generation slot for the whole turn. */
-  private start(conv: Conversation, replies: Reply[], model: LoadedModel): void {
+  private start(conv: Conversation, replies: Reply[], model: LoadedModel, slot: () => void): void {
     const abort = new AbortController();
     const running: Running = { conversationId: conv.id, messageId: replies[0].assistant.id, abort, done: Promise.resolve() };
     this.running = running;
@@ -208,6 +219,7 @@ export class ChatService {
     // The slot is free before the turn's last chat.done goes out: a client may send again the moment it sees it.
     const release = () => {
       if (this.running === running) this.running = null;
+      slot();
     };
     running.done = (async () => {
       for (const [i, r] of replies.entries()) {
@@ -217,32 +229,6 @@ export class ChatService {
         else await this.generate(conv, r.assistant, model, abort.signal, r.adapter, skip, last);
       }
     })().finally(release);
-  }
-
-  /**
-   * The session for this model and adapter, created on first use and kept across turns (its KV cache is the prefix
-   * reuse). An adapter that does not fit the model fails here with the engine's message naming the file and tensor.
-   */
-  private async sessionFor(model: RemoteModel, adapter: string | null | undefined): Promise<RemoteSession> {
-    const key = adapter === undefined ? "" : adapter === null ? "\0base" : adapter;
-    for (const [k, s] of this.sessions) if (s.model !== model) {
-      this.sessions.delete(k);
-      await s.session.dispose().catch(() => undefined);
-    }
-    const kept = this.sessions.get(key);
-    if (kept) {
-      this.sessions.delete(key);
-      this.sessions.set(key, kept);
-      return kept.session;
-    }
-    const session = await model.chat(adapter !== undefined ? { adapter } : {});
-    this.sessions.set(key, { model, session });
-    for (const [k, s] of this.sessions) {
-      if (this.sessions.size <= SESSIONS_KEPT) break;
-      this.sessions.delete(k);
-      await s.session.dispose().catch(() => undefined);
-    }
-    return session;
   }
 
   /** The turns a reply continues: failed replies, the replies being written and the base side of a compare left out. */
@@ -303,7 +289,7 @@ export class ChatService {
     let stats: GenerationStats | null = null;
     let lastSave = Date.now();
     try {
-      const session = await this.sessionFor(model.model, adapter);
+      const session = await this.sessions.get("chat", model.model, adapter);
       const d = model.card.sampling;
       const s = conv.sampling;
       const maxTokens = s.maxTokens ?? d.maxTokens;
@@ -346,7 +332,7 @@ export class ChatService {
       status = "error";
       const why = workerExitReason(e);
       error = why ? crashMessage(why) : (e instanceof Error ? e.message : String(e)).split("\n")[0];
-      if (why) for (const [k, s] of this.sessions) if (s.model === model.model) this.sessions.delete(k);
+      if (why) this.sessions.forget(model.model);
     }
     this.finish(conv.id, { ...assistant, content, status, error, stats }, beforeDone);
   }
@@ -363,8 +349,6 @@ export class ChatService {
 
   async dispose(): Promise<void> {
     await this.stopAll();
-    const all = [...this.sessions.values()];
-    this.sessions.clear();
-    for (const s of all) await s.session.dispose().catch(() => undefined);
+    await this.sessions.dispose();
   }
 }

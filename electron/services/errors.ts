@@ -29,6 +29,7 @@ export const engineMessages = {
   interrupted: () => "The app closed while this reply was being written.",
   busyHere: () => "A reply is still being written in this conversation; stop it first.",
   busyOther: () => "The model is answering in another conversation; wait for it or stop it first.",
+  busyApi: () => "The model is answering a request of the API server; send again when it is done.",
 };
 
 /** A folder that cannot be opened: the path once, then the reason. */

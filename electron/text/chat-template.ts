@@ -12,6 +12,14 @@ export type ChatRole = "system" | "user" | "assistant" | "tool";
 export interface ChatMessage {
   role: ChatRole | string;
   content: string;
+  /**
+   * An assistant turn's tool calls, shaped as transformers' chat templates read them (OpenAI's shape with arguments
+   * as an object: Qwen2.5's template writes `tool_call.arguments | tojson`; Qwen3's accepts a string too).
+   */
+  tool_calls?: Array<{ id?: string; type: "function"; function: { name: string; arguments: unknown } }>;
+  /** A tool turn: which call it answers and the tool's name. */
+  tool_call_id?: string;
+  name?: string;
 }
 
 export interface ChatTemplateSource {

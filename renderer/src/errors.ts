@@ -23,6 +23,7 @@ const RULES: Rule[] = [
   [/^The app closed while this reply was being written/, "error.interrupted", () => ({})],
   [/^A reply is still being written in this conversation/, "error.busyHere", () => ({})],
   [/^The model is answering in another conversation/, "error.busyOther", () => ({})],
+  [/^The model is answering a request of the API server/, "error.busyApi", () => ({})],
   [/^(.+) is not a model folder: config\.json not found$/, "error.noConfig", (m) => ({ path: m[1] })],
   [/^(.+) is a file, not a folder/, "error.isFile", (m) => ({ path: m[1] })],
   [/^(.+) does not exist$/, "error.folderMissing", (m) => ({ path: m[1] })],

@@ -5,10 +5,12 @@
 // database, exports (adapter and merged, the merged folder loading), and bad input that starts nothing.
 import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FinetuneRun, FinetuneSpec, Job, RunRouting, TrainPoint } from "../../electron/contract.js";
+import { loadModel } from "../../electron/engine/engine.js";
 import { FinetuneService } from "../../electron/finetune/service.js";
 import { JobService } from "../../electron/jobs/service.js";
 import { listLocal } from "../../electron/library/local.js";
@@ -397,6 +399,48 @@ describe("a quit mid-run", () => {
   }, 240_000);
 });
 
+/** A free TCP port of 127.0.0.1 (api.set takes 1024..65535, not 0). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on("error", reject).listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The OpenAI-compatible API (switched on with api.set) lists the run's adapters as models, and a request naming one
+ * answers as that adapter: the greedy reply equals the model loaded in-process with the run's final adapter.
+ */
+async function apiServesTheRun(call: <T = any>(name: string, input: unknown) => Promise<T>, run: FinetuneRun) { // eslint-disable-line @typescript-eslint/no-explicit-any
+  await call("models.open", { dir: MODEL });
+  const status = await call<{ running: boolean; baseUrl: string; key: string }>("api.set", { enabled: true, port: await freePort(), newKey: true });
+  expect(status.running).toBe(true);
+  const headers = { authorization: `Bearer ${status.key}`, "content-type": "application/json" };
+  const ids = ((await (await fetch(`${status.baseUrl}/models`, { headers })).json()) as { data: Array<{ id: string }> }).data.map((m) => m.id);
+  const steps = run.checkpoints.filter((c) => !c.final).map((c) => `qwen3_moe:${run.name}:step-${c.step}`);
+  expect(steps.length).toBeGreaterThan(0);
+  expect(ids.sort()).toEqual(["qwen3_moe", `qwen3_moe:${run.name}`, ...steps].sort());
+  const messages = [{ role: "user" as const, content: "Tell me about whales." }];
+  const ask = async (model: string) => {
+    const r = await fetch(`${status.baseUrl}/chat/completions`, { method: "POST", headers, body: JSON.stringify({ model, messages, max_tokens: 8, temperature: 0, repetition_penalty: 1 }) });
+    expect(r.status).toBe(200);
+    return ((await r.json()) as { choices: Array<{ message: { content: string } }> }).choices[0].message.content;
+  };
+  const finalDir = run.checkpoints.find((c) => c.final)!.dir;
+  const local = await loadModel(MODEL, { threads: 1, adapter: finalDir });
+  const want = (await local.chat().generate(messages, { maxTokens: 8, temperature: 0, repetitionPenalty: 1, systemPrompt: null }).result).text;
+  local.close();
+  const [tuned, base] = [await ask(`qwen3_moe:${run.name}`), await ask("qwen3_moe")];
+  expect(tuned).toBe(want);
+  expect(tuned).not.toBe(base); // else the check could not tell the adapter from the base
+  const missing = await fetch(`${status.baseUrl}/chat/completions`, { method: "POST", headers, body: JSON.stringify({ model: `qwen3_moe:${run.name}:step-999`, messages }) });
+  expect(missing.status).toBe(404);
+  expect((await call<{ running: boolean }>("api.set", { enabled: false })).running).toBe(false);
+}
+
 describe("through the app's calls (createAppServices, the contract's validation of input and output)", () => {
   it("finetune.estimate / start / get / list / export / delete, and jobs.* on the run's job", async () => {
     const appDir = join(tmp, "app");
@@ -420,6 +464,7 @@ describe("through the app's calls (createAppServices, the contract's validation 
       }
       expect(lastRun.status, lastRun.error ?? "").toBe("done");
       expect((await call("finetune.list", {})).map((r: FinetuneRun) => r.id)).toEqual([run.id]);
+      await apiServesTheRun(call, lastRun);
       const job = (await call("finetune.export", { id: run.id, checkpoint: "final", kind: "adapter", name: "a1" })) as Job;
       for (;;) {
         const j = (await call("jobs.list", { kind: "export" })).find((x: Job) => x.id === job.id) as Job;

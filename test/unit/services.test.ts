@@ -192,6 +192,7 @@ describe("what services say reaches the user in their language", () => {
     [engineMessages.interrupted(), "error.interrupted", {}],
     [engineMessages.busyHere(), "error.busyHere", {}],
     [engineMessages.busyOther(), "error.busyOther", {}],
+    [engineMessages.busyApi(), "error.busyApi", {}],
     [folderMessages.noConfig("/x/y"), "error.noConfig", { path: "/x/y" }],
     [folderMessages.isFile("/x/y/config.json"), "error.isFile", { path: "/x/y/config.json" }],
     [folderMessages.missing("/x/y z"), "error.folderMissing", { path: "/x/y z" }],
