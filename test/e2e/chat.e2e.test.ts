@@ -1,15 +1,27 @@
 // The issue's end-to-end scenario, in Debian's Chromium against `moe-studio serve` with a fixture model (random
 // weights: gibberish, fast): new chat, system prompt, send, tokens stream, Stop mid-reply, Regenerate, edit and
 // resend, kill the engine worker mid-reply and send again, the Models view (a model card; a bad folder), Chinese,
-// dark theme, reload with the conversation intact. Screenshots of each view go to test/artifacts/e2e/.
+// dark theme, the API server switched on in Settings and used, reload with the conversation intact. Screenshots of each view go to test/artifacts/e2e/.
 // The steps share one server and one page and run in order; each leaves the app where the next one starts.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Locator, Page } from "playwright-core";
 import { rmSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 import { type App, chromiumAvailable, fixtureModel, freshDir, longReplyModel, openApp, resetArtifacts, type Serve, startServe, unnamedControls } from "./harness.js";
 
 const run = chromiumAvailable();
+
+/** A free TCP port of 127.0.0.1 for the API server (the Settings field takes 1024..65535). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on("error", reject).listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
 const LONG = 8_000; // max tokens for a reply that must still be streaming when we act on it (a session has 8192)
 const SHORT = 12; // max tokens for a reply we want finished quickly
 
@@ -334,6 +346,32 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     // the loaded model is still the one that was loaded
     await visible(page.getByRole("region", { name: "Current model" }).getByText("qwen3_moe", { exact: true }));
     rmSync(notAModel, { recursive: true, force: true });
+    app.expectClean();
+  });
+
+  it("Settings: the API server switched on answers an OpenAI request with the key it shows; switched off it is gone", async () => {
+    await nav("Settings").click();
+    const port = String(await freePort());
+    await page.getByLabel("Port", { exact: true }).fill(port);
+    // the switch shows the server's state: it turns on when the server says it runs, not on the click itself
+    const toggle = page.getByRole("switch", { name: "Serve the API" });
+    await toggle.click();
+    await expect.poll(() => toggle.isChecked()).toBe(true);
+    const base = `http://127.0.0.1:${port}/v1`;
+    await expect.poll(() => page.locator(".facts code").first().innerText()).toBe(base);
+    await page.getByRole("button", { name: "Show", exact: true }).click();
+    const key = await page.getByTestId("api-key").innerText();
+    expect(key).toMatch(/^sk-moe-/);
+    const r = await fetch(`${base}/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "qwen3_moe", messages: [{ role: "user", content: "hi" }], max_tokens: 3 }) });
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBeGreaterThan(0);
+    expect((await fetch(`${base}/models`, { headers: { authorization: "Bearer sk-wrong-0000" } })).status).toBe(401);
+    await app.screenshot("10b-settings-api");
+    await toggle.click();
+    await expect.poll(() => toggle.isChecked()).toBe(false);
+    await count(page.locator(".facts code"), 0);
+    await expect(fetch(`${base}/models`)).rejects.toThrow();
     app.expectClean();
   });
 

@@ -1,6 +1,7 @@
 // The renderer's view of the contract: type-only imports, so zod never enters the bundle.
 export type {
   Api,
+  ApiServerStatus,
   AppInfo,
   CallInput,
   CatalogEntry,

@@ -1,10 +1,10 @@
-// One message: Markdown body (streaming as it arrives), stats under replies, Copy / Edit / Regenerate actions.
+// One message: its body (Markdown, tool calls as blocks: ToolCallBlock.tsx; streaming as it arrives), stats under replies, Copy / Edit / Regenerate actions.
 import { memo, useEffect, useRef, useState, type KeyboardEvent } from "react";
 import type { Message } from "../api/types.js";
 import { useCopied, useT } from "../hooks.js";
 import { useChat } from "../stores/chat.js";
 import { ErrorText } from "./ErrorText.js";
-import { Markdown } from "./Markdown.js";
+import { ReplyBody } from "./ToolCallBlock.js";
 import { IconAlert, IconCheck, IconCopy, IconEdit, IconRefresh } from "./icons.js";
 
 function EditBox({ message, onDone }: { message: Message; onDone(): void }) {
@@ -70,7 +70,7 @@ export const MessageItem = memo(function MessageItem({ message, isLastReply, bus
         <EditBox message={message} onDone={() => setEditing(false)} />
       ) : (
         <div className="msg-body">
-          {user ? <p className="plain">{message.content}</p> : message.content ? <Markdown text={message.content} streaming={streaming} /> : streaming ? <span className="typing" aria-label={t("chat.thinking")}><i /><i /><i /></span> : null}
+          {user ? <p className="plain">{message.content}</p> : message.content ? <ReplyBody text={message.content} streaming={streaming} /> : streaming ? <span className="typing" aria-label={t("chat.thinking")}><i /><i /><i /></span> : null}
         </div>
       )}
       {message.status === "error" && message.error && (

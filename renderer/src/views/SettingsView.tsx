@@ -1,7 +1,8 @@
-// Settings: language and theme (both apply at once and are saved), and a few facts about this installation.
+// Settings: language and theme (both apply at once and are saved), the API server, and a few facts about this installation.
 import { useT } from "../hooks.js";
 import { useModels } from "../stores/models.js";
 import { useSettings } from "../stores/settings.js";
+import { ApiServerCard } from "../components/settings/ApiServerCard.js";
 
 function Choice<V extends string>({ name, legend, value, options, onChange }: { name: string; legend: string; value: V; options: [V, string][]; onChange(v: V): void }) {
   const id = `setting-${name}`;
@@ -55,6 +56,7 @@ export function SettingsView() {
             onChange={(v) => void update({ theme: v })}
           />
         </section>
+        <ApiServerCard />
         {info && (
           <section className="card">
             <h2>{t("settings.about")}</h2>
