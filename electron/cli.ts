@@ -46,8 +46,8 @@ Commands:
       tokenizer, chat template and generation config. --quantize writes the quantized folder of the merged weights
       instead; --gguf TYPE makes --out the FILE.gguf of the merged weights. An existing --out is refused unless
       --force; Ctrl-C cancels and leaves nothing.
-  serve [--port N] [--model DIR [--adapter DIR]] [--data DIR] [--allow-dir DIR]... [--token T] [--device D]
-        [--api [--api-port N] [--api-host H] [--api-key KEY]]
+  serve [--config deploy.yaml] [--port N] [--host H] [--model DIR [--adapter DIR]] [--data DIR] [--allow-dir DIR]...
+        [--token T] [--device D [--gpu N]] [--api [--api-port N] [--api-host H] [--api-key KEY]]
       The desktop app's UI for a browser, on 127.0.0.1 only (renderer + WebSocket API; needs
       "npm run build:renderer"). Prints "moe-studio serve: http://127.0.0.1:PORT/?token=..." when ready: open
       that URL (every request needs the token; the page keeps it in a cookie). --port 0 (the default is 8377)
@@ -60,7 +60,11 @@ Commands:
       streaming, tool calls, JSON mode; documented at /docs) on --api-port (default 8378; 0: a free port) of
       --api-host (default 127.0.0.1). --api-key KEY (or MOE_STUDIO_API_KEY) makes every request need
       "Authorization: Bearer KEY"; without one, any program on this machine may use it, and --api-host other
-      than 127.0.0.1 is refused.
+      than 127.0.0.1 is refused. --host H serves the UI on another address (e.g. 0.0.0.0), which needs --token.
+      --gpu N picks the GPU (CUDA_VISIBLE_DEVICES) for --device cuda|auto. --config deploy.yaml reads all of these
+      from one file (model, adapter, data_dir, allow_dirs, device, gpu, web_host, web_port, web_token, api,
+      api_host, api_port, api_key; relative paths from the file's folder); flags on the command line win, and a
+      bad field is named with its line.
   pull REPO_ID [--source hf|modelscope] [--endpoint URL] [--dir DIR] [--revision R] [--token T] [--require-checksums]
       Download a model (config, safetensors weights, tokenizer, chat template; nothing else) into
       DIR/<owner>--<name> (default DIR: the desktop app's models folder), verifying every file's checksum;
@@ -93,7 +97,7 @@ const VALUE_FLAGS = new Set([
   "source", "endpoint", "dir", "revision", "token",
   "bits", "format", "embeddings", "out", "kv-cache", "type", "adapter", "labels", "base-quant",
   "dtype", "quantize", "gguf", "shard-size", "config", "resume", "dataset", "db", "device",
-  "api-host", "api-port", "api-key",
+  "api-host", "api-port", "api-key", "host", "gpu",
 ]);
 /** Value flags that may be given more than once (parseArgs collects them in `lists`). */
 const LIST_FLAGS = new Set(["allow-dir"]);
@@ -434,11 +438,22 @@ function apiFlags(flags: Flags, env: NodeJS.ProcessEnv): { host: string; port: n
   return { host, port, key };
 }
 
-async function cmdServe(flags: Flags, lists: Record<string, string[]>, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+async function cmdServe(cliFlags: Flags, cliLists: Record<string, string[]>, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const { startServer, MissingRendererError } = await import("./server/server.js");
   const { defaultStaticDir } = await import("./server/static.js");
   const { checkToken, TOKEN_ENV } = await import("./server/auth.js");
   const { defaultDataDir } = await import("./services/paths.js");
+  // --config deploy.yaml: the file's fields are flags; those given on the command line win (server/deploy-config.ts)
+  let flags = cliFlags;
+  let lists = cliLists;
+  const configFile = str(cliFlags, "config");
+  if (configFile !== undefined) {
+    const { readDeployConfig } = await import("./server/deploy-config.js");
+    const file = readDeployConfig(resolvePath(configFile));
+    const { config: _config, ...given } = cliFlags;
+    flags = { ...file.flags, ...given };
+    lists = { ...file.lists, ...cliLists };
+  }
   const port = number(flags, "port", { int: true, min: 0 }) ?? DEFAULT_PORT;
   if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
   const model = str(flags, "model");
@@ -462,11 +477,21 @@ async function cmdServe(flags: Flags, lists: Record<string, string[]>, env: Node
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
+  const host = str(flags, "host") ?? "127.0.0.1";
+  if (!isLoopback(host) && token === undefined) {
+    throw new UsageError(`--host ${host} needs --token T (or ${TOKEN_ENV}, or web_token in the config): anyone who can reach it could use the app`);
+  }
+  const gpu = number(flags, "gpu", { int: true, min: 0 });
+  if (gpu !== undefined) {
+    if (device !== "cuda" && device !== "auto") throw new UsageError(`--gpu ${gpu} needs --device cuda or auto (the models run on ${device ? `--device ${device}` : "the CPU"})`);
+    // the engine worker inherits it: CUDA numbers the one GPU it may see 0
+    process.env.CUDA_VISIBLE_DEVICES = String(gpu);
+  }
   let server;
   try {
     server = await startServer({
       port,
-      host: "127.0.0.1",
+      host,
       dataDir: str(flags, "data") ?? defaultDataDir(),
       staticDir: defaultStaticDir(),
       ...(model !== undefined ? { model: resolvePath(model) } : {}),

@@ -9,7 +9,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { securityHeaders } from "../window-options.js";
 import { hasIndex, readStatic } from "./static.js";
-import { checkToken, newToken, TOKEN_PARAM, TokenAuth } from "./auth.js";
+import { checkToken, newToken, TOKEN_ENV, TOKEN_PARAM, TokenAuth } from "./auth.js";
+import { isLoopback } from "./openai/http.js";
 import { DEFAULT_MAX_PAYLOAD, WsTransport, type Dispatch, type ToWireError } from "./ws-transport.js";
 import type { EventName } from "../contract.js";
 import type { DeviceKind } from "../engine/addon.js";
@@ -30,8 +31,11 @@ export interface ServerBackend {
 export interface ServerOptions {
   /** 0 picks a free port. */
   port: number;
-  /** Only loopback. */
-  host?: "127.0.0.1";
+  /**
+   * Default 127.0.0.1. Any other address (a server others reach, `web_host` of a deploy config) needs `token` set
+   * by whoever deploys: the printed URL is then not the only way in, and nothing binds without a key.
+   */
+  host?: string;
   dataDir: string;
   /** A model folder to load at start (clients may also read files under it). */
   model?: string;
@@ -94,16 +98,30 @@ async function appBackend(opts: ServerOptions, emit: (name: EventName, payload: 
   return { dispatch: (name, input) => dispatch(name, input), toWireError, dispose: () => services.dispose(), api: services.api };
 }
 
+/** A Host header: a name or IPv4 address, or a bracketed IPv6 address, and a port. */
+const HOST_HEADER = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
+
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const host = opts.host ?? "127.0.0.1";
-  if (host !== "127.0.0.1") throw new Error("the server binds to 127.0.0.1 only");
+  const loopback = isLoopback(host);
+  if (!loopback && opts.token === undefined) {
+    throw new Error(`the web UI on ${host} (not this machine only) needs a token you set (--token, ${TOKEN_ENV} or web_token): anyone who can reach it could use the app`);
+  }
   if (!hasIndex(opts.staticDir)) throw new MissingRendererError(opts.staticDir);
   const token = opts.token === undefined ? newToken() : checkToken(opts.token, "token");
 
   let port = 0;
-  const selfOrigins = () => [`http://127.0.0.1:${port}`, `http://localhost:${port}`];
-  const selfHosts = () => [`127.0.0.1:${port}`, `localhost:${port}`];
+  // Which Host headers name this server. On loopback only 127.0.0.1 / localhost with our port: a page on
+  // evil.example resolving to 127.0.0.1 sends Host: evil.example (DNS rebinding). Bound to another address the
+  // server is reached by whatever name or address the user types (a LAN IP, a DNS name, a reverse proxy's), so any
+  // well-formed Host is taken: every request needs the token there, and its cookie belongs to the name the browser
+  // used, so a rebinding page has none. Either way a WebSocket's Origin must be the page the Host names.
+  const hostOk = (h: string) => (loopback ? h === `127.0.0.1:${port}` || h === `localhost:${port}` : HOST_HEADER.test(h));
+  // (https: behind a TLS-terminating reverse proxy, which passes the Host on)
+  const originOk = (origin: string, h: string) => hostOk(h) && (origin === `http://${h}` || (!loopback && origin === `https://${h}`));
   let headers: Record<string, string> = {};
+  // the CSP names the WebSocket URL the page may open: the one of the Host it was loaded from
+  const headersFor = (h: string | undefined) => (loopback || !h ? headers : securityHeaders({ connectSrc: [`ws://${h}`, `wss://${h}`] }));
   // made once the port is known (the cookie's name holds it); until then nothing is allowed
   let auth: TokenAuth | null = null;
 
@@ -115,8 +133,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   transport = new WsTransport({
     dispatch: backend.dispatch,
     toWireError: backend.toWireError,
-    allowedOrigins: selfOrigins,
-    allowedHosts: selfHosts,
+    accepts: originOk,
     maxPayload: opts.maxPayload ?? DEFAULT_MAX_PAYLOAD,
   });
 
@@ -132,8 +149,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       res.writeHead(status, { "Content-Type": "text/plain; charset=utf-8", ...headers, ...extra });
       res.end(req.method === "HEAD" ? undefined : body + "\n");
     };
-    // DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example.
-    if (!req.headers.host || !selfHosts().includes(req.headers.host)) return text(421, "unknown host");
+    if (!req.headers.host || !hostOk(req.headers.host)) return text(421, "unknown host");
     const { rawPath, query } = splitUrl(req.url);
     if (query.has(TOKEN_PARAM)) {
       // the token exchange: the cookie, and the same URL without the token
@@ -155,7 +171,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       "Content-Length": String(r.body.length),
       // hashed assets can be cached; index.html must be revalidated so a rebuild shows up on reload
       "Cache-Control": isHtml ? "no-cache" : "public, max-age=3600",
-      ...headers,
+      ...headersFor(req.headers.host),
     });
     res.end(req.method === "HEAD" ? undefined : r.body);
   }
@@ -204,7 +220,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   headers = securityHeaders({ connectSrc: [`ws://127.0.0.1:${port}`, `ws://localhost:${port}`] });
 
   let closing: Promise<void> | null = null;
-  const url = `http://127.0.0.1:${port}/`;
+  // the URL to print: loopback's, also for a wildcard bind (0.0.0.0 / :: listen on it too), else the address bound
+  const shown = loopback || host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  const url = `http://${shown}:${port}/`;
   return {
     url,
     urlWithToken: `${url}?${TOKEN_PARAM}=${encodeURIComponent(token)}`,

@@ -14,10 +14,8 @@ export type ToWireError = (e: unknown) => { message: string; code: RpcErrorCode 
 export interface WsTransportOptions {
   dispatch: Dispatch;
   toWireError: ToWireError;
-  /** Origins allowed to connect, e.g. ["http://127.0.0.1:5000", "http://localhost:5000"]. */
-  allowedOrigins: () => string[];
-  /** Host headers accepted on the upgrade request (same host:port pairs). */
-  allowedHosts: () => string[];
+  /** Whether an upgrade request with this Origin and Host comes from the app's own page (server.ts decides). */
+  accepts: (origin: string, host: string) => boolean;
   /** Largest message accepted, in bytes. */
   maxPayload?: number;
 }
@@ -40,7 +38,7 @@ export class WsTransport {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const origin = req.headers.origin;
     const host = req.headers.host;
-    if (!origin || !this.opts.allowedOrigins().includes(origin) || !host || !this.opts.allowedHosts().includes(host)) {
+    if (!origin || !host || !this.opts.accepts(origin, host)) {
       const body = "WebSocket connections are accepted only from this app's own origin\n";
       socket.end(`HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
       return;

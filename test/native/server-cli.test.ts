@@ -3,6 +3,8 @@
 // with MOE_STUDIO_RENDERER_DIR so this does not need `vite build`.)
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
+import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -254,4 +256,78 @@ describe("moe-studio serve", () => {
     expect(notOne.err()).toMatch(/not a PEFT adapter folder \(.*adapter_config\.json is missing\)/);
     expect(lone.out() + notOne.out()).toBe("");
   });
+
+  it("--config deploy.yaml: the UI and the API on the file's ports, paths from the file's folder; a flag beats the file", async () => {
+    const dir = join(tmp, "deploy");
+    mkdirSync(dir);
+    const [web, apiPort, other] = [await freePort(), await freePort(), await freePort()];
+    const file = join(dir, "deploy.yaml");
+    writeFileSync(file, `# one-command deploy\nmodel: ${join(MODELS, "qwen3_moe")}\ndata_dir: state\nweb_port: ${web}\napi_port: ${apiPort}\napi_key: sk-deploy-12345678\n`);
+    const s = serve(["--config", file, "--api-port", String(other)]);
+    const line = await s.ready;
+    expect(LINE.exec(line)?.[1]).toBe(String(web));
+    await waitFor(() => s.out().includes("OpenAI-compatible API"), 30_000);
+    expect(s.out()).toContain(`OpenAI-compatible API at http://127.0.0.1:${other}/v1`); // --api-port beat api_port
+    const models = await fetch(`http://127.0.0.1:${other}/v1/models`, { headers: { authorization: "Bearer sk-deploy-12345678" } });
+    expect(models.status).toBe(200);
+    expect(((await models.json()) as { data: Array<{ id: string }> }).data.map((m) => m.id)).toEqual(["qwen3_moe"]);
+    expect(existsSync(join(dir, "state"))).toBe(true); // data_dir: state is next to the file
+    s.child.kill("SIGTERM");
+    expect((await s.exited).code).toBe(0);
+  });
+
+  it("--config: a bad field is named with its line before anything listens; web_host elsewhere needs a token", async () => {
+    const bad = join(tmp, "bad.yaml");
+    writeFileSync(bad, "web_port: 8377\napi_port: eighty\n");
+    const s = serve(["--config", bad]);
+    expect((await s.exited).code).toBe(1);
+    expect(s.err()).toBe(`moe-studio: ${bad}:2:11: api_port: must be an integer in [0, 65535] (0: any free port), got "eighty"\n`);
+    const typo = join(tmp, "typo.yaml");
+    writeFileSync(typo, "web_prot: 1\n");
+    const t = serve(["--config", typo]);
+    expect((await t.exited).code).toBe(1);
+    expect(t.err()).toContain(`${typo}:1:1: web_prot: unknown field (did you mean web_port?)`);
+    const open = join(tmp, "open.yaml");
+    writeFileSync(open, "web_host: 0.0.0.0\nweb_port: 0\n");
+    const o = serve(["--config", open], { MOE_STUDIO_RENDERER_DIR: staticDir, MOE_STUDIO_TOKEN: "" });
+    expect((await o.exited).code).toBe(1);
+    expect(o.err()).toMatch(/--host 0\.0\.0\.0 needs --token T \(or MOE_STUDIO_TOKEN, or web_token in the config\)/);
+    expect(s.out() + t.out() + o.out()).toBe("");
+  });
+
+  it("--host 0.0.0.0 with a token: reached by any name the browser uses, the token still required, the WebSocket same-origin", async () => {
+    const token = "deploy-token-abcdefghijkl";
+    const s = serve(["--port", "0", "--host", "0.0.0.0", "--token", token, "--data", join(tmp, "data-wide")]);
+    const port = Number(LINE.exec(await s.ready)![1]);
+    const get = (host: string, headers: Record<string, string> = {}) =>
+      new Promise<number>((resolve, reject) => {
+        request({ host: "127.0.0.1", port, path: "/", headers: { host, ...headers } }, (res) => (res.resume(), resolve(res.statusCode!))).on("error", reject).end();
+      });
+    const name = `studio.lan:${port}`;
+    expect(await get(name)).toBe(401); // another name is fine (not 421), the token is not optional
+    expect(await get(name, { authorization: `Bearer ${token}` })).toBe(200);
+    expect(await get("bad host!", { authorization: `Bearer ${token}` })).toBe(421);
+    const open = (origin: string) =>
+      new Promise<string>((resolve) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${port}/api`, { origin, headers: { host: name, authorization: `Bearer ${token}` } });
+        ws.once("open", () => (ws.close(), resolve("open")));
+        ws.once("unexpected-response", (_req, res) => resolve(String(res.statusCode)));
+        ws.once("error", () => resolve("error"));
+      });
+    expect(await open(`http://${name}`)).toBe("open");
+    expect(await open("http://evil.example")).toBe("403");
+    s.child.kill("SIGTERM");
+    expect((await s.exited).code).toBe(0);
+  });
 });
+
+/** A free TCP port of 127.0.0.1. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on("error", reject).listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
