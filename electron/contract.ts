@@ -72,8 +72,39 @@ export const Conversation = z.object({
   modelDir: z.string().nullable(),
   /** A PEFT adapter folder (e.g. a run's checkpoint-200) every reply applies unmerged on the base model; null: the base. */
   adapterDir: z.string().nullable(),
+  /** A remote OpenAI-compatible endpoint (endpoints.*) that answers instead of the local model; null: local. */
+  endpointId: z.string().nullable(),
 });
 export type Conversation = z.infer<typeof Conversation>;
+
+/** A remote OpenAI-compatible server the chat can talk to (a vLLM cluster, another MoE Studio). */
+export const Endpoint = z.object({
+  id: Id,
+  name: z.string(),
+  /** Up to and including /v1: http(s)://host:port/v1 */
+  baseUrl: z.string(),
+  /** The model id the requests name. */
+  model: z.string(),
+  /** Headless: the environment variable holding the key (read at each request); null: the stored key, if any. */
+  keyEnv: z.string().nullable(),
+  /** Whether a key was stored for it (never sent back itself). */
+  hasKey: z.boolean(),
+  /** Where a stored key lives: the OS keychain, or memory (gone when the app quits). */
+  keyStorage: z.enum(["keychain", "memory"]),
+  createdAt: z.number(),
+});
+export type Endpoint = z.infer<typeof Endpoint>;
+
+const EndpointUrl = z.string().max(2048).refine((s) => {
+  try {
+    const u = new URL(s);
+    return (u.protocol === "http:" || u.protocol === "https:") && !u.username && !u.password && !u.search && !u.hash;
+  } catch {
+    return false;
+  }
+}, "must be an http:// or https:// URL (the API's base, e.g. http://10.0.0.5:8000/v1), with no user, query or fragment");
+const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "must be an environment variable name");
+const EndpointKey = z.string().min(1).max(4096).regex(/^[\x21-\x7e]+$/, "an API key is printable ASCII without spaces");
 
 export const ConversationSummary = z.object({
   id: Id,
@@ -676,6 +707,8 @@ export const calls = {
       /** "Chat with checkpoint N": the base model folder (default: the loaded model) and the adapter folder it runs with. */
       modelDir: NoNulText(4096).nullable().optional(),
       adapterDir: NoNulText(4096).nullable().optional(),
+      /** Chat with a remote endpoint instead of the local model. */
+      endpointId: Id.nullable().optional(),
     }),
     Conversation,
   ),
@@ -688,10 +721,31 @@ export const calls = {
       sampling: SamplingSettings.partial().strict().optional(),
       /** Run later replies with another adapter folder, or null: the base. */
       adapterDir: NoNulText(4096).nullable().optional(),
+      /** Later replies from a remote endpoint, or null: the local model. */
+      endpointId: Id.nullable().optional(),
     }),
     Conversation,
   ),
   "conversations.delete": call(ById, Ok),
+
+  "endpoints.list": call(Empty, z.array(Endpoint)),
+  /** key: stored in the keychain (never in the database); keyEnv: read from that variable at each request instead. */
+  "endpoints.add": call(
+    z.strictObject({ name: Text(100).min(1), baseUrl: EndpointUrl, model: Text(256).min(1), key: EndpointKey.optional(), keyEnv: EnvName.optional() }),
+    Endpoint,
+  ),
+  /** key null: forget the stored key; keyEnv null: use the stored key again. */
+  "endpoints.update": call(
+    z.strictObject({ id: Id, name: Text(100).min(1).optional(), baseUrl: EndpointUrl.optional(), model: Text(256).min(1).optional(),
+      key: EndpointKey.nullable().optional(), keyEnv: EnvName.nullable().optional() }),
+    Endpoint,
+  ),
+  "endpoints.delete": call(ById, Ok),
+  /** The remote's GET /models: of a saved endpoint (id), or of one being added (baseUrl, key). */
+  "endpoints.models": call(
+    z.union([z.strictObject({ id: Id }), z.strictObject({ baseUrl: EndpointUrl, key: EndpointKey.optional() })]),
+    z.object({ models: z.array(z.string()) }),
+  ),
 
   /** Saves the user message, starts the reply; tokens arrive as chat.delta events, then chat.done. */
   "chat.send": call(

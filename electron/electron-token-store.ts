@@ -1,13 +1,13 @@
-// A secret inside Electron (the hub access token, the API server's key): encrypted with safeStorage (the OS keychain /
+// A secret inside Electron (the hub access token, the API server's key, the remote endpoints' keys): encrypted with safeStorage (the OS keychain /
 // DPAPI / libsecret) into <userData>/hub-token.bin or api-key.bin (mode 0600, written to a temporary name and renamed). Where the OS offers no encryption
 // (safeStorage.isEncryptionAvailable() is false, e.g. Linux without a keyring) the token is kept in memory only.
 import { safeStorage } from "electron";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "./library/atomic-write.js";
-import { API_KEY_FILE, MemoryTokenStore, TOKEN_FILE, type TokenStore } from "./library/token-store.js";
+import { API_KEY_FILE, ENDPOINT_KEYS_FILE, MemoryTokenStore, TOKEN_FILE, type TokenStore } from "./library/token-store.js";
 
-export function safeTokenStore(dataDir: string, name: typeof TOKEN_FILE | typeof API_KEY_FILE = TOKEN_FILE): TokenStore {
+export function safeTokenStore(dataDir: string, name: typeof TOKEN_FILE | typeof API_KEY_FILE | typeof ENDPOINT_KEYS_FILE = TOKEN_FILE): TokenStore {
   if (!safeStorage.isEncryptionAvailable()) return new MemoryTokenStore();
   const file = join(dataDir, name);
   return {

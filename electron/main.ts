@@ -15,7 +15,7 @@ import { createAppServices } from "./services/app.js";
 import { defaultDataDir } from "./services/paths.js";
 import { utilityTextSpawner, utilityWorkerSpawner } from "./electron-worker.js";
 import { safeTokenStore } from "./electron-token-store.js";
-import { API_KEY_FILE } from "./library/token-store.js";
+import { API_KEY_FILE, ENDPOINT_KEYS_FILE } from "./library/token-store.js";
 import { readStatic } from "./server/static.js";
 import { APP_HOST, APP_SCHEME, APP_START_URL, externalUrl, isAppUrl, securityHeaders, windowOptions } from "./window-options.js";
 
@@ -121,6 +121,7 @@ function start() {
       transport: "ipc",
       tokenStore: safeTokenStore(app.getPath("userData")),
       apiKeyStore: safeTokenStore(app.getPath("userData"), API_KEY_FILE),
+      endpointKeyStore: safeTokenStore(app.getPath("userData"), ENDPOINT_KEYS_FILE),
       restoreApiServer: true,
     });
     dispatch = createDispatcher(services.handlers);

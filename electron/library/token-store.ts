@@ -7,6 +7,8 @@
 export const TOKEN_FILE = "hub-token.bin";
 /** The API server's key, kept the same way (electron/server/openai/control.ts). */
 export const API_KEY_FILE = "api-key.bin";
+/** The keys of remote endpoints, one encrypted JSON object { endpointId: key } (services/endpoints.ts). */
+export const ENDPOINT_KEYS_FILE = "endpoint-keys.bin";
 
 export interface TokenStore {
   readonly kind: "safeStorage" | "memory";

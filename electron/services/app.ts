@@ -19,6 +19,7 @@ import { JobsStore } from "../store/jobs.js";
 import { JobService } from "../jobs/service.js";
 import { FinetuneService } from "../finetune/service.js";
 import { repositories, type Repositories } from "../store/repositories.js";
+import { EndpointService } from "./endpoints.js";
 import { ChatService } from "./chat.js";
 import { ConversationService } from "./conversations.js";
 import { DatasetService } from "./datasets.js";
@@ -74,6 +75,8 @@ export interface AppServicesOptions {
   tokenStore?: TokenStore;
   /** Where the API server's key is kept (Electron: safeStorage); default in memory only. */
   apiKeyStore?: TokenStore;
+  /** Where the remote endpoints' keys live (the desktop app: the keychain); default: memory only. */
+  endpointKeyStore?: TokenStore;
   /** Switch the API server on at start if it was on when the app last quit (the desktop app; `serve` uses --api). */
   restoreApiServer?: boolean;
   /** Model library: stall timeout of a download in ms (default 30 s; MOE_STUDIO_STALL_MS for tests). */
@@ -130,7 +133,8 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   // one generation at a time and one set of KV caches, shared by the chat and the API (services/generation-queue.ts)
   const queue = new GenerationQueue();
   const sessions = new SessionPool(SESSIONS_KEPT + 1);
-  const chat = new ChatService(repos, conversations, models, opts.emit, sessions, queue);
+  const endpoints = new EndpointService(repos, opts.endpointKeyStore ?? new MemoryTokenStore());
+  const chat = new ChatService(repos, conversations, models, opts.emit, sessions, queue, endpoints);
 
   let info: Promise<Pick<AppInfo, "simd" | "cuda">> | null = null;
   const engineInfo = () =>
@@ -215,6 +219,11 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "settings.set": async (i) => settings.set(i.modelsDir ? { ...i, modelsDir: paths.checkWrite(i.modelsDir, "modelsDir (the models folder)") } : i),
     "api.status": async () => api.status(),
     "api.set": async (i) => api.set(i),
+    "endpoints.list": async () => endpoints.list(),
+    "endpoints.add": async (i) => endpoints.add(i),
+    "endpoints.update": async (i) => endpoints.update(i),
+    "endpoints.delete": async (i) => endpoints.delete(i),
+    "endpoints.models": async (i) => endpoints.models(i),
 
     "conversations.list": async (i) => conversations.list(i),
     "conversations.get": async (i) => conversations.get(i),

@@ -12,6 +12,11 @@
 // the base is never loaded twice. One session is kept per adapter (the base is one more), the least recently used
 // dropped beyond SESSIONS_KEPT. "Compare with base" (compare) answers one user message twice, base then adapter, into
 // two messages marked compare "base" / "adapter"; later turns continue from the adapter's reply.
+//
+// Remote endpoints: a conversation with endpointId is answered by that OpenAI-compatible server (a vLLM cluster,
+// another MoE Studio) instead of the local engine, with the same lifecycle: deltas, Stop, regenerate, edit, the text
+// saved as it streams. It needs no local model and takes no engine slot; one reply at a time in the chat all the same.
+// A remote that breaks off mid-reply ends it with status "error" naming the endpoint, and the text so far is kept.
 import { randomUUID } from "node:crypto";
 import { resolve } from "node:path";
 import type { CallOutput, Conversation, GenerationStats, Message } from "../contract.js";
@@ -26,6 +31,8 @@ import { boundedText } from "../text/bounded-text.js";
 import { RpcError } from "../contract.js";
 import { SessionPool } from "./session-pool.js";
 import { GenerationQueue } from "./generation-queue.js";
+import type { EndpointService } from "./endpoints.js";
+import { streamChat, type RemoteSampling } from "./remote/openai-stream.js";
 
 /** Engine sessions the chat keeps (each holds a KV cache): the base and an adapter side by side for Compare with base. */
 export const SESSIONS_KEPT = 2;
@@ -65,6 +72,7 @@ export class ChatService {
     private readonly emit: Emit,
     private readonly sessions: SessionPool = new SessionPool(SESSIONS_KEPT),
     private readonly queue: GenerationQueue = new GenerationQueue(),
+    private readonly endpoints: EndpointService | null = null,
   ) {
     models.beforeUnload = () => this.stopAll();
   }
@@ -75,11 +83,19 @@ export class ChatService {
   }
 
   /** Reserve the single generation slot, wait for the model, then run `prepare` (database changes) and generate. */
-  private async begin<T>(conversationId: string, prepare: (conv: Conversation, model: LoadedModel) => { result: T; replies: Reply[] }): Promise<T> {
+  private async begin<T>(conversationId: string, prepare: (conv: Conversation, model: LoadedModel | null) => { result: T; replies: Reply[] }): Promise<T> {
     const conv = this.conversations.require(conversationId);
     if (this.running || this.starting) {
       const here = this.running?.conversationId === conversationId;
       throw busy(here ? engineMessages.busyHere() : engineMessages.busyOther());
+    }
+    if (conv.endpointId) {
+      // a remote answers: no local model, no engine slot (its key is checked now, before anything is saved)
+      if (!this.endpoints) throw new RpcError("invalid_input", "This app has no remote endpoints.");
+      this.endpoints.target(conv.endpointId);
+      const { result, replies } = this.repos.db.transaction(() => prepare(conv, null))();
+      this.start(this.conversations.require(conv.id), replies, null, () => {});
+      return result;
     }
     const slot = this.queue.tryAcquire("chat");
     if (!slot) throw busy(engineMessages.busyApi());
@@ -111,8 +127,8 @@ export class ChatService {
     return m;
   }
 
-  private touch(conv: Conversation, model: LoadedModel): void {
-    this.repos.conversations.update({ ...conv, modelDir: model.dir, updatedAt: Date.now() });
+  private touch(conv: Conversation, model: LoadedModel | null): void {
+    this.repos.conversations.update({ ...conv, ...(model ? { modelDir: model.dir } : {}), updatedAt: Date.now() });
   }
 
   /** The replies of one ordinary turn: the conversation's adapter (or the model as loaded). */
@@ -130,7 +146,8 @@ export class ChatService {
    * A message that cannot fit the session's context even by the cheap lower bound is refused before anything is
    * saved: storing (and indexing) a 1M-character paste would cost the server a second for a reply that cannot be.
    */
-  private refuseHopeless(content: string, conv: Conversation, model: LoadedModel): void {
+  private refuseHopeless(content: string, conv: Conversation, model: LoadedModel | null): void {
+    if (!model) return; // a remote knows its own context and says so
     const ctx = model.card.sessionContextLength;
     const atLeast = model.tokenizer.minTokens(content) + (conv.systemPrompt.trim() ? model.tokenizer.minTokens(conv.systemPrompt) : 0);
     if (atLeast >= ctx) throw new RpcError("invalid_input", engineMessages.promptTooLongAtLeast(content.length, atLeast, ctx));
@@ -151,6 +168,7 @@ export class ChatService {
   async compare(input: HandlerInput<"chat.compare">): Promise<CallOutput<"chat.compare">> {
     const conv = this.conversations.require(input.conversationId);
     if (!conv.adapterDir) throw new RpcError("invalid_input", "This conversation runs on the base model: there is no adapter to compare it with.");
+    if (conv.endpointId) throw new RpcError("invalid_input", "This conversation is answered by a remote endpoint: Compare with base runs a local adapter and its base.");
     return this.begin(input.conversationId, (conv, model) => {
       this.refuseHopeless(input.content, conv, model);
       const user = this.userMessage(conv, input.content);
@@ -211,7 +229,7 @@ export class ChatService {
   }
 
   /** Write the replies one after the other (a stop ends them all); one generation slot for the whole turn. */
-  private start(conv: Conversation, replies: Reply[], model: LoadedModel, slot: () => void): void {
+  private start(conv: Conversation, replies: Reply[], model: LoadedModel | null, slot: () => void): void {
     const abort = new AbortController();
     const running: Running = { conversationId: conv.id, messageId: replies[0].assistant.id, abort, done: Promise.resolve() };
     this.running = running;
@@ -226,7 +244,8 @@ export class ChatService {
         running.messageId = r.assistant.id;
         const last = i === replies.length - 1 ? release : undefined;
         if (abort.signal.aborted) this.finish(conv.id, { ...r.assistant, status: "stopped" }, last);  // Stop ends the turn
-        else await this.generate(conv, r.assistant, model, abort.signal, r.adapter, skip, last);
+        else if (model) await this.generate(conv, r.assistant, model, abort.signal, r.adapter, skip, last);
+        else await this.generateRemote(conv, r.assistant, abort.signal, skip, last);
       }
     })().finally(release);
   }
@@ -333,6 +352,61 @@ export class ChatService {
       const why = workerExitReason(e);
       error = why ? crashMessage(why) : (e instanceof Error ? e.message : String(e)).split("\n")[0];
       if (why) this.sessions.forget(model.model);
+    }
+    this.finish(conv.id, { ...assistant, content, status, error, stats }, beforeDone);
+  }
+
+  /** A reply from the conversation's remote endpoint, streamed like a local one. */
+  private async generateRemote(conv: Conversation, assistant: Message, signal: AbortSignal, skip: ReadonlySet<string>, beforeDone?: () => void): Promise<void> {
+    let content = "";
+    let status: Message["status"] = "complete";
+    let error: string | null = null;
+    let stats: GenerationStats | null = null;
+    let lastSave = Date.now();
+    let chunks = 0;
+    try {
+      const target = this.endpoints!.target(conv.endpointId!);
+      const system = conv.systemPrompt.trim() ? [{ role: "system", content: conv.systemPrompt }] : [];
+      const s = conv.sampling;
+      // only what the user set: the remote's own defaults (its generation_config) stand for the rest
+      const sampling: RemoteSampling = {
+        ...(s.temperature !== null ? { temperature: s.temperature } : {}),
+        ...(s.topP !== null ? { top_p: s.topP } : {}),
+        ...(s.topK !== null ? { top_k: s.topK } : {}),
+        ...(s.repetitionPenalty !== null ? { repetition_penalty: s.repetitionPenalty } : {}),
+        ...(s.maxTokens !== null ? { max_tokens: s.maxTokens } : {}),
+        ...(s.seed !== null ? { seed: s.seed } : {}),
+      };
+      const r = await streamChat(target, [...system, ...this.history(conv.id, skip)], sampling, signal, (delta) => {
+        content += delta;
+        chunks++;
+        this.emit("chat.delta", { conversationId: conv.id, messageId: assistant.id, delta, tokens: chunks });
+        if (Date.now() - lastSave > SAVE_EVERY_MS) {
+          this.repos.messages.setContent(assistant.id, content);
+          lastSave = Date.now();
+        }
+      });
+      content = r.text;
+      status = r.stopped ? "stopped" : "complete";
+      const prompt = r.usage?.promptTokens ?? 0;
+      const completion = r.usage?.completionTokens ?? r.chunks;
+      const decodeMs = r.totalMs - r.firstTextMs;
+      stats = {
+        promptTokens: prompt,
+        reusedTokens: 0,
+        completionTokens: completion,
+        // as seen from here: the time to the first text includes the network and the remote's queue
+        prefillTokensPerSecond: r.firstTextMs > 0 ? (prompt * 1000) / r.firstTextMs : 0,
+        decodeTokensPerSecond: decodeMs > 0 && completion > 1 ? ((completion - 1) * 1000) / decodeMs : 0,
+        stopReason: r.stopped ? "cancelled" : r.finishReason === "length" ? "length" : "eos",
+        contextTokens: prompt + completion,
+        contextLength: 0, // the remote does not say
+      };
+    } catch (e) {
+      status = "error";
+      error = (e instanceof Error ? e.message : String(e)).split("\n")[0];
+      const partial = (e as { partial?: string }).partial;
+      if (typeof partial === "string" && partial.length >= content.length) content = partial;
     }
     this.finish(conv.id, { ...assistant, content, status, error, stats }, beforeDone);
   }

@@ -61,6 +61,7 @@ export class ConversationService {
       sampling: { ...NO_SAMPLING },
       modelDir: input.modelDir ? resolve(input.modelDir) : modelDir,
       adapterDir,
+      endpointId: input.endpointId ? this.requireEndpoint(input.endpointId) : null,
     };
     this.repos.conversations.insert(c);
     return c;
@@ -80,11 +81,17 @@ export class ConversationService {
       ...(input.systemPrompt !== undefined ? { systemPrompt: input.systemPrompt } : {}),
       ...(input.presetId !== undefined ? { presetId: input.presetId } : {}),
       ...(input.adapterDir !== undefined ? { adapterDir: input.adapterDir ? checkAdapterFolder(input.adapterDir) : null } : {}),
+      ...(input.endpointId !== undefined ? { endpointId: input.endpointId ? this.requireEndpoint(input.endpointId) : null } : {}),
       sampling: { ...old.sampling, ...(input.sampling ?? {}) },
       updatedAt: Date.now(),
     };
     this.repos.conversations.update(c);
     return c;
+  }
+
+  private requireEndpoint(id: string): string {
+    if (!this.repos.endpoints.get(id)) throw notFound(`Endpoint ${id} does not exist (it may have been removed).`);
+    return id;
   }
 
   delete(input: { id: string }): { ok: true } {

@@ -11,6 +11,16 @@ export const noModel = () => new RpcError("no_model", "No model is loaded. Open 
 export const busy = (what: string) => new RpcError("busy", what);
 export const engineError = (message: string) => new RpcError("engine", message);
 
+/** A remote endpoint's failures (services/remote/openai-stream.ts): on the reply it broke, in the form. */
+export const remoteMessages = {
+  unreachable: (name: string, url: string, why: string) => `The endpoint "${name}" (${url}) cannot be reached (${why}).`,
+  brokeOff: (name: string, url: string, why: string) => `The endpoint "${name}" (${url}) broke off the reply (${why}); the text so far is kept.`,
+  closedEarly: (name: string, url: string) => `The endpoint "${name}" (${url}) closed the connection before the reply was finished; the text so far is kept.`,
+  keyRefused: (name: string, url: string, status: number, why: string) => `The endpoint "${name}" (${url}) refused the key (${status}): ${why}`,
+  refused: (name: string, url: string, status: number, why: string) => `The endpoint "${name}" (${url}) answered ${status}: ${why}`,
+  keyEnvUnset: (name: string, env: string) => `The endpoint "${name}" reads its key from the environment variable ${env}, which is not set.`,
+};
+
 /** The text of the engine's known failures (why: "signal SIGKILL" / "code 134"). */
 export const engineMessages = {
   /** On a reply cut off by the worker dying. */

@@ -28,7 +28,7 @@ import { GGUF_TEMP_RE } from "../gguf/format.js";
 import { ATOMIC_TEMP_RE } from "../library/atomic-write.js";
 import { SIDECAR_SUFFIX, STAGING_SUFFIX } from "../library/downloader.js";
 import { ORIGIN_SUFFIX } from "../library/local.js";
-import { API_KEY_FILE, TOKEN_FILE } from "../library/token-store.js";
+import { API_KEY_FILE, ENDPOINT_KEYS_FILE, TOKEN_FILE } from "../library/token-store.js";
 
 /** <owner>--<name>.partial, as downloader.ts's stagingPath makes it: a user's own "x.partial" folder is not one. */
 const STAGING_RE = new RegExp(`^[A-Za-z0-9][A-Za-z0-9._-]*--[A-Za-z0-9][A-Za-z0-9._-]*${STAGING_SUFFIX.replace(".", "\\.")}$`);
@@ -88,7 +88,7 @@ export function findLeftovers(dir: string): Leftover[] {
     let m: RegExpExecArray | null;
     if ((m = QUANTIZE_TEMP_RE.exec(name))) out.push({ path, kind: "quantize-temp", pid: Number(m[2]), target: join(dir, m[1]) });
     else if ((m = GGUF_TEMP_RE.exec(name))) out.push({ path, kind: "gguf-temp", pid: Number(m[2]), target: join(dir, m[1]) });
-    else if ((m = ATOMIC_TEMP_RE.exec(name)) && (m[1].endsWith(SIDECAR_SUFFIX) || m[1] === TOKEN_FILE || m[1] === API_KEY_FILE || m[1].endsWith(ORIGIN_SUFFIX))) out.push({ path, kind: "atomic-temp", pid: Number(m[2]), target: join(dir, m[1]) });
+    else if ((m = ATOMIC_TEMP_RE.exec(name)) && (m[1].endsWith(SIDECAR_SUFFIX) || m[1] === TOKEN_FILE || m[1] === API_KEY_FILE || m[1] === ENDPOINT_KEYS_FILE || m[1].endsWith(ORIGIN_SUFFIX))) out.push({ path, kind: "atomic-temp", pid: Number(m[2]), target: join(dir, m[1]) });
     else if (STAGING_RE.test(name)) out.push({ path, kind: "download-staging", pid: null, target: join(dir, name.slice(0, -STAGING_SUFFIX.length)) });
   }
   return out;

@@ -245,6 +245,25 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 8,
+    description: "remote OpenAI-compatible endpoints a conversation can chat with (their keys are not here: electron/services/endpoints.ts)",
+    up(db) {
+      // key_env: the environment variable that holds the key (headless); a key the user typed lives in the keychain.
+      // A deleted endpoint leaves its conversations, which answer with the local model from then on.
+      db.exec(`
+        CREATE TABLE endpoints (
+          id TEXT PRIMARY KEY,
+          name TEXT NOT NULL,
+          base_url TEXT NOT NULL,
+          model TEXT NOT NULL,
+          key_env TEXT,
+          created_at INTEGER NOT NULL
+        );
+        ALTER TABLE conversations ADD COLUMN endpoint_id TEXT REFERENCES endpoints(id) ON DELETE SET NULL;
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -1,5 +1,5 @@
 // Small repositories over the database: prepared statements in, contract-shaped objects out.
-import type { Conversation, ConversationSummary, GenerationStats, Message, Preset, RecentModel, SamplingSettings } from "../contract.js";
+import type { Conversation, ConversationSummary, Endpoint, GenerationStats, Message, Preset, RecentModel, SamplingSettings } from "../contract.js";
 import type { Db } from "./db.js";
 
 export const NO_SAMPLING: SamplingSettings = { temperature: null, topP: null, topK: null, repetitionPenalty: null, maxTokens: null, seed: null };
@@ -14,6 +14,7 @@ interface ConversationRow {
   sampling: string;
   model_dir: string | null;
   adapter_dir: string | null;
+  endpoint_id: string | null;
 }
 
 function toConversation(r: ConversationRow): Conversation {
@@ -33,6 +34,7 @@ function toConversation(r: ConversationRow): Conversation {
     sampling,
     modelDir: r.model_dir,
     adapterDir: r.adapter_dir,
+    endpointId: r.endpoint_id,
   };
 }
 
@@ -57,10 +59,10 @@ export class ConversationRepo {
     this.s = {
       get: db.prepare<[string], ConversationRow>("SELECT * FROM conversations WHERE id = ?"),
       insert: db.prepare(
-        "INSERT INTO conversations (id, title, created_at, updated_at, system_prompt, preset_id, sampling, model_dir, adapter_dir) VALUES (@id, @title, @createdAt, @updatedAt, @systemPrompt, @presetId, @sampling, @modelDir, @adapterDir)",
+        "INSERT INTO conversations (id, title, created_at, updated_at, system_prompt, preset_id, sampling, model_dir, adapter_dir, endpoint_id) VALUES (@id, @title, @createdAt, @updatedAt, @systemPrompt, @presetId, @sampling, @modelDir, @adapterDir, @endpointId)",
       ),
       update: db.prepare(
-        "UPDATE conversations SET title = @title, updated_at = @updatedAt, system_prompt = @systemPrompt, preset_id = @presetId, sampling = @sampling, model_dir = @modelDir, adapter_dir = @adapterDir WHERE id = @id",
+        "UPDATE conversations SET title = @title, updated_at = @updatedAt, system_prompt = @systemPrompt, preset_id = @presetId, sampling = @sampling, model_dir = @modelDir, adapter_dir = @adapterDir, endpoint_id = @endpointId WHERE id = @id",
       ),
       touch: db.prepare("UPDATE conversations SET updated_at = ? WHERE id = ?"),
       delete: db.prepare("DELETE FROM conversations WHERE id = ?"),
@@ -85,11 +87,11 @@ export class ConversationRepo {
   }
 
   insert(c: Conversation): void {
-    this.s.insert.run({ ...c, sampling: JSON.stringify(c.sampling), adapterDir: c.adapterDir ?? null });
+    this.s.insert.run({ ...c, sampling: JSON.stringify(c.sampling), adapterDir: c.adapterDir ?? null, endpointId: c.endpointId ?? null });
   }
 
   update(c: Conversation): void {
-    this.s.update.run({ ...c, sampling: JSON.stringify(c.sampling), adapterDir: c.adapterDir ?? null });
+    this.s.update.run({ ...c, sampling: JSON.stringify(c.sampling), adapterDir: c.adapterDir ?? null, endpointId: c.endpointId ?? null });
   }
 
   touch(id: string, at: number): void {
@@ -300,6 +302,56 @@ export class RecentModelRepo {
   }
 }
 
+interface EndpointRow {
+  id: string;
+  name: string;
+  base_url: string;
+  model: string;
+  key_env: string | null;
+  created_at: number;
+}
+
+/** Remote endpoints, without their keys (hasKey and keyStorage are the service's to fill in). */
+export type EndpointRecord = Omit<Endpoint, "hasKey" | "keyStorage">;
+
+export class EndpointRepo {
+  private readonly s;
+  constructor(db: Db) {
+    this.s = {
+      all: db.prepare<[], EndpointRow>("SELECT * FROM endpoints ORDER BY created_at, rowid"),
+      get: db.prepare<[string], EndpointRow>("SELECT * FROM endpoints WHERE id = ?"),
+      insert: db.prepare("INSERT INTO endpoints (id, name, base_url, model, key_env, created_at) VALUES (@id, @name, @baseUrl, @model, @keyEnv, @createdAt)"),
+      update: db.prepare("UPDATE endpoints SET name = @name, base_url = @baseUrl, model = @model, key_env = @keyEnv WHERE id = @id"),
+      delete: db.prepare("DELETE FROM endpoints WHERE id = ?"),
+    };
+  }
+
+  private static from(r: EndpointRow): EndpointRecord {
+    return { id: r.id, name: r.name, baseUrl: r.base_url, model: r.model, keyEnv: r.key_env, createdAt: r.created_at };
+  }
+
+  list(): EndpointRecord[] {
+    return this.s.all.all().map(EndpointRepo.from);
+  }
+
+  get(id: string): EndpointRecord | null {
+    const r = this.s.get.get(id);
+    return r ? EndpointRepo.from(r) : null;
+  }
+
+  insert(e: EndpointRecord): void {
+    this.s.insert.run(e);
+  }
+
+  update(e: EndpointRecord): void {
+    this.s.update.run(e);
+  }
+
+  delete(id: string): boolean {
+    return this.s.delete.run(id).changes > 0;
+  }
+}
+
 /** Every repository over one database. */
 export function repositories(db: Db) {
   return {
@@ -309,6 +361,7 @@ export function repositories(db: Db) {
     presets: new PresetRepo(db),
     settings: new SettingsRepo(db),
     recentModels: new RecentModelRepo(db),
+    endpoints: new EndpointRepo(db),
   };
 }
 export type Repositories = ReturnType<typeof repositories>;

@@ -4,67 +4,17 @@
 // goldens), streamed text equals the plain reply, stop strings and max_tokens end it where they must, tool calls come
 // back parsed with JSON arguments, a bad request is a 400 naming the field, a wrong key a 401, two clients are both
 // answered, and a client that aborts mid-stream stops its generation. (Needs `npx tsc`; the web UI is a stand-in.)
-import { spawn } from "node:child_process";
 import { request } from "node:http";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { golden, MODELS, ROOT } from "./fixtures.js";
+import { fixtureCopy, serveApi, type Served } from "./serve-api.js";
 
-const BIN = join(ROOT, "electron/bin/moe-studio.mjs");
-const API_LINE = /OpenAI-compatible API at (http:\/\/127\.0\.0\.1:\d+\/v1)/;
 const KEY = "sk-test-0123456789abcdef";
 let tmp: string;
-
-interface Served {
-  baseUrl: string;
-  err: () => string;
-  stop: () => Promise<void>;
-}
-
-async function serveApi(model: string, extra: string[]): Promise<Served> {
-  const child = spawn(process.execPath, [BIN, "serve", "--port", "0", "--data", mkdtempSync(join(tmp, "data-")), "--model", model, "--api", "--api-port", "0", ...extra], {
-    env: { ...process.env, MOE_STUDIO_RENDERER_DIR: join(tmp, "dist") },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  let err = "";
-  child.stdout!.setEncoding("utf8").on("data", (s: string) => (out += s));
-  child.stderr!.setEncoding("utf8").on("data", (s: string) => (err += s));
-  const exited = new Promise<void>((r) => child.on("exit", () => r()));
-  const baseUrl = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no API line; stdout: ${out} stderr: ${err}`)), 60_000);
-    child.stdout!.on("data", () => {
-      const m = API_LINE.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.on("exit", () => reject(new Error(`exited; stdout: ${out} stderr: ${err}`)));
-  });
-  return { baseUrl, err: () => err, stop: async () => (child.kill("SIGTERM"), await exited) };
-}
-
-/**
- * The qwen3_moe fixture's weights in a folder of its own, with a 2048-token context (the fixture says 256, too short
- * for a tool list in a 560-token vocabulary; rope "default" does not depend on it, so the logits are the goldens'),
- * and optionally another chat template.
- */
-function fixtureCopy(dir: string, template?: string): string {
-  mkdirSync(dir, { recursive: true });
-  const src = join(MODELS, "qwen3_moe");
-  for (const f of readdirSync(src)) {
-    if (f === "config.json" || (template && f === "chat_template.jinja")) continue;
-    symlinkSync(join(src, f), join(dir, f));
-  }
-  const config = JSON.parse(readFileSync(join(src, "config.json"), "utf8"));
-  writeFileSync(join(dir, "config.json"), JSON.stringify({ ...config, max_position_embeddings: 2048 }));
-  if (template) writeFileSync(join(dir, "chat_template.jinja"), template);
-  return dir;
-}
 
 /** The template that takes tools (hermes syntax): test/fixtures/tool-calls/README.md. */
 const TOOLS_TEMPLATE = join(ROOT, "test/fixtures/tool-calls/qwen2.5-tools.jinja");
@@ -85,10 +35,8 @@ const g = golden("qwen3_moe");
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), "moe-openai-"));
-  mkdirSync(join(tmp, "dist"));
-  writeFileSync(join(tmp, "dist", "index.html"), "<!doctype html><title>MoE Studio</title>");
-  [plain, tools] = await Promise.all([serveApi(fixtureCopy(join(tmp, "plain", "qwen3_moe")), ["--api-key", KEY]),
-    serveApi(fixtureCopy(join(tmp, "qwen3_moe-tools"), readFileSync(TOOLS_TEMPLATE, "utf8")), [])]);
+  [plain, tools] = await Promise.all([serveApi(tmp, fixtureCopy(join(tmp, "plain", "qwen3_moe"), 2048), ["--api-key", KEY]),
+    serveApi(tmp, fixtureCopy(join(tmp, "qwen3_moe-tools"), 2048, readFileSync(TOOLS_TEMPLATE, "utf8")), [])]);
   client = new OpenAI({ baseURL: plain.baseUrl, apiKey: KEY, maxRetries: 0 });
 }, 120_000);
 afterAll(async () => {

@@ -9,7 +9,7 @@ import { defaultDataDir, databaseFile } from "../../electron/services/paths.js";
 import { defaultPresetsDir, readBuiltinPresets } from "../../electron/services/presets.js";
 import { DEFAULT_SYSTEM_PROMPT } from "../../electron/services/conversations.js";
 import { crashMessage } from "../../electron/services/chat.js";
-import { engineMessages, folderMessages, noModel } from "../../electron/services/errors.js";
+import { engineMessages, folderMessages, noModel, remoteMessages } from "../../electron/services/errors.js";
 import { describeError } from "../../renderer/src/errors.js";
 import { translate } from "../../renderer/src/i18n/index.js";
 import type { EventName } from "../../electron/contract.js";
@@ -193,6 +193,12 @@ describe("what services say reaches the user in their language", () => {
     [engineMessages.busyHere(), "error.busyHere", {}],
     [engineMessages.busyOther(), "error.busyOther", {}],
     [engineMessages.busyApi(), "error.busyApi", {}],
+    [remoteMessages.unreachable("cluster", "http://10.0.0.5:8000/v1", "ECONNREFUSED"), "error.remoteUnreachable", { name: "cluster", url: "http://10.0.0.5:8000/v1", why: "ECONNREFUSED" }],
+    [remoteMessages.brokeOff("a (b)", "https://x.example/v1", "UND_ERR_SOCKET"), "error.remoteBrokeOff", { name: "a (b)", url: "https://x.example/v1", why: "UND_ERR_SOCKET" }],
+    [remoteMessages.closedEarly("c", "http://h:1/v1"), "error.remoteClosedEarly", { name: "c", url: "http://h:1/v1" }],
+    [remoteMessages.keyRefused("c", "http://h:1/v1", 401, "Incorrect API key provided"), "error.remoteKeyRefused", { name: "c", url: "http://h:1/v1", status: "401", why: "Incorrect API key provided" }],
+    [remoteMessages.refused("c", "http://h:1/v1", 400, "max_tokens: too large"), "error.remoteRefused", { name: "c", url: "http://h:1/v1", status: "400", why: "max_tokens: too large" }],
+    [remoteMessages.keyEnvUnset("c", "VLLM_KEY"), "error.remoteKeyEnvUnset", { name: "c", env: "VLLM_KEY" }],
     [folderMessages.noConfig("/x/y"), "error.noConfig", { path: "/x/y" }],
     [folderMessages.isFile("/x/y/config.json"), "error.isFile", { path: "/x/y/config.json" }],
     [folderMessages.missing("/x/y z"), "error.folderMissing", { path: "/x/y z" }],

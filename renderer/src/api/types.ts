@@ -6,6 +6,7 @@ export type {
   CallInput,
   CatalogEntry,
   DownloadProgress,
+  Endpoint,
   FitEstimate,
   HubSearchResult,
   HubSource,

@@ -13,7 +13,8 @@ export function Composer() {
   const sending = useChat((s) => s.sending);
   const stopping = useChat((s) => s.stopping);
   const conversationId = useChat((s) => s.conversation?.id);
-  const hasModel = useModels((s) => s.status.model !== null || s.status.state === "loading" || s.status.state === "crashed");
+  const remote = useChat((s) => !!s.conversation?.endpointId);
+  const hasModel = useModels((s) => s.status.model !== null || s.status.state === "loading" || s.status.state === "crashed") || remote;
 
   useEffect(() => {
     ref.current?.focus();

@@ -228,8 +228,9 @@ export const useChat = create<ChatState>((set, get) => {
       if (!text || get().sending || isStreaming(get().messages)) return false;
       // Like LM Studio: with no model (and none loading or restarting) nothing is created, the text stays in the
       // composer (send answers false) and the banner says to load a model; it goes once one is loaded.
+      // (a conversation answered by a remote endpoint needs no local model)
       const engine = useModels.getState().status;
-      if (!engine.model && engine.state !== "loading" && engine.state !== "crashed") {
+      if (!get().conversation?.endpointId && !engine.model && engine.state !== "loading" && engine.state !== "crashed") {
         useUi.getState().notify(bannerForError({ code: "no_model" }));
         return false;
       }

@@ -14,7 +14,8 @@ interface ConversationsState {
   setSearch(search: string): void;
   /** Opens a conversation; `show: false` keeps the current view (startup, reconnect). */
   select(id: string | null, opts?: { show?: boolean }): Promise<void>;
-  create(): Promise<string | null>;
+  /** A new conversation (endpointId: answered by that remote endpoint), shown in Chat. */
+  create(opts?: { endpointId?: string }): Promise<string | null>;
   rename(id: string, title: string): Promise<void>;
   remove(id: string): Promise<void>;
 }
@@ -48,9 +49,9 @@ export const useConversations = create<ConversationsState>((set, get) => ({
     if (opts?.show !== false) useUi.getState().setView("chat");
     await useChat.getState().load(id);
   },
-  create: async () => {
+  create: async (opts) => {
     try {
-      const conv = await api().call("conversations.create", {});
+      const conv = await api().call("conversations.create", opts?.endpointId ? { endpointId: opts.endpointId } : {});
       set({ currentId: conv.id, search: "" });
       rememberCurrent(conv.id);
       useChat.getState().setConversation(conv, []);

@@ -1,4 +1,5 @@
 // Chat: conversations on the left, the conversation in the middle, its settings on the right (toggle).
+import { useEffect } from "react";
 import { Composer } from "../components/Composer.js";
 import { ConversationPanel } from "../components/ConversationPanel.js";
 import { IconSliders } from "../components/icons.js";
@@ -9,10 +10,22 @@ import { contextMeter, useChat } from "../stores/chat.js";
 import { folderName, useModels } from "../stores/models.js";
 import { displayTitle } from "../stores/conversations.js";
 import { useUi } from "../stores/ui.js";
+import { endpointOf, useEndpoints } from "../stores/endpoints.js";
 
 function ModelChip() {
   const t = useT();
   const status = useModels((s) => s.status);
+  const endpointId = useChat((s) => s.conversation?.endpointId ?? null);
+  const endpoint = endpointOf(endpointId, useEndpoints((s) => s.list));
+  if (endpointId) {
+    // answered by a remote: its name, and what it serves, instead of the local model
+    return (
+      <span className="chip remote-chip" data-testid="endpoint-chip" title={endpoint ? `${endpoint.model} · ${endpoint.baseUrl}` : ""}>
+        <span className="dot" aria-hidden="true" />
+        <span>{endpoint ? t("chat.remoteLabel", { name: endpoint.name }) : t("chat.remoteGone")}</span>
+      </span>
+    );
+  }
   const label = status.model ? status.model.name : status.state === "loading" ? t("models.loading", { name: folderName(status.dir ?? "") }) : t("chat.noModel");
   return (
     <button type="button" className={`chip state-${status.state}`} onClick={() => useUi.getState().setView("models")} title={status.model?.dir ?? ""}>
@@ -50,7 +63,9 @@ function ContextMeter() {
   const t = useT();
   const messages = useChat((s) => s.messages);
   const model = useModels((s) => s.status.model);
-  const meter = contextMeter(messages, model);
+  const remote = useChat((s) => !!s.conversation?.endpointId);
+  // a remote does not say its context: no meter (the replies' stats say 0)
+  const meter = remote ? null : contextMeter(messages, model);
   if (!meter) return null;
   const { used, total } = meter;
   const pct = Math.min(100, (used / total) * 100);
@@ -66,6 +81,10 @@ function ContextMeter() {
 
 export function ChatView() {
   const t = useT();
+  useEffect(() => {
+    // the header names a remote conversation's endpoint: have the list (the Models view keeps it fresh)
+    if (useEndpoints.getState().list === null) void useEndpoints.getState().refresh();
+  }, []);
   const conversation = useChat((s) => s.conversation);
   const panelOpen = useUi((s) => s.panelOpen);
   return (

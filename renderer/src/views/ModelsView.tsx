@@ -1,6 +1,7 @@
 // Models: open a folder (dialog in Electron, a path field in the browser, or drop it anywhere), recent models,
 // the loaded model's card, load progress, and a clear message when a folder is not a loadable model; and what the
 // models folder holds (downloads, finetune exports, quantized models and GGUF files) with where each came from.
+import { EndpointsCard } from "../components/EndpointsCard.js";
 import { useEffect, useState } from "react";
 import type { ModelCard } from "../api/types.js";
 import { api } from "../api/index.js";
@@ -248,6 +249,7 @@ export function ModelsView() {
           )}
         </section>
         <LocalModels busy={!!loadingDir} />
+        <EndpointsCard />
         </>}
       </div>
     </div>
