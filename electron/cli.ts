@@ -46,6 +46,16 @@ Commands:
       tokenizer, chat template and generation config. --quantize writes the quantized folder of the merged weights
       instead; --gguf TYPE makes --out the FILE.gguf of the merged weights. An existing --out is refused unless
       --force; Ctrl-C cancels and leaves nothing.
+  export-job --model DIR (--dataset ID [--db FILE] | --data FILE.jsonl) [--config train.json] --out DIR [--name N]
+             [--base NAME] [--template T] [--base-quant nf4] [--force] [--json]
+      A folder for a cluster's LLaMA-Factory mirroring the run: data/<name>.jsonl with its dataset_info.json, a
+      train_lora.yaml (LoRA rank/alpha/dropout/targets, learning rate and schedule, warmup, epochs or steps, batch,
+      accumulation, max_seq_length, seed), a DeepSpeed ZeRO-3 config and a README with the torchrun / multi-node
+      commands. --base: model_name_or_path on the cluster (default: config.json's _name_or_path, else the folder's
+      name); --template: LLaMA-Factory's chat template (default: from the architecture).
+  import-adapter ADAPTER_DIR --model BASE_DIR [--name N] [--dir MODELS_DIR] [--force] [--json]
+      Bring back the PEFT adapter a cluster trained: the engine loads BASE_DIR with it (an adapter for another model
+      fails here), then it is copied into the models folder with its base recorded (Models opens it to chat).
   serve [--config deploy.yaml] [--port N] [--host H] [--model DIR [--adapter DIR]] [--data DIR] [--allow-dir DIR]...
         [--token T] [--device D [--gpu N]] [--api [--api-port N] [--api-host H] [--api-key KEY]]
       The desktop app's UI for a browser, on 127.0.0.1 only (renderer + WebSocket API; needs
@@ -97,12 +107,12 @@ const VALUE_FLAGS = new Set([
   "source", "endpoint", "dir", "revision", "token",
   "bits", "format", "embeddings", "out", "kv-cache", "type", "adapter", "labels", "base-quant",
   "dtype", "quantize", "gguf", "shard-size", "config", "resume", "dataset", "db", "device",
-  "api-host", "api-port", "api-key", "host", "gpu",
+  "api-host", "api-port", "api-key", "host", "gpu", "name", "base", "template",
 ]);
 /** Value flags that may be given more than once (parseArgs collects them in `lists`). */
 const LIST_FLAGS = new Set(["allow-dir"]);
 /** Commands that take one positional argument (pull REPO_ID). */
-const TAKES_ARGUMENT = new Set(["pull"]);
+const TAKES_ARGUMENT = new Set(["pull", "import-adapter"]);
 const BOOL_FLAGS = new Set(["json", "help", "force", "require-checksums", "progress", "estimate", "api"]);
 
 export function parseArgs(argv: string[]): { command: string | null; flags: Flags; lists: Record<string, string[]>; args: string[] } {
@@ -571,8 +581,12 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import("./cli/export-gguf.js")).exportGgufCommand(flags);
       case "export":
         return await (await import("./cli/export.js")).cmdExport(flags);
+      case "export-job":
+        return (await import("./cli/cluster.js")).cmdExportJob(flags);
+      case "import-adapter":
+        return await (await import("./cli/cluster.js")).cmdImportAdapter(args[0], flags);
       default:
-        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, grad, train, quantize, export-gguf, export, serve, pull, dataset; see --help)`);
+        throw new UsageError(`unknown command "${command}" (commands: generate, logits, chat, bench, grad, train, quantize, export-gguf, export, export-job, import-adapter, serve, pull, dataset; see --help)`);
     }
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);

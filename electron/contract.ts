@@ -335,6 +335,8 @@ export const LocalOrigin = z.discriminatedUnion("origin", [
   }),
   z.object({ origin: z.literal("quantize"), /** the model folder it was made from */ source: z.string(), format: LocalFormat }),
   z.object({ origin: z.literal("download"), repo: z.string() }),
+  /** An adapter trained elsewhere (moe-studio export-job → LLaMA-Factory) and brought back with import-adapter. */
+  z.object({ origin: z.literal("cluster"), /** the local base model folder it runs on */ base: z.string(), /** the job's name, if known */ job: z.string().nullable() }),
 ]);
 export type LocalOrigin = z.infer<typeof LocalOrigin>;
 
@@ -974,6 +976,11 @@ export const calls = {
   "finetune.get": call(ById, z.object({ run: FinetuneRun, points: z.array(TrainPoint), routing: z.array(RunRouting) })),
   /** Deletes a run that is not training, its files too. */
   "finetune.delete": call(ById, Ok),
+  /** The run as a LLaMA-Factory job folder for a cluster (dataset jsonl + dataset_info.json, train_lora.yaml, ZeRO-3, README). */
+  "finetune.clusterJob": call(
+    z.strictObject({ spec: FinetuneSpec, /** model_name_or_path on the cluster; default: the model's _name_or_path or folder name */ base: Text(1000).min(1).optional() }),
+    z.object({ dir: z.string(), conversations: z.number(), skipped: z.number(), firstSkip: z.string().nullable(), template: z.string(), base: z.string(), notMirrored: z.array(z.string()) }),
+  ),
   /** Exports a checkpoint: a PEFT adapter folder, or merged weights (optionally quantized / GGUF) into the models folder (an export job). */
   "finetune.export": call(
     z.strictObject({

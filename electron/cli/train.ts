@@ -30,20 +30,14 @@ import { openDatabase } from "../store/db.js";
 import { epochOrder, parseJsonl, prepareSamples, readJsonl } from "../train/data.js";
 
 /** A library dataset's samples as messages-format jsonl (the app's database, or --db PATH). */
-function datasetText(id: string, dbPath: string | undefined): string {
+export function datasetText(id: string, dbPath: string | undefined): string {
   const file = resolve(dbPath ?? databaseFile(defaultDataDir()));
   if (!existsSync(file)) throw new Error(`--db ${file}: no such database`);
   const db = openDatabase(file);
   try {
     const repo = new DatasetRepo(db);
     if (!repo.exists(id)) throw new Error(`--dataset ${id}: no such dataset in ${file} (see moe-studio dataset list)`);
-    let text = "", after = -1;
-    for (;;) {
-      const page = repo.exportPage(id, after, 8 << 20);
-      text += page.text;
-      after = page.lastPosition;
-      if (page.done) return text;
-    }
+    return repo.exportAll(id);
   } finally {
     db.close();
   }

@@ -22,6 +22,8 @@ import type { Db } from "../store/db.js";
 import { DatasetRepo } from "../store/datasets.js";
 import { RunsStore, type RunRecord, type RunStatus } from "../store/runs.js";
 import { resolveSpecArgs, type TrainArgs } from "../train/config.js";
+import { parseJsonl } from "../train/data.js";
+import { writeClusterJob, type ClusterJobResult } from "./cluster-job.js";
 import { exportKind, type ExportParams } from "./export-kind.js";
 import { trainKind } from "./train-kind.js";
 
@@ -252,6 +254,25 @@ export class FinetuneService {
     }
     if (!mem) throw new RpcError("internal", "the trainer printed no memory estimate");
     return { estimate: verdict(mem), totalSteps: Number((mem as Record<string, unknown>).total_steps) || 0 };
+  }
+
+  /**
+   * The run as a LLaMA-Factory job for a cluster (finetune/cluster-job.ts), into <data>/cluster-jobs/<name>: for a run
+   * too big for this machine, so the memory verdict does not matter here. base: model_name_or_path on the cluster.
+   */
+  clusterJob(spec: FinetuneSpec, base?: string): ClusterJobResult {
+    const { args, datasetName } = this.checkSpec(spec);
+    const read = parseJsonl(this.datasets.exportAll(spec.datasetId));
+    const stem = (spec.name?.trim() || `${datasetName}-${spec.modelDir.split(/[\\/]/).pop()}`).replace(/[^A-Za-z0-9_.-]+/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 80) || "job";
+    const root = join(this.opts.dataDir, "cluster-jobs");
+    mkdirSync(root, { recursive: true });
+    let name = stem;
+    for (let i = 2; existsSync(join(root, name)); i++) name = `${stem}-${i}`;
+    try {
+      return writeClusterJob({ args, conversations: read.messages, modelDir: resolve(spec.modelDir), baseQuant: spec.baseQuant, name, outDir: join(root, name), ...(base ? { base } : {}) });
+    } catch (e) {
+      throw new RpcError("invalid_input", (e as Error).message);
+    }
   }
 
   async estimate(spec: FinetuneSpec): Promise<MemoryEstimate> {

@@ -319,6 +319,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
     "finetune.list": async () => finetune.list(),
     "finetune.get": async (i) => finetune.get(i.id),
     "finetune.delete": async (i) => finetune.delete(i.id),
+    "finetune.clusterJob": async (i) => finetune.clusterJob({ ...i.spec, modelDir: paths.checkRead(i.spec.modelDir, "model folder to train") }, i.base),
     // the output goes into the models folder (contained already); the run's model folder is read again
     "finetune.export": async (i) => {
       paths.checkRead(finetune.get(i.id).run.modelDir, "the run's model folder");

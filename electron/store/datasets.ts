@@ -355,6 +355,17 @@ export class DatasetRepo {
     })();
   }
 
+  /** The whole dataset as messages-format jsonl, in position order (for the trainer and the cluster hand-off). */
+  exportAll(datasetId: string): string {
+    let text = "", after = -1;
+    for (;;) {
+      const page = this.exportPage(datasetId, after, 8 << 20);
+      text += page.text;
+      after = page.lastPosition;
+      if (page.done) return text;
+    }
+  }
+
   /** Messages-format jsonl lines after `afterPosition`, up to `maxChars` (at least one line). */
   exportPage(datasetId: string, afterPosition: number, maxChars: number): { text: string; lastPosition: number; done: boolean } {
     let text = "";

@@ -112,6 +112,13 @@ describe.runIf(run)("finetune, end to end in Chromium", () => {
     await app.screenshot("finetune-01-new-run-en-light");
     await expectNamed("the new-run form");
 
+    // the same run as a LLaMA-Factory job for a cluster: the folder and the command to run there
+    await button("Export for a cluster").click();
+    const note = region().getByTestId("cluster-job");
+    await visible(note, 30_000);
+    expect(await note.innerText()).toMatch(/Written to .*cluster-jobs.*: \d+ conversations for .*, LLaMA-Factory template qwen3_nothink/);
+    expect(await note.innerText()).toContain("FORCE_TORCHRUN=1 llamafactory-cli train train_lora.yaml");
+
     await button("Start").click();
     await visible(runCard(), 30_000);
     await chart().getByRole("button", { name: "Table" }).click();

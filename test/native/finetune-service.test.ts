@@ -465,6 +465,13 @@ describe("through the app's calls (createAppServices, the contract's validation 
       expect(lastRun.status, lastRun.error ?? "").toBe("done");
       expect((await call("finetune.list", {})).map((r: FinetuneRun) => r.id)).toEqual([run.id]);
       await apiServesTheRun(call, lastRun);
+      // the same spec as a LLaMA-Factory job for a cluster: into the data folder, the dataset whole, the knobs mirrored
+      const cj = await call("finetune.clusterJob", { spec: input, base: "Qwen/Qwen3-30B-A3B" });
+      expect(cj).toMatchObject({ conversations: QUESTIONS.length, skipped: 0, template: "qwen3_nothink", base: "Qwen/Qwen3-30B-A3B" });
+      expect(cj.dir.startsWith(join(appDir, "cluster-jobs"))).toBe(true);
+      expect(readFileSync(join(cj.dir, "train_lora.yaml"), "utf8")).toMatch(/learning_rate: 0\.01\n[\s\S]*max_steps: 20\n/);
+      expect((await call("finetune.clusterJob", { spec: input })).dir).not.toBe(cj.dir); // a second one does not replace the first
+      await expect(call("finetune.clusterJob", { spec: { ...input, datasetId: "00000000-0000-4000-8000-000000000000" } })).rejects.toMatchObject({ code: "not_found" });
       const job = (await call("finetune.export", { id: run.id, checkpoint: "final", kind: "adapter", name: "a1" })) as Job;
       for (;;) {
         const j = (await call("jobs.list", { kind: "export" })).find((x: Job) => x.id === job.id) as Job;

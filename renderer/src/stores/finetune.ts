@@ -4,7 +4,7 @@
 // export of a checkpoint (its Job lives in the one jobs store, stores/jobs.ts) and "chat with checkpoint N".
 import { create } from "zustand";
 import { api } from "../api/index.js";
-import type { CallInput, Conversation, EventPayload } from "../api/types.js";
+import type { CallInput, CallOutput, Conversation, EventPayload } from "../api/types.js";
 import type { FinetuneRun, FinetuneSpec, Job, MemoryEstimate, RunRouting, TrainKnobs, TrainPoint } from "../../../electron/contract.js";
 import { mergeWindows } from "../routing.js";
 import { useConversations } from "./conversations.js";
@@ -262,6 +262,8 @@ interface FinetuneState {
   estimates: Record<BaseQuant, EstimateState>;
   starting: boolean;
   startError: string | null;
+  /** The last "Export for a cluster" of the form: the job folder written, or why not. */
+  clusterJob: { state: "idle" | "writing" | "done" | "error"; result: CallOutput<"finetune.clusterJob"> | null; error: string | null };
   /** An import started from the Finetune view: its dataset is selected here once committed. */
   awaitingImport: boolean;
   refresh(): Promise<void>;
@@ -272,6 +274,8 @@ interface FinetuneState {
   resetKnobs(): void;
   requestEstimate(): void;
   start(): Promise<void>;
+  /** The form's run as a LLaMA-Factory job folder (finetune.clusterJob), for a run too big for this machine. */
+  exportClusterJob(): Promise<void>;
   pause(run: FinetuneRun): Promise<void>;
   resume(run: FinetuneRun): Promise<void>;
   cancel(run: FinetuneRun): Promise<void>;
@@ -344,6 +348,7 @@ export const useFinetune = create<FinetuneState>((set, get) => ({
   estimates: { none: idle, nf4: idle },
   starting: false,
   startError: null,
+  clusterJob: { state: "idle", result: null, error: null },
   awaitingImport: false,
   refresh: async () => {
     try {
@@ -420,6 +425,17 @@ export const useFinetune = create<FinetuneState>((set, get) => ({
       set({ starting: false, runs: upsertRun(get().runs, run), openId: run.id, log: { ...get().log, [run.id]: appendLog(get().log[run.id] ?? [], `${run.status}`) } });
     } catch (e) {
       set({ starting: false, startError: message(e) });
+    }
+  },
+  exportClusterJob: async () => {
+    const spec = specOf(get().draft);
+    if (!spec) return;
+    set({ clusterJob: { state: "writing", result: null, error: null } });
+    try {
+      const result = await api().call("finetune.clusterJob", { spec });
+      set({ clusterJob: { state: "done", result, error: null } });
+    } catch (e) {
+      set({ clusterJob: { state: "error", result: null, error: message(e) } });
     }
   },
   pause: async (run) => {

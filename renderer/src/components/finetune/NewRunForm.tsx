@@ -272,8 +272,33 @@ function EstimatePanel() {
   );
 }
 
+/** What "Export for a cluster" wrote: the folder, and the command to run there. */
+function ClusterJobNote() {
+  const t = useT();
+  const c = useFinetune((s) => s.clusterJob);
+  if (c.state === "error" && c.error) {
+    return (
+      <div className="open-error" role="alert">
+        <IconAlert />
+        <div className="open-error-text">{c.error}</div>
+      </div>
+    );
+  }
+  if (c.state !== "done" || !c.result) return null;
+  const r = c.result;
+  return (
+    <div className="cluster-job" role="status" data-testid="cluster-job">
+      <p>{t("finetune.clusterDone", { dir: r.dir, n: r.conversations, template: r.template, base: r.base })}</p>
+      <pre><code>{"FORCE_TORCHRUN=1 llamafactory-cli train train_lora.yaml"}</code></pre>
+      <p className="muted small-text">{t("finetune.clusterHint")}</p>
+      {r.notMirrored.length > 0 && <p className="muted small-text">{t("finetune.clusterNotMirrored", { what: r.notMirrored.join("; ") })}</p>}
+    </div>
+  );
+}
+
 export function NewRunForm() {
   const t = useT();
+  const cluster = useFinetune((s) => s.clusterJob);
   const draft = useFinetune((s) => s.draft);
   const starting = useFinetune((s) => s.starting);
   const startError = useFinetune((s) => s.startError);
@@ -315,10 +340,14 @@ export function NewRunForm() {
       )}
       <div className="row-actions end">
         {blocked && <span className="field-error">{t("finetune.wontStart")}</span>}
+        <button type="button" className="secondary" title={t("finetune.clusterTitle")} disabled={!spec || cluster.state === "writing"} onClick={() => void useFinetune.getState().exportClusterJob()}>
+          {t("finetune.clusterExport")}
+        </button>
         <button type="submit" className="primary" disabled={!spec || starting || blocked || est.state !== "ready"}>
           {t("finetune.start")}
         </button>
       </div>
+      <ClusterJobNote />
     </form>
   );
 }
