@@ -8,6 +8,7 @@ import type { HandlerInput } from "../rpc.js";
 import { NO_SAMPLING, type Repositories } from "../store/repositories.js";
 import { notFound } from "./errors.js";
 import { RpcError } from "../contract.js";
+import { DEFAULT_SYSTEM_PROMPT } from "../text/chat-template.js";
 
 /**
  * An adapter folder a conversation may run with: a folder holding adapter_config.json (what peft writes). Whether it
@@ -23,7 +24,8 @@ export function checkAdapterFolder(dir: string): string {
   return abs;
 }
 
-export const DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant.";
+/** A new conversation's system prompt: the one chat templates fall back to (text/chat-template.ts). */
+export { DEFAULT_SYSTEM_PROMPT };
 export const DEFAULT_TITLE = "New chat";
 const TITLE_FROM_MESSAGE_CHARS = 60;
 

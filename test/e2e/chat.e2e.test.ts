@@ -6,22 +6,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Locator, Page } from "playwright-core";
 import { rmSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 import { type App, chromiumAvailable, fixtureModel, freshDir, longReplyModel, openApp, resetArtifacts, type Serve, startServe, unnamedControls } from "./harness.js";
+import { freePort } from "../helpers/free-port.js";
 
 const run = chromiumAvailable();
 
-/** A free TCP port of 127.0.0.1 for the API server (the Settings field takes 1024..65535). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on("error", reject).listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 const LONG = 8_000; // max tokens for a reply that must still be streaming when we act on it (a session has 8192)
 const SHORT = 12; // max tokens for a reply we want finished quickly
 

@@ -45,6 +45,19 @@ describe.runIf(run)("a remote endpoint in the chat, end to end in Chromium", () 
     const first = (await replyText()).length;
     await expect.poll(async () => (await replyText()).length, { timeout: 30_000 }).toBeGreaterThan(first);
   };
+  /**
+   * Sends until a reply is still streaming once it has been seen to grow: the remote samples with the model's defaults
+   * and a random seed, and the random fixture model may reach its eos early, so one reply can end before we act.
+   */
+  const sendLong = async (text: string) => {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      await send(text);
+      await streaming();
+      if (await button("Stop").isVisible()) return;
+      await button("Send").waitFor({ state: "visible", timeout: 30_000 });
+    }
+    throw new Error("no reply lasted long enough to act on mid-stream");
+  };
 
   it("Models → Remote endpoints: list the remote's models, add it, open a chat with it", async () => {
     await nav("Models").click();
@@ -65,8 +78,7 @@ describe.runIf(run)("a remote endpoint in the chat, end to end in Chromium", () 
   });
 
   it("the reply streams from the remote, and Stop ends it with its text kept", async () => {
-    await send("Tell me a long story about the sea.");
-    await streaming();
+    await sendLong("Tell me a long story about the sea.");
     await button("Stop").click({ timeout: 30_000 });
     await button("Send").waitFor({ state: "visible", timeout: 30_000 });
     const stopped = await replyText();
@@ -79,8 +91,7 @@ describe.runIf(run)("a remote endpoint in the chat, end to end in Chromium", () 
   });
 
   it("a remote that dies mid-reply: the reply says so, and keeps what had arrived", async () => {
-    await send("Another long story, please.");
-    await streaming();
+    await sendLong("Another long story, please.");
     await remote.kill();
     await button("Send").waitFor({ state: "visible", timeout: 30_000 });
     const note = lastReply().getByRole("note");

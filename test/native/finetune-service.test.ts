@@ -5,7 +5,6 @@
 // database, exports (adapter and merged, the merged folder loading), and bad input that starts nothing.
 import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -22,6 +21,7 @@ import { createAppServices } from "../../electron/services/app.js";
 import { databaseFile } from "../../electron/services/paths.js";
 import { modelDir, ROOT } from "./fixtures.js";
 import { readHeader, writeHeader } from "./safetensors-surgery.js";
+import { freePort } from "../helpers/free-port.js";
 
 const BIN = join(ROOT, "electron/bin/moe-studio.mjs");
 const MODEL = modelDir("qwen3_moe");
@@ -399,16 +399,6 @@ describe("a quit mid-run", () => {
   }, 240_000);
 });
 
-/** A free TCP port of 127.0.0.1 (api.set takes 1024..65535, not 0). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on("error", reject).listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * The OpenAI-compatible API (switched on with api.set) lists the run's adapters as models, and a request naming one

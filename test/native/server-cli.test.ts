@@ -4,12 +4,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { MODELS, ROOT } from "./fixtures.js";
+import { freePort } from "../helpers/free-port.js";
 
 const BIN = join(ROOT, "electron/bin/moe-studio.mjs");
 const LINE = /^moe-studio serve: http:\/\/127\.0\.0\.1:(\d+)\/\?token=([A-Za-z0-9._~-]+)$/;
@@ -321,13 +321,3 @@ describe("moe-studio serve", () => {
   });
 });
 
-/** A free TCP port of 127.0.0.1. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on("error", reject).listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}

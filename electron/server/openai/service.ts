@@ -267,7 +267,6 @@ export class OpenAiService {
   /** Engine options from the request; the model's generation_config fills what the request leaves out. */
   private options(t: Target, req: ChatCompletionRequest | CompletionRequest, maxTokens: number | null | undefined, promptTokens: number, stop: string[], promptName: string): GenerateOptions {
     const ctx = t.loaded.card.sessionContextLength;
-    const d = t.loaded.card.sampling;
     if (promptTokens >= ctx) {
       throw badRequest(`This model's maximum context length is ${ctx} tokens. However, your ${promptName} resulted in ${promptTokens} tokens. Please reduce the length of the ${promptName}.`, promptName, "context_length_exceeded");
     }
@@ -276,19 +275,19 @@ export class OpenAiService {
         `This model's maximum context length is ${ctx} tokens. However, you requested ${promptTokens + maxTokens} tokens (${promptTokens} in the ${promptName}, ${maxTokens} in the completion). Please reduce the length of the ${promptName} or completion.`,
         "max_tokens", "context_length_exceeded");
     }
-    return {
-      maxTokens: maxTokens ?? ctx - promptTokens,
-      temperature: req.temperature ?? d.temperature,
-      topP: req.top_p ?? d.topP,
-      topK: req.top_k ?? d.topK,
-      minP: req.min_p ?? d.minP,
-      repetitionPenalty: req.repetition_penalty ?? d.repetitionPenalty,
-      ...(req.presence_penalty ? { presencePenalty: req.presence_penalty } : {}),
-      ...(req.frequency_penalty ? { frequencyPenalty: req.frequency_penalty } : {}),
-      ...(req.logit_bias && Object.keys(req.logit_bias).length ? { logitBias: this.logitBias(t, req.logit_bias) } : {}),
-      ...(req.seed != null ? { seed: req.seed >>> 0 } : {}),
-      ...(stop.length ? { stop } : {}),
-    };
+    // what the request leaves out, the engine takes from the model's generation_config (LoadedModel.info.sampling)
+    const o: GenerateOptions = { maxTokens: maxTokens ?? ctx - promptTokens };
+    if (req.temperature != null) o.temperature = req.temperature;
+    if (req.top_p != null) o.topP = req.top_p;
+    if (req.top_k != null) o.topK = req.top_k;
+    if (req.min_p != null) o.minP = req.min_p;
+    if (req.repetition_penalty != null) o.repetitionPenalty = req.repetition_penalty;
+    if (req.presence_penalty) o.presencePenalty = req.presence_penalty;
+    if (req.frequency_penalty) o.frequencyPenalty = req.frequency_penalty;
+    if (req.logit_bias && Object.keys(req.logit_bias).length) o.logitBias = this.logitBias(t, req.logit_bias);
+    if (req.seed != null) o.seed = req.seed >>> 0;
+    if (stop.length) o.stop = stop;
+    return o;
   }
 
   /**
