@@ -793,6 +793,11 @@ export const calls = {
   "library.status": call(Empty, LibraryStatus),
   /** What the models folder holds (models, adapters, GGUF files; temporary and hidden entries left out), newest first, with their origin. */
   "library.local": call(Empty, z.array(LocalModel)),
+  /** An adapter trained elsewhere (a cluster's LLaMA-Factory, peft): checked against `base` by the engine, copied in. */
+  "library.importAdapter": call(
+    z.strictObject({ dir: NoNulText(4096).min(1), base: NoNulText(4096).min(1), name: Text(200).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "letters, digits, . _ and - only").optional() }),
+    LocalModel,
+  ),
   /** The curated catalogue with a fit estimate per precision at `contextLength` (default 4096) for this machine. */
   "library.catalog": call(
     z.strictObject({ contextLength: z.number().int().min(256).max(1_048_576).optional() }),

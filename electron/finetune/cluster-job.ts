@@ -206,7 +206,7 @@ folder to this machine and import it:
 
     npx moe-studio import-adapter saves/${r.name} --model ${r.modelDir}
 
-It lands in the app's models folder: Models → "In your models folder" opens it to chat with on its base, and
+(or in the app: Models → "Import an adapter trained elsewhere"). It lands in the app's models folder: Models → "In your models folder" opens it to chat with on its base, and
 \`moe-studio export --model BASE --adapter DIR --out MERGED --dtype bf16\` writes merged weights.
 ${r.notMirrored.length ? `\n## Not mirrored\n\n${r.notMirrored.map((n) => `- ${n}`).join("\n")}\n` : ""}`;
 }

@@ -275,6 +275,24 @@ export class FinetuneService {
     }
   }
 
+  /**
+   * An adapter trained elsewhere into the models folder (`moe-studio import-adapter` in a child process: the engine
+   * loads the base with it there, so one made for another model fails with the engine's reason, off this process).
+   */
+  async importAdapter(dir: string, base: string, name?: string): Promise<string> {
+    let path: string | null = null;
+    try {
+      await cliProcess(["import-adapter", dir, "--model", base, "--dir", this.opts.modelsDir(), "--json", ...(name ? ["--name", name] : [])], {
+        report: silent,
+        onJson: (v) => { if (typeof v.path === "string") path = v.path; },
+      }).done;
+    } catch (e) {
+      throw new RpcError("invalid_input", e instanceof CliError ? e.message : (e as Error).message);
+    }
+    if (!path) throw new RpcError("internal", "import-adapter printed no path");
+    return path;
+  }
+
   async estimate(spec: FinetuneSpec): Promise<MemoryEstimate> {
     const { args, seqCut } = this.checkSpec(spec);
     return { ...(await this.measure(spec, args)).estimate, maxSeqLength: args.max_seq_length, seqCut };

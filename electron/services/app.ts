@@ -11,6 +11,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { AppInfo, TokenizerChoice } from "../contract.js";
+import { RpcError } from "../contract.js";
 import { EngineHost, type WorkerSpawner } from "../engine/host.js";
 import { configureBoundedText, type TextProcessSpawner } from "../text/bounded-text.js";
 import type { AsyncHandlers } from "../rpc.js";
@@ -260,6 +261,12 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
 
     "library.status": async () => library.status(),
     "library.local": async () => listLocal(library.modelsDir()),
+    "library.importAdapter": async (i) => {
+      const path = await finetune.importAdapter(paths.checkRead(i.dir, "the adapter folder"), paths.checkRead(i.base, "the base model folder"), i.name);
+      const entry = listLocal(library.modelsDir()).find((e) => e.path === path);
+      if (!entry) throw new RpcError("internal", `${path} was imported but is not in the models folder's list`);
+      return entry;
+    },
     "library.catalog": async (i) => library.listCatalog(i),
     "library.search": async (i) => library.search(i.query),
     "library.inspect": async (i) => library.inspect(i),

@@ -92,4 +92,31 @@ describe.runIf(run)("chat with a checkpoint, end to end in Chromium", () => {
     await log.getByRole("group", { name: "Compare with base" }).waitFor({ state: "visible", timeout: 15_000 });
     app.expectClean();
   });
+
+  it("an adapter trained elsewhere is imported in Models, listed with its base, and opens in chat on it", async () => {
+    // as a cluster's LLaMA-Factory run leaves it: saves/<run>/ with the PEFT files (in the scratch folder serve may read)
+    const returned = join(freshDir("cluster"), "saves", "sailors");
+    cpSync(FIXTURE_ADAPTER, returned, { recursive: true });
+    await page.getByRole("navigation", { name: "Main" }).getByRole("button", { name: "Models", exact: true }).click();
+    const form = page.getByRole("form", { name: "Import an adapter trained elsewhere" });
+    await form.getByLabel("Adapter folder", { exact: true }).fill(returned);
+    expect(await form.getByLabel("Base model folder", { exact: true }).inputValue()).toBe(model); // the loaded model
+    await form.getByRole("button", { name: "Import", exact: true }).click();
+    await expect.poll(() => form.getByRole("status").innerText(), { timeout: 60_000 }).toBe("Imported sailors: open it below to chat with it.");
+    const row = page.locator(".local-list li", { hasText: "sailors" });
+    await expect.poll(() => row.innerText()).toMatch(/trained on a cluster, for qwen3_moe/);
+    await app.screenshot("adapter-imported");
+    await row.getByRole("button", { name: "Open sailors" }).click();
+    const chip = page.getByTestId("adapter-chip");
+    await chip.waitFor({ state: "visible", timeout: 15_000 });
+    expect((await chip.innerText()).trim()).toBe("adapter: sailors");
+    // one made for another model is refused with the engine's reason
+    await page.getByRole("navigation", { name: "Main" }).getByRole("button", { name: "Models", exact: true }).click();
+    const foreign = join(freshDir("foreign"), "llama-adapter");
+    cpSync(join(ROOT, "test/fixtures/goldens/train/llama/adapter"), foreign, { recursive: true });
+    await form.getByLabel("Adapter folder", { exact: true }).fill(foreign);
+    await form.getByRole("button", { name: "Import", exact: true }).click();
+    await expect.poll(() => form.getByRole("alert").innerText(), { timeout: 60_000 }).toMatch(/has no place for/);
+    app.expectClean();
+  });
 });

@@ -2,6 +2,7 @@
 // the loaded model's card, load progress, and a clear message when a folder is not a loadable model; and what the
 // models folder holds (downloads, finetune exports, quantized models and GGUF files) with where each came from.
 import { EndpointsCard } from "../components/EndpointsCard.js";
+import { ImportAdapterForm } from "../components/ImportAdapterForm.js";
 import { useEffect, useState } from "react";
 import type { ModelCard } from "../api/types.js";
 import { api } from "../api/index.js";
@@ -137,6 +138,7 @@ function LocalModels({ busy }: { busy: boolean }) {
           })}
         </ul>
       )}
+      <ImportAdapterForm />
     </section>
   );
 }
