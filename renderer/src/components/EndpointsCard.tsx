@@ -6,6 +6,7 @@ import { useT } from "../hooks.js";
 import { useConversations } from "../stores/conversations.js";
 import { useEndpoints } from "../stores/endpoints.js";
 import { ErrorText } from "./ErrorText.js";
+import { FieldRow } from "./FieldRow.js";
 import { IconAlert, IconX } from "./icons.js";
 
 export function EndpointsCard() {
@@ -84,18 +85,9 @@ export function EndpointsCard() {
           void add();
         }}
       >
-        <div className="endpoint-row">
-          <label htmlFor="endpoint-name">{t("endpoints.name")}</label>
-          <input id="endpoint-name" value={name} placeholder="Hunyuan-Large (vLLM)" onChange={(e) => setName(e.target.value)} />
-        </div>
-        <div className="endpoint-row">
-          <label htmlFor="endpoint-url">{t("endpoints.url")}</label>
-          <input id="endpoint-url" className="mono" value={baseUrl} placeholder="http://10.0.0.5:8000/v1" spellCheck={false} autoComplete="off" onChange={(e) => setBaseUrl(e.target.value)} />
-        </div>
-        <div className="endpoint-row">
-          <label htmlFor="endpoint-key">{t("endpoints.key")}</label>
-          <input id="endpoint-key" type="password" value={key} placeholder={t("endpoints.keyPlaceholder")} autoComplete="off" onChange={(e) => setKey(e.target.value)} />
-        </div>
+        <FieldRow id="endpoint-name" label={t("endpoints.name")} value={name} placeholder="Hunyuan-Large (vLLM)" onChange={(e) => setName(e.target.value)} />
+        <FieldRow id="endpoint-url" label={t("endpoints.url")} className="mono" value={baseUrl} placeholder="http://10.0.0.5:8000/v1" spellCheck={false} autoComplete="off" onChange={(e) => setBaseUrl(e.target.value)} />
+        <FieldRow id="endpoint-key" label={t("endpoints.key")} type="password" value={key} placeholder={t("endpoints.keyPlaceholder")} autoComplete="off" onChange={(e) => setKey(e.target.value)} />
         <div className="endpoint-row">
           <label htmlFor="endpoint-model">{t("endpoints.model")}</label>
           <span className="endpoint-model">

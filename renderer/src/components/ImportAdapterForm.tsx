@@ -8,6 +8,7 @@ import { useT } from "../hooks.js";
 import { useLibrary } from "../stores/library.js";
 import { useModels } from "../stores/models.js";
 import { ErrorText } from "./ErrorText.js";
+import { FieldRow } from "./FieldRow.js";
 import { IconAlert } from "./icons.js";
 
 export function ImportAdapterForm() {
@@ -39,14 +40,8 @@ export function ImportAdapterForm() {
     <form className="import-adapter" aria-labelledby="import-adapter-title" onSubmit={(e) => { e.preventDefault(); void submit(); }}>
       <h3 id="import-adapter-title">{t("models.import.title")}</h3>
       <p className="muted small-text">{t("models.import.about")}</p>
-      <div className="endpoint-row">
-        <label htmlFor="import-adapter-dir">{t("models.import.adapter")}</label>
-        <input id="import-adapter-dir" className="mono" value={dir} placeholder="/path/to/saves/run" spellCheck={false} autoComplete="off" onChange={(e) => setDir(e.target.value)} />
-      </div>
-      <div className="endpoint-row">
-        <label htmlFor="import-adapter-base">{t("models.import.base")}</label>
-        <input id="import-adapter-base" className="mono" value={baseValue} placeholder="/path/to/base-model" spellCheck={false} autoComplete="off" onChange={(e) => setBase(e.target.value)} />
-      </div>
+      <FieldRow id="import-adapter-dir" label={t("models.import.adapter")} className="mono" value={dir} placeholder="/path/to/saves/run" spellCheck={false} autoComplete="off" onChange={(e) => setDir(e.target.value)} />
+      <FieldRow id="import-adapter-base" label={t("models.import.base")} className="mono" value={baseValue} placeholder="/path/to/base-model" spellCheck={false} autoComplete="off" onChange={(e) => setBase(e.target.value)} />
       {error && (
         <div className="open-error" role="alert">
           <IconAlert />
