@@ -336,7 +336,10 @@ export const LocalOrigin = z.discriminatedUnion("origin", [
   z.object({ origin: z.literal("quantize"), /** the model folder it was made from */ source: z.string(), format: LocalFormat }),
   z.object({ origin: z.literal("download"), repo: z.string() }),
   /** An adapter trained elsewhere (moe-studio export-job → LLaMA-Factory) and brought back with import-adapter. */
-  z.object({ origin: z.literal("cluster"), /** the local base model folder it runs on */ base: z.string(), /** the job's name, if known */ job: z.string().nullable() }),
+  z.object({
+    origin: z.literal("cluster"), /** the local base model folder it runs on */ base: z.string(), /** the job's name, if known */ job: z.string().nullable(),
+    /** absent: the adapter itself; else the merged weights made of it (library.exportMerged) */ format: LocalFormat.optional(),
+  }),
 ]);
 export type LocalOrigin = z.infer<typeof LocalOrigin>;
 
@@ -525,7 +528,7 @@ export type JobStatus = z.infer<typeof JobStatus>;
  * names, so the activity panel reads in the user's language; Job.title is the same line in English (logs, the CLI,
  * and the fallback for a row whose key this version does not know).
  */
-export const JobTitleKey = z.enum(["quantize", "gguf", "download", "train", "exportAdapter", "exportMerged", "scan", "import", "tokens"]);
+export const JobTitleKey = z.enum(["quantize", "gguf", "download", "train", "exportAdapter", "exportMerged", "mergeAdapter", "scan", "import", "tokens"]);
 export type JobTitleKey = z.infer<typeof JobTitleKey>;
 export const JobLabel = z.object({ key: JobTitleKey, args: z.record(z.string(), z.string()) });
 export type JobLabel = z.infer<typeof JobLabel>;
@@ -793,6 +796,11 @@ export const calls = {
   "library.status": call(Empty, LibraryStatus),
   /** What the models folder holds (models, adapters, GGUF files; temporary and hidden entries left out), newest first, with their origin. */
   "library.local": call(Empty, z.array(LocalModel)),
+  /** Merged weights of an imported adapter (origin "cluster") on its base, as an export job into the models folder. */
+  "library.exportMerged": call(
+    z.strictObject({ adapterPath: NoNulText(4096).min(1), dtype: z.enum(["bf16", "fp16", "fp32"]), name: Text(200).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "letters, digits, . _ and - only") }),
+    Job,
+  ),
   /** An adapter trained elsewhere (a cluster's LLaMA-Factory, peft): checked against `base` by the engine, copied in. */
   "library.importAdapter": call(
     z.strictObject({ dir: NoNulText(4096).min(1), base: NoNulText(4096).min(1), name: Text(200).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "letters, digits, . _ and - only").optional() }),

@@ -15,7 +15,8 @@ import type { JobKindHandler } from "../jobs/kind.js";
 import { recordOrigin, writeOrigin } from "../library/local.js";
 
 export interface ExportParams {
-  runId: string;
+  /** The finetune run the checkpoint is of; null: an imported adapter (library.exportMerged), named by runName. */
+  runId: string | null;
   runName: string;
   modelDir: string;
   checkpointDir: string;
@@ -32,6 +33,7 @@ export interface ExportParams {
  * final adapter is final/), so jobs saved before this field existed describe their output the same way on a retry.
  */
 export function exportOrigin(p: ExportParams): LocalOrigin {
+  if (p.runId === null) return { origin: "cluster", base: p.modelDir, job: p.runName, format: p.kind === "adapter" ? "adapter" : (p.gguf ?? p.quantize ?? p.dtype) };
   const step = /^checkpoint-(\d+)$/.exec(basename(p.checkpointDir));
   return {
     origin: "finetune",
@@ -49,12 +51,16 @@ export const exportKind: JobKindHandler<ExportParams> = {
   kind: "export",
   canPause: false,
   canResume: false,
-  title: (p) => `Export run '${p.runName}' (${p.kind === "adapter" ? "adapter" : `merged ${p.dtype}${p.quantize ? ` ${p.quantize}` : ""}${p.gguf ? ` gguf ${p.gguf}` : ""}`})`,
+  title: (p) => p.runId === null
+    ? `Merge adapter '${p.runName}' into its base (${p.dtype})`
+    : `Export run '${p.runName}' (${p.kind === "adapter" ? "adapter" : `merged ${p.dtype}${p.quantize ? ` ${p.quantize}` : ""}${p.gguf ? ` gguf ${p.gguf}` : ""}`})`,
   label: (p): JobLabel =>
-    p.kind === "adapter"
+    p.runId === null
+      ? { key: "mergeAdapter", args: { name: p.runName, format: p.dtype } }
+      : p.kind === "adapter"
       ? { key: "exportAdapter", args: { name: p.runName } }
       : { key: "exportMerged", args: { name: p.runName, format: [p.dtype, p.quantize, p.gguf && `gguf ${p.gguf}`].filter(Boolean).join(" ") } },
-  subject: (p) => p.runId,
+  subject: (p) => p.runId ?? p.checkpointDir,
   validate(p) {
     if (!existsSync(join(p.checkpointDir, "adapter_config.json"))) throw new RpcError("not_found", `${p.checkpointDir}: no adapter there (the checkpoint is gone)`);
     if (existsSync(p.out)) throw new RpcError("invalid_input", `${p.out} already exists: choose another name`);

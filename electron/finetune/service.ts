@@ -12,7 +12,7 @@
 import { randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { RpcError, type FinetuneRun, type FinetuneSpec, type Job, type MemoryEstimate, type RunRouting, type TrainPoint } from "../contract.js";
+import { RpcError, type FinetuneRun, type FinetuneSpec, type Job, type LocalOrigin, type MemoryEstimate, type RunRouting, type TrainPoint } from "../contract.js";
 import { readJsonFile } from "../engine/model-folder.js";
 import { CliError, cliProcess } from "../jobs/cli-process.js";
 import type { JobReporter } from "../jobs/kind.js";
@@ -371,6 +371,16 @@ export class FinetuneService {
   adopt(job: Job): Job {
     if (job.kind === "train" && job.subject && this.runs.get(job.subject)) this.changed(job.subject, { jobId: job.id });
     return job;
+  }
+
+  /** Merged weights of an adapter imported into the models folder (origin "cluster"), on the base it recorded. */
+  exportImported(adapterPath: string, entry: { name: string; origin: LocalOrigin | null }, dtype: "bf16" | "fp16" | "fp32", name: string): Job {
+    if (entry.origin?.origin !== "cluster" || entry.origin.format !== undefined) {
+      throw new RpcError("invalid_input", `${adapterPath}: not an imported adapter (a run's checkpoints export from the Finetune view)`);
+    }
+    const models = this.opts.modelsDir();
+    const params: ExportParams = { runId: null, runName: entry.name, modelDir: entry.origin.base, checkpointDir: adapterPath, kind: "merged", dtype, out: join(models, name) };
+    return this.opts.jobs.start("export", params);
   }
 
   export(req: ExportRequest): Job {

@@ -261,6 +261,12 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
 
     "library.status": async () => library.status(),
     "library.local": async () => listLocal(library.modelsDir()),
+    "library.exportMerged": async (i) => {
+      const adapterPath = paths.checkRead(i.adapterPath, "the adapter folder");
+      const entry = listLocal(library.modelsDir()).find((e) => e.path === adapterPath && e.kind === "adapter");
+      if (!entry) throw new RpcError("not_found", `${adapterPath} is not an adapter in the models folder`);
+      return finetune.exportImported(adapterPath, entry, i.dtype, i.name);
+    },
     "library.importAdapter": async (i) => {
       const path = await finetune.importAdapter(paths.checkRead(i.dir, "the adapter folder"), paths.checkRead(i.base, "the base model folder"), i.name);
       const entry = listLocal(library.modelsDir()).find((e) => e.path === path);

@@ -93,7 +93,7 @@ describe.runIf(run)("chat with a checkpoint, end to end in Chromium", () => {
     app.expectClean();
   });
 
-  it("an adapter trained elsewhere is imported in Models, listed with its base, and opens in chat on it", async () => {
+  it("an adapter trained elsewhere is imported in Models, listed with its base, opens in chat on it, and exports merged", async () => {
     // as a cluster's LLaMA-Factory run leaves it: saves/<run>/ with the PEFT files (in the scratch folder serve may read)
     const returned = join(freshDir("cluster"), "saves", "sailors");
     cpSync(FIXTURE_ADAPTER, returned, { recursive: true });
@@ -110,8 +110,15 @@ describe.runIf(run)("chat with a checkpoint, end to end in Chromium", () => {
     const chip = page.getByTestId("adapter-chip");
     await chip.waitFor({ state: "visible", timeout: 15_000 });
     expect((await chip.innerText()).trim()).toBe("adapter: sailors");
-    // one made for another model is refused with the engine's reason
+    // and its merged weights, as an export job (folded on the base it recorded), listed when the job is done
     await page.getByRole("navigation", { name: "Main" }).getByRole("button", { name: "Models", exact: true }).click();
+    await row.getByRole("button", { name: "Export sailors merged" }).click();
+    const merge = row.getByRole("form", { name: "Export sailors merged" });
+    await merge.getByLabel("Precision", { exact: true }).selectOption("fp32");
+    await merge.getByRole("button", { name: "Start export" }).click();
+    const merged = page.locator(".local-list li", { hasText: "sailors-merged" });
+    await expect.poll(async () => (await merged.count()) ? merged.innerText() : "", { timeout: 120_000 }).toMatch(/Model[\s\S]*merged fp32 of an adapter trained on a cluster, for qwen3_moe/);
+    // one made for another model is refused with the engine's reason
     const foreign = join(freshDir("foreign"), "llama-adapter");
     cpSync(join(ROOT, "test/fixtures/goldens/train/llama/adapter"), foreign, { recursive: true });
     await form.getByLabel("Adapter folder", { exact: true }).fill(foreign);

@@ -4,6 +4,7 @@
 // on its base, and exports merged like the app's own.
 import { useState } from "react";
 import { api } from "../api/index.js";
+import type { LocalModel } from "../api/types.js";
 import { useT } from "../hooks.js";
 import { useLibrary } from "../stores/library.js";
 import { useModels } from "../stores/models.js";
@@ -50,6 +51,51 @@ export function ImportAdapterForm() {
       )}
       {done && <p role="status">{t("models.import.done", { name: done })}</p>}
       <button type="submit" className="secondary" disabled={!dir.trim() || !baseValue.trim() || pending}>{t("models.import.submit")}</button>
+    </form>
+  );
+}
+
+/** "Export merged" of an imported adapter: the export job folds it into its base (progress in Activity). */
+export function ExportImportedMerged({ entry }: { entry: LocalModel }) {
+  const t = useT();
+  const [open, setOpen] = useState(false);
+  const [name, setName] = useState(`${entry.name}-merged`);
+  const [dtype, setDtype] = useState<"bf16" | "fp16" | "fp32">("bf16");
+  const [error, setError] = useState<{ message: string; code?: string } | null>(null);
+  if (entry.origin?.origin !== "cluster" || entry.origin.format) return null;
+  if (!open) {
+    return (
+      <button type="button" className="ghost" aria-label={t("models.local.exportMergedNamed", { name: entry.name })} onClick={() => setOpen(true)}>
+        {t("models.local.exportMerged")}
+      </button>
+    );
+  }
+  const start = async () => {
+    setError(null);
+    try {
+      await api().call("library.exportMerged", { adapterPath: entry.path, dtype, name: name.trim() });
+      setOpen(false);
+    } catch (e) {
+      const err = e as { message?: string; code?: string };
+      setError({ message: err.message ?? String(e), ...(err.code ? { code: err.code } : {}) });
+    }
+  };
+  return (
+    <form className="merge-imported" aria-label={t("models.local.exportMergedNamed", { name: entry.name })} onSubmit={(e) => { e.preventDefault(); void start(); }}>
+      <FieldRow id={`merge-name-${entry.name}`} label={t("models.local.mergeName")} value={name} spellCheck={false} onChange={(e) => setName(e.target.value)} />
+      <div className="endpoint-row">
+        <label htmlFor={`merge-dtype-${entry.name}`}>{t("models.local.mergeDtype")}</label>
+        <select id={`merge-dtype-${entry.name}`} value={dtype} onChange={(e) => setDtype(e.target.value as typeof dtype)}>
+          {(["bf16", "fp16", "fp32"] as const).map((d) => <option key={d} value={d}>{d}</option>)}
+        </select>
+      </div>
+      {error && (
+        <div className="open-error" role="alert">
+          <IconAlert />
+          <div className="open-error-text"><ErrorText error={error.message} {...(error.code ? { code: error.code } : {})} /></div>
+        </div>
+      )}
+      <button type="submit" className="secondary" disabled={!name.trim()}>{t("models.local.mergeStart")}</button>
     </form>
   );
 }

@@ -86,7 +86,9 @@ export function originLine(e: LocalModel, t: T): string | null {
     return o.checkpoint === null ? t("models.local.fromRunFinal", vars) : t("models.local.fromRun", { ...vars, step: o.checkpoint });
   }
   if (o.origin === "quantize") return t(e.kind === "gguf" ? "models.local.ggufFrom" : "models.local.quantized", { format: formatName(o.format), source: folderName(o.source) });
-  if (o.origin === "cluster") return t("models.local.fromCluster", { base: folderName(o.base) });
+  if (o.origin === "cluster") {
+    return o.format ? t("models.local.mergedFromCluster", { format: formatName(o.format), base: folderName(o.base) }) : t("models.local.fromCluster", { base: folderName(o.base) });
+  }
   return t("models.local.downloaded", { repo: o.repo });
 }
 
@@ -96,7 +98,7 @@ export function originLine(e: LocalModel, t: T): string | null {
  */
 export function adapterBase(e: LocalModel): string | null {
   if (e.kind !== "adapter") return null;
-  if (e.origin?.origin === "finetune" || e.origin?.origin === "cluster") return e.origin.base;
+  if (e.origin?.origin === "finetune" || (e.origin?.origin === "cluster" && !e.origin.format)) return e.origin.base;
   const b = e.architecture;
   return b && (b.startsWith("/") || /^[A-Za-z]:[\\/]/.test(b) || b.startsWith("\\\\")) ? b : null;
 }

@@ -2,7 +2,7 @@
 // the loaded model's card, load progress, and a clear message when a folder is not a loadable model; and what the
 // models folder holds (downloads, finetune exports, quantized models and GGUF files) with where each came from.
 import { EndpointsCard } from "../components/EndpointsCard.js";
-import { ImportAdapterForm } from "../components/ImportAdapterForm.js";
+import { ExportImportedMerged, ImportAdapterForm } from "../components/ImportAdapterForm.js";
 import { useEffect, useState } from "react";
 import type { ModelCard } from "../api/types.js";
 import { api } from "../api/index.js";
@@ -128,6 +128,7 @@ function LocalModels({ busy }: { busy: boolean }) {
                   </span>
                   {e.kind === "gguf" && <span className="muted small-text">{t("models.local.ggufNote")}</span>}
                 </div>
+                <ExportImportedMerged entry={e} />
                 {canOpen && (
                   <button type="button" className="secondary" aria-label={t("models.local.openNamed", { name: e.name })} disabled={busy} onClick={() => void openLocal(e)}>
                     {t("models.local.open")}
