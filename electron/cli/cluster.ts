@@ -11,16 +11,10 @@ import { writeClusterJob } from "../finetune/cluster-job.js";
 import { recordOrigin } from "../library/local.js";
 import { defaultDataDir } from "../services/paths.js";
 import { parseJsonl, readJsonl } from "../train/data.js";
-import { resolveTrainArgs } from "../train/config.js";
+import { readTrainConfig, resolveTrainArgs } from "../train/config.js";
 import { datasetText } from "./train.js";
+import { str, type Flags } from "./flags.js";
 
-type Flags = Record<string, string | true>;
-
-function str(flags: Flags, name: string): string | undefined {
-  const v = flags[name];
-  if (v === true) throw new Error(`--${name} needs a value`);
-  return v;
-}
 
 export function cmdExportJob(flags: Flags): number {
   const modelDir = str(flags, "model");
@@ -33,15 +27,7 @@ export function cmdExportJob(flags: Flags): number {
   const bq = str(flags, "base-quant") ?? "none";
   if (bq !== "none" && bq !== "nf4") throw new Error(`--base-quant must be none or nf4, got "${bq}"`);
   const cfgPath = str(flags, "config");
-  let raw: unknown = {};
-  if (cfgPath) {
-    try {
-      raw = JSON.parse(readFileSync(cfgPath, "utf8"));
-    } catch (e) {
-      throw new Error(`${cfgPath}: ${(e as Error).message.split("\n")[0]}`);
-    }
-  }
-  const args = resolveTrainArgs(raw);
+  const args = cfgPath ? readTrainConfig(cfgPath) : resolveTrainArgs({});
   const read = data !== undefined ? readJsonl(data) : parseJsonl(datasetText(datasetId!, str(flags, "db")));
   const source = data ?? `dataset ${datasetId}`;
   if (read.messages.length === 0) throw new Error(`${source}: the dataset is empty: no sample in ${read.lines} line(s)${read.firstError ? ` (${read.firstError})` : ""}`);

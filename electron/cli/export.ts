@@ -10,14 +10,8 @@ import { EXPORT_TYPES, type ExportType } from "../gguf/quant.js";
 import { sweepLeftovers } from "../services/leftovers.js";
 import { ExportMergedCancelled, exportMergedModel, parseMergeDType, parseShardSize } from "../engine/export-merged.js";
 import { runCancellable } from "./cancel.js";
+import { str, type Flags } from "./flags.js";
 
-type Flags = Record<string, string | true>;
-
-function str(flags: Flags, name: string): string | undefined {
-  const v = flags[name];
-  if (v === true) throw new Error(`--${name} needs a value`);
-  return v;
-}
 
 const MiB = 1024 * 1024;
 

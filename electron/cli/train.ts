@@ -22,7 +22,7 @@ import { join, resolve } from "node:path";
 import type { NativeTrainSeq, NativeTrainer } from "../engine/addon.js";
 import { loadModel } from "../engine/engine.js";
 import { parseDevice } from "../engine/addon.js";
-import { nativeConfig, resolveTrainArgs, type TrainArgs } from "../train/config.js";
+import { nativeConfig, readTrainConfig, resolveTrainArgs, type TrainArgs } from "../train/config.js";
 import { sweepLeftovers } from "../services/leftovers.js";
 import { databaseFile, defaultDataDir } from "../services/paths.js";
 import { DatasetRepo } from "../store/datasets.js";
@@ -78,11 +78,8 @@ export async function cmdTrain(flags: Flags): Promise<number> {
   let args: TrainArgs;
   const cfgPath = str(flags, "config");
   const saved = resumeDir ? join(resumeDir, "train_args.json") : null;
-  const parse = (p: string) => {
-    try { return JSON.parse(readFileSync(p, "utf8")); } catch (e) { throw new Error(`${p}: ${(e as Error).message.split("\n")[0]}`); }
-  };
-  if (cfgPath) args = resolveTrainArgs(parse(cfgPath));
-  else if (saved && existsSync(saved)) args = resolveTrainArgs(parse(saved));
+  if (cfgPath) args = readTrainConfig(cfgPath);
+  else if (saved && existsSync(saved)) args = readTrainConfig(saved);
   else args = resolveTrainArgs({});
   // the run folder must be writable before anything is computed
   if (!estimateOnly) {

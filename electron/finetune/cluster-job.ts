@@ -46,9 +46,8 @@ export interface ClusterJobResult {
   notMirrored: string[];
 }
 
-/** LLaMA-Factory's template for an architecture (its names: data/template.py). */
-export function templateFor(modelDir: string, conversations: ChatMessage[][]): string {
-  const cfg = readJson(join(modelDir, "config.json")) ?? {};
+/** LLaMA-Factory's template for an architecture (its names: data/template.py); cfg is the model's config.json. */
+export function templateFor(modelDir: string, cfg: Record<string, unknown>, conversations: ChatMessage[][]): string {
   const type = String(cfg.model_type ?? "");
   const thinks = conversations.some((c) => c.some((m) => m.role === "assistant" && m.content.includes("<think>")));
   if (type === "qwen3" || type === "qwen3_moe") return thinks ? "qwen3" : "qwen3_nothink";
@@ -234,7 +233,7 @@ export function writeClusterJob(input: ClusterJobInput): ClusterJobResult {
     lines.push(JSON.stringify({ messages: withSystem.map((m) => ({ role: m.role, content: m.content })) }));
   });
   if (lines.length === 0) throw new Error(`the dataset has no conversation LLaMA-Factory can train on${firstSkip ? ` (${firstSkip})` : ""}`);
-  const template = input.template ?? templateFor(input.modelDir, input.conversations);
+  const template = input.template ?? templateFor(input.modelDir, cfg, input.conversations);
   const dataset = input.name.replace(/[^A-Za-z0-9_]/g, "_");
   const { config, notMirrored } = llamaFactoryConfig(input.args, { base, template, dataset, name: input.name, baseQuant: input.baseQuant });
 

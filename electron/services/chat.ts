@@ -32,7 +32,7 @@ import { RpcError } from "../contract.js";
 import { SessionPool } from "./session-pool.js";
 import { GenerationQueue } from "./generation-queue.js";
 import type { EndpointService } from "./endpoints.js";
-import { streamChat, type RemoteSampling } from "./remote/openai-stream.js";
+import { streamChat, type RemoteSampling, type RemoteTarget } from "./remote/openai-stream.js";
 
 /** Engine sessions the chat keeps (each holds a KV cache): the base and an adapter side by side for Compare with base. */
 export const SESSIONS_KEPT = 2;
@@ -92,9 +92,9 @@ export class ChatService {
     if (conv.endpointId) {
       // a remote answers: no local model, no engine slot (its key is checked now, before anything is saved)
       if (!this.endpoints) throw new RpcError("invalid_input", "This app has no remote endpoints.");
-      this.endpoints.target(conv.endpointId);
+      const target = this.endpoints.target(conv.endpointId);
       const { result, replies } = this.repos.db.transaction(() => prepare(conv, null))();
-      this.start(this.conversations.require(conv.id), replies, null, () => {});
+      this.start(this.conversations.require(conv.id), replies, target, () => {});
       return result;
     }
     const slot = this.queue.tryAcquire("chat");
@@ -229,7 +229,8 @@ export class ChatService {
   }
 
   /** Write the replies one after the other (a stop ends them all); one generation slot for the whole turn. */
-  private start(conv: Conversation, replies: Reply[], model: LoadedModel | null, slot: () => void): void {
+  /** engine: the loaded model, or the remote endpoint (RemoteTarget) that answers this conversation. */
+  private start(conv: Conversation, replies: Reply[], engine: LoadedModel | RemoteTarget, slot: () => void): void {
     const abort = new AbortController();
     const running: Running = { conversationId: conv.id, messageId: replies[0].assistant.id, abort, done: Promise.resolve() };
     this.running = running;
@@ -244,8 +245,8 @@ export class ChatService {
         running.messageId = r.assistant.id;
         const last = i === replies.length - 1 ? release : undefined;
         if (abort.signal.aborted) this.finish(conv.id, { ...r.assistant, status: "stopped" }, last);  // Stop ends the turn
-        else if (model) await this.generate(conv, r.assistant, model, abort.signal, r.adapter, skip, last);
-        else await this.generateRemote(conv, r.assistant, abort.signal, skip, last);
+        else if ("baseUrl" in engine) await this.generateRemote(conv, r.assistant, engine, abort.signal, skip, last);
+        else await this.generate(conv, r.assistant, engine, abort.signal, r.adapter, skip, last);
       }
     })().finally(release);
   }
@@ -300,13 +301,33 @@ export class ChatService {
     }
   }
 
+  /**
+   * The text of a reply as it streams, local or remote: each delta goes out as chat.delta and the text so far is
+   * written to the database every SAVE_EVERY_MS (so a killed app keeps most of it).
+   */
+  private streamWriter(conversationId: string, messageId: string): { text: string; push(delta: string, tokens: number): void } {
+    let lastSave = Date.now();
+    const w = {
+      text: "",
+      push: (delta: string, tokens: number) => {
+        w.text += delta;
+        this.emit("chat.delta", { conversationId, messageId, delta, tokens });
+        if (Date.now() - lastSave > SAVE_EVERY_MS) {
+          this.repos.messages.setContent(messageId, w.text);
+          lastSave = Date.now();
+        }
+      },
+    };
+    return w;
+  }
+
   private async generate(conv: Conversation, assistant: Message, model: LoadedModel, signal: AbortSignal, adapter: string | null | undefined,
     skip: ReadonlySet<string>, beforeDone?: () => void): Promise<void> {
+    const w = this.streamWriter(conv.id, assistant.id);
     let content = "";
     let status: Message["status"] = "complete";
     let error: string | null = null;
     let stats: GenerationStats | null = null;
-    let lastSave = Date.now();
     try {
       const session = await this.sessions.get("chat", model.model, adapter);
       const d = model.card.sampling;
@@ -326,14 +347,7 @@ export class ChatService {
         signal,
       };
       const gen = session.generate({ ids }, options);
-      for await (const delta of gen) {
-        content += delta;
-        this.emit("chat.delta", { conversationId: conv.id, messageId: assistant.id, delta, tokens: gen.tokens });
-        if (Date.now() - lastSave > SAVE_EVERY_MS) {
-          this.repos.messages.setContent(assistant.id, content);
-          lastSave = Date.now();
-        }
-      }
+      for await (const delta of gen) w.push(delta, gen.tokens);
       const r = await gen.result;
       content = r.text;
       status = r.stats.stopReason === "cancelled" ? "stopped" : "complete";
@@ -348,6 +362,7 @@ export class ChatService {
         contextLength: ctx,
       };
     } catch (e) {
+      content = w.text;
       status = "error";
       const why = workerExitReason(e);
       error = why ? crashMessage(why) : (e instanceof Error ? e.message : String(e)).split("\n")[0];
@@ -357,15 +372,14 @@ export class ChatService {
   }
 
   /** A reply from the conversation's remote endpoint, streamed like a local one. */
-  private async generateRemote(conv: Conversation, assistant: Message, signal: AbortSignal, skip: ReadonlySet<string>, beforeDone?: () => void): Promise<void> {
+  private async generateRemote(conv: Conversation, assistant: Message, target: RemoteTarget, signal: AbortSignal, skip: ReadonlySet<string>,
+    beforeDone?: () => void): Promise<void> {
+    const w = this.streamWriter(conv.id, assistant.id);
     let content = "";
     let status: Message["status"] = "complete";
     let error: string | null = null;
     let stats: GenerationStats | null = null;
-    let lastSave = Date.now();
-    let chunks = 0;
     try {
-      const target = this.endpoints!.target(conv.endpointId!);
       const system = conv.systemPrompt.trim() ? [{ role: "system", content: conv.systemPrompt }] : [];
       const s = conv.sampling;
       // only what the user set: the remote's own defaults (its generation_config) stand for the rest
@@ -377,15 +391,7 @@ export class ChatService {
         ...(s.maxTokens !== null ? { max_tokens: s.maxTokens } : {}),
         ...(s.seed !== null ? { seed: s.seed } : {}),
       };
-      const r = await streamChat(target, [...system, ...this.history(conv.id, skip)], sampling, signal, (delta) => {
-        content += delta;
-        chunks++;
-        this.emit("chat.delta", { conversationId: conv.id, messageId: assistant.id, delta, tokens: chunks });
-        if (Date.now() - lastSave > SAVE_EVERY_MS) {
-          this.repos.messages.setContent(assistant.id, content);
-          lastSave = Date.now();
-        }
-      });
+      const r = await streamChat(target, [...system, ...this.history(conv.id, skip)], sampling, signal, (delta, chunks) => w.push(delta, chunks));
       content = r.text;
       status = r.stopped ? "stopped" : "complete";
       const prompt = r.usage?.promptTokens ?? 0;
@@ -403,10 +409,9 @@ export class ChatService {
         contextLength: 0, // the remote does not say
       };
     } catch (e) {
+      content = w.text; // what had arrived stays
       status = "error";
       error = (e instanceof Error ? e.message : String(e)).split("\n")[0];
-      const partial = (e as { partial?: string }).partial;
-      if (typeof partial === "string" && partial.length >= content.length) content = partial;
     }
     this.finish(conv.id, { ...assistant, content, status, error, stats }, beforeDone);
   }

@@ -11,6 +11,9 @@ import { notFound, remoteMessages } from "./errors.js";
 import { remoteModels, type RemoteTarget } from "./remote/openai-stream.js";
 import { RpcError } from "../contract.js";
 
+/** A base URL as stored and called: without trailing slashes (".../v1/" and ".../v1" are one endpoint). */
+const apiBase = (url: string) => url.replace(/\/+$/, "");
+
 export class EndpointService {
   constructor(
     private readonly repos: Repositories,
@@ -52,7 +55,7 @@ export class EndpointService {
 
   add(input: HandlerInput<"endpoints.add">): Endpoint {
     if (input.key && input.keyEnv) throw new RpcError("invalid_input", "Give the key or the environment variable that holds it, not both.");
-    const e: EndpointRecord = { id: randomUUID(), name: input.name.trim(), baseUrl: input.baseUrl.replace(/\/+$/, ""), model: input.model.trim(), keyEnv: input.keyEnv ?? null, createdAt: Date.now() };
+    const e: EndpointRecord = { id: randomUUID(), name: input.name.trim(), baseUrl: apiBase(input.baseUrl), model: input.model.trim(), keyEnv: input.keyEnv ?? null, createdAt: Date.now() };
     this.repos.endpoints.insert(e);
     if (input.key) this.setKey(e.id, input.key);
     return this.view(e);
@@ -63,7 +66,7 @@ export class EndpointService {
     const e: EndpointRecord = {
       ...old,
       ...(input.name !== undefined ? { name: input.name.trim() } : {}),
-      ...(input.baseUrl !== undefined ? { baseUrl: input.baseUrl.replace(/\/+$/, "") } : {}),
+      ...(input.baseUrl !== undefined ? { baseUrl: apiBase(input.baseUrl) } : {}),
       ...(input.model !== undefined ? { model: input.model.trim() } : {}),
       ...(input.keyEnv !== undefined ? { keyEnv: input.keyEnv } : {}),
     };
@@ -91,7 +94,7 @@ export class EndpointService {
   }
 
   async models(input: HandlerInput<"endpoints.models">): Promise<CallOutput<"endpoints.models">> {
-    const t = "id" in input ? this.target(input.id) : { name: input.baseUrl, baseUrl: input.baseUrl.replace(/\/+$/, ""), key: input.key ?? null };
+    const t = "id" in input ? this.target(input.id) : { name: input.baseUrl, baseUrl: apiBase(input.baseUrl), key: input.key ?? null };
     try {
       return { models: await remoteModels(t) };
     } catch (e) {

@@ -1,5 +1,6 @@
 // train.json: the knobs of one run by transformers / peft / trl names, checked strictly (unknown keys are an error
 // naming them), with defaults and the "hunyuan_lora" preset (Tencent's Hunyuan LoRA recipe).
+import { readFileSync } from "node:fs";
 import type { NativeTrainConfig } from "../engine/addon.js";
 
 export interface TrainArgs {
@@ -120,6 +121,17 @@ export function resolveTrainArgs(raw: unknown): TrainArgs {
   if ("max_steps" in o) delete out.num_train_epochs;
   if ("warmup_steps" in o) delete out.warmup_ratio;
   return out;
+}
+
+/** A train.json file → the run's arguments (a file that cannot be read or is not JSON is an error naming it). */
+export function readTrainConfig(path: string): TrainArgs {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new Error(`${path}: ${(e as Error).message.split("\n")[0]}`);
+  }
+  return resolveTrainArgs(raw);
 }
 
 /**

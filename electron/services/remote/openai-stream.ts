@@ -62,22 +62,25 @@ async function errorOf(res: Response): Promise<string> {
   return `${res.status} ${res.statusText}`.trim() + (body && body.length < 200 ? `: ${body.trim()}` : "");
 }
 
-function headers(t: RemoteTarget, json: boolean): Record<string, string> {
-  return { ...(json ? { "content-type": "application/json" } : {}), accept: json ? "text/event-stream" : "application/json", ...(t.key ? { authorization: `Bearer ${t.key}` } : {}) };
+function headers(key: string | null, json: boolean): Record<string, string> {
+  return { ...(json ? { "content-type": "application/json" } : {}), accept: json ? "text/event-stream" : "application/json", ...(key ? { authorization: `Bearer ${key}` } : {}) };
+}
+
+/** The sentence for a remote's error status: its key refused (401 / 403), or the request. */
+async function refusal(t: Pick<RemoteTarget, "name" | "baseUrl">, res: Response): Promise<string> {
+  const why = await errorOf(res);
+  return res.status === 401 || res.status === 403 ? remoteMessages.keyRefused(t.name, t.baseUrl, res.status, why) : remoteMessages.refused(t.name, t.baseUrl, res.status, why);
 }
 
 /** GET {baseUrl}/models: the ids the remote serves. */
 export async function remoteModels(t: Omit<RemoteTarget, "model">, signal?: AbortSignal): Promise<string[]> {
   let res: Response;
   try {
-    res = await fetch(endpointUrl(t.baseUrl, "/models"), { headers: headers({ ...t, model: "" }, false), signal: signal ?? AbortSignal.timeout(15_000) });
+    res = await fetch(endpointUrl(t.baseUrl, "/models"), { headers: headers(t.key, false), signal: signal ?? AbortSignal.timeout(15_000) });
   } catch (e) {
     throw new RemoteError(remoteMessages.unreachable(t.name, t.baseUrl, reason(e)));
   }
-  if (!res.ok) {
-    const why = await errorOf(res);
-    throw new RemoteError(res.status === 401 || res.status === 403 ? remoteMessages.keyRefused(t.name, t.baseUrl, res.status, why) : remoteMessages.refused(t.name, t.baseUrl, res.status, why));
-  }
+  if (!res.ok) throw new RemoteError(await refusal(t, res));
   const j = (await res.json().catch(() => null)) as { data?: Array<{ id?: unknown }> } | null;
   if (!j || !Array.isArray(j.data)) throw new RemoteError(`${where(t)}: GET /models did not answer OpenAI's list ({"data": [...]}); is the URL the API's base (ending in /v1)?`);
   return j.data.map((m) => m.id).filter((id): id is string => typeof id === "string");
@@ -89,11 +92,11 @@ function reason(e: unknown): string {
 }
 
 /**
- * Stream one reply. onText gets each text delta as it arrives. Throws RemoteError (with the text so far in
- * `partial`) when the remote refuses or breaks off; returns with stopped: true when `signal` aborts.
+ * Stream one reply. onText gets each text delta as it arrives, with the count of text chunks so far (the caller keeps the text so far). Throws RemoteError
+ * when the remote refuses or breaks off; returns with stopped: true when `signal` aborts.
  */
 export async function streamChat(t: RemoteTarget, messages: Array<{ role: string; content: string }>, sampling: RemoteSampling,
-  signal: AbortSignal, onText: (delta: string) => void): Promise<RemoteResult> {
+  signal: AbortSignal, onText: (delta: string, chunks: number) => void): Promise<RemoteResult> {
   const started = Date.now();
   let text = "";
   let chunks = 0;
@@ -101,22 +104,19 @@ export async function streamChat(t: RemoteTarget, messages: Array<{ role: string
   let finishReason: string | null = null;
   let usage: RemoteResult["usage"] = null;
   const fail = (msg: string): never => {
-    throw Object.assign(new RemoteError(msg), { partial: text });
+    throw new RemoteError(msg);
   };
   const result = (stopped: boolean): RemoteResult => ({ text, finishReason, stopped, usage, chunks, firstTextMs: firstAt ? firstAt - started : 0, totalMs: Date.now() - started });
 
   const body = JSON.stringify({ model: t.model, messages, stream: true, stream_options: { include_usage: true }, ...sampling });
   let res: Response;
   try {
-    res = await fetch(endpointUrl(t.baseUrl, "/chat/completions"), { method: "POST", headers: headers(t, true), body, signal: AbortSignal.any([signal, AbortSignal.timeout(TIMEOUT_MS)]) });
+    res = await fetch(endpointUrl(t.baseUrl, "/chat/completions"), { method: "POST", headers: headers(t.key, true), body, signal: AbortSignal.any([signal, AbortSignal.timeout(TIMEOUT_MS)]) });
   } catch (e) {
     if (signal.aborted) return result(true);
     return fail(remoteMessages.unreachable(t.name, t.baseUrl, reason(e)));
   }
-  if (!res.ok || !res.body) {
-    const why = await errorOf(res);
-    return fail(res.status === 401 || res.status === 403 ? remoteMessages.keyRefused(t.name, t.baseUrl, res.status, why) : remoteMessages.refused(t.name, t.baseUrl, res.status, why));
-  }
+  if (!res.ok || !res.body) return fail(await refusal(t, res));
   // Server-sent events: lines, an event per blank line; only `data:` fields matter here.
   const decoder = new TextDecoder();
   let buf = "";
@@ -139,7 +139,7 @@ export async function streamChat(t: RemoteTarget, messages: Array<{ role: string
       if (!firstAt) firstAt = Date.now();
       text += delta;
       chunks++;
-      onText(delta);
+      onText(delta, chunks);
     }
     if (c?.finish_reason) finishReason = c.finish_reason;
     if (chunk.usage && typeof chunk.usage.prompt_tokens === "number") usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens ?? 0 };

@@ -5,9 +5,9 @@ import { useEffect, useState } from "react";
 import { useT } from "../hooks.js";
 import { useConversations } from "../stores/conversations.js";
 import { useEndpoints } from "../stores/endpoints.js";
-import { ErrorText } from "./ErrorText.js";
+import { callError, ErrorAlert, type CallError } from "./ErrorText.js";
 import { FieldRow } from "./FieldRow.js";
-import { IconAlert, IconX } from "./icons.js";
+import { IconX } from "./icons.js";
 
 export function EndpointsCard() {
   const t = useT();
@@ -17,7 +17,7 @@ export function EndpointsCard() {
   const [key, setKey] = useState("");
   const [model, setModel] = useState("");
   const [models, setModels] = useState<string[] | null>(null);
-  const [error, setError] = useState<{ message: string; code?: string } | null>(null);
+  const [error, setError] = useState<CallError | null>(null);
   const [pending, setPending] = useState(false);
 
   useEffect(() => {
@@ -30,8 +30,7 @@ export function EndpointsCard() {
     try {
       await f();
     } catch (e) {
-      const err = e as { message?: string; code?: string };
-      setError({ message: err.message ?? String(e), ...(err.code ? { code: err.code } : {}) });
+      setError(callError(e));
     } finally {
       setPending(false);
     }
@@ -99,12 +98,7 @@ export function EndpointsCard() {
           </span>
         </div>
         {models && <p className="muted small-text" role="status">{t("endpoints.modelsFound", { count: models.length })}</p>}
-        {error && (
-          <div className="open-error" role="alert">
-            <IconAlert />
-            <div className="open-error-text"><ErrorText error={error.message} {...(error.code ? { code: error.code } : {})} /></div>
-          </div>
-        )}
+        {error && <ErrorAlert error={error} />}
         <button type="submit" className="primary" disabled={!name.trim() || !urlOk || !model.trim() || pending}>
           {t("endpoints.add")}
         </button>

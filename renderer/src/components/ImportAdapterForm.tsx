@@ -8,9 +8,8 @@ import type { LocalModel } from "../api/types.js";
 import { useT } from "../hooks.js";
 import { useLibrary } from "../stores/library.js";
 import { useModels } from "../stores/models.js";
-import { ErrorText } from "./ErrorText.js";
+import { callError, ErrorAlert, type CallError } from "./ErrorText.js";
 import { FieldRow } from "./FieldRow.js";
-import { IconAlert } from "./icons.js";
 
 export function ImportAdapterForm() {
   const t = useT();
@@ -18,7 +17,7 @@ export function ImportAdapterForm() {
   const [dir, setDir] = useState("");
   const [base, setBase] = useState<string | null>(null);
   const [pending, setPending] = useState(false);
-  const [error, setError] = useState<{ message: string; code?: string } | null>(null);
+  const [error, setError] = useState<CallError | null>(null);
   const [done, setDone] = useState<string | null>(null);
   const baseValue = base ?? loaded;
   const submit = async () => {
@@ -31,8 +30,7 @@ export function ImportAdapterForm() {
       setDir("");
       await useLibrary.getState().loadLocal();
     } catch (e) {
-      const err = e as { message?: string; code?: string };
-      setError({ message: err.message ?? String(e), ...(err.code ? { code: err.code } : {}) });
+      setError(callError(e));
     } finally {
       setPending(false);
     }
@@ -43,12 +41,7 @@ export function ImportAdapterForm() {
       <p className="muted small-text">{t("models.import.about")}</p>
       <FieldRow id="import-adapter-dir" label={t("models.import.adapter")} className="mono" value={dir} placeholder="/path/to/saves/run" spellCheck={false} autoComplete="off" onChange={(e) => setDir(e.target.value)} />
       <FieldRow id="import-adapter-base" label={t("models.import.base")} className="mono" value={baseValue} placeholder="/path/to/base-model" spellCheck={false} autoComplete="off" onChange={(e) => setBase(e.target.value)} />
-      {error && (
-        <div className="open-error" role="alert">
-          <IconAlert />
-          <div className="open-error-text"><ErrorText error={error.message} {...(error.code ? { code: error.code } : {})} /></div>
-        </div>
-      )}
+      {error && <ErrorAlert error={error} />}
       {done && <p role="status">{t("models.import.done", { name: done })}</p>}
       <button type="submit" className="secondary" disabled={!dir.trim() || !baseValue.trim() || pending}>{t("models.import.submit")}</button>
     </form>
@@ -61,7 +54,7 @@ export function ExportImportedMerged({ entry }: { entry: LocalModel }) {
   const [open, setOpen] = useState(false);
   const [name, setName] = useState(`${entry.name}-merged`);
   const [dtype, setDtype] = useState<"bf16" | "fp16" | "fp32">("bf16");
-  const [error, setError] = useState<{ message: string; code?: string } | null>(null);
+  const [error, setError] = useState<CallError | null>(null);
   if (entry.origin?.origin !== "cluster" || entry.origin.format) return null;
   if (!open) {
     return (
@@ -76,8 +69,7 @@ export function ExportImportedMerged({ entry }: { entry: LocalModel }) {
       await api().call("library.exportMerged", { adapterPath: entry.path, dtype, name: name.trim() });
       setOpen(false);
     } catch (e) {
-      const err = e as { message?: string; code?: string };
-      setError({ message: err.message ?? String(e), ...(err.code ? { code: err.code } : {}) });
+      setError(callError(e));
     }
   };
   return (
@@ -89,12 +81,7 @@ export function ExportImportedMerged({ entry }: { entry: LocalModel }) {
           {(["bf16", "fp16", "fp32"] as const).map((d) => <option key={d} value={d}>{d}</option>)}
         </select>
       </div>
-      {error && (
-        <div className="open-error" role="alert">
-          <IconAlert />
-          <div className="open-error-text"><ErrorText error={error.message} {...(error.code ? { code: error.code } : {})} /></div>
-        </div>
-      )}
+      {error && <ErrorAlert error={error} />}
       <button type="submit" className="secondary" disabled={!name.trim()}>{t("models.local.mergeStart")}</button>
     </form>
   );
