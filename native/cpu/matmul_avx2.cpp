@@ -66,7 +66,7 @@ MOE_AVX2 void matvec_rows_avx2_t(float* y, const float* x, const void* Wv, int64
   const T* W = static_cast<const T*>(Wv);
   const int64_t K16 = K & ~int64_t(15), K8 = K & ~int64_t(7);
   int64_t n = n0;
-  for (; n + 4 <= n1; n += 4) {
+  for (; K > kMatvecOneRowMaxK && n + 4 <= n1; n += 4) {
     const T* w0 = W + n * K; const T* w1 = w0 + K; const T* w2 = w1 + K; const T* w3 = w2 + K;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
     int64_t k = 0;
@@ -92,7 +92,7 @@ MOE_AVX2 void matvec_rows_avx2_t(float* y, const float* x, const void* Wv, int64
     }
     for (int i = 0; i < 4; ++i) y[n + i] = acc ? y[n + i] + r[i] : r[i];
   }
-  for (; n < n1; ++n) {  // remaining 1-3 rows
+  for (; n < n1; ++n) {  // one row at a time (kMatvecOneRowMaxK), or the 1-3 rows left: the sums above, one row
     const T* w0 = W + n * K;
     __m256 a0 = _mm256_setzero_ps(), b0 = a0;
     int64_t k = 0;

@@ -43,7 +43,7 @@ MOE_AVX512 void matvec_rows_avx512_t(float* y, const float* x, const void* Wv, i
   const T* W = static_cast<const T*>(Wv);
   const int64_t K32 = K & ~int64_t(31), K16 = K & ~int64_t(15);
   int64_t n = n0;
-  for (; n + 4 <= n1; n += 4) {
+  for (; K > kMatvecOneRowMaxK && n + 4 <= n1; n += 4) {
     const T* w0 = W + n * K; const T* w1 = w0 + K; const T* w2 = w1 + K; const T* w3 = w2 + K;
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
     int64_t k = 0;
@@ -70,12 +70,16 @@ MOE_AVX512 void matvec_rows_avx512_t(float* y, const float* x, const void* Wv, i
     }
     for (int i = 0; i < 4; ++i) y[n + i] = acc ? y[n + i] + r[i] : r[i];
   }
-  for (; n < n1; ++n) {
+  for (; n < n1; ++n) {  // one row at a time (kMatvecOneRowMaxK), or the 1-3 rows left: the sums above, one row
     const T* w0 = W + n * K;
-    __m512 a0 = _mm512_setzero_ps();
+    __m512 a0 = _mm512_setzero_ps(), b0 = a0;
     int64_t k = 0;
+    for (; k < K32; k += 32) {
+      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), WLoad16<DT>::load(w0 + k), a0);
+      b0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k + 16), WLoad16<DT>::load(w0 + k + 16), b0);
+    }
     for (; k < K16; k += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), WLoad16<DT>::load(w0 + k), a0);
-    float r = hsum8(fold512(a0));
+    float r = hsum8(fold512(_mm512_add_ps(a0, b0)));
     for (; k < K; ++k) r += x[k] * WLoad<DT>::one(w0 + k);
     y[n] = acc ? y[n] + r : r;
   }

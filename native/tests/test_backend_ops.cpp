@@ -156,8 +156,9 @@ TEST(backend_ops_matmul_forms_every_dtype) {
 
 // matmul_batch (the experts of a MoE layer in one call) is each product's matmul, bit for bit, on every backend
 // and path: quantized products on the row dots and on the GEMM (one parallel job each on cpu), products sharing
-// an x, dense M = 1 products (one job) and an M = 2 one (alone), accumulate, mixed K, chunks that cut through
-// products; and the same bits for 1, 2 and 3 threads. Against ref as matmul (1e-4 with f32 activations, 2e-2 with int8: see above).
+// an x, dense products of M = 1 and M > 1 (one job over their row blocks, weighted by M), one with few outputs and
+// many rows (matmul splits it over M: alone), accumulate, mixed K, chunks that cut through products; and the same
+// bits for 1, 2 and 3 threads. Against ref as matmul (1e-4 with f32 activations, 2e-2 with int8: see above).
 TEST(backend_ops_matmul_batch_is_each_matmul) {
   // xfrom: the job whose x this one reads (the cpu backend quantises a run of products of one x once; a Q8_0
   // GEMM also needs x's unsigned bytes, which a Q4 product before it did not make)
@@ -166,7 +167,9 @@ TEST(backend_ops_matmul_batch_is_each_matmul) {
                     {DType::Q8_0, 3, 40, 64, true, 2}, {DType::Q8_0, 3, 18, 64, false, 2},
                     {DType::Q4_K, 2, 19, 256, false, -1}, {DType::Q4_0, 9, 21, 128, false, -1}, {DType::BF16, 1, 12, 64, false, -1},
                     {DType::F16, 1, 50, 64, true, -1}, {DType::BF16, 2, 9, 64, false, -1}, {DType::BF16, 1, 300, 512, false, -1},
-                    {DType::Q4_K, 1, 300, 512, false, 10}};  // the 300 x 512 ones make the work worth threads
+                    {DType::Q4_K, 1, 300, 512, false, 10}, {DType::BF16, 5, 130, 512, false, -1},
+                    {DType::F16, 16, 66, 256, true, -1}, {DType::BF16, 16, 66, 256, false, 13}, {DType::BF16, 9, 6, 512, false, -1}};
+                    // the 300 x 512 ones make the work worth threads; 9 x 6 x 512 is split over M
   constexpr int n = int(sizeof(js) / sizeof(js[0]));
   std::vector<std::vector<uint8_t>> wb(n);
   std::vector<Buf> xs(n), y0(n);
