@@ -13,9 +13,11 @@
 #include "cpu/attention.h"
 #include "cpu/matmul.h"
 #include "cpu/nf4_matmul.h"
+#include "cpu/qmatmul.h"
 #include "cpu/thread_pool.h"
 #include "cuda/kernel_backend.h"
 #include "quant/nf4.h"
+#include "quant/quant.h"
 
 namespace moe {
 
@@ -40,6 +42,10 @@ class CpuBackend final : public RefBackend {
   void matmul(const Tensor& y, const Tensor& x, const Tensor& W, bool accumulate) override {
     check_cols("matmul", x, W.cols()); check_cols("matmul", y, W.rows()); check_rows("matmul", y, x.rows());
     if (W.type == DType::NF4) { nf4_matmul(&pool_, y.f32(), y.ld(), x.f32(), x.ld(), nf4_of("matmul", W), x.rows(), accumulate); return; }
+    if (is_quant(W.type)) {
+      qmatmul(&pool_, y.f32(), y.ld(), x.f32(), x.ld(), W.data, W.type, x.rows(), W.rows(), W.cols(), accumulate, W.packed);
+      return;
+    }
     moe::matmul(pool_, y.f32(), y.ld(), x.f32(), x.ld(), W.data, W.type, x.rows(), W.rows(), W.cols(), accumulate);
   }
 
@@ -52,7 +58,8 @@ class CpuBackend final : public RefBackend {
       const MatmulJob& j = jobs[i];
       if (j.W.type == DType::NF4) { matmul(j.y, j.x, j.W, j.accumulate); continue; }
       check_cols("matmul", j.x, j.W.cols()); check_cols("matmul", j.y, j.W.rows()); check_rows("matmul", j.y, j.x.rows());
-      b[nb++] = {j.y.f32(), j.y.ld(), j.x.f32(), j.x.ld(), j.W.data, j.W.type, j.x.rows(), j.W.rows(), j.W.cols(), j.accumulate};
+      b[nb++] = {j.y.f32(), j.y.ld(), j.x.f32(), j.x.ld(), j.W.data, j.W.type, j.x.rows(), j.W.rows(), j.W.cols(), j.accumulate,
+                 j.W.packed};
       if (nb == kMax) { moe::matmul_batch(pool_, b, nb); nb = 0; }
     }
     if (nb) moe::matmul_batch(pool_, b, nb);

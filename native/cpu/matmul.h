@@ -15,8 +15,10 @@ void matmul(ThreadPool& pool, float* y, int64_t ldy, const float* x, int64_t ldx
             const void* W, DType w_dtype, int64_t M, int64_t N, int64_t K, bool accumulate = false);
 
 // One product of a batch: y[M, N] (+)= x[M, K] · W[N, K]^T, as matmul's arguments.
+// packed: W in the quantized kernels' load-time layout (cpu/qmatmul.h qpack), or null.
 struct MatmulJob {
   float* y; int64_t ldy; const float* x; int64_t ldx; const void* W; DType t; int64_t M, N, K; bool accumulate;
+  const void* packed = nullptr;
 };
 // Several independent products at once (a MoE layer's experts, q/k/v of one x), each as matmul bit for bit, in
 // fewer parallel jobs: block-quantized ones through qmatmul_batch (cpu/qmatmul.h), dense ones with M = 1

@@ -118,7 +118,7 @@ void dot_q8_rows_portable(DType t, const uint8_t* w, const BlockQ8X* xq, const f
   for (int r = 0; r < R; ++r) out[r] = dot_q8_portable(t, w, xq + r * stride, K);
 }
 
-const QKernels kQPortable{"portable", dot_q8_rows_portable, dot_f32_portable, 4, nullptr, 0, nullptr, nullptr};
+const QKernels kQPortable{"portable", dot_q8_rows_portable, dot_f32_portable, 4, nullptr, 0, nullptr, nullptr, nullptr, nullptr, nullptr};
 
 // The tables this CPU can run, best first (portable last).
 int available(const QKernels** out) {
@@ -206,6 +206,11 @@ thread_local std::vector<float> t_tile;
 // Which path a product with M rows of x takes: the table's int8 GEMM, the f32 tiles, or (neither) the row dots.
 bool takes_gemm(const QKernels& kr, DType t, int64_t M) { return kr.gemm && use_q8_prefill() && M >= kr.gemm_min_rows(t); }
 bool takes_rows(const QKernels& kr, DType t, int64_t M) { return !takes_gemm(kr, t, M) && M < kTileMinM; }
+// A product with the weight in the table's load-time layout (qpack) takes the packed GEMM, for every M, on int8
+// activations; under f32 activations (MOE_QUANT_ACT=f32) or another table it reads the weight as stored.
+bool takes_packed(const QKernels& kr, DType t, const void* packed) {
+  return packed && kr.gemm_packed && use_q8_prefill() && kr.pack_bytes(t, 1, qblock_size(t)) > 0;
+}
 
 void check_args(DType t, int64_t K) {
   if (!is_quant(t)) throw std::invalid_argument(std::string("qmatmul: ") + dtype_name(t) + " is not a block-quantized type");
@@ -269,6 +274,23 @@ bool qmatmul_use_path(const char* name) {
 }
 const char* qmatmul_path() { return QK().name; }
 
+size_t qpack_bytes(DType t, int64_t N, int64_t K) {
+  const QKernels& kr = QK();
+  if (!kr.pack_bytes || !is_quant(t) || K % qblock_size(t) != 0) return 0;
+  return kr.pack_bytes(t, N, K);
+}
+
+void qpack(ThreadPool* pool, DType t, const void* W, int64_t N, int64_t K, void* out) {
+  const QKernels& kr = QK();
+  if (qpack_bytes(t, N, K) == 0) throw std::invalid_argument(std::string("qpack: the ") + kr.name + " kernels take no packed " + dtype_name(t));
+  const int64_t nt = (N + kr.gemm_rows - 1) / kr.gemm_rows;
+  auto tiles = [&](int64_t a, int64_t b, int) {
+    kr.pack(t, static_cast<const uint8_t*>(W), dtype_row_bytes(t, K), N, K, static_cast<uint8_t*>(out), a, b);
+  };
+  if (!pool || pool->size() <= 1 || nt < 2) tiles(0, nt, 0);
+  else pool->run(nt, 1, [&](int64_t a, int64_t b, int th) { tiles(a, b, th); });
+}
+
 void qmatmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType t, int64_t M, int64_t N,
                  int64_t K, bool accumulate) {
   check_args(t, K);
@@ -285,12 +307,23 @@ void qmatmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const void*
 }
 
 void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType t, int64_t M,
-             int64_t N, int64_t K, bool accumulate) {
+             int64_t N, int64_t K, bool accumulate, const void* packed) {
   check_args(t, K);
   if (M <= 0 || N <= 0) return;
   const QKernels& kr = QK();
   const size_t rb = dtype_row_bytes(t, K);
   const uint8_t* Wb = static_cast<const uint8_t*>(W);
+  if (takes_packed(kr, t, packed)) {
+    std::vector<BlockQ8X>& xqv = t_xq;
+    if (xqv.size() < size_t(M * (K / 32))) xqv.resize(size_t(M * (K / 32)));
+    quantize_x(kr, x, ldx, M, K, xqv.data(), nullptr);
+    const int64_t nt = (N + kr.gemm_rows - 1) / kr.gemm_rows;
+    const uint8_t* P = static_cast<const uint8_t*>(packed);
+    auto tiles = [&](int64_t a, int64_t b, int) { kr.gemm_packed(t, P, N, K, xqv.data(), M, y, ldy, accumulate, a, b); };
+    if (!pool || pool->size() <= 1 || nt < 2 || N * M * K < 2 * 65536) tiles(0, nt, 0);
+    else pool->run(nt, 1, [&](int64_t a, int64_t b, int th) { tiles(a, b, th); });
+    return;
+  }
   if (takes_gemm(kr, t, M)) {
     // int8 activations, quantised once on this thread: blocks (scale, sum) and, for Q8_0's signed weights, the
     // unsigned bytes q + 128 the GEMM reads (the nibble types read the signed q of the blocks)
@@ -363,9 +396,9 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
       const MatmulJob& j = jobs[i];
       check_args(j.t, j.K);
       if (j.M <= 0 || j.N <= 0) continue;
-      if (takes_gemm(kr, j.t, j.M)) {
+      if (takes_packed(kr, j.t, j.packed) || takes_gemm(kr, j.t, j.M)) {
         blocks += j.M * (j.K / 32);
-        if (j.t == DType::Q8_0) ubytes += j.M * j.K;
+        if (j.t == DType::Q8_0 && !j.packed) ubytes += j.M * j.K;
         gem[ng++].j = &j;
       } else if (takes_rows(kr, j.t, j.M)) {
         if (use_q8_for(j.t, kr)) blocks += j.M * (j.K / 32);
@@ -388,7 +421,7 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
     };
     for (int i = 0; i < ng; ++i) {
       const MatmulJob& j = *gem[i].j;
-      const bool want_xu = j.t == DType::Q8_0;
+      const bool want_xu = j.t == DType::Q8_0 && !takes_packed(kr, j.t, j.packed);
       if (i > 0 && same_x(j, *gem[i - 1].j) && (!want_xu || gem[i - 1].xu)) {
         gem[i].xq = gem[i - 1].xq;
         gem[i].xu = gem[i - 1].xu;
@@ -432,8 +465,11 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
         for_each_piece(ng, [&](int i) { return gem[i].end; }, a, b, [&](int i, int64_t t0, int64_t t1) {
           const Part& p = gem[i];
           const MatmulJob& j = *p.j;
-          kr.gemm(j.t, static_cast<const uint8_t*>(j.W), dtype_row_bytes(j.t, j.K), j.N, j.K, p.xu, p.xq, j.M, j.y, j.ldy,
-                  j.accumulate, t0, t1);
+          if (takes_packed(kr, j.t, j.packed))
+            kr.gemm_packed(j.t, static_cast<const uint8_t*>(j.packed), j.N, j.K, p.xq, j.M, j.y, j.ldy, j.accumulate, t0, t1);
+          else
+            kr.gemm(j.t, static_cast<const uint8_t*>(j.W), dtype_row_bytes(j.t, j.K), j.N, j.K, p.xu, p.xq, j.M, j.y, j.ldy,
+                    j.accumulate, t0, t1);
         });
       };
       if (!pool || pool->size() <= 1 || tiles < 2) run_tiles(0, tiles, 0);

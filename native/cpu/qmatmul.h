@@ -21,6 +21,7 @@
 // Tables: portable (both modes), AVX2 (vpmaddubsw + vpmaddwd), AVX-512 VNNI (vpdpbusd), chosen at run time;
 // MOE_SIMD picks one by a prefix of its name; qmatmul_ref (dequantise, then a double dot) is the oracle.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include "cpu/matmul.h"
 #include "cpu/thread_pool.h"
@@ -28,14 +29,24 @@
 
 namespace moe {
 
+// packed: the same weight in this table's load-time layout (qpack below), or null.
 void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType w_dtype,
-             int64_t M, int64_t N, int64_t K, bool accumulate);
+             int64_t M, int64_t N, int64_t K, bool accumulate, const void* packed = nullptr);
 // Several independent products at once (the experts of a MoE layer): those on the GEMM run as ONE parallel job
 // over all their 16-row tiles, those on the row dots as one over all their weight rows (one wake-up and one tail
 // instead of one per product); the f32 tiles run one by one through qmatmul. Each product as qmatmul, bit for bit.
 void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n);
 void qmatmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType w_dtype, int64_t M,
                  int64_t N, int64_t K, bool accumulate);
+
+// The load-time layout (AVX-512 VNNI: Q4_0 and Q4_K): a weight packed once, at load, into the 16-row tiles the GEMM
+// reads (qmatmul_avx512.cpp), the same size as stored, so that no product repacks per call and decode (M = 1)
+// takes the GEMM too. qpack_bytes: its size for an N x K weight of this type under the table in use, 0 when that
+// table packs none (then use the weight as stored). qpack: fill `out` (qpack_bytes of it) on the pool. A product
+// given `packed` (qmatmul, MatmulJob::packed) reads it while that table is in use and int8 activations are on,
+// else W; W must stay valid either way.
+size_t qpack_bytes(DType t, int64_t N, int64_t K);
+void qpack(ThreadPool* pool, DType t, const void* W, int64_t N, int64_t K, void* out);
 
 // Activation mode: 0 = f32, 1 = int8, 2 = auto (the default). Returns the previous mode (tests, benches).
 int qmatmul_act_mode(int mode);

@@ -97,7 +97,7 @@ MOE_QAVX2 float dot_f32_avx2(DType t, const uint8_t* w, const float* x, int64_t 
   return hsum8(acc) + corr;
 }
 
-const QKernels kQAvx2{"avx2", dot_q8_rows_avx2, dot_f32_avx2, 4, nullptr, 0, nullptr, nullptr};
+const QKernels kQAvx2{"avx2", dot_q8_rows_avx2, dot_f32_avx2, 4, nullptr, 0, nullptr, nullptr, nullptr, nullptr, nullptr};
 
 }  // namespace moe::cpu_qmatmul
 #endif  // MOE_QX86

@@ -126,6 +126,27 @@ MOE_QVNNI inline void groups4(__mmask16 live, int nrows, __m512i idx, const uint
 // group g of block b in the tile's bytes
 MOE_QVNNI inline void put(int8_t* bytes, int64_t b, int g, __m512i v) { _mm512_storeu_si512(bytes + (b * 8 + g) * 64, v); }
 
+// The 6-bit scales and mins of a Q4_K super-block for 16 rows at once (lane j = row j): d, dmin and the scale words
+// a, b, c (scales[0..12) as three dwords) -> sw[sub][j] = d·sc_sub, mw[sub][j] = dmin·m_sub for the 8 sub-blocks.
+// Unpacked bytewise as in q4k_scale_min: sc_0..3 = a & 63, m_0..3 = b & 63, sc_4..7 = (c & 15) | (a >> 6) << 4,
+// m_4..7 = (c >> 4) | (b >> 6) << 4, where (a >> 2) & 0x30 per byte is (a >> 6) << 4.
+MOE_QVNNI inline void q4k_tile_scales(__m512 d, __m512 dmin, __m512i a, __m512i bw, __m512i c, float* sw, float* mw) {
+  const __m512i k3f = _mm512_set1_epi32(0x3f3f3f3f), k0f = _mm512_set1_epi32(0x0f0f0f0f), k30 = _mm512_set1_epi32(0x30303030);
+  const __m512i sc4[2] = {_mm512_and_si512(a, k3f),
+                          _mm512_or_si512(_mm512_and_si512(c, k0f), _mm512_and_si512(_mm512_srli_epi32(a, 2), k30))};
+  const __m512i mn4[2] = {_mm512_and_si512(bw, k3f),
+                          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(c, 4), k0f),
+                                          _mm512_and_si512(_mm512_srli_epi32(bw, 2), k30))};
+  const __m512i ff = _mm512_set1_epi32(0xff);
+  for (int sub = 0; sub < 8; ++sub) {
+    const __m128i shift = _mm_cvtsi32_si128(8 * (sub % 4));
+    const __m512 scf = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srl_epi32(sc4[sub / 4], shift), ff));
+    const __m512 mnf = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srl_epi32(mn4[sub / 4], shift), ff));
+    _mm512_storeu_ps(sw + sub * kT, _mm512_mul_ps(d, scf));
+    _mm512_storeu_ps(mw + sub * kT, _mm512_mul_ps(dmin, mnf));
+  }
+}
+
 MOE_QVNNI void repack_tile(DType t, const uint8_t* W, size_t row_bytes, int64_t n0, int nrows, int64_t K, int8_t* bytes, float* sw,
                            int32_t* c, float* mw) {
   const int64_t nb = K / 32;
@@ -172,29 +193,40 @@ MOE_QVNNI void repack_tile(DType t, const uint8_t* W, size_t row_bytes, int64_t 
           put(bytes, sb * 8 + 2 * p + 1, g, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), m4));
         }
       }
-      // the 6-bit scales and mins of the 16 rows at once: scales[12] as words a, b, c per row (lane), unpacked
-      // bytewise as in q4k_scale_min: sc_0..3 = a & 63, m_0..3 = b & 63, sc_4..7 = (c & 15) | (a >> 6) << 4,
-      // m_4..7 = (c >> 4) | (b >> 6) << 4, where (a >> 2) & 0x30 per byte is (a >> 6) << 4
-      const __m512 d = gather_f16(live, idx, blk), dmin = gather_f16(live, idx, blk + 2);
       const uint8_t* scales = blk + offsetof(BlockQ4_K, scales);
-      const __m512i a = gather_rows(live, idx, scales), bw = gather_rows(live, idx, scales + 4),
-                    c = gather_rows(live, idx, scales + 8);
-      const __m512i k3f = _mm512_set1_epi32(0x3f3f3f3f), k0f = _mm512_set1_epi32(0x0f0f0f0f),
-                    k30 = _mm512_set1_epi32(0x30303030);
-      const __m512i sc4[2] = {_mm512_and_si512(a, k3f),
-                              _mm512_or_si512(_mm512_and_si512(c, k0f), _mm512_and_si512(_mm512_srli_epi32(a, 2), k30))};
-      const __m512i mn4[2] = {_mm512_and_si512(bw, k3f),
-                              _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(c, 4), k0f),
-                                              _mm512_and_si512(_mm512_srli_epi32(bw, 2), k30))};
-      const __m512i ff = _mm512_set1_epi32(0xff);
-      for (int sub = 0; sub < 8; ++sub) {
-        const __m128i shift = _mm_cvtsi32_si128(8 * (sub % 4));
-        const __m512 scf = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srl_epi32(sc4[sub / 4], shift), ff));
-        const __m512 mnf = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srl_epi32(mn4[sub / 4], shift), ff));
-        _mm512_storeu_ps(sw + (sb * 8 + sub) * kT, _mm512_mul_ps(d, scf));
-        _mm512_storeu_ps(mw + (sb * 8 + sub) * kT, _mm512_mul_ps(dmin, mnf));
-      }
+      q4k_tile_scales(gather_f16(live, idx, blk), gather_f16(live, idx, blk + 2), gather_rows(live, idx, scales),
+                      gather_rows(live, idx, scales + 4), gather_rows(live, idx, scales + 8), sw + sb * 8 * kT, mw + sb * 8 * kT);
     }
+  }
+}
+
+// One block of a tile in the nibble form (Q4_0 / Q4_K) against R rows of x: w[g] the block's 4-byte group g of the
+// 16 rows (unsigned nibbles), s the rows' block scales, m their offset / min factors; x row r's block is xq[r·stride].
+//   acc[r] += cvt(Σ_g dpbusd(w[g], x dword g)) · s·d_x  −  m · d_x·Σq_x
+template <int R>
+MOE_QVNNI inline void q4_block_rows(__m512* acc, const __m512i* w, __m512 s, __m512 m, const BlockQ8X* xq, int64_t stride) {
+  for (int r = 0; r < R; ++r) {
+    const BlockQ8X& X = xq[r * stride];
+    __m512i p = _mm512_setzero_si512();
+    for (int g = 0; g < 8; ++g) {
+      int32_t four;
+      std::memcpy(&four, X.q + 4 * g, 4);
+      p = _mm512_dpbusd_epi32(p, w[g], _mm512_set1_epi32(four));
+    }
+    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(s, _mm512_set1_ps(X.d)), acc[r]);
+    acc[r] = _mm512_fnmadd_ps(m, _mm512_set1_ps(X.d * float(X.s)), acc[r]);
+  }
+}
+
+// y[r, 0:nvalid] (+)= acc[r] for the R rows of one tile's outputs.
+template <int R>
+MOE_QVNNI inline void store_rows(const __m512* acc, float* y, int64_t ldy, int nvalid, bool accumulate) {
+  const __mmask16 k = __mmask16((1u << nvalid) - 1);
+  for (int r = 0; r < R; ++r) {
+    float* o = y + r * ldy;
+    __m512 v = acc[r];
+    if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, o));
+    _mm512_mask_storeu_ps(o, k, v);
   }
 }
 
@@ -209,27 +241,24 @@ MOE_QVNNI void tile_rows(const int8_t* bytes, const float* sw, const int32_t* c,
     __m512i w[8];
     for (int g = 0; g < 8; ++g) w[g] = _mm512_loadu_si512(bytes + (b * 8 + g) * 64);
     const __m512 s = _mm512_loadu_ps(sw + b * kT);
-    for (int r = 0; r < R; ++r) {
-      const BlockQ8X& X = xq[r * nb + b];
-      const uint8_t* xb = kQ4 ? reinterpret_cast<const uint8_t*>(X.q) : xu + r * K + b * 32;
-      __m512i p = _mm512_setzero_si512();
-      for (int g = 0; g < 8; ++g) {
-        int32_t four;
-        std::memcpy(&four, xb + 4 * g, 4);
-        p = kQ4 ? _mm512_dpbusd_epi32(p, w[g], _mm512_set1_epi32(four)) : _mm512_dpbusd_epi32(p, _mm512_set1_epi32(four), w[g]);
+    if constexpr (kQ4) {
+      q4_block_rows<R>(acc, w, s, _mm512_loadu_ps(mw + b * kT), xq + b, nb);
+    } else {
+      for (int r = 0; r < R; ++r) {
+        const BlockQ8X& X = xq[r * nb + b];
+        const uint8_t* xb = xu + r * K + b * 32;
+        __m512i p = _mm512_setzero_si512();
+        for (int g = 0; g < 8; ++g) {
+          int32_t four;
+          std::memcpy(&four, xb + 4 * g, 4);
+          p = _mm512_dpbusd_epi32(p, _mm512_set1_epi32(four), w[g]);
+        }
+        p = _mm512_sub_epi32(p, _mm512_loadu_si512(c + b * kT));
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(s, _mm512_set1_ps(X.d)), acc[r]);
       }
-      if constexpr (!kQ4) p = _mm512_sub_epi32(p, _mm512_loadu_si512(c + b * kT));
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(s, _mm512_set1_ps(X.d)), acc[r]);
-      if constexpr (kQ4) acc[r] = _mm512_fnmadd_ps(_mm512_loadu_ps(mw + b * kT), _mm512_set1_ps(X.d * float(X.s)), acc[r]);
     }
   }
-  const __mmask16 k = __mmask16((1u << nvalid) - 1);
-  for (int r = 0; r < R; ++r) {
-    float* o = y + r * ldy;
-    __m512 v = acc[r];
-    if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, o));
-    _mm512_mask_storeu_ps(o, k, v);
-  }
+  store_rows<R>(acc, y, ldy, nvalid, accumulate);
 }
 
 // All M rows of x against one tile, 8 per pass (8 accumulators + 8 weight registers + temporaries fit the 32
@@ -261,6 +290,138 @@ MOE_QVNNI void tile_all_rows(const int8_t* bytes, const float* sw, const int32_t
 // stream each row in order and batch all experts into one parallel job (qmatmul_batch), and decode through the
 // GEMM fell from 211 to 119 tok/s.
 int gemm_min_rows_vnni(DType t) { return t == DType::Q8_0 ? 3 : 2; }
+
+// ---- the load-time layout (qpack): the GEMM's tiles without a repack per call ----
+//
+// A Q4_0 / Q4_K weight packed once at load into 16-row tiles in the order this GEMM reads them, the nibbles still
+// packed and the scales as stored, so it is exactly the stored size (the mapping's pages of it can then be dropped):
+//   Q4_0, per tile and block b (288 B = 16 x 18): raw[g][j][4], g = 0..3 (64 B each: dword g of row j's 16 qs bytes;
+//         its low nibbles are group g of the block, its high nibbles group g + 4), then d[j] (f16, 32 B)
+//   Q4_K, per tile and super-block (2304 B = 16 x 144): for each sub-block pair p = 0..3, raw[p][g][j][4], g = 0..7
+//         (row j's qs[32p, 32p + 32): low nibbles sub-block 2p, high 2p + 1), then d[j], dmin[j] (f16) and the
+//         three scale dwords a[j], b[j], c[j]
+// The kernel unpacks a block's nibbles once per pass over the tile and forms the scales as repack_tile does, so a
+// product's bits are the per-call GEMM's. With no repack to pay, it takes decode too (M = 1): per block one
+// vpdpbusd per 4 bytes of 16 rows, where the row dots spend ~12 instructions per block and row (Zen 4, Q4_0:
+// those were compute-bound at 2 threads, 24-28 GB/s on expert-sized rows).
+constexpr size_t kPackQ4_0 = 288, kPackQ4_K = 2304;
+size_t pack_tile_bytes(DType t, int64_t K) {
+  return t == DType::Q4_0 ? size_t(K / 32) * kPackQ4_0 : t == DType::Q4_K ? size_t(K / 256) * kPackQ4_K : 0;
+}
+size_t pack_bytes_vnni(DType t, int64_t N, int64_t K) { return pack_tile_bytes(t, K) * size_t((N + kT - 1) / kT); }
+
+MOE_QVNNI inline void store16(uint8_t* o, __m512i dwords) {  // the low halves of 16 dwords (f16 scales), 32 bytes
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm512_cvtepi32_epi16(dwords));
+}
+
+MOE_QVNNI void pack_vnni(DType t, const uint8_t* W, size_t row_bytes, int64_t N, int64_t K, uint8_t* out, int64_t tile0,
+                         int64_t tile1) {
+  const __m512i idx = row_offsets(row_bytes);
+  const size_t tb = pack_tile_bytes(t, K);
+  for (int64_t tile = tile0; tile < tile1; ++tile) {
+    const int64_t n0 = tile * kT;
+    const int nrows = int(std::min<int64_t>(kT, N - n0));
+    const __mmask16 live = __mmask16((1u << nrows) - 1);  // padding rows: zero nibbles and scales
+    const uint8_t* src = W + size_t(n0) * row_bytes;
+    uint8_t* o = out + size_t(tile) * tb;
+    if (t == DType::Q4_0) {
+      for (int64_t b = 0; b < K / 32; ++b, o += kPackQ4_0) {
+        const uint8_t* blk = src + b * sizeof(BlockQ4_0);
+        __m512i v[4];
+        groups4(live, nrows, idx, blk + offsetof(BlockQ4_0, qs), row_bytes, v);
+        for (int g = 0; g < 4; ++g) _mm512_storeu_si512(o + 64 * g, v[g]);
+        store16(o + 256, gather_rows(live, idx, blk));
+      }
+    } else {
+      for (int64_t sb = 0; sb < K / 256; ++sb, o += kPackQ4_K) {
+        const uint8_t* blk = src + sb * sizeof(BlockQ4_K);
+        for (int p = 0; p < 4; ++p) {
+          __m512i v[8];
+          groups4(live, nrows, idx, blk + offsetof(BlockQ4_K, qs) + 32 * p, row_bytes, v);
+          groups4(live, nrows, idx, blk + offsetof(BlockQ4_K, qs) + 32 * p + 16, row_bytes, v + 4);
+          for (int g = 0; g < 8; ++g) _mm512_storeu_si512(o + 512 * p + 64 * g, v[g]);
+        }
+        store16(o + 2048, gather_rows(live, idx, blk));       // d
+        store16(o + 2080, gather_rows(live, idx, blk + 2));   // dmin
+        const uint8_t* scales = blk + offsetof(BlockQ4_K, scales);
+        for (int q = 0; q < 3; ++q) _mm512_storeu_si512(o + 2112 + 64 * q, gather_rows(live, idx, scales + 4 * q));
+      }
+    }
+  }
+}
+
+MOE_QVNNI inline __m512 load_f16x16(const uint8_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+// y[r, 0:16] for R rows of x against one packed tile P (kQ4K: Q4_K's layout, else Q4_0's). Blocks in order, as
+// tile_rows: the same sums. (Q4_K loading a sub-block pair's bytes once for both was slower on Zen 4: 16 more live
+// registers.)
+template <int R, bool kQ4K>
+MOE_QVNNI void ptile_rows(const uint8_t* P, int64_t nb, const BlockQ8X* xq, float* y, int64_t ldy, int nvalid, bool accumulate) {
+  const __m512i m4 = _mm512_set1_epi8(15);
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  alignas(64) float sw[8 * kT], mw[8 * kT];  // Q4_K: the current super-block's sub-block factors
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i w[8];
+    __m512 s, m;
+    if constexpr (!kQ4K) {
+      const uint8_t* o = P + b * kPackQ4_0;
+      for (int g = 0; g < 4; ++g) {
+        const __m512i v = _mm512_loadu_si512(o + 64 * g);
+        w[g] = _mm512_and_si512(v, m4);
+        w[g + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+      }
+      s = load_f16x16(o + 256);
+      m = _mm512_mul_ps(s, _mm512_set1_ps(8.0f));  // repack_tile's mw for Q4_0
+    } else {
+      const int sub = int(b % 8);
+      const uint8_t* o = P + (b / 8) * kPackQ4_K;
+      if (sub == 0)
+        q4k_tile_scales(load_f16x16(o + 2048), load_f16x16(o + 2080), _mm512_loadu_si512(o + 2112),
+                        _mm512_loadu_si512(o + 2176), _mm512_loadu_si512(o + 2240), sw, mw);
+      const uint8_t* raw = o + 512 * (sub / 2);
+      for (int g = 0; g < 8; ++g) {
+        const __m512i v = _mm512_loadu_si512(raw + 64 * g);
+        w[g] = _mm512_and_si512(sub % 2 ? _mm512_srli_epi16(v, 4) : v, m4);
+      }
+      s = _mm512_load_ps(sw + sub * kT);
+      m = _mm512_load_ps(mw + sub * kT);
+    }
+    q4_block_rows<R>(acc, w, s, m, xq + b, nb);
+  }
+  store_rows<R>(acc, y, ldy, nvalid, accumulate);
+}
+
+// Tiles [tile0, tile1) of a packed weight against all M rows of x (8 per pass, the rest in one pass).
+MOE_QVNNI void gemm_packed_vnni(DType t, const uint8_t* P, int64_t N, int64_t K, const BlockQ8X* xq, int64_t M, float* y,
+                                int64_t ldy, bool accumulate, int64_t tile0, int64_t tile1) {
+  const int64_t nb = K / 32;
+  const size_t tb = pack_tile_bytes(t, K);
+  const bool q4k = t == DType::Q4_K;
+  for (int64_t tile = tile0; tile < tile1; ++tile) {
+    const int64_t n0 = tile * kT;
+    const int nrows = int(std::min<int64_t>(kT, N - n0));
+    const uint8_t* p = P + size_t(tile) * tb;
+    int64_t m = 0;
+#define MOE_PTILE_PASS(R)                                                                                    \
+  (q4k ? ptile_rows<R, true>(p, nb, xq + m * nb, y + m * ldy + n0, ldy, nrows, accumulate)                   \
+       : ptile_rows<R, false>(p, nb, xq + m * nb, y + m * ldy + n0, ldy, nrows, accumulate))
+    for (; m + 8 <= M; m += 8) MOE_PTILE_PASS(8);
+    switch (M - m) {
+      case 7: MOE_PTILE_PASS(7); break;
+      case 6: MOE_PTILE_PASS(6); break;
+      case 5: MOE_PTILE_PASS(5); break;
+      case 4: MOE_PTILE_PASS(4); break;
+      case 3: MOE_PTILE_PASS(3); break;
+      case 2: MOE_PTILE_PASS(2); break;
+      case 1: MOE_PTILE_PASS(1); break;
+      default: break;
+    }
+#undef MOE_PTILE_PASS
+  }
+}
 
 thread_local std::vector<int8_t> t_bytes;
 thread_local std::vector<float> t_sw, t_mw;
@@ -320,7 +481,7 @@ MOE_QVNNI void quantize_rows_avx512(const float* x, int64_t ldx, int64_t M, int6
 
 // f32-activation dots stay the AVX2 ones (they are f32 FMAs either way).
 const QKernels kQAvx512Vnni{"avx512vnni", dot_q8_rows_vnni, dot_f32_avx2, 8, gemm_tiles_vnni, kT, gemm_min_rows_vnni,
-                            quantize_rows_avx512};
+                            quantize_rows_avx512, pack_bytes_vnni, pack_vnni, gemm_packed_vnni};
 
 }  // namespace moe::cpu_qmatmul
 #endif  // MOE_QX86

@@ -3,6 +3,7 @@
 //   qmatmul_avx2.cpp  kQAvx2: AVX2 + FMA + F16C (integer dots via vpmaddubsw / vpmaddwd), per-function targets
 //   qmatmul_avx512.cpp kQAvx512Vnni: AVX-512 VNNI (vpdpbusd: 32 u8·s8 products summed into 8 int32 in one op)
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include "format/dtype.h"
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -38,6 +39,13 @@ struct QKernels {
   int (*gemm_min_rows)(DType);
   // x rows → int8 blocks (and, with xu, the unsigned bytes q + 128 the GEMM reads); null: the portable loop
   void (*quantize)(const float* x, int64_t ldx, int64_t M, int64_t K, BlockQ8X* xq, uint8_t* xu);
+  // The load-time layout (qmatmul.h qpack), or null: its bytes for an N x K weight of a type (0: the type is not
+  // packed), the packing of tiles [tile0, tile1) of gemm_rows rows, and the GEMM over packed tiles (every M >= 1,
+  // int8 activations, no xu).
+  size_t (*pack_bytes)(DType, int64_t N, int64_t K);
+  void (*pack)(DType, const uint8_t* W, size_t row_bytes, int64_t N, int64_t K, uint8_t* out, int64_t tile0, int64_t tile1);
+  void (*gemm_packed)(DType, const uint8_t* P, int64_t N, int64_t K, const BlockQ8X* xq, int64_t M, float* y, int64_t ldy,
+                      bool accumulate, int64_t tile0, int64_t tile1);
 };
 
 #if MOE_QX86

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <new>
 #include <stdexcept>
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -13,6 +14,7 @@
 #endif
 #include "backend/backend.h"
 #include "cpu/matmul.h"
+#include "cpu/qmatmul.h"
 #include "cuda/kernel_backend.h"
 #include "format/json.h"
 #include "format/names.h"
@@ -172,7 +174,60 @@ std::shared_ptr<Model> Model::load(const std::string& dir, int threads, LoadProg
   m->pool_ = std::make_unique<ThreadPool>(threads);
   m->backend_ = make_backend(dev, m->pool_.get());
   if (base_quant == "nf4") m->quantize_base(progress, totals.shards, totals.shards + totals.extra);
+  else if (dev == "cpu") m->pack_weights();
   return m;
+}
+
+uint8_t* PackArena::allocate(size_t n) {
+  release();
+#if defined(__linux__)
+  void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::runtime_error("cannot allocate " + std::to_string(n >> 20) + " MiB for the packed weights");
+  madvise(p, n, MADV_HUGEPAGE);  // a hint: without THP it is 4 KiB pages
+  mapped_ = true;
+#else
+  void* p = ::operator new(n, std::align_val_t(64));
+  mapped_ = false;
+#endif
+  p_ = p;
+  n_ = n;
+  return static_cast<uint8_t*>(p);
+}
+
+void PackArena::release() {
+  if (!p_) return;
+#if defined(__linux__)
+  if (mapped_) munmap(p_, n_);
+#else
+  ::operator delete(p_, std::align_val_t(64));
+#endif
+  p_ = nullptr;
+  n_ = 0;
+}
+
+// Q4_0 / Q4_K projections in the cpu kernels' load-time layout (cpu/qmatmul.h qpack; AVX-512 VNNI CPUs): decode
+// then takes the tile GEMM instead of the row dots, and prefill no longer repacks each expert's tiles per call.
+// Each weight is packed on the pool into one arena and its mapped pages are dropped (they stay in the page cache),
+// so the process holds one copy, the stored size: the stored weight stays mapped for what reads it as stored
+// (training's dX, exports, another SIMD table or backend), faulting back in if it is read. MOE_QPACK=0: as stored.
+void Model::pack_weights() {
+  if (const char* env = std::getenv("MOE_QPACK"); env && std::strcmp(env, "0") == 0) return;
+  std::vector<Linear*> ps = projections();
+  std::vector<size_t> at(ps.size());
+  size_t total = 0;
+  for (size_t i = 0; i < ps.size(); ++i) {
+    at[i] = total;
+    total += (qpack_bytes(ps[i]->dtype, ps[i]->out, ps[i]->in) + 63) / 64 * 64;
+  }
+  if (total == 0) return;
+  uint8_t* arena = packed_.allocate(total);
+  for (size_t i = 0; i < ps.size(); ++i) {
+    Linear* l = ps[i];
+    if (qpack_bytes(l->dtype, l->out, l->in) == 0) continue;
+    qpack(pool_.get(), l->dtype, l->w, l->out, l->in, arena + at[i]);
+    l->packed = arena + at[i];
+    release_source(l->w, dtype_row_bytes(l->dtype, l->in) * size_t(l->out));
+  }
 }
 
 std::vector<Linear*> Model::projections() {
@@ -644,6 +699,7 @@ void Model::close() {
   closed_ = true;
   layers_.clear();
   nf4_.clear();
+  packed_.release();
   store_.reset();
 }
 

@@ -34,13 +34,37 @@ struct Linear {
   int64_t out = 0, in = 0;
   std::vector<float> bias;  // [out] or empty
   const NF4Tensor* nf4 = nullptr;
+  const void* packed = nullptr;  // Q4_0 / Q4_K on the cpu backend: the copy in its load-time layout (Model::pack_weights)
   std::string name;         // the checkpoint tensor (a stacked expert slice: "name[e] rows r0..r1")
   bool present() const { return w != nullptr; }
-  Tensor t() const { return nf4 ? nf4_weight(nf4, out, in) : weight(w, dtype, out, in); }
+  Tensor t() const {
+    if (nf4) return nf4_weight(nf4, out, in);
+    Tensor t = weight(w, dtype, out, in);
+    t.packed = packed;
+    return t;
+  }
   Tensor stored() const { return weight(w, dtype, out, in); }
 };
 
 struct ExpertWeights { Linear gate, up, down; };
+
+// Memory a Model owns for its weights' load-time layout (cpu/qmatmul.h qpack): one anonymous block, with
+// transparent huge pages asked for where the OS has them (fewer TLB misses as decode streams it).
+class PackArena {
+ public:
+  PackArena() = default;
+  ~PackArena() { release(); }
+  PackArena(const PackArena&) = delete;
+  PackArena& operator=(const PackArena&) = delete;
+  uint8_t* allocate(size_t n);  // replaces what it held
+  void release();
+  size_t size() const { return n_; }
+
+ private:
+  void* p_ = nullptr;
+  size_t n_ = 0;
+  bool mapped_ = false;
+};
 
 struct LayerWeights {
   std::vector<float> in_norm, post_norm;   // [D]
@@ -201,6 +225,7 @@ class Model {
   void bind(const std::string& dir);
   std::vector<Linear*> projections();               // every linear that base_quant "nf4" quantizes
   void quantize_base(LoadProgress progress, int done0, int total);
+  void pack_weights();
   void linear(const Tensor& y, const Tensor& x, const Linear& l);
   void lora_add(const Tensor& y, const Tensor& x, const LoraPair& p, int64_t b0, float* u, bool u_ready, Scratch& s);
   static float* lora_u(Scratch& s, std::vector<float>* saved, int64_t offset_rows, int64_t M, int64_t r);
@@ -242,6 +267,7 @@ class Model {
   bool kv_int8_ = false;
   std::string base_quant_ = "none";
   std::vector<std::unique_ptr<NF4Tensor>> nf4_;     // the NF4 copies the projections' Linear::nf4 point to
+  PackArena packed_;                                // the load-time layout the projections' Linear::packed point into
   std::map<DType, int64_t> by_dtype_;
   std::unique_ptr<std::atomic<uint64_t>[]> route_counts_;  // routing_counts(): [num_layers][route_stride_]
   int route_stride_ = 0;                                      // spec_.max_experts(), kept out of moe_block               // parameters per dtype (bulk_dtype)

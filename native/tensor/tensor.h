@@ -24,6 +24,9 @@ struct Tensor {
   DType type = DType::F32;
   int64_t ne[4] = {1, 1, 1, 1};
   int64_t nb[4] = {0, 0, 0, 0};
+  // A block-quantized weight may also come in the cpu backend's load-time layout (cpu/qmatmul.h qpack), which its
+  // matmuls read instead of `data`; every other op and backend reads `data`. Views drop it (it is the whole tensor's).
+  const void* packed = nullptr;
 
   int64_t cols() const { return ne[0]; }
   int64_t rows() const { return ne[1] * ne[2] * ne[3]; }   // every dimension past the first, as rows
@@ -37,7 +40,7 @@ struct Tensor {
   const void* row_bytes(int64_t r) const { return static_cast<const char*>(data) + r * nb[1]; }
   // Rows [r0, r0 + n) of a 2-D tensor (a view: same strides).
   Tensor rows_view(int64_t r0, int64_t n) const {
-    Tensor t = *this; t.data = static_cast<char*>(data) + r0 * nb[1]; t.ne[1] = n; t.ne[2] = t.ne[3] = 1; return t;
+    Tensor t = *this; t.data = static_cast<char*>(data) + r0 * nb[1]; t.ne[1] = n; t.ne[2] = t.ne[3] = 1; t.packed = nullptr; return t;
   }
 };
 

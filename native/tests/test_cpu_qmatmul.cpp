@@ -8,6 +8,7 @@
 // prefill (M = 9: dequantised f32 tiles through the dense kernels), threaded and not.
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 #include "cpu/matmul.h"
@@ -165,4 +166,80 @@ TEST(qmatmul_embedding_row) {
     row_to_f32(row.data(), q.data(), t, 4, D);
     for (int64_t k = 0; k < D; ++k) CHECK(row[size_t(k)] == all[size_t(4 * D + k)]);
   }
+}
+
+// The load-time layout (qpack, VNNI's Q4_0 / Q4_K): the stored size up to the last tile's padding rows; from it
+// the GEMM computes bit for bit what it computes repacking per call (M >= 2), decode (M = 1) agrees with the row
+// dots up to the float order of the per-block scaling, threads do not change the bits, a batch of packed products
+// is each product, and a product whose packing the table in use cannot read (another table, f32 activations)
+// reads the weight as stored.
+TEST(qmatmul_packed_is_the_gemm) {
+  qmatmul_use_path(nullptr);
+  if (qpack_bytes(DType::Q4_0, 16, 32) == 0) return;  // this CPU's table packs nothing (no VNNI)
+  CHECK(qpack_bytes(DType::Q8_0, 16, 32) == 0);
+  ThreadPool pool(2);
+  const int p8 = qmatmul_act_mode(1);
+  struct C { DType t; int64_t N, K; };
+  for (C c : {C{DType::Q4_0, 37, 96}, C{DType::Q4_0, 300, 512}, C{DType::Q4_K, 37, 256}, C{DType::Q4_K, 130, 512}}) {
+    const auto w = moe_test::randn(size_t(c.N * c.K), uint32_t(7 + c.N), 0.05f);
+    const auto x = moe_test::randn(size_t(17 * c.K), uint32_t(8 + c.K), 1.0f);
+    std::vector<uint8_t> q(qbytes(c.t, c.N * c.K));
+    quantize_tensor(c.t, w.data(), q.data(), c.N * c.K);
+    const size_t pb = qpack_bytes(c.t, c.N, c.K);
+    CHECK(pb == dtype_row_bytes(c.t, c.K) * size_t((c.N + 15) / 16 * 16));
+    std::vector<uint8_t> P(pb);
+    qpack(&pool, c.t, q.data(), c.N, c.K, P.data());
+    for (int64_t M : {1, 2, 3, 7, 8, 9, 17}) {
+      const size_t n = size_t(M * c.N);
+      std::vector<float> packed(n), packed_st(n), stored(n), acc(n, 3.0f);
+      qmatmul(&pool, packed.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, false, P.data());
+      qmatmul(nullptr, packed_st.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, false, P.data());
+      qmatmul(nullptr, stored.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, false);
+      qmatmul(&pool, acc.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, true, P.data());
+      CHECK(std::memcmp(packed.data(), packed_st.data(), n * 4) == 0);
+      for (size_t i = 0; i < n; ++i) {
+        if (M >= 2) CHECK(packed[i] == stored[i]);  // the per-call GEMM's bits
+        else CHECK_NEAR(packed[i], stored[i], 1e-5 * (std::fabs(stored[i]) + 1));  // the row dots
+        CHECK_NEAR(acc[i] - 3.0f, packed[i], 1e-5 * (std::fabs(packed[i]) + 1));
+      }
+    }
+    // a batch: decode-sized and prefill-sized products, packed and not, one parallel job
+    std::vector<float> b1(size_t(c.N)), b3(size_t(3 * c.N)), s1(b1.size()), s3(b3.size()), bs(b3.size());
+    const MatmulJob jobs[] = {{b1.data(), c.N, x.data(), c.K, q.data(), c.t, 1, c.N, c.K, false, P.data()},
+                              {b3.data(), c.N, x.data(), c.K, q.data(), c.t, 3, c.N, c.K, false, P.data()},
+                              {bs.data(), c.N, x.data(), c.K, q.data(), c.t, 3, c.N, c.K, false, nullptr}};
+    qmatmul_batch(&pool, jobs, 3);
+    qmatmul(nullptr, s1.data(), c.N, x.data(), c.K, q.data(), c.t, 1, c.N, c.K, false, P.data());
+    qmatmul(nullptr, s3.data(), c.N, x.data(), c.K, q.data(), c.t, 3, c.N, c.K, false, P.data());
+    CHECK(std::memcmp(b1.data(), s1.data(), b1.size() * 4) == 0);
+    CHECK(std::memcmp(b3.data(), s3.data(), b3.size() * 4) == 0);
+    CHECK(std::memcmp(bs.data(), s3.data(), bs.size() * 4) == 0);
+    // what cannot read the packing reads the stored weight: another table, f32 activations
+    const char* paths[4];
+    const int np = qmatmul_paths(paths, 4);
+    for (int p = 1; p < np; ++p)
+      for (int act : {0, 1}) {
+        qmatmul_use_path(paths[p]);
+        qmatmul_act_mode(act);
+        std::vector<float> a(size_t(2 * c.N)), b(a.size());
+        qmatmul(nullptr, a.data(), c.N, x.data(), c.K, q.data(), c.t, 2, c.N, c.K, false, P.data());
+        qmatmul(nullptr, b.data(), c.N, x.data(), c.K, q.data(), c.t, 2, c.N, c.K, false);
+        CHECK(std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
+      }
+    qmatmul_use_path(nullptr);
+    qmatmul_act_mode(0);
+    {
+      std::vector<float> a(size_t(c.N)), b(a.size());
+      qmatmul(nullptr, a.data(), c.N, x.data(), c.K, q.data(), c.t, 1, c.N, c.K, false, P.data());
+      qmatmul(nullptr, b.data(), c.N, x.data(), c.K, q.data(), c.t, 1, c.N, c.K, false);
+      CHECK(std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
+    }
+    qmatmul_act_mode(1);
+  }
+  CHECK(qmatmul_use_path("portable"));
+  CHECK(qpack_bytes(DType::Q4_0, 16, 32) == 0);
+  std::vector<uint8_t> q(qbytes(DType::Q4_0, 16 * 32)), P(1);
+  CHECK_THROWS(qpack(nullptr, DType::Q4_0, q.data(), 16, 32, P.data()), "take no packed q4_0");
+  qmatmul_use_path(nullptr);
+  qmatmul_act_mode(p8);
 }

@@ -231,6 +231,14 @@ int main(int argc, char** argv) {
                     (long long)K, dtype_name(dt), thr, paths[p], act ? "q8" : "f32", sec * 1e3, double(W.size()) / sec / 1e9,
                     2.0 * M * N * K / sec / 1e9);
       }
+    qmatmul_use_path(nullptr);
+    if (const size_t pb = qpack_bytes(dt, N, K)) {  // the load-time layout the engine packs Q4_0 / Q4_K into
+      std::vector<uint8_t> P(pb);
+      qpack(&pool, dt, W.data(), N, K, P.data());
+      const double sec = best_of(min_s, [&] { qmatmul(&pool, y.data(), N, x.data(), K, W.data(), dt, M, N, K, false, P.data()); });
+      std::printf("M=%lld N=%lld K=%lld %s thr=%d %-11s act=q8   %9.3f ms %8.2f GB/s %8.2f GFLOP/s\n", (long long)M, (long long)N,
+                  (long long)K, dtype_name(dt), thr, "packed", sec * 1e3, double(pb) / sec / 1e9, 2.0 * M * N * K / sec / 1e9);
+    }
     return 0;
   }
   if (argc > 4) {  // one custom shape: bench_matmul SECONDS M N K [bf16|f16|f32] [threads]
