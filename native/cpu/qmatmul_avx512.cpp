@@ -207,12 +207,16 @@ template <int R>
 MOE_QVNNI inline void q4_block_rows(__m512* acc, const __m512i* w, __m512 s, __m512 m, const BlockQ8X* xq, int64_t stride) {
   for (int r = 0; r < R; ++r) {
     const BlockQ8X& X = xq[r * stride];
-    __m512i p = _mm512_setzero_si512();
-    for (int g = 0; g < 8; ++g) {
-      int32_t four;
+    // two chains of four vpdpbusd (latency ~5 cycles each) instead of one of eight; integer sums, so the same value
+    __m512i p = _mm512_setzero_si512(), p2 = p;
+    for (int g = 0; g < 8; g += 2) {
+      int32_t four, four2;
       std::memcpy(&four, X.q + 4 * g, 4);
+      std::memcpy(&four2, X.q + 4 * g + 4, 4);
       p = _mm512_dpbusd_epi32(p, w[g], _mm512_set1_epi32(four));
+      p2 = _mm512_dpbusd_epi32(p2, w[g + 1], _mm512_set1_epi32(four2));
     }
+    p = _mm512_add_epi32(p, p2);
     acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(s, _mm512_set1_ps(X.d)), acc[r]);
     acc[r] = _mm512_fnmadd_ps(m, _mm512_set1_ps(X.d * float(X.s)), acc[r]);
   }
