@@ -35,6 +35,7 @@ struct Vec {
   static float hmax(V v) { float m = v.x[0]; for (float e : v.x) m = std::max(m, e); return m; }
   static float hsum(V v) { float s = 0; for (float e : v.x) s += e; return s; }
   static void hsum4(V a, V b, V c, V d, float* out) { out[0] = hsum(a); out[1] = hsum(b); out[2] = hsum(c); out[3] = hsum(d); }
+  static V hsum_lanes(const V* a) { V r; for (int i = 0; i < L; ++i) r.x[i] = hsum(a[i]); return r; }
 };
 
 #include "cpu/attention_tile.inc"

@@ -41,6 +41,21 @@ struct Vec {
     const __m256 abcd = _mm256_hadd_ps(ab, cd);
     _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1)));
   }
+  // out lane k = Σ a[k] for 16 vectors: pairs summed within 128-bit blocks twice (shuffle_ps), then across the
+  // blocks twice (shuffle_f32x4): 45 instructions for 16 sums, a[0..15] in lane order
+  ATTN_TARGET static V hsum_lanes(const V* a) {
+    V b[8], c[4];
+    for (int i = 0; i < 8; ++i)
+      b[i] = _mm512_add_ps(_mm512_shuffle_ps(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                           _mm512_shuffle_ps(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    for (int i = 0; i < 4; ++i)
+      c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                           _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    // c[i] block q = the block-q sums of a[4i .. 4i + 3]
+    const V d0 = _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const V d1 = _mm512_add_ps(_mm512_shuffle_f32x4(c[2], c[3], _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(c[2], c[3], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(d0, d1, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(d0, d1, _MM_SHUFFLE(3, 1, 3, 1)));
+  }
   // e^x = 2^n · e^r, n = round(x·log2 e), r = x − n·ln 2 in two parts (|r| ≤ ln2/2), e^r by Cephes' expf polynomial
   // (~1 ulp); vscalefps applies 2^n. Inputs under −87.3 (e^x below FLT_MIN, −inf included) give 0.
   ATTN_TARGET static V exp(V x) {
