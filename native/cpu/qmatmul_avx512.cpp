@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 #include "quant/quant.h"
 
@@ -265,25 +266,32 @@ MOE_QVNNI void tile_rows(const int8_t* bytes, const float* sw, const int32_t* c,
   store_rows<R>(acc, y, ldy, nvalid, accumulate);
 }
 
-// All M rows of x against one tile, 8 per pass (8 accumulators + 8 weight registers + temporaries fit the 32
-// vector registers; each pass reloads the tile from L1), the rest in one pass of M % 8.
+// M rows of x in passes of 8 (8 accumulators + 8 weight registers + temporaries fit the 32 vector registers; each
+// pass reloads its tile from L1), the rest in one pass of M % 8: pass(std::integral_constant<int, R>{}, m) for the
+// pass of R rows from row m.
+template <class Pass>
+MOE_QVNNI inline void row_passes(int64_t M, Pass&& pass) {
+  int64_t m = 0;
+  for (; m + 8 <= M; m += 8) pass(std::integral_constant<int, 8>{}, m);
+  switch (M - m) {
+    case 7: pass(std::integral_constant<int, 7>{}, m); break;
+    case 6: pass(std::integral_constant<int, 6>{}, m); break;
+    case 5: pass(std::integral_constant<int, 5>{}, m); break;
+    case 4: pass(std::integral_constant<int, 4>{}, m); break;
+    case 3: pass(std::integral_constant<int, 3>{}, m); break;
+    case 2: pass(std::integral_constant<int, 2>{}, m); break;
+    case 1: pass(std::integral_constant<int, 1>{}, m); break;
+    default: break;
+  }
+}
+
+// All M rows of x against one repacked tile.
 template <bool kQ4>
 MOE_QVNNI void tile_all_rows(const int8_t* bytes, const float* sw, const int32_t* c, const float* mw, int64_t nb, const uint8_t* xu,
                              const BlockQ8X* xq, int64_t M, int64_t K, float* y, int64_t ldy, int nvalid, bool accumulate) {
-  int64_t m = 0;
-#define MOE_TILE_PASS(R) tile_rows<R, kQ4>(bytes, sw, c, mw, nb, xu + m * K, xq + m * nb, K, y + m * ldy, ldy, nvalid, accumulate)
-  for (; m + 8 <= M; m += 8) MOE_TILE_PASS(8);
-  switch (M - m) {
-    case 7: MOE_TILE_PASS(7); break;
-    case 6: MOE_TILE_PASS(6); break;
-    case 5: MOE_TILE_PASS(5); break;
-    case 4: MOE_TILE_PASS(4); break;
-    case 3: MOE_TILE_PASS(3); break;
-    case 2: MOE_TILE_PASS(2); break;
-    case 1: MOE_TILE_PASS(1); break;
-    default: break;
-  }
-#undef MOE_TILE_PASS
+  row_passes(M, [&](auto R, int64_t m) {
+    tile_rows<decltype(R)::value, kQ4>(bytes, sw, c, mw, nb, xu + m * K, xq + m * nb, K, y + m * ldy, ldy, nvalid, accumulate);
+  });
 }
 
 // From how many rows of x the GEMM beats the row dots, per weight type (`run_bench_matmul.sh 0.3 M 512 1024 T 1`,
@@ -408,22 +416,11 @@ MOE_QVNNI void gemm_packed_vnni(DType t, const uint8_t* P, int64_t N, int64_t K,
     const int64_t n0 = tile * kT;
     const int nrows = int(std::min<int64_t>(kT, N - n0));
     const uint8_t* p = P + size_t(tile) * tb;
-    int64_t m = 0;
-#define MOE_PTILE_PASS(R)                                                                                    \
-  (q4k ? ptile_rows<R, true>(p, nb, xq + m * nb, y + m * ldy + n0, ldy, nrows, accumulate)                   \
-       : ptile_rows<R, false>(p, nb, xq + m * nb, y + m * ldy + n0, ldy, nrows, accumulate))
-    for (; m + 8 <= M; m += 8) MOE_PTILE_PASS(8);
-    switch (M - m) {
-      case 7: MOE_PTILE_PASS(7); break;
-      case 6: MOE_PTILE_PASS(6); break;
-      case 5: MOE_PTILE_PASS(5); break;
-      case 4: MOE_PTILE_PASS(4); break;
-      case 3: MOE_PTILE_PASS(3); break;
-      case 2: MOE_PTILE_PASS(2); break;
-      case 1: MOE_PTILE_PASS(1); break;
-      default: break;
-    }
-#undef MOE_PTILE_PASS
+    row_passes(M, [&](auto R, int64_t m) {
+      constexpr int kR = decltype(R)::value;
+      if (q4k) ptile_rows<kR, true>(p, nb, xq + m * nb, y + m * ldy + n0, ldy, nrows, accumulate);
+      else ptile_rows<kR, false>(p, nb, xq + m * nb, y + m * ldy + n0, ldy, nrows, accumulate);
+    });
   }
 }
 
