@@ -398,7 +398,7 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
       if (j.M <= 0 || j.N <= 0) continue;
       if (takes_packed(kr, j.t, j.packed) || takes_gemm(kr, j.t, j.M)) {
         blocks += j.M * (j.K / 32);
-        if (j.t == DType::Q8_0 && !j.packed) ubytes += j.M * j.K;
+        if (j.t == DType::Q8_0 && !takes_packed(kr, j.t, j.packed)) ubytes += j.M * j.K;  // as want_xu below
         gem[ng++].j = &j;
       } else if (takes_rows(kr, j.t, j.M)) {
         if (use_q8_for(j.t, kr)) blocks += j.M * (j.K / 32);
