@@ -46,6 +46,17 @@ interface Reply {
   adapter: string | null | undefined;
 }
 
+/** A reply's text as it streams: what has arrived, and push(), which emits each delta and saves now and then. */
+interface StreamWriter {
+  text: string;
+  push(delta: string, tokens: number): void;
+}
+
+/** An error's first line, as a message shows it. */
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split("\n")[0];
+}
+
 interface Running {
   conversationId: string;
   messageId: string;
@@ -305,7 +316,7 @@ export class ChatService {
    * The text of a reply as it streams, local or remote: each delta goes out as chat.delta and the text so far is
    * written to the database every SAVE_EVERY_MS (so a killed app keeps most of it).
    */
-  private streamWriter(conversationId: string, messageId: string): { text: string; push(delta: string, tokens: number): void } {
+  private streamWriter(conversationId: string, messageId: string): StreamWriter {
     let lastSave = Date.now();
     const w = {
       text: "",
@@ -321,14 +332,26 @@ export class ChatService {
     return w;
   }
 
+  /**
+   * One reply's frame, local or remote: the text streams into the message; what `produce` returns is saved, or, when it
+   * throws, the text that had arrived with the error `describe` names.
+   */
+  private async runReply(conv: Conversation, assistant: Message, beforeDone: (() => void) | undefined,
+    produce: (w: StreamWriter) => Promise<{ content: string; status: Message["status"]; stats: GenerationStats }>,
+    describe: (e: unknown) => string): Promise<void> {
+    const w = this.streamWriter(conv.id, assistant.id);
+    let done: Pick<Message, "content" | "status" | "error" | "stats">;
+    try {
+      done = { ...(await produce(w)), error: null };
+    } catch (e) {
+      done = { content: w.text, status: "error", error: describe(e), stats: null };
+    }
+    this.finish(conv.id, { ...assistant, ...done }, beforeDone);
+  }
+
   private async generate(conv: Conversation, assistant: Message, model: LoadedModel, signal: AbortSignal, adapter: string | null | undefined,
     skip: ReadonlySet<string>, beforeDone?: () => void): Promise<void> {
-    const w = this.streamWriter(conv.id, assistant.id);
-    let content = "";
-    let status: Message["status"] = "complete";
-    let error: string | null = null;
-    let stats: GenerationStats | null = null;
-    try {
+    await this.runReply(conv, assistant, beforeDone, async (w) => {
       const session = await this.sessions.get("chat", model.model, adapter);
       const d = model.card.sampling;
       const s = conv.sampling;
@@ -349,37 +372,31 @@ export class ChatService {
       const gen = session.generate({ ids }, options);
       for await (const delta of gen) w.push(delta, gen.tokens);
       const r = await gen.result;
-      content = r.text;
-      status = r.stats.stopReason === "cancelled" ? "stopped" : "complete";
-      stats = {
-        promptTokens: r.stats.promptTokens,
-        reusedTokens: r.stats.reusedTokens,
-        completionTokens: r.stats.completionTokens,
-        prefillTokensPerSecond: r.stats.prefillTokensPerSecond,
-        decodeTokensPerSecond: r.stats.decodeTokensPerSecond,
-        stopReason: r.stats.stopReason,
-        contextTokens: r.stats.promptTokens + r.stats.completionTokens,
-        contextLength: ctx,
+      return {
+        content: r.text,
+        status: r.stats.stopReason === "cancelled" ? "stopped" : "complete",
+        stats: {
+          promptTokens: r.stats.promptTokens,
+          reusedTokens: r.stats.reusedTokens,
+          completionTokens: r.stats.completionTokens,
+          prefillTokensPerSecond: r.stats.prefillTokensPerSecond,
+          decodeTokensPerSecond: r.stats.decodeTokensPerSecond,
+          stopReason: r.stats.stopReason,
+          contextTokens: r.stats.promptTokens + r.stats.completionTokens,
+          contextLength: ctx,
+        },
       };
-    } catch (e) {
-      content = w.text;
-      status = "error";
+    }, (e) => {
       const why = workerExitReason(e);
-      error = why ? crashMessage(why) : (e instanceof Error ? e.message : String(e)).split("\n")[0];
       if (why) this.sessions.forget(model.model);
-    }
-    this.finish(conv.id, { ...assistant, content, status, error, stats }, beforeDone);
+      return why ? crashMessage(why) : firstLine(e);
+    });
   }
 
   /** A reply from the conversation's remote endpoint, streamed like a local one. */
   private async generateRemote(conv: Conversation, assistant: Message, target: RemoteTarget, signal: AbortSignal, skip: ReadonlySet<string>,
     beforeDone?: () => void): Promise<void> {
-    const w = this.streamWriter(conv.id, assistant.id);
-    let content = "";
-    let status: Message["status"] = "complete";
-    let error: string | null = null;
-    let stats: GenerationStats | null = null;
-    try {
+    await this.runReply(conv, assistant, beforeDone, async (w) => {
       const system = conv.systemPrompt.trim() ? [{ role: "system", content: conv.systemPrompt }] : [];
       const s = conv.sampling;
       // only what the user set: the remote's own defaults (its generation_config) stand for the rest
@@ -392,28 +409,25 @@ export class ChatService {
         ...(s.seed !== null ? { seed: s.seed } : {}),
       };
       const r = await streamChat(target, [...system, ...this.history(conv.id, skip)], sampling, signal, (delta, chunks) => w.push(delta, chunks));
-      content = r.text;
-      status = r.stopped ? "stopped" : "complete";
       const prompt = r.usage?.promptTokens ?? 0;
       const completion = r.usage?.completionTokens ?? r.chunks;
       const decodeMs = r.totalMs - r.firstTextMs;
-      stats = {
-        promptTokens: prompt,
-        reusedTokens: 0,
-        completionTokens: completion,
-        // as seen from here: the time to the first text includes the network and the remote's queue
-        prefillTokensPerSecond: r.firstTextMs > 0 ? (prompt * 1000) / r.firstTextMs : 0,
-        decodeTokensPerSecond: decodeMs > 0 && completion > 1 ? ((completion - 1) * 1000) / decodeMs : 0,
-        stopReason: r.stopped ? "cancelled" : r.finishReason === "length" ? "length" : "eos",
-        contextTokens: prompt + completion,
-        contextLength: 0, // the remote does not say
+      return {
+        content: r.text,
+        status: r.stopped ? "stopped" : "complete",
+        stats: {
+          promptTokens: prompt,
+          reusedTokens: 0,
+          completionTokens: completion,
+          // as seen from here: the time to the first text includes the network and the remote's queue
+          prefillTokensPerSecond: r.firstTextMs > 0 ? (prompt * 1000) / r.firstTextMs : 0,
+          decodeTokensPerSecond: decodeMs > 0 && completion > 1 ? ((completion - 1) * 1000) / decodeMs : 0,
+          stopReason: r.stopped ? "cancelled" : r.finishReason === "length" ? "length" : "eos",
+          contextTokens: prompt + completion,
+          contextLength: 0, // the remote does not say
+        },
       };
-    } catch (e) {
-      content = w.text; // what had arrived stays
-      status = "error";
-      error = (e instanceof Error ? e.message : String(e)).split("\n")[0];
-    }
-    this.finish(conv.id, { ...assistant, content, status, error, stats }, beforeDone);
+    }, firstLine);
   }
 
   private finish(conversationId: string, message: Message, beforeDone?: () => void): void {
