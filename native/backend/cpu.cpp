@@ -142,7 +142,7 @@ class CpuBackend final : public RefBackend {
         !heads_packed(q, hd) || !heads_packed(out, hd) || !heads_packed(K, hd) || V.nb[1] != K.nb[1] || V.nb[2] != K.nb[2])
       throw std::invalid_argument("attention: q " + shape_of(q) + ", cache " + shape_of(K) + ", scratch " + shape_of(scratch));
     KvCacheView kv;
-    kv.k = K.f32(); kv.v = V.f32(); kv.ld = K.nb[2] / 4; kv.Hkv = Hkv;
+    kv.k = KvRows{KvRows::F32, K.f32(), K.nb[2] / 4}; kv.v = KvRows{KvRows::F32, V.f32(), V.nb[2] / 4}; kv.Hkv = Hkv;
     attention_causal(pool_, out.f32(), out.nb[2] / 4, q.f32(), q.nb[2] / 4, T, Hq, hd, kv, pos0, scale,
                      att.empty() ? nullptr : att.f32(), att.empty() ? 0 : att.ld(), scratch.f32(), scratch.ld());
   }
@@ -153,9 +153,9 @@ class CpuBackend final : public RefBackend {
     if (scratch.rows() < pool_.size() || scratch.cols() < pos0 + T || Hq % Hkv != 0 || K8.ne[2] < pos0 + T ||
         !heads_packed(q, hd) || !heads_packed(out, hd) || K8.nb[1] != hd || V8.nb[2] != K8.nb[2])
       throw std::invalid_argument("attention_kv8: q " + shape_of(q) + ", cache " + shape_of(K8) + ", scratch " + shape_of(scratch));
-    KvCacheView kv;
-    kv.k8 = static_cast<const int8_t*>(K8.data); kv.v8 = static_cast<const int8_t*>(V8.data);  // int8: bytes = elements
-    kv.ks = Ks.f32(); kv.vs = Vs.f32(); kv.ld = K8.nb[2]; kv.Hkv = Hkv;
+    KvCacheView kv;  // (int8: bytes = elements)
+    kv.k = KvRows{KvRows::I8, K8.data, K8.nb[2], Ks.f32(), Hkv}; kv.v = KvRows{KvRows::I8, V8.data, V8.nb[2], Vs.f32(), Hkv};
+    kv.Hkv = Hkv;
     attention_causal(pool_, out.f32(), out.nb[2] / 4, q.f32(), q.nb[2] / 4, T, Hq, hd, kv, pos0, scale, nullptr, 0,
                      scratch.f32(), scratch.ld());
   }

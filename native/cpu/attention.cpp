@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <vector>
 #include "cpu/attention_kernels.h"
+#include "format/dtype.h"
 #include "cpu/matmul.h"
 
 namespace moe {
@@ -25,6 +26,7 @@ struct Vec {
   static V load(const float* p) { V r; std::memcpy(r.x, p, sizeof r.x); return r; }
   static void store(float* p, V v) { std::memcpy(p, v.x, sizeof v.x); }
   static V set1(float a) { V r; for (float& e : r.x) e = a; return r; }
+  static V load_f16(const uint16_t* p) { V r; for (int i = 0; i < L; ++i) r.x[i] = f16_to_f32(p[i]); return r; }
   static V load_i8(const int8_t* p) { V r; for (int i = 0; i < L; ++i) r.x[i] = float(p[i]); return r; }
   static V fma(V a, V b, V c) { for (int i = 0; i < L; ++i) c.x[i] += a.x[i] * b.x[i]; return c; }  // (std::fma is a libm call without FMA)
   static V mul(V a, V b) { for (int i = 0; i < L; ++i) a.x[i] *= b.x[i]; return a; }
@@ -74,7 +76,7 @@ float* thread_scratch(int64_t n) {
 }
 
 // Decode (and short blocks), probabilities not kept: the query heads of a group in chunks of 4 read each key and value
-// row once (group_scores / group_values, f32 or int8 cache); tasks are (token, KV head, chunk).
+// row once (group_scores / group_values); tasks are (token, KV head, chunk).
 void grouped_rows(ThreadPool& pool, const AttnKernels& kr, float* out, int64_t ldo, const float* q, int64_t ldq, int64_t T,
                   int64_t Hq, int64_t hd, const KvCacheView& kv, int64_t pos0, float scale) {
   const int64_t G = Hq / kv.Hkv, nch = (G + 3) / 4, n_all = pos0 + T;
@@ -84,13 +86,12 @@ void grouped_rows(ThreadPool& pool, const AttnKernels& kr, float* out, int64_t l
       const int64_t t = i / (kv.Hkv * nch), kh = i / nch % kv.Hkv, c = i % nch, h0 = kh * G + 4 * c, n = pos0 + t + 1;
       const int gc = int(std::min<int64_t>(4, G - 4 * c));
       const float* qh = q + t * ldq + h0 * hd;
-      if (kv.k) kr.group_scores(sc, n, qh, kv.k + kh * hd, kv.ld, n, hd, scale, gc);
-      else kr.group_scores_i8(sc, n, qh, kv.k8 + kh * hd, kv.ld, kv.ks + kh, kv.Hkv, n, hd, scale, gc);
+      const KvRows K = kv.k.head(kh, hd), Vh = kv.v.head(kh, hd);
+      kr.group_scores(sc, n, qh, K, n, hd, scale, gc);
       for (int g = 0; g < gc; ++g) kr.softmax(sc + g * n, n);
       float* o = out + t * ldo + h0 * hd;
       std::fill(o, o + gc * hd, 0.0f);
-      if (kv.k) kr.group_values(o, sc, n, kv.v + kh * hd, kv.ld, n, hd, gc);
-      else kr.group_values_i8(o, sc, n, kv.v8 + kh * hd, kv.ld, kv.vs + kh, kv.Hkv, n, hd, gc);
+      kr.group_values(o, sc, n, Vh, n, hd, gc);
     }
   });
 }
@@ -109,18 +110,17 @@ void rows_path(ThreadPool& pool, const AttnKernels& kr, float* out, int64_t ldo,
       const int64_t t = th / Hq, h = th % Hq, kh = h / group, n = pos0 + t + 1;
       const float* qv = q + t * ldq + h * hd;
       float* o = out + t * ldo + h * hd;
-      if (kv.k) {
-        vec_dot_rows_f32(sc, qv, kv.k + kh * hd, kv.ld, n, hd, scale);  // sc[j] = scale · q·K[j]
-        kr.softmax(sc, n);
-        if (att) { float* a = att + (t * Hq + h) * ld_att; std::copy(sc, sc + n, a); std::fill(a + n, a + n_all, 0.0f); }
-        std::fill(o, o + hd, 0.0f);
-        vec_axpy_rows_f32(o, sc, kv.v + kh * hd, kv.ld, n, hd);  // o = Σ_j sc[j] V[j]
-        continue;
+      const KvRows K = kv.k.head(kh, hd), Vh = kv.v.head(kh, hd);
+      if (K.type == KvRows::F32) {  // (the matmul library's row kernels, which training's backward shares)
+        vec_dot_rows_f32(sc, qv, static_cast<const float*>(K.p), K.ld, n, hd, scale);  // sc[j] = scale · q·K[j]
+      } else {
+        kr.dot_rows(sc, qv, K, n, hd, scale);  // sc[j] = scale · q·K[j], K widened (int8: s_j · K8[j])
       }
-      kr.dot_rows_i8(sc, qv, kv.k8 + kh * hd, kv.ld, kv.ks + kh, kv.Hkv, n, hd, scale);  // sc[j] = scale · ks_j · q·K8[j]
       kr.softmax(sc, n);
+      if (att) { float* a = att + (t * Hq + h) * ld_att; std::copy(sc, sc + n, a); std::fill(a + n, a + n_all, 0.0f); }
       std::fill(o, o + hd, 0.0f);
-      kr.axpy_rows_i8(o, sc, kv.v8 + kh * hd, kv.ld, kv.vs + kh, kv.Hkv, n, hd);  // o = Σ_j sc[j] vs_j V8[j]
+      if (Vh.type == KvRows::F32) vec_axpy_rows_f32(o, sc, static_cast<const float*>(Vh.p), Vh.ld, n, hd);  // o = Σ_j sc[j] V[j]
+      else kr.axpy_rows(o, sc, Vh, n, hd);
     }
   });
 }
@@ -143,9 +143,7 @@ void blocked_path(ThreadPool& pool, const AttnKernels& kr, float* out, int64_t l
       a.o = out + t0 * ldo + h0 * hd; a.o_t = ldo; a.o_h = hd;
       a.nt = std::min(nt, T - t0); a.ng = std::min(ng, G - c * ng);  // (a short last head chunk only when nt = 1)
       a.hd = hd; a.scale = scale; a.p0 = pos0 + t0;
-      a.ld = kv.ld; a.lds = kv.Hkv;
-      if (kv.k) { a.k = kv.k + kh * hd; a.v = kv.v + kh * hd; }
-      else { a.k8 = kv.k8 + kh * hd; a.v8 = kv.v8 + kh * hd; a.ks = kv.ks + kh; a.vs = kv.vs + kh; }
+      a.k = kv.k.head(kh, hd); a.v = kv.v.head(kh, hd);
       a.scratch = scratch;
       kr.block(a);
     }
@@ -159,7 +157,8 @@ int attention_force_path(int path) { return g_path.exchange(path); }
 void attention_causal(ThreadPool& pool, float* out, int64_t ldo, const float* q, int64_t ldq, int64_t T, int64_t Hq,
                       int64_t hd, const KvCacheView& kv, int64_t pos0, float scale, float* att, int64_t ld_att,
                       float* scratch, int64_t ld_scratch) {
-  if (kv.Hkv <= 0 || Hq % kv.Hkv != 0 || (!kv.k && !kv.k8) || (att && !kv.k))
+  if (kv.Hkv <= 0 || Hq % kv.Hkv != 0 || !kv.k.p || !kv.v.p || kv.k.type != kv.v.type ||
+      (kv.k.type == KvRows::I8 && (!kv.k.s || !kv.v.s)) || (att && kv.k.type != KvRows::F32))
     throw std::invalid_argument("attention_causal: bad cache view");
   if (T <= 0) return;
   const AttnKernels& kr = kernels();

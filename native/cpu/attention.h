@@ -1,9 +1,9 @@
 // Causal attention with grouped KV heads on the CPU (the math: Backend::attention in backend/backend.h), over an
-// f32 or an int8 KV cache. Two paths:
+// f32, f16 or int8 KV cache. Two paths:
 //   rows     per query: scores against every key, a softmax, the weighted sum of values; the only path that writes
 //            the probabilities (training keeps them, one head at a time) and the one decode takes (a block of one
 //            token would leave most of a vector's lanes idle). Without probabilities the query heads of a KV group
-//            go four at a time, so each cache row (f32 or int8) is read once per group, not once per head.
+//            go four at a time, so each cache row is read once per group, not once per head.
 //   blocked  flash-style (cpu/attention_tile.inc): a block of query rows of one KV head against tiles of keys with
 //            an online softmax, so each K and V row is read once per block rather than once per query and head;
 //            prefill, most of all at long context, where the row path streams the whole cache per query
@@ -15,13 +15,30 @@
 
 namespace moe {
 
-// A layer's KV cache as attention reads it: key j of KV head h at k + j·ld + h·hd (f32), or at k8 + j·ld + h·hd
-// (int8, x ≈ s·q) with its scale at ks[j·Hkv + h]; v likewise.
+// One KV head's key (or value) rows as attention reads them: row j at p + j·ld elements of `type`, which is f32,
+// f16 (IEEE half, widened on load) or int8 (x ≈ s·q, the row's scale at s[j·lds]).
+struct KvRows {
+  enum Type : uint8_t { F32, F16, I8 } type = F32;
+  const void* p = nullptr;
+  int64_t ld = 0;
+  const float* s = nullptr;
+  int64_t lds = 0;
+  // the rows of KV head h (heads hd elements apart in a row, their scales one apart)
+  KvRows head(int64_t h, int64_t hd) const {
+    KvRows r = *this;
+    const int64_t off = h * hd;
+    r.p = type == F32 ? static_cast<const void*>(static_cast<const float*>(p) + off)
+        : type == F16 ? static_cast<const void*>(static_cast<const uint16_t*>(p) + off)
+                      : static_cast<const void*>(static_cast<const int8_t*>(p) + off);
+    if (s) r.s = s + h;
+    return r;
+  }
+};
+
+// A layer's KV cache: k and v hold all Hkv heads of a row (KvRows::head picks one), the same type for both.
 struct KvCacheView {
-  const float* k = nullptr; const float* v = nullptr;
-  const int8_t* k8 = nullptr; const int8_t* v8 = nullptr;
-  const float* ks = nullptr; const float* vs = nullptr;
-  int64_t ld = 0, Hkv = 0;
+  KvRows k, v;
+  int64_t Hkv = 0;
 };
 
 // out, q: token t (of positions pos0 .. pos0+T−1), head h at out + t·ldo + h·hd, q + t·ldq + h·hd.

@@ -1,6 +1,7 @@
 // AVX-512F lanes for the blocked attention (attention_tile.inc): 16 query rows per vector, 8 keys × 2 vectors of
 // score accumulators and 8 head columns × 2 vectors of output accumulators (16 of the 32 zmm registers each).
 #include "cpu/attention_kernels.h"
+#include "format/dtype.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -24,6 +25,7 @@ struct Vec {
   ATTN_TARGET static V load(const float* p) { return _mm512_loadu_ps(p); }
   ATTN_TARGET static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
   ATTN_TARGET static V set1(float x) { return _mm512_set1_ps(x); }
+  ATTN_TARGET static V load_f16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
   ATTN_TARGET static V load_i8(const int8_t* p) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))); }
   ATTN_TARGET static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   ATTN_TARGET static V mul(V a, V b) { return _mm512_mul_ps(a, b); }

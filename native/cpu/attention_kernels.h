@@ -6,6 +6,7 @@
 //   attention.cpp          the portable table (8 lanes as plain arrays)
 #pragma once
 #include <cstdint>
+#include "cpu/attention.h"
 
 #if defined(__GNUC__)
 #pragma GCC visibility push(hidden)
@@ -19,40 +20,28 @@ struct AttnBlock {
   int64_t nt, ng, hd;
   float scale;
   int64_t p0;                        // position of the first token: token t sees keys 0 .. p0 + t
-  // The KV head's rows, key j at k + j·ld (f32 cache), or k8 + j·ld with scale ks[j·lds] (int8 cache; k = null)
-  const float *k, *v;
-  const int8_t *k8, *v8;
-  const float *ks, *vs;
-  int64_t ld, lds;
+  KvRows k, v;                       // the KV head's rows
   float* scratch;                    // scratch_floats(rows, keys, hd) of this thread
 };
 
+// Every entry takes one KV head's rows (KvRows: f32, f16 or int8) and widens them to f32 as it reads.
 struct AttnKernels {
   const char* name;
   int rows;                          // query rows per block (RL)
   int64_t keys;                      // keys per tile (BK)
   void (*block)(const AttnBlock& b);
   void (*softmax)(float* x, int64_t n);
-  // The row path over an int8 cache (rows ld apart, scales lds apart):
-  //   out[j] = scale · s_j · q·K8[j]  (j < n)            o += Σ_j w[j] · s_j · V8[j]
-  void (*dot_rows_i8)(float* out, const float* q, const int8_t* K8, int64_t ld, const float* s, int64_t lds, int64_t n,
-                      int64_t hd, float scale);
-  void (*axpy_rows_i8)(float* o, const float* w, const int8_t* V8, int64_t ld, const float* s, int64_t lds, int64_t n,
-                       int64_t hd);
-  // Decode over an f32 cache with the gc ≤ 4 query heads of one KV head at once (q_g, o_g hd apart; hd % lanes == 0):
+  // The row path, one query head:  out[j] = scale · q·K[j]  (j < n)            o += Σ_j w[j] · V[j]
+  void (*dot_rows)(float* out, const float* q, const KvRows& K, int64_t n, int64_t hd, float scale);
+  void (*axpy_rows)(float* o, const float* w, const KvRows& V, int64_t n, int64_t hd);
+  // Decode with the gc ≤ 4 query heads of one KV head at once (q_g, o_g hd apart; hd % lanes == 0):
   //   sc[g·lds + j] = scale · q_g·K[j]               o_g += Σ_j sc[g·lds + j] · V[j]
   int lanes;
-  void (*group_scores)(float* sc, int64_t lds, const float* q, const float* K, int64_t ldk, int64_t n, int64_t hd,
-                       float scale, int gc);
-  void (*group_values)(float* o, const float* sc, int64_t lds, const float* V, int64_t ldv, int64_t n, int64_t hd, int gc);
-  // The same over the int8 cache (K8/V8 rows ld apart, scale of row j at s[j·ldsc])
-  void (*group_scores_i8)(float* sc, int64_t lds, const float* q, const int8_t* K8, int64_t ld, const float* s,
-                          int64_t ldsc, int64_t n, int64_t hd, float scale, int gc);
-  void (*group_values_i8)(float* o, const float* sc, int64_t lds, const int8_t* V8, int64_t ld, const float* s,
-                          int64_t ldsc, int64_t n, int64_t hd, int gc);
+  void (*group_scores)(float* sc, int64_t lds, const float* q, const KvRows& K, int64_t n, int64_t hd, float scale, int gc);
+  void (*group_values)(float* o, const float* sc, int64_t lds, const KvRows& V, int64_t n, int64_t hd, int gc);
 };
 
-// QT, OT [hd][rows], S [keys][rows], m, l, lim [rows], K and V tiles [keys][hd] (int8 cache)
+// QT, OT [hd][rows], S [keys][rows], m, l, lim [rows], K and V tiles [keys][hd] (f16 and int8 caches, widened)
 inline int64_t scratch_floats(const AttnKernels& k, int64_t hd) { return 2 * hd * k.rows + k.keys * k.rows + 3 * k.rows + 2 * k.keys * hd; }
 
 extern const AttnKernels kAttnPortable;
