@@ -86,8 +86,8 @@ Commands:
       One forward + backward with a PEFT LoRA adapter: prints {"loss": x, "n_targets": n, "grads": {"<tensor name in
       adapter_model.safetensors>": [row-major floats]}}. --labels follow transformers (aligned with --ids, -100 is
       ignored, position t predicts labels[t+1]; default: the ids); loss is the mean over counted targets.
-${DATASET_HELP}  generate, chat and bench also take --kv-cache f32|int8: int8 keeps the KV cache as int8 with one scale per
-      head and token (about a quarter of the memory).
+${DATASET_HELP}  generate, chat and bench also take --kv-cache f32|f16|int8: f16 keeps K and V as IEEE half (half the
+      memory, and faster decode at long context), int8 as int8 with one scale per head and token (about a quarter).
   generate, logits, chat and bench also take --adapter DIR (a PEFT LoRA adapter folder applied unmerged) and
       --base-quant nf4 (the base's projections quantized to NF4 at load, as Q-LoRA trains on).
   generate, logits, chat, bench, grad, train and serve also take --device auto|cpu|cuda|emu: emu runs every op on the
@@ -218,7 +218,7 @@ function deviceFlag(flags: Flags): DeviceKind | undefined {
 async function open(flags: Flags): Promise<LoadedModel> {
   const threads = number(flags, "threads", { int: true, min: 1 });
   const kv = str(flags, "kv-cache");
-  if (kv !== undefined && kv !== "f32" && kv !== "int8") throw new UsageError(`--kv-cache must be f32 or int8, got "${kv}"`);
+  if (kv !== undefined && kv !== "f32" && kv !== "f16" && kv !== "int8") throw new UsageError(`--kv-cache must be f32, f16 or int8, got "${kv}"`);
   const adapter = str(flags, "adapter");
   const bq = str(flags, "base-quant");
   if (bq !== undefined && bq !== "none" && bq !== "nf4") throw new UsageError(`--base-quant must be none or nf4, got "${bq}"`);

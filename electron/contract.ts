@@ -159,7 +159,7 @@ export const ModelCard = z.object({
    * the model's maximum). The context meter's total; estimatedMemoryBytes counts a KV cache of this many tokens.
    */
   sessionContextLength: z.number(),
-  kvCache: z.enum(["f32", "int8"]).optional(), // KV cache storage (quantization issue); absent = f32
+  kvCache: z.enum(["f32", "f16", "int8"]).optional(), // KV cache storage; absent = f32
 });
 export type ModelCard = z.infer<typeof ModelCard>;
 

@@ -1,5 +1,6 @@
 // Causal attention over a KV cache, grouped-query (GQA), online softmax; the same kernel serves prefill (T query
-// tokens at positions pos0 .. pos0+T-1) and decode (T = 1), over an f32 cache or an int8 one (per-row scales).
+// tokens at positions pos0 .. pos0+T-1) and decode (T = 1), over an f32 cache, an f16 one, or an int8 one (per-row
+// scales).
 //   q: token t, head h at q + t*q_stride_t + h*Dh        out: at out + t*o_stride_t + h*Dh
 //   K, V: element (j, kh, d) at base + j*kv_stride_t + kh*kv_stride_h + d;  int8: value = s[j*s_stride_t + kh] * q8
 //   head h reads kv head kh = h / (Hq / Hkv); query t sees keys j <= pos0 + t
@@ -24,10 +25,15 @@ constexpr int kAttnWarps = 4;
 constexpr int kAttnMaxDimsPerLane = 8;  // head_dim <= 32 * 8 = 256
 constexpr int64_t kAttnSplitKeys = 512, kAttnMaxSplits = 64;  // split-K decode: one block per 512 keys, at most 64
 
-// One cache element as f32: an f32 cache, or int8 values with one scale per (position, kv head).
+// One cache element as f32: an f32 cache, an f16 one (widened), or int8 values with one scale per (position, kv head).
 struct KvF32 {
   const float* base;
   __device__ __forceinline__ float at(int64_t off) const { return base[off]; }
+  __device__ __forceinline__ float scale(int64_t) const { return 1.0f; }
+};
+struct KvF16 {
+  const uint16_t* base;
+  __device__ __forceinline__ float at(int64_t off) const { return f16_bits_to_f32(base[off]); }
   __device__ __forceinline__ float scale(int64_t) const { return 1.0f; }
 };
 struct KvI8 {
@@ -332,6 +338,17 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
     MOE_LAUNCH("attention_flash<f32>", attention_flash_kernel<KvF32>, dim3(unsigned(sh.n_heads), unsigned((sh.T + kFlashQ - 1) / kFlashQ)),
                dim3(kAttnWarps * 32), 0, stream, out, q, KvF32{k_cache}, KvF32{v_cache}, sh);
   else launch_rows_or_split("attention<f32>", out, q, KvF32{k_cache}, KvF32{v_cache}, sh, stream);
+}
+
+void attention_kv16(float* out, const float* q, const uint16_t* k16, const uint16_t* v16, const AttnShape& sh, void* stream) {
+  check_attention("attention_kv16", sh);
+  MOE_KCHECK("attention_kv16", sh.att == nullptr, "the f16 cache keeps no probabilities (training needs the f32 cache)");
+  MOE_KCHECK("attention_kv16", out && q && k16 && v16, "null pointer");
+  if (sh.T == 0) return;
+  if (sh.T >= kFlashMinT)
+    MOE_LAUNCH("attention_flash<f16>", attention_flash_kernel<KvF16>, dim3(unsigned(sh.n_heads), unsigned((sh.T + kFlashQ - 1) / kFlashQ)),
+               dim3(kAttnWarps * 32), 0, stream, out, q, KvF16{k16}, KvF16{v16}, sh);
+  else launch_rows_or_split("attention<f16>", out, q, KvF16{k16}, KvF16{v16}, sh, stream);
 }
 
 void attention_kv8(float* out, const float* q, const int8_t* k8, const float* k_scales, const int8_t* v8, const float* v_scales,

@@ -2,6 +2,7 @@
 // matmuls. Each is one kernel over a 2-D grid: blockIdx.y strides over rows, blockIdx.x·256 + threadIdx.x over
 // columns, so consecutive threads touch consecutive floats of a row (coalesced) and no thread depends on another.
 //   copy_rows  y[r, c]  = x[r, c];  zero_rows  y[r, c] = 0   (the model's moves between buffers)
+//   copy_rows_f16  y[r, c] = half(x[r, c]), rounded to nearest even (the f16 KV cache's append)
 //   lora_dropout  y (+)= x ⊙ mask / (1 − p), the mask from train/dropout.h (the same bits as the CPU's)
 //   add        y[r, c] += x[r, c]                          (residual adds)
 //   add_bias   y[r, c] += b[c]
@@ -27,6 +28,10 @@ constexpr int kEwThreads = 256;
 struct EwCopy {
   float* y; int64_t ldy; const float* x; int64_t ldx;
   __device__ __forceinline__ void operator()(int64_t r, int64_t c) const { y[r * ldy + c] = x[r * ldx + c]; }
+};
+struct EwCopyF16 {
+  uint16_t* y; int64_t ldy; const float* x; int64_t ldx;
+  __device__ __forceinline__ void operator()(int64_t r, int64_t c) const { y[r * ldy + c] = f32_to_f16_bits(x[r * ldx + c]); }
 };
 struct EwZero {
   float* y; int64_t ldy;
@@ -120,6 +125,10 @@ void launch_elementwise(const char* name, const Op& op, int64_t R, int64_t C, vo
 void copy_rows(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t R, int64_t C, void* stream) {
   MOE_KCHECK("copy_rows", y && x && ldy >= C && ldx >= C, "null pointer or a leading dimension < C");
   launch_elementwise("copy_rows", EwCopy{y, ldy, x, ldx}, R, C, stream);
+}
+void copy_rows_f16(uint16_t* y, int64_t ldy, const float* x, int64_t ldx, int64_t R, int64_t C, void* stream) {
+  MOE_KCHECK("copy_rows_f16", y && x && ldy >= C && ldx >= C, "null pointer or a leading dimension < C");
+  launch_elementwise("copy_rows_f16", EwCopyF16{y, ldy, x, ldx}, R, C, stream);
 }
 void zero_rows(float* y, int64_t ldy, int64_t R, int64_t C, void* stream) {
   MOE_KCHECK("zero_rows", y && ldy >= C, "null pointer or ldy < C");

@@ -51,6 +51,8 @@ inline void check_launch(const char* kernel) {
 __device__ __forceinline__ float f16_bits_to_f32(uint32_t h) { return __half2float(__ushort_as_half((unsigned short)h)); }
 __device__ __forceinline__ float bf16_bits_to_f32(uint32_t h) { return __uint_as_float(h << 16); }
 __device__ __forceinline__ float bits_to_f32(uint32_t u) { return __uint_as_float(u); }
+// f32 -> IEEE half bits, round to nearest even (the f16 KV cache's append)
+__device__ __forceinline__ uint16_t f32_to_f16_bits(float x) { return __half_as_ushort(__float2half_rn(x)); }
 // One rounding per operation, never fused into an FMA (nvcc contracts a*b+c by default).
 __device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
 __device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
@@ -58,6 +60,7 @@ __device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, 
 inline float f16_bits_to_f32(uint32_t h) { return ::moe::f16_to_f32(uint16_t(h)); }
 inline float bf16_bits_to_f32(uint32_t h) { return ::moe::bf16_to_f32(uint16_t(h)); }
 inline float bits_to_f32(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline uint16_t f32_to_f16_bits(float x) { return ::moe::f32_to_f16(x); }
 // (the host build is compiled without FMA contraction for the baseline ISA these bodies use)
 inline float mul_rn(float a, float b) { return a * b; }
 inline float add_rn(float a, float b) { return a + b; }

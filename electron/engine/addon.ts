@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-export type KvCacheType = "f32" | "int8";
+export type KvCacheType = "f32" | "f16" | "int8";
 export type WeightDType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0" | "q4_k";
 
 /** `--device`: auto (cpu until the CUDA backend runs whole models), cpu, cuda (refused, saying why, until then), emu. */
@@ -38,7 +38,7 @@ export interface NativeModelInfo {
   paramsActive: number;         // parameters touched per token (top-k experts + shared + dense parts)
   weightBytes: number;          // bytes of mapped weights
   kvBytesPerToken: number;      // KV cache bytes per token (CLA layers counted once per sharing group)
-  kvCache: KvCacheType;         // "int8": per-head-per-token absmax int8 K/V (loadModel opts.kvCache)
+  kvCache: KvCacheType;         // "f16": IEEE half K/V; "int8": per-head-per-token absmax int8 K/V (loadModel opts.kvCache)
   ropeType: string;             // "default" | "linear" | "dynamic" | "ntk_alpha" | "llama3" | "yarn"
   tieWordEmbeddings: boolean;
   backend: "cpu" | "emu";       // the backend every op runs on (loadModel opts.device; "emu": the CUDA kernels under the SIMT emulator)

@@ -44,7 +44,7 @@ export function sessionContextLength(info: Pick<NativeModelInfo, "contextLength"
 
 export interface LoadOptions {
   threads?: number;
-  /** KV cache storage: "f32" (default) or "int8" (per-head-per-token absmax; ~1/4 of the memory). */
+  /** KV cache storage: "f32" (default), "f16" (IEEE half: 1/2 of the memory) or "int8" (per-head-per-token absmax; ~1/4). */
   kvCache?: KvCacheType;
   /** A PEFT LoRA adapter folder applied unmerged by every forward of this model. */
   adapter?: string;

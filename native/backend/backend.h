@@ -55,7 +55,8 @@ class Backend {
                                 const Tensor& rstd) = 0;
 
   // ---- memory: the model's moves between its buffers go through the backend (on a device they are device copies) ----
-  // dst = src (same shape; rows of either may be strided);  x = 0
+  // dst = src (same shape; rows of either may be strided);  x = 0. src is f32; dst f32, or f16 (rounded to nearest
+  // even: the f16 KV cache's append; values past ±65504 become ±inf, as in every f16 cache).
   virtual void copy(const Tensor& dst, const Tensor& src) = 0;
   virtual void zero(const Tensor& x) = 0;
 
@@ -87,9 +88,10 @@ class Backend {
   virtual void rope_backward(const Tensor& dx, const Tensor& cos, const Tensor& sin) = 0;
 
   // ---- attention: causal, grouped KV heads ------------------------------------------------------------------
-  // q: [T, Hq, hd] for positions pos0 .. pos0+T-1;  K, V: [≥pos0+T, Hkv, hd] (the cache);  out: [T, Hq, hd]
+  // q: [T, Hq, hd] for positions pos0 .. pos0+T-1;  K, V: [≥pos0+T, Hkv, hd] (the cache, f32 or f16);  out: [T, Hq, hd]
   //   p(t,h,·) = softmax_j(scale · q[t,h]·K[j, h/(Hq/Hkv)]), j ≤ pos0+t;   out[t,h] = Σ_j p_j V[j, ·]
-  // att: [T·Hq, pos0+T] softmax probabilities, written when non-empty (for backward; zero past the causal edge).
+  // att: [T·Hq, pos0+T] softmax probabilities, written when non-empty (for backward, f32 cache only; zero past the
+  // causal edge).
   // scratch: [threads, ≥ pos0+T] f32 (one row per worker thread of a cpu backend; 1 row for ref).
   virtual void attention(const Tensor& out, const Tensor& q, const Tensor& K, const Tensor& V, int64_t pos0, float scale,
                          const Tensor& att, const Tensor& scratch) = 0;

@@ -25,6 +25,11 @@ namespace {
 
 // f32 [d2, d1, hd] with its d1 rows (heads) packed: the layout the attention kernels index.
 bool heads_packed(const Tensor& t, int64_t hd) { return t.ne[0] == hd && t.nb[1] == 4 * hd; }
+// Byte offset of row r of a tensor seen as rows() rows (dimensions past the first flattened, strides honoured).
+int64_t row_offset(const Tensor& t, int64_t r) {
+  const int64_t i1 = r % t.ne[1], rest = r / t.ne[1];
+  return (rest / t.ne[2]) * t.nb[3] + (rest % t.ne[2]) * t.nb[2] + i1 * t.nb[1];
+}
 
 // A per-thread f32 buffer that grows to the largest size asked for and is then reused (no allocation once warm).
 float* thread_buffer(int64_t n) {
@@ -138,13 +143,27 @@ class CpuBackend final : public RefBackend {
   void attention(const Tensor& out, const Tensor& q, const Tensor& K, const Tensor& V, int64_t pos0, float scale,
                  const Tensor& att, const Tensor& scratch) override {
     const int64_t hd = q.ne[0], Hq = q.ne[1], T = q.ne[2], Hkv = K.ne[1], n_all = pos0 + T;
+    const bool f16 = K.type == DType::F16;
+    const int64_t es = f16 ? 2 : 4;
     if (K.ne[2] < n_all || K.ne[0] != hd || Hq % Hkv != 0 || scratch.rows() < pool_.size() || scratch.cols() < n_all ||
-        !heads_packed(q, hd) || !heads_packed(out, hd) || !heads_packed(K, hd) || V.nb[1] != K.nb[1] || V.nb[2] != K.nb[2])
-      throw std::invalid_argument("attention: q " + shape_of(q) + ", cache " + shape_of(K) + ", scratch " + shape_of(scratch));
+        !heads_packed(q, hd) || !heads_packed(out, hd) || K.nb[1] != es * hd || V.type != K.type || V.nb[1] != K.nb[1] ||
+        V.nb[2] != K.nb[2] || (K.type != DType::F32 && K.type != DType::F16) || (f16 && !att.empty()))
+      throw std::invalid_argument("attention: q " + shape_of(q) + ", " + dtype_name(K.type) + " cache " + shape_of(K) + ", scratch " +
+                                  shape_of(scratch) + (att.empty() ? "" : " (probabilities need the f32 cache)"));
     KvCacheView kv;
-    kv.k = KvRows{KvRows::F32, K.f32(), K.nb[2] / 4}; kv.v = KvRows{KvRows::F32, V.f32(), V.nb[2] / 4}; kv.Hkv = Hkv;
+    const KvRows::Type ty = f16 ? KvRows::F16 : KvRows::F32;
+    kv.k = KvRows{ty, K.data, K.nb[2] / es}; kv.v = KvRows{ty, V.data, V.nb[2] / es}; kv.Hkv = Hkv;
     attention_causal(pool_, out.f32(), out.nb[2] / 4, q.f32(), q.nb[2] / 4, T, Hq, hd, kv, pos0, scale,
                      att.empty() ? nullptr : att.f32(), att.empty() ? 0 : att.ld(), scratch.f32(), scratch.ld());
+  }
+
+  // The f16 cache's append widens through F16C (attention's table); everything else is ref's copy.
+  void copy(const Tensor& dst, const Tensor& src) override {
+    if (dst.type != DType::F16 || src.type != DType::F32) { RefBackend::copy(dst, src); return; }
+    check_same("copy", dst, src);
+    for (int64_t r = 0; r < src.rows(); ++r)
+      f32_to_f16_row(reinterpret_cast<uint16_t*>(static_cast<char*>(dst.data) + row_offset(dst, r)),
+                     reinterpret_cast<const float*>(static_cast<const char*>(src.data) + row_offset(src, r)), src.cols());
   }
 
   void attention_kv8(const Tensor& out, const Tensor& q, const Tensor& K8, const Tensor& Ks, const Tensor& V8, const Tensor& Vs,

@@ -150,6 +150,16 @@ void RefBackend::rmsnorm_backward(const Tensor& dx, const Tensor& dw, const Tens
 
 void RefBackend::copy(const Tensor& dst, const Tensor& src) {
   check_same("copy", dst, src);
+  if (src.type != DType::F32 || (dst.type != DType::F32 && dst.type != DType::F16))
+    throw std::invalid_argument(std::string("copy: ") + dtype_name(src.type) + " to " + dtype_name(dst.type) + " (f32 to f32 or f16)");
+  if (dst.type == DType::F16) {
+    for (int64_t r = 0; r < src.rows(); ++r) {
+      const float* x = row_of(src, r);
+      uint16_t* y = reinterpret_cast<uint16_t*>(row_of(dst, r));  // (row_of's offsets are bytes)
+      for (int64_t i = 0; i < src.cols(); ++i) y[i] = f32_to_f16(x[i]);
+    }
+    return;
+  }
   for (int64_t r = 0; r < src.rows(); ++r) std::memcpy(row_of(dst, r), row_of(src, r), size_t(src.cols()) * sizeof(float));
 }
 
@@ -251,6 +261,22 @@ void RefBackend::attention(const Tensor& out, const Tensor& q, const Tensor& K, 
   const int64_t hd = q.ne[0], Hq = q.ne[1], T = q.ne[2], Hkv = K.ne[1], n_all = pos0 + T;
   if (K.ne[2] < n_all || V.ne[2] < n_all || K.ne[0] != hd || Hq % Hkv != 0)
     throw std::invalid_argument("attention: q " + shape_of(q) + " does not fit the cache " + shape_of(K));
+  if (K.type == DType::F16 && V.type == DType::F16 && att.empty()) {
+    // the f16 cache is its f32 widening (exact), attended as such
+    std::vector<float> k32(size_t(n_all * Hkv * hd)), v32(k32.size());
+    for (int64_t j = 0; j < n_all; ++j)
+      for (int64_t h = 0; h < Hkv; ++h)
+        for (int64_t i = 0; i < hd; ++i) {
+          const int64_t off = j * K.nb[2] + h * K.nb[1] + i * 2, offv = j * V.nb[2] + h * V.nb[1] + i * 2;
+          k32[size_t((j * Hkv + h) * hd + i)] = f16_to_f32(*reinterpret_cast<const uint16_t*>(static_cast<const char*>(K.data) + off));
+          v32[size_t((j * Hkv + h) * hd + i)] = f16_to_f32(*reinterpret_cast<const uint16_t*>(static_cast<const char*>(V.data) + offv));
+        }
+    attention(out, q, mat3(k32.data(), n_all, Hkv, hd), mat3(v32.data(), n_all, Hkv, hd), pos0, scale, att, scratch);
+    return;
+  }
+  if (K.type != DType::F32 || V.type != DType::F32)
+    throw std::invalid_argument(std::string("attention: a ") + dtype_name(K.type) + " cache" + (att.empty() ? "" : " with probabilities") +
+                                " (f32, or f16 without probabilities)");
   const int64_t group = Hq / Hkv;
   std::vector<double> p(static_cast<size_t>(n_all));
   for (int64_t t = 0; t < T; ++t)

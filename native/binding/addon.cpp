@@ -409,7 +409,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     o.Set("paramsActive", double(m.params_active()));
     o.Set("weightBytes", double(m.weight_bytes()));
     o.Set("kvBytesPerToken", double(m.kv_bytes_per_token()));
-    o.Set("kvCache", m.kv_int8() ? "int8" : "f32");
+    o.Set("kvCache", kv_type_name(m.kv_type()));
     o.Set("ropeType", S.rope.type);
     o.Set("tieWordEmbeddings", S.tie_embeddings);
     o.Set("backend", m.backend().name());  // cpu | emu
@@ -597,7 +597,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       }
     }
     // The KV cache and scratch are allocated now: check what they take against the machine's memory first.
-    try { check_session_memory(m.spec(), ctx, m.kv_int8(), m.pool().size()); }
+    try { check_session_memory(m.spec(), ctx, m.kv_type(), m.pool().size()); }
     catch (const std::exception& e) { throw Napi::RangeError::New(env, std::string("createSession: ") + e.what()); }
     SessionInit init{handle_, ctx, adapter};
     auto* data = env.GetInstanceData<AddonData>();
@@ -621,10 +621,10 @@ struct Progress { int done, total; };
 
 class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
  public:
-  LoadWorker(Napi::Env env, Napi::Function noop, std::string dir, int threads, bool kv_int8, std::string adapter,
+  LoadWorker(Napi::Env env, Napi::Function noop, std::string dir, int threads, KvType kv, std::string adapter,
              std::string base_quant, std::string device, Napi::Function on_progress)
       : Napi::AsyncProgressQueueWorker<Progress>(noop, "moe-load"), dir_(std::move(dir)), adapter_(std::move(adapter)),
-        base_quant_(std::move(base_quant)), device_(std::move(device)), threads_(threads), kv_int8_(kv_int8),
+        base_quant_(std::move(base_quant)), device_(std::move(device)), threads_(threads), kv_(kv),
         deferred_(Napi::Promise::Deferred::New(env)) {
     if (!on_progress.IsEmpty()) progress_ = Napi::Persistent(on_progress);
   }
@@ -637,7 +637,7 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
         Progress p{done, total};
         static_cast<ExecutionProgress*>(ctx)->Send(&p, 1);
       };
-      model_ = Model::load(dir_, threads_, lp, kv_int8_, base_quant_, device_);
+      model_ = Model::load(dir_, threads_, lp, kv_, base_quant_, device_);
       if (!adapter_.empty()) model_->set_adapter(std::make_shared<Adapter>(load_adapter(adapter_, model_->spec(), dir_)));
     } catch (const std::exception& e) {
       SetError(e.what());
@@ -662,7 +662,7 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
  private:
   std::string dir_, adapter_, base_quant_, device_;
   int threads_;
-  bool kv_int8_;
+  KvType kv_;
   Napi::Promise::Deferred deferred_;
   Napi::FunctionReference progress_;
   std::shared_ptr<Model> model_;
@@ -676,7 +676,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
     return d.Promise();
   }
   int threads = 0;
-  bool kv_int8 = false;
+  KvType kv_type = KvType::F32;
   std::string adapter, base_quant = "none", device = "cpu";
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Value t = info[1].As<Napi::Object>().Get("threads");
@@ -691,12 +691,12 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
     Napi::Value kv = info[1].As<Napi::Object>().Get("kvCache");
     if (!kv.IsUndefined() && !kv.IsNull()) {
       const std::string k = kv.IsString() ? kv.As<Napi::String>().Utf8Value() : "";
-      if (k != "f32" && k != "int8") {
+      if (k != "f32" && k != "f16" && k != "int8") {
         auto d = Napi::Promise::Deferred::New(env);
-        d.Reject(Napi::TypeError::New(env, "loadModel: kvCache must be \"f32\" or \"int8\"").Value());
+        d.Reject(Napi::TypeError::New(env, "loadModel: kvCache must be \"f32\", \"f16\" or \"int8\"").Value());
         return d.Promise();
       }
-      kv_int8 = k == "int8";
+      kv_type = k == "int8" ? KvType::Int8 : k == "f16" ? KvType::F16 : KvType::F32;
     }
     Napi::Value ad = info[1].As<Napi::Object>().Get("adapter");
     if (!ad.IsUndefined() && !ad.IsNull()) {
@@ -728,7 +728,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   }
   Napi::Function onp = (info.Length() > 2 && info[2].IsFunction()) ? info[2].As<Napi::Function>() : Napi::Function();
   Napi::Function noop = Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
-  auto* w = new LoadWorker(env, noop, info[0].As<Napi::String>().Utf8Value(), threads, kv_int8, adapter, base_quant, device, onp);
+  auto* w = new LoadWorker(env, noop, info[0].As<Napi::String>().Utf8Value(), threads, kv_type, adapter, base_quant, device, onp);
   Napi::Promise p = w->promise();
   w->Queue();
   return p;

@@ -27,6 +27,7 @@ struct Vec {
   static void store(float* p, V v) { std::memcpy(p, v.x, sizeof v.x); }
   static V set1(float a) { V r; for (float& e : r.x) e = a; return r; }
   static V load_f16(const uint16_t* p) { V r; for (int i = 0; i < L; ++i) r.x[i] = f16_to_f32(p[i]); return r; }
+  static void store_f16(uint16_t* p, V v) { for (int i = 0; i < L; ++i) p[i] = f32_to_f16(v.x[i]); }
   static V load_i8(const int8_t* p) { V r; for (int i = 0; i < L; ++i) r.x[i] = float(p[i]); return r; }
   static V fma(V a, V b, V c) { for (int i = 0; i < L; ++i) c.x[i] += a.x[i] * b.x[i]; return c; }  // (std::fma is a libm call without FMA)
   static V mul(V a, V b) { for (int i = 0; i < L; ++i) a.x[i] *= b.x[i]; return a; }
@@ -153,6 +154,8 @@ void blocked_path(ThreadPool& pool, const AttnKernels& kr, float* out, int64_t l
 }  // namespace
 
 int attention_force_path(int path) { return g_path.exchange(path); }
+
+void f32_to_f16_row(uint16_t* y, const float* x, int64_t n) { kernels().to_f16(y, x, n); }
 
 void attention_causal(ThreadPool& pool, float* out, int64_t ldo, const float* q, int64_t ldq, int64_t T, int64_t Hq,
                       int64_t hd, const KvCacheView& kv, int64_t pos0, float scale, float* att, int64_t ld_att,

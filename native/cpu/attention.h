@@ -48,6 +48,10 @@ void attention_causal(ThreadPool& pool, float* out, int64_t ldo, const float* q,
                       int64_t hd, const KvCacheView& kv, int64_t pos0, float scale, float* att, int64_t ld_att,
                       float* scratch, int64_t ld_scratch);
 
+// y[0:n] = x[0:n] as IEEE half, rounded to nearest even (the f16 cache's append): F16C's vcvtps2ph on the avx2 and
+// avx512 paths, format/dtype.h's f32_to_f16 on the portable one (the same bits).
+void f32_to_f16_row(uint16_t* y, const float* x, int64_t n);
+
 // Which path attention_causal takes: 0 = by shape (the default), 1 = rows, 2 = blocked (where att is null).
 // Tests and benchmarks; MOE_ATTN=rows|blocked sets it at start. Returns the previous setting.
 int attention_force_path(int path);

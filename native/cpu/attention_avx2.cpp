@@ -23,6 +23,7 @@ struct Vec {
   ATTN_TARGET static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
   ATTN_TARGET static V set1(float x) { return _mm256_set1_ps(x); }
   ATTN_TARGET static V load_f16(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  ATTN_TARGET static void store_f16(uint16_t* p, V v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
   ATTN_TARGET static V load_i8(const int8_t* p) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)))); }
   ATTN_TARGET static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   ATTN_TARGET static V mul(V a, V b) { return _mm256_mul_ps(a, b); }

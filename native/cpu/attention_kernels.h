@@ -39,6 +39,7 @@ struct AttnKernels {
   int lanes;
   void (*group_scores)(float* sc, int64_t lds, const float* q, const KvRows& K, int64_t n, int64_t hd, float scale, int gc);
   void (*group_values)(float* o, const float* sc, int64_t lds, const KvRows& V, int64_t n, int64_t hd, int gc);
+  void (*to_f16)(uint16_t* y, const float* x, int64_t n);  // f32_to_f16_row (attention.h)
 };
 
 // QT, OT [hd][rows], S [keys][rows], m, l, lim [rows], K and V tiles [keys][hd] (f16 and int8 caches, widened)

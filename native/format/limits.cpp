@@ -29,12 +29,12 @@ std::string human(uint64_t b) {
 
 }  // namespace
 
-uint64_t session_bytes(const ModelSpec& S, int64_t ctx, bool kv_int8, int threads, int64_t max_t) {
+uint64_t session_bytes(const ModelSpec& S, int64_t ctx, KvType kv, int threads, int64_t max_t) {
   const uint64_t C = uint64_t(std::max<int64_t>(ctx, 0)), T = uint64_t(std::max<int64_t>(std::min(max_t, ctx), 1));
   const uint64_t hd = uint64_t(S.head_dim), kd = mul(uint64_t(S.num_kv_heads), hd), qd = mul(uint64_t(S.num_heads), hd);
   const uint64_t slots = uint64_t(std::max(S.num_kv_slots, 0));
-  // KV cache: K and V per slot, [ctx, kd] (int8: + [ctx, kv heads] f32 scales)
-  const uint64_t row = kv_int8 ? add(kd, mul(uint64_t(S.num_kv_heads), 4)) : mul(kd, 4);
+  // KV cache: K and V per slot, [ctx, kd] of 4 (f32), 2 (f16) or 1 byte (int8: + [ctx, kv heads] f32 scales)
+  const uint64_t row = kv == KvType::Int8 ? add(kd, mul(uint64_t(S.num_kv_heads), 4)) : mul(kd, kv == KvType::F16 ? 2 : 4);
   uint64_t b = mul(mul(mul(slots, 2), C), row);
   // scratch (model.cpp init_scratch), in floats: x, h, mlp_out, gather, gout [T, D]; q, att [T, qd]; k, v [T, kd];
   // gate, up [T, inter]; router [T, E]; rope tables; and the ids the session keeps (ctx int32) + last logits [V]
@@ -82,13 +82,13 @@ uint64_t session_memory_limit_bytes() {
   return physical_memory_bytes();
 }
 
-void check_session_memory(const ModelSpec& S, int64_t ctx, bool kv_int8, int threads, int64_t max_t, uint64_t limit) {
+void check_session_memory(const ModelSpec& S, int64_t ctx, KvType kv, int threads, int64_t max_t, uint64_t limit) {
   if (limit == 0) limit = session_memory_limit_bytes();
   if (limit == 0) return;  // unknown: nothing to compare with
-  const uint64_t need = session_bytes(S, ctx, kv_int8, threads, max_t);
+  const uint64_t need = session_bytes(S, ctx, kv, threads, max_t);
   if (need > limit)
     throw std::runtime_error("a context of " + std::to_string(ctx) + " tokens needs " + std::to_string(need) + " bytes (" + human(need) +
-                             ") of " + (kv_int8 ? "int8" : "f32") + " KV cache and scratch for " + std::to_string(S.num_kv_slots) +
+                             ") of " + kv_type_name(kv) + " KV cache and scratch for " + std::to_string(S.num_kv_slots) +
                              " KV layers x " + std::to_string(int64_t(S.num_kv_heads) * S.head_dim) + " KV dims, more than the " +
                              std::to_string(limit) + " bytes (" + human(limit) + ") of memory available; use a smaller context length");
 }

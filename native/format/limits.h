@@ -53,10 +53,14 @@ namespace moe {
 
 struct ModelSpec;
 
-// Bytes a generation session of `spec` allocates for a context of ctx tokens: the KV cache (f32, or int8 with one
-// f32 scale per token and kv head) for every KV slot, plus the scratch of one forward call of max_t tokens and the
+// How a session stores its KV cache (model/model.h KvCache): f32; f16 (IEEE half, half the bytes: llama.cpp's
+// default); or int8 with one f32 scale per token and KV head.
+enum class KvType : uint8_t { F32, F16, Int8 };
+inline const char* kv_type_name(KvType t) { return t == KvType::F16 ? "f16" : t == KvType::Int8 ? "int8" : "f32"; }
+
+// Bytes a generation session of `spec` allocates for a context of ctx tokens: the KV cache (of type kv) for every KV slot, plus the scratch of one forward call of max_t tokens and the
 // attention scores of every thread (threads × ctx). Checked arithmetic: saturates at UINT64_MAX, never wraps.
-uint64_t session_bytes(const ModelSpec& spec, int64_t ctx, bool kv_int8, int threads, int64_t max_t = 256);
+uint64_t session_bytes(const ModelSpec& spec, int64_t ctx, KvType kv, int threads, int64_t max_t = 256);
 
 // Total physical memory of this machine (0 when unknown).
 uint64_t physical_memory_bytes();
@@ -68,7 +72,7 @@ uint64_t session_memory_limit_bytes();
 // Throws when a session of ctx tokens would need more than limit_bytes (default: session_memory_limit_bytes()), naming the context,
 // the bytes and the limit: checked before allocating, so a config with max_position_embeddings 16M or a contextLength
 // of 10^9 fails with a clear message instead of std::bad_alloc or the OOM killer.
-void check_session_memory(const ModelSpec& spec, int64_t ctx, bool kv_int8, int threads, int64_t max_t = 256,
+void check_session_memory(const ModelSpec& spec, int64_t ctx, KvType kv, int threads, int64_t max_t = 256,
                           uint64_t limit_bytes = 0);
 
 // "threads must be an integer in [0, 1024] (0 = one per core), got 99999999" unless 0 <= threads <= kMaxThreads.

@@ -47,7 +47,7 @@ void Model::init_train(TrainState& ts, int64_t max_t, const Adapter& lora) const
   const int64_t r = max_rank(lora), P = T * K;  // routed (token, slot) pairs
   ts.max_t = T;
   init_cache(ts.kv, T);
-  if (ts.kv.int8) ts.kv.init(S.num_kv_slots, T, kd, int(hd), false);  // training keeps an f32 cache
+  if (ts.kv.type != KvType::F32) ts.kv.init(S.num_kv_slots, T, kd, int(hd), KvType::F32);  // training keeps an f32 cache
   init_scratch(ts.s, T, T);
   LayerActs& a = ts.acts;
   a.T = T;

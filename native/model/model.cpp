@@ -150,13 +150,13 @@ void populate_weights(const TensorStore& store) {
 
 }  // namespace
 
-std::shared_ptr<Model> Model::load(const std::string& dir, int threads, LoadProgress progress, bool kv_int8,
+std::shared_ptr<Model> Model::load(const std::string& dir, int threads, LoadProgress progress, KvType kv,
                                    const std::string& base_quant, const std::string& device) {
   if (base_quant != "none" && base_quant != "nf4")
     throw std::invalid_argument("base_quant must be \"none\" or \"nf4\", not \"" + base_quant + "\"");
   const std::string dev = resolve_device(device);
   auto m = std::shared_ptr<Model>(new Model());
-  m->kv_int8_ = kv_int8;
+  m->kv_ = kv;
   m->base_quant_ = base_quant;
   fs::path cfg = fs::path(dir) / "config.json";
   if (!fs::exists(cfg)) throw std::runtime_error(cfg.string() + ": missing (is " + dir + " a Hugging Face model folder?)");
@@ -361,7 +361,7 @@ void Model::bind(const std::string& dir) {
 }
 
 void Model::init_cache(KvCache& kv, int64_t ctx) const {
-  kv.init(spec_.num_kv_slots, ctx, int64_t(spec_.num_kv_heads) * spec_.head_dim, spec_.head_dim, kv_int8_);
+  kv.init(spec_.num_kv_slots, ctx, int64_t(spec_.num_kv_heads) * spec_.head_dim, spec_.head_dim, kv_);
 }
 
 void Model::init_scratch(Scratch& s, int64_t max_t, int64_t ctx) const {
@@ -611,7 +611,15 @@ void Model::layer_forward(int l, const Tensor& x, int64_t pos0, KvCache& kv, Scr
   if (acts) keep(be, acts->q4, q.f32(), T * qd);  // (k's final form is in the cache)
   const size_t sl = size_t(ls.kv_slot);
   const int64_t n_ctx = kv.ctx;
-  if (!kv.int8) {
+  if (kv.type == KvType::F16) {
+    if (acts) throw std::runtime_error("training needs the f32 KV cache");
+    if (ls.has_kv) {
+      be.copy(f16_rows(kv.k16[sl].data() + pos0 * kd, T, kd), k);  // rounded to nearest even
+      be.copy(f16_rows(kv.v16[sl].data() + pos0 * kd, T, kd), v);
+    }
+    be.attention(att, q3, f16_cache(kv.k16[sl].data(), n_ctx, Hkv, hd), f16_cache(kv.v16[sl].data(), n_ctx, Hkv, hd), pos0, scale,
+                 none, scores);
+  } else if (kv.type == KvType::F32) {
     const Tensor Kc = mat3(kv.k[sl].data(), n_ctx, Hkv, hd), Vc = mat3(kv.v[sl].data(), n_ctx, Hkv, hd);
     if (ls.has_kv) {
       be.copy(mat(kv.k[sl].data() + pos0 * kd, T, kd), k);

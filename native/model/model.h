@@ -17,6 +17,7 @@
 #include "backend/backend.h"
 #include "cpu/thread_pool.h"
 #include "format/config.h"
+#include "format/limits.h"
 #include "format/safetensors.h"
 #include "model/acts.h"
 #include "quant/nf4.h"
@@ -78,32 +79,42 @@ struct LayerWeights {
 };
 
 // KV cache: one [ctx, Hkv*hd] K and V per KV slot (CLA layers share their group's slot, so the cache holds
-// num_kv_slots entries, not num_layers). f32, or int8 (Model loaded with kv_int8): each (token, kv head) row of
-// hd values is stored as int8 q with one f32 scale s = absmax/127, x ≈ s*q (per-head-per-token absmax, as
-// Qwen's int8 KV cache does): (hd + 4) bytes instead of 4*hd, i.e. 3.8x smaller for hd = 128.
+// num_kv_slots entries, not num_layers), of the Model's KvType (format/limits.h):
+//   f32   the values as computed (training's cache: its backward reads them)
+//   f16   IEEE half, rounded to nearest even: half the bytes of f32 and what llama.cpp keeps by default; decode at long
+//         context reads the cache once per token, so it is also twice as fast there. Relative error ≤ 2^-11 per
+//         value (transformers' own bf16 cache rounds to 2^-8).
+//   int8  each (token, kv head) row of hd values as int8 q with one f32 scale s = absmax/127, x ≈ s*q
+//         (per-head-per-token absmax, as Qwen's int8 KV cache does): (hd + 4) bytes instead of 4*hd, 3.8x smaller at hd 128.
 struct KvCache {
   int64_t ctx = 0, row = 0;
   int head_dim = 0;
-  bool int8 = false;
-  std::vector<std::vector<float>> k, v;      // f32 mode: [ctx, row]
-  std::vector<std::vector<int8_t>> k8, v8;   // int8 mode: [ctx, row]
-  std::vector<std::vector<float>> ks, vs;    // int8 mode: [ctx, row / head_dim] scales
-  void init(int slots, int64_t ctx_, int64_t row_, int head_dim_ = 0, bool int8_ = false) {
-    ctx = ctx_; row = row_; head_dim = head_dim_ > 0 ? head_dim_ : int(row_); int8 = int8_;
-    k.clear(); v.clear(); k8.clear(); v8.clear(); ks.clear(); vs.clear();
-    if (!int8) {
-      k.assign(size_t(slots), std::vector<float>(size_t(ctx * row)));
-      v.assign(size_t(slots), std::vector<float>(size_t(ctx * row)));
-    } else {
-      k8.assign(size_t(slots), std::vector<int8_t>(size_t(ctx * row)));
-      v8.assign(size_t(slots), std::vector<int8_t>(size_t(ctx * row)));
-      ks.assign(size_t(slots), std::vector<float>(size_t(ctx * (row / head_dim))));
-      vs.assign(size_t(slots), std::vector<float>(size_t(ctx * (row / head_dim))));
+  KvType type = KvType::F32;
+  std::vector<std::vector<float>> k, v;        // f32: [ctx, row]
+  std::vector<std::vector<uint16_t>> k16, v16; // f16: [ctx, row] half bits
+  std::vector<std::vector<int8_t>> k8, v8;     // int8: [ctx, row]
+  std::vector<std::vector<float>> ks, vs;      // int8: [ctx, row / head_dim] scales
+  void init(int slots, int64_t ctx_, int64_t row_, int head_dim_ = 0, KvType type_ = KvType::F32) {
+    ctx = ctx_; row = row_; head_dim = head_dim_ > 0 ? head_dim_ : int(row_); type = type_;
+    k.clear(); v.clear(); k16.clear(); v16.clear(); k8.clear(); v8.clear(); ks.clear(); vs.clear();
+    const size_t n = size_t(ctx * row);
+    switch (type) {
+      case KvType::F32: k.assign(size_t(slots), std::vector<float>(n)); v.assign(size_t(slots), std::vector<float>(n)); break;
+      case KvType::F16: k16.assign(size_t(slots), std::vector<uint16_t>(n)); v16.assign(size_t(slots), std::vector<uint16_t>(n)); break;
+      case KvType::Int8:
+        k8.assign(size_t(slots), std::vector<int8_t>(n));
+        v8.assign(size_t(slots), std::vector<int8_t>(n));
+        ks.assign(size_t(slots), std::vector<float>(size_t(ctx * (row / head_dim))));
+        vs.assign(size_t(slots), std::vector<float>(size_t(ctx * (row / head_dim))));
+        break;
     }
   }
   int64_t bytes() const {
-    const int64_t slots = int64_t(int8 ? k8.size() : k.size());
-    return int8 ? slots * 2 * ctx * (row + (row / head_dim) * int64_t(sizeof(float))) : slots * 2 * ctx * row * int64_t(sizeof(float));
+    switch (type) {
+      case KvType::F16: return int64_t(k16.size()) * 2 * ctx * row * 2;
+      case KvType::Int8: return int64_t(k8.size()) * 2 * ctx * (row + (row / head_dim) * int64_t(sizeof(float)));
+      default: return int64_t(k.size()) * 2 * ctx * row * int64_t(sizeof(float));
+    }
   }
 };
 
@@ -155,13 +166,13 @@ struct ExpertGroups;  // model/experts.h
 class Model {
  public:
   // Reads dir/config.json (+ generation_config.json), maps the safetensors and binds every weight.
-  // kv_int8: sessions of this model keep an int8 KV cache (see KvCache).
+  // kv: the KV cache its sessions keep (see KvCache; training always keeps f32).
   // base_quant: "none" (weights as stored) or "nf4" (Q-LoRA: every attention and MLP projection -- q/k/v/o, routed,
   // shared and dense gate/up/down, each expert's gate, up and down its own tensor in the hub layout -- quantized at
   // load to bitsandbytes' NF4, quant/nf4.h, streaming from the mapping on the pool; embeddings, lm_head, routers and
   // norms stay as stored). Needs f32/f16/bf16 projections. Progress counts the shards, then each quantized tensor.
   // device: "auto" | "cpu" | "emu" | "cuda" (cuda/kernel_backend.h resolve_device): the backend every op runs on.
-  static std::shared_ptr<Model> load(const std::string& dir, int threads, LoadProgress progress = {}, bool kv_int8 = false,
+  static std::shared_ptr<Model> load(const std::string& dir, int threads, LoadProgress progress = {}, KvType kv = KvType::F32,
                                      const std::string& base_quant = "none", const std::string& device = "cpu");
 
   const ModelSpec& spec() const { return spec_; }
@@ -174,10 +185,10 @@ class Model {
   int64_t weight_bytes() const { return weight_bytes_; }
   DType bulk_dtype() const { return bulk_dtype_; }
   int64_t kv_bytes_per_token() const {
-    return kv_int8_ ? int64_t(spec_.num_kv_slots) * 2 * spec_.num_kv_heads * (spec_.head_dim + 4)
-                    : int64_t(spec_.num_kv_slots) * 2 * spec_.num_kv_heads * spec_.head_dim * 4;
+    const int64_t heads = int64_t(spec_.num_kv_slots) * 2 * spec_.num_kv_heads;
+    return kv_ == KvType::Int8 ? heads * (spec_.head_dim + 4) : heads * spec_.head_dim * (kv_ == KvType::F16 ? 2 : 4);
   }
-  bool kv_int8() const { return kv_int8_; }
+  KvType kv_type() const { return kv_; }
   // "none" or "nf4" (see load); with nf4, every quantized projection (checkpoint name, NF4 tensor) in bind order.
   const std::string& base_quant() const { return base_quant_; }
   std::vector<std::pair<std::string, const NF4Tensor*>> nf4_weights() const;
@@ -264,7 +275,7 @@ class Model {
   DType bulk_dtype_ = DType::F32;
   std::atomic<bool> closed_{false};
   std::shared_ptr<const Adapter> adapter_;
-  bool kv_int8_ = false;
+  KvType kv_ = KvType::F32;
   std::string base_quant_ = "none";
   std::vector<std::unique_ptr<NF4Tensor>> nf4_;     // the NF4 copies the projections' Linear::nf4 point to
   PackArena packed_;                                // the load-time layout the projections' Linear::packed point into

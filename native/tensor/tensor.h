@@ -70,6 +70,14 @@ inline Tensor int8_rows(int8_t* p, int64_t rows, int64_t cols) {
 inline Tensor int8_cache(int8_t* p, int64_t ctx, int64_t H, int64_t hd) {
   Tensor t = int8_rows(p, ctx * H, hd); t.ne[1] = H; t.ne[2] = ctx; t.nb[2] = H * hd; t.nb[3] = t.nb[2] * ctx; return t;
 }
+// f16 [rows, cols] contiguous (f16 KV cache rows) and [ctx, H, hd] (an f16 cache slot), IEEE half bits.
+inline Tensor f16_rows(uint16_t* p, int64_t rows, int64_t cols) {
+  Tensor t; t.data = p; t.type = DType::F16; t.ne[0] = cols; t.ne[1] = rows;
+  t.nb[0] = 2; t.nb[1] = 2 * cols; t.nb[2] = t.nb[3] = 2 * cols * rows; return t;
+}
+inline Tensor f16_cache(uint16_t* p, int64_t ctx, int64_t H, int64_t hd) {
+  Tensor t = f16_rows(p, ctx * H, hd); t.ne[1] = H; t.ne[2] = ctx; t.nb[2] = 2 * H * hd; t.nb[3] = t.nb[2] * ctx; return t;
+}
 // A weight W[out, in] in any stored dtype (block types included), rows contiguous.
 inline Tensor weight(const void* p, DType dt, int64_t out, int64_t in) {
   Tensor t; t.data = const_cast<void*>(p); t.type = dt; t.ne[0] = in; t.ne[1] = out;

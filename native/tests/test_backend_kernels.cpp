@@ -257,7 +257,7 @@ TEST(backend_kernels_rope_and_inverse) {
   }
 }
 
-TEST(backend_kernels_attention_f32_int8_probs) {
+TEST(backend_kernels_attention_f32_f16_int8_probs) {
   struct Case { int64_t T, pos0, Hq, Hkv, hd; };
   // (T >= 8 without probabilities: the flash-style prefill kernel; T <= 4 past 512 keys without probabilities: split-K;, query blocks of 16 ending mid-block, causal edges
   // inside and across 16-key tiles, groups of 4 and 8; the rest: the per-(head, token) kernel)
@@ -307,6 +307,16 @@ TEST(backend_kernels_attention_f32_int8_probs) {
     B().emu->attention_kv8(mat3(o2.data(), c.T, c.Hq, c.hd), qt, K8t, mat(Ksa.data(), ctx, c.Hkv), V8t, mat(Vs.data(), ctx, c.Hkv), c.pos0, scale,
                            mat(scr.data(), 1, ctx));
     close("emu attention_kv8" + tag, o2, o1, 1e-5);
+    // the f16 cache, written by each backend's copy: the same half bits (round to nearest even), then attended
+    std::vector<uint16_t> K16a(K.size()), K16b(K.size()), V16(V.size());
+    B().ref->copy(f16_rows(K16a.data(), ctx * c.Hkv, c.hd), mat(K.data(), ctx * c.Hkv, c.hd));
+    B().emu->copy(f16_rows(K16b.data(), ctx * c.Hkv, c.hd), mat(K.data(), ctx * c.Hkv, c.hd));
+    CHECK(K16a == K16b);
+    B().ref->copy(f16_rows(V16.data(), ctx * c.Hkv, c.hd), mat(V.data(), ctx * c.Hkv, c.hd));
+    const Tensor K16t = f16_cache(K16a.data(), ctx, c.Hkv, c.hd), V16t = f16_cache(V16.data(), ctx, c.Hkv, c.hd);
+    B().ref->attention(mat3(o1.data(), c.T, c.Hq, c.hd), qt, K16t, V16t, c.pos0, scale, none, mat(scr.data(), 1, ctx));
+    B().emu->attention(mat3(o2.data(), c.T, c.Hq, c.hd), qt, K16t, V16t, c.pos0, scale, none, mat(scr.data(), 1, ctx));
+    close("emu attention (f16 cache)" + tag, o2, o1, 1e-5);
   }
 }
 

@@ -360,7 +360,7 @@ TEST(backend_ops_attention_forward_backward) {
 }
 
 // The inference forward (no probabilities kept) on both cpu paths, the blocked (flash-style) one forced where the
-// shape alone would pick rows, over f32 and int8 caches, against ref (double sums, one softmax per row). Cases: blocks
+// shape alone would pick rows, over f32, f16 and int8 caches, against ref (double sums, one softmax per row). Cases: blocks
 // that end mid-tile, the causal edge inside and across 64-key tiles, a group larger than a block's rows (64 query
 // heads on one KV head), group sizes that do not divide the block, head dims that are not a multiple of the lanes,
 // q scores spread over [−6, 6] so the softmax is far from flat. Tolerance 5e-6 of the outputs' scale (measured
@@ -384,6 +384,12 @@ TEST(backend_ops_attention_blocked_matches_ref) {
     const Tensor Kt = mat3(K.data(), ctx, c.Hkv, c.hd), Vt = mat3(V.data(), ctx, c.Hkv, c.hd), qt = mat3(q.data(), c.T, c.Hq, c.hd);
     const Tensor K8t = int8_cache(K8.data(), ctx, c.Hkv, c.hd), V8t = int8_cache(V8.data(), ctx, c.Hkv, c.hd);
     const Tensor Kst = mat(Ks.data(), ctx, c.Hkv), Vst = mat(Vs.data(), ctx, c.Hkv);
+    std::vector<uint16_t> K16(K.size()), V16(V.size());
+    B().ref->copy(f16_rows(K16.data(), ctx * c.Hkv, c.hd), mat(K.data(), ctx * c.Hkv, c.hd));
+    B().ref->copy(f16_rows(V16.data(), ctx * c.Hkv, c.hd), mat(V.data(), ctx * c.Hkv, c.hd));
+    const Tensor K16t = f16_cache(K16.data(), ctx, c.Hkv, c.hd), V16t = f16_cache(V16.data(), ctx, c.Hkv, c.hd);
+    Buf out16_ref(q.size());
+    B().ref->attention(mat3(out16_ref.data(), c.T, c.Hq, c.hd), qt, K16t, V16t, c.pos0, scale, none, mat(scr.data(), 1, ctx));
     B().ref->attention(mat3(out_ref.data(), c.T, c.Hq, c.hd), qt, Kt, Vt, c.pos0, scale, none, mat(scr.data(), 1, ctx));
     B().ref->attention_kv8(mat3(out8_ref.data(), c.T, c.Hq, c.hd), qt, K8t, Kst, V8t, Vst, c.pos0, scale, mat(scr.data(), 1, ctx));
     const std::string tag = " T" + std::to_string(c.T) + " pos0 " + std::to_string(c.pos0) + " Hq" + std::to_string(c.Hq) +
@@ -397,6 +403,13 @@ TEST(backend_ops_attention_blocked_matches_ref) {
         check_close(name + how + " attention" + tag, out, out_ref, 5e-6);
         be.attention_kv8(mat3(out8.data(), c.T, c.Hq, c.hd), qt, K8t, Kst, V8t, Vst, c.pos0, scale, mat(scr.data(), 3, ctx));
         check_close(name + how + " attention_kv8" + tag, out8, out8_ref, 5e-6);
+        Buf out16(q.size(), 7.0f);
+        be.attention(mat3(out16.data(), c.T, c.Hq, c.hd), qt, K16t, V16t, c.pos0, scale, none, mat(scr.data(), 3, ctx));
+        check_close(name + how + " attention f16" + tag, out16, out16_ref, 5e-6);
+        // the append: F16C's rounding (or the portable path's) gives ref's bits
+        std::vector<uint16_t> K16b(K.size());
+        be.copy(f16_rows(K16b.data(), ctx * c.Hkv, c.hd), mat(K.data(), ctx * c.Hkv, c.hd));
+        CHECK(K16b == K16);
         if (path != 2) return;
         for (Backend* other : {cpu1.get(), cpu2.get()}) {
           Buf o2(q.size()), o8(q.size());
@@ -404,6 +417,9 @@ TEST(backend_ops_attention_blocked_matches_ref) {
           other->attention_kv8(mat3(o8.data(), c.T, c.Hq, c.hd), qt, K8t, Kst, V8t, Vst, c.pos0, scale, mat(scr.data(), 3, ctx));
           CHECK(std::memcmp(o2.data(), out.data(), out.size() * 4) == 0);
           CHECK(std::memcmp(o8.data(), out8.data(), out8.size() * 4) == 0);
+          Buf o16(q.size());
+          other->attention(mat3(o16.data(), c.T, c.Hq, c.hd), qt, K16t, V16t, c.pos0, scale, none, mat(scr.data(), 3, ctx));
+          CHECK(std::memcmp(o16.data(), out16.data(), out16.size() * 4) == 0);
         }
       });
       attention_force_path(prev);

@@ -139,17 +139,17 @@ TEST(format_config_rope_values_are_finite_and_positive) {
 TEST(format_config_session_memory_is_checked_before_allocating) {
   ModelSpec s = spec_of(with("llama", "max_position_embeddings", "16777216"));
   // 4 layers x 2 kv heads x 16 dims x f32 x (K and V) = 1 KiB per token
-  CHECK(session_bytes(s, 1, false, 1) > 1024);
-  CHECK(session_bytes(s, 1 << 20, false, 1) >= (uint64_t(1) << 30));
-  CHECK_THROWS(check_session_memory(s, 16777216, false, 2, 256, uint64_t(1) << 30),
+  CHECK(session_bytes(s, 1, KvType::F32, 1) > 1024);
+  CHECK(session_bytes(s, 1 << 20, KvType::F32, 1) >= (uint64_t(1) << 30));
+  CHECK_THROWS(check_session_memory(s, 16777216, KvType::F32, 2, 256, uint64_t(1) << 30),
                "a context of 16777216 tokens needs 17");  // ~17.2e9 bytes
-  CHECK_THROWS(check_session_memory(s, 16777216, false, 2, 256, uint64_t(1) << 30), "of memory available; use a smaller context length");
-  check_session_memory(s, 256, false, 2, 256, uint64_t(1) << 30);  // small contexts pass
+  CHECK_THROWS(check_session_memory(s, 16777216, KvType::F32, 2, 256, uint64_t(1) << 30), "of memory available; use a smaller context length");
+  check_session_memory(s, 256, KvType::F32, 2, 256, uint64_t(1) << 30);  // small contexts pass
   // extreme (but in-limit) shapes saturate instead of wrapping around to a small number
   ModelSpec big = spec_of(R"({"model_type": "qwen3", "hidden_size": 1048576, "num_hidden_layers": 4096, "num_attention_heads": 256,
       "num_key_value_heads": 256, "head_dim": 4096, "vocab_size": 16777216, "intermediate_size": 4194304, "max_position_embeddings": 16777216})");
-  CHECK(session_bytes(big, 16777216, false, 1024) >= (uint64_t(1) << 59));  // 4096 slots x 2 x 2^24 x 2^22 bytes
-  CHECK(session_bytes(big, INT64_MAX, false, 1024) == UINT64_MAX);
+  CHECK(session_bytes(big, 16777216, KvType::F32, 1024) >= (uint64_t(1) << 59));  // 4096 slots x 2 x 2^24 x 2^22 bytes
+  CHECK(session_bytes(big, INT64_MAX, KvType::F32, 1024) == UINT64_MAX);
   CHECK(physical_memory_bytes() > 0 && session_memory_limit_bytes() > 0);
 }
 

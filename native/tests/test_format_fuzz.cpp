@@ -283,7 +283,7 @@ int fuzz_config() {
     try {
       ModelSpec spec = parse_model_spec(json_parse(text, "config.json"), "config.json");
       if (!spec_within_limits(spec)) { ++bad; std::fprintf(stderr, "  config case %d: accepted a spec outside the limits\n", c); }
-      session_bytes(spec, spec.max_position, false, 1024);  // saturating: must not trap
+      session_bytes(spec, spec.max_position, KvType::F32, 1024);  // saturating: must not trap
       ++g_cfg.loaded;
     } catch (const std::exception& e) {
       ++g_cfg.refused;
@@ -316,7 +316,7 @@ int fuzz_load(const std::string& dir) {
     try {
       auto m = Model::load(d, 1);
       const int64_t ctx = std::min<int64_t>(m->spec().max_position, 32);
-      check_session_memory(m->spec(), ctx, false, 1);
+      check_session_memory(m->spec(), ctx, KvType::F32, 1);
       Session sess(m, ctx);
       std::vector<float> out;
       sess.logits({0}, out);

@@ -91,7 +91,7 @@ TEST(model_nf4_base_matches_goldens) {
     CHECK(hashes && hashes->is_object());
     if (!hashes) continue;
     Progress prog;
-    auto m = Model::load(dir, 2, LoadProgress{on_progress, &prog}, false, "nf4");
+    auto m = Model::load(dir, 2, LoadProgress{on_progress, &prog}, KvType::F32, "nf4");
     CHECK(m->base_quant() == "nf4");
     // 1. the quantized set and its bits
     const auto nf4 = m->nf4_weights();
@@ -156,9 +156,9 @@ TEST(model_nf4_base_matches_goldens) {
 TEST(model_nf4_base_errors) {
   const fs::path models = repo_path("test/fixtures/models");
   if (models.empty()) return;
-  CHECK_THROWS(Model::load((models / "llama").string(), 1, {}, false, "int4"), "base_quant must be \"none\" or \"nf4\"");
+  CHECK_THROWS(Model::load((models / "llama").string(), 1, {}, KvType::F32, "int4"), "base_quant must be \"none\" or \"nf4\"");
   // bulk dtype of a dense model whose projections are most of its parameters; an unquantized load has no NF4
-  auto m = Model::load((models / "qwen3_moe").string(), 1, {}, false, "nf4");
+  auto m = Model::load((models / "qwen3_moe").string(), 1, {}, KvType::F32, "nf4");
   CHECK(m->bulk_dtype() == DType::NF4);
   CHECK(std::string(dtype_name(m->bulk_dtype())) == "nf4");
   // the stored weights stay mapped and readable (what an export merges into), unchanged by the quantization
@@ -184,7 +184,7 @@ static void check_nf4_goldens(const char* device) {
   for (const char* name : kFixtures) {
     const fs::path gdir = goldens / name;
     const Json g = json_parse_file((gdir / "nf4" / "golden.json").string());
-    auto m = Model::load((models / name).string(), 2, {}, false, "nf4", device);
+    auto m = Model::load((models / name).string(), 2, {}, KvType::F32, "nf4", device);
     CHECK(std::string(m->backend().name()) == device);
     const ModelSpec& S = m->spec();
     const Adapter a = load_adapter((gdir / "adapter").string(), S, name);
@@ -258,7 +258,7 @@ TEST(model_nf4_fused_experts_quantize_per_expert) {
   const fs::path models = repo_path("test/fixtures/models"), goldens = repo_path("test/fixtures/goldens/train");
   if (models.empty() || goldens.empty()) return;
   const std::string name = "qwen3_moe";
-  auto hub = Model::load((models / name).string(), 1, {}, false, "nf4");
+  auto hub = Model::load((models / name).string(), 1, {}, KvType::F32, "nf4");
   const ModelSpec& S = hub->spec();
   std::vector<moe_test::StTensor> ts;
   std::map<std::string, std::vector<float>> widened;
@@ -286,7 +286,7 @@ TEST(model_nf4_fused_experts_quantize_per_expert) {
   const std::string dir = moe_test::temp_dir("nf4-fused");
   fs::copy_file(models / name / "config.json", fs::path(dir) / "config.json");
   moe_test::write_file(dir + "/model.safetensors", moe_test::safetensors_bytes(ts));
-  auto fused = Model::load(dir, 1, {}, false, "nf4");
+  auto fused = Model::load(dir, 1, {}, KvType::F32, "nf4");
   CHECK(fused->store().find("model.layers.0.mlp.experts.gate_up_proj") != nullptr);
   const Json g = json_parse_file((goldens / name / "nf4" / "golden.json").string());
   const Json& hashes = *g.find("nf4")->find("dequant_sha256_16");

@@ -58,7 +58,7 @@ static void check_train_goldens(const char* device) {
     if (!fs::exists(gdir / "golden.json")) continue;
     ++fixtures;
     const Json g = json_parse_file((gdir / "golden.json").string());
-    auto m = Model::load((root / "test/fixtures/models" / name).string(), 2, {}, false, "none", device);
+    auto m = Model::load((root / "test/fixtures/models" / name).string(), 2, {}, KvType::F32, "none", device);
     CHECK(std::string(m->backend().name()) == device);
     const ModelSpec& S = m->spec();
     const Adapter a = load_adapter((gdir / "adapter").string(), S, name);

@@ -85,6 +85,15 @@ describe("moe-studio CLI", () => {
     expect(r.out).toMatch(/peak RSS: [\d.]+ MiB/);
   });
 
+  it("generate --kv-cache f16 gives the greedy ids of the f32 cache", () => {
+    const g = golden(name);
+    const r = cli(["generate", "--model", modelDir(name), "--ids", g.prompt_ids.join(","), "--max-tokens", "12",
+      "--temperature", "0", "--repetition-penalty", "1", "--kv-cache", "f16", "--json"]);
+    expect(r.code, r.err).toBe(0);
+    const ids = JSON.parse(r.out).ids as number[];
+    expect(ids).toEqual(g.greedy_ids.slice(0, ids.length));
+  });
+
   it("chat: streams replies over several turns and /exit quits", () => {
     const r = cli(["chat", "--model", modelDir(name), "--max-tokens", "6", "--temperature", "0"], "Hello\nAnd again?\n/exit\n");
     expect(r.err).not.toMatch(/error/i);
@@ -128,5 +137,6 @@ describe("moe-studio CLI", () => {
     expectCleanError(cli(["generate", "--model", modelDir(name), "--prompt", "hi", "--max-tokens", "zero"]), /--max-tokens/);
     expectCleanError(cli(["logits", "--model", modelDir(name), "--ids", ""]), /prompt is empty/);
     expectCleanError(cli(["bench", "--model", modelDir(name), "--bogus"]), /unknown option --bogus/);
+    expectCleanError(cli(["bench", "--model", modelDir(name), "--kv-cache", "f8"]), /--kv-cache must be f32, f16 or int8, got "f8"/);
   });
 });

@@ -101,6 +101,15 @@ describe("emu: a quantized model and the int8 KV cache", () => {
     } finally { emu.close(); cpu.close(); }
   });
 
+  it("f16 KV cache: emu's greedy ids equal cpu's", async () => {
+    const emu = await loadModel(modelDir("qwen3_moe"), { threads: 2, device: "emu", kvCache: "f16" });
+    const cpu = await loadModel(modelDir("qwen3_moe"), { threads: 2, kvCache: "f16" });
+    try {
+      expect(emu.info.kvCache).toBe("f16");
+      expect(await greedy(emu, g.prompt_ids, 12, [])).toEqual(await greedy(cpu, g.prompt_ids, 12, []));
+    } finally { emu.close(); cpu.close(); }
+  });
+
   it("cuda is refused saying why", async () => {
     await expect(loadModel(modelDir("qwen3"), { device: "cuda" })).rejects.toThrow(/--device cuda: .*(no CUDA device|does not run whole models yet)/);
   });
