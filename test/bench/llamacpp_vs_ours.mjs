@@ -11,7 +11,7 @@
 // Ours: the engine in one process; its first generation (128 tokens, no depth) pays the page faults of the mapping
 // and is not counted (llama-bench's warm-up run does the same); at depth d the measured run first fills d tokens
 // of context, then reuses them (prefix cache), prefills 128 more and decodes 64. COMPETE=1 adds a busy process;
-// KV_CACHE=int8 runs ours on its int8 KV cache (llama.cpp keeps its default f16 cache).
+// KV_CACHE=f16|int8 runs ours on that KV cache (llama.cpp keeps its default f16 cache; f16 is the like-for-like run).
 //
 // Setup (all outside git; see test/bench/README.md):
 //   .venv-ref/bin/python test/bench/make_bench_model.py --layers 16 --vocab 8000   (max_position 4096; both engines run past it)
