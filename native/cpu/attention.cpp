@@ -70,29 +70,85 @@ int path_from_env() {
 std::atomic<int> g_path{path_from_env()};
 
 // A per-thread buffer that grows to the largest size asked for and is then reused (no allocation once warm).
-float* thread_scratch(int64_t n) {
-  thread_local std::vector<float> buf;
-  if (int64_t(buf.size()) < n) buf.resize(size_t(n));
-  return buf.data();
+// which = 1: a second one (the caller's, for the splits' partials, while its pool task uses buffer 0).
+float* thread_scratch(int64_t n, int which = 0) {
+  thread_local std::vector<float> buf[2];
+  if (int64_t(buf[which].size()) < n) buf[which].resize(size_t(n));
+  return buf[which].data();
 }
 
-// Decode (and short blocks), probabilities not kept: the query heads of a group in chunks of 4 read each key and value
-// row once (group_scores / group_values); tasks are (token, KV head, chunk).
+// Decode (and short blocks), probabilities not kept: flash-decoding. A task is (token, KV head, split of the keys):
+// every query head of the group against the split's keys, in tiles of kDecodeTile keys with the heads in chunks of 4
+// inside a tile (group_scores / group_values), so each K and V row comes from DRAM once per token and group. (Tasks
+// of (token, KV head, chunk of 4 heads) read the cache once per chunk: at 16k context on the bench model, 8 heads per
+// KV head, that was twice the layer's cache per token.) Splits give the threads work when T·Hkv is small (decode:
+// 2..8 KV heads): each leaves its heads' outputs normalised over its own keys with {max, Σ e^(s − max)}, and
+//   M = max_s m_s;  out = Σ_s w_s o_s,  w_s = l_s e^(m_s − M) / Σ_s' l_s' e^(m_s' − M)
+// merges them (FlashDecoding; the rescaling of the online softmax, once per split).
+// The split count follows the shape alone (ceil(keys / kSplitKeys)), so results do not depend on the thread count.
+constexpr int64_t kDecodeTile = 256;      // f32 K tile at hd 128: 128 KiB, in L2 while the chunks of heads read it
+constexpr int64_t kSplitKeys = 2048;      // 16k context: 8 splits per KV head (16+ tasks); the merge is G·S·hd FMAs
+
 void grouped_rows(ThreadPool& pool, const AttnKernels& kr, float* out, int64_t ldo, const float* q, int64_t ldq, int64_t T,
                   int64_t Hq, int64_t hd, const KvCacheView& kv, int64_t pos0, float scale) {
-  const int64_t G = Hq / kv.Hkv, nch = (G + 3) / 4, n_all = pos0 + T;
-  pool.run(T * kv.Hkv * nch, 1, [&](int64_t b, int64_t e, int) {
-    float* sc = thread_scratch(4 * n_all);
+  const int64_t G = Hq / kv.Hkv, n_all = pos0 + T, rows = T * kv.Hkv;
+  const int64_t S = (n_all + kSplitKeys - 1) / kSplitKeys;
+  // splits' partials: outputs [T, Hkv, S, G, hd] and {max, sum} [T, Hkv, S, G, 2]
+  float* part_o = S > 1 ? thread_scratch(rows * S * G * (hd + 2), 1) : nullptr;
+  float* part_ml = part_o ? part_o + rows * S * G * hd : nullptr;
+  pool.run(rows * S, 1, [&](int64_t b, int64_t e, int) {
     for (int64_t i = b; i < e; ++i) {
-      const int64_t t = i / (kv.Hkv * nch), kh = i / nch % kv.Hkv, c = i % nch, h0 = kh * G + 4 * c, n = pos0 + t + 1;
-      const int gc = int(std::min<int64_t>(4, G - 4 * c));
-      const float* qh = q + t * ldq + h0 * hd;
-      const KvRows K = kv.k.head(kh, hd), Vh = kv.v.head(kh, hd);
-      kr.group_scores(sc, n, qh, K, n, hd, scale, gc);
-      for (int g = 0; g < gc; ++g) kr.softmax(sc + g * n, n);
-      float* o = out + t * ldo + h0 * hd;
-      std::fill(o, o + gc * hd, 0.0f);
-      kr.group_values(o, sc, n, Vh, n, hd, gc);
+      const int64_t t = i / (kv.Hkv * S), kh = i / S % kv.Hkv, sp = i % S, n = pos0 + t + 1;
+      const int64_t len = (n + S - 1) / S, j0 = sp * len, m = std::min(n, j0 + len) - j0;
+      float* o = part_o ? part_o + i * G * hd : out + t * ldo + kh * G * hd;
+      float* ml = part_ml ? part_ml + i * G * 2 : nullptr;
+      if (m <= 0) {  // (a split past this token's last key: weight 0 in the merge)
+        for (int64_t g = 0; g < G; ++g) { ml[2 * g] = -INFINITY; ml[2 * g + 1] = 0; }
+        std::fill(o, o + G * hd, 0.0f);
+        continue;
+      }
+      float* sc = thread_scratch(G * m);
+      const float* qh = q + t * ldq + kh * G * hd;
+      const KvRows K = kv.k.head(kh, hd).from(j0), Vh = kv.v.head(kh, hd).from(j0);
+      for (int64_t jt = 0; jt < m; jt += kDecodeTile) {
+        const int64_t nk = std::min(kDecodeTile, m - jt);
+        const KvRows Kt = K.from(jt);
+        for (int64_t g0 = 0; g0 < G; g0 += 4)
+          kr.group_scores(sc + g0 * m + jt, m, qh + g0 * hd, Kt, nk, hd, scale, int(std::min<int64_t>(4, G - g0)));
+      }
+      for (int64_t g = 0; g < G; ++g) kr.softmax(sc + g * m, m, ml ? ml + 2 * g : nullptr);
+      std::fill(o, o + G * hd, 0.0f);
+      for (int64_t jt = 0; jt < m; jt += kDecodeTile) {
+        const int64_t nk = std::min(kDecodeTile, m - jt);
+        const KvRows Vt = Vh.from(jt);
+        for (int64_t g0 = 0; g0 < G; g0 += 4)
+          kr.group_values(o + g0 * hd, sc + g0 * m + jt, m, Vt, nk, hd, int(std::min<int64_t>(4, G - g0)));
+      }
+    }
+  });
+  if (S == 1) return;
+  pool.run(T * Hq, 1, [&](int64_t b, int64_t e, int) {
+    for (int64_t th = b; th < e; ++th) {
+      const int64_t t = th / Hq, h = th % Hq, kh = h / G, g = h % G, base = (t * kv.Hkv + kh) * S;
+      float M = -INFINITY;
+      for (int64_t sp = 0; sp < S; ++sp) M = std::max(M, part_ml[((base + sp) * G + g) * 2]);
+      float den = 0, w[64];
+      float* dst = out + t * ldo + h * hd;
+      std::fill(dst, dst + hd, 0.0f);
+      for (int64_t s0 = 0; s0 < S; s0 += 64) {  // (64 at a time keeps w on the stack)
+        const int64_t ns = std::min<int64_t>(64, S - s0);
+        for (int64_t k = 0; k < ns; ++k) {
+          const float* mlk = part_ml + ((base + s0 + k) * G + g) * 2;
+          w[k] = mlk[1] > 0 ? mlk[1] * std::exp(mlk[0] - M) : 0.0f;
+          den += w[k];
+        }
+        for (int64_t k = 0; k < ns; ++k) {
+          const float* ok = part_o + ((base + s0 + k) * G + g) * hd;
+          for (int64_t d = 0; d < hd; ++d) dst[d] += w[k] * ok[d];
+        }
+      }
+      const float inv = 1.0f / den;
+      for (int64_t d = 0; d < hd; ++d) dst[d] *= inv;
     }
   });
 }
@@ -117,7 +173,7 @@ void rows_path(ThreadPool& pool, const AttnKernels& kr, float* out, int64_t ldo,
       } else {
         kr.dot_rows(sc, qv, K, n, hd, scale);  // sc[j] = scale · q·K[j], K widened (int8: s_j · K8[j])
       }
-      kr.softmax(sc, n);
+      kr.softmax(sc, n, nullptr);
       if (att) { float* a = att + (t * Hq + h) * ld_att; std::copy(sc, sc + n, a); std::fill(a + n, a + n_all, 0.0f); }
       std::fill(o, o + hd, 0.0f);
       if (Vh.type == KvRows::F32) vec_axpy_rows_f32(o, sc, static_cast<const float*>(Vh.p), Vh.ld, n, hd);  // o = Σ_j sc[j] V[j]

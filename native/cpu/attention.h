@@ -33,6 +33,16 @@ struct KvRows {
     if (s) r.s = s + h;
     return r;
   }
+  // the rows from row j0 on
+  KvRows from(int64_t j0) const {
+    KvRows r = *this;
+    const int64_t off = j0 * ld;
+    r.p = type == F32 ? static_cast<const void*>(static_cast<const float*>(p) + off)
+        : type == F16 ? static_cast<const void*>(static_cast<const uint16_t*>(p) + off)
+                      : static_cast<const void*>(static_cast<const int8_t*>(p) + off);
+    if (s) r.s = s + j0 * lds;
+    return r;
+  }
 };
 
 // A layer's KV cache: k and v hold all Hkv heads of a row (KvRows::head picks one), the same type for both.

@@ -30,7 +30,7 @@ struct AttnKernels {
   int rows;                          // query rows per block (RL)
   int64_t keys;                      // keys per tile (BK)
   void (*block)(const AttnBlock& b);
-  void (*softmax)(float* x, int64_t n);
+  void (*softmax)(float* x, int64_t n, float* max_sum);  // max_sum: null, or {max, Σ e^(x − max)} (float[2])
   // The row path, one query head:  out[j] = scale · q·K[j]  (j < n)            o += Σ_j w[j] · V[j]
   void (*dot_rows)(float* out, const float* q, const KvRows& K, int64_t n, int64_t hd, float scale);
   void (*axpy_rows)(float* o, const float* w, const KvRows& V, int64_t n, int64_t hd);

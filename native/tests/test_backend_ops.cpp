@@ -364,14 +364,18 @@ TEST(backend_ops_attention_forward_backward) {
 // that end mid-tile, the causal edge inside and across 64-key tiles, a group larger than a block's rows (64 query
 // heads on one KV head), group sizes that do not divide the block, head dims that are not a multiple of the lanes,
 // q scores spread over [−6, 6] so the softmax is far from flat. Tolerance 5e-6 of the outputs' scale (measured
-// ≤ 9e-7): float sums of up to ~330 terms (the ref's are double) and a ~1 ulp exp. Blocked results are each
-// block's own arithmetic, so they must be bit-identical for 1, 2 and 3 threads.
+// ≤ 9e-7 up to 330 keys): float sums (the ref's are double), a ~1 ulp exp, and past 2048 keys the splits' merge. Blocked results are each
+// block's own arithmetic, and the row path's key splits follow the shape alone, so both must be bit-identical for
+// 1, 2 and 3 threads.
 TEST(backend_ops_attention_blocked_matches_ref) {
   struct Case { int64_t T, pos0, Hq, Hkv, hd; };
   ThreadPool p1(1), p2(2);
   auto cpu1 = make_backend("cpu", &p1), cpu2 = make_backend("cpu", &p2);
   for (Case c : {Case{16, 0, 8, 2, 64}, Case{37, 70, 16, 4, 64}, Case{5, 130, 4, 4, 8}, Case{3, 200, 64, 1, 16},
-                 Case{9, 63, 6, 2, 80}, Case{70, 250, 4, 2, 128}, Case{1, 40, 4, 1, 32}}) {
+                 Case{9, 63, 6, 2, 80}, Case{70, 250, 4, 2, 128}, Case{1, 40, 4, 1, 32},
+                 // decode past 2048 keys: the grouped row path's key splits (3 splits, the last ragged; a token whose
+                 // keys end on a split's edge; a group of 6 = a chunk of 4 heads and one of 2)
+                 Case{1, 4500, 8, 2, 64}, Case{2, 2047, 8, 1, 32}, Case{1, 2100, 12, 2, 16}}) {
     const int64_t n_all = c.pos0 + c.T, ctx = n_all + 3, kd = c.Hkv * c.hd;
     const float scale = 1.0f / std::sqrt(float(c.hd));
     const float qs = 6.0f * std::sqrt(float(c.hd)) / float(c.hd);  // scale·q·k over about ±6
@@ -410,7 +414,6 @@ TEST(backend_ops_attention_blocked_matches_ref) {
         std::vector<uint16_t> K16b(K.size());
         be.copy(f16_rows(K16b.data(), ctx * c.Hkv, c.hd), mat(K.data(), ctx * c.Hkv, c.hd));
         CHECK(K16b == K16);
-        if (path != 2) return;
         for (Backend* other : {cpu1.get(), cpu2.get()}) {
           Buf o2(q.size()), o8(q.size());
           other->attention(mat3(o2.data(), c.T, c.Hq, c.hd), qt, Kt, Vt, c.pos0, scale, none, mat(scr.data(), 3, ctx));

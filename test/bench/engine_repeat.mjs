@@ -1,11 +1,11 @@
 // Engine prefill/decode measured several times in ONE process (run by hand, after `npm run build`):
-//   node test/bench/engine_repeat.mjs [model dir] [threads] [prompt tokens] [gen tokens] [repeats]
+//   [KV_CACHE=f16|int8] node test/bench/engine_repeat.mjs [model dir] [threads] [prompt tokens] [gen tokens] [repeats]
 // The first prefill of a process also pays the page faults of mapping the weights in; later ones show the
 // steady state (what a chat sees from its second message on). Prints one line per repeat.
 import { loadModel } from "../../out/electron/engine/engine.js";
 
 const [dir = "bench-models/qwen3_moe_bench", threads = "2", pt = "128", gt = "64", reps = "3"] = process.argv.slice(2);
-const model = await loadModel(dir, { threads: Number(threads) });
+const model = await loadModel(dir, { threads: Number(threads), ...(process.env.KV_CACHE ? { kvCache: process.env.KV_CACHE } : {}) });  // KV_CACHE=f16|int8
 const V = model.info.vocabSize;
 for (let r = 0; r < Number(reps); r++) {
   const ids = [];
