@@ -40,6 +40,8 @@ struct AttnKernels {
   void (*group_scores)(float* sc, int64_t lds, const float* q, const KvRows& K, int64_t n, int64_t hd, float scale, int gc);
   void (*group_values)(float* o, const float* sc, int64_t lds, const KvRows& V, int64_t n, int64_t hd, int gc);
   void (*to_f16)(uint16_t* y, const float* x, int64_t n);  // f32_to_f16_row (attention.h)
+  // dst [nk, hd] = rows 0 .. nk−1 of r widened to f32 (int8: s_j·q)
+  void (*widen)(float* dst, const KvRows& r, int64_t nk, int64_t hd);
 };
 
 // QT, OT [hd][rows], S [keys][rows], m, l, lim [rows], K and V tiles [keys][hd] (f16 and int8 caches, widened)
