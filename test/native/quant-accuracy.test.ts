@@ -107,44 +107,30 @@ describe.each(MODELS)("%s", (name) => {
     if (format === "q4_k") expect(Object.values(r.config.fallbacks)).toContain("q4_0"); // rows of 64: see above
   }, 120_000);
 
-  it("int8 KV cache stays within its KL / top-1 bounds and takes less than a third of the f32 cache", async () => {
-    const m = await loadModel(modelDir(name), { threads: 2, kvCache: "int8" });
-    let q: Float32Array[];
+  // int8: (hd + 4 bytes of scale) / (4 hd) of the f32 cache, 0.3125 for hd = 16, 0.28 for hd = 32; f16: exactly half
+  it.each([
+    { kv: "int8", what: "stays within its KL / top-1 bounds and takes less than a third of the f32 cache" },
+    { kv: "f16", what: "is within rounding of the f32 cache and takes half of it" },
+  ] as const)("$kv KV cache $what", async ({ kv }) => {
+    const m = await loadModel(modelDir(name), { threads: 2, kvCache: kv });
     const f = await loadModel(modelDir(name), { threads: 2 });
+    let q: Float32Array[];
     try {
-      expect(m.info.kvCache).toBe("int8");
+      expect(m.info.kvCache).toBe(kv);
       expect(f.info.kvCache).toBe("f32");
-      // (hd + 4 bytes of scale) / (4 hd): 0.3125 for hd = 16, 0.28 for hd = 32
-      expect(m.info.kvBytesPerToken).toBeLessThanOrEqual(f.info.kvBytesPerToken * 0.32);
+      if (kv === "int8") expect(m.info.kvBytesPerToken).toBeLessThanOrEqual(f.info.kvBytesPerToken * 0.32);
+      else expect(m.info.kvBytesPerToken * 2).toBe(f.info.kvBytesPerToken);
       q = await m.logits(stream);
     } finally {
       m.close();
       f.close();
     }
     const { kl, top1 } = klTop1(ref, q);
-    table.push(`${name.padEnd(12)} kv-int8 ${kl.toExponential(2).padEnd(10)}  ${top1.toFixed(3)}`);
-    expect(kl).toBeGreaterThan(0);
-    expect(kl).toBeLessThanOrEqual(BOUNDS[name].kv8.kl);
-    expect(top1).toBeGreaterThanOrEqual(BOUNDS[name].kv8.top1);
-  }, 120_000);
-
-  it("f16 KV cache is within rounding of the f32 cache and takes half of it", async () => {
-    const m = await loadModel(modelDir(name), { threads: 2, kvCache: "f16" });
-    const f = await loadModel(modelDir(name), { threads: 2 });
-    let q: Float32Array[];
-    try {
-      expect(m.info.kvCache).toBe("f16");
-      expect(m.info.kvBytesPerToken * 2).toBe(f.info.kvBytesPerToken);
-      q = await m.logits(stream);
-    } finally {
-      m.close();
-      f.close();
-    }
-    const { kl, top1 } = klTop1(ref, q);
-    table.push(`${name.padEnd(12)} kv-f16  ${kl.toExponential(2).padEnd(10)}  ${top1.toFixed(3)}`);
+    table.push(`${name.padEnd(12)} kv-${kv.padEnd(4)} ${kl.toExponential(2).padEnd(10)}  ${top1.toFixed(3)}`);
     expect(kl).toBeGreaterThan(0); // really rounded
-    expect(kl).toBeLessThanOrEqual(KV16_KL);
-    expect(top1).toBeGreaterThanOrEqual(KV16_TOP1);
+    const b = kv === "int8" ? BOUNDS[name].kv8 : { kl: KV16_KL, top1: KV16_TOP1 };
+    expect(kl).toBeLessThanOrEqual(b.kl);
+    expect(top1).toBeGreaterThanOrEqual(b.top1);
   }, 120_000);
 });
 
