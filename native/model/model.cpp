@@ -183,7 +183,11 @@ uint8_t* PackArena::allocate(size_t n) {
 #if defined(__linux__)
   void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::runtime_error("cannot allocate " + std::to_string(n >> 20) + " MiB for the packed weights");
-  madvise(p, n, MADV_HUGEPAGE);  // a hint: without THP it is 4 KiB pages
+  // A hint: without THP it is 4 KiB pages. Asked for before the writes, so the first touches fault huge pages in:
+  // under THP defrag=madvise (the kernel's default) that may compact memory synchronously, and the Q4_0 bench
+  // model's load takes 0.2-1.5 s from run to run (Zen 4). Asked for after the writes (khugepaged collapsing later)
+  // the load held 0.33-0.44 s but steady decode lost ~10% (173-223 vs 197-251 tok/s in three A/B pairs), so decode wins.
+  madvise(p, n, MADV_HUGEPAGE);
   mapped_ = true;
 #else
   void* p = ::operator new(n, std::align_val_t(64));
