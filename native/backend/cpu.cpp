@@ -25,11 +25,6 @@ namespace {
 
 // f32 [d2, d1, hd] with its d1 rows (heads) packed: the layout the attention kernels index.
 bool heads_packed(const Tensor& t, int64_t hd) { return t.ne[0] == hd && t.nb[1] == 4 * hd; }
-// Byte offset of row r of a tensor seen as rows() rows (dimensions past the first flattened, strides honoured).
-int64_t row_offset(const Tensor& t, int64_t r) {
-  const int64_t i1 = r % t.ne[1], rest = r / t.ne[1];
-  return (rest / t.ne[2]) * t.nb[3] + (rest % t.ne[2]) * t.nb[2] + i1 * t.nb[1];
-}
 
 // A per-thread f32 buffer that grows to the largest size asked for and is then reused (no allocation once warm).
 float* thread_buffer(int64_t n) {
@@ -161,9 +156,7 @@ class CpuBackend final : public RefBackend {
   void copy(const Tensor& dst, const Tensor& src) override {
     if (dst.type != DType::F16 || src.type != DType::F32) { RefBackend::copy(dst, src); return; }
     check_same("copy", dst, src);
-    for (int64_t r = 0; r < src.rows(); ++r)
-      f32_to_f16_row(reinterpret_cast<uint16_t*>(static_cast<char*>(dst.data) + row_offset(dst, r)),
-                     reinterpret_cast<const float*>(static_cast<const char*>(src.data) + row_offset(src, r)), src.cols());
+    for (int64_t r = 0; r < src.rows(); ++r) f32_to_f16_row(reinterpret_cast<uint16_t*>(row_of(dst, r)), row_of(src, r), src.cols());
   }
 
   void attention_kv8(const Tensor& out, const Tensor& q, const Tensor& K8, const Tensor& Ks, const Tensor& V8, const Tensor& Vs,

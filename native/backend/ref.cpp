@@ -43,11 +43,6 @@ const NF4Tensor& nf4_of(const char* op, const Tensor& W) {
 
 namespace {
 
-// Row r of a tensor seen as rows() rows of cols() (dimensions past the first flattened, strides honoured).
-inline float* row_of(const Tensor& t, int64_t r) {
-  const int64_t i1 = r % t.ne[1], rest = r / t.ne[1], i2 = rest % t.ne[2], i3 = rest / t.ne[2];
-  return reinterpret_cast<float*>(static_cast<char*>(t.data) + i3 * t.nb[3] + i2 * t.nb[2] + i1 * t.nb[1]);
-}
 inline const int32_t* ints(const Tensor& t) { return static_cast<const int32_t*>(t.data); }
 
 // W[N, K] of any stored dtype as f32 (tests only: ref is not a hot path).

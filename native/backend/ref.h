@@ -68,6 +68,13 @@ const NF4Tensor& nf4_of(const char* op, const Tensor& W);
 // In-place softmax over n floats (max-subtracted, f32 like torch's softmax(dtype=float)), the normaliser in double.
 void softmax_inplace(float* x, int64_t n);
 
+// Row r of a tensor seen as rows() rows of cols() (dimensions past the first flattened, strides honoured), as
+// f32 (an f16 row's bytes are reinterpreted by the caller).
+inline float* row_of(const Tensor& t, int64_t r) {
+  const int64_t i1 = r % t.ne[1], rest = r / t.ne[1], i2 = rest % t.ne[2], i3 = rest / t.ne[2];
+  return reinterpret_cast<float*>(static_cast<char*>(t.data) + i3 * t.nb[3] + i2 * t.nb[2] + i1 * t.nb[1]);
+}
+
 // Element (i2, i1, i0) of an f32 tensor (i0 innermost), honouring strides.
 inline float* at(const Tensor& t, int64_t i2, int64_t i1, int64_t i0 = 0) {
   return reinterpret_cast<float*>(static_cast<char*>(t.data) + i2 * t.nb[2] + i1 * t.nb[1]) + i0;

@@ -2,8 +2,8 @@
 // f32, f16 or int8 KV cache. Two paths:
 //   rows     per query: scores against every key, a softmax, the weighted sum of values; the only path that writes
 //            the probabilities (training keeps them, one head at a time) and the one decode takes (a block of one
-//            token would leave most of a vector's lanes idle). Without probabilities the query heads of a KV group
-//            go four at a time, so each cache row is read once per group, not once per head.
+//            token would leave most of a vector's lanes idle). Without probabilities all query heads of a KV group
+//            go together over splits of the keys (flash-decoding), so each cache row is read once per group.
 //   blocked  flash-style (cpu/attention_tile.inc): a block of query rows of one KV head against tiles of keys with
 //            an online softmax, so each K and V row is read once per block rather than once per query and head;
 //            prefill, most of all at long context, where the row path streams the whole cache per query
@@ -24,23 +24,17 @@ struct KvRows {
   const float* s = nullptr;
   int64_t lds = 0;
   // the rows of KV head h (heads hd elements apart in a row, their scales one apart)
-  KvRows head(int64_t h, int64_t hd) const {
-    KvRows r = *this;
-    const int64_t off = h * hd;
-    r.p = type == F32 ? static_cast<const void*>(static_cast<const float*>(p) + off)
-        : type == F16 ? static_cast<const void*>(static_cast<const uint16_t*>(p) + off)
-                      : static_cast<const void*>(static_cast<const int8_t*>(p) + off);
-    if (s) r.s = s + h;
-    return r;
-  }
+  KvRows head(int64_t h, int64_t hd) const { return moved(h * hd, h); }
   // the rows from row j0 on
-  KvRows from(int64_t j0) const {
+  KvRows from(int64_t j0) const { return moved(j0 * ld, j0 * lds); }
+
+ private:
+  // p advanced by `elements` of its type, s by `scales`
+  KvRows moved(int64_t elements, int64_t scales) const {
     KvRows r = *this;
-    const int64_t off = j0 * ld;
-    r.p = type == F32 ? static_cast<const void*>(static_cast<const float*>(p) + off)
-        : type == F16 ? static_cast<const void*>(static_cast<const uint16_t*>(p) + off)
-                      : static_cast<const void*>(static_cast<const int8_t*>(p) + off);
-    if (s) r.s = s + j0 * lds;
+    const int64_t bytes = elements * (type == F32 ? 4 : type == F16 ? 2 : 1);
+    r.p = static_cast<const char*>(p) + bytes;
+    if (s) r.s = s + scales;
     return r;
   }
 };
