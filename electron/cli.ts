@@ -3,7 +3,8 @@
 import { existsSync, statSync } from "node:fs";
 import { join, resolve as resolvePath } from "node:path";
 import { createInterface } from "node:readline";
-import { loadAddon, parseDevice, type DeviceKind } from "./engine/addon.js";
+import { loadAddon, parseDevice, type DeviceKind, type KvCacheType } from "./engine/addon.js";
+import { given, parseKvCache, type EngineOptions } from "./engine/load-options.js";
 import { checkApiKey, DEFAULT_API_PORT, isLoopback } from "./server/openai/http.js";
 import { loadModel, type ChatMessage, type GenerateOptions, type LoadedModel } from "./engine/engine.js";
 import { cmdDataset, DATASET_HELP } from "./cli/dataset.js";
@@ -57,7 +58,7 @@ Commands:
       Bring back the PEFT adapter a cluster trained: the engine loads BASE_DIR with it (an adapter for another model
       fails here), then it is copied into the models folder with its base recorded (Models opens it to chat).
   serve [--config deploy.yaml] [--port N] [--host H] [--model DIR [--adapter DIR]] [--data DIR] [--allow-dir DIR]...
-        [--token T] [--device D [--gpu N]] [--api [--api-port N] [--api-host H] [--api-key KEY]]
+        [--token T] [--device D [--gpu N]] [--threads N] [--kv-cache T] [--api [--api-port N] [--api-host H] [--api-key KEY]]
       The desktop app's UI for a browser, on 127.0.0.1 only (renderer + WebSocket API; needs
       "npm run build:renderer"). Prints "moe-studio serve: http://127.0.0.1:PORT/?token=..." when ready: open
       that URL (every request needs the token; the page keeps it in a cookie). --port 0 (the default is 8377)
@@ -72,7 +73,7 @@ Commands:
       "Authorization: Bearer KEY"; without one, any program on this machine may use it, and --api-host other
       than 127.0.0.1 is refused. --host H serves the UI on another address (e.g. 0.0.0.0), which needs --token.
       --gpu N picks the GPU (CUDA_VISIBLE_DEVICES) for --device cuda|auto. --config deploy.yaml reads all of these
-      from one file (model, adapter, data_dir, allow_dirs, device, gpu, web_host, web_port, web_token, api,
+      from one file (model, adapter, data_dir, allow_dirs, device, gpu, threads, kv_cache, web_host, web_port, web_token, api,
       api_host, api_port, api_key; relative paths from the file's folder); flags on the command line win, and a
       bad field is named with its line.
   pull REPO_ID [--source hf|modelscope] [--endpoint URL] [--dir DIR] [--revision R] [--token T] [--require-checksums]
@@ -86,8 +87,10 @@ Commands:
       One forward + backward with a PEFT LoRA adapter: prints {"loss": x, "n_targets": n, "grads": {"<tensor name in
       adapter_model.safetensors>": [row-major floats]}}. --labels follow transformers (aligned with --ids, -100 is
       ignored, position t predicts labels[t+1]; default: the ids); loss is the mean over counted targets.
-${DATASET_HELP}  generate, chat and bench also take --kv-cache f32|f16|int8: f16 keeps K and V as IEEE half (half the
-      memory, and faster decode at long context), int8 as int8 with one scale per head and token (about a quarter).
+${DATASET_HELP}  generate, chat, bench and serve also take --kv-cache f32|f16|int8: f16 (the default, as llama.cpp's) keeps K and V
+      as IEEE half (half the memory of f32, and faster decode at long context), f32 as the model computes them, int8
+      as int8 with one scale per head and token (about a quarter). serve without it uses the app's setting (f16 unless
+      changed in Settings); logits and grad keep f32.
   generate, logits, chat and bench also take --adapter DIR (a PEFT LoRA adapter folder applied unmerged) and
       --base-quant nf4 (the base's projections quantized to NF4 at load, as Q-LoRA trains on).
   generate, logits, chat, bench, grad, train and serve also take --device auto|cpu|cuda|emu: emu runs every op on the
@@ -215,16 +218,20 @@ function deviceFlag(flags: Flags): DeviceKind | undefined {
   try { return parseDevice(str(flags, "device")); } catch (e) { throw new UsageError((e as Error).message); }
 }
 
-async function open(flags: Flags): Promise<LoadedModel> {
-  const threads = number(flags, "threads", { int: true, min: 1 });
-  const kv = str(flags, "kv-cache");
-  if (kv !== undefined && kv !== "f32" && kv !== "f16" && kv !== "int8") throw new UsageError(`--kv-cache must be f32, f16 or int8, got "${kv}"`);
-  const adapter = str(flags, "adapter");
+/**
+ * --threads, --kv-cache and --device: how the engine runs what it loads (generate, chat, bench, serve). kvDefault:
+ * the KV cache when --kv-cache is not given (undefined: the engine's, f32).
+ */
+function engineFlags(flags: Flags, kvDefault?: KvCacheType): EngineOptions {
+  let kvCache: KvCacheType | undefined;
+  try { kvCache = parseKvCache(str(flags, "kv-cache")) ?? kvDefault; } catch (e) { throw new UsageError((e as Error).message); }
+  return given({ threads: number(flags, "threads", { int: true, min: 1 }), kvCache, device: deviceFlag(flags) });
+}
+
+async function open(flags: Flags, kvDefault?: KvCacheType): Promise<LoadedModel> {
   const bq = str(flags, "base-quant");
   if (bq !== undefined && bq !== "none" && bq !== "nf4") throw new UsageError(`--base-quant must be none or nf4, got "${bq}"`);
-  const device = deviceFlag(flags);
-  return loadModel(need(flags, "model"), { ...(threads ? { threads } : {}), ...(kv ? { kvCache: kv } : {}), ...(adapter ? { adapter } : {}),
-    ...(bq ? { baseQuant: bq } : {}), ...(device ? { device } : {}) });
+  return loadModel(need(flags, "model"), given({ ...engineFlags(flags, kvDefault), adapter: str(flags, "adapter"), baseQuant: bq as "none" | "nf4" | undefined }));
 }
 
 /** --labels: comma-separated token ids or -100 (ignored positions), as transformers' labels. */
@@ -472,7 +479,8 @@ async function cmdServe(cliFlags: Flags, cliLists: Record<string, string[]>, env
   if (adapter !== undefined && !existsSync(join(resolvePath(adapter), "adapter_config.json"))) {
     throw new UsageError(`--adapter ${adapter}: not a PEFT adapter folder (${join(resolvePath(adapter), "adapter_config.json")} is missing)`);
   }
-  const device = deviceFlag(flags);
+  const engine = engineFlags(flags);
+  const device = engine.device;
   const allowDirs = (lists["allow-dir"] ?? []).map((d) => {
     const dir = resolvePath(d);
     if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--allow-dir ${d}: no such folder`);
@@ -507,7 +515,7 @@ async function cmdServe(cliFlags: Flags, cliLists: Record<string, string[]>, env
       ...(model !== undefined ? { model: resolvePath(model) } : {}),
       ...(adapter !== undefined ? { adapter: resolvePath(adapter) } : {}),
       ...(allowDirs.length ? { allowDirs } : {}),
-      ...(device ? { device } : {}),
+      engine,
       ...(token !== undefined ? { token } : {}),
       ...(api ? { api } : {}),
       log: (line) => process.stderr.write(`moe-studio serve: ${line}\n`),

@@ -5,6 +5,7 @@ import { createRequire } from "node:module";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { ModelLoadOptions } from "./load-options.js";
 
 export type KvCacheType = "f32" | "f16" | "int8";
 export type WeightDType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0" | "q4_k";
@@ -211,7 +212,7 @@ export interface NativeAddon {
    * Rejects with an Error whose message names the file and field at fault.
    */
   /** baseQuant "nf4": every attention/MLP projection quantized to NF4 at load as bitsandbytes does (Q-LoRA's base). */
-  loadModel(dir: string, opts: { threads?: number; kvCache?: KvCacheType; adapter?: string; baseQuant?: "none" | "nf4"; device?: DeviceKind }, onProgress?: (done: number, total: number) => void): Promise<NativeModel>;
+  loadModel(dir: string, opts: ModelLoadOptions, onProgress?: (done: number, total: number) => void): Promise<NativeModel>;
   systemInfo(): NativeSystemInfo;
   /**
    * GGUF block quantization (native/quant/quant.h): Q8_0 and Q4_0 blocks of 32 weights (34 / 18 bytes), Q4_K

@@ -9,7 +9,8 @@
 // Text lives here, ids live in the addon: the chat template renders messages to a prompt, the tokenizer turns
 // it into ids, the native session generates ids on its own thread (prefilling only what its KV cache lacks),
 // and an incremental detokenizer turns the ids back into text deltas.
-import { loadAddon, type DeviceKind, type KvCacheType, type NativeModel, type NativeModelInfo, type NativeSession, type NativeSamplingParams, type NativeConstraint } from "./addon.js";
+import { given, type ModelLoadOptions } from "./load-options.js";
+import { loadAddon, type NativeModel, type NativeModelInfo, type NativeSession, type NativeSamplingParams, type NativeConstraint } from "./addon.js";
 import { readModelFolder, type ModelFolder, type SamplingDefaults } from "./model-folder.js";
 import { TextTokenizer } from "../text/tokenizer.js";
 import { tokenBytes } from "../text/token-bytes.js";
@@ -42,16 +43,8 @@ export function sessionContextLength(info: Pick<NativeModelInfo, "contextLength"
   return Math.min(info.contextLength, CHAT_CONTEXT_CAP);
 }
 
-export interface LoadOptions {
-  threads?: number;
-  /** KV cache storage: "f32" (default), "f16" (IEEE half: 1/2 of the memory) or "int8" (per-head-per-token absmax; ~1/4). */
-  kvCache?: KvCacheType;
-  /** A PEFT LoRA adapter folder applied unmerged by every forward of this model. */
-  adapter?: string;
-  /** "nf4": the frozen base quantized to NF4 at load (Q-LoRA), as bitsandbytes quantizes an nn.Linear weight. */
-  baseQuant?: "none" | "nf4";
-  /** The backend: "cpu" (default), "emu" (the CUDA kernels under the SIMT emulator: slow, for tests), "auto", "cuda". */
-  device?: DeviceKind;
+/** loadModel's options: ModelLoadOptions (load-options.ts), and the load's progress. */
+export interface LoadOptions extends ModelLoadOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -178,8 +171,8 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Lo
   const folder = readModelFolder(dir);
   const tokenizer = TextTokenizer.fromFolder(dir);
   const template = ChatTemplate.fromFolder(dir);
-  const native = await loadAddon().loadModel(dir, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.kvCache ? { kvCache: opts.kvCache } : {}),
-    ...(opts.adapter ? { adapter: opts.adapter } : {}), ...(opts.baseQuant ? { baseQuant: opts.baseQuant } : {}), ...(opts.device ? { device: opts.device } : {}) }, opts.onProgress);
+  const { onProgress, ...options } = opts;
+  const native = await loadAddon().loadModel(dir, given(options), onProgress);
   const ni = native.info();
   const info: ModelInfo = {
     ...ni,

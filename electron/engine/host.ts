@@ -12,9 +12,10 @@ import { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { GenerateInput, GenerateOptions, GenerateResult, Generation, ModelInfo } from "./engine.js";
+import type { GenerateInput, GenerateOptions, GenerateResult, Generation, LoadOptions, ModelInfo } from "./engine.js";
+import { given } from "./load-options.js";
 import type { HostRequest, OpArgs, OpEvent, OpName, OpReply, SystemInfoReply, WorkerEvent, WorkerMessage } from "./protocol.js";
-import type { DeviceKind, NativeRouting } from "./addon.js";
+import type { NativeRouting } from "./addon.js";
 
 /** A running worker process, whatever started it. */
 export interface WorkerProcess {
@@ -142,11 +143,10 @@ export class EngineHost extends EventEmitter {
     return this.generation;
   }
 
-  /** adapter: a PEFT adapter folder every session of the model applies unmerged unless it names its own. */
-  async loadModel(dir: string, opts: { threads?: number; adapter?: string; device?: DeviceKind; onProgress?: (done: number, total: number) => void } = {}): Promise<RemoteModel> {
-    const { promise } = this.request("load", { dir, ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.adapter ? { adapter: opts.adapter } : {}),
-      ...(opts.device ? { device: opts.device } : {}) },
-      (e) => opts.onProgress?.(e.done, e.total));
+  /** opts.adapter: a PEFT adapter folder every session of the model applies unmerged unless it names its own. */
+  async loadModel(dir: string, opts: LoadOptions = {}): Promise<RemoteModel> {
+    const { onProgress, ...options } = opts;
+    const { promise } = this.request("load", { dir, options: given(options) }, (e) => onProgress?.(e.done, e.total));
     const r = await promise;
     return new RemoteModel(this, this.generation, r.modelId, r.info);
   }

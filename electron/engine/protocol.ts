@@ -6,7 +6,8 @@
 // before replying. The worker serves it with one handler per op (worker.ts), the host asks with one typed
 // request(op, args) (host.ts). Adding an op is an entry here, its handler, and its native binding.
 import type { GenerateOptions, GenerateResult, ModelInfo, ChatMessage } from "./engine.js";
-import type { NativeRouting, DeviceKind } from "./addon.js";
+import type { NativeRouting } from "./addon.js";
+import type { ModelLoadOptions } from "./load-options.js";
 
 export type WorkerInput = readonly ChatMessage[] | { ids: number[] } | { prompt: string };
 export type WireGenerateOptions = Omit<GenerateOptions, "signal">;
@@ -20,8 +21,8 @@ export type DeltaEvent = { event: "delta"; text: string; tokens: number };
 
 /** name -> { args, reply, event (never: the op sends none) }. */
 export interface Ops {
-  /** adapter: a PEFT adapter folder every forward of this model applies unmerged unless a session names its own. */
-  load: { args: { dir: string; threads?: number; adapter?: string; device?: DeviceKind }; reply: LoadReply; event: ProgressEvent };
+  /** options.adapter: a PEFT adapter folder every forward of this model applies unmerged unless a session names its own. */
+  load: { args: { dir: string; options: ModelLoadOptions }; reply: LoadReply; event: ProgressEvent };
   closeModel: { args: { modelId: number }; reply: null; event: never };
   /** adapter: the session runs with this PEFT adapter folder applied unmerged instead of the model's own; null: the bare base. */
   createSession: { args: { modelId: number; contextLength?: number; adapter?: string | null }; reply: { sessionId: number; contextLength: number }; event: never };

@@ -38,12 +38,7 @@ type Handlers = { [K in OpName]: (args: OpArgs<K>, emit: (e: OpEvent<K>) => void
 
 const handlers: Handlers = {
   async load(req, emit) {
-    const m = await loadModel(req.dir, {
-      ...(req.threads ? { threads: req.threads } : {}),
-      ...(req.adapter ? { adapter: req.adapter } : {}),
-      ...(req.device ? { device: req.device } : {}),
-      onProgress: (done, total) => emit({ event: "progress", done, total }),
-    });
+    const m = await loadModel(req.dir, { ...req.options, onProgress: (done, total) => emit({ event: "progress", done, total }) });
     const modelId = nextId++;
     models.set(modelId, m);
     return { modelId, info: m.info };

@@ -13,7 +13,7 @@ import { checkToken, newToken, TOKEN_ENV, TOKEN_PARAM, TokenAuth } from "./auth.
 import { isLoopback } from "./openai/http.js";
 import { DEFAULT_MAX_PAYLOAD, WsTransport, type Dispatch, type ToWireError } from "./ws-transport.js";
 import type { EventName } from "../contract.js";
-import type { DeviceKind } from "../engine/addon.js";
+import type { EngineOptions } from "../engine/load-options.js";
 import type { ApiServerControl } from "./openai/control.js";
 import type { RunningApiServer } from "./openai/http.js";
 
@@ -41,8 +41,8 @@ export interface ServerOptions {
   model?: string;
   /** A PEFT adapter folder `model` runs with, applied unmerged (clients may read files under it). */
   adapter?: string;
-  /** The backend models load on (`--device`; default cpu). */
-  device?: DeviceKind;
+  /** How models load (`--threads`, `--kv-cache`, `--device`); what is left out, the app's settings or the engine choose. */
+  engine?: EngineOptions;
   /** Folders besides the data folder whose files clients may name (read and write). */
   allowDirs?: string[];
   /** The token clients must present (checkToken's rules); default: a new random one. */
@@ -91,7 +91,7 @@ async function appBackend(opts: ServerOptions, emit: (name: EventName, payload: 
     },
     ...(opts.model ? { initialModel: opts.model } : {}),
     ...(opts.model && opts.adapter ? { initialAdapter: opts.adapter } : {}),
-    ...(opts.device ? { device: opts.device } : {}),
+    ...(opts.engine ? { engine: opts.engine } : {}),
     ...(opts.log ? { log: opts.log } : {}),
   });
   const dispatch = createDispatcher(services.handlers);

@@ -35,7 +35,7 @@ import { sweepLeftovers } from "./leftovers.js";
 import { listLocal } from "../library/local.js";
 import { MemoryTokenStore, type TokenStore } from "../library/token-store.js";
 import { anyPath, ContainedPaths, type AllowedDir, type PathPolicy } from "./path-policy.js";
-import type { DeviceKind } from "../engine/addon.js";
+import { given, type EngineOptions } from "../engine/load-options.js";
 import { GenerationQueue } from "./generation-queue.js";
 import { SessionPool } from "./session-pool.js";
 import { SESSIONS_KEPT } from "./chat.js";
@@ -62,10 +62,10 @@ export interface AppServicesOptions {
   initialModel?: string;
   /** `serve --adapter DIR`: a PEFT adapter folder the initial model runs with, applied unmerged, whenever it is loaded. */
   initialAdapter?: string;
-  /** Engine threads (default: the engine's choice). */
-  threads?: number;
-  /** The backend models load on (`serve --device`; default cpu). */
-  device?: DeviceKind;
+  /**
+   * How models load (`serve --threads/--kv-cache/--device`); what is not given, the engine chooses.
+   */
+  engine?: EngineOptions;
   presetsDir?: string;
   systemLocale?: string;
   /** The compiled engine worker module (default: next to host.js / out/electron/engine/worker.js). */
@@ -129,7 +129,8 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const conversations = new ConversationService(repos);
   const presets = new PresetService(repos, opts.presetsDir);
   const settings = new SettingsService(repos);
-  const models = new ModelService(host, repos, opts.emit, { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.device ? { device: opts.device } : {}), ...(opts.log ? { log: opts.log } : {}),
+  const engine = (): EngineOptions => given(opts.engine ?? {});
+  const models = new ModelService(host, repos, opts.emit, { engine, ...(opts.log ? { log: opts.log } : {}),
     ...(opts.initialModel && opts.initialAdapter ? { adapter: { modelDir: opts.initialModel, adapterDir: opts.initialAdapter } } : {}) });
   // one generation at a time and one set of KV caches, shared by the chat and the API (services/generation-queue.ts)
   const queue = new GenerationQueue();

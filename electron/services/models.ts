@@ -13,7 +13,7 @@ import { ChatTemplate } from "../text/chat-template.js";
 import type { Repositories } from "../store/repositories.js";
 import { RpcError } from "../contract.js";
 import { engineError, engineMessages, folderMessages, noModel } from "./errors.js";
-import type { DeviceKind } from "../engine/addon.js";
+import type { EngineOptions } from "../engine/load-options.js";
 
 export type Emit = <E extends EventName>(name: E, payload: EventPayload<E>) => void;
 
@@ -93,8 +93,11 @@ export class ModelService {
     private readonly host: EngineHost,
     private readonly repos: Repositories,
     private readonly emit: Emit,
-    /** adapter: the model at modelDir loads with adapterDir as its own adapter (`serve --adapter`). */
-    private readonly opts: { threads?: number; device?: DeviceKind; log?: (line: string) => void; adapter?: { modelDir: string; adapterDir: string } } = {},
+    /**
+     * engine: the engine options of each load, asked at the load (the app's settings and serve's flags may change
+     * between two loads); adapter: the model at modelDir loads with adapterDir as its own adapter (`serve --adapter`).
+     */
+    private readonly opts: { engine?: () => EngineOptions; log?: (line: string) => void; adapter?: { modelDir: string; adapterDir: string } } = {},
   ) {
     host.on("exit", (e: { code: number | null; signal: string | null; pid?: number }) => this.onWorkerExit(e));
   }
@@ -178,8 +181,7 @@ export class ModelService {
     const p = (async () => {
       const adapter = this.opts.adapter && resolve(this.opts.adapter.modelDir) === dir ? resolve(this.opts.adapter.adapterDir) : undefined;
       const model = await this.host.loadModel(dir, {
-        ...(this.opts.threads ? { threads: this.opts.threads } : {}),
-        ...(this.opts.device ? { device: this.opts.device } : {}),
+        ...this.opts.engine?.(),
         ...(adapter ? { adapter } : {}),
         onProgress: (done, total) => {
           if (!this.disposed) this.emit("models.progress", { dir, done, total });

@@ -36,7 +36,7 @@ function emit(name: EventName, payload: unknown) {
 }
 
 async function start(extra: { initialModel?: string; initialAdapter?: string } = {}) {
-  services = await createAppServices({ dataDir, emit, transport: "ws", threads: 2, ...extra });
+  services = await createAppServices({ dataDir, emit, transport: "ws", engine: { threads: 2 }, ...extra });
   dispatch = createDispatcher(services.handlers, { validateOutput: true });
   await services.initialLoad;
 }

@@ -61,7 +61,7 @@ beforeAll(async () => {
   hostileDir = join(dataDir, "hostile-model");
   cpSync(MODEL, hostileDir, { recursive: true });
   writeFileSync(join(hostileDir, "chat_template.jinja"), "{% for i in range(100000000) %}x{% endfor %}");
-  services = await createAppServices({ dataDir, emit: (name, payload) => listeners.forEach((l) => l(name, payload)), transport: "ws", threads: 2 });
+  services = await createAppServices({ dataDir, emit: (name, payload) => listeners.forEach((l) => l(name, payload)), transport: "ws", engine: { threads: 2 } });
   dispatch = createDispatcher(services.handlers, { validateOutput: true });
 });
 afterAll(async () => {

@@ -33,7 +33,7 @@ function emit(name: EventName, payload: unknown) {
 }
 
 async function start() {
-  services = await createAppServices({ dataDir, emit, transport: "ws", threads: 2, log: (line) => workerLog.push(line) });
+  services = await createAppServices({ dataDir, emit, transport: "ws", engine: { threads: 2 }, log: (line) => workerLog.push(line) });
   dispatch = createDispatcher(services.handlers, { validateOutput: true });
 }
 
