@@ -4,7 +4,7 @@ import { existsSync, statSync } from "node:fs";
 import { join, resolve as resolvePath } from "node:path";
 import { createInterface } from "node:readline";
 import { loadAddon, parseDevice, type DeviceKind, type KvCacheType } from "./engine/addon.js";
-import { given, parseKvCache, type EngineOptions } from "./engine/load-options.js";
+import { APP_KV_CACHE, given, parseKvCache, type EngineOptions } from "./engine/load-options.js";
 import { checkApiKey, DEFAULT_API_PORT, isLoopback } from "./server/openai/http.js";
 import { loadModel, type ChatMessage, type GenerateOptions, type LoadedModel } from "./engine/engine.js";
 import { cmdDataset, DATASET_HELP } from "./cli/dataset.js";
@@ -269,7 +269,7 @@ async function cmdGenerate(flags: Flags): Promise<number> {
   if (prompt !== undefined && prompt.length === 0) throw new UsageError("--prompt: prompt is empty");
   const ids = idsFlag !== undefined ? parseIds(idsFlag) : undefined;
   const opts = samplingFlags(flags);
-  const model = await open(flags);
+  const model = await open(flags, APP_KV_CACHE);
   try {
     const session = model.chat();
     let input;
@@ -317,7 +317,7 @@ async function cmdLogits(flags: Flags): Promise<number> {
 
 async function cmdChat(flags: Flags): Promise<number> {
   const opts = samplingFlags(flags);
-  const model = await open(flags);
+  const model = await open(flags, APP_KV_CACHE);
   const system = str(flags, "system");
   const session = model.chat();
   const messages: ChatMessage[] = [];
@@ -395,7 +395,7 @@ async function cmdBench(flags: Flags): Promise<number> {
   const promptTokens = number(flags, "prompt-tokens", { int: true, min: 1 }) ?? 128;
   const genTokens = number(flags, "gen-tokens", { int: true, min: 1 }) ?? 64;
   const t0 = performance.now();
-  const model = await open(flags);
+  const model = await open(flags, APP_KV_CACHE);
   const loadMs = performance.now() - t0;
   try {
     const i = model.info;
@@ -479,6 +479,7 @@ async function cmdServe(cliFlags: Flags, cliLists: Record<string, string[]>, env
   if (adapter !== undefined && !existsSync(join(resolvePath(adapter), "adapter_config.json"))) {
     throw new UsageError(`--adapter ${adapter}: not a PEFT adapter folder (${join(resolvePath(adapter), "adapter_config.json")} is missing)`);
   }
+  // what serve is told wins over the app's settings; the KV cache not given here is the settings' (f16 unless changed)
   const engine = engineFlags(flags);
   const device = engine.device;
   const allowDirs = (lists["allow-dir"] ?? []).map((d) => {

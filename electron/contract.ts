@@ -188,6 +188,8 @@ export const Settings = z.strictObject({
   hubSource: z.enum(["hf", "modelscope"]),
   hubEndpoint: z.string().max(500).refine((v) => v === "" || /^https?:\/\/[^\s]+$/.test(v), "must be an http(s) URL, e.g. https://hf-mirror.com, or empty"),
   modelsDir: z.string().max(4096),
+  /** The KV cache models load with (applies from the next load): f16 by default, f32 exact, int8 a quarter of f32. */
+  kvCache: z.enum(["f32", "f16", "int8"]),
 });
 export type Settings = z.infer<typeof Settings>;
 

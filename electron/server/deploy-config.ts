@@ -7,6 +7,8 @@
 //   allow_dirs: [/srv/datasets]      # --allow-dir, each
 //   device: auto                     # --device cpu | cuda | auto (| emu)
 //   gpu: 0                           # --gpu: which GPU (CUDA_VISIBLE_DEVICES of the engine)
+//   threads: 16                      # --threads: the engine's compute threads (default: one per core)
+//   kv_cache: f16                    # --kv-cache f32 | f16 | int8 (default: the app's setting, f16)
 //   web_host: 127.0.0.1              # --host: the browser UI; another address needs web_token
 //   web_port: 8377                   # --port
 //   web_token: ...                   # --token (or MOE_STUDIO_TOKEN)
@@ -20,6 +22,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type Pair } from "yaml";
+import { KV_CACHE_TYPES } from "../engine/load-options.js";
 
 export class DeployConfigError extends Error {}
 
@@ -29,14 +32,16 @@ export interface DeployFlags {
   lists: Record<string, string[]>;
 }
 
-type Kind = "path" | "string" | "port" | "gpu" | "bool" | "paths" | "device";
-const FIELDS: Record<string, { kind: Kind; flag: string }> = {
+type Kind = "path" | "string" | "port" | "gpu" | "count" | "bool" | "paths" | "choice";
+const FIELDS: Record<string, { kind: Kind; flag: string; choices?: readonly string[] }> = {
   model: { kind: "path", flag: "model" },
   adapter: { kind: "path", flag: "adapter" },
   data_dir: { kind: "path", flag: "data" },
   allow_dirs: { kind: "paths", flag: "allow-dir" },
-  device: { kind: "device", flag: "device" },
+  device: { kind: "choice", flag: "device", choices: ["cpu", "cuda", "auto", "emu"] },
   gpu: { kind: "gpu", flag: "gpu" },
+  threads: { kind: "count", flag: "threads" },
+  kv_cache: { kind: "choice", flag: "kv-cache", choices: KV_CACHE_TYPES },
   web_host: { kind: "string", flag: "host" },
   web_port: { kind: "port", flag: "port" },
   web_token: { kind: "string", flag: "token" },
@@ -45,7 +50,6 @@ const FIELDS: Record<string, { kind: Kind; flag: string }> = {
   api_port: { kind: "port", flag: "api-port" },
   api_key: { kind: "string", flag: "api-key" },
 };
-const DEVICES = ["cpu", "cuda", "auto", "emu"];
 
 /** The closest field name, for "did you mean" (edit distance at most 2). */
 function closest(name: string): string | null {
@@ -120,16 +124,18 @@ export function parseDeployConfig(text: string, file: string): DeployFlags {
         break;
       }
       case "port":
-      case "gpu": {
-        const max = field.kind === "port" ? 65535 : 63;
-        if (typeof scalar !== "number" || !Number.isInteger(scalar) || scalar < 0 || scalar > max) {
-          throw new DeployConfigError(`${where}: must be an integer in [0, ${max}]${field.kind === "port" ? " (0: any free port)" : ""}, got ${got()}`);
+      case "gpu":
+      case "count": {
+        const [min, max] = field.kind === "port" ? [0, 65535] : field.kind === "gpu" ? [0, 63] : [1, 1024];
+        if (typeof scalar !== "number" || !Number.isInteger(scalar) || scalar < min || scalar > max) {
+          throw new DeployConfigError(`${where}: must be an integer in [${min}, ${max}]${field.kind === "port" ? " (0: any free port)" : ""}, got ${got()}`);
         }
         out.flags[field.flag] = String(scalar);
         break;
       }
-      case "device": {
-        if (typeof scalar !== "string" || !DEVICES.includes(scalar)) throw new DeployConfigError(`${where}: must be one of ${DEVICES.join(", ")}, got ${got()}`);
+      case "choice": {
+        const choices = field.choices!;
+        if (typeof scalar !== "string" || !choices.includes(scalar)) throw new DeployConfigError(`${where}: must be one of ${choices.join(", ")}, got ${got()}`);
         out.flags[field.flag] = scalar;
         break;
       }

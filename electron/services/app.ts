@@ -63,7 +63,8 @@ export interface AppServicesOptions {
   /** `serve --adapter DIR`: a PEFT adapter folder the initial model runs with, applied unmerged, whenever it is loaded. */
   initialAdapter?: string;
   /**
-   * How models load (`serve --threads/--kv-cache/--device`); what is not given, the engine chooses.
+   * How models load (`serve --threads/--kv-cache/--device`, the deploy config): what is given wins over the
+   * settings (kvCache); what is not, the settings or the engine choose.
    */
   engine?: EngineOptions;
   presetsDir?: string;
@@ -129,7 +130,7 @@ export async function createAppServices(opts: AppServicesOptions): Promise<AppSe
   const conversations = new ConversationService(repos);
   const presets = new PresetService(repos, opts.presetsDir);
   const settings = new SettingsService(repos);
-  const engine = (): EngineOptions => given(opts.engine ?? {});
+  const engine = (): EngineOptions => ({ kvCache: settings.get().kvCache, ...given(opts.engine ?? {}) });
   const models = new ModelService(host, repos, opts.emit, { engine, ...(opts.log ? { log: opts.log } : {}),
     ...(opts.initialModel && opts.initialAdapter ? { adapter: { modelDir: opts.initialModel, adapterDir: opts.initialAdapter } } : {}) });
   // one generation at a time and one set of KV caches, shared by the chat and the API (services/generation-queue.ts)

@@ -1,9 +1,11 @@
-// App settings (language, theme), one JSON value per key in the settings table.
+// App settings (language, theme, the model library's source, the KV cache models load with), one JSON value per key
+// in the settings table.
 import { Settings } from "../contract.js";
 import type { HandlerInput } from "../rpc.js";
 import type { Repositories } from "../store/repositories.js";
+import { APP_KV_CACHE } from "../engine/load-options.js";
 
-export const DEFAULT_SETTINGS: Settings = { language: "system", theme: "system", hubSource: "hf", hubEndpoint: "", modelsDir: "" };
+export const DEFAULT_SETTINGS: Settings = { language: "system", theme: "system", hubSource: "hf", hubEndpoint: "", modelsDir: "", kvCache: APP_KV_CACHE };
 
 export class SettingsService {
   constructor(private readonly repos: Repositories) {}

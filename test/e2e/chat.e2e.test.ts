@@ -365,6 +365,22 @@ describe.runIf(run)("chat, end to end in Chromium", () => {
     app.expectClean();
   });
 
+  it("Settings › Engine: the KV cache chosen is the one the next load uses, shown on the model's card", async () => {
+    await nav("Settings").click();
+    const kv = page.getByLabel("KV cache", { exact: true });
+    await expect.poll(() => kv.inputValue()).toBe("f16"); // the app's default
+    await kv.selectOption("int8");
+    await nav("Models").click();
+    const current = page.getByRole("region", { name: "Current model" });
+    await visible(current.getByText("f16", { exact: true })); // the loaded model keeps the cache it was loaded with
+    await button("Open qwen3_moe").click();
+    await visible(current.getByText("int8", { exact: true }), 60_000);
+    await nav("Settings").click();
+    await expect.poll(() => kv.inputValue()).toBe("int8"); // saved: the settings came back from the server
+    await kv.selectOption("f16");
+    app.expectClean();
+  });
+
   it("switching to Chinese relabels the UI; the dark theme applies", async () => {
     await nav("Settings").click();
     await expect.poll(() => nav("Settings").getAttribute("aria-current")).toBe("page");

@@ -222,11 +222,14 @@ describe("moe-studio serve", () => {
     }
   });
 
-  it("--device emu: the model loads on the kernel backend under the emulator; a bad --device is refused before it listens", async () => {
+  it("--device emu --kv-cache int8 --threads 1: the model loads so (over the settings' f16); bad values are refused before it listens", async () => {
     const bad = serve(["--port", "0", "--device", "gpu"]);
     expect((await bad.exited).code).toBe(1);
     expect(bad.err()).toMatch(/--device must be one of auto, cpu, cuda, emu, got "gpu"/);
-    const s = serve(["--port", "0", "--data", join(tmp, "data-emu"), "--model", join(MODELS, "qwen3_moe"), "--device", "emu"]);
+    const badKv = serve(["--port", "0", "--kv-cache", "q8"]);
+    expect((await badKv.exited).code).toBe(1);
+    expect(badKv.err()).toMatch(/--kv-cache must be f32, f16 or int8, got "q8"/);
+    const s = serve(["--port", "0", "--data", join(tmp, "data-emu"), "--model", join(MODELS, "qwen3_moe"), "--device", "emu", "--kv-cache", "int8", "--threads", "1"]);
     const m = LINE.exec(await s.ready)!;
     const port = Number(m[1]);
     const signIn = await fetch(`http://127.0.0.1:${port}/?token=${m[2]}`, { redirect: "manual" });
@@ -235,7 +238,7 @@ describe("moe-studio serve", () => {
     await new Promise((r, j) => (ws.once("open", r), ws.once("error", j)));
     const st = await readyStatus(ws);
     expect(st.state).toBe("ready");
-    expect(st.model?.device).toBe("emu");
+    expect(st.model).toMatchObject({ device: "emu", kvCache: "int8", threads: 1 });
     ws.close();
     s.child.kill("SIGTERM");
     expect((await s.exited).code).toBe(0);

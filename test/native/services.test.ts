@@ -98,7 +98,8 @@ describe("services with the engine worker", () => {
     const statuses: string[] = [];
     listeners.push((e) => e.name === "engine.status" && statuses.push((e.payload as EventPayload<"engine.status">).state));
     const card = await call("models.open", { dir: MODEL });
-    expect(card).toMatchObject({ dir: MODEL, modelType: expect.any(String), device: "cpu", hasChatTemplate: true });
+    // kvCache: the settings' default, f16 (engine/load-options.ts APP_KV_CACHE)
+    expect(card).toMatchObject({ dir: MODEL, modelType: expect.any(String), device: "cpu", hasChatTemplate: true, kvCache: "f16" });
     expect(card.numExperts).toBeGreaterThan(0);
     expect(card.paramsActive).toBeLessThan(card.paramsTotal);
     expect(card.estimatedMemoryBytes).toBeGreaterThan(card.weightBytes);
@@ -264,9 +265,13 @@ describe("services with the engine worker", () => {
     await ready;
   });
 
-  it("opening another model switches to it; a bad folder leaves the loaded model in place", async () => {
+  it("opening another model switches to it, with the KV cache the settings say now; a bad folder leaves the loaded model in place", async () => {
+    expect((await call("settings.set", { kvCache: "int8" })).kvCache).toBe("int8");
+    expect((await call("models.status", {})).model?.kvCache).toBe("f16"); // the loaded model keeps its cache
     const card = await call("models.open", { dir: OTHER });
-    expect(card.dir).toBe(OTHER);
+    expect(card).toMatchObject({ dir: OTHER, kvCache: "int8" });
+    await call("settings.set", { kvCache: "f16" });
+    await expect(call("settings.set", { kvCache: "q8_0" })).rejects.toMatchObject({ code: "invalid_input", message: expect.stringContaining("kvCache") });
     await expect(call("models.open", { dir: dataDir })).rejects.toMatchObject({ code: "engine", message: `${dataDir} is not a model folder: config.json not found` });
     expect(await call("models.status", {})).toMatchObject({ state: "ready", model: { dir: OTHER } });
     const c = await conversation({ maxTokens: 4 });

@@ -24,6 +24,8 @@ data_dir: ./data
 allow_dirs: [datasets, /mnt/shared]
 device: auto
 gpu: 1
+threads: 8
+kv_cache: int8
 web_host: 0.0.0.0
 web_port: 8080
 web_token: a-long-enough-token-1234
@@ -33,6 +35,7 @@ api_key: sk-deploy-12345678
 `);
     expect(r.flags).toEqual({
       model: "/srv/moe/models/qwen3", adapter: "/runs/whales/final", data: "/srv/moe/data", device: "auto", gpu: "1",
+      threads: "8", "kv-cache": "int8",
       host: "0.0.0.0", port: "8080", token: "a-long-enough-token-1234", "api-host": "127.0.0.1", "api-port": "9000",
       "api-key": "sk-deploy-12345678", api: true, // any api_* field turns the API on
     });
@@ -55,6 +58,8 @@ api_key: sk-deploy-12345678
     expect(fails("allow_dirs: /one\n")).toBe(`${FILE}:1:13: allow_dirs: must be a list of paths, got "/one"`);
     expect(fails("allow_dirs:\n  - /a\n  - 3\n")).toBe(`${FILE}:3:5: allow_dirs[1]: must be a path`);
     expect(fails("gpu: -1\n")).toContain(`${FILE}:1:6: gpu: must be an integer in [0, 63]`);
+    expect(fails("threads: 0\n")).toBe(`${FILE}:1:10: threads: must be an integer in [1, 1024], got 0`);
+    expect(fails("kv_cache: q8\n")).toBe(`${FILE}:1:11: kv_cache: must be one of f32, f16, int8, got "q8"`);
   });
 
   it("an unknown field says which it may have meant; broken YAML and duplicates say where", () => {
@@ -71,6 +76,6 @@ describe("the example the README shows", () => {
     const { readDeployConfig } = await import("../../electron/server/deploy-config.js");
     const { join } = await import("node:path");
     const r = readDeployConfig(join(__dirname, "../../assets/deploy/deploy.example.yaml"));
-    expect(r.flags).toMatchObject({ model: "/srv/models/Qwen3-30B-A3B", data: "/var/lib/moe-studio", device: "auto", host: "127.0.0.1", port: "8377", api: true, "api-port": "8378" });
+    expect(r.flags).toMatchObject({ model: "/srv/models/Qwen3-30B-A3B", data: "/var/lib/moe-studio", device: "auto", "kv-cache": "f16", host: "127.0.0.1", port: "8377", api: true, "api-port": "8378" });
   });
 });

@@ -77,7 +77,7 @@ describe("createDispatcher", () => {
   });
 
   it("a missing input is an empty object for calls that take none", async () => {
-    expect(await dispatch("settings.get", undefined)).toEqual({ language: "system", theme: "system", hubSource: "hf", hubEndpoint: "", modelsDir: "" });
+    expect(await dispatch("settings.get", undefined)).toEqual({ language: "system", theme: "system", hubSource: "hf", hubEndpoint: "", modelsDir: "", kvCache: "f16" });
   });
 
   it("passes valid input through and validates the output", async () => {

@@ -139,7 +139,7 @@ describe("PresetService", () => {
 describe("SettingsService", () => {
   it("defaults to system language and theme; set merges", async () => {
     const { h } = await services();
-    expect(await h["settings.get"]({})).toEqual({ language: "system", theme: "system", hubSource: "hf", hubEndpoint: "", modelsDir: "" });
+    expect(await h["settings.get"]({})).toEqual({ language: "system", theme: "system", hubSource: "hf", hubEndpoint: "", modelsDir: "", kvCache: "f16" });
     expect(await h["settings.set"]({ language: "zh" })).toMatchObject({ language: "zh", theme: "system" });
     expect(await h["settings.set"]({ theme: "light" })).toMatchObject({ language: "zh", theme: "light" });
   });

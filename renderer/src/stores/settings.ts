@@ -1,4 +1,4 @@
-// Language and theme: loaded from settings.get, changed with settings.set, applied live.
+// The app's settings: loaded from settings.get, changed with settings.set; language and theme apply live.
 import { create } from "zustand";
 import { api } from "../api/index.js";
 import type { Settings } from "../api/types.js";
@@ -20,6 +20,7 @@ export const useSettings = create<SettingsState>((set, get) => ({
   hubSource: "hf",
   hubEndpoint: "",
   modelsDir: "",
+  kvCache: "f16",
   loaded: false,
   load: async () => {
     try {
@@ -31,11 +32,11 @@ export const useSettings = create<SettingsState>((set, get) => ({
     }
   },
   update: async (patch) => {
-    const before = { language: get().language, theme: get().theme };
+    const before = { language: get().language, theme: get().theme, kvCache: get().kvCache };
     set(patch); // live: the UI switches at once
     try {
       const s = await api().call("settings.set", patch);
-      set({ language: s.language, theme: s.theme });
+      set({ language: s.language, theme: s.theme, kvCache: s.kvCache });
       writeLocal("settings", { language: s.language, theme: s.theme });
     } catch (e) {
       set(before);

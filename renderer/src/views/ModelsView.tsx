@@ -40,6 +40,7 @@ function Card({ card }: { card: ModelCard }) {
     ],
     [t("card.dtype"), card.dtype],
     [t("card.memory"), formatBytes(card.estimatedMemoryBytes), t("card.memoryTitle", { n: card.sessionContextLength.toLocaleString() })],
+    [t("card.kvCache"), card.kvCache ?? "f32", t("card.kvCacheTitle")],
     [t("card.device"), card.device.toUpperCase()],
     [t("card.threads"), String(card.threads)],
     [t("card.chatTemplate"), card.hasChatTemplate ? t("card.yes") : t("card.no")],
