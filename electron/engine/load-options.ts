@@ -8,8 +8,8 @@ export const KV_CACHE_TYPES: readonly KvCacheType[] = ["f32", "f16", "int8"];
 /**
  * The KV cache the app, `serve` and the chat-like CLI commands use unless told otherwise: f16, as llama.cpp keeps it.
  * Half the memory of f32 and 1.3-1.6x the decode speed at 4k-16k tokens of context, for a KL divergence from the f32
- * cache of 1.5e-8 .. 1.2e-7 with the same top-1 token on every fixture (test/native/quant-accuracy.test.ts). The engine API's own
- * default stays f32: the parity tests compare its logits with transformers at tolerances of 1e-4 and below.
+ * cache of 1.5e-8 .. 1.2e-7 with the same top-1 token on every fixture (test/native/quant-accuracy.test.ts). The
+ * engine API's own default stays f32: the parity tests compare its logits with transformers at tolerances of 1e-4 and below.
  */
 export const APP_KV_CACHE: KvCacheType = "f16";
 
@@ -37,8 +37,8 @@ export function given<T extends object>(o: T): T {
 }
 
 /** A `--kv-cache` value checked (undefined stays undefined). */
-export function parseKvCache(value: string | undefined, what = "--kv-cache"): KvCacheType | undefined {
+export function parseKvCache(value: string | undefined): KvCacheType | undefined {
   if (value === undefined) return undefined;
-  if (!(KV_CACHE_TYPES as readonly string[]).includes(value)) throw new Error(`${what} must be ${KV_CACHE_TYPES.join(", ").replace(/, ([^,]*)$/, " or $1")}, got "${value}"`);
+  if (!(KV_CACHE_TYPES as readonly string[]).includes(value)) throw new Error(`--kv-cache must be ${KV_CACHE_TYPES.join(", ").replace(/, ([^,]*)$/, " or $1")}, got "${value}"`);
   return value as KvCacheType;
 }
