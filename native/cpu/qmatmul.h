@@ -13,11 +13,12 @@
 //   AVX-512 VNNI, M >= 2 (Q4_0, Q4_K) or 3 (Q8_0): a GEMM over 16-row weight tiles repacked for vpdpbusd (16
 //                 outputs per instruction), int8 activations (qmatmul_avx512.cpp; the crossovers are measured
 //                 there); MOE_QUANT_ACT=f32 takes the paths below instead.
+//   packed Q4_0 / Q4_K (qpack below; VNNI and AVX2 tables), every M: the GEMM over the load-time tiles.
 //   other tables, M >= 8: kTileRows weight rows dequantised once into an f32 tile and multiplied by the dense
 //                 f32 kernels (cpu/matmul.h), which reuse the tile for every row of x.
 //   the rest (decode, small expert groups): per-row dots over up to 4 (VNNI: 8) rows of x per weight row; auto
-//                 = int8 for Q4_0 / Q4_K, and for Q8_0 where x is quantised with SIMD (VNNI's table), f32
-//                 otherwise (measured, see native/README.md "Quantization").
+//                 = int8 for Q4_0 / Q4_K, and for Q8_0 where x is quantised with SIMD (the VNNI and AVX2
+//                 tables), f32 otherwise (measured, see native/README.md "Quantization").
 // Tables: portable (both modes), AVX2 (vpmaddubsw + vpmaddwd), AVX-512 VNNI (vpdpbusd), chosen at run time;
 // MOE_SIMD picks one by a prefix of its name; qmatmul_ref (dequantise, then a double dot) is the oracle.
 #pragma once
@@ -39,8 +40,8 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n);
 void qmatmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType w_dtype, int64_t M,
                  int64_t N, int64_t K, bool accumulate);
 
-// The load-time layout (AVX-512 VNNI: Q4_0 and Q4_K): a weight packed once, at load, into the 16-row tiles the GEMM
-// reads (qmatmul_avx512.cpp), the same size as stored, so that no product repacks per call and decode (M = 1)
+// The load-time layout (Q4_0 and Q4_K; the AVX-512 VNNI and AVX2 tables read the same one, qmatmul_kernels.h): a
+// weight packed once, at load, into the 16-row tiles the packed GEMMs read, the same size as stored, so that no product repacks per call and decode (M = 1)
 // takes the GEMM too. qpack_bytes: its size for an N x K weight of this type under the table in use, 0 when that
 // table packs none (then use the weight as stored). qpack: fill `out` (qpack_bytes of it) on the pool. A product
 // given `packed` (qmatmul, MatmulJob::packed) reads it while that table is in use and int8 activations are on,

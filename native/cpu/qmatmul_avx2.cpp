@@ -3,6 +3,10 @@
 #include "cpu/qmatmul_kernels.h"
 
 #if MOE_QX86
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <type_traits>
 #include "quant/quant.h"
 
 #define MOE_QAVX2 __attribute__((target("avx2,fma,f16c")))
@@ -36,6 +40,212 @@ MOE_QAVX2 inline __m256i load32(const void* p) { return _mm256_loadu_si256(reint
 MOE_QAVX2 void dot_q8_rows_avx2(DType t, const uint8_t* w, const BlockQ8X* xq, const float* xds, int64_t stride, int R, int64_t K,
                                 float* out) {
   rows_upto<4>(t, w, xq, xds, stride, R, K, out);
+}
+
+// ---- the load-time layout (qmatmul_kernels.h), packed and read with AVX2 ----
+//
+// The packing is plain copies (it runs once, at load): per row of a tile, its 4-byte groups to their slots. The
+// VNNI table's packing (gathers and permutes) writes the same bytes (qmatmul_packed_is_the_gemm).
+void pack_q4(DType t, const uint8_t* W, size_t row_bytes, int64_t N, int64_t K, uint8_t* out, int64_t tile0, int64_t tile1) {
+  const size_t tb = pack_tile_bytes(t, K);
+  for (int64_t tile = tile0; tile < tile1; ++tile) {
+    const int64_t n0 = tile * kPackRows;
+    const int nrows = int(std::min<int64_t>(kPackRows, N - n0));
+    uint8_t* o = out + size_t(tile) * tb;
+    std::memset(o, 0, tb);  // padding rows: zero nibbles and scales
+    for (int j = 0; j < nrows; ++j) {
+      const uint8_t* row = W + size_t(n0 + j) * row_bytes;
+      if (t == DType::Q4_0) {
+        for (int64_t b = 0; b < K / 32; ++b) {
+          const uint8_t* blk = row + b * sizeof(BlockQ4_0);
+          uint8_t* ob = o + size_t(b) * kPackQ4_0;
+          for (int g = 0; g < 4; ++g) std::memcpy(ob + 64 * g + 4 * j, blk + offsetof(BlockQ4_0, qs) + 4 * g, 4);
+          std::memcpy(ob + 256 + 2 * j, blk + offsetof(BlockQ4_0, d), 2);
+        }
+      } else {
+        for (int64_t sb = 0; sb < K / 256; ++sb) {
+          const uint8_t* blk = row + sb * sizeof(BlockQ4_K);
+          uint8_t* ob = o + size_t(sb) * kPackQ4_K;
+          for (int p = 0; p < 4; ++p)
+            for (int g = 0; g < 8; ++g) std::memcpy(ob + 512 * p + 64 * g + 4 * j, blk + offsetof(BlockQ4_K, qs) + 32 * p + 4 * g, 4);
+          std::memcpy(ob + 2048 + 2 * j, blk + offsetof(BlockQ4_K, d), 2);
+          std::memcpy(ob + 2080 + 2 * j, blk + offsetof(BlockQ4_K, dmin), 2);
+          for (int q = 0; q < 3; ++q) std::memcpy(ob + 2112 + 64 * q + 4 * j, blk + offsetof(BlockQ4_K, scales) + 4 * q, 4);
+        }
+      }
+    }
+  }
+}
+
+// AVX2 reads a tile as two halves of 8 rows: bytes [32h, 32h + 32) of each 64-byte group, the f16 scales from 16h,
+// the scale dwords from 32h. vpdpbusd becomes vpmaddubsw (nibble u8 x activation s8, pairs into i16, |pair| <= 2 x 15
+// x 127 = 3810) summed in i16 over the block's 8 groups (|sum| <= 30480 < 2^15: exact), then one vpmaddwd by 1 into
+// the 8 int32 lanes: the integer VNNI's dpbusd chain gives. The float steps are VNNI's ptile_rows, in its order
+// (scale, offset or min, accumulate, store), so the two tables' packed products are the same bits.
+//   acc[r] += cvt(dp) * (s * d_x)  -  m * (d_x * sum q_x),   s, m = d, 8d (Q4_0) or d*sc, dmin*m (Q4_K sub-block)
+constexpr int kHalf = 8;
+
+// Q4_K's sub-block factors for 8 rows (lane j = row j): VNNI's q4k_tile_scales on 8 lanes (the unpacking is
+// q4k_scale_min's, bytewise: sc_0..3 = a & 63, m_0..3 = b & 63, sc_4..7 = (c & 15) | (a >> 6) << 4, m_4..7 =
+// (c >> 4) | (b >> 6) << 4) -> sw[sub][j] = d*sc_sub, mw[sub][j] = dmin*m_sub.
+MOE_QAVX2 inline void q4k_half_scales(__m256 d, __m256 dmin, __m256i a, __m256i bw, __m256i c, float* sw, float* mw) {
+  const __m256i k3f = _mm256_set1_epi32(0x3f3f3f3f), k0f = _mm256_set1_epi32(0x0f0f0f0f), k30 = _mm256_set1_epi32(0x30303030);
+  const __m256i sc4[2] = {_mm256_and_si256(a, k3f),
+                          _mm256_or_si256(_mm256_and_si256(c, k0f), _mm256_and_si256(_mm256_srli_epi32(a, 2), k30))};
+  const __m256i mn4[2] = {_mm256_and_si256(bw, k3f),
+                          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(c, 4), k0f),
+                                          _mm256_and_si256(_mm256_srli_epi32(bw, 2), k30))};
+  const __m256i ff = _mm256_set1_epi32(0xff);
+  for (int sub = 0; sub < 8; ++sub) {
+    const __m128i shift = _mm_cvtsi32_si128(8 * (sub % 4));
+    const __m256 scf = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(sc4[sub / 4], shift), ff));
+    const __m256 mnf = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(mn4[sub / 4], shift), ff));
+    _mm256_store_ps(sw + sub * kHalf, _mm256_mul_ps(d, scf));
+    _mm256_store_ps(mw + sub * kHalf, _mm256_mul_ps(dmin, mnf));
+  }
+}
+
+// An empty asm that "changes" v: GCC otherwise reassociates the i16 sums of a block, computes every product first
+// and spills them (the R = 4 pass ran 30% slower so).
+MOE_QAVX2 inline void keep(__m256i& v) { __asm__("" : "+x"(v)); }
+MOE_QAVX2 inline __m256i bcast4(const int8_t* q) {  // 4 activation bytes to every dword lane
+  int32_t four;
+  std::memcpy(&four, q, 4);
+  return _mm256_set1_epi32(four);
+}
+MOE_QAVX2 inline __m256 load_f16x8(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+
+// y[r, 0:nvalid] (+)= the R x rows against half h of one packed tile (nvalid <= 8 of its rows).
+template <int R, bool kQ4K>
+MOE_QAVX2 void ptile_half(const uint8_t* P, int64_t nb, int h, const BlockQ8X* xq, float* y, int64_t ldy, int nvalid, bool accumulate) {
+  const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  alignas(32) float sw[8 * kHalf], mw[8 * kHalf];  // Q4_K: the current super-block's sub-block factors
+  // Per block: groups outer, x rows inner, so that one group's unpacked nibbles (two registers) serve all R rows
+  // and the R i16 sums and R accumulators stay in registers (with the 8 groups unpacked first, R = 4 spilled).
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i t[R];
+    for (int r = 0; r < R; ++r) t[r] = _mm256_setzero_si256();
+    __m256 s, m;
+    if constexpr (!kQ4K) {
+      const uint8_t* o = P + b * kPackQ4_0;
+      for (int g = 0; g < 4; ++g) {
+        const __m256i v = load32(o + 64 * g + 32 * h);
+        const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        for (int r = 0; r < R; ++r) {
+          const int8_t* q = xq[r * nb + b].q;
+          t[r] = _mm256_add_epi16(t[r], _mm256_maddubs_epi16(lo, bcast4(q + 4 * g)));
+          t[r] = _mm256_add_epi16(t[r], _mm256_maddubs_epi16(hi, bcast4(q + 16 + 4 * g)));
+          keep(t[r]);
+        }
+      }
+      s = load_f16x8(o + 256 + 16 * h);
+      m = _mm256_mul_ps(s, _mm256_set1_ps(8.0f));
+    } else {
+      const int sub = int(b % 8);
+      const uint8_t* o = P + (b / 8) * kPackQ4_K;
+      if (sub == 0)
+        q4k_half_scales(load_f16x8(o + 2048 + 16 * h), load_f16x8(o + 2080 + 16 * h), load32(o + 2112 + 32 * h),
+                        load32(o + 2176 + 32 * h), load32(o + 2240 + 32 * h), sw, mw);
+      const uint8_t* raw = o + 512 * (sub / 2) + 32 * h;
+      for (int g = 0; g < 8; ++g) {
+        const __m256i v = load32(raw + 64 * g);
+        const __m256i w = _mm256_and_si256(sub % 2 ? _mm256_srli_epi16(v, 4) : v, m4);
+        for (int r = 0; r < R; ++r) {
+          t[r] = _mm256_add_epi16(t[r], _mm256_maddubs_epi16(w, bcast4(xq[r * nb + b].q + 4 * g)));
+          keep(t[r]);
+        }
+      }
+      s = _mm256_load_ps(sw + sub * kHalf);
+      m = _mm256_load_ps(mw + sub * kHalf);
+    }
+    for (int r = 0; r < R; ++r) {
+      const BlockQ8X& X = xq[r * nb + b];
+      const __m256i p = _mm256_madd_epi16(t[r], ones);
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(s, _mm256_set1_ps(X.d)), acc[r]);
+      acc[r] = _mm256_fnmadd_ps(m, _mm256_set1_ps(X.d * float(X.s)), acc[r]);
+    }
+  }
+  const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(nvalid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  for (int r = 0; r < R; ++r) {
+    float* o = y + r * ldy;
+    __m256 v = acc[r];
+    if (nvalid == kHalf) {
+      if (accumulate) v = _mm256_add_ps(v, _mm256_loadu_ps(o));
+      _mm256_storeu_ps(o, v);
+    } else {
+      if (accumulate) v = _mm256_add_ps(v, _mm256_maskload_ps(o, live));
+      _mm256_maskstore_ps(o, live, v);
+    }
+  }
+}
+
+// Tiles [tile0, tile1) of a packed weight against all M rows of x: per tile and half, the rows of x 4 at a time
+// (4 accumulators beside the block's 8 unpacked groups), the rest in one pass.
+MOE_QAVX2 void gemm_packed_avx2(DType t, const uint8_t* P, int64_t N, int64_t K, const BlockQ8X* xq, int64_t M, float* y,
+                                int64_t ldy, bool accumulate, int64_t tile0, int64_t tile1) {
+  const int64_t nb = K / 32;
+  const size_t tb = pack_tile_bytes(t, K);
+  const bool q4k = t == DType::Q4_K;
+  for (int64_t tile = tile0; tile < tile1; ++tile) {
+    const int64_t n0 = tile * kPackRows;
+    const int nrows = int(std::min<int64_t>(kPackRows, N - n0));
+    const uint8_t* p = P + size_t(tile) * tb;
+    for (int h = 0; h * kHalf < nrows; ++h) {
+      const int nv = std::min(kHalf, nrows - h * kHalf);
+      auto pass = [&](auto R, int64_t m) {
+        constexpr int kR = decltype(R)::value;
+        float* yo = y + m * ldy + n0 + h * kHalf;
+        if (q4k) ptile_half<kR, true>(p, nb, h, xq + m * nb, yo, ldy, nv, accumulate);
+        else ptile_half<kR, false>(p, nb, h, xq + m * nb, yo, ldy, nv, accumulate);
+      };
+      int64_t m = 0;
+      for (; m + 4 <= M; m += 4) pass(std::integral_constant<int, 4>{}, m);
+      switch (M - m) {
+        case 3: pass(std::integral_constant<int, 3>{}, m); break;
+        case 2: pass(std::integral_constant<int, 2>{}, m); break;
+        case 1: pass(std::integral_constant<int, 1>{}, m); break;
+        default: break;
+      }
+    }
+  }
+}
+
+// Activation rows to int8 blocks of 32, VNNI's quantize_rows_avx512 on 8 lanes (the same bits: d = absmax / 127,
+// q = round-half-even(x / d) by vcvtps2dq, s = sum q; xu = q + 128).
+MOE_QAVX2 void quantize_rows_avx2(const float* x, int64_t ldx, int64_t M, int64_t K, BlockQ8X* xq, uint8_t* xu) {
+  const int64_t nb = K / 32;
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (int64_t m = 0; m < M; ++m) {
+    const float* xr = x + m * ldx;
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256 v[4], mx = _mm256_setzero_ps();
+      for (int i = 0; i < 4; ++i) {
+        v[i] = _mm256_loadu_ps(xr + b * 32 + 8 * i);
+        mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[i]));
+      }
+      __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+      m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+      m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+      const float amax = _mm_cvtss_f32(m4);
+      const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+      __m256i q[4];
+      for (int i = 0; i < 4; ++i) q[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], _mm256_set1_ps(id)));
+      // i32 -> i16 -> i8 with saturation; packs interleave 128-bit lanes, the permute puts them back in order
+      const __m256i w01 = _mm256_packs_epi32(q[0], q[1]), w23 = _mm256_packs_epi32(q[2], q[3]);
+      const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      BlockQ8X& X = xq[m * nb + b];
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(X.q), bytes);
+      X.d = d;
+      const __m256i s8 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+      __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
+      X.s = _mm_cvtsi128_si32(s4);
+      if (xu) _mm256_storeu_si256(reinterpret_cast<__m256i*>(xu + m * K + b * 32), _mm256_xor_si256(bytes, _mm256_set1_epi8(char(0x80))));
+    }
+  }
 }
 
 }  // namespace
@@ -97,7 +307,9 @@ MOE_QAVX2 float dot_f32_avx2(DType t, const uint8_t* w, const float* x, int64_t 
   return hsum8(acc) + corr;
 }
 
-const QKernels kQAvx2{"avx2", dot_q8_rows_avx2, dot_f32_avx2, 4, nullptr, 0, nullptr, nullptr, nullptr, nullptr, nullptr};
+// No per-call GEMM: without the packing, prefill takes the dequantised f32 tiles (qmatmul.cpp).
+const QKernels kQAvx2{"avx2", dot_q8_rows_avx2, dot_f32_avx2, 4, nullptr, kPackRows, nullptr, quantize_rows_avx2, pack_bytes_q4, pack_q4,
+                      gemm_packed_avx2};
 
 }  // namespace moe::cpu_qmatmul
 #endif  // MOE_QX86

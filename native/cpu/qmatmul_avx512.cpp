@@ -303,24 +303,14 @@ MOE_QVNNI void tile_all_rows(const int8_t* bytes, const float* sw, const int32_t
 // GEMM fell from 211 to 119 tok/s.
 int gemm_min_rows_vnni(DType t) { return t == DType::Q8_0 ? 3 : 2; }
 
-// ---- the load-time layout (qpack): the GEMM's tiles without a repack per call ----
+// ---- the load-time layout (qpack, qmatmul_kernels.h): the GEMM's tiles without a repack per call ----
 //
-// A Q4_0 / Q4_K weight packed once at load into 16-row tiles in the order this GEMM reads them, the nibbles still
-// packed and the scales as stored, so it is exactly the stored size (the mapping's pages of it can then be dropped):
-//   Q4_0, per tile and block b (288 B = 16 x 18): raw[g][j][4], g = 0..3 (64 B each: dword g of row j's 16 qs bytes;
-//         its low nibbles are group g of the block, its high nibbles group g + 4), then d[j] (f16, 32 B)
-//   Q4_K, per tile and super-block (2304 B = 16 x 144): for each sub-block pair p = 0..3, raw[p][g][j][4], g = 0..7
-//         (row j's qs[32p, 32p + 32): low nibbles sub-block 2p, high 2p + 1), then d[j], dmin[j] (f16) and the
-//         three scale dwords a[j], b[j], c[j]
 // The kernel unpacks a block's nibbles once per pass over the tile and forms the scales as repack_tile does, so a
 // product's bits are the per-call GEMM's. With no repack to pay, it takes decode too (M = 1): per block one
 // vpdpbusd per 4 bytes of 16 rows, where the row dots spend ~12 instructions per block and row (Zen 4, Q4_0:
 // those were compute-bound at 2 threads, 24-28 GB/s on expert-sized rows).
-constexpr size_t kPackQ4_0 = 288, kPackQ4_K = 2304;
-size_t pack_tile_bytes(DType t, int64_t K) {
-  return t == DType::Q4_0 ? size_t(K / 32) * kPackQ4_0 : t == DType::Q4_K ? size_t(K / 256) * kPackQ4_K : 0;
-}
-size_t pack_bytes_vnni(DType t, int64_t N, int64_t K) { return pack_tile_bytes(t, K) * size_t((N + kT - 1) / kT); }
+static_assert(kT == kPackRows);
+size_t pack_bytes_vnni(DType t, int64_t N, int64_t K) { return pack_bytes_q4(t, N, K); }
 
 MOE_QVNNI inline void store16(uint8_t* o, __m512i dwords) {  // the low halves of 16 dwords (f16 scales), 32 bytes
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm512_cvtepi32_epi16(dwords));

@@ -48,6 +48,25 @@ struct QKernels {
                       bool accumulate, int64_t tile0, int64_t tile1);
 };
 
+// The load-time layout (qpack) of Q4_0 / Q4_K, one for every table that reads it (AVX-512 VNNI, AVX2): 16-row
+// tiles in the order the packed GEMMs read them, the nibbles still packed and the scales as stored, so a weight
+// takes exactly its stored size (the mapping's pages of it can then be dropped):
+//   Q4_0, per tile and block b (288 B = 16 x 18): raw[g][j][4], g = 0..3 (64 B each: dword g of row j's 16 qs bytes;
+//         its low nibbles are group g of the block, its high nibbles group g + 4), then d[j] (f16, 32 B)
+//   Q4_K, per tile and super-block (2304 B = 16 x 144): for each sub-block pair p = 0..3, raw[p][g][j][4], g = 0..7
+//         (row j's qs[32p, 32p + 32): low nibbles sub-block 2p, high 2p + 1), then d[j], dmin[j] (f16) and the
+//         three scale dwords a[j], b[j], c[j]
+// Rows past N in the last tile are zero (nibbles and scales). A 64-byte group is one zmm of 16 rows (VNNI) or two
+// ymm of 8 (AVX2: rows 0..7, then 8..15).
+constexpr int kPackRows = 16;
+constexpr size_t kPackQ4_0 = 288, kPackQ4_K = 2304;
+inline size_t pack_tile_bytes(DType t, int64_t K) {
+  return t == DType::Q4_0 ? size_t(K / 32) * kPackQ4_0 : t == DType::Q4_K ? size_t(K / 256) * kPackQ4_K : 0;
+}
+inline size_t pack_bytes_q4(DType t, int64_t N, int64_t K) {
+  return pack_tile_bytes(t, K) * size_t((N + kPackRows - 1) / kPackRows);
+}
+
 #if MOE_QX86
 extern const QKernels kQAvx2;        // qmatmul_avx2.cpp
 extern const QKernels kQAvx512Vnni;  // qmatmul_avx512.cpp

@@ -168,15 +168,25 @@ TEST(qmatmul_embedding_row) {
   }
 }
 
-// The load-time layout (qpack, VNNI's Q4_0 / Q4_K): the stored size up to the last tile's padding rows; from it
-// the GEMM computes bit for bit what it computes repacking per call (M >= 2), decode (M = 1) agrees with the row
-// dots up to the float order of the per-block scaling, threads do not change the bits, a batch of packed products
-// is each product, and a product whose packing the table in use cannot read (another table, f32 activations)
-// reads the weight as stored.
+// The load-time layout (qpack: Q4_0 / Q4_K, one layout for the VNNI and the AVX2 tables): the stored size up to the
+// last tile's padding rows, the same bytes from every table that packs; from it each table's packed GEMM computes
+// the same bits (the AVX2 one emulates vpdpbusd exactly and keeps VNNI's float order), which are what VNNI computes
+// repacking per call (M >= 2) and agree with the row dots on the same int8 x up to the float order of the per-block
+// scaling (1e-5 relative: the row dots sum per block in another order; a wrong nibble, row or scale is off by
+// ~1e-1); threads do not change the bits, a batch of packed products is each product, and what cannot read the
+// packing (a table that packs nothing, f32 activations) reads the weight as stored.
 TEST(qmatmul_packed_is_the_gemm) {
+  const char* paths[4];
+  const int np = qmatmul_paths(paths, 4);
+  std::vector<std::string> packers;  // the tables that pack, best first
+  for (int p = 0; p < np; ++p) {
+    qmatmul_use_path(paths[p]);
+    if (qpack_bytes(DType::Q4_0, 16, 32) > 0) packers.push_back(paths[p]);
+    else CHECK(qpack_bytes(DType::Q4_K, 16, 256) == 0);
+    CHECK(qpack_bytes(DType::Q8_0, 16, 32) == 0);
+  }
   qmatmul_use_path(nullptr);
-  if (qpack_bytes(DType::Q4_0, 16, 32) == 0) return;  // this CPU's table packs nothing (no VNNI)
-  CHECK(qpack_bytes(DType::Q8_0, 16, 32) == 0);
+  if (packers.empty()) return;  // no x86 SIMD here
   ThreadPool pool(2);
   const int p8 = qmatmul_act_mode(1);
   struct C { DType t; int64_t N, K; };
@@ -188,53 +198,68 @@ TEST(qmatmul_packed_is_the_gemm) {
     const size_t pb = qpack_bytes(c.t, c.N, c.K);
     CHECK(pb == dtype_row_bytes(c.t, c.K) * size_t((c.N + 15) / 16 * 16));
     std::vector<uint8_t> P(pb);
-    qpack(&pool, c.t, q.data(), c.N, c.K, P.data());
-    for (int64_t M : {1, 2, 3, 7, 8, 9, 17}) {
-      const size_t n = size_t(M * c.N);
-      std::vector<float> packed(n), packed_st(n), stored(n), acc(n, 3.0f);
-      qmatmul(&pool, packed.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, false, P.data());
-      qmatmul(nullptr, packed_st.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, false, P.data());
-      qmatmul(nullptr, stored.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, false);
-      qmatmul(&pool, acc.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, true, P.data());
-      CHECK(std::memcmp(packed.data(), packed_st.data(), n * 4) == 0);
-      for (size_t i = 0; i < n; ++i) {
-        if (M >= 2) CHECK(packed[i] == stored[i]);  // the per-call GEMM's bits
-        else CHECK_NEAR(packed[i], stored[i], 1e-5 * (std::fabs(stored[i]) + 1));  // the row dots
-        CHECK_NEAR(acc[i] - 3.0f, packed[i], 1e-5 * (std::fabs(packed[i]) + 1));
+    std::vector<std::vector<float>> first;  // the first packing table's products, per M
+    for (const std::string& name : packers) {
+      CHECK(qmatmul_use_path(name.c_str()));
+      std::vector<uint8_t> mine(pb, 0xee);
+      qpack(&pool, c.t, q.data(), c.N, c.K, mine.data());
+      if (&name == &packers[0]) P = mine;
+      else CHECK(std::memcmp(mine.data(), P.data(), pb) == 0);
+      // x row by row through the row dots of this table: the same int8 activations, the stored weight
+      std::vector<float> dots(size_t(17 * c.N));
+      for (int64_t m = 0; m < 17; ++m)
+        qmatmul(nullptr, dots.data() + m * c.N, c.N, x.data() + m * c.K, c.K, q.data(), c.t, 1, c.N, c.K, false);
+      size_t k = 0;
+      for (int64_t M : {1, 2, 3, 7, 8, 9, 17}) {
+        const size_t n = size_t(M * c.N);
+        std::vector<float> packed(n), packed_st(n), stored(n), acc(n, 3.0f);
+        qmatmul(&pool, packed.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, false, P.data());
+        qmatmul(nullptr, packed_st.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, false, P.data());
+        qmatmul(nullptr, stored.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, false);
+        qmatmul(&pool, acc.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, true, P.data());
+        CHECK(std::memcmp(packed.data(), packed_st.data(), n * 4) == 0);
+        if (&name == &packers[0]) first.push_back(packed);
+        else CHECK(std::memcmp(packed.data(), first[k].data(), n * 4) == 0);
+        ++k;
+        for (size_t i = 0; i < n; ++i) {
+          if (M >= 2 && name == "avx512vnni") CHECK(packed[i] == stored[i]);  // the per-call GEMM's bits
+          CHECK_NEAR(packed[i], dots[i], 1e-5 * (std::fabs(dots[i]) + 1));
+          CHECK_NEAR(acc[i] - 3.0f, packed[i], 1e-5 * (std::fabs(packed[i]) + 1));
+        }
       }
-    }
-    // a batch: decode-sized and prefill-sized products, packed and not, one parallel job
-    std::vector<float> b1(size_t(c.N)), b3(size_t(3 * c.N)), s1(b1.size()), s3(b3.size()), bs(b3.size());
-    const MatmulJob jobs[] = {{b1.data(), c.N, x.data(), c.K, q.data(), c.t, 1, c.N, c.K, false, P.data()},
-                              {b3.data(), c.N, x.data(), c.K, q.data(), c.t, 3, c.N, c.K, false, P.data()},
-                              {bs.data(), c.N, x.data(), c.K, q.data(), c.t, 3, c.N, c.K, false, nullptr}};
-    qmatmul_batch(&pool, jobs, 3);
-    qmatmul(nullptr, s1.data(), c.N, x.data(), c.K, q.data(), c.t, 1, c.N, c.K, false, P.data());
-    qmatmul(nullptr, s3.data(), c.N, x.data(), c.K, q.data(), c.t, 3, c.N, c.K, false, P.data());
-    CHECK(std::memcmp(b1.data(), s1.data(), b1.size() * 4) == 0);
-    CHECK(std::memcmp(b3.data(), s3.data(), b3.size() * 4) == 0);
-    CHECK(std::memcmp(bs.data(), s3.data(), bs.size() * 4) == 0);
-    // what cannot read the packing reads the stored weight: another table, f32 activations
-    const char* paths[4];
-    const int np = qmatmul_paths(paths, 4);
-    for (int p = 1; p < np; ++p)
-      for (int act : {0, 1}) {
-        qmatmul_use_path(paths[p]);
-        qmatmul_act_mode(act);
-        std::vector<float> a(size_t(2 * c.N)), b(a.size());
-        qmatmul(nullptr, a.data(), c.N, x.data(), c.K, q.data(), c.t, 2, c.N, c.K, false, P.data());
-        qmatmul(nullptr, b.data(), c.N, x.data(), c.K, q.data(), c.t, 2, c.N, c.K, false);
+      // a batch: decode-sized and prefill-sized products, packed and not, one parallel job
+      std::vector<float> b1(size_t(c.N)), b3(size_t(3 * c.N)), s1(b1.size()), s3(b3.size()), bs(b3.size()), u3(b3.size());
+      const MatmulJob jobs[] = {{b1.data(), c.N, x.data(), c.K, q.data(), c.t, 1, c.N, c.K, false, P.data()},
+                                {b3.data(), c.N, x.data(), c.K, q.data(), c.t, 3, c.N, c.K, false, P.data()},
+                                {bs.data(), c.N, x.data(), c.K, q.data(), c.t, 3, c.N, c.K, false, nullptr}};
+      qmatmul_batch(&pool, jobs, 3);
+      qmatmul(nullptr, s1.data(), c.N, x.data(), c.K, q.data(), c.t, 1, c.N, c.K, false, P.data());
+      qmatmul(nullptr, s3.data(), c.N, x.data(), c.K, q.data(), c.t, 3, c.N, c.K, false, P.data());
+      qmatmul(nullptr, u3.data(), c.N, x.data(), c.K, q.data(), c.t, 3, c.N, c.K, false);
+      CHECK(std::memcmp(b1.data(), s1.data(), b1.size() * 4) == 0);
+      CHECK(std::memcmp(b3.data(), s3.data(), b3.size() * 4) == 0);
+      CHECK(std::memcmp(bs.data(), u3.data(), bs.size() * 4) == 0);
+      // f32 activations read the stored weight
+      qmatmul_act_mode(0);
+      for (int64_t M : {1, 2}) {
+        std::vector<float> a(size_t(M * c.N)), b(a.size());
+        qmatmul(nullptr, a.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, false, P.data());
+        qmatmul(nullptr, b.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, false);
         CHECK(std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
       }
-    qmatmul_use_path(nullptr);
-    qmatmul_act_mode(0);
-    {
-      std::vector<float> a(size_t(c.N)), b(a.size());
-      qmatmul(nullptr, a.data(), c.N, x.data(), c.K, q.data(), c.t, 1, c.N, c.K, false, P.data());
-      qmatmul(nullptr, b.data(), c.N, x.data(), c.K, q.data(), c.t, 1, c.N, c.K, false);
+      qmatmul_act_mode(1);
+    }
+    // a table that packs nothing reads the stored weight
+    CHECK(qmatmul_use_path("portable"));
+    for (int act : {0, 1}) {
+      qmatmul_act_mode(act);
+      std::vector<float> a(size_t(2 * c.N)), b(a.size());
+      qmatmul(nullptr, a.data(), c.N, x.data(), c.K, q.data(), c.t, 2, c.N, c.K, false, P.data());
+      qmatmul(nullptr, b.data(), c.N, x.data(), c.K, q.data(), c.t, 2, c.N, c.K, false);
       CHECK(std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
     }
     qmatmul_act_mode(1);
+    qmatmul_use_path(nullptr);
   }
   CHECK(qmatmul_use_path("portable"));
   CHECK(qpack_bytes(DType::Q4_0, 16, 32) == 0);
