@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <limits>
 #include <type_traits>
+#include <vector>
 #include "quant/quant.h"
 
 #define MOE_QAVX2 __attribute__((target("avx2,fma,f16c")))
@@ -115,6 +117,23 @@ MOE_QAVX2 inline __m256i bcast4(const int8_t* q) {  // 4 activation bytes to eve
 }
 MOE_QAVX2 inline __m256 load_f16x8(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 
+// y[r, 0:nvalid] (+)= acc[r] for the R x rows of one half tile (nvalid <= 8 outputs).
+template <int R>
+MOE_QAVX2 inline void store_half(const __m256* acc, float* y, int64_t ldy, int nvalid, bool accumulate) {
+  const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(nvalid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  for (int r = 0; r < R; ++r) {
+    float* o = y + r * ldy;
+    __m256 v = acc[r];
+    if (nvalid == kHalf) {
+      if (accumulate) v = _mm256_add_ps(v, _mm256_loadu_ps(o));
+      _mm256_storeu_ps(o, v);
+    } else {
+      if (accumulate) v = _mm256_add_ps(v, _mm256_maskload_ps(o, live));
+      _mm256_maskstore_ps(o, live, v);
+    }
+  }
+}
+
 // y[r, 0:nvalid] (+)= the R x rows against half h of one packed tile (nvalid <= 8 of its rows).
 template <int R, bool kQ4K>
 MOE_QAVX2 void ptile_half(const uint8_t* P, int64_t nb, int h, const BlockQ8X* xq, float* y, int64_t ldy, int nvalid, bool accumulate) {
@@ -167,17 +186,19 @@ MOE_QAVX2 void ptile_half(const uint8_t* P, int64_t nb, int h, const BlockQ8X* x
       acc[r] = _mm256_fnmadd_ps(m, _mm256_set1_ps(X.d * float(X.s)), acc[r]);
     }
   }
-  const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(nvalid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  for (int r = 0; r < R; ++r) {
-    float* o = y + r * ldy;
-    __m256 v = acc[r];
-    if (nvalid == kHalf) {
-      if (accumulate) v = _mm256_add_ps(v, _mm256_loadu_ps(o));
-      _mm256_storeu_ps(o, v);
-    } else {
-      if (accumulate) v = _mm256_add_ps(v, _mm256_maskload_ps(o, live));
-      _mm256_maskstore_ps(o, live, v);
-    }
+  store_half<R>(acc, y, ldy, nvalid, accumulate);
+}
+
+// M rows of x 4 at a time, the rest in one pass: pass(std::integral_constant<int, R>{}, m).
+template <class Pass>
+MOE_QAVX2 inline void row_passes4(int64_t M, Pass&& pass) {
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) pass(std::integral_constant<int, 4>{}, m);
+  switch (M - m) {
+    case 3: pass(std::integral_constant<int, 3>{}, m); break;
+    case 2: pass(std::integral_constant<int, 2>{}, m); break;
+    case 1: pass(std::integral_constant<int, 1>{}, m); break;
+    default: break;
   }
 }
 
@@ -194,23 +215,121 @@ MOE_QAVX2 void gemm_packed_avx2(DType t, const uint8_t* P, int64_t N, int64_t K,
     const uint8_t* p = P + size_t(tile) * tb;
     for (int h = 0; h * kHalf < nrows; ++h) {
       const int nv = std::min(kHalf, nrows - h * kHalf);
-      auto pass = [&](auto R, int64_t m) {
+      row_passes4(M, [&](auto R, int64_t m) {
         constexpr int kR = decltype(R)::value;
         float* yo = y + m * ldy + n0 + h * kHalf;
         if (q4k) ptile_half<kR, true>(p, nb, h, xq + m * nb, yo, ldy, nv, accumulate);
         else ptile_half<kR, false>(p, nb, h, xq + m * nb, yo, ldy, nv, accumulate);
-      };
-      int64_t m = 0;
-      for (; m + 4 <= M; m += 4) pass(std::integral_constant<int, 4>{}, m);
-      switch (M - m) {
-        case 3: pass(std::integral_constant<int, 3>{}, m); break;
-        case 2: pass(std::integral_constant<int, 2>{}, m); break;
-        case 1: pass(std::integral_constant<int, 1>{}, m); break;
-        default: break;
-      }
+      });
     }
   }
 }
+
+// ---- Q8_0 prefill: a GEMM over 16-row tiles repacked per call ----
+//
+// Q8_0 is not packed at load (its row dots decode ahead of llama.cpp's; native/README.md), so prefill repacks each
+// 16-row tile once per call (per thread, into buffers that only grow) into the packed form's order: per block 8
+// groups of 64 bytes, group g lane j = dword g of row j's 32 weights (rows 0..7, then 8..15: an 8 x 8 dword
+// transpose per half), and the rows' scales as floats. Signed x signed: vpmaddubsw takes |w| as the unsigned
+// operand and w's sign moves onto x (vpsignb: |w| * sign(w) x = w x; no byte is -128), as in the row dots; a pair
+// of products reaches 2 x 127 x 127 = 32258, so each group goes on to int32 (vpmaddwd) at once.
+//   y[m, n] = sum_b  d_w[n, b] * d_x[m, b] * sum_g dp
+constexpr size_t kQ8TileBlock = 8 * 64;  // bytes of one block of a repacked tile
+
+// r[j] = the 8 dwords of row j  ->  r[g] lane j = dword g of row j
+MOE_QAVX2 inline void transpose8x8(__m256i r[8]) {
+  __m256i t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);      // rows 2i, 2i+1: dwords 0, 1 | 4, 5
+    t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);  // dwords 2, 3 | 6, 7
+  }
+  for (int i = 0; i < 2; ++i) {  // rows 4i .. 4i+3
+    u[4 * i] = _mm256_unpacklo_epi64(t[4 * i], t[4 * i + 2]);          // dword 0 | 4
+    u[4 * i + 1] = _mm256_unpackhi_epi64(t[4 * i], t[4 * i + 2]);      // 1 | 5
+    u[4 * i + 2] = _mm256_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);  // 2 | 6
+    u[4 * i + 3] = _mm256_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);  // 3 | 7
+  }
+  for (int g = 0; g < 4; ++g) {
+    r[g] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x20);
+    r[g + 4] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x31);
+  }
+}
+
+MOE_QAVX2 void repack_q8_tile(const uint8_t* W, size_t row_bytes, int64_t n0, int nrows, int64_t nb, int8_t* bytes, float* sw) {
+  const uint8_t* tile = W + size_t(n0) * row_bytes;
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int h = 0; h < 2; ++h) {
+      __m256i r[8];
+      for (int j = 0; j < 8; ++j) {
+        const int row = 8 * h + j;
+        r[j] = row < nrows ? load32(tile + size_t(row) * row_bytes + b * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, qs))
+                           : _mm256_setzero_si256();
+      }
+      transpose8x8(r);
+      for (int g = 0; g < 8; ++g) _mm256_storeu_si256(reinterpret_cast<__m256i*>(bytes + b * kQ8TileBlock + 64 * g + 32 * h), r[g]);
+    }
+    for (int j = 0; j < kPackRows; ++j) {
+      uint16_t d = 0;
+      if (j < nrows) std::memcpy(&d, tile + size_t(j) * row_bytes + b * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, d), 2);
+      sw[b * kPackRows + j] = h2f(d);
+    }
+  }
+}
+
+template <int R>
+MOE_QAVX2 void q8tile_half(const int8_t* bytes, const float* sw, int64_t nb, int h, const BlockQ8X* xq, float* y, int64_t ldy,
+                           int nvalid, bool accumulate) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i t[R];
+    for (int r = 0; r < R; ++r) t[r] = _mm256_setzero_si256();
+    for (int g = 0; g < 8; ++g) {
+      const __m256i w = load32(bytes + b * kQ8TileBlock + 64 * g + 32 * h), aw = _mm256_abs_epi8(w);
+      for (int r = 0; r < R; ++r) {
+        const __m256i sx = _mm256_sign_epi8(bcast4(xq[r * nb + b].q + 4 * g), w);
+        t[r] = _mm256_add_epi32(t[r], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones));
+        keep(t[r]);
+      }
+    }
+    const __m256 s = _mm256_loadu_ps(sw + b * kPackRows + 8 * h);
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t[r]), _mm256_mul_ps(s, _mm256_set1_ps(xq[r * nb + b].d)), acc[r]);
+  }
+  store_half<R>(acc, y, ldy, nvalid, accumulate);
+}
+
+thread_local std::vector<int8_t> t_q8bytes;
+thread_local std::vector<float> t_q8sw;
+
+// Tiles [tile0, tile1) of 16 rows of a Q8_0 weight (the only type this table's per-call GEMM takes; gemm_min_rows_avx2),
+// each repacked once and multiplied with all M rows of x (the signed blocks; xu is not read).
+MOE_QAVX2 void gemm_tiles_avx2(DType, const uint8_t* W, size_t row_bytes, int64_t N, int64_t K, const uint8_t*, const BlockQ8X* xq,
+                               int64_t M, float* y, int64_t ldy, bool accumulate, int64_t tile0, int64_t tile1) {
+  const int64_t nb = K / 32;
+  std::vector<int8_t>& tb = t_q8bytes;  // thread_local: looked up once, not per tile
+  std::vector<float>& tsw = t_q8sw;
+  if (tb.size() < size_t(nb) * kQ8TileBlock) tb.resize(size_t(nb) * kQ8TileBlock);
+  if (tsw.size() < size_t(nb * kPackRows)) tsw.resize(size_t(nb * kPackRows));
+  for (int64_t tile = tile0; tile < tile1; ++tile) {
+    const int64_t n0 = tile * kPackRows;
+    const int nrows = int(std::min<int64_t>(kPackRows, N - n0));
+    repack_q8_tile(W, row_bytes, n0, nrows, nb, tb.data(), tsw.data());
+    for (int h = 0; h * kHalf < nrows; ++h) {
+      const int nv = std::min(kHalf, nrows - h * kHalf);
+      row_passes4(M, [&](auto R, int64_t m) {
+        q8tile_half<decltype(R)::value>(tb.data(), tsw.data(), nb, h, xq + m * nb, y + m * ldy + n0 + h * kHalf, ldy, nv, accumulate);
+      });
+    }
+  }
+}
+
+// From how many rows of x the per-call GEMM beats the row dots: Q8_0 only (the Q4 types take the packed GEMM when
+// packed, else the f32 tiles or the row dots). Zen 4 under MOE_SIMD=avx2, 1 thread, M x 512 x 1024, ms, rows ->
+// GEMM: M=2 0.033 -> 0.030, M=3 0.046 -> 0.037, M=4 0.059 -> 0.045; M=16 (f32 tiles ->) 0.294 -> 0.147
+// (`run_bench_matmul.sh 0.3 M 512 1024 q8_0 1`).
+int gemm_min_rows_avx2(DType t) { return t == DType::Q8_0 ? 2 : std::numeric_limits<int>::max(); }
 
 // Activation rows to int8 blocks of 32, VNNI's quantize_rows_avx512 on 8 lanes (the same bits: d = absmax / 127,
 // q = round-half-even(x / d) by vcvtps2dq, s = sum q; xu = q + 128).
@@ -307,9 +426,8 @@ MOE_QAVX2 float dot_f32_avx2(DType t, const uint8_t* w, const float* x, int64_t 
   return hsum8(acc) + corr;
 }
 
-// No per-call GEMM: without the packing, prefill takes the dequantised f32 tiles (qmatmul.cpp).
-const QKernels kQAvx2{"avx2", dot_q8_rows_avx2, dot_f32_avx2, 4, nullptr, kPackRows, nullptr, quantize_rows_avx2, pack_bytes_q4, pack_q4,
-                      gemm_packed_avx2};
+const QKernels kQAvx2{"avx2", dot_q8_rows_avx2, dot_f32_avx2, 4, gemm_tiles_avx2, kPackRows, gemm_min_rows_avx2, quantize_rows_avx2,
+                      pack_bytes_q4, pack_q4, gemm_packed_avx2};
 
 }  // namespace moe::cpu_qmatmul
 #endif  // MOE_QX86

@@ -120,31 +120,35 @@ TEST(qmatmul_q8_portable_equals_simd) {
   }
 }
 
-// VNNI's prefill GEMM (repacked 16-row tiles, M >= 2 or 3) computes what its row dots compute on the same int8
-// activations: integer block dots, scaled per block; only the float summation order differs. N = 37 leaves a
-// partial tile; M = 8 + 8 + the remainder in one pass, for every remainder.
-TEST(qmatmul_vnni_gemm_equals_row_dots) {
-  if (!qmatmul_use_path("avx512vnni")) return;  // this CPU has no VNNI
-  const int64_t N = 37, K = 512;
-  const auto w = moe_test::randn(size_t(N * K), 5, 0.05f);
-  const auto x = moe_test::randn(size_t(24 * K), 6, 1.0f);
-  const int p8 = qmatmul_act_mode(1);
-  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
-    std::vector<uint8_t> q(qbytes(t, N * K));
-    quantize_tensor(t, w.data(), q.data(), N * K);
-    for (int64_t M = 16; M <= 24; ++M) {
-      std::vector<float> gemm(size_t(M * N)), rows(size_t(M * N)), acc(size_t(M * N), 3.0f);
-      matmul_st(gemm.data(), N, x.data(), K, q.data(), t, M, N, K);
-      for (int64_t m = 0; m < M; ++m) matmul_st(rows.data() + m * N, N, x.data() + m * K, K, q.data(), t, 1, N, K);
-      matmul_st(acc.data(), N, x.data(), K, q.data(), t, M, N, K, true);
-      for (size_t i = 0; i < gemm.size(); ++i) {
-        CHECK_NEAR(gemm[i], rows[i], 1e-5 * (std::fabs(rows[i]) + 1));
-        CHECK_NEAR(acc[i] - 3.0f, gemm[i], 1e-5 * (std::fabs(gemm[i]) + 1));
+// The per-call prefill GEMMs (repacked 16-row tiles; VNNI: every type from M = 2 or 3, AVX2: Q8_0 from M = 3)
+// compute what the table's row dots compute on the same int8 activations: integer block dots, scaled per block;
+// only the float summation order differs (1e-5 relative; a wrong byte, row or scale is off by ~1e-2 or more).
+// N = 37 leaves a partial tile (and a partial half of 8 rows); M = 16..24 covers every remainder of the row passes.
+TEST(qmatmul_gemm_equals_row_dots) {
+  struct Table { const char* name; std::vector<DType> types; };
+  for (const Table& tab : {Table{"avx512vnni", {DType::Q8_0, DType::Q4_0, DType::Q4_K}}, Table{"avx2", {DType::Q8_0}}}) {
+    if (!qmatmul_use_path(tab.name)) continue;  // this CPU has no such table
+    const int64_t N = 37, K = 512;
+    const auto w = moe_test::randn(size_t(N * K), 5, 0.05f);
+    const auto x = moe_test::randn(size_t(24 * K), 6, 1.0f);
+    const int p8 = qmatmul_act_mode(1);
+    for (DType t : tab.types) {
+      std::vector<uint8_t> q(qbytes(t, N * K));
+      quantize_tensor(t, w.data(), q.data(), N * K);
+      for (int64_t M = 16; M <= 24; ++M) {
+        std::vector<float> gemm(size_t(M * N)), rows(size_t(M * N)), acc(size_t(M * N), 3.0f);
+        matmul_st(gemm.data(), N, x.data(), K, q.data(), t, M, N, K);
+        for (int64_t m = 0; m < M; ++m) matmul_st(rows.data() + m * N, N, x.data() + m * K, K, q.data(), t, 1, N, K);
+        matmul_st(acc.data(), N, x.data(), K, q.data(), t, M, N, K, true);
+        for (size_t i = 0; i < gemm.size(); ++i) {
+          CHECK_NEAR(gemm[i], rows[i], 1e-5 * (std::fabs(rows[i]) + 1));
+          CHECK_NEAR(acc[i] - 3.0f, gemm[i], 1e-5 * (std::fabs(gemm[i]) + 1));
+        }
       }
     }
+    qmatmul_act_mode(p8);
+    qmatmul_use_path(nullptr);
   }
-  qmatmul_act_mode(p8);
-  qmatmul_use_path(nullptr);
 }
 
 TEST(qmatmul_rejects_bad_rows) {
@@ -195,6 +199,7 @@ TEST(qmatmul_packed_is_the_gemm) {
     const auto x = moe_test::randn(size_t(17 * c.K), uint32_t(8 + c.K), 1.0f);
     std::vector<uint8_t> q(qbytes(c.t, c.N * c.K));
     quantize_tensor(c.t, w.data(), q.data(), c.N * c.K);
+    CHECK(qmatmul_use_path(packers[0].c_str()));  // (MOE_SIMD may have chosen a table that packs nothing)
     const size_t pb = qpack_bytes(c.t, c.N, c.K);
     CHECK(pb == dtype_row_bytes(c.t, c.K) * size_t((c.N + 15) / 16 * 16));
     std::vector<uint8_t> P(pb);
