@@ -132,15 +132,24 @@ MOE_AVX512 inline void micro_avx512(float* y, int64_t ldy, const float* x, int64
 
 constexpr int64_t KB_AVX512 = 512;  // 4 rows * 512 * 4 B = 8 KiB tile (L1 is 48 KiB)
 
+constexpr int64_t MC_AVX512 = 128;  // rows of x per chunk (a multiple of the micro-kernel's 4)
+
 template <DType DT>
 MOE_AVX512 void matmul_rows_avx512_t(float* y, int64_t ldy, const float* x, int64_t ldx, const void* Wv,
                                      int64_t M, int64_t n0, int64_t n1, int64_t K, bool acc) {
   using T = typename WLoad<DT>::T;
   const T* W = static_cast<const T*>(Wv);
   alignas(64) float tile[4 * KB_AVX512];
+  // Rows of x in chunks of MC_AVX512 (as the AVX2 kernel: a k block of the chunk, 128 x 512 floats = 256 KiB, stays
+  // in L2 while the weight tiles pass over it; M x 1024 x 1024 bf16 on Zen 4, 1 thread: M = 512 85.4 -> 95-96
+  // GFLOP/s, M = 128 97-99 either way; chunks of 96: 94-95 and 94); the bits are unchanged.
+  for (int64_t mc = 0; mc < M; mc += MC_AVX512) {
+  const int64_t M1 = M - mc < MC_AVX512 ? M - mc : MC_AVX512;
+  float* const yc = y + mc * ldy;
+  const float* const xc = x + mc * ldx;
   for (int64_t n = n0; n < n1; n += 4) {
     const int nr = int(n1 - n < 4 ? n1 - n : 4);
-    if (!acc) for (int64_t m = 0; m < M; ++m) for (int r = 0; r < nr; ++r) y[m * ldy + n + r] = 0.f;
+    if (!acc) for (int64_t m = 0; m < M1; ++m) for (int r = 0; r < nr; ++r) yc[m * ldy + n + r] = 0.f;
     for (int64_t k0 = 0; k0 < K; k0 += KB_AVX512) {
       const int64_t kb = K - k0 < KB_AVX512 ? K - k0 : KB_AVX512;
       const int64_t kbp = (kb + 15) & ~int64_t(15);
@@ -160,14 +169,15 @@ MOE_AVX512 void matmul_rows_avx512_t(float* y, int64_t ldy, const float* x, int6
         }
       }
       int64_t m = 0;
-      for (; m + 4 <= M; m += 4) micro_avx512<4>(y + m * ldy + n, ldy, x + m * ldx + k0, ldx, tile, kbp, kb, nr);
-      switch (M - m) {
-        case 3: micro_avx512<3>(y + m * ldy + n, ldy, x + m * ldx + k0, ldx, tile, kbp, kb, nr); break;
-        case 2: micro_avx512<2>(y + m * ldy + n, ldy, x + m * ldx + k0, ldx, tile, kbp, kb, nr); break;
-        case 1: micro_avx512<1>(y + m * ldy + n, ldy, x + m * ldx + k0, ldx, tile, kbp, kb, nr); break;
+      for (; m + 4 <= M1; m += 4) micro_avx512<4>(yc + m * ldy + n, ldy, xc + m * ldx + k0, ldx, tile, kbp, kb, nr);
+      switch (M1 - m) {
+        case 3: micro_avx512<3>(yc + m * ldy + n, ldy, xc + m * ldx + k0, ldx, tile, kbp, kb, nr); break;
+        case 2: micro_avx512<2>(yc + m * ldy + n, ldy, xc + m * ldx + k0, ldx, tile, kbp, kb, nr); break;
+        case 1: micro_avx512<1>(yc + m * ldy + n, ldy, xc + m * ldx + k0, ldx, tile, kbp, kb, nr); break;
         default: break;
       }
     }
+  }
   }
 }
 }  // namespace

@@ -127,7 +127,7 @@ TEST(cpu_matmul_strides_and_accumulate) {
           bad += check_case(pool, which, dt, 70, 5, 300, 13, 1, acc, rng);
           bad += check_case(pool, which, dt, 20, 70, 100, 3, 5, acc, rng);   // parallel over N (AMX: shared packed x)
           bad += check_case(pool, which, dt, 33, 48, 64, 0, 2, acc, rng);    // AMX: K % 32 == 0, 2x16-row + 16-row blocks
-          bad += check_case(pool, which, dt, 200, 9, 70, 3, 2, acc, rng);    // AVX2: x in chunks of 96 rows, then 8
+          bad += check_case(pool, which, dt, 200, 9, 70, 3, 2, acc, rng);    // x in chunks of rows (AVX2 96, AVX-512 128) and a rest
         }
     CHECK(bad == 0);
   });
