@@ -213,6 +213,17 @@ void row_to_f32(float* out, const void* W, DType w_dtype, int64_t row, int64_t K
   K_().row_convert(out, W, w_dtype, row, K, 0, K);
 }
 
+bool matmul_dw_narrow(ThreadPool& pool, float* dW, int64_t ldw, const float* dy, int64_t lddy, const float* u, int64_t ldu,
+                      int64_t M, int64_t N, int64_t R, bool accumulate) {
+  const Kernels& k = K_();
+  if (!k.outer_rows || !k.outer_rows(dW, ldw, dy, lddy, u, ldu, M, 0, 0, R, accumulate)) return false;  // (an empty range: is R a width it has)
+  auto rows = [&](int64_t n0, int64_t n1, int) { k.outer_rows(dW, ldw, dy, lddy, u, ldu, M, n0, n1, R, accumulate); };
+  // LoRA's dB at M = 64 is ~2 MFLOP: below ~128 K multiply-adds one thread beats a hand-off
+  if (M * N * R < 2 * 65536 || pool.size() <= 1) rows(0, N, 0);
+  else pool.run(N, std::max<int64_t>(24, 65536 / std::max<int64_t>(1, M * R)), [&](int64_t a, int64_t b, int t) { rows(a, b, t); });
+  return true;
+}
+
 float vec_dot_f32(const float* a, const float* b, int64_t n) { return K_().dot(a, b, n); }
 void vec_axpy_f32(float* y, float a, const float* x, int64_t n) { K_().axpy(y, a, x, n); }
 void vec_dot_rows_f32(float* out, const float* q, const float* K, int64_t ldk, int64_t n, int64_t d, float scale) {

@@ -38,6 +38,12 @@ void row_to_f32(float* out, const void* W, DType w_dtype, int64_t row, int64_t K
 // f32 vector primitives used by attention and norms, dispatched like matmul.
 float vec_dot_f32(const float* a, const float* b, int64_t n);
 void vec_axpy_f32(float* y, float a, const float* x, int64_t n);   // y += a * x
+// dW[N, R] (+)= dyᵀ · u for dy [M, N], u [M, R] (rows lddy / ldu floats apart): a weight gradient whose input side
+// is narrow (LoRA's dB, R = its rank), each output row held in registers over all M. Returns false (nothing done)
+// where the SIMD table has no kernel for this R (AVX-512: 16, 32, 64, 128; AVX2: 8, 16, 32); then transpose and
+// use matmul_dx. Parallel over N; the bits do not depend on the thread count.
+bool matmul_dw_narrow(ThreadPool& pool, float* dW, int64_t ldw, const float* dy, int64_t lddy, const float* u, int64_t ldu,
+                      int64_t M, int64_t N, int64_t R, bool accumulate);
 // Attention inner loops, one call per query row (head_dim is small: per-key calls would be mostly overhead):
 //   out[j] = scale * dot(q[0:d], K[j*ldk : j*ldk+d])   for j in [0, n)
 void vec_dot_rows_f32(float* out, const float* q, const float* K, int64_t ldk, int64_t n, int64_t d, float scale);

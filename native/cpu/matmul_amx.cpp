@@ -234,7 +234,7 @@ MOE_AMX void matmul_rows_amx(float* y, int64_t ldy, const float* x, int64_t ldx,
 }  // namespace
 
 const Kernels kAmx = {"amx-bf16+avx512f", matvec_rows_avx512, matmul_rows_amx, dot_avx2, axpy_avx2, row_convert_avx2,
-                      amx_prepack, matmul_rows_amx_packed, dot_rows_avx512, axpy_rows_avx512};
+                      amx_prepack, matmul_rows_amx_packed, dot_rows_avx512, axpy_rows_avx512, outer_rows_avx512};
 
 }  // namespace moe::cpu_matmul
 #endif  // MOE_HAVE_X86_DISPATCH

@@ -251,8 +251,88 @@ MOE_AVX2 void axpy_rows_avx2(float* o, const float* w, const float* V, int64_t l
 }
 }  // namespace
 
+namespace {
+// dW[n, 0:R] (+)= Σ_m dy[m, n] · u[m, 0:R]: as the AVX-512 kernel (matmul_avx512.cpp), NB rows of NV ymm in registers.
+template <int NV, int NB>
+MOE_AVX2 void outer_block_avx2(float* dW, int64_t ldw, const float* dy, int64_t lddy, const float* u, int64_t ldu, int64_t M,
+                                   int64_t n0, bool acc) {
+  __m256 a[NB][NV];
+  for (int i = 0; i < NB; ++i) for (int v = 0; v < NV; ++v) a[i][v] = _mm256_setzero_ps();
+  for (int64_t m = 0; m < M; ++m) {
+    __m256 uv[NV];
+    for (int v = 0; v < NV; ++v) uv[v] = _mm256_loadu_ps(u + m * ldu + 8 * v);
+    const float* d = dy + m * lddy + n0;
+    for (int i = 0; i < NB; ++i) {
+      const __m256 b = _mm256_broadcast_ss(d + i);
+      for (int v = 0; v < NV; ++v) a[i][v] = _mm256_fmadd_ps(b, uv[v], a[i][v]);
+    }
+  }
+  for (int i = 0; i < NB; ++i)
+    for (int v = 0; v < NV; ++v) {
+      float* o = dW + (n0 + i) * ldw + 8 * v;
+      _mm256_storeu_ps(o, acc ? _mm256_add_ps(_mm256_loadu_ps(o), a[i][v]) : a[i][v]);
+    }
+}
+// n as the lanes (the AVX-512 file says why): 4 values of r at a time against V (1 or 2) vectors of 8 n's. The sums
+// are named variables: as an array (a[4][V]) GCC also stored every one to the stack at each step of m (store-bound,
+// ~40% of the FMA peak).
+// out[n0 + k][r0 .. r0+4] (+)= the 4 x 8 block (c0..c3: r = r0..r0+3, lanes: n = n0..n0+7), by a 4 x 8 transpose
+MOE_AVX2 inline void store_cols4(float* dW, int64_t ldw, int64_t n0, int64_t r0, __m256 c0, __m256 c1, __m256 c2, __m256 c3, bool acc) {
+  const __m256 t0 = _mm256_unpacklo_ps(c0, c1), t1 = _mm256_unpackhi_ps(c0, c1);
+  const __m256 t2 = _mm256_unpacklo_ps(c2, c3), t3 = _mm256_unpackhi_ps(c2, c3);
+  const __m256 q[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xEE), _mm256_shuffle_ps(t1, t3, 0x44),
+                       _mm256_shuffle_ps(t1, t3, 0xEE)};  // lanes 0..3: n = k, lanes 4..7: n = k + 4
+  for (int k = 0; k < 8; ++k) {
+    const __m128 x = k < 4 ? _mm256_castps256_ps128(q[k]) : _mm256_extractf128_ps(q[k - 4], 1);
+    float* o = dW + (n0 + k) * ldw + r0;
+    _mm_storeu_ps(o, acc ? _mm_add_ps(_mm_loadu_ps(o), x) : x);
+  }
+}
+template <int V>
+MOE_AVX2 void outer_cols_avx2(float* dW, int64_t ldw, const float* dy, int64_t lddy, const float* u, int64_t ldu, int64_t M,
+                              int64_t n0, int64_t r0, bool acc) {
+  static_assert(V == 1 || V == 2);
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  for (int64_t m = 0; m < M; ++m) {
+    const float* dm = dy + m * lddy + n0;
+    const float* um = u + m * ldu + r0;
+    const __m256 d0 = _mm256_loadu_ps(dm);
+    const __m256 u0 = _mm256_broadcast_ss(um), u1 = _mm256_broadcast_ss(um + 1);
+    const __m256 u2 = _mm256_broadcast_ss(um + 2), u3 = _mm256_broadcast_ss(um + 3);
+    a0 = _mm256_fmadd_ps(u0, d0, a0); a1 = _mm256_fmadd_ps(u1, d0, a1);
+    a2 = _mm256_fmadd_ps(u2, d0, a2); a3 = _mm256_fmadd_ps(u3, d0, a3);
+    if constexpr (V == 2) {
+      const __m256 d1 = _mm256_loadu_ps(dm + 8);
+      b0 = _mm256_fmadd_ps(u0, d1, b0); b1 = _mm256_fmadd_ps(u1, d1, b1);
+      b2 = _mm256_fmadd_ps(u2, d1, b2); b3 = _mm256_fmadd_ps(u3, d1, b3);
+    }
+  }
+  store_cols4(dW, ldw, n0, r0, a0, a1, a2, a3, acc);
+  if constexpr (V == 2) store_cols4(dW, ldw, n0 + 8, r0, b0, b1, b2, b3, acc);
+}
+template <int NV>
+MOE_AVX2 void outer_rows_avx2_t(float* dW, int64_t ldw, const float* dy, int64_t lddy, const float* u, int64_t ldu, int64_t M,
+                                int64_t n0, int64_t n1, bool acc) {
+  int64_t n = n0;
+  for (; n + 16 <= n1; n += 16)  // (V = 3 needs all 16 registers; GCC then kept every sum on the stack)
+    for (int64_t r0 = 0; r0 < 8 * NV; r0 += 4) outer_cols_avx2<2>(dW, ldw, dy, lddy, u, ldu, M, n, r0, acc);
+  for (; n + 8 <= n1; n += 8)
+    for (int64_t r0 = 0; r0 < 8 * NV; r0 += 4) outer_cols_avx2<1>(dW, ldw, dy, lddy, u, ldu, M, n, r0, acc);
+  for (; n < n1; ++n) outer_block_avx2<NV, 1>(dW, ldw, dy, lddy, u, ldu, M, n, acc);  // (fewer than 8 left)
+}
+MOE_AVX2 bool outer_rows_avx2(float* dW, int64_t ldw, const float* dy, int64_t lddy, const float* u, int64_t ldu, int64_t M,
+                              int64_t n0, int64_t n1, int64_t R, bool acc) {
+  switch (R) {
+    case 8: outer_rows_avx2_t<1>(dW, ldw, dy, lddy, u, ldu, M, n0, n1, acc); return true;
+    case 16: outer_rows_avx2_t<2>(dW, ldw, dy, lddy, u, ldu, M, n0, n1, acc); return true;
+    case 32: outer_rows_avx2_t<4>(dW, ldw, dy, lddy, u, ldu, M, n0, n1, acc); return true;
+    default: return false;
+  }
+}
+}  // namespace
+
 const Kernels kAvx2 = {"avx2+fma+f16c", matvec_rows_avx2, matmul_rows_avx2, dot_avx2, axpy_avx2, row_convert_avx2,
-                       nullptr, nullptr, dot_rows_avx2, axpy_rows_avx2};
+                       nullptr, nullptr, dot_rows_avx2, axpy_rows_avx2, outer_rows_avx2};
 
 }  // namespace moe::cpu_matmul
 #endif  // MOE_HAVE_X86_DISPATCH

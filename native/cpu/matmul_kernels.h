@@ -45,6 +45,10 @@ struct Kernels {
   // Attention: scores of one query against n keys, and the weighted sum of n value rows.
   void (*dot_rows)(float* out, const float* q, const float* K, int64_t ldk, int64_t n, int64_t d, float scale) = nullptr;
   void (*axpy_rows)(float* o, const float* w, const float* V, int64_t ldv, int64_t n, int64_t d) = nullptr;
+  // Optional: dW[n, 0:R] (+)= Σ_m dy[m, n] · u[m, 0:R] for n in [n0, n1) (a weight gradient whose input side is
+  // narrow: LoRA's dB, R = rank), or false when R is not a width it has (then the caller transposes).
+  bool (*outer_rows)(float* dW, int64_t ldw, const float* dy, int64_t lddy, const float* u, int64_t ldu, int64_t M,
+                     int64_t n0, int64_t n1, int64_t R, bool acc) = nullptr;
 };
 
 // One table per SIMD level, each defined in its matmul_<isa>.cpp.
@@ -113,6 +117,8 @@ MOE_AVX2 void dot_rows_avx2(float* out, const float* q, const float* K, int64_t 
 MOE_AVX512 void matvec_rows_avx512(float* y, const float* x, const void* W, DType dt, int64_t n0, int64_t n1, int64_t K, bool acc);
 MOE_AVX512 void matmul_rows_avx512(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType dt,
                                    int64_t M, int64_t n0, int64_t n1, int64_t K, bool acc);
+MOE_AVX512 bool outer_rows_avx512(float* dW, int64_t ldw, const float* dy, int64_t lddy, const float* u, int64_t ldu, int64_t M,
+                                  int64_t n0, int64_t n1, int64_t R, bool acc);
 MOE_AVX512 void dot_rows_avx512(float* out, const float* q, const float* K, int64_t ldk, int64_t n, int64_t d, float scale);
 MOE_AVX512 void axpy_rows_avx512(float* o, const float* w, const float* V, int64_t ldv, int64_t n, int64_t d);
 #endif  // MOE_HAVE_X86_DISPATCH

@@ -266,3 +266,44 @@ TEST(cpu_vec_dot_rows_axpy_rows) {
     CHECK(bad == 0);
   });
 }
+
+// The narrow weight gradient (LoRA's dB = dYᵀ·u, R = rank): every width a table has, odd N (a partial block of output
+// rows), M = 1 / 64 / 200, strided rows, accumulate, against a double-precision sum (f32 sums of M ≤ 200 terms: 1e-5
+// of the sum of |terms|); 1, 2 and 3 threads give the same bits; a width no table has returns false and writes nothing.
+TEST(cpu_matmul_dw_narrow) {
+  std::mt19937 rng(31);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for_each_path([&] {
+    for (int64_t R : {8, 16, 32, 64, 128})
+      for (int64_t M : {1, 64, 200})
+        for (bool acc : {false, true}) {
+          const int64_t N = 37, lddy = N + 3, ldu = R + 5, ldw = R + 2;
+          std::vector<float> dy(size_t(M * lddy)), u(size_t(M * ldu)), w0(size_t(N * ldw));
+          for (auto* v : {&dy, &u, &w0}) for (float& f : *v) f = nd(rng);
+          std::vector<float> got = w0;
+          ThreadPool pool(2);
+          if (!matmul_dw_narrow(pool, got.data(), ldw, dy.data(), lddy, u.data(), ldu, M, N, R, acc)) {
+            CHECK(got == w0);
+            continue;
+          }
+          for (int64_t n = 0; n < N; ++n)
+            for (int64_t r = 0; r < ldw; ++r) {
+              const size_t i = size_t(n * ldw + r);
+              if (r >= R) { CHECK(got[i] == w0[i]); continue; }  // the row's padding is not touched
+              double s = acc ? w0[i] : 0.0, mag = std::fabs(s);
+              for (int64_t m = 0; m < M; ++m) {
+                const double t = double(dy[size_t(m * lddy + n)]) * u[size_t(m * ldu + r)];
+                s += t;
+                mag += std::fabs(t);
+              }
+              CHECK_NEAR(got[i], s, 1e-5 * mag + 1e-6);
+            }
+          for (int threads : {1, 3}) {
+            ThreadPool p(threads);
+            std::vector<float> other = w0;
+            CHECK(matmul_dw_narrow(p, other.data(), ldw, dy.data(), lddy, u.data(), ldu, M, N, R, acc));
+            CHECK(std::memcmp(other.data(), got.data(), got.size() * 4) == 0);
+          }
+        }
+  });
+}
