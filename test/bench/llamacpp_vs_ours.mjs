@@ -21,6 +21,8 @@
 //   llama-bench: git clone node_modules/node-llama-cpp/llama/gitRelease.bundle (the llama.cpp source node-llama-cpp
 //     ships) and `cmake -B build -DGGML_NATIVE=ON -DLLAMA_CURL=OFF && cmake --build build --target llama-bench`
 //   LLAMA_BENCH=/tmp/llama.cpp/build/bin/llama-bench node test/bench/llamacpp_vs_ours.mjs [bf16,q8_0,q4_0,q4_k] [rounds] [threads] [depths, e.g. 0,4096]
+// An AVX2-only CPU, on a machine with AVX-512: MOE_SIMD=avx2 (inherited by our child) and a llama.cpp built with
+//   -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF
 import { spawn, spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
 import { join } from "node:path";
