@@ -252,26 +252,21 @@ MOE_AVX2 void axpy_rows_avx2(float* o, const float* w, const float* V, int64_t l
 }  // namespace
 
 namespace {
-// dW[n, 0:R] (+)= Σ_m dy[m, n] · u[m, 0:R]: as the AVX-512 kernel (matmul_avx512.cpp), NB rows of NV ymm in registers.
-template <int NV, int NB>
-MOE_AVX2 void outer_block_avx2(float* dW, int64_t ldw, const float* dy, int64_t lddy, const float* u, int64_t ldu, int64_t M,
-                                   int64_t n0, bool acc) {
-  __m256 a[NB][NV];
-  for (int i = 0; i < NB; ++i) for (int v = 0; v < NV; ++v) a[i][v] = _mm256_setzero_ps();
+// dW[n, 0:R] (+)= Σ_m dy[m, n] · u[m, 0:R] for one output row n (the rows left past the blocks below), as the
+// AVX-512 kernel (matmul_avx512.cpp): its R floats (NV ymm) in registers over all M.
+template <int NV>
+MOE_AVX2 void outer_row_avx2(float* dW, int64_t ldw, const float* dy, int64_t lddy, const float* u, int64_t ldu, int64_t M,
+                             int64_t n, bool acc) {
+  __m256 a[NV];
+  for (int v = 0; v < NV; ++v) a[v] = _mm256_setzero_ps();
   for (int64_t m = 0; m < M; ++m) {
-    __m256 uv[NV];
-    for (int v = 0; v < NV; ++v) uv[v] = _mm256_loadu_ps(u + m * ldu + 8 * v);
-    const float* d = dy + m * lddy + n0;
-    for (int i = 0; i < NB; ++i) {
-      const __m256 b = _mm256_broadcast_ss(d + i);
-      for (int v = 0; v < NV; ++v) a[i][v] = _mm256_fmadd_ps(b, uv[v], a[i][v]);
-    }
+    const __m256 b = _mm256_broadcast_ss(dy + m * lddy + n);
+    for (int v = 0; v < NV; ++v) a[v] = _mm256_fmadd_ps(b, _mm256_loadu_ps(u + m * ldu + 8 * v), a[v]);
   }
-  for (int i = 0; i < NB; ++i)
-    for (int v = 0; v < NV; ++v) {
-      float* o = dW + (n0 + i) * ldw + 8 * v;
-      _mm256_storeu_ps(o, acc ? _mm256_add_ps(_mm256_loadu_ps(o), a[i][v]) : a[i][v]);
-    }
+  for (int v = 0; v < NV; ++v) {
+    float* o = dW + n * ldw + 8 * v;
+    _mm256_storeu_ps(o, acc ? _mm256_add_ps(_mm256_loadu_ps(o), a[v]) : a[v]);
+  }
 }
 // n as the lanes (the AVX-512 file says why): 4 values of r at a time against V (1 or 2) vectors of 8 n's. The sums
 // are named variables: as an array (a[4][V]) GCC also stored every one to the stack at each step of m (store-bound,
@@ -318,7 +313,7 @@ MOE_AVX2 void outer_rows_avx2_t(float* dW, int64_t ldw, const float* dy, int64_t
     for (int64_t r0 = 0; r0 < 8 * NV; r0 += 4) outer_cols_avx2<2>(dW, ldw, dy, lddy, u, ldu, M, n, r0, acc);
   for (; n + 8 <= n1; n += 8)
     for (int64_t r0 = 0; r0 < 8 * NV; r0 += 4) outer_cols_avx2<1>(dW, ldw, dy, lddy, u, ldu, M, n, r0, acc);
-  for (; n < n1; ++n) outer_block_avx2<NV, 1>(dW, ldw, dy, lddy, u, ldu, M, n, acc);  // (fewer than 8 left)
+  for (; n < n1; ++n) outer_row_avx2<NV>(dW, ldw, dy, lddy, u, ldu, M, n, acc);  // (fewer than 8 left)
 }
 MOE_AVX2 bool outer_rows_avx2(float* dW, int64_t ldw, const float* dy, int64_t lddy, const float* u, int64_t ldu, int64_t M,
                               int64_t n0, int64_t n1, int64_t R, bool acc) {

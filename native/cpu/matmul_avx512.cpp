@@ -191,32 +191,27 @@ MOE_AVX512 void matmul_rows_avx512(float* y, int64_t ldy, const float* x, int64_
   }
 }
 
-// dW[n, 0:R] (+)= Σ_m dy[m, n] · u[m, 0:R] (LoRA's dB = dYᵀ·u, R = rank): NB output rows of R floats (NV zmm each)
-// stay in registers over all M; per m, u's row is NV loads and each dy[m, n] one broadcast, NB·NV FMAs. The sum
-// over m is in order, one output row per thread: the bits do not depend on the thread count.
-template <int NV, int NB>
-MOE_AVX512 void outer_block_avx512(float* dW, int64_t ldw, const float* dy, int64_t lddy, const float* u, int64_t ldu, int64_t M,
-                                   int64_t n0, bool acc) {
-  __m512 a[NB][NV];
-  for (int i = 0; i < NB; ++i) for (int v = 0; v < NV; ++v) a[i][v] = _mm512_setzero_ps();
+// dW[n, 0:R] (+)= Σ_m dy[m, n] · u[m, 0:R] (LoRA's dB = dYᵀ·u, R = rank) for one output row n, its R floats (NV zmm)
+// in registers over all M: the rows left past the blocks below. The sum over m is in order, as theirs (the same
+// product per lane), so where a thread's range starts does not change a bit. (Blocks of such rows, one broadcast of
+// dy[m, n] per row and m, ran at ~50% of the FMA peak on Zen 4.)
+template <int NV>
+MOE_AVX512 void outer_row_avx512(float* dW, int64_t ldw, const float* dy, int64_t lddy, const float* u, int64_t ldu, int64_t M,
+                                 int64_t n, bool acc) {
+  __m512 a[NV];
+  for (int v = 0; v < NV; ++v) a[v] = _mm512_setzero_ps();
   for (int64_t m = 0; m < M; ++m) {
-    __m512 uv[NV];
-    for (int v = 0; v < NV; ++v) uv[v] = _mm512_loadu_ps(u + m * ldu + 16 * v);
-    const float* d = dy + m * lddy + n0;
-    for (int i = 0; i < NB; ++i) {
-      const __m512 b = _mm512_set1_ps(d[i]);
-      for (int v = 0; v < NV; ++v) a[i][v] = _mm512_fmadd_ps(b, uv[v], a[i][v]);
-    }
+    const __m512 b = _mm512_set1_ps(dy[m * lddy + n]);
+    for (int v = 0; v < NV; ++v) a[v] = _mm512_fmadd_ps(b, _mm512_loadu_ps(u + m * ldu + 16 * v), a[v]);
   }
-  for (int i = 0; i < NB; ++i)
-    for (int v = 0; v < NV; ++v) {
-      float* o = dW + (n0 + i) * ldw + 16 * v;
-      _mm512_storeu_ps(o, acc ? _mm512_add_ps(_mm512_loadu_ps(o), a[i][v]) : a[i][v]);
-    }
+  for (int v = 0; v < NV; ++v) {
+    float* o = dW + n * ldw + 16 * v;
+    _mm512_storeu_ps(o, acc ? _mm512_add_ps(_mm512_loadu_ps(o), a[v]) : a[v]);
+  }
 }
 // The same sums with the outputs' n as the lanes: 8 values of r at a time (broadcasts of u[m, r]) against V
-// vectors of 16 n's of dy's row m: 8·V accumulators, 8 broadcasts and V loads per 8·V FMAs, where one broadcast per
-// output row (above) ran at ~50% of the FMA peak (Zen 4); the block is written out through a transpose on the stack.
+// vectors of 16 n's of dy's row m: 8·V accumulators, 8 broadcasts and V loads per 8·V FMAs; the block is written out
+// through a transpose on the stack.
 template <int V>
 MOE_AVX512 void outer_cols_avx512(float* dW, int64_t ldw, const float* dy, int64_t lddy, const float* u, int64_t ldu, int64_t M,
                                   int64_t n0, int64_t r0, bool acc) {
@@ -246,7 +241,7 @@ MOE_AVX512 void outer_rows_avx512_t(float* dW, int64_t ldw, const float* dy, int
     for (int64_t r0 = 0; r0 < 16 * NV; r0 += 8) outer_cols_avx512<3>(dW, ldw, dy, lddy, u, ldu, M, n, r0, acc);
   for (; n + 16 <= n1; n += 16)
     for (int64_t r0 = 0; r0 < 16 * NV; r0 += 8) outer_cols_avx512<1>(dW, ldw, dy, lddy, u, ldu, M, n, r0, acc);
-  for (; n < n1; ++n) outer_block_avx512<NV, 1>(dW, ldw, dy, lddy, u, ldu, M, n, acc);  // (fewer than 16 left)
+  for (; n < n1; ++n) outer_row_avx512<NV>(dW, ldw, dy, lddy, u, ldu, M, n, acc);  // (fewer than 16 left)
 }
 MOE_AVX512 bool outer_rows_avx512(float* dW, int64_t ldw, const float* dy, int64_t lddy, const float* u, int64_t ldu, int64_t M,
                                   int64_t n0, int64_t n1, int64_t R, bool acc) {

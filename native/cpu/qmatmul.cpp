@@ -118,7 +118,7 @@ void dot_q8_rows_portable(DType t, const uint8_t* w, const BlockQ8X* xq, const f
   for (int r = 0; r < R; ++r) out[r] = dot_q8_portable(t, w, xq + r * stride, K);
 }
 
-const QKernels kQPortable{"portable", dot_q8_rows_portable, dot_f32_portable, 4, nullptr, 0, nullptr, nullptr, nullptr, nullptr, nullptr};
+const QKernels kQPortable{"portable", dot_q8_rows_portable, dot_f32_portable, 4, nullptr, 0, nullptr, nullptr, nullptr, nullptr, nullptr, false};
 
 // The tables this CPU can run, best first (portable last).
 int available(const QKernels** out) {
@@ -326,13 +326,13 @@ void qmatmul(ThreadPool* pool, float* y, int64_t ldy, const float* x, int64_t ld
     return;
   }
   if (takes_gemm(kr, t, M)) {
-    // int8 activations, quantised once on this thread: blocks (scale, sum) and, for Q8_0's signed weights, the
-    // unsigned bytes q + 128 the GEMM reads (the nibble types read the signed q of the blocks)
+    // int8 activations, quantised once on this thread: blocks (scale, sum) and, for Q8_0's signed weights on a table
+    // whose GEMM takes x unsigned (VNNI), the bytes q + 128 (the nibble types and AVX2 read the signed q of the blocks)
     const int64_t nbx = K / 32;
     std::vector<BlockQ8X>& xqv = t_xq;  // thread_local: looked up once, not in the loops (a call under -fPIC)
     std::vector<uint8_t>& xuv = t_xu;
     if (xqv.size() < size_t(M * nbx)) xqv.resize(size_t(M * nbx));
-    const bool want_xu = t == DType::Q8_0;
+    const bool want_xu = t == DType::Q8_0 && kr.gemm_reads_xu;
     if (want_xu && xuv.size() < size_t(M * K)) xuv.resize(size_t(M * K));
     BlockQ8X* xq = xqv.data();
     uint8_t* xu = want_xu ? xuv.data() : nullptr;
@@ -399,7 +399,7 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
       if (j.M <= 0 || j.N <= 0) continue;
       if (takes_packed(kr, j.t, j.packed) || takes_gemm(kr, j.t, j.M)) {
         blocks += j.M * (j.K / 32);
-        if (j.t == DType::Q8_0 && !takes_packed(kr, j.t, j.packed)) ubytes += j.M * j.K;  // as want_xu below
+        if (j.t == DType::Q8_0 && kr.gemm_reads_xu && !takes_packed(kr, j.t, j.packed)) ubytes += j.M * j.K;  // as want_xu below
         gem[ng++].j = &j;
       } else if (takes_rows(kr, j.t, j.M)) {
         if (use_q8_for(j.t, kr)) blocks += j.M * (j.K / 32);
@@ -422,7 +422,7 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n) {
     };
     for (int i = 0; i < ng; ++i) {
       const MatmulJob& j = *gem[i].j;
-      const bool want_xu = j.t == DType::Q8_0 && !takes_packed(kr, j.t, j.packed);
+      const bool want_xu = j.t == DType::Q8_0 && kr.gemm_reads_xu && !takes_packed(kr, j.t, j.packed);
       if (i > 0 && same_x(j, *gem[i - 1].j) && (!want_xu || gem[i - 1].xu)) {
         gem[i].xq = gem[i - 1].xq;
         gem[i].xu = gem[i - 1].xu;

@@ -41,8 +41,8 @@ void qmatmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const void*
                  int64_t N, int64_t K, bool accumulate);
 
 // The load-time layout (Q4_0 and Q4_K; the AVX-512 VNNI and AVX2 tables read the same one, qmatmul_kernels.h): a
-// weight packed once, at load, into the 16-row tiles the packed GEMMs read, the same size as stored, so that no product repacks per call and decode (M = 1)
-// takes the GEMM too. qpack_bytes: its size for an N x K weight of this type under the table in use, 0 when that
+// weight packed once, at load, into the 16-row tiles the packed GEMMs read, the same size as stored, so that no
+// product repacks per call and decode (M = 1) takes the GEMM too. qpack_bytes: its size for an N x K weight of this type under the table in use, 0 when that
 // table packs none (then use the weight as stored). qpack: fill `out` (qpack_bytes of it) on the pool. A product
 // given `packed` (qmatmul, MatmulJob::packed) reads it while that table is in use and int8 activations are on,
 // else W; W must stay valid either way.

@@ -203,7 +203,7 @@ MOE_QAVX2 inline void row_passes4(int64_t M, Pass&& pass) {
 }
 
 // Tiles [tile0, tile1) of a packed weight against all M rows of x: per tile and half, the rows of x 4 at a time
-// (4 accumulators beside the block's 8 unpacked groups), the rest in one pass.
+// (4 i16 sums and 4 accumulators beside one unpacked group), the rest in one pass.
 MOE_QAVX2 void gemm_packed_avx2(DType t, const uint8_t* P, int64_t N, int64_t K, const BlockQ8X* xq, int64_t M, float* y,
                                 int64_t ldy, bool accumulate, int64_t tile0, int64_t tile1) {
   const int64_t nb = K / 32;
@@ -427,7 +427,7 @@ MOE_QAVX2 float dot_f32_avx2(DType t, const uint8_t* w, const float* x, int64_t 
 }
 
 const QKernels kQAvx2{"avx2", dot_q8_rows_avx2, dot_f32_avx2, 4, gemm_tiles_avx2, kPackRows, gemm_min_rows_avx2, quantize_rows_avx2,
-                      pack_bytes_q4, pack_q4, gemm_packed_avx2};
+                      pack_bytes_q4, pack_q4, gemm_packed_avx2, false};
 
 }  // namespace moe::cpu_qmatmul
 #endif  // MOE_QX86

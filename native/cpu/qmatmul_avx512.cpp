@@ -310,7 +310,6 @@ int gemm_min_rows_vnni(DType t) { return t == DType::Q8_0 ? 3 : 2; }
 // vpdpbusd per 4 bytes of 16 rows, where the row dots spend ~12 instructions per block and row (Zen 4, Q4_0:
 // those were compute-bound at 2 threads, 24-28 GB/s on expert-sized rows).
 static_assert(kT == kPackRows);
-size_t pack_bytes_vnni(DType t, int64_t N, int64_t K) { return pack_bytes_q4(t, N, K); }
 
 MOE_QVNNI inline void store16(uint8_t* o, __m512i dwords) {  // the low halves of 16 dwords (f16 scales), 32 bytes
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm512_cvtepi32_epi16(dwords));
@@ -472,7 +471,7 @@ MOE_QVNNI void quantize_rows_avx512(const float* x, int64_t ldx, int64_t M, int6
 
 // f32-activation dots stay the AVX2 ones (they are f32 FMAs either way).
 const QKernels kQAvx512Vnni{"avx512vnni", dot_q8_rows_vnni, dot_f32_avx2, 8, gemm_tiles_vnni, kT, gemm_min_rows_vnni,
-                            quantize_rows_avx512, pack_bytes_vnni, pack_vnni, gemm_packed_vnni};
+                            quantize_rows_avx512, pack_bytes_q4, pack_vnni, gemm_packed_vnni, true};
 
 }  // namespace moe::cpu_qmatmul
 #endif  // MOE_QX86

@@ -46,6 +46,8 @@ struct QKernels {
   void (*pack)(DType, const uint8_t* W, size_t row_bytes, int64_t N, int64_t K, uint8_t* out, int64_t tile0, int64_t tile1);
   void (*gemm_packed)(DType, const uint8_t* P, int64_t N, int64_t K, const BlockQ8X* xq, int64_t M, float* y, int64_t ldy,
                       bool accumulate, int64_t tile0, int64_t tile1);
+  // the per-call GEMM reads Q8_0's x as unsigned bytes (xu; VNNI's x + 128 form), else only the signed blocks
+  bool gemm_reads_xu;
 };
 
 // The load-time layout (qpack) of Q4_0 / Q4_K, one for every table that reads it (AVX-512 VNNI, AVX2): 16-row
