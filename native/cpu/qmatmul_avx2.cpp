@@ -202,9 +202,9 @@ MOE_QAVX2 inline void row_passes4(int64_t M, Pass&& pass) {
   }
 }
 
-// Tiles [tile0, tile1) of a packed weight against all M rows of x: per tile and half, the rows of x 4 at a time
+// Tiles [tile0, tile1) of a packed Q4 weight against all M rows of x: per tile and half, the rows of x 4 at a time
 // (4 i16 sums and 4 accumulators beside one unpacked group), the rest in one pass.
-MOE_QAVX2 void gemm_packed_avx2(DType t, const uint8_t* P, int64_t N, int64_t K, const BlockQ8X* xq, int64_t M, float* y,
+MOE_QAVX2 void gemm_packed_q4(DType t, const uint8_t* P, int64_t N, int64_t K, const BlockQ8X* xq, int64_t M, float* y,
                                 int64_t ldy, bool accumulate, int64_t tile0, int64_t tile1) {
   const int64_t nb = K / 32;
   const size_t tb = pack_tile_bytes(t, K);
@@ -225,16 +225,19 @@ MOE_QAVX2 void gemm_packed_avx2(DType t, const uint8_t* P, int64_t N, int64_t K,
   }
 }
 
-// ---- Q8_0 prefill: a GEMM over 16-row tiles repacked per call ----
+// ---- Q8_0: the same GEMM over 16-row tiles, packed at load or per call ----
 //
-// Q8_0 is not packed at load (its row dots decode ahead of llama.cpp's; native/README.md), so prefill repacks each
-// 16-row tile once per call (per thread, into buffers that only grow) into the packed form's order: per block 8
-// groups of 64 bytes, group g lane j = dword g of row j's 32 weights (rows 0..7, then 8..15: an 8 x 8 dword
-// transpose per half), and the rows' scales as floats. Signed x signed: vpmaddubsw takes |w| as the unsigned
-// operand and w's sign moves onto x (vpsignb: |w| * sign(w) x = w x; no byte is -128), as in the row dots; a pair
-// of products reaches 2 x 127 x 127 = 32258, so each group goes on to int32 (vpmaddwd) at once.
-//   y[m, n] = sum_b  d_w[n, b] * d_x[m, b] * sum_g dp
-constexpr size_t kQ8TileBlock = 8 * 64;  // bytes of one block of a repacked tile
+// A tile in the packed layout (qmatmul_kernels.h: per block 8 groups of 64 bytes, group g lane j = dword g of row
+// j's weights as u = w + 128, then the rows' f16 scales) is read as two halves of 8 rows, like the Q4 tiles. Signed x
+// signed has no cheap exact form on AVX2: vpmaddubsw takes one unsigned operand, and |w| x sign(w)·x (vpsignb) costs
+// a vpsignb, a vpmaddubsw and a vpmaddwd per 32 products, all three on the same two of Zen 4's four vector pipes
+// (measured: any mix of them issues 2 per cycle). So each weight byte is split into its nibbles, u = 16 hi + lo,
+// and each nibble plane is a Q4-like unsigned operand: vpmaddubsw(lo, x) pairs reach 2 x 15 x 128 = 3840, summed in
+// i16 over the block's 8 groups (<= 30720 < 2^15: exact), the same for hi; two multiplies per 32 products, the adds
+// on the other pipes, one vpmaddwd per plane per block. Then, exactly in int32,
+//   sum_i w_i x_i = 16 sum hi_i x_i + sum lo_i x_i - 128 sum x_i      (sum x_i: the block's s)
+// and the float step is the row dots' and VNNI's: acc += cvt(dp) * (d_w * d_x).
+constexpr int64_t kQ8Groups = 512;  // bytes of a packed Q8_0 block's weights (then its 32 bytes of scales)
 
 // r[j] = the 8 dwords of row j  ->  r[g] lane j = dword g of row j
 MOE_QAVX2 inline void transpose8x8(__m256i r[8]) {
@@ -255,9 +258,12 @@ MOE_QAVX2 inline void transpose8x8(__m256i r[8]) {
   }
 }
 
-MOE_QAVX2 void repack_q8_tile(const uint8_t* W, size_t row_bytes, int64_t n0, int nrows, int64_t nb, int8_t* bytes, float* sw) {
+// Rows [n0, n0 + nrows) of a stored Q8_0 weight (nrows <= 16) into one tile of the packed layout at `out`.
+MOE_QAVX2 void pack_q8_tile(const uint8_t* W, size_t row_bytes, int64_t n0, int nrows, int64_t nb, uint8_t* out) {
   const uint8_t* tile = W + size_t(n0) * row_bytes;
+  const __m256i bias = _mm256_set1_epi8(char(0x80));  // w + 128 = w ^ 0x80 for a byte; a zero row packs to 128
   for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* o = out + size_t(b) * kPackQ8_0;
     for (int h = 0; h < 2; ++h) {
       __m256i r[8];
       for (int j = 0; j < 8; ++j) {
@@ -266,69 +272,99 @@ MOE_QAVX2 void repack_q8_tile(const uint8_t* W, size_t row_bytes, int64_t n0, in
                            : _mm256_setzero_si256();
       }
       transpose8x8(r);
-      for (int g = 0; g < 8; ++g) _mm256_storeu_si256(reinterpret_cast<__m256i*>(bytes + b * kQ8TileBlock + 64 * g + 32 * h), r[g]);
+      for (int g = 0; g < 8; ++g) _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 64 * g + 32 * h), _mm256_xor_si256(r[g], bias));
     }
     for (int j = 0; j < kPackRows; ++j) {
       uint16_t d = 0;
       if (j < nrows) std::memcpy(&d, tile + size_t(j) * row_bytes + b * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, d), 2);
-      sw[b * kPackRows + j] = h2f(d);
+      std::memcpy(o + kQ8Groups + 2 * j, &d, 2);
     }
   }
 }
 
+// y[r, 0:nvalid] (+)= the R x rows against half h of one packed Q8_0 tile at P (nvalid <= 8 of its rows).
 template <int R>
-MOE_QAVX2 void q8tile_half(const int8_t* bytes, const float* sw, int64_t nb, int h, const BlockQ8X* xq, float* y, int64_t ldy,
-                           int nvalid, bool accumulate) {
-  const __m256i ones = _mm256_set1_epi16(1);
+MOE_QAVX2 void q8tile_half(const uint8_t* P, int64_t nb, int h, const BlockQ8X* xq, float* y, int64_t ldy, int nvalid, bool accumulate) {
+  const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1), sixteens = _mm256_set1_epi16(16);
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    __m256i t[R];
-    for (int r = 0; r < R; ++r) t[r] = _mm256_setzero_si256();
+    const uint8_t* o = P + size_t(b) * kPackQ8_0;
+    __m256i tl[R], th[R];
+    for (int r = 0; r < R; ++r) tl[r] = th[r] = _mm256_setzero_si256();
+#pragma GCC unroll 8
     for (int g = 0; g < 8; ++g) {
-      const __m256i w = load32(bytes + b * kQ8TileBlock + 64 * g + 32 * h), aw = _mm256_abs_epi8(w);
+      const __m256i u = load32(o + 64 * g + 32 * h);
+      const __m256i lo = _mm256_and_si256(u, m4), hi = _mm256_and_si256(_mm256_srli_epi16(u, 4), m4);
       for (int r = 0; r < R; ++r) {
-        const __m256i sx = _mm256_sign_epi8(bcast4(xq[r * nb + b].q + 4 * g), w);
-        t[r] = _mm256_add_epi32(t[r], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones));
-        keep(t[r]);
+        const __m256i xb = bcast4(xq[r * nb + b].q + 4 * g);
+        tl[r] = _mm256_add_epi16(tl[r], _mm256_maddubs_epi16(lo, xb));
+        th[r] = _mm256_add_epi16(th[r], _mm256_maddubs_epi16(hi, xb));
+        keep(tl[r]);
+        keep(th[r]);
       }
     }
-    const __m256 s = _mm256_loadu_ps(sw + b * kPackRows + 8 * h);
-    for (int r = 0; r < R; ++r)
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t[r]), _mm256_mul_ps(s, _mm256_set1_ps(xq[r * nb + b].d)), acc[r]);
+    const __m256 s = load_f16x8(o + kQ8Groups + 16 * h);
+    for (int r = 0; r < R; ++r) {
+      const BlockQ8X& X = xq[r * nb + b];
+      const __m256i dp = _mm256_sub_epi32(_mm256_add_epi32(_mm256_madd_epi16(th[r], sixteens), _mm256_madd_epi16(tl[r], ones)),
+                                          _mm256_set1_epi32(128 * X.s));
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_mul_ps(s, _mm256_set1_ps(X.d)), acc[r]);
+    }
   }
   store_half<R>(acc, y, ldy, nvalid, accumulate);
 }
 
-thread_local std::vector<int8_t> t_q8bytes;
-thread_local std::vector<float> t_q8sw;
-
-// Tiles [tile0, tile1) of 16 rows of a Q8_0 weight (the only type this table's per-call GEMM takes; gemm_min_rows_avx2),
-// each repacked once and multiplied with all M rows of x (the signed blocks; xu is not read).
-MOE_QAVX2 void gemm_tiles_avx2(DType, const uint8_t* W, size_t row_bytes, int64_t N, int64_t K, const uint8_t*, const BlockQ8X* xq,
-                               int64_t M, float* y, int64_t ldy, bool accumulate, int64_t tile0, int64_t tile1) {
-  const int64_t nb = K / 32;
-  std::vector<int8_t>& tb = t_q8bytes;  // thread_local: looked up once, not per tile
-  std::vector<float>& tsw = t_q8sw;
-  if (tb.size() < size_t(nb) * kQ8TileBlock) tb.resize(size_t(nb) * kQ8TileBlock);
-  if (tsw.size() < size_t(nb * kPackRows)) tsw.resize(size_t(nb * kPackRows));
+// Tiles [tile0, tile1) of a packed Q8_0 weight at P (tile stride: pack_tile_bytes) against all M rows of x.
+MOE_QAVX2 void q8_tiles(const uint8_t* P, size_t tile_stride, int64_t N, int64_t nb, const BlockQ8X* xq, int64_t M, float* y,
+                        int64_t ldy, bool accumulate, int64_t tile0, int64_t tile1) {
   for (int64_t tile = tile0; tile < tile1; ++tile) {
     const int64_t n0 = tile * kPackRows;
     const int nrows = int(std::min<int64_t>(kPackRows, N - n0));
-    repack_q8_tile(W, row_bytes, n0, nrows, nb, tb.data(), tsw.data());
+    const uint8_t* p = P + size_t(tile) * tile_stride;
     for (int h = 0; h * kHalf < nrows; ++h) {
       const int nv = std::min(kHalf, nrows - h * kHalf);
       row_passes4(M, [&](auto R, int64_t m) {
-        q8tile_half<decltype(R)::value>(tb.data(), tsw.data(), nb, h, xq + m * nb, y + m * ldy + n0 + h * kHalf, ldy, nv, accumulate);
+        q8tile_half<decltype(R)::value>(p, nb, h, xq + m * nb, y + m * ldy + n0 + h * kHalf, ldy, nv, accumulate);
       });
     }
   }
 }
 
+thread_local std::vector<uint8_t> t_q8tile;
+
+// Q8_0 stored as is (the only type this table's per-call GEMM takes; gemm_min_rows_avx2): each 16-row tile packed
+// once per call (per thread, into a buffer that only grows), then as packed. The signed blocks of x; xu is not read.
+MOE_QAVX2 void gemm_tiles_avx2(DType, const uint8_t* W, size_t row_bytes, int64_t N, int64_t K, const uint8_t*, const BlockQ8X* xq,
+                               int64_t M, float* y, int64_t ldy, bool accumulate, int64_t tile0, int64_t tile1) {
+  const int64_t nb = K / 32;
+  std::vector<uint8_t>& tb = t_q8tile;  // thread_local: looked up once, not per tile
+  if (tb.size() < size_t(nb) * kPackQ8_0) tb.resize(size_t(nb) * kPackQ8_0);
+  for (int64_t tile = tile0; tile < tile1; ++tile) {
+    const int64_t n0 = tile * kPackRows;
+    pack_q8_tile(W, row_bytes, n0, int(std::min<int64_t>(kPackRows, N - n0)), nb, tb.data());
+    q8_tiles(tb.data(), 0, N - n0, nb, xq, M, y + n0, ldy, accumulate, 0, 1);
+  }
+}
+
+// The table's load-time layout (qmatmul_kernels.h): Q4_0 / Q4_K (VNNI's too) and Q8_0 (this table's only).
+void pack_avx2(DType t, const uint8_t* W, size_t row_bytes, int64_t N, int64_t K, uint8_t* out, int64_t tile0, int64_t tile1) {
+  if (t != DType::Q8_0) return pack_q4(t, W, row_bytes, N, K, out, tile0, tile1);
+  for (int64_t tile = tile0; tile < tile1; ++tile)
+    pack_q8_tile(W, row_bytes, tile * kPackRows, int(std::min<int64_t>(kPackRows, N - tile * kPackRows)), K / 32,
+                 out + size_t(tile) * pack_tile_bytes(t, K));
+}
+MOE_QAVX2 void gemm_packed_avx2(DType t, const uint8_t* P, int64_t N, int64_t K, const BlockQ8X* xq, int64_t M, float* y,
+                                int64_t ldy, bool accumulate, int64_t tile0, int64_t tile1) {
+  if (t != DType::Q8_0) return gemm_packed_q4(t, P, N, K, xq, M, y, ldy, accumulate, tile0, tile1);
+  q8_tiles(P, pack_tile_bytes(t, K), N, K / 32, xq, M, y, ldy, accumulate, tile0, tile1);
+}
+
 // From how many rows of x the per-call GEMM beats the row dots: Q8_0 only (the Q4 types take the packed GEMM when
 // packed, else the f32 tiles or the row dots). Zen 4 under MOE_SIMD=avx2, 1 thread, M x 512 x 1024, ms, rows ->
-// GEMM: M=2 0.033 -> 0.030, M=3 0.046 -> 0.037, M=4 0.059 -> 0.045; M=16 (f32 tiles ->) 0.294 -> 0.147
-// (`run_bench_matmul.sh 0.3 M 512 1024 q8_0 1`).
+// GEMM: M=2 0.033 -> 0.029, M=3 0.046 -> 0.039, M=4 0.059 -> 0.046; M=16 (f32 tiles ->) 0.294 -> 0.138; packed at
+// load, no repack: M=1 0.013 (rows 0.020), M=2 0.019, M=4 0.032, M=16 0.127 (`run_bench_matmul.sh 0.3 M 512 1024
+// q8_0 1`).
 int gemm_min_rows_avx2(DType t) { return t == DType::Q8_0 ? 2 : std::numeric_limits<int>::max(); }
 
 // Activation rows to int8 blocks of 32, VNNI's quantize_rows_avx512 on 8 lanes (the same bits: d = absmax / 127,
@@ -427,7 +463,7 @@ MOE_QAVX2 float dot_f32_avx2(DType t, const uint8_t* w, const float* x, int64_t 
 }
 
 const QKernels kQAvx2{"avx2", dot_q8_rows_avx2, dot_f32_avx2, 4, gemm_tiles_avx2, kPackRows, gemm_min_rows_avx2, quantize_rows_avx2,
-                      pack_bytes_q4, pack_q4, gemm_packed_avx2, false};
+                      pack_bytes_tiles, pack_avx2, gemm_packed_avx2, false};
 
 }  // namespace moe::cpu_qmatmul
 #endif  // MOE_QX86

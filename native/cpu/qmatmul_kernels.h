@@ -50,23 +50,33 @@ struct QKernels {
   bool gemm_reads_xu;
 };
 
-// The load-time layout (qpack) of Q4_0 / Q4_K, one for every table that reads it (AVX-512 VNNI, AVX2): 16-row
-// tiles in the order the packed GEMMs read them, the nibbles still packed and the scales as stored, so a weight
-// takes exactly its stored size (the mapping's pages of it can then be dropped):
+// The load-time layout (qpack): 16-row tiles in the order the packed GEMMs read them, the same size as stored (the
+// mapping's pages of a packed weight can then be dropped). Q4_0 / Q4_K are read by both x86 tables (AVX-512 VNNI,
+// AVX2), Q8_0 by AVX2 (VNNI repacks Q8_0 per call: its decode is on row dots that beat llama.cpp's; native/README.md):
 //   Q4_0, per tile and block b (288 B = 16 x 18): raw[g][j][4], g = 0..3 (64 B each: dword g of row j's 16 qs bytes;
 //         its low nibbles are group g of the block, its high nibbles group g + 4), then d[j] (f16, 32 B)
 //   Q4_K, per tile and super-block (2304 B = 16 x 144): for each sub-block pair p = 0..3, raw[p][g][j][4], g = 0..7
 //         (row j's qs[32p, 32p + 32): low nibbles sub-block 2p, high 2p + 1), then d[j], dmin[j] (f16) and the
 //         three scale dwords a[j], b[j], c[j]
-// Rows past N in the last tile are zero (nibbles and scales). A 64-byte group is one zmm of 16 rows (VNNI) or two
-// ymm of 8 (AVX2: rows 0..7, then 8..15).
+//   Q8_0, per tile and block b (544 B = 16 x 34): u[g][j][4], g = 0..7 (64 B each: dword g of row j's 32 weights,
+//         each byte w + 128, unsigned: its high nibble times 16 plus its low nibble, less 128, is w), then d[j] (f16)
+// Rows past N in the last tile are zero (weights and scales; Q8_0's w + 128 = 128). A 64-byte group is one zmm of 16
+// rows (VNNI) or two ymm of 8 (AVX2: rows 0..7, then 8..15).
 constexpr int kPackRows = 16;
-constexpr size_t kPackQ4_0 = 288, kPackQ4_K = 2304;
+constexpr size_t kPackQ4_0 = 288, kPackQ4_K = 2304, kPackQ8_0 = 544;
 inline size_t pack_tile_bytes(DType t, int64_t K) {
-  return t == DType::Q4_0 ? size_t(K / 32) * kPackQ4_0 : t == DType::Q4_K ? size_t(K / 256) * kPackQ4_K : 0;
+  switch (t) {
+    case DType::Q4_0: return size_t(K / 32) * kPackQ4_0;
+    case DType::Q4_K: return size_t(K / 256) * kPackQ4_K;
+    case DType::Q8_0: return size_t(K / 32) * kPackQ8_0;
+    default: return 0;
+  }
 }
-inline size_t pack_bytes_q4(DType t, int64_t N, int64_t K) {
+inline size_t pack_bytes_tiles(DType t, int64_t N, int64_t K) {
   return pack_tile_bytes(t, K) * size_t((N + kPackRows - 1) / kPackRows);
+}
+inline size_t pack_bytes_q4(DType t, int64_t N, int64_t K) {  // the VNNI table's: Q4_0 and Q4_K
+  return t == DType::Q8_0 ? 0 : pack_bytes_tiles(t, N, K);
 }
 
 #if MOE_QX86

@@ -172,43 +172,57 @@ TEST(qmatmul_embedding_row) {
   }
 }
 
-// The load-time layout (qpack: Q4_0 / Q4_K, one layout for the VNNI and the AVX2 tables): the stored size up to the
-// last tile's padding rows, the same bytes from every table that packs; from it each table's packed GEMM computes
-// the same bits (the AVX2 one emulates vpdpbusd exactly and keeps VNNI's float order), which are what VNNI computes
-// repacking per call (M >= 2) and agree with the row dots on the same int8 x up to the float order of the per-block
-// scaling (1e-5 relative: the row dots sum per block in another order; a wrong nibble, row or scale is off by
-// ~1e-1); threads do not change the bits, a batch of packed products is each product, and what cannot read the
-// packing (a table that packs nothing, f32 activations) reads the weight as stored.
+// The load-time layout (qpack: Q4_0 / Q4_K for the VNNI and the AVX2 tables, Q8_0 for AVX2): the stored size up to
+// the last tile's padding rows, the same bytes from every table that packs the type; from it each table's packed
+// GEMM computes the same bits (the AVX2 one emulates vpdpbusd exactly and keeps VNNI's float order), which are what
+// the table's per-call GEMM computes (M >= 2: VNNI's for Q4, AVX2's for Q8_0, which packs each tile per call) and
+// agree with the row dots on the same int8 x up to the float order of the per-block scaling (1e-5 relative: the row
+// dots sum per block in another order; a wrong nibble, row or scale is off by ~1e-1); threads do not change the
+// bits, a batch of packed products is each product, and what cannot read the packing (a table that packs nothing
+// of the type, f32 activations) reads the weight as stored.
 TEST(qmatmul_packed_is_the_gemm) {
   const char* paths[4];
   const int np = qmatmul_paths(paths, 4);
-  std::vector<std::string> packers;  // the tables that pack, best first
+  std::vector<std::string> packers, others;  // the tables that pack the Q4 types, best first; the rest
+  bool any_q8 = false;
   for (int p = 0; p < np; ++p) {
     qmatmul_use_path(paths[p]);
     if (qpack_bytes(DType::Q4_0, 16, 32) > 0) packers.push_back(paths[p]);
-    else CHECK(qpack_bytes(DType::Q4_K, 16, 256) == 0);
-    CHECK(qpack_bytes(DType::Q8_0, 16, 32) == 0);
+    else {
+      CHECK(qpack_bytes(DType::Q4_K, 16, 256) == 0);
+      others.push_back(paths[p]);
+    }
+    any_q8 = any_q8 || qpack_bytes(DType::Q8_0, 16, 32) > 0;
+    CHECK(qpack_bytes(DType::Q8_0, 16, 32) == 0 || qpack_bytes(DType::Q4_0, 16, 32) > 0);  // Q8_0 only beside Q4
   }
   qmatmul_use_path(nullptr);
   if (packers.empty()) return;  // no x86 SIMD here
+  CHECK(any_q8);  // AVX2 is on every CPU with AVX-512 VNNI
   ThreadPool pool(2);
   const int p8 = qmatmul_act_mode(1);
   struct C { DType t; int64_t N, K; };
-  for (C c : {C{DType::Q4_0, 37, 96}, C{DType::Q4_0, 300, 512}, C{DType::Q4_K, 37, 256}, C{DType::Q4_K, 130, 512}}) {
+  for (C c : {C{DType::Q4_0, 37, 96}, C{DType::Q4_0, 300, 512}, C{DType::Q4_K, 37, 256}, C{DType::Q4_K, 130, 512},
+              C{DType::Q8_0, 37, 96}, C{DType::Q8_0, 300, 512}}) {
     const auto w = moe_test::randn(size_t(c.N * c.K), uint32_t(7 + c.N), 0.05f);
     const auto x = moe_test::randn(size_t(17 * c.K), uint32_t(8 + c.K), 1.0f);
     std::vector<uint8_t> q(qbytes(c.t, c.N * c.K));
     quantize_tensor(c.t, w.data(), q.data(), c.N * c.K);
-    CHECK(qmatmul_use_path(packers[0].c_str()));  // (MOE_SIMD may have chosen a table that packs nothing)
+    std::vector<std::string> mine_packers, readers_as_stored = others;  // for this type
+    for (const std::string& name : packers) {
+      CHECK(qmatmul_use_path(name.c_str()));
+      (qpack_bytes(c.t, c.N, c.K) > 0 ? mine_packers : readers_as_stored).push_back(name);
+    }
+    CHECK(!mine_packers.empty());
+    CHECK(qmatmul_use_path(mine_packers[0].c_str()));  // (MOE_SIMD may have chosen a table that packs nothing)
     const size_t pb = qpack_bytes(c.t, c.N, c.K);
     CHECK(pb == dtype_row_bytes(c.t, c.K) * size_t((c.N + 15) / 16 * 16));
     std::vector<uint8_t> P(pb);
     std::vector<std::vector<float>> first;  // the first packing table's products, per M
-    for (const std::string& name : packers) {
+    for (const std::string& name : mine_packers) {
       CHECK(qmatmul_use_path(name.c_str()));
       std::vector<uint8_t> mine(pb, 0xee);
       qpack(&pool, c.t, q.data(), c.N, c.K, mine.data());
-      if (&name == &packers[0]) P = mine;
+      if (&name == &mine_packers[0]) P = mine;
       else CHECK(std::memcmp(mine.data(), P.data(), pb) == 0);
       // x row by row through the row dots of this table: the same int8 activations, the stored weight
       std::vector<float> dots(size_t(17 * c.N));
@@ -223,11 +237,11 @@ TEST(qmatmul_packed_is_the_gemm) {
         qmatmul(nullptr, stored.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, false);
         qmatmul(&pool, acc.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, true, P.data());
         CHECK(std::memcmp(packed.data(), packed_st.data(), n * 4) == 0);
-        if (&name == &packers[0]) first.push_back(packed);
+        if (&name == &mine_packers[0]) first.push_back(packed);
         else CHECK(std::memcmp(packed.data(), first[k].data(), n * 4) == 0);
         ++k;
         for (size_t i = 0; i < n; ++i) {
-          if (M >= 2 && name == "avx512vnni") CHECK(packed[i] == stored[i]);  // the per-call GEMM's bits
+          if (M >= 2 && (name == "avx512vnni" || c.t == DType::Q8_0)) CHECK(packed[i] == stored[i]);  // the per-call GEMM's bits
           CHECK_NEAR(packed[i], dots[i], 1e-5 * (std::fabs(dots[i]) + 1));
           CHECK_NEAR(acc[i] - 3.0f, packed[i], 1e-5 * (std::fabs(packed[i]) + 1));
         }
@@ -254,14 +268,18 @@ TEST(qmatmul_packed_is_the_gemm) {
       }
       qmatmul_act_mode(1);
     }
-    // a table that packs nothing reads the stored weight
-    CHECK(qmatmul_use_path("portable"));
-    for (int act : {0, 1}) {
-      qmatmul_act_mode(act);
-      std::vector<float> a(size_t(2 * c.N)), b(a.size());
-      qmatmul(nullptr, a.data(), c.N, x.data(), c.K, q.data(), c.t, 2, c.N, c.K, false, P.data());
-      qmatmul(nullptr, b.data(), c.N, x.data(), c.K, q.data(), c.t, 2, c.N, c.K, false);
-      CHECK(std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
+    // a table that packs nothing of this type reads the stored weight
+    for (const std::string& name : readers_as_stored) {
+      CHECK(qmatmul_use_path(name.c_str()));
+      for (int act : {0, 1}) {
+        qmatmul_act_mode(act);
+        for (int64_t M : {1, 3}) {
+          std::vector<float> a(size_t(M * c.N)), b(a.size());
+          qmatmul(nullptr, a.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, false, P.data());
+          qmatmul(nullptr, b.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, false);
+          CHECK(std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
+        }
+      }
     }
     qmatmul_act_mode(1);
     qmatmul_use_path(nullptr);
