@@ -13,8 +13,8 @@
 //   AVX-512 VNNI, M >= 2 (Q4_0, Q4_K) or 3 (Q8_0): a GEMM over 16-row weight tiles repacked for vpdpbusd (16
 //                 outputs per instruction), int8 activations (qmatmul_avx512.cpp; the crossovers are measured
 //                 there); MOE_QUANT_ACT=f32 takes the paths below instead.
-//   packed Q4_0 / Q4_K (qpack below; VNNI and AVX2 tables) and Q8_0 (AVX2), every M: the GEMM over the load-time
-//                 tiles. AVX2 without them: Q8_0 at M >= 2 on the same GEMM, each tile packed per call.
+//   packed Q4_0 / Q4_K / Q8_0 (qpack below; VNNI and AVX2 tables), every M: the GEMM over the load-time tiles.
+//   AVX2, Q8_0 not packed, M >= 2: the same GEMM, each tile packed per call.
 //   other tables, M >= 8: kTileRows weight rows dequantised once into an f32 tile and multiplied by the dense
 //                 f32 kernels (cpu/matmul.h), which reuse the tile for every row of x.
 //   the rest (decode, small expert groups): per-row dots over up to 4 (VNNI: 8) rows of x per weight row; auto
@@ -41,8 +41,7 @@ void qmatmul_batch(ThreadPool* pool, const MatmulJob* jobs, int n);
 void qmatmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const void* W, DType w_dtype, int64_t M,
                  int64_t N, int64_t K, bool accumulate);
 
-// The load-time layout (Q4_0 and Q4_K, the AVX-512 VNNI and AVX2 tables reading the same one; Q8_0, AVX2's;
-// qmatmul_kernels.h): a
+// The load-time layout (Q4_0, Q4_K and Q8_0; the AVX-512 VNNI and AVX2 tables read the same one, qmatmul_kernels.h): a
 // weight packed once, at load, into the 16-row tiles the packed GEMMs read, the same size as stored, so that no
 // product repacks per call and decode (M = 1) takes the GEMM too. qpack_bytes: its size for an N x K weight of this type under the table in use, 0 when that
 // table packs none (then use the weight as stored). qpack: fill `out` (qpack_bytes of it) on the pool. A product

@@ -347,7 +347,7 @@ MOE_QAVX2 void gemm_tiles_avx2(DType, const uint8_t* W, size_t row_bytes, int64_
   }
 }
 
-// The table's load-time layout (qmatmul_kernels.h): Q4_0 / Q4_K (VNNI's too) and Q8_0 (this table's only).
+// The load-time layout (qmatmul_kernels.h), VNNI's bytes: the Q4 types' packing and Q8_0's.
 void pack_avx2(DType t, const uint8_t* W, size_t row_bytes, int64_t N, int64_t K, uint8_t* out, int64_t tile0, int64_t tile1) {
   if (t != DType::Q8_0) return pack_q4(t, W, row_bytes, N, K, out, tile0, tile1);
   for (int64_t tile = tile0; tile < tile1; ++tile)

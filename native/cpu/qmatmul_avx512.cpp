@@ -325,7 +325,17 @@ MOE_QVNNI void pack_vnni(DType t, const uint8_t* W, size_t row_bytes, int64_t N,
     const __mmask16 live = __mmask16((1u << nrows) - 1);  // padding rows: zero nibbles and scales
     const uint8_t* src = W + size_t(n0) * row_bytes;
     uint8_t* o = out + size_t(tile) * tb;
-    if (t == DType::Q4_0) {
+    if (t == DType::Q8_0) {
+      const __m512i bias = _mm512_set1_epi8(char(0x80));  // u = w + 128 = w ^ 0x80; padding rows pack to 128
+      for (int64_t b = 0; b < K / 32; ++b, o += kPackQ8_0) {
+        const uint8_t* blk = src + b * sizeof(BlockQ8_0);
+        __m512i v[8];
+        groups4(live, nrows, idx, blk + offsetof(BlockQ8_0, qs), row_bytes, v);
+        groups4(live, nrows, idx, blk + offsetof(BlockQ8_0, qs) + 16, row_bytes, v + 4);
+        for (int g = 0; g < 8; ++g) _mm512_storeu_si512(o + 64 * g, _mm512_xor_si512(v[g], bias));
+        store16(o + 512, gather_rows(live, idx, blk));
+      }
+    } else if (t == DType::Q4_0) {
       for (int64_t b = 0; b < K / 32; ++b, o += kPackQ4_0) {
         const uint8_t* blk = src + b * sizeof(BlockQ4_0);
         __m512i v[4];
@@ -395,6 +405,36 @@ MOE_QVNNI void ptile_rows(const uint8_t* P, int64_t nb, const BlockQ8X* xq, floa
   store_rows<R>(acc, y, ldy, nvalid, accumulate);
 }
 
+// y[r, 0:16] for R rows of x against one packed Q8_0 tile: u = w + 128 is the unsigned operand as it is and x the
+// signed one, so no vpsignb and no x + 128: exactly in int32,
+//   sum_g dpbusd(u[g], x dword g) - 128 sum q_x = sum w q_x
+// the per-call GEMM's integer (sum (q_x + 128) w - 128 sum w), then its float step: the same bits.
+template <int R>
+MOE_QVNNI void ptile_rows_q8(const uint8_t* P, int64_t nb, const BlockQ8X* xq, float* y, int64_t ldy, int nvalid, bool accumulate) {
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* o = P + b * kPackQ8_0;
+    __m512i u[8];
+    for (int g = 0; g < 8; ++g) u[g] = _mm512_loadu_si512(o + 64 * g);
+    const __m512 s = load_f16x16(o + 512);
+    for (int r = 0; r < R; ++r) {
+      const BlockQ8X& X = xq[r * nb + b];
+      __m512i p = _mm512_setzero_si512(), p2 = p;  // two chains of four, as q4_block_rows
+      for (int g = 0; g < 8; g += 2) {
+        int32_t four, four2;
+        std::memcpy(&four, X.q + 4 * g, 4);
+        std::memcpy(&four2, X.q + 4 * g + 4, 4);
+        p = _mm512_dpbusd_epi32(p, u[g], _mm512_set1_epi32(four));
+        p2 = _mm512_dpbusd_epi32(p2, u[g + 1], _mm512_set1_epi32(four2));
+      }
+      p = _mm512_sub_epi32(_mm512_add_epi32(p, p2), _mm512_set1_epi32(128 * X.s));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(s, _mm512_set1_ps(X.d)), acc[r]);
+    }
+  }
+  store_rows<R>(acc, y, ldy, nvalid, accumulate);
+}
+
 // Tiles [tile0, tile1) of a packed weight against all M rows of x (8 per pass, the rest in one pass).
 MOE_QVNNI void gemm_packed_vnni(DType t, const uint8_t* P, int64_t N, int64_t K, const BlockQ8X* xq, int64_t M, float* y,
                                 int64_t ldy, bool accumulate, int64_t tile0, int64_t tile1) {
@@ -407,7 +447,8 @@ MOE_QVNNI void gemm_packed_vnni(DType t, const uint8_t* P, int64_t N, int64_t K,
     const uint8_t* p = P + size_t(tile) * tb;
     row_passes(M, [&](auto R, int64_t m) {
       constexpr int kR = decltype(R)::value;
-      if (q4k) ptile_rows<kR, true>(p, nb, xq + m * nb, y + m * ldy + n0, ldy, nrows, accumulate);
+      if (t == DType::Q8_0) ptile_rows_q8<kR>(p, nb, xq + m * nb, y + m * ldy + n0, ldy, nrows, accumulate);
+      else if (q4k) ptile_rows<kR, true>(p, nb, xq + m * nb, y + m * ldy + n0, ldy, nrows, accumulate);
       else ptile_rows<kR, false>(p, nb, xq + m * nb, y + m * ldy + n0, ldy, nrows, accumulate);
     });
   }
@@ -471,7 +512,7 @@ MOE_QVNNI void quantize_rows_avx512(const float* x, int64_t ldx, int64_t M, int6
 
 // f32-activation dots stay the AVX2 ones (they are f32 FMAs either way).
 const QKernels kQAvx512Vnni{"avx512vnni", dot_q8_rows_vnni, dot_f32_avx2, 8, gemm_tiles_vnni, kT, gemm_min_rows_vnni,
-                            quantize_rows_avx512, pack_bytes_q4, pack_vnni, gemm_packed_vnni, true};
+                            quantize_rows_avx512, pack_bytes_tiles, pack_vnni, gemm_packed_vnni, true};
 
 }  // namespace moe::cpu_qmatmul
 #endif  // MOE_QX86

@@ -50,9 +50,9 @@ struct QKernels {
   bool gemm_reads_xu;
 };
 
-// The load-time layout (qpack): 16-row tiles in the order the packed GEMMs read them, the same size as stored (the
-// mapping's pages of a packed weight can then be dropped). Q4_0 / Q4_K are read by both x86 tables (AVX-512 VNNI,
-// AVX2), Q8_0 by AVX2 (VNNI repacks Q8_0 per call: its decode is on row dots that beat llama.cpp's; native/README.md):
+// The load-time layout (qpack) of Q4_0 / Q4_K / Q8_0, one for every table that reads it (AVX-512 VNNI, AVX2): 16-row
+// tiles in the order the packed GEMMs read them, the same size as stored (the mapping's pages of a packed weight can
+// then be dropped):
 //   Q4_0, per tile and block b (288 B = 16 x 18): raw[g][j][4], g = 0..3 (64 B each: dword g of row j's 16 qs bytes;
 //         its low nibbles are group g of the block, its high nibbles group g + 4), then d[j] (f16, 32 B)
 //   Q4_K, per tile and super-block (2304 B = 16 x 144): for each sub-block pair p = 0..3, raw[p][g][j][4], g = 0..7
@@ -74,9 +74,6 @@ inline size_t pack_tile_bytes(DType t, int64_t K) {
 }
 inline size_t pack_bytes_tiles(DType t, int64_t N, int64_t K) {
   return pack_tile_bytes(t, K) * size_t((N + kPackRows - 1) / kPackRows);
-}
-inline size_t pack_bytes_q4(DType t, int64_t N, int64_t K) {  // the VNNI table's: Q4_0 and Q4_K
-  return t == DType::Q8_0 ? 0 : pack_bytes_tiles(t, N, K);
 }
 
 #if MOE_QX86

@@ -209,8 +209,8 @@ void PackArena::release() {
   n_ = 0;
 }
 
-// Q4_0 / Q4_K projections (and Q8_0 under the AVX2 table) in the cpu kernels' load-time layout (cpu/qmatmul.h
-// qpack; CPUs with AVX-512 VNNI or AVX2): decode then takes the tile GEMM instead of the row dots, and prefill no
+// Q4_0 / Q4_K / Q8_0 projections in the cpu kernels' load-time layout (cpu/qmatmul.h qpack; CPUs with AVX-512
+// VNNI or AVX2): decode then takes the tile GEMM instead of the row dots, and prefill no
 // longer repacks each expert's tiles per call.
 // Each weight is packed on the pool into one arena and its mapped pages are dropped (they stay in the page cache),
 // so the process holds one copy, the stored size: the stored weight stays mapped for what reads it as stored

@@ -35,7 +35,7 @@ struct Linear {
   int64_t out = 0, in = 0;
   std::vector<float> bias;  // [out] or empty
   const NF4Tensor* nf4 = nullptr;
-  const void* packed = nullptr;  // Q4_0 / Q4_K on the cpu backend: the copy in its load-time layout (Model::pack_weights)
+  const void* packed = nullptr;  // Q4_0 / Q4_K / Q8_0 on the cpu backend: the copy in its load-time layout (Model::pack_weights)
   std::string name;         // the checkpoint tensor (a stacked expert slice: "name[e] rows r0..r1")
   bool present() const { return w != nullptr; }
   Tensor t() const {

@@ -172,32 +172,27 @@ TEST(qmatmul_embedding_row) {
   }
 }
 
-// The load-time layout (qpack: Q4_0 / Q4_K for the VNNI and the AVX2 tables, Q8_0 for AVX2): the stored size up to
-// the last tile's padding rows, the same bytes from every table that packs the type; from it each table's packed
-// GEMM computes the same bits (the AVX2 one emulates vpdpbusd exactly and keeps VNNI's float order), which are what
-// the table's per-call GEMM computes (M >= 2: VNNI's for Q4, AVX2's for Q8_0, which packs each tile per call) and
-// agree with the row dots on the same int8 x up to the float order of the per-block scaling (1e-5 relative: the row
-// dots sum per block in another order; a wrong nibble, row or scale is off by ~1e-1); threads do not change the
-// bits, a batch of packed products is each product, and what cannot read the packing (a table that packs nothing
-// of the type, f32 activations) reads the weight as stored.
+// The load-time layout (qpack: Q4_0 / Q4_K / Q8_0, one layout for the VNNI and the AVX2 tables): the stored size up
+// to the last tile's padding rows, the same bytes from every table that packs; from it each table's packed GEMM
+// computes the same bits (the AVX2 one emulates vpdpbusd exactly and keeps VNNI's float order), which are what the
+// table's per-call GEMM computes (VNNI's from M = 2, Q8_0 from 3; AVX2's, Q8_0 only, from 2) and agree with the row
+// dots on the same int8 x up to the float order of the per-block scaling (1e-5 relative: the row dots sum per block
+// in another order; a wrong nibble, row or scale is off by ~1e-1); threads do not change the bits, a batch of packed
+// products is each product, and what cannot read the packing (a table that packs nothing, f32 activations) reads
+// the weight as stored.
 TEST(qmatmul_packed_is_the_gemm) {
   const char* paths[4];
   const int np = qmatmul_paths(paths, 4);
-  std::vector<std::string> packers, others;  // the tables that pack the Q4 types, best first; the rest
-  bool any_q8 = false;
+  std::vector<std::string> packers, others;  // the tables that pack, best first (each packs all three types); the rest
   for (int p = 0; p < np; ++p) {
     qmatmul_use_path(paths[p]);
-    if (qpack_bytes(DType::Q4_0, 16, 32) > 0) packers.push_back(paths[p]);
-    else {
-      CHECK(qpack_bytes(DType::Q4_K, 16, 256) == 0);
-      others.push_back(paths[p]);
-    }
-    any_q8 = any_q8 || qpack_bytes(DType::Q8_0, 16, 32) > 0;
-    CHECK(qpack_bytes(DType::Q8_0, 16, 32) == 0 || qpack_bytes(DType::Q4_0, 16, 32) > 0);  // Q8_0 only beside Q4
+    const bool packs = qpack_bytes(DType::Q4_0, 16, 32) > 0;
+    (packs ? packers : others).push_back(paths[p]);
+    CHECK((qpack_bytes(DType::Q4_K, 16, 256) > 0) == packs);
+    CHECK((qpack_bytes(DType::Q8_0, 16, 32) > 0) == packs);
   }
   qmatmul_use_path(nullptr);
   if (packers.empty()) return;  // no x86 SIMD here
-  CHECK(any_q8);  // AVX2 is on every CPU with AVX-512 VNNI
   ThreadPool pool(2);
   const int p8 = qmatmul_act_mode(1);
   struct C { DType t; int64_t N, K; };
@@ -207,27 +202,23 @@ TEST(qmatmul_packed_is_the_gemm) {
     const auto x = moe_test::randn(size_t(17 * c.K), uint32_t(8 + c.K), 1.0f);
     std::vector<uint8_t> q(qbytes(c.t, c.N * c.K));
     quantize_tensor(c.t, w.data(), q.data(), c.N * c.K);
-    std::vector<std::string> mine_packers, readers_as_stored = others;  // for this type
-    for (const std::string& name : packers) {
-      CHECK(qmatmul_use_path(name.c_str()));
-      (qpack_bytes(c.t, c.N, c.K) > 0 ? mine_packers : readers_as_stored).push_back(name);
-    }
-    CHECK(!mine_packers.empty());
-    CHECK(qmatmul_use_path(mine_packers[0].c_str()));  // (MOE_SIMD may have chosen a table that packs nothing)
+    CHECK(qmatmul_use_path(packers[0].c_str()));  // (MOE_SIMD may have chosen a table that packs nothing)
     const size_t pb = qpack_bytes(c.t, c.N, c.K);
     CHECK(pb == dtype_row_bytes(c.t, c.K) * size_t((c.N + 15) / 16 * 16));
     std::vector<uint8_t> P(pb);
     std::vector<std::vector<float>> first;  // the first packing table's products, per M
-    for (const std::string& name : mine_packers) {
+    for (const std::string& name : packers) {
       CHECK(qmatmul_use_path(name.c_str()));
       std::vector<uint8_t> mine(pb, 0xee);
       qpack(&pool, c.t, q.data(), c.N, c.K, mine.data());
-      if (&name == &mine_packers[0]) P = mine;
+      if (&name == &packers[0]) P = mine;
       else CHECK(std::memcmp(mine.data(), P.data(), pb) == 0);
       // x row by row through the row dots of this table: the same int8 activations, the stored weight
       std::vector<float> dots(size_t(17 * c.N));
       for (int64_t m = 0; m < 17; ++m)
         qmatmul(nullptr, dots.data() + m * c.N, c.N, x.data() + m * c.K, c.K, q.data(), c.t, 1, c.N, c.K, false);
+      // from this M the stored weight takes the table's per-call GEMM (gemm_min_rows_*; AVX2's takes Q8_0 only)
+      const int64_t per_call_from = name == "avx512vnni" ? (c.t == DType::Q8_0 ? 3 : 2) : c.t == DType::Q8_0 ? 2 : 1 << 30;
       size_t k = 0;
       for (int64_t M : {1, 2, 3, 7, 8, 9, 17}) {
         const size_t n = size_t(M * c.N);
@@ -237,11 +228,11 @@ TEST(qmatmul_packed_is_the_gemm) {
         qmatmul(nullptr, stored.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, false);
         qmatmul(&pool, acc.data(), c.N, x.data(), c.K, q.data(), c.t, M, c.N, c.K, true, P.data());
         CHECK(std::memcmp(packed.data(), packed_st.data(), n * 4) == 0);
-        if (&name == &mine_packers[0]) first.push_back(packed);
+        if (&name == &packers[0]) first.push_back(packed);
         else CHECK(std::memcmp(packed.data(), first[k].data(), n * 4) == 0);
         ++k;
         for (size_t i = 0; i < n; ++i) {
-          if (M >= 2 && (name == "avx512vnni" || c.t == DType::Q8_0)) CHECK(packed[i] == stored[i]);  // the per-call GEMM's bits
+          if (M >= per_call_from) CHECK(packed[i] == stored[i]);  // the per-call GEMM's bits
           CHECK_NEAR(packed[i], dots[i], 1e-5 * (std::fabs(dots[i]) + 1));
           CHECK_NEAR(acc[i] - 3.0f, packed[i], 1e-5 * (std::fabs(packed[i]) + 1));
         }
@@ -269,7 +260,7 @@ TEST(qmatmul_packed_is_the_gemm) {
       qmatmul_act_mode(1);
     }
     // a table that packs nothing of this type reads the stored weight
-    for (const std::string& name : readers_as_stored) {
+    for (const std::string& name : others) {
       CHECK(qmatmul_use_path(name.c_str()));
       for (int act : {0, 1}) {
         qmatmul_act_mode(act);
