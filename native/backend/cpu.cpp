@@ -77,7 +77,9 @@ class CpuBackend final : public RefBackend {
     }
     if (W.nb[1] != int64_t(dtype_row_bytes(W.type, W.cols())))
       throw std::invalid_argument("matmul_dx: weight rows must be contiguous (" + shape_of(W) + ")");
-    moe::matmul_dx(&pool_, dx.f32(), dx.ld(), dy.f32(), dy.ld(), W.data, W.type, dy.rows(), W.rows(), W.cols(), accumulate);
+    // a packed weight (Linear::packed, Model::pack_weights) is read packed: its stored pages stay dropped
+    moe::matmul_dx(&pool_, dx.f32(), dx.ld(), dy.f32(), dy.ld(), W.data, W.type, dy.rows(), W.rows(), W.cols(), accumulate,
+                   is_quant(W.type) ? W.packed : nullptr);
   }
 
   // dW[N, K] (+)= dyᵀ · x = Σ_m dy[m, :]ᵀ x[m, :]: a contraction over the rows m of both operands. It runs as the

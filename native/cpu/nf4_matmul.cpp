@@ -17,6 +17,7 @@
 #include <vector>
 #include "cpu/matmul.h"
 #include "cpu/nf4_kernels.h"
+#include "cpu/qmatmul.h"
 #include "quant/quant.h"
 
 namespace moe {
@@ -106,10 +107,15 @@ float row_dot(const NKernels& kr, const NF4Tensor& W, int64_t n, const float* x)
 
 constexpr int64_t kTileRows = 8;    // forward: weight rows dequantised per tile (as qmatmul)
 thread_local std::vector<float> t_tile;
+thread_local std::vector<uint8_t> t_blocks;  // matmul_dx from a packed weight: one row's blocks of a column chunk
 
 float* tile_buf(size_t n) {
   if (t_tile.size() < n) t_tile.resize(n);
   return t_tile.data();
+}
+uint8_t* block_buf(size_t n) {
+  if (t_blocks.size() < n) t_blocks.resize(n);
+  return t_blocks.data();
 }
 
 // dX work split: each thread owns chunks of kc columns and walks all N rows of W in tiles of `rows` x kc.
@@ -271,7 +277,7 @@ void matmul_dx_ref(float* dx, int64_t lddx, const float* dy, int64_t lddy, const
 }
 
 void matmul_dx(ThreadPool* pool, float* dx, int64_t lddx, const float* dy, int64_t lddy, const void* W, DType t,
-               int64_t M, int64_t N, int64_t K, bool accumulate) {
+               int64_t M, int64_t N, int64_t K, bool accumulate, const void* packed) {
   check_dense_or_quant(t);
   const bool quant = is_quant(t);
   const int64_t qb = quant ? qblock_size(t) : 1;
@@ -297,10 +303,15 @@ void matmul_dx(ThreadPool* pool, float* dx, int64_t lddx, const float* dy, int64
       float* tile = tile_buf(size_t(kDxTileRows * (kc + kTilePad)));
       const size_t rb = dtype_row_bytes(t, K);
       const size_t off = quant ? size_t(k0 / qb) * size_t(qblock_bytes(t)) : size_t(k0) * dtype_size(t);
+      uint8_t* blocks = packed ? block_buf(size_t(w / qb) * size_t(qblock_bytes(t))) : nullptr;
       for (int64_t n0 = 0; n0 < N; n0 += kDxTileRows) {
         const int64_t nr = std::min(kDxTileRows, N - n0);
         for (int64_t r = 0; r < nr; ++r) {
           const uint8_t* src = Wb + size_t(n0 + r) * rb + off;  // whole blocks (quantized: k0, w are multiples)
+          if (quant && packed) {  // the row's stored blocks, copied back out of its tile
+            qpack_row_blocks(t, packed, K, n0 + r, k0, w, blocks);
+            src = blocks;
+          }
           if (quant) dequantize_row(t, src, tile + r * ldt, w);
           else row_to_f32(tile + r * ldt, src, t, 0, w);
         }

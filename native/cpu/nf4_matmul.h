@@ -38,9 +38,10 @@ void nf4_matmul_dx_ref(float* dx, int64_t lddx, const float* dy, int64_t lddy, c
                        bool accumulate = false);
 
 // dX[M, K] (+)= dY[M, N] · W[N, K] for W stored as f32, f16, bf16 (rows of K values) or Q8_0/Q4_0/Q4_K (rows of
-// K / block blocks; K % block == 0). The forward of these dtypes is matmul() / qmatmul().
+// K / block blocks; K % block == 0). The forward of these dtypes is matmul() / qmatmul(). packed (block types): the
+// same weight in the load-time layout (cpu/qmatmul.h qpack), read instead of W (W is then not touched), the same bits.
 void matmul_dx(ThreadPool* pool, float* dx, int64_t lddx, const float* dy, int64_t lddy, const void* W, DType w_dtype,
-               int64_t M, int64_t N, int64_t K, bool accumulate = false);
+               int64_t M, int64_t N, int64_t K, bool accumulate = false, const void* packed = nullptr);
 // Scalar reference: each W row widened by row_to_f32 (the reference dequantisation), sums in double.
 void matmul_dx_ref(float* dx, int64_t lddx, const float* dy, int64_t lddy, const void* W, DType w_dtype, int64_t M,
                    int64_t N, int64_t K, bool accumulate = false);

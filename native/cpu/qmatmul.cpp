@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -279,6 +280,39 @@ size_t qpack_bytes(DType t, int64_t N, int64_t K) {
   const QKernels& kr = QK();
   if (!kr.pack_bytes || !is_quant(t) || K % qblock_size(t) != 0) return 0;
   return kr.pack_bytes(t, N, K);
+}
+
+void qpack_row_blocks(DType t, const void* P, int64_t K, int64_t n, int64_t k0, int64_t w, void* out) {
+  using namespace cpu_qmatmul;
+  const int64_t qb = qblock_size(t);
+  if (k0 % qb != 0 || w % qb != 0 || k0 < 0 || k0 + w > K)
+    throw std::invalid_argument("qpack_row_blocks: columns [" + std::to_string(k0) + ", " + std::to_string(k0 + w) +
+                                ") are not whole " + dtype_name(t) + " blocks of a row of " + std::to_string(K));
+  const uint8_t* tile = static_cast<const uint8_t*>(P) + size_t(n / kPackRows) * pack_tile_bytes(t, K);
+  const int j = int(n % kPackRows);
+  uint8_t* o = static_cast<uint8_t*>(out);
+  for (int64_t b = k0 / qb; b < (k0 + w) / qb; ++b) {
+    if (t == DType::Q8_0) {  // u[g][j][4] (w + 128), then d[j]
+      const uint8_t* p = tile + size_t(b) * kPackQ8_0;
+      std::memcpy(o + offsetof(BlockQ8_0, d), p + 512 + 2 * j, 2);
+      for (int g = 0; g < 8; ++g)
+        for (int i = 0; i < 4; ++i) o[offsetof(BlockQ8_0, qs) + 4 * g + i] = uint8_t(p[64 * g + 4 * j + i] ^ 0x80);
+      o += sizeof(BlockQ8_0);
+    } else if (t == DType::Q4_0) {  // raw[g][j][4], g < 4, then d[j]
+      const uint8_t* p = tile + size_t(b) * kPackQ4_0;
+      std::memcpy(o + offsetof(BlockQ4_0, d), p + 256 + 2 * j, 2);
+      for (int g = 0; g < 4; ++g) std::memcpy(o + offsetof(BlockQ4_0, qs) + 4 * g, p + 64 * g + 4 * j, 4);
+      o += sizeof(BlockQ4_0);
+    } else {  // raw[p][g][j][4], then d[j], dmin[j] and the scale dwords a[j], b[j], c[j]
+      const uint8_t* p = tile + size_t(b) * kPackQ4_K;
+      std::memcpy(o + offsetof(BlockQ4_K, d), p + 2048 + 2 * j, 2);
+      std::memcpy(o + offsetof(BlockQ4_K, dmin), p + 2080 + 2 * j, 2);
+      for (int q = 0; q < 3; ++q) std::memcpy(o + offsetof(BlockQ4_K, scales) + 4 * q, p + 2112 + 64 * q + 4 * j, 4);
+      for (int pr = 0; pr < 4; ++pr)
+        for (int g = 0; g < 8; ++g) std::memcpy(o + offsetof(BlockQ4_K, qs) + 32 * pr + 4 * g, p + 512 * pr + 64 * g + 4 * j, 4);
+      o += sizeof(BlockQ4_K);
+    }
+  }
 }
 
 void qpack(ThreadPool* pool, DType t, const void* W, int64_t N, int64_t K, void* out) {

@@ -49,6 +49,10 @@ void qmatmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const void*
 // else W; W must stay valid either way.
 size_t qpack_bytes(DType t, int64_t N, int64_t K);
 void qpack(ThreadPool* pool, DType t, const void* W, int64_t N, int64_t K, void* out);
+// The inverse, for one row: the stored blocks of row n covering columns [k0, k0 + w) (whole blocks) of an N x K
+// weight packed at P, into `out` (w / block blocks). Plain copies of the layout, whichever table packed it, so
+// what reads a weight as stored (training's dX) can read the packed copy and the stored pages stay dropped.
+void qpack_row_blocks(DType t, const void* P, int64_t K, int64_t n, int64_t k0, int64_t w, void* out);
 
 // Activation mode: 0 = f32, 1 = int8, 2 = auto (the default). Returns the previous mode (tests, benches).
 int qmatmul_act_mode(int mode);

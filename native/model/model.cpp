@@ -210,11 +210,11 @@ void PackArena::release() {
 }
 
 // Q4_0 / Q4_K / Q8_0 projections in the cpu kernels' load-time layout (cpu/qmatmul.h qpack; CPUs with AVX-512
-// VNNI or AVX2): decode then takes the tile GEMM instead of the row dots, and prefill no
-// longer repacks each expert's tiles per call.
-// Each weight is packed on the pool into one arena and its mapped pages are dropped (they stay in the page cache),
-// so the process holds one copy, the stored size: the stored weight stays mapped for what reads it as stored
-// (training's dX, exports, another SIMD table or backend), faulting back in if it is read. MOE_QPACK=0: as stored.
+// VNNI or AVX2): decode then takes the tile GEMM instead of the row dots, and prefill no longer repacks each
+// expert's tiles per call. Each weight is packed on the pool into one arena and its mapped pages are dropped (they
+// stay in the page cache), so the process holds one copy, the stored size; training's dX reads the packed copy too.
+// The stored weight stays mapped for what reads it as stored (exports, f32 activations, another SIMD table or
+// backend), faulting back in if it is read. MOE_QPACK=0: as stored.
 void Model::pack_weights() {
   if (const char* env = std::getenv("MOE_QPACK"); env && std::strcmp(env, "0") == 0) return;
   std::vector<Linear*> ps = projections();

@@ -25,7 +25,8 @@ struct Tensor {
   int64_t ne[4] = {1, 1, 1, 1};
   int64_t nb[4] = {0, 0, 0, 0};
   // A block-quantized weight may also come in the cpu backend's load-time layout (cpu/qmatmul.h qpack), which its
-  // matmuls read instead of `data`; every other op and backend reads `data`. Views drop it (it is the whole tensor's).
+  // matmuls and input gradients (matmul_dx) read instead of `data`; every other op and backend reads `data`. Views
+  // drop it (it is the whole tensor's).
   const void* packed = nullptr;
 
   int64_t cols() const { return ne[0]; }

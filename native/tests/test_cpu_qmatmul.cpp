@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 #include "cpu/matmul.h"
+#include "cpu/nf4_matmul.h"
 #include "cpu/qmatmul.h"
 #include "quant/quant.h"
 #include "tests/test.h"
@@ -281,4 +282,42 @@ TEST(qmatmul_packed_is_the_gemm) {
   CHECK_THROWS(qpack(nullptr, DType::Q4_0, q.data(), 16, 32, P.data()), "take no packed q4_0");
   qmatmul_use_path(nullptr);
   qmatmul_act_mode(p8);
+}
+
+// The packing read back row by row (qpack_row_blocks) is the stored bytes, for every row and block range, whichever
+// table packed it; and the input gradient from the packed copy (matmul_dx's packed, what training reads once the
+// stored pages are dropped) is the one from the stored weight bit for bit, on the axpy path (M < 4) and the tiles.
+TEST(qmatmul_packed_rows_are_the_stored_blocks) {
+  const char* paths[4];
+  const int np = qmatmul_paths(paths, 4);
+  ThreadPool pool(2);
+  for (int p = 0; p < np; ++p) {
+    CHECK(qmatmul_use_path(paths[p]));
+    if (qpack_bytes(DType::Q4_0, 16, 32) == 0) continue;  // packs nothing
+    struct C { DType t; int64_t N, K; };
+    for (C c : {C{DType::Q8_0, 37, 320}, C{DType::Q4_0, 21, 96}, C{DType::Q4_K, 19, 512}}) {
+      const auto w = moe_test::randn(size_t(c.N * c.K), uint32_t(11 + c.N), 0.05f);
+      std::vector<uint8_t> q(qbytes(c.t, c.N * c.K)), P(qpack_bytes(c.t, c.N, c.K));
+      quantize_tensor(c.t, w.data(), q.data(), c.N * c.K);
+      qpack(&pool, c.t, q.data(), c.N, c.K, P.data());
+      const int64_t qb = qblock_size(c.t);
+      const size_t rb = dtype_row_bytes(c.t, c.K), bb = size_t(qblock_bytes(c.t));
+      std::vector<uint8_t> got(rb);
+      for (int64_t n = 0; n < c.N; ++n) {
+        qpack_row_blocks(c.t, P.data(), c.K, n, 0, c.K, got.data());
+        CHECK(std::memcmp(got.data(), q.data() + size_t(n) * rb, rb) == 0);
+        qpack_row_blocks(c.t, P.data(), c.K, n, qb, qb, got.data());  // the second block alone
+        CHECK(std::memcmp(got.data(), q.data() + size_t(n) * rb + bb, bb) == 0);
+      }
+      CHECK_THROWS(qpack_row_blocks(c.t, P.data(), c.K, 0, 1, qb, got.data()), "whole");
+      for (int64_t M : {1, 3, 9}) {
+        const auto dy = moe_test::randn(size_t(M * c.N), uint32_t(5 + M), 1.0f);
+        std::vector<float> a(size_t(M * c.K), 2.0f), b = a;
+        matmul_dx(&pool, a.data(), c.K, dy.data(), c.N, q.data(), c.t, M, c.N, c.K, true);
+        matmul_dx(&pool, b.data(), c.K, dy.data(), c.N, q.data(), c.t, M, c.N, c.K, true, P.data());
+        CHECK(std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
+      }
+    }
+  }
+  qmatmul_use_path(nullptr);
 }
