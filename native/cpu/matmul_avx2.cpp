@@ -182,10 +182,13 @@ MOE_AVX2 void matmul_rows_avx2_t(float* y, int64_t ldy, const float* x, int64_t 
           if (r < nr) convert_avx2<DT>(tr, W + (n + r) * K + k0, kb);
           for (int64_t k = r < nr ? kb : 0; k < kbp; ++k) tr[k] = 0.f;
         }
+        // Rows 3 at a time; a rest of one after some threes goes as 2 + 2 (one row alone has 4 FMA chains for the
+        // two FMA pipes' ~8 in flight: half rate). Each row's sums are its own, so the split does not change bits.
+        const int64_t m3 = M1 % 3 == 1 && M1 >= 4 ? M1 - 4 : M1 - M1 % 3;
         int64_t m = 0;
-        for (; m + 3 <= M1; m += 3) micro_avx2<3>(yc + m * ldy + n, ldy, xc + m * ldx + k0, ldx, tile, kbp, kb, nr);
-        if (M1 - m == 2) micro_avx2<2>(yc + m * ldy + n, ldy, xc + m * ldx + k0, ldx, tile, kbp, kb, nr);
-        else if (M1 - m == 1) micro_avx2<1>(yc + m * ldy + n, ldy, xc + m * ldx + k0, ldx, tile, kbp, kb, nr);
+        for (; m < m3; m += 3) micro_avx2<3>(yc + m * ldy + n, ldy, xc + m * ldx + k0, ldx, tile, kbp, kb, nr);
+        for (; m + 2 <= M1; m += 2) micro_avx2<2>(yc + m * ldy + n, ldy, xc + m * ldx + k0, ldx, tile, kbp, kb, nr);
+        if (m < M1) micro_avx2<1>(yc + m * ldy + n, ldy, xc + m * ldx + k0, ldx, tile, kbp, kb, nr);
       }
     }
   }
