@@ -218,6 +218,9 @@ void PackArena::release() {
 void Model::pack_weights() {
   if (const char* env = std::getenv("MOE_QPACK"); env && std::strcmp(env, "0") == 0) return;
   std::vector<Linear*> ps = projections();
+  // lm_head too (8000 x 1024 Q8_0 of the bench model: 0.149 -> 0.054 ms per token hot, 2 threads), unless it is the
+  // embedding table, whose rows the embedding gather reads as stored
+  if (lm_head_.present() && lm_head_.w != embed_.w) ps.push_back(&lm_head_);
   std::vector<size_t> at(ps.size());
   size_t total = 0;
   for (size_t i = 0; i < ps.size(); ++i) {
