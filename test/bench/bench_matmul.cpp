@@ -18,6 +18,7 @@
 #endif
 
 #include "backend/backend.h"
+#include "cpu/attention.h"
 #include "cpu/matmul.h"
 #include "cpu/nf4_matmul.h"
 #include "quant/nf4.h"
@@ -201,10 +202,44 @@ static void print_train(double min_s) {
   }
 }
 
+// Decode attention over an f16 cache, one token against n keys of every layer: bench_matmul SECONDS attn n Hkv G
+// [threads] [layers]. Each layer has its own cache (16 layers of the bench model's shape, hd 64: 64 MiB at n = 4096,
+// past the L3), so K and V stream from DRAM as in the engine; prints ms per token and the K+V bytes per second.
+void print_attention(double min_s, int64_t n, int64_t Hkv, int64_t G, int threads, int layers) {
+  const int64_t hd = 64, Hq = Hkv * G;
+  ThreadPool pool(threads);
+  std::vector<std::vector<uint16_t>> K(static_cast<size_t>(layers)), V(static_cast<size_t>(layers));
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int> u(0x3000, 0x3bff);  // f16 in [0.125, 1)
+  for (int l = 0; l < layers; ++l) {
+    K[size_t(l)].resize(size_t(n * Hkv * hd)); V[size_t(l)].resize(K[size_t(l)].size());
+    for (auto& v : K[size_t(l)]) v = uint16_t(u(rng));
+    for (auto& v : V[size_t(l)]) v = uint16_t(u(rng));
+  }
+  std::vector<float> q(size_t(Hq * hd), 0.01f), out(size_t(Hq * hd)), scratch(size_t(threads) * size_t(n + 64));
+  const double sec = best_of(min_s, [&] {
+    for (int l = 0; l < layers; ++l) {
+      KvCacheView kv;
+      kv.k = KvRows{KvRows::F16, K[size_t(l)].data(), Hkv * hd};
+      kv.v = KvRows{KvRows::F16, V[size_t(l)].data(), Hkv * hd};
+      kv.Hkv = Hkv;
+      attention_causal(pool, out.data(), Hq * hd, q.data(), Hq * hd, 1, Hq, hd, kv, n - 1, 0.125f, nullptr, 0, scratch.data(), n + 64);
+    }
+  });
+  std::printf("attention decode n=%lld Hkv=%lld G=%lld hd=64 f16 layers=%d thr=%d: %.3f ms per token, %.1f GB/s of K+V, %.1f GFLOP/s\n",
+              (long long)n, (long long)Hkv, (long long)G, layers, threads, sec * 1e3, double(layers) * n * Hkv * hd * 4 / sec / 1e9,
+              4.0 * layers * n * Hq * hd / sec / 1e9);
+}
+
 int main(int argc, char** argv) {
   double min_s = argc > 1 ? std::atof(argv[1]) : 0.5;
   if (argc > 2 && !std::strcmp(argv[2], "train")) { print_train(min_s); return 0; }  // bench_matmul SECONDS train
   if (argc > 2 && !std::strcmp(argv[2], "peak")) { print_peaks(); return 0; }  // bench_matmul SECONDS peak
+  if (argc > 5 && !std::strcmp(argv[2], "attn")) {  // bench_matmul SECONDS attn n Hkv G [threads] [layers]
+    print_attention(min_s, std::atoll(argv[3]), std::atoll(argv[4]), std::atoll(argv[5]), argc > 6 ? std::atoi(argv[6]) : 2,
+                    argc > 7 ? std::atoi(argv[7]) : 16);
+    return 0;
+  }
   if (argc > 5 && (!std::strcmp(argv[5], "q8_0") || !std::strcmp(argv[5], "q4_0") || !std::strcmp(argv[5], "q4_k"))) {
     // one quantized shape: bench_matmul SECONDS M N K q8_0|q4_0|q4_k [threads]: every quantized table, with f32
     // and int8 activations (at M >= 8 the f32 mode is the dequantised-tile path)
