@@ -229,14 +229,17 @@ MOE_QAVX2 void gemm_packed_q4(DType t, const uint8_t* P, int64_t N, int64_t K, c
 //
 // A tile in the packed layout (qmatmul_kernels.h: per block 8 groups of 64 bytes, group g lane j = dword g of row
 // j's weights as u = w + 128, then the rows' f16 scales) is read as two halves of 8 rows, like the Q4 tiles. Signed x
-// signed has no cheap exact form on AVX2: vpmaddubsw takes one unsigned operand, and |w| x sign(w)·x (vpsignb) costs
-// a vpsignb, a vpmaddubsw and a vpmaddwd per 32 products, all three on the same two of Zen 4's four vector pipes
-// (measured: any mix of them issues 2 per cycle). So each weight byte is split into its nibbles, u = 16 hi + lo,
-// and each nibble plane is a Q4-like unsigned operand: vpmaddubsw(lo, x) pairs reach 2 x 15 x 128 = 3840, summed in
-// i16 over the block's 8 groups (<= 30720 < 2^15: exact), the same for hi; two multiplies per 32 products, the adds
-// on the other pipes, one vpmaddwd per plane per block. Then, exactly in int32,
-//   sum_i w_i x_i = 16 sum hi_i x_i + sum lo_i x_i - 128 sum x_i      (sum x_i: the block's s)
-// and the float step is the row dots' and VNNI's: acc += cvt(dp) * (d_w * d_x).
+// signed has no single exact instruction on AVX2 (vpmaddubsw takes one unsigned operand), and two forms give the same
+// int32 sum:
+//   |w| x sign(w)·x (vpsignb; no byte is -128): a vpsignb, a vpmaddubsw and a vpmaddwd per 32 products (a pair
+//       reaches 2·127², so each group goes to int32 at once), all three on the same two of Zen 4's four vector pipes
+//       (any mix of them issues 2 per cycle, measured);
+//   the nibbles of u = 16 hi + lo as two Q4-like unsigned planes: vpmaddubsw pairs reach 2 x 15 x 128 = 3840, summed
+//       in i16 over the block's 8 groups (<= 30720 < 2^15: exact), two multiplies per 32 products, the adds on the
+//       other pipes and one vpmaddwd per plane per block; then sum w x = 16 sum hi x + sum lo x - 128 sum x.
+// Rows of x 2..4 at a time take the nibbles (the nibble split is shared by them), one row the sign form (Zen 4 under
+// MOE_SIMD=avx2, one thread, 512 x 1024, ms, sign -> nibbles: M=1 0.011 -> 0.014, M=16 0.132 -> 0.129, M=128 1.062
+// -> 1.018). The float step is the row dots' and VNNI's: acc += cvt(dp) * (d_w * d_x).
 constexpr int64_t kQ8Groups = 512;  // bytes of a packed Q8_0 block's weights (then its 32 bytes of scales)
 
 // r[j] = the 8 dwords of row j  ->  r[g] lane j = dword g of row j
@@ -290,25 +293,33 @@ MOE_QAVX2 void q8tile_half(const uint8_t* P, int64_t nb, int h, const BlockQ8X* 
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* o = P + size_t(b) * kPackQ8_0;
-    __m256i tl[R], th[R];
+    __m256i tl[R], th[R];  // R = 1: tl is the int32 sum of |w| x sign(w)·x
     for (int r = 0; r < R; ++r) tl[r] = th[r] = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int g = 0; g < 8; ++g) {
       const __m256i u = load32(o + 64 * g + 32 * h);
-      const __m256i lo = _mm256_and_si256(u, m4), hi = _mm256_and_si256(_mm256_srli_epi16(u, 4), m4);
-      for (int r = 0; r < R; ++r) {
-        const __m256i xb = bcast4(xq[r * nb + b].q + 4 * g);
-        tl[r] = _mm256_add_epi16(tl[r], _mm256_maddubs_epi16(lo, xb));
-        th[r] = _mm256_add_epi16(th[r], _mm256_maddubs_epi16(hi, xb));
-        keep(tl[r]);
-        keep(th[r]);
+      if constexpr (R == 1) {
+        const __m256i w = _mm256_xor_si256(u, _mm256_set1_epi8(char(0x80)));
+        const __m256i sx = _mm256_sign_epi8(bcast4(xq[b].q + 4 * g), w);
+        tl[0] = _mm256_add_epi32(tl[0], _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), sx), ones));
+        keep(tl[0]);
+      } else {
+        const __m256i lo = _mm256_and_si256(u, m4), hi = _mm256_and_si256(_mm256_srli_epi16(u, 4), m4);
+        for (int r = 0; r < R; ++r) {
+          const __m256i xb = bcast4(xq[r * nb + b].q + 4 * g);
+          tl[r] = _mm256_add_epi16(tl[r], _mm256_maddubs_epi16(lo, xb));
+          th[r] = _mm256_add_epi16(th[r], _mm256_maddubs_epi16(hi, xb));
+          keep(tl[r]);
+          keep(th[r]);
+        }
       }
     }
     const __m256 s = load_f16x8(o + kQ8Groups + 16 * h);
     for (int r = 0; r < R; ++r) {
       const BlockQ8X& X = xq[r * nb + b];
-      const __m256i dp = _mm256_sub_epi32(_mm256_add_epi32(_mm256_madd_epi16(th[r], sixteens), _mm256_madd_epi16(tl[r], ones)),
-                                          _mm256_set1_epi32(128 * X.s));
+      const __m256i dp = R == 1 ? tl[0]
+                                : _mm256_sub_epi32(_mm256_add_epi32(_mm256_madd_epi16(th[r], sixteens), _mm256_madd_epi16(tl[r], ones)),
+                                                   _mm256_set1_epi32(128 * X.s));
       acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_mul_ps(s, _mm256_set1_ps(X.d)), acc[r]);
     }
   }
