@@ -204,20 +204,25 @@ MOE_QVNNI void repack_tile(DType t, const uint8_t* W, size_t row_bytes, int64_t 
 // One block of a tile in the nibble form (Q4_0 / Q4_K) against R rows of x: w[g] the block's 4-byte group g of the
 // 16 rows (unsigned nibbles), s the rows' block scales, m their offset / min factors; x row r's block is xq[r·stride].
 //   acc[r] += cvt(Σ_g dpbusd(w[g], x dword g)) · s·d_x  −  m · d_x·Σq_x
+// Σ_g dpbusd(w[g], x dword g) for one x block against a block of 16 rows (w unsigned): two chains of four vpdpbusd
+// (latency ~5 cycles each) instead of one of eight; integer sums, so the same value.
+MOE_QVNNI inline __m512i block_dp(const __m512i* w, const BlockQ8X& X) {
+  __m512i p = _mm512_setzero_si512(), p2 = p;
+  for (int g = 0; g < 8; g += 2) {
+    int32_t four, four2;
+    std::memcpy(&four, X.q + 4 * g, 4);
+    std::memcpy(&four2, X.q + 4 * g + 4, 4);
+    p = _mm512_dpbusd_epi32(p, w[g], _mm512_set1_epi32(four));
+    p2 = _mm512_dpbusd_epi32(p2, w[g + 1], _mm512_set1_epi32(four2));
+  }
+  return _mm512_add_epi32(p, p2);
+}
+
 template <int R>
 MOE_QVNNI inline void q4_block_rows(__m512* acc, const __m512i* w, __m512 s, __m512 m, const BlockQ8X* xq, int64_t stride) {
   for (int r = 0; r < R; ++r) {
     const BlockQ8X& X = xq[r * stride];
-    // two chains of four vpdpbusd (latency ~5 cycles each) instead of one of eight; integer sums, so the same value
-    __m512i p = _mm512_setzero_si512(), p2 = p;
-    for (int g = 0; g < 8; g += 2) {
-      int32_t four, four2;
-      std::memcpy(&four, X.q + 4 * g, 4);
-      std::memcpy(&four2, X.q + 4 * g + 4, 4);
-      p = _mm512_dpbusd_epi32(p, w[g], _mm512_set1_epi32(four));
-      p2 = _mm512_dpbusd_epi32(p2, w[g + 1], _mm512_set1_epi32(four2));
-    }
-    p = _mm512_add_epi32(p, p2);
+    const __m512i p = block_dp(w, X);
     acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(s, _mm512_set1_ps(X.d)), acc[r]);
     acc[r] = _mm512_fnmadd_ps(m, _mm512_set1_ps(X.d * float(X.s)), acc[r]);
   }
@@ -420,15 +425,7 @@ MOE_QVNNI void ptile_rows_q8(const uint8_t* P, int64_t nb, const BlockQ8X* xq, f
     const __m512 s = load_f16x16(o + 512);
     for (int r = 0; r < R; ++r) {
       const BlockQ8X& X = xq[r * nb + b];
-      __m512i p = _mm512_setzero_si512(), p2 = p;  // two chains of four, as q4_block_rows
-      for (int g = 0; g < 8; g += 2) {
-        int32_t four, four2;
-        std::memcpy(&four, X.q + 4 * g, 4);
-        std::memcpy(&four2, X.q + 4 * g + 4, 4);
-        p = _mm512_dpbusd_epi32(p, u[g], _mm512_set1_epi32(four));
-        p2 = _mm512_dpbusd_epi32(p2, u[g + 1], _mm512_set1_epi32(four2));
-      }
-      p = _mm512_sub_epi32(_mm512_add_epi32(p, p2), _mm512_set1_epi32(128 * X.s));
+      const __m512i p = _mm512_sub_epi32(block_dp(u, X), _mm512_set1_epi32(128 * X.s));
       acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(s, _mm512_set1_ps(X.d)), acc[r]);
     }
   }
