@@ -303,12 +303,12 @@ void matmul_dx(ThreadPool* pool, float* dx, int64_t lddx, const float* dy, int64
       float* tile = tile_buf(size_t(kDxTileRows * (kc + kTilePad)));
       const size_t rb = dtype_row_bytes(t, K);
       const size_t off = quant ? size_t(k0 / qb) * size_t(qblock_bytes(t)) : size_t(k0) * dtype_size(t);
-      uint8_t* blocks = packed ? block_buf(size_t(w / qb) * size_t(qblock_bytes(t))) : nullptr;
+      uint8_t* blocks = packed && quant ? block_buf(size_t(w / qb) * size_t(qblock_bytes(t))) : nullptr;
       for (int64_t n0 = 0; n0 < N; n0 += kDxTileRows) {
         const int64_t nr = std::min(kDxTileRows, N - n0);
         for (int64_t r = 0; r < nr; ++r) {
           const uint8_t* src = Wb + size_t(n0 + r) * rb + off;  // whole blocks (quantized: k0, w are multiples)
-          if (quant && packed) {  // the row's stored blocks, copied back out of its tile
+          if (blocks) {  // the row's stored blocks, copied back out of its tile
             qpack_row_blocks(t, packed, K, n0 + r, k0, w, blocks);
             src = blocks;
           }
